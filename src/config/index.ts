@@ -1,0 +1,16 @@
+export {
+  configSchema,
+  flavorName,
+  type Config,
+  type ConfigInput,
+  type FlavorConfig,
+  type RoleResources,
+  type ScheduledTarget,
+} from './schema.js';
+export {
+  loadConfig,
+  ConfigError,
+  CONFIG_ENV_VARS,
+  type ConfigProblem,
+  type LoadConfigOptions,
+} from './load.js';

@@ -1,0 +1,349 @@
+import { z } from 'zod';
+
+/** Kubernetes quantity such as `1536Mi`, `1Gi`, `2`, `500m`. */
+const quantity = z
+  .string()
+  .regex(
+    /^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$/,
+    'a Kubernetes quantity such as 1Gi or 500m',
+  );
+
+const cidr = z
+  .string()
+  .regex(
+    /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/,
+    'an IPv4 CIDR such as 10.243.0.0/16',
+  );
+
+/** Minor version of Kubernetes, e.g. "1.30". */
+const kubernetesMinor = z
+  .string()
+  .regex(/^1\.[0-9]{2}$/, 'a Kubernetes minor version such as "1.30" (quote it in YAML)');
+
+const dnsLabelPrefix = z
+  .string()
+  .regex(
+    /^[a-z]([a-z0-9-]{0,18}[a-z0-9-])?$/,
+    'lowercase letters, digits and dashes, starting with a letter, at most 20 characters',
+  );
+
+export const roleResourcesSchema = z.strictObject({
+  /** Guest vCPUs (what the guest OS sees). */
+  cpus: z.number().int().min(1).max(16),
+  /** Guest memory. */
+  memory: quantity,
+  /** CPU limit of the virt-launcher pod (host-side cap). */
+  cpuLimit: quantity.default('1'),
+});
+
+export const flavorSchema = z.strictObject({
+  /** Kubernetes minor version installed by cloud-init, e.g. "1.30". */
+  kubernetesVersion: kubernetesMinor,
+  /** 1 = control plane only, 3 = control plane and two workers. */
+  nodes: z.union([z.literal(1), z.literal(3)]),
+  /** Warm envs to keep ready. */
+  minWarm: z.number().int().min(0).max(1000).default(2),
+  /** Hard cap on envs of this flavor in any state. */
+  maxTotal: z.number().int().min(1).max(5000).default(10),
+  /** containerDisk image; a pre-baked golden image skips package installs. */
+  image: z.string().min(1).optional(),
+  /** Set when `image` already carries kubeadm, kubelet, kubectl and containerd. */
+  goldenImage: z.boolean().default(false),
+});
+
+export const scheduledTargetSchema = z.strictObject({
+  /** Human name shown in pool status, e.g. "Tuesday class". */
+  name: z.string().min(1),
+  /** node-cron expression for when the class starts, e.g. "0 9 * * 2". */
+  cron: z.string().min(9),
+  /** Time zone of the cron expression (IANA name); the host's when absent. */
+  timezone: z.string().optional(),
+  flavor: z.string().min(1),
+  /** Warm envs wanted when the class starts. */
+  minWarm: z.number().int().min(1).max(1000),
+  /** How long before the start the pool begins to grow. */
+  leadMinutes: z
+    .number()
+    .int()
+    .min(0)
+    .max(24 * 60)
+    .default(30),
+  /** How long after the start the raised target holds. */
+  holdMinutes: z
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 60)
+    .default(120),
+});
+
+export const configSchema = z
+  .strictObject({
+    /** Prefix of every env namespace on the host cluster. */
+    namespacePrefix: dnsLabelPrefix.default('lab-'),
+    labsDir: z.string().min(1).default('labs'),
+    logLevel: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info'),
+    kube: z
+      .strictObject({
+        /** Path to the host cluster's kubeconfig; in-cluster config when absent and running in a pod. */
+        kubeconfig: z.string().min(1).optional(),
+        context: z.string().min(1).optional(),
+      })
+      .default({}),
+    redis: z
+      .strictObject({
+        url: z
+          .string()
+          .regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')
+          .default('redis://127.0.0.1:6379'),
+        /** Prefix of every Redis key and BullMQ queue, so several installs can share one Redis. */
+        prefix: z
+          .string()
+          .regex(/^[a-zA-Z0-9_-]+$/, 'letters, digits, dashes and underscores')
+          .default('labvirt'),
+      })
+      .default({ url: 'redis://127.0.0.1:6379', prefix: 'labvirt' }),
+    flavors: z
+      .record(
+        z.string().regex(/^v1\.[0-9]{2}-(1|3)node$/, 'a flavor name such as v1.30-3node'),
+        flavorSchema,
+      )
+      .default({
+        'v1.30-3node': {
+          kubernetesVersion: '1.30',
+          nodes: 3,
+          minWarm: 2,
+          maxTotal: 10,
+          goldenImage: false,
+        },
+        'v1.31-1node': {
+          kubernetesVersion: '1.31',
+          nodes: 1,
+          minWarm: 1,
+          maxTotal: 10,
+          goldenImage: false,
+        },
+      }),
+    schedules: z.array(scheduledTargetSchema).default([]),
+    vm: z
+      .strictObject({
+        /** Default containerDisk for every flavor without its own image. */
+        image: z.string().min(1).default('quay.io/containerdisks/ubuntu:22.04'),
+        controlPlane: roleResourcesSchema.default({ cpus: 2, memory: '1536Mi', cpuLimit: '1' }),
+        worker: roleResourcesSchema.default({ cpus: 1, memory: '1Gi', cpuLimit: '1' }),
+      })
+      .default({
+        image: 'quay.io/containerdisks/ubuntu:22.04',
+        controlPlane: { cpus: 2, memory: '1536Mi', cpuLimit: '1' },
+        worker: { cpus: 1, memory: '1Gi', cpuLimit: '1' },
+      }),
+    network: z
+      .strictObject({
+        /** Pod CIDR inside each student cluster; must not overlap the host cluster's. */
+        podCidr: cidr.default('10.243.0.0/16'),
+        /** Service CIDR inside each student cluster; must not overlap the host cluster's. */
+        serviceCidr: cidr.default('10.95.0.0/16'),
+        /** Ranges env VMs may not reach (besides their own env): private networks by default. */
+        deniedEgressCidrs: z
+          .array(cidr)
+          .default([
+            '10.0.0.0/8',
+            '172.16.0.0/12',
+            '192.168.0.0/16',
+            '100.64.0.0/10',
+            '169.254.0.0/16',
+          ]),
+        /** Labels of labvirt's own pods (the SSH gateway and executor), allowed to reach port 22. */
+        gatewayPodLabels: z
+          .record(z.string(), z.string())
+          .default({ 'app.kubernetes.io/name': 'labvirt' }),
+        /** Namespace labvirt runs in on the host cluster. */
+        gatewayNamespace: z.string().min(1).default('labvirt'),
+        /** Allow KubeVirt's virt-api to reach port 22 (`virtctl ssh`). */
+        allowVirtctlSsh: z.boolean().default(false),
+      })
+      .default({
+        podCidr: '10.243.0.0/16',
+        serviceCidr: '10.95.0.0/16',
+        deniedEgressCidrs: [
+          '10.0.0.0/8',
+          '172.16.0.0/12',
+          '192.168.0.0/16',
+          '100.64.0.0/10',
+          '169.254.0.0/16',
+        ],
+        gatewayPodLabels: { 'app.kubernetes.io/name': 'labvirt' },
+        gatewayNamespace: 'labvirt',
+        allowVirtctlSsh: false,
+      }),
+    ssh: z
+      .strictObject({
+        /** `gateway`: students reach VMs through labvirt's SSH gateway; `nodeport`: one NodePort per env. */
+        mode: z.enum(['gateway', 'nodeport']).default('gateway'),
+        gatewayPort: z.number().int().min(1).max(65535).default(2222),
+        /** Host name students are told to connect to. */
+        publicHost: z.string().min(1).default('127.0.0.1'),
+        bindAddress: z.string().min(1).default('0.0.0.0'),
+        /** Where the gateway host key is kept: a file path, or `secret:<namespace>/<name>` on the host cluster. */
+        hostKey: z.string().min(1).default('.labvirt/gateway_host_key'),
+        idleTimeoutMinutes: z
+          .number()
+          .int()
+          .min(1)
+          .max(24 * 60)
+          .default(30),
+        /** Timeout of one lab script (setup, check, solve, prepare) unless the lab sets its own. */
+        scriptTimeoutSeconds: z.number().int().min(1).max(3600).default(120),
+      })
+      .default({
+        mode: 'gateway',
+        gatewayPort: 2222,
+        publicHost: '127.0.0.1',
+        bindAddress: '0.0.0.0',
+        hostKey: '.labvirt/gateway_host_key',
+        idleTimeoutMinutes: 30,
+        scriptTimeoutSeconds: 120,
+      }),
+    sessions: z
+      .strictObject({
+        maxPerStudent: z.number().int().min(1).max(10).default(1),
+        /** Session length when the lab sets no time limit. */
+        defaultMinutes: z
+          .number()
+          .int()
+          .min(5)
+          .max(24 * 60)
+          .default(60),
+        /** Longest a session may last, extensions included. */
+        maxMinutes: z
+          .number()
+          .int()
+          .min(5)
+          .max(7 * 24 * 60)
+          .default(240),
+        extendMinutes: z
+          .number()
+          .int()
+          .min(1)
+          .max(24 * 60)
+          .default(30),
+        warnBeforeMinutes: z.number().int().min(1).max(60).default(10),
+        expiryCron: z.string().min(9).default('* * * * *'),
+      })
+      .default({
+        maxPerStudent: 1,
+        defaultMinutes: 60,
+        maxMinutes: 240,
+        extendMinutes: 30,
+        warnBeforeMinutes: 10,
+        expiryCron: '* * * * *',
+      }),
+    pool: z
+      .strictObject({
+        replenishCron: z.string().min(9).default('*/1 * * * *'),
+        reconcileCron: z.string().min(9).default('*/5 * * * *'),
+        /** Envs being provisioned at once across all replicas (protects the host cluster). */
+        maxProvisioning: z.number().int().min(1).max(500).default(10),
+        /** Jobs one worker process runs at once. */
+        workerConcurrency: z.number().int().min(1).max(200).default(5),
+        provisionDeadlineSeconds: z.number().int().min(10).max(7200).default(900),
+        provisionAttempts: z.number().int().min(1).max(10).default(3),
+      })
+      .default({
+        replenishCron: '*/1 * * * *',
+        reconcileCron: '*/5 * * * *',
+        maxProvisioning: 10,
+        workerConcurrency: 5,
+        provisionDeadlineSeconds: 900,
+        provisionAttempts: 3,
+      }),
+    api: z
+      .strictObject({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8080),
+        /** Name of the environment variable holding the API bearer token. */
+        tokenEnv: z
+          .string()
+          .regex(/^[A-Z_][A-Z0-9_]*$/)
+          .default('LABVIRT_API_TOKEN'),
+      })
+      .default({ host: '127.0.0.1', port: 8080, tokenEnv: 'LABVIRT_API_TOKEN' }),
+    slack: z
+      .strictObject({
+        /** Names of the environment variables holding Slack secrets (never the secrets themselves). */
+        signingSecretEnv: z
+          .string()
+          .regex(/^[A-Z_][A-Z0-9_]*$/)
+          .default('SLACK_SIGNING_SECRET'),
+        botTokenEnv: z
+          .string()
+          .regex(/^[A-Z_][A-Z0-9_]*$/)
+          .default('SLACK_BOT_TOKEN'),
+        port: z.number().int().min(0).max(65535).default(3000),
+        command: z
+          .string()
+          .regex(/^\/[a-z0-9_-]+$/)
+          .default('/lab'),
+      })
+      .default({
+        signingSecretEnv: 'SLACK_SIGNING_SECRET',
+        botTokenEnv: 'SLACK_BOT_TOKEN',
+        port: 3000,
+        command: '/lab',
+      }),
+  })
+  .superRefine((cfg, ctx) => {
+    for (const [name, flavor] of Object.entries(cfg.flavors)) {
+      const expected = flavorName(flavor.kubernetesVersion, flavor.nodes);
+      if (name !== expected) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['flavors', name],
+          message: `flavor name must match its version and nodes: expected "${expected}"`,
+        });
+      }
+      if (flavor.minWarm > flavor.maxTotal) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['flavors', name, 'minWarm'],
+          message: `minWarm (${flavor.minWarm}) exceeds maxTotal (${flavor.maxTotal})`,
+        });
+      }
+    }
+    cfg.schedules.forEach((s, i) => {
+      if (!(s.flavor in cfg.flavors)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['schedules', i, 'flavor'],
+          message: `unknown flavor "${s.flavor}"; known: ${Object.keys(cfg.flavors).join(', ')}`,
+        });
+      }
+    });
+    if (cfg.sessions.defaultMinutes > cfg.sessions.maxMinutes) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sessions', 'defaultMinutes'],
+        message: `defaultMinutes (${cfg.sessions.defaultMinutes}) exceeds maxMinutes (${cfg.sessions.maxMinutes})`,
+      });
+    }
+    if (cfg.network.podCidr === cfg.network.serviceCidr) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['network', 'serviceCidr'],
+        message: 'serviceCidr must differ from podCidr',
+      });
+    }
+  });
+
+export type Config = z.output<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+export type FlavorConfig = z.output<typeof flavorSchema>;
+export type RoleResources = z.output<typeof roleResourcesSchema>;
+export type ScheduledTarget = z.output<typeof scheduledTargetSchema>;
+
+/** Canonical flavor name: `v<minor>-<nodes>node`, e.g. `v1.30-3node`. */
+export function flavorName(kubernetesVersion: string, nodes: number): string {
+  return `v${kubernetesVersion}-${nodes}node`;
+}
