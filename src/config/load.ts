@@ -39,6 +39,8 @@ const ENV_OVERRIDES: Record<string, { path: string[]; type: 'string' | 'number' 
   LABVIRT_REDIS_PREFIX: { path: ['redis', 'prefix'], type: 'string' },
   LABVIRT_NAMESPACE_PREFIX: { path: ['namespacePrefix'], type: 'string' },
   LABVIRT_LABS_DIR: { path: ['labsDir'], type: 'string' },
+  LABVIRT_LAB_SCRIPTS: { path: ['labScripts'], type: 'string' },
+  LABVIRT_GUEST_ADDRESS_MAP: { path: ['kube', 'guestAddressMap'], type: 'string' },
   LABVIRT_LOG_LEVEL: { path: ['logLevel'], type: 'string' },
   LABVIRT_API_HOST: { path: ['api', 'host'], type: 'string' },
   LABVIRT_API_PORT: { path: ['api', 'port'], type: 'number' },

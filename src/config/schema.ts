@@ -1,4 +1,13 @@
+import cron from 'node-cron';
 import { z } from 'zod';
+
+/** A node-cron expression (5 fields, or 6 with seconds). */
+const cronExpression = z
+  .string()
+  .refine(
+    (v) => cron.validate(v),
+    'a cron expression such as "*/5 * * * *" (minute hour day month weekday)',
+  );
 
 /** Kubernetes quantity such as `1536Mi`, `1Gi`, `2`, `500m`. */
 const quantity = z
@@ -55,7 +64,7 @@ export const scheduledTargetSchema = z.strictObject({
   /** Human name shown in pool status, e.g. "Tuesday class". */
   name: z.string().min(1),
   /** node-cron expression for when the class starts, e.g. "0 9 * * 2". */
-  cron: z.string().min(9),
+  cron: cronExpression,
   /** Time zone of the cron expression (IANA name); the host's when absent. */
   timezone: z.string().optional(),
   flavor: z.string().min(1),
@@ -82,6 +91,12 @@ export const configSchema = z
     /** Prefix of every env namespace on the host cluster. */
     namespacePrefix: dnsLabelPrefix.default('lab-'),
     labsDir: z.string().min(1).default('labs'),
+    /**
+     * Which scripts of each lab to run: `standard` (the real ones, for real
+     * VMs) or `sim` (each lab's fixture-friendly variants, for the simulator's
+     * guests, which have no kubectl or systemd).
+     */
+    labScripts: z.enum(['standard', 'sim']).default('standard'),
     logLevel: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info'),
@@ -90,6 +105,12 @@ export const configSchema = z
         /** Path to the host cluster's kubeconfig; in-cluster config when absent and running in a pod. */
         kubeconfig: z.string().min(1).optional(),
         context: z.string().min(1).optional(),
+        /**
+         * A JSON file mapping guest `ip:port` to the `host:port` that reaches it
+         * (`{"10.244.0.7:22": "127.0.0.1:40123"}`), for when VM addresses are
+         * not routable from labvirt (the simulator writes one). Unset: direct.
+         */
+        guestAddressMap: z.string().min(1).optional(),
       })
       .default({}),
     redis: z
@@ -188,6 +209,8 @@ export const configSchema = z
         bindAddress: z.string().min(1).default('0.0.0.0'),
         /** Where the gateway host key is kept: a file path, or `secret:<namespace>/<name>` on the host cluster. */
         hostKey: z.string().min(1).default('.labvirt/gateway_host_key'),
+        /** labvirt's own key for logging into VMs (same forms as hostKey); put in every VM by cloud-init. */
+        orchestratorKey: z.string().min(1).default('.labvirt/orchestrator_key'),
         idleTimeoutMinutes: z
           .number()
           .int()
@@ -203,6 +226,7 @@ export const configSchema = z
         publicHost: '127.0.0.1',
         bindAddress: '0.0.0.0',
         hostKey: '.labvirt/gateway_host_key',
+        orchestratorKey: '.labvirt/orchestrator_key',
         idleTimeoutMinutes: 30,
         scriptTimeoutSeconds: 120,
       }),
@@ -230,7 +254,7 @@ export const configSchema = z
           .max(24 * 60)
           .default(30),
         warnBeforeMinutes: z.number().int().min(1).max(60).default(10),
-        expiryCron: z.string().min(9).default('* * * * *'),
+        expiryCron: cronExpression.default('* * * * *'),
       })
       .default({
         maxPerStudent: 1,
@@ -242,14 +266,20 @@ export const configSchema = z
       }),
     pool: z
       .strictObject({
-        replenishCron: z.string().min(9).default('*/1 * * * *'),
-        reconcileCron: z.string().min(9).default('*/5 * * * *'),
+        replenishCron: cronExpression.default('*/1 * * * *'),
+        reconcileCron: cronExpression.default('*/5 * * * *'),
         /** Envs being provisioned at once across all replicas (protects the host cluster). */
         maxProvisioning: z.number().int().min(1).max(500).default(10),
         /** Jobs one worker process runs at once. */
         workerConcurrency: z.number().int().min(1).max(200).default(5),
         provisionDeadlineSeconds: z.number().int().min(10).max(7200).default(900),
         provisionAttempts: z.number().int().min(1).max(10).default(3),
+        /** How long a crashed worker's job stays locked before another worker takes it over. */
+        jobLockSeconds: z.number().int().min(2).max(600).default(30),
+        /** Times a student is moved to another env when the lab setup fails, before giving up. */
+        maxSetupMoves: z.number().int().min(0).max(10).default(2),
+        /** How often provisioning polls the env's VMIs while waiting for them to run. */
+        pollSeconds: z.number().min(0.05).max(60).default(2),
       })
       .default({
         replenishCron: '*/1 * * * *',
@@ -258,6 +288,9 @@ export const configSchema = z
         workerConcurrency: 5,
         provisionDeadlineSeconds: 900,
         provisionAttempts: 3,
+        jobLockSeconds: 30,
+        maxSetupMoves: 2,
+        pollSeconds: 2,
       }),
     api: z
       .strictObject({

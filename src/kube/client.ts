@@ -1,0 +1,294 @@
+import {
+  ApiException,
+  CoreV1Api,
+  CustomObjectsApi,
+  KubeConfig,
+  KubernetesObjectApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type KubernetesObject,
+  type V1Namespace,
+  type V1Secret,
+} from '@kubernetes/client-node';
+import type { Logger } from '../log/index.js';
+
+export interface KubeConnectionSettings {
+  kubeconfig?: string;
+  context?: string;
+}
+
+/**
+ * Loads the host cluster's kubeconfig: an explicit file, else the in-cluster
+ * service account, else `$KUBECONFIG`/`~/.kube/config`. client-node silently
+ * falls back to http://localhost:8080 when it finds nothing; that would send
+ * labvirt's writes to whatever listens there, so it is refused.
+ */
+export function loadKubeConfig(settings: KubeConnectionSettings): KubeConfig {
+  const kc = new KubeConfig();
+  if (settings.kubeconfig) {
+    kc.loadFromFile(settings.kubeconfig);
+  } else if (process.env.KUBERNETES_SERVICE_HOST && process.env.KUBERNETES_SERVICE_PORT) {
+    kc.loadFromCluster();
+  } else {
+    kc.loadFromDefault();
+  }
+  if (settings.context) {
+    if (!kc.getContexts().some((c) => c.name === settings.context)) {
+      throw new Error(
+        `kube context "${settings.context}" is not in the kubeconfig (have: ${kc
+          .getContexts()
+          .map((c) => c.name)
+          .join(', ')})`,
+      );
+    }
+    kc.setCurrentContext(settings.context);
+  }
+  const server = kc.getCurrentCluster()?.server;
+  if (!server || /^https?:\/\/(localhost|127\.0\.0\.1):8080\/?$/.test(server)) {
+    throw new Error(
+      'no host cluster configured: set kube.kubeconfig (or $LABVIRT_KUBECONFIG) to a kubeconfig file; ' +
+        "labvirt refuses client-node's silent fallback to http://localhost:8080",
+    );
+  }
+  return kc;
+}
+
+/** A Kubernetes object as labvirt renders and reads them. */
+export type KubeObject = KubernetesObject & Record<string, unknown>;
+
+export interface VmiStatusView {
+  name: string;
+  phase: string;
+  ip?: string;
+  ready: boolean;
+  agentConnected: boolean;
+  unschedulable: boolean;
+  reason?: string;
+}
+
+const KUBEVIRT_GROUP = 'kubevirt.io';
+const KUBEVIRT_VERSION = 'v1';
+const MANAGED_SELECTOR = 'app.kubernetes.io/managed-by=labvirt';
+
+export function isApiError(err: unknown, code?: number): err is ApiException<unknown> {
+  return err instanceof ApiException && (code === undefined || err.code === code);
+}
+
+/** The message of an API error's Status body, for logs and reports. */
+export function apiErrorMessage(err: unknown): string {
+  if (err instanceof ApiException) {
+    const body = err.body as unknown;
+    try {
+      const status = (typeof body === 'string' ? JSON.parse(body) : body) as { message?: string };
+      if (status?.message) return `${err.code}: ${status.message}`;
+    } catch {
+      // not JSON: fall through
+    }
+    return `${err.code}: ${String(body).slice(0, 200)}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+export interface HostClusterOptions {
+  logger: Logger;
+  /** Called once per API request (metrics: requests per environment lifecycle). */
+  onRequest?: (verb: string, resource: string) => void;
+  /** Pause between retries when a fresh ResourceQuota's status is still unknown. */
+  quotaRetryMs?: number;
+}
+
+/**
+ * Every call labvirt makes to the host cluster goes through here, so it can be
+ * counted, retried where the API asks for it, and read as one list.
+ */
+export class HostCluster {
+  readonly core: CoreV1Api;
+  readonly custom: CustomObjectsApi;
+  readonly objects: KubernetesObjectApi;
+  private readonly log: Logger;
+  private readonly count: (verb: string, resource: string) => void;
+  private readonly quotaRetryMs: number;
+
+  constructor(
+    readonly kubeConfig: KubeConfig,
+    options: HostClusterOptions,
+  ) {
+    this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.objects = KubernetesObjectApi.makeApiClient(kubeConfig);
+    this.log = options.logger;
+    this.count = options.onRequest ?? (() => undefined);
+    this.quotaRetryMs = options.quotaRetryMs ?? 1000;
+  }
+
+  /**
+   * Creates every object in order. An object that already exists is left as
+   * it is (re-running a half-done provision is safe). A refusal because a new
+   * quota's status is not computed yet is retried, as the API server asks.
+   */
+  async createAll(objects: KubeObject[], deadline = Date.now() + 60_000): Promise<void> {
+    for (const obj of objects) {
+      for (;;) {
+        this.count('create', obj.kind ?? 'unknown');
+        try {
+          await this.objects.create(obj);
+          break;
+        } catch (err) {
+          if (isApiError(err, 409)) break;
+          if (isApiError(err, 403) && /status unknown for quota/.test(apiErrorMessage(err))) {
+            if (Date.now() > deadline) throw err;
+            await sleep(this.quotaRetryMs);
+            continue;
+          }
+          throw new Error(
+            `creating ${obj.kind} ${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}: ${apiErrorMessage(err)}`,
+          );
+        }
+      }
+    }
+  }
+
+  /** Every Namespace labvirt owns (label `app.kubernetes.io/managed-by=labvirt`), all pages. */
+  async listManagedNamespaces(): Promise<V1Namespace[]> {
+    const out: V1Namespace[] = [];
+    let cont: string | undefined;
+    do {
+      this.count('list', 'Namespace');
+      const page = await this.core.listNamespace({
+        labelSelector: MANAGED_SELECTOR,
+        limit: 500,
+        _continue: cont,
+      });
+      out.push(...page.items);
+      cont = page.metadata?._continue || undefined;
+    } while (cont);
+    return out;
+  }
+
+  async getNamespace(name: string): Promise<V1Namespace | undefined> {
+    this.count('get', 'Namespace');
+    try {
+      return await this.core.readNamespace({ name });
+    } catch (err) {
+      if (isApiError(err, 404)) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Merges labels and annotations into a Namespace; `null` removes a key.
+   * Never touches a Namespace that labvirt does not manage.
+   */
+  async patchNamespaceMeta(
+    name: string,
+    meta: { labels?: Record<string, string | null>; annotations?: Record<string, string | null> },
+  ): Promise<void> {
+    this.count('patch', 'Namespace');
+    await this.core.patchNamespace(
+      { name, body: { metadata: meta } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+
+  /** Starts deleting a Namespace (and so the whole env); absent is fine. */
+  async deleteNamespace(name: string): Promise<void> {
+    this.count('delete', 'Namespace');
+    try {
+      await this.core.deleteNamespace({ name, propagationPolicy: 'Background' });
+    } catch (err) {
+      if (!isApiError(err, 404)) throw err;
+    }
+  }
+
+  async listVmis(namespace: string): Promise<VmiStatusView[]> {
+    this.count('list', 'VirtualMachineInstance');
+    const list = (await this.custom.listNamespacedCustomObject({
+      group: KUBEVIRT_GROUP,
+      version: KUBEVIRT_VERSION,
+      namespace,
+      plural: 'virtualmachineinstances',
+    })) as { items: VmiObject[] };
+    return list.items.map(toVmiStatus);
+  }
+
+  async listVms(namespace: string): Promise<KubeObject[]> {
+    this.count('list', 'VirtualMachine');
+    const list = (await this.custom.listNamespacedCustomObject({
+      group: KUBEVIRT_GROUP,
+      version: KUBEVIRT_VERSION,
+      namespace,
+      plural: 'virtualmachines',
+    })) as { items: KubeObject[] };
+    return list.items;
+  }
+
+  /** Deletes a VMI so its VM (runStrategy Always) boots a fresh one. */
+  async deleteVmi(namespace: string, name: string): Promise<void> {
+    this.count('delete', 'VirtualMachineInstance');
+    try {
+      await this.custom.deleteNamespacedCustomObject({
+        group: KUBEVIRT_GROUP,
+        version: KUBEVIRT_VERSION,
+        namespace,
+        plural: 'virtualmachineinstances',
+        name,
+      });
+    } catch (err) {
+      if (!isApiError(err, 404)) throw err;
+    }
+  }
+
+  async readSecret(namespace: string, name: string): Promise<V1Secret | undefined> {
+    this.count('get', 'Secret');
+    try {
+      return await this.core.readNamespacedSecret({ namespace, name });
+    } catch (err) {
+      if (isApiError(err, 404)) return undefined;
+      throw err;
+    }
+  }
+
+  async createSecret(namespace: string, secret: V1Secret): Promise<void> {
+    this.count('create', 'Secret');
+    await this.core.createNamespacedSecret({ namespace, body: secret });
+  }
+
+  /** Cheap liveness probe of the API server. */
+  async ping(): Promise<void> {
+    this.count('list', 'Namespace');
+    await this.core.listNamespace({ limit: 1 });
+  }
+
+  logger(): Logger {
+    return this.log;
+  }
+}
+
+interface VmiObject {
+  metadata?: { name?: string };
+  status?: {
+    phase?: string;
+    interfaces?: { ipAddress?: string }[];
+    conditions?: { type?: string; status?: string; reason?: string; message?: string }[];
+  };
+}
+
+function toVmiStatus(vmi: VmiObject): VmiStatusView {
+  const conditions = vmi.status?.conditions ?? [];
+  const cond = (type: string) => conditions.find((c) => c.type === type);
+  const scheduled = cond('PodScheduled');
+  const unschedulable = scheduled?.status === 'False' && scheduled.reason === 'Unschedulable';
+  return {
+    name: vmi.metadata?.name ?? '',
+    phase: vmi.status?.phase ?? 'Pending',
+    ip: vmi.status?.interfaces?.[0]?.ipAddress,
+    ready: cond('Ready')?.status === 'True',
+    agentConnected: cond('AgentConnected')?.status === 'True',
+    unschedulable,
+    reason: unschedulable ? scheduled?.message : cond('Ready')?.reason,
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,156 @@
+import type { EnvState, SessionEndReason } from '../events/index.js';
+
+export type SessionState = 'waiting' | 'claimed' | 'preparing' | 'active' | 'ended';
+
+/** How the student reaches their env. */
+export interface ConnectionDetails {
+  mode: 'gateway' | 'nodeport';
+  host: string;
+  port: number;
+  user: string;
+  /** A ready-to-paste command, e.g. `ssh -i lab.key -p 2222 s-abc123@lab.example.org`. */
+  command: string;
+  /** Nodes the student can jump to from the control plane. */
+  nodes: string[];
+}
+
+export interface SessionView {
+  id: string;
+  student: string;
+  labId: string;
+  labTitle: string;
+  flavor: string;
+  state: SessionState;
+  envId?: string;
+  createdAt: string;
+  /** When the student was let in. */
+  readyAt?: string;
+  expiresAt?: string;
+  /** Latest expiry extensions may reach. */
+  maxExpiresAt?: string;
+  hintsUsed: number;
+  hintsTotal: number;
+  endedReason?: SessionEndReason;
+  connection?: ConnectionDetails;
+  /** Only while waiting for an env. */
+  queue?: { position: number; estimateSeconds: number };
+  /**
+   * The session's private key (OpenSSH format). Present only in the response
+   * that created the session and only when the student registered no key of
+   * their own; never stored in logs, never shown again.
+   */
+  privateKey?: string;
+}
+
+export interface StartRequest {
+  student: string;
+  labId: string;
+  /** The student's own public key (OpenSSH format); a fresh ed25519 pair is made when absent. */
+  publicKey?: string;
+  /** Idempotency key (e.g. Slack's trigger id): a repeated request returns the same session. */
+  requestId?: string;
+}
+
+export interface CheckOutcome {
+  name: string;
+  description: string;
+  passed: boolean;
+  points: number;
+  /** The `FAIL:` lines the check printed, or a plain explanation when it could not run. */
+  messages: string[];
+}
+
+export interface CheckResult {
+  sessionId: string;
+  passed: boolean;
+  score: number;
+  maxScore: number;
+  checks: CheckOutcome[];
+}
+
+export interface HintResult {
+  sessionId: string;
+  /** 1-based index of the hint just revealed. */
+  index: number;
+  total: number;
+  text: string;
+}
+
+export interface FlavorPoolStatus {
+  flavor: string;
+  /** Envs per state. */
+  counts: Record<EnvState, number>;
+  minWarm: number;
+  /** Effective target, including scheduled class targets currently in force. */
+  targetWarm: number;
+  maxTotal: number;
+  waiting: number;
+  /** True when the host cluster cannot fit more VMs (VMIs stuck Unschedulable). */
+  capacityBlocked: boolean;
+  capacityReason?: string;
+  scheduledTargets: { name: string; minWarm: number; from: string; until: string }[];
+}
+
+export interface PoolStatus {
+  flavors: FlavorPoolStatus[];
+}
+
+export interface EnvView {
+  id: string;
+  namespace: string;
+  flavor: string;
+  state: EnvState;
+  createdAt: string;
+  sessionId?: string;
+  student?: string;
+  labId?: string;
+  expiresAt?: string;
+}
+
+/** Stable error codes of the service; front ends map them to HTTP statuses and messages. */
+export type LabvirtErrorCode =
+  | 'INVALID_REQUEST'
+  | 'UNKNOWN_LAB'
+  | 'UNKNOWN_FLAVOR'
+  | 'SESSION_NOT_FOUND'
+  | 'NOT_YOUR_SESSION'
+  | 'SESSION_NOT_ACTIVE'
+  | 'LIMIT_REACHED'
+  | 'MAX_EXTENSION'
+  | 'NO_MORE_HINTS'
+  | 'INVALID_PUBLIC_KEY'
+  | 'UNAVAILABLE';
+
+export class LabvirtError extends Error {
+  constructor(
+    readonly code: LabvirtErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = 'LabvirtError';
+  }
+}
+
+/**
+ * What front ends (HTTP API, Slack, CLI through the API) can ask of labvirt.
+ * `actor` is the student on whose behalf a call is made; operators pass
+ * `undefined` to act on any session.
+ */
+export interface LabvirtService {
+  start(request: StartRequest): Promise<SessionView>;
+  stop(sessionId: string, actor?: string): Promise<SessionView>;
+  extend(sessionId: string, actor?: string): Promise<SessionView>;
+  status(sessionId: string, actor?: string): Promise<SessionView>;
+  list(filter?: { student?: string; includeEnded?: boolean }): Promise<SessionView[]>;
+  check(sessionId: string, actor?: string): Promise<CheckResult>;
+  hint(sessionId: string, actor?: string): Promise<HintResult>;
+  poolStatus(): Promise<PoolStatus>;
+  listEnvs(filter?: { flavor?: string; state?: EnvState }): Promise<EnvView[]>;
+  /** Labs students can start. */
+  listLabs(): Promise<
+    { id: string; title: string; flavor: string; difficulty: string; timeLimitMinutes: number }[]
+  >;
+  /** Readiness of the dependencies (Redis, host cluster). */
+  health(): Promise<{ ok: boolean; checks: Record<string, { ok: boolean; detail?: string }> }>;
+}
