@@ -1,0 +1,231 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, mkdirSync, mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { Redis } from 'ioredis';
+
+export class RedisServerMissingError extends Error {
+  constructor(detail: string) {
+    super(
+      `redis-server is not installed and labvirt cannot install it here (${detail}). ` +
+        'Install it with your package manager (Debian/Ubuntu: `sudo apt-get install redis-server`) ' +
+        'or set $LABVIRT_REDIS_SERVER to its path.',
+    );
+    this.name = 'RedisServerMissingError';
+  }
+}
+
+export interface FindOptions {
+  env?: NodeJS.ProcessEnv;
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Path of a redis-server binary: $LABVIRT_REDIS_SERVER, then $PATH, then the usual places. */
+export function findRedisServer(options: FindOptions = {}): string | undefined {
+  const env = options.env ?? process.env;
+  if (env.LABVIRT_REDIS_SERVER) {
+    return isExecutable(env.LABVIRT_REDIS_SERVER) ? env.LABVIRT_REDIS_SERVER : undefined;
+  }
+  const dirs = [
+    ...(env.PATH ?? '').split(delimiter).filter(Boolean),
+    '/usr/bin',
+    '/usr/local/bin',
+    '/usr/sbin',
+  ];
+  for (const dir of dirs) {
+    const candidate = join(dir, 'redis-server');
+    if (isExecutable(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+export interface EnsureOptions extends FindOptions {
+  /** Allow installing with apt-get when missing (default: when running as root). */
+  allowInstall?: boolean;
+  log?: (line: string) => void;
+}
+
+/**
+ * Finds redis-server, installing it with apt-get when it is missing and this
+ * process may (root on a Debian-family system). Refuses clearly otherwise.
+ */
+export async function ensureRedisServer(options: EnsureOptions = {}): Promise<string> {
+  const found = findRedisServer(options);
+  if (found) return found;
+  const env = options.env ?? process.env;
+  const allowInstall = options.allowInstall ?? process.getuid?.() === 0;
+  if (!allowInstall) throw new RedisServerMissingError('not running as root');
+  const aptGet = ['/usr/bin/apt-get', '/bin/apt-get'].find(isExecutable);
+  if (!aptGet) throw new RedisServerMissingError('no apt-get on this system');
+  const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
+  log('redis-server not found: installing it with apt-get (once)…');
+  const aptEnv = { ...env, DEBIAN_FRONTEND: 'noninteractive' };
+  for (const args of [
+    ['update', '-qq'],
+    ['install', '-y', '-qq', '--no-install-recommends', 'redis-server'],
+  ]) {
+    const r = spawnSync(aptGet, args, { env: aptEnv, stdio: ['ignore', 'ignore', 'pipe'] });
+    if (r.status !== 0) {
+      throw new RedisServerMissingError(
+        `apt-get ${args[0]} failed: ${r.stderr?.toString().slice(-300)}`,
+      );
+    }
+  }
+  const installed = findRedisServer(options);
+  if (!installed)
+    throw new RedisServerMissingError('apt-get finished but redis-server is still missing');
+  return installed;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface RedisServerOptions {
+  /** 0 or absent: a free port. */
+  port?: number;
+  /** Working directory (created); a fresh temp dir when absent. */
+  dir?: string;
+  /** Keep data across restarts (AOF). Off by default: tests want a clean slate. */
+  persistence?: boolean;
+  binary?: string;
+}
+
+export interface RedisServerHandle {
+  readonly url: string;
+  readonly port: number;
+  readonly pid: number | undefined;
+  /** Graceful stop (SHUTDOWN NOSAVE). */
+  stop(): Promise<void>;
+  /** SIGKILL, for crash tests. */
+  kill9(): Promise<void>;
+  /** Start again on the same port (empty unless persistence is on). */
+  restart(): Promise<void>;
+}
+
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const child of running) child.kill('SIGKILL');
+  });
+}
+
+/** Starts a private redis-server on 127.0.0.1 (never another interface), waiting until it answers. */
+export async function startRedisServer(
+  options: RedisServerOptions = {},
+): Promise<RedisServerHandle> {
+  const binary = options.binary ?? (await ensureRedisServer());
+  const port = options.port && options.port > 0 ? options.port : await freePort();
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'labvirt-redis-'));
+  mkdirSync(dir, { recursive: true });
+  installExitHook();
+  let child: ChildProcess | undefined;
+
+  const launch = async () => {
+    const args = [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--save',
+      '',
+      '--appendonly',
+      options.persistence ? 'yes' : 'no',
+      '--maxmemory-policy',
+      'noeviction',
+      '--daemonize',
+      'no',
+      '--protected-mode',
+      'yes',
+      '--loglevel',
+      'warning',
+    ];
+    const proc = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    running.add(proc);
+    proc.on('exit', () => running.delete(proc));
+    child = proc;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`redis-server exited: ${stderr.slice(-500)}`);
+      const client = new Redis({
+        host: '127.0.0.1',
+        port,
+        lazyConnect: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+      });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        if ((await client.ping()) === 'PONG') {
+          client.disconnect();
+          return;
+        }
+      } catch {
+        client.disconnect();
+      }
+      if (Date.now() > deadline)
+        throw new Error(`redis-server did not answer on port ${port}: ${stderr.slice(-500)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
+  const waitExit = (proc: ChildProcess) =>
+    new Promise<void>((resolve) => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+      proc.once('exit', () => resolve());
+    });
+
+  await launch();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    get pid() {
+      return child?.pid;
+    },
+    async stop() {
+      const proc = child;
+      if (!proc || proc.exitCode !== null) return;
+      proc.kill('SIGTERM');
+      await waitExit(proc);
+    },
+    async kill9() {
+      const proc = child;
+      if (!proc || proc.exitCode !== null) return;
+      proc.kill('SIGKILL');
+      await waitExit(proc);
+    },
+    async restart() {
+      const proc = child;
+      if (proc && proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        await waitExit(proc);
+      }
+      await launch();
+    },
+  };
+}

@@ -1,0 +1,11 @@
+export {
+  Store,
+  type EnvRecord,
+  type SessionRecord,
+  type EnvSnapshot,
+  type SessionSnapshot,
+  type RequestOutcome,
+  type RequestSessionInput,
+  type StoredSessionState,
+} from './store.js';
+export { storeKeys, type StoreKeys } from './keys.js';

@@ -1,0 +1,30 @@
+import type { EnvState } from '../events/index.js';
+
+/**
+ * Every Redis key labvirt's indexes use, and nothing else builds them. The
+ * `{prefix}` hash tag keeps all of them in one Redis Cluster slot, so the
+ * multi-key Lua scripts stay valid there too. Scripts get `base` and append
+ * the same suffixes (see scripts/*.lua): change one, change both.
+ */
+export function storeKeys(prefix: string) {
+  const base = `{${prefix}}:`;
+  return {
+    base,
+    env: (envId: string) => `${base}env:${envId}`,
+    envs: `${base}envs`,
+    flavors: `${base}flavors`,
+    stateSet: (flavor: string, state: EnvState) => `${base}state:${flavor}:${state}`,
+    warm: (flavor: string) => `${base}warm:${flavor}`,
+    session: (id: string) => `${base}session:${id}`,
+    sessions: `${base}sessions`,
+    student: (student: string) => `${base}student:${student}`,
+    request: (requestId: string) => `${base}request:${requestId}`,
+    line: (flavor: string) => `${base}line:${flavor}`,
+    expiry: `${base}expiry`,
+    provisionMs: (flavor: string) => `${base}provision-ms:${flavor}`,
+    capacity: (flavor: string) => `${base}capacity:${flavor}`,
+    initialized: `${base}initialized`,
+  };
+}
+
+export type StoreKeys = ReturnType<typeof storeKeys>;

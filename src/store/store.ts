@@ -1,0 +1,516 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
+import { ENV_STATES, type EnvState, type SessionEndReason } from '../events/index.js';
+import { storeKeys, type StoreKeys } from './keys.js';
+
+export type StoredSessionState = 'waiting' | 'claimed' | 'preparing' | 'active' | 'ended';
+
+export interface EnvRecord {
+  envId: string;
+  flavor: string;
+  state: EnvState;
+  createdAt: number;
+  updatedAt: number;
+  sessionId?: string;
+}
+
+export interface SessionRecord {
+  id: string;
+  student: string;
+  labId: string;
+  flavor: string;
+  state: StoredSessionState;
+  requestId: string;
+  publicKey: string;
+  createdAt: number;
+  envId?: string;
+  claimedAt?: number;
+  readyAt?: number;
+  expiresAt?: number;
+  warnedAt?: number;
+  hintsUsed: number;
+  moves: number;
+  endedReason?: SessionEndReason;
+  endedAt?: number;
+  /** JSON of the connection details, set when the session turns active. */
+  connection?: string;
+}
+
+export type EnvSnapshot = Pick<EnvRecord, 'envId' | 'flavor' | 'state' | 'createdAt'> & {
+  sessionId?: string;
+};
+
+export type SessionSnapshot = Omit<SessionRecord, 'requestId' | 'moves' | 'state'> & {
+  state: 'claimed' | 'preparing' | 'active';
+  requestId?: string;
+};
+
+export type RequestOutcome =
+  | { outcome: 'existing'; session: SessionRecord }
+  | { outcome: 'limit'; sessions: SessionRecord[] }
+  | { outcome: 'claimed'; session: SessionRecord }
+  | { outcome: 'waiting'; session: SessionRecord; position: number };
+
+export interface RequestSessionInput {
+  sessionId: string;
+  student: string;
+  labId: string;
+  flavor: string;
+  requestId: string;
+  publicKey: string;
+  maxPerStudent: number;
+  now: number;
+}
+
+// The Lua sources live beside this file in src/; the compiled copy in dist/
+// reads them from src/ (tsc does not copy non-TS files).
+const HERE = dirname(fileURLToPath(import.meta.url));
+const SCRIPT_DIR = [join(HERE, 'scripts'), join(HERE, '..', '..', 'src', 'store', 'scripts')].find(
+  (d) => existsSync(d),
+)!;
+const SCRIPTS = [
+  'requestSession',
+  'markEnvWarm',
+  'setEnvState',
+  'endSession',
+  'reassignSession',
+  'activateSession',
+  'takeHint',
+] as const;
+type ScriptName = (typeof SCRIPTS)[number];
+
+/** Moving average weight of the newest provision duration. */
+const EWMA_WEIGHT = 0.3;
+/** Estimate used before any env of a flavor was provisioned. */
+const DEFAULT_PROVISION_MS = 180_000;
+
+/**
+ * labvirt's Redis indexes: warm envs per flavor, sessions per student, the
+ * waiting lines. Every change that touches several keys is one Lua script
+ * (scripts/), so it is atomic; nothing else composes these keys (keys.ts).
+ * The host cluster stays the source of truth: {@link rebuildFromSnapshot}
+ * restores all of this from it.
+ */
+export class Store {
+  readonly keys: StoreKeys;
+  private readonly sha = new Map<ScriptName, { sha: string; source: string }>();
+
+  constructor(
+    private readonly redis: Redis,
+    prefix: string,
+  ) {
+    this.keys = storeKeys(prefix);
+    for (const name of SCRIPTS) {
+      this.sha.set(name, {
+        sha: '',
+        source: readFileSync(join(SCRIPT_DIR, `${name}.lua`), 'utf8'),
+      });
+    }
+  }
+
+  private async run(name: ScriptName, args: (string | number)[]): Promise<unknown> {
+    const script = this.sha.get(name)!;
+    const argv = [this.keys.base, ...args.map(String)];
+    if (script.sha) {
+      try {
+        return await this.redis.evalsha(script.sha, 0, ...argv);
+      } catch (err) {
+        if (!String((err as Error).message).includes('NOSCRIPT')) throw err;
+      }
+    }
+    script.sha = (await this.redis.script('LOAD', script.source)) as string;
+    return this.redis.evalsha(script.sha, 0, ...argv);
+  }
+
+  // ---- envs ---------------------------------------------------------------
+
+  async createEnv(input: { envId: string; flavor: string; createdAt: number }): Promise<void> {
+    const k = this.keys;
+    await this.redis
+      .multi()
+      .hset(k.env(input.envId), {
+        envId: input.envId,
+        flavor: input.flavor,
+        state: 'provisioning',
+        createdAt: input.createdAt,
+        updatedAt: input.createdAt,
+      })
+      .sadd(k.envs, input.envId)
+      .sadd(k.flavors, input.flavor)
+      .sadd(k.stateSet(input.flavor, 'provisioning'), input.envId)
+      .exec();
+  }
+
+  async getEnv(envId: string): Promise<EnvRecord | undefined> {
+    return toEnv(await this.redis.hgetall(this.keys.env(envId)));
+  }
+
+  async setEnvState(
+    envId: string,
+    state: EnvState,
+    opts: { expected?: EnvState; now?: number } = {},
+  ): Promise<boolean> {
+    const moved = await this.run('setEnvState', [
+      envId,
+      state,
+      opts.expected ?? '',
+      opts.now ?? Date.now(),
+    ]);
+    return moved === 1;
+  }
+
+  /** Booted env: serve the head of the line, or join the warm index. */
+  async markEnvWarm(
+    envId: string,
+    opts: { expected: EnvState; now?: number },
+  ): Promise<{ ok: boolean; servedSessionId?: string }> {
+    const res = (await this.run('markEnvWarm', [envId, opts.expected, opts.now ?? Date.now()])) as [
+      number,
+      string?,
+    ];
+    return { ok: res[0] === 1, servedSessionId: res[1] };
+  }
+
+  async removeEnv(envId: string): Promise<void> {
+    const env = await this.getEnv(envId);
+    const k = this.keys;
+    const tx = this.redis.multi().del(k.env(envId)).srem(k.envs, envId);
+    if (env) {
+      for (const s of ENV_STATES) tx.srem(k.stateSet(env.flavor, s), envId);
+      tx.zrem(k.warm(env.flavor), envId);
+    }
+    await tx.exec();
+  }
+
+  async listEnvs(filter: { flavor?: string; state?: EnvState } = {}): Promise<EnvRecord[]> {
+    const ids =
+      filter.flavor && filter.state
+        ? await this.redis.smembers(this.keys.stateSet(filter.flavor, filter.state))
+        : await this.redis.smembers(this.keys.envs);
+    const envs = await this.hgetallMany(ids.map((id) => this.keys.env(id)));
+    return envs
+      .map(toEnv)
+      .filter((e): e is EnvRecord => e !== undefined)
+      .filter(
+        (e) =>
+          (!filter.flavor || e.flavor === filter.flavor) &&
+          (!filter.state || e.state === filter.state),
+      )
+      .sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  async countByState(flavor: string): Promise<Partial<Record<EnvState, number>>> {
+    const pipe = this.redis.pipeline();
+    for (const s of ENV_STATES) pipe.scard(this.keys.stateSet(flavor, s));
+    const res = (await pipe.exec()) ?? [];
+    return Object.fromEntries(ENV_STATES.map((s, i) => [s, Number(res[i]?.[1] ?? 0)]));
+  }
+
+  // ---- sessions -----------------------------------------------------------
+
+  async requestSession(input: RequestSessionInput): Promise<RequestOutcome> {
+    const res = (await this.run('requestSession', [
+      input.sessionId,
+      input.student,
+      input.labId,
+      input.flavor,
+      input.requestId,
+      input.publicKey,
+      input.maxPerStudent,
+      input.now,
+    ])) as string[];
+    const [outcome, id, extra] = res;
+    switch (outcome) {
+      case 'existing':
+        return { outcome, session: (await this.getSession(id!))! };
+      case 'limit': {
+        const sessions = await Promise.all(res.slice(1).map((sid) => this.getSession(sid)));
+        return { outcome, sessions: sessions.filter((s): s is SessionRecord => s !== undefined) };
+      }
+      case 'claimed':
+        return { outcome, session: (await this.getSession(id!))! };
+      default:
+        return {
+          outcome: 'waiting',
+          session: (await this.getSession(id!))!,
+          position: Number(extra),
+        };
+    }
+  }
+
+  async getSession(id: string): Promise<SessionRecord | undefined> {
+    return toSession(await this.redis.hgetall(this.keys.session(id)));
+  }
+
+  async setSessionState(id: string, state: StoredSessionState): Promise<void> {
+    await this.setSessionFields(id, { state });
+  }
+
+  /** Updates plain fields of a live session (never resurrects an ended one). */
+  async setSessionFields(
+    id: string,
+    fields: Partial<Pick<SessionRecord, 'expiresAt' | 'warnedAt' | 'connection' | 'state'>>,
+  ): Promise<void> {
+    const key = this.keys.session(id);
+    const state = await this.redis.hget(key, 'state');
+    if (!state || state === 'ended') return;
+    const flat = Object.entries(fields).filter(([, v]) => v !== undefined) as [
+      string,
+      string | number,
+    ][];
+    if (flat.length === 0) return;
+    const tx = this.redis.multi().hset(key, Object.fromEntries(flat));
+    if (fields.expiresAt !== undefined && state === 'active')
+      tx.zadd(this.keys.expiry, fields.expiresAt, id);
+    await tx.exec();
+  }
+
+  async activateSession(
+    id: string,
+    input: { envId: string; readyAt: number; expiresAt: number; connection: string },
+  ): Promise<boolean> {
+    const res = await this.run('activateSession', [
+      id,
+      input.envId,
+      input.readyAt,
+      input.expiresAt,
+      input.connection,
+    ]);
+    return res === 1;
+  }
+
+  /** Ends a session; returns what the caller needs to clean up, or undefined if it had already ended. */
+  async endSession(
+    id: string,
+    reason: SessionEndReason,
+    now = Date.now(),
+  ): Promise<{ id: string; student: string; labId: string; envId?: string } | undefined> {
+    const res = (await this.run('endSession', [id, reason, now])) as string[];
+    if (res.length === 0) return undefined;
+    return { id, student: res[0]!, labId: res[1]!, envId: res[2] || undefined };
+  }
+
+  async reassignSession(
+    id: string,
+    badEnvId: string,
+    now = Date.now(),
+  ): Promise<{ newEnvId?: string; ended?: boolean }> {
+    const res = (await this.run('reassignSession', [id, badEnvId, now])) as string[];
+    if (res.length === 0) return { ended: true };
+    return { newEnvId: res[0] || undefined };
+  }
+
+  /** Reveals the next hint; undefined when all have been shown. */
+  async takeHint(id: string, total: number): Promise<number | undefined> {
+    const res = await this.run('takeHint', [id, total]);
+    return typeof res === 'number' ? res : undefined;
+  }
+
+  async listSessions(filter: { student?: string } = {}): Promise<SessionRecord[]> {
+    const ids = filter.student
+      ? await this.redis.smembers(this.keys.student(filter.student))
+      : await this.redis.smembers(this.keys.sessions);
+    const sessions = (await this.hgetallMany(ids.map((id) => this.keys.session(id))))
+      .map(toSession)
+      .filter((s): s is SessionRecord => s !== undefined);
+    if (!filter.student) {
+      // Forget ids whose record expired.
+      const gone = ids.filter((id) => !sessions.some((s) => s.id === id));
+      if (gone.length > 0) await this.redis.srem(this.keys.sessions, ...gone);
+    }
+    return sessions.sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  async sessionsExpiringBefore(ts: number): Promise<SessionRecord[]> {
+    const ids = await this.redis.zrangebyscore(this.keys.expiry, '-inf', ts);
+    return (await this.hgetallMany(ids.map((id) => this.keys.session(id))))
+      .map(toSession)
+      .filter((s): s is SessionRecord => s !== undefined);
+  }
+
+  // ---- the waiting line ---------------------------------------------------
+
+  async waitingCount(flavor: string): Promise<number> {
+    return this.redis.llen(this.keys.line(flavor));
+  }
+
+  /**
+   * 1-based position in the flavor's line and an estimate in seconds: envs
+   * already provisioning serve the first in line after (about) one average
+   * provision time; each further "round" of as many envs as can be
+   * provisioned at once takes another.
+   */
+  async queuePosition(
+    id: string,
+    opts: { maxParallel?: number } = {},
+  ): Promise<{ position: number; estimateSeconds: number } | undefined> {
+    const session = await this.getSession(id);
+    if (!session || session.state !== 'waiting') return undefined;
+    const index = await this.redis.lpos(this.keys.line(session.flavor), id);
+    if (index === null) return undefined;
+    const position = index + 1;
+    const counts = await this.countByState(session.flavor);
+    const inFlight = (counts.provisioning ?? 0) + (counts.booting ?? 0);
+    const avg = await this.provisionEstimateMs(session.flavor);
+    const parallel = Math.max(1, opts.maxParallel ?? Math.max(inFlight, 1));
+    const rounds = Math.ceil(position / parallel);
+    return { position, estimateSeconds: Math.round((rounds * avg) / 1000) };
+  }
+
+  async recordProvisionDuration(flavor: string, ms: number): Promise<void> {
+    const key = this.keys.provisionMs(flavor);
+    const prev = Number(await this.redis.get(key));
+    const next = prev > 0 ? prev * (1 - EWMA_WEIGHT) + ms * EWMA_WEIGHT : ms;
+    await this.redis.set(key, Math.round(next));
+  }
+
+  async provisionEstimateMs(flavor: string): Promise<number> {
+    const v = Number(await this.redis.get(this.keys.provisionMs(flavor)));
+    return v > 0 ? v : DEFAULT_PROVISION_MS;
+  }
+
+  // ---- capacity -----------------------------------------------------------
+
+  async setCapacityBlocked(flavor: string, reason: string, ttlSeconds: number): Promise<void> {
+    await this.redis.set(this.keys.capacity(flavor), reason, 'EX', Math.ceil(ttlSeconds));
+  }
+
+  async clearCapacityBlocked(flavor: string): Promise<void> {
+    await this.redis.del(this.keys.capacity(flavor));
+  }
+
+  async capacityBlocked(flavor: string): Promise<string | undefined> {
+    return (await this.redis.get(this.keys.capacity(flavor))) ?? undefined;
+  }
+
+  // ---- recovery -----------------------------------------------------------
+
+  /** False after Redis lost its data: the indexes must be rebuilt from the cluster first. */
+  async isInitialized(): Promise<boolean> {
+    return (await this.redis.exists(this.keys.initialized)) === 1;
+  }
+
+  /**
+   * Replaces the env and session indexes with what the host cluster says.
+   * Students still waiting in line (Redis-only state) are kept.
+   */
+  async rebuildFromSnapshot(snapshot: {
+    envs: EnvSnapshot[];
+    sessions: SessionSnapshot[];
+  }): Promise<void> {
+    const k = this.keys;
+    const old = await this.redis.smembers(k.envs);
+    const flavors = new Set([
+      ...(await this.redis.smembers(k.flavors)),
+      ...snapshot.envs.map((e) => e.flavor),
+    ]);
+    const tx = this.redis.multi();
+    for (const id of old) tx.del(k.env(id));
+    tx.del(k.envs);
+    for (const f of flavors) {
+      for (const s of ENV_STATES) tx.del(k.stateSet(f, s));
+      tx.del(k.warm(f));
+    }
+    const now = Date.now();
+    for (const env of snapshot.envs) {
+      tx.hset(k.env(env.envId), {
+        envId: env.envId,
+        flavor: env.flavor,
+        state: env.state,
+        createdAt: env.createdAt,
+        updatedAt: now,
+        ...(env.sessionId ? { sessionId: env.sessionId } : {}),
+      });
+      tx.sadd(k.envs, env.envId)
+        .sadd(k.flavors, env.flavor)
+        .sadd(k.stateSet(env.flavor, env.state), env.envId);
+      if (env.state === 'warm') tx.zadd(k.warm(env.flavor), env.createdAt, env.envId);
+    }
+    for (const s of snapshot.sessions) {
+      const record: Record<string, string | number> = {
+        id: s.id,
+        student: s.student,
+        labId: s.labId,
+        flavor: s.flavor,
+        state: s.state,
+        requestId: s.requestId ?? s.id,
+        publicKey: s.publicKey,
+        createdAt: s.createdAt,
+        hintsUsed: s.hintsUsed,
+        moves: 0,
+      };
+      for (const f of [
+        'envId',
+        'claimedAt',
+        'readyAt',
+        'expiresAt',
+        'warnedAt',
+        'connection',
+      ] as const) {
+        const v = s[f];
+        if (v !== undefined) record[f] = v;
+      }
+      tx.hset(k.session(s.id), record);
+      tx.sadd(k.sessions, s.id).sadd(k.student(s.student), s.id);
+      if (s.state === 'active' && s.expiresAt) tx.zadd(k.expiry, s.expiresAt, s.id);
+    }
+    tx.set(k.initialized, String(now));
+    await tx.exec();
+  }
+
+  async markInitialized(): Promise<void> {
+    await this.redis.set(this.keys.initialized, String(Date.now()));
+  }
+
+  private async hgetallMany(keys: string[]): Promise<Record<string, string>[]> {
+    if (keys.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const key of keys) pipe.hgetall(key);
+    const res = (await pipe.exec()) ?? [];
+    return res.map(([, v]) => (v ?? {}) as Record<string, string>);
+  }
+}
+
+function num(v: string | undefined): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+function toEnv(h: Record<string, string>): EnvRecord | undefined {
+  if (!h.envId) return undefined;
+  return {
+    envId: h.envId,
+    flavor: h.flavor ?? '',
+    state: (h.state ?? 'failed') as EnvState,
+    createdAt: num(h.createdAt) ?? 0,
+    updatedAt: num(h.updatedAt) ?? 0,
+    sessionId: h.sessionId || undefined,
+  };
+}
+
+function toSession(h: Record<string, string>): SessionRecord | undefined {
+  if (!h.id) return undefined;
+  return {
+    id: h.id,
+    student: h.student ?? '',
+    labId: h.labId ?? '',
+    flavor: h.flavor ?? '',
+    state: (h.state ?? 'waiting') as StoredSessionState,
+    requestId: h.requestId ?? h.id,
+    publicKey: h.publicKey ?? '',
+    createdAt: num(h.createdAt) ?? 0,
+    envId: h.envId || undefined,
+    claimedAt: num(h.claimedAt),
+    readyAt: num(h.readyAt),
+    expiresAt: num(h.expiresAt),
+    warnedAt: num(h.warnedAt) || undefined,
+    hintsUsed: num(h.hintsUsed) ?? 0,
+    moves: num(h.moves) ?? 0,
+    endedReason: (h.endedReason || undefined) as SessionEndReason | undefined,
+    endedAt: num(h.endedAt),
+    connection: h.connection || undefined,
+  };
+}
