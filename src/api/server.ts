@@ -1,0 +1,106 @@
+import { randomUUID } from 'node:crypto';
+import { Ajv } from 'ajv';
+import addFormats from 'ajv-formats';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { EventBus } from '../events/index.js';
+import type { Logger } from '../log/index.js';
+import { silentLogger } from '../log/index.js';
+import type { Metrics } from '../metrics/index.js';
+import type { LabvirtService } from '../sessions/types.js';
+import { requireBearerToken } from './auth.js';
+import { installErrorHandling } from './errors.js';
+import { healthRoutes } from './routes/health.js';
+import { poolRoutes } from './routes/pool.js';
+import { sessionRoutes } from './routes/sessions.js';
+
+export interface ApiOptions {
+  service: LabvirtService;
+  events: EventBus;
+  metrics: Metrics;
+  /** Bearer token every /v1 call must present. */
+  token: string;
+  logger?: Logger;
+}
+
+export interface StartApiOptions extends ApiOptions {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 0: any free port. */
+  port?: number;
+}
+
+export interface ApiHandle {
+  /** e.g. `http://127.0.0.1:8080` */
+  url: string;
+  app: FastifyInstance;
+  close(): Promise<void>;
+}
+
+/** Builds (without listening) the HTTP API: health, metrics and the authenticated /v1 routes. */
+export function buildApi(options: ApiOptions): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: options.logger ?? silentLogger(),
+    bodyLimit: 64 * 1024,
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+  }) as unknown as FastifyInstance;
+  app.setValidatorCompiler(validatorCompiler());
+  installErrorHandling(app);
+  // Action routes (extend, check, hint) take no body; some HTTP clients still
+  // send `Content-Type: application/json` with an empty one. Accept that.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') return done(null, undefined);
+    return parseJson(request, body.toString(), done);
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  void app.register(healthRoutes(options.service, options.metrics));
+  void app.register(
+    async (v1) => {
+      requireBearerToken(v1, options.token);
+      // Responses may carry a session's private key: keep them out of caches.
+      v1.addHook('onSend', async (_request, reply) => {
+        reply.header('cache-control', 'no-store');
+      });
+      await v1.register(sessionRoutes(options.service));
+      await v1.register(poolRoutes(options.service));
+    },
+    { prefix: '/v1' },
+  );
+  return app;
+}
+
+/**
+ * Query strings, path parameters and headers are text, so they are coerced
+ * (`includeEnded=true` → boolean); JSON bodies are typed and taken as sent
+ * (a number is not a student id). Unknown body fields are refused rather than
+ * silently dropped, so a typo (`labid`) is an error that names it.
+ */
+function validatorCompiler() {
+  const base = {
+    allErrors: false,
+    useDefaults: true,
+    removeAdditional: false,
+    strict: false,
+  } as const;
+  const textual = new Ajv({ ...base, coerceTypes: 'array' });
+  const typed = new Ajv({ ...base, coerceTypes: false });
+  for (const ajv of [textual, typed]) addFormats.default(ajv);
+  return ({ schema, httpPart }: { schema: object; httpPart?: string }) =>
+    (httpPart === 'body' ? typed : textual).compile(schema);
+}
+
+/** Builds the API and listens; `close()` stops accepting and waits for in-flight requests. */
+export async function startApi(options: StartApiOptions): Promise<ApiHandle> {
+  const app = buildApi(options);
+  const host = options.host ?? '127.0.0.1';
+  await app.listen({ host, port: options.port ?? 0 });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : options.port;
+  // A server bound to every interface is reached, from here, on loopback.
+  const reachable = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  const shownHost = reachable.includes(':') ? `[${reachable}]` : reachable;
+  return { url: `http://${shownHost}:${port}`, app, close: () => app.close() };
+}
