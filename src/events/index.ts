@@ -89,7 +89,14 @@ export type LabvirtEvent =
       score: number;
       maxScore: number;
     }
-  | { type: 'hint.revealed'; sessionId: string; student: string; index: number; total: number };
+  | {
+      type: 'hint.revealed';
+      sessionId: string;
+      student: string;
+      labId: string;
+      index: number;
+      total: number;
+    };
 
 export type LabvirtEventType = LabvirtEvent['type'];
 export type EventOf<T extends LabvirtEventType> = Extract<LabvirtEvent, { type: T }>;

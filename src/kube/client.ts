@@ -106,7 +106,7 @@ export class HostCluster {
   readonly custom: CustomObjectsApi;
   readonly objects: KubernetesObjectApi;
   private readonly log: Logger;
-  private readonly count: (verb: string, resource: string) => void;
+  private readonly listeners: ((verb: string, resource: string) => void)[] = [];
   private readonly quotaRetryMs: number;
 
   constructor(
@@ -117,7 +117,7 @@ export class HostCluster {
     this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
     this.objects = KubernetesObjectApi.makeApiClient(kubeConfig);
     this.log = options.logger;
-    this.count = options.onRequest ?? (() => undefined);
+    if (options.onRequest) this.listeners.push(options.onRequest);
     this.quotaRetryMs = options.quotaRetryMs ?? 1000;
   }
 
@@ -146,6 +146,15 @@ export class HostCluster {
         }
       }
     }
+  }
+
+  /** Adds a listener called once per API request (metrics, benchmarks). */
+  onRequest(listener: (verb: string, resource: string) => void): void {
+    this.listeners.push(listener);
+  }
+
+  private count(verb: string, resource: string): void {
+    for (const l of this.listeners) l(verb, resource);
   }
 
   /** Every Namespace labvirt owns (label `app.kubernetes.io/managed-by=labvirt`), all pages. */

@@ -21,9 +21,6 @@ export interface CreateMetricsOptions {
 /** A scrape must answer even when Redis or the cluster hangs. */
 const POOL_STATUS_TIMEOUT_MS = 5_000;
 
-/** Sessions we remember the lab of, so hint events (which carry no lab) can be labelled. */
-const MAX_REMEMBERED_SESSIONS = 10_000;
-
 /**
  * labvirt's Prometheus metrics. Pool gauges are read from the service at
  * scrape time (the cluster-backed truth, not a running tally that drifts
@@ -156,33 +153,11 @@ export function createMetrics(options: CreateMetricsOptions): Metrics {
     registers: [registry],
   });
 
-  const labOfSession = new Map<string, string>();
-  const remember = (sessionId: string, labId: string) => {
-    labOfSession.delete(sessionId);
-    labOfSession.set(sessionId, labId);
-    if (labOfSession.size > MAX_REMEMBERED_SESSIONS) {
-      labOfSession.delete(labOfSession.keys().next().value!);
-    }
-  };
-  const labOf = async (sessionId: string): Promise<string> => {
-    const known = labOfSession.get(sessionId);
-    if (known) return known;
-    try {
-      const labId = (await service.status(sessionId)).labId;
-      remember(sessionId, labId);
-      return labId;
-    } catch {
-      return 'unknown';
-    }
-  };
-
   const onEvent = async (event: LabvirtEvent): Promise<void> => {
     switch (event.type) {
       case 'session.queued':
-        remember(event.sessionId, event.labId);
         break;
       case 'session.ready':
-        remember(event.sessionId, event.labId);
         claimLatency.observe(event.claimLatencyMs / 1000);
         queueWait.observe(event.queueWaitMs / 1000);
         break;
@@ -196,14 +171,12 @@ export function createMetrics(options: CreateMetricsOptions): Metrics {
         break;
       case 'session.ended':
         sessions.inc({ lab: event.labId, outcome: event.reason });
-        labOfSession.delete(event.sessionId);
         break;
       case 'check.completed':
-        remember(event.sessionId, event.labId);
         checks.inc({ lab: event.labId, result: event.passed ? 'passed' : 'failed' });
         break;
       case 'hint.revealed':
-        hints.inc({ lab: await labOf(event.sessionId) });
+        hints.inc({ lab: event.labId });
         break;
       default:
         break;

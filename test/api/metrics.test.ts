@@ -1,5 +1,4 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createMetrics } from '../../src/metrics/index.js';
 import { startTestApi, type TestApi } from './fixtures/harness.js';
 
 let api: TestApi;
@@ -111,7 +110,14 @@ describe('/metrics', () => {
       score: 3,
       maxScore: 3,
     });
-    api.events.emit({ type: 'hint.revealed', sessionId: 's-1', student: 'a', index: 1, total: 2 });
+    api.events.emit({
+      type: 'hint.revealed',
+      sessionId: 's-1',
+      student: 'a',
+      labId: 'broken-kubelet',
+      index: 1,
+      total: 2,
+    });
     api.events.emit({
       type: 'session.ended',
       sessionId: 's-1',
@@ -140,40 +146,5 @@ describe('/metrics', () => {
     expect(
       sample(text, 'labvirt_kube_requests_total', '{verb="create",resource="virtualmachines"}'),
     ).toBe(2);
-  });
-
-  it('a hint on a session metrics has not seen asks the service for its lab', async () => {
-    const started = await api.call('POST', '/v1/sessions', {
-      body: { student: 'b', labId: 'broken-kubelet' },
-    });
-    // A metrics instance created after the session started (as after a
-    // restart) never saw session.ready: it must ask the service for the lab.
-    const fresh = createMetrics({
-      service: api.service,
-      events: api.events,
-      defaultMetrics: false,
-    });
-    try {
-      api.events.emit({
-        type: 'hint.revealed',
-        sessionId: started.body.id,
-        student: 'b',
-        index: 1,
-        total: 2,
-      });
-      api.events.emit({
-        type: 'hint.revealed',
-        sessionId: 's-gone',
-        student: 'b',
-        index: 1,
-        total: 2,
-      });
-      await new Promise((r) => setImmediate(r));
-      const text = await fresh.registry.metrics();
-      expect(sample(text, 'labvirt_hints_total', '{lab="broken-kubelet"}')).toBe(1);
-      expect(sample(text, 'labvirt_hints_total', '{lab="unknown"}')).toBe(1);
-    } finally {
-      fresh.close();
-    }
   });
 });
