@@ -1,0 +1,14 @@
+#!/bin/bash
+# Passes when containerd answers on the socket the kubelet uses.
+set -euo pipefail
+
+sock=/run/containerd/containerd.sock
+if ! systemctl is-active --quiet containerd; then
+  echo "FAIL: the containerd service is not running on $(hostname)"
+  exit 1
+fi
+if ! crictl --runtime-endpoint "unix://$sock" --timeout 5s version >/dev/null 2>&1; then
+  echo "FAIL: nothing answers on $sock, the kubelet's container runtime endpoint"
+  exit 1
+fi
+echo "containerd answers on $sock"

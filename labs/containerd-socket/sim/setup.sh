@@ -1,0 +1,15 @@
+#!/bin/bash
+# Sim: a fake containerd config whose gRPC address moved.
+set -euo pipefail
+root="${LABVIRT_GUEST_ROOT:-}"
+
+mkdir -p "$root/etc/containerd"
+cat >"$root/etc/containerd/config.toml" <<'TOML'
+version = 2
+
+[grpc]
+  address = "/run/containerd/containerd-v2.sock"
+
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+  SystemdCgroup = true
+TOML

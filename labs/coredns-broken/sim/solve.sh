@@ -1,0 +1,11 @@
+#!/bin/bash
+# Sim: fix the zone and scale back up.
+set -euo pipefail
+root="${LABVIRT_GUEST_ROOT:-}"
+dir="$root/etc/sim/coredns"
+
+mkdir -p "$dir"
+if [[ -f "$dir/Corefile" ]]; then
+  sed -i 's/kubernetes cluster\.locl /kubernetes cluster.local /' "$dir/Corefile"
+fi
+echo 2 >"$dir/replicas"

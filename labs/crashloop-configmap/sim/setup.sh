@@ -1,0 +1,9 @@
+#!/bin/bash
+# Sim: a fake ConfigMap folder (one file per key) with the wrong key.
+set -euo pipefail
+root="${LABVIRT_GUEST_ROOT:-}"
+dir="$root/etc/sim/billing/api-config"
+
+mkdir -p "$dir"
+rm -f "$dir/app.conf"
+echo 'listen=8080' >"$dir/app.cnf"

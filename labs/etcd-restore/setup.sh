@@ -1,0 +1,30 @@
+#!/bin/bash
+# Installs etcdctl/etcdutl from the running etcd image, creates
+# prod/critical-settings, snapshots etcd, then deletes the namespace.
+set -euo pipefail
+export KUBECONFIG=/etc/kubernetes/admin.conf
+
+crictl() { command crictl --runtime-endpoint unix:///run/containerd/containerd.sock "$@"; }
+
+if ! command -v etcdctl >/dev/null || ! command -v etcdutl >/dev/null; then
+  # The etcd image ships both tools; its root filesystem is visible to root
+  # on the host while the container runs.
+  cid=$(crictl ps --name '^etcd$' --state running -q | head -n 1)
+  rootfs=/run/containerd/io.containerd.runtime.v2.task/k8s.io/$cid/rootfs
+  install -m 0755 "$rootfs/usr/local/bin/etcdctl" "$rootfs/usr/local/bin/etcdutl" /usr/local/bin/
+fi
+
+kubectl create namespace prod --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n prod create configmap critical-settings \
+  --from-literal=gateway=https://pay.example.com --from-literal=retries=5 \
+  --dry-run=client -o yaml | kubectl apply -f -
+
+mkdir -p /opt/etcd-backup
+rm -f /opt/etcd-backup/after-restore.db
+ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 \
+  --cacert=/etc/kubernetes/pki/etcd/ca.crt \
+  --cert=/etc/kubernetes/pki/etcd/server.crt \
+  --key=/etc/kubernetes/pki/etcd/server.key \
+  snapshot save /opt/etcd-backup/snapshot.db >/dev/null
+
+kubectl delete namespace prod --wait=true --timeout=180s

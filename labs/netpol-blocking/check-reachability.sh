@@ -1,0 +1,21 @@
+#!/bin/bash
+# Passes when the client reaches the api and the intruder does not.
+set -euo pipefail
+export KUBECONFIG=/etc/kubernetes/admin.conf
+
+for p in default-deny-ingress:backend default-deny-egress:frontend; do
+  if ! kubectl -n "${p#*:}" get networkpolicy "${p%%:*}" >/dev/null 2>&1; then
+    echo "FAIL: the NetworkPolicy ${p#*:}/${p%%:*} was deleted; keep the default-deny policies and add what is missing"
+    exit 1
+  fi
+done
+if ! kubectl -n frontend exec client -- wget -qO- -T 3 http://api.backend.svc.cluster.local >/dev/null 2>&1; then
+  echo "FAIL: frontend/client gets no answer from http://api.backend (port 80)"
+  exit 1
+fi
+ip=$(kubectl -n backend get service api -o jsonpath='{.spec.clusterIP}')
+if kubectl -n other exec intruder -- wget -qO- -T 3 "http://$ip" >/dev/null 2>&1; then
+  echo "FAIL: other/intruder can reach the api too; only pods in namespace frontend may"
+  exit 1
+fi
+echo "only frontend reaches api.backend"

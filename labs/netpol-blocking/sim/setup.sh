@@ -1,0 +1,11 @@
+#!/bin/bash
+# Sim: fake policies as key=value files with the same three mistakes.
+set -euo pipefail
+root="${LABVIRT_GUEST_ROOT:-}"
+dir="$root/etc/sim/netpol"
+
+mkdir -p "$dir/backend" "$dir/frontend"
+echo 'deny=ingress' >"$dir/backend/default-deny-ingress"
+printf 'from=role=frontent\nport=8080\n' >"$dir/backend/allow-frontend"
+echo 'deny=egress' >"$dir/frontend/default-deny-egress"
+rm -f "$dir/frontend/allow-dns-and-api"
