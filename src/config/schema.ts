@@ -203,7 +203,7 @@ export const configSchema = z
       .strictObject({
         /** `gateway`: students reach VMs through labvirt's SSH gateway; `nodeport`: one NodePort per env. */
         mode: z.enum(['gateway', 'nodeport']).default('gateway'),
-        gatewayPort: z.number().int().min(1).max(65535).default(2222),
+        gatewayPort: z.number().int().min(0).max(65535).default(2222),
         /** Host name students are told to connect to. */
         publicHost: z.string().min(1).default('127.0.0.1'),
         bindAddress: z.string().min(1).default('0.0.0.0'),
