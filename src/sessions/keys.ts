@@ -1,5 +1,9 @@
-import { utils } from 'ssh2';
+import ssh2 from 'ssh2';
+import { generateKeyPair } from '../ssh/index.js';
 import { LabvirtError } from './types.js';
+
+// ssh2 is CommonJS: under Node's ESM loader only `default` carries its exports.
+const { utils } = ssh2;
 
 export interface SessionKeyPair {
   /** OpenSSH private key, handed to the student once. */
@@ -10,8 +14,9 @@ export interface SessionKeyPair {
 
 /** A fresh ed25519 key pair for one session (the student did not register a key). */
 export function generateSessionKeyPair(sessionId: string): SessionKeyPair {
-  const pair = utils.generateKeyPairSync('ed25519', { comment: `labvirt-session-${sessionId}` });
-  return { privateKey: pair.private, publicKey: pair.public.trim() };
+  // ssh2 now and then makes an ed25519 key it cannot parse itself; this retries.
+  const pair = generateKeyPair();
+  return { privateKey: pair.private, publicKey: `${pair.public.trim()} labvirt-session-${sessionId}` };
 }
 
 const MAX_PUBLIC_KEY_LENGTH = 8192;

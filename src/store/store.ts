@@ -201,6 +201,11 @@ export class Store {
       .sort((a, b) => a.createdAt - b.createdAt);
   }
 
+  /** Warm envs of a flavor in the order they will be claimed (oldest warm first). */
+  async warmEnvIds(flavor: string): Promise<string[]> {
+    return this.redis.zrange(this.keys.warm(flavor), 0, -1);
+  }
+
   async countByState(flavor: string): Promise<Partial<Record<EnvState, number>>> {
     const pipe = this.redis.pipeline();
     for (const s of ENV_STATES) pipe.scard(this.keys.stateSet(flavor, s));

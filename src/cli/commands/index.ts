@@ -1,5 +1,9 @@
 import type { Command } from 'commander';
+import { registerClientCommands } from './client.js';
 import { registerConfigCommands } from './config.js';
+import { registerLabsCommands } from './labs.js';
+import { registerLabTestCommand } from './labtest.js';
+import { registerServeCommands } from './serve.js';
 
 /**
  * Every command group registers itself here, one line each. Keep the groups in
@@ -7,4 +11,9 @@ import { registerConfigCommands } from './config.js';
  */
 export function registerCommands(program: Command): void {
   registerConfigCommands(program);
+  registerServeCommands(program);
+  registerLabsCommands(program);
+  // After the `labs` group (validate, list) so `test` joins it.
+  registerLabTestCommand(program);
+  registerClientCommands(program);
 }

@@ -1,0 +1,215 @@
+/**
+ * Pool benchmark (run: `npx tsx bench/pool.bench.ts`): real redis-server, the
+ * simulated KubeVirt cluster (same boot delays for both arms), labvirt's real
+ * workers. Prints, in one run:
+ *  - claim-to-ready latency from a warm pool vs. cold provisioning (p50/p95/p99
+ *    and their ratio — ratios, not absolute times, are what compare across
+ *    machines);
+ *  - Kubernetes API requests per environment lifecycle (provision → claim →
+ *    release → deleted);
+ *  - labvirt's CPU and memory while holding many warm envs (the simulator runs
+ *    in a child process so its cost is not counted).
+ * Environment: BENCH_SESSIONS (default 20), BENCH_HOLD_ENVS (default 300),
+ * BENCH_SPEED (simulator speed factor, default 20).
+ */
+import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDevStack } from '../src/app/dev.js';
+import { startLabvirt } from '../src/app/index.js';
+import { loadConfig } from '../src/config/index.js';
+import { silentLogger } from '../src/log/index.js';
+import { startRedisServer } from '../src/redis/index.js';
+import { fileResolver } from '../src/ssh/index.js';
+
+const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 20);
+const HOLD = Number(process.env.BENCH_HOLD_ENVS ?? 300);
+const SPEED = Number(process.env.BENCH_SPEED ?? 20);
+const LABS = join(import.meta.dirname, '..', 'test', 'fixtures', 'labs');
+const FLAVOR = 'v1.30-1node';
+
+function pct(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+async function waitFor(fn: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function claimLatencies(
+  minWarm: number,
+): Promise<{ latencies: number[]; requestsPerEnv: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'labvirt-bench-'));
+  let requests = 0;
+  const stack = await startDevStack({
+    dir,
+    sim: { speed: SPEED },
+    roles: { api: false, gateway: false, scheduler: false },
+    overrides: {
+      labsDir: LABS,
+      flavors: {
+        [FLAVOR]: {
+          kubernetesVersion: '1.30',
+          nodes: 1,
+          minWarm,
+          maxTotal: SESSIONS + minWarm + 5,
+        },
+      },
+      pool: {
+        pollSeconds: 0.05,
+        maxProvisioning: SESSIONS + minWarm,
+        workerConcurrency: SESSIONS + minWarm,
+      },
+    },
+  });
+  const { labvirt } = stack;
+  labvirt.context.cluster.onRequest((verb, resource) => {
+    requests++;
+    void verb;
+    void resource;
+  });
+  try {
+    await labvirt.runMaintenance('replenish');
+    await waitFor(
+      async () => ((await labvirt.store.countByState(FLAVOR)).warm ?? 0) >= minWarm,
+      300_000,
+      'warm pool',
+    );
+    requests = 0;
+    const latencies = await Promise.all(
+      Array.from({ length: SESSIONS }, async (_, i) => {
+        const started = Date.now();
+        const s = await labvirt.service.start({ student: `bench${i}`, labId: 'fixture-one' });
+        await labvirt.runMaintenance('replenish');
+        await waitFor(
+          async () => (await labvirt.service.status(s.id)).state === 'active',
+          300_000,
+          `session ${s.id}`,
+        );
+        return Date.now() - started;
+      }),
+    );
+    // Release everything and wait until the envs are gone: a whole lifecycle.
+    for (const s of await labvirt.service.list()) await labvirt.service.stop(s.id);
+    await waitFor(
+      async () =>
+        ((await labvirt.store.countByState(FLAVOR)).releasing ?? 0) === 0 &&
+        (await labvirt.store.listEnvs({ flavor: FLAVOR })).every(
+          (e) => e.state === 'warm' || e.state === 'provisioning' || e.state === 'booting',
+        ),
+      300_000,
+      'teardown',
+    );
+    return { latencies, requestsPerEnv: requests / SESSIONS };
+  } finally {
+    await stack.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function holdEnvs(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'labvirt-bench-hold-'));
+  const redis = await startRedisServer();
+  const simDir = join(dir, 'sim');
+  const child = fork(
+    join(import.meta.dirname, '..', 'bin', 'labvirt.js'),
+    ['sim', '--dir', simDir, '--speed', String(SPEED)],
+    {
+      env: { ...process.env, LABVIRT_FROM_SOURCE: '1' },
+      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    },
+  );
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  await waitFor(async () => /kubeconfig/i.test(out), 60_000, 'simulator start');
+  const config = loadConfig({
+    env: {},
+    overrides: {
+      labsDir: LABS,
+      labScripts: 'sim',
+      kube: {
+        kubeconfig: join(simDir, 'kubeconfig'),
+        guestAddressMap: join(simDir, 'guests.json'),
+      },
+      redis: { url: redis.url },
+      flavors: { [FLAVOR]: { kubernetesVersion: '1.30', nodes: 1, minWarm: HOLD, maxTotal: HOLD } },
+      pool: { pollSeconds: 0.5, maxProvisioning: 50, workerConcurrency: 50 },
+      ssh: {
+        hostKey: join(dir, 'hk'),
+        orchestratorKey: join(dir, 'ok'),
+        gatewayPort: 0,
+        bindAddress: '127.0.0.1',
+      },
+      api: { port: 0 },
+    },
+  });
+  const handle = await startLabvirt({
+    config,
+    logger: silentLogger(),
+    apiToken: 'bench-token-bench-token',
+    resolver: fileResolver(config.kube.guestAddressMap!),
+    roles: { scheduler: false },
+  });
+  try {
+    const t0 = Date.now();
+    await handle.runMaintenance('replenish');
+    await waitFor(
+      async () => ((await handle.store.countByState(FLAVOR)).warm ?? 0) >= HOLD,
+      30 * 60_000,
+      `${HOLD} warm envs`,
+    );
+    const fillMs = Date.now() - t0;
+    // Hold them for a while with the periodic work running, and measure.
+    const cpu0 = process.cpuUsage();
+    const wall0 = Date.now();
+    for (let i = 0; i < 10; i++) {
+      await handle.runMaintenance('replenish');
+      await handle.runMaintenance('expire');
+      await handle.runMaintenance('reconcile');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const cpu = process.cpuUsage(cpu0);
+    const wall = Date.now() - wall0;
+    const mem = process.memoryUsage();
+    console.log(`hold: ${HOLD} warm envs filled in ${(fillMs / 1000).toFixed(1)} s`);
+    console.log(
+      `hold: labvirt CPU while holding (10 rounds of replenish+expire+reconcile over ${(wall / 1000).toFixed(1)} s): ${(((cpu.user + cpu.system) / 1000 / wall) * 100).toFixed(1)}% of one core`,
+    );
+    console.log(
+      `hold: labvirt memory: rss ${(mem.rss / 2 ** 20).toFixed(0)} MiB, heap used ${(mem.heapUsed / 2 ** 20).toFixed(0)} MiB (${(mem.heapUsed / HOLD / 1024).toFixed(1)} KiB per env)`,
+    );
+  } finally {
+    await handle.stop();
+    child.kill('SIGINT');
+    await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const warm = await claimLatencies(SESSIONS);
+const cold = await claimLatencies(0);
+for (const [name, r] of [
+  ['warm pool', warm],
+  ['cold provisioning', cold],
+] as const) {
+  console.log(
+    `claim-to-ready (${name}, ${SESSIONS} sessions): p50 ${pct(r.latencies, 50)} ms, p95 ${pct(r.latencies, 95)} ms, p99 ${pct(r.latencies, 99)} ms`,
+  );
+}
+console.log(
+  `ratio cold/warm: p50 ${(pct(cold.latencies, 50) / pct(warm.latencies, 50)).toFixed(1)}x, p95 ${(pct(cold.latencies, 95) / pct(warm.latencies, 95)).toFixed(1)}x`,
+);
+console.log(
+  `kube API requests per env lifecycle (cold: provision → claim → release → deleted): ${cold.requestsPerEnv.toFixed(1)}`,
+);
+console.log(
+  `kube API requests per claim from a warm pool (claim → release → deleted): ${warm.requestsPerEnv.toFixed(1)}`,
+);
+await holdEnvs();
+process.exit(0);

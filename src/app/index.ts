@@ -1,0 +1,291 @@
+import { Redis } from 'ioredis';
+import cron, { type ScheduledTask } from 'node-cron';
+import type { Worker } from 'bullmq';
+import type { Config } from '../config/index.js';
+import { EventBus } from '../events/index.js';
+import { HostCluster, loadKubeConfig } from '../kube/client.js';
+import { formatProblems, loadLabs, type Lab } from '../labs/index.js';
+import { createLogger, type Logger } from '../log/index.js';
+import { createMetrics, type Metrics } from '../metrics/index.js';
+import { startApi } from '../api/index.js';
+import type { PoolContext } from '../pool/context.js';
+import { provisionEnv } from '../pool/provision.js';
+import {
+  JobQueues,
+  QUEUE_NAMES,
+  closeWorker,
+  startWorker,
+  type MaintenanceJob,
+} from '../pool/queues.js';
+import { reconcile } from '../pool/reconcile.js';
+import { replenishPool } from '../pool/replenish.js';
+import { teardownEnv } from '../pool/teardown.js';
+import { sweepExpiredSessions } from '../sessions/expiry.js';
+import { prepareSession } from '../sessions/prepare.js';
+import { SessionService } from '../sessions/service.js';
+import { sessionDirectory } from '../sessions/directory.js';
+import {
+  createExecutor,
+  directResolver,
+  fileResolver,
+  loadOrCreateHostKey,
+  startGateway,
+  type GuestResolver,
+} from '../ssh/index.js';
+import { Store } from '../store/index.js';
+import { keyStoreFor } from './keys.js';
+
+export interface LabvirtOptions {
+  config: Config;
+  logger?: Logger;
+  /** Bearer token of the HTTP API (read from the variable named by `api.tokenEnv` by the CLI). */
+  apiToken: string;
+  /** How labvirt reaches guest IPs; default: `kube.guestAddressMap` when set, else directly. */
+  resolver?: GuestResolver;
+  /** Which parts run in this process (all by default). */
+  roles?: Partial<Record<'api' | 'workers' | 'gateway' | 'scheduler', boolean>>;
+  now?: () => number;
+}
+
+export interface LabvirtHandle {
+  service: SessionService;
+  events: EventBus;
+  metrics: Metrics;
+  store: Store;
+  context: PoolContext;
+  apiUrl?: string;
+  gatewayPort?: number;
+  /** Runs one maintenance task now, in this process (tests, CLI). */
+  runMaintenance(task: MaintenanceJob['task']): Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+/** Loads the labs and refuses to start when any is malformed. */
+export async function loadLabRegistry(config: Config): Promise<Map<string, Lab>> {
+  const { labs, problems } = await loadLabs(config.labsDir, {
+    flavors: Object.keys(config.flavors),
+  });
+  if (problems.length > 0) {
+    throw new Error(`labs in ${config.labsDir} have problems:\n${formatProblems(problems)}`);
+  }
+  return new Map(labs.map((lab) => [lab.id, lab]));
+}
+
+/** The URL without its password, for messages. */
+function redactUrl(url: string): string {
+  const u = new URL(url);
+  if (u.password) u.password = '***';
+  return u.toString();
+}
+
+/** Redis connection options for BullMQ from a redis:// URL. */
+function bullConnection(url: string) {
+  const u = new URL(url);
+  return {
+    host: u.hostname,
+    port: Number(u.port || 6379),
+    username: u.username || undefined,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+    db: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
+    tls: u.protocol === 'rediss:' ? {} : undefined,
+    maxRetriesPerRequest: null,
+  };
+}
+
+/** Starts labvirt: orchestrator, workers, schedules, SSH gateway and HTTP API. */
+export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHandle> {
+  const { config } = options;
+  const roles = { api: true, workers: true, gateway: true, scheduler: true, ...options.roles };
+  const log = options.logger ?? createLogger({ level: config.logLevel });
+  const now = options.now ?? Date.now;
+  const stack: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const fn of stack.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'error while stopping');
+      }
+    }
+    stack.length = 0;
+  };
+
+  try {
+    const labs = await loadLabRegistry(config);
+    const events = new EventBus((err, event) =>
+      log.warn({ err: (err as Error).message, event: event.type }, 'event listener failed'),
+    );
+
+    const redis = new Redis(config.redis.url, { lazyConnect: true });
+    redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
+    try {
+      await redis.connect();
+    } catch (err) {
+      redis.disconnect();
+      throw new Error(
+        `cannot reach Redis at ${redactUrl(config.redis.url)}: ${(err as Error).message}`,
+      );
+    }
+    stack.push(async () => void redis.disconnect());
+    const store = new Store(redis, config.redis.prefix);
+
+    // The metrics need the service, the service needs the cluster client: count through a late-bound ref.
+    const metricsRef: { current?: Metrics } = {};
+    const cluster = new HostCluster(loadKubeConfig(config.kube), {
+      logger: log,
+      onRequest: (verb, resource) => metricsRef.current?.observeKubeRequest(verb, resource),
+    });
+
+    const orchestratorKey = await loadOrCreateHostKey(
+      keyStoreFor(config.ssh.orchestratorKey, cluster),
+    );
+    const resolver =
+      options.resolver ??
+      (config.kube.guestAddressMap ? fileResolver(config.kube.guestAddressMap) : directResolver);
+    const executor = createExecutor({
+      privateKey: orchestratorKey.privateKey,
+      resolve: resolver,
+      logger: log.child({ component: 'executor' }),
+    });
+    stack.push(async () => executor.close());
+
+    const connection = bullConnection(config.redis.url);
+    const queues = new JobQueues({
+      connection,
+      prefix: `${config.redis.prefix}-jobs`,
+      provisionAttempts: config.pool.provisionAttempts,
+      maxProvisioning: config.pool.maxProvisioning,
+    });
+    stack.push(() => queues.close());
+    await queues.applyGlobalLimits();
+
+    const ctx: PoolContext = {
+      config,
+      store,
+      cluster,
+      queues,
+      executor,
+      events,
+      labs,
+      log,
+      orchestratorPublicKey: orchestratorKey.publicKey,
+      now,
+    };
+    const service = new SessionService(ctx, {
+      redis: async () => void (await redis.ping()),
+      cluster: () => cluster.ping(),
+    });
+    const metrics = createMetrics({ service, events });
+    metricsRef.current = metrics;
+
+    const runMaintenance = async (task: MaintenanceJob['task']): Promise<unknown> => {
+      switch (task) {
+        case 'replenish':
+          if (!(await store.isInitialized())) return reconcile(ctx);
+          return replenishPool(ctx);
+        case 'expire':
+          return sweepExpiredSessions(ctx);
+        case 'reconcile':
+          return reconcile(ctx);
+      }
+    };
+
+    if (roles.workers) {
+      const settings = {
+        connection,
+        prefix: `${config.redis.prefix}-jobs`,
+        concurrency: config.pool.workerConcurrency,
+        lockSeconds: config.pool.jobLockSeconds,
+      };
+      const workers: Worker[] = [
+        startWorker(QUEUE_NAMES.provision, settings, (job) => provisionEnv(ctx, job)),
+        startWorker(QUEUE_NAMES.prepare, settings, (job) => prepareSession(ctx, job)),
+        startWorker(QUEUE_NAMES.teardown, settings, (job) => teardownEnv(ctx, job)),
+        startWorker<MaintenanceJob>(
+          QUEUE_NAMES.maintenance,
+          settings,
+          async (job) => void (await runMaintenance(job.data.task)),
+          1,
+        ),
+      ];
+      for (const w of workers) {
+        w.on('failed', (job, err) =>
+          log.warn({ queue: w.name, job: job?.id, err: err.message }, 'job failed'),
+        );
+        w.on('error', (err) => log.error({ queue: w.name, err: err.message }, 'worker error'));
+      }
+      stack.push(async () => {
+        await Promise.all(workers.map((w) => closeWorker(w, 15_000)));
+      });
+    }
+
+    if (roles.scheduler) {
+      // node-cron ticks in every replica; each tick only *enqueues* a
+      // deduplicated maintenance job, and the maintenance queue runs one job
+      // at a time across all replicas. So replicas never double the work.
+      const tasks: ScheduledTask[] = [
+        cron.schedule(config.pool.replenishCron, () => queues.addMaintenance('replenish'), {
+          name: 'replenish',
+        }),
+        cron.schedule(config.sessions.expiryCron, () => queues.addMaintenance('expire'), {
+          name: 'expire',
+        }),
+        cron.schedule(config.pool.reconcileCron, () => queues.addMaintenance('reconcile'), {
+          name: 'reconcile',
+        }),
+      ];
+      stack.push(async () => {
+        for (const t of tasks) await t.destroy();
+      });
+      await queues.addMaintenance('reconcile');
+    }
+
+    let gatewayPort: number | undefined;
+    if (roles.gateway && config.ssh.mode === 'gateway') {
+      const hostKey = await loadOrCreateHostKey(keyStoreFor(config.ssh.hostKey, cluster));
+      const gateway = await startGateway({
+        hostKey: hostKey.privateKey,
+        host: config.ssh.bindAddress,
+        port: config.ssh.gatewayPort,
+        directory: sessionDirectory(ctx),
+        executorKey: orchestratorKey.privateKey,
+        resolve: resolver,
+        idleTimeoutMs: config.ssh.idleTimeoutMinutes * 60_000,
+        logger: log.child({ component: 'gateway' }),
+      });
+      gatewayPort = gateway.port;
+      stack.push(() => gateway.close());
+    }
+
+    let apiUrl: string | undefined;
+    if (roles.api) {
+      const api = await startApi({
+        service,
+        events,
+        metrics,
+        token: options.apiToken,
+        logger: log.child({ component: 'api' }),
+        host: config.api.host,
+        port: config.api.port,
+      });
+      apiUrl = api.url;
+      stack.push(() => api.close());
+    }
+
+    log.info({ apiUrl, gatewayPort, labs: labs.size }, 'labvirt started');
+    return {
+      service,
+      events,
+      metrics,
+      store,
+      context: ctx,
+      apiUrl,
+      gatewayPort,
+      runMaintenance,
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

@@ -1,0 +1,130 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { startDevStack } from '../../app/dev.js';
+import { startLabvirt, type LabvirtHandle } from '../../app/index.js';
+import { loadConfig, type Config } from '../../config/index.js';
+import { createLogger } from '../../log/index.js';
+import { ensureRedisServer } from '../../redis/index.js';
+import { configFileOf } from './config.js';
+
+/** Resolves when the process is asked to stop (Ctrl-C, SIGTERM). */
+function untilSignal(): Promise<string> {
+  return new Promise((resolvePromise) => {
+    const on = (sig: string) => () => resolvePromise(sig);
+    process.once('SIGINT', on('SIGINT'));
+    process.once('SIGTERM', on('SIGTERM'));
+  });
+}
+
+function apiTokenFrom(config: Config): string {
+  const token = process.env[config.api.tokenEnv];
+  if (!token || token.length < 16) {
+    throw new Error(
+      `set $${config.api.tokenEnv} to the HTTP API token (at least 16 characters); ` +
+        'front ends and the CLI send it as a bearer token',
+    );
+  }
+  return token;
+}
+
+export function registerServeCommands(program: Command): void {
+  program
+    .command('serve')
+    .description('run labvirt: orchestrator, workers, schedules, SSH gateway and HTTP API')
+    .option('--no-api', 'do not serve the HTTP API in this process')
+    .option('--no-workers', 'do not run provisioning/prepare/teardown workers in this process')
+    .option('--no-gateway', 'do not run the SSH gateway in this process')
+    .option('--no-scheduler', 'do not run the cron schedules in this process')
+    .action(async (opts: Record<string, boolean>, cmd: Command) => {
+      const config = loadConfig({ file: configFileOf(cmd) });
+      const logger = createLogger({ level: config.logLevel });
+      const handle = await startLabvirt({
+        config,
+        logger,
+        apiToken: apiTokenFrom(config),
+        roles: {
+          api: opts.api,
+          workers: opts.workers,
+          gateway: opts.gateway,
+          scheduler: opts.scheduler,
+        },
+      });
+      const signal = await untilSignal();
+      logger.info({ signal }, 'stopping');
+      await handle.stop();
+    });
+
+  program
+    .command('dev')
+    .description(
+      'run labvirt on its embedded default: a simulated KubeVirt cluster and a private Redis, ' +
+        'with the pool filled, then print what to try',
+    )
+    .option('--dir <dir>', 'working directory for the simulator, keys and Redis', '.labvirt/dev')
+    .option('--api-port <port>', 'HTTP API port', '8080')
+    .option('--ssh-port <port>', 'SSH gateway port', '2222')
+    .option('--speed <factor>', 'how much faster than a real cluster the simulator boots VMs', '20')
+    .option('--exit-when-ready', 'stop once the pool is warm (smoke test)')
+    .action(async (opts: Record<string, string | boolean>, cmd: Command) => {
+      const dir = resolve(String(opts.dir));
+      mkdirSync(dir, { recursive: true });
+      const out = (line = '') => process.stdout.write(line + '\n');
+      out('labvirt dev: starting Redis and the simulated KubeVirt cluster…');
+      await ensureRedisServer();
+      const stack = await startDevStack({
+        dir,
+        configFile: configFileOf(cmd),
+        sim: { speed: Number(opts.speed) },
+        logger: createLogger({ level: 'warn' }),
+        overrides: {
+          api: { port: Number(opts.apiPort) },
+          ssh: { gatewayPort: Number(opts.sshPort) },
+          pool: { pollSeconds: 0.2, replenishCron: '*/10 * * * * *' },
+        },
+      });
+      const handle = stack.labvirt;
+      writeFileSync(join(dir, 'api-token'), stack.apiToken + '\n', { mode: 0o600 });
+      try {
+        out(`labvirt dev: API ${handle.apiUrl}, SSH gateway 127.0.0.1:${handle.gatewayPort}`);
+        out(`labvirt dev: simulated cluster kubeconfig ${stack.sim.kubeconfigPath}`);
+        out('labvirt dev: filling the warm pool…');
+        await handle.runMaintenance('replenish');
+        await waitForWarm(handle, 180_000);
+        const pool = await handle.service.poolStatus();
+        for (const f of pool.flavors) {
+          out(`  ${f.flavor}: ${f.counts.warm} warm (target ${f.targetWarm})`);
+        }
+        const labs = await handle.service.listLabs();
+        const example = labs.find((l) => l.id === 'broken-kubelet')?.id ?? labs[0]?.id ?? '<lab>';
+        out('');
+        out('Try it (in another terminal, from this folder):');
+        out(
+          `  export LABVIRT_API_URL=${handle.apiUrl} LABVIRT_API_TOKEN=$(cat ${join(dir, 'api-token')})`,
+        );
+        out(`  npx labvirt start --lab ${example} --student alice`);
+        out(`  ssh -i <the key file it prints> -p ${handle.gatewayPort} <session>@127.0.0.1`);
+        out('  npx labvirt check <session>     npx labvirt pool status');
+        out(`  labs: ${labs.map((l) => l.id).join(', ')}`);
+        out('');
+        if (opts.exitWhenReady) {
+          out('labvirt dev: ready (exiting as asked)');
+        } else {
+          out('labvirt dev: running; Ctrl-C stops everything.');
+          await untilSignal();
+        }
+      } finally {
+        await stack.stop();
+      }
+    });
+}
+
+async function waitForWarm(handle: LabvirtHandle, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const pool = await handle.service.poolStatus();
+    if (pool.flavors.every((f) => f.counts.warm >= Math.min(1, f.targetWarm))) return;
+    if (Date.now() > deadline) throw new Error('the pool did not warm up in time');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

@@ -1,0 +1,153 @@
+import type { Job } from 'bullmq';
+import {
+  ANNOTATIONS,
+  LABELS,
+  envNamespace,
+  generateEnvSecrets,
+  readEnvSecrets,
+  renderEnvironment,
+} from '../kube/index.js';
+import { apiErrorMessage } from '../kube/client.js';
+import type { PoolContext } from './context.js';
+import { inspectEnvVmis, nodesOfFlavor } from './nodes.js';
+import type { ProvisionJob } from './queues.js';
+
+const IN_FLIGHT = new Set(['provisioning', 'booting']);
+
+/**
+ * Provisioning as a reconciler: it looks at the env as it is and moves it on.
+ * Running it again (a retry, a crashed worker's job picked up elsewhere, a
+ * reconcile pass) is safe: objects that exist are kept, secrets are reused.
+ */
+export async function provisionEnv(ctx: PoolContext, job: Job<ProvisionJob>): Promise<void> {
+  const { envId, flavor } = job.data;
+  const env = await ctx.store.getEnv(envId);
+  if (!env || !IN_FLIGHT.has(env.state)) return; // stale job: someone else moved it on
+  const attempt = job.attemptsMade + 1;
+  const lastAttempt = attempt >= (job.opts.attempts ?? 1);
+  const log = ctx.log.child({ envId, flavor, attempt });
+  try {
+    await bringUp(ctx, envId, flavor, env.state, env.createdAt);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    log.warn({ reason }, 'provision attempt failed');
+    ctx.events.emit({
+      type: 'env.failed',
+      envId,
+      flavor,
+      attempt,
+      willRetry: !lastAttempt,
+      reason,
+    });
+    if (!lastAttempt) throw err;
+    // Out of attempts: never leak it. The replenisher makes a fresh one.
+    const moved = await ctx.store.setEnvState(envId, 'failed', { expected: env.state });
+    if (moved) {
+      ctx.events.emit({ type: 'env.state', envId, flavor, from: env.state, to: 'failed', reason });
+      await labelState(ctx, envId, 'failed').catch(() => undefined);
+    }
+    await ctx.queues.addTeardown({ envId, reason: `provision failed: ${reason}` });
+  }
+}
+
+async function bringUp(
+  ctx: PoolContext,
+  envId: string,
+  flavor: string,
+  state: string,
+  createdAt: number,
+): Promise<void> {
+  const namespace = envNamespace(ctx.config, envId);
+  const deadline = createdAt + ctx.config.pool.provisionDeadlineSeconds * 1000;
+  const expected = nodesOfFlavor(ctx.config, flavor);
+
+  if (state === 'provisioning') {
+    // Reuse the env's CA and token if a previous attempt created them, so
+    // every VM of the env trusts the same control plane.
+    const secrets = (await readEnvSecrets(ctx.cluster, namespace)) ?? (await generateEnvSecrets());
+    const objects = renderEnvironment({
+      config: ctx.config,
+      flavor,
+      envId,
+      orchestratorPublicKey: ctx.orchestratorPublicKey,
+      secrets,
+    });
+    await ctx.cluster.createAll(objects, deadline);
+    if (await ctx.store.setEnvState(envId, 'booting', { expected: 'provisioning' })) {
+      ctx.events.emit({ type: 'env.state', envId, flavor, from: 'provisioning', to: 'booting' });
+      await labelState(ctx, envId, 'booting');
+    }
+  }
+
+  // Wait for every VMI to run, then for cloud-init's readiness marker.
+  const pollMs = ctx.config.pool.pollSeconds * 1000;
+  let restarted = new Set<string>();
+  for (;;) {
+    if (ctx.now() > deadline) throw new Error('deadline passed before every VM was running');
+    const report = await inspectEnvVmis(ctx.cluster, namespace, expected);
+    if (report.unschedulable.length > 0) {
+      await ctx.store.setCapacityBlocked(
+        flavor,
+        `VM ${report.unschedulable[0]?.name} of env ${envId} cannot be scheduled: ${report.unschedulable[0]?.reason ?? 'no room'}`,
+        Math.max(60, ctx.config.pool.pollSeconds * 10),
+      );
+    }
+    if (report.failed.length > 0) {
+      // A VMI that failed to boot is replaced once per attempt; a second
+      // failure fails the attempt (and BullMQ retries with backoff).
+      const fresh = report.failed.filter((v) => !restarted.has(v.name));
+      if (fresh.length === 0) {
+        throw new Error(`VM ${report.failed.map((v) => v.name).join(', ')} failed to boot`);
+      }
+      for (const vmi of fresh) await ctx.cluster.deleteVmi(namespace, vmi.name);
+      restarted = new Set([...restarted, ...fresh.map((v) => v.name)]);
+    }
+    if (report.allRunning) {
+      for (const node of report.nodes) {
+        await ctx.executor.waitReady(
+          { envId, node: node.node, ip: node.ip },
+          { timeoutMs: Math.max(1000, deadline - ctx.now()) },
+        );
+      }
+      break;
+    }
+    await sleep(pollMs);
+  }
+
+  const provisionMs = ctx.now() - createdAt;
+  const result = await ctx.store.markEnvWarm(envId, { expected: 'booting' });
+  if (!result.ok) return; // someone else moved it on (torn down meanwhile)
+  await ctx.store.recordProvisionDuration(flavor, provisionMs);
+  ctx.events.emit({ type: 'env.state', envId, flavor, from: 'booting', to: 'warm', provisionMs });
+  if (result.servedSessionId) {
+    // A student was waiting: the env went straight to them.
+    ctx.events.emit({ type: 'env.state', envId, flavor, from: 'warm', to: 'claimed' });
+    await labelState(ctx, envId, 'claimed');
+    await ctx.queues.addPrepare({ sessionId: result.servedSessionId, envId });
+  } else {
+    await labelState(ctx, envId, 'warm');
+  }
+}
+
+/** Writes the env's state onto its Namespace: the host cluster is the source of truth. */
+export async function labelState(
+  ctx: PoolContext,
+  envId: string,
+  state: string,
+  annotations: Record<string, string | null> = {},
+): Promise<void> {
+  try {
+    await ctx.cluster.patchNamespaceMeta(envNamespace(ctx.config, envId), {
+      labels: { [LABELS.state]: state },
+      annotations,
+    });
+  } catch (err) {
+    throw new Error(`recording state ${state} of env ${envId}: ${apiErrorMessage(err)}`);
+  }
+}
+
+export { ANNOTATIONS };
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

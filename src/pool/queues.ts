@@ -1,0 +1,157 @@
+import { Queue, Worker, type ConnectionOptions, type Job, type JobsOptions } from 'bullmq';
+
+/**
+ * BullMQ queues of labvirt. Job ids are derived from what the job is about,
+ * so adding the same work twice (a retry from Slack, a reconcile pass after a
+ * crash) does not run it twice while the first is still queued or running.
+ * BullMQ refuses `:` in custom job ids, hence the dashes.
+ */
+export const QUEUE_NAMES = {
+  provision: 'provision',
+  prepare: 'prepare',
+  teardown: 'teardown',
+  maintenance: 'maintenance',
+} as const;
+
+export type MaintenanceTask = 'replenish' | 'expire' | 'reconcile';
+
+export interface ProvisionJob {
+  envId: string;
+  flavor: string;
+}
+export interface PrepareJob {
+  sessionId: string;
+  envId: string;
+}
+export interface TeardownJob {
+  envId: string;
+  reason: string;
+}
+export interface MaintenanceJob {
+  task: MaintenanceTask;
+}
+
+export interface QueueSettings {
+  connection: ConnectionOptions;
+  prefix: string;
+  provisionAttempts: number;
+  /** Envs provisioned at once across every replica. */
+  maxProvisioning: number;
+}
+
+const KEEP = { removeOnComplete: true, removeOnFail: { age: 24 * 3600, count: 1000 } } as const;
+
+export class JobQueues {
+  readonly provision: Queue<ProvisionJob>;
+  readonly prepare: Queue<PrepareJob>;
+  readonly teardown: Queue<TeardownJob>;
+  readonly maintenance: Queue<MaintenanceJob>;
+
+  constructor(private readonly settings: QueueSettings) {
+    const opts = { connection: settings.connection, prefix: settings.prefix };
+    this.provision = new Queue(QUEUE_NAMES.provision, opts);
+    this.prepare = new Queue(QUEUE_NAMES.prepare, opts);
+    this.teardown = new Queue(QUEUE_NAMES.teardown, opts);
+    this.maintenance = new Queue(QUEUE_NAMES.maintenance, opts);
+  }
+
+  /**
+   * Global limits that hold across replicas: provisioning protects the host
+   * cluster; maintenance runs one task at a time anywhere, which is what keeps
+   * two replenishers from ever running at once.
+   */
+  async applyGlobalLimits(): Promise<void> {
+    await this.provision.setGlobalConcurrency(this.settings.maxProvisioning);
+    await this.maintenance.setGlobalConcurrency(1);
+  }
+
+  async addProvision(job: ProvisionJob): Promise<void> {
+    await this.provision.add('provision', job, {
+      ...KEEP,
+      jobId: `provision-${job.envId}`,
+      attempts: this.settings.provisionAttempts,
+      backoff: { type: 'exponential', delay: 2000 },
+    });
+  }
+
+  async addPrepare(job: PrepareJob): Promise<void> {
+    await this.prepare.add('prepare', job, {
+      ...KEEP,
+      jobId: `prepare-${job.sessionId}-${job.envId}`,
+      // Lab setup is retried by moving the student to another env, not here;
+      // the extra attempts only cover a worker that crashed mid-job.
+      attempts: 2,
+      backoff: { type: 'fixed', delay: 1000 },
+    });
+  }
+
+  async addTeardown(job: TeardownJob): Promise<void> {
+    await this.teardown.add('teardown', job, {
+      ...KEEP,
+      jobId: `teardown-${job.envId}`,
+      attempts: 10,
+      backoff: { type: 'exponential', delay: 1000 },
+    });
+  }
+
+  /** Coalesces: while one run of a task is waiting, more requests add nothing. */
+  async addMaintenance(task: MaintenanceTask): Promise<void> {
+    await this.maintenance.add('maintenance', { task }, {
+      ...KEEP,
+      deduplication: { id: `maintenance-${task}` },
+      attempts: 1,
+    } satisfies JobsOptions);
+  }
+
+  async counts(): Promise<Record<string, Record<string, number>>> {
+    const out: Record<string, Record<string, number>> = {};
+    for (const q of [this.provision, this.prepare, this.teardown, this.maintenance]) {
+      out[q.name] = await q.getJobCounts('wait', 'active', 'delayed', 'failed', 'prioritized');
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([
+      this.provision.close(),
+      this.prepare.close(),
+      this.teardown.close(),
+      this.maintenance.close(),
+    ]);
+  }
+}
+
+export interface WorkerSettings {
+  connection: ConnectionOptions;
+  prefix: string;
+  concurrency: number;
+  lockSeconds: number;
+}
+
+/** A BullMQ worker with labvirt's defaults: stalled jobs recovered after one lock period. */
+export function startWorker<T>(
+  queue: string,
+  settings: WorkerSettings,
+  handler: (job: Job<T>) => Promise<void>,
+  concurrency = settings.concurrency,
+): Worker<T> {
+  return new Worker<T>(queue, handler, {
+    connection: settings.connection,
+    prefix: settings.prefix,
+    concurrency,
+    lockDuration: settings.lockSeconds * 1000,
+    stalledInterval: Math.max(1000, (settings.lockSeconds * 1000) / 2),
+    maxStalledCount: 3,
+  });
+}
+
+/** `worker.close()` waits for running jobs without limit; bound it. */
+export async function closeWorker(worker: Worker, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((r) => {
+    timer = setTimeout(() => r('timeout'), timeoutMs);
+  });
+  const result = await Promise.race([worker.close().then(() => 'closed' as const), timeout]);
+  clearTimeout(timer);
+  if (result === 'timeout') await worker.close(true);
+}

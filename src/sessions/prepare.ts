@@ -1,0 +1,169 @@
+import type { Job } from 'bullmq';
+import { ANNOTATIONS, envNamespace } from '../kube/index.js';
+import type { PoolContext } from '../pool/context.js';
+import { envNodes, nodesOfFlavor, type EnvNode } from '../pool/nodes.js';
+import { labelState } from '../pool/provision.js';
+import type { PrepareJob } from '../pool/queues.js';
+import { connectionFor } from './connection.js';
+import { labScripts, runSteps, ScriptFailedError } from './scripts.js';
+
+/**
+ * Hands a claimed env to its student: adds their key, runs the lab's setup
+ * (the "break") and prepare scripts, and only then lets them in. A setup that
+ * fails is not the student's problem: they move to another env (keeping their
+ * place) and the broken one is torn down.
+ */
+export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Promise<void> {
+  const { sessionId, envId } = job.data;
+  const session = await ctx.store.getSession(sessionId);
+  if (!session || session.envId !== envId || session.state === 'ended') return; // stale
+  if (session.state === 'active') return; // done before a crash
+  const env = await ctx.store.getEnv(envId);
+  if (!env) return;
+  const lab = ctx.labs.get(session.labId);
+  const log = ctx.log.child({ sessionId, envId, student: session.student, lab: session.labId });
+  if (!lab) {
+    await failSession(ctx, sessionId, `lab ${session.labId} is no longer available`);
+    return;
+  }
+
+  if (env.state === 'claimed') {
+    await ctx.store.setEnvState(envId, 'preparing', { expected: 'claimed' });
+    await ctx.store.setSessionState(sessionId, 'preparing');
+    ctx.events.emit({
+      type: 'env.state',
+      envId,
+      flavor: env.flavor,
+      from: 'claimed',
+      to: 'preparing',
+    });
+  }
+  await labelState(ctx, envId, 'preparing', {
+    [ANNOTATIONS.session]: sessionId,
+    [ANNOTATIONS.student]: session.student,
+    [ANNOTATIONS.lab]: session.labId,
+    [ANNOTATIONS.claimedAt]: new Date(session.claimedAt ?? ctx.now()).toISOString(),
+    [ANNOTATIONS.studentKey]: session.publicKey,
+    [ANNOTATIONS.createdAt]: new Date(session.createdAt).toISOString(),
+  });
+
+  let nodes: EnvNode[];
+  const scripts = labScripts(lab, ctx.config.labScripts);
+  try {
+    nodes = await envNodes(
+      ctx.cluster,
+      envNamespace(ctx.config, envId),
+      nodesOfFlavor(ctx.config, env.flavor),
+    );
+    for (const node of nodes) {
+      await ctx.executor.installStudentKey(
+        { envId, node: node.node, ip: node.ip },
+        session.publicKey,
+      );
+    }
+    const runCtx = {
+      executor: ctx.executor,
+      envId,
+      nodes,
+      env: { LAB_ID: lab.id, LAB_SESSION: sessionId },
+    };
+    await runSteps(runCtx, scripts.setup);
+    await runSteps(runCtx, scripts.prepare);
+  } catch (err) {
+    const reason =
+      err instanceof ScriptFailedError
+        ? `lab setup failed: ${err.message}`
+        : `env not usable: ${(err as Error).message}`;
+    log.warn({ reason }, 'moving student to another env');
+    await moveToAnotherEnv(ctx, sessionId, envId, env.flavor, reason);
+    return;
+  }
+
+  const now = ctx.now();
+  const minutes = lab.timeLimitMinutes ?? ctx.config.sessions.defaultMinutes;
+  const expiresAt = now + Math.min(minutes, ctx.config.sessions.maxMinutes) * 60_000;
+  const connection = await connectionFor(
+    ctx,
+    sessionId,
+    envId,
+    nodes.map((n) => n.node),
+  );
+  const activated = await ctx.store.activateSession(sessionId, {
+    envId,
+    readyAt: now,
+    expiresAt,
+    connection: JSON.stringify(connection),
+  });
+  if (!activated) return; // ended while we prepared; teardown is already queued
+  await ctx.store.setEnvState(envId, 'active', { expected: 'preparing' });
+  await labelState(ctx, envId, 'active', {
+    [ANNOTATIONS.expiresAt]: new Date(expiresAt).toISOString(),
+    [ANNOTATIONS.readyAt]: new Date(now).toISOString(),
+  });
+  ctx.events.emit({
+    type: 'env.state',
+    envId,
+    flavor: env.flavor,
+    from: 'preparing',
+    to: 'active',
+  });
+  ctx.events.emit({
+    type: 'session.ready',
+    sessionId,
+    student: session.student,
+    labId: session.labId,
+    envId,
+    claimLatencyMs: now - session.createdAt,
+    queueWaitMs: Math.max(0, (session.claimedAt ?? now) - session.createdAt),
+  });
+  log.info({ expiresAt: new Date(expiresAt).toISOString() }, 'session active');
+}
+
+async function moveToAnotherEnv(
+  ctx: PoolContext,
+  sessionId: string,
+  envId: string,
+  flavor: string,
+  reason: string,
+): Promise<void> {
+  const session = await ctx.store.getSession(sessionId);
+  if (!session) return;
+  ctx.events.emit({ type: 'env.state', envId, flavor, to: 'failed', reason });
+  if ((session.moves ?? 0) >= ctx.config.pool.maxSetupMoves) {
+    await ctx.queues.addTeardown({ envId, reason });
+    await failSession(ctx, sessionId, `the lab could not be set up (${reason})`);
+    return;
+  }
+  const result = await ctx.store.reassignSession(sessionId, envId);
+  ctx.events.emit({
+    type: 'session.moved',
+    sessionId,
+    student: session.student,
+    fromEnvId: envId,
+    reason,
+  });
+  await ctx.queues.addTeardown({ envId, reason });
+  if (result.newEnvId) {
+    await labelState(ctx, result.newEnvId, 'claimed').catch(() => undefined);
+    await ctx.queues.addPrepare({ sessionId, envId: result.newEnvId });
+  }
+  await ctx.queues.addMaintenance('replenish');
+}
+
+export async function failSession(
+  ctx: PoolContext,
+  sessionId: string,
+  detail: string,
+): Promise<void> {
+  const ended = await ctx.store.endSession(sessionId, 'failed');
+  if (!ended) return;
+  if (ended.envId) await ctx.queues.addTeardown({ envId: ended.envId, reason: 'session failed' });
+  ctx.events.emit({
+    type: 'session.ended',
+    sessionId,
+    student: ended.student,
+    labId: ended.labId,
+    reason: 'failed',
+    detail,
+  });
+}

@@ -1,0 +1,138 @@
+import type { Lab, LabCheck, LabScript } from '../labs/index.js';
+import type { EnvNode } from '../pool/nodes.js';
+import type { Executor } from '../ssh/index.js';
+import type { CheckOutcome } from './types.js';
+
+export type ScriptVariant = 'standard' | 'sim';
+
+/** The scripts of a lab for the configured variant (the sim's fixture-friendly ones when asked). */
+export function labScripts(lab: Lab, variant: ScriptVariant) {
+  const sim = variant === 'sim' ? lab.sim : undefined;
+  return {
+    setup: sim?.setup ?? lab.setup,
+    prepare: sim?.prepare ?? lab.prepare ?? [],
+    checks: sim?.checks ?? lab.checks,
+    solve: sim?.solve ?? lab.solve ?? [],
+  };
+}
+
+/** Which env nodes a step's `node` selector means. */
+export function selectNodes(selector: string, nodes: EnvNode[]): EnvNode[] {
+  switch (selector) {
+    case 'all':
+      return nodes;
+    case 'all-workers':
+      return nodes.filter((n) => n.node !== 'control-plane');
+    default:
+      return nodes.filter((n) => n.node === selector);
+  }
+}
+
+export interface StepFailure {
+  file: string;
+  node: string;
+  exitCode: number | null;
+  timedOut: boolean;
+  output: string;
+}
+
+export class ScriptFailedError extends Error {
+  constructor(readonly failure: StepFailure) {
+    super(
+      `${failure.file} on ${failure.node} ${
+        failure.timedOut ? 'timed out' : `exited ${failure.exitCode ?? 'by signal'}`
+      }: ${failure.output.slice(-500)}`,
+    );
+    this.name = 'ScriptFailedError';
+  }
+}
+
+export interface RunContext {
+  executor: Executor;
+  envId: string;
+  nodes: EnvNode[];
+  /** Passed to every script as environment variables (never as shell text). */
+  env: Record<string, string>;
+}
+
+/** Runs steps in order, each on the nodes it names; the first failure stops the run. */
+export async function runSteps(ctx: RunContext, steps: LabScript[]): Promise<void> {
+  for (const step of steps) {
+    const targets = selectNodes(step.node, ctx.nodes);
+    if (targets.length === 0) throw new Error(`${step.file}: no node matches "${step.node}"`);
+    for (const target of targets) {
+      const result = await ctx.executor.exec(
+        { envId: ctx.envId, node: target.node, ip: target.ip },
+        step.content,
+        { env: ctx.env, timeoutMs: step.timeoutSeconds * 1000, runAs: step.user },
+      );
+      if (result.exitCode !== 0 || result.timedOut) {
+        throw new ScriptFailedError({
+          file: step.file,
+          node: target.node,
+          exitCode: result.exitCode,
+          timedOut: result.timedOut,
+          output: `${result.stdout}\n${result.stderr}`.trim(),
+        });
+      }
+    }
+  }
+}
+
+/**
+ * Runs each check and collects what the student should read: the lines a
+ * failing check printed with `FAIL:`, or a plain reason when it could not run
+ * at all (never a bare "wrong").
+ */
+export async function runChecks(ctx: RunContext, checks: LabCheck[]): Promise<CheckOutcome[]> {
+  const outcomes: CheckOutcome[] = [];
+  for (const check of checks) {
+    const targets = selectNodes(check.node, ctx.nodes);
+    let passed = targets.length > 0;
+    const messages: string[] = [];
+    for (const target of targets) {
+      try {
+        const result = await ctx.executor.exec(
+          { envId: ctx.envId, node: target.node, ip: target.ip },
+          check.content,
+          { env: ctx.env, timeoutMs: check.timeoutSeconds * 1000, runAs: check.user ?? 'root' },
+        );
+        if (result.timedOut) {
+          passed = false;
+          messages.push(
+            `the check did not finish within ${check.timeoutSeconds}s on ${target.node}`,
+          );
+        } else if (result.exitCode !== 0) {
+          passed = false;
+          const fails = failLines(result.stdout + '\n' + result.stderr);
+          messages.push(
+            ...(fails.length > 0 ? fails : [`${check.description || check.name}: not solved yet`]),
+          );
+        }
+      } catch (err) {
+        passed = false;
+        messages.push(
+          `could not run the check on ${target.node} (${(err as Error).message}); this is not your fault — try again`,
+        );
+      }
+    }
+    outcomes.push({
+      name: check.name,
+      description: check.description,
+      points: passed ? check.points : 0,
+      passed,
+      messages,
+    });
+  }
+  return outcomes;
+}
+
+function failLines(output: string): string[] {
+  return output
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith('FAIL:'))
+    .map((l) => l.slice('FAIL:'.length).trim())
+    .filter((l) => l.length > 0)
+    .slice(0, 20);
+}

@@ -1,0 +1,368 @@
+import { randomBytes } from 'node:crypto';
+import { ENV_STATES, type EnvState } from '../events/index.js';
+import { ANNOTATIONS, envNamespace } from '../kube/index.js';
+import type { PoolContext } from '../pool/context.js';
+import { envNodes, nodesOfFlavor } from '../pool/nodes.js';
+import { labelState } from '../pool/provision.js';
+import { targetsAt } from '../pool/targets.js';
+import type { SessionRecord } from '../store/index.js';
+import { generateSessionKeyPair, normalizePublicKey } from './keys.js';
+import { labScripts, runChecks } from './scripts.js';
+import {
+  LabvirtError,
+  type CheckResult,
+  type ConnectionDetails,
+  type EnvView,
+  type FlavorPoolStatus,
+  type HintResult,
+  type LabvirtService,
+  type PoolStatus,
+  type SessionView,
+  type StartRequest,
+} from './types.js';
+
+const STUDENT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
+const SESSION_PATTERN = /^s-[a-z0-9]{10}$/;
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+
+export function newSessionId(): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  const bytes = randomBytes(10);
+  return 's-' + Array.from(bytes, (b) => alphabet[b % alphabet.length]).join('');
+}
+
+/** labvirt's sessions as front ends see them: the implementation of {@link LabvirtService}. */
+export class SessionService implements LabvirtService {
+  constructor(
+    private readonly ctx: PoolContext,
+    private readonly probes: { redis: () => Promise<void>; cluster: () => Promise<void> },
+  ) {}
+
+  async start(request: StartRequest): Promise<SessionView> {
+    const { ctx } = this;
+    if (!STUDENT_PATTERN.test(request.student ?? '')) {
+      throw new LabvirtError('INVALID_REQUEST', 'student must be 1-128 letters, digits or ._@+-');
+    }
+    if (request.requestId !== undefined && !REQUEST_ID_PATTERN.test(request.requestId)) {
+      throw new LabvirtError('INVALID_REQUEST', 'requestId must be 1-128 letters, digits or ._-');
+    }
+    const lab = ctx.labs.get(request.labId);
+    if (!lab) {
+      throw new LabvirtError('UNKNOWN_LAB', `no lab named "${request.labId}"`, {
+        available: [...ctx.labs.keys()].sort(),
+      });
+    }
+    if (!(lab.flavor in ctx.config.flavors)) {
+      throw new LabvirtError(
+        'UNKNOWN_FLAVOR',
+        `lab ${lab.id} needs flavor ${lab.flavor}, which this installation does not offer`,
+      );
+    }
+    let publicKey: string;
+    let privateKey: string | undefined;
+    const sessionId = newSessionId();
+    if (request.publicKey) {
+      publicKey = normalizePublicKey(request.publicKey);
+    } else {
+      const pair = generateSessionKeyPair(sessionId);
+      publicKey = pair.publicKey;
+      privateKey = pair.privateKey;
+    }
+    const result = await ctx.store.requestSession({
+      sessionId,
+      student: request.student,
+      labId: lab.id,
+      flavor: lab.flavor,
+      requestId: request.requestId ?? sessionId,
+      publicKey,
+      maxPerStudent: ctx.config.sessions.maxPerStudent,
+      now: ctx.now(),
+    });
+    switch (result.outcome) {
+      case 'existing':
+        return this.view(result.session);
+      case 'limit':
+        throw new LabvirtError(
+          'LIMIT_REACHED',
+          `you already have ${ctx.config.sessions.maxPerStudent} session(s) running: stop one first`,
+          { sessions: result.sessions.map((s) => s.id) },
+        );
+      case 'claimed': {
+        const envId = result.session.envId!;
+        ctx.events.emit({
+          type: 'env.state',
+          envId,
+          flavor: lab.flavor,
+          from: 'warm',
+          to: 'claimed',
+        });
+        await labelState(ctx, envId, 'claimed').catch((err) =>
+          ctx.log.warn({ envId, err: (err as Error).message }, 'could not label claimed env'),
+        );
+        await ctx.queues.addPrepare({ sessionId, envId });
+        await ctx.queues.addMaintenance('replenish');
+        return { ...(await this.view(result.session)), privateKey };
+      }
+      case 'waiting': {
+        const view = await this.view(result.session);
+        ctx.events.emit({
+          type: 'session.queued',
+          sessionId,
+          student: request.student,
+          labId: lab.id,
+          flavor: lab.flavor,
+          position: view.queue?.position ?? 0,
+          estimateSeconds: view.queue?.estimateSeconds ?? 0,
+        });
+        await ctx.queues.addMaintenance('replenish');
+        return { ...view, privateKey };
+      }
+    }
+  }
+
+  async stop(sessionId: string, actor?: string): Promise<SessionView> {
+    await this.owned(sessionId, actor);
+    const ended = await this.ctx.store.endSession(sessionId, 'released');
+    if (ended) {
+      if (ended.envId)
+        await this.ctx.queues.addTeardown({ envId: ended.envId, reason: 'released' });
+      this.ctx.events.emit({
+        type: 'session.ended',
+        sessionId,
+        student: ended.student,
+        labId: ended.labId,
+        reason: 'released',
+      });
+      await this.ctx.queues.addMaintenance('replenish');
+    }
+    return this.view((await this.ctx.store.getSession(sessionId))!);
+  }
+
+  async extend(sessionId: string, actor?: string): Promise<SessionView> {
+    const { ctx } = this;
+    const session = await this.owned(sessionId, actor);
+    if (session.state !== 'active' || !session.expiresAt || !session.readyAt) {
+      throw new LabvirtError('SESSION_NOT_ACTIVE', 'only an active session can be extended');
+    }
+    const max = session.readyAt + ctx.config.sessions.maxMinutes * 60_000;
+    const next = Math.min(max, session.expiresAt + ctx.config.sessions.extendMinutes * 60_000);
+    if (next <= session.expiresAt) {
+      throw new LabvirtError(
+        'MAX_EXTENSION',
+        `sessions last at most ${ctx.config.sessions.maxMinutes} minutes`,
+        {
+          expiresAt: new Date(session.expiresAt).toISOString(),
+        },
+      );
+    }
+    await ctx.store.setSessionFields(sessionId, { expiresAt: next, warnedAt: 0 });
+    if (session.envId) {
+      await labelState(ctx, session.envId, 'active', {
+        [ANNOTATIONS.expiresAt]: new Date(next).toISOString(),
+      }).catch(() => undefined);
+    }
+    ctx.events.emit({
+      type: 'session.extended',
+      sessionId,
+      student: session.student,
+      expiresAt: new Date(next).toISOString(),
+    });
+    return this.view((await ctx.store.getSession(sessionId))!);
+  }
+
+  async status(sessionId: string, actor?: string): Promise<SessionView> {
+    return this.view(await this.owned(sessionId, actor));
+  }
+
+  async list(filter: { student?: string; includeEnded?: boolean } = {}): Promise<SessionView[]> {
+    const sessions = await this.ctx.store.listSessions({ student: filter.student });
+    const shown = filter.includeEnded ? sessions : sessions.filter((s) => s.state !== 'ended');
+    return Promise.all(shown.map((s) => this.view(s)));
+  }
+
+  async check(sessionId: string, actor?: string): Promise<CheckResult> {
+    const { ctx } = this;
+    const session = await this.owned(sessionId, actor);
+    if (session.state !== 'active' || !session.envId) {
+      throw new LabvirtError('SESSION_NOT_ACTIVE', 'the session is not active yet (or has ended)');
+    }
+    const lab = ctx.labs.get(session.labId);
+    if (!lab) throw new LabvirtError('UNKNOWN_LAB', `lab ${session.labId} is no longer available`);
+    const env = await ctx.store.getEnv(session.envId);
+    const nodes = await envNodes(
+      ctx.cluster,
+      envNamespace(ctx.config, session.envId),
+      nodesOfFlavor(ctx.config, env?.flavor ?? lab.flavor),
+    ).catch((err) => {
+      throw new LabvirtError(
+        'UNAVAILABLE',
+        `your env is not reachable right now: ${(err as Error).message}`,
+      );
+    });
+    const checks = await runChecks(
+      {
+        executor: ctx.executor,
+        envId: session.envId,
+        nodes,
+        env: { LAB_ID: lab.id, LAB_SESSION: sessionId },
+      },
+      labScripts(lab, ctx.config.labScripts).checks,
+    );
+    const score = checks.reduce((sum, c) => sum + c.points, 0);
+    const maxScore = labScripts(lab, ctx.config.labScripts).checks.reduce(
+      (s, c) => s + c.points,
+      0,
+    );
+    const passed = checks.every((c) => c.passed);
+    ctx.events.emit({
+      type: 'check.completed',
+      sessionId,
+      student: session.student,
+      labId: lab.id,
+      passed,
+      score,
+      maxScore,
+    });
+    return { sessionId, passed, score, maxScore, checks };
+  }
+
+  async hint(sessionId: string, actor?: string): Promise<HintResult> {
+    const { ctx } = this;
+    const session = await this.owned(sessionId, actor);
+    if (session.state === 'ended')
+      throw new LabvirtError('SESSION_NOT_ACTIVE', 'the session has ended');
+    const lab = ctx.labs.get(session.labId);
+    if (!lab) throw new LabvirtError('UNKNOWN_LAB', `lab ${session.labId} is no longer available`);
+    const index = await ctx.store.takeHint(sessionId, lab.hints.length);
+    if (index === undefined) {
+      throw new LabvirtError('NO_MORE_HINTS', `you have seen all ${lab.hints.length} hints`);
+    }
+    if (session.envId) {
+      await labelState(ctx, session.envId, session.state === 'active' ? 'active' : 'preparing', {
+        [ANNOTATIONS.hintsUsed]: String(index),
+      }).catch(() => undefined);
+    }
+    ctx.events.emit({
+      type: 'hint.revealed',
+      sessionId,
+      student: session.student,
+      labId: lab.id,
+      index,
+      total: lab.hints.length,
+    });
+    return { sessionId, index, total: lab.hints.length, text: lab.hints[index - 1]! };
+  }
+
+  async poolStatus(): Promise<PoolStatus> {
+    const { ctx } = this;
+    const flavors: FlavorPoolStatus[] = [];
+    for (const target of targetsAt(ctx.config, new Date(ctx.now()))) {
+      const raw = await ctx.store.countByState(target.flavor);
+      const counts = Object.fromEntries(ENV_STATES.map((s) => [s, raw[s] ?? 0])) as Record<
+        EnvState,
+        number
+      >;
+      const blocked = await ctx.store.capacityBlocked(target.flavor);
+      flavors.push({
+        flavor: target.flavor,
+        counts,
+        minWarm: ctx.config.flavors[target.flavor]!.minWarm,
+        targetWarm: target.minWarm,
+        maxTotal: target.maxTotal,
+        waiting: await ctx.store.waitingCount(target.flavor),
+        capacityBlocked: blocked !== undefined,
+        capacityReason: blocked,
+        scheduledTargets: target.scheduled,
+      });
+    }
+    return { flavors };
+  }
+
+  async listEnvs(filter: { flavor?: string; state?: EnvState } = {}): Promise<EnvView[]> {
+    const envs = await this.ctx.store.listEnvs(filter);
+    return Promise.all(
+      envs.map(async (env) => {
+        const session = env.sessionId ? await this.ctx.store.getSession(env.sessionId) : undefined;
+        return {
+          id: env.envId,
+          namespace: envNamespace(this.ctx.config, env.envId),
+          flavor: env.flavor,
+          state: env.state,
+          createdAt: new Date(env.createdAt).toISOString(),
+          sessionId: env.sessionId,
+          student: session?.student,
+          labId: session?.labId,
+          expiresAt: session?.expiresAt ? new Date(session.expiresAt).toISOString() : undefined,
+        };
+      }),
+    );
+  }
+
+  async listLabs() {
+    return [...this.ctx.labs.values()]
+      .map((lab) => ({
+        id: lab.id,
+        title: lab.title,
+        flavor: lab.flavor,
+        difficulty: lab.difficulty,
+        timeLimitMinutes: lab.timeLimitMinutes,
+      }))
+      .sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  async health() {
+    const checks: Record<string, { ok: boolean; detail?: string }> = {};
+    for (const [name, probe] of Object.entries(this.probes)) {
+      try {
+        await probe();
+        checks[name] = { ok: true };
+      } catch (err) {
+        checks[name] = { ok: false, detail: (err as Error).message };
+      }
+    }
+    return { ok: Object.values(checks).every((c) => c.ok), checks };
+  }
+
+  /** The session, if it exists and `actor` (when given) owns it. */
+  private async owned(sessionId: string, actor?: string): Promise<SessionRecord> {
+    if (!SESSION_PATTERN.test(sessionId)) {
+      throw new LabvirtError('SESSION_NOT_FOUND', `no session "${sessionId}"`);
+    }
+    const session = await this.ctx.store.getSession(sessionId);
+    if (!session) throw new LabvirtError('SESSION_NOT_FOUND', `no session "${sessionId}"`);
+    if (actor !== undefined && session.student !== actor) {
+      throw new LabvirtError('NOT_YOUR_SESSION', 'this session belongs to another student');
+    }
+    return session;
+  }
+
+  private async view(session: SessionRecord): Promise<SessionView> {
+    const lab = this.ctx.labs.get(session.labId);
+    const view: SessionView = {
+      id: session.id,
+      student: session.student,
+      labId: session.labId,
+      labTitle: lab?.title ?? session.labId,
+      flavor: session.flavor,
+      state: session.state,
+      envId: session.envId,
+      createdAt: new Date(session.createdAt).toISOString(),
+      readyAt: session.readyAt ? new Date(session.readyAt).toISOString() : undefined,
+      expiresAt: session.expiresAt ? new Date(session.expiresAt).toISOString() : undefined,
+      maxExpiresAt: session.readyAt
+        ? new Date(session.readyAt + this.ctx.config.sessions.maxMinutes * 60_000).toISOString()
+        : undefined,
+      hintsUsed: session.hintsUsed,
+      hintsTotal: lab?.hints.length ?? 0,
+      endedReason: session.endedReason,
+      connection:
+        session.state === 'active' && session.connection
+          ? (JSON.parse(session.connection) as ConnectionDetails)
+          : undefined,
+    };
+    if (session.state === 'waiting') {
+      view.queue = await this.ctx.store.queuePosition(session.id);
+    }
+    return view;
+  }
+}

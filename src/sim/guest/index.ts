@@ -1,0 +1,2 @@
+export { startGuest } from './server.js';
+export type { Guest, GuestOptions } from './server.js';

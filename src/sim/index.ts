@@ -1,0 +1,173 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { generateCa, issueCertificate } from '../pki/index.js';
+import type { GuestResolver } from '../ssh/index.js';
+import { KubeApi, type FaultState } from './api.js';
+import { ClusterEmulation } from './cluster.js';
+import { KubeVirtEmulation, type KubeVirtFaults, type SimNode } from './kubevirt.js';
+import { ObjectStore } from './store.js';
+
+export interface SimOptions {
+  /** Where the kubeconfig, guests.json and guest sandboxes go. */
+  dir: string;
+  port?: number;
+  /**
+   * How much faster than a real cluster: delays are divided by it. 1 is close
+   * to a containerDisk boot (scheduling 1 s, boot 25 s, agent 5 s, kubeadm
+   * bootstrap 90 s); tests use 100–1000.
+   */
+  speed?: number;
+  nodes?: number;
+  nodeCpu?: number;
+  /** Bytes per node. */
+  nodeMemory?: number;
+  /** Start SSH guests for running VMIs (off for the 3,000-VM benchmark). */
+  guests?: boolean;
+  namespaceDeleteDelayMs?: number;
+  quotaStatusDelayMs?: number;
+  /** Changes kept for watch resumption; older resourceVersions get 410. */
+  historyLimit?: number;
+}
+
+export interface SimHandle {
+  url: string;
+  token: string;
+  caPem: string;
+  kubeconfigPath: string;
+  kubeConfigYaml: string;
+  guestMapPath: string;
+  resolveGuest: GuestResolver;
+  faults: FaultState &
+    KubeVirtFaults & { dropWatches(): void; failNode(name: string): void; reset(): void };
+  nodes: SimNode[];
+  store: ObjectStore;
+  stop(): Promise<void>;
+}
+
+/** Starts a simulated KubeVirt host cluster on 127.0.0.1 over HTTPS. */
+export async function startSim(options: SimOptions): Promise<SimHandle> {
+  const dir = resolve(options.dir);
+  mkdirSync(dir, { recursive: true });
+  const speed = options.speed ?? 1;
+  const ca = await generateCa({ commonName: 'labvirt-sim-ca', algorithm: 'ecdsa' });
+  const serving = await issueCertificate(ca, {
+    commonName: 'labvirt-sim',
+    usage: 'server',
+    ipAddresses: ['127.0.0.1'],
+    dnsNames: ['localhost'],
+  });
+  const token = randomBytes(24).toString('hex');
+  const store = new ObjectStore(options.historyLimit ?? 10_000);
+  const cluster = new ClusterEmulation(store, {
+    namespaceDeleteDelayMs: options.namespaceDeleteDelayMs ?? Math.round(10_000 / speed),
+    quotaStatusDelayMs: options.quotaStatusDelayMs ?? Math.round(3_000 / speed),
+  });
+  const nodes: SimNode[] = Array.from({ length: options.nodes ?? 4 }, (_, i) => ({
+    name: `sim-node-${i + 1}`,
+    cpu: options.nodeCpu ?? 64,
+    memory: options.nodeMemory ?? 256 * 2 ** 30,
+    ready: true,
+  }));
+  const guestMapPath = join(dir, 'guests.json');
+  let writeTimer: NodeJS.Timeout | undefined;
+  const kubevirt: KubeVirtEmulation = new KubeVirtEmulation(
+    store,
+    nodes,
+    {
+      schedulingMs: Math.round(1_000 / speed),
+      bootMs: Math.round(25_000 / speed),
+      agentMs: Math.round(5_000 / speed),
+      bootstrapMs: Math.round(90_000 / speed),
+    },
+    {
+      dataDir: dir,
+      guests: options.guests ?? true,
+      onGuestsChanged: () => {
+        // Written atomically, a little batched: standalone labvirt reads it per connection.
+        writeTimer ??= setTimeout(() => {
+          writeTimer = undefined;
+          writeFileSync(`${guestMapPath}.tmp`, JSON.stringify(kubevirt.guestMap()));
+          renameSync(`${guestMapPath}.tmp`, guestMapPath);
+        }, 10);
+      },
+    },
+  );
+  writeFileSync(guestMapPath, '{}');
+  const api = new KubeApi(store, token, {
+    beforeCreate: (t, o) => cluster.beforeCreate(t, o),
+    beforeUpdate: (t, o, old) => cluster.beforeUpdate(t, o, old),
+    onDelete: (t, o) => cluster.onDelete(t, o),
+    subresource: (t, ns, name, sub) => kubevirt.subresource(t, ns, name, sub),
+  });
+  const server: Server = createServer(
+    { cert: serving.certPem, key: serving.keyPem },
+    (req, res) => {
+      void api.handle(req, res);
+    },
+  );
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((r) => server.listen(options.port ?? 0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  const url = `https://127.0.0.1:${port}`;
+  const kubeConfigYaml = stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [
+      {
+        name: 'labvirt-sim',
+        cluster: {
+          server: url,
+          'certificate-authority-data': Buffer.from(ca.certPem).toString('base64'),
+        },
+      },
+    ],
+    users: [{ name: 'labvirt', user: { token } }],
+    contexts: [{ name: 'labvirt-sim', context: { cluster: 'labvirt-sim', user: 'labvirt' } }],
+    'current-context': 'labvirt-sim',
+  });
+  const kubeconfigPath = join(dir, 'kubeconfig');
+  writeFileSync(kubeconfigPath, kubeConfigYaml, { mode: 0o600 });
+
+  const faults = Object.assign(api.faults, kubevirt.faults, {
+    dropWatches: () => api.dropWatches(),
+    failNode: (name: string) => kubevirt.failNode(name),
+    reset: () => {
+      Object.assign(api.faults, { errorRate: 0, errorCode: 500, latencyMs: 0 });
+      Object.assign(kubevirt.faults, { failNextVmis: 0, neverReadyVmis: 0 });
+    },
+  });
+  // One object for callers; the emulations read their own halves.
+  Object.defineProperty(faults, 'failNextVmis', {
+    get: () => kubevirt.faults.failNextVmis,
+    set: (v: number) => (kubevirt.faults.failNextVmis = v),
+  });
+  Object.defineProperty(faults, 'neverReadyVmis', {
+    get: () => kubevirt.faults.neverReadyVmis,
+    set: (v: number) => (kubevirt.faults.neverReadyVmis = v),
+  });
+
+  return {
+    url,
+    token,
+    caPem: ca.certPem,
+    kubeconfigPath,
+    kubeConfigYaml,
+    guestMapPath,
+    resolveGuest: kubevirt.resolveGuest,
+    faults: faults as SimHandle['faults'],
+    nodes,
+    store,
+    async stop() {
+      if (writeTimer) clearTimeout(writeTimer);
+      api.dropWatches();
+      cluster.stop();
+      await kubevirt.stop();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}

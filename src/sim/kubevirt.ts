@@ -1,0 +1,494 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UnknownGuestError, type GuestResolver } from '../ssh/index.js';
+import type { Admission } from './api.js';
+import { parseQuantity } from './cluster.js';
+import { startGuest, type Guest } from './guest/index.js';
+import { ApiError, type ObjectStore, type Obj, type ResourceType } from './store.js';
+
+export interface SimNode {
+  name: string;
+  cpu: number;
+  /** Bytes. */
+  memory: number;
+  ready: boolean;
+}
+
+export interface KubeVirtTimings {
+  schedulingMs: number;
+  /** Image pull + boot until the VMI is Running. */
+  bootMs: number;
+  /** After Running, until the guest agent connects. */
+  agentMs: number;
+  /** After Running, until cloud-init writes the readiness marker. */
+  bootstrapMs: number;
+}
+
+export interface KubeVirtFaults {
+  /** The next N VMIs fail (phase Failed) instead of running. */
+  failNextVmis: number;
+  /** The next N VMIs run but never become ready (no agent, no marker). */
+  neverReadyVmis: number;
+}
+
+interface VmiRuntime {
+  timers: NodeJS.Timeout[];
+  guest?: Guest;
+  ip?: string;
+  node?: string;
+  cpu: number;
+  memory: number;
+  neverReady: boolean;
+  fail: boolean;
+}
+
+const RUNNING_STRATEGIES = new Set(['Always', 'RerunOnFailure']);
+const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+
+/**
+ * KubeVirt as labvirt sees it: VirtualMachine → VirtualMachineInstance (+ a
+ * virt-launcher Pod with the template labels) → Pending, Scheduling,
+ * Scheduled, Running with a pod IP, Ready and AgentConnected; VM status
+ * follows. Capacity per node; what does not fit stays Unschedulable until
+ * room frees. Running VMIs get an SSH guest (src/sim/guest).
+ */
+export class KubeVirtEmulation implements Admission {
+  readonly faults: KubeVirtFaults = { failNextVmis: 0, neverReadyVmis: 0 };
+  private readonly runtime = new Map<string, VmiRuntime>();
+  private readonly guestsByIp = new Map<string, { port: number; namespace: string }>();
+  private nextIp = 10;
+  private stopped = false;
+  private readonly onGuestsChanged: () => void;
+
+  constructor(
+    private readonly store: ObjectStore,
+    readonly nodes: SimNode[],
+    private readonly timings: KubeVirtTimings,
+    private readonly options: { dataDir: string; guests: boolean; onGuestsChanged?: () => void },
+  ) {
+    this.onGuestsChanged = options.onGuestsChanged ?? (() => undefined);
+    store.onChange((e) => {
+      if (this.stopped) return;
+      if (e.resource === 'virtualmachines') {
+        if (e.type === 'DELETED')
+          this.deleteVmi(e.object.metadata.namespace!, e.object.metadata.name!);
+        else
+          setImmediate(() =>
+            this.reconcileVm(e.object.metadata.namespace!, e.object.metadata.name!),
+          );
+      }
+      if (e.resource === 'virtualmachineinstances' && e.type === 'DELETED') {
+        void this.vmiGone(e.object);
+      }
+    });
+  }
+
+  /** The address seam: a running guest's (IP, 22) → its loopback SSH port. */
+  readonly resolveGuest: GuestResolver = (ip, port) => {
+    const g = this.guestsByIp.get(ip);
+    if (!g || port !== 22) throw new UnknownGuestError(`no guest listening at ${ip}:${port}`);
+    return { host: '127.0.0.1', port: g.port };
+  };
+
+  guestMap(): Record<string, string> {
+    return Object.fromEntries(
+      [...this.guestsByIp].map(([ip, g]) => [`${ip}:22`, `127.0.0.1:${g.port}`]),
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const rt of this.runtime.values()) {
+      for (const t of rt.timers) clearTimeout(t);
+      await rt.guest?.stop();
+    }
+    this.runtime.clear();
+  }
+
+  /** KubeVirt's start/stop/restart subresources (PUT). */
+  subresource(_type: ResourceType, namespace: string, name: string, sub: string): void {
+    const vm = this.store.peek('virtualmachines', namespace, name);
+    if (!vm) throw new ApiError(404, 'NotFound', `virtualmachines.kubevirt.io "${name}" not found`);
+    const vmi = this.store.peek('virtualmachineinstances', namespace, name);
+    const spec = vm.spec as { runStrategy?: string; running?: boolean };
+    const next = structuredClone(vm);
+    const nspec = next.spec as { runStrategy?: string; running?: boolean };
+    switch (sub) {
+      case 'start':
+        if (vmi && (vmi.status as { phase?: string })?.phase !== 'Failed') {
+          throw new ApiError(
+            409,
+            'Conflict',
+            `Operation cannot be fulfilled on virtualmachine.kubevirt.io "${name}": VM is already running`,
+          );
+        }
+        if (spec.running !== undefined) nspec.running = true;
+        else nspec.runStrategy = 'Always';
+        break;
+      case 'stop':
+        if (!vmi && (spec.runStrategy === 'Halted' || spec.running === false)) {
+          throw new ApiError(
+            409,
+            'Conflict',
+            `Operation cannot be fulfilled on virtualmachine.kubevirt.io "${name}": VM is not running`,
+          );
+        }
+        if (spec.running !== undefined) nspec.running = false;
+        else nspec.runStrategy = 'Halted';
+        break;
+      case 'restart':
+        if (!vmi)
+          throw new ApiError(
+            409,
+            'Conflict',
+            `Operation cannot be fulfilled on virtualmachine.kubevirt.io "${name}": VM is not running`,
+          );
+        this.store.remove('virtualmachineinstances', namespace, name);
+        return;
+      default:
+        throw new ApiError(404, 'NotFound', `subresource ${sub} not found`);
+    }
+    this.store.update('virtualmachines', next, { specChanged: true });
+  }
+
+  /** A node goes away: its VMIs fail. */
+  failNode(name: string): void {
+    const node = this.nodes.find((n) => n.name === name);
+    if (node) node.ready = false;
+    for (const [key, rt] of this.runtime) {
+      if (rt.node !== name) continue;
+      const [ns, vmiName] = key.split('/') as [string, string];
+      this.setVmiStatus(ns, vmiName, (s) => ({
+        ...s,
+        phase: 'Failed',
+        reason: 'NodeUnresponsive',
+        conditions: [],
+      }));
+      void rt.guest?.stop();
+      rt.guest = undefined;
+    }
+  }
+
+  private desiredRunning(vm: Obj): boolean {
+    const spec = vm.spec as { runStrategy?: string; running?: boolean };
+    if (spec.running !== undefined) return spec.running;
+    return RUNNING_STRATEGIES.has(spec.runStrategy ?? 'Halted');
+  }
+
+  private reconcileVm(namespace: string, name: string): void {
+    const vm = this.store.peek('virtualmachines', namespace, name);
+    if (!vm || vm.metadata.deletionTimestamp) return;
+    const vmi = this.store.peek('virtualmachineinstances', namespace, name);
+    const running = this.desiredRunning(vm);
+    if (running && !vmi) this.createVmi(vm);
+    if (!running && vmi) this.store.remove('virtualmachineinstances', namespace, name);
+    this.updateVmStatus(namespace, name);
+  }
+
+  private updateVmStatus(namespace: string, name: string): void {
+    const vm = this.store.peek('virtualmachines', namespace, name);
+    if (!vm) return;
+    const vmi = this.store.peek('virtualmachineinstances', namespace, name);
+    const vs = (vmi?.status ?? {}) as {
+      phase?: string;
+      conditions?: { type: string; status: string; reason?: string }[];
+    };
+    const unschedulable = vs.conditions?.some(
+      (c) => c.type === 'PodScheduled' && c.status === 'False',
+    );
+    const ready = vs.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+    let printableStatus = 'Stopped';
+    if (vm.metadata.deletionTimestamp) printableStatus = 'Terminating';
+    else if (vmi) {
+      if (unschedulable) printableStatus = 'ErrorUnschedulable';
+      else if (vs.phase === 'Running') printableStatus = 'Running';
+      else if (vs.phase === 'Failed') printableStatus = 'CrashLoopBackOff';
+      else printableStatus = 'Starting';
+    } else if (this.desiredRunning(vm)) printableStatus = 'Starting';
+    const status = {
+      printableStatus,
+      ready,
+      created: Boolean(vmi),
+      conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }],
+    };
+    if (JSON.stringify(vm.status) === JSON.stringify(status)) return;
+    const next = structuredClone(vm);
+    next.status = status;
+    this.store.update('virtualmachines', next);
+  }
+
+  private createVmi(vm: Obj): void {
+    const ns = vm.metadata.namespace!;
+    const name = vm.metadata.name!;
+    const template =
+      (
+        vm.spec as {
+          template?: {
+            metadata?: { labels?: Record<string, string> };
+            spec?: Record<string, unknown>;
+          };
+        }
+      ).template ?? {};
+    const labels = {
+      ...template.metadata?.labels,
+      'kubevirt.io/created-by': vm.metadata.uid ?? '',
+      'vm.kubevirt.io/name': name,
+    };
+    const vmi = this.store.create('virtualmachineinstances', {
+      apiVersion: 'kubevirt.io/v1',
+      kind: 'VirtualMachineInstance',
+      metadata: {
+        name,
+        namespace: ns,
+        labels,
+        ownerReferences: [
+          {
+            apiVersion: 'kubevirt.io/v1',
+            kind: 'VirtualMachine',
+            name,
+            uid: vm.metadata.uid!,
+            controller: true,
+            blockOwnerDeletion: true,
+          } as never,
+        ],
+      },
+      spec: structuredClone(template.spec ?? {}),
+      status: { phase: 'Pending', conditions: [] },
+    });
+    const domain = (
+      template.spec as {
+        domain?: {
+          cpu?: { cores?: number };
+          memory?: { guest?: string };
+          resources?: { requests?: { memory?: string } };
+        };
+      }
+    )?.domain;
+    const cores = domain?.cpu?.cores ?? 1;
+    const guestMem = parseQuantity(
+      domain?.memory?.guest ?? domain?.resources?.requests?.memory ?? '1Gi',
+    );
+    // KubeVirt's launcher overhead: ~220 MiB + guest RAM/512 + 8 MiB per vCPU.
+    const memory = guestMem + 220 * 2 ** 20 + guestMem / 512 + cores * 8 * 2 ** 20;
+    const cpu = cores * 0.1; // cpuAllocationRatio 10
+    const fail = this.faults.failNextVmis > 0;
+    if (fail) this.faults.failNextVmis--;
+    const neverReady = !fail && this.faults.neverReadyVmis > 0;
+    if (neverReady) this.faults.neverReadyVmis--;
+    const rt: VmiRuntime = { timers: [], cpu, memory, fail, neverReady };
+    this.runtime.set(`${ns}/${name}`, rt);
+    // The virt-launcher pod carries the template's labels: NetworkPolicies and Services select it.
+    this.store.create('pods', {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name: `virt-launcher-${name}-${randomBytes(3).toString('hex').slice(0, 5)}`,
+        namespace: ns,
+        labels: {
+          ...template.metadata?.labels,
+          'kubevirt.io': 'virt-launcher',
+          'vm.kubevirt.io/name': name,
+        },
+        ownerReferences: [
+          {
+            apiVersion: 'kubevirt.io/v1',
+            kind: 'VirtualMachineInstance',
+            name,
+            uid: vmi.metadata.uid!,
+            controller: true,
+          } as never,
+        ],
+      },
+      spec: {
+        containers: [
+          {
+            name: 'compute',
+            image: 'quay.io/kubevirt/virt-launcher',
+            resources: { requests: { cpu: String(cpu), memory: String(Math.ceil(memory)) } },
+          },
+        ],
+      },
+      status: { phase: 'Pending' },
+    });
+    this.after(rt, this.timings.schedulingMs, () => this.schedule(ns, name));
+  }
+
+  private after(rt: VmiRuntime, ms: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      rt.timers = rt.timers.filter((x) => x !== t);
+      if (!this.stopped) fn();
+    }, ms);
+    rt.timers.push(t);
+  }
+
+  private setVmiStatus(
+    ns: string,
+    name: string,
+    fn: (s: Record<string, unknown>) => Record<string, unknown>,
+  ): void {
+    const vmi = this.store.peek('virtualmachineinstances', ns, name);
+    if (!vmi) return;
+    const next = structuredClone(vmi);
+    next.status = fn((next.status ?? {}) as Record<string, unknown>);
+    this.store.update('virtualmachineinstances', next);
+    this.updateVmStatus(ns, name);
+  }
+
+  private fits(rt: VmiRuntime): SimNode | undefined {
+    const used = new Map<string, { cpu: number; memory: number }>();
+    for (const other of this.runtime.values()) {
+      if (!other.node) continue;
+      const u = used.get(other.node) ?? { cpu: 0, memory: 0 };
+      used.set(other.node, { cpu: u.cpu + other.cpu, memory: u.memory + other.memory });
+    }
+    return this.nodes.find((n) => {
+      const u = used.get(n.name) ?? { cpu: 0, memory: 0 };
+      return n.ready && u.cpu + rt.cpu <= n.cpu && u.memory + rt.memory <= n.memory;
+    });
+  }
+
+  private schedule(ns: string, name: string): void {
+    const rt = this.runtime.get(`${ns}/${name}`);
+    if (!rt) return;
+    const node = this.fits(rt);
+    if (!node) {
+      this.setVmiStatus(ns, name, (s) => ({
+        ...s,
+        phase: 'Scheduling',
+        conditions: [
+          {
+            type: 'PodScheduled',
+            status: 'False',
+            reason: 'Unschedulable',
+            message: `0/${this.nodes.length} nodes are available: Insufficient memory.`,
+            lastTransitionTime: now(),
+          },
+        ],
+      }));
+      // Retry when room may have freed.
+      this.after(rt, Math.max(50, this.timings.schedulingMs), () => this.schedule(ns, name));
+      return;
+    }
+    rt.node = node.name;
+    rt.ip = `10.244.${Math.floor(this.nextIp / 250) % 250}.${(this.nextIp % 250) + 1}`;
+    this.nextIp++;
+    this.setVmiStatus(ns, name, (s) => ({
+      ...s,
+      phase: 'Scheduled',
+      nodeName: node.name,
+      conditions: [{ type: 'PodScheduled', status: 'True' }],
+    }));
+    this.after(rt, this.timings.bootMs, () => void this.boot(ns, name));
+  }
+
+  private async boot(ns: string, name: string): Promise<void> {
+    const rt = this.runtime.get(`${ns}/${name}`);
+    if (!rt) return;
+    if (rt.fail) {
+      this.setVmiStatus(ns, name, (s) => ({
+        ...s,
+        phase: 'Failed',
+        reason: 'VMIFailed',
+        conditions: [],
+      }));
+      return;
+    }
+    const ip = rt.ip!;
+    this.setVmiStatus(ns, name, (s) => ({
+      ...s,
+      phase: 'Running',
+      nodeName: rt.node,
+      interfaces: [{ name: 'default', ipAddress: ip, ipAddresses: [ip] }],
+      conditions: [
+        { type: 'PodScheduled', status: 'True' },
+        { type: 'Ready', status: 'True', lastTransitionTime: now() },
+        { type: 'LiveMigratable', status: 'False', reason: 'InterfaceNotLiveMigratable' },
+      ],
+    }));
+    if (!rt.neverReady) {
+      this.after(rt, this.timings.agentMs, () =>
+        this.setVmiStatus(ns, name, (s) => ({
+          ...s,
+          conditions: [
+            ...((s.conditions as unknown[]) ?? []),
+            { type: 'AgentConnected', status: 'True', lastTransitionTime: now() },
+          ],
+        })),
+      );
+    }
+    if (!this.options.guests) return;
+    const vmi = this.store.peek('virtualmachineinstances', ns, name);
+    const volumes =
+      (
+        vmi?.spec as {
+          volumes?: { cloudInitNoCloud?: { secretRef?: { name?: string }; userData?: string } }[];
+        }
+      )?.volumes ?? [];
+    const ci = volumes.find((v) => v.cloudInitNoCloud)?.cloudInitNoCloud;
+    let userData = ci?.userData ?? '';
+    if (ci?.secretRef?.name) {
+      const secret = this.store.peek('secrets', ns, ci.secretRef.name);
+      const data =
+        (secret?.data as Record<string, string> | undefined)?.userdata ??
+        (secret?.data as Record<string, string> | undefined)?.userData;
+      userData = data ? Buffer.from(data, 'base64').toString('utf8') : '';
+    }
+    const sandboxRoot = join(this.options.dataDir, 'guests', ns, name);
+    await mkdir(sandboxRoot, { recursive: true });
+    const role =
+      (vmi?.metadata.labels?.['labvirt.io/role'] as 'control-plane' | 'worker' | undefined) ??
+      (name === 'control-plane' ? 'control-plane' : 'worker');
+    const guest = await startGuest({
+      namespace: ns,
+      vmiName: name,
+      ip,
+      role,
+      userData,
+      sandboxRoot,
+      bootstrapDelayMs: this.timings.bootstrapMs,
+      markReadyAutomatically: !rt.neverReady,
+      resolvePeer: (peerIp, port) => {
+        const peer = this.guestsByIp.get(peerIp);
+        if (!peer || peer.namespace !== ns)
+          throw new UnknownGuestError(`no route to ${peerIp}:${port}`);
+        return this.resolveGuest(peerIp, port);
+      },
+    });
+    if (!this.runtime.has(`${ns}/${name}`) || this.stopped) {
+      await guest.stop();
+      return;
+    }
+    rt.guest = guest;
+    this.guestsByIp.set(ip, { port: guest.port, namespace: ns });
+    this.onGuestsChanged();
+  }
+
+  private deleteVmi(ns: string, name: string): void {
+    this.store.remove('virtualmachineinstances', ns, name);
+  }
+
+  private async vmiGone(vmi: Obj): Promise<void> {
+    const ns = vmi.metadata.namespace!;
+    const name = vmi.metadata.name!;
+    const key = `${ns}/${name}`;
+    const rt = this.runtime.get(key);
+    this.runtime.delete(key);
+    if (rt) {
+      for (const t of rt.timers) clearTimeout(t);
+      if (rt.ip) this.guestsByIp.delete(rt.ip);
+      await rt.guest?.stop();
+      this.onGuestsChanged();
+    }
+    for (const pod of this.store.list('pods', ns)) {
+      if (pod.metadata.labels?.['vm.kubevirt.io/name'] === name)
+        this.store.remove('pods', ns, pod.metadata.name!);
+    }
+    await rm(join(this.options.dataDir, 'guests', ns, name), {
+      recursive: true,
+      force: true,
+    }).catch(() => undefined);
+    // The VM controller replaces a VMI that went away while the VM should run.
+    setImmediate(() => this.reconcileVm(ns, name));
+  }
+}

@@ -1,0 +1,278 @@
+import { randomUUID } from 'node:crypto';
+
+export interface ResourceType {
+  group: string;
+  version: string;
+  plural: string;
+  kind: string;
+  namespaced: boolean;
+}
+
+export const RESOURCES: ResourceType[] = [
+  { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false },
+  { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true },
+  { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true },
+  { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true },
+  { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true },
+  { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
+  { group: '', version: 'v1', plural: 'resourcequotas', kind: 'ResourceQuota', namespaced: true },
+  { group: '', version: 'v1', plural: 'limitranges', kind: 'LimitRange', namespaced: true },
+  { group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
+  {
+    group: 'networking.k8s.io',
+    version: 'v1',
+    plural: 'networkpolicies',
+    kind: 'NetworkPolicy',
+    namespaced: true,
+  },
+  {
+    group: 'kubevirt.io',
+    version: 'v1',
+    plural: 'virtualmachines',
+    kind: 'VirtualMachine',
+    namespaced: true,
+  },
+  {
+    group: 'kubevirt.io',
+    version: 'v1',
+    plural: 'virtualmachineinstances',
+    kind: 'VirtualMachineInstance',
+    namespaced: true,
+  },
+];
+
+export type Obj = Record<string, unknown> & {
+  apiVersion?: string;
+  kind?: string;
+  metadata: Meta;
+};
+export interface Meta {
+  name?: string;
+  generateName?: string;
+  namespace?: string;
+  uid?: string;
+  resourceVersion?: string;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  generation?: number;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  finalizers?: string[];
+  ownerReferences?: { uid: string; kind: string; name: string; apiVersion: string }[];
+  [k: string]: unknown;
+}
+
+export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+export interface ChangeEvent {
+  type: WatchEventType;
+  resource: string;
+  rv: number;
+  object: Obj;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+const clone = <T>(v: T): T => structuredClone(v);
+
+/**
+ * The sim's etcd: objects by resource, one global resourceVersion counter,
+ * a bounded history of changes for watch resumption (older resourceVersions
+ * answer 410 Gone, as a real API server does once etcd compacted them).
+ */
+export class ObjectStore {
+  private rv = 1;
+  private readonly objects = new Map<string, Map<string, Obj>>();
+  readonly history: ChangeEvent[] = [];
+  private readonly listeners = new Set<(e: ChangeEvent) => void>();
+
+  constructor(private readonly historyLimit = 10_000) {
+    for (const r of RESOURCES) this.objects.set(r.plural, new Map());
+  }
+
+  get resourceVersion(): number {
+    return this.rv;
+  }
+
+  /** Oldest resourceVersion a watch can still resume from. */
+  get oldestWatchable(): number {
+    return this.history[0]?.rv ?? this.rv;
+  }
+
+  onChange(fn: (e: ChangeEvent) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private key(namespace: string | undefined, name: string): string {
+    return `${namespace ?? ''}/${name}`;
+  }
+
+  private table(resource: string): Map<string, Obj> {
+    const t = this.objects.get(resource);
+    if (!t)
+      throw new ApiError(
+        404,
+        'NotFound',
+        `the server could not find the requested resource (${resource})`,
+      );
+    return t;
+  }
+
+  get(resource: string, namespace: string | undefined, name: string): Obj | undefined {
+    const o = this.table(resource).get(this.key(namespace, name));
+    return o ? clone(o) : undefined;
+  }
+
+  /** Live reference, for controllers inside the sim (never hand it to a client). */
+  peek(resource: string, namespace: string | undefined, name: string): Obj | undefined {
+    return this.table(resource).get(this.key(namespace, name));
+  }
+
+  list(resource: string, namespace?: string): Obj[] {
+    const out: Obj[] = [];
+    for (const o of this.table(resource).values()) {
+      if (namespace === undefined || o.metadata.namespace === namespace) out.push(o);
+    }
+    return out;
+  }
+
+  count(resource: string): number {
+    return this.table(resource).size;
+  }
+
+  private emit(type: WatchEventType, resource: string, object: Obj): void {
+    const event: ChangeEvent = { type, resource, rv: this.rv, object: clone(object) };
+    this.history.push(event);
+    if (this.history.length > this.historyLimit)
+      this.history.splice(0, this.history.length - this.historyLimit);
+    for (const l of this.listeners) l(event);
+  }
+
+  create(resource: string, obj: Obj): Obj {
+    const t = this.table(resource);
+    const meta = obj.metadata;
+    if (!meta.name && meta.generateName) {
+      for (;;) {
+        const name = meta.generateName + Math.random().toString(36).slice(2, 7);
+        if (!t.has(this.key(meta.namespace, name))) {
+          meta.name = name;
+          break;
+        }
+      }
+    }
+    if (!meta.name)
+      throw new ApiError(
+        422,
+        'Invalid',
+        'metadata.name: Required value: name or generateName is required',
+      );
+    const k = this.key(meta.namespace, meta.name);
+    const type = RESOURCES.find((r) => r.plural === resource)!;
+    if (t.has(k)) {
+      throw new ApiError(
+        409,
+        'AlreadyExists',
+        `${type.plural}${type.group ? '.' + type.group : ''} "${meta.name}" already exists`,
+        {
+          name: meta.name,
+          group: type.group,
+          kind: type.plural,
+        },
+      );
+    }
+    this.rv++;
+    meta.uid = randomUUID();
+    meta.resourceVersion = String(this.rv);
+    meta.creationTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    meta.generation = 1;
+    const stored = clone(obj);
+    t.set(k, stored);
+    this.emit('ADDED', resource, stored);
+    return clone(stored);
+  }
+
+  /**
+   * Replaces an object. With `expectedRv`, a stale writer gets 409 Conflict
+   * (optimistic concurrency). `specChanged` bumps metadata.generation.
+   */
+  update(
+    resource: string,
+    obj: Obj,
+    opts: { expectedRv?: string; specChanged?: boolean } = {},
+  ): Obj {
+    const t = this.table(resource);
+    const k = this.key(obj.metadata.namespace, obj.metadata.name!);
+    const cur = t.get(k);
+    const type = RESOURCES.find((r) => r.plural === resource)!;
+    if (!cur) {
+      throw new ApiError(
+        404,
+        'NotFound',
+        `${type.plural}${type.group ? '.' + type.group : ''} "${obj.metadata.name}" not found`,
+        {
+          name: obj.metadata.name,
+          group: type.group,
+          kind: type.plural,
+        },
+      );
+    }
+    if (opts.expectedRv && opts.expectedRv !== cur.metadata.resourceVersion) {
+      throw new ApiError(
+        409,
+        'Conflict',
+        `Operation cannot be fulfilled on ${type.plural}${type.group ? '.' + type.group : ''} "${obj.metadata.name}": the object has been modified; please apply your changes to the latest version and try again`,
+        { name: obj.metadata.name, group: type.group, kind: type.plural },
+      );
+    }
+    this.rv++;
+    const next = clone(obj);
+    next.metadata = {
+      ...next.metadata,
+      uid: cur.metadata.uid,
+      creationTimestamp: cur.metadata.creationTimestamp,
+      deletionTimestamp: cur.metadata.deletionTimestamp ?? next.metadata.deletionTimestamp,
+      resourceVersion: String(this.rv),
+      generation: (cur.metadata.generation ?? 1) + (opts.specChanged ? 1 : 0),
+    };
+    // An object marked for deletion goes away once its last finalizer is removed.
+    if (next.metadata.deletionTimestamp && !next.metadata.finalizers?.length) {
+      t.delete(k);
+      this.emit('DELETED', resource, next);
+      return clone(next);
+    }
+    t.set(k, next);
+    this.emit('MODIFIED', resource, next);
+    return clone(next);
+  }
+
+  /** Deletes now, or only marks when finalizers hold the object. */
+  remove(resource: string, namespace: string | undefined, name: string): Obj | undefined {
+    const t = this.table(resource);
+    const k = this.key(namespace, name);
+    const cur = t.get(k);
+    if (!cur) return undefined;
+    if (cur.metadata.finalizers?.length) {
+      if (!cur.metadata.deletionTimestamp) {
+        this.rv++;
+        cur.metadata.deletionTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+        cur.metadata.resourceVersion = String(this.rv);
+        this.emit('MODIFIED', resource, cur);
+      }
+      return clone(cur);
+    }
+    this.rv++;
+    t.delete(k);
+    cur.metadata.resourceVersion = String(this.rv);
+    this.emit('DELETED', resource, cur);
+    return clone(cur);
+  }
+}

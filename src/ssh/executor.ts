@@ -1,0 +1,447 @@
+import ssh2, { type Client, type ClientChannel } from 'ssh2';
+
+// ssh2 is CommonJS: under Node's ESM loader only `default` carries these.
+const { utils } = ssh2;
+import type { Logger } from '../log/index.js';
+import { BOOTSTRAP, InvalidEnvError, makeBundle } from './bundle.js';
+import { HostKeyMismatchError, HostKeyPins } from './hostkeys.js';
+import { parseAuthorizedKey, publicLine } from './keys.js';
+import type { GuestResolver } from './resolver.js';
+
+export type NodeName = 'control-plane' | 'worker-1' | 'worker-2';
+
+export interface GuestTarget {
+  envId: string;
+  node: NodeName;
+  ip: string;
+}
+
+export interface ExecOptions {
+  /** Variables for the script; names must match ^[A-Z_][A-Z0-9_]*$. Never shell text. */
+  env?: Record<string, string>;
+  timeoutMs: number;
+  /** SSH login user (default: the executor's user, `labvirt`). */
+  user?: string;
+  /** Account the script runs as, through `sudo -n -u` (default: the login user). */
+  runAs?: string;
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+  signal?: AbortSignal;
+}
+
+export interface ExecResult {
+  exitCode: number | null;
+  /** As ssh2 reports it, e.g. `SIGKILL`. */
+  signal?: string;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  /** True when stdout or stderr exceeded the cap (the tail is kept). */
+  truncated: boolean;
+  durationMs: number;
+}
+
+export interface ConnectRetry {
+  /** Attempts before giving up (default 10). */
+  attempts: number;
+  initialDelayMs: number;
+  maxDelayMs: number;
+}
+
+export interface ExecutorOptions {
+  privateKey: string | Buffer;
+  user?: string;
+  resolve: GuestResolver;
+  logger?: Logger;
+  connectRetry?: Partial<ConnectRetry>;
+  /** Per stream (default 1 MiB). */
+  maxOutputBytes?: number;
+  readyTimeoutMs?: number;
+}
+
+export interface Executor {
+  exec(target: GuestTarget, script: string, opts: ExecOptions): Promise<ExecResult>;
+  /** Resolves once the readiness marker exists; throws after timeoutMs. */
+  waitReady(target: GuestTarget, opts: { timeoutMs: number; pollMs?: number }): Promise<void>;
+  /** Appends the student's key (and labvirt's, for the gateway) to student's authorized_keys, idempotently. */
+  installStudentKey(target: GuestTarget, publicKey: string): Promise<void>;
+  closeEnv(envId: string): void;
+  close(): Promise<void>;
+  /** SSH handshakes done so far (for tests and metrics). */
+  readonly handshakes: number;
+}
+
+const READY_SCRIPT = 'test -f "${LABVIRT_GUEST_ROOT:-}/var/lib/labvirt/ready"\n';
+
+/** Runs as root; the keys come in LABVIRT_KEYS (data, one per line). */
+const INSTALL_KEY_SCRIPT = `set -eu
+h="\${LABVIRT_GUEST_ROOT:-}/home/student"
+mkdir -p "$h/.ssh"
+chmod 700 "$h/.ssh"
+f="$h/.ssh/authorized_keys"
+touch "$f"
+chmod 600 "$f"
+printf '%s\\n' "$LABVIRT_KEYS" | while IFS= read -r line; do
+  [ -n "$line" ] || continue
+  grep -qxF -- "$line" "$f" || printf '%s\\n' "$line" >> "$f"
+done
+if [ -z "\${LABVIRT_GUEST_ROOT:-}" ]; then chown -R student:student "$h/.ssh"; fi
+`;
+
+const RETRYABLE = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'EGUESTUNKNOWN',
+]);
+
+function retryable(err: unknown): boolean {
+  if (err instanceof HostKeyMismatchError) return false;
+  const e = err as { code?: string; level?: string; message?: string };
+  if (e.code && RETRYABLE.has(e.code)) return true;
+  // While a VM boots, sshd may be up before cloud-init has written the keys.
+  if (e.level === 'client-authentication' || e.level === 'client-timeout') return true;
+  return /handshake|timed out|Connection lost/i.test(e.message ?? '');
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** OpenSSH's sshd allows 10 sessions per connection (MaxSessions); stay below. */
+const MAX_CHANNELS = 8;
+
+interface Pooled {
+  client: Client;
+  envId: string;
+  active: number;
+  waiting: (() => void)[];
+}
+
+async function acquire(p: Pooled): Promise<void> {
+  while (p.active >= MAX_CHANNELS) await new Promise<void>((r) => p.waiting.push(r));
+  p.active++;
+}
+
+function release(p: Pooled): void {
+  p.active--;
+  p.waiting.shift()?.();
+}
+
+export function createExecutor(options: ExecutorOptions): Executor {
+  const loginUser = options.user ?? 'labvirt';
+  const retry: ConnectRetry = {
+    attempts: 10,
+    initialDelayMs: 200,
+    maxDelayMs: 5000,
+    ...options.connectRetry,
+  };
+  const maxOutput = options.maxOutputBytes ?? 1024 * 1024;
+  const log = options.logger;
+  const pins = new HostKeyPins();
+  const pool = new Map<string, Promise<Pooled>>();
+  const parsedOwn = utils.parseKey(options.privateKey);
+  if (parsedOwn instanceof Error) throw new Error(`executor private key: ${parsedOwn.message}`);
+  const ownPublic = publicLine(parsedOwn);
+  let handshakes = 0;
+  let closed = false;
+
+  function connectOnce(target: GuestTarget, user: string): Promise<Pooled> {
+    return new Promise((resolve, reject) => {
+      let endpoint: { host: string; port: number };
+      try {
+        endpoint = options.resolve(target.ip, 22);
+      } catch (err) {
+        reject(err);
+        return;
+      }
+      const client = new ssh2.Client();
+      let mismatch: HostKeyMismatchError | undefined;
+      client.once('ready', () => {
+        handshakes++;
+        client.removeAllListeners('error');
+        client.on('error', (err) =>
+          log?.debug({ err: err.message, ...target }, 'guest connection error'),
+        );
+        resolve({ client, envId: target.envId, active: 0, waiting: [] });
+      });
+      client.once('error', (err) => {
+        client.destroy();
+        reject(mismatch ?? err);
+      });
+      client.connect({
+        host: endpoint.host,
+        port: endpoint.port,
+        username: user,
+        privateKey: options.privateKey,
+        readyTimeout: options.readyTimeoutMs ?? 10_000,
+        keepaliveInterval: 15_000,
+        hostVerifier: (key: Buffer) => {
+          mismatch = pins.check(target.envId, `${target.node} (${target.ip})`, key);
+          return mismatch === undefined;
+        },
+      });
+    });
+  }
+
+  async function connectWithRetry(target: GuestTarget, user: string): Promise<Pooled> {
+    let delay = retry.initialDelayMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await connectOnce(target, user);
+      } catch (err) {
+        if (closed || attempt >= retry.attempts || !retryable(err)) throw err;
+        log?.debug(
+          { ...target, attempt, err: (err as Error).message },
+          'guest not reachable yet, retrying',
+        );
+        await sleep(delay);
+        delay = Math.min(retry.maxDelayMs, delay * 2);
+      }
+    }
+  }
+
+  function connection(target: GuestTarget, user: string): Promise<Pooled> {
+    if (closed) return Promise.reject(new Error('executor closed'));
+    const key = `${target.envId}|${target.node}|${target.ip}|${user}`;
+    let p = pool.get(key);
+    if (!p) {
+      p = connectWithRetry(target, user);
+      pool.set(key, p);
+      p.then(
+        (c) =>
+          c.client.once('close', () => {
+            if (pool.get(key) === p) pool.delete(key);
+          }),
+        () => {
+          if (pool.get(key) === p) pool.delete(key);
+        },
+      );
+    }
+    return p;
+  }
+
+  function dropConnection(target: GuestTarget, user: string, pooled: Pooled) {
+    const key = `${target.envId}|${target.node}|${target.ip}|${user}`;
+    pool.delete(key);
+    pooled.client.end();
+  }
+
+  function openExec(client: Client): Promise<ClientChannel> {
+    return new Promise((resolve, reject) => {
+      client.exec(BOOTSTRAP, (err, stream) => (err ? reject(err) : resolve(stream)));
+    });
+  }
+
+  async function exec(target: GuestTarget, script: string, opts: ExecOptions): Promise<ExecResult> {
+    const user = opts.user ?? loginUser;
+    const bundle = makeBundle({
+      script,
+      env: opts.env ?? {},
+      user: opts.runAs && opts.runAs !== user ? opts.runAs : 'self',
+      // The guest-side limit is a backstop a little after ours.
+      timeoutSeconds: opts.timeoutMs / 1000 + 2,
+    });
+    if (opts.signal?.aborted) throw abortError(opts.signal);
+    const started = Date.now();
+    let stream: ClientChannel | undefined;
+    let pooled: Pooled | undefined;
+    for (let attempt = 0; !stream; attempt++) {
+      pooled = await connection(target, user);
+      await acquire(pooled);
+      try {
+        stream = await openExec(pooled.client);
+      } catch (err) {
+        release(pooled);
+        // A pooled connection can die between uses: one fresh try.
+        dropConnection(target, user, pooled);
+        if (attempt > 0) throw err;
+      }
+    }
+    const held = pooled as Pooled;
+    return run(stream, bundle, opts, started).finally(() => release(held));
+  }
+
+  function run(
+    stream: ClientChannel,
+    bundle: Buffer,
+    opts: ExecOptions,
+    started: number,
+  ): Promise<ExecResult> {
+    return new Promise((resolve, reject) => {
+      const out = new Capped(maxOutput);
+      const err = new Capped(maxOutput);
+      let timedOut = false;
+      let exitCode: number | null = null;
+      let exitSignal: string | undefined;
+      let aborted = false;
+      const signal = (name: string) => {
+        try {
+          stream.signal(name);
+        } catch {
+          /* channel already gone */
+        }
+      };
+      const kill = () => {
+        // TERM lets the guest-side wrapper end the script's whole process group.
+        signal('TERM');
+        // If the guest does not close the channel by itself, we do.
+        setTimeout(() => {
+          signal('KILL');
+          stream.close();
+        }, 1000).unref();
+      };
+      const timer = setTimeout(() => {
+        timedOut = true;
+        kill();
+      }, opts.timeoutMs);
+      const onAbort = () => {
+        aborted = true;
+        kill();
+      };
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      stream.on('data', (chunk: Buffer) => {
+        out.push(chunk);
+        opts.onStdout?.(chunk);
+      });
+      stream.stderr.on('data', (chunk: Buffer) => {
+        err.push(chunk);
+        opts.onStderr?.(chunk);
+      });
+      stream.on('exit', (code: number | null, signal?: string) => {
+        if (typeof code === 'number') exitCode = code;
+        else if (signal) exitSignal = signal;
+      });
+      stream.on('close', () => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        if (aborted && opts.signal) {
+          reject(abortError(opts.signal));
+          return;
+        }
+        resolve({
+          exitCode: timedOut ? null : exitCode,
+          ...(exitSignal || timedOut ? { signal: exitSignal ?? 'SIGKILL' } : {}),
+          stdout: out.text(),
+          stderr: err.text(),
+          timedOut,
+          truncated: out.truncated || err.truncated,
+          durationMs: Date.now() - started,
+        });
+      });
+      stream.end(bundle);
+    });
+  }
+
+  async function waitReady(target: GuestTarget, opts: { timeoutMs: number; pollMs?: number }) {
+    const deadline = Date.now() + opts.timeoutMs;
+    let last = 'not checked yet';
+    while (Date.now() < deadline) {
+      try {
+        const r = await exec(target, READY_SCRIPT, {
+          timeoutMs: Math.min(30_000, Math.max(1000, deadline - Date.now())),
+        });
+        if (r.exitCode === 0) return;
+        last = 'readiness marker not written yet';
+      } catch (err) {
+        if (err instanceof HostKeyMismatchError) throw err;
+        last = (err as Error).message;
+      }
+      await sleep(Math.min(opts.pollMs ?? 1000, Math.max(0, deadline - Date.now())));
+    }
+    throw new Error(
+      `${target.node} of env ${target.envId} not ready after ${opts.timeoutMs} ms: ${last}`,
+    );
+  }
+
+  async function installStudentKey(target: GuestTarget, publicKey: string) {
+    const lines = publicKey.split(/\r?\n/).filter((l) => l.trim());
+    const parsed = lines.length === 1 ? parseAuthorizedKey(lines[0] as string) : undefined;
+    if (!parsed || /^\S*(command|environment)=/.test((lines[0] as string).trim())) {
+      throw new InvalidEnvError('not a single OpenSSH public key');
+    }
+    // The gateway logs in as student with labvirt's own key (see .notes/ssh.md).
+    const keys = `${publicLine(parsed)} labvirt-student\n${ownPublic} labvirt-gateway`;
+    const r = await exec(target, INSTALL_KEY_SCRIPT, {
+      env: { LABVIRT_KEYS: keys },
+      timeoutMs: 30_000,
+      runAs: 'root',
+    });
+    if (r.exitCode !== 0) {
+      throw new Error(
+        `installing the student key on ${target.node} failed (exit ${r.exitCode}): ${r.stderr.trim().slice(-300)}`,
+      );
+    }
+  }
+
+  function closeEnv(envId: string) {
+    for (const [key, p] of pool) {
+      if (!key.startsWith(`${envId}|`)) continue;
+      pool.delete(key);
+      p.then(
+        (c) => c.client.end(),
+        () => undefined,
+      );
+    }
+    pins.forget(envId);
+  }
+
+  async function close() {
+    closed = true;
+    const all = [...pool.values()];
+    pool.clear();
+    await Promise.all(
+      all.map((p) =>
+        p.then(
+          (c) => c.client.end(),
+          () => undefined,
+        ),
+      ),
+    );
+  }
+
+  return {
+    exec,
+    waitReady,
+    installStudentKey,
+    closeEnv,
+    close,
+    get handshakes() {
+      return handshakes;
+    },
+  };
+}
+
+function abortError(signal: AbortSignal): Error {
+  const e = new Error(`aborted: ${String(signal.reason ?? 'signal')}`);
+  e.name = 'AbortError';
+  return e;
+}
+
+/** Keeps the last `max` bytes of a stream. */
+class Capped {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  truncated = false;
+  constructor(private readonly max: number) {}
+  push(chunk: Buffer) {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    while (this.size > this.max && this.chunks.length > 0) {
+      this.truncated = true;
+      const first = this.chunks[0] as Buffer;
+      const excess = this.size - this.max;
+      if (first.length <= excess) {
+        this.chunks.shift();
+        this.size -= first.length;
+      } else {
+        this.chunks[0] = first.subarray(excess);
+        this.size -= excess;
+      }
+    }
+  }
+  text() {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}

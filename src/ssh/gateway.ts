@@ -1,0 +1,464 @@
+import { randomBytes } from 'node:crypto';
+import { connect as tcpConnect } from 'node:net';
+import ssh2, {
+  type Client,
+  type ClientChannel,
+  type Connection,
+  type PseudoTtyInfo,
+  type ServerChannel,
+} from 'ssh2';
+import type { Logger } from '../log/index.js';
+import { HostKeyPins } from './hostkeys.js';
+import { fingerprint, matchKey, parseAuthorizedKey } from './keys.js';
+import type { NodeName } from './executor.js';
+import type { GuestResolver } from './resolver.js';
+
+export interface GatewaySession {
+  sessionId: string;
+  student: string;
+  envId: string;
+  expiresAt: Date;
+  publicKeys: string[];
+  nodes: { node: NodeName; ip: string }[];
+}
+
+export interface SessionDirectory {
+  lookup(sessionId: string): Promise<GatewaySession | undefined>;
+}
+
+export interface GatewayOptions {
+  hostKey: string | Buffer;
+  port?: number;
+  host?: string;
+  directory: SessionDirectory;
+  /** labvirt's key; installStudentKey puts its public half into student's authorized_keys. */
+  executorKey: string | Buffer;
+  resolve: GuestResolver;
+  idleTimeoutMs?: number;
+  /** How long before an idle or session-end disconnect the student is warned (default 60 s, at most half the idle timeout). */
+  warnBeforeMs?: number;
+  /** How often an open connection re-reads its session (extension, early release); default 30 s. */
+  recheckMs?: number;
+  /** Guest account students get (default `student`). */
+  guestUser?: string;
+  logger?: Logger;
+  /** Where the per-connection audit lines go (default: the logger). */
+  audit?: Logger;
+  now?: () => number;
+}
+
+export interface Gateway {
+  readonly port: number;
+  /** Open student connections. */
+  readonly connections: number;
+  close(): Promise<void>;
+}
+
+// ssh2 is CommonJS: under Node's ESM loader only `default` carries these.
+const { Server } = ssh2;
+
+const SESSION_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+function note(text: string): string {
+  return `\r\n[labvirt] ${text}\r\n`;
+}
+
+/**
+ * One SSH entry point for every student: `ssh <session>@gateway` with the
+ * session's key lands on the env's control plane as `student`; `-J` jumps
+ * reach only the env's own nodes on port 22.
+ */
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const log = options.logger;
+  const audit = options.audit ?? log;
+  const now = options.now ?? Date.now;
+  const idleMs = options.idleTimeoutMs ?? 30 * 60_000;
+  const warnMs = Math.min(options.warnBeforeMs ?? 60_000, Math.floor(idleMs / 2));
+  const recheckMs = options.recheckMs ?? 30_000;
+  const guestUser = options.guestUser ?? 'student';
+  const pins = new HostKeyPins();
+  const open = new Set<Connection>();
+
+  const server = new Server({ hostKeys: [options.hostKey] }, (client, info) => {
+    open.add(client);
+    const source = `${info.ip}:${info.port}`;
+    const connId = randomBytes(6).toString('hex');
+    let session: GatewaySession | undefined;
+    let lookup: Promise<GatewaySession | undefined> | undefined;
+    let refusal: string | undefined;
+    let upstream: Promise<Client> | undefined;
+    let upstreamClient: Client | undefined;
+    const started = now();
+    let bytesIn = 0;
+    let bytesOut = 0;
+    const channels: Record<string, number> = {};
+    const terminals = new Set<ServerChannel>();
+    let lastActivity = now();
+    let warnedIdle = false;
+    let warnedEnd = false;
+    let endReason = 'client closed';
+    let ticker: NodeJS.Timeout | undefined;
+    let closing = false;
+
+    const countChannel = (type: string) => (channels[type] = (channels[type] ?? 0) + 1);
+    const tellTerminals = (text: string) => {
+      for (const t of terminals) t.stderr.write(note(text));
+    };
+    const disconnect = (reason: string, message: string) => {
+      if (closing) return;
+      closing = true;
+      endReason = reason;
+      tellTerminals(message);
+      setTimeout(() => client.end(), 200).unref();
+    };
+
+    client.on('error', (err) =>
+      log?.debug({ connId, err: err.message }, 'student connection error'),
+    );
+    client.on('close', () => {
+      open.delete(client);
+      if (ticker) clearInterval(ticker);
+      upstreamClient?.end();
+      if (session) {
+        audit?.info(
+          {
+            audit: 'ssh.connection.close',
+            connId,
+            student: session.student,
+            sessionId: session.sessionId,
+            envId: session.envId,
+            source,
+            startedAt: new Date(started).toISOString(),
+            endedAt: new Date(now()).toISOString(),
+            bytesIn,
+            bytesOut,
+            channels,
+            reason: endReason,
+          },
+          'ssh connection closed',
+        );
+      }
+    });
+
+    let attempts = 0;
+    client.on('authentication', (ctx) => {
+      const sessionId = ctx.username;
+      // Like sshd's MaxAuthTries: a client cycling through keys or names is cut off.
+      if (++attempts > 20) {
+        ctx.reject([]);
+        client.end();
+        return;
+      }
+      if (ctx.method === 'keyboard-interactive') {
+        // Only used to show why we refused: OpenSSH prints the instructions.
+        const message =
+          refusal ??
+          `log in with the key labvirt gave you for this session: ssh -i <key file> ${SESSION_NAME.test(sessionId) ? sessionId : '<session>'}@<gateway>`;
+        // One prompt, because some clients answer an empty prompt list without showing anything.
+        ctx.prompt(
+          [{ prompt: '(press Enter) ', echo: false }],
+          'labvirt',
+          `labvirt: ${message}`,
+          () => ctx.reject(['publickey']),
+        );
+        return;
+      }
+      if (ctx.method !== 'publickey') return ctx.reject(['publickey', 'keyboard-interactive']);
+      if (!SESSION_NAME.test(sessionId)) {
+        refusal = 'log in as your session id, e.g. ssh s-abc1234567@<gateway>';
+        return ctx.reject(['publickey', 'keyboard-interactive']);
+      }
+      lookup ??= options.directory.lookup(sessionId).catch((err) => {
+        log?.warn({ connId, err: (err as Error).message }, 'session lookup failed');
+        return undefined;
+      });
+      lookup.then(
+        (s) => {
+          if (!s) {
+            refusal = `there is no active lab session named ${sessionId} (it may have ended or not started yet)`;
+          } else if (s.expiresAt.getTime() <= now()) {
+            refusal = `session ${sessionId} ended at ${s.expiresAt.toISOString()}`;
+          } else {
+            const keys = s.publicKeys.map(parseAuthorizedKey).filter((k) => k !== undefined);
+            if (matchKey(keys, ctx)) {
+              if (ctx.signature) session = s;
+              return ctx.accept();
+            }
+            refusal = `this key is not the one for session ${sessionId}; use the key file labvirt gave you (ssh -i <key file>)`;
+          }
+          if (ctx.signature || !s) {
+            audit?.warn(
+              { audit: 'ssh.auth.refused', connId, sessionId, source, reason: refusal },
+              'ssh login refused',
+            );
+          }
+          ctx.reject(['publickey', 'keyboard-interactive']);
+        },
+        () => ctx.reject(['publickey']),
+      );
+    });
+
+    client.on('ready', () => {
+      const s = session as GatewaySession;
+      audit?.info(
+        {
+          audit: 'ssh.connection.open',
+          connId,
+          student: s.student,
+          sessionId: s.sessionId,
+          envId: s.envId,
+          source,
+          startedAt: new Date(started).toISOString(),
+        },
+        'ssh connection opened',
+      );
+      const controlPlane = s.nodes.find((n) => n.node === 'control-plane');
+      const connectUpstream = () =>
+        (upstream ??= new Promise<Client>((resolve, reject) => {
+          if (!controlPlane)
+            return reject(new Error('your environment has no control plane address yet'));
+          let endpoint: { host: string; port: number };
+          try {
+            endpoint = options.resolve(controlPlane.ip, 22);
+          } catch (err) {
+            return reject(err);
+          }
+          const up = new ssh2.Client();
+          upstreamClient = up;
+          let mismatch: Error | undefined;
+          up.once('ready', () => resolve(up));
+          up.on('error', (err) => reject(mismatch ?? err));
+          up.on('close', () =>
+            disconnect('guest closed', 'the connection to your environment was closed'),
+          );
+          up.connect({
+            host: endpoint.host,
+            port: endpoint.port,
+            username: guestUser,
+            privateKey: options.executorKey,
+            readyTimeout: 15_000,
+            keepaliveInterval: 15_000,
+            hostVerifier: (key: Buffer) => {
+              mismatch = pins.check(s.envId, `control-plane (${controlPlane.ip})`, key);
+              return mismatch === undefined;
+            },
+          });
+        }));
+
+      ticker = setInterval(
+        () => void tick(),
+        Math.max(50, Math.min(5000, Math.floor(warnMs / 4) || 50)),
+      );
+      ticker.unref();
+      let lastRecheck = now();
+      const tick = async () => {
+        if (closing) return;
+        const t = now();
+        if (t - lastRecheck >= recheckMs) {
+          lastRecheck = t;
+          const fresh = await options.directory.lookup(s.sessionId).catch(() => s);
+          if (!fresh)
+            return disconnect('session ended', 'your lab session has ended; disconnecting.');
+          if (fresh.expiresAt.getTime() !== s.expiresAt.getTime()) {
+            s.expiresAt = fresh.expiresAt;
+            warnedEnd = false;
+          }
+        }
+        const left = s.expiresAt.getTime() - t;
+        if (left <= 0)
+          return disconnect('session expired', 'your lab session has ended; disconnecting.');
+        if (left <= warnMs && !warnedEnd) {
+          warnedEnd = true;
+          tellTerminals(
+            `your lab session ends in ${Math.ceil(left / 1000)} s (at ${s.expiresAt.toISOString()}). Save your work.`,
+          );
+        }
+        const idle = t - lastActivity;
+        if (idle >= idleMs)
+          return disconnect(
+            'idle',
+            `disconnecting after ${Math.round(idleMs / 1000)} s without input.`,
+          );
+        if (idle >= idleMs - warnMs && !warnedIdle) {
+          warnedIdle = true;
+          tellTerminals(
+            `no input for a while: you will be disconnected in ${Math.ceil((idleMs - idle) / 1000)} s unless you type something.`,
+          );
+        }
+      };
+      const activity = (n: number) => {
+        bytesIn += n;
+        lastActivity = now();
+        warnedIdle = false;
+      };
+
+      const bridge = (down: ServerChannel, up: ClientChannel, interactive: boolean) => {
+        if (interactive) terminals.add(down);
+        down.on('data', (d: Buffer) => activity(d.length));
+        up.on('data', (d: Buffer) => (bytesOut += d.length));
+        up.stderr.on('data', (d: Buffer) => (bytesOut += d.length));
+        down.pipe(up);
+        up.pipe(down, { end: false });
+        up.stderr.pipe(down.stderr, { end: false });
+        up.on('exit', (code: number | null, signal?: string, dump?: boolean, desc?: string) => {
+          try {
+            if (typeof code === 'number') down.exit(code);
+            else if (signal) down.exit(signal, dump ?? false, desc ?? '');
+          } catch {
+            /* a signal name ssh2 does not know: the channel just closes */
+          }
+        });
+        up.on('close', () => {
+          terminals.delete(down);
+          down.end();
+        });
+        down.on('close', () => {
+          terminals.delete(down);
+          up.close();
+        });
+      };
+      const failChannel = (down: ServerChannel, err: unknown) => {
+        down.stderr.write(note(`could not reach your environment: ${(err as Error).message}`));
+        down.exit(255);
+        down.end();
+      };
+
+      client.on('session', (acceptSession) => {
+        const sess = acceptSession();
+        countChannel('session');
+        const env: Record<string, string> = {};
+        let pty: PseudoTtyInfo | undefined;
+        let up: ClientChannel | undefined;
+        sess.on('env', (accept, reject, e) => {
+          if (/^(LANG|LC_[A-Z_]+)$/.test(e.key)) {
+            env[e.key] = e.val;
+            accept?.();
+          } else reject?.();
+        });
+        sess.on('pty', (accept, _reject, p) => {
+          pty = p;
+          accept?.();
+        });
+        sess.on('window-change', (accept, _reject, w) => {
+          accept?.();
+          up?.setWindow(w.rows, w.cols, w.height, w.width);
+        });
+        sess.on('signal', (accept, _reject, sig) => {
+          accept?.();
+          up?.signal(sig.name);
+        });
+        const ptyOpts = () =>
+          pty
+            ? {
+                rows: pty.rows,
+                cols: pty.cols,
+                height: pty.height,
+                width: pty.width,
+                term: pty.term,
+                modes: pty.modes as never,
+              }
+            : undefined;
+        sess.on('shell', (accept) => {
+          const down = accept();
+          countChannel('shell');
+          connectUpstream().then(
+            (c) =>
+              c.shell(ptyOpts() ?? false, { env }, (err, stream) => {
+                if (err) return failChannel(down, err);
+                up = stream;
+                bridge(down, stream, pty !== undefined);
+              }),
+            (err) => failChannel(down, err),
+          );
+        });
+        sess.on('exec', (accept, _reject, e) => {
+          const down = accept();
+          countChannel(/^scp( |$)/.test(e.command) ? 'scp' : 'exec');
+          connectUpstream().then(
+            (c) =>
+              // The student's command goes to the guest verbatim, as any SSH hop would pass it.
+              c.exec(e.command, { env, ...(pty ? { pty: ptyOpts() } : {}) }, (err, stream) => {
+                if (err) return failChannel(down, err);
+                up = stream;
+                bridge(down, stream, pty !== undefined);
+              }),
+            (err) => failChannel(down, err),
+          );
+        });
+        sess.on('subsystem', (accept, reject, sub) => {
+          if (sub.name !== 'sftp') return reject?.();
+          const down = accept();
+          countChannel('sftp');
+          connectUpstream().then(
+            (c) =>
+              c.subsys('sftp', (err, stream) => {
+                if (err) return failChannel(down, err);
+                up = stream;
+                bridge(down, stream, false);
+              }),
+            (err) => failChannel(down, err),
+          );
+        });
+      });
+
+      client.on('tcpip', (accept, reject, t) => {
+        const target = s.nodes.find((n) => n.node === t.destIP || n.ip === t.destIP);
+        if (!target || t.destPort !== 22) {
+          audit?.warn(
+            {
+              audit: 'ssh.jump.refused',
+              connId,
+              sessionId: s.sessionId,
+              source,
+              dest: `${t.destIP}:${t.destPort}`,
+            },
+            'jump refused: only the nodes of the session env on port 22',
+          );
+          tellTerminals(
+            `refused a connection to ${t.destIP}:${t.destPort}: only your own nodes (${s.nodes.map((n) => n.node).join(', ')}) on port 22`,
+          );
+          return reject();
+        }
+        let endpoint: { host: string; port: number };
+        try {
+          endpoint = options.resolve(target.ip, 22);
+        } catch {
+          return reject();
+        }
+        const sock = tcpConnect(endpoint.port, endpoint.host);
+        sock.once('error', () => reject());
+        sock.once('connect', () => {
+          const ch = accept();
+          countChannel('direct-tcpip');
+          ch.on('data', (d: Buffer) => activity(d.length));
+          sock.on('data', (d: Buffer) => (bytesOut += d.length));
+          ch.pipe(sock).pipe(ch);
+          ch.on('close', () => sock.destroy());
+          sock.on('close', () => ch.close());
+          sock.on('error', () => ch.close());
+        });
+      });
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '0.0.0.0', () => resolve());
+  });
+  const port = (server.address() as { port: number }).port;
+  const parsedHostKey = ssh2.utils.parseKey(options.hostKey);
+  log?.info(
+    { port, hostKey: parsedHostKey instanceof Error ? undefined : fingerprint(parsedHostKey) },
+    'ssh gateway listening',
+  );
+  return {
+    port,
+    get connections() {
+      return open.size;
+    },
+    async close() {
+      for (const c of open) c.end();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,32 @@
+export { directResolver, fileResolver, UnknownGuestError, type GuestResolver } from './resolver.js';
+export {
+  fileKeyStore,
+  fingerprint,
+  generateKeyPair,
+  loadOrCreateHostKey,
+  matchKey,
+  parseAuthorizedKey,
+  publicLine,
+  type KeyStore,
+  type LoadedKey,
+  type PublicKeyAttempt,
+} from './keys.js';
+export { HostKeyMismatchError } from './hostkeys.js';
+export { ENV_NAME, InvalidEnvError } from './bundle.js';
+export {
+  createExecutor,
+  type ConnectRetry,
+  type ExecOptions,
+  type ExecResult,
+  type Executor,
+  type ExecutorOptions,
+  type GuestTarget,
+  type NodeName,
+} from './executor.js';
+export {
+  startGateway,
+  type Gateway,
+  type GatewayOptions,
+  type GatewaySession,
+  type SessionDirectory,
+} from './gateway.js';

@@ -1,0 +1,102 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDevStack, type DevStack, type DevStackOptions } from '../../src/app/dev.js';
+import type { LabvirtEvent } from '../../src/events/index.js';
+import type { SessionView } from '../../src/sessions/types.js';
+
+export const FIXTURE_LABS = join(import.meta.dirname, '..', 'fixtures', 'labs');
+
+export interface TestStack extends DevStack {
+  dir: string;
+  events: LabvirtEvent[];
+  /** Polls until `fn` returns a truthy value. */
+  until<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs?: number): Promise<T>;
+  /** Polls a session until it reaches `state`. */
+  untilSession(id: string, state: SessionView['state'], timeoutMs?: number): Promise<SessionView>;
+  warmCount(flavor: string): Promise<number>;
+}
+
+/**
+ * A whole labvirt against a real redis-server and the simulator, with the
+ * schedules off (tests trigger maintenance themselves) and fast polling.
+ */
+export async function startTestStack(options: Partial<DevStackOptions> = {}): Promise<TestStack> {
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'labvirt-e2e-'));
+  const stack = await startDevStack({
+    ...options,
+    dir,
+    sim: { speed: 200, ...options.sim },
+    roles: { scheduler: false, ...options.roles },
+    overrides: deepMerge(
+      {
+        labsDir: FIXTURE_LABS,
+        flavors: {
+          'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 2, maxTotal: 10 },
+          'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 4 },
+        },
+        pool: { pollSeconds: 0.05, jobLockSeconds: 3, provisionDeadlineSeconds: 60 },
+      },
+      options.overrides ?? {},
+    ),
+  });
+  const events: LabvirtEvent[] = [];
+  stack.labvirt.events.onAny((e) => void events.push(e));
+  const until = async <T>(
+    fn: () => Promise<T | undefined | false>,
+    what: string,
+    timeoutMs = 30_000,
+  ): Promise<T> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await fn();
+      if (v) return v;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  return {
+    ...stack,
+    dir,
+    events,
+    until,
+    untilSession: (id, state, timeoutMs) =>
+      until(
+        async () => {
+          const s = await stack.labvirt.service.status(id);
+          if (s.state === 'ended' && state !== 'ended') {
+            throw new Error(`session ${id} ended (${s.endedReason}) while waiting for ${state}`);
+          }
+          return s.state === state ? s : undefined;
+        },
+        `session ${id} to be ${state}`,
+        timeoutMs,
+      ),
+    warmCount: async (flavor) => (await stack.labvirt.store.countByState(flavor)).warm ?? 0,
+    async stop() {
+      await stack.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function deepMerge(
+  a: Record<string, unknown>,
+  b: Record<string, unknown>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const cur = out[k];
+    if (
+      cur &&
+      typeof cur === 'object' &&
+      !Array.isArray(cur) &&
+      v &&
+      typeof v === 'object' &&
+      !Array.isArray(v)
+    ) {
+      out[k] = deepMerge(cur as Record<string, unknown>, v as Record<string, unknown>);
+    } else out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,235 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Redis } from 'ioredis';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HostCluster, loadKubeConfig } from '../../src/kube/client.js';
+import { silentLogger } from '../../src/log/index.js';
+import { startRedisServer, type RedisServerHandle } from '../../src/redis/index.js';
+import { startSim, type SimHandle } from '../../src/sim/index.js';
+import { Store } from '../../src/store/index.js';
+import { FIXTURE_LABS, startTestStack } from '../helpers/stack.js';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const FLAVOR = 'v1.30-1node';
+const TOKEN = 'recovery-test-token-0123456789';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function until<T>(
+  fn: () => Promise<T | undefined | false>,
+  what: string,
+  ms = 60_000,
+): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () => {
+  let dir: string;
+  let redis: RedisServerHandle;
+  let sim: SimHandle;
+  let child: ChildProcess | undefined;
+  let store: Store;
+  let client: Redis;
+  let cluster: HostCluster;
+  let configFile: string;
+  let apiUrl: string;
+  let output = '';
+
+  const startLabvirt = () => {
+    const proc = spawn(
+      process.execPath,
+      [join(ROOT, 'bin', 'labvirt.js'), 'serve', '--config', configFile],
+      {
+        env: { ...process.env, LABVIRT_FROM_SOURCE: '1', LABVIRT_API_TOKEN: TOKEN },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    // Kept for the failure message: a labvirt that cannot start says why.
+    proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+    proc.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+    child = proc;
+    return proc;
+  };
+  const kill9 = async () => {
+    const proc = child!;
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGKILL');
+      await new Promise((r) => proc.once('exit', r));
+    }
+    child = undefined;
+  };
+  const leaks = async () => {
+    const namespaces = (await cluster.listManagedNamespaces()).filter(
+      (n) => !n.metadata?.deletionTimestamp,
+    );
+    const envs = await store.listEnvs({});
+    const recorded = new Set(envs.map((e) => `lab-${e.envId}`));
+    return namespaces.map((n) => n.metadata!.name!).filter((n) => !recorded.has(n));
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'labvirt-crash-'));
+    redis = await startRedisServer();
+    sim = await startSim({ dir: join(dir, 'sim'), speed: 100 });
+    client = new Redis(redis.url);
+    store = new Store(client, 'labvirt');
+    cluster = new HostCluster(loadKubeConfig({ kubeconfig: sim.kubeconfigPath }), {
+      logger: silentLogger(),
+    });
+    const apiPort = await freePort();
+    apiUrl = `http://127.0.0.1:${apiPort}`;
+    configFile = join(dir, 'labvirt.yaml');
+    writeFileSync(
+      configFile,
+      stringify({
+        labsDir: FIXTURE_LABS,
+        labScripts: 'sim',
+        logLevel: 'warn',
+        kube: {
+          kubeconfig: sim.kubeconfigPath,
+          guestAddressMap: join(dirname(sim.kubeconfigPath), 'guests.json'),
+        },
+        redis: { url: redis.url },
+        flavors: {
+          [FLAVOR]: { kubernetesVersion: '1.30', nodes: 1, minWarm: 3, maxTotal: 6 },
+          'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
+        },
+        pool: {
+          pollSeconds: 0.05,
+          jobLockSeconds: 2,
+          replenishCron: '*/1 * * * * *',
+          reconcileCron: '*/2 * * * * *',
+        },
+        sessions: { expiryCron: '*/5 * * * * *' },
+        api: { port: apiPort },
+        ssh: {
+          gatewayPort: 0,
+          bindAddress: '127.0.0.1',
+          hostKey: join(dir, 'hk'),
+          orchestratorKey: join(dir, 'ok'),
+        },
+      }),
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    if (child) await kill9();
+    client?.disconnect();
+    await sim?.stop();
+    await redis?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('loses nothing and leaks nothing when killed mid-provision, then mid-claim', async () => {
+    startLabvirt();
+    // Mid-provision: at least one env has been created on the cluster but is not warm yet.
+    await until(async () => {
+      if (child?.exitCode !== null) throw new Error(`labvirt exited: ${output.slice(-2000)}`);
+      const envs = await store.listEnvs({});
+      return envs.some((e) => e.state === 'booting');
+    }, 'an env booting');
+    await kill9();
+
+    startLabvirt();
+    await until(
+      async () => ((await store.countByState(FLAVOR)).warm ?? 0) >= 3,
+      'three warm envs after restart',
+    );
+    expect(await leaks()).toEqual([]);
+
+    // Mid-claim: start two sessions and kill labvirt right after the API answered.
+    const start = async (student: string) => {
+      const res = await fetch(`${apiUrl}/v1/sessions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ student, labId: 'fixture-one', requestId: `crash-${student}` }),
+      });
+      expect(res.status).toBe(201);
+      return ((await res.json()) as { id: string }).id;
+    };
+    const ids = [await start('ann'), await start('ben')];
+    await kill9();
+
+    startLabvirt();
+    const sessions = await until(async () => {
+      const all = await Promise.all(ids.map((id) => store.getSession(id)));
+      return all.every((s) => s?.state === 'active') ? all : undefined;
+    }, 'both sessions active after restart');
+    const envIds = sessions.map((s) => s!.envId);
+    expect(new Set(envIds).size).toBe(2);
+    for (const envId of envIds) expect((await store.getEnv(envId!))?.sessionId).toBeDefined();
+    // Repeating the start (a Slack retry after the crash) returns the same session.
+    const again = await fetch(`${apiUrl}/v1/sessions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ student: 'ann', labId: 'fixture-one', requestId: 'crash-ann' }),
+    });
+    expect(((await again.json()) as { id: string }).id).toBe(ids[0]);
+    await until(async () => ((await store.countByState(FLAVOR)).warm ?? 0) >= 3, 'pool refilled');
+    expect(await leaks()).toEqual([]);
+  }, 180_000);
+});
+
+describe('Redis restarted empty', () => {
+  it('rebuilds the indexes from the cluster: sessions intact, pool counted, nothing leaked', async () => {
+    const stack = await startTestStack();
+    try {
+      const { labvirt } = stack;
+      await labvirt.runMaintenance('replenish');
+      await stack.until(async () => (await stack.warmCount(FLAVOR)) >= 2, 'warm pool');
+      const s = await labvirt.service.start({ student: 'cleo', labId: 'fixture-one' });
+      const active = await stack.untilSession(s.id, 'active');
+      await labvirt.service.hint(s.id);
+
+      await stack.redis.kill9();
+      await stack.redis.restart();
+      await stack.until(async () => {
+        try {
+          await labvirt.runMaintenance('reconcile');
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'reconcile after the Redis restart');
+
+      const after = await labvirt.service.status(s.id);
+      expect(after).toMatchObject({
+        state: 'active',
+        envId: active.envId,
+        student: 'cleo',
+        hintsUsed: 1,
+      });
+      expect(after.expiresAt).toBe(active.expiresAt);
+      expect(await stack.warmCount(FLAVOR)).toBe(1);
+      // The per-student limit still holds, and the rebuilt pool still serves others.
+      await expect(
+        labvirt.service.start({ student: 'cleo', labId: 'fixture-one' }),
+      ).rejects.toMatchObject({
+        code: 'LIMIT_REACHED',
+      });
+      const other = await labvirt.service.start({ student: 'dan', labId: 'fixture-one' });
+      expect(other.state).toBe('claimed');
+      await stack.untilSession(other.id, 'active');
+    } finally {
+      await stack.stop();
+    }
+  }, 120_000);
+});

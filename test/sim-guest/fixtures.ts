@@ -1,0 +1,129 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import ssh2, { type Client, type ConnectConfig } from 'ssh2';
+
+import { stringify } from 'yaml';
+import { startGuest, type Guest, type GuestOptions } from '../../src/sim/guest/index.js';
+import { generateKeyPair, type GuestResolver } from '../../src/ssh/index.js';
+
+export interface KeyPair {
+  private: string;
+  public: string;
+}
+
+export const newKey = (): KeyPair => generateKeyPair();
+
+export interface TestGuest {
+  guest: Guest;
+  sandbox: string;
+  ip: string;
+}
+
+/** Tracks what a test started, so it can all be stopped in afterEach. */
+export class GuestFarm {
+  readonly guests = new Map<string, TestGuest>();
+  private dirs: string[] = [];
+  private nextIp = 10;
+
+  /** Maps started guests' (ip, 22) to their loopback port, as the sim's resolver does. */
+  readonly resolve: GuestResolver = (ip, port) => {
+    const g = this.guests.get(ip);
+    if (!g || port !== 22)
+      throw Object.assign(new Error(`no guest at ${ip}:${port}`), { code: 'EGUESTUNKNOWN' });
+    return { host: '127.0.0.1', port: g.guest.port };
+  };
+
+  async start(
+    users: Record<string, string[]>,
+    extra: Partial<GuestOptions> & { ip?: string } = {},
+  ): Promise<TestGuest> {
+    const sandbox = await mkdtemp(join(tmpdir(), 'labvirt-guest-'));
+    this.dirs.push(sandbox);
+    const ip = extra.ip ?? `10.244.0.${this.nextIp++}`;
+    const userData =
+      '#cloud-config\n' +
+      stringify({
+        users: Object.entries(users).map(([name, keys]) => ({ name, ssh_authorized_keys: keys })),
+      });
+    const guest = await startGuest({
+      namespace: 'lab-test',
+      vmiName: 'control-plane',
+      ip,
+      role: 'control-plane',
+      userData,
+      sandboxRoot: sandbox,
+      bootstrapDelayMs: 0,
+      resolvePeer: this.resolve,
+      ...extra,
+    });
+    const g = { guest, sandbox, ip };
+    this.guests.set(ip, g);
+    return g;
+  }
+
+  async stopAll() {
+    await Promise.all([...this.guests.values()].map((g) => g.guest.stop()));
+    this.guests.clear();
+    await Promise.all(this.dirs.map((d) => rm(d, { recursive: true, force: true })));
+    this.dirs = [];
+  }
+}
+
+export function connectClient(config: ConnectConfig): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const c = new ssh2.Client();
+    c.once('ready', () => resolve(c));
+    c.once('error', reject);
+    c.connect({ host: '127.0.0.1', readyTimeout: 10_000, ...config });
+  });
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  code: number | null;
+  signal?: string;
+}
+
+export function run(
+  client: Client,
+  command: string,
+  opts: { env?: Record<string, string>; stdin?: string } = {},
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    client.exec(command, { env: opts.env }, (err, stream) => {
+      if (err) return reject(err);
+      let stdout = '';
+      let stderr = '';
+      let code: number | null = null;
+      let signal: string | undefined;
+      stream.on('data', (d: Buffer) => (stdout += d.toString()));
+      stream.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      stream.on('exit', (c: number | null, s?: string) => {
+        code = c;
+        signal = s;
+      });
+      stream.on('close', () => resolve({ stdout, stderr, code, ...(signal ? { signal } : {}) }));
+      stream.end(opts.stdin ?? '');
+    });
+  });
+}
+
+/** Reads a stream until `pattern` shows up in what it printed. */
+export function readUntil(stream: NodeJS.ReadableStream, pattern: RegExp): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const onData = (d: Buffer) => {
+      seen += d.toString();
+      if (pattern.test(seen)) {
+        stream.off('data', onData);
+        resolve(seen);
+      }
+    };
+    stream.on('data', onData);
+    stream.once('close', () =>
+      reject(new Error(`stream closed before ${pattern}; saw ${JSON.stringify(seen)}`)),
+    );
+  });
+}

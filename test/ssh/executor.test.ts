@@ -1,0 +1,261 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  HostKeyMismatchError,
+  InvalidEnvError,
+  createExecutor,
+  type Executor,
+} from '../../src/ssh/index.js';
+import { GuestFarm, connectClient, newKey, run } from '../sim-guest/fixtures.js';
+
+const farm = new GuestFarm();
+const executors: Executor[] = [];
+afterEach(async () => {
+  for (const e of executors.splice(0)) await e.close();
+  await farm.stopAll();
+});
+
+const labvirtKey = newKey();
+function executor(extra: Partial<Parameters<typeof createExecutor>[0]> = {}) {
+  const e = createExecutor({
+    privateKey: labvirtKey.private,
+    resolve: farm.resolve,
+    connectRetry: { attempts: 30, initialDelayMs: 20, maxDelayMs: 100 },
+    ...extra,
+  });
+  executors.push(e);
+  return e;
+}
+const guest = () => farm.start({ labvirt: [labvirtKey.public], student: [] });
+const target = (
+  ip: string,
+  envId = 'env00001',
+  node: 'control-plane' | 'worker-1' = 'control-plane',
+) => ({ envId, node, ip });
+
+async function waitGone(pid: number) {
+  for (let i = 0; i < 200; i++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return false;
+}
+
+describe('executor', () => {
+  it('runs a script, streams its output and reports the exit code', async () => {
+    const g = await guest();
+    const ex = executor();
+    const chunks: string[] = [];
+    const r = await ex.exec(target(g.ip), 'echo one\necho two >&2\necho "lab=$LAB_ID"\nexit 3\n', {
+      env: { LAB_ID: 'net-101' },
+      timeoutMs: 10_000,
+      onStdout: (c) => chunks.push(c.toString()),
+    });
+    expect(r).toMatchObject({
+      exitCode: 3,
+      stdout: 'one\nlab=net-101\n',
+      stderr: 'two\n',
+      timedOut: false,
+    });
+    expect(chunks.join('')).toBe('one\nlab=net-101\n');
+    expect(r.durationMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it('keeps student input inert: values are data, bad names are refused', async () => {
+    const g = await guest();
+    const ex = executor();
+    const marker = join(g.sandbox, 'pwned');
+    const evil = [
+      `$(touch ${marker})`,
+      `\`touch ${marker}\``,
+      `x; touch ${marker}`,
+      `x\ntouch ${marker}\n`,
+      `'; touch ${marker}; echo '`,
+      `"; touch ${marker}; echo "`,
+      `\\'$(touch ${marker})`,
+    ];
+    const env = Object.fromEntries(evil.map((v, i) => [`V${i}`, v]));
+    const r = await ex.exec(
+      target(g.ip),
+      'for i in 0 1 2 3 4 5 6; do eval "printf \'%s\\0\' \\"\\$V$i\\""; done\n',
+      {
+        env,
+        timeoutMs: 10_000,
+      },
+    );
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.split('\0').slice(0, -1)).toEqual(evil);
+    for (const name of ['A;B', "A'B", 'A B', 'a', '1A', 'A\nB', '$(touch x)', 'A=B']) {
+      await expect(
+        ex.exec(target(g.ip), 'true', { env: { [name]: 'v' }, timeoutMs: 5000 }),
+      ).rejects.toThrow(InvalidEnvError);
+    }
+    await expect(
+      ex.exec(target(g.ip), 'true', { runAs: `root; touch ${marker}`, timeoutMs: 5000 }),
+    ).rejects.toThrow(InvalidEnvError);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('runs as another user through sudo, still with the env', async () => {
+    const g = await guest();
+    const ex = executor();
+    const r = await ex.exec(target(g.ip), 'echo "$USER $HOME $X"', {
+      runAs: 'student',
+      env: { X: 'it works' },
+      timeoutMs: 10_000,
+    });
+    expect(r.stdout).toBe(`student ${join(g.sandbox, 'home/student')} it works\n`);
+  });
+
+  it('kills a script that runs past its timeout', async () => {
+    const g = await guest();
+    const ex = executor();
+    const r = await ex.exec(
+      target(g.ip),
+      'sleep 30 &\necho $! > "$HOME/pid"\necho started\nwait\necho never\n',
+      { timeoutMs: 500 },
+    );
+    expect(r.timedOut).toBe(true);
+    expect(r.exitCode).toBeNull();
+    expect(r.stdout).toBe('started\n');
+    const pid = Number(await readFile(join(g.sandbox, 'home/labvirt/pid'), 'utf8'));
+    expect(await waitGone(pid)).toBe(true);
+  });
+
+  it('caps output, keeping the tail', async () => {
+    const g = await guest();
+    const ex = executor({ maxOutputBytes: 1000 });
+    const r = await ex.exec(
+      target(g.ip),
+      'i=0; while [ $i -lt 500 ]; do echo "line $i"; i=$((i+1)); done\n',
+      { timeoutMs: 10_000 },
+    );
+    expect(r.truncated).toBe(true);
+    expect(r.stdout.length).toBe(1000);
+    expect(r.stdout.endsWith('line 499\n')).toBe(true);
+  });
+
+  it('retries while the guest is still booting', async () => {
+    const ex = executor();
+    const ip = '10.244.9.9';
+    const pending = ex.exec(target(ip), 'echo up', { timeoutMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 150));
+    await farm.start({ labvirt: [labvirtKey.public] }, { ip });
+    expect((await pending).stdout).toBe('up\n');
+  });
+
+  it('gives up on an unreachable guest after the bounded retries', async () => {
+    const ex = executor({ connectRetry: { attempts: 3, initialDelayMs: 10, maxDelayMs: 20 } });
+    await expect(ex.exec(target('10.244.9.10'), 'true', { timeoutMs: 1000 })).rejects.toThrow(
+      /no guest/,
+    );
+  });
+
+  it('pins host keys per env and refuses a changed one', async () => {
+    const g = await guest();
+    const ex = executor();
+    await ex.exec(target(g.ip), 'true', { timeoutMs: 5000 });
+    await g.guest.stop();
+    farm.guests.delete(g.ip);
+    await farm.start({ labvirt: [labvirtKey.public] }, { ip: g.ip });
+    await expect(ex.exec(target(g.ip), 'true', { timeoutMs: 5000 })).rejects.toThrow(
+      HostKeyMismatchError,
+    );
+    await expect(ex.exec(target(g.ip), 'true', { timeoutMs: 5000 })).rejects.toThrow(
+      /host key .* changed/,
+    );
+    ex.closeEnv('env00001');
+    expect((await ex.exec(target(g.ip), 'echo ok', { timeoutMs: 5000 })).stdout).toBe('ok\n');
+  });
+
+  it('reuses one connection per env, node and user', async () => {
+    const cp = await guest();
+    const w = await guest();
+    const ex = executor();
+    // More at once than sshd's MaxSessions (10): they queue on the one connection.
+    const many = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        ex.exec(target(cp.ip), `echo ${i}`, { timeoutMs: 10_000 }),
+      ),
+    );
+    expect(many.map((r) => r.stdout)).toEqual(Array.from({ length: 20 }, (_, i) => `${i}\n`));
+    await ex.exec(target(cp.ip), 'echo hi', { timeoutMs: 5000 });
+    expect(ex.handshakes).toBe(1);
+    await ex.exec(target(w.ip, 'env00001', 'worker-1'), 'echo hi', { timeoutMs: 5000 });
+    expect(ex.handshakes).toBe(2);
+    ex.closeEnv('env00001');
+    await ex.exec(target(cp.ip), 'echo hi', { timeoutMs: 5000 });
+    expect(ex.handshakes).toBe(3);
+  });
+
+  it('reconnects when a pooled connection died', async () => {
+    const hostKey = newKey().private;
+    const g = await farm.start({ labvirt: [labvirtKey.public] }, { hostKey });
+    const ex = executor();
+    await ex.exec(target(g.ip), 'true', { timeoutMs: 5000 });
+    await g.guest.stop();
+    farm.guests.delete(g.ip);
+    await farm.start({ labvirt: [labvirtKey.public] }, { ip: g.ip, hostKey });
+    expect((await ex.exec(target(g.ip), 'echo back', { timeoutMs: 5000 })).stdout).toBe('back\n');
+    expect(ex.handshakes).toBe(2);
+  });
+
+  it('waits for the readiness marker', async () => {
+    const g = await farm.start({ labvirt: [labvirtKey.public] }, { markReadyAutomatically: false });
+    const ex = executor();
+    await expect(ex.waitReady(target(g.ip), { timeoutMs: 300, pollMs: 50 })).rejects.toThrow(
+      /not ready/,
+    );
+    const waiting = ex.waitReady(target(g.ip), { timeoutMs: 20_000, pollMs: 50 });
+    await mkdir(join(g.sandbox, 'var/lib/labvirt'), { recursive: true });
+    await writeFile(join(g.sandbox, 'var/lib/labvirt/ready'), '');
+    await waiting;
+  });
+
+  it('installs a student key idempotently, after which the student can log in', async () => {
+    const g = await guest();
+    const ex = executor();
+    const student = newKey();
+    await ex.installStudentKey(target(g.ip), `${student.public} laptop`);
+    await ex.installStudentKey(target(g.ip), student.public);
+    const file = join(g.sandbox, 'home/student/.ssh/authorized_keys');
+    const lines = (await readFile(file, 'utf8')).trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/labvirt-student$/);
+    expect(lines[1]).toMatch(/labvirt-gateway$/);
+    const c = await connectClient({
+      port: g.guest.port,
+      username: 'student',
+      privateKey: student.private,
+    });
+    expect((await run(c, 'echo $USER')).stdout).toBe('student\n');
+    c.end();
+    await expect(ex.installStudentKey(target(g.ip), 'ssh-ed25519 $(touch /tmp/x)')).rejects.toThrow(
+      /public key/,
+    );
+    await expect(
+      ex.installStudentKey(target(g.ip), `command="touch /tmp/x" ${student.public}`),
+    ).rejects.toThrow(/public key/);
+    await expect(
+      ex.installStudentKey(target(g.ip), `${student.public}\n${newKey().public}`),
+    ).rejects.toThrow(/public key/);
+  });
+
+  it('stops a script when aborted', async () => {
+    const g = await guest();
+    const ex = executor();
+    const ac = new AbortController();
+    const p = ex.exec(target(g.ip), 'echo go; sleep 30', {
+      timeoutMs: 20_000,
+      signal: ac.signal,
+      onStdout: () => ac.abort('test'),
+    });
+    await expect(p).rejects.toThrow(/aborted/);
+  });
+});

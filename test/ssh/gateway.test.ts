@@ -1,0 +1,409 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import type { Client, ClientChannel, ConnectConfig, SFTPWrapper } from 'ssh2';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createExecutor,
+  loadOrCreateHostKey,
+  startGateway,
+  type Gateway,
+  type GatewayOptions,
+  type GatewaySession,
+  type KeyStore,
+} from '../../src/ssh/index.js';
+import {
+  GuestFarm,
+  connectClient,
+  newKey,
+  readUntil,
+  run,
+  type TestGuest,
+} from '../sim-guest/fixtures.js';
+
+const farm = new GuestFarm();
+const labvirtKey = newKey();
+const studentKey = newKey();
+const gatewayKey = newKey();
+const SESSION = 's-abc1234567';
+let cp: TestGuest;
+let worker: TestGuest;
+let otherEnvNode: TestGuest;
+let auditLines: Record<string, unknown>[] = [];
+let sessions: Map<string, GatewaySession>;
+const gateways: Gateway[] = [];
+const clients: Client[] = [];
+let workdir: string;
+
+const audit = pino(
+  { level: 'info' },
+  new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n').filter(Boolean))
+        auditLines.push(JSON.parse(line));
+      cb();
+    },
+  }),
+);
+
+beforeAll(async () => {
+  workdir = await mkdtemp(join(tmpdir(), 'labvirt-gw-test-'));
+  cp = await farm.start({ labvirt: [labvirtKey.public], student: [] });
+  worker = await farm.start({ labvirt: [labvirtKey.public], student: [] });
+  otherEnvNode = await farm.start({ labvirt: [labvirtKey.public], student: [] });
+  // What labvirt does at claim: the student's key (and its own, for the gateway) into student's authorized_keys.
+  const ex = createExecutor({ privateKey: labvirtKey.private, resolve: farm.resolve });
+  for (const [ip, node] of [
+    [cp.ip, 'control-plane'],
+    [worker.ip, 'worker-1'],
+  ] as const) {
+    await ex.installStudentKey({ envId: 'envaaaaa', node, ip }, studentKey.public);
+  }
+  await ex.close();
+});
+afterAll(async () => {
+  await farm.stopAll();
+  await rm(workdir, { recursive: true, force: true });
+});
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.end();
+  for (const g of gateways.splice(0)) {
+    await g.close();
+    await until(() => g.connections === 0);
+  }
+  auditLines = [];
+});
+
+async function until(cond: () => boolean) {
+  for (let i = 0; i < 400 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+  expect(cond()).toBe(true);
+}
+
+function session(extra: Partial<GatewaySession> = {}): GatewaySession {
+  return {
+    sessionId: SESSION,
+    student: 'ada',
+    envId: 'envaaaaa',
+    expiresAt: new Date(Date.now() + 3600_000),
+    publicKeys: [studentKey.public],
+    nodes: [
+      { node: 'control-plane', ip: cp.ip },
+      { node: 'worker-1', ip: worker.ip },
+    ],
+    ...extra,
+  };
+}
+
+async function gateway(extra: Partial<GatewayOptions> = {}, s: GatewaySession[] = [session()]) {
+  sessions = new Map(s.map((x) => [x.sessionId, x]));
+  const gw = await startGateway({
+    hostKey: gatewayKey.private,
+    host: '127.0.0.1',
+    port: 0,
+    directory: { lookup: async (id) => sessions.get(id) },
+    executorKey: labvirtKey.private,
+    resolve: farm.resolve,
+    idleTimeoutMs: 60_000,
+    audit,
+    ...extra,
+  });
+  gateways.push(gw);
+  return gw;
+}
+
+async function studentLogin(gw: Gateway, extra: Partial<ConnectConfig> = {}) {
+  const c = await connectClient({
+    port: gw.port,
+    username: SESSION,
+    privateKey: studentKey.private,
+    ...extra,
+  });
+  clients.push(c);
+  return c;
+}
+
+/** Logs in expecting a refusal; returns what the gateway told the client. */
+async function refusedLogin(gw: Gateway, username: string, privateKey: string): Promise<string> {
+  const { default: ssh2 } = await import('ssh2');
+  return new Promise((resolve, reject) => {
+    const c = new ssh2.Client();
+    let told = '';
+    c.on('keyboard-interactive', (_name, instructions, _lang, _prompts, finish) => {
+      told += instructions;
+      finish(['']);
+    });
+    c.once('ready', () => reject(new Error('login unexpectedly accepted')));
+    c.once('error', (err) => (/authentication/i.test(err.message) ? resolve(told) : reject(err)));
+    c.connect({ host: '127.0.0.1', port: gw.port, username, privateKey, tryKeyboard: true });
+  });
+}
+
+function shell(c: Client): Promise<ClientChannel> {
+  return new Promise((res, rej) =>
+    c.shell({ term: 'xterm', rows: 24, cols: 80 }, (err, s) => (err ? rej(err) : res(s))),
+  );
+}
+
+const forward = (c: Client, host: string, port: number) =>
+  new Promise<ClientChannel>((res, rej) =>
+    c.forwardOut('127.0.0.1', 40000, host, port, (err, s) => (err ? rej(err) : res(s))),
+  );
+
+describe('ssh gateway', () => {
+  it('gives the student an interactive shell on their control plane', async () => {
+    const gw = await gateway();
+    const c = await studentLogin(gw);
+    const sh = await shell(c);
+    sh.write('echo "I am $USER on $LABVIRT_GUEST_ROOT" sum=$((2+3))\n');
+    const seen = await readUntil(sh, /sum=5/);
+    expect(seen).toContain(`I am student on ${cp.sandbox}`);
+    const closed = new Promise((r) => sh.on('close', r));
+    sh.write('exit\n');
+    await closed;
+  });
+
+  it('runs exec commands verbatim and forwards exit codes; audits without keys', async () => {
+    const gw = await gateway();
+    const c = await studentLogin(gw);
+    const r = await run(c, 'echo hi; echo err >&2; exit 4');
+    expect(r).toMatchObject({ stdout: 'hi\n', stderr: 'err\n', code: 4 });
+    c.end();
+    await until(() => auditLines.some((l) => l.audit === 'ssh.connection.close'));
+    const open = auditLines.find((l) => l.audit === 'ssh.connection.open');
+    const close = auditLines.find((l) => l.audit === 'ssh.connection.close');
+    expect(open).toMatchObject({ student: 'ada', sessionId: SESSION, envId: 'envaaaaa' });
+    expect(close, JSON.stringify(close)).toMatchObject({
+      student: 'ada',
+      channels: { session: 1, exec: 1 },
+    });
+    expect(close?.bytesOut).toBeGreaterThan(0);
+    expect(String(close?.source)).toMatch(/^127\.0\.0\.1:\d+$/);
+    const all = JSON.stringify(auditLines);
+    for (const secret of [
+      studentKey.public.split(' ')[1],
+      labvirtKey.private,
+      gatewayKey.private,
+    ]) {
+      expect(all).not.toContain(secret);
+    }
+  });
+
+  it('passes sftp through', async () => {
+    const gw = await gateway();
+    const c = await studentLogin(gw);
+    const sftp = await new Promise<SFTPWrapper>((res, rej) =>
+      c.sftp((e, s) => (e ? rej(e) : res(s))),
+    );
+    const data = Buffer.alloc(300_000, 7);
+    await new Promise<void>((res, rej) =>
+      sftp.writeFile('upload.bin', data, (e) => (e ? rej(e) : res())),
+    );
+    expect((await readFile(join(cp.sandbox, 'home/student/upload.bin'))).equals(data)).toBe(true);
+    const back = await new Promise<Buffer>((res, rej) =>
+      sftp.readFile('upload.bin', (e, b) => (e ? rej(e) : res(b))),
+    );
+    expect(back.equals(data)).toBe(true);
+  });
+
+  it('works with OpenSSH: scp in both protocols and ssh -J to a worker', async () => {
+    const gw = await gateway();
+    const keyFile = join(workdir, 'id_student');
+    await writeFile(keyFile, studentKey.private, { mode: 0o600 });
+    const src = join(workdir, 'hello.txt');
+    await writeFile(src, 'hello over scp\n');
+    const common = [
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'LogLevel=ERROR',
+      '-i',
+      keyFile,
+    ];
+    await promisify(execFile)('scp', [
+      '-O',
+      ...common,
+      '-P',
+      String(gw.port),
+      src,
+      `${SESSION}@127.0.0.1:copied.txt`,
+    ]);
+    expect(await readFile(join(cp.sandbox, 'home/student/copied.txt'), 'utf8')).toBe(
+      'hello over scp\n',
+    );
+    // Modern scp speaks SFTP through the subsystem.
+    const back = join(workdir, 'back.txt');
+    await promisify(execFile)('scp', [
+      ...common,
+      '-P',
+      String(gw.port),
+      `${SESSION}@127.0.0.1:copied.txt`,
+      back,
+    ]);
+    expect(await readFile(back, 'utf8')).toBe('hello over scp\n');
+    const { stdout } = await promisify(execFile)('ssh', [
+      ...common,
+      '-o',
+      `ProxyCommand=ssh ${common.join(' ')} -p ${gw.port} -W %h:%p ${SESSION}@127.0.0.1`,
+      'student@worker-1',
+      'echo "$USER@$LABVIRT_GUEST_ROOT"',
+    ]);
+    expect(stdout).toBe(`student@${worker.sandbox}\n`);
+  });
+
+  it('jumps to a worker by name or IP, end to end with the student key', async () => {
+    const gw = await gateway();
+    const c = await studentLogin(gw);
+    for (const host of ['worker-1', worker.ip]) {
+      const sock = await forward(c, host, 22);
+      const inner = await connectClient({
+        sock,
+        username: 'student',
+        privateKey: studentKey.private,
+      });
+      clients.push(inner);
+      expect((await run(inner, 'echo $LABVIRT_GUEST_ROOT')).stdout).toBe(`${worker.sandbox}\n`);
+      inner.end();
+    }
+  });
+
+  it('refuses jumps outside the env and to other ports', async () => {
+    const gw = await gateway();
+    const c = await studentLogin(gw);
+    await expect(forward(c, otherEnvNode.ip, 22)).rejects.toThrow(/Channel open failure/i);
+    await expect(forward(c, '127.0.0.1', 22)).rejects.toThrow(/Channel open failure/i);
+    await expect(forward(c, 'worker-1', 6443)).rejects.toThrow(/Channel open failure/i);
+    await expect(forward(c, 'worker-2', 22)).rejects.toThrow(/Channel open failure/i);
+    expect(auditLines.filter((l) => l.audit === 'ssh.jump.refused')).toHaveLength(4);
+  });
+
+  it('refuses wrong keys, unknown and expired sessions with a message', async () => {
+    const gw = await gateway({}, [
+      session(),
+      session({ sessionId: 's-expired000', expiresAt: new Date(Date.now() - 1000) }),
+    ]);
+    expect(await refusedLogin(gw, SESSION, newKey().private)).toMatch(
+      /not the one for session s-abc1234567/,
+    );
+    expect(await refusedLogin(gw, 's-nosuchthin', studentKey.private)).toMatch(
+      /no active lab session named s-nosuchthin/,
+    );
+    expect(await refusedLogin(gw, 's-expired000', studentKey.private)).toMatch(
+      /session s-expired000 ended at/,
+    );
+    expect(await refusedLogin(gw, 'bad name;rm', studentKey.private)).toMatch(
+      /log in as your session id/,
+    );
+    await until(() => gw.connections === 0);
+  });
+
+  it('warns, then disconnects an idle student', async () => {
+    const gw = await gateway({ idleTimeoutMs: 1200, warnBeforeMs: 600 });
+    const c = await studentLogin(gw);
+    const sh = await shell(c);
+    const closed = new Promise<void>((r) => c.on('close', () => r()));
+    const seen = await readUntil(sh.stderr, /disconnected in \d+ s/);
+    expect(seen).toContain('[labvirt] no input for a while');
+    await closed;
+    await until(() => auditLines.some((l) => l.audit === 'ssh.connection.close'));
+    expect(auditLines.find((l) => l.audit === 'ssh.connection.close')).toMatchObject({
+      reason: 'idle',
+    });
+  });
+
+  it('warns before the session ends, then disconnects', async () => {
+    const gw = await gateway({ warnBeforeMs: 500, idleTimeoutMs: 60_000 }, [
+      session({ expiresAt: new Date(Date.now() + 1500) }),
+    ]);
+    const c = await studentLogin(gw);
+    const sh = await shell(c);
+    const closed = new Promise<void>((r) => c.on('close', () => r()));
+    expect(await readUntil(sh.stderr, /Save your work/)).toMatch(/session ends in \d+ s/);
+    await closed;
+  });
+
+  it('disconnects when the session is released early, and follows an extension', async () => {
+    const gw = await gateway({ recheckMs: 100, warnBeforeMs: 500 }, [
+      session({ expiresAt: new Date(Date.now() + 800) }),
+    ]);
+    const c = await studentLogin(gw);
+    const sh = await shell(c);
+    // Extended before the warning time: no warning, the connection stays.
+    sessions.set(SESSION, session({ expiresAt: new Date(Date.now() + 3600_000) }));
+    sh.write('echo still-here\n');
+    await readUntil(sh, /still-here\r?\n/);
+    await new Promise((r) => setTimeout(r, 1000));
+    sh.write('echo alive\n');
+    await readUntil(sh, /alive\r?\n/);
+    const closed = new Promise<void>((r) => c.on('close', () => r()));
+    sessions.delete(SESSION);
+    expect(await readUntil(sh.stderr, /has ended/)).toContain('[labvirt]');
+    await closed;
+  });
+
+  it('tells the student and disconnects when their VM goes away', async () => {
+    const own = await farm.start({ labvirt: [labvirtKey.public], student: [] });
+    const ex = createExecutor({ privateKey: labvirtKey.private, resolve: farm.resolve });
+    await ex.installStudentKey(
+      { envId: 'envbbbbb', node: 'control-plane', ip: own.ip },
+      studentKey.public,
+    );
+    await ex.close();
+    const gw = await gateway({}, [
+      session({ envId: 'envbbbbb', nodes: [{ node: 'control-plane', ip: own.ip }] }),
+    ]);
+    const c = await studentLogin(gw);
+    const sh = await shell(c);
+    sh.write('echo ready\n');
+    await readUntil(sh, /ready\r?\n/);
+    const closed = new Promise<void>((r) => c.on('close', () => r()));
+    const told = readUntil(sh.stderr, /connection to your environment was closed/);
+    await own.guest.stop();
+    await told;
+    await closed;
+    // A new connection while the VM is down gets a clear error instead of hanging.
+    const c2 = await studentLogin(gw);
+    const r = await run(c2, 'true');
+    expect(r.code).toBe(255);
+    expect(r.stderr).toMatch(/could not reach your environment/);
+  });
+
+  it('keeps its host key across restarts (file and injected store)', async () => {
+    const file = join(workdir, 'keys', 'gateway_host_key');
+    const first = await loadOrCreateHostKey(file);
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const seen: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const key = await loadOrCreateHostKey(file);
+      expect(key.privateKey).toBe(first.privateKey);
+      const gw = await gateway({ hostKey: key.privateKey });
+      const c = await studentLogin(gw, {
+        hostVerifier: (k: Buffer) => {
+          seen.push(k.toString('base64'));
+          return true;
+        },
+      });
+      c.end();
+      await gw.close();
+    }
+    expect(seen).toHaveLength(2);
+    expect(seen[0]).toBe(seen[1]);
+    expect(first.publicKey).toContain(seen[0]);
+
+    let stored: string | undefined;
+    const store: KeyStore = { get: async () => stored, put: async (k) => void (stored = k) };
+    const a = await loadOrCreateHostKey(store);
+    const b = await loadOrCreateHostKey(store);
+    expect(a.fingerprint).toBe(b.fingerprint);
+    await expect(
+      loadOrCreateHostKey({ get: async () => 'garbage', put: async () => undefined }),
+    ).rejects.toThrow(/usable/);
+  });
+});
