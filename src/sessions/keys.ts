@@ -16,7 +16,10 @@ export interface SessionKeyPair {
 export function generateSessionKeyPair(sessionId: string): SessionKeyPair {
   // ssh2 now and then makes an ed25519 key it cannot parse itself; this retries.
   const pair = generateKeyPair();
-  return { privateKey: pair.private, publicKey: `${pair.public.trim()} labvirt-session-${sessionId}` };
+  return {
+    privateKey: pair.private,
+    publicKey: `${pair.public.trim()} labvirt-session-${sessionId}`,
+  };
 }
 
 const MAX_PUBLIC_KEY_LENGTH = 8192;

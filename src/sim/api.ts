@@ -1,15 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import { parseFieldSelector, parseLabelSelector } from './selectors.js';
-import type {
-  ObjectStore} from './store.js';
-import {
-  ApiError,
-  RESOURCES,
-  type ChangeEvent,
-  type Obj,
-  type ResourceType,
-} from './store.js';
+import type { ObjectStore } from './store.js';
+import { ApiError, RESOURCES, type ChangeEvent, type Obj, type ResourceType } from './store.js';
 
 /** Admission and lifecycle hooks that the cluster emulation plugs in. */
 export interface Admission {

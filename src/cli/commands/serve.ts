@@ -96,7 +96,8 @@ export function registerServeCommands(program: Command): void {
           out(`  ${f.flavor}: ${f.counts.warm} warm (target ${f.targetWarm})`);
         }
         const labs = await handle.service.listLabs();
-        const example = labs.find((l) => l.id === 'broken-kubelet')?.id ?? labs[0]?.id ?? '<lab>';
+        const example =
+          labs.find((l) => l.id === 'kubelet-down-worker')?.id ?? labs[0]?.id ?? '<lab>';
         out('');
         out('Try it (in another terminal, from this folder):');
         out(
