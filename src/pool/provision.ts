@@ -86,11 +86,17 @@ async function bringUp(
     if (ctx.now() > deadline) throw new Error('deadline passed before every VM was running');
     const report = await inspectEnvVmis(ctx.cluster, namespace, expected);
     if (report.unschedulable.length > 0) {
+      const reason = `VM ${report.unschedulable[0]?.name} of env ${envId} cannot be scheduled: ${report.unschedulable[0]?.reason ?? 'no room'}`;
+      const already = await ctx.store.capacityBlocked(flavor);
       await ctx.store.setCapacityBlocked(
         flavor,
-        `VM ${report.unschedulable[0]?.name} of env ${envId} cannot be scheduled: ${report.unschedulable[0]?.reason ?? 'no room'}`,
+        reason,
         Math.max(60, ctx.config.pool.pollSeconds * 10),
       );
+      if (!already) {
+        ctx.events.emit({ type: 'pool.capacity', flavor, blocked: true, reason });
+        ctx.log.warn({ flavor, reason }, 'host cluster is full');
+      }
     }
     if (report.failed.length > 0) {
       // A VMI that failed to boot is replaced once per attempt; a second

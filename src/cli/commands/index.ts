@@ -4,6 +4,7 @@ import { registerConfigCommands } from './config.js';
 import { registerLabsCommands } from './labs.js';
 import { registerLabTestCommand } from './labtest.js';
 import { registerServeCommands } from './serve.js';
+import { registerSimCommand } from './sim.js';
 
 /**
  * Every command group registers itself here, one line each. Keep the groups in
@@ -12,6 +13,7 @@ import { registerServeCommands } from './serve.js';
 export function registerCommands(program: Command): void {
   registerConfigCommands(program);
   registerServeCommands(program);
+  registerSimCommand(program);
   registerLabsCommands(program);
   // After the `labs` group (validate, list) so `test` joins it.
   registerLabTestCommand(program);

@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { startTestStack } from '../helpers/stack.js';
+
+const ONE = 'v1.30-1node';
+
+describe('failures', () => {
+  it('retries a failed provision, then tears the env down and counts it failed — never leaks it', async () => {
+    const stack = await startTestStack({
+      overrides: {
+        flavors: {
+          [ONE]: { kubernetesVersion: '1.30', nodes: 1, minWarm: 1, maxTotal: 3 },
+          'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
+        },
+        pool: { provisionAttempts: 2 },
+      },
+    });
+    try {
+      // Every VMI of the first env fails: the first boot and its one replacement
+      // per attempt, over both attempts.
+      stack.sim.faults.failNextVmis = 4;
+      await stack.labvirt.runMaintenance('replenish');
+      const failed = await stack.until(
+        async () => stack.events.find((e) => e.type === 'env.failed' && !e.willRetry),
+        'the provision to give up',
+        60_000,
+      );
+      expect(stack.events.filter((e) => e.type === 'env.failed' && e.willRetry)).toHaveLength(1);
+      const envId = failed.type === 'env.failed' ? failed.envId : '';
+      await stack.until(
+        async () => !(await stack.labvirt.store.getEnv(envId)),
+        'the failed env to be deleted',
+      );
+      expect(await stack.labvirt.context.cluster.getNamespace(`lab-${envId}`)).toBeUndefined();
+      // The pool recovers with a fresh env.
+      await stack.labvirt.runMaintenance('replenish');
+      await stack.until(async () => (await stack.warmCount(ONE)) >= 1, 'a fresh warm env', 60_000);
+      const metrics = await stack.labvirt.metrics.registry.metrics();
+      expect(metrics).toMatch(/labvirt_env_failures_total\{flavor="v1.30-1node"\} [1-9]/);
+    } finally {
+      await stack.stop();
+    }
+  }, 120_000);
+
+  it('stops adding envs and says so when the host cluster is full', async () => {
+    const stack = await startTestStack({
+      // Two nodes with room for about three 1-node VMs in all.
+      sim: { nodes: 1, nodeMemory: 6 * 2 ** 30 },
+      overrides: {
+        flavors: {
+          [ONE]: { kubernetesVersion: '1.30', nodes: 1, minWarm: 8, maxTotal: 10 },
+          'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
+        },
+        vm: { controlPlane: { cpus: 2, memory: '1536Mi', cpuLimit: '1' } },
+        pool: { provisionDeadlineSeconds: 10 },
+      },
+    });
+    try {
+      await stack.labvirt.runMaintenance('replenish');
+      const status = await stack.until(async () => {
+        const pool = await stack.labvirt.service.poolStatus();
+        const f = pool.flavors.find((x) => x.flavor === ONE)!;
+        return f.capacityBlocked ? f : undefined;
+      }, 'the pool to report the host full');
+      expect(status.capacityReason).toMatch(/cannot be scheduled/);
+      const before = (await stack.labvirt.store.listEnvs({ flavor: ONE })).length;
+      await stack.labvirt.runMaintenance('replenish');
+      await stack.labvirt.runMaintenance('replenish');
+      expect((await stack.labvirt.store.listEnvs({ flavor: ONE })).length).toBe(before);
+      expect(stack.events.some((e) => e.type === 'pool.capacity' && e.blocked)).toBe(true);
+    } finally {
+      await stack.stop();
+    }
+  }, 120_000);
+});
