@@ -178,16 +178,32 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     const metrics = createMetrics({ service, events });
     metricsRef.current = metrics;
 
-    const runMaintenance = async (task: MaintenanceJob['task']): Promise<unknown> => {
+    // Maintenance runs one task at a time: across replicas through the
+    // maintenance queue's global concurrency, within this process (direct
+    // calls from `dev`, `labs test` and tests) through this chain.
+    let maintenanceChain: Promise<unknown> = Promise.resolve();
+    const runTask = async (task: MaintenanceJob['task']): Promise<unknown> => {
+      // Until the indexes are rebuilt from the cluster, counting would lie.
+      if (task !== 'reconcile' && !(await store.isInitialized())) {
+        const report = await reconcile(ctx);
+        if (task === 'replenish') return { reconcile: report, replenish: await replenishPool(ctx) };
+        return report;
+      }
       switch (task) {
         case 'replenish':
-          if (!(await store.isInitialized())) return reconcile(ctx);
           return replenishPool(ctx);
         case 'expire':
           return sweepExpiredSessions(ctx);
-        case 'reconcile':
-          return reconcile(ctx);
+        case 'reconcile': {
+          const report = await reconcile(ctx);
+          return { reconcile: report, replenish: await replenishPool(ctx) };
+        }
       }
+    };
+    const runMaintenance = (task: MaintenanceJob['task']): Promise<unknown> => {
+      const run = maintenanceChain.then(() => runTask(task));
+      maintenanceChain = run.catch(() => undefined);
+      return run;
     };
 
     if (roles.workers) {

@@ -94,11 +94,15 @@ export class JobQueues {
     });
   }
 
-  /** Coalesces: while one run of a task is waiting, more requests add nothing. */
+  /**
+   * Coalesces bursts: requests for the same task within a second add one job.
+   * (A deduplication without ttl would also swallow a request made while the
+   * previous run is active — one whose counts may already be stale.)
+   */
   async addMaintenance(task: MaintenanceTask): Promise<void> {
     await this.maintenance.add('maintenance', { task }, {
       ...KEEP,
-      deduplication: { id: `maintenance-${task}` },
+      deduplication: { id: `maintenance-${task}`, ttl: 1000 },
       attempts: 1,
     } satisfies JobsOptions);
   }

@@ -179,7 +179,6 @@ export async function reconcile(ctx: PoolContext): Promise<ReconcileReport> {
       if (ended) report.vanished.push(session.envId);
     }
   }
-  await ctx.queues.addMaintenance('replenish');
   return report;
 }
 
