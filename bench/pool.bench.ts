@@ -60,6 +60,7 @@ async function claimLatencies(
           minWarm,
           maxTotal: SESSIONS + minWarm + 5,
         },
+        'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
       },
       pool: {
         pollSeconds: 0.05,
@@ -138,7 +139,10 @@ async function holdEnvs(): Promise<void> {
         guestAddressMap: join(simDir, 'guests.json'),
       },
       redis: { url: redis.url },
-      flavors: { [FLAVOR]: { kubernetesVersion: '1.30', nodes: 1, minWarm: HOLD, maxTotal: HOLD } },
+      flavors: {
+        [FLAVOR]: { kubernetesVersion: '1.30', nodes: 1, minWarm: HOLD, maxTotal: HOLD },
+        'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
+      },
       pool: { pollSeconds: 0.5, maxProvisioning: 50, workerConcurrency: 50 },
       ssh: {
         hostKey: join(dir, 'hk'),

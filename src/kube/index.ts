@@ -164,8 +164,165 @@ export function renderEnvironment(input: RenderInput): KubeObject[] {
       },
     });
   }
+  objs.push(...renderIsolation(config, ns, envId, base, nodes.length));
   return objs;
 }
+
+/** Memory a VMI's launcher pod requests: guest RAM + KubeVirt's overhead. */
+function launcherMemoryMi(guest: string, cpus: number): number {
+  const m = /^(\d+(?:\.\d+)?)(Mi|Gi)$/.exec(guest);
+  const mi = m ? Number(m[1]) * (m[2] === 'Gi' ? 1024 : 1) : 1024;
+  return Math.ceil(mi + 220 + mi / 512 + 8 * cpus);
+}
+
+/**
+ * What keeps an env to itself: default-deny NetworkPolicies with the few
+ * allowances it needs, the SSH NodePort in NodePort mode, a LimitRange, and
+ * a ResourceQuota sized for exactly its VMs. The quota comes last: a real API
+ * server refuses objects a quota counts until the quota's status exists.
+ */
+function renderIsolation(
+  config: Config,
+  ns: string,
+  envId: string,
+  base: Record<string, string>,
+  nodeCount: number,
+): KubeObject[] {
+  const envPods = { matchLabels: { [LABELS.env]: envId } };
+  const meta = (name: string) => ({ name, namespace: ns, labels: base });
+  const policies: KubeObject[] = [
+    {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: meta('default-deny'),
+      spec: { podSelector: {}, policyTypes: ['Ingress', 'Egress'] },
+    },
+    {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: meta('allow-within-env'),
+      spec: {
+        podSelector: envPods,
+        policyTypes: ['Ingress', 'Egress'],
+        ingress: [{ from: [{ podSelector: envPods }] }],
+        egress: [{ to: [{ podSelector: envPods }] }],
+      },
+    },
+    {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: meta('allow-dns-and-internet'),
+      spec: {
+        podSelector: envPods,
+        policyTypes: ['Egress'],
+        egress: [
+          {
+            to: [
+              {
+                namespaceSelector: {
+                  matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' },
+                },
+                podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
+              },
+            ],
+            ports: [
+              { protocol: 'UDP', port: 53 },
+              { protocol: 'TCP', port: 53 },
+            ],
+          },
+          { to: [{ ipBlock: { cidr: '0.0.0.0/0', except: config.network.deniedEgressCidrs } }] },
+        ],
+      },
+    },
+    {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: meta('allow-ssh'),
+      spec:
+        config.ssh.mode === 'nodeport'
+          ? {
+              podSelector: { matchLabels: { [LABELS.env]: envId, [LABELS.node]: 'control-plane' } },
+              policyTypes: ['Ingress'],
+              ingress: [{ ports: [{ protocol: 'TCP', port: 22 }] }],
+            }
+          : {
+              podSelector: envPods,
+              policyTypes: ['Ingress'],
+              ingress: [
+                {
+                  from: [
+                    {
+                      namespaceSelector: {
+                        matchLabels: {
+                          'kubernetes.io/metadata.name': config.network.gatewayNamespace,
+                        },
+                      },
+                      podSelector: { matchLabels: config.network.gatewayPodLabels },
+                    },
+                    ...(config.network.allowVirtctlSsh
+                      ? [
+                          {
+                            namespaceSelector: {},
+                            podSelector: { matchLabels: { 'kubevirt.io': 'virt-api' } },
+                          },
+                        ]
+                      : []),
+                  ],
+                  ports: [{ protocol: 'TCP', port: 22 }],
+                },
+              ],
+            },
+    },
+  ];
+  const extra: KubeObject[] = [];
+  if (config.ssh.mode === 'nodeport') {
+    extra.push({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: meta('ssh'),
+      spec: {
+        type: 'NodePort',
+        selector: { [LABELS.env]: envId, [LABELS.node]: 'control-plane' },
+        ports: [{ name: 'ssh', protocol: 'TCP', port: 22, targetPort: 22 }],
+      },
+    });
+  }
+  const cp = config.vm.controlPlane;
+  const w = config.vm.worker;
+  const memMi =
+    launcherMemoryMi(cp.memory, cp.cpus) + (nodeCount - 1) * launcherMemoryMi(w.memory, w.cpus);
+  const cpuLimit = Number.parseFloat(cp.cpuLimit) + (nodeCount - 1) * Number.parseFloat(w.cpuLimit);
+  extra.push({
+    apiVersion: 'v1',
+    kind: 'LimitRange',
+    metadata: meta('limits'),
+    spec: {
+      limits: [
+        {
+          type: 'Container',
+          defaultRequest: { cpu: '100m', memory: '64Mi' },
+          default: { cpu: '1', memory: '2Gi' },
+        },
+      ],
+    },
+  });
+  extra.push({
+    apiVersion: 'v1',
+    kind: 'ResourceQuota',
+    metadata: meta('env-quota'),
+    spec: {
+      hard: {
+        pods: String(nodeCount + 2),
+        'requests.memory': `${memMi + 256}Mi`,
+        'limits.cpu': String(cpuLimit + 1),
+        services: '4',
+        secrets: '12',
+      },
+    },
+  });
+  return [...policies, ...extra];
+}
+
 export {
   HostCluster,
   loadKubeConfig,
