@@ -133,6 +133,9 @@ async function bringUp(
   } else {
     await labelState(ctx, envId, 'warm');
   }
+  // A slot for provisioning just freed: the pool may still be short of its
+  // target (the global provisioning limit held some back).
+  await ctx.queues.addMaintenance('replenish');
 }
 
 /** Writes the env's state onto its Namespace: the host cluster is the source of truth. */
