@@ -94,8 +94,20 @@ export class ClusterEmulation implements Admission {
     this.timers.add(t);
   }
 
+  /** Like the API server, a Secret's `stringData` is folded into base64 `data` and never stored. */
+  private foldStringData(obj: Obj): void {
+    const stringData = obj.stringData as Record<string, string> | undefined;
+    if (!stringData) return;
+    const data = { ...((obj.data as Record<string, string> | undefined) ?? {}) };
+    for (const [k, v] of Object.entries(stringData))
+      data[k] = Buffer.from(String(v)).toString('base64');
+    obj.data = data;
+    delete obj.stringData;
+  }
+
   beforeCreate(type: ResourceType, obj: Obj): void {
     const ns = obj.metadata.namespace;
+    if (type.plural === 'secrets') this.foldStringData(obj);
     if (type.plural === 'namespaces') {
       obj.status = { phase: 'Active' };
       obj.metadata.labels = {
@@ -141,6 +153,7 @@ export class ClusterEmulation implements Admission {
   }
 
   beforeUpdate(type: ResourceType, obj: Obj, old: Obj): void {
+    if (type.plural === 'secrets') this.foldStringData(obj);
     if (type.plural === 'services') {
       const oldPorts = ((old.spec as { ports?: { nodePort?: number }[] })?.ports ?? []).map(
         (p) => p.nodePort,
