@@ -24,7 +24,6 @@ describe('simulated host cluster: Kubernetes API semantics', () => {
   let dir: string;
   let kc: KubeConfig;
   let core: CoreV1Api;
-  let custom: CustomObjectsApi;
 
   const code = async (p: Promise<unknown>): Promise<number> => {
     try {
@@ -65,7 +64,6 @@ describe('simulated host cluster: Kubernetes API semantics', () => {
     kc = new KubeConfig();
     kc.loadFromFile(sim.kubeconfigPath);
     core = kc.makeApiClient(CoreV1Api);
-    custom = kc.makeApiClient(CustomObjectsApi);
   });
   afterAll(async () => {
     await sim?.stop();
