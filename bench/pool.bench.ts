@@ -120,7 +120,16 @@ async function holdEnvs(): Promise<void> {
   const simDir = join(dir, 'sim');
   const child = fork(
     join(import.meta.dirname, '..', 'bin', 'labvirt.js'),
-    ['sim', '--dir', simDir, '--speed', String(SPEED)],
+    [
+      'sim',
+      '--dir',
+      simDir,
+      '--speed',
+      String(SPEED),
+      // Room for every env: a 1-node env takes about 1.8 GiB with KubeVirt's overhead.
+      '--nodes',
+      String(Math.ceil((HOLD * 2) / 256) + 1),
+    ],
     {
       env: { ...process.env, LABVIRT_FROM_SOURCE: '1' },
       stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
