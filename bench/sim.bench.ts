@@ -1,0 +1,130 @@
+/**
+ * The simulator's own cost (run: `npx tsx bench/sim.bench.ts`), so it never
+ * becomes the bottleneck of labvirt's benchmarks. Through @kubernetes/client-node
+ * over HTTPS, like labvirt: requests per second for get, list and create, with
+ * a raw loopback HTTPS GET of /version in the same run as the baseline (ratio),
+ * then the process's memory holding BENCH_VMS VirtualMachines (default 3000)
+ * that really run as VMIs with launcher pods, without SSH guests (guests are
+ * measured by the gateway benchmark).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { startSim } from '../src/sim/index.js';
+
+const VMS = Number(process.env.BENCH_VMS ?? 3000);
+const N = Number(process.env.BENCH_REQUESTS ?? 2000);
+const CONCURRENCY = 20;
+
+async function rate(name: string, fn: (i: number) => Promise<unknown>): Promise<number> {
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < N) await fn(next++);
+    }),
+  );
+  const perSecond = N / ((performance.now() - started) / 1000);
+  console.log(
+    `${name}: ${perSecond.toFixed(0)} requests/s (${N} requests, ${CONCURRENCY} at once)`,
+  );
+  return perSecond;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'labvirt-simbench-'));
+const sim = await startSim({ dir, speed: 1000, guests: false, nodes: 64, historyLimit: 20_000 });
+const kc = new KubeConfig();
+kc.loadFromFile(sim.kubeconfigPath);
+const core = kc.makeApiClient(CoreV1Api);
+const custom = kc.makeApiClient(CustomObjectsApi);
+await core.createNamespace({ body: { metadata: { name: 'bench' } } });
+for (let i = 0; i < 50; i++) {
+  await core.createNamespacedSecret({
+    namespace: 'bench',
+    body: { metadata: { name: `seed-${i}`, labels: { i: String(i % 5) } } },
+  });
+}
+
+const baseline = await rate(
+  'baseline: raw HTTPS GET /version',
+  () =>
+    new Promise<void>((resolve, reject) => {
+      const req = request(
+        `${sim.url}/version`,
+        { ca: sim.caPem, headers: { authorization: `Bearer ${sim.token}` }, agent: false },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve());
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    }),
+);
+const get = await rate('get secret', () =>
+  core.readNamespacedSecret({ namespace: 'bench', name: 'seed-7' }),
+);
+const list = await rate('list secrets (labelSelector, 10 of 50)', () =>
+  core.listNamespacedSecret({ namespace: 'bench', labelSelector: 'i=3' }),
+);
+const create = await rate('create configmap', (i) =>
+  core.createNamespacedConfigMap({ namespace: 'bench', body: { metadata: { name: `cm-${i}` } } }),
+);
+console.log(
+  `ratios to the baseline (client-node's own cost included): get ${(get / baseline).toFixed(2)}, list ${(list / baseline).toFixed(2)}, create ${(create / baseline).toFixed(2)}`,
+);
+
+const before = process.memoryUsage().rss;
+for (let i = 0; i < VMS; i++) {
+  await custom.createNamespacedCustomObject({
+    group: 'kubevirt.io',
+    version: 'v1',
+    namespace: 'bench',
+    plural: 'virtualmachines',
+    body: {
+      apiVersion: 'kubevirt.io/v1',
+      kind: 'VirtualMachine',
+      metadata: { name: `vm-${i}` },
+      spec: {
+        runStrategy: 'Always',
+        template: {
+          metadata: { labels: { 'labvirt.io/env': `e${Math.floor(i / 3)}` } },
+          spec: { domain: { cpu: { cores: 1 }, memory: { guest: '1Gi' }, devices: {} } },
+        },
+      },
+    },
+  });
+}
+const deadline = Date.now() + 120_000;
+for (;;) {
+  const vmis = (await custom.listNamespacedCustomObject({
+    group: 'kubevirt.io',
+    version: 'v1',
+    namespace: 'bench',
+    plural: 'virtualmachineinstances',
+    fieldSelector: 'status.phase=Running',
+  })) as { items: unknown[] };
+  if (vmis.items.length >= VMS || Date.now() > deadline) {
+    console.log(`${vmis.items.length} of ${VMS} VMIs Running`);
+    break;
+  }
+  await new Promise((r) => setTimeout(r, 500));
+}
+global.gc?.();
+const mem = process.memoryUsage();
+console.log(
+  `memory with ${VMS} VMs (+ VMIs + launcher pods): rss ${(mem.rss / 2 ** 20).toFixed(0)} MiB (+${((mem.rss - before) / 2 ** 20).toFixed(0)} MiB for the VMs), heap used ${(mem.heapUsed / 2 ** 20).toFixed(0)} MiB`,
+);
+const t0 = performance.now();
+await custom.listNamespacedCustomObject({
+  group: 'kubevirt.io',
+  version: 'v1',
+  namespace: 'bench',
+  plural: 'virtualmachines',
+});
+console.log(`list of all ${VMS} VMs: ${(performance.now() - t0).toFixed(0)} ms`);
+await sim.stop();
+rmSync(dir, { recursive: true, force: true });
+process.exit(0);
