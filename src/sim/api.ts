@@ -13,6 +13,8 @@ export interface Admission {
   onDelete?(resource: ResourceType, obj: Obj): boolean;
   /** PUT on a subresource the sim emulates (KubeVirt start/stop/restart). */
   subresource?(resource: ResourceType, namespace: string, name: string, sub: string): void;
+  /** Applies fault settings from the admin endpoint and returns them all. */
+  setFaults?(changes: Record<string, unknown>): Record<string, unknown>;
 }
 
 export interface FaultState {
@@ -93,6 +95,9 @@ export class KubeApi {
       if (req.headers.authorization !== `Bearer ${this.token}`) {
         throw new ApiError(401, 'Unauthorized', 'Unauthorized');
       }
+      // The sim's own admin endpoint (same token): faults for tests and demos
+      // driven from another process. Never affected by the faults it sets.
+      if (req.url?.startsWith('/sim/faults')) return await this.adminFaults(req, res);
       if (this.faults.latencyMs > 0) await new Promise((r) => setTimeout(r, this.faults.latencyMs));
       if (this.faults.errorRate > 0 && Math.random() < this.faults.errorRate) {
         if (this.faults.errorCode === 429) res.setHeader('retry-after', '1');
@@ -143,6 +148,21 @@ export class KubeApi {
       if (!res.headersSent) send(res, e.code, statusBody(e));
       else res.end();
     }
+  }
+
+  private async adminFaults(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method === 'POST') {
+      let body: Record<string, unknown>;
+      try {
+        body = JSON.parse((await readBody(req)) || '{}') as Record<string, unknown>;
+      } catch {
+        throw new ApiError(400, 'BadRequest', 'faults must be a JSON object');
+      }
+      this.admission.setFaults?.(body);
+    } else if (req.method !== 'GET') {
+      throw new ApiError(405, 'MethodNotAllowed', 'GET or POST /sim/faults');
+    }
+    send(res, 200, this.admission.setFaults?.({}) ?? this.faults);
   }
 
   private discovery(path: string, res: ServerResponse): boolean {

@@ -97,7 +97,29 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     },
   );
   writeFileSync(guestMapPath, '{}');
-  const api = new KubeApi(store, token, {
+  const applyFaults = (changes: Record<string, unknown>): Record<string, unknown> => {
+    const num = (v: unknown, min: number, max: number) =>
+      typeof v === 'number' && v >= min && v <= max ? v : undefined;
+    if (changes.reset === true) {
+      Object.assign(api.faults, { errorRate: 0, errorCode: 500, latencyMs: 0 });
+      Object.assign(kubevirt.faults, { failNextVmis: 0, neverReadyVmis: 0 });
+    }
+    const errorRate = num(changes.errorRate, 0, 1);
+    if (errorRate !== undefined) api.faults.errorRate = errorRate;
+    if (changes.errorCode === 500 || changes.errorCode === 429)
+      api.faults.errorCode = changes.errorCode;
+    const latencyMs = num(changes.latencyMs, 0, 60_000);
+    if (latencyMs !== undefined) api.faults.latencyMs = latencyMs;
+    const failNext = num(changes.failNextVmis, 0, 10_000);
+    if (failNext !== undefined) kubevirt.faults.failNextVmis = failNext;
+    const neverReady = num(changes.neverReadyVmis, 0, 10_000);
+    if (neverReady !== undefined) kubevirt.faults.neverReadyVmis = neverReady;
+    if (changes.dropWatches === true) api.dropWatches();
+    if (typeof changes.failNode === 'string') kubevirt.failNode(changes.failNode);
+    return { ...api.faults, ...kubevirt.faults };
+  };
+  const api: KubeApi = new KubeApi(store, token, {
+    setFaults: (changes) => applyFaults(changes),
     beforeCreate: (t, o) => cluster.beforeCreate(t, o),
     beforeUpdate: (t, o, old) => cluster.beforeUpdate(t, o, old),
     onDelete: (t, o) => cluster.onDelete(t, o),

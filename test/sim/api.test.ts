@@ -544,3 +544,53 @@ describe('simulated host cluster: KubeVirt emulation and guests', () => {
     expect((await core.listNamespace()).items.length).toBeGreaterThan(0);
   });
 });
+
+describe('simulated host cluster: fault admin endpoint', () => {
+  it('sets and resets faults over HTTPS with the same token, from another process', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'labvirt-simfault-'));
+    const sim = await startSim({ dir, speed: 500, guests: false });
+    const admin = (method: string, body?: unknown, token = sim.token) =>
+      new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
+        const req = httpsRequest(
+          `${sim.url}/sim/faults`,
+          {
+            method,
+            ca: sim.caPem,
+            headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          },
+          (res) => {
+            let text = '';
+            res.on('data', (d: Buffer) => (text += d.toString()));
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                body: JSON.parse(text) as Record<string, unknown>,
+              }),
+            );
+          },
+        );
+        req.on('error', reject);
+        req.end(body ? JSON.stringify(body) : undefined);
+      });
+    try {
+      expect((await admin('POST', { errorRate: 1 }, 'wrong')).status).toBe(401);
+      const set = await admin('POST', { errorRate: 1, errorCode: 429, failNextVmis: 2 });
+      expect(set.body).toMatchObject({ errorRate: 1, errorCode: 429, failNextVmis: 2 });
+      const kc = new KubeConfig();
+      kc.loadFromFile(sim.kubeconfigPath);
+      const err = await kc
+        .makeApiClient(CoreV1Api)
+        .listNamespace()
+        .catch((e: unknown) => e);
+      expect((err as ApiException<string>).code).toBe(429);
+      expect((await admin('POST', { reset: true })).body).toMatchObject({
+        errorRate: 0,
+        failNextVmis: 0,
+      });
+      expect((await kc.makeApiClient(CoreV1Api).listNamespace()).kind).toBe('NamespaceList');
+    } finally {
+      await sim.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
