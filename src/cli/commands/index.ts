@@ -3,6 +3,7 @@ import { registerClientCommands } from './client.js';
 import { registerConfigCommands } from './config.js';
 import { registerLabsCommands } from './labs.js';
 import { registerLabTestCommand } from './labtest.js';
+import { registerRenderCommand } from './render.js';
 import { registerServeCommands } from './serve.js';
 import { registerSimCommand } from './sim.js';
 
@@ -14,6 +15,7 @@ export function registerCommands(program: Command): void {
   registerConfigCommands(program);
   registerServeCommands(program);
   registerSimCommand(program);
+  registerRenderCommand(program);
   registerLabsCommands(program);
   // After the `labs` group (validate, list) so `test` joins it.
   registerLabTestCommand(program);

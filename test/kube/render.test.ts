@@ -1,0 +1,83 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- rendered YAML is inspected field by field */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+function render(args: string[]) {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'labvirt.js'), 'render', ...args], {
+    env: { ...process.env, LABVIRT_FROM_SOURCE: '1' },
+    encoding: 'utf8',
+  });
+  return {
+    code: r.status,
+    stderr: r.stderr,
+    objects: parseAllDocuments(r.stdout).map((d) => d.toJS() as Record<string, any>),
+  };
+}
+
+describe('labvirt render', () => {
+  it('prints a whole 3-node env in creation order: Namespace first, ResourceQuota last', () => {
+    const { code, objects } = render(['--flavor', 'v1.30-3node', '--env', 'demo']);
+    expect(code).toBe(0);
+    expect(objects[0]).toMatchObject({ kind: 'Namespace', metadata: { name: 'lab-demo' } });
+    expect(objects.at(-1)?.kind).toBe('ResourceQuota');
+    const vms = objects.filter((o) => o.kind === 'VirtualMachine');
+    expect(vms.map((v) => v.metadata.name)).toEqual(['control-plane', 'worker-1', 'worker-2']);
+    for (const vm of vms) {
+      expect(vm.spec.runStrategy).toBe('Always');
+      expect(vm.spec.running).toBeUndefined();
+      const tpl = vm.spec.template;
+      expect(tpl.metadata.labels).toMatchObject({
+        'labvirt.io/env': 'demo',
+        'labvirt.io/node': vm.metadata.name,
+      });
+      expect(tpl.spec.domain.devices.interfaces).toEqual([{ name: 'default', bridge: {} }]);
+      expect(tpl.spec.networks).toEqual([{ name: 'default', pod: {} }]);
+      expect(tpl.spec.volumes.find((v: any) => v.cloudInitNoCloud).cloudInitNoCloud).toEqual({
+        secretRef: { name: `${vm.metadata.name}-cloudinit` },
+      });
+    }
+    const cp = vms[0]!.spec.template.spec.domain;
+    expect(cp).toMatchObject({ cpu: { cores: 2 }, memory: { guest: '1536Mi' } });
+    expect(vms[1]!.spec.template.spec.domain).toMatchObject({
+      cpu: { cores: 1 },
+      memory: { guest: '1Gi' },
+    });
+    const policies = objects.filter((o) => o.kind === 'NetworkPolicy').map((p) => p.metadata.name);
+    expect(policies).toEqual([
+      'default-deny',
+      'allow-within-env',
+      'allow-dns-and-internet',
+      'allow-ssh',
+    ]);
+    expect(objects.some((o) => o.kind === 'Service')).toBe(false);
+  });
+
+  it('adds the SSH NodePort Service in nodeport mode and opens port 22 on the control plane only', () => {
+    const { code, objects } = render([
+      '--flavor',
+      'v1.31-1node',
+      '--env',
+      'np',
+      '--ssh-mode',
+      'nodeport',
+    ]);
+    expect(code).toBe(0);
+    const svc = objects.find((o) => o.kind === 'Service');
+    expect(svc?.spec).toMatchObject({
+      type: 'NodePort',
+      selector: { 'labvirt.io/node': 'control-plane' },
+    });
+    const ssh = objects.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'allow-ssh');
+    expect(ssh?.spec.podSelector.matchLabels['labvirt.io/node']).toBe('control-plane');
+  });
+
+  it('refuses an unknown flavor with the list of configured ones', () => {
+    const { code, stderr } = render(['--flavor', 'v1.99-3node']);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/unknown flavor v1.99-3node; configured: v1.30-3node, v1.31-1node/);
+  });
+});
