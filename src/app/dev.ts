@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { loadConfig } from '../config/index.js';
+import { deepMerge, loadConfig } from '../config/index.js';
 import { silentLogger, type Logger } from '../log/index.js';
 import { startRedisServer, type RedisServerHandle } from '../redis/index.js';
 import { startSim, type SimHandle, type SimOptions } from '../sim/index.js';
@@ -89,21 +89,4 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     await redis.stop();
     throw err;
   }
-}
-
-function deepMerge(
-  a: Record<string, unknown>,
-  b: Record<string, unknown>,
-): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...a };
-  for (const [k, v] of Object.entries(b)) {
-    const cur = out[k];
-    if (isObject(cur) && isObject(v)) out[k] = deepMerge(cur, v);
-    else out[k] = v;
-  }
-  return out;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }

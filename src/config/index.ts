@@ -9,6 +9,7 @@ export {
 } from './schema.js';
 export {
   loadConfig,
+  deepMerge,
   ConfigError,
   CONFIG_ENV_VARS,
   type ConfigProblem,

@@ -156,7 +156,8 @@ function setPath(
   return { ...obj, [head]: setPath(next, rest, value) };
 }
 
-function deepMerge(
+/** Merges settings objects: nested objects merge, anything else (arrays included) replaces. */
+export function deepMerge(
   a: Record<string, unknown>,
   b: Record<string, unknown>,
 ): Record<string, unknown> {

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDevStack, type DevStack, type DevStackOptions } from '../../src/app/dev.js';
+import { deepMerge } from '../../src/config/index.js';
 import type { LabvirtEvent } from '../../src/events/index.js';
 import type { SessionView } from '../../src/sessions/types.js';
 
@@ -78,25 +79,4 @@ export async function startTestStack(options: Partial<DevStackOptions> = {}): Pr
       rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-function deepMerge(
-  a: Record<string, unknown>,
-  b: Record<string, unknown>,
-): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...a };
-  for (const [k, v] of Object.entries(b)) {
-    const cur = out[k];
-    if (
-      cur &&
-      typeof cur === 'object' &&
-      !Array.isArray(cur) &&
-      v &&
-      typeof v === 'object' &&
-      !Array.isArray(v)
-    ) {
-      out[k] = deepMerge(cur as Record<string, unknown>, v as Record<string, unknown>);
-    } else out[k] = v;
-  }
-  return out;
 }
