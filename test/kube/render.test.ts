@@ -1,8 +1,12 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- rendered YAML is inspected field by field */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
+import { validateObject } from '../../src/kube/index.js';
+import { ORCHESTRATOR_KEY, SCHEMAS_PRESENT } from './helpers.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -50,10 +54,61 @@ describe('labvirt render', () => {
     expect(policies).toEqual([
       'default-deny',
       'allow-within-env',
-      'allow-dns-and-internet',
-      'allow-ssh',
+      'allow-dns',
+      'allow-internet',
+      'allow-ssh-from-labvirt',
     ]);
-    expect(objects.some((o) => o.kind === 'Service')).toBe(false);
+    // Gateway mode: only the control plane's join Service, no NodePort.
+    expect(
+      objects.filter((o) => o.kind === 'Service').map((s) => s.spec.type ?? 'ClusterIP'),
+    ).toEqual(['ClusterIP']);
+  });
+
+  it.skipIf(!SCHEMAS_PRESENT)('prints YAML whose every object passes strict validation', () => {
+    for (const args of [
+      ['--flavor', 'v1.30-3node', '--env', 'demo'],
+      ['--flavor', 'v1.31-1node', '--env', 'demo', '--ssh-mode', 'nodeport'],
+    ]) {
+      const { code, stderr, objects } = render(args);
+      expect(stderr).toBe('');
+      expect(code).toBe(0);
+      expect(objects.length).toBeGreaterThan(10);
+      for (const o of objects) expect(validateObject(o)).toEqual([]);
+    }
+  });
+
+  it('uses the public key given with --public-key, and refuses a file that is not one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'labvirt-render-'));
+    try {
+      const keyFile = join(dir, 'id.pub');
+      writeFileSync(keyFile, `${ORCHESTRATOR_KEY}\n`);
+      const { code, objects } = render(['--flavor', 'v1.31-1node', '--public-key', keyFile]);
+      expect(code).toBe(0);
+      const secret = objects.find((o) => o.metadata.name === 'control-plane-cloudinit')!;
+      expect(Buffer.from(secret.data.userdata, 'base64').toString()).toContain(ORCHESTRATOR_KEY);
+      writeFileSync(keyFile, 'hello\n');
+      const bad = render(['--flavor', 'v1.31-1node', '--public-key', keyFile]);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toMatch(/one OpenSSH public key line/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('explains itself with --help and refuses a bad --ssh-mode or --env', () => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'labvirt.js'), 'render', '--help'], {
+      env: { ...process.env, LABVIRT_FROM_SOURCE: '1' },
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/--flavor <flavor>/);
+    expect(r.stdout).toMatch(/--ssh-mode <mode>/);
+    expect(render(['--flavor', 'v1.31-1node', '--ssh-mode', 'telnet']).stderr).toMatch(
+      /--ssh-mode must be gateway or nodeport/,
+    );
+    expect(render(['--flavor', 'v1.31-1node', '--env', 'Bad;rm']).stderr).toMatch(
+      /--env must be 1-20 lowercase letters or digits/,
+    );
   });
 
   it('adds the SSH NodePort Service in nodeport mode and opens port 22 on the control plane only', () => {
@@ -66,13 +121,16 @@ describe('labvirt render', () => {
       'nodeport',
     ]);
     expect(code).toBe(0);
-    const svc = objects.find((o) => o.kind === 'Service');
+    const svc = objects.find((o) => o.kind === 'Service' && o.spec.type === 'NodePort');
     expect(svc?.spec).toMatchObject({
       type: 'NodePort',
       selector: { 'labvirt.io/node': 'control-plane' },
     });
-    const ssh = objects.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'allow-ssh');
+    const ssh = objects.find(
+      (o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'allow-ssh-nodeport',
+    );
     expect(ssh?.spec.podSelector.matchLabels['labvirt.io/node']).toBe('control-plane');
+    expect(ssh?.spec.ingress).toEqual([{ ports: [{ protocol: 'TCP', port: 22 }] }]);
   });
 
   it('refuses an unknown flavor with the list of configured ones', () => {

@@ -1,0 +1,172 @@
+#!/bin/bash
+# Helpers shared by labvirt's guest bootstrap scripts. Sourced, never run.
+# cloud-init writes every script of cloud-init/ to /usr/local/lib/labvirt/
+# and the env's settings to /etc/labvirt/cluster.env.
+# shellcheck shell=bash
+
+# shellcheck disable=SC2034 # used by the scripts that source this file
+readonly LABVIRT_LIB_DIR=/usr/local/lib/labvirt
+readonly LABVIRT_CLUSTER_ENV=/etc/labvirt/cluster.env
+readonly LABVIRT_STATE_DIR=/var/lib/labvirt
+# The readiness marker labvirt waits for over SSH (see .notes/CONTRACTS.md).
+readonly LABVIRT_READY_MARKER=/var/lib/labvirt/ready
+
+log() {
+  printf '%s labvirt[%s]: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${0##*/}" "$*" >&2
+}
+
+die() {
+  log "error: $*"
+  exit 1
+}
+
+# Serialises bootstrap runs: cloud-init starts the role script from runcmd on
+# the first boot and from scripts/per-boot on every boot.
+take_bootstrap_lock() {
+  exec 9>/run/labvirt-bootstrap.lock
+  flock 9
+}
+
+load_cluster_env() {
+  [[ -r "$LABVIRT_CLUSTER_ENV" ]] || die "$LABVIRT_CLUSTER_ENV is missing: was this VM created by labvirt?"
+  # shellcheck disable=SC1090 # written by labvirt's renderer, values single-quoted
+  . "$LABVIRT_CLUSTER_ENV"
+  local var
+  for var in LABVIRT_ROLE LABVIRT_NODE_NAME LABVIRT_ENV_NAMESPACE LABVIRT_K8S_MINOR \
+    LABVIRT_GOLDEN_IMAGE LABVIRT_POD_CIDR LABVIRT_SERVICE_CIDR LABVIRT_CONTROL_PLANE_SERVICE \
+    LABVIRT_EXPECTED_NODES LABVIRT_BOOTSTRAP_TOKEN LABVIRT_CA_CERT_HASH; do
+    [[ -n "${!var:-}" ]] || die "$var is not set in $LABVIRT_CLUSTER_ENV"
+  done
+}
+
+# retry_for SECONDS INTERVAL COMMAND...: runs COMMAND until it succeeds or
+# SECONDS have passed (then fails).
+retry_for() {
+  local deadline=$(($(date +%s) + $1)) interval=$2
+  shift 2
+  until "$@"; do
+    if (($(date +%s) >= deadline)); then
+      return 1
+    fi
+    sleep "$interval"
+  done
+}
+
+# once NAME COMMAND...: runs COMMAND unless it already succeeded on an earlier
+# run (a reboot, a retry); the state file is written only on success.
+once() {
+  local name=$1
+  shift
+  local done_file="$LABVIRT_STATE_DIR/steps/$name.done"
+  if [[ -e "$done_file" ]]; then
+    log "$name: done on an earlier run"
+    return 0
+  fi
+  log "$name: starting"
+  "$@"
+  mkdir -p "$LABVIRT_STATE_DIR/steps"
+  : >"$done_file"
+  log "$name: done"
+}
+
+is_ready() {
+  [[ -e "$LABVIRT_READY_MARKER" ]]
+}
+
+mark_ready() {
+  mkdir -p "$LABVIRT_STATE_DIR"
+  date -u +%Y-%m-%dT%H:%M:%SZ >"$LABVIRT_READY_MARKER.tmp"
+  mv "$LABVIRT_READY_MARKER.tmp" "$LABVIRT_READY_MARKER"
+  log "ready: wrote $LABVIRT_READY_MARKER"
+}
+
+# The host cluster's DNS domain, read from the search domains KubeVirt's DHCP
+# server hands the guest (copied from the virt-launcher pod's resolv.conf:
+# "<ns>.svc.<domain> svc.<domain> <domain>"). Falls back to cluster.local.
+LABVIRT_RESOLV_FILES=(/run/systemd/resolve/resolv.conf /etc/resolv.conf)
+host_cluster_domain() {
+  local file keyword rest domain
+  local -a domains
+  for file in "${LABVIRT_RESOLV_FILES[@]}"; do
+    [[ -r "$file" ]] || continue
+    while read -r keyword rest; do
+      [[ "$keyword" == search ]] || continue
+      read -ra domains <<<"$rest"
+      for domain in "${domains[@]}"; do
+        if [[ "$domain" == "$LABVIRT_ENV_NAMESPACE.svc."* ]]; then
+          printf '%s\n' "${domain#"$LABVIRT_ENV_NAMESPACE".svc.}"
+          return 0
+        fi
+      done
+    done <"$file"
+  done
+  printf 'cluster.local\n'
+}
+
+# The control plane's name on the host cluster: the env's headless Service
+# selecting the control plane's virt-launcher pod, whose IP is the guest's IP
+# under bridge binding. A fully qualified name, because systemd-resolved
+# applies search domains to single-label names only.
+control_plane_fqdn() {
+  printf '%s.%s.svc.%s\n' "$LABVIRT_CONTROL_PLANE_SERVICE" "$LABVIRT_ENV_NAMESPACE" "$(host_cluster_domain)"
+}
+
+# kubeadm_init_config ENDPOINT VERSION: prints the kubeadm configuration of
+# the control plane (InitConfiguration, ClusterConfiguration and
+# KubeletConfiguration) for `kubeadm init --config`.
+kubeadm_init_config() {
+  local endpoint=$1 version=$2 api=v1beta3
+  # v1beta4 arrived in 1.31 (v1beta3 is deprecated there); the fields used
+  # here are the same in both.
+  if ((10#${LABVIRT_K8S_MINOR#1.} >= 31)); then
+    api=v1beta4
+  fi
+  cat <<CONF
+apiVersion: kubeadm.k8s.io/$api
+kind: InitConfiguration
+bootstrapTokens:
+  - token: "$LABVIRT_BOOTSTRAP_TOKEN"
+    description: "labvirt: the env's workers join with this token"
+    ttl: 24h0m0s
+    usages: [signing, authentication]
+    groups: ["system:bootstrappers:kubeadm:default-node-token"]
+nodeRegistration:
+  name: "$LABVIRT_NODE_NAME"
+  criSocket: unix:///run/containerd/containerd.sock
+  # The control plane VM is deliberately small (1.5 GiB by default).
+  ignorePreflightErrors: [Mem, NumCPU]
+---
+apiVersion: kubeadm.k8s.io/$api
+kind: ClusterConfiguration
+kubernetesVersion: "$version"
+# The Service name, not the pod IP: workers reach the API through it, and it
+# follows the VM when it comes back with a new IP.
+controlPlaneEndpoint: "$endpoint:6443"
+networking:
+  podSubnet: "$LABVIRT_POD_CIDR"
+  serviceSubnet: "$LABVIRT_SERVICE_CIDR"
+apiServer:
+  certSANs:
+    - "$endpoint"
+    - "$LABVIRT_CONTROL_PLANE_SERVICE.$LABVIRT_ENV_NAMESPACE.svc"
+    - "$LABVIRT_NODE_NAME"
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: systemd
+CONF
+}
+
+# calico_set_pool_cidr MANIFEST CIDR: prints Calico's manifest with its IPv4
+# pool set to CIDR (the manifest ships that setting commented out); fails when
+# the manifest does not have it in the expected shape.
+calico_set_pool_cidr() {
+  local manifest=$1 cidr=$2 out
+  out=$(sed -E \
+    -e 's|^([[:space:]]*)# - name: CALICO_IPV4POOL_CIDR$|\1- name: CALICO_IPV4POOL_CIDR|' \
+    -e "s|^([[:space:]]*)#   value: \"192\\.168\\.0\\.0/16\"$|\\1  value: \"$cidr\"|" \
+    "$manifest")
+  grep -q -- "- name: CALICO_IPV4POOL_CIDR" <<<"$out" || return 1
+  grep -q -- "value: \"$cidr\"" <<<"$out" || return 1
+  printf '%s\n' "$out"
+}

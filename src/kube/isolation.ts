@@ -1,0 +1,263 @@
+import type { Config } from '../config/index.js';
+import type { KubeObject } from './client.js';
+import { CONTROL_PLANE_SERVICE, LABELS, SSH_NODEPORT_SERVICE, type NodeName } from './names.js';
+import { formatCpu, parseQuantity, toMi } from './quantity.js';
+
+export interface IsolationInput {
+  config: Config;
+  namespace: string;
+  envId: string;
+  nodes: NodeName[];
+  /** Labels every object of the env carries. */
+  labels: Record<string, string>;
+}
+
+const NETPOL = { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy' } as const;
+
+/**
+ * What keeps an env to itself, as NetworkPolicies on the launcher pods (they
+ * carry the VM template's labels):
+ * - `default-deny`: every pod of the namespace is isolated both ways;
+ * - `allow-within-env`: the env's VMs talk to each other on any port (kubeadm,
+ *   kubelet, Calico's VXLAN, NodePorts inside the student cluster);
+ * - `allow-dns`: the host cluster's DNS (the guests resolve the control plane's
+ *   Service name and the internet through it);
+ * - `allow-internet`: everything outside `network.deniedEgressCidrs` (private
+ *   ranges by default: other envs, the host's pods, nodes and cloud metadata);
+ * - `allow-ssh-from-labvirt`: port 22 from labvirt's own pods (gateway and
+ *   executor, both modes), plus virt-api when `allowVirtctlSsh`;
+ * - `allow-ssh-nodeport` (nodeport mode only): port 22 of the control plane
+ *   from anywhere, since NodePort traffic arrives from node addresses.
+ * Nothing admits traffic from other envs; replies to allowed connections pass.
+ */
+export function renderNetworkPolicies(input: IsolationInput): KubeObject[] {
+  const { config, namespace, envId, labels } = input;
+  const meta = (name: string) => ({ name, namespace, labels });
+  const envPods = { matchLabels: { [LABELS.env]: envId } };
+  const controlPlane = { matchLabels: { [LABELS.env]: envId, [LABELS.node]: 'control-plane' } };
+  const ssh = [{ protocol: 'TCP', port: 22 }];
+
+  const sshFrom: Record<string, unknown>[] = [
+    {
+      namespaceSelector: {
+        matchLabels: { 'kubernetes.io/metadata.name': config.network.gatewayNamespace },
+      },
+      podSelector: { matchLabels: config.network.gatewayPodLabels },
+    },
+  ];
+  if (config.network.allowVirtctlSsh) {
+    // virt-api dials the VMI for `virtctl ssh` / port-forward. KubeVirt's
+    // namespace differs between installs (kubevirt, openshift-cnv, ...), so
+    // the pod label is what identifies it.
+    sshFrom.push({
+      namespaceSelector: {},
+      podSelector: { matchLabels: { 'kubevirt.io': 'virt-api' } },
+    });
+  }
+
+  const policies: KubeObject[] = [
+    {
+      ...NETPOL,
+      metadata: meta('default-deny'),
+      spec: { podSelector: {}, policyTypes: ['Ingress', 'Egress'] },
+    },
+    {
+      ...NETPOL,
+      metadata: meta('allow-within-env'),
+      spec: {
+        podSelector: envPods,
+        policyTypes: ['Ingress', 'Egress'],
+        ingress: [{ from: [{ podSelector: envPods }] }],
+        egress: [{ to: [{ podSelector: envPods }] }],
+      },
+    },
+    {
+      ...NETPOL,
+      metadata: meta('allow-dns'),
+      spec: {
+        podSelector: envPods,
+        policyTypes: ['Egress'],
+        egress: [
+          {
+            to: [
+              {
+                namespaceSelector: {
+                  matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' },
+                },
+                podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
+              },
+            ],
+            ports: [
+              { protocol: 'UDP', port: 53 },
+              { protocol: 'TCP', port: 53 },
+            ],
+          },
+        ],
+      },
+    },
+    {
+      ...NETPOL,
+      metadata: meta('allow-internet'),
+      spec: {
+        podSelector: envPods,
+        policyTypes: ['Egress'],
+        egress: [
+          {
+            to: [
+              {
+                ipBlock: {
+                  cidr: '0.0.0.0/0',
+                  ...(config.network.deniedEgressCidrs.length > 0
+                    ? { except: [...config.network.deniedEgressCidrs] }
+                    : {}),
+                },
+              },
+            ],
+          },
+        ],
+      },
+    },
+    {
+      ...NETPOL,
+      metadata: meta('allow-ssh-from-labvirt'),
+      spec: {
+        podSelector: envPods,
+        policyTypes: ['Ingress'],
+        ingress: [{ from: sshFrom, ports: ssh }],
+      },
+    },
+  ];
+  if (config.ssh.mode === 'nodeport') {
+    policies.push({
+      ...NETPOL,
+      metadata: meta('allow-ssh-nodeport'),
+      spec: { podSelector: controlPlane, policyTypes: ['Ingress'], ingress: [{ ports: ssh }] },
+    });
+  }
+  return policies;
+}
+
+/**
+ * The control plane's headless Service, which workers join through.
+ *
+ * With bridge binding the guest's IP is its launcher pod's IP, known only
+ * once the pod runs (and new whenever the VM restarts). A headless Service
+ * selecting the control plane's launcher pod gives it a stable DNS name,
+ * `control-plane.<ns>.svc.<cluster domain>`, resolving straight to that IP
+ * (no kube-proxy hop, so the API server's certificate and port are the
+ * guest's own). `publishNotReadyAddresses` publishes the IP as soon as the
+ * pod has one: the workers' kubeadm join retries until the API answers, and
+ * the control plane's own `kubeadm init` uses the name as its endpoint.
+ */
+export function renderControlPlaneService(input: IsolationInput): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: CONTROL_PLANE_SERVICE, namespace: input.namespace, labels: input.labels },
+    spec: {
+      clusterIP: 'None',
+      publishNotReadyAddresses: true,
+      selector: { [LABELS.env]: input.envId, [LABELS.node]: 'control-plane' },
+      ports: [{ name: 'kube-apiserver', protocol: 'TCP', port: 6443, targetPort: 6443 }],
+    },
+  };
+}
+
+/** `ssh.mode: nodeport`: the env's own NodePort to the control plane's sshd. */
+export function renderSshNodePortService(input: IsolationInput): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: SSH_NODEPORT_SERVICE, namespace: input.namespace, labels: input.labels },
+    spec: {
+      type: 'NodePort',
+      selector: { [LABELS.env]: input.envId, [LABELS.node]: 'control-plane' },
+      ports: [{ name: 'ssh', protocol: 'TCP', port: 22, targetPort: 22 }],
+    },
+  };
+}
+
+/** Host NodePort Services the NodePort sync may mirror per env (besides labvirt's own SSH one). */
+export const MIRRORED_NODEPORTS_PER_ENV = 5;
+/** Room per VM for the launcher's small side containers (containerDisk, console log). */
+const SIDECAR_MEMORY_MI = 128;
+const SIDECAR_CPU = 0.5;
+
+/** Memory a VM's virt-launcher pod requests: guest RAM + KubeVirt's overhead. */
+export function launcherMemoryMi(guestMemory: string, vcpus: number): number {
+  const guestMi = toMi(parseQuantity(guestMemory));
+  // KubeVirt: ≈ 220 MiB fixed + guest RAM / 512 + 8 MiB per vCPU (no video device).
+  return Math.ceil(guestMi + 220 + guestMi / 512 + 8 * vcpus);
+}
+
+export interface EnvResources {
+  pods: number;
+  requestsMemoryMi: number;
+  cpu: number;
+}
+
+/** What an env's VMs need on the host cluster, side containers included. */
+export function envResources(config: Config, nodes: NodeName[]): EnvResources {
+  let memoryMi = 0;
+  let cpu = 0;
+  for (const node of nodes) {
+    const res = node === 'control-plane' ? config.vm.controlPlane : config.vm.worker;
+    memoryMi += launcherMemoryMi(res.memory, res.cpus) + SIDECAR_MEMORY_MI;
+    cpu += parseQuantity(res.cpuLimit) + SIDECAR_CPU;
+  }
+  return { pods: nodes.length + 1, requestsMemoryMi: memoryMi, cpu };
+}
+
+/**
+ * ResourceQuota and LimitRange sized from the flavor: the env's launcher pods
+ * (one spare for a VMI being replaced), their memory requests and CPU, a few
+ * Services for the NodePort sync, no volumes (VMs boot from containerDisks).
+ * The quota must be created LAST: a real API server refuses objects a quota
+ * counts until the quota controller has computed its status.
+ */
+export function renderQuota(input: IsolationInput): { limitRange: KubeObject; quota: KubeObject } {
+  const { config, namespace, labels, nodes } = input;
+  const need = envResources(config, nodes);
+  const largestCpuLimit = Math.max(
+    parseQuantity(config.vm.controlPlane.cpuLimit),
+    parseQuantity(config.vm.worker.cpuLimit),
+  );
+  const limitRange: KubeObject = {
+    apiVersion: 'v1',
+    kind: 'LimitRange',
+    metadata: { name: 'limits', namespace, labels },
+    spec: {
+      limits: [
+        {
+          type: 'Container',
+          // No container above one VM's CPU cap; containers that set no CPU
+          // limit (the quota counts limits.cpu) get a small one.
+          max: { cpu: formatCpu(largestCpuLimit) },
+          default: { cpu: '100m' },
+          defaultRequest: { cpu: '10m', memory: '16Mi' },
+        },
+      ],
+    },
+  };
+  const nodePorts = (config.ssh.mode === 'nodeport' ? 1 : 0) + MIRRORED_NODEPORTS_PER_ENV;
+  const quota: KubeObject = {
+    apiVersion: 'v1',
+    kind: 'ResourceQuota',
+    metadata: { name: 'env-quota', namespace, labels },
+    spec: {
+      hard: {
+        pods: String(need.pods),
+        'requests.cpu': formatCpu(need.cpu),
+        'limits.cpu': formatCpu(need.cpu),
+        'requests.memory': `${need.requestsMemoryMi}Mi`,
+        'count/virtualmachines.kubevirt.io': String(nodes.length),
+        services: String(1 + nodePorts),
+        'services.nodeports': String(nodePorts),
+        'services.loadbalancers': '0',
+        persistentvolumeclaims: '0',
+        secrets: String(nodes.length + 5),
+      },
+    },
+  };
+  return { limitRange, quota };
+}

@@ -1,0 +1,38 @@
+import { validate as configMap } from 'kubernetes-models/_schemas/IoK8sApiCoreV1ConfigMap';
+import { validate as endpoints } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Endpoints';
+import { validate as coreEvent } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Event';
+import { validate as limitRange } from 'kubernetes-models/_schemas/IoK8sApiCoreV1LimitRange';
+import { validate as namespace } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Namespace';
+import { validate as pod } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Pod';
+import { validate as resourceQuota } from 'kubernetes-models/_schemas/IoK8sApiCoreV1ResourceQuota';
+import { validate as secret } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Secret';
+import { validate as service } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Service';
+import { validate as serviceAccount } from 'kubernetes-models/_schemas/IoK8sApiCoreV1ServiceAccount';
+import { validate as eventsEvent } from 'kubernetes-models/_schemas/IoK8sApiEventsV1Event';
+import { validate as networkPolicy } from 'kubernetes-models/_schemas/IoK8sApiNetworkingV1NetworkPolicy';
+
+/** A compiled kubernetes-models validator (Ajv standalone code: errors on `.errors`). */
+export type CompiledValidator = ((data: unknown) => boolean) & { errors?: unknown };
+
+export interface BuiltinKind {
+  /** @kubernetes/client-node model, source of the strict structural schema. */
+  model: string;
+  /** kubernetes-models validator: required fields, enums, formats. */
+  validate: CompiledValidator;
+}
+
+/** The built-in kinds labvirt (and the simulator) handle, by `apiVersion/kind`. */
+export const BUILTIN_KINDS: Record<string, BuiltinKind> = {
+  'v1/Namespace': { model: 'V1Namespace', validate: namespace },
+  'v1/Secret': { model: 'V1Secret', validate: secret },
+  'v1/ConfigMap': { model: 'V1ConfigMap', validate: configMap },
+  'v1/Service': { model: 'V1Service', validate: service },
+  'v1/Endpoints': { model: 'V1Endpoints', validate: endpoints },
+  'v1/Pod': { model: 'V1Pod', validate: pod },
+  'v1/Event': { model: 'CoreV1Event', validate: coreEvent },
+  'v1/ResourceQuota': { model: 'V1ResourceQuota', validate: resourceQuota },
+  'v1/LimitRange': { model: 'V1LimitRange', validate: limitRange },
+  'v1/ServiceAccount': { model: 'V1ServiceAccount', validate: serviceAccount },
+  'networking.k8s.io/v1/NetworkPolicy': { model: 'V1NetworkPolicy', validate: networkPolicy },
+  'events.k8s.io/v1/Event': { model: 'EventsV1Event', validate: eventsEvent },
+};

@@ -1,0 +1,70 @@
+import { randomInt } from 'node:crypto';
+import type { Config } from '../config/index.js';
+
+/** Labels labvirt puts on the host cluster (see .notes/CONTRACTS.md). */
+export const LABELS = {
+  env: 'labvirt.io/env',
+  flavor: 'labvirt.io/flavor',
+  state: 'labvirt.io/state',
+  role: 'labvirt.io/role',
+  node: 'labvirt.io/node',
+  managedBy: 'app.kubernetes.io/managed-by',
+} as const;
+
+/** Value of `app.kubernetes.io/managed-by` on everything labvirt creates. */
+export const MANAGED_BY = 'labvirt';
+
+/** Annotations labvirt puts on an env's Namespace. */
+export const ANNOTATIONS = {
+  session: 'labvirt.io/session',
+  student: 'labvirt.io/student',
+  lab: 'labvirt.io/lab',
+  /** RFC 3339. */
+  expiresAt: 'labvirt.io/expires-at',
+  claimedAt: 'labvirt.io/claimed-at',
+  readyAt: 'labvirt.io/ready-at',
+  createdAt: 'labvirt.io/session-created-at',
+  studentKey: 'labvirt.io/student-key',
+  hintsUsed: 'labvirt.io/hints-used',
+  attempt: 'labvirt.io/attempt',
+} as const;
+
+export type EnvState =
+  'provisioning' | 'booting' | 'warm' | 'claimed' | 'preparing' | 'active' | 'releasing' | 'failed';
+
+export type NodeRole = 'control-plane' | 'worker';
+export type NodeName = 'control-plane' | 'worker-1' | 'worker-2';
+
+/** The control plane's headless Service; workers join through `control-plane.<ns>.svc.<domain>`. */
+export const CONTROL_PLANE_SERVICE = 'control-plane';
+/** The per-env SSH NodePort Service in `ssh.mode: nodeport`. */
+export const SSH_NODEPORT_SERVICE = 'ssh';
+/** The Secret holding the env's cluster CA and bootstrap token (keys `ca.crt`, `ca.key`, `token`). */
+export const ENV_PKI_SECRET = 'cluster-pki';
+
+export function cloudInitSecretName(node: NodeName): string {
+  return `${node}-cloudinit`;
+}
+
+/** VM names of an env, control plane first. */
+export function nodeNames(nodes: number): NodeName[] {
+  return nodes >= 3 ? ['control-plane', 'worker-1', 'worker-2'] : ['control-plane'];
+}
+
+export function roleOf(node: NodeName): NodeRole {
+  return node === 'control-plane' ? 'control-plane' : 'worker';
+}
+
+export function envNamespace(config: Config, envId: string): string {
+  return `${config.namespacePrefix}${envId}`;
+}
+
+export const ENV_ID_PATTERN = /^[a-z0-9]{8}$/;
+const ENV_ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+/** A fresh env id: 8 random lowercase letters and digits (unbiased). */
+export function newEnvId(): string {
+  let id = '';
+  for (let i = 0; i < 8; i++) id += ENV_ID_ALPHABET[randomInt(ENV_ID_ALPHABET.length)];
+  return id;
+}

@@ -1,0 +1,150 @@
+import type { Config } from '../config/index.js';
+import { renderUserData } from './cloudinit.js';
+import type { KubeObject } from './client.js';
+import {
+  renderControlPlaneService,
+  renderNetworkPolicies,
+  renderQuota,
+  renderSshNodePortService,
+  type IsolationInput,
+} from './isolation.js';
+import {
+  ANNOTATIONS,
+  ENV_ID_PATTERN,
+  ENV_PKI_SECRET,
+  LABELS,
+  MANAGED_BY,
+  cloudInitSecretName,
+  envNamespace,
+  nodeNames,
+  roleOf,
+} from './names.js';
+import type { EnvSecrets } from './secrets.js';
+import { renderVirtualMachine } from './vm.js';
+
+/** Session details recorded on the Namespace when an env is made for a known owner. */
+export interface EnvOwner {
+  session?: string;
+  student?: string;
+  lab?: string;
+  /** RFC 3339. */
+  expiresAt?: string;
+}
+
+export interface RenderInput {
+  config: Config;
+  /** A flavor name configured in `config.flavors`, e.g. `v1.30-3node`. */
+  flavor: string;
+  /** `[a-z0-9]{8}` from `newEnvId()` (shorter ids such as `demo` are accepted for `labvirt render`). */
+  envId: string;
+  /** labvirt's own OpenSSH public key, authorised for the `labvirt` user of every VM. */
+  orchestratorPublicKey: string;
+  secrets: EnvSecrets;
+  owner?: EnvOwner;
+}
+
+/**
+ * Pod Security for the env namespace. KubeVirt's virt-launcher runs non-root
+ * by default (since v1.0) and adds only NET_BIND_SERVICE, which `baseline`
+ * allows; nothing else runs there. An install that runs launchers as root
+ * (the `Root` feature gate) or turns on KubeVirt's `PSA` feature gate gets the
+ * namespace raised to `privileged` by KubeVirt itself.
+ */
+export const POD_SECURITY_LABELS = {
+  'pod-security.kubernetes.io/enforce': 'baseline',
+  'pod-security.kubernetes.io/enforce-version': 'latest',
+  'pod-security.kubernetes.io/warn': 'baseline',
+  'pod-security.kubernetes.io/audit': 'restricted',
+} as const;
+
+const ENV_ID_LOOSE = /^[a-z0-9]{1,20}$/;
+
+/**
+ * Every object of one env, in the order to create them: the Namespace first;
+ * the NetworkPolicies and the LimitRange before anything runs (isolation and
+ * defaults in place before the first launcher pod); the Secrets the VMs
+ * reference; the Services; the VMs; and the ResourceQuota LAST (a real API
+ * server refuses what a fresh quota counts until its status is computed).
+ */
+export function renderEnvironment(input: RenderInput): KubeObject[] {
+  const { config, envId, secrets } = input;
+  const flavor = config.flavors[input.flavor];
+  if (!flavor) {
+    throw new Error(
+      `unknown flavor ${input.flavor}; configured: ${Object.keys(config.flavors).join(', ')}`,
+    );
+  }
+  if (!ENV_ID_PATTERN.test(envId) && !ENV_ID_LOOSE.test(envId)) {
+    throw new Error(`env id "${envId}" must be lowercase letters and digits (8 from newEnvId())`);
+  }
+  const namespace = envNamespace(config, envId);
+  const labels = {
+    [LABELS.env]: envId,
+    [LABELS.flavor]: input.flavor,
+    [LABELS.managedBy]: MANAGED_BY,
+  };
+  const nodes = nodeNames(flavor.nodes);
+  const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+
+  const objects: KubeObject[] = [
+    {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: {
+        name: namespace,
+        labels: { ...labels, [LABELS.state]: 'provisioning', ...POD_SECURITY_LABELS },
+        ...(input.owner ? { annotations: ownerAnnotations(input.owner) } : {}),
+      },
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: ENV_PKI_SECRET, namespace, labels },
+      type: 'Opaque',
+      data: {
+        'ca.crt': b64(secrets.ca.certPem),
+        'ca.key': b64(secrets.ca.keyPem),
+        token: b64(secrets.bootstrapToken),
+      },
+    },
+  ];
+  const iso: IsolationInput = { config, namespace, envId, nodes, labels };
+  const { limitRange, quota } = renderQuota(iso);
+  objects.push(...renderNetworkPolicies(iso), limitRange);
+
+  const vms: KubeObject[] = [];
+  for (const node of nodes) {
+    const role = roleOf(node);
+    const vmLabels = { ...labels, [LABELS.role]: role, [LABELS.node]: node };
+    const userdata = renderUserData({
+      config,
+      flavor,
+      namespace,
+      node,
+      role,
+      orchestratorPublicKey: input.orchestratorPublicKey,
+      secrets,
+    });
+    objects.push({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: cloudInitSecretName(node), namespace, labels: vmLabels },
+      type: 'Opaque',
+      data: { userdata: b64(userdata) },
+    });
+    vms.push(renderVirtualMachine({ config, flavor, namespace, node, role, labels: vmLabels }));
+  }
+  objects.push(renderControlPlaneService(iso));
+  if (config.ssh.mode === 'nodeport') objects.push(renderSshNodePortService(iso));
+  objects.push(...vms, quota);
+  return objects;
+}
+
+function ownerAnnotations(owner: EnvOwner): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (owner.session) out[ANNOTATIONS.session] = owner.session;
+  if (owner.student) out[ANNOTATIONS.student] = owner.student;
+  if (owner.lab) out[ANNOTATIONS.lab] = owner.lab;
+  if (owner.expiresAt) out[ANNOTATIONS.expiresAt] = owner.expiresAt;
+  return out;
+}

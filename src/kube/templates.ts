@@ -1,0 +1,61 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+
+/**
+ * Where the VM templates and cloud-init files live: `vm-templates/` and
+ * `cloud-init/` at the project root (two levels above this file, in src/ and
+ * in dist/ alike), unless `LABVIRT_VM_TEMPLATES_DIR` / `LABVIRT_CLOUD_INIT_DIR`
+ * point elsewhere (an operator's customised copies).
+ */
+export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export function vmTemplatesDir(): string {
+  return dirFromEnv('LABVIRT_VM_TEMPLATES_DIR') ?? join(PROJECT_ROOT, 'vm-templates');
+}
+
+export function cloudInitDir(): string {
+  return dirFromEnv('LABVIRT_CLOUD_INIT_DIR') ?? join(PROJECT_ROOT, 'cloud-init');
+}
+
+function dirFromEnv(name: string): string | undefined {
+  const v = process.env[name];
+  if (!v) return undefined;
+  return isAbsolute(v) ? v : resolve(process.cwd(), v);
+}
+
+// Files are read once per process: rendering runs for every provisioned env.
+const cache = new Map<string, string>();
+
+export function readTemplateFile(dir: string, name: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) {
+    throw new Error(`template file name "${name}" must be a plain file name inside ${dir}`);
+  }
+  const path = join(dir, name);
+  let text = cache.get(path);
+  if (text === undefined) {
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new Error(`cannot read template ${path}: ${(err as Error).message}`);
+    }
+    cache.set(path, text);
+  }
+  return text;
+}
+
+/** A YAML template parsed afresh (callers fill it in place). */
+export function loadYamlTemplate(dir: string, name: string): Record<string, unknown> {
+  const text = readTemplateFile(dir, name);
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (err) {
+    throw new Error(`template ${join(dir, name)} is not valid YAML: ${(err as Error).message}`);
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new Error(`template ${join(dir, name)} must hold a YAML mapping`);
+  }
+  return doc as Record<string, unknown>;
+}

@@ -1,0 +1,269 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- parsed cloud-config is inspected field by field */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse, parseAllDocuments } from 'yaml';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cloudInitDir } from '../../src/kube/index.js';
+import { ORCHESTRATOR_KEY, renderWith, sharedSecrets, userDataOf } from './helpers.js';
+
+const SHELLCHECK = '/usr/bin/shellcheck';
+const SCRIPTS = readdirSync(cloudInitDir()).filter((f) => f.endsWith('.sh'));
+const LIB = join(cloudInitDir(), 'lib.sh');
+
+function fileOf(doc: any, path: string): any {
+  return doc.write_files.find((f: any) => f.path === path);
+}
+
+/** `KEY='value'` lines of cluster.env as a map. */
+function envOf(doc: any): Record<string, string> {
+  const text = fileOf(doc, '/etc/labvirt/cluster.env').content as string;
+  return Object.fromEntries(
+    text
+      .split('\n')
+      .filter((l) => /^[A-Z_0-9]+=/.test(l))
+      .map((l) => {
+        const m = /^([A-Z_0-9]+)='(.*)'$/.exec(l);
+        if (!m) throw new Error(`unquoted line in cluster.env: ${l}`);
+        return [m[1], m[2]];
+      }),
+  );
+}
+
+/** Runs bash with lib.sh sourced and the given environment. */
+function bashWithLib(script: string, env: Record<string, string> = {}): string {
+  return execFileSync('bash', ['-c', `set -euo pipefail; . ${LIB}; ${script}`], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+  });
+}
+
+describe('cloud-init user data', () => {
+  it('is a #cloud-config YAML document with the token, CA hash and version for the control plane', async () => {
+    const secrets = await sharedSecrets();
+    const userData = userDataOf(await renderWith('v1.30-3node'), 'control-plane');
+    expect(userData.startsWith('#cloud-config\n')).toBe(true);
+    const doc = parse(userData);
+    expect(doc.hostname).toBe('control-plane');
+    const env = envOf(doc);
+    expect(env).toMatchObject({
+      LABVIRT_ROLE: 'control-plane',
+      LABVIRT_NODE_NAME: 'control-plane',
+      LABVIRT_ENV_NAMESPACE: 'lab-abcd1234',
+      LABVIRT_K8S_MINOR: '1.30',
+      LABVIRT_GOLDEN_IMAGE: 'false',
+      LABVIRT_POD_CIDR: '10.243.0.0/16',
+      LABVIRT_SERVICE_CIDR: '10.95.0.0/16',
+      LABVIRT_CONTROL_PLANE_SERVICE: 'control-plane',
+      LABVIRT_EXPECTED_NODES: '3',
+      LABVIRT_BOOTSTRAP_TOKEN: secrets.bootstrapToken,
+      LABVIRT_CA_CERT_HASH: secrets.caHash,
+    });
+    expect(secrets.caHash).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(fileOf(doc, '/etc/labvirt/cluster.env').permissions).toBe('0600');
+    expect(fileOf(doc, '/etc/kubernetes/pki/ca.crt').content).toBe(secrets.ca.certPem);
+    expect(fileOf(doc, '/etc/kubernetes/pki/ca.key')).toMatchObject({
+      content: secrets.ca.keyPem,
+      permissions: '0600',
+    });
+    expect(doc.runcmd).toEqual([['/usr/local/lib/labvirt/control-plane.sh']]);
+    expect(fileOf(doc, '/var/lib/cloud/scripts/per-boot/labvirt-bootstrap').content).toContain(
+      'control-plane.sh',
+    );
+  });
+
+  it('gives workers the join settings but never the CA key', async () => {
+    const secrets = await sharedSecrets();
+    const doc = parse(userDataOf(await renderWith('v1.30-3node'), 'worker-2'));
+    expect(doc.hostname).toBe('worker-2');
+    expect(envOf(doc)).toMatchObject({
+      LABVIRT_ROLE: 'worker',
+      LABVIRT_NODE_NAME: 'worker-2',
+      LABVIRT_BOOTSTRAP_TOKEN: secrets.bootstrapToken,
+      LABVIRT_CA_CERT_HASH: secrets.caHash,
+    });
+    expect(JSON.stringify(doc)).not.toContain('PRIVATE KEY');
+    expect(fileOf(doc, '/etc/kubernetes/pki/ca.crt')).toBeUndefined();
+    expect(doc.runcmd).toEqual([['/usr/local/lib/labvirt/worker.sh']]);
+  });
+
+  it('installs the flavor’s Kubernetes version and says when the image is golden', async () => {
+    const doc = parse(userDataOf(await renderWith('v1.31-1node'), 'control-plane'));
+    expect(envOf(doc)).toMatchObject({ LABVIRT_K8S_MINOR: '1.31', LABVIRT_EXPECTED_NODES: '1' });
+    const golden = parse(
+      userDataOf(
+        await renderWith('v1.31-1node', {
+          flavors: {
+            'v1.31-1node': {
+              kubernetesVersion: '1.31',
+              nodes: 1,
+              goldenImage: true,
+              image: 'example.org/golden:1.31',
+            },
+          },
+        }),
+        'control-plane',
+      ),
+    );
+    expect(envOf(golden).LABVIRT_GOLDEN_IMAGE).toBe('true');
+    // The installer reads the version and the golden flag from cluster.env.
+    const installer = fileOf(golden, '/usr/local/lib/labvirt/install-kubernetes.sh')
+      .content as string;
+    expect(installer).toContain('pkgs.k8s.io/core:/stable:/v$LABVIRT_K8S_MINOR/deb/');
+    expect(installer).toContain('LABVIRT_GOLDEN_IMAGE');
+  });
+
+  it('creates the labvirt user with the orchestrator key and passwordless sudo, and a keyless student', async () => {
+    const doc = parse(userDataOf(await renderWith('v1.31-1node'), 'control-plane'));
+    const labvirt = doc.users.find((u: any) => u.name === 'labvirt');
+    const student = doc.users.find((u: any) => u.name === 'student');
+    expect(labvirt).toMatchObject({
+      sudo: 'ALL=(ALL) NOPASSWD:ALL',
+      ssh_authorized_keys: [ORCHESTRATOR_KEY],
+    });
+    expect(student).toMatchObject({ sudo: 'ALL=(ALL) NOPASSWD:ALL' });
+    expect(student.ssh_authorized_keys).toBeUndefined();
+    expect(doc.users.map((u: any) => u.name)).toEqual(['labvirt', 'student']);
+    expect(doc.ssh_pwauth).toBe(false);
+  });
+
+  it('embeds every script of cloud-init/ it references verbatim, and nothing refers to a missing file', async () => {
+    const doc = parse(userDataOf(await renderWith('v1.30-3node'), 'control-plane'));
+    for (const f of doc.write_files) {
+      expect(f.source).toBeUndefined();
+      expect(typeof f.content).toBe('string');
+    }
+    for (const name of ['lib.sh', 'install-kubernetes.sh', 'control-plane.sh']) {
+      const expected = execFileSync('cat', [join(cloudInitDir(), name)], { encoding: 'utf8' });
+      expect(fileOf(doc, `/usr/local/lib/labvirt/${name}`).content).toBe(expected);
+    }
+  });
+
+  it('stays far below the 1 MiB a Secret can hold, and needs a Secret (not inline data)', async () => {
+    const userData = userDataOf(await renderWith('v1.30-3node'), 'control-plane');
+    expect(userData.length).toBeGreaterThan(2048); // KubeVirt's inline cap
+    expect(userData.length).toBeLessThan(256 * 1024);
+  });
+});
+
+describe('cloud-init scripts', () => {
+  it('include the role scripts and the shared library', () => {
+    expect(SCRIPTS.sort()).toEqual([
+      'control-plane.sh',
+      'install-kubernetes.sh',
+      'lib.sh',
+      'worker.sh',
+    ]);
+  });
+
+  it('pass shellcheck', () => {
+    if (!existsSync(SHELLCHECK)) {
+      throw new Error(
+        `${SHELLCHECK} is missing: install shellcheck (apt-get install shellcheck) to lint cloud-init/*.sh`,
+      );
+    }
+    const r = spawnSync(SHELLCHECK, ['-x', ...SCRIPTS], { cwd: cloudInitDir(), encoding: 'utf8' });
+    expect(r.stdout + r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
+  it('are strict bash scripts (set -euo pipefail) except the sourced library', () => {
+    for (const name of SCRIPTS) {
+      const text = execFileSync('cat', [join(cloudInitDir(), name)], { encoding: 'utf8' });
+      expect(text.startsWith('#!/bin/bash\n')).toBe(true);
+      if (name !== 'lib.sh') expect(text).toMatch(/^set -euo pipefail$/m);
+    }
+  });
+
+  it('pin the CNI (Calico, which enforces NetworkPolicy) to one version', () => {
+    const text = execFileSync('cat', [join(cloudInitDir(), 'control-plane.sh')], {
+      encoding: 'utf8',
+    });
+    expect(text).toMatch(/^readonly CALICO_VERSION=v\d+\.\d+\.\d+$/m);
+    expect(text).toContain('projectcalico/calico/$CALICO_VERSION/manifests/calico-vxlan.yaml');
+  });
+});
+
+describe('cloud-init/lib.sh', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'labvirt-lib-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('finds the host cluster domain in the DHCP search list, else uses cluster.local', () => {
+    const resolv = join(dir, 'resolv.conf');
+    writeFileSync(
+      resolv,
+      'nameserver 10.96.0.10\nsearch lab-abc.svc.k8s.example.org svc.k8s.example.org k8s.example.org\noptions ndots:5\n',
+    );
+    const fqdn = (ns: string) =>
+      bashWithLib(`LABVIRT_RESOLV_FILES=(${resolv}); control_plane_fqdn`, {
+        LABVIRT_ENV_NAMESPACE: ns,
+        LABVIRT_CONTROL_PLANE_SERVICE: 'control-plane',
+      }).trim();
+    expect(fqdn('lab-abc')).toBe('control-plane.lab-abc.svc.k8s.example.org');
+    expect(fqdn('lab-other')).toBe('control-plane.lab-other.svc.cluster.local');
+  });
+
+  it('writes a kubeadm config with labvirt’s token, the CIDRs and the Service name as endpoint', async () => {
+    const secrets = await sharedSecrets();
+    const config = (minor: string) =>
+      parseAllDocuments(
+        bashWithLib('kubeadm_init_config control-plane.lab-abc.svc.cluster.local v1.30.6', {
+          LABVIRT_K8S_MINOR: minor,
+          LABVIRT_BOOTSTRAP_TOKEN: secrets.bootstrapToken,
+          LABVIRT_NODE_NAME: 'control-plane',
+          LABVIRT_POD_CIDR: '10.243.0.0/16',
+          LABVIRT_SERVICE_CIDR: '10.95.0.0/16',
+          LABVIRT_CONTROL_PLANE_SERVICE: 'control-plane',
+          LABVIRT_ENV_NAMESPACE: 'lab-abc',
+        }),
+      ).map((d) => d.toJS() as any);
+    const [init, cluster, kubelet] = config('1.30');
+    expect(init).toMatchObject({
+      apiVersion: 'kubeadm.k8s.io/v1beta3',
+      kind: 'InitConfiguration',
+      bootstrapTokens: [{ token: secrets.bootstrapToken }],
+      nodeRegistration: { name: 'control-plane', ignorePreflightErrors: ['Mem', 'NumCPU'] },
+    });
+    expect(cluster).toMatchObject({
+      kind: 'ClusterConfiguration',
+      kubernetesVersion: 'v1.30.6',
+      controlPlaneEndpoint: 'control-plane.lab-abc.svc.cluster.local:6443',
+      networking: { podSubnet: '10.243.0.0/16', serviceSubnet: '10.95.0.0/16' },
+    });
+    expect(cluster.apiServer.certSANs).toContain('control-plane.lab-abc.svc.cluster.local');
+    expect(kubelet).toMatchObject({ kind: 'KubeletConfiguration', cgroupDriver: 'systemd' });
+    expect(config('1.31')[0].apiVersion).toBe('kubeadm.k8s.io/v1beta4');
+  });
+
+  it('sets the pod CIDR in Calico’s manifest, and fails on a manifest of another shape', () => {
+    const manifest = join(dir, 'calico.yaml');
+    writeFileSync(
+      manifest,
+      [
+        '            - name: CALICO_IPV4POOL_VXLAN',
+        '              value: "Always"',
+        '            # - name: CALICO_IPV4POOL_CIDR',
+        '            #   value: "192.168.0.0/16"',
+        '            - name: CALICO_DISABLE_FILE_LOGGING',
+        '',
+      ].join('\n'),
+    );
+    const out = bashWithLib(`calico_set_pool_cidr ${manifest} 10.243.0.0/16`);
+    expect(out).toContain(
+      '            - name: CALICO_IPV4POOL_CIDR\n              value: "10.243.0.0/16"\n',
+    );
+    writeFileSync(manifest, 'kind: DaemonSet\n');
+    expect(() => bashWithLib(`calico_set_pool_cidr ${manifest} 10.243.0.0/16`)).toThrow();
+  });
+
+  it('retries a command until it succeeds, and gives up after its time', () => {
+    const counter = join(dir, 'count');
+    writeFileSync(counter, '0');
+    bashWithLib(
+      `bump() { n=$(cat ${counter}); echo $((n + 1)) >${counter}; [ "$n" -ge 2 ]; }; retry_for 30 0 bump`,
+    );
+    expect(execFileSync('cat', [counter], { encoding: 'utf8' }).trim()).toBe('3');
+    expect(() => bashWithLib('retry_for 0 0 false')).toThrow();
+  });
+});
