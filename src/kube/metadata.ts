@@ -6,6 +6,11 @@ export interface SchemaProblem {
   /** Where in the object, e.g. `spec.template.spec.domain.cpu.cores` or `metadata.labels["a/b"]`. */
   path: string;
   message: string;
+  /**
+   * Set when the problem is a field the schema does not declare: its JSON
+   * pointer, so an API server can prune it (as a real one does by default).
+   */
+  unknownField?: string;
 }
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;

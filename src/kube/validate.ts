@@ -151,7 +151,11 @@ function toProblem(e: ErrorObject): SchemaProblem {
   switch (e.keyword) {
     case 'additionalProperties': {
       const field = String(params.additionalProperty);
-      return { path: keyPath(path, field).replace(/^\./, ''), message: `unknown field "${field}"` };
+      return {
+        path: keyPath(path, field).replace(/^\./, ''),
+        message: `unknown field "${field}"`,
+        unknownField: `${e.instancePath}/${field.replace(/~/g, '~0').replace(/\//g, '~1')}`,
+      };
     }
     case 'required': {
       const field = String(params.missingProperty);

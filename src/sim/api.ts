@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseFieldSelector, parseLabelSelector } from './selectors.js';
 import type { ObjectStore } from './store.js';
 import { ApiError, RESOURCES, type ChangeEvent, type Obj, type ResourceType } from './store.js';
+import { fieldValidationOf, WriteValidator, type FieldValidation } from './validation.js';
 
 /** Admission and lifecycle hooks that the cluster emulation plugs in. */
 export interface Admission {
@@ -67,6 +68,12 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
   return out;
 }
 
+/** What a write needs from its request: how to treat unknown fields, where warnings go. */
+interface WriteContext {
+  fieldValidation: FieldValidation;
+  warn(messages: string[]): void;
+}
+
 interface Route {
   type: ResourceType;
   namespace?: string;
@@ -83,6 +90,7 @@ export class KubeApi {
     readonly store: ObjectStore,
     private readonly token: string,
     private readonly admission: Admission = {},
+    private readonly validator = new WriteValidator(),
   ) {}
 
   dropWatches(): void {
@@ -111,6 +119,17 @@ export class KubeApi {
       if (this.discovery(url.pathname, res)) return;
       const route = this.route(url.pathname);
       const q = url.searchParams;
+      const write: WriteContext = {
+        fieldValidation: fieldValidationOf(q.get('fieldValidation')),
+        warn: (messages) => {
+          // The API server's `Warning` header (RFC 7234 code 299), one per message.
+          if (messages.length > 0 && !res.headersSent)
+            res.setHeader(
+              'warning',
+              messages.map((m) => `299 - ${JSON.stringify(m)}`),
+            );
+        },
+      };
       switch (req.method) {
         case 'GET':
           if (route.name) return send(res, 200, this.get(route));
@@ -118,19 +137,19 @@ export class KubeApi {
             return this.watch(route, q, req, res);
           return send(res, 200, this.list(route, q));
         case 'POST':
-          return send(res, 201, this.create(route, parseBody(await readBody(req), req)));
+          return send(res, 201, this.create(route, parseBody(await readBody(req), req), write));
         case 'PUT':
           if (route.sub && route.type.group === 'subresources.kubevirt.io') {
             this.admission.subresource?.(route.type, route.namespace!, route.name!, route.sub);
             res.writeHead(202);
             return void res.end();
           }
-          return send(res, 200, this.replace(route, parseBody(await readBody(req), req)));
+          return send(res, 200, this.replace(route, parseBody(await readBody(req), req), write));
         case 'PATCH':
           return send(
             res,
             200,
-            this.patch(route, await readBody(req), req.headers['content-type'] ?? '', q),
+            this.patch(route, await readBody(req), req.headers['content-type'] ?? '', q, write),
           );
         case 'DELETE':
           if (!route.name) return send(res, 200, this.deleteCollection(route, q));
@@ -355,7 +374,7 @@ export class KubeApi {
     };
   }
 
-  private create(route: Route, body: Obj): Obj {
+  private create(route: Route, body: Obj, write: WriteContext): Obj {
     if (!isObject(body) || !isObject(body.metadata)) {
       throw new ApiError(400, 'BadRequest', 'the body of the request was in an unknown format');
     }
@@ -374,11 +393,12 @@ export class KubeApi {
       : 'v1';
     body.apiVersion ??= expectedApiVersion;
     body.kind ??= route.type.kind;
+    write.warn(this.validator.admit(route.type, body, write.fieldValidation));
     this.admission.beforeCreate?.(route.type, body);
     return withTypeMeta(route.type, this.store.create(route.type.plural, body));
   }
 
-  private replace(route: Route, body: Obj): Obj {
+  private replace(route: Route, body: Obj, write: WriteContext): Obj {
     const old = this.store.get(route.type.plural, route.namespace, route.name!);
     if (!old) throw this.notFound(route.type, route.name!);
     const next = structuredClone(body);
@@ -386,14 +406,20 @@ export class KubeApi {
     if (route.sub === 'status') {
       // The status subresource changes only status; the main resource never changes status.
       const merged = { ...old, status: next.status };
-      return this.commit(route, merged, old, next.metadata.resourceVersion);
+      return this.commit(route, merged, old, write, next.metadata.resourceVersion);
     }
     if ('status' in old) next.status = old.status;
     else delete next.status;
-    return this.commit(route, next, old, next.metadata.resourceVersion);
+    return this.commit(route, next, old, write, next.metadata.resourceVersion);
   }
 
-  private patch(route: Route, text: string, contentType: string, q: URLSearchParams): Obj {
+  private patch(
+    route: Route,
+    text: string,
+    contentType: string,
+    q: URLSearchParams,
+    write: WriteContext,
+  ): Obj {
     const old = this.store.get(route.type.plural, route.namespace, route.name!);
     let patch: unknown;
     try {
@@ -419,7 +445,7 @@ export class KubeApi {
             'Invalid',
             'fieldManager: Required value: is required for apply patch',
           );
-        return this.create({ ...route, name: undefined }, patch as Obj);
+        return this.create({ ...route, name: undefined }, patch as Obj, write);
       }
       throw this.notFound(route.type, route.name!);
     }
@@ -432,12 +458,15 @@ export class KubeApi {
     if (route.sub !== 'status' && 'status' in old) merged.status = old.status;
     if (route.sub === 'status') {
       const statusOnly = { ...old, status: merged.status };
-      return this.commit(route, statusOnly, old, (patch as Obj).metadata?.resourceVersion);
+      return this.commit(route, statusOnly, old, write, (patch as Obj).metadata?.resourceVersion);
     }
-    return this.commit(route, merged, old, (patch as Obj)?.metadata?.resourceVersion);
+    return this.commit(route, merged, old, write, (patch as Obj)?.metadata?.resourceVersion);
   }
 
-  private commit(route: Route, next: Obj, old: Obj, expectedRv?: string): Obj {
+  private commit(route: Route, next: Obj, old: Obj, write: WriteContext, expectedRv?: string): Obj {
+    next.apiVersion ??= old.apiVersion;
+    next.kind ??= old.kind;
+    write.warn(this.validator.admit(route.type, next, write.fieldValidation, route.sub));
     this.admission.beforeUpdate?.(route.type, next, old);
     const specChanged = JSON.stringify(next.spec) !== JSON.stringify(old.spec);
     return withTypeMeta(
