@@ -3,6 +3,7 @@ import { validate as endpoints } from 'kubernetes-models/_schemas/IoK8sApiCoreV1
 import { validate as coreEvent } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Event';
 import { validate as limitRange } from 'kubernetes-models/_schemas/IoK8sApiCoreV1LimitRange';
 import { validate as namespace } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Namespace';
+import { validate as node } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Node';
 import { validate as pod } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Pod';
 import { validate as resourceQuota } from 'kubernetes-models/_schemas/IoK8sApiCoreV1ResourceQuota';
 import { validate as secret } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Secret';
@@ -24,6 +25,7 @@ export interface BuiltinKind {
 /** The built-in kinds labvirt (and the simulator) handle, by `apiVersion/kind`. */
 export const BUILTIN_KINDS: Record<string, BuiltinKind> = {
   'v1/Namespace': { model: 'V1Namespace', validate: namespace },
+  'v1/Node': { model: 'V1Node', validate: node },
   'v1/Secret': { model: 'V1Secret', validate: secret },
   'v1/ConfigMap': { model: 'V1ConfigMap', validate: configMap },
   'v1/Service': { model: 'V1Service', validate: service },

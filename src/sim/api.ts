@@ -2,8 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import { parseFieldSelector, parseLabelSelector } from './selectors.js';
 import type { ObjectStore } from './store.js';
-import { ApiError, RESOURCES, type ChangeEvent, type Obj, type ResourceType } from './store.js';
+import { ApiError, type ChangeEvent, type Obj, type ResourceType } from './store.js';
 import { fieldValidationOf, WriteValidator, type FieldValidation } from './validation.js';
+import { assertStrategicMergePatchable, strategicMergePatch } from './strategic-merge.js';
 
 /** Admission and lifecycle hooks that the cluster emulation plugs in. */
 export interface Admission {
@@ -81,17 +82,45 @@ interface Route {
   sub?: string;
 }
 
+/**
+ * Who may call: throws ApiError 401 (bad credentials) or 403 (anonymous)
+ * to refuse. A string is a bearer token.
+ */
+export type Authenticator = string | ((req: IncomingMessage, path: string) => void);
+
+export interface KubeApiOptions {
+  validator?: WriteValidator;
+  /** Kubernetes minor version `/version` reports, e.g. `1.30`. */
+  kubernetesVersion?: string;
+  /** Serve the sim's `/sim/faults` admin endpoint (the host sim only). */
+  adminEndpoint?: boolean;
+}
+
 /** The Kubernetes REST surface of the sim over one ObjectStore. */
 export class KubeApi {
   readonly faults: FaultState = { errorRate: 0, errorCode: 500, latencyMs: 0 };
   private readonly watches = new Set<ServerResponse>();
+  private readonly validator: WriteValidator;
+  private readonly kubernetesVersion: string;
+  private readonly kubevirt: boolean;
 
   constructor(
     readonly store: ObjectStore,
-    private readonly token: string,
+    private readonly auth: Authenticator,
     private readonly admission: Admission = {},
-    private readonly validator = new WriteValidator(),
-  ) {}
+    private readonly options: KubeApiOptions = {},
+  ) {
+    this.validator = options.validator ?? new WriteValidator();
+    this.kubernetesVersion = options.kubernetesVersion ?? '1.30';
+    this.kubevirt = store.resources.some((r) => r.group === 'kubevirt.io');
+  }
+
+  private authenticate(req: IncomingMessage, path: string): void {
+    if (typeof this.auth === 'function') return this.auth(req, path);
+    if (req.headers.authorization !== `Bearer ${this.auth}`) {
+      throw new ApiError(401, 'Unauthorized', 'Unauthorized');
+    }
+  }
 
   dropWatches(): void {
     for (const w of this.watches) w.destroy();
@@ -100,12 +129,12 @@ export class KubeApi {
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      if (req.headers.authorization !== `Bearer ${this.token}`) {
-        throw new ApiError(401, 'Unauthorized', 'Unauthorized');
-      }
+      const url = new URL(req.url ?? '/', 'https://sim');
+      this.authenticate(req, url.pathname);
       // The sim's own admin endpoint (same token): faults for tests and demos
       // driven from another process. Never affected by the faults it sets.
-      if (req.url?.startsWith('/sim/faults')) return await this.adminFaults(req, res);
+      if (this.options.adminEndpoint !== false && url.pathname.startsWith('/sim/faults'))
+        return await this.adminFaults(req, res);
       if (this.faults.latencyMs > 0) await new Promise((r) => setTimeout(r, this.faults.latencyMs));
       if (this.faults.errorRate > 0 && Math.random() < this.faults.errorRate) {
         if (this.faults.errorCode === 429) res.setHeader('retry-after', '1');
@@ -115,7 +144,6 @@ export class KubeApi {
           'injected fault',
         );
       }
-      const url = new URL(req.url ?? '/', 'https://sim');
       if (this.discovery(url.pathname, res)) return;
       const route = this.route(url.pathname);
       const q = url.searchParams;
@@ -186,15 +214,16 @@ export class KubeApi {
 
   private discovery(path: string, res: ServerResponse): boolean {
     const groups = [
-      ...new Set(RESOURCES.filter((r) => r.group).map((r) => r.group)),
-      'subresources.kubevirt.io',
+      ...new Set(this.store.resources.filter((r) => r.group).map((r) => r.group)),
+      ...(this.kubevirt ? ['subresources.kubevirt.io'] : []),
     ];
     const resourceList = (group: string, version: string) => ({
       kind: 'APIResourceList',
       apiVersion: 'v1',
       groupVersion: group ? `${group}/${version}` : version,
-      resources: RESOURCES.filter((r) => r.group === group && r.version === version).flatMap(
-        (r) => [
+      resources: this.store.resources
+        .filter((r) => r.group === group && r.version === version)
+        .flatMap((r) => [
           {
             name: r.plural,
             singularName: r.kind.toLowerCase(),
@@ -218,16 +247,20 @@ export class KubeApi {
             kind: r.kind,
             verbs: ['get', 'patch', 'update'],
           },
-        ],
-      ),
+        ]),
     });
     if (path === '/version') {
       send(res, 200, {
         major: '1',
-        minor: '30',
-        gitVersion: 'v1.30.0-labvirt-sim',
+        minor: this.kubernetesVersion.split('.')[1] ?? '30',
+        gitVersion: `v${this.kubernetesVersion}.0-labvirt-sim`,
         platform: 'linux/amd64',
       });
+      return true;
+    }
+    if (path === '/healthz' || path === '/readyz' || path === '/livez') {
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+      res.end('ok');
       return true;
     }
     if (path === '/api') {
@@ -288,7 +321,13 @@ export class KubeApi {
       rest = rest.slice(2);
     }
     const [plural, name, sub] = rest;
-    if (group === 'subresources.kubevirt.io' && plural === 'virtualmachines' && name && sub) {
+    if (
+      this.kubevirt &&
+      group === 'subresources.kubevirt.io' &&
+      plural === 'virtualmachines' &&
+      name &&
+      sub
+    ) {
       return {
         type: { group, version: 'v1', plural, kind: 'VirtualMachine', namespaced: true },
         namespace,
@@ -296,7 +335,7 @@ export class KubeApi {
         sub,
       };
     }
-    const type = RESOURCES.find((r) => r.group === group && r.plural === plural);
+    const type = this.store.resources.find((r) => r.group === group && r.plural === plural);
     if (!type)
       throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     if (!type.namespaced && namespace) {
@@ -420,6 +459,9 @@ export class KubeApi {
     q: URLSearchParams,
     write: WriteContext,
   ): Obj {
+    const strategic = contentType.startsWith('application/strategic-merge-patch+json');
+    // Checked before the body and the object, as the real server does for custom resources.
+    if (strategic) assertStrategicMergePatchable(route.type.kind);
     const old = this.store.get(route.type.plural, route.namespace, route.name!);
     let patch: unknown;
     try {
@@ -449,7 +491,9 @@ export class KubeApi {
       }
       throw this.notFound(route.type, route.name!);
     }
-    const merged = mergePatch(old, patch) as Obj;
+    const merged = (
+      strategic ? strategicMergePatch(route.type.kind, old, patch) : mergePatch(old, patch)
+    ) as Obj;
     merged.metadata = {
       ...merged.metadata,
       name: old.metadata.name,

@@ -6,6 +6,8 @@ export interface ClusterOptions {
   namespaceDeleteDelayMs: number;
   /** How long a new ResourceQuota's status stays unknown (creates it counts are refused meanwhile). */
   quotaStatusDelayMs: number;
+  /** Where ClusterIPs come from: the first two octets of a /16 (default `10.96`). */
+  serviceIpPrefix?: string;
 }
 
 /** Pod resources a quota counts: requests/limits of cpu and memory. */
@@ -181,19 +183,12 @@ export class ClusterEmulation implements Admission {
     this.store.update('namespaces', next);
     // Contents go first, then the namespace itself, asynchronously.
     this.later(this.options.namespaceDeleteDelayMs / 2, () => {
-      for (const r of [
-        'virtualmachines',
-        'virtualmachineinstances',
-        'pods',
-        'services',
-        'secrets',
-        'configmaps',
-        'networkpolicies',
-        'resourcequotas',
-        'limitranges',
-        'serviceaccounts',
-        'events',
-      ]) {
+      // VMs before their VMIs and pods, as KubeVirt's own deletion order goes.
+      const order = this.store.resources
+        .filter((r) => r.namespaced)
+        .map((r) => r.plural)
+        .sort((a, b) => Number(b === 'virtualmachines') - Number(a === 'virtualmachines'));
+      for (const r of order) {
         for (const o of this.store.list(r, name)) {
           const live = this.store.peek(r, name, o.metadata.name!);
           if (live?.metadata.finalizers?.length) {
@@ -221,6 +216,7 @@ export class ClusterEmulation implements Admission {
     if (!uid) return;
     this.later(0, () => {
       for (const r of ['virtualmachineinstances', 'pods', 'secrets', 'configmaps', 'services']) {
+        if (!this.store.resources.some((t) => t.plural === r)) continue;
         for (const o of this.store.list(r, owner.metadata.namespace)) {
           if (o.metadata.ownerReferences?.some((ref) => ref.uid === uid))
             this.store.remove(r, o.metadata.namespace, o.metadata.name!);
@@ -237,7 +233,8 @@ export class ClusterEmulation implements Admission {
     };
     if (!spec.clusterIP) {
       const n = this.nextClusterIp++;
-      spec.clusterIP = `10.96.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`;
+      const prefix = this.options.serviceIpPrefix ?? '10.96';
+      spec.clusterIP = `${prefix}.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`;
     }
     if (spec.type === 'NodePort' || spec.type === 'LoadBalancer') {
       const key = `${obj.metadata.namespace}/${obj.metadata.name}`;

@@ -9,6 +9,7 @@ import type { GuestResolver } from '../ssh/index.js';
 import { KubeApi, type FaultState } from './api.js';
 import { ClusterEmulation } from './cluster.js';
 import { KubeVirtEmulation, type KubeVirtFaults, type SimNode } from './kubevirt.js';
+import { nodeObject, readyCondition } from './nodes.js';
 import { ObjectStore } from './store.js';
 
 export interface SimOptions {
@@ -62,9 +63,11 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   });
   const token = randomBytes(24).toString('hex');
   const store = new ObjectStore(options.historyLimit ?? 10_000);
+  const namespaceDeleteDelayMs = options.namespaceDeleteDelayMs ?? Math.round(10_000 / speed);
+  const quotaStatusDelayMs = options.quotaStatusDelayMs ?? Math.round(3_000 / speed);
   const cluster = new ClusterEmulation(store, {
-    namespaceDeleteDelayMs: options.namespaceDeleteDelayMs ?? Math.round(10_000 / speed),
-    quotaStatusDelayMs: options.quotaStatusDelayMs ?? Math.round(3_000 / speed),
+    namespaceDeleteDelayMs,
+    quotaStatusDelayMs,
   });
   const nodes: SimNode[] = Array.from({ length: options.nodes ?? 4 }, (_, i) => ({
     name: `sim-node-${i + 1}`,
@@ -72,7 +75,27 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     memory: options.nodeMemory ?? 256 * 2 ** 30,
     ready: true,
   }));
+  // The host's nodes, as their kubelets register them (what `kubectl get nodes` shows).
+  for (const n of nodes)
+    store.create(
+      'nodes',
+      nodeObject({
+        ...n,
+        labels: { 'kubevirt.io/schedulable': 'true', 'node-role.kubernetes.io/worker': '' },
+      }),
+    );
+  const markNodeLost = (name: string) => {
+    const node = store.peek('nodes', undefined, name);
+    if (!node) return;
+    const next = structuredClone(node);
+    (next.status as Record<string, unknown>).conditions = [readyCondition(false)];
+    store.update('nodes', next);
+  };
   const guestMapPath = join(dir, 'guests.json');
+  const failNode = (name: string) => {
+    kubevirt.failNode(name);
+    markNodeLost(name);
+  };
   let writeTimer: NodeJS.Timeout | undefined;
   const kubevirt: KubeVirtEmulation = new KubeVirtEmulation(
     store,
@@ -86,6 +109,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     {
       dataDir: dir,
       guests: options.guests ?? true,
+      studentCluster: { namespaceDeleteDelayMs, quotaStatusDelayMs },
       onGuestsChanged: () => {
         // Written atomically, a little batched: standalone labvirt reads it per connection.
         writeTimer ??= setTimeout(() => {
@@ -115,7 +139,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     const neverReady = num(changes.neverReadyVmis, 0, 10_000);
     if (neverReady !== undefined) kubevirt.faults.neverReadyVmis = neverReady;
     if (changes.dropWatches === true) api.dropWatches();
-    if (typeof changes.failNode === 'string') kubevirt.failNode(changes.failNode);
+    if (typeof changes.failNode === 'string') failNode(changes.failNode);
     return { ...api.faults, ...kubevirt.faults };
   };
   const api: KubeApi = new KubeApi(store, token, {
@@ -156,7 +180,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
 
   const faults = Object.assign(api.faults, kubevirt.faults, {
     dropWatches: () => api.dropWatches(),
-    failNode: (name: string) => kubevirt.failNode(name),
+    failNode: (name: string) => failNode(name),
     reset: () => {
       Object.assign(api.faults, { errorRate: 0, errorCode: 500, latencyMs: 0 });
       Object.assign(kubevirt.faults, { failNextVmis: 0, neverReadyVmis: 0 });

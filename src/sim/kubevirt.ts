@@ -4,7 +4,14 @@ import { join } from 'node:path';
 import { UnknownGuestError, type GuestResolver } from '../ssh/index.js';
 import type { Admission } from './api.js';
 import { parseQuantity } from './cluster.js';
-import { startGuest, type Guest } from './guest/index.js';
+import {
+  applyWriteFiles,
+  parseShellEnv,
+  startGuest,
+  writeFilesFromUserData,
+  type Guest,
+} from './guest/index.js';
+import { startStudentCluster, type StudentCluster } from './inner.js';
 import { ApiError, type ObjectStore, type Obj, type ResourceType } from './store.js';
 
 export interface SimNode {
@@ -35,6 +42,11 @@ export interface KubeVirtFaults {
 interface VmiRuntime {
   timers: NodeJS.Timeout[];
   guest?: Guest;
+  /** On a control plane, once kubeadm init is done: the student cluster's API server. */
+  inner?: StudentCluster;
+  /** A worker whose kubelet has joined (registers with the control plane whenever it is up). */
+  joined?: boolean;
+  nodeName?: string;
   ip?: string;
   node?: string;
   cpu: number;
@@ -57,6 +69,8 @@ export class KubeVirtEmulation implements Admission {
   readonly faults: KubeVirtFaults = { failNextVmis: 0, neverReadyVmis: 0 };
   private readonly runtime = new Map<string, VmiRuntime>();
   private readonly guestsByIp = new Map<string, { port: number; namespace: string }>();
+  private readonly studentClusters = new Map<string, StudentCluster>();
+  private readonly studentApiByIp = new Map<string, StudentCluster>();
   private nextIp = 10;
   private stopped = false;
   private readonly onGuestsChanged: () => void;
@@ -65,7 +79,13 @@ export class KubeVirtEmulation implements Admission {
     private readonly store: ObjectStore,
     readonly nodes: SimNode[],
     private readonly timings: KubeVirtTimings,
-    private readonly options: { dataDir: string; guests: boolean; onGuestsChanged?: () => void },
+    private readonly options: {
+      dataDir: string;
+      guests: boolean;
+      onGuestsChanged?: () => void;
+      /** Delays of the student clusters' own API servers (namespace deletion, quota status). */
+      studentCluster?: { namespaceDeleteDelayMs: number; quotaStatusDelayMs: number };
+    },
   ) {
     this.onGuestsChanged = options.onGuestsChanged ?? (() => undefined);
     store.onChange((e) => {
@@ -84,17 +104,28 @@ export class KubeVirtEmulation implements Admission {
     });
   }
 
-  /** The address seam: a running guest's (IP, 22) → its loopback SSH port. */
+  /**
+   * The address seam: a running guest's (IP, 22) → its loopback SSH port, and
+   * a control plane's (IP, 6443) → its student cluster's API server.
+   */
   readonly resolveGuest: GuestResolver = (ip, port) => {
     const g = this.guestsByIp.get(ip);
-    if (!g || port !== 22) throw new UnknownGuestError(`no guest listening at ${ip}:${port}`);
-    return { host: '127.0.0.1', port: g.port };
+    if (g && port === 22) return { host: '127.0.0.1', port: g.port };
+    const api = port === 6443 ? this.studentApiByIp.get(ip) : undefined;
+    if (api) return { host: '127.0.0.1', port: api.port };
+    throw new UnknownGuestError(`no guest listening at ${ip}:${port}`);
   };
 
   guestMap(): Record<string, string> {
-    return Object.fromEntries(
-      [...this.guestsByIp].map(([ip, g]) => [`${ip}:22`, `127.0.0.1:${g.port}`]),
-    );
+    return Object.fromEntries([
+      ...[...this.guestsByIp].map(([ip, g]) => [`${ip}:22`, `127.0.0.1:${g.port}`]),
+      ...[...this.studentApiByIp].map(([ip, c]) => [`${ip}:6443`, `127.0.0.1:${c.port}`]),
+    ]);
+  }
+
+  /** The student cluster of an env (its control plane's API server), while it runs. */
+  studentCluster(namespace: string): StudentCluster | undefined {
+    return this.studentClusters.get(namespace);
   }
 
   async stop(): Promise<void> {
@@ -102,8 +133,11 @@ export class KubeVirtEmulation implements Admission {
     for (const rt of this.runtime.values()) {
       for (const t of rt.timers) clearTimeout(t);
       await rt.guest?.stop();
+      await rt.inner?.stop();
     }
     this.runtime.clear();
+    this.studentClusters.clear();
+    this.studentApiByIp.clear();
   }
 
   /** KubeVirt's start/stop/restart subresources (PUT). */
@@ -167,6 +201,8 @@ export class KubeVirtEmulation implements Admission {
       }));
       void rt.guest?.stop();
       rt.guest = undefined;
+      this.stopStudentCluster(ns, rt);
+      if (rt.joined && rt.nodeName) this.studentClusters.get(ns)?.nodeLost(rt.nodeName);
     }
   }
 
@@ -439,6 +475,7 @@ export class KubeVirtEmulation implements Admission {
     const role =
       (vmi?.metadata.labels?.['labvirt.io/role'] as 'control-plane' | 'worker' | undefined) ??
       (name === 'control-plane' ? 'control-plane' : 'worker');
+    rt.nodeName = vmi?.metadata.labels?.['labvirt.io/node'] ?? name;
     const guest = await startGuest({
       namespace: ns,
       vmiName: name,
@@ -448,6 +485,11 @@ export class KubeVirtEmulation implements Admission {
       sandboxRoot,
       bootstrapDelayMs: this.timings.bootstrapMs,
       markReadyAutomatically: !rt.neverReady,
+      // kubeadm's API server listens on the control plane's 6443 once init is done.
+      forwardLocalPort: (port) =>
+        Promise.resolve(
+          port === 6443 && rt.inner ? { host: '127.0.0.1', port: rt.inner.port } : undefined,
+        ),
       resolvePeer: (peerIp, port) => {
         const peer = this.guestsByIp.get(peerIp);
         if (!peer || peer.namespace !== ns)
@@ -461,6 +503,97 @@ export class KubeVirtEmulation implements Admission {
     }
     rt.guest = guest;
     this.guestsByIp.set(ip, { port: guest.port, namespace: ns });
+    this.onGuestsChanged();
+    if (rt.neverReady) return;
+    if (role === 'control-plane') {
+      // kubeadm init brings the API up about halfway through the bootstrap.
+      this.after(
+        rt,
+        this.timings.bootstrapMs / 2,
+        () =>
+          void this.startStudentCluster(ns, name, rt, userData, ip, sandboxRoot).catch(
+            () => undefined,
+          ),
+      );
+    } else {
+      this.after(rt, this.timings.bootstrapMs, () => {
+        rt.joined = true;
+        this.studentClusters
+          .get(ns)
+          ?.registerNode({ name: rt.nodeName ?? name, ip, role: 'worker' });
+      });
+    }
+  }
+
+  /**
+   * What `kubeadm init` leaves behind, from the CA and settings labvirt put in
+   * the control plane's cloud-init: the API server on 6443, admin.conf and
+   * the users' kubeconfigs. Without a CA in the user data there is no cluster.
+   */
+  private async startStudentCluster(
+    ns: string,
+    name: string,
+    rt: VmiRuntime,
+    userData: string,
+    ip: string,
+    sandboxRoot: string,
+  ): Promise<void> {
+    const files = new Map(writeFilesFromUserData(userData).map((f) => [f.path, f.content]));
+    const certPem = files.get('/etc/kubernetes/pki/ca.crt');
+    const keyPem = files.get('/etc/kubernetes/pki/ca.key');
+    if (!certPem || !keyPem) return;
+    const env = parseShellEnv(files.get('/etc/labvirt/cluster.env') ?? '');
+    const service = env.LABVIRT_CONTROL_PLANE_SERVICE ?? 'control-plane';
+    const nodeName = rt.nodeName ?? 'control-plane';
+    const delays = this.options.studentCluster ?? {
+      namespaceDeleteDelayMs: 1_000,
+      quotaStatusDelayMs: 300,
+    };
+    const cluster = await startStudentCluster({
+      namespace: ns,
+      ca: { certPem, keyPem },
+      nodeName,
+      nodeIp: ip,
+      serviceCidr: env.LABVIRT_SERVICE_CIDR ?? '10.95.0.0/16',
+      endpoint: `${service}.${ns}.svc.cluster.local`,
+      controlPlaneService: service,
+      kubernetesVersion: env.LABVIRT_K8S_MINOR ?? '1.30',
+      ...delays,
+    });
+    if (this.stopped || this.runtime.get(`${ns}/${name}`) !== rt || !rt.guest) {
+      await cluster.stop();
+      return;
+    }
+    rt.inner = cluster;
+    this.studentClusters.set(ns, cluster);
+    this.studentApiByIp.set(ip, cluster);
+    await applyWriteFiles(sandboxRoot, [
+      { path: '/etc/kubernetes/admin.conf', content: cluster.adminConf, mode: 0o600 },
+      { path: '/etc/kubernetes/pki/apiserver.crt', content: cluster.serving.certPem, mode: 0o644 },
+      { path: '/etc/kubernetes/pki/apiserver.key', content: cluster.serving.keyPem, mode: 0o600 },
+      // control-plane.sh gives both users the admin kubeconfig.
+      { path: '/home/labvirt/.kube/config', content: cluster.adminConf, mode: 0o600 },
+      { path: '/home/student/.kube/config', content: cluster.adminConf, mode: 0o600 },
+    ]).catch(() => undefined);
+    // Kubelets that joined earlier (or before a control-plane restart) register again.
+    for (const [key, other] of this.runtime) {
+      if (other.joined && other.ip && key.startsWith(`${ns}/`))
+        cluster.registerNode({
+          name: other.nodeName ?? key.slice(ns.length + 1),
+          ip: other.ip,
+          role: 'worker',
+        });
+    }
+    this.onGuestsChanged();
+  }
+
+  private stopStudentCluster(ns: string, rt: VmiRuntime): void {
+    const cluster = rt.inner;
+    if (!cluster) return;
+    rt.inner = undefined;
+    if (this.studentClusters.get(ns) === cluster) this.studentClusters.delete(ns);
+    for (const [ip, c] of this.studentApiByIp) if (c === cluster) this.studentApiByIp.delete(ip);
+    void cluster.stop();
     this.onGuestsChanged();
   }
 
@@ -477,6 +610,9 @@ export class KubeVirtEmulation implements Admission {
     if (rt) {
       for (const t of rt.timers) clearTimeout(t);
       if (rt.ip) this.guestsByIp.delete(rt.ip);
+      // A containerDisk is ephemeral: a control plane that comes back runs kubeadm init afresh.
+      this.stopStudentCluster(ns, rt);
+      if (rt.joined && rt.nodeName) this.studentClusters.get(ns)?.nodeLost(rt.nodeName);
       await rt.guest?.stop();
       this.onGuestsChanged();
     }

@@ -8,8 +8,10 @@ export interface ResourceType {
   namespaced: boolean;
 }
 
-export const RESOURCES: ResourceType[] = [
+/** What every Kubernetes cluster serves (of what labvirt and its students use). */
+export const CORE_RESOURCES: ResourceType[] = [
   { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false },
+  { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false },
   { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true },
   { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true },
   { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true },
@@ -25,6 +27,11 @@ export const RESOURCES: ResourceType[] = [
     kind: 'NetworkPolicy',
     namespaced: true,
   },
+];
+
+/** A host cluster with KubeVirt installed. */
+export const RESOURCES: ResourceType[] = [
+  ...CORE_RESOURCES,
   {
     group: 'kubevirt.io',
     version: 'v1',
@@ -94,8 +101,12 @@ export class ObjectStore {
   readonly history: ChangeEvent[] = [];
   private readonly listeners = new Set<(e: ChangeEvent) => void>();
 
-  constructor(private readonly historyLimit = 10_000) {
-    for (const r of RESOURCES) this.objects.set(r.plural, new Map());
+  constructor(
+    private readonly historyLimit = 10_000,
+    /** The resources this cluster serves (discovery, routing and tables follow it). */
+    readonly resources: readonly ResourceType[] = RESOURCES,
+  ) {
+    for (const r of resources) this.objects.set(r.plural, new Map());
   }
 
   get resourceVersion(): number {
@@ -176,7 +187,7 @@ export class ObjectStore {
         'metadata.name: Required value: name or generateName is required',
       );
     const k = this.key(meta.namespace, meta.name);
-    const type = RESOURCES.find((r) => r.plural === resource)!;
+    const type = this.resources.find((r) => r.plural === resource)!;
     if (t.has(k)) {
       throw new ApiError(
         409,
@@ -212,7 +223,7 @@ export class ObjectStore {
     const t = this.table(resource);
     const k = this.key(obj.metadata.namespace, obj.metadata.name!);
     const cur = t.get(k);
-    const type = RESOURCES.find((r) => r.plural === resource)!;
+    const type = this.resources.find((r) => r.plural === resource)!;
     if (!cur) {
       throw new ApiError(
         404,

@@ -1,3 +1,5 @@
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { parse } from 'yaml';
 
 /**
@@ -30,4 +32,59 @@ export function keysFromUserData(userData: string): Map<string, string[]> {
     }
   }
   return keys;
+}
+
+export interface WriteFile {
+  /** Absolute guest path. */
+  path: string;
+  content: string;
+  /** Octal, e.g. 0o600. */
+  mode: number;
+}
+
+/** cloud-init's `write_files` (plain text content; `encoding: b64` decoded). */
+export function writeFilesFromUserData(userData: string): WriteFile[] {
+  let doc: unknown;
+  try {
+    doc = parse(userData);
+  } catch {
+    return [];
+  }
+  const list = (doc as { write_files?: unknown } | null)?.write_files;
+  if (!Array.isArray(list)) return [];
+  const out: WriteFile[] = [];
+  for (const f of list) {
+    if (!f || typeof f !== 'object') continue;
+    const { path, content, permissions, encoding } = f as Record<string, unknown>;
+    if (typeof path !== 'string' || !path.startsWith('/') || path.split('/').includes('..'))
+      continue;
+    const text = typeof content === 'string' ? content : '';
+    const decoded =
+      encoding === 'b64' || encoding === 'base64'
+        ? Buffer.from(text, 'base64').toString('utf8')
+        : text;
+    const mode = typeof permissions === 'string' ? parseInt(permissions, 8) : 0o644;
+    out.push({ path, content: decoded, mode: Number.isNaN(mode) ? 0o644 : mode & 0o777 });
+  }
+  return out;
+}
+
+/** `NAME='value'` lines, as labvirt writes /etc/labvirt/cluster.env. */
+export function parseShellEnv(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([A-Z_][A-Z0-9_]*)='([^']*)'$/.exec(line.trim());
+    if (m) out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
+/** Writes the files into the guest's sandbox, as cloud-init does on first boot. */
+export async function applyWriteFiles(sandbox: string, files: WriteFile[]): Promise<void> {
+  for (const f of files) {
+    const target = join(sandbox, f.path);
+    await mkdir(dirname(target), { recursive: true });
+    await writeFile(target, f.content, { mode: f.mode });
+    await chmod(target, f.mode);
+  }
 }

@@ -13,7 +13,7 @@ import {
   parseAuthorizedKey,
   type GuestResolver,
 } from '../../ssh/index.js';
-import { keysFromUserData } from './cloudinit.js';
+import { applyWriteFiles, keysFromUserData, writeFilesFromUserData } from './cloudinit.js';
 import { serveSftp } from './sftp.js';
 import { simBinDir } from './shim.js';
 
@@ -59,6 +59,7 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
   );
   const binDir = await simBinDir();
   const sandbox = opts.sandboxRoot;
+  await applyWriteFiles(sandbox, writeFilesFromUserData(opts.userData));
   const clients = new Set<Connection>();
   const children = new Set<ChildProcess>();
   const sockets = new Set<Socket>();

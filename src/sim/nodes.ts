@@ -1,0 +1,80 @@
+import type { Obj } from './store.js';
+
+export interface NodeShape {
+  name: string;
+  /** Cores. */
+  cpu: number;
+  /** Bytes. */
+  memory: number;
+  ready: boolean;
+  internalIp?: string;
+  labels?: Record<string, string>;
+  taints?: { key: string; effect: string }[];
+  kubeletVersion?: string;
+}
+
+const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+
+/** A Node object as a kubelet registers it: capacity, addresses, the Ready condition. */
+export function nodeObject(n: NodeShape): Obj {
+  const capacity = {
+    cpu: String(n.cpu),
+    memory: `${Math.floor(n.memory / 1024)}Ki`,
+    pods: '110',
+  };
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: {
+      name: n.name,
+      labels: {
+        'kubernetes.io/hostname': n.name,
+        'kubernetes.io/os': 'linux',
+        'kubernetes.io/arch': 'amd64',
+        ...n.labels,
+      },
+    },
+    spec: n.taints ? { taints: n.taints } : {},
+    status: nodeStatus(n, capacity),
+  };
+}
+
+function nodeStatus(n: NodeShape, capacity: Record<string, string>): Record<string, unknown> {
+  return {
+    capacity,
+    allocatable: capacity,
+    addresses: [
+      ...(n.internalIp ? [{ type: 'InternalIP', address: n.internalIp }] : []),
+      { type: 'Hostname', address: n.name },
+    ],
+    conditions: [readyCondition(n.ready)],
+    nodeInfo: {
+      kubeletVersion: n.kubeletVersion ?? 'v1.30.0',
+      osImage: 'Ubuntu 22.04.4 LTS',
+      containerRuntimeVersion: 'containerd://1.7.12',
+      operatingSystem: 'linux',
+      architecture: 'amd64',
+    },
+  };
+}
+
+export function readyCondition(ready: boolean): Record<string, string> {
+  const t = now();
+  return ready
+    ? {
+        type: 'Ready',
+        status: 'True',
+        reason: 'KubeletReady',
+        message: 'kubelet is posting ready status',
+        lastHeartbeatTime: t,
+        lastTransitionTime: t,
+      }
+    : {
+        type: 'Ready',
+        status: 'Unknown',
+        reason: 'NodeStatusUnknown',
+        message: 'Kubelet stopped posting node status.',
+        lastHeartbeatTime: t,
+        lastTransitionTime: t,
+      };
+}

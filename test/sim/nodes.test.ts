@@ -1,0 +1,42 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSim, type SimHandle } from '../../src/sim/index.js';
+
+/** The host cluster's own nodes, as `kubectl get nodes` shows them. */
+describe('simulated host cluster: nodes', () => {
+  let sim: SimHandle;
+  let dir: string;
+  let core: CoreV1Api;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'labvirt-nodes-'));
+    sim = await startSim({ dir, speed: 200, nodes: 3, nodeCpu: 16, nodeMemory: 64 * 2 ** 30 });
+    const kc = new KubeConfig();
+    kc.loadFromFile(sim.kubeconfigPath);
+    core = kc.makeApiClient(CoreV1Api);
+  });
+  afterAll(async () => {
+    await sim?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const ready = (n: { status?: { conditions?: { type: string; status: string }[] } }) =>
+    n.status?.conditions?.find((c) => c.type === 'Ready')?.status;
+
+  it('lists one Ready Node per simulated node, with its capacity', async () => {
+    const nodes = (await core.listNode()).items;
+    expect(nodes.map((n) => n.metadata?.name)).toEqual(['sim-node-1', 'sim-node-2', 'sim-node-3']);
+    expect(nodes.map(ready)).toEqual(['True', 'True', 'True']);
+    expect(nodes[0]!.status?.capacity).toMatchObject({ cpu: '16', memory: `${64 * 2 ** 20}Ki` });
+  });
+
+  it('shows a node that went away as NotReady (Unknown), as the node controller does', async () => {
+    sim.faults.failNode('sim-node-2');
+    const node = await core.readNode({ name: 'sim-node-2' });
+    expect(ready(node)).toBe('Unknown');
+    expect(ready(await core.readNode({ name: 'sim-node-1' }))).toBe('True');
+  });
+});
