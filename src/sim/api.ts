@@ -240,13 +240,17 @@ export class KubeApi {
               'watch',
             ],
           },
-          {
-            name: `${r.plural}/status`,
-            singularName: '',
-            namespaced: r.namespaced,
-            kind: r.kind,
-            verbs: ['get', 'patch', 'update'],
-          },
+          ...(r.status
+            ? [
+                {
+                  name: `${r.plural}/status`,
+                  singularName: '',
+                  namespaced: r.namespaced,
+                  kind: r.kind,
+                  verbs: ['get', 'patch', 'update'],
+                },
+              ]
+            : []),
         ]),
     });
     if (path === '/version') {
@@ -344,8 +348,8 @@ export class KubeApi {
     if (type.plural === 'namespaces' && rest.length === 1 && namespace) {
       return { type, name: namespace };
     }
-    if (sub && sub !== 'status')
-      throw new ApiError(404, 'NotFound', `subresource ${sub} not found`);
+    if (sub && (sub !== 'status' || !type.status))
+      throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
     return { type, namespace: type.namespaced ? namespace : undefined, name, sub };
   }
 
@@ -447,8 +451,10 @@ export class KubeApi {
       const merged = { ...old, status: next.status };
       return this.commit(route, merged, old, write, next.metadata.resourceVersion);
     }
-    if ('status' in old) next.status = old.status;
-    else delete next.status;
+    if (route.type.status) {
+      if ('status' in old) next.status = old.status;
+      else delete next.status;
+    }
     return this.commit(route, next, old, write, next.metadata.resourceVersion);
   }
 
@@ -499,7 +505,7 @@ export class KubeApi {
       name: old.metadata.name,
       namespace: old.metadata.namespace,
     };
-    if (route.sub !== 'status' && 'status' in old) merged.status = old.status;
+    if (route.sub !== 'status' && route.type.status && 'status' in old) merged.status = old.status;
     if (route.sub === 'status') {
       const statusOnly = { ...old, status: merged.status };
       return this.commit(route, statusOnly, old, write, (patch as Obj).metadata?.resourceVersion);

@@ -6,18 +6,38 @@ export interface ResourceType {
   plural: string;
   kind: string;
   namespaced: boolean;
+  /**
+   * Served with a `/status` subresource: then main-resource writes cannot
+   * change `status` and `/status` writes change only it. Without one (a
+   * Secret, KubeVirt's VMI), `status` is an ordinary field.
+   */
+  status?: boolean;
 }
 
 /** What every Kubernetes cluster serves (of what labvirt and its students use). */
 export const CORE_RESOURCES: ResourceType[] = [
-  { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false },
-  { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false },
+  {
+    group: '',
+    version: 'v1',
+    plural: 'namespaces',
+    kind: 'Namespace',
+    namespaced: false,
+    status: true,
+  },
+  { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false, status: true },
   { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true },
   { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true },
-  { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true },
-  { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true },
+  { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true, status: true },
+  { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true, status: true },
   { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
-  { group: '', version: 'v1', plural: 'resourcequotas', kind: 'ResourceQuota', namespaced: true },
+  {
+    group: '',
+    version: 'v1',
+    plural: 'resourcequotas',
+    kind: 'ResourceQuota',
+    namespaced: true,
+    status: true,
+  },
   { group: '', version: 'v1', plural: 'limitranges', kind: 'LimitRange', namespaced: true },
   { group: '', version: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
   {
@@ -38,6 +58,7 @@ export const RESOURCES: ResourceType[] = [
     plural: 'virtualmachines',
     kind: 'VirtualMachine',
     namespaced: true,
+    status: true,
   },
   {
     group: 'kubevirt.io',

@@ -26,9 +26,9 @@ export function fieldValidationOf(value: string | null): FieldValidation {
  * (Kubernetes' OpenAPI for built-in kinds, KubeVirt's CRD schemas for
  * kubevirt.io) and refused with 422 Invalid listing every cause.
  *
- * Only what the client wrote is judged: on a write to the main resource the
- * server-owned `status` is left out (the sim's controllers write it
- * directly), on a write to `/status` the whole object is.
+ * Only what the client wrote is judged: on a write to the main resource of a
+ * kind with a status subresource the server-owned `status` is left out (the
+ * sim's controllers write it directly); otherwise the whole object is.
  */
 export class WriteValidator {
   /** False when KubeVirt's schemas are not beside the project: KubeVirt kinds then go unchecked. */
@@ -42,7 +42,8 @@ export class WriteValidator {
   admit(type: ResourceType, obj: Obj, mode: FieldValidation, subresource?: string): string[] {
     if (!this.enabled) return [];
     if (type.group === 'kubevirt.io' && !this.kubevirtChecked) return [];
-    const judged: Obj = subresource === 'status' ? obj : withoutStatus(obj);
+    // Without a status subresource the client owns status like any field.
+    const judged: Obj = subresource === 'status' || !type.status ? obj : withoutStatus(obj);
     let problems: SchemaProblem[];
     try {
       problems = validateObject(judged);

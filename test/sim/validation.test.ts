@@ -7,7 +7,8 @@ import {
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTarget, type ConformanceTarget } from './target.js';
+import { validateObject } from '../../src/kube/index.js';
+import { itSimOnly, startTarget, type ConformanceTarget } from './target.js';
 
 interface StatusBody {
   kind: string;
@@ -224,6 +225,50 @@ describe('conformance: schema validation of writes', () => {
     expect(pruned.spec.template.spec).not.toHaveProperty('notAField');
     expect(pruned.spec.template.spec).toHaveProperty('domain');
   });
+
+  itSimOnly(
+    'writes statuses that KubeVirt’s schema accepts, so clients can label a running VMI',
+    async () => {
+      const api = { group: 'kubevirt.io', version: 'v1', namespace: ns } as const;
+      const running = vm('runs', {});
+      running.spec.runStrategy = 'Always';
+      await custom.createNamespacedCustomObject({
+        ...api,
+        plural: 'virtualmachines',
+        body: running,
+      });
+      const vmi = await (async () => {
+        for (let i = 0; i < 500; i++) {
+          const got = (await custom
+            .getNamespacedCustomObject({ ...api, plural: 'virtualmachineinstances', name: 'runs' })
+            .catch(() => undefined)) as
+            { status?: { phase?: string; conditions?: { type: string }[] } } | undefined;
+          if (got?.status?.conditions?.some((c) => c.type === 'AgentConnected')) return got;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        throw new Error('VMI never got its agent connected');
+      })();
+      expect(validateObject(vmi)).toEqual([]);
+      const vmObj = await custom.getNamespacedCustomObject({
+        ...api,
+        plural: 'virtualmachines',
+        name: 'runs',
+      });
+      expect(validateObject(vmObj)).toEqual([]);
+      // No status subresource on VMIs: a client write carries status, and it must pass.
+      const labelled = (await custom.patchNamespacedCustomObject(
+        {
+          ...api,
+          plural: 'virtualmachineinstances',
+          name: 'runs',
+          body: { metadata: { labels: { seen: 'yes' } } },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      )) as { metadata: { labels: Record<string, string> }; status: { phase: string } };
+      expect(labelled.metadata.labels.seen).toBe('yes');
+      expect(labelled.status.phase).toBe('Running');
+    },
+  );
 
   it('refuses an unknown fieldValidation value with 400', async () => {
     const body = await refusal(
