@@ -15,6 +15,9 @@ readonly CALICO_URL="https://raw.githubusercontent.com/projectcalico/calico/$CAL
 readonly CALICO_CACHED="/usr/local/share/labvirt/calico-vxlan-$CALICO_VERSION.yaml"
 
 readonly KUBEADM_CONFIG=/etc/labvirt/kubeadm-init.yaml
+# Written once `kubeadm init` has finished: admin.conf alone is not proof, as
+# init writes it early, long before the bootstrap token exists.
+readonly INIT_DONE=/var/lib/labvirt/steps/kubeadm-init.done
 readonly PKI_BACKUP=/etc/labvirt/pki
 export KUBECONFIG=/etc/kubernetes/admin.conf
 
@@ -53,10 +56,17 @@ kubeadm_init() {
   write_kubeadm_config "$endpoint"
   if ! kubeadm init --config "$KUBEADM_CONFIG"; then
     log "kubeadm init failed; resetting for the next attempt"
-    kubeadm reset -f || true
-    keep_ca
+    reset_control_plane
     return 1
   fi
+  install -d -m 0755 "$(dirname "$INIT_DONE")"
+  : >"$INIT_DONE"
+}
+
+# Undoes a failed or interrupted init, keeping labvirt's CA for the next one.
+reset_control_plane() {
+  kubeadm reset -f || true
+  keep_ca
 }
 
 api_answers() {
@@ -127,7 +137,12 @@ main() {
   fi
   "$LABVIRT_LIB_DIR/install-kubernetes.sh"
   keep_ca
-  if [[ ! -e /etc/kubernetes/admin.conf ]]; then
+  if [[ ! -e "$INIT_DONE" ]]; then
+    if [[ -e /etc/kubernetes/admin.conf ]]; then
+      # A reboot (or a crash) in the middle of kubeadm init: start it over.
+      log "an earlier kubeadm init did not finish; resetting"
+      reset_control_plane
+    fi
     retry_for 1200 15 kubeadm_init || die "kubeadm init kept failing"
   fi
   retry_for 600 5 api_answers || die "the API server does not answer"

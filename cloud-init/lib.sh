@@ -69,6 +69,13 @@ once() {
   log "$name: done"
 }
 
+# node_ready NAME: true when the Node NAME reports Ready (reads $KUBECONFIG).
+node_ready() {
+  local status
+  status=$(kubectl get node "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) || return 1
+  [[ "$status" == True ]]
+}
+
 is_ready() {
   [[ -e "$LABVIRT_READY_MARKER" ]]
 }
@@ -127,7 +134,9 @@ kind: InitConfiguration
 bootstrapTokens:
   - token: "$LABVIRT_BOOTSTRAP_TOKEN"
     description: "labvirt: the env's workers join with this token"
-    ttl: 24h0m0s
+    # Never expires: a worker VM recreated later (a containerDisk starts
+    # blank) must still be able to join. The token lives only in this env.
+    ttl: "0s"
     usages: [signing, authentication]
     groups: ["system:bootstrappers:kubeadm:default-node-token"]
 nodeRegistration:

@@ -1,11 +1,15 @@
 #!/bin/bash
 # Joins a worker to its env's control plane with labvirt's pre-shared
 # bootstrap token and CA hash, retrying until the API answers, then writes the
-# readiness marker. Idempotent: cloud-init runs it on every boot.
+# readiness marker once the node is Ready. Idempotent: cloud-init runs it on
+# every boot.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=lib.sh
 . "$(dirname "$(readlink -f "$0")")/lib.sh"
+
+# The kubelet's own credentials: enough to read this node's status.
+export KUBECONFIG=/etc/kubernetes/kubelet.conf
 
 join_once() {
   local endpoint=$1
@@ -39,6 +43,10 @@ main() {
     # init: keep trying for as long as labvirt's provisioning deadline allows.
     retry_for 1800 10 join_once "$endpoint" || die "could not join $endpoint within 30 minutes"
   fi
+  # Joined is not Ready: the marker waits until the node reports Ready (its
+  # CNI is up). The control plane's marker waits for every node.
+  retry_for 1800 10 node_ready "$LABVIRT_NODE_NAME" ||
+    die "node $LABVIRT_NODE_NAME did not become Ready within 30 minutes"
   mark_ready
 }
 

@@ -64,6 +64,7 @@ export interface LabvirtHandle {
 export async function loadLabRegistry(config: Config): Promise<Map<string, Lab>> {
   const { labs, problems } = await loadLabs(config.labsDir, {
     flavors: Object.keys(config.flavors),
+    maxSessionMinutes: config.sessions.maxMinutes,
   });
   if (problems.length > 0) {
     throw new Error(`labs in ${config.labsDir} have problems:\n${formatProblems(problems)}`);

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.js';
+import { closest } from './suggest.js';
 
 export interface ConfigProblem {
   /** Dotted path into the config, e.g. `flavors.v1.30-3node.minWarm`. */
@@ -10,6 +11,10 @@ export interface ConfigProblem {
   value: unknown;
   /** What was expected instead. */
   message: string;
+  /** The value is not shown (it may be a secret put where a variable name belongs). */
+  hidden?: boolean;
+  /** The setting was not given: its default is part of the problem (the message names it). */
+  defaulted?: boolean;
 }
 
 export class ConfigError extends Error {
@@ -19,9 +24,7 @@ export class ConfigError extends Error {
   ) {
     super(
       `invalid configuration (${source}):\n` +
-        problems
-          .map((p) => `  - ${p.path || '(root)'}: ${p.message} (got ${describe(p.value)})`)
-          .join('\n'),
+        problems.map((p) => `  - ${p.path || '(file)'}: ${p.message}${suffix(p)}`).join('\n'),
     );
     this.name = 'ConfigError';
   }
@@ -77,8 +80,17 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     try {
       parsed = parseYaml(text);
     } catch (err) {
+      const pos = (err as { linePos?: { line: number; col: number }[] }).linePos?.[0];
+      const what = ((err as Error).message.split('\n')[0] ?? '').replace(
+        / at line \d+, column \d+:?$/,
+        '',
+      );
       throw new ConfigError(file, [
-        { path: '', value: undefined, message: `not valid YAML: ${(err as Error).message}` },
+        {
+          path: '',
+          value: undefined,
+          message: `not valid YAML${pos ? ` at line ${pos.line}, column ${pos.col}` : ''}: ${what}`,
+        },
       ]);
     }
     if (parsed !== null && parsed !== undefined) {
@@ -93,9 +105,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   if (options.overrides) raw = deepMerge(raw, options.overrides);
 
   const envProblems: ConfigProblem[] = [];
+  /** Settings given by environment variables, by dotted path, so problems can name the variable. */
+  const fromEnv = new Map<string, string>();
   for (const [name, spec] of Object.entries(ENV_OVERRIDES)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
+    fromEnv.set(spec.path.join('.'), name);
     if (spec.type === 'number') {
       const n = Number(value);
       if (!Number.isInteger(n)) {
@@ -111,26 +126,107 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const result = configSchema.safeParse(raw);
   const source = [file ?? 'defaults', 'environment'].join(' + ');
   if (!result.success || envProblems.length > 0) {
-    const problems = [...envProblems, ...(result.success ? [] : toProblems(result.error, raw))];
+    const problems = [
+      ...envProblems,
+      ...(result.success ? [] : toProblems(result.error, raw, fromEnv)),
+    ];
     throw new ConfigError(source, problems);
   }
   return result.data;
 }
 
-function toProblems(error: z.ZodError, raw: unknown): ConfigProblem[] {
-  return error.issues.map((issue) => {
+function toProblems(
+  error: z.ZodError,
+  raw: unknown,
+  fromEnv: ReadonlyMap<string, string>,
+): ConfigProblem[] {
+  const named = (path: string) => {
+    const variable = fromEnv.get(path);
+    return variable ? `${path} (from $${variable})` : path;
+  };
+  return error.issues.flatMap((issue): ConfigProblem[] => {
     const path = issue.path.map(String);
-    let message = issue.message;
     if (issue.code === 'unrecognized_keys') {
-      message = `unknown setting(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}: check the spelling against the configuration reference`;
+      // One problem per unknown key, at its own path, with the nearest known name.
+      const known = knownKeysAt(path);
+      return issue.keys.map((key) => {
+        const close = closest(key, known);
+        const hint = close
+          ? `did you mean "${close}"?`
+          : known.length > 0
+            ? `known settings here: ${known.join(', ')}`
+            : 'check the spelling against the configuration reference';
+        return {
+          path: [...path, key].join('.'),
+          value: getPath(raw, [...path, key]),
+          message: `unknown setting "${key}": ${hint}`,
+          // e.g. `slack.botToken: xoxb-…`: a secret written into the file by mistake.
+          ...(SECRET_LIKE_KEY.test(key) ? { hidden: true } : {}),
+        };
+      });
     }
-    return { path: path.join('.'), value: getPath(raw, path), message };
+    const dotted = path.join('.');
+    const problem: ConfigProblem = {
+      path: named(dotted),
+      value: getPath(raw, path),
+      message: issue.message,
+    };
+    // A secret pasted where its variable's name belongs must not reach a log.
+    if (/Env$/.test(path.at(-1) ?? '')) problem.hidden = true;
+    // A check across settings can be about a default nobody wrote down.
+    if (issue.code === 'custom' && problem.value === undefined) problem.defaulted = true;
+    return [problem];
   });
+}
+
+/** The setting names the schema knows at `path` (empty when it is not a mapping of settings). */
+function knownKeysAt(path: readonly string[]): string[] {
+  let schema: unknown = unwrap(configSchema);
+  for (const key of path) {
+    const def = defOf(schema);
+    if (def?.type === 'object') schema = (def.shape as Record<string, unknown>)[key];
+    else if (def?.type === 'record') schema = def.valueType;
+    else if (def?.type === 'array') schema = def.element;
+    else return [];
+    schema = unwrap(schema);
+  }
+  const def = defOf(schema);
+  return def?.type === 'object' ? Object.keys(def.shape as Record<string, unknown>) : [];
+}
+
+interface SchemaDef {
+  type: string;
+  shape?: unknown;
+  valueType?: unknown;
+  element?: unknown;
+  innerType?: unknown;
+}
+
+function defOf(schema: unknown): SchemaDef | undefined {
+  return (schema as { def?: SchemaDef } | undefined)?.def;
+}
+
+/** Looks through `.default()`, `.optional()` and the like to the schema they wrap. */
+function unwrap(schema: unknown): unknown {
+  let s = schema;
+  for (let def = defOf(s); def?.innerType !== undefined; def = defOf(s)) s = def.innerType;
+  return s;
+}
+
+const SECRET_LIKE_KEY = /token|secret|passw|credential|key$/i;
+
+function suffix(p: ConfigProblem): string {
+  if (p.hidden) return ' (value not shown: it may be a secret)';
+  if (p.defaulted) return ' (not set: the default applies)';
+  // Problems with the file as a whole (unreadable, not YAML) have no value to show.
+  if (p.path === '' && p.value === undefined) return '';
+  return ` (got ${describe(p.value)})`;
 }
 
 function describe(value: unknown): string {
   if (value === undefined) return 'nothing';
-  const text = JSON.stringify(value);
+  // A URL's password (redis://:secret@host) never goes into a message.
+  const text = JSON.stringify(value).replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@"\s]*@/gi, '$1***@');
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 

@@ -1,5 +1,6 @@
 import cron from 'node-cron';
 import { z } from 'zod';
+import { cidrsOverlap, hasHostBits, networkOf, parseCidr } from './cidr.js';
 
 /** A node-cron expression (5 fields, or 6 with seconds). */
 const cronExpression = z
@@ -19,15 +20,36 @@ const quantity = z
 
 const cidr = z
   .string()
-  .regex(
-    /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/,
-    'an IPv4 CIDR such as 10.243.0.0/16',
+  .refine((v) => parseCidr(v) !== undefined, 'an IPv4 CIDR such as 10.243.0.0/16')
+  .refine(
+    (v) => {
+      const c = parseCidr(v);
+      return c === undefined || !hasHostBits(c);
+    },
+    {
+      error: (issue) => {
+        const c = typeof issue.input === 'string' ? parseCidr(issue.input) : undefined;
+        return `a network address with its host bits zero${c ? `: did you mean ${networkOf(c)}?` : ''}`;
+      },
+    },
   );
 
 /** Minor version of Kubernetes, e.g. "1.30". */
+const KUBERNETES_MINOR_EXPECTED =
+  'a Kubernetes minor version such as "1.30", in quotes (unquoted, YAML reads 1.30 as the number 1.3)';
 const kubernetesMinor = z
-  .string()
-  .regex(/^1\.[0-9]{2}$/, 'a Kubernetes minor version such as "1.30" (quote it in YAML)');
+  .string({ error: KUBERNETES_MINOR_EXPECTED })
+  .regex(/^1\.[0-9]{2}$/, KUBERNETES_MINOR_EXPECTED);
+
+/** The name of an environment variable that holds a secret (never the secret itself). */
+const envVarName = (fallback: string) =>
+  z
+    .string()
+    .regex(
+      /^[A-Z_][A-Z0-9_]*$/,
+      `the name of an environment variable such as ${fallback} (capital letters, digits, "_"), not the secret itself`,
+    )
+    .default(fallback);
 
 const dnsLabelPrefix = z
   .string()
@@ -49,7 +71,9 @@ export const flavorSchema = z.strictObject({
   /** Kubernetes minor version installed by cloud-init, e.g. "1.30". */
   kubernetesVersion: kubernetesMinor,
   /** 1 = control plane only, 3 = control plane and two workers. */
-  nodes: z.union([z.literal(1), z.literal(3)]),
+  nodes: z.union([z.literal(1), z.literal(3)], {
+    error: '1 (a control plane only) or 3 (a control plane and two workers)',
+  }),
   /** Warm envs to keep ready. */
   minWarm: z.number().int().min(0).max(1000).default(2),
   /** Hard cap on envs of this flavor in any state. */
@@ -297,23 +321,14 @@ export const configSchema = z
         host: z.string().min(1).default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(8080),
         /** Name of the environment variable holding the API bearer token. */
-        tokenEnv: z
-          .string()
-          .regex(/^[A-Z_][A-Z0-9_]*$/)
-          .default('LABVIRT_API_TOKEN'),
+        tokenEnv: envVarName('LABVIRT_API_TOKEN'),
       })
       .default({ host: '127.0.0.1', port: 8080, tokenEnv: 'LABVIRT_API_TOKEN' }),
     slack: z
       .strictObject({
         /** Names of the environment variables holding Slack secrets (never the secrets themselves). */
-        signingSecretEnv: z
-          .string()
-          .regex(/^[A-Z_][A-Z0-9_]*$/)
-          .default('SLACK_SIGNING_SECRET'),
-        botTokenEnv: z
-          .string()
-          .regex(/^[A-Z_][A-Z0-9_]*$/)
-          .default('SLACK_BOT_TOKEN'),
+        signingSecretEnv: envVarName('SLACK_SIGNING_SECRET'),
+        botTokenEnv: envVarName('SLACK_BOT_TOKEN'),
         port: z.number().int().min(0).max(65535).default(3000),
         command: z
           .string()
@@ -327,9 +342,35 @@ export const configSchema = z
         command: '/lab',
       }),
   })
-  .superRefine((cfg, ctx) => {
-    for (const [name, flavor] of Object.entries(cfg.flavors)) {
-      const expected = flavorName(flavor.kubernetesVersion, flavor.nodes);
+  // Checks across settings. They run even when single settings are invalid
+  // (`when`), so one run lists every problem; `cfg` may then hold raw input
+  // where a setting failed, so each check looks before it compares.
+  .superRefine((cfg, ctx) => crossChecks(cfg as unknown, ctx), { when: () => true });
+
+type IssueSink = {
+  addIssue(issue: { code: 'custom'; path: PropertyKey[]; message: string }): void;
+};
+
+function record(v: unknown): Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v)
+    ? (v as Record<string, unknown>)
+    : {};
+}
+
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
+
+function crossChecks(input: unknown, ctx: IssueSink): void {
+  const cfg = record(input);
+  const flavors = record(cfg.flavors);
+  for (const [name, value] of Object.entries(flavors)) {
+    const flavor = record(value);
+    const { kubernetesVersion: version, nodes, minWarm, maxTotal } = flavor;
+    if (
+      typeof version === 'string' &&
+      /^1\.[0-9]{2}$/.test(version) &&
+      (nodes === 1 || nodes === 3)
+    ) {
+      const expected = flavorName(version, nodes);
       if (name !== expected) {
         ctx.addIssue({
           code: 'custom',
@@ -337,38 +378,52 @@ export const configSchema = z
           message: `flavor name must match its version and nodes: expected "${expected}"`,
         });
       }
-      if (flavor.minWarm > flavor.maxTotal) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['flavors', name, 'minWarm'],
-          message: `minWarm (${flavor.minWarm}) exceeds maxTotal (${flavor.maxTotal})`,
-        });
-      }
     }
-    cfg.schedules.forEach((s, i) => {
-      if (!(s.flavor in cfg.flavors)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['schedules', i, 'flavor'],
-          message: `unknown flavor "${s.flavor}"; known: ${Object.keys(cfg.flavors).join(', ')}`,
-        });
-      }
-    });
-    if (cfg.sessions.defaultMinutes > cfg.sessions.maxMinutes) {
+    if (isCount(minWarm) && isCount(maxTotal) && minWarm > maxTotal) {
       ctx.addIssue({
         code: 'custom',
-        path: ['sessions', 'defaultMinutes'],
-        message: `defaultMinutes (${cfg.sessions.defaultMinutes}) exceeds maxMinutes (${cfg.sessions.maxMinutes})`,
+        path: ['flavors', name, 'minWarm'],
+        message: `minWarm (${minWarm}) exceeds maxTotal (${maxTotal})`,
       });
     }
-    if (cfg.network.podCidr === cfg.network.serviceCidr) {
+  }
+  const schedules = Array.isArray(cfg.schedules) ? (cfg.schedules as unknown[]) : [];
+  schedules.forEach((value, i) => {
+    const s = record(value);
+    if (typeof s.flavor !== 'string') return;
+    // A schedule's minWarm above the flavor's maxTotal is allowed: the pool
+    // caps every target at maxTotal.
+    if (!(s.flavor in flavors)) {
       ctx.addIssue({
         code: 'custom',
-        path: ['network', 'serviceCidr'],
-        message: 'serviceCidr must differ from podCidr',
+        path: ['schedules', i, 'flavor'],
+        message: `unknown flavor "${s.flavor}"; known: ${Object.keys(flavors).join(', ')}`,
       });
     }
   });
+  const sessions = record(cfg.sessions);
+  if (
+    isCount(sessions.defaultMinutes) &&
+    isCount(sessions.maxMinutes) &&
+    sessions.defaultMinutes > sessions.maxMinutes
+  ) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['sessions', 'defaultMinutes'],
+      message: `defaultMinutes (${sessions.defaultMinutes}) exceeds maxMinutes (${sessions.maxMinutes})`,
+    });
+  }
+  const network = record(cfg.network);
+  const pod = typeof network.podCidr === 'string' ? parseCidr(network.podCidr) : undefined;
+  const svc = typeof network.serviceCidr === 'string' ? parseCidr(network.serviceCidr) : undefined;
+  if (pod && svc && cidrsOverlap(pod, svc)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['network', 'serviceCidr'],
+      message: `a range that does not overlap podCidr (${String(network.podCidr)})`,
+    });
+  }
+}
 
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;

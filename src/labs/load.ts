@@ -39,6 +39,12 @@ export async function loadLabs(
       ],
     };
   }
+  if (entries.some((e) => e.isFile() && e.name === 'lab.yaml')) {
+    // `dir` is one lab's folder (`labvirt labs validate labs/coredns-broken`),
+    // not a folder of labs: its sub-folders (sim/) are the lab's own.
+    const result = await loadLab(root, options);
+    return { labs: result.lab ? [result.lab] : [], problems: result.problems };
+  }
   const folders = entries
     .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
     .map((e) => e.name)
@@ -160,6 +166,18 @@ export async function loadLab(
       ),
     );
   }
+  const maxMinutes = options.maxSessionMinutes;
+  if (maxMinutes !== undefined && spec.timeLimitMinutes > maxMinutes) {
+    problems.push(
+      problem(
+        yamlFile,
+        'timeLimitMinutes',
+        `time limit of ${spec.timeLimitMinutes} minutes is longer than sessions may last (sessions.maxMinutes: ${maxMinutes}): students would be cut off early`,
+        `use at most ${maxMinutes} minutes, or raise sessions.maxMinutes in the configuration`,
+      ),
+    );
+  }
+  if (spec.sim) problems.push(...simChecksMatch(yamlFile, spec.checks, spec.sim.checks));
   const ctx: ScriptContext = { dir, name, yamlFile, nodes: spec.flavor.nodes, problems };
   const scripts = await readScriptSet(ctx, '', spec);
   const sim = spec.sim ? await readScriptSet(ctx, 'sim.', spec.sim) : undefined;
@@ -324,6 +342,56 @@ async function readStep(
   }
   if (bad) return undefined;
   return { file, node: step.node, user: step.user, timeoutSeconds: step.timeoutSeconds, content };
+}
+
+/**
+ * A lab's sim variant grades the same things as the real one (a lab tested on
+ * the simulator must score like the real lab): the same check names, each
+ * with the same points.
+ */
+function simChecksMatch(
+  yamlFile: string,
+  real: readonly CheckEntry[],
+  sim: readonly CheckEntry[],
+): LabProblem[] {
+  const out: LabProblem[] = [];
+  const points = new Map(real.map((c) => [c.name, c.points]));
+  sim.forEach((c, i) => {
+    const want = points.get(c.name);
+    if (want === undefined) {
+      out.push(
+        problem(
+          yamlFile,
+          `sim.checks.${i}.name`,
+          `sim check \`${c.name}\` has no real check of that name`,
+          `name it after one of the real checks (${[...points.keys()].join(', ')})`,
+        ),
+      );
+    } else if (c.points !== want) {
+      out.push(
+        problem(
+          yamlFile,
+          `sim.checks.${i}.points`,
+          `sim check \`${c.name}\` is worth ${c.points} points, the real one ${want}`,
+          `give it points: ${want}`,
+        ),
+      );
+    }
+  });
+  const simNames = new Set(sim.map((c) => c.name));
+  for (const c of real) {
+    if (!simNames.has(c.name)) {
+      out.push(
+        problem(
+          yamlFile,
+          'sim.checks',
+          `the real check \`${c.name}\` has no sim variant`,
+          `add a sim check named ${c.name} (points: ${c.points}) that reads the sim's files`,
+        ),
+      );
+    }
+  }
+  return out;
 }
 
 /** A misspelt key also shows up as its correct twin "missing": keep only the typo. */

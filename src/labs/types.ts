@@ -70,4 +70,10 @@ export interface LabProblem {
 export interface LoadLabsOptions {
   /** Flavor names the configuration knows, e.g. `Object.keys(config.flavors)`. */
   flavors: string[];
+  /**
+   * `sessions.maxMinutes` of the configuration: a lab whose time limit is
+   * longer is refused (its sessions would be cut off early). Unchecked when
+   * absent.
+   */
+  maxSessionMinutes?: number;
 }

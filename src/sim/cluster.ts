@@ -8,6 +8,18 @@ export interface ClusterOptions {
   quotaStatusDelayMs: number;
   /** Where ClusterIPs come from: the first two octets of a /16 (default `10.96`). */
   serviceIpPrefix?: string;
+  /** The cluster CA the root-CA publisher puts in every namespace as ConfigMap `kube-root-ca.crt`. */
+  rootCaPem?: string;
+}
+
+const ROOT_CA_CONFIGMAP = 'kube-root-ca.crt';
+
+/** What a Service takes of `services.nodeports` (one per port) and `services.loadbalancers`. */
+function serviceUsage(svc: Obj): Record<string, number> {
+  const spec = svc.spec as { type?: string; ports?: unknown[] } | undefined;
+  const lb = spec?.type === 'LoadBalancer';
+  const nodePorts = lb || spec?.type === 'NodePort' ? (spec?.ports?.length ?? 0) : 0;
+  return { 'services.nodeports': nodePorts, 'services.loadbalancers': lb ? 1 : 0 };
 }
 
 /** Pod resources a quota counts: requests/limits of cpu and memory. */
@@ -81,11 +93,40 @@ export class ClusterEmulation implements Admission {
         this.collectGarbage(e.object);
         if (e.resource === 'services') this.releasePorts(e.object);
       }
+      // The root-CA publisher keeps kube-root-ca.crt in every live namespace.
+      if (e.resource === 'namespaces' && e.type === 'ADDED')
+        this.later(0, () => this.publishRootCa(e.object.metadata.name!));
+      if (
+        e.resource === 'configmaps' &&
+        e.type === 'DELETED' &&
+        e.object.metadata.name === ROOT_CA_CONFIGMAP
+      )
+        this.later(0, () => this.publishRootCa(e.object.metadata.namespace!));
     });
   }
 
   stop(): void {
     for (const t of this.timers) clearTimeout(t);
+  }
+
+  private publishRootCa(namespace: string): void {
+    const pem = this.options.rootCaPem;
+    const ns = this.store.peek('namespaces', undefined, namespace);
+    if (!pem || !ns || ns.metadata.deletionTimestamp) return;
+    if (this.store.peek('configmaps', namespace, ROOT_CA_CONFIGMAP)) return;
+    this.store.create('configmaps', {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: {
+        name: ROOT_CA_CONFIGMAP,
+        namespace,
+        annotations: {
+          'kubernetes.io/description':
+            'Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.',
+        },
+      },
+      data: { 'ca.crt': pem },
+    });
   }
 
   private later(ms: number, fn: () => void): void {
@@ -112,6 +153,11 @@ export class ClusterEmulation implements Admission {
     if (type.plural === 'secrets') this.foldStringData(obj);
     if (type.plural === 'namespaces') {
       obj.status = { phase: 'Active' };
+      // The API server gives every namespace the controller's own finalizer.
+      obj.spec = {
+        ...(obj.spec as Record<string, unknown> | undefined),
+        finalizers: ['kubernetes'],
+      };
       obj.metadata.labels = {
         ...obj.metadata.labels,
         'kubernetes.io/metadata.name': obj.metadata.name ?? '',
@@ -132,6 +178,7 @@ export class ClusterEmulation implements Admission {
           `${type.plural} "${obj.metadata.name ?? ''}" is forbidden: unable to create new content in namespace ${ns} because it is being terminated`,
         );
       }
+      if (type.plural === 'pods') this.applyLimitRanges(obj, ns);
       this.admitQuota(type, obj, ns);
     }
     if (type.plural === 'services') this.allocateService(obj);
@@ -156,6 +203,13 @@ export class ClusterEmulation implements Admission {
 
   beforeUpdate(type: ResourceType, obj: Obj, old: Obj): void {
     if (type.plural === 'secrets') this.foldStringData(obj);
+    if (type.plural === 'namespaces') {
+      // spec.finalizers change only through /finalize, never an update.
+      obj.spec = {
+        ...(obj.spec as Record<string, unknown> | undefined),
+        finalizers: (old.spec as { finalizers?: string[] } | undefined)?.finalizers ?? [],
+      };
+    }
     if (type.plural === 'services') {
       const oldPorts = ((old.spec as { ports?: { nodePort?: number }[] })?.ports ?? []).map(
         (p) => p.nodePort,
@@ -178,36 +232,92 @@ export class ClusterEmulation implements Admission {
     if (!cur || (cur.status as { phase?: string })?.phase === 'Terminating') return true;
     const next = structuredClone(cur);
     next.metadata.deletionTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-    next.metadata.finalizers = ['kubernetes'];
     next.status = { phase: 'Terminating' };
+    // spec.finalizers ["kubernetes"] holds it until the namespace controller is done.
     this.store.update('namespaces', next);
-    // Contents go first, then the namespace itself, asynchronously.
-    this.later(this.options.namespaceDeleteDelayMs / 2, () => {
-      // VMs before their VMIs and pods, as KubeVirt's own deletion order goes.
-      const order = this.store.resources
-        .filter((r) => r.namespaced)
-        .map((r) => r.plural)
-        .sort((a, b) => Number(b === 'virtualmachines') - Number(a === 'virtualmachines'));
-      for (const r of order) {
-        for (const o of this.store.list(r, name)) {
-          const live = this.store.peek(r, name, o.metadata.name!);
-          if (live?.metadata.finalizers?.length) {
-            const copy = structuredClone(live);
-            copy.metadata.finalizers = [];
-            copy.metadata.deletionTimestamp ??= new Date().toISOString();
-            this.store.update(r, copy);
-          } else this.store.remove(r, name, o.metadata.name!);
-        }
-      }
-      this.later(this.options.namespaceDeleteDelayMs / 2, () => {
-        const ns = this.store.peek('namespaces', undefined, name);
-        if (!ns) return;
-        const done = structuredClone(ns);
-        done.metadata.finalizers = [];
-        this.store.update('namespaces', done);
-      });
-    });
+    this.later(this.options.namespaceDeleteDelayMs / 2, () => this.sweepNamespace(name));
     return true;
+  }
+
+  /**
+   * The namespace controller: deletes everything in a terminating namespace,
+   * waits for what finalizers hold (without touching them: their owners
+   * remove them), says what remains in the namespace's conditions, then
+   * finalizes it.
+   */
+  private sweepNamespace(name: string): void {
+    const ns = this.store.peek('namespaces', undefined, name);
+    if (!ns) return;
+    const namespaced = this.store.resources.filter((r) => r.namespaced).map((r) => r.plural);
+    // VMs before their VMIs and pods, as KubeVirt's own deletion order goes.
+    namespaced.sort((a, b) => Number(b === 'virtualmachines') - Number(a === 'virtualmachines'));
+    for (const r of namespaced)
+      for (const o of [...this.store.list(r, name)])
+        if (!o.metadata.deletionTimestamp) this.store.remove(r, name, o.metadata.name!);
+    const remaining = namespaced.flatMap((r) =>
+      this.store
+        .list(r, name)
+        .map((o) => ({ resource: r, finalizers: o.metadata.finalizers ?? [] })),
+    );
+    if (remaining.length > 0) {
+      this.reportRemaining(name, remaining);
+      this.later(Math.max(20, this.options.namespaceDeleteDelayMs / 4), () =>
+        this.sweepNamespace(name),
+      );
+      return;
+    }
+    this.later(this.options.namespaceDeleteDelayMs / 2, () => {
+      const live = this.store.peek('namespaces', undefined, name);
+      if (!live) return;
+      // What POST .../namespaces/{name}/finalize does: the last spec finalizer goes.
+      const done = structuredClone(live);
+      done.spec = { ...(done.spec as Record<string, unknown>), finalizers: [] };
+      this.store.update('namespaces', done);
+    });
+  }
+
+  private reportRemaining(name: string, remaining: { resource: string; finalizers: string[] }[]) {
+    const ns = this.store.peek('namespaces', undefined, name);
+    if (!ns) return;
+    const byResource = new Map<string, number>();
+    const byFinalizer = new Map<string, number>();
+    for (const r of remaining) {
+      byResource.set(r.resource, (byResource.get(r.resource) ?? 0) + 1);
+      for (const f of r.finalizers) byFinalizer.set(f, (byFinalizer.get(f) ?? 0) + 1);
+    }
+    const t = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const condition = (type: string, on: boolean, reason: string, message: string) =>
+      on
+        ? { type, status: 'True', reason, message, lastTransitionTime: t }
+        : {
+            type,
+            status: 'False',
+            reason: `ContentDeleted`,
+            message: 'All content successfully deleted, may be waiting on finalization',
+            lastTransitionTime: t,
+          };
+    const conditions = [
+      condition(
+        'NamespaceContentRemaining',
+        true,
+        'SomeResourcesRemain',
+        `Some resources are remaining: ${[...byResource].map(([r, n]) => `${r} has ${n} resource instances`).join(', ')}`,
+      ),
+      condition(
+        'NamespaceFinalizersRemaining',
+        byFinalizer.size > 0,
+        'SomeFinalizersRemain',
+        `Some content in the namespace has finalizers remaining: ${[...byFinalizer].map(([f, n]) => `${f} in ${n} resource instances`).join(', ')}`,
+      ),
+    ];
+    const status = ns.status as { conditions?: { type: string; message?: string }[] };
+    const same =
+      (status.conditions ?? []).map((c) => c.message).join('|') ===
+      conditions.map((c) => c.message).join('|');
+    if (same) return;
+    const next = structuredClone(ns);
+    next.status = { phase: 'Terminating', conditions };
+    this.store.update('namespaces', next);
   }
 
   /** Dependents of a deleted owner are deleted in the background. */
@@ -273,29 +383,103 @@ export class ClusterEmulation implements Admission {
     const used: Record<string, number> = {};
     for (const key of Object.keys(hard)) used[key] = 0;
     for (const [plural, name] of Object.entries(COUNTED)) {
-      const n = this.store.list(plural, ns).length;
-      if (name in used) used[name] = n;
-      if (`count/${plural}` in used) used[`count/${plural}`] = n;
+      if (name in used) used[name] = this.store.list(plural, ns).length;
     }
+    for (const key of Object.keys(hard)) {
+      const m = /^count\/([a-z0-9]+)(?:\.(.+))?$/.exec(key);
+      const type =
+        m && this.store.resources.find((r) => r.plural === m[1] && r.group === (m[2] ?? ''));
+      if (type) used[key] = this.store.list(type.plural, ns).length;
+    }
+    for (const svc of this.store.list('services', ns))
+      for (const [k, v] of Object.entries(serviceUsage(svc)))
+        if (k in used) used[k] = (used[k] ?? 0) + v;
     for (const pod of this.store.list('pods', ns)) {
       for (const [k, v] of Object.entries(podResources(pod))) {
-        for (const alias of [k, k.replace(/^requests\./, '')])
+        for (const alias of new Set([k, k.replace(/^requests\./, '')]))
           if (alias in used) used[alias] = (used[alias] ?? 0) + v;
       }
     }
     return Object.fromEntries(Object.entries(used).map(([k, v]) => [k, String(v)]));
   }
 
+  /**
+   * Admission for objects the cluster's own controllers create (KubeVirt's
+   * virt-launcher pods): LimitRange defaults and limits, then quota, as for a
+   * client's create. Throws the ApiError the controller would get.
+   */
+  admitInternal(type: ResourceType, obj: Obj): void {
+    const ns = obj.metadata.namespace;
+    if (!ns) return;
+    if (type.plural === 'pods') this.applyLimitRanges(obj, ns);
+    this.admitQuota(type, obj, ns);
+  }
+
+  /** The LimitRanger admission plugin, for `type: Container` limits. */
+  private applyLimitRanges(pod: Obj, ns: string): void {
+    type Res = Record<string, string | number>;
+    const containers =
+      (
+        pod.spec as {
+          containers?: { name?: string; resources?: { requests?: Res; limits?: Res } }[];
+        }
+      )?.containers ?? [];
+    for (const range of this.store.list('limitranges', ns)) {
+      const limits =
+        (
+          range.spec as {
+            limits?: { type?: string; default?: Res; defaultRequest?: Res; max?: Res; min?: Res }[];
+          }
+        )?.limits ?? [];
+      for (const l of limits.filter((x) => x.type === 'Container')) {
+        for (const c of containers) {
+          const r = (c.resources ??= {});
+          // Pod defaulting first: a limit the client gave is also the request it did not give.
+          for (const [res, q] of Object.entries(r.limits ?? {})) {
+            r.requests ??= {};
+            r.requests[res] ??= q;
+          }
+          for (const [res, q] of Object.entries(l.default ?? {})) {
+            r.limits ??= {};
+            if (r.limits[res] !== undefined) continue;
+            r.limits[res] = q;
+            // A defaulted limit is the request too, unless defaultRequest says otherwise.
+            if (l.defaultRequest?.[res] === undefined) {
+              r.requests ??= {};
+              r.requests[res] ??= q;
+            }
+          }
+          for (const [res, q] of Object.entries(l.defaultRequest ?? {})) {
+            r.requests ??= {};
+            r.requests[res] ??= q;
+          }
+          for (const [res, max] of Object.entries(l.max ?? {})) {
+            const limit = r.limits?.[res];
+            if (limit === undefined || parseQuantity(limit) <= parseQuantity(max)) continue;
+            throw new ApiError(
+              403,
+              'Forbidden',
+              `pods "${pod.metadata.name ?? ''}" is forbidden: maximum ${res} usage per Container is ${max}, but limit is ${limit}`,
+            );
+          }
+        }
+      }
+    }
+  }
+
   private admitQuota(type: ResourceType, obj: Obj, ns: string): void {
     const counted = COUNTED[type.plural];
+    // Object count quotas name a resource with its group: count/virtualmachines.kubevirt.io.
+    const countKey = `count/${type.plural}${type.group ? `.${type.group}` : ''}`;
     const podRes = type.plural === 'pods' ? podResources(obj) : {};
     for (const quota of this.store.list('resourcequotas', ns)) {
       const hard = (quota.spec as { hard?: Record<string, string> })?.hard ?? {};
       const relevant = Object.keys(hard).some(
         (k) =>
           k === counted ||
-          k === `count/${type.plural}` ||
-          (type.plural === 'pods' && /cpu|memory/.test(k)),
+          k === countKey ||
+          (type.plural === 'pods' && /cpu|memory/.test(k)) ||
+          (type.plural === 'services' && k.startsWith('services.')),
       );
       if (!relevant) continue;
       if (!(quota.status as { hard?: unknown })?.hard) {
@@ -305,10 +489,40 @@ export class ClusterEmulation implements Admission {
           `${type.plural} "${obj.metadata.name ?? ''}" is forbidden: status unknown for quota: ${quota.metadata.name}, resource: ${Object.keys(hard).join(',')}`,
         );
       }
+      if (type.plural === 'pods') {
+        // A quota on compute resources needs every container to say how much it wants.
+        const containers =
+          (
+            obj.spec as {
+              containers?: {
+                name?: string;
+                resources?: {
+                  requests?: Record<string, unknown>;
+                  limits?: Record<string, unknown>;
+                };
+              }[];
+            }
+          )?.containers ?? [];
+        for (const key of Object.keys(hard)) {
+          const m = /^(?:(requests|limits)\.)?(cpu|memory)$/.exec(key);
+          if (!m) continue;
+          const kind = (m[1] ?? 'requests') as 'requests' | 'limits';
+          const missing = containers.filter((c) => c.resources?.[kind]?.[m[2]!] === undefined);
+          if (missing.length > 0)
+            throw new ApiError(
+              403,
+              'Forbidden',
+              `pods "${obj.metadata.name ?? ''}" is forbidden: failed quota: ${quota.metadata.name}: must specify ${key.includes('.') ? key : `requests.${key}`} for: ${missing.map((c) => c.name ?? '').join(',')}`,
+            );
+        }
+      }
       const used = this.usage(ns, hard);
       const requested: Record<string, number> = {};
       if (counted && counted in hard) requested[counted] = 1;
-      if (`count/${type.plural}` in hard) requested[`count/${type.plural}`] = 1;
+      if (countKey in hard) requested[countKey] = 1;
+      if (type.plural === 'services')
+        for (const [k, v] of Object.entries(serviceUsage(obj)))
+          if (k in hard && v > 0) requested[k] = v;
       for (const [k, v] of Object.entries(podRes)) {
         if (k in hard) requested[k] = v;
         const short = k.replace(/^requests\./, '');

@@ -10,7 +10,9 @@ import { KubeApi, type FaultState } from './api.js';
 import { ClusterEmulation } from './cluster.js';
 import { KubeVirtEmulation, type KubeVirtFaults, type SimNode } from './kubevirt.js';
 import { nodeObject, readyCondition } from './nodes.js';
-import { ObjectStore } from './store.js';
+import { ObjectStore, RESOURCES } from './store.js';
+
+const POD_TYPE = RESOURCES.find((r) => r.plural === 'pods')!;
 
 export interface SimOptions {
   /** Where the kubeconfig, guests.json and guest sandboxes go. */
@@ -68,7 +70,14 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   const cluster = new ClusterEmulation(store, {
     namespaceDeleteDelayMs,
     quotaStatusDelayMs,
+    rootCaPem: ca.certPem,
   });
+  // What every cluster has before anyone uses it (KubeVirt's own namespace included).
+  for (const name of ['default', 'kube-system', 'kube-public', 'kube-node-lease', 'kubevirt']) {
+    const ns = { apiVersion: 'v1', kind: 'Namespace', metadata: { name } };
+    cluster.beforeCreate(RESOURCES[0]!, ns);
+    store.create('namespaces', ns);
+  }
   const nodes: SimNode[] = Array.from({ length: options.nodes ?? 4 }, (_, i) => ({
     name: `sim-node-${i + 1}`,
     cpu: options.nodeCpu ?? 64,
@@ -110,6 +119,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       dataDir: dir,
       guests: options.guests ?? true,
       studentCluster: { namespaceDeleteDelayMs, quotaStatusDelayMs },
+      admitLauncher: (pod) => cluster.admitInternal(POD_TYPE, pod),
       onGuestsChanged: () => {
         // Written atomically, a little batched: standalone labvirt reads it per connection.
         writeTimer ??= setTimeout(() => {

@@ -90,6 +90,7 @@ export async function startStudentCluster(opts: StudentClusterOptions): Promise<
     namespaceDeleteDelayMs: opts.namespaceDeleteDelayMs,
     quotaStatusDelayMs: opts.quotaStatusDelayMs,
     serviceIpPrefix,
+    rootCaPem: opts.ca.certPem,
   });
   const createSystem = (plural: string, obj: Obj) => {
     const type = store.resources.find((r) => r.plural === plural)!;

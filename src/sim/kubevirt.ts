@@ -83,6 +83,8 @@ export class KubeVirtEmulation implements Admission {
       dataDir: string;
       guests: boolean;
       onGuestsChanged?: () => void;
+      /** Admission of a launcher pod (LimitRange, quota): throws ApiError to refuse. */
+      admitLauncher?: (pod: Obj) => void;
       /** Delays of the student clusters' own API servers (namespace deletion, quota status). */
       studentCluster?: { namespaceDeleteDelayMs: number; quotaStatusDelayMs: number };
     },
@@ -297,7 +299,7 @@ export class KubeVirtEmulation implements Admission {
         domain?: {
           cpu?: { cores?: number };
           memory?: { guest?: string };
-          resources?: { requests?: { memory?: string } };
+          resources?: { requests?: { memory?: string }; limits?: { cpu?: string | number } };
         };
       }
     )?.domain;
@@ -314,8 +316,12 @@ export class KubeVirtEmulation implements Admission {
     if (neverReady) this.faults.neverReadyVmis--;
     const rt: VmiRuntime = { timers: [], cpu, memory, fail, neverReady };
     this.runtime.set(`${ns}/${name}`, rt);
+    const containerDisks = (
+      (template.spec as { volumes?: { name?: string; containerDisk?: unknown }[] })?.volumes ?? []
+    ).filter((v) => v.containerDisk);
+    const cpuLimit = domain?.resources?.limits?.cpu;
     // The virt-launcher pod carries the template's labels: NetworkPolicies and Services select it.
-    this.store.create('pods', {
+    const pod: Obj = {
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: {
@@ -341,12 +347,58 @@ export class KubeVirtEmulation implements Admission {
           {
             name: 'compute',
             image: 'quay.io/kubevirt/virt-launcher',
-            resources: { requests: { cpu: String(cpu), memory: String(Math.ceil(memory)) } },
+            resources: {
+              requests: { cpu: String(cpu), memory: String(Math.ceil(memory)) },
+              ...(cpuLimit !== undefined ? { limits: { cpu: String(cpuLimit) } } : {}),
+            },
           },
+          // Each containerDisk is served by a small container of its own.
+          ...containerDisks.map((v) => ({
+            name: `volume${v.name ?? ''}`,
+            image: 'containerdisk',
+            resources: {
+              requests: { cpu: '1m', memory: '1M' },
+              limits: { cpu: '10m', memory: '40M' },
+            },
+          })),
         ],
       },
       status: { phase: 'Pending' },
-    });
+    };
+    this.createLauncher(ns, name, rt, pod);
+  }
+
+  /**
+   * virt-controller creates the launcher pod through the API like any client:
+   * LimitRange and ResourceQuota apply. A refusal leaves the VMI Pending with
+   * `Synchronized=False/FailedCreate` and is retried, as virt-controller does.
+   */
+  private createLauncher(ns: string, name: string, rt: VmiRuntime, pod: Obj): void {
+    if (this.runtime.get(`${ns}/${name}`) !== rt) return;
+    const attempt = structuredClone(pod);
+    try {
+      this.options.admitLauncher?.(attempt);
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      this.setVmiStatus(ns, name, (s) => ({
+        ...s,
+        phase: 'Pending',
+        conditions: [
+          {
+            type: 'Synchronized',
+            status: 'False',
+            reason: 'FailedCreate',
+            message: `failed to create virtual machine pod: ${err.message}`,
+            lastTransitionTime: now(),
+          },
+        ],
+      }));
+      this.after(rt, Math.max(100, this.timings.schedulingMs * 2), () =>
+        this.createLauncher(ns, name, rt, pod),
+      );
+      return;
+    }
+    this.store.create('pods', attempt);
     this.after(rt, this.timings.schedulingMs, () => this.schedule(ns, name));
   }
 
@@ -470,7 +522,13 @@ export class KubeVirtEmulation implements Admission {
         (secret?.data as Record<string, string> | undefined)?.userData;
       userData = data ? Buffer.from(data, 'base64').toString('utf8') : '';
     }
-    const sandboxRoot = join(this.options.dataDir, 'guests', ns, name);
+    // One disk per VMI (a containerDisk is ephemeral): a replacement never sees the old one's files.
+    const sandboxRoot = join(
+      this.options.dataDir,
+      'guests',
+      ns,
+      `${name}-${vmi?.metadata.uid?.slice(0, 8) ?? 'x'}`,
+    );
     await mkdir(sandboxRoot, { recursive: true });
     const role =
       (vmi?.metadata.labels?.['labvirt.io/role'] as 'control-plane' | 'worker' | undefined) ??
@@ -616,14 +674,18 @@ export class KubeVirtEmulation implements Admission {
       await rt.guest?.stop();
       this.onGuestsChanged();
     }
+    // Only this VMI's launcher: a replacement may already have its own.
     for (const pod of this.store.list('pods', ns)) {
-      if (pod.metadata.labels?.['vm.kubevirt.io/name'] === name)
+      if (pod.metadata.ownerReferences?.some((o) => o.uid === vmi.metadata.uid))
         this.store.remove('pods', ns, pod.metadata.name!);
     }
-    await rm(join(this.options.dataDir, 'guests', ns, name), {
-      recursive: true,
-      force: true,
-    }).catch(() => undefined);
+    await rm(
+      join(this.options.dataDir, 'guests', ns, `${name}-${vmi.metadata.uid?.slice(0, 8) ?? 'x'}`),
+      {
+        recursive: true,
+        force: true,
+      },
+    ).catch(() => undefined);
     // The VM controller replaces a VMI that went away while the VM should run.
     setImmediate(() => this.reconcileVm(ns, name));
   }

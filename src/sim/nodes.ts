@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Obj } from './store.js';
 
 export interface NodeShape {
@@ -49,6 +50,11 @@ function nodeStatus(n: NodeShape, capacity: Record<string, string>): Record<stri
     ],
     conditions: [readyCondition(n.ready)],
     nodeInfo: {
+      machineID: idOf(n.name, 'machine'),
+      systemUUID: idOf(n.name, 'system'),
+      bootID: idOf(n.name, 'boot'),
+      kernelVersion: '5.15.0-107-generic',
+      kubeProxyVersion: n.kubeletVersion ?? 'v1.30.0',
       kubeletVersion: n.kubeletVersion ?? 'v1.30.0',
       osImage: 'Ubuntu 22.04.4 LTS',
       containerRuntimeVersion: 'containerd://1.7.12',
@@ -77,4 +83,9 @@ export function readyCondition(ready: boolean): Record<string, string> {
         lastHeartbeatTime: t,
         lastTransitionTime: t,
       };
+}
+
+/** Stable per node, like /etc/machine-id: derived from the name. */
+function idOf(name: string, what: string): string {
+  return createHash('sha256').update(`${what}:${name}`).digest('hex').slice(0, 32);
 }

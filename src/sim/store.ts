@@ -117,7 +117,9 @@ const clone = <T>(v: T): T => structuredClone(v);
  * answer 410 Gone, as a real API server does once etcd compacted them).
  */
 export class ObjectStore {
-  private rv = 1;
+  // A fresh API server's watch cache starts at etcd's current revision, so an
+  // old resourceVersion such as "1" is already too old (410).
+  private rv = 1000;
   private readonly objects = new Map<string, Map<string, Obj>>();
   readonly history: ChangeEvent[] = [];
   private readonly listeners = new Set<(e: ChangeEvent) => void>();
@@ -275,8 +277,13 @@ export class ObjectStore {
       resourceVersion: String(this.rv),
       generation: (cur.metadata.generation ?? 1) + (opts.specChanged ? 1 : 0),
     };
-    // An object marked for deletion goes away once its last finalizer is removed.
-    if (next.metadata.deletionTimestamp && !next.metadata.finalizers?.length) {
+    // An object marked for deletion goes away once its last finalizer is
+    // removed (a namespace's spec.finalizers too: the namespace controller's).
+    const specFinalizers = (next.spec as { finalizers?: unknown[] } | undefined)?.finalizers;
+    const held =
+      Boolean(next.metadata.finalizers?.length) ||
+      (resource === 'namespaces' && Array.isArray(specFinalizers) && specFinalizers.length > 0);
+    if (next.metadata.deletionTimestamp && !held) {
       t.delete(k);
       this.emit('DELETED', resource, next);
       return clone(next);

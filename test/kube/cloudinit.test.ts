@@ -11,6 +11,8 @@ import { ORCHESTRATOR_KEY, renderWith, sharedSecrets, userDataOf } from './helpe
 const SHELLCHECK = '/usr/bin/shellcheck';
 const SCRIPTS = readdirSync(cloudInitDir()).filter((f) => f.endsWith('.sh'));
 const LIB = join(cloudInitDir(), 'lib.sh');
+/** The openssl CLI, for an independent check of the CA hash (skipped where it is not installed). */
+const HAS_OPENSSL = spawnSync('openssl', ['version']).status === 0;
 
 function fileOf(doc: any, path: string): any {
   return doc.write_files.find((f: any) => f.path === path);
@@ -140,6 +142,29 @@ describe('cloud-init user data', () => {
     }
   });
 
+  it.skipIf(!HAS_OPENSSL)(
+    'pins the CA the way kubeadm and openssl compute it, with a token in kubeadm format',
+    async () => {
+      const objects = await renderWith('v1.30-3node');
+      const caPem = fileOf(
+        parse(userDataOf(objects, 'control-plane')),
+        '/etc/kubernetes/pki/ca.crt',
+      ).content as string;
+      const worker = envOf(parse(userDataOf(objects, 'worker-1')));
+      // sha256 of the DER SubjectPublicKeyInfo, as kubeadm's docs compute it.
+      const openssl = execFileSync(
+        'bash',
+        [
+          '-c',
+          'set -o pipefail; openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | sha256sum | cut -d" " -f1',
+        ],
+        { input: caPem, encoding: 'utf8' },
+      ).trim();
+      expect(worker.LABVIRT_CA_CERT_HASH).toBe(`sha256:${openssl}`);
+      expect(worker.LABVIRT_BOOTSTRAP_TOKEN).toMatch(/^[a-z0-9]{6}\.[a-z0-9]{16}$/);
+    },
+  );
+
   it('stays far below the 1 MiB a Secret can hold, and needs a Secret (not inline data)', async () => {
     const userData = userDataOf(await renderWith('v1.30-3node'), 'control-plane');
     expect(userData.length).toBeGreaterThan(2048); // KubeVirt's inline cap
@@ -174,6 +199,35 @@ describe('cloud-init scripts', () => {
       expect(text.startsWith('#!/bin/bash\n')).toBe(true);
       if (name !== 'lib.sh') expect(text).toMatch(/^set -euo pipefail$/m);
     }
+  });
+
+  it('write a worker’s marker only once its node is Ready, after the join', () => {
+    const text = execFileSync('cat', [join(cloudInitDir(), 'worker.sh')], { encoding: 'utf8' });
+    const main = text.slice(text.indexOf('main() {'));
+    const join_ = main.indexOf('join_once');
+    const ready = main.indexOf('node_ready "$LABVIRT_NODE_NAME"');
+    const marker = main.indexOf('mark_ready');
+    expect(join_).toBeGreaterThan(0);
+    expect(ready).toBeGreaterThan(join_);
+    expect(marker).toBeGreaterThan(ready);
+    expect(text).toContain('export KUBECONFIG=/etc/kubernetes/kubelet.conf');
+  });
+
+  it('redo an interrupted kubeadm init after a reboot instead of trusting admin.conf', () => {
+    const text = execFileSync('cat', [join(cloudInitDir(), 'control-plane.sh')], {
+      encoding: 'utf8',
+    });
+    const main = text.slice(text.indexOf('main() {'));
+    // init is skipped only once it has finished, not merely begun (admin.conf
+    // is written early in init, before the bootstrap token exists).
+    expect(main).toMatch(
+      /if \[\[ ! -e "\$INIT_DONE" \]\]; then\n\s+if \[\[ -e \/etc\/kubernetes\/admin\.conf \]\]; then[\s\S]*?reset_control_plane[\s\S]*?kubeadm_init/,
+    );
+    const init = text.slice(
+      text.indexOf('kubeadm_init() {'),
+      text.indexOf('reset_control_plane() {'),
+    );
+    expect(init.indexOf(': >"$INIT_DONE"')).toBeGreaterThan(init.indexOf('kubeadm init --config'));
   });
 
   it('pin the CNI (Calico, which enforces NetworkPolicy) to one version', () => {
@@ -234,6 +288,26 @@ describe('cloud-init/lib.sh', () => {
     expect(cluster.apiServer.certSANs).toContain('control-plane.lab-abc.svc.cluster.local');
     expect(kubelet).toMatchObject({ kind: 'KubeletConfiguration', cgroupDriver: 'systemd' });
     expect(config('1.31')[0].apiVersion).toBe('kubeadm.k8s.io/v1beta4');
+    // A worker recreated long after the env was made (a blank containerDisk)
+    // must still be able to join: the token never expires.
+    expect(init.bootstrapTokens[0].ttl).toBe('0s');
+  });
+
+  it('tells whether a node is Ready from its Ready condition', () => {
+    const bin = join(dir, 'bin');
+    execFileSync('mkdir', ['-p', bin]);
+    writeFileSync(
+      join(bin, 'kubectl'),
+      '#!/bin/bash\ncase "$3" in ok) echo True ;; notready) echo False ;; *) echo "not found" >&2; exit 1 ;; esac\n',
+      { mode: 0o755 },
+    );
+    const ready = (node: string) =>
+      bashWithLib(`if node_ready ${node}; then echo yes; else echo no; fi`, {
+        PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+      }).trim();
+    expect(ready('ok')).toBe('yes');
+    expect(ready('notready')).toBe('no');
+    expect(ready('missing')).toBe('no');
   });
 
   it('sets the pod CIDR in Calico’s manifest, and fails on a manifest of another shape', () => {

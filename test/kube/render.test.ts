@@ -22,7 +22,9 @@ function render(args: string[]) {
   };
 }
 
-describe('labvirt render', () => {
+// Each case spawns the CLI from source (tsx) a few times: seconds each, far more
+// on a loaded 2-core machine, so the default 30 s per test is too tight.
+describe('labvirt render', { timeout: 180_000 }, () => {
   it('prints a whole 3-node env in creation order: Namespace first, ResourceQuota last', () => {
     const { code, objects } = render(['--flavor', 'v1.30-3node', '--env', 'demo']);
     expect(code).toBe(0);

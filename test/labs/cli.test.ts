@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
@@ -76,7 +76,51 @@ describe('labvirt labs validate', () => {
     expect(r.stderr).toContain('fix: did you mean `timeLimitMinutes`?');
     expect(r.stderr).toContain('not-executable/setup.sh (setup.0.script)');
     expect(r.stderr).toContain('yaml-syntax/lab.yaml: the lab folder has no lab.yaml');
-    expect(r.stderr).toMatch(/^19 problems in .*broken$/m);
+    expect(r.stderr).toMatch(/^22 problems in .*broken$/m);
+  });
+
+  it('validates a single lab folder, and fails on a broken one', async () => {
+    const config = configFile(SHIPPED_LABS);
+    const good = await run(
+      '--config',
+      config,
+      'labs',
+      'validate',
+      join(SHIPPED_LABS, 'etcd-restore'),
+    );
+    expect(good.stderr).toBe('');
+    expect(good.exitCode).toBe(0);
+    expect(good.stdout).toMatch(/^1 lab valid in .*etcd-restore \(2 checks\)$/m);
+    const bad = await run(
+      '--config',
+      config,
+      'labs',
+      'validate',
+      join(FIXTURES, 'broken', 'bad-node'),
+    );
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toContain('bad-node/lab.yaml (setup.0.node)');
+  });
+
+  it('fails on a folder without labs', async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'labvirt-no-labs-'));
+    const r = await run('--config', configFile(SHIPPED_LABS), 'labs', 'validate', empty);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/^no labs in .*: a lab is a folder holding lab.yaml/m);
+  });
+
+  it('refuses labs longer than sessions.maxMinutes allows', async () => {
+    const config = configFile(SHIPPED_LABS);
+    writeFileSync(
+      config,
+      `${readFileSync(config, 'utf8')}sessions: { maxMinutes: 40, defaultMinutes: 30 }\n`,
+    );
+    const r = await run('--config', config, 'labs', 'validate');
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(
+      'etcd-restore/lab.yaml (timeLimitMinutes): time limit of 45 minutes is longer than sessions may last (sessions.maxMinutes: 40)',
+    );
+    expect(r.stderr).toMatch(/^1 problem in /m);
   });
 
   it('uses the configured flavors', async () => {
@@ -129,6 +173,9 @@ describe('help', () => {
     const r = await run('labs', name, '--help');
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toContain(`Usage: labvirt labs ${name}`);
-    expect(r.stdout).toContain('labs folder (default: labsDir from the configuration)');
+    // Commander wraps long lines: compare with the whitespace folded.
+    expect(r.stdout.replace(/\s+/g, ' ')).toContain(
+      'labs folder, or one lab folder (default: labsDir from the configuration)',
+    );
   });
 });

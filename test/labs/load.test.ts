@@ -251,6 +251,27 @@ describe('broken labs', () => {
       ],
     ],
     [
+      'sim-mismatch',
+      [
+        {
+          file: 'sim-mismatch/lab.yaml',
+          field: 'sim.checks.0.points',
+          message: 'sim check `fixed` is worth 1 points, the real one 2',
+          suggestion: 'give it points: 2',
+        },
+        {
+          file: 'sim-mismatch/lab.yaml',
+          field: 'sim.checks.1.name',
+          message: 'sim check `fixd` has no real check of that name',
+        },
+        {
+          file: 'sim-mismatch/lab.yaml',
+          field: 'sim.checks',
+          message: 'the real check `still-fixed` has no sim variant',
+        },
+      ],
+    ],
+    [
       'duplicate-check',
       [
         {
@@ -290,6 +311,31 @@ describe('broken labs', () => {
       message: 'duplicate lab id `alpha`, already used by alpha/lab.yaml',
       suggestion: 'give each lab a unique id equal to its folder name ("beta")',
     });
+  });
+
+  it('validates one lab when given its own folder (its sub-folders are not labs)', async () => {
+    const one = await loadLabs(join(SHIPPED_LABS, 'coredns-broken'), { flavors });
+    expect(one.problems).toEqual([]);
+    expect(one.labs.map((l) => l.id)).toEqual(['coredns-broken']);
+    const broken = await loadLabs(join(BROKEN, 'bad-time-limit'), { flavors });
+    expect(broken.labs).toEqual([]);
+    expect(broken.problems).toEqual([
+      expect.objectContaining({ file: 'bad-time-limit/lab.yaml', field: 'timeLimitMinutes' }),
+    ]);
+  });
+
+  it('refuses time limits longer than sessions may last, when told the limit', async () => {
+    const { labs, problems } = await loadLabs(SHIPPED_LABS, { flavors, maxSessionMinutes: 30 });
+    expect(problems.map((p) => p.file).sort()).toEqual([
+      'containerd-socket/lab.yaml',
+      'etcd-restore/lab.yaml',
+      'netpol-blocking/lab.yaml',
+    ]);
+    expect(problems[0]).toMatchObject({
+      field: 'timeLimitMinutes',
+      suggestion: 'use at most 30 minutes, or raise sessions.maxMinutes in the configuration',
+    });
+    expect(labs).toHaveLength(6);
   });
 
   it('reports a labs folder that does not exist', async () => {

@@ -51,8 +51,11 @@ describe('pool and sessions end to end (real Redis, simulated KubeVirt, SSH gues
       nodes: ['control-plane'],
     });
     expect(active.expiresAt).toBeDefined();
-    expect(stack.events.some((e) => e.type === 'session.ready' && e.sessionId === started.id)).toBe(
-      true,
+    // The session reads active a moment before the env is relabelled and the event goes out.
+    await stack.until(
+      async () =>
+        stack.events.some((e) => e.type === 'session.ready' && e.sessionId === started.id),
+      'session.ready event',
     );
     // The per-student limit holds.
     await expect(service.start({ student: 'alice', labId: 'fixture-one' })).rejects.toMatchObject({

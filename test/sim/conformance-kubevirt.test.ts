@@ -207,7 +207,12 @@ describe('conformance: KubeVirt', () => {
 
   itSimOnly('runs commands in the guest over SSH with the key from cloud-init', async () => {
     const ip = (await getVmi('a')).status.interfaces![0]!.ipAddress!;
-    const guest = target.sim!.resolveGuest(ip, 22);
+    // sshd answers a moment after the VMI reports Running, as on a real VM.
+    let guest: { host: string; port: number } | undefined;
+    await target.until(async () => {
+      guest = target.sim!.resolveGuest(ip, 22);
+      return true;
+    }, 'sshd up in the guest');
     const out = await new Promise<string>((resolve, reject) => {
       const c = new Client();
       c.on('ready', () =>
@@ -223,8 +228,8 @@ describe('conformance: KubeVirt', () => {
       );
       c.on('error', reject);
       c.connect({
-        host: guest.host,
-        port: guest.port,
+        host: guest!.host,
+        port: guest!.port,
         username: 'labvirt',
         privateKey: key.private,
       });

@@ -272,7 +272,7 @@ export function registerClientCommands(program: Command): void {
     program
       .command('start')
       .description('start a lab session and print how to connect')
-      .requiredOption('--lab <lab>', 'lab id (see `labvirt labs available`)')
+      .requiredOption('--lab <lab>', 'lab id (see `labvirt labs list`, or GET /v1/labs on the API)')
       .option('--student <student>', 'student id (Slack id or email); defaults to --as')
       .option(
         '--public-key <file>',

@@ -11,17 +11,27 @@ export function registerLabsCommands(program: Command): void {
 
   labs
     .command('validate')
-    .description('check every lab under a folder and list each problem with its fix')
-    .argument('[dir]', 'labs folder (default: labsDir from the configuration)')
+    .description(
+      'check every lab under a folder (or the one lab in a lab folder) and list each problem with its fix',
+    )
+    .argument('[dir]', 'labs folder, or one lab folder (default: labsDir from the configuration)')
     .action(async (dir: string | undefined, _opts, cmd: Command) => {
       const config = loadConfig({ file: configFileOf(cmd) });
       const folder = dir ?? config.labsDir;
       const { labs: loaded, problems } = await loadLabs(folder, {
         flavors: Object.keys(config.flavors),
+        maxSessionMinutes: config.sessions.maxMinutes,
       });
       if (problems.length > 0) {
         console.error(formatProblems(problems));
         console.error(`${problems.length} problem${problems.length === 1 ? '' : 's'} in ${folder}`);
+        process.exitCode = 1;
+        return;
+      }
+      if (loaded.length === 0) {
+        console.error(
+          `no labs in ${folder}: a lab is a folder holding lab.yaml and its scripts (see the lab authoring guide)`,
+        );
         process.exitCode = 1;
         return;
       }
@@ -34,13 +44,14 @@ export function registerLabsCommands(program: Command): void {
   labs
     .command('list')
     .description('list the labs under a folder: id, flavor, difficulty, time limit, title')
-    .argument('[dir]', 'labs folder (default: labsDir from the configuration)')
+    .argument('[dir]', 'labs folder, or one lab folder (default: labsDir from the configuration)')
     .option('--json', 'print the labs as JSON')
     .action(async (dir: string | undefined, opts: { json?: boolean }, cmd: Command) => {
       const config = loadConfig({ file: configFileOf(cmd) });
       const folder = dir ?? config.labsDir;
       const { labs: loaded, problems } = await loadLabs(folder, {
         flavors: Object.keys(config.flavors),
+        maxSessionMinutes: config.sessions.maxMinutes,
       });
       if (problems.length > 0) {
         console.error(
