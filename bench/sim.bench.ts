@@ -76,6 +76,70 @@ console.log(
   `ratios to the baseline (client-node's own cost included): get ${(get / baseline).toFixed(2)}, list ${(list / baseline).toFixed(2)}, create ${(create / baseline).toFixed(2)}`,
 );
 
+// What schema validation costs: the same VirtualMachine creates (KubeVirt's
+// CRD schema, the largest the sim checks) on this sim and on one that skips it.
+const vmBody = (name: string) => ({
+  apiVersion: 'kubevirt.io/v1',
+  kind: 'VirtualMachine',
+  metadata: { name },
+  spec: {
+    runStrategy: 'Halted',
+    template: {
+      metadata: { labels: { app: name } },
+      spec: {
+        domain: {
+          cpu: { cores: 1 },
+          memory: { guest: '1Gi' },
+          devices: { disks: [{ name: 'root', disk: { bus: 'virtio' } }] },
+        },
+        volumes: [
+          { name: 'root', containerDisk: { image: 'quay.io/containerdisks/ubuntu:22.04' } },
+        ],
+      },
+    },
+  },
+});
+const unvalidatedDir = mkdtempSync(join(tmpdir(), 'labvirt-simbench-novalid-'));
+const unvalidated = await startSim({
+  dir: unvalidatedDir,
+  speed: 1000,
+  guests: false,
+  validation: false,
+});
+const ukc = new KubeConfig();
+ukc.loadFromFile(unvalidated.kubeconfigPath);
+await ukc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: 'bench' } } });
+const ucustom = ukc.makeApiClient(CustomObjectsApi);
+const createVmPlain = await rate('create VirtualMachine, validation off', (i) =>
+  ucustom.createNamespacedCustomObject({
+    group: 'kubevirt.io',
+    version: 'v1',
+    namespace: 'bench',
+    plural: 'virtualmachines',
+    body: vmBody(`p-${i}`),
+  }),
+);
+const createVmChecked = await rate('create VirtualMachine, validated', (i) =>
+  custom.createNamespacedCustomObject({
+    group: 'kubevirt.io',
+    version: 'v1',
+    namespace: 'bench',
+    plural: 'virtualmachines',
+    body: vmBody(`v-${i}`),
+  }),
+);
+console.log(
+  `validation keeps ${((createVmChecked / createVmPlain) * 100).toFixed(0)} % of the unvalidated create rate`,
+);
+await unvalidated.stop();
+rmSync(unvalidatedDir, { recursive: true, force: true });
+await custom.deleteCollectionNamespacedCustomObject({
+  group: 'kubevirt.io',
+  version: 'v1',
+  namespace: 'bench',
+  plural: 'virtualmachines',
+});
+
 const before = process.memoryUsage().rss;
 for (let i = 0; i < VMS; i++) {
   await custom.createNamespacedCustomObject({

@@ -18,19 +18,24 @@ export function buildProgram(): Command {
     .version(packageVersion(), '-V, --version', 'print the labvirt version')
     .option('-c, --config <file>', 'configuration file (YAML); default $LABVIRT_CONFIG')
     .showHelpAfterError()
-    .configureHelp({ sortSubcommands: true });
+    .configureHelp({ sortSubcommands: true })
+    // Before the subcommands exist, so they inherit it: usage errors reach main() as
+    // CommanderErrors instead of exiting the process with commander's own code.
+    .exitOverride();
   registerCommands(program);
   return program;
 }
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
-  program.exitOverride();
   try {
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      process.exitCode = err.exitCode;
+      // Commander's own usage errors (exit 1) are 2, as documented; commands'
+      // own codes (3: a check not passed) and --help/--version (0) stay.
+      const usage = err.code.startsWith('commander.') && err.exitCode === 1;
+      process.exitCode = usage ? 2 : err.exitCode;
       return;
     }
     if (err instanceof ConfigError) {

@@ -11,6 +11,7 @@ import { ClusterEmulation } from './cluster.js';
 import { KubeVirtEmulation, type KubeVirtFaults, type SimNode } from './kubevirt.js';
 import { nodeObject, readyCondition } from './nodes.js';
 import { ObjectStore, RESOURCES } from './store.js';
+import { WriteValidator } from './validation.js';
 
 const POD_TYPE = RESOURCES.find((r) => r.plural === 'pods')!;
 
@@ -34,6 +35,11 @@ export interface SimOptions {
   quotaStatusDelayMs?: number;
   /** Changes kept for watch resumption; older resourceVersions get 410. */
   historyLimit?: number;
+  /**
+   * Validate client writes against the schemas like a real API server
+   * (default true; off only to measure what validation costs).
+   */
+  validation?: boolean;
 }
 
 export interface SimHandle {
@@ -48,6 +54,8 @@ export interface SimHandle {
     KubeVirtFaults & { dropWatches(): void; failNode(name: string): void; reset(): void };
   nodes: SimNode[];
   store: ObjectStore;
+  /** False when KubeVirt's CRD schemas were not found: VMs and VMIs then go unvalidated. */
+  validatesKubevirt: boolean;
   stop(): Promise<void>;
 }
 
@@ -152,13 +160,19 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     if (typeof changes.failNode === 'string') failNode(changes.failNode);
     return { ...api.faults, ...kubevirt.faults };
   };
-  const api: KubeApi = new KubeApi(store, token, {
-    setFaults: (changes) => applyFaults(changes),
-    beforeCreate: (t, o) => cluster.beforeCreate(t, o),
-    beforeUpdate: (t, o, old) => cluster.beforeUpdate(t, o, old),
-    onDelete: (t, o) => cluster.onDelete(t, o),
-    subresource: (t, ns, name, sub) => kubevirt.subresource(t, ns, name, sub),
-  });
+  const validator = new WriteValidator(options.validation ?? true);
+  const api: KubeApi = new KubeApi(
+    store,
+    token,
+    {
+      setFaults: (changes) => applyFaults(changes),
+      beforeCreate: (t, o) => cluster.beforeCreate(t, o),
+      beforeUpdate: (t, o, old) => cluster.beforeUpdate(t, o, old),
+      onDelete: (t, o) => cluster.onDelete(t, o),
+      subresource: (t, ns, name, sub) => kubevirt.subresource(t, ns, name, sub),
+    },
+    { validator },
+  );
   const server: Server = createServer(
     { cert: serving.certPem, key: serving.keyPem },
     (req, res) => {
@@ -217,6 +231,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     faults: faults as SimHandle['faults'],
     nodes,
     store,
+    validatesKubevirt: validator.kubevirtChecked,
     async stop() {
       if (writeTimer) clearTimeout(writeTimer);
       api.dropWatches();

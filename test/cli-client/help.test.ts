@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
@@ -84,5 +86,18 @@ describe('labvirt --version', () => {
       version: string;
     };
     expect(out.trim()).toBe(pkg.version);
+  });
+});
+
+describe('bad usage', () => {
+  it('exits 2 with the option, the value and what is expected', () => {
+    const bin = fileURLToPath(new URL('../../bin/labvirt.js', import.meta.url));
+    const r = spawnSync(process.execPath, [bin, 'sim', '--speed', 'fast'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain(`option '--speed <factor>' argument 'fast' is invalid`);
+    expect(r.stderr).toContain('expected a number from 0.01 to 100000');
   });
 });

@@ -1,5 +1,23 @@
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { startSim } from '../../sim/index.js';
+
+/** A number in [min, max] for a commander option, or a usage error naming the option. */
+function numberIn(min: number, max: number, integer = false) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (
+      value.trim() === '' ||
+      !Number.isFinite(n) ||
+      n < min ||
+      n > max ||
+      (integer && !Number.isInteger(n))
+    )
+      throw new InvalidArgumentError(
+        `expected ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got "${value}"`,
+      );
+    return n;
+  };
+}
 
 /** `labvirt sim`: a standalone simulated KubeVirt cluster, until Ctrl-C. */
 export function registerSimCommand(program: Command): void {
@@ -11,30 +29,49 @@ export function registerSimCommand(program: Command): void {
       'where the kubeconfig, guests.json and guest sandboxes go',
       '.labvirt/sim',
     )
-    .option('--port <port>', 'HTTPS port (0: any free port)', '0')
-    .option('--speed <factor>', 'how much faster than a real cluster VMs boot', '1')
-    .option('--nodes <n>', 'simulated nodes', '4')
-    .option('--node-cpu <cores>', 'CPU per node', '64')
-    .option('--node-memory <GiB>', 'memory per node in GiB', '256')
+    .option('--port <port>', 'HTTPS port (0: any free port)', numberIn(0, 65535, true), 0)
+    .option(
+      '--speed <factor>',
+      'how much faster than a real cluster VMs boot',
+      numberIn(0.01, 100_000),
+      1,
+    )
+    .option('--nodes <n>', 'simulated nodes', numberIn(1, 10_000, true), 4)
+    .option('--node-cpu <cores>', 'CPU per node', numberIn(1, 100_000), 64)
+    .option('--node-memory <GiB>', 'memory per node in GiB', numberIn(1, 1_000_000), 256)
     .option('--no-guests', 'do not start SSH guests for running VMIs')
-    .action(async (opts: Record<string, string | boolean>) => {
-      const sim = await startSim({
-        dir: String(opts.dir),
-        port: Number(opts.port),
-        speed: Number(opts.speed),
-        nodes: Number(opts.nodes),
-        nodeCpu: Number(opts.nodeCpu),
-        nodeMemory: Number(opts.nodeMemory) * 2 ** 30,
-        guests: Boolean(opts.guests),
-      });
-      console.log(`simulated KubeVirt cluster at ${sim.url}`);
-      console.log(`kubeconfig: ${sim.kubeconfigPath}`);
-      console.log(`guest address map: ${sim.guestMapPath}`);
-      console.log('Ctrl-C stops it.');
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', () => resolve());
-        process.once('SIGTERM', () => resolve());
-      });
-      await sim.stop();
-    });
+    .action(
+      async (opts: {
+        dir: string;
+        port: number;
+        speed: number;
+        nodes: number;
+        nodeCpu: number;
+        nodeMemory: number;
+        guests: boolean;
+      }) => {
+        const sim = await startSim({
+          dir: opts.dir,
+          port: opts.port,
+          speed: opts.speed,
+          nodes: opts.nodes,
+          nodeCpu: opts.nodeCpu,
+          nodeMemory: opts.nodeMemory * 2 ** 30,
+          guests: opts.guests,
+        });
+        console.log(`simulated KubeVirt cluster at ${sim.url}`);
+        console.log(`kubeconfig: ${sim.kubeconfigPath}`);
+        console.log(`guest address map: ${sim.guestMapPath}`);
+        if (!sim.validatesKubevirt)
+          console.log(
+            'note: KubeVirt schemas not found (../shared/schemas/kubevirt or $LABVIRT_KUBEVIRT_SCHEMAS): VirtualMachines are not validated',
+          );
+        console.log('Ctrl-C stops it.');
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', () => resolve());
+          process.once('SIGTERM', () => resolve());
+        });
+        await sim.stop();
+      },
+    );
 }
