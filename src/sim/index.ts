@@ -8,7 +8,12 @@ import { generateCa, issueCertificate } from '../pki/index.js';
 import type { GuestResolver } from '../ssh/index.js';
 import { KubeApi, type FaultState } from './api.js';
 import { ClusterEmulation } from './cluster.js';
-import { KubeVirtEmulation, type KubeVirtFaults, type SimNode } from './kubevirt.js';
+import {
+  KubeVirtEmulation,
+  type KubeVirtFaults,
+  type KubeVirtTimings,
+  type SimNode,
+} from './kubevirt.js';
 import { nodeObject, readyCondition } from './nodes.js';
 import { ObjectStore, RESOURCES } from './store.js';
 import { WriteValidator } from './validation.js';
@@ -25,6 +30,11 @@ export interface SimOptions {
    * bootstrap 90 s); tests use 100–1000.
    */
   speed?: number;
+  /**
+   * Explicit delays in milliseconds, taking precedence over `speed` for the
+   * ones given (e.g. a slower image pull: `{ bootMs: 60_000 }`).
+   */
+  timings?: Partial<KubeVirtTimings>;
   nodes?: number;
   nodeCpu?: number;
   /** Bytes per node. */
@@ -122,6 +132,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       bootMs: Math.round(25_000 / speed),
       agentMs: Math.round(5_000 / speed),
       bootstrapMs: Math.round(90_000 / speed),
+      ...options.timings,
     },
     {
       dataDir: dir,
@@ -242,3 +253,4 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     },
   };
 }
+export type { KubeVirtTimings } from './kubevirt.js';

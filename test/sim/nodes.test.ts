@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 
@@ -38,5 +38,48 @@ describe('simulated host cluster: nodes', () => {
     const node = await core.readNode({ name: 'sim-node-2' });
     expect(ready(node)).toBe('Unknown');
     expect(ready(await core.readNode({ name: 'sim-node-1' }))).toBe('True');
+  });
+});
+
+describe('simulated host cluster: configurable boot delays', () => {
+  it('takes explicit timings over the speed factor (a slow image pull keeps the VMI Scheduled)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'labvirt-timings-'));
+    const sim = await startSim({ dir, speed: 1000, guests: false, timings: { bootMs: 60_000 } });
+    try {
+      const kc = new KubeConfig();
+      kc.loadFromFile(sim.kubeconfigPath);
+      const core = kc.makeApiClient(CoreV1Api);
+      const custom = kc.makeApiClient(CustomObjectsApi);
+      await core.createNamespace({ body: { metadata: { name: 'slow' } } });
+      const api = { group: 'kubevirt.io', version: 'v1', namespace: 'slow' };
+      await custom.createNamespacedCustomObject({
+        ...api,
+        plural: 'virtualmachines',
+        body: {
+          apiVersion: 'kubevirt.io/v1',
+          kind: 'VirtualMachine',
+          metadata: { name: 'vm' },
+          spec: {
+            runStrategy: 'Always',
+            template: { spec: { domain: { devices: {}, memory: { guest: '64Mi' } } } },
+          },
+        },
+      });
+      const phase = async () =>
+        (
+          (await custom
+            .getNamespacedCustomObject({ ...api, plural: 'virtualmachineinstances', name: 'vm' })
+            .catch(() => ({}))) as { status?: { phase?: string } }
+        ).status?.phase;
+      // Scheduling still follows the speed factor (1 ms); the boot waits its full minute.
+      for (let i = 0; i < 200 && (await phase()) !== 'Scheduled'; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      expect(await phase()).toBe('Scheduled');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await phase()).toBe('Scheduled');
+    } finally {
+      await sim.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
