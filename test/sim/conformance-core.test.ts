@@ -16,7 +16,7 @@ import {
 } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { itSimOnly, startTarget, type ConformanceTarget } from './target.js';
+import { itSimOnly, startTarget, statusCode, type ConformanceTarget } from './target.js';
 
 /** The Status message of a refusal, unescaped, so patterns can quote names as the server does. */
 const statusMessage = (err: ApiException<unknown>): string => {
@@ -29,15 +29,7 @@ const statusMessage = (err: ApiException<unknown>): string => {
   }
   return String(body);
 };
-const code = async (p: Promise<unknown>): Promise<number> => {
-  try {
-    await p;
-    return 200;
-  } catch (err) {
-    if (err instanceof ApiException) return err.code;
-    throw err;
-  }
-};
+const code = statusCode;
 const message = async (p: Promise<unknown>): Promise<string> => {
   try {
     await p;

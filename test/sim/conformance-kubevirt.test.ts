@@ -1,27 +1,20 @@
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { isIP } from 'node:net';
-import {
-  ApiException,
-  ApisApi,
-  CoreV1Api,
-  CustomObjectsApi,
-  KubeConfig,
-} from '@kubernetes/client-node';
+import type { ApiException } from '@kubernetes/client-node';
+import { ApisApi, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { itSimOnly, onRealCluster, startTarget, type ConformanceTarget } from './target.js';
+import {
+  itSimOnly,
+  onRealCluster,
+  startTarget,
+  statusCode,
+  type ConformanceTarget,
+} from './target.js';
 
 const { Client, utils } = ssh2;
 
-const code = async (p: Promise<unknown>): Promise<number> => {
-  try {
-    await p;
-    return 200;
-  } catch (err) {
-    if (err instanceof ApiException) return err.code;
-    throw err;
-  }
-};
+const code = statusCode;
 
 /** A containerDisk that boots on real KubeVirt; the sim boots anything. */
 const vmImage = process.env.LABVIRT_E2E_VM_IMAGE || 'quay.io/kubevirt/cirros-container-disk-demo';

@@ -195,3 +195,14 @@ function describeError(err: unknown): string {
   }
   return err instanceof Error ? err.message : String(err);
 }
+
+/** The HTTP status a call ends with: 200 when it succeeds, the ApiException's code when refused. */
+export async function statusCode(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+    return 200;
+  } catch (err) {
+    if (err instanceof ApiException) return err.code;
+    throw err;
+  }
+}
