@@ -374,7 +374,7 @@ export class KubeApi {
 
   private list(route: Route, q: URLSearchParams): Record<string, unknown> {
     const labels = parseLabelSelector(q.get('labelSelector') ?? undefined);
-    const fields = parseFieldSelector(q.get('fieldSelector') ?? undefined);
+    const fields = parseFieldSelector(q.get('fieldSelector') ?? undefined, route.type);
     let items = this.store
       .list(route.type.plural, route.namespace)
       .filter((o) => labels(o.metadata.labels ?? {}) && fields(o))
@@ -557,7 +557,7 @@ export class KubeApi {
 
   private watch(route: Route, q: URLSearchParams, req: IncomingMessage, res: ServerResponse): void {
     const labels = parseLabelSelector(q.get('labelSelector') ?? undefined);
-    const fields = parseFieldSelector(q.get('fieldSelector') ?? undefined);
+    const fields = parseFieldSelector(q.get('fieldSelector') ?? undefined, route.type);
     const bookmarks = q.get('allowWatchBookmarks') === 'true';
     const sinceRaw = q.get('resourceVersion');
     const since = sinceRaw && sinceRaw !== '0' ? Number(sinceRaw) : undefined;
@@ -583,12 +583,24 @@ export class KubeApi {
       res.end();
       return;
     }
-    if (since === undefined) {
+    const bookmarkObject = (initialEventsEnd: boolean) => ({
+      kind: route.type.kind,
+      apiVersion: route.type.group ? `${route.type.group}/v1` : 'v1',
+      metadata: {
+        resourceVersion: String(this.store.resourceVersion),
+        ...(initialEventsEnd ? { annotations: { 'k8s.io/initial-events-end': 'true' } } : {}),
+      },
+    });
+    // A watch-list (sendInitialEvents) gets the current state first whatever its resourceVersion.
+    const initialEvents = q.get('sendInitialEvents') === 'true';
+    if (since === undefined || initialEvents) {
       // No resourceVersion: synthetic ADDED for everything, then changes.
       for (const o of this.store.list(route.type.plural, route.namespace)) {
         if (labels(o.metadata.labels ?? {}) && fields(o))
           write('ADDED', withTypeMeta(route.type, structuredClone(o)));
       }
+      // Only a watch-list is told, with the annotated bookmark, where the initial state ends.
+      if (initialEvents && bookmarks) write('BOOKMARK', bookmarkObject(true));
     } else {
       for (const e of this.store.history)
         if (e.rv > since && matches(e)) write(e.type, withTypeMeta(route.type, e.object));
@@ -599,14 +611,7 @@ export class KubeApi {
     });
     const bookmark = bookmarks
       ? setInterval(() => {
-          write('BOOKMARK', {
-            kind: route.type.kind,
-            apiVersion: route.type.group ? `${route.type.group}/v1` : 'v1',
-            metadata: {
-              resourceVersion: String(this.store.resourceVersion),
-              annotations: { 'k8s.io/initial-events-end': 'true' },
-            },
-          });
+          write('BOOKMARK', bookmarkObject(false));
         }, 1000)
       : undefined;
     const timeout = setTimeout(() => res.end(), Number(q.get('timeoutSeconds') ?? 1800) * 1000);

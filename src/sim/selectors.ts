@@ -1,4 +1,4 @@
-import { ApiError, type Obj } from './store.js';
+import { ApiError, type Obj, type ResourceType } from './store.js';
 
 type Requirement = (labels: Record<string, string>) => boolean;
 
@@ -44,20 +44,69 @@ export function parseLabelSelector(text: string | undefined): Requirement {
   return (labels) => reqs.every((r) => r(labels));
 }
 
-/** Field selectors the sim supports: metadata.name, metadata.namespace, status.phase, spec.nodeName. */
-export function parseFieldSelector(text: string | undefined): (o: Obj) => boolean {
+/**
+ * Field labels each kind's REST storage accepts (k8s.io/kubernetes
+ * pkg/registry/.../strategy.go GetAttrs). Custom resources — KubeVirt's
+ * among them — take only metadata.name and metadata.namespace.
+ */
+const FIELD_LABELS: Record<string, string[]> = {
+  pods: [
+    'spec.nodeName',
+    'spec.restartPolicy',
+    'spec.schedulerName',
+    'spec.serviceAccountName',
+    'spec.hostNetwork',
+    'status.phase',
+    'status.podIP',
+    'status.nominatedNodeName',
+  ],
+  namespaces: ['status.phase'],
+  nodes: ['spec.unschedulable'],
+  secrets: ['type'],
+  events: [
+    'involvedObject.kind',
+    'involvedObject.namespace',
+    'involvedObject.name',
+    'involvedObject.uid',
+    'involvedObject.apiVersion',
+    'involvedObject.resourceVersion',
+    'involvedObject.fieldPath',
+    'reason',
+    'reportingComponent',
+    'source',
+    'type',
+  ],
+};
+
+/** A field selector as `type`'s storage evaluates it; unsupported labels are 400 as on a real server. */
+export function parseFieldSelector(
+  text: string | undefined,
+  type: ResourceType,
+): (o: Obj) => boolean {
   if (!text) return () => true;
+  const custom = type.group !== '' && !type.group.endsWith('.k8s.io');
+  const allowed = new Set([
+    'metadata.name',
+    'metadata.namespace',
+    ...(FIELD_LABELS[type.plural] ?? []),
+  ]);
   const reqs = text.split(',').map((raw) => {
     const m = /^([\w.]+)\s*(==|=|!=)\s*(.*)$/.exec(raw.trim());
     if (!m) throw new ApiError(400, 'BadRequest', `invalid field selector: ${raw}`);
     const [, field, op, value] = m as unknown as [string, string, string, string];
+    if (!allowed.has(field)) {
+      throw new ApiError(
+        400,
+        'BadRequest',
+        custom
+          ? `"${field}" is not a known field selector: only "metadata.name", "metadata.namespace"`
+          : `field label not supported: ${field}`,
+      );
+    }
     const get = (o: Obj): unknown =>
       field
         .split('.')
         .reduce<unknown>((v, k) => (v as Record<string, unknown> | undefined)?.[k], o);
-    if (!['metadata.name', 'metadata.namespace', 'status.phase', 'spec.nodeName'].includes(field)) {
-      throw new ApiError(400, 'BadRequest', `field label not supported: ${field}`);
-    }
     return op === '!='
       ? (o: Obj) => String(get(o) ?? '') !== value
       : (o: Obj) => String(get(o) ?? '') === value;

@@ -270,6 +270,38 @@ describe('conformance: schema validation of writes', () => {
     },
   );
 
+  it('takes only the field selectors each kind supports, as a real API server does', async () => {
+    const pods = await core.listNamespacedPod({
+      namespace: ns,
+      fieldSelector: 'status.phase=Running',
+    });
+    expect(pods.items).toEqual([]);
+    const onSecrets = await refusal(
+      core.listNamespacedSecret({ namespace: ns, fieldSelector: 'status.phase=x' }),
+    );
+    expect(onSecrets.code).toBe(400);
+    expect(onSecrets.message).toContain('field label not supported: status.phase');
+    const onVmis = await refusal(
+      custom.listNamespacedCustomObject({
+        group: 'kubevirt.io',
+        version: 'v1',
+        namespace: ns,
+        plural: 'virtualmachineinstances',
+        fieldSelector: 'status.phase=Running',
+      }),
+    );
+    expect(onVmis.code).toBe(400);
+    expect(onVmis.message).toContain('"status.phase" is not a known field selector');
+    const byName = (await custom.listNamespacedCustomObject({
+      group: 'kubevirt.io',
+      version: 'v1',
+      namespace: ns,
+      plural: 'virtualmachines',
+      fieldSelector: 'metadata.name=pruned',
+    })) as { items: { metadata: { name: string } }[] };
+    expect(byName.items.map((v) => v.metadata.name)).toEqual(['pruned']);
+  });
+
   it('refuses an unknown fieldValidation value with 400', async () => {
     const body = await refusal(
       core.createNamespacedConfigMap({
