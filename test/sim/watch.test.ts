@@ -30,7 +30,10 @@ describe('conformance: watch bookmarks', () => {
     await target?.stop();
   });
 
-  const watchConfigMaps = async (params: Record<string, unknown>, seen: Seen[]) => {
+  const watchConfigMaps = async (
+    params: Record<string, string | number | boolean | undefined>,
+    seen: Seen[],
+  ) => {
     const req = await new Watch(target.kc).watch(
       `/api/v1/namespaces/${ns}/configmaps`,
       params,
