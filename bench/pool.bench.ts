@@ -44,7 +44,7 @@ async function waitFor(fn: () => Promise<boolean>, timeoutMs: number, what: stri
 
 async function claimLatencies(
   minWarm: number,
-): Promise<{ latencies: number[]; requestsPerEnv: number }> {
+): Promise<{ latencies: number[]; requestsPerEnv: number; breakdown: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'labvirt-bench-'));
   let requests = 0;
   const stack = await startDevStack({
@@ -70,10 +70,10 @@ async function claimLatencies(
     },
   });
   const { labvirt } = stack;
+  const byCall = new Map<string, number>();
   labvirt.context.cluster.onRequest((verb, resource) => {
     requests++;
-    void verb;
-    void resource;
+    byCall.set(`${verb} ${resource}`, (byCall.get(`${verb} ${resource}`) ?? 0) + 1);
   });
   try {
     await labvirt.runMaintenance('replenish');
@@ -83,6 +83,7 @@ async function claimLatencies(
       'warm pool',
     );
     requests = 0;
+    byCall.clear();
     const latencies = await Promise.all(
       Array.from({ length: SESSIONS }, async (_, i) => {
         const started = Date.now();
@@ -107,7 +108,11 @@ async function claimLatencies(
       300_000,
       'teardown',
     );
-    return { latencies, requestsPerEnv: requests / SESSIONS };
+    const breakdown = [...byCall]
+      .sort((x, y) => y[1] - x[1])
+      .map(([call, n]) => `${call} ${(n / SESSIONS).toFixed(1)}`)
+      .join(', ');
+    return { latencies, requestsPerEnv: requests / SESSIONS, breakdown };
   } finally {
     await stack.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -219,10 +224,10 @@ console.log(
   `ratio cold/warm: p50 ${(pct(cold.latencies, 50) / pct(warm.latencies, 50)).toFixed(1)}x, p95 ${(pct(cold.latencies, 95) / pct(warm.latencies, 95)).toFixed(1)}x`,
 );
 console.log(
-  `kube API requests per env lifecycle (cold: provision → claim → release → deleted): ${cold.requestsPerEnv.toFixed(1)}`,
+  `kube API requests per env lifecycle (cold: provision → claim → release → deleted): ${cold.requestsPerEnv.toFixed(1)} (${cold.breakdown})`,
 );
 console.log(
-  `kube API requests per claim from a warm pool (claim → release → deleted): ${warm.requestsPerEnv.toFixed(1)}`,
+  `kube API requests per claim from a warm pool (claim → release → deleted): ${warm.requestsPerEnv.toFixed(1)} (${warm.breakdown})`,
 );
 await holdEnvs();
 process.exit(0);
