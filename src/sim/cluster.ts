@@ -1,5 +1,5 @@
 import type { Admission } from './api.js';
-import { ApiError, type ObjectStore, type Obj, type ResourceType } from './store.js';
+import { ApiError, timestamp, type ObjectStore, type Obj, type ResourceType } from './store.js';
 
 export interface ClusterOptions {
   /** How long a deleted namespace stays Terminating while its contents go. */
@@ -231,7 +231,7 @@ export class ClusterEmulation implements Admission {
     const cur = this.store.peek('namespaces', undefined, name);
     if (!cur || (cur.status as { phase?: string })?.phase === 'Terminating') return true;
     const next = structuredClone(cur);
-    next.metadata.deletionTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    next.metadata.deletionTimestamp = timestamp();
     next.status = { phase: 'Terminating' };
     // spec.finalizers ["kubernetes"] holds it until the namespace controller is done.
     this.store.update('namespaces', next);
@@ -285,7 +285,7 @@ export class ClusterEmulation implements Admission {
       byResource.set(r.resource, (byResource.get(r.resource) ?? 0) + 1);
       for (const f of r.finalizers) byFinalizer.set(f, (byFinalizer.get(f) ?? 0) + 1);
     }
-    const t = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const t = timestamp();
     const condition = (type: string, on: boolean, reason: string, message: string) =>
       on
         ? { type, status: 'True', reason, message, lastTransitionTime: t }
@@ -401,6 +401,14 @@ export class ClusterEmulation implements Admission {
       }
     }
     return Object.fromEntries(Object.entries(used).map(([k, v]) => [k, String(v)]));
+  }
+
+  /** Objects the cluster has before any client (system namespaces, `default/kubernetes`), defaulted as a create would be. */
+  seed(plural: string, obj: Obj): void {
+    const type = this.store.resources.find((r) => r.plural === plural);
+    if (!type) throw new Error(`this cluster serves no ${plural}`);
+    this.beforeCreate(type, obj);
+    this.store.create(plural, obj);
   }
 
   /**

@@ -14,7 +14,7 @@ import {
   type KubeVirtTimings,
   type SimNode,
 } from './kubevirt.js';
-import { nodeObject, readyCondition } from './nodes.js';
+import { nodeObject, setNodeReady } from './nodes.js';
 import { ObjectStore, RESOURCES } from './store.js';
 import { WriteValidator } from './validation.js';
 
@@ -91,11 +91,8 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     rootCaPem: ca.certPem,
   });
   // What every cluster has before anyone uses it (KubeVirt's own namespace included).
-  for (const name of ['default', 'kube-system', 'kube-public', 'kube-node-lease', 'kubevirt']) {
-    const ns = { apiVersion: 'v1', kind: 'Namespace', metadata: { name } };
-    cluster.beforeCreate(RESOURCES[0]!, ns);
-    store.create('namespaces', ns);
-  }
+  for (const name of ['default', 'kube-system', 'kube-public', 'kube-node-lease', 'kubevirt'])
+    cluster.seed('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
   const nodes: SimNode[] = Array.from({ length: options.nodes ?? 4 }, (_, i) => ({
     name: `sim-node-${i + 1}`,
     cpu: options.nodeCpu ?? 64,
@@ -111,17 +108,10 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
         labels: { 'kubevirt.io/schedulable': 'true', 'node-role.kubernetes.io/worker': '' },
       }),
     );
-  const markNodeLost = (name: string) => {
-    const node = store.peek('nodes', undefined, name);
-    if (!node) return;
-    const next = structuredClone(node);
-    (next.status as Record<string, unknown>).conditions = [readyCondition(false)];
-    store.update('nodes', next);
-  };
   const guestMapPath = join(dir, 'guests.json');
   const failNode = (name: string) => {
     kubevirt.failNode(name);
-    markNodeLost(name);
+    setNodeReady(store, name, false);
   };
   let writeTimer: NodeJS.Timeout | undefined;
   const kubevirt: KubeVirtEmulation = new KubeVirtEmulation(

@@ -6,8 +6,8 @@ import { stringify } from 'yaml';
 import { issueCertificate, type KeyPairPem } from '../pki/index.js';
 import { KubeApi } from './api.js';
 import { ClusterEmulation } from './cluster.js';
-import { nodeObject, readyCondition } from './nodes.js';
-import { ApiError, CORE_RESOURCES, ObjectStore, type Obj } from './store.js';
+import { nodeObject, setNodeReady } from './nodes.js';
+import { ApiError, CORE_RESOURCES, ObjectStore } from './store.js';
 
 export interface StudentClusterOptions {
   /** The env's namespace on the host cluster (it appears in the serving certificate's names). */
@@ -92,14 +92,9 @@ export async function startStudentCluster(opts: StudentClusterOptions): Promise<
     serviceIpPrefix,
     rootCaPem: opts.ca.certPem,
   });
-  const createSystem = (plural: string, obj: Obj) => {
-    const type = store.resources.find((r) => r.plural === plural)!;
-    cluster.beforeCreate(type, obj);
-    store.create(plural, obj);
-  };
   for (const name of SYSTEM_NAMESPACES)
-    createSystem('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
-  createSystem('services', {
+    cluster.seed('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  cluster.seed('services', {
     apiVersion: 'v1',
     kind: 'Service',
     metadata: {
@@ -185,19 +180,7 @@ export async function startStudentCluster(opts: StudentClusterOptions): Promise<
   });
 
   const registerNode = (node: StudentNode): void => {
-    const existing = store.peek('nodes', undefined, node.name);
-    if (existing) {
-      const next = structuredClone(existing);
-      const status = (next.status ?? {}) as Record<string, unknown>;
-      status.conditions = [readyCondition(true)];
-      status.addresses = [
-        { type: 'InternalIP', address: node.ip },
-        { type: 'Hostname', address: node.name },
-      ];
-      next.status = status;
-      store.update('nodes', next);
-      return;
-    }
+    if (setNodeReady(store, node.name, true, node.ip)) return;
     const controlPlane = node.role === 'control-plane';
     store.create(
       'nodes',
@@ -229,11 +212,7 @@ export async function startStudentCluster(opts: StudentClusterOptions): Promise<
     serving,
     registerNode,
     nodeLost(name) {
-      const existing = store.peek('nodes', undefined, name);
-      if (!existing) return;
-      const next = structuredClone(existing);
-      (next.status as Record<string, unknown>).conditions = [readyCondition(false)];
-      store.update('nodes', next);
+      setNodeReady(store, name, false);
     },
     async stop() {
       api.dropWatches();

@@ -12,7 +12,7 @@ import {
   type Guest,
 } from './guest/index.js';
 import { startStudentCluster, type StudentCluster } from './inner.js';
-import { ApiError, type ObjectStore, type Obj, type ResourceType } from './store.js';
+import { ApiError, timestamp, type ObjectStore, type Obj, type ResourceType } from './store.js';
 
 export interface SimNode {
   name: string;
@@ -56,7 +56,7 @@ interface VmiRuntime {
 }
 
 const RUNNING_STRATEGIES = new Set(['Always', 'RerunOnFailure']);
-const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+const now = timestamp;
 
 /**
  * KubeVirt as labvirt sees it: VirtualMachine → VirtualMachineInstance (+ a
@@ -522,13 +522,7 @@ export class KubeVirtEmulation implements Admission {
         (secret?.data as Record<string, string> | undefined)?.userData;
       userData = data ? Buffer.from(data, 'base64').toString('utf8') : '';
     }
-    // One disk per VMI (a containerDisk is ephemeral): a replacement never sees the old one's files.
-    const sandboxRoot = join(
-      this.options.dataDir,
-      'guests',
-      ns,
-      `${name}-${vmi?.metadata.uid?.slice(0, 8) ?? 'x'}`,
-    );
+    const sandboxRoot = this.sandboxOf(ns, name, vmi?.metadata.uid);
     await mkdir(sandboxRoot, { recursive: true });
     const role =
       (vmi?.metadata.labels?.['labvirt.io/role'] as 'control-plane' | 'worker' | undefined) ??
@@ -655,6 +649,11 @@ export class KubeVirtEmulation implements Admission {
     this.onGuestsChanged();
   }
 
+  /** One disk per VMI (a containerDisk is ephemeral): a replacement never sees the old one's files. */
+  private sandboxOf(ns: string, name: string, uid: string | undefined): string {
+    return join(this.options.dataDir, 'guests', ns, `${name}-${uid?.slice(0, 8) ?? 'x'}`);
+  }
+
   private deleteVmi(ns: string, name: string): void {
     this.store.remove('virtualmachineinstances', ns, name);
   }
@@ -679,13 +678,10 @@ export class KubeVirtEmulation implements Admission {
       if (pod.metadata.ownerReferences?.some((o) => o.uid === vmi.metadata.uid))
         this.store.remove('pods', ns, pod.metadata.name!);
     }
-    await rm(
-      join(this.options.dataDir, 'guests', ns, `${name}-${vmi.metadata.uid?.slice(0, 8) ?? 'x'}`),
-      {
-        recursive: true,
-        force: true,
-      },
-    ).catch(() => undefined);
+    await rm(this.sandboxOf(ns, name, vmi.metadata.uid), {
+      recursive: true,
+      force: true,
+    }).catch(() => undefined);
     // The VM controller replaces a VMI that went away while the VM should run.
     setImmediate(() => this.reconcileVm(ns, name));
   }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Obj } from './store.js';
+import { timestamp, type ObjectStore, type Obj } from './store.js';
 
 export interface NodeShape {
   name: string;
@@ -13,8 +13,6 @@ export interface NodeShape {
   taints?: { key: string; effect: string }[];
   kubeletVersion?: string;
 }
-
-const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
 /** A Node object as a kubelet registers it: capacity, addresses, the Ready condition. */
 export function nodeObject(n: NodeShape): Obj {
@@ -65,7 +63,7 @@ function nodeStatus(n: NodeShape, capacity: Record<string, string>): Record<stri
 }
 
 export function readyCondition(ready: boolean): Record<string, string> {
-  const t = now();
+  const t = timestamp();
   return ready
     ? {
         type: 'Ready',
@@ -88,4 +86,29 @@ export function readyCondition(ready: boolean): Record<string, string> {
 /** Stable per node, like /etc/machine-id: derived from the name. */
 function idOf(name: string, what: string): string {
   return createHash('sha256').update(`${what}:${name}`).digest('hex').slice(0, 32);
+}
+
+/**
+ * A registered node's kubelet reports again (Ready, at its current IP) or
+ * stops reporting (Ready=Unknown, as the node controller marks it).
+ */
+export function setNodeReady(
+  store: ObjectStore,
+  name: string,
+  ready: boolean,
+  internalIp?: string,
+): boolean {
+  const node = store.peek('nodes', undefined, name);
+  if (!node) return false;
+  const next = structuredClone(node);
+  const status = (next.status ?? {}) as Record<string, unknown>;
+  status.conditions = [readyCondition(ready)];
+  if (internalIp)
+    status.addresses = [
+      { type: 'InternalIP', address: internalIp },
+      { type: 'Hostname', address: name },
+    ];
+  next.status = status;
+  store.update('nodes', next);
+  return true;
 }

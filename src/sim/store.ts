@@ -111,6 +111,9 @@ export class ApiError extends Error {
 
 const clone = <T>(v: T): T => structuredClone(v);
 
+/** Now, as the API server writes timestamps (RFC 3339, whole seconds). */
+export const timestamp = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+
 /**
  * The sim's etcd: objects by resource, one global resourceVersion counter,
  * a bounded history of changes for watch resumption (older resourceVersions
@@ -226,7 +229,7 @@ export class ObjectStore {
     this.rv++;
     meta.uid = randomUUID();
     meta.resourceVersion = String(this.rv);
-    meta.creationTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    meta.creationTimestamp = timestamp();
     meta.generation = 1;
     const stored = clone(obj);
     t.set(k, stored);
@@ -302,7 +305,7 @@ export class ObjectStore {
     if (cur.metadata.finalizers?.length) {
       if (!cur.metadata.deletionTimestamp) {
         this.rv++;
-        cur.metadata.deletionTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+        cur.metadata.deletionTimestamp = timestamp();
         cur.metadata.resourceVersion = String(this.rv);
         this.emit('MODIFIED', resource, cur);
       }
