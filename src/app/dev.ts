@@ -19,6 +19,8 @@ export interface DevStackOptions {
   roles?: LabvirtOptions['roles'];
   apiToken?: string;
   now?: () => number;
+  /** Slack secrets; with them labvirt talks to Slack (at `slack.apiUrl`). */
+  slack?: LabvirtOptions['slack'];
 }
 
 export interface DevStack {
@@ -71,6 +73,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       resolver: sim.resolveGuest,
       roles: options.roles,
       now: options.now,
+      slack: options.slack,
     });
     const simHandle = sim;
     return {

@@ -33,6 +33,7 @@ import {
   type GuestResolver,
 } from '../ssh/index.js';
 import { Store } from '../store/index.js';
+import { startNotifier, type Notifier } from '../slack/index.js';
 import { keyStoreFor } from './keys.js';
 
 export interface LabvirtOptions {
@@ -45,6 +46,12 @@ export interface LabvirtOptions {
   /** Which parts run in this process (all by default). */
   roles?: Partial<Record<'api' | 'workers' | 'gateway' | 'scheduler', boolean>>;
   now?: () => number;
+  /**
+   * Slack secrets (read by the CLI from the variables `slack.*Env` name). With
+   * a bot token, students with a Slack identity get DM notifications: every
+   * replica enqueues them, replicas running workers deliver them.
+   */
+  slack?: { botToken: string; signingSecret?: string; appToken?: string };
 }
 
 export interface LabvirtHandle {
@@ -55,6 +62,8 @@ export interface LabvirtHandle {
   context: PoolContext;
   apiUrl?: string;
   gatewayPort?: number;
+  /** Slack notifications (when a bot token was given). */
+  notifier?: Notifier;
   /** Runs one maintenance task now, in this process (tests, CLI). */
   runMaintenance(task: MaintenanceJob['task']): Promise<unknown>;
   stop(): Promise<void>;
@@ -179,6 +188,24 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     const metrics = createMetrics({ service, events });
     metricsRef.current = metrics;
 
+    let notifier: Notifier | undefined;
+    if (options.slack?.botToken) {
+      notifier = await startNotifier({
+        connection,
+        prefix: `${config.redis.prefix}-jobs`,
+        store,
+        service,
+        events,
+        log,
+        slack: roles.workers
+          ? { botToken: options.slack.botToken, apiUrl: config.slack.apiUrl }
+          : undefined,
+        jobLockMs: config.pool.jobLockSeconds * 1000,
+        now,
+      });
+      stack.push(() => notifier!.close());
+    }
+
     // Maintenance runs one task at a time: across replicas through the
     // maintenance queue's global concurrency, within this process (direct
     // calls from `dev`, `labs test` and tests) through this chain.
@@ -298,6 +325,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       context: ctx,
       apiUrl,
       gatewayPort,
+      notifier,
       runMaintenance,
       stop: stopAll,
     };

@@ -7,5 +7,6 @@ export {
   type RequestOutcome,
   type RequestSessionInput,
   type StoredSessionState,
+  type SlackMessageState,
 } from './store.js';
 export { storeKeys, type StoreKeys } from './keys.js';

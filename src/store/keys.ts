@@ -24,6 +24,10 @@ export function storeKeys(prefix: string) {
     provisionMs: (flavor: string) => `${base}provision-ms:${flavor}`,
     capacity: (flavor: string) => `${base}capacity:${flavor}`,
     initialized: `${base}initialized`,
+    /** A session's Slack DM status message (channel, ts) and what was delivered to it. */
+    slackMessage: (sessionId: string) => `${base}slack-message:${sessionId}`,
+    /** Held by the one replica editing a session's Slack messages right now. */
+    slackLock: (sessionId: string) => `${base}slack-lock:${sessionId}`,
   };
 }
 

@@ -78,8 +78,29 @@ const SCRIPTS = [
   'reassignSession',
   'activateSession',
   'takeHint',
+  'releaseSlackLock',
+  'recordSlackMessage',
+  'markSlackDelivered',
 ] as const;
 type ScriptName = (typeof SCRIPTS)[number];
+
+/** Slack delivery state outlives an ended session's record (7 days) by a day. */
+const SLACK_MESSAGE_TTL_SECONDS = 8 * 86400;
+
+/** A session's Slack DM status message and what has been delivered to the student. */
+export interface SlackMessageState {
+  /** The DM channel (`D…`) and `ts` of the status message, once posted. */
+  channel?: string;
+  ts?: string;
+  /** Changes counted so far, and the latest one the message shows. */
+  version: number;
+  rendered: number;
+  /** Digest of what the message shows now (an identical render is not sent again). */
+  digest?: string;
+  /** The expiry time (ms) the last warning was sent for. */
+  warnedFor?: number;
+  endedSent: boolean;
+}
 
 /** Moving average weight of the newest provision duration. */
 const EWMA_WEIGHT = 0.3;
@@ -467,6 +488,80 @@ export class Store {
 
   async markInitialized(): Promise<void> {
     await this.redis.set(this.keys.initialized, String(Date.now()));
+  }
+
+  // ---- Slack delivery ------------------------------------------------------
+  // A session's DM status message and what it shows, kept beside the session
+  // (and as long as an ended one) so that any replica can edit it.
+
+  /** Counts one change to show in a session's Slack messages; returns its number. */
+  async bumpSlackVersion(sessionId: string): Promise<number> {
+    const key = this.keys.slackMessage(sessionId);
+    const [[, version]] = (await this.redis
+      .multi()
+      .hincrby(key, 'version', 1)
+      .expire(key, SLACK_MESSAGE_TTL_SECONDS)
+      .exec()) as [[unknown, number], unknown];
+    return version;
+  }
+
+  async slackMessageState(sessionId: string): Promise<SlackMessageState> {
+    const h = await this.redis.hgetall(this.keys.slackMessage(sessionId));
+    return {
+      channel: h.channel || undefined,
+      ts: h.ts || undefined,
+      version: num(h.version) ?? 0,
+      rendered: num(h.rendered) ?? 0,
+      digest: h.digest || undefined,
+      warnedFor: num(h.warnedFor),
+      endedSent: h.endedSent === '1',
+    };
+  }
+
+  /** Records the DM status message; the first one recorded wins and is returned. */
+  async recordSlackMessage(
+    sessionId: string,
+    channel: string,
+    ts: string,
+  ): Promise<{ channel: string; ts: string }> {
+    const [c, t] = (await this.run('recordSlackMessage', [
+      sessionId,
+      channel,
+      ts,
+      SLACK_MESSAGE_TTL_SECONDS,
+    ])) as [string, string];
+    return { channel: c, ts: t };
+  }
+
+  /** The status message shows every change up to `version`; false if a newer one was recorded. */
+  async markSlackDelivered(sessionId: string, version: number, digest: string): Promise<boolean> {
+    const res = await this.run('markSlackDelivered', [
+      sessionId,
+      version,
+      digest,
+      SLACK_MESSAGE_TTL_SECONDS,
+    ]);
+    return res === 1;
+  }
+
+  /** Records that a one-time DM went out: the warning for an expiry time, or the end. */
+  async markSlackSent(
+    sessionId: string,
+    sent: { warnedFor: number } | { endedSent: true },
+  ): Promise<void> {
+    const key = this.keys.slackMessage(sessionId);
+    const fields = 'warnedFor' in sent ? { warnedFor: sent.warnedFor } : { endedSent: '1' };
+    await this.redis.multi().hset(key, fields).expire(key, SLACK_MESSAGE_TTL_SECONDS).exec();
+  }
+
+  /** Takes the session's Slack lock for `ttlMs`; false when another holder has it. */
+  async acquireSlackLock(sessionId: string, token: string, ttlMs: number): Promise<boolean> {
+    const res = await this.redis.set(this.keys.slackLock(sessionId), token, 'PX', ttlMs, 'NX');
+    return res === 'OK';
+  }
+
+  async releaseSlackLock(sessionId: string, token: string): Promise<void> {
+    await this.run('releaseSlackLock', [sessionId, token]);
   }
 
   private async hgetallMany(keys: string[]): Promise<Record<string, string>[]> {

@@ -1,0 +1,185 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { DelayedError, UnrecoverableError, Worker, type Job, type Queue } from 'bullmq';
+import type { types as slackTypes, webApi } from '@slack/bolt';
+import type { Logger } from '../log/index.js';
+import type { SessionView } from '../sessions/types.js';
+import type { SlackMessageState, Store } from '../store/index.js';
+import { parseStudentId } from './identity.js';
+import type { NotifyJob } from './notify-queue.js';
+
+/** A message as the renderers make it: fallback text plus Block Kit blocks. */
+export interface RenderedMessage {
+  text: string;
+  blocks: (slackTypes.KnownBlock | slackTypes.Block)[];
+}
+
+/** The renderers the notifier uses (front's `src/slack/messages.ts`); pure functions. */
+export interface NotificationMessages {
+  status(view: SessionView, opts: { now: number }): RenderedMessage;
+  warning(view: SessionView, opts: { now: number }): RenderedMessage;
+  ended(view: SessionView, opts: { now: number }): RenderedMessage;
+}
+
+export interface DeliveryDeps {
+  store: Store;
+  client: webApi.WebClient;
+  /** The session as the student may see it now; undefined when it is gone. */
+  view(sessionId: string): Promise<SessionView | undefined>;
+  messages: NotificationMessages;
+  /** The notification queue, paused as a whole when Slack answers 429. */
+  queue: Queue<NotifyJob>;
+  log: Logger;
+  now(): number;
+  /** How long one replica may hold a session's messages (longer than a Slack call). */
+  lockMs: number;
+}
+
+/** What a job did: for logs and tests. */
+export type DeliveryOutcome =
+  | 'posted'
+  | 'updated'
+  | 'superseded'
+  | 'unchanged'
+  | 'not-slack'
+  | 'gone'
+  | 'already-sent'
+  | 'stale';
+
+/** Slack Web API error codes (set by @slack/web-api on the errors it throws). */
+const RATE_LIMITED = 'slack_webapi_rate_limited_error';
+const PLATFORM_ERROR = 'slack_webapi_platform_error';
+
+/** Platform errors that mean the stored message cannot be edited any more. */
+const MESSAGE_LOST = new Set(['message_not_found', 'channel_not_found', 'cant_update_message']);
+
+function digestOf(message: RenderedMessage): string {
+  return createHash('sha256').update(JSON.stringify(message)).digest('base64url').slice(0, 22);
+}
+
+function slackErrorOf(err: unknown): { code?: string; retryAfter?: number; error?: string } {
+  const e = err as { code?: string; retryAfter?: number; data?: { error?: string } };
+  return { code: e?.code, retryAfter: e?.retryAfter, error: e?.data?.error };
+}
+
+/**
+ * The worker side of the notification queue: one job at a time per session
+ * (a Redis lock held across replicas), Slack's answers mapped onto BullMQ:
+ * 429 pauses the whole queue for `Retry-After` and puts the job back without
+ * counting an attempt; a 5xx or no answer fails the attempt (retried with
+ * backoff); an error Slack will repeat forever (`invalid_auth`, …) fails the
+ * job for good, logged.
+ */
+export function createDeliveryHandler(deps: DeliveryDeps) {
+  const { store, client, log } = deps;
+
+  const postTo = async (channel: string, message: RenderedMessage) =>
+    client.chat.postMessage({ channel, text: message.text, blocks: message.blocks });
+
+  async function deliverStatus(
+    job: NotifyJob & { kind: 'status' },
+    state: SlackMessageState,
+    userId: string,
+  ): Promise<DeliveryOutcome> {
+    if (state.rendered >= job.version) return 'superseded';
+    // Read the counter before the view: every change counted so far happened
+    // before this read, so the view shows it.
+    const version = state.version;
+    const view = await deps.view(job.sessionId);
+    if (!view) return 'gone';
+    const message = deps.messages.status(view, { now: deps.now() });
+    const digest = digestOf(message);
+    if (digest === state.digest) {
+      await store.markSlackDelivered(job.sessionId, version, digest);
+      return 'unchanged';
+    }
+    let outcome: DeliveryOutcome = 'updated';
+    let updated = false;
+    if (state.channel && state.ts) {
+      try {
+        await client.chat.update({
+          channel: state.channel,
+          ts: state.ts,
+          text: message.text,
+          blocks: message.blocks,
+        });
+        updated = true;
+      } catch (err) {
+        const e = slackErrorOf(err);
+        if (e.code !== PLATFORM_ERROR || !MESSAGE_LOST.has(e.error ?? '')) throw err;
+        // The student deleted the message (or the DM went away): start a new one.
+        log.info({ sessionId: job.sessionId, error: e.error }, 'status message lost; posting anew');
+      }
+    }
+    if (!updated) {
+      const posted = await postTo(userId, message);
+      await store.recordSlackMessage(job.sessionId, posted.channel!, posted.ts!);
+      outcome = 'posted';
+    }
+    await store.markSlackDelivered(job.sessionId, version, digest);
+    return outcome;
+  }
+
+  async function deliverOnce(
+    job: NotifyJob & { kind: 'warning' | 'ended' },
+    state: SlackMessageState,
+    userId: string,
+  ): Promise<DeliveryOutcome> {
+    if (job.kind === 'warning' && state.warnedFor === job.expiresAt) return 'already-sent';
+    if (job.kind === 'ended' && state.endedSent) return 'already-sent';
+    const view = await deps.view(job.sessionId);
+    if (!view) return 'gone';
+    if (job.kind === 'warning') {
+      // Extended (or ended) since the warning was queued: nothing to warn about.
+      const current = view.expiresAt ? Date.parse(view.expiresAt) : undefined;
+      if (view.state !== 'active' || current !== job.expiresAt) return 'stale';
+    }
+    const render = job.kind === 'warning' ? deps.messages.warning : deps.messages.ended;
+    await postTo(state.channel ?? userId, render(view, { now: deps.now() }));
+    await store.markSlackSent(
+      job.sessionId,
+      job.kind === 'warning' ? { warnedFor: job.expiresAt } : { endedSent: true },
+    );
+    return 'posted';
+  }
+
+  return async function deliver(job: Job<NotifyJob>, token?: string): Promise<DeliveryOutcome> {
+    const data = job.data;
+    const lockToken = randomUUID();
+    if (!(await store.acquireSlackLock(data.sessionId, lockToken, deps.lockMs))) {
+      // Another replica is editing this session's messages: come back shortly.
+      await job.moveToDelayed(Date.now() + 100 + Math.floor(Math.random() * 100), token);
+      throw new DelayedError();
+    }
+    try {
+      const record = await store.getSession(data.sessionId);
+      if (!record) return 'gone';
+      const user = parseStudentId(record.student);
+      if (!user) return 'not-slack';
+      const state = await store.slackMessageState(data.sessionId);
+      const outcome =
+        data.kind === 'status'
+          ? await deliverStatus(data, state, user.userId)
+          : await deliverOnce(data, state, user.userId);
+      log.debug({ sessionId: data.sessionId, kind: data.kind, outcome }, 'slack notification');
+      return outcome;
+    } catch (err) {
+      const e = slackErrorOf(err);
+      if (e.code === RATE_LIMITED) {
+        const waitMs = Math.max(1, e.retryAfter ?? 1) * 1000;
+        log.info({ sessionId: data.sessionId, waitMs }, 'Slack rate limit; notifications paused');
+        await deps.queue.rateLimit(waitMs);
+        throw Worker.RateLimitError();
+      }
+      if (e.code === PLATFORM_ERROR) {
+        log.error(
+          { sessionId: data.sessionId, kind: data.kind, error: e.error },
+          'Slack refused a notification',
+        );
+        throw new UnrecoverableError(`Slack refused: ${e.error ?? 'unknown error'}`);
+      }
+      throw err;
+    } finally {
+      await store.releaseSlackLock(data.sessionId, lockToken).catch(() => undefined);
+    }
+  };
+}

@@ -1,0 +1,3 @@
+export { startNotifier, type Notifier, type NotifierOptions } from './notifier.js';
+export type { NotificationMessages, RenderedMessage } from './delivery.js';
+export { NOTIFY_QUEUE, type NotifyJob, type NotifyRetry } from './notify-queue.js';
