@@ -33,7 +33,7 @@ import {
   type GuestResolver,
 } from '../ssh/index.js';
 import { Store } from '../store/index.js';
-import { startNotifier, type Notifier } from '../slack/index.js';
+import { startNotifier, type Notifier, type SlackSecrets } from '../slack/index.js';
 import { keyStoreFor } from './keys.js';
 
 export interface LabvirtOptions {
@@ -49,9 +49,9 @@ export interface LabvirtOptions {
   /**
    * Slack secrets (read by the CLI from the variables `slack.*Env` name). With
    * a bot token, students with a Slack identity get DM notifications: every
-   * replica enqueues them, replicas running workers deliver them.
+   * replica enqueues what happens in it, and takes part in delivering them.
    */
-  slack?: { botToken: string; signingSecret?: string; appToken?: string };
+  slack?: SlackSecrets;
 }
 
 export interface LabvirtHandle {
@@ -197,10 +197,13 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         service,
         events,
         log,
-        slack: roles.workers
-          ? { botToken: options.slack.botToken, apiUrl: config.slack.apiUrl }
-          : undefined,
+        // Delivering is light (a few Slack calls a session), so every replica
+        // with the bot token takes part; the queue lets one deliver each.
+        slack: { botToken: options.slack.botToken, apiUrl: config.slack.apiUrl },
         jobLockMs: config.pool.jobLockSeconds * 1000,
+        // A crashed replica's hold on a session lapses about when its job is
+        // found stalled, so another replica can finish the job.
+        lockMs: Math.max(3000, config.pool.jobLockSeconds * 1000),
         now,
       });
       stack.push(() => notifier!.close());

@@ -1,3 +1,4 @@
 export { startNotifier, type Notifier, type NotifierOptions } from './notifier.js';
 export type { NotificationMessages, RenderedMessage } from './delivery.js';
 export { NOTIFY_QUEUE, type NotifyJob, type NotifyRetry } from './notify-queue.js';
+export { slackSecretsFrom, type SlackSecrets } from './secrets.js';

@@ -18,7 +18,7 @@ export interface SlackCall {
   token?: string;
   /** Date.now() when the call arrived. */
   at: number;
-  /** What the fake answered: 200, 429 or a 5xx status. */
+  /** What the fake answered: 200, 429 or a 5xx status; 0 when the caller was gone before the answer. */
   status: number;
 }
 
@@ -78,6 +78,8 @@ export interface FakeSlack {
   dmChannelOf(userId: string): string;
   /** The next `count` calls of `method` answer with `failure` instead. */
   failNext(method: string, count: number, failure: FailureMode): void;
+  /** Answers calls of `method` (or of every method: `*`) after `ms`; 0 to stop. */
+  setLatency(method: string, ms: number): void;
   /** `reset`: every connection is destroyed; `refused`: the port stops listening. `false`: up again. */
   setDown(mode: DownMode | false): Promise<void>;
   /** A fresh `response_url` on this fake. */
@@ -177,6 +179,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
   const usergroups = new Map<string, string[]>();
   const sockets = new Set<Socket>();
   let socketModeUrl = '';
+  const latency = new Map<string, number>();
   let down: DownMode | false = false;
   let tsCounter = 0;
   let idCounter = 0;
@@ -320,6 +323,17 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     const call: SlackCall = { method, args, token, at: Date.now(), status: 200 };
     calls.push(call);
 
+    const delay = latency.get(method) ?? latency.get('*') ?? 0;
+    if (delay > 0) {
+      await new Promise((r) => setTimeout(r, delay));
+      // The caller died or gave up while Slack was slow: model the worst case,
+      // a call that never took effect (status 0), so tests see what is retried.
+      if (req.socket.destroyed) {
+        call.status = 0;
+        return;
+      }
+    }
+
     const queued = failures.get(method);
     const failure = queued?.shift();
     if (failure) {
@@ -395,6 +409,10 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       for (let i = 0; i < count; i++) queue.push(failure);
       failures.set(method, queue);
     },
+    setLatency(method, ms) {
+      if (ms > 0) latency.set(method, ms);
+      else latency.delete(method);
+    },
     async setDown(mode) {
       const wasRefused = down === 'refused';
       down = mode;
@@ -434,6 +452,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       responsePosts.length = 0;
       expiredResponseUrls.clear();
       uploads.clear();
+      latency.clear();
     },
     async close() {
       if (down !== 'refused') await stopListening();

@@ -6,6 +6,7 @@ import { startLabvirt, type LabvirtHandle } from '../../app/index.js';
 import { loadConfig, type Config } from '../../config/index.js';
 import { createLogger } from '../../log/index.js';
 import { ensureRedisServer } from '../../redis/index.js';
+import { slackSecretsFrom } from '../../slack/index.js';
 import { configFileOf } from './config.js';
 
 /** Resolves when the process is asked to stop (Ctrl-C, SIGTERM). */
@@ -43,6 +44,7 @@ export function registerServeCommands(program: Command): void {
         config,
         logger,
         apiToken: apiTokenFrom(config),
+        slack: slackSecretsFrom(config),
         roles: {
           api: opts.api,
           workers: opts.workers,
@@ -72,7 +74,17 @@ export function registerServeCommands(program: Command): void {
       const out = (line = '') => process.stdout.write(line + '\n');
       out('labvirt dev: starting Redis and the simulated KubeVirt cluster…');
       await ensureRedisServer();
+      // With Slack secrets in the environment, the dev stack talks to a real
+      // workspace; Socket Mode when an app token is set, so no public URL is needed.
+      const baseConfig = loadConfig({ file: configFileOf(cmd), env: {} });
+      const slack = slackSecretsFrom(baseConfig);
+      if (slack) {
+        out(
+          `labvirt dev: Slack secrets found; ${slack.appToken ? 'Socket Mode' : `HTTP mode (${baseConfig.slack.mode})`}`,
+        );
+      }
       const stack = await startDevStack({
+        slack,
         dir,
         configFile: configFileOf(cmd),
         sim: { speed: Number(opts.speed) },
@@ -81,6 +93,7 @@ export function registerServeCommands(program: Command): void {
           api: { port: Number(opts.apiPort) },
           ssh: { gatewayPort: Number(opts.sshPort) },
           pool: { pollSeconds: 0.2, replenishCron: '*/10 * * * * *' },
+          ...(slack?.appToken ? { slack: { mode: 'socket' } } : {}),
         },
       });
       const handle = stack.labvirt;
