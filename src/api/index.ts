@@ -7,4 +7,5 @@ export {
 } from './server.js';
 export { STATUS_OF_CODE, type ApiErrorCode, type ApiOnlyErrorCode } from './errors.js';
 export type { ErrorBody } from './schemas.js';
+export type { KeyLinks } from './routes/keys.js';
 export { ApiClient, ApiClientError, ApiUnreachableError, type ApiClientOptions } from './client.js';

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { RequestListener } from 'node:http';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -10,6 +11,7 @@ import type { LabvirtService } from '../sessions/types.js';
 import { requireBearerToken } from './auth.js';
 import { installErrorHandling } from './errors.js';
 import { healthRoutes } from './routes/health.js';
+import { keyLinkRoutes, type KeyLinks } from './routes/keys.js';
 import { poolRoutes } from './routes/pool.js';
 import { sessionRoutes } from './routes/sessions.js';
 
@@ -20,6 +22,13 @@ export interface ApiOptions {
   /** Bearer token every /v1 call must present. */
   token: string;
   logger?: Logger;
+  /**
+   * Plain Node handlers served as they are, before anything reads the body
+   * (Slack's `/slack/events`: its signature covers the exact bytes).
+   */
+  rawRoutes?: { path: string; listener: RequestListener }[];
+  /** One-time private-key downloads at `/keys/<token>` (Slack, with `api.publicUrl`). */
+  keyLinks?: KeyLinks;
 }
 
 export interface StartApiOptions extends ApiOptions {
@@ -57,6 +66,20 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     reply.header('x-request-id', request.id);
   });
   void app.register(healthRoutes(options.service, options.metrics));
+  for (const route of options.rawRoutes ?? []) {
+    app.route({
+      method: ['GET', 'POST'],
+      url: route.path,
+      // onRequest runs before the body is parsed: the handler gets the raw stream.
+      onRequest: (request, reply, done) => {
+        void done;
+        reply.hijack();
+        route.listener(request.raw, reply.raw);
+      },
+      handler: async () => undefined,
+    });
+  }
+  if (options.keyLinks) void app.register(keyLinkRoutes(options.keyLinks));
   void app.register(
     async (v1) => {
       requireBearerToken(v1, options.token);

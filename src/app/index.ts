@@ -33,7 +33,14 @@ import {
   type GuestResolver,
 } from '../ssh/index.js';
 import { Store } from '../store/index.js';
-import { startNotifier, type Notifier, type SlackSecrets } from '../slack/index.js';
+import {
+  recordFailures,
+  startNotifier,
+  startSlack,
+  type Notifier,
+  type SlackHandle,
+  type SlackSecrets,
+} from '../slack/index.js';
 import { keyStoreFor } from './keys.js';
 
 export interface LabvirtOptions {
@@ -52,6 +59,8 @@ export interface LabvirtOptions {
    * replica enqueues what happens in it, and takes part in delivering them.
    */
   slack?: SlackSecrets;
+  /** Web API retries of the Slack front end's own calls (tests: 0); Bolt's default otherwise. */
+  slackClientRetries?: number;
 }
 
 export interface LabvirtHandle {
@@ -64,6 +73,8 @@ export interface LabvirtHandle {
   gatewayPort?: number;
   /** Slack notifications (when a bot token was given). */
   notifier?: Notifier;
+  /** Where Slack's HTTP requests go (`<slackUrl>/slack/events`), in HTTP mode. */
+  slackUrl?: string;
   /** Runs one maintenance task now, in this process (tests, CLI). */
   runMaintenance(task: MaintenanceJob['task']): Promise<unknown>;
   stop(): Promise<void>;
@@ -200,6 +211,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         // Delivering is light (a few Slack calls a session), so every replica
         // with the bot token takes part; the queue lets one deliver each.
         slack: { botToken: options.slack.botToken, apiUrl: config.slack.apiUrl },
+        callsPerSecond: config.slack.notifyCallsPerSecond,
         jobLockMs: config.pool.jobLockSeconds * 1000,
         // A crashed replica's hold on a session lapses about when its job is
         // found stalled, so another replica can finish the job.
@@ -304,6 +316,26 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       stack.push(() => gateway.close());
     }
 
+    // Every replica records the failures it sees, for operators' Slack views.
+    stack.push(async () => recordFailures(events, store, log)());
+
+    // The Slack front end runs where the HTTP API does (it shares its port
+    // unless slack.port says otherwise).
+    let slack: SlackHandle | undefined;
+    if (roles.api && notifier && options.slack) {
+      slack = await startSlack({
+        config,
+        secrets: options.slack,
+        service,
+        store,
+        notifier,
+        log,
+        now,
+        clientRetries: options.slackClientRetries,
+      });
+      if (slack) stack.push(() => slack!.stop());
+    }
+
     let apiUrl: string | undefined;
     if (roles.api) {
       const api = await startApi({
@@ -314,6 +346,10 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         logger: log.child({ component: 'api' }),
         host: config.api.host,
         port: config.api.port,
+        rawRoutes: slack?.httpListener
+          ? [{ path: '/slack/events', listener: slack.httpListener }]
+          : undefined,
+        keyLinks: config.api.publicUrl ? store : undefined,
       });
       apiUrl = api.url;
       stack.push(() => api.close());
@@ -329,6 +365,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       apiUrl,
       gatewayPort,
       notifier,
+      slackUrl: slack?.url ?? (slack?.httpListener && apiUrl ? apiUrl : undefined),
       runMaintenance,
       stop: stopAll,
     };

@@ -322,6 +322,17 @@ export const configSchema = z
         port: z.number().int().min(0).max(65535).default(8080),
         /** Name of the environment variable holding the API bearer token. */
         tokenEnv: envVarName('LABVIRT_API_TOKEN'),
+        /**
+         * The API's address as students' browsers reach it (e.g.
+         * `https://labvirt.example.org`); when set, Slack hands out private
+         * keys as one-time download links on it instead of files.
+         */
+        publicUrl: z
+          .url({
+            protocol: /^https?$/,
+            error: 'an http(s) URL such as https://labvirt.example.org',
+          })
+          .optional(),
       })
       .default({ host: '127.0.0.1', port: 8080, tokenEnv: 'LABVIRT_API_TOKEN' }),
     slack: z
@@ -329,17 +340,50 @@ export const configSchema = z
         /** Names of the environment variables holding Slack secrets (never the secrets themselves). */
         signingSecretEnv: envVarName('SLACK_SIGNING_SECRET'),
         botTokenEnv: envVarName('SLACK_BOT_TOKEN'),
-        port: z.number().int().min(0).max(65535).default(3000),
+        /** Socket Mode's app-level token (`xapp-…`, scope connections:write). */
+        appTokenEnv: envVarName('SLACK_APP_TOKEN'),
+        /** `http`: Slack posts to `/slack/events`; `socket`: labvirt connects out (no public URL). */
+        mode: z.enum(['http', 'socket']).default('http'),
+        /** Port of `/slack/events` in HTTP mode; unset: served on the API's port. */
+        port: z.number().int().min(0).max(65535).optional(),
+        /** The Slack Web API base URL (a fake Slack in tests and staging). */
+        apiUrl: z
+          .url({ protocol: /^https?$/, error: 'an http(s) URL ending in /api/' })
+          .default('https://slack.com/api/'),
         command: z
           .string()
           .regex(/^\/[a-z0-9_-]+$/)
           .default('/lab'),
+        /** Slack user ids (`U…`/`W…`) who see the pool, the line and failures. */
+        operators: z
+          .array(z.string().regex(/^[UW][A-Z0-9]{2,}$/, 'a Slack user id such as U024BE7LH'))
+          .default([]),
+        /** A Slack user group (`S…`) whose members are operators too. */
+        operatorGroup: z
+          .string()
+          .regex(/^S[A-Z0-9]{2,}$/, 'a Slack user group id such as S0614TZR7')
+          .optional(),
+        /** Commands and clicks one student may make per minute (all replicas together). */
+        commandsPerMinute: z.number().int().min(1).max(600).default(20),
+        /** How long a one-time private-key download link lives. */
+        keyLinkMinutes: z.number().int().min(1).max(60).default(10),
+        /**
+         * Slack Web API calls per second for students' DMs, across all
+         * replicas (Slack's limits are per workspace; 429s pause delivery too).
+         */
+        notifyCallsPerSecond: z.number().int().min(1).max(100).default(10),
       })
       .default({
         signingSecretEnv: 'SLACK_SIGNING_SECRET',
         botTokenEnv: 'SLACK_BOT_TOKEN',
-        port: 3000,
+        appTokenEnv: 'SLACK_APP_TOKEN',
+        mode: 'http',
+        apiUrl: 'https://slack.com/api/',
         command: '/lab',
+        operators: [],
+        commandsPerMinute: 20,
+        keyLinkMinutes: 10,
+        notifyCallsPerSecond: 10,
       }),
   })
   // Checks across settings. They run even when single settings are invalid

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import ssh2 from 'ssh2';
 import { generateKeyPair } from '../ssh/index.js';
 import { LabvirtError } from './types.js';
@@ -55,6 +56,12 @@ export function normalizePublicKey(input: string): string {
     throw invalid(`key type ${parsed.type} is not accepted; use ssh-ed25519`);
   }
   return `${parsed.type} ${parsed.getPublicSSH().toString('base64')}`;
+}
+
+/** The `SHA256:…` fingerprint of an OpenSSH public key line, as `ssh-keygen -lf` prints it. */
+export function publicKeyFingerprint(publicKey: string): string {
+  const blob = Buffer.from(publicKey.trim().split(/\s+/)[1] ?? '', 'base64');
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
 }
 
 function invalid(message: string): LabvirtError {

@@ -155,7 +155,7 @@ export async function failSession(
   sessionId: string,
   detail: string,
 ): Promise<void> {
-  const ended = await ctx.store.endSession(sessionId, 'failed');
+  const ended = await ctx.store.endSession(sessionId, 'failed', ctx.now(), detail);
   if (!ended) return;
   if (ended.envId) await ctx.queues.addTeardown({ envId: ended.envId, reason: 'session failed' });
   ctx.events.emit({

@@ -6,7 +6,7 @@ import { envNodes, nodesOfFlavor } from '../pool/nodes.js';
 import { labelState } from '../pool/provision.js';
 import { targetsAt } from '../pool/targets.js';
 import type { SessionRecord } from '../store/index.js';
-import { generateSessionKeyPair, normalizePublicKey } from './keys.js';
+import { generateSessionKeyPair, normalizePublicKey, publicKeyFingerprint } from './keys.js';
 import { labScripts, runChecks } from './scripts.js';
 import {
   LabvirtError,
@@ -17,8 +17,10 @@ import {
   type HintResult,
   type LabvirtService,
   type PoolStatus,
+  type RegisteredKey,
   type SessionView,
   type StartRequest,
+  type StudentService,
 } from './types.js';
 
 const STUDENT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$/;
@@ -32,7 +34,7 @@ export function newSessionId(): string {
 }
 
 /** labvirt's sessions as front ends see them: the implementation of {@link LabvirtService}. */
-export class SessionService implements LabvirtService {
+export class SessionService implements LabvirtService, StudentService {
   constructor(
     private readonly ctx: PoolContext,
     private readonly probes: { redis: () => Promise<void>; cluster: () => Promise<void> },
@@ -61,8 +63,13 @@ export class SessionService implements LabvirtService {
     let publicKey: string;
     let privateKey: string | undefined;
     const sessionId = newSessionId();
+    const registered = request.publicKey
+      ? undefined
+      : await ctx.store.studentPublicKey(request.student);
     if (request.publicKey) {
       publicKey = normalizePublicKey(request.publicKey);
+    } else if (registered) {
+      publicKey = registered;
     } else {
       const pair = generateSessionKeyPair(sessionId);
       publicKey = pair.publicKey;
@@ -78,6 +85,9 @@ export class SessionService implements LabvirtService {
       maxPerStudent: ctx.config.sessions.maxPerStudent,
       now: ctx.now(),
     });
+    if (result.outcome === 'claimed' || result.outcome === 'waiting') {
+      await ctx.store.rememberSession(request.student, sessionId, result.session.createdAt);
+    }
     switch (result.outcome) {
       case 'existing':
         return this.view(result.session);
@@ -214,6 +224,9 @@ export class SessionService implements LabvirtService {
       0,
     );
     const passed = checks.every((c) => c.passed);
+    if (passed && session.solvedAt === undefined) {
+      await ctx.store.setSessionFields(sessionId, { solvedAt: ctx.now(), score, maxScore });
+    }
     ctx.events.emit({
       type: 'check.completed',
       sessionId,
@@ -310,6 +323,25 @@ export class SessionService implements LabvirtService {
       .sort((a, b) => a.id.localeCompare(b.id));
   }
 
+  async registerKey(student: string, publicKey: string): Promise<RegisteredKey> {
+    if (!STUDENT_PATTERN.test(student)) {
+      throw new LabvirtError('INVALID_REQUEST', 'student must be 1-128 letters, digits or ._@+-');
+    }
+    const normalized = normalizePublicKey(publicKey);
+    await this.ctx.store.setStudentPublicKey(student, normalized);
+    return { publicKey: normalized, fingerprint: publicKeyFingerprint(normalized) };
+  }
+
+  async registeredKey(student: string): Promise<RegisteredKey | undefined> {
+    const publicKey = await this.ctx.store.studentPublicKey(student);
+    return publicKey ? { publicKey, fingerprint: publicKeyFingerprint(publicKey) } : undefined;
+  }
+
+  async recentSessions(student: string, limit = 5): Promise<SessionView[]> {
+    const sessions = await this.ctx.store.recentSessions(student, limit);
+    return Promise.all(sessions.map((s) => this.view(s)));
+  }
+
   async health() {
     const checks: Record<string, { ok: boolean; detail?: string }> = {};
     for (const [name, probe] of Object.entries(this.probes)) {
@@ -343,6 +375,7 @@ export class SessionService implements LabvirtService {
       student: session.student,
       labId: session.labId,
       labTitle: lab?.title ?? session.labId,
+      labDescription: lab?.description,
       flavor: session.flavor,
       state: session.state,
       envId: session.envId,
@@ -355,6 +388,11 @@ export class SessionService implements LabvirtService {
       hintsUsed: session.hintsUsed,
       hintsTotal: lab?.hints.length ?? 0,
       endedReason: session.endedReason,
+      endedAt: session.endedAt ? new Date(session.endedAt).toISOString() : undefined,
+      endedDetail: session.endedDetail,
+      solvedAt: session.solvedAt ? new Date(session.solvedAt).toISOString() : undefined,
+      score: session.score,
+      maxScore: session.maxScore,
       connection:
         session.state === 'active' && session.connection
           ? (JSON.parse(session.connection) as ConnectionDetails)

@@ -19,6 +19,8 @@ export interface SessionView {
   student: string;
   labId: string;
   labTitle: string;
+  /** The lab's description (Markdown), what the student is asked to fix. */
+  labDescription?: string;
   flavor: string;
   state: SessionState;
   envId?: string;
@@ -31,6 +33,13 @@ export interface SessionView {
   hintsUsed: number;
   hintsTotal: number;
   endedReason?: SessionEndReason;
+  /** When it ended, and (for a failed session) why, in words a student can read. */
+  endedAt?: string;
+  endedDetail?: string;
+  /** Set by the first check that passes: when, and the points it scored. */
+  solvedAt?: string;
+  score?: number;
+  maxScore?: number;
   connection?: ConnectionDetails;
   /** Only while waiting for an env. */
   queue?: { position: number; estimateSeconds: number };
@@ -153,4 +162,23 @@ export interface LabvirtService {
   >;
   /** Readiness of the dependencies (Redis, host cluster). */
   health(): Promise<{ ok: boolean; checks: Record<string, { ok: boolean; detail?: string }> }>;
+}
+
+/** A student's registered SSH public key, as shown back to them. */
+export interface RegisteredKey {
+  publicKey: string;
+  /** `SHA256:…`, as `ssh-keygen -lf` prints it. */
+  fingerprint: string;
+}
+
+/**
+ * What front ends that know their students (Slack) need beyond
+ * {@link LabvirtService}: registered keys, history and lab details.
+ */
+export interface StudentService extends LabvirtService {
+  /** Validates and stores the student's key; later starts without a key use it. */
+  registerKey(student: string, publicKey: string): Promise<RegisteredKey>;
+  registeredKey(student: string): Promise<RegisteredKey | undefined>;
+  /** The student's latest sessions, live and ended, newest first. */
+  recentSessions(student: string, limit?: number): Promise<SessionView[]>;
 }

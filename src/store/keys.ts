@@ -28,6 +28,19 @@ export function storeKeys(prefix: string) {
     slackMessage: (sessionId: string) => `${base}slack-message:${sessionId}`,
     /** Held by the one replica editing a session's Slack messages right now. */
     slackLock: (sessionId: string) => `${base}slack-lock:${sessionId}`,
+    /** A student's registered SSH public key. */
+    studentPublicKey: (student: string) => `${base}student-key:${student}`,
+    /** A student's recent session ids (live and ended), scored by creation time. */
+    history: (student: string) => `${base}history:${student}`,
+    /** A one-time private-key download, and its tombstone once taken. */
+    keyLink: (token: string) => `${base}key-link:${token}`,
+    keyLinkTaken: (token: string) => `${base}key-link-taken:${token}`,
+    /** Marks that something (a signed request, a click) was seen, for replay refusal. */
+    seen: (what: string) => `${base}seen:${what}`,
+    /** Requests counted in one rate-limit window. */
+    rate: (what: string) => `${base}rate:${what}`,
+    /** The latest failures (JSON lines), newest first, for operators. */
+    failures: `${base}failures`,
   };
 }
 

@@ -36,6 +36,12 @@ export interface SessionRecord {
   endedAt?: number;
   /** JSON of the connection details, set when the session turns active. */
   connection?: string;
+  /** Why a failed session failed, in words a student can read. */
+  endedDetail?: string;
+  /** The first passing check: when, and its score. */
+  solvedAt?: number;
+  score?: number;
+  maxScore?: number;
 }
 
 export type EnvSnapshot = Pick<EnvRecord, 'envId' | 'flavor' | 'state' | 'createdAt'> & {
@@ -277,7 +283,12 @@ export class Store {
   /** Updates plain fields of a live session (never resurrects an ended one). */
   async setSessionFields(
     id: string,
-    fields: Partial<Pick<SessionRecord, 'expiresAt' | 'warnedAt' | 'connection' | 'state'>>,
+    fields: Partial<
+      Pick<
+        SessionRecord,
+        'expiresAt' | 'warnedAt' | 'connection' | 'state' | 'solvedAt' | 'score' | 'maxScore'
+      >
+    >,
   ): Promise<void> {
     const key = this.keys.session(id);
     const state = await this.redis.hget(key, 'state');
@@ -312,8 +323,9 @@ export class Store {
     id: string,
     reason: SessionEndReason,
     now = Date.now(),
+    detail = '',
   ): Promise<{ id: string; student: string; labId: string; envId?: string } | undefined> {
-    const res = (await this.run('endSession', [id, reason, now])) as string[];
+    const res = (await this.run('endSession', [id, reason, now, detail])) as string[];
     if (res.length === 0) return undefined;
     return { id, student: res[0]!, labId: res[1]!, envId: res[2] || undefined };
   }
@@ -490,6 +502,100 @@ export class Store {
     await this.redis.set(this.keys.initialized, String(Date.now()));
   }
 
+  // ---- students ---------------------------------------------------------
+
+  async setStudentPublicKey(student: string, publicKey: string): Promise<void> {
+    await this.redis.set(this.keys.studentPublicKey(student), publicKey);
+  }
+
+  async studentPublicKey(student: string): Promise<string | undefined> {
+    return (await this.redis.get(this.keys.studentPublicKey(student))) ?? undefined;
+  }
+
+  /** Adds a session to the student's history (kept to the latest `keep`, for 30 days). */
+  async rememberSession(
+    student: string,
+    sessionId: string,
+    createdAt: number,
+    keep = 20,
+  ): Promise<void> {
+    const key = this.keys.history(student);
+    await this.redis
+      .multi()
+      .zadd(key, createdAt, sessionId)
+      .zremrangebyrank(key, 0, -keep - 1)
+      .expire(key, 30 * 86400)
+      .exec();
+  }
+
+  /** The student's latest sessions, newest first (ended ones while their record lasts). */
+  async recentSessions(student: string, limit: number): Promise<SessionRecord[]> {
+    const ids = await this.redis.zrevrange(this.keys.history(student), 0, limit - 1);
+    return (await this.hgetallMany(ids.map((id) => this.keys.session(id))))
+      .map(toSession)
+      .filter((s): s is SessionRecord => s !== undefined);
+  }
+
+  // ---- one-time secrets, replay and rate limits --------------------------
+
+  async putKeyLink(token: string, privateKey: string, ttlSeconds: number): Promise<void> {
+    await this.redis.set(this.keys.keyLink(token), privateKey, 'EX', ttlSeconds);
+  }
+
+  /**
+   * Takes a one-time download: the key the first time, then `taken` (for as
+   * long as the link would have lived), `unknown` for a link never made or expired.
+   */
+  async takeKeyLink(token: string): Promise<string | 'taken' | 'unknown'> {
+    const [[, value], [, ttl]] = (await this.redis
+      .multi()
+      .getdel(this.keys.keyLink(token))
+      .ttl(this.keys.keyLinkTaken(token))
+      .exec()) as [[unknown, string | null], [unknown, number]];
+    if (value) {
+      await this.redis.set(this.keys.keyLinkTaken(token), '1', 'EX', 3600);
+      return value;
+    }
+    return ttl > 0 ? 'taken' : 'unknown';
+  }
+
+  /** Keeps a failure for operators' views (the latest `keep`). */
+  async recordFailure(failure: { at: number; what: string }, keep = 50): Promise<void> {
+    await this.redis
+      .multi()
+      .lpush(this.keys.failures, JSON.stringify(failure))
+      .ltrim(this.keys.failures, 0, keep - 1)
+      .exec();
+  }
+
+  async recentFailures(limit: number): Promise<{ at: number; what: string }[]> {
+    const lines = await this.redis.lrange(this.keys.failures, 0, limit - 1);
+    return lines.flatMap((line) => {
+      try {
+        return [JSON.parse(line) as { at: number; what: string }];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  /** True the first time `what` is marked within `ttlSeconds`, false for a repeat. */
+  async markSeen(what: string, ttlSeconds: number): Promise<boolean> {
+    return (await this.redis.set(this.keys.seen(what), '1', 'EX', ttlSeconds, 'NX')) === 'OK';
+  }
+
+  /** Counts one request against `what` in the current window; returns the count so far. */
+  async countRequest(what: string, windowSeconds: number, now = Date.now()): Promise<number> {
+    const window = Math.floor(now / 1000 / windowSeconds);
+    const key = this.keys.rate(`${what}:${window}`);
+    const [[, count]] = (await this.redis
+      .multi()
+      .incr(key)
+      .expire(key, windowSeconds * 2)
+      .exec()) as [[unknown, number], unknown];
+    return count;
+  }
+
   // ---- Slack delivery ------------------------------------------------------
   // A session's DM status message and what it shows, kept beside the session
   // (and as long as an ended one) so that any replica can edit it.
@@ -612,5 +718,9 @@ function toSession(h: Record<string, string>): SessionRecord | undefined {
     endedReason: (h.endedReason || undefined) as SessionEndReason | undefined,
     endedAt: num(h.endedAt),
     connection: h.connection || undefined,
+    endedDetail: h.endedDetail || undefined,
+    solvedAt: num(h.solvedAt),
+    score: num(h.score),
+    maxScore: num(h.maxScore),
   };
 }

@@ -4,7 +4,7 @@
   env (if any) moves to releasing. Idempotent: ending an ended session
   returns nothing.
 
-  ARGV: prefix, sessionId, reason, now
+  ARGV: prefix, sessionId, reason, now, detail (why, may be empty)
   Returns: {} if already ended or unknown | {student, labId, envId or ''}
 ]]
 local p, sid, reason, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -14,6 +14,7 @@ if not state or state == 'ended' then return {} end
 local fields = redis.call('HMGET', sessionKey, 'student', 'labId', 'flavor', 'envId')
 local student, labId, flavor, envId = fields[1], fields[2], fields[3], fields[4]
 redis.call('HSET', sessionKey, 'state', 'ended', 'endedReason', reason, 'endedAt', now)
+if ARGV[5] and ARGV[5] ~= '' then redis.call('HSET', sessionKey, 'endedDetail', ARGV[5]) end
 redis.call('SREM', p .. 'student:' .. student, sid)
 redis.call('LREM', p .. 'line:' .. flavor, 0, sid)
 redis.call('ZREM', p .. 'expiry', sid)
