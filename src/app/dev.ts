@@ -21,6 +21,7 @@ export interface DevStackOptions {
   now?: () => number;
   /** Slack secrets; with them labvirt talks to Slack (at `slack.apiUrl`). */
   slack?: LabvirtOptions['slack'];
+  slackClientRetries?: LabvirtOptions['slackClientRetries'];
 }
 
 export interface DevStack {
@@ -74,6 +75,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       roles: options.roles,
       now: options.now,
       slack: options.slack,
+      slackClientRetries: options.slackClientRetries,
     });
     const simHandle = sim;
     return {

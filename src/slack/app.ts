@@ -98,9 +98,11 @@ export function createSlackApp(options: SlackAppOptions): SlackApp {
   }
   const app = new App({
     receiver,
-    token: options.botToken,
-    // One workspace, one bot token: no auth.test round trip per request.
-    tokenVerificationEnabled: false,
+    // One workspace, one bot token. Given as an authorize function (not
+    // `token`) so that Bolt never calls auth.test to learn the bot's ids:
+    // with Slack unreachable, a command must still be acknowledged and a
+    // session still start.
+    authorize: async () => ({ botToken: options.botToken }),
     clientOptions,
     logger,
   });

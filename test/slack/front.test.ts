@@ -69,6 +69,7 @@ describe('Slack front end over HTTP', () => {
     fake = await startFakeSlack();
     stack = await startTestStack({
       slack: { botToken: BOT_TOKEN, signingSecret: TEST_SIGNING_SECRET },
+      slackClientRetries: 0,
       overrides: {
         slack: { apiUrl: fake.apiUrl, operators: [OPERATOR], commandsPerMinute: 12 },
         sessions: { maxPerStudent: 1 },
@@ -372,5 +373,29 @@ describe('Slack front end over HTTP', () => {
     expect(sessions).toHaveLength(1);
     expect(await stack.labvirt.service.list({ student: 'T0001.U9001' })).toEqual([]);
     await stack.labvirt.service.stop(sessions[0]!.id);
+  }, 60_000);
+
+  it('keeps working when Slack is unreachable: the start is acknowledged and the session runs', async () => {
+    const user = 'U9101';
+    const authTests = fake.calls.filter((c) => c.method === 'auth.test').length;
+    await fake.setDown('refused');
+    try {
+      const start = await lab(user, 'start fixture-one');
+      expect(start.status).toBe(200);
+      expect(start.ackText).toContain('Starting');
+      const [session] = await stack.until(async () => {
+        const live = await stack.labvirt.service.list({ student: studentOf(user) });
+        return live.length > 0 && live;
+      }, 'the session');
+      // The API still shows the truth while Slack is away.
+      const active = await stack.untilSession(session!.id, 'active');
+      expect(active.connection?.command).toContain(session!.id);
+      // Bolt never had to ask Slack who the bot is.
+      expect(fake.calls.filter((c) => c.method === 'auth.test').length).toBe(authTests);
+    } finally {
+      await fake.setDown(false);
+    }
+    const [session] = await stack.labvirt.service.list({ student: studentOf(user) });
+    await stack.labvirt.service.stop(session!.id);
   }, 60_000);
 });
