@@ -84,6 +84,7 @@ const SCRIPTS = [
   'reassignSession',
   'activateSession',
   'takeHint',
+  'takeKeyLink',
   'releaseSlackLock',
   'recordSlackMessage',
   'markSlackDelivered',
@@ -543,20 +544,12 @@ export class Store {
   }
 
   /**
-   * Takes a one-time download: the key the first time, then `taken` (for as
-   * long as the link would have lived), `unknown` for a link never made or expired.
+   * Takes a one-time download: the key the first time (to one taker only),
+   * then `taken` for an hour, `unknown` for a link never made or expired.
    */
   async takeKeyLink(token: string): Promise<string | 'taken' | 'unknown'> {
-    const [[, value], [, ttl]] = (await this.redis
-      .multi()
-      .getdel(this.keys.keyLink(token))
-      .ttl(this.keys.keyLinkTaken(token))
-      .exec()) as [[unknown, string | null], [unknown, number]];
-    if (value) {
-      await this.redis.set(this.keys.keyLinkTaken(token), '1', 'EX', 3600);
-      return value;
-    }
-    return ttl > 0 ? 'taken' : 'unknown';
+    const [outcome, value] = (await this.run('takeKeyLink', [token, 3600])) as string[];
+    return outcome === 'key' ? value! : outcome === 'taken' ? 'taken' : 'unknown';
   }
 
   /** Keeps a failure for operators' views (the latest `keep`). */
