@@ -1,0 +1,258 @@
+/**
+ * Slack front end benchmark (run: `npx tsx bench/slack.bench.ts`, or
+ * `--quick` for 20 sessions): real redis-server, the simulated KubeVirt
+ * cluster, labvirt with Bolt's HTTP receiver on its API port and a fake Slack
+ * Web API on loopback. Against a warm pool, in one run:
+ *  - HTTP API: N concurrent `POST /v1/sessions` — answer latency and time to
+ *    the session being active, p50/p99;
+ *  - Slack: N concurrent signed `/lab start` — ack latency and time to the
+ *    student's DM showing the active session, p50/p99, and their ratios to
+ *    the API's figures;
+ *  - Slack Web API calls per session for start → solve → stop (the check that
+ *    grades the solve is made through the service, so it is not counted;
+ *    students registered their own key first, so no key file is sent).
+ * Environment: BENCH_SESSIONS (default 200; --quick 20), BENCH_SPEED
+ * (simulator speed factor, default 20), BENCH_NOTIFY_RATE (Slack calls per
+ * second for DMs, default labvirt's 10).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDevStack, type DevStack } from '../src/app/dev.js';
+import { generateKeyPair } from '../src/ssh/index.js';
+import { startFakeSlack, type FakeSlack } from '../test/helpers/fake-slack.js';
+import {
+  TEST_SIGNING_SECRET,
+  postBlockAction,
+  postSlashCommand,
+} from '../test/helpers/slack-request.js';
+import { solveLab } from '../test/slack/helpers.js';
+
+const QUICK = process.argv.includes('--quick');
+const N = Number(process.env.BENCH_SESSIONS ?? (QUICK ? 20 : 200));
+const SPEED = Number(process.env.BENCH_SPEED ?? 20);
+const NOTIFY_RATE = Number(process.env.BENCH_NOTIFY_RATE ?? 10);
+const LABS = join(import.meta.dirname, '..', 'test', 'fixtures', 'labs');
+const FLAVOR = 'v1.30-1node';
+const ACTIVE = /your cluster is ready/;
+
+function pct(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+const ms = (v: number) => `${Math.round(v)} ms`;
+
+async function waitFor(fn: () => Promise<boolean> | boolean, timeoutMs: number, what: string) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Runs `fn` over `items`, at most `limit` at a time. */
+async function inBatches<T>(items: T[], limit: number, fn: (item: T) => Promise<void>) {
+  const queue = [...items];
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      for (let item = queue.shift(); item !== undefined; item = queue.shift()) await fn(item);
+    }),
+  );
+}
+
+async function fillPool(stack: DevStack): Promise<number> {
+  const started = Date.now();
+  await waitFor(
+    async () => {
+      await stack.labvirt.runMaintenance('replenish');
+      return ((await stack.labvirt.store.countByState(FLAVOR)).warm ?? 0) >= N;
+    },
+    15 * 60_000,
+    `${N} warm envs`,
+  );
+  return (Date.now() - started) / 1000;
+}
+
+async function apiRound(stack: DevStack) {
+  const { labvirt, apiToken } = stack;
+  const readyAt = new Map<string, number>();
+  const off = labvirt.events.on('session.ready', (e) => void readyAt.set(e.sessionId, Date.now()));
+  const results = await Promise.all(
+    Array.from({ length: N }, async (_, i) => {
+      const t0 = Date.now();
+      const res = await fetch(`${labvirt.apiUrl}/v1/sessions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${apiToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ student: `api-${i}`, labId: 'fixture-one', requestId: `api-${i}` }),
+      });
+      const body = (await res.json()) as { id: string };
+      if (res.status !== 201) throw new Error(`POST /v1/sessions: ${res.status}`);
+      return { id: body.id, t0, answerMs: Date.now() - t0 };
+    }),
+  );
+  await waitFor(() => results.every((r) => readyAt.has(r.id)), 10 * 60_000, 'API sessions active');
+  off();
+  const activeMs = results.map((r) => readyAt.get(r.id)! - r.t0);
+  await inBatches(results, 20, async (r) => void (await labvirt.service.stop(r.id)));
+  return { answerMs: results.map((r) => r.answerMs), activeMs };
+}
+
+async function slackRound(stack: DevStack, fake: FakeSlack) {
+  const { labvirt } = stack;
+  const url = `${labvirt.apiUrl}/slack/events`;
+  const users = Array.from({ length: N }, (_, i) => `UB${String(i).padStart(6, '0')}`);
+  const key = generateKeyPair().public;
+  for (const u of users) await labvirt.service.registerKey(`${fake.teamId}.${u}`, key);
+  fake.reset();
+  const readyAt = new Map<string, number>();
+  const off = labvirt.events.on('session.ready', (e) => void readyAt.set(e.student, Date.now()));
+
+  const starts = await Promise.all(
+    users.map(async (userId) => {
+      const t0 = Date.now();
+      const res = await postSlashCommand(url, { text: 'start fixture-one', userId });
+      if (res.status !== 200) throw new Error(`/lab start: ${res.status} ${res.text}`);
+      return { userId, t0, ackMs: res.elapsedMs };
+    }),
+  );
+  const activeAt = (userId: string) =>
+    fake.messagesTo(userId)[0]?.versions.find((v) => ACTIVE.test(v.text ?? ''))?.at;
+  await waitFor(
+    () => starts.every((s) => activeAt(s.userId) !== undefined),
+    15 * 60_000,
+    'every DM to show the active session',
+  );
+  off();
+  const activeMs = starts.map((s) => activeAt(s.userId)! - s.t0);
+  // How long after the session turned active its DM said so.
+  const lagMs = starts.map(
+    (s) => activeAt(s.userId)! - (readyAt.get(`${fake.teamId}.${s.userId}`) ?? NaN),
+  );
+
+  // Solve, grade, then stop through Slack (command → confirmation → click).
+  const sessions = await labvirt.service.list();
+  await inBatches(starts, 10, async ({ userId }) => {
+    const session = sessions.find((s) => s.student === `${fake.teamId}.${userId}`)!;
+    await solveLab(labvirt, session.id);
+    const check = await labvirt.service.check(session.id);
+    if (!check.passed) throw new Error(`check failed after solve: ${session.id}`);
+    // The confirmation is an ephemeral answer (no Web API call); the click stops.
+    await postSlashCommand(url, { text: 'stop', userId, responseUrl: fake.responseUrl() });
+    const status = fake.messagesTo(userId)[0]!;
+    await postBlockAction(url, {
+      userId,
+      actionId: 'lab_stop',
+      value: session.id,
+      channelId: status.channel,
+      messageTs: status.ts,
+      responseUrl: fake.responseUrl(),
+    });
+  });
+  await waitFor(
+    () =>
+      starts.every((s) => fake.messagesTo(s.userId).some((m) => /has ended/.test(m.text ?? ''))),
+    10 * 60_000,
+    'every goodbye DM',
+  );
+  await waitFor(
+    async () => {
+      const c = await labvirt.notifier!.counts();
+      return c.wait! + c.active! + c.delayed! + c.prioritized! === 0;
+    },
+    5 * 60_000,
+    'the notification queue to drain',
+  );
+
+  // Web API calls made for each student (their DM, their ephemeral answers, their Home).
+  const perUser = new Map<string, Record<string, number>>();
+  for (const call of fake.calls) {
+    const a = call.args;
+    const userId = [a.channel, a.user, a.user_id, a.users]
+      .map((v) => (typeof v === 'string' ? v : ''))
+      .map((v) => (v.startsWith('D') ? `U${v.slice(1)}` : v))
+      .find((v) => v.startsWith('UB'));
+    if (!userId) continue;
+    const counts = perUser.get(userId) ?? {};
+    counts[call.method] = (counts[call.method] ?? 0) + 1;
+    perUser.set(userId, counts);
+  }
+  const totals = users.map((u) => Object.values(perUser.get(u) ?? {}).reduce((s, n) => s + n, 0));
+  const byMethod: Record<string, number> = {};
+  for (const counts of perUser.values()) {
+    for (const [m, n] of Object.entries(counts)) byMethod[m] = (byMethod[m] ?? 0) + n / N;
+  }
+  return {
+    ackMs: starts.map((s) => s.ackMs),
+    activeMs,
+    lagMs,
+    callsMean: totals.reduce((s, n) => s + n, 0) / N,
+    callsMax: Math.max(...totals),
+    byMethod,
+    rateLimited: fake.calls.filter((c) => c.status === 429).length,
+  };
+}
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'labvirt-slack-bench-'));
+  const fake = await startFakeSlack();
+  const stack = await startDevStack({
+    dir,
+    sim: { speed: SPEED },
+    roles: { scheduler: false },
+    slack: { botToken: 'xoxb-bench', signingSecret: TEST_SIGNING_SECRET },
+    overrides: {
+      labsDir: LABS,
+      flavors: {
+        [FLAVOR]: { kubernetesVersion: '1.30', nodes: 1, minWarm: N, maxTotal: N * 2 + 10 },
+        'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
+      },
+      pool: { pollSeconds: 0.1, jobLockSeconds: 10 },
+      sessions: { maxPerStudent: 1 },
+      slack: { apiUrl: fake.apiUrl, notifyCallsPerSecond: NOTIFY_RATE, commandsPerMinute: 600 },
+    },
+  });
+  try {
+    console.log(`slack bench: ${N} sessions, simulator speed ${SPEED}, ${NOTIFY_RATE} DM calls/s`);
+    console.log(`pool: ${N} warm envs in ${(await fillPool(stack)).toFixed(1)} s`);
+    let t = Date.now();
+    const api = await apiRound(stack);
+    console.log(`api round: ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    console.log(`pool: refilled in ${(await fillPool(stack)).toFixed(1)} s`);
+    t = Date.now();
+    const slack = await slackRound(stack, fake);
+    console.log(`slack round: ${((Date.now() - t) / 1000).toFixed(1)} s`);
+
+    const row = (name: string, xs: number[]) =>
+      `${name}: p50 ${ms(pct(xs, 50))}, p99 ${ms(pct(xs, 99))}`;
+    console.log(row(`HTTP API   answer  (${N} POST /v1/sessions at once)`, api.answerMs));
+    console.log(row(`Slack      ack     (${N} signed /lab start at once)`, slack.ackMs));
+    console.log(
+      `ratio Slack ack / API answer: p50 ${(pct(slack.ackMs, 50) / pct(api.answerMs, 50)).toFixed(2)}x, ` +
+        `p99 ${(pct(slack.ackMs, 99) / pct(api.answerMs, 99)).toFixed(2)}x (goal: Slack p99 < 300 ms)`,
+    );
+    console.log(row('HTTP API   request → session active', api.activeMs));
+    console.log(row('Slack      command → DM shows active', slack.activeMs));
+    console.log(row('Slack      session active → DM shows it', slack.lagMs));
+    console.log(
+      `ratio Slack DM / API active: p50 ${(pct(slack.activeMs, 50) / pct(api.activeMs, 50)).toFixed(2)}x, ` +
+        `p99 ${(pct(slack.activeMs, 99) / pct(api.activeMs, 99)).toFixed(2)}x`,
+    );
+    const methods = Object.entries(slack.byMethod)
+      .sort((a, b) => b[1] - a[1])
+      .map(([m, n]) => `${m} ${n.toFixed(2)}`)
+      .join(', ');
+    console.log(
+      `Slack Web API calls per session (start → solve → stop): mean ${slack.callsMean.toFixed(2)}, ` +
+        `max ${slack.callsMax} (goal ≤ 6) = ${methods}; 429s seen: ${slack.rateLimited}`,
+    );
+  } finally {
+    await stack.stop();
+    await fake.close();
+    // The simulator's stop lets its guests-map writer (10 ms batching) fire
+    // once more as guests go away; give it that moment before the folder goes.
+    await new Promise((r) => setTimeout(r, 100));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
