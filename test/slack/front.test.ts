@@ -17,6 +17,7 @@ import { shownText, solveLab, statusMessageOf } from './helpers.js';
 
 const BOT_TOKEN = 'xoxb-front-test';
 const OPERATOR = 'UOPS0001';
+const COMMANDS_PER_MINUTE = 16;
 
 /**
  * The Slack front end over HTTP, as Slack drives it: signed slash commands,
@@ -71,7 +72,12 @@ describe('Slack front end over HTTP', () => {
       slack: { botToken: BOT_TOKEN, signingSecret: TEST_SIGNING_SECRET },
       slackClientRetries: 0,
       overrides: {
-        slack: { apiUrl: fake.apiUrl, operators: [OPERATOR], commandsPerMinute: 12 },
+        slack: {
+          apiUrl: fake.apiUrl,
+          operators: [OPERATOR],
+          operatorGroup: 'S0PS0001',
+          commandsPerMinute: COMMANDS_PER_MINUTE,
+        },
         sessions: { maxPerStudent: 1 },
       },
     });
@@ -202,10 +208,15 @@ describe('Slack front end over HTTP', () => {
     );
 
     // Extend (command), then stop: the command asks, the confirmed button stops.
+    // `extend 60` is two steps of sessions.extendMinutes (30); the maximum stops it.
     const before = Date.parse(solved.expiresAt!);
-    const extend = await lab(user, 'extend');
+    const extend = await lab(user, 'extend 60');
     expect(extend.ackText).toContain('Extended');
-    expect(Date.parse((await stack.labvirt.service.status(id)).expiresAt!)).toBeGreaterThan(before);
+    const extended = Date.parse((await stack.labvirt.service.status(id)).expiresAt!);
+    expect(extended - before).toBe(60 * 60_000);
+    expect((await lab(user, 'extend 5000')).ackText).toContain('whole number from 1');
+    expect((await lab(user, 'extend 240')).ackText).toContain('Extended');
+    expect((await lab(user, 'extend')).ackText).toContain('sessions last at most');
     const stop = await lab(user, 'stop');
     const confirmButton = (stop.ack.blocks as Json[]).find((b) => b.type === 'actions').elements[0];
     expect(confirmButton).toMatchObject({ action_id: 'lab_stop', value: id, style: 'danger' });
@@ -265,6 +276,8 @@ describe('Slack front end over HTTP', () => {
     expect(shownText(home.args.view as Json)).toMatch(/v1\.30-1node\* — \d+ warm/);
     const pool = await lab(OPERATOR, 'pool');
     expect(pool.ackText).toContain('Operator: pools');
+    fake.setUsergroupMembers('S0PS0001', ['UGRP0001']);
+    expect((await lab('UGRP0001', 'pool')).ackText).toContain('Operator: pools');
     const refused = await lab('U4001', 'pool');
     expect(refused.ackText).toContain('Only labvirt operators can see the pool');
     expect(refused.ackText).not.toContain('warm');
@@ -358,9 +371,12 @@ describe('Slack front end over HTTP', () => {
 
   it('limits commands per student per minute, across replicas (in Redis)', async () => {
     const answers = [];
-    for (let i = 0; i < 13; i++) answers.push(await lab('U8001', 'help'));
-    expect(answers.slice(0, 12).every((a) => a.ackText.includes('/lab start'))).toBe(true);
-    expect(answers[12]!.ackText).toContain('Slow down: at most 12 commands a minute');
+    for (let i = 0; i <= COMMANDS_PER_MINUTE; i++) answers.push(await lab('U8001', 'help'));
+    const allowed = answers.slice(0, COMMANDS_PER_MINUTE);
+    expect(allowed.every((a) => a.ackText.includes('/lab start'))).toBe(true);
+    expect(answers[COMMANDS_PER_MINUTE]!.ackText).toContain(
+      `Slow down: at most ${COMMANDS_PER_MINUTE} commands a minute`,
+    );
     // Another student is not affected.
     expect((await lab('U8002', 'help')).ackText).toContain('/lab start');
   });
