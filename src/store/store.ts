@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -577,16 +578,21 @@ export class Store {
     return (await this.redis.set(this.keys.seen(what), '1', 'EX', ttlSeconds, 'NX')) === 'OK';
   }
 
-  /** Counts one request against `what` in the current window; returns the count so far. */
+  /**
+   * Counts one request against `what` over the last `windowSeconds` (a
+   * sliding window: no burst at a window's edge); returns the count with it.
+   */
   async countRequest(what: string, windowSeconds: number, now = Date.now()): Promise<number> {
-    const window = Math.floor(now / 1000 / windowSeconds);
-    const key = this.keys.rate(`${what}:${window}`);
-    const [[, count]] = (await this.redis
+    const key = this.keys.rate(what);
+    const member = `${now}-${randomBytes(4).toString('hex')}`;
+    const res = (await this.redis
       .multi()
-      .incr(key)
-      .expire(key, windowSeconds * 2)
-      .exec()) as [[unknown, number], unknown];
-    return count;
+      .zremrangebyscore(key, '-inf', now - windowSeconds * 1000)
+      .zadd(key, now, member)
+      .zcard(key)
+      .pexpire(key, windowSeconds * 1000)
+      .exec()) as [unknown, unknown][];
+    return res[2]![1] as number;
   }
 
   // ---- Slack delivery ------------------------------------------------------
