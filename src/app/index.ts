@@ -317,7 +317,8 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     }
 
     // Every replica records the failures it sees, for operators' Slack views.
-    stack.push(async () => recordFailures(events, store, log)());
+    const stopRecordingFailures = recordFailures(events, store, log);
+    stack.push(async () => stopRecordingFailures());
 
     // The Slack front end runs where the HTTP API does (it shares its port
     // unless slack.port says otherwise).

@@ -274,8 +274,20 @@ describe('Slack front end over HTTP', () => {
     );
     expect(shownText(home.args.view as Json)).toContain('Operator: pools');
     expect(shownText(home.args.view as Json)).toMatch(/v1\.30-1node\* — \d+ warm/);
-    const pool = await lab(OPERATOR, 'pool');
+    stack.labvirt.events.emit({
+      type: 'env.failed',
+      envId: 'q1w2e3r4',
+      flavor: 'v1.30-1node',
+      attempt: 2,
+      willRetry: false,
+      reason: 'VM control-plane failed to boot',
+    });
+    const pool = await stack.until(async () => {
+      const answer = await lab(OPERATOR, 'pool');
+      return answer.ackText.includes('q1w2e3r4') && answer;
+    }, 'the failure in /lab pool');
     expect(pool.ackText).toContain('Operator: pools');
+    expect(pool.ackText).toContain('giving up: VM control-plane failed to boot');
     fake.setUsergroupMembers('S0PS0001', ['UGRP0001']);
     expect((await lab('UGRP0001', 'pool')).ackText).toContain('Operator: pools');
     const refused = await lab('U4001', 'pool');
