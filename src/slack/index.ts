@@ -10,3 +10,10 @@ export {
   sessionEndedMessage,
   type SlackMessage,
 } from './messages.js';
+export {
+  renderManifest,
+  slackManifest,
+  usageHint,
+  BOT_SCOPES,
+  type ManifestOptions,
+} from './manifest.js';

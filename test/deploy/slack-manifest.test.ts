@@ -4,6 +4,7 @@ import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { SUBCOMMANDS } from '../../src/slack/commands.js';
+import { renderManifest, slackManifest, usageHint } from '../../src/slack/manifest.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -80,5 +81,31 @@ describe('Slack app manifests', () => {
     const socket = manifest('manifest-socket.yaml');
     expect(socket.settings.socket_mode_enabled).toBe(true);
     expect(JSON.stringify(socket)).not.toContain('https://');
+  });
+
+  it('are what `labvirt slack manifest` makes (generic address and hint)', () => {
+    expect(manifest('manifest.yaml')).toEqual(slackManifest({ mode: 'http', command: '/lab' }));
+    expect(manifest('manifest-socket.yaml')).toEqual(
+      slackManifest({ mode: 'socket', command: '/lab' }),
+    );
+  });
+
+  it("puts an installation's address, command and lab ids in the manifest it prints", () => {
+    const m = parse(
+      renderManifest({
+        mode: 'http',
+        publicUrl: 'https://labs.example.edu/',
+        command: '/k8slab',
+        labIds: ['pvc-pending', 'coredns-broken'],
+      }),
+    );
+    expect(m.features.slash_commands[0]).toMatchObject({
+      command: '/k8slab',
+      url: 'https://labs.example.edu/slack/events',
+      usage_hint: expect.stringContaining('start <coredns-broken|pvc-pending>'),
+    });
+    const many = usageHint(Array.from({ length: 100 }, (_, i) => `some-long-lab-id-${i}`));
+    expect(many.length).toBeLessThanOrEqual(300);
+    expect(many).toContain('|…>');
   });
 });

@@ -6,6 +6,7 @@ import { registerLabTestCommand } from './labtest.js';
 import { registerRenderCommand } from './render.js';
 import { registerServeCommands } from './serve.js';
 import { registerSimCommand } from './sim.js';
+import { registerSlackCommands } from './slack.js';
 
 /**
  * Every command group registers itself here, one line each. Keep the groups in
@@ -20,4 +21,5 @@ export function registerCommands(program: Command): void {
   // After the `labs` group (validate, list) so `test` joins it.
   registerLabTestCommand(program);
   registerClientCommands(program);
+  registerSlackCommands(program);
 }
