@@ -188,8 +188,9 @@ async function handle(
       const view = await startFromSlack(deps, client, {
         student,
         labId: args[0]!,
-        // Slack gives each command invocation its own trigger id.
-        requestId: requestIdOf('command', command.trigger_id),
+        // Slack gives each command invocation its own trigger id (without
+        // one, nothing identifies a repeat: the start is a new request).
+        requestId: command.trigger_id ? requestIdOf('command', command.trigger_id) : undefined,
       });
       return infoMessage(
         view.state === 'waiting'

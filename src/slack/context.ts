@@ -155,7 +155,7 @@ function withSlash(url: string): string {
 export async function startFromSlack(
   deps: SlackDeps,
   client: WebClient,
-  input: { student: string; labId: string; requestId: string },
+  input: { student: string; labId: string; requestId?: string },
 ): Promise<SessionView> {
   const view = await deps.service.start(input);
   await sessionChanged(deps, view.id);
