@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeSlack, type FakeSlack } from '../helpers/fake-slack.js';
@@ -12,6 +13,7 @@ import {
   type BlockActionFields,
   type SlashCommandFields,
 } from '../helpers/slack-request.js';
+import { createLogger } from '../../src/log/index.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { shownText, solveLab, statusMessageOf } from './helpers.js';
 
@@ -29,6 +31,7 @@ describe('Slack front end over HTTP', () => {
   let stack: TestStack;
   let fake: FakeSlack;
   let events: string;
+  const logLines: string[] = [];
 
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- Slack's JSON is checked field by field
   type Json = any;
@@ -69,6 +72,16 @@ describe('Slack front end over HTTP', () => {
   beforeAll(async () => {
     fake = await startFakeSlack();
     stack = await startTestStack({
+      // Every log line, debug included, is kept to check that no secret reaches it.
+      logger: createLogger({
+        level: 'debug',
+        destination: new Writable({
+          write(chunk, _encoding, done) {
+            logLines.push(String(chunk));
+            done();
+          },
+        }),
+      }),
       slack: { botToken: BOT_TOKEN, signingSecret: TEST_SIGNING_SECRET },
       slackClientRetries: 0,
       overrides: {
@@ -426,4 +439,13 @@ describe('Slack front end over HTTP', () => {
     const [session] = await stack.labvirt.service.list({ student: studentOf(user) });
     await stack.labvirt.service.stop(session!.id);
   }, 60_000);
+
+  it('never logs a secret: tokens, the signing secret, private keys, signatures', () => {
+    const logs = logLines.join('');
+    expect(logLines.length).toBeGreaterThan(10);
+    expect(logs).not.toContain(BOT_TOKEN);
+    expect(logs).not.toContain(TEST_SIGNING_SECRET);
+    expect(logs).not.toContain('PRIVATE KEY');
+    expect(logs).not.toMatch(/v0=[0-9a-f]{64}/);
+  });
 });
