@@ -406,13 +406,17 @@ describe('Slack front end over HTTP', () => {
     expect((await lab('U8002', 'help')).ackText).toContain('/lab start');
   });
 
-  it('keeps students of different workspaces apart', async () => {
+  it('puts a start in line when no cluster is warm, and keeps workspaces apart', async () => {
+    // fixture-three's flavor keeps no warm clusters: the student waits in line.
     const inOrg = await lab('U9001', 'start fixture-three', { enterpriseId: 'E0001' });
     expect(inOrg.ackText).toContain('Starting');
-    await inOrg.later('the start');
+    const [answer] = await inOrg.later('the start');
+    expect(shownText(answer!.body)).toContain('you are #1 in line');
     const sessions = await stack.labvirt.service.list({ student: 'E0001.U9001' });
     expect(sessions).toHaveLength(1);
     expect(await stack.labvirt.service.list({ student: 'T0001.U9001' })).toEqual([]);
+    const first = await fake.waitFor(() => statusMessageOf(fake, 'U9001'), 'the DM');
+    expect(shownText(first.versions[0]!)).toMatch(/you are \*#1\* in line/);
     await stack.labvirt.service.stop(sessions[0]!.id);
   }, 60_000);
 
