@@ -246,6 +246,32 @@ describe('Slack front end over HTTP', () => {
     expect(shownText(final)).toContain('1/1 points');
   }, 90_000);
 
+  it('makes one session of one command delivered five times at once (retries, replicas)', async () => {
+    const user = 'U3101';
+    const now = Math.floor(Date.now() / 1000);
+    const urls = [0, 1, 2, 3, 4].map(() => fake.responseUrl());
+    // The same command (same trigger id), each delivery signed anew as Slack does.
+    const answers = await Promise.all(
+      urls.map((responseUrl, i) =>
+        postSlashCommand(
+          events,
+          { userId: user, text: 'start fixture-one', triggerId: '999.888.same', responseUrl },
+          { timestamp: now - i },
+        ),
+      ),
+    );
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200]);
+    const later = await Promise.all(
+      urls.map((url) => fake.waitFor(() => fake.responsePosts(url)[0], 'an answer')),
+    );
+    const sessions = await stack.labvirt.service.list({ student: studentOf(user) });
+    expect(sessions).toHaveLength(1);
+    // Every delivery is answered with that one session (not "you already have one").
+    for (const post of later) expect(shownText(post.body)).toContain(sessions[0]!.id);
+    expect(fake.files().filter((f) => f.channel === fake.dmChannelOf(user))).toHaveLength(1);
+    await stack.labvirt.service.stop(sessions[0]!.id);
+  }, 60_000);
+
   it('starts one session from a Home Start button clicked twice, and refreshes the Home tab', async () => {
     const user = 'U3001';
     const opened = await postEvent(events, appHomeOpened(user));
