@@ -94,6 +94,7 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
     }
     let outcome: DeliveryOutcome = 'updated';
     let updated = false;
+    let lost = false;
     if (state.channel && state.ts) {
       try {
         await client.chat.update({
@@ -107,12 +108,15 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
         const e = slackErrorOf(err);
         if (e.code !== PLATFORM_ERROR || !MESSAGE_LOST.has(e.error ?? '')) throw err;
         // The student deleted the message (or the DM went away): start a new one.
+        lost = true;
         log.info({ sessionId: job.sessionId, error: e.error }, 'status message lost; posting anew');
       }
     }
     if (!updated) {
       const posted = await postTo(userId, message);
-      await store.recordSlackMessage(job.sessionId, posted.channel!, posted.ts!);
+      await store.recordSlackMessage(job.sessionId, posted.channel!, posted.ts!, {
+        replace: lost,
+      });
       outcome = 'posted';
     }
     await store.markSlackDelivered(job.sessionId, version, digest);
@@ -150,6 +154,14 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
       await job.moveToDelayed(Date.now() + 100 + Math.floor(Math.random() * 100), token);
       throw new DelayedError();
     }
+    // Held while the job runs (a slow Redis or Slack must not let a second
+    // writer in); a crashed replica stops renewing, so it lapses after lockMs.
+    const renew = setInterval(
+      () => {
+        store.extendSlackLock(data.sessionId, lockToken, deps.lockMs).catch(() => undefined);
+      },
+      Math.max(100, Math.floor(deps.lockMs / 3)),
+    );
     try {
       const record = await store.getSession(data.sessionId);
       if (!record) return 'gone';
@@ -179,6 +191,7 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
       }
       throw err;
     } finally {
+      clearInterval(renew);
       await store.releaseSlackLock(data.sessionId, lockToken).catch(() => undefined);
     }
   };

@@ -87,6 +87,7 @@ const SCRIPTS = [
   'takeHint',
   'takeKeyLink',
   'releaseSlackLock',
+  'extendSlackLock',
   'recordSlackMessage',
   'markSlackDelivered',
 ] as const;
@@ -623,17 +624,22 @@ export class Store {
     };
   }
 
-  /** Records the DM status message; the first one recorded wins and is returned. */
+  /**
+   * Records the DM status message; the first one recorded wins and is
+   * returned, unless `replace` (the recorded one is gone).
+   */
   async recordSlackMessage(
     sessionId: string,
     channel: string,
     ts: string,
+    options: { replace?: boolean } = {},
   ): Promise<{ channel: string; ts: string }> {
     const [c, t] = (await this.run('recordSlackMessage', [
       sessionId,
       channel,
       ts,
       SLACK_MESSAGE_TTL_SECONDS,
+      options.replace ? 1 : 0,
     ])) as [string, string];
     return { channel: c, ts: t };
   }
@@ -663,6 +669,11 @@ export class Store {
   async acquireSlackLock(sessionId: string, token: string, ttlMs: number): Promise<boolean> {
     const res = await this.redis.set(this.keys.slackLock(sessionId), token, 'PX', ttlMs, 'NX');
     return res === 'OK';
+  }
+
+  /** Keeps holding the lock for another `ttlMs`; false when it lapsed (another holder may have it). */
+  async extendSlackLock(sessionId: string, token: string, ttlMs: number): Promise<boolean> {
+    return (await this.run('extendSlackLock', [sessionId, token, ttlMs])) === 1;
   }
 
   async releaseSlackLock(sessionId: string, token: string): Promise<void> {

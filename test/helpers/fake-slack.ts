@@ -72,6 +72,8 @@ export interface FakeSlack {
   messagesTo(userOrChannel: string): SlackMessage[];
   /** Successful chat.update calls on one message, oldest first. */
   updatesOf(channel: string, ts: string): SlackCall[];
+  /** Deletes a message, as a student can in their DM. */
+  deleteMessage(channel: string, ts: string): void;
   /** A message as it stands now. */
   message(channel: string, ts: string): SlackMessage | undefined;
   /** The DM channel id (`D…`) the fake gives a user id. */
@@ -403,6 +405,9 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
           c.args.ts === ts,
       ),
     message: (channel, ts) => messages.get(key(channel, ts)),
+    deleteMessage(channel, ts) {
+      messages.delete(key(channel, ts));
+    },
     dmChannelOf,
     failNext(method, count, failure) {
       const queue = failures.get(method) ?? [];

@@ -35,14 +35,23 @@ describe('Slack notifier', () => {
     await fake.setDown(false);
   });
 
-  /** Waits until every notification of the session has been delivered. */
+  /**
+   * Waits until every notification of the session has been delivered: the
+   * queue is empty and the message shows the latest change, twice in a row
+   * (an event's listener may still be looking up its session in between).
+   */
   async function settled(sessionId: string): Promise<void> {
-    await stack.until(async () => {
+    const quiet = async () => {
       const counts = await stack.labvirt.notifier!.counts();
       const pending = counts.wait! + counts.active! + counts.delayed! + counts.prioritized!;
       const state = await stack.labvirt.store.slackMessageState(sessionId);
       return pending === 0 && state.rendered === state.version;
-    }, `notifications of ${sessionId} to settle`);
+    };
+    await stack.until(
+      async () =>
+        (await quiet()) && (await new Promise((r) => setTimeout(r, 150))) === undefined && quiet(),
+      `notifications of ${sessionId} to settle`,
+    );
   }
 
   async function warm(): Promise<void> {
@@ -193,6 +202,28 @@ describe('Slack notifier', () => {
     const updates = fake.updatesOf(status!.channel, status!.ts).slice(before);
     expect(updates).toHaveLength(1);
     expect(shownText(updates[0]!.args)).toContain('2 of 2 hints used');
+    await stack.labvirt.service.stop(s.id);
+    await settled(s.id);
+  }, 60_000);
+
+  it('posts a new status message when the student deleted theirs, and edits that one', async () => {
+    await warm();
+    const user = 'U0006';
+    const s = await stack.labvirt.service.start({ student: `T0001.${user}`, labId: 'fixture-one' });
+    await stack.untilSession(s.id, 'active');
+    await settled(s.id);
+    const [first] = fake.messagesTo(user);
+    fake.deleteMessage(first!.channel, first!.ts);
+    await stack.labvirt.service.hint(s.id);
+    await settled(s.id);
+    const [second] = fake.messagesTo(user);
+    expect(second!.ts).not.toBe(first!.ts);
+    expect(shownText(second!)).toContain('1 of 2 hints used');
+    await stack.labvirt.service.hint(s.id);
+    await settled(s.id);
+    expect(fake.messagesTo(user)).toHaveLength(1);
+    expect(fake.updatesOf(second!.channel, second!.ts)).toHaveLength(1);
+    expect(shownText(fake.message(second!.channel, second!.ts)!)).toContain('2 of 2 hints used');
     await stack.labvirt.service.stop(s.id);
     await settled(s.id);
   }, 60_000);

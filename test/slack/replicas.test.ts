@@ -133,7 +133,7 @@ describe('Slack notifications across replicas', () => {
   });
 
   it('a start on replica A prepared by replica B edits the DM once per change', async () => {
-    const a = await replica({ api: true }); // front end: takes the start, no pool workers
+    const a = await replica({ api: true, workers: false }); // takes the start, no pool workers
     const b = await replica({ workers: true }); // workers only: provisions and prepares
     const eventsOf = (h: LabvirtHandle) => {
       const seen: LabvirtEvent[] = [];
@@ -188,7 +188,7 @@ describe('Slack notifications across replicas', () => {
     // Replica A (this process) takes requests and enqueues; replica B, a
     // separate `labvirt serve` process, runs the workers and is the only one
     // delivering to Slack until it dies.
-    const a = await replica({ api: true }, false);
+    const a = await replica({ api: true, workers: false }, false);
     const enqueueOnA = await startNotifier({
       connection: { ...redisConnection(redis.url) },
       prefix: `${config().redis.prefix}-jobs`,
