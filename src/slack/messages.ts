@@ -161,7 +161,9 @@ function sessionButtons(view: SessionView): KnownBlock | undefined {
 function resultLine(view: SessionView): string {
   const parts: string[] = [];
   if (view.solvedAt && view.readyAt) {
-    parts.push(`solved in ${formatDuration(Date.parse(view.solvedAt) - Date.parse(view.readyAt))}`);
+    parts.push(
+      `time taken ${formatDuration(Date.parse(view.solvedAt) - Date.parse(view.readyAt))}`,
+    );
   }
   parts.push(`${view.hintsUsed} of ${plural(view.hintsTotal, 'hint')} used`);
   if (view.score !== undefined && view.maxScore !== undefined) {
@@ -231,6 +233,7 @@ export function sessionStatusMessage(view: SessionView, opts: RenderOptions): Sl
         blocks.push(
           context(
             `Nodes: ${c.nodes.map((n) => `\`${escapeMrkdwn(n)}\``).join(', ')} (\`ssh <node>\` from the control plane)`,
+            'With a key you registered (`/lab key`), use your own private key in `-i`.',
           ),
         );
       }

@@ -65,10 +65,10 @@ const solved: SessionView = {
 
 const ended = (extra: Partial<SessionView>): SessionView => ({
   ...active,
+  ...extra,
   state: 'ended',
   connection: undefined,
   endedAt: '2026-03-02T10:20:00.000Z',
-  ...extra,
 });
 
 const failingCheck: CheckResult = {
