@@ -1,4 +1,4 @@
-import type { App, RespondArguments, SlashCommand } from '@slack/bolt';
+import type { App, RespondArguments, SlashCommand, webApi } from '@slack/bolt';
 import { closest } from '../config/suggest.js';
 import { LabvirtError } from '../sessions/types.js';
 import {
@@ -170,7 +170,7 @@ async function earlyAnswer(
 
 async function handle(
   deps: SlackDeps,
-  client: Parameters<Parameters<App['command']>[1]>[0]['client'],
+  client: webApi.WebClient,
   command: SlashCommand,
   student: string,
   sub: Subcommand,
