@@ -224,6 +224,13 @@ async function main() {
     let t = Date.now();
     const api = await apiRound(stack);
     console.log(`api round: ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    // The API round's envs are torn down before the Slack round, so both
+    // rounds prepare on an otherwise idle labvirt.
+    await waitFor(
+      async () => ((await stack.labvirt.store.countByState(FLAVOR)).releasing ?? 0) === 0,
+      10 * 60_000,
+      'the API round to be torn down',
+    );
     console.log(`pool: refilled in ${(await fillPool(stack)).toFixed(1)} s`);
     t = Date.now();
     const slack = await slackRound(stack, fake);
