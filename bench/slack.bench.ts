@@ -1,8 +1,9 @@
 /**
  * Slack front end benchmark (run: `npx tsx bench/slack.bench.ts`, or
  * `--quick` for 20 sessions): real redis-server, the simulated KubeVirt
- * cluster, labvirt with Bolt's HTTP receiver on its API port and a fake Slack
- * Web API on loopback. Against a warm pool, in one run:
+ * cluster (in a child process, so its CPU does not delay labvirt), labvirt
+ * with Bolt's HTTP receiver on its API port, and a fake Slack Web API on
+ * loopback. Against a warm pool, in one run:
  *  - HTTP API: N concurrent `POST /v1/sessions` — answer latency and time to
  *    the session being active, p50/p99;
  *  - Slack: N concurrent signed `/lab start` — ack latency and time to the
@@ -18,8 +19,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDevStack, type DevStack } from '../src/app/dev.js';
-import { generateKeyPair } from '../src/ssh/index.js';
+import { fork } from 'node:child_process';
+import { startLabvirt, type LabvirtHandle } from '../src/app/index.js';
+import { loadConfig } from '../src/config/index.js';
+import { silentLogger } from '../src/log/index.js';
+import { startRedisServer } from '../src/redis/index.js';
+import { fileResolver, generateKeyPair } from '../src/ssh/index.js';
 import { startFakeSlack, type FakeSlack } from '../test/helpers/fake-slack.js';
 import {
   TEST_SIGNING_SECRET,
@@ -60,7 +65,13 @@ async function inBatches<T>(items: T[], limit: number, fn: (item: T) => Promise<
   );
 }
 
-async function fillPool(stack: DevStack): Promise<number> {
+/** labvirt as the bench drives it: the handle and its API token. */
+interface Bench {
+  labvirt: LabvirtHandle;
+  apiToken: string;
+}
+
+async function fillPool(stack: Bench): Promise<number> {
   const started = Date.now();
   await waitFor(
     async () => {
@@ -73,7 +84,7 @@ async function fillPool(stack: DevStack): Promise<number> {
   return (Date.now() - started) / 1000;
 }
 
-async function apiRound(stack: DevStack) {
+async function apiRound(stack: Bench) {
   const { labvirt, apiToken } = stack;
   const readyAt = new Map<string, number>();
   const off = labvirt.events.on('session.ready', (e) => void readyAt.set(e.sessionId, Date.now()));
@@ -97,7 +108,7 @@ async function apiRound(stack: DevStack) {
   return { answerMs: results.map((r) => r.answerMs), activeMs };
 }
 
-async function slackRound(stack: DevStack, fake: FakeSlack) {
+async function slackRound(stack: Bench, fake: FakeSlack) {
   const { labvirt } = stack;
   const url = `${labvirt.apiUrl}/slack/events`;
   const users = Array.from({ length: N }, (_, i) => `UB${String(i).padStart(6, '0')}`);
@@ -202,22 +213,66 @@ async function slackRound(stack: DevStack, fake: FakeSlack) {
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'labvirt-slack-bench-'));
   const fake = await startFakeSlack();
-  const stack = await startDevStack({
-    dir,
-    sim: { speed: SPEED },
-    roles: { scheduler: false },
-    slack: { botToken: 'xoxb-bench', signingSecret: TEST_SIGNING_SECRET },
+  // The simulator (and its SSH guests) runs in its own process, so its CPU
+  // does not delay labvirt's acknowledgements.
+  const redis = await startRedisServer();
+  const simDir = join(dir, 'sim');
+  const sim = fork(
+    join(import.meta.dirname, '..', 'bin', 'labvirt.js'),
+    [
+      'sim',
+      '--dir',
+      simDir,
+      '--speed',
+      String(SPEED),
+      '--nodes',
+      String(Math.ceil((N * 4) / 256) + 1),
+    ],
+    {
+      env: { ...process.env, LABVIRT_FROM_SOURCE: '1' },
+      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    },
+  );
+  let simOut = '';
+  sim.stdout!.on('data', (d: Buffer) => (simOut += d.toString()));
+  await waitFor(() => /kubeconfig/i.test(simOut), 60_000, 'simulator start');
+  const config = loadConfig({
+    env: {},
     overrides: {
       labsDir: LABS,
+      labScripts: 'sim',
+      kube: {
+        kubeconfig: join(simDir, 'kubeconfig'),
+        guestAddressMap: join(simDir, 'guests.json'),
+      },
+      redis: { url: redis.url },
       flavors: {
         [FLAVOR]: { kubernetesVersion: '1.30', nodes: 1, minWarm: N, maxTotal: N * 2 + 10 },
         'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
       },
       pool: { pollSeconds: 0.1, jobLockSeconds: 10 },
       sessions: { maxPerStudent: 1 },
+      api: { host: '127.0.0.1', port: 0 },
+      ssh: {
+        hostKey: join(dir, 'hk'),
+        orchestratorKey: join(dir, 'ok'),
+        gatewayPort: 0,
+        bindAddress: '127.0.0.1',
+        publicHost: '127.0.0.1',
+      },
       slack: { apiUrl: fake.apiUrl, notifyCallsPerSecond: NOTIFY_RATE, commandsPerMinute: 600 },
     },
   });
+  const apiToken = 'bench-token-bench-token';
+  const labvirt = await startLabvirt({
+    config,
+    logger: silentLogger(),
+    apiToken,
+    resolver: fileResolver(config.kube.guestAddressMap!),
+    roles: { scheduler: false },
+    slack: { botToken: 'xoxb-bench', signingSecret: TEST_SIGNING_SECRET },
+  });
+  const stack: Bench = { labvirt, apiToken };
   try {
     console.log(`slack bench: ${N} sessions, simulator speed ${SPEED}, ${NOTIFY_RATE} DM calls/s`);
     console.log(`pool: ${N} warm envs in ${(await fillPool(stack)).toFixed(1)} s`);
@@ -263,11 +318,11 @@ async function main() {
         `max ${slack.callsMax} (goal ≤ 6) = ${methods}; 429s seen: ${slack.rateLimited}`,
     );
   } finally {
-    await stack.stop();
+    await labvirt.stop();
     await fake.close();
-    // The simulator's stop lets its guests-map writer (10 ms batching) fire
-    // once more as guests go away; give it that moment before the folder goes.
-    await new Promise((r) => setTimeout(r, 100));
+    sim.kill('SIGINT');
+    await new Promise((r) => sim.once('exit', r));
+    await redis.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
