@@ -25,7 +25,6 @@ export {
 export { renderUserData, CLUSTER_ENV_PATH, type UserDataInput } from './cloudinit.js';
 export { renderVirtualMachine, type VmInput } from './vm.js';
 export {
-  MIRRORED_NODEPORTS_PER_ENV,
   envResources,
   launcherMemoryMi,
   type EnvResources,
