@@ -62,7 +62,15 @@ export interface SimHandle {
   guestMapPath: string;
   resolveGuest: GuestResolver;
   faults: FaultState &
-    KubeVirtFaults & { dropWatches(): void; failNode(name: string): void; reset(): void };
+    KubeVirtFaults & {
+      dropWatches(): void;
+      failNode(name: string): void;
+      reset(): void;
+      /** The env's student API server stops (`false`) or serves again on the same data (`true`). */
+      studentApiServing(namespace: string, serving: boolean): Promise<void>;
+      /** Cuts the open watches on the env's student API server. */
+      dropStudentWatches(namespace: string): void;
+    };
   nodes: SimNode[];
   /** The nodes' InternalIPs (loopback addresses): where NodePort Services listen. */
   nodeAddresses: string[];
@@ -216,6 +224,13 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   const faults = Object.assign(api.faults, kubevirt.faults, {
     dropWatches: () => api.dropWatches(),
     failNode: (name: string) => failNode(name),
+    studentApiServing: async (namespace: string, serving: boolean) => {
+      const inner = kubevirt.studentCluster(namespace);
+      if (!inner) throw new Error(`no student cluster runs in ${namespace}`);
+      await inner.setServing(serving);
+      kubevirt.guestsChanged();
+    },
+    dropStudentWatches: (namespace: string) => kubevirt.studentCluster(namespace)?.dropWatches(),
     reset: () => {
       Object.assign(api.faults, { errorRate: 0, errorCode: 500, latencyMs: 0 });
       Object.assign(kubevirt.faults, { failNextVmis: 0, neverReadyVmis: 0 });

@@ -124,8 +124,8 @@ export class KubeVirtEmulation implements Admission {
   readonly resolveGuest: GuestResolver = (ip, port) => {
     const g = this.guestsByIp.get(ip);
     if (g && port === 22) return { host: '127.0.0.1', port: g.port };
-    const api = port === 6443 ? this.studentApiByIp.get(ip) : undefined;
-    if (api) return { host: '127.0.0.1', port: api.port };
+    const api = port === 6443 ? this.studentApiByIp.get(ip)?.port : undefined;
+    if (api) return { host: '127.0.0.1', port: api };
     // Any other port: whatever a command in the guest listens on there.
     if (g && port !== 6443) return { host: g.listenAddress, port };
     throw new UnknownGuestError(`no guest listening at ${ip}:${port}`);
@@ -141,8 +141,15 @@ export class KubeVirtEmulation implements Admission {
   guestMap(): Record<string, string> {
     return Object.fromEntries([
       ...[...this.guestsByIp].map(([ip, g]) => [`${ip}:22`, `127.0.0.1:${g.port}`]),
-      ...[...this.studentApiByIp].map(([ip, c]) => [`${ip}:6443`, `127.0.0.1:${c.port}`]),
+      ...[...this.studentApiByIp]
+        .filter(([, c]) => c.port !== undefined)
+        .map(([ip, c]) => [`${ip}:6443`, `127.0.0.1:${c.port}`]),
     ]);
+  }
+
+  /** Rewrites guests.json (a student API server moved or stopped). */
+  guestsChanged(): void {
+    this.onGuestsChanged();
   }
 
   /** The student cluster of an env (its control plane's API server), while it runs. */
@@ -580,7 +587,7 @@ export class KubeVirtEmulation implements Admission {
       forwardLocalPort: (port) =>
         Promise.resolve(
           port === 6443
-            ? rt.inner
+            ? rt.inner?.port
               ? { host: '127.0.0.1', port: rt.inner.port }
               : undefined
             : { host: rt.listenAddress!, port },
