@@ -200,6 +200,8 @@ export class NodePortSync {
       dirty: false,
       stopped: false,
       reported: new Set(readRefused(ns).map(refusalKey)),
+      // Nothing published is the starting point: only a change is news.
+      publishedSignature: '[]',
       apiDown: false,
       hostFailures: 0,
     };

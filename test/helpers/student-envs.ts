@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
@@ -222,4 +222,32 @@ net.createServer((c) => { c.write("hello from " + process.env.NAME + "\\n"); c.p
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Connects, reads the greeting line (or how the connection ended). */
+export function greet(host: string, port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const sock = connect(port, host);
+    let data = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve(`timeout ${data}`);
+    }, 3000);
+    sock.on('data', (d) => {
+      data += d.toString();
+      if (data.includes('\n')) {
+        clearTimeout(timer);
+        sock.end();
+        resolve(data.trim());
+      }
+    });
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve(err.code ?? 'error');
+    });
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve(data ? data.trim() : 'closed');
+    });
+  });
 }

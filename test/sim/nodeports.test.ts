@@ -1,36 +1,7 @@
-import { connect } from 'node:net';
 import { ApiException, NetworkingV1Api, type V1Service } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LABELS } from '../../src/kube/index.js';
-import { startSimHost, type SimHost, type StudentEnv } from '../helpers/student-envs.js';
-
-/** Connects, reads the greeting line (or how the connection ended). */
-export function greet(host: string, port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const sock = connect(port, host);
-    let data = '';
-    const timer = setTimeout(() => {
-      sock.destroy();
-      resolve(`timeout ${data}`);
-    }, 3000);
-    sock.on('data', (d) => {
-      data += d.toString();
-      if (data.includes('\n')) {
-        clearTimeout(timer);
-        sock.end();
-        resolve(data.trim());
-      }
-    });
-    sock.on('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      resolve(err.code ?? 'error');
-    });
-    sock.on('close', () => {
-      clearTimeout(timer);
-      resolve(data ? data.trim() : 'closed');
-    });
-  });
-}
+import { greet, startSimHost, type SimHost, type StudentEnv } from '../helpers/student-envs.js';
 
 const status = (p: Promise<unknown>) =>
   p.then(
