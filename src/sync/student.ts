@@ -135,9 +135,12 @@ export class StudentClusterWatch {
       const informer = makeInformer<V1Service>(kc, '/api/v1/services', async () => {
         const list = await core.listServiceForAllNamespaces();
         if (current()) {
-          listed = true;
-          // The informer files the items right after this returns.
-          setImmediate(() => this.listed(generation, informer));
+          // The informer files the items right after this returns, one callback each:
+          // only the whole list is a view of the cluster (a part would delete mirrors).
+          setImmediate(() => {
+            listed = true;
+            this.listed(generation, informer);
+          });
         }
         return list;
       });

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { NetworkingV1Api, type V1NetworkPolicy, type V1Service } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EventBus, type EventOf, type LabvirtEvent } from '../../src/events/index.js';
+import { EventBus, type LabvirtEvent } from '../../src/events/index.js';
 import { LABELS, evaluateNetworkPolicies } from '../../src/kube/index.js';
 import { createLogger } from '../../src/log/index.js';
 import { MIRROR_POLICY, NodePortSync, readEnvPorts, SYNC_LABELS } from '../../src/sync/index.js';
@@ -53,7 +53,6 @@ describe('NodePort sync against the simulator', () => {
     net = h.host.kubeConfig.makeApiClient(NetworkingV1Api);
   }, 60_000);
   afterAll(async () => {
-    if (process.env.SYNC_TEST_LOG) console.log(JSON.stringify(logLines, null, 1));
     for (const s of syncs) await s.stop();
     await h?.close();
   });
