@@ -149,6 +149,11 @@ export class HostCluster {
     }
   }
 
+  /** Counts a request made directly with `core` or a client of `kubeConfig` (the NodePort sync's). */
+  recordRequest(verb: string, resource: string): void {
+    this.count(verb, resource);
+  }
+
   /** Adds a listener called once per API request (metrics, benchmarks). */
   onRequest(listener: (verb: string, resource: string) => void): void {
     this.listeners.push(listener);

@@ -125,6 +125,8 @@ export class NodePortSync {
       this.opts.cluster.kubeConfig,
       '/api/v1/namespaces',
       async () => {
+        this.opts.cluster.recordRequest('list', 'Namespace');
+        this.opts.cluster.recordRequest('watch', 'Namespace');
         const list = await core.listNamespace({
           labelSelector: `${LABELS.managedBy}=${MANAGED_BY}`,
         });

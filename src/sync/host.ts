@@ -34,6 +34,7 @@ export class HostMirrors {
   }
 
   async list(namespace: string): Promise<V1Service[]> {
+    this.cluster.recordRequest('list', 'Service');
     const list = await this.cluster.core.listNamespacedService({
       namespace,
       labelSelector: MIRROR_SELECTOR,
@@ -65,6 +66,7 @@ export class HostMirrors {
       const current = byName.get(m.name);
       try {
         if (!current) {
+          this.cluster.recordRequest('create', 'Service');
           await this.cluster.core.createNamespacedService({ namespace: env.namespace, body });
         } else if (!sameMirror(current, body)) {
           // Ports are replaced whole; the host keeps its nodePort when protocol and port stay.
@@ -73,6 +75,7 @@ export class HostMirrors {
             body.spec!.ports![0]!.nodePort = keep.nodePort;
           body.metadata!.resourceVersion = current.metadata?.resourceVersion;
           body.spec!.clusterIP = current.spec?.clusterIP;
+          this.cluster.recordRequest('update', 'Service');
           await this.cluster.core.replaceNamespacedService({
             namespace: env.namespace,
             name: m.name,
@@ -168,6 +171,7 @@ export class HostMirrors {
       },
     };
     let current: V1NetworkPolicy | undefined;
+    this.cluster.recordRequest('get', 'NetworkPolicy');
     try {
       current = await this.networking.readNamespacedNetworkPolicy({
         namespace: env.namespace,
@@ -177,6 +181,7 @@ export class HostMirrors {
       if (!isApiError(err, 404)) throw err;
     }
     if (!current) {
+      this.cluster.recordRequest('create', 'NetworkPolicy');
       try {
         await this.networking.createNamespacedNetworkPolicy({ namespace: env.namespace, body });
       } catch (err) {
@@ -186,6 +191,7 @@ export class HostMirrors {
     }
     if (JSON.stringify(current.spec) === JSON.stringify(body.spec)) return;
     body.metadata!.resourceVersion = current.metadata?.resourceVersion;
+    this.cluster.recordRequest('update', 'NetworkPolicy');
     await this.networking.replaceNamespacedNetworkPolicy({
       namespace: env.namespace,
       name: MIRROR_POLICY,
@@ -194,6 +200,7 @@ export class HostMirrors {
   }
 
   private async deletePolicy(namespace: string) {
+    this.cluster.recordRequest('delete', 'NetworkPolicy');
     try {
       await this.networking.deleteNamespacedNetworkPolicy({ namespace, name: MIRROR_POLICY });
     } catch (err) {
@@ -202,6 +209,7 @@ export class HostMirrors {
   }
 
   private async deleteService(namespace: string, name: string) {
+    this.cluster.recordRequest('delete', 'Service');
     try {
       await this.cluster.core.deleteNamespacedService({ namespace, name });
     } catch (err) {
@@ -214,6 +222,7 @@ export class HostMirrors {
     if (this.config.sync.publicHost) return this.config.sync.publicHost;
     const cached = this.publicHostCache;
     if (cached && Date.now() - cached.at < 30_000) return cached.host;
+    this.cluster.recordRequest('list', 'Node');
     const nodes = (await this.cluster.core.listNode()).items
       .filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
       .sort((a, b) => (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));

@@ -90,29 +90,6 @@ export async function startSimHost(
     }
   };
 
-  /** A loopback port whose connections reach `port` inside the guest. */
-  const tunnel = async (target: GuestTarget, port: number): Promise<number> => {
-    const sockets = new Set<Socket>();
-    const server: Server = createServer((sock) => {
-      sockets.add(sock);
-      sock.on('close', () => sockets.delete(sock));
-      sock.on('error', () => undefined);
-      executor.forward(target, '127.0.0.1', port).then(
-        (channel) => {
-          sock.pipe(channel).pipe(sock);
-          channel.on('close', () => sock.destroy());
-        },
-        () => sock.destroy(),
-      );
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    closers.push(async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
-    });
-    return (server.address() as { port: number }).port;
-  };
-
   const startEnv = async (envId: string, flavor = 'v1.30-1node'): Promise<StudentEnv> => {
     const namespace = envNamespace(config, envId);
     await host.createAll(
@@ -129,73 +106,10 @@ export async function startSimHost(
       return vmi?.phase === 'Running' && vmi.ip;
     }, `${envId} control plane running`);
     const controlPlane: GuestTarget = { envId, node: 'control-plane', ip: cpIp };
-    const adminConf = await until(async () => {
-      const r = await executor.exec(
-        controlPlane,
-        'cat "${LABVIRT_GUEST_ROOT:-}/etc/kubernetes/admin.conf" 2>/dev/null',
-        { timeoutMs: 10_000 },
-      );
-      return r.stdout.includes('client-certificate-data') && r.stdout;
-    }, `${envId} admin.conf`);
-    const conf = parseYaml(adminConf) as {
-      clusters: { cluster: { 'certificate-authority-data': string } }[];
-      users: { user: { 'client-certificate-data': string; 'client-key-data': string } }[];
-    };
-    const port = await tunnel(controlPlane, 6443);
-    const skc = new KubeConfig();
-    skc.loadFromOptions({
-      clusters: [
-        {
-          name: 's',
-          server: `https://127.0.0.1:${port}`,
-          caData: conf.clusters[0]!.cluster['certificate-authority-data'],
-          tlsServerName: 'kubernetes',
-        },
-      ],
-      users: [
-        {
-          name: 'admin',
-          certData: conf.users[0]!.user['client-certificate-data'],
-          keyData: conf.users[0]!.user['client-key-data'],
-        },
-      ],
-      contexts: [{ name: 'c', cluster: 's', user: 'admin' }],
-      currentContext: 'c',
-    });
-    const student = skc.makeApiClient(CoreV1Api);
-    await until(async () => (await student.listNamespace()).items.length > 0, 'student API');
+    const student = await openStudentApi(executor, controlPlane, closers);
 
-    const listen = async (node: GuestTarget, port: number, name: string) => {
-      const abort = new AbortController();
-      let out = '';
-      let started!: () => void;
-      const ready = new Promise<void>((r) => (started = r));
-      const script = `exec node -e '
-const net = require("net");
-net.createServer((c) => { c.write("hello from " + process.env.NAME + "\\n"); c.pipe(c); })
-  .listen(Number(process.env.PORT), process.env.LABVIRT_GUEST_ADDR, () => console.log("listening"));'`;
-      const done = executor
-        .exec(node, script, {
-          env: { PORT: String(port), NAME: name },
-          timeoutMs: 600_000,
-          signal: abort.signal,
-          onStdout: (chunk) => {
-            out += chunk.toString();
-            if (out.includes('listening')) started();
-          },
-        })
-        .catch(() => undefined);
-      closers.push(async () => {
-        abort.abort();
-        await done;
-      });
-      await Promise.race([
-        ready,
-        done.then(() => {
-          throw new Error(`listener on ${node.node}:${port} exited: ${out}`);
-        }),
-      ]);
-    };
+    const listen = (node: GuestTarget, port: number, name: string) =>
+      startGuestListener(executor, node, port, name, closers);
     return { envId, namespace, controlPlane, student, listen };
   };
 
@@ -250,4 +164,117 @@ export function greet(host: string, port: number): Promise<string> {
       resolve(data ? data.trim() : 'closed');
     });
   });
+}
+
+/**
+ * The student's own client (kubeadm's admin.conf from the control plane) on
+ * their cluster's API server, through a loopback tunnel over SSH forwarding.
+ */
+export async function openStudentApi(
+  executor: Executor,
+  controlPlane: GuestTarget,
+  closers: (() => void | Promise<void>)[],
+): Promise<CoreV1Api> {
+  const poll = async <T>(fn: () => Promise<T | undefined | false>, what: string): Promise<T> => {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const v = await fn().catch(() => undefined);
+      if (v) return v;
+      if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+  const adminConf = await poll(async () => {
+    const r = await executor.exec(
+      controlPlane,
+      'cat "${LABVIRT_GUEST_ROOT:-}/etc/kubernetes/admin.conf" 2>/dev/null',
+      { timeoutMs: 10_000 },
+    );
+    return r.stdout.includes('client-certificate-data') && r.stdout;
+  }, `${controlPlane.envId} admin.conf`);
+  const conf = parseYaml(adminConf) as {
+    clusters: { cluster: { 'certificate-authority-data': string } }[];
+    users: { user: { 'client-certificate-data': string; 'client-key-data': string } }[];
+  };
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((sock) => {
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+    sock.on('error', () => undefined);
+    executor.forward(controlPlane, '127.0.0.1', 6443).then(
+      (channel) => {
+        sock.pipe(channel).pipe(sock);
+        channel.on('close', () => sock.destroy());
+      },
+      () => sock.destroy(),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  closers.push(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  const port = (server.address() as { port: number }).port;
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [
+      {
+        name: 's',
+        server: `https://127.0.0.1:${port}`,
+        caData: conf.clusters[0]!.cluster['certificate-authority-data'],
+        tlsServerName: 'kubernetes',
+      },
+    ],
+    users: [
+      {
+        name: 'admin',
+        certData: conf.users[0]!.user['client-certificate-data'],
+        keyData: conf.users[0]!.user['client-key-data'],
+      },
+    ],
+    contexts: [{ name: 'c', cluster: 's', user: 'admin' }],
+    currentContext: 'c',
+  });
+  const student = kc.makeApiClient(CoreV1Api);
+  await poll(async () => (await student.listNamespace()).items.length > 0, 'student API');
+  return student;
+}
+
+/** A TCP echo server inside a guest on `port` that greets with `name`; stopped by `closers`. */
+export async function startGuestListener(
+  executor: Executor,
+  node: GuestTarget,
+  port: number,
+  name: string,
+  closers: (() => void | Promise<void>)[],
+): Promise<void> {
+  const abort = new AbortController();
+  let out = '';
+  let started!: () => void;
+  const ready = new Promise<void>((r) => (started = r));
+  const script = `exec node -e '
+const net = require("net");
+net.createServer((c) => { c.write("hello from " + process.env.NAME + "\\n"); c.pipe(c); })
+.listen(Number(process.env.PORT), process.env.LABVIRT_GUEST_ADDR, () => console.log("listening"));'`;
+  const done = executor
+    .exec(node, script, {
+      env: { PORT: String(port), NAME: name },
+      timeoutMs: 600_000,
+      signal: abort.signal,
+      onStdout: (chunk) => {
+        out += chunk.toString();
+        if (out.includes('listening')) started();
+      },
+    })
+    .catch(() => undefined);
+  closers.push(async () => {
+    abort.abort();
+    await done;
+  });
+  await Promise.race([
+    ready,
+    done.then(() => {
+      throw new Error(`listener on ${node.node}:${port} exited: ${out}`);
+    }),
+  ]);
 }
