@@ -105,7 +105,6 @@ describe('deploy/rbac.yaml: least privilege that still covers everything labvirt
       'update NetworkPolicy',
       'delete NetworkPolicy',
       'list Node',
-      'watch Namespace',
     ])
       expect(calls).toContain(call);
     // No wildcards, no cluster-admin-like grants.
