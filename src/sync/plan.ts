@@ -106,7 +106,7 @@ export function planMirrors(
         service: `${c.namespace}/${c.service}`,
         port: c.port,
         protocol: c.protocol,
-        reason: `at most ${limits.maxPortsPerEnv} ports per lab`,
+        reason: `at most ${limits.maxPortsPerEnv} port${limits.maxPortsPerEnv === 1 ? '' : 's'} per lab`,
       });
   }
   return { mirrors, refused };
