@@ -103,6 +103,29 @@ export const sessionView = z.object({
   maxScore: z.number().optional(),
   connection: connection.optional(),
   queue: z.object({ position: z.number().int(), estimateSeconds: z.number() }).optional(),
+  ports: z
+    .object({
+      published: z.array(
+        z.object({
+          service: z.string(),
+          port: z.number().int(),
+          protocol: z.string(),
+          studentNodePort: z.number().int(),
+          hostNodePort: z.number().int(),
+          address: z.string(),
+        }),
+      ),
+      refused: z.array(
+        z.object({
+          service: z.string(),
+          port: z.number().int(),
+          protocol: z.string(),
+          reason: z.string(),
+          message: z.string(),
+        }),
+      ),
+    })
+    .optional(),
   privateKey: z.string().optional(),
 });
 

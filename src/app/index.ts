@@ -41,6 +41,7 @@ import {
   type SlackHandle,
   type SlackSecrets,
 } from '../slack/index.js';
+import { NodePortSync } from '../sync/index.js';
 import { keyStoreFor } from './keys.js';
 
 export interface LabvirtOptions {
@@ -51,7 +52,7 @@ export interface LabvirtOptions {
   /** How labvirt reaches guest IPs; default: `kube.guestAddressMap` when set, else directly. */
   resolver?: GuestResolver;
   /** Which parts run in this process (all by default). */
-  roles?: Partial<Record<'api' | 'workers' | 'gateway' | 'scheduler', boolean>>;
+  roles?: Partial<Record<'api' | 'workers' | 'gateway' | 'scheduler' | 'sync', boolean>>;
   now?: () => number;
   /**
    * Slack secrets (read by the CLI from the variables `slack.*Env` name). With
@@ -116,7 +117,14 @@ function bullConnection(url: string) {
 /** Starts labvirt: orchestrator, workers, schedules, SSH gateway and HTTP API. */
 export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHandle> {
   const { config } = options;
-  const roles = { api: true, workers: true, gateway: true, scheduler: true, ...options.roles };
+  const roles = {
+    api: true,
+    workers: true,
+    gateway: true,
+    scheduler: true,
+    sync: true,
+    ...options.roles,
+  };
   const log = options.logger ?? createLogger({ level: config.logLevel });
   const now = options.now ?? Date.now;
   const stack: (() => Promise<void>)[] = [];
@@ -297,6 +305,13 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         for (const t of tasks) await t.destroy();
       });
       await queues.addMaintenance('reconcile');
+    }
+
+    if (roles.sync && config.sync.enabled) {
+      // Safe in every replica: it converges on the same labelled host objects.
+      const sync = new NodePortSync({ config, cluster, executor, events, logger: log });
+      sync.start();
+      stack.push(() => sync.stop());
     }
 
     let gatewayPort: number | undefined;

@@ -385,6 +385,44 @@ export const configSchema = z
         keyLinkMinutes: 10,
         notifyCallsPerSecond: 10,
       }),
+    sync: z
+      .strictObject({
+        /** Mirror the NodePort/LoadBalancer Services students create in their clusters onto the host. */
+        enabled: z.boolean().default(true),
+        /** Address students are told to use for mirrored ports; default: the host nodes' addresses. */
+        publicHost: z.string().min(1).optional(),
+        /** Mirrored ports per env (the env's `services.nodeports` quota follows it). */
+        maxPortsPerEnv: z.number().int().min(0).max(50).default(5),
+        protocols: z
+          .array(z.enum(['TCP', 'UDP', 'SCTP']))
+          .min(1)
+          .default(['TCP', 'UDP']),
+        /** Student nodePorts that may be published (inclusive). */
+        studentPortRange: z
+          .strictObject({
+            min: z.number().int().min(1).max(65535),
+            max: z.number().int().min(1).max(65535),
+          })
+          .refine((r) => r.min <= r.max, 'min must not exceed max')
+          .default({ min: 30000, max: 32767 }),
+        /** Who may connect to mirrored ports (NetworkPolicy ipBlocks). */
+        allowedSources: z.array(cidr).min(1).default(['0.0.0.0/0']),
+        /** Full re-list of every watched student cluster (the informer watchdog). */
+        resyncSeconds: z.number().min(1).max(3600).default(60),
+        /** Backoff between reconnects to a student API server that is down. */
+        retryInitialSeconds: z.number().min(0.05).max(60).default(1),
+        retryMaxSeconds: z.number().min(0.1).max(600).default(30),
+      })
+      .default({
+        enabled: true,
+        maxPortsPerEnv: 5,
+        protocols: ['TCP', 'UDP'],
+        studentPortRange: { min: 30000, max: 32767 },
+        allowedSources: ['0.0.0.0/0'],
+        resyncSeconds: 60,
+        retryInitialSeconds: 1,
+        retryMaxSeconds: 30,
+      }),
   })
   // Checks across settings. They run even when single settings are invalid
   // (`when`), so one run lists every problem; `cfg` may then hold raw input

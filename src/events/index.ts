@@ -90,6 +90,28 @@ export type LabvirtEvent =
       maxScore: number;
     }
   | {
+      /** A student port the NodePort sync did not publish; reported once per port and reason. */
+      type: 'sync.refused';
+      envId: string;
+      sessionId?: string;
+      student?: string;
+      /** `namespace/service` in the student's cluster. */
+      service: string;
+      port: number;
+      protocol: string;
+      reason: string;
+      /** For the student, e.g. "web:80 not published: at most 5 ports per lab". */
+      message: string;
+    }
+  | {
+      /** The set of student ports published on the host changed (all of them, as they are now). */
+      type: 'sync.published';
+      envId: string;
+      sessionId?: string;
+      student?: string;
+      ports: { service: string; port: number; protocol: string; address: string }[];
+    }
+  | {
       type: 'hint.revealed';
       sessionId: string;
       student: string;

@@ -11,6 +11,7 @@ import {
   type V1Secret,
 } from '@kubernetes/client-node';
 import type { Logger } from '../log/index.js';
+import { toClientModel } from './client-model.js';
 
 export interface KubeConnectionSettings {
   kubeconfig?: string;
@@ -131,7 +132,7 @@ export class HostCluster {
       for (;;) {
         this.count('create', obj.kind ?? 'unknown');
         try {
-          await this.objects.create(obj);
+          await this.objects.create(toClientModel(obj));
           break;
         } catch (err) {
           if (isApiError(err, 409)) break;
@@ -146,6 +147,11 @@ export class HostCluster {
         }
       }
     }
+  }
+
+  /** Counts a request made directly with `core` or a client of `kubeConfig` (the NodePort sync's). */
+  recordRequest(verb: string, resource: string): void {
+    this.count(verb, resource);
   }
 
   /** Adds a listener called once per API request (metrics, benchmarks). */

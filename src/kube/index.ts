@@ -24,12 +24,7 @@ export {
 } from './render.js';
 export { renderUserData, CLUSTER_ENV_PATH, type UserDataInput } from './cloudinit.js';
 export { renderVirtualMachine, type VmInput } from './vm.js';
-export {
-  MIRRORED_NODEPORTS_PER_ENV,
-  envResources,
-  launcherMemoryMi,
-  type EnvResources,
-} from './isolation.js';
+export { envResources, launcherMemoryMi, type EnvResources } from './isolation.js';
 export { cloudInitDir, vmTemplatesDir } from './templates.js';
 export { parseQuantity } from './quantity.js';
 export {

@@ -177,8 +177,6 @@ export function renderSshNodePortService(input: IsolationInput): KubeObject {
   };
 }
 
-/** Host NodePort Services the NodePort sync may mirror per env (besides labvirt's own SSH one). */
-export const MIRRORED_NODEPORTS_PER_ENV = 5;
 /** Room per VM for the launcher's small side containers (containerDisk, console log). */
 const SIDECAR_MEMORY_MI = 128;
 const SIDECAR_CPU = 0.5;
@@ -239,7 +237,8 @@ export function renderQuota(input: IsolationInput): { limitRange: KubeObject; qu
       ],
     },
   };
-  const nodePorts = (config.ssh.mode === 'nodeport' ? 1 : 0) + MIRRORED_NODEPORTS_PER_ENV;
+  // labvirt's own SSH NodePort, plus the ports the NodePort sync may mirror (one Service each).
+  const nodePorts = (config.ssh.mode === 'nodeport' ? 1 : 0) + config.sync.maxPortsPerEnv;
   const quota: KubeObject = {
     apiVersion: 'v1',
     kind: 'ResourceQuota',

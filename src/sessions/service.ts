@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { ENV_STATES, type EnvState } from '../events/index.js';
-import { ANNOTATIONS, envNamespace } from '../kube/index.js';
+import { ANNOTATIONS, apiErrorMessage, envNamespace } from '../kube/index.js';
 import type { PoolContext } from '../pool/context.js';
 import { envNodes, nodesOfFlavor } from '../pool/nodes.js';
 import { labelState } from '../pool/provision.js';
 import { targetsAt } from '../pool/targets.js';
 import type { SessionRecord } from '../store/index.js';
+import { readEnvPorts } from '../sync/index.js';
 import { generateSessionKeyPair, normalizePublicKey, publicKeyFingerprint } from './keys.js';
 import { labScripts, runChecks } from './scripts.js';
 import {
@@ -181,7 +182,22 @@ export class SessionService implements LabvirtService, StudentService {
   }
 
   async status(sessionId: string, actor?: string): Promise<SessionView> {
-    return this.view(await this.owned(sessionId, actor));
+    const view = await this.view(await this.owned(sessionId, actor));
+    if (view.state === 'active' && view.envId) view.ports = await this.ports(view.envId);
+    return view;
+  }
+
+  /** What the NodePort sync publishes for the env (read from the host, so any replica answers). */
+  private async ports(envId: string): Promise<SessionView['ports']> {
+    const { cluster, config } = this.ctx;
+    const namespace = await cluster.getNamespace(envNamespace(config, envId));
+    if (!namespace) return undefined;
+    try {
+      return await readEnvPorts(cluster, config, namespace);
+    } catch (err) {
+      this.ctx.log.warn({ envId, err: apiErrorMessage(err) }, 'could not read published ports');
+      return undefined;
+    }
   }
 
   async list(filter: { student?: string; includeEnded?: boolean } = {}): Promise<SessionView[]> {

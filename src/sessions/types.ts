@@ -44,6 +44,22 @@ export interface SessionView {
   /** Only while waiting for an env. */
   queue?: { position: number; estimateSeconds: number };
   /**
+   * Active sessions, in the single-session view (status): the NodePort and
+   * LoadBalancer ports of the student's cluster published on the host
+   * (`namespace/service:port → address`) and those refused, with why.
+   */
+  ports?: {
+    published: {
+      service: string;
+      port: number;
+      protocol: string;
+      studentNodePort: number;
+      hostNodePort: number;
+      address: string;
+    }[];
+    refused: { service: string; port: number; protocol: string; reason: string; message: string }[];
+  };
+  /**
    * The session's private key (OpenSSH format). Present only in the response
    * that created the session and only when the student registered no key of
    * their own; never stored in logs, never shown again.

@@ -215,6 +215,12 @@ export class ClusterEmulation implements Admission {
         (p) => p.nodePort,
       );
       const ports = (obj.spec as { ports?: { nodePort?: number }[] })?.ports ?? [];
+      const oldType = (old.spec as { type?: string } | undefined)?.type;
+      const type = (obj.spec as { type?: string } | undefined)?.type;
+      // Leaving NodePort/LoadBalancer drops the node ports the client carried over
+      // unchanged (apiserver's dropTypeDependentFields); they are released below.
+      if (exposesNodePorts(oldType) && !exposesNodePorts(type))
+        for (const p of ports) if (p.nodePort && oldPorts.includes(p.nodePort)) delete p.nodePort;
       ports.forEach((p, i) => {
         if (p.nodePort && !oldPorts.includes(p.nodePort) && this.nodePorts.has(p.nodePort)) {
           throw invalidNodePort(i, p.nodePort);
@@ -346,7 +352,17 @@ export class ClusterEmulation implements Admission {
       const prefix = this.options.serviceIpPrefix ?? '10.96';
       spec.clusterIP = `${prefix}.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`;
     }
-    if (spec.type === 'NodePort' || spec.type === 'LoadBalancer') {
+    if (!exposesNodePorts(spec.type)) {
+      (spec.ports ?? []).forEach((p, i) => {
+        if (p.nodePort)
+          throw new ApiError(
+            422,
+            'Invalid',
+            `Service "${obj.metadata.name}" is invalid: spec.ports[${i}].nodePort: Forbidden: may not be used when \`type\` is '${spec.type ?? 'ClusterIP'}'`,
+          );
+      });
+    }
+    if (exposesNodePorts(spec.type)) {
       const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
       (spec.ports ?? []).forEach((p, i) => {
         if (p.nodePort) {
@@ -549,6 +565,10 @@ export class ClusterEmulation implements Admission {
       }
     }
   }
+}
+
+function exposesNodePorts(type: string | undefined): boolean {
+  return type === 'NodePort' || type === 'LoadBalancer';
 }
 
 function invalidNodePort(index: number, port: number, name?: string): ApiError {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +15,7 @@ import {
   type SimNode,
 } from './kubevirt.js';
 import { nodeObject, setNodeReady } from './nodes.js';
+import { NodePortProxy } from './nodeports.js';
 import { ObjectStore, RESOURCES } from './store.js';
 import { WriteValidator } from './validation.js';
 
@@ -61,8 +62,18 @@ export interface SimHandle {
   guestMapPath: string;
   resolveGuest: GuestResolver;
   faults: FaultState &
-    KubeVirtFaults & { dropWatches(): void; failNode(name: string): void; reset(): void };
+    KubeVirtFaults & {
+      dropWatches(): void;
+      failNode(name: string): void;
+      reset(): void;
+      /** The env's student API server stops (`false`) or serves again on the same data (`true`). */
+      studentApiServing(namespace: string, serving: boolean): Promise<void>;
+      /** Cuts the open watches on the env's student API server. */
+      dropStudentWatches(namespace: string): void;
+    };
   nodes: SimNode[];
+  /** The nodes' InternalIPs (loopback addresses): where NodePort Services listen. */
+  nodeAddresses: string[];
   store: ObjectStore;
   /** False when KubeVirt's CRD schemas were not found: VMs and VMIs then go unvalidated. */
   validatesKubevirt: boolean;
@@ -99,15 +110,20 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     memory: options.nodeMemory ?? 256 * 2 ** 30,
     ready: true,
   }));
+  // This sim's own loopback block, 127.X.0.0/16: nodes at 127.X.0.N, guests from 127.X.1.1.
+  const loopbackOctet = 16 + randomInt(230);
+  const nodeAddresses = nodes.map((_, i) => `127.${loopbackOctet}.0.${i + 1}`);
   // The host's nodes, as their kubelets register them (what `kubectl get nodes` shows).
-  for (const n of nodes)
+  nodes.forEach((n, i) =>
     store.create(
       'nodes',
       nodeObject({
         ...n,
+        internalIp: nodeAddresses[i],
         labels: { 'kubevirt.io/schedulable': 'true', 'node-role.kubernetes.io/worker': '' },
       }),
-    );
+    ),
+  );
   const guestMapPath = join(dir, 'guests.json');
   const failNode = (name: string) => {
     kubevirt.failNode(name);
@@ -128,6 +144,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       dataDir: dir,
       guests: options.guests ?? true,
       studentCluster: { namespaceDeleteDelayMs, quotaStatusDelayMs },
+      loopbackOctet,
       admitLauncher: (pod) => cluster.admitInternal(POD_TYPE, pod),
       onGuestsChanged: () => {
         // Written atomically, a little batched: standalone labvirt reads it per connection.
@@ -140,6 +157,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     },
   );
   writeFileSync(guestMapPath, '{}');
+  const nodePortProxy = new NodePortProxy(store, nodeAddresses, kubevirt.resolveGuest);
   const applyFaults = (changes: Record<string, unknown>): Record<string, unknown> => {
     const num = (v: unknown, min: number, max: number) =>
       typeof v === 'number' && v >= min && v <= max ? v : undefined;
@@ -206,6 +224,13 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   const faults = Object.assign(api.faults, kubevirt.faults, {
     dropWatches: () => api.dropWatches(),
     failNode: (name: string) => failNode(name),
+    studentApiServing: async (namespace: string, serving: boolean) => {
+      const inner = kubevirt.studentCluster(namespace);
+      if (!inner) throw new Error(`no student cluster runs in ${namespace}`);
+      await inner.setServing(serving);
+      kubevirt.guestsChanged();
+    },
+    dropStudentWatches: (namespace: string) => kubevirt.studentCluster(namespace)?.dropWatches(),
     reset: () => {
       Object.assign(api.faults, { errorRate: 0, errorCode: 500, latencyMs: 0 });
       Object.assign(kubevirt.faults, { failNextVmis: 0, neverReadyVmis: 0 });
@@ -231,12 +256,14 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     resolveGuest: kubevirt.resolveGuest,
     faults: faults as SimHandle['faults'],
     nodes,
+    nodeAddresses,
     store,
     validatesKubevirt: validator.kubevirtChecked,
     async stop() {
       if (writeTimer) clearTimeout(writeTimer);
       api.dropWatches();
       cluster.stop();
+      await nodePortProxy.stop();
       await kubevirt.stop();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));

@@ -36,8 +36,8 @@ export interface StudentNode {
 
 /** One student cluster's own API server, as kubeadm leaves it on the control plane's port 6443. */
 export interface StudentCluster {
-  /** The loopback port behind the guest's 6443. */
-  readonly port: number;
+  /** The loopback port behind the guest's 6443 (undefined while the API server is stopped). */
+  readonly port: number | undefined;
   readonly store: ObjectStore;
   /** `/etc/kubernetes/admin.conf` as kubeadm writes it (server `https://<endpoint>:6443`). */
   readonly adminConf: string;
@@ -47,6 +47,14 @@ export interface StudentCluster {
   registerNode(node: StudentNode): void;
   /** The kubelet stopped posting status: Ready goes Unknown, as the node controller does. */
   nodeLost(name: string): void;
+  /** Cuts every open watch (as an API server restart or a proxy timeout does). */
+  dropWatches(): void;
+  /**
+   * The API server process stops (a lab that moves kube-apiserver's manifest
+   * away) or starts again on the same data: connections to 6443 are refused
+   * meanwhile, and the store (etcd) is kept.
+   */
+  setServing(serving: boolean): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -146,7 +154,7 @@ export async function startStudentCluster(opts: StudentClusterOptions): Promise<
     (req, res) => void api.handle(req, res),
   );
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
+  let port: number | undefined = (server.address() as AddressInfo).port;
 
   const adminConf = stringify({
     apiVersion: 'v1',
@@ -205,8 +213,15 @@ export async function startStudentCluster(opts: StudentClusterOptions): Promise<
   };
   registerNode({ name: opts.nodeName, ip: opts.nodeIp, role: 'control-plane' });
 
+  const closeServer = async () => {
+    api.dropWatches();
+    server.closeAllConnections();
+    if (server.listening) await new Promise<void>((r) => server.close(() => r()));
+  };
   return {
-    port,
+    get port() {
+      return port;
+    },
     store,
     adminConf,
     serving,
@@ -214,11 +229,20 @@ export async function startStudentCluster(opts: StudentClusterOptions): Promise<
     nodeLost(name) {
       setNodeReady(store, name, false);
     },
+    dropWatches: () => api.dropWatches(),
+    async setServing(on) {
+      if (on === server.listening) return;
+      if (!on) {
+        port = undefined;
+        return closeServer();
+      }
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      port = (server.address() as AddressInfo).port;
+    },
     async stop() {
-      api.dropWatches();
       cluster.stop();
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      port = undefined;
+      await closeServer();
     },
   };
 }

@@ -48,6 +48,8 @@ interface VmiRuntime {
   joined?: boolean;
   nodeName?: string;
   ip?: string;
+  /** Loopback address standing for the guest's interface (see `listenAddressOf`). */
+  listenAddress?: string;
   node?: string;
   cpu: number;
   memory: number;
@@ -68,7 +70,10 @@ const now = timestamp;
 export class KubeVirtEmulation implements Admission {
   readonly faults: KubeVirtFaults = { failNextVmis: 0, neverReadyVmis: 0 };
   private readonly runtime = new Map<string, VmiRuntime>();
-  private readonly guestsByIp = new Map<string, { port: number; namespace: string }>();
+  private readonly guestsByIp = new Map<
+    string,
+    { port: number; namespace: string; listenAddress: string }
+  >();
   private readonly studentClusters = new Map<string, StudentCluster>();
   private readonly studentApiByIp = new Map<string, StudentCluster>();
   private nextIp = 10;
@@ -87,6 +92,12 @@ export class KubeVirtEmulation implements Admission {
       admitLauncher?: (pod: Obj) => void;
       /** Delays of the student clusters' own API servers (namespace deletion, quota status). */
       studentCluster?: { namespaceDeleteDelayMs: number; quotaStatusDelayMs: number };
+      /**
+       * Second octet of the loopback block 127.X.0.0/16 this sim's guests
+       * listen in (one address per guest, from 127.X.1.0 up): distinct per
+       * sim, so sims running side by side do not share guest addresses.
+       */
+      loopbackOctet?: number;
     },
   ) {
     this.onGuestsChanged = options.onGuestsChanged ?? (() => undefined);
@@ -113,16 +124,32 @@ export class KubeVirtEmulation implements Admission {
   readonly resolveGuest: GuestResolver = (ip, port) => {
     const g = this.guestsByIp.get(ip);
     if (g && port === 22) return { host: '127.0.0.1', port: g.port };
-    const api = port === 6443 ? this.studentApiByIp.get(ip) : undefined;
-    if (api) return { host: '127.0.0.1', port: api.port };
+    const api = port === 6443 ? this.studentApiByIp.get(ip)?.port : undefined;
+    if (api) return { host: '127.0.0.1', port: api };
+    // Any other port: whatever a command in the guest listens on there.
+    if (g && port !== 6443) return { host: g.listenAddress, port };
     throw new UnknownGuestError(`no guest listening at ${ip}:${port}`);
   };
+
+  /** The loopback address a guest's own listeners bind (`LABVIRT_GUEST_ADDR` in its commands). */
+  private listenAddressOf(guestIndex: number): string {
+    const octet = this.options.loopbackOctet ?? 77;
+    // 127.X.0.* is left to the sim's nodes.
+    return `127.${octet}.${1 + (Math.floor(guestIndex / 254) % 254)}.${(guestIndex % 254) + 1}`;
+  }
 
   guestMap(): Record<string, string> {
     return Object.fromEntries([
       ...[...this.guestsByIp].map(([ip, g]) => [`${ip}:22`, `127.0.0.1:${g.port}`]),
-      ...[...this.studentApiByIp].map(([ip, c]) => [`${ip}:6443`, `127.0.0.1:${c.port}`]),
+      ...[...this.studentApiByIp]
+        .filter(([, c]) => c.port !== undefined)
+        .map(([ip, c]) => [`${ip}:6443`, `127.0.0.1:${c.port}`]),
     ]);
+  }
+
+  /** Rewrites guests.json (a student API server moved or stopped). */
+  guestsChanged(): void {
+    this.onGuestsChanged();
   }
 
   /** The student cluster of an env (its control plane's API server), while it runs. */
@@ -402,6 +429,22 @@ export class KubeVirtEmulation implements Admission {
     this.after(rt, this.timings.schedulingMs, () => this.schedule(ns, name));
   }
 
+  /** The launcher pod runs with the VMI's IP (bridge binding): what Services' endpoints follow. */
+  private launcherRunning(ns: string, name: string, ip: string): void {
+    const uid = this.store.peek('virtualmachineinstances', ns, name)?.metadata.uid;
+    for (const pod of this.store.list('pods', ns)) {
+      if (!pod.metadata.ownerReferences?.some((o) => o.uid === uid)) continue;
+      const next = structuredClone(pod);
+      next.status = {
+        ...(next.status as Record<string, unknown> | undefined),
+        phase: 'Running',
+        podIP: ip,
+        podIPs: [{ ip }],
+      };
+      this.store.update('pods', next);
+    }
+  }
+
   private after(rt: VmiRuntime, ms: number, fn: () => void): void {
     const t = setTimeout(() => {
       rt.timers = rt.timers.filter((x) => x !== t);
@@ -460,6 +503,7 @@ export class KubeVirtEmulation implements Admission {
     }
     rt.node = node.name;
     rt.ip = `10.244.${Math.floor(this.nextIp / 250) % 250}.${(this.nextIp % 250) + 1}`;
+    rt.listenAddress = this.listenAddressOf(this.nextIp);
     this.nextIp++;
     this.setVmiStatus(ns, name, (s) => ({
       ...s,
@@ -494,6 +538,7 @@ export class KubeVirtEmulation implements Admission {
         { type: 'LiveMigratable', status: 'False', reason: 'InterfaceNotLiveMigratable' },
       ],
     }));
+    this.launcherRunning(ns, name, ip);
     if (!rt.neverReady) {
       this.after(rt, this.timings.agentMs, () =>
         this.setVmiStatus(ns, name, (s) => ({
@@ -537,10 +582,15 @@ export class KubeVirtEmulation implements Admission {
       sandboxRoot,
       bootstrapDelayMs: this.timings.bootstrapMs,
       markReadyAutomatically: !rt.neverReady,
-      // kubeadm's API server listens on the control plane's 6443 once init is done.
+      listenAddress: rt.listenAddress,
+      // kubeadm's API server on 6443 once init is done; any other port is the guest's own listener.
       forwardLocalPort: (port) =>
         Promise.resolve(
-          port === 6443 && rt.inner ? { host: '127.0.0.1', port: rt.inner.port } : undefined,
+          port === 6443
+            ? rt.inner?.port
+              ? { host: '127.0.0.1', port: rt.inner.port }
+              : undefined
+            : { host: rt.listenAddress!, port },
         ),
       resolvePeer: (peerIp, port) => {
         const peer = this.guestsByIp.get(peerIp);
@@ -554,7 +604,7 @@ export class KubeVirtEmulation implements Admission {
       return;
     }
     rt.guest = guest;
-    this.guestsByIp.set(ip, { port: guest.port, namespace: ns });
+    this.guestsByIp.set(ip, { port: guest.port, namespace: ns, listenAddress: rt.listenAddress! });
     this.onGuestsChanged();
     if (rt.neverReady) return;
     if (role === 'control-plane') {

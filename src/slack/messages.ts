@@ -237,6 +237,8 @@ export function sessionStatusMessage(view: SessionView, opts: RenderOptions): Sl
           ),
         );
       }
+      const ports = portLines(view);
+      if (ports) blocks.push(section(ports));
       blocks.push(
         context(
           timeLeftLine(view, opts.now),
@@ -260,6 +262,23 @@ export function sessionStatusMessage(view: SessionView, opts: RenderOptions): Sl
   const buttons = sessionButtons(view);
   if (buttons) blocks.push(buttons);
   return { text, blocks };
+}
+
+/**
+ * The apps the student published from their cluster (NodePort sync), and the
+ * ports that were not published with why, so nothing is silently dropped.
+ */
+function portLines(view: SessionView): string | undefined {
+  const published = view.ports?.published ?? [];
+  const refused = view.ports?.refused ?? [];
+  if (published.length === 0 && refused.length === 0) return undefined;
+  const lines = published.map(
+    (p) =>
+      `\`${escapeMrkdwn(p.service)}:${p.port}\` → \`${escapeMrkdwn(p.address)}\`` +
+      (p.protocol === 'TCP' ? '' : ` (${p.protocol})`),
+  );
+  for (const r of refused) lines.push(`:no_entry: ${escapeMrkdwn(r.message)}`);
+  return `*Your published apps:*\n${lines.join('\n')}`;
 }
 
 /** Sent a few minutes before expiry, with an Extend button when the session may still grow. */

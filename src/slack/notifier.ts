@@ -105,7 +105,7 @@ export async function startNotifier(options: NotifierOptions): Promise<Notifier>
   const isSlackStudent = (student: string) => parseStudentId(student) !== undefined;
 
   const onEvent = async (event: LabvirtEvent): Promise<void> => {
-    if ('student' in event && !isSlackStudent(event.student)) return;
+    if ('student' in event && event.student !== undefined && !isSlackStudent(event.student)) return;
     switch (event.type) {
       case 'session.warning':
         await queue.expiryWarning(event.sessionId, Date.parse(event.expiresAt));
@@ -122,7 +122,7 @@ export async function startNotifier(options: NotifierOptions): Promise<Notifier>
       default: {
         const sessionId = await sessionOf(event, store);
         if (!sessionId) return;
-        if (event.type === 'env.state') {
+        if (event.type === 'env.state' || !('student' in event) || event.student === undefined) {
           const session = await store.getSession(sessionId);
           if (!session || !isSlackStudent(session.student)) return;
         }

@@ -65,6 +65,11 @@ export interface Executor {
   waitReady(target: GuestTarget, opts: { timeoutMs: number; pollMs?: number }): Promise<void>;
   /** Appends the student's key (and labvirt's, for the gateway) to student's authorized_keys, idempotently. */
   installStudentKey(target: GuestTarget, publicKey: string): Promise<void>;
+  /**
+   * A TCP stream to `host:port` as the guest sees it (SSH direct-tcpip over
+   * the pooled connection), e.g. the student cluster's API on 127.0.0.1:6443.
+   */
+  forward(target: GuestTarget, host: string, port: number): Promise<ClientChannel>;
   closeEnv(envId: string): void;
   close(): Promise<void>;
   /** SSH handshakes done so far (for tests and metrics). */
@@ -375,6 +380,15 @@ export function createExecutor(options: ExecutorOptions): Executor {
     }
   }
 
+  async function forward(target: GuestTarget, host: string, port: number) {
+    const pooled = await connection(target, loginUser);
+    return new Promise<ClientChannel>((resolve, reject) => {
+      pooled.client.forwardOut('127.0.0.1', 0, host, port, (err, channel) =>
+        err ? reject(err) : resolve(channel),
+      );
+    });
+  }
+
   function closeEnv(envId: string) {
     for (const [key, p] of pool) {
       if (!key.startsWith(`${envId}|`)) continue;
@@ -405,6 +419,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
     exec,
     waitReady,
     installStudentKey,
+    forward,
     closeEnv,
     close,
     get handshakes() {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
+import { openStudentApi } from '../helpers/student-envs.js';
 
 interface Rule {
   apiGroups: string[];
@@ -12,6 +13,7 @@ interface Rule {
 
 const KIND_TO_RESOURCE: Record<string, { group: string; resource: string }> = {
   Namespace: { group: '', resource: 'namespaces' },
+  Node: { group: '', resource: 'nodes' },
   Secret: { group: '', resource: 'secrets' },
   Service: { group: '', resource: 'services' },
   ConfigMap: { group: '', resource: 'configmaps' },
@@ -55,8 +57,31 @@ describe('deploy/rbac.yaml: least privilege that still covers everything labvirt
     await stack.labvirt.runMaintenance('replenish');
     await stack.until(async () => (await stack.warmCount('v1.30-1node')) >= 1, 'a warm env');
     const s = await stack.labvirt.service.start({ student: 'rbac', labId: 'fixture-one' });
-    await stack.untilSession(s.id, 'active');
+    const active = await stack.untilSession(s.id, 'active');
     await stack.labvirt.service.check(s.id);
+    // The NodePort sync's whole cycle: a mirror made, changed, shown, removed at the end.
+    const ctx = stack.labvirt.context;
+    const ns = `${ctx.config.namespacePrefix}${active.envId}`;
+    const cp = (await ctx.cluster.listVmis(ns)).find((v) => v.name === 'control-plane')!;
+    const closers: (() => void | Promise<void>)[] = [];
+    const student = await openStudentApi(
+      ctx.executor,
+      { envId: active.envId!, node: 'control-plane', ip: cp.ip! },
+      closers,
+    );
+    const svc = await student.createNamespacedService({
+      namespace: 'default',
+      body: { metadata: { name: 'web' }, spec: { type: 'NodePort', ports: [{ port: 80 }] } },
+    });
+    const mirrored = async (nodePort: number) =>
+      (await stack.labvirt.service.status(s.id)).ports?.published.some(
+        (p) => p.studentNodePort === nodePort,
+      );
+    await stack.until(() => mirrored(svc.spec!.ports![0]!.nodePort!), 'mirror');
+    svc.spec!.ports![0]!.nodePort = 32123;
+    await student.replaceNamespacedService({ namespace: 'default', name: 'web', body: svc });
+    await stack.until(() => mirrored(32123), 'mirror follows the new node port');
+    for (const close of closers) await close();
     await stack.labvirt.service.stop(s.id);
     await stack.until(async () => !(await stack.labvirt.store.getEnv(s.envId ?? '')), 'teardown');
     await stack.labvirt.runMaintenance('reconcile');
@@ -71,6 +96,17 @@ describe('deploy/rbac.yaml: least privilege that still covers everything labvirt
       return !allowed(rules, verb!, kind!);
     });
     expect(denied).toEqual([]);
+    // What the NodePort sync was granted, it used.
+    for (const call of [
+      'create Service',
+      'update Service',
+      'delete Service',
+      'create NetworkPolicy',
+      'update NetworkPolicy',
+      'delete NetworkPolicy',
+      'list Node',
+    ])
+      expect(calls).toContain(call);
     // No wildcards, no cluster-admin-like grants.
     for (const r of rules) {
       expect(r.verbs).not.toContain('*');

@@ -1,5 +1,12 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KubeConfig, NetworkingV1Api } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/log/index.js';
+import { startSim } from '../../src/sim/index.js';
 import {
+  HostCluster,
   cidrContains,
   evaluateNetworkPolicies,
   selectorMatches,
@@ -336,5 +343,46 @@ describe('env isolation, evaluated on the rendered NetworkPolicies', () => {
     const on = await world('gateway', { network: { allowVirtctlSsh: true } });
     expect(allowed(on.policies, { from: on.virtApi, to: on.aCp, port: 22 })).toBe(true);
     expect(allowed(on.policies, { from: on.virtApi, to: on.aCp, port: 6443 })).toBe(false);
+  });
+});
+
+describe('env isolation as the host cluster stores it', () => {
+  it('keeps every ingress peer on the way through client-node (its model names `from` `_from`)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'labvirt-netpol-'));
+    const sim = await startSim({ dir, speed: 1000, guests: false });
+    try {
+      const kc = new KubeConfig();
+      kc.loadFromFile(sim.kubeconfigPath);
+      const host = new HostCluster(kc, { logger: silentLogger(), quotaRetryMs: 20 });
+      const objects = await renderWith('v1.30-3node', {}, 'stored01');
+      await host.createAll(objects);
+      const stored = (
+        await kc
+          .makeApiClient(NetworkingV1Api)
+          .listNamespacedNetworkPolicy({ namespace: 'lab-stored01' })
+      ).items;
+      const asManifest = (p: (typeof stored)[number]) =>
+        (p.spec?.ingress ?? []).map(({ _from, ports }) => ({
+          ...(_from ? { from: JSON.parse(JSON.stringify(_from)) as unknown } : {}),
+          ...(ports ? { ports: JSON.parse(JSON.stringify(ports)) as unknown } : {}),
+        }));
+      for (const rendered of byKind(objects, 'NetworkPolicy')) {
+        const back = stored.find((p) => p.metadata?.name === rendered.metadata.name)!;
+        expect(asManifest(back), rendered.metadata.name).toEqual(rendered.spec.ingress ?? []);
+      }
+      // So another env's VM stays out of this one, as rendered.
+      const policies = stored.map((p) => ({
+        metadata: p.metadata,
+        spec: { ...p.spec, ingress: asManifest(p) },
+      })) as NetworkPolicyLike[];
+      const vm = pod('lab-stored01', { 'labvirt.io/env': 'stored01' }, '10.244.0.5');
+      expect(
+        allowed(policies, { from: { ip: '10.250.0.9' }, to: vm, port: 6443 }),
+        'a host pod outside the env',
+      ).toBe(false);
+    } finally {
+      await sim.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -142,6 +142,34 @@ const STATES: Record<string, () => unknown> = {
   'status-preparing': () =>
     sessionStatusMessage({ ...base, state: 'preparing', envId: 'k3x9q2ab' }, { now: NOW }),
   'status-active': () => sessionStatusMessage(active, { now: NOW }),
+  'status-active-ports': () =>
+    sessionStatusMessage(
+      {
+        ...active,
+        ports: {
+          published: [
+            {
+              service: 'default/web',
+              port: 80,
+              protocol: 'TCP',
+              studentNodePort: 31080,
+              hostNodePort: 30417,
+              address: 'labs.example.org:30417',
+            },
+          ],
+          refused: [
+            {
+              service: 'default/dns',
+              port: 53,
+              protocol: 'SCTP',
+              reason: 'protocol',
+              message: 'dns:53 not published: only TCP and UDP ports are published',
+            },
+          ],
+        },
+      },
+      { now: NOW },
+    ),
   'status-solved': () => sessionStatusMessage(solved, { now: NOW }),
   'status-ended-solved': () =>
     sessionStatusMessage(ended({ ...solved, endedReason: 'released' }), { now: NOW }),
@@ -200,6 +228,13 @@ describe('Slack messages', () => {
     }
     expect(existsSync(file), `${file} is missing: run with UPDATE_SLACK_DOCS=1`).toBe(true);
     expect(rendered).toBe(readFileSync(file, 'utf8'));
+  });
+
+  it('lists published apps with their host address, and refused ports with why', () => {
+    const text = JSON.stringify(STATES['status-active-ports']!());
+    expect(text).toContain('`default/web:80` → `labs.example.org:30417`');
+    expect(text).toContain('dns:53 not published');
+    expect(JSON.stringify(STATES['status-active']!())).not.toContain('published apps');
   });
 
   it('shows the buttons each state allows', () => {

@@ -184,6 +184,16 @@ function printSession(out: Connection['out'], s: SessionView, keyFile?: string):
     if (c.nodes.length)
       out(`  nodes:    ${c.nodes.join(', ')} (ssh <node> from the control plane)`);
   }
+  if (s.ports && s.state !== 'ended') {
+    // The NodePort/LoadBalancer Services of the student's cluster, reachable from outside.
+    if (s.ports.published.length === 0 && s.ports.refused.length === 0)
+      out('  ports:    none published (create a NodePort Service in your cluster)');
+    for (const [i, p] of s.ports.published.entries()) {
+      const proto = p.protocol === 'TCP' ? '' : `/${p.protocol}`;
+      out(`  ${i === 0 ? 'ports:   ' : '         '} ${p.service}:${p.port}${proto} → ${p.address}`);
+    }
+    for (const r of s.ports.refused) out(`  refused:  ${r.message}`);
+  }
 }
 
 /** Saves a private key next to the user, never over an existing file. */

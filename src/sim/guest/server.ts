@@ -29,6 +29,12 @@ export interface GuestOptions {
   forwardLocalPort?: (port: number) => Promise<{ host: string; port: number } | undefined>;
   resolvePeer?: GuestResolver;
   hostKey?: string | Buffer;
+  /**
+   * The loopback address that stands for this guest's own network interface:
+   * commands get it as `LABVIRT_GUEST_ADDR` and bind their listeners to it, so
+   * two guests can both listen on the same port (as two VMs can).
+   */
+  listenAddress?: string;
 }
 
 export interface Guest {
@@ -133,6 +139,7 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
               LOGNAME: user,
               SHELL: '/bin/sh',
               LABVIRT_GUEST_ROOT: sandbox,
+              ...(opts.listenAddress ? { LABVIRT_GUEST_ADDR: opts.listenAddress } : {}),
               ...(pty ? { TERM: pty.term || 'xterm' } : {}),
               ...env,
             },

@@ -1,0 +1,425 @@
+import {
+  makeInformer,
+  type Informer,
+  type V1Namespace,
+  type V1Service,
+} from '@kubernetes/client-node';
+import type { Config } from '../config/index.js';
+import type { EventBus } from '../events/index.js';
+import type { HostCluster } from '../kube/index.js';
+import { ANNOTATIONS, LABELS, MANAGED_BY, readEnvSecrets, apiErrorMessage } from '../kube/index.js';
+import type { Logger } from '../log/index.js';
+import { issueCertificate } from '../pki/index.js';
+import type { Executor } from '../ssh/index.js';
+import { HostMirrors } from './host.js';
+import { SYNC_ANNOTATIONS } from './names.js';
+import {
+  planMirrors,
+  refusalKey,
+  refusalMessage,
+  studentPorts,
+  type RefusedPort,
+  type SyncLimits,
+} from './plan.js';
+import { StudentClusterWatch } from './student.js';
+
+export interface NodePortSyncOptions {
+  config: Config;
+  cluster: HostCluster;
+  executor: Executor;
+  events: EventBus;
+  logger: Logger;
+}
+
+interface EnvSync {
+  envId: string;
+  namespace: string;
+  sessionId?: string;
+  student?: string;
+  watch?: StudentClusterWatch;
+  /** The student's Services as last listed or watched; undefined until the first list. */
+  services?: readonly V1Service[];
+  running?: Promise<void>;
+  dirty: boolean;
+  stopped: boolean;
+  /** Refusals reported already (keys), as the Namespace annotation remembers them. */
+  reported: Set<string>;
+  /** What was last published (to emit `sync.published` on change only). */
+  publishedSignature?: string;
+  apiDown: boolean;
+  hostFailures: number;
+  retry?: NodeJS.Timeout;
+}
+
+/**
+ * The NodePort sync: for every env whose Namespace says `active`, a
+ * level-triggered reconciler that moves the env's host mirrors toward the
+ * student cluster's NodePort and LoadBalancer Services; for every other
+ * env, no mirrors. Host objects (labelled mirrors, a Namespace annotation
+ * for what was reported) are its memory, so a restart — or a second
+ * replica — converges on the same objects instead of duplicating them.
+ */
+export class NodePortSync {
+  private readonly envs = new Map<string, EnvSync>();
+  /** Non-active envs whose mirrors were removed (so they are not listed on every update). */
+  private readonly clean = new Set<string>();
+  private readonly mirrors: HostMirrors;
+  private readonly limits: SyncLimits;
+  private readonly log: Logger;
+  private informer?: Informer<V1Namespace>;
+  private generation = 0;
+  private timer?: NodeJS.Timeout;
+  private retryMs: number;
+  private stopped = false;
+
+  constructor(private readonly opts: NodePortSyncOptions) {
+    this.mirrors = new HostMirrors(opts.cluster, opts.config);
+    this.limits = {
+      maxPortsPerEnv: opts.config.sync.maxPortsPerEnv,
+      protocols: opts.config.sync.protocols,
+      studentPortRange: opts.config.sync.studentPortRange,
+    };
+    this.log = opts.logger.child({ component: 'sync' });
+    this.retryMs = this.retryInitialMs;
+  }
+
+  private get retryInitialMs() {
+    return this.opts.config.sync.retryInitialSeconds * 1000;
+  }
+  private get retryMaxMs() {
+    return this.opts.config.sync.retryMaxSeconds * 1000;
+  }
+
+  /** Student clusters being watched now. */
+  get watchedEnvs(): number {
+    return this.envs.size;
+  }
+
+  start(): void {
+    this.watchNamespaces();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.generation++;
+    clearTimeout(this.timer);
+    const informer = this.informer;
+    this.informer = undefined;
+    if (informer) await informer.stop();
+    // Mirrors stay: they belong to sessions that are still active; the next labvirt picks them up.
+    await Promise.all([...this.envs.values()].map((e) => this.halt(e)));
+    this.envs.clear();
+  }
+
+  /** The host's env Namespaces, informer-watched; relisted every resync period as a watchdog. */
+  private watchNamespaces(): void {
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    const old = this.informer;
+    this.informer = undefined;
+    if (old) void old.stop();
+    const generation = ++this.generation;
+    const current = () => generation === this.generation && !this.stopped;
+    const core = this.opts.cluster.core;
+    const informer = makeInformer<V1Namespace>(
+      this.opts.cluster.kubeConfig,
+      '/api/v1/namespaces',
+      async () => {
+        this.opts.cluster.recordRequest('list', 'Namespace');
+        this.opts.cluster.recordRequest('watch', 'Namespace');
+        const list = await core.listNamespace({
+          labelSelector: `${LABELS.managedBy}=${MANAGED_BY}`,
+        });
+        if (current()) {
+          const names = new Set(list.items.map((n) => n.metadata?.name));
+          for (const e of this.envs.values())
+            if (!names.has(e.namespace)) void this.endEnv(e, false);
+          this.retryMs = this.retryInitialMs;
+          clearTimeout(this.timer);
+          this.timer = setTimeout(
+            () => this.watchNamespaces(),
+            this.opts.config.sync.resyncSeconds * 1000,
+          );
+          this.timer.unref();
+        }
+        return list;
+      },
+      `${LABELS.managedBy}=${MANAGED_BY}`,
+    );
+    const seen = (ns: V1Namespace) => current() && this.namespaceSeen(ns);
+    informer.on('add', seen);
+    informer.on('update', seen);
+    informer.on('delete', (ns) => {
+      const e = current() ? this.envs.get(ns.metadata?.labels?.[LABELS.env] ?? '') : undefined;
+      if (e) void this.endEnv(e, false);
+    });
+    informer.on('error', (err) => {
+      if (!current()) return;
+      this.log.warn({ err: apiErrorMessage(err) }, 'host namespace watch failed; restarting');
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.watchNamespaces(), this.retryMs);
+      this.timer.unref();
+      this.retryMs = Math.min(this.retryMaxMs, this.retryMs * 2);
+    });
+    this.informer = informer;
+    informer.start().catch(() => undefined);
+  }
+
+  private namespaceSeen(ns: V1Namespace): void {
+    const envId = ns.metadata?.labels?.[LABELS.env];
+    const namespace = ns.metadata?.name;
+    if (!envId || !namespace) return;
+    const active =
+      ns.metadata?.labels?.[LABELS.state] === 'active' && !ns.metadata?.deletionTimestamp;
+    const e = this.envs.get(envId);
+    if (active && !e) {
+      this.clean.delete(envId);
+      this.beginEnv(envId, namespace, ns);
+    } else if (active && e) {
+      e.sessionId = ns.metadata?.annotations?.[ANNOTATIONS.session];
+      e.student = ns.metadata?.annotations?.[ANNOTATIONS.student];
+    } else if (e) {
+      void this.endEnv(e, !ns.metadata?.deletionTimestamp);
+    } else if (!this.clean.has(envId) && !ns.metadata?.deletionTimestamp) {
+      // Level-triggered: an env that is not active has no mirrors, whatever happened before.
+      this.clean.add(envId);
+      this.mirrors.removeAll(namespace).then(
+        (n) => n > 0 && this.log.info({ envId, removed: n }, 'removed mirrors of an inactive env'),
+        (err) => {
+          this.clean.delete(envId);
+          this.log.warn({ envId, err: apiErrorMessage(err) }, 'could not remove mirrors');
+        },
+      );
+    }
+  }
+
+  private beginEnv(envId: string, namespace: string, ns: V1Namespace): void {
+    const e: EnvSync = {
+      envId,
+      namespace,
+      sessionId: ns.metadata?.annotations?.[ANNOTATIONS.session],
+      student: ns.metadata?.annotations?.[ANNOTATIONS.student],
+      dirty: false,
+      stopped: false,
+      reported: new Set(readRefused(ns).map(refusalKey)),
+      // Nothing published is the starting point: only a change is news.
+      publishedSignature: '[]',
+      apiDown: false,
+      hostFailures: 0,
+    };
+    this.envs.set(envId, e);
+    void this.connect(e, this.retryInitialMs);
+  }
+
+  private async connect(e: EnvSync, delayMs: number): Promise<void> {
+    try {
+      const secrets = await readEnvSecrets(this.opts.cluster, e.namespace);
+      if (!secrets) throw new Error('the env has no CA secret');
+      // Held in memory only, valid a little longer than the longest session.
+      const client = await issueCertificate(secrets.ca, {
+        commonName: 'labvirt:nodeport-sync',
+        // The student may break RBAC on purpose; system:masters keeps the watch working.
+        organization: 'system:masters',
+        usage: 'client',
+        algorithm: 'ecdsa',
+        days: Math.ceil(this.opts.config.sessions.maxMinutes / (24 * 60)) + 1,
+      });
+      if (e.stopped) return;
+      const watch = new StudentClusterWatch({
+        envId: e.envId,
+        executor: this.opts.executor,
+        controlPlaneIp: () => this.controlPlaneIp(e.namespace),
+        ca: secrets.ca,
+        client,
+        resyncMs: this.opts.config.sync.resyncSeconds * 1000,
+        retryInitialMs: this.retryInitialMs,
+        retryMaxMs: this.retryMaxMs,
+        onServices: (services) => {
+          e.services = services;
+          this.pump(e);
+        },
+        onReachable: (reachable, error) => this.reachable(e, reachable, error),
+      });
+      e.watch = watch;
+      await watch.start();
+    } catch (err) {
+      if (e.stopped) return;
+      this.reachable(e, false, (err as Error).message);
+      e.retry = setTimeout(
+        () => void this.connect(e, Math.min(this.retryMaxMs, delayMs * 2)),
+        delayMs,
+      );
+      e.retry.unref();
+    }
+  }
+
+  private async controlPlaneIp(namespace: string): Promise<string> {
+    const vmis = await this.opts.cluster.listVmis(namespace);
+    const cp = vmis.find((v) => v.name === 'control-plane');
+    if (cp?.phase !== 'Running' || !cp.ip) throw new Error('the control plane VM is not running');
+    return cp.ip;
+  }
+
+  /** One line when a student API server goes away and one when it is back, not one per retry. */
+  private reachable(e: EnvSync, reachable: boolean, error?: string): void {
+    if (reachable && e.apiDown) {
+      e.apiDown = false;
+      this.log.info({ envId: e.envId }, 'student API server reachable again; resyncing mirrors');
+    } else if (!reachable && !e.apiDown) {
+      e.apiDown = true;
+      this.log.warn(
+        { envId: e.envId, err: error },
+        'student API server unreachable; keeping its mirrors and retrying with backoff',
+      );
+    }
+  }
+
+  /** Reconciles now, or once more right after the reconcile under way. */
+  private pump(e: EnvSync): void {
+    if (e.stopped) return;
+    if (e.running) {
+      e.dirty = true;
+      return;
+    }
+    e.running = (async () => {
+      do {
+        e.dirty = false;
+        try {
+          await this.reconcileEnv(e);
+          e.hostFailures = 0;
+        } catch (err) {
+          if (e.stopped) return;
+          const delay = Math.min(this.retryMaxMs, this.retryInitialMs * 2 ** e.hostFailures++);
+          if (e.hostFailures === 1)
+            this.log.warn(
+              { envId: e.envId, err: apiErrorMessage(err) },
+              'mirroring failed; retrying',
+            );
+          clearTimeout(e.retry);
+          e.retry = setTimeout(() => this.pump(e), delay);
+          e.retry.unref();
+          return;
+        }
+      } while (e.dirty && !e.stopped);
+    })().finally(() => {
+      e.running = undefined;
+    });
+  }
+
+  private async reconcileEnv(e: EnvSync): Promise<void> {
+    const services = e.services;
+    if (!services || e.stopped) return;
+    const existing = await this.mirrors.list(e.namespace);
+    const plan = planMirrors(
+      studentPorts(services),
+      this.limits,
+      new Set(existing.map((s) => s.metadata?.name ?? '')),
+    );
+    if (e.stopped) return;
+    const refusedByHost = await this.mirrors.apply(e, plan.mirrors, existing);
+    await this.report(e, [...plan.refused, ...refusedByHost]);
+    const refusedNames = new Set(refusedByHost.map((r) => `${r.service}:${r.port}/${r.protocol}`));
+    const live = plan.mirrors.filter(
+      (m) => !refusedNames.has(`${m.namespace}/${m.service}:${m.port}/${m.protocol}`),
+    );
+    const signature = JSON.stringify(live.map((m) => [m.name, m.nodePort]));
+    if (signature !== e.publishedSignature) {
+      const ports = await this.mirrors.published(e.namespace);
+      e.publishedSignature = signature;
+      this.log.info(
+        { envId: e.envId, ports: ports.map((p) => `${p.service}:${p.port} → ${p.address}`) },
+        'published ports changed',
+      );
+      this.opts.events.emit({
+        type: 'sync.published',
+        envId: e.envId,
+        sessionId: e.sessionId,
+        student: e.student,
+        ports: ports.map((p) => ({
+          service: p.service,
+          port: p.port,
+          protocol: p.protocol,
+          address: p.address,
+        })),
+      });
+    }
+  }
+
+  /** Each refusal once: new ones become events; the Namespace annotation remembers them all. */
+  private async report(e: EnvSync, refused: RefusedPort[]): Promise<void> {
+    const keys = new Set(refused.map(refusalKey));
+    const fresh = refused.filter((r) => !e.reported.has(refusalKey(r)));
+    const same = keys.size === e.reported.size && [...keys].every((k) => e.reported.has(k));
+    if (same) return;
+    await this.opts.cluster.patchNamespaceMeta(e.namespace, {
+      annotations: {
+        [SYNC_ANNOTATIONS.refused]: refused.length > 0 ? JSON.stringify(refused) : null,
+      },
+    });
+    e.reported = keys;
+    for (const r of fresh) {
+      const message = refusalMessage(r);
+      this.log.info({ envId: e.envId, refused: message }, 'student port not published');
+      this.opts.events.emit({
+        type: 'sync.refused',
+        envId: e.envId,
+        sessionId: e.sessionId,
+        student: e.student,
+        service: r.service,
+        port: r.port,
+        protocol: r.protocol,
+        reason: r.reason,
+        message,
+      });
+    }
+  }
+
+  private async halt(e: EnvSync): Promise<void> {
+    e.stopped = true;
+    clearTimeout(e.retry);
+    await e.watch?.stop();
+    await e.running;
+  }
+
+  /** The session ended (or the env went away): stop watching; with `cleanup`, every mirror goes. */
+  private async endEnv(e: EnvSync, cleanup: boolean): Promise<void> {
+    if (this.envs.get(e.envId) !== e) return;
+    this.envs.delete(e.envId);
+    if (cleanup) this.clean.add(e.envId);
+    await this.halt(e);
+    if (!cleanup) return;
+    for (
+      let delay = this.retryInitialMs;
+      !this.stopped;
+      delay = Math.min(this.retryMaxMs, delay * 2)
+    ) {
+      try {
+        const removed = await this.mirrors.removeAll(e.namespace);
+        await this.opts.cluster.patchNamespaceMeta(e.namespace, {
+          annotations: { [SYNC_ANNOTATIONS.refused]: null },
+        });
+        this.log.info({ envId: e.envId, removed }, 'session over: mirrors removed');
+        return;
+      } catch (err) {
+        if (/not found/i.test(apiErrorMessage(err))) return;
+        this.log.warn(
+          { envId: e.envId, err: apiErrorMessage(err) },
+          'removing mirrors failed; retrying',
+        );
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+}
+
+/** The refusals an env's Namespace remembers. */
+export function readRefused(ns: V1Namespace): RefusedPort[] {
+  const raw = ns.metadata?.annotations?.[SYNC_ANNOTATIONS.refused];
+  if (!raw) return [];
+  try {
+    const parsed = JSON.parse(raw) as unknown;
+    return Array.isArray(parsed) ? (parsed as RefusedPort[]) : [];
+  } catch {
+    return [];
+  }
+}

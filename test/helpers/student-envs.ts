@@ -1,0 +1,280 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
+import { loadConfig, type Config } from '../../src/config/index.js';
+import {
+  ANNOTATIONS,
+  HostCluster,
+  LABELS,
+  envNamespace,
+  generateEnvSecrets,
+  renderEnvironment,
+} from '../../src/kube/index.js';
+import { silentLogger } from '../../src/log/index.js';
+import { startSim, type SimHandle } from '../../src/sim/index.js';
+import {
+  createExecutor,
+  generateKeyPair,
+  type Executor,
+  type GuestTarget,
+} from '../../src/ssh/index.js';
+
+/**
+ * A simulated host with envs whose student clusters are up, reached the way
+ * labvirt reaches them: client-node over an SSH forward to the control
+ * plane's 6443, with kubeadm's admin.conf (what the student uses).
+ */
+export interface SimHost {
+  sim: SimHandle;
+  config: Config;
+  host: HostCluster;
+  executor: Executor;
+  /** Polls until `fn` gives a value (errors count as "not yet"). */
+  until<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs?: number): Promise<T>;
+  startEnv(envId: string, flavor?: string): Promise<StudentEnv>;
+  /** Marks the env's Namespace as a session's (state label and owner annotations), as claiming does. */
+  setState(env: StudentEnv, state: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StudentEnv {
+  envId: string;
+  namespace: string;
+  controlPlane: GuestTarget;
+  /** The student's client (admin.conf), through an SSH tunnel. */
+  student: CoreV1Api;
+  /**
+   * Starts a TCP echo server inside a guest on `port`, greeting with `name`
+   * (as an app behind the student's NodePort would run); stops at close.
+   */
+  listen(node: GuestTarget, port: number, name: string): Promise<void>;
+}
+
+export const SYNC_FLAVORS = {
+  'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 0, maxTotal: 10 },
+  'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 10 },
+} as const;
+
+export async function startSimHost(
+  overrides: Record<string, unknown> = {},
+  speed = 300,
+): Promise<SimHost> {
+  const dir = mkdtempSync(join(tmpdir(), 'labvirt-sync-'));
+  const closers: (() => void | Promise<void>)[] = [];
+  const sim = await startSim({ dir, speed, namespaceDeleteDelayMs: 200, quotaStatusDelayMs: 50 });
+  const config = loadConfig({ env: {}, overrides: { flavors: SYNC_FLAVORS, ...overrides } });
+  const kc = new KubeConfig();
+  kc.loadFromFile(sim.kubeconfigPath);
+  const host = new HostCluster(kc, { logger: silentLogger(), quotaRetryMs: 50 });
+  const orchestrator = generateKeyPair();
+  const executor = createExecutor({
+    privateKey: orchestrator.private,
+    resolve: sim.resolveGuest,
+    connectRetry: { attempts: 40, initialDelayMs: 50, maxDelayMs: 300 },
+  });
+
+  const until = async <T>(
+    fn: () => Promise<T | undefined | false>,
+    what: string,
+    timeoutMs = 20_000,
+  ): Promise<T> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await fn().catch(() => undefined);
+      if (v) return v;
+      if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+
+  const startEnv = async (envId: string, flavor = 'v1.30-1node'): Promise<StudentEnv> => {
+    const namespace = envNamespace(config, envId);
+    await host.createAll(
+      await renderEnvironment({
+        config,
+        flavor,
+        envId,
+        orchestratorPublicKey: orchestrator.public,
+        secrets: await generateEnvSecrets(),
+      }),
+    );
+    const cpIp = await until(async () => {
+      const vmi = (await host.listVmis(namespace)).find((v) => v.name === 'control-plane');
+      return vmi?.phase === 'Running' && vmi.ip;
+    }, `${envId} control plane running`);
+    const controlPlane: GuestTarget = { envId, node: 'control-plane', ip: cpIp };
+    const student = await openStudentApi(executor, controlPlane, closers);
+
+    const listen = (node: GuestTarget, port: number, name: string) =>
+      startGuestListener(executor, node, port, name, closers);
+    return { envId, namespace, controlPlane, student, listen };
+  };
+
+  return {
+    sim,
+    config,
+    host,
+    executor,
+    until,
+    startEnv,
+    async setState(env, state) {
+      await host.patchNamespaceMeta(env.namespace, {
+        labels: { [LABELS.state]: state },
+        annotations: {
+          [ANNOTATIONS.session]: `s-${env.envId}`,
+          [ANNOTATIONS.student]: `student-${env.envId}`,
+        },
+      });
+    },
+    async close() {
+      for (const c of closers.reverse()) await c();
+      await executor.close();
+      await sim.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Connects, reads the greeting line (or how the connection ended). */
+export function greet(host: string, port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const sock = connect(port, host);
+    let data = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      resolve(`timeout ${data}`);
+    }, 3000);
+    sock.on('data', (d) => {
+      data += d.toString();
+      if (data.includes('\n')) {
+        clearTimeout(timer);
+        sock.end();
+        resolve(data.trim());
+      }
+    });
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve(err.code ?? 'error');
+    });
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve(data ? data.trim() : 'closed');
+    });
+  });
+}
+
+/**
+ * The student's own client (kubeadm's admin.conf from the control plane) on
+ * their cluster's API server, through a loopback tunnel over SSH forwarding.
+ */
+export async function openStudentApi(
+  executor: Executor,
+  controlPlane: GuestTarget,
+  closers: (() => void | Promise<void>)[],
+): Promise<CoreV1Api> {
+  const poll = async <T>(fn: () => Promise<T | undefined | false>, what: string): Promise<T> => {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const v = await fn().catch(() => undefined);
+      if (v) return v;
+      if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+  const adminConf = await poll(async () => {
+    const r = await executor.exec(
+      controlPlane,
+      'cat "${LABVIRT_GUEST_ROOT:-}/etc/kubernetes/admin.conf" 2>/dev/null',
+      { timeoutMs: 10_000 },
+    );
+    return r.stdout.includes('client-certificate-data') && r.stdout;
+  }, `${controlPlane.envId} admin.conf`);
+  const conf = parseYaml(adminConf) as {
+    clusters: { cluster: { 'certificate-authority-data': string } }[];
+    users: { user: { 'client-certificate-data': string; 'client-key-data': string } }[];
+  };
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((sock) => {
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+    sock.on('error', () => undefined);
+    executor.forward(controlPlane, '127.0.0.1', 6443).then(
+      (channel) => {
+        sock.pipe(channel).pipe(sock);
+        channel.on('close', () => sock.destroy());
+      },
+      () => sock.destroy(),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  closers.push(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  const port = (server.address() as { port: number }).port;
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [
+      {
+        name: 's',
+        server: `https://127.0.0.1:${port}`,
+        caData: conf.clusters[0]!.cluster['certificate-authority-data'],
+        tlsServerName: 'kubernetes',
+      },
+    ],
+    users: [
+      {
+        name: 'admin',
+        certData: conf.users[0]!.user['client-certificate-data'],
+        keyData: conf.users[0]!.user['client-key-data'],
+      },
+    ],
+    contexts: [{ name: 'c', cluster: 's', user: 'admin' }],
+    currentContext: 'c',
+  });
+  const student = kc.makeApiClient(CoreV1Api);
+  await poll(async () => (await student.listNamespace()).items.length > 0, 'student API');
+  return student;
+}
+
+/** A TCP echo server inside a guest on `port` that greets with `name`; stopped by `closers`. */
+export async function startGuestListener(
+  executor: Executor,
+  node: GuestTarget,
+  port: number,
+  name: string,
+  closers: (() => void | Promise<void>)[],
+): Promise<void> {
+  const abort = new AbortController();
+  let out = '';
+  let started!: () => void;
+  const ready = new Promise<void>((r) => (started = r));
+  const script = `exec node -e '
+const net = require("net");
+net.createServer((c) => { c.write("hello from " + process.env.NAME + "\\n"); c.pipe(c); })
+.listen(Number(process.env.PORT), process.env.LABVIRT_GUEST_ADDR, () => console.log("listening"));'`;
+  const done = executor
+    .exec(node, script, {
+      env: { PORT: String(port), NAME: name },
+      timeoutMs: 600_000,
+      signal: abort.signal,
+      onStdout: (chunk) => {
+        out += chunk.toString();
+        if (out.includes('listening')) started();
+      },
+    })
+    .catch(() => undefined);
+  closers.push(async () => {
+    abort.abort();
+    await done;
+  });
+  await Promise.race([
+    ready,
+    done.then(() => {
+      throw new Error(`listener on ${node.node}:${port} exited: ${out}`);
+    }),
+  ]);
+}

@@ -1,0 +1,272 @@
+import { Writable } from 'node:stream';
+import { NetworkingV1Api, type V1Service } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EventBus, type EventOf, type LabvirtEvent } from '../../src/events/index.js';
+import { createLogger } from '../../src/log/index.js';
+import { MIRROR_POLICY, NodePortSync, readEnvPorts, SYNC_LABELS } from '../../src/sync/index.js';
+import { startSimHost, type SimHost, type StudentEnv } from '../helpers/student-envs.js';
+
+const MAX_PORTS = 3;
+
+/** Limits, restarts, outages, dropped watches, session end. */
+describe('NodePort sync: limits and failures', () => {
+  let h: SimHost;
+  let net: NetworkingV1Api;
+  const events: LabvirtEvent[] = [];
+  const logLines: { msg: string; envId?: string }[] = [];
+  const bus = new EventBus();
+  bus.onAny((e) => void events.push(e));
+  const logger = createLogger({
+    level: 'info',
+    destination: new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split('\n').filter(Boolean))
+          logLines.push(JSON.parse(line) as { msg: string; envId?: string });
+        done();
+      },
+    }),
+  });
+  const running = new Set<NodePortSync>();
+  const startSync = () => {
+    const sync = new NodePortSync({
+      config: h.config,
+      cluster: h.host,
+      executor: h.executor,
+      events: bus,
+      logger,
+    });
+    sync.start();
+    running.add(sync);
+    return sync;
+  };
+  const stopSync = async (sync: NodePortSync) => {
+    running.delete(sync);
+    await sync.stop();
+  };
+
+  beforeAll(async () => {
+    h = await startSimHost({
+      sync: {
+        maxPortsPerEnv: MAX_PORTS,
+        protocols: ['TCP', 'UDP'],
+        studentPortRange: { min: 30000, max: 32000 },
+        retryInitialSeconds: 0.05,
+        retryMaxSeconds: 0.4,
+        resyncSeconds: 2,
+      },
+    });
+    net = h.host.kubeConfig.makeApiClient(NetworkingV1Api);
+  }, 60_000);
+  afterAll(async () => {
+    for (const s of running) await s.stop();
+    await h?.close();
+  });
+
+  const mirrorNames = async (env: StudentEnv) =>
+    (
+      await h.host.core.listNamespacedService({
+        namespace: env.namespace,
+        labelSelector: `${SYNC_LABELS.component}=mirror`,
+      })
+    ).items
+      .map((s) => s.metadata!.name!)
+      .sort();
+  const untilNames = (env: StudentEnv, want: string[], what: string, timeoutMs?: number) =>
+    h.until(
+      async () => JSON.stringify(await mirrorNames(env)) === JSON.stringify([...want].sort()),
+      what,
+      timeoutMs,
+    );
+  const service = (
+    name: string,
+    ports: { port: number; nodePort?: number; protocol?: string }[],
+  ): V1Service => ({
+    metadata: { name },
+    spec: {
+      type: 'NodePort',
+      selector: { app: name },
+      ports: ports.map((p, i) => ({ name: `p${i}`, ...p, targetPort: 8080 as never })),
+    },
+  });
+  const active = async (envId: string) => {
+    const env = await h.startEnv(envId);
+    await h.setState(env, 'active');
+    await env.student.createNamespace({ body: { metadata: { name: 'app' } } });
+    return env;
+  };
+  const refusals = (envId: string) =>
+    events.filter(
+      (e): e is EventOf<'sync.refused'> => e.type === 'sync.refused' && e.envId === envId,
+    );
+
+  it('refuses what the limits exclude before asking the host, reports each refusal once, and shows it in the env’s ports', async () => {
+    const env = await active('limits01');
+    const sync = startSync();
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('many', [{ port: 1 }, { port: 2 }, { port: 3 }, { port: 4 }]),
+    });
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('high', [{ port: 80, nodePort: 32500 }]),
+    });
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('sctp', [{ port: 5000, protocol: 'SCTP' }]),
+    });
+    await untilNames(env, ['many-x-app-x-1', 'many-x-app-x-2', 'many-x-app-x-3'], 'three mirrors');
+    await h.until(async () => refusals('limits01').length === 3, 'three refusals');
+    const messages = refusals('limits01')
+      .map((e) => e.message)
+      .sort();
+    expect(messages).toEqual([
+      'high:80 not published: node port 32500 is outside the published range 30000-32000',
+      'many:4 not published: at most 3 ports per lab',
+      'sctp:5000/SCTP not published: protocol SCTP is not published (allowed: TCP, UDP)',
+    ]);
+    expect(refusals('limits01')[0]).toMatchObject({
+      sessionId: 's-limits01',
+      student: 'student-limits01',
+    });
+
+    const ports = await readEnvPorts(h.host, h.config, (await h.host.getNamespace(env.namespace))!);
+    expect(ports.published.map((p) => p.port)).toEqual([1, 2, 3]);
+    expect(ports.refused.map((r) => r.message).sort()).toEqual(messages);
+
+    // Resyncs (every 2 s here) and a restarted labvirt report nothing again.
+    await new Promise((r) => setTimeout(r, 2500));
+    await stopSync(sync);
+    const again = startSync();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(refusals('limits01')).toHaveLength(3);
+
+    // The quota on the host backs the limit: it is sized from the same setting.
+    const quota = await h.host.core.readNamespacedResourceQuota({
+      namespace: env.namespace,
+      name: 'env-quota',
+    });
+    expect(quota.spec?.hard?.['services.nodeports']).toBe(String(MAX_PORTS));
+
+    // A freed place goes to the refused port, in the order the student created them.
+    await env.student.deleteNamespacedService({ namespace: 'app', name: 'many' });
+    await untilNames(env, [], 'mirrors of many gone');
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('many', [{ port: 1 }, { port: 2 }, { port: 3 }, { port: 4 }]),
+    });
+    await untilNames(env, ['many-x-app-x-1', 'many-x-app-x-2', 'many-x-app-x-3'], 'mirrors back');
+    await stopSync(again);
+  });
+
+  it('a labvirt restarted mid-way converges without duplicates, and two replicas at once do too', async () => {
+    const env = await active('restart1');
+    const first = startSync();
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('a', [{ port: 80 }]),
+    });
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('b', [{ port: 81 }]),
+    });
+    await untilNames(env, ['a-x-app-x-80', 'b-x-app-x-81'], 'a and b mirrored');
+    await stopSync(first);
+    // While labvirt is down the student changes things.
+    await env.student.deleteNamespacedService({ namespace: 'app', name: 'a' });
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('c', [{ port: 82 }]),
+    });
+    const second = startSync();
+    const third = startSync();
+    await untilNames(env, ['b-x-app-x-81', 'c-x-app-x-82'], 'converged after the restart');
+    const all = (await h.host.core.listNamespacedService({ namespace: env.namespace })).items;
+    expect(
+      all.filter((s) => s.metadata?.labels?.[SYNC_LABELS.component] === 'mirror'),
+    ).toHaveLength(2);
+    await stopSync(third);
+    await stopSync(second);
+  });
+
+  it('keeps the mirrors while the student API server is down, logs the outage once, converges when it is back', async () => {
+    const env = await active('outage01');
+    const sync = startSync();
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('web', [{ port: 80 }]),
+    });
+    await untilNames(env, ['web-x-app-x-80'], 'web mirrored');
+
+    await h.sim.faults.studentApiServing(env.namespace, false);
+    // Several retries (50 ms doubling to 400 ms) and a resync pass.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(await mirrorNames(env)).toEqual(['web-x-app-x-80']);
+    const down = logLines.filter((l) => l.envId === 'outage01' && /unreachable/.test(l.msg));
+    expect(down).toHaveLength(1);
+
+    await h.sim.faults.studentApiServing(env.namespace, true);
+    await h.until(
+      async () => logLines.some((l) => l.envId === 'outage01' && /reachable again/.test(l.msg)),
+      'back',
+    );
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('api', [{ port: 90 }]),
+    });
+    await untilNames(env, ['api-x-app-x-90', 'web-x-app-x-80'], 'api mirrored after the outage');
+    expect(
+      logLines.filter((l) => l.envId === 'outage01' && /unreachable/.test(l.msg)),
+    ).toHaveLength(1);
+    await stopSync(sync);
+  });
+
+  it('resumes after its watch is dropped and follows the next change within one event', async () => {
+    const env = await active('dropped1');
+    const sync = startSync();
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('one', [{ port: 80 }]),
+    });
+    await untilNames(env, ['one-x-app-x-80'], 'one mirrored');
+    h.sim.faults.dropStudentWatches(env.namespace);
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('two', [{ port: 81 }]),
+    });
+    // Well before the 2 s resync: the informer resumed from its resourceVersion.
+    await untilNames(env, ['one-x-app-x-80', 'two-x-app-x-81'], 'two mirrored', 1800);
+    await stopSync(sync);
+  });
+
+  it('removes every mirror and its policy when the session ends (the namespace stays)', async () => {
+    const env = await active('ending01');
+    const sync = startSync();
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('web', [{ port: 80 }, { port: 443 }]),
+    });
+    await untilNames(env, ['web-x-app-x-443', 'web-x-app-x-80'], 'mirrored');
+    await h.until(
+      async () =>
+        (await net.readNamespacedNetworkPolicy({
+          namespace: env.namespace,
+          name: MIRROR_POLICY,
+        })) !== undefined,
+      'policy',
+    );
+    const watched = sync.watchedEnvs;
+    await h.setState(env, 'releasing');
+    await untilNames(env, [], 'mirrors removed at session end');
+    await h.until(
+      async () =>
+        net.readNamespacedNetworkPolicy({ namespace: env.namespace, name: MIRROR_POLICY }).then(
+          () => false,
+          () => true,
+        ),
+      'policy removed at session end',
+    );
+    expect(await h.host.getNamespace(env.namespace)).toBeDefined();
+    expect(sync.watchedEnvs).toBe(watched - 1);
+    await stopSync(sync);
+  });
+});

@@ -1,0 +1,102 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SYNC_LABELS } from '../../src/sync/index.js';
+import { runCli } from '../cli-client/fixtures/run-cli.js';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
+import { greet, openStudentApi, startGuestListener } from '../helpers/student-envs.js';
+
+/**
+ * The whole labvirt (Redis, workers, API, sync) against the sim: what a
+ * student sees of the ports they expose, from `labvirt status` to a
+ * connection on the address it prints.
+ */
+describe('NodePort sync in a running labvirt: what the student sees', () => {
+  let stack: TestStack;
+  const closers: (() => void | Promise<void>)[] = [];
+
+  beforeAll(async () => {
+    stack = await startTestStack({
+      overrides: {
+        flavors: {
+          'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 1, maxTotal: 2 },
+        },
+        sync: { maxPortsPerEnv: 1, retryInitialSeconds: 0.05, retryMaxSeconds: 0.5 },
+      },
+    });
+    await stack.labvirt.runMaintenance('replenish');
+    await stack.until(async () => (await stack.warmCount('v1.30-1node')) >= 1, 'a warm env');
+  }, 120_000);
+  afterAll(async () => {
+    for (const c of closers.reverse()) await c();
+    await stack?.stop();
+  });
+
+  it('lists `namespace/service:port → host:port` in the session view and `labvirt status`; the address answers; the end removes the mirrors', async () => {
+    const started = await stack.labvirt.service.start({ student: 'sam', labId: 'fixture-one' });
+    const session = await stack.untilSession(started.id, 'active');
+    const ctx = stack.labvirt.context;
+    const namespace = `${ctx.config.namespacePrefix}${session.envId}`;
+    const cp = (await ctx.cluster.listVmis(namespace)).find((v) => v.name === 'control-plane')!;
+    const target = { envId: session.envId!, node: 'control-plane' as const, ip: cp.ip! };
+    const student = await openStudentApi(ctx.executor, target, closers);
+
+    // Nothing yet: the view says so.
+    expect((await stack.labvirt.service.status(session.id)).ports).toEqual({
+      published: [],
+      refused: [],
+    });
+
+    await student.createNamespace({ body: { metadata: { name: 'demo' } } });
+    const web = await student.createNamespacedService({
+      namespace: 'demo',
+      body: {
+        metadata: { name: 'web' },
+        spec: { type: 'NodePort', selector: { app: 'web' }, ports: [{ port: 80 }] },
+      },
+    });
+    const nodePort = web.spec!.ports![0]!.nodePort!;
+    await startGuestListener(ctx.executor, target, nodePort, 'sam’s web', closers);
+    await student.createNamespacedService({
+      namespace: 'demo',
+      body: {
+        metadata: { name: 'extra' },
+        spec: { type: 'NodePort', selector: { app: 'extra' }, ports: [{ port: 81 }] },
+      },
+    });
+
+    const view = await stack.until(async () => {
+      const v = await stack.labvirt.service.status(session.id);
+      return v.ports?.published.length === 1 && v.ports.refused.length === 1 && v;
+    }, 'one published, one refused');
+    const published = view.ports!.published[0]!;
+    expect(published).toMatchObject({ service: 'demo/web', port: 80, studentNodePort: nodePort });
+    expect(view.ports!.refused[0]!.message).toBe('extra:81 not published: at most 1 port per lab');
+    const [host, port] = published.address.split(':');
+    expect(await greet(host!, Number(port))).toBe('hello from sam’s web');
+
+    // The API and the CLI show the same, as a student reads it.
+    const cli = await runCli(['status', session.id], {
+      LABVIRT_API_URL: stack.labvirt.apiUrl,
+      LABVIRT_API_TOKEN: stack.apiToken,
+      LABVIRT_CONFIG: undefined,
+    });
+    expect(cli.code).toBe(0);
+    expect(cli.stdout).toContain(`ports:    demo/web:80 → ${published.address}`);
+    expect(cli.stdout).toContain('refused:  extra:81 not published: at most 1 port per lab');
+
+    const refused = stack.events.filter((e) => e.type === 'sync.refused');
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatchObject({ sessionId: session.id, student: 'sam' });
+
+    await stack.labvirt.service.stop(session.id);
+    await stack.until(async () => {
+      const ns = await ctx.cluster.getNamespace(namespace);
+      if (!ns) return true;
+      const mirrors = await ctx.cluster.core.listNamespacedService({
+        namespace,
+        labelSelector: `${SYNC_LABELS.component}=mirror`,
+      });
+      return mirrors.items.length === 0;
+    }, 'mirrors removed when the session ends');
+    expect(await greet(host!, Number(port))).not.toBe('hello from sam’s web');
+  });
+});
