@@ -136,6 +136,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       logger: log,
       onRequest: (verb, resource) => metricsRef.current?.observeKubeRequest(verb, resource),
     });
+    stack.push(() => cluster.close());
 
     const orchestratorKey = await loadOrCreateHostKey(
       keyStoreFor(config.ssh.orchestratorKey, cluster),

@@ -60,6 +60,7 @@ export {
 export {
   HostCluster,
   loadKubeConfig,
+  KeepAliveKubeConfig,
   isApiError,
   apiErrorMessage,
   type KubeObject,
