@@ -217,7 +217,12 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       };
       const workers: Worker[] = [
         startWorker(QUEUE_NAMES.provision, settings, (job) => provisionEnv(ctx, job)),
-        startWorker(QUEUE_NAMES.prepare, settings, (job) => prepareSession(ctx, job)),
+        startWorker(
+          QUEUE_NAMES.prepare,
+          settings,
+          (job) => prepareSession(ctx, job),
+          config.pool.prepareConcurrency,
+        ),
         startWorker(QUEUE_NAMES.teardown, settings, (job) => teardownEnv(ctx, job)),
         startWorker<MaintenanceJob>(
           QUEUE_NAMES.maintenance,
