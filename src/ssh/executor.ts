@@ -57,6 +57,12 @@ export interface ExecutorOptions {
   /** Per stream (default 1 MiB). */
   maxOutputBytes?: number;
   readyTimeoutMs?: number;
+  /**
+   * A connection with no command running is closed after this long (default
+   * 10 s): warm envs hold no connection, and keepalives only run for
+   * connections in use. Host keys stay pinned, so reconnecting is safe.
+   */
+  idleCloseMs?: number;
 }
 
 export interface Executor {
@@ -65,7 +71,12 @@ export interface Executor {
   waitReady(target: GuestTarget, opts: { timeoutMs: number; pollMs?: number }): Promise<void>;
   /** Appends the student's key (and labvirt's, for the gateway) to student's authorized_keys, idempotently. */
   installStudentKey(target: GuestTarget, publicKey: string): Promise<void>;
+  /** Closes the env's connections once idle, keeping its pinned host keys (the env lives on). */
+  releaseEnv(envId: string): void;
+  /** Closes the env's connections and forgets its host keys (the env is gone). */
   closeEnv(envId: string): void;
+  /** Connections open now (for tests and metrics). */
+  readonly openConnections: number;
   close(): Promise<void>;
   /** SSH handshakes done so far (for tests and metrics). */
   readonly handshakes: number;
@@ -117,16 +128,19 @@ interface Pooled {
   envId: string;
   active: number;
   waiting: (() => void)[];
+  /** Closes the connection once it is idle (set when idle, or when released). */
+  idleTimer?: NodeJS.Timeout;
+  /** Close as soon as the last command ends (the env was released). */
+  releasing?: boolean;
+  /** Takes the connection out of the pool, so no new command picks it. */
+  forget?: () => void;
 }
 
 async function acquire(p: Pooled): Promise<void> {
   while (p.active >= MAX_CHANNELS) await new Promise<void>((r) => p.waiting.push(r));
   p.active++;
-}
-
-function release(p: Pooled): void {
-  p.active--;
-  p.waiting.shift()?.();
+  clearTimeout(p.idleTimer);
+  p.idleTimer = undefined;
 }
 
 export function createExecutor(options: ExecutorOptions): Executor {
@@ -138,6 +152,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
     ...options.connectRetry,
   };
   const maxOutput = options.maxOutputBytes ?? 1024 * 1024;
+  const idleCloseMs = options.idleCloseMs ?? 10_000;
   const log = options.logger;
   const pins = new HostKeyPins();
   const pool = new Map<string, Promise<Pooled>>();
@@ -145,7 +160,26 @@ export function createExecutor(options: ExecutorOptions): Executor {
   if (parsedOwn instanceof Error) throw new Error(`executor private key: ${parsedOwn.message}`);
   const ownPublic = publicLine(parsedOwn);
   let handshakes = 0;
+  let open = 0;
   let closed = false;
+
+  function release(p: Pooled): void {
+    p.active--;
+    const next = p.waiting.shift();
+    if (next) return next();
+    if (p.active > 0) return;
+    if (p.releasing) {
+      p.client.end();
+      return;
+    }
+    clearTimeout(p.idleTimer);
+    p.idleTimer = setTimeout(() => {
+      if (p.active > 0) return;
+      p.forget?.();
+      p.client.end();
+    }, idleCloseMs);
+    p.idleTimer.unref();
+  }
 
   function connectOnce(target: GuestTarget, user: string): Promise<Pooled> {
     return new Promise((resolve, reject) => {
@@ -160,6 +194,8 @@ export function createExecutor(options: ExecutorOptions): Executor {
       let mismatch: HostKeyMismatchError | undefined;
       client.once('ready', () => {
         handshakes++;
+        open++;
+        client.once('close', () => open--);
         client.removeAllListeners('error');
         client.on('error', (err) =>
           log?.debug({ err: err.message, ...target }, 'guest connection error'),
@@ -209,11 +245,14 @@ export function createExecutor(options: ExecutorOptions): Executor {
     if (!p) {
       p = connectWithRetry(target, user);
       pool.set(key, p);
+      const forget = () => {
+        if (pool.get(key) === p) pool.delete(key);
+      };
       p.then(
-        (c) =>
-          c.client.once('close', () => {
-            if (pool.get(key) === p) pool.delete(key);
-          }),
+        (c) => {
+          c.forget = forget;
+          c.client.once('close', forget);
+        },
         () => {
           if (pool.get(key) === p) pool.delete(key);
         },
@@ -375,6 +414,21 @@ export function createExecutor(options: ExecutorOptions): Executor {
     }
   }
 
+  function releaseEnv(envId: string) {
+    for (const [key, p] of pool) {
+      if (!key.startsWith(`${envId}|`)) continue;
+      pool.delete(key);
+      p.then(
+        (c) => {
+          c.releasing = true;
+          clearTimeout(c.idleTimer);
+          if (c.active === 0) c.client.end();
+        },
+        () => undefined,
+      );
+    }
+  }
+
   function closeEnv(envId: string) {
     for (const [key, p] of pool) {
       if (!key.startsWith(`${envId}|`)) continue;
@@ -405,10 +459,14 @@ export function createExecutor(options: ExecutorOptions): Executor {
     exec,
     waitReady,
     installStudentKey,
+    releaseEnv,
     closeEnv,
     close,
     get handshakes() {
       return handshakes;
+    },
+    get openConnections() {
+      return open;
     },
   };
 }
