@@ -64,7 +64,8 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
         [FLAVOR]: { kubernetesVersion: '1.30', nodes: 3, minWarm: n, maxTotal: n },
         'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 0, maxTotal: 1 },
       },
-      pool: { pollSeconds: 0.2, maxProvisioning: 50, ...opts.pool },
+      // workerConcurrency runs the provisioning of the fill; claims have their own.
+      pool: { pollSeconds: 0.2, maxProvisioning: 50, workerConcurrency: 50, ...opts.pool },
       ssh: {
         hostKey: join(dir, 'hk'),
         orchestratorKey: join(dir, 'ok'),
