@@ -27,7 +27,7 @@ const runs: BenchRun[] = quick
       {
         name: 'pool',
         file: 'pool.bench.ts',
-        env: { BENCH_SESSIONS: '5', BENCH_HOLD_ENVS: '10', BENCH_SPEED: '50' },
+        env: { BENCH_SESSIONS: '5', BENCH_HOLD_ENVS: '5', BENCH_SPEED: '50' },
         timeoutMs: 180_000,
       },
       {
@@ -39,9 +39,9 @@ const runs: BenchRun[] = quick
       },
       {
         name: 'gateway',
-        file: 'gateway.bench.ts',
-        env: { BENCH_CONNECTIONS: '50', BENCH_ENVS: '5', BENCH_MB: '8' },
-        timeoutMs: 120_000,
+        file: 'gateway-openssh.bench.ts',
+        env: { BENCH_LOGINS: '50', BENCH_ENVS: '5', BENCH_MB: '8', BENCH_ROUNDS: '1' },
+        timeoutMs: 180_000,
       },
     ]
   : [
@@ -59,7 +59,13 @@ const runs: BenchRun[] = quick
         env: {},
         timeoutMs: 1_200_000,
       },
-      { name: 'gateway', file: 'gateway.bench.ts', env: {}, timeoutMs: 600_000 },
+      { name: 'gateway', file: 'gateway-openssh.bench.ts', env: {}, timeoutMs: 600_000 },
+      {
+        name: 'gateway-ssh2',
+        file: 'gateway.bench.ts',
+        env: { BENCH_CONNECTIONS: '200' },
+        timeoutMs: 600_000,
+      },
       { name: 'sim', file: 'sim.bench.ts', env: {}, timeoutMs: 600_000 },
     ];
 
