@@ -61,20 +61,27 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
       }),
       envNodes(ctx.cluster, envNamespace(ctx.config, envId), nodesOfFlavor(ctx.config, env.flavor)),
     ]);
-    // The key goes onto every node at once.
-    await Promise.all(
-      nodes.map((node) =>
-        ctx.executor.installStudentKey({ envId, node: node.node, ip: node.ip }, session.publicKey),
-      ),
-    );
     const runCtx = {
       executor: ctx.executor,
       envId,
       nodes,
       env: { LAB_ID: lab.id, LAB_SESSION: sessionId },
     };
-    await runSteps(runCtx, scripts.setup);
-    await runSteps(runCtx, scripts.prepare);
+    // The key goes onto every node at once, while the lab's setup runs: the
+    // setup runs as labvirt and does not need it; the student gets in only
+    // after both.
+    const results = await Promise.allSettled([
+      (async () => {
+        await runSteps(runCtx, scripts.setup);
+        await runSteps(runCtx, scripts.prepare);
+      })(),
+      ...nodes.map((node) =>
+        ctx.executor.installStudentKey({ envId, node: node.node, ip: node.ip }, session.publicKey),
+      ),
+    ]);
+    // A failed setup says most about the env (it comes first), else a failed key install.
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   } catch (err) {
     const reason =
       err instanceof ScriptFailedError
