@@ -12,6 +12,7 @@
 import type { Client } from 'ssh2';
 import { createExecutor, startGateway, type GatewaySession } from '../src/ssh/index.js';
 import { GuestFarm, connectClient, newKey } from '../test/sim-guest/fixtures.js';
+import { result } from './lib.js';
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 200);
 const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 50);
@@ -145,6 +146,12 @@ async function main() {
     console.log(`set-up time (login + first command) p50: ${pct(setup, 50).toFixed(1)} ms`);
     console.log(`set-up time (login + first command) p95: ${pct(setup, 95).toFixed(1)} ms`);
     console.log(`all ${held.length} connected in ${(wall / 1000).toFixed(2)} s`);
+    result({
+      what: `${CONNECTIONS} logins through the gateway (${PARALLEL} at once, ssh2 clients)`,
+      figure: `p95 ${pct(setup, 95).toFixed(0)} ms`,
+      target: 'p95 ≤ 500 ms',
+      met: pct(setup, 95) <= 500,
+    });
 
     const direct = await connectClient({
       port: envs[0]!.guest.port,
@@ -164,6 +171,12 @@ async function main() {
     console.log(
       `gateway/direct ratio: upload ${(g.up / d.up).toFixed(2)}, download ${(g.down / d.down).toFixed(2)}`,
     );
+    result({
+      what: 'gateway ÷ direct throughput, upload / download (ssh2 client)',
+      figure: `${(g.up / d.up).toFixed(2)} / ${(g.down / d.down).toFixed(2)}`,
+      target: '≥ 0.8 both',
+      met: g.up / d.up >= 0.8 && g.down / d.down >= 0.8,
+    });
   } finally {
     for (const s of stop) await s().catch(() => undefined);
   }

@@ -1,5 +1,5 @@
 /**
- * Pool benchmark (run: `npx tsx bench/pool.bench.ts`): real redis-server, the
+ * Pool benchmark (run: `npx tsx bench/pool.bench.ts [--burst N]`): real redis-server, the
  * simulated KubeVirt cluster (same boot delays for both arms), labvirt's real
  * workers. Prints, in one run:
  *  - claim-to-ready latency from a warm pool vs. cold provisioning (p50/p95/p99
@@ -10,9 +10,11 @@
  *  - labvirt's CPU and memory while holding many warm envs (the simulator runs
  *    in a child process so its cost is not counted).
  * Environment: BENCH_SESSIONS (default 20), BENCH_HOLD_ENVS (default 300),
- * BENCH_SPEED (simulator speed factor, default 20).
+ * BENCH_SPEED (simulator speed factor, default 20). Envs are of the 3-VM
+ * flavor (BENCH_NODES=1 for the 1-VM one).
+ * `--burst N` instead measures N students claiming warm envs at once with the
+ * simulator and `labvirt serve` in their own processes (see burst.ts).
  */
-import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,29 +24,26 @@ import { loadConfig } from '../src/config/index.js';
 import { silentLogger } from '../src/log/index.js';
 import { startRedisServer } from '../src/redis/index.js';
 import { fileResolver } from '../src/ssh/index.js';
+import { runBurst } from './burst.js';
+import { FIXTURE_LABS, forkSim, pct, result, waitFor } from './lib.js';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 20);
 const HOLD = Number(process.env.BENCH_HOLD_ENVS ?? 300);
 const SPEED = Number(process.env.BENCH_SPEED ?? 20);
-const LABS = join(import.meta.dirname, '..', 'test', 'fixtures', 'labs');
-const FLAVOR = 'v1.30-1node';
+const NODES = Number(process.env.BENCH_NODES ?? 3);
+const LABS = FIXTURE_LABS;
+const FLAVOR = `v1.30-${NODES}node`;
+const OTHER_FLAVOR = NODES === 3 ? 'v1.30-1node' : 'v1.30-3node';
+const LAB = NODES === 3 ? 'fixture-three' : 'fixture-one';
+const burstArg = process.argv.indexOf('--burst');
 
-function pct(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
-}
-
-async function waitFor(fn: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function claimLatencies(
-  minWarm: number,
-): Promise<{ latencies: number[]; requestsPerEnv: number; breakdown: string }> {
+async function claimLatencies(minWarm: number): Promise<{
+  latencies: number[];
+  requestsPerEnv: number;
+  writesPerEnv: number;
+  pollingReads: number;
+  breakdown: string;
+}> {
   const dir = mkdtempSync(join(tmpdir(), 'labvirt-bench-'));
   let requests = 0;
   const stack = await startDevStack({
@@ -56,11 +55,18 @@ async function claimLatencies(
       flavors: {
         [FLAVOR]: {
           kubernetesVersion: '1.30',
-          nodes: 1,
+          nodes: NODES,
           minWarm,
-          maxTotal: SESSIONS + minWarm + 5,
+          // Warm: no room to replenish, so the claims are measured alone
+          // (not against the boot of their replacements in the same process).
+          maxTotal: minWarm > 0 ? minWarm : SESSIONS + 5,
         },
-        'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
+        [OTHER_FLAVOR]: {
+          kubernetesVersion: '1.30',
+          nodes: 4 - NODES,
+          minWarm: 0,
+          maxTotal: 1,
+        },
       },
       pool: {
         pollSeconds: 0.05,
@@ -88,7 +94,7 @@ async function claimLatencies(
       Array.from({ length: SESSIONS }, async (_, i) => {
         const started = Date.now();
         // start() itself asks for a replenish (a queued, deduplicated job).
-        const s = await labvirt.service.start({ student: `bench${i}`, labId: 'fixture-one' });
+        const s = await labvirt.service.start({ student: `bench${i}`, labId: LAB });
         await waitFor(
           async () => (await labvirt.service.status(s.id)).state === 'active',
           300_000,
@@ -112,7 +118,20 @@ async function claimLatencies(
       .sort((x, y) => y[1] - x[1])
       .map(([call, n]) => `${call} ${(n / SESSIONS).toFixed(1)}`)
       .join(', ');
-    return { latencies, requestsPerEnv: requests / SESSIONS, breakdown };
+    const writes = [...byCall]
+      .filter(([call]) => /^(create|patch|delete|update) /.test(call))
+      .reduce((sum, [, count]) => sum + count, 0);
+    // Reads that only wait for something to change (VMI status, namespace gone).
+    const polls = [...byCall]
+      .filter(([call]) => /^(list VirtualMachineInstance|get Namespace)$/.test(call))
+      .reduce((sum, [, count]) => sum + count, 0);
+    return {
+      latencies,
+      requestsPerEnv: requests / SESSIONS,
+      writesPerEnv: writes / SESSIONS,
+      pollingReads: polls / SESSIONS,
+      breakdown,
+    };
   } finally {
     await stack.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -122,40 +141,24 @@ async function claimLatencies(
 async function holdEnvs(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'labvirt-bench-hold-'));
   const redis = await startRedisServer();
-  const simDir = join(dir, 'sim');
-  const child = fork(
-    join(import.meta.dirname, '..', 'bin', 'labvirt.js'),
-    [
-      'sim',
-      '--dir',
-      simDir,
-      '--speed',
-      String(SPEED),
-      // Room for every env: a 1-node env takes about 1.8 GiB with KubeVirt's overhead.
-      '--nodes',
-      String(Math.ceil((HOLD * 2) / 256) + 1),
-    ],
-    {
-      env: { ...process.env, LABVIRT_FROM_SOURCE: '1' },
-      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-    },
-  );
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  await waitFor(async () => /kubeconfig/i.test(out), 60_000, 'simulator start');
+  // Room for every env: a VM takes about 1.8 GiB with KubeVirt's overhead.
+  const sim = await forkSim(join(dir, 'sim'), {
+    speed: SPEED,
+    nodes: Math.ceil((HOLD * NODES * 2) / 256) + 1,
+  });
   const config = loadConfig({
     env: {},
     overrides: {
       labsDir: LABS,
       labScripts: 'sim',
       kube: {
-        kubeconfig: join(simDir, 'kubeconfig'),
-        guestAddressMap: join(simDir, 'guests.json'),
+        kubeconfig: sim.kubeconfig,
+        guestAddressMap: sim.guestMap,
       },
       redis: { url: redis.url },
       flavors: {
-        [FLAVOR]: { kubernetesVersion: '1.30', nodes: 1, minWarm: HOLD, maxTotal: HOLD },
-        'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
+        [FLAVOR]: { kubernetesVersion: '1.30', nodes: NODES, minWarm: HOLD, maxTotal: HOLD },
+        [OTHER_FLAVOR]: { kubernetesVersion: '1.30', nodes: 4 - NODES, minWarm: 0, maxTotal: 1 },
       },
       pool: { pollSeconds: 0.5, maxProvisioning: 50, workerConcurrency: 50 },
       ssh: {
@@ -175,6 +178,8 @@ async function holdEnvs(): Promise<void> {
     roles: { scheduler: false },
   });
   try {
+    global.gc?.();
+    const rssBefore = process.memoryUsage().rss;
     const t0 = Date.now();
     await handle.runMaintenance('replenish');
     await waitFor(
@@ -194,6 +199,7 @@ async function holdEnvs(): Promise<void> {
     }
     const cpu = process.cpuUsage(cpu0);
     const wall = Date.now() - wall0;
+    global.gc?.();
     const mem = process.memoryUsage();
     console.log(`hold: ${HOLD} warm envs filled in ${(fillMs / 1000).toFixed(1)} s`);
     console.log(
@@ -202,12 +208,34 @@ async function holdEnvs(): Promise<void> {
     console.log(
       `hold: labvirt memory: rss ${(mem.rss / 2 ** 20).toFixed(0)} MiB, heap used ${(mem.heapUsed / 2 ** 20).toFixed(0)} MiB (${(mem.heapUsed / HOLD / 1024).toFixed(1)} KiB per env)`,
     );
+    // Below 100 envs the per-env slope is lost in the process's own noise.
+    const perEnv = (mem.rss - rssBefore) / HOLD;
+    const at1000 = (rssBefore + perEnv * 1000) / 2 ** 20;
+    const measured = `${(mem.rss / 2 ** 20).toFixed(0)} MiB at ${HOLD} envs (${(rssBefore / 2 ** 20).toFixed(0)} MiB before filling)`;
+    result(
+      HOLD >= 100
+        ? {
+            what: `RSS holding 1,000 warm ${NODES}-VM envs (${HOLD} measured, the rest by the per-env slope)`,
+            figure: `${at1000.toFixed(0)} MiB; ${measured}, ${(perEnv / 1024).toFixed(0)} KiB per env`,
+            target: '< 300 MiB',
+            met: at1000 < 300,
+          }
+        : { what: `RSS holding ${HOLD} warm ${NODES}-VM envs`, figure: measured },
+    );
   } finally {
     await handle.stop();
-    child.kill('SIGINT');
+    await sim.stop();
     await redis.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+if (burstArg > 0) {
+  await runBurst({
+    students: Number(process.argv[burstArg + 1] ?? 200),
+    speed: SPEED,
+  });
+  process.exit(0);
 }
 
 const warm = await claimLatencies(SESSIONS);
@@ -226,6 +254,24 @@ console.log(
 console.log(
   `kube API requests per env lifecycle (cold: provision → claim → release → deleted): ${cold.requestsPerEnv.toFixed(1)} (${cold.breakdown})`,
 );
+result({
+  what: `single warm claim, ${NODES}-VM env (${SESSIONS} at once, in-process)`,
+  figure: `p99 ${pct(warm.latencies, 99)} ms (p50 ${pct(warm.latencies, 50)} ms)`,
+  target: 'p99 ≤ 300 ms',
+  met: pct(warm.latencies, 99) <= 300,
+});
+result({
+  what: `cold ÷ warm claim-to-ready, speed ${SPEED}`,
+  figure: `p50 ${(pct(cold.latencies, 50) / pct(warm.latencies, 50)).toFixed(1)}×`,
+  target: '≥ 50× (at a 200 burst)',
+  met: pct(cold.latencies, 50) / pct(warm.latencies, 50) >= 50,
+});
+result({
+  what: `API writes per ${NODES}-VM lifecycle`,
+  figure: `${cold.writesPerEnv.toFixed(1)} writes, ${cold.pollingReads.toFixed(1)} polling reads`,
+  target: '≤ 12 writes, 0 polling reads',
+  met: cold.writesPerEnv <= 12 && cold.pollingReads === 0,
+});
 console.log(
   `kube API requests per claim from a warm pool (claim → release → deleted): ${warm.requestsPerEnv.toFixed(1)} (${warm.breakdown})`,
 );

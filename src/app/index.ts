@@ -23,7 +23,7 @@ import { teardownEnv } from '../pool/teardown.js';
 import { sweepExpiredSessions } from '../sessions/expiry.js';
 import { prepareSession } from '../sessions/prepare.js';
 import { SessionService } from '../sessions/service.js';
-import { sessionDirectory } from '../sessions/directory.js';
+import { linkSessionChanges, sessionDirectory } from '../sessions/directory.js';
 import {
   createExecutor,
   directResolver,
@@ -164,6 +164,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       logger: log,
       onRequest: (verb, resource) => metricsRef.current?.observeKubeRequest(verb, resource),
     });
+    stack.push(() => cluster.close());
 
     const orchestratorKey = await loadOrCreateHostKey(
       keyStoreFor(config.ssh.orchestratorKey, cluster),
@@ -266,7 +267,12 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       };
       const workers: Worker[] = [
         startWorker(QUEUE_NAMES.provision, settings, (job) => provisionEnv(ctx, job)),
-        startWorker(QUEUE_NAMES.prepare, settings, (job) => prepareSession(ctx, job)),
+        startWorker(
+          QUEUE_NAMES.prepare,
+          settings,
+          (job) => prepareSession(ctx, job),
+          config.pool.prepareConcurrency,
+        ),
         startWorker(QUEUE_NAMES.teardown, settings, (job) => teardownEnv(ctx, job)),
         startWorker<MaintenanceJob>(
           QUEUE_NAMES.maintenance,
@@ -317,11 +323,26 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     let gatewayPort: number | undefined;
     if (roles.gateway && config.ssh.mode === 'gateway') {
       const hostKey = await loadOrCreateHostKey(keyStoreFor(config.ssh.hostKey, cluster));
+      // Sessions are held in memory; every replica's changes arrive through Redis.
+      const directory = sessionDirectory(ctx);
+      const subscriber = redis.duplicate();
+      subscriber.on('error', (err: Error) =>
+        log.warn({ err: err.message }, 'redis subscriber connection error'),
+      );
+      stack.push(
+        await linkSessionChanges({
+          directory,
+          events,
+          publisher: redis,
+          subscriber,
+          channel: `${config.redis.prefix}:sessions-changed`,
+        }),
+      );
       const gateway = await startGateway({
         hostKey: hostKey.privateKey,
         host: config.ssh.bindAddress,
         port: config.ssh.gatewayPort,
-        directory: sessionDirectory(ctx),
+        directory,
         executorKey: orchestratorKey.privateKey,
         resolve: resolver,
         idleTimeoutMs: config.ssh.idleTimeoutMinutes * 60_000,

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { ConfigError } from '../config/index.js';
 import { registerCommands } from './commands/index.js';
 
 function packageVersion(): string {
@@ -38,6 +37,8 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = usage ? 2 : err.exitCode;
       return;
     }
+    // Loaded only now: `--help` and client commands must not pay for the config schema.
+    const { ConfigError } = await import('../config/index.js');
     if (err instanceof ConfigError) {
       console.error(err.message);
       process.exitCode = 2;

@@ -296,6 +296,12 @@ export const configSchema = z
         maxProvisioning: z.number().int().min(1).max(500).default(10),
         /** Jobs one worker process runs at once. */
         workerConcurrency: z.number().int().min(1).max(200).default(5),
+        /**
+         * Prepare jobs (student key, lab setup) one worker process runs at once.
+         * They wait on SSH, not the CPU, and a class arrives at once: far more
+         * than the provisioning and teardown jobs of workerConcurrency.
+         */
+        prepareConcurrency: z.number().int().min(1).max(2000).default(200),
         provisionDeadlineSeconds: z.number().int().min(10).max(7200).default(900),
         provisionAttempts: z.number().int().min(1).max(10).default(3),
         /** How long a crashed worker's job stays locked before another worker takes it over. */
@@ -310,6 +316,7 @@ export const configSchema = z
         reconcileCron: '*/5 * * * *',
         maxProvisioning: 10,
         workerConcurrency: 5,
+        prepareConcurrency: 200,
         provisionDeadlineSeconds: 900,
         provisionAttempts: 3,
         jobLockSeconds: 30,

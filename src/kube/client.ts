@@ -10,6 +10,7 @@ import {
   type V1Namespace,
   type V1Secret,
 } from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
 import type { Logger } from '../log/index.js';
 import { toClientModel } from './client-model.js';
 
@@ -18,14 +19,87 @@ export interface KubeConnectionSettings {
   context?: string;
 }
 
+/** What client-node builds per request: an undici Agent (or proxy agent). */
+interface Dispatcher {
+  close(): Promise<void>;
+}
+type CreateDispatcher = (cluster: unknown, agentOptions: Record<string, unknown>) => unknown;
+
+/** The connection settings a dispatcher is built from; equal keys share one dispatcher. */
+const DISPATCHER_FIELDS = [
+  'ca',
+  'cert',
+  'key',
+  'pfx',
+  'passphrase',
+  'rejectUnauthorized',
+  'servername',
+] as const;
+
+/**
+ * A KubeConfig whose API calls share keep-alive connections.
+ *
+ * client-node 2.0.1 builds a new undici Agent for every request in
+ * `applySecurityAuthentication` (its `createDispatcher` is not cached, unlike
+ * `createAgent`), so every Kubernetes call pays a full TLS handshake and
+ * leaves an idle socket behind (thousands during a pool fill). Here the
+ * dispatcher is built once per distinct cluster + TLS settings and reused;
+ * settings that change (a rotated client certificate) get a new one. Worth
+ * reporting upstream: caching in `createDispatcher` would fix it for everyone.
+ */
+export class KeepAliveKubeConfig extends KubeConfig {
+  private readonly dispatchers = new Map<string, Dispatcher>();
+
+  constructor() {
+    super();
+    // A private method of KubeConfig in the typings; replaced per instance.
+    const build = (this['createDispatcher'] as CreateDispatcher).bind(this);
+    this['createDispatcher'] = ((cluster, agentOptions) => {
+      const key = dispatcherKey(cluster, agentOptions);
+      let dispatcher = this.dispatchers.get(key);
+      if (!dispatcher) {
+        dispatcher = build(cluster, agentOptions) as Dispatcher | undefined;
+        if (!dispatcher) return undefined;
+        this.dispatchers.set(key, dispatcher);
+      }
+      return dispatcher;
+    }) satisfies CreateDispatcher;
+  }
+
+  /** Dispatchers made so far (one per distinct cluster and TLS settings). */
+  get dispatcherCount(): number {
+    return this.dispatchers.size;
+  }
+
+  /** Closes the shared connections (after the last call). */
+  async close(): Promise<void> {
+    const all = [...this.dispatchers.values()];
+    this.dispatchers.clear();
+    await Promise.all(all.map((d) => d.close().catch(() => undefined)));
+  }
+}
+
+function dispatcherKey(cluster: unknown, agentOptions: Record<string, unknown>): string {
+  const c = (cluster ?? {}) as { name?: string; server?: string; proxyUrl?: string };
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify([c.name, c.server, c.proxyUrl]));
+  for (const field of DISPATCHER_FIELDS) {
+    const value = agentOptions[field];
+    hash.update(`|${field}=`);
+    if (value === undefined) continue;
+    hash.update(Buffer.isBuffer(value) ? value : JSON.stringify(value));
+  }
+  return hash.digest('hex');
+}
+
 /**
  * Loads the host cluster's kubeconfig: an explicit file, else the in-cluster
  * service account, else `$KUBECONFIG`/`~/.kube/config`. client-node silently
  * falls back to http://localhost:8080 when it finds nothing; that would send
  * labvirt's writes to whatever listens there, so it is refused.
  */
-export function loadKubeConfig(settings: KubeConnectionSettings): KubeConfig {
-  const kc = new KubeConfig();
+export function loadKubeConfig(settings: KubeConnectionSettings): KeepAliveKubeConfig {
+  const kc = new KeepAliveKubeConfig();
   if (settings.kubeconfig) {
     kc.loadFromFile(settings.kubeconfig);
   } else if (process.env.KUBERNETES_SERVICE_HOST && process.env.KUBERNETES_SERVICE_PORT) {
@@ -276,6 +350,11 @@ export class HostCluster {
 
   logger(): Logger {
     return this.log;
+  }
+
+  /** Closes the kept-alive connections to the API server (at shutdown). */
+  async close(): Promise<void> {
+    if (this.kubeConfig instanceof KeepAliveKubeConfig) await this.kubeConfig.close();
   }
 }
 

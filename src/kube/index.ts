@@ -55,6 +55,7 @@ export {
 export {
   HostCluster,
   loadKubeConfig,
+  KeepAliveKubeConfig,
   isApiError,
   apiErrorMessage,
   type KubeObject,

@@ -73,9 +73,10 @@ async function bringUp(
       secrets,
     });
     await ctx.cluster.createAll(objects, deadline);
+    // Not written to the Namespace: for recovery, provisioning and booting
+    // mean the same (run this job again), so the label stays `provisioning`.
     if (await ctx.store.setEnvState(envId, 'booting', { expected: 'provisioning' })) {
       ctx.events.emit({ type: 'env.state', envId, flavor, from: 'provisioning', to: 'booting' });
-      await labelState(ctx, envId, 'booting');
     }
   }
 
@@ -115,6 +116,8 @@ async function bringUp(
           { timeoutMs: Math.max(1000, deadline - ctx.now()) },
         );
       }
+      // A warm env holds no SSH connection; the claim connects again (host keys stay pinned).
+      ctx.executor.releaseEnv(envId);
       break;
     }
     await sleep(pollMs);
@@ -128,7 +131,7 @@ async function bringUp(
   if (result.servedSessionId) {
     // A student was waiting: the env went straight to them.
     ctx.events.emit({ type: 'env.state', envId, flavor, from: 'warm', to: 'claimed' });
-    await labelState(ctx, envId, 'claimed');
+    // The prepare job writes the claim onto the Namespace (state preparing).
     await ctx.queues.addPrepare({ sessionId: result.servedSessionId, envId });
   } else {
     await labelState(ctx, envId, 'warm');

@@ -165,7 +165,11 @@ export async function reconcile(ctx: PoolContext): Promise<ReconcileReport> {
       default:
         break;
     }
-    if (found.env.state !== record.state && !found.terminating && record.state !== 'deleted') {
+    if (
+      labelFor(found.env.state) !== labelFor(record.state) &&
+      !found.terminating &&
+      record.state !== 'deleted'
+    ) {
       await labelState(ctx, record.envId, record.state).catch(() => undefined);
       report.labelsFixed++;
     }
@@ -180,6 +184,11 @@ export async function reconcile(ctx: PoolContext): Promise<ReconcileReport> {
     }
   }
   return report;
+}
+
+/** The Namespace keeps `provisioning` while the VMs boot: both mean "run the provision job". */
+function labelFor(state: string): string {
+  return state === 'booting' ? 'provisioning' : state;
 }
 
 function parseTime(value: string | undefined): number | undefined {

@@ -15,10 +15,12 @@ import { labScripts, runSteps, ScriptFailedError } from './scripts.js';
  */
 export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Promise<void> {
   const { sessionId, envId } = job.data;
-  const session = await ctx.store.getSession(sessionId);
+  const [session, env] = await Promise.all([
+    ctx.store.getSession(sessionId),
+    ctx.store.getEnv(envId),
+  ]);
   if (!session || session.envId !== envId || session.state === 'ended') return; // stale
   if (session.state === 'active') return; // done before a crash
-  const env = await ctx.store.getEnv(envId);
   if (!env) return;
   const lab = ctx.labs.get(session.labId);
   const log = ctx.log.child({ sessionId, envId, student: session.student, lab: session.labId });
@@ -28,8 +30,10 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
   }
 
   if (env.state === 'claimed') {
-    await ctx.store.setEnvState(envId, 'preparing', { expected: 'claimed' });
-    await ctx.store.setSessionState(sessionId, 'preparing');
+    await Promise.all([
+      ctx.store.setEnvState(envId, 'preparing', { expected: 'claimed' }),
+      ctx.store.setSessionState(sessionId, 'preparing'),
+    ]);
     ctx.events.emit({
       type: 'env.state',
       envId,
@@ -38,37 +42,46 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
       to: 'preparing',
     });
   }
-  await labelState(ctx, envId, 'preparing', {
-    [ANNOTATIONS.session]: sessionId,
-    [ANNOTATIONS.student]: session.student,
-    [ANNOTATIONS.lab]: session.labId,
-    [ANNOTATIONS.claimedAt]: new Date(session.claimedAt ?? ctx.now()).toISOString(),
-    [ANNOTATIONS.studentKey]: session.publicKey,
-    [ANNOTATIONS.createdAt]: new Date(session.createdAt).toISOString(),
-  });
 
   let nodes: EnvNode[];
   const scripts = labScripts(lab, ctx.config.labScripts);
   try {
-    nodes = await envNodes(
-      ctx.cluster,
-      envNamespace(ctx.config, envId),
-      nodesOfFlavor(ctx.config, env.flavor),
-    );
-    for (const node of nodes) {
-      await ctx.executor.installStudentKey(
-        { envId, node: node.node, ip: node.ip },
-        session.publicKey,
-      );
-    }
+    // The claim's first write to the cluster: it records the session on the
+    // Namespace before anything in the env changes, so a Redis lost from here
+    // on rebuilds this session instead of handing a touched env out as warm.
+    // The VM list is independent of it.
+    [, nodes] = await Promise.all([
+      labelState(ctx, envId, 'preparing', {
+        [ANNOTATIONS.session]: sessionId,
+        [ANNOTATIONS.student]: session.student,
+        [ANNOTATIONS.lab]: session.labId,
+        [ANNOTATIONS.claimedAt]: new Date(session.claimedAt ?? ctx.now()).toISOString(),
+        [ANNOTATIONS.studentKey]: session.publicKey,
+        [ANNOTATIONS.createdAt]: new Date(session.createdAt).toISOString(),
+      }),
+      envNodes(ctx.cluster, envNamespace(ctx.config, envId), nodesOfFlavor(ctx.config, env.flavor)),
+    ]);
     const runCtx = {
       executor: ctx.executor,
       envId,
       nodes,
       env: { LAB_ID: lab.id, LAB_SESSION: sessionId },
     };
-    await runSteps(runCtx, scripts.setup);
-    await runSteps(runCtx, scripts.prepare);
+    // The key goes onto every node at once, while the lab's setup runs: the
+    // setup runs as labvirt and does not need it; the student gets in only
+    // after both.
+    const results = await Promise.allSettled([
+      (async () => {
+        await runSteps(runCtx, scripts.setup);
+        await runSteps(runCtx, scripts.prepare);
+      })(),
+      ...nodes.map((node) =>
+        ctx.executor.installStudentKey({ envId, node: node.node, ip: node.ip }, session.publicKey),
+      ),
+    ]);
+    // A failed setup says most about the env (it comes first), else a failed key install.
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   } catch (err) {
     const reason =
       err instanceof ScriptFailedError
@@ -95,11 +108,16 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     connection: JSON.stringify(connection),
   });
   if (!activated) return; // ended while we prepared; teardown is already queued
-  await ctx.store.setEnvState(envId, 'active', { expected: 'preparing' });
-  await labelState(ctx, envId, 'active', {
-    [ANNOTATIONS.expiresAt]: new Date(expiresAt).toISOString(),
-    [ANNOTATIONS.readyAt]: new Date(now).toISOString(),
-  });
+  await Promise.all([
+    ctx.store.setEnvState(envId, 'active', { expected: 'preparing' }),
+    labelState(ctx, envId, 'active', {
+      [ANNOTATIONS.expiresAt]: new Date(expiresAt).toISOString(),
+      [ANNOTATIONS.readyAt]: new Date(now).toISOString(),
+    }),
+  ]);
+  // The student's commands open their own connections (gateway); labvirt's
+  // are not needed until a check.
+  ctx.executor.releaseEnv(envId);
   ctx.events.emit({
     type: 'env.state',
     envId,
@@ -143,10 +161,8 @@ async function moveToAnotherEnv(
     reason,
   });
   await ctx.queues.addTeardown({ envId, reason });
-  if (result.newEnvId) {
-    await labelState(ctx, result.newEnvId, 'claimed').catch(() => undefined);
-    await ctx.queues.addPrepare({ sessionId, envId: result.newEnvId });
-  }
+  // The prepare job records the new claim on the Namespace (state preparing).
+  if (result.newEnvId) await ctx.queues.addPrepare({ sessionId, envId: result.newEnvId });
   await ctx.queues.addMaintenance('replenish');
 }
 

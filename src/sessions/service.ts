@@ -107,12 +107,13 @@ export class SessionService implements LabvirtService, StudentService {
           from: 'warm',
           to: 'claimed',
         });
-        await labelState(ctx, envId, 'claimed').catch((err) =>
-          ctx.log.warn({ envId, err: (err as Error).message }, 'could not label claimed env'),
-        );
-        await ctx.queues.addPrepare({ sessionId, envId });
-        await ctx.queues.addMaintenance('replenish');
-        return { ...(await this.view(result.session)), privateKey };
+        // The prepare job writes the claim onto the env's Namespace, once.
+        const [view] = await Promise.all([
+          this.view(result.session),
+          ctx.queues.addPrepare({ sessionId, envId }),
+          ctx.queues.addMaintenance('replenish'),
+        ]);
+        return { ...view, privateKey };
       }
       case 'waiting': {
         const view = await this.view(result.session);

@@ -57,6 +57,12 @@ export interface ExecutorOptions {
   /** Per stream (default 1 MiB). */
   maxOutputBytes?: number;
   readyTimeoutMs?: number;
+  /**
+   * A connection with no command running is closed after this long (default
+   * 10 s): warm envs hold no connection, and keepalives only run for
+   * connections in use. Host keys stay pinned, so reconnecting is safe.
+   */
+  idleCloseMs?: number;
 }
 
 export interface Executor {
@@ -70,7 +76,12 @@ export interface Executor {
    * the pooled connection), e.g. the student cluster's API on 127.0.0.1:6443.
    */
   forward(target: GuestTarget, host: string, port: number): Promise<ClientChannel>;
+  /** Closes the env's connections once idle, keeping its pinned host keys (the env lives on). */
+  releaseEnv(envId: string): void;
+  /** Closes the env's connections and forgets its host keys (the env is gone). */
   closeEnv(envId: string): void;
+  /** Connections open now (for tests and metrics). */
+  readonly openConnections: number;
   close(): Promise<void>;
   /** SSH handshakes done so far (for tests and metrics). */
   readonly handshakes: number;
@@ -122,16 +133,19 @@ interface Pooled {
   envId: string;
   active: number;
   waiting: (() => void)[];
+  /** Closes the connection once it is idle (set when idle, or when released). */
+  idleTimer?: NodeJS.Timeout;
+  /** Close as soon as the last command ends (the env was released). */
+  releasing?: boolean;
+  /** Takes the connection out of the pool, so no new command picks it. */
+  forget?: () => void;
 }
 
 async function acquire(p: Pooled): Promise<void> {
   while (p.active >= MAX_CHANNELS) await new Promise<void>((r) => p.waiting.push(r));
   p.active++;
-}
-
-function release(p: Pooled): void {
-  p.active--;
-  p.waiting.shift()?.();
+  clearTimeout(p.idleTimer);
+  p.idleTimer = undefined;
 }
 
 export function createExecutor(options: ExecutorOptions): Executor {
@@ -143,6 +157,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
     ...options.connectRetry,
   };
   const maxOutput = options.maxOutputBytes ?? 1024 * 1024;
+  const idleCloseMs = options.idleCloseMs ?? 10_000;
   const log = options.logger;
   const pins = new HostKeyPins();
   const pool = new Map<string, Promise<Pooled>>();
@@ -150,7 +165,26 @@ export function createExecutor(options: ExecutorOptions): Executor {
   if (parsedOwn instanceof Error) throw new Error(`executor private key: ${parsedOwn.message}`);
   const ownPublic = publicLine(parsedOwn);
   let handshakes = 0;
+  let open = 0;
   let closed = false;
+
+  function release(p: Pooled): void {
+    p.active--;
+    const next = p.waiting.shift();
+    if (next) return next();
+    if (p.active > 0) return;
+    if (p.releasing) {
+      p.client.end();
+      return;
+    }
+    clearTimeout(p.idleTimer);
+    p.idleTimer = setTimeout(() => {
+      if (p.active > 0) return;
+      p.forget?.();
+      p.client.end();
+    }, idleCloseMs);
+    p.idleTimer.unref();
+  }
 
   function connectOnce(target: GuestTarget, user: string): Promise<Pooled> {
     return new Promise((resolve, reject) => {
@@ -165,6 +199,8 @@ export function createExecutor(options: ExecutorOptions): Executor {
       let mismatch: HostKeyMismatchError | undefined;
       client.once('ready', () => {
         handshakes++;
+        open++;
+        client.once('close', () => open--);
         client.removeAllListeners('error');
         client.on('error', (err) =>
           log?.debug({ err: err.message, ...target }, 'guest connection error'),
@@ -214,11 +250,14 @@ export function createExecutor(options: ExecutorOptions): Executor {
     if (!p) {
       p = connectWithRetry(target, user);
       pool.set(key, p);
+      const forget = () => {
+        if (pool.get(key) === p) pool.delete(key);
+      };
       p.then(
-        (c) =>
-          c.client.once('close', () => {
-            if (pool.get(key) === p) pool.delete(key);
-          }),
+        (c) => {
+          c.forget = forget;
+          c.client.once('close', forget);
+        },
         () => {
           if (pool.get(key) === p) pool.delete(key);
         },
@@ -382,11 +421,35 @@ export function createExecutor(options: ExecutorOptions): Executor {
 
   async function forward(target: GuestTarget, host: string, port: number) {
     const pooled = await connection(target, loginUser);
+    // A forwarded stream (a student-cluster watch) is a channel in use like a
+    // command: the idle close must not cut it.
+    await acquire(pooled);
     return new Promise<ClientChannel>((resolve, reject) => {
-      pooled.client.forwardOut('127.0.0.1', 0, host, port, (err, channel) =>
-        err ? reject(err) : resolve(channel),
-      );
+      pooled.client.forwardOut('127.0.0.1', 0, host, port, (err, channel) => {
+        if (err) {
+          release(pooled);
+          reject(err);
+          return;
+        }
+        channel.once('close', () => release(pooled));
+        resolve(channel);
+      });
     });
+  }
+
+  function releaseEnv(envId: string) {
+    for (const [key, p] of pool) {
+      if (!key.startsWith(`${envId}|`)) continue;
+      pool.delete(key);
+      p.then(
+        (c) => {
+          c.releasing = true;
+          clearTimeout(c.idleTimer);
+          if (c.active === 0) c.client.end();
+        },
+        () => undefined,
+      );
+    }
   }
 
   function closeEnv(envId: string) {
@@ -420,10 +483,14 @@ export function createExecutor(options: ExecutorOptions): Executor {
     waitReady,
     installStudentKey,
     forward,
+    releaseEnv,
     closeEnv,
     close,
     get handshakes() {
       return handshakes;
+    },
+    get openConnections() {
+      return open;
     },
   };
 }

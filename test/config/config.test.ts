@@ -31,6 +31,17 @@ describe('loadConfig', () => {
     expect(cfg.ssh.mode).toBe('gateway');
   });
 
+  it('runs prepare jobs far more at once than provisioning jobs, and lets both be set', () => {
+    const cfg = loadConfig({ env: {} });
+    expect(cfg.pool.prepareConcurrency).toBe(200);
+    expect(cfg.pool.workerConcurrency).toBe(5);
+    const set = loadConfig({ env: {}, overrides: { pool: { prepareConcurrency: 50 } } });
+    expect(set.pool.prepareConcurrency).toBe(50);
+    expect(() => loadConfig({ env: {}, overrides: { pool: { prepareConcurrency: 0 } } })).toThrow(
+      /pool\.prepareConcurrency/,
+    );
+  });
+
   it('reads a YAML file and lets environment variables override it', () => {
     const file = writeConfig(
       [

@@ -194,6 +194,34 @@ describe('executor', () => {
     expect(ex.handshakes).toBe(3);
   });
 
+  it('holds no connection for a released env, finishes running commands, and keeps its host keys pinned', async () => {
+    const g = await guest();
+    const ex = executor();
+    await ex.exec(target(g.ip), 'true', { timeoutMs: 5000 });
+    expect(ex.openConnections).toBe(1);
+    const running = ex.exec(target(g.ip), 'sleep 0.3; echo done', { timeoutMs: 5000 });
+    await new Promise((r) => setTimeout(r, 50));
+    ex.releaseEnv('env00001');
+    expect((await running).stdout).toBe('done\n');
+    await expect.poll(() => ex.openConnections, { timeout: 5000 }).toBe(0);
+    // The claim connects again; a guest that changed its host key meanwhile is refused.
+    await g.guest.stop();
+    farm.guests.delete(g.ip);
+    await farm.start({ labvirt: [labvirtKey.public] }, { ip: g.ip });
+    await expect(ex.exec(target(g.ip), 'true', { timeoutMs: 5000 })).rejects.toThrow(
+      HostKeyMismatchError,
+    );
+  });
+
+  it('closes a connection that stays idle', async () => {
+    const g = await guest();
+    const ex = executor({ idleCloseMs: 100 });
+    await ex.exec(target(g.ip), 'true', { timeoutMs: 5000 });
+    await expect.poll(() => ex.openConnections, { timeout: 5000 }).toBe(0);
+    expect((await ex.exec(target(g.ip), 'echo again', { timeoutMs: 5000 })).stdout).toBe('again\n');
+    expect(ex.handshakes).toBe(2);
+  });
+
   it('reconnects when a pooled connection died', async () => {
     const hostKey = newKey().private;
     const g = await farm.start({ labvirt: [labvirtKey.public] }, { hostKey });

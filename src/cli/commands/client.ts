@@ -2,7 +2,6 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CommanderError, Option, type Command } from 'commander';
 import { ApiClient, ApiClientError, ApiUnreachableError } from '../../api/index.js';
-import { loadConfig } from '../../config/index.js';
 import { ENV_STATES, type EnvState } from '../../events/index.js';
 import type { CheckResult, SessionView } from '../../sessions/types.js';
 import { configFileOf } from './config.js';
@@ -54,8 +53,10 @@ function urlOfConfig(host: string, port: number): string {
   return `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
 }
 
-function connect(cmd: Command): Connection {
+async function connect(cmd: Command): Promise<Connection> {
   const opts = cmd.optsWithGlobals<ClientOptions>();
+  // Loaded when a command runs: `--help` must not pay for the config schema.
+  const { loadConfig } = await import('../../config/index.js');
   const config = loadConfig({ file: configFileOf(cmd) });
   const url =
     opts.apiUrl ?? process.env.LABVIRT_API_URL ?? urlOfConfig(config.api.host, config.api.port);
@@ -296,7 +297,7 @@ export function registerClientCommands(program: Command): void {
       .option('--no-wait', 'return at once instead of waiting until the environment is ready')
       .option('--timeout <seconds>', 'how long to wait for the environment', '600'),
   ).action(async (opts: Record<string, string | boolean | undefined>, cmd: Command) => {
-    const conn = connect(cmd);
+    const conn = await connect(cmd);
     const student = (opts.student as string | undefined) ?? (opts.as as string | undefined);
     if (!student)
       fail(CLIENT_EXIT.usage, 'say who the session is for: --student <id> (or --as <id>)');
@@ -349,7 +350,7 @@ export function registerClientCommands(program: Command): void {
       .argument('<session>', 'session id')
       .description('end a session and free its environment'),
   ).action(async (session: string, _opts, cmd: Command) => {
-    const conn = connect(cmd);
+    const conn = await connect(cmd);
     const view = await run(conn, (c) => c.stop(session));
     if (conn.json) return conn.out(JSON.stringify(view, null, 2));
     conn.out(`Session ${view.id} stopped${view.endedReason ? ` (${view.endedReason})` : ''}.`);
@@ -361,7 +362,7 @@ export function registerClientCommands(program: Command): void {
       .argument('<session>', 'session id')
       .description('push back the expiry of a session'),
   ).action(async (session: string, _opts, cmd: Command) => {
-    const conn = connect(cmd);
+    const conn = await connect(cmd);
     const view = await run(conn, (c) => c.extend(session));
     if (conn.json) return conn.out(JSON.stringify(view, null, 2));
     conn.out(`Session ${view.id} now expires at ${relative(view.expiresAt)}.`);
@@ -371,7 +372,7 @@ export function registerClientCommands(program: Command): void {
   withClientOptions(
     program.command('status').argument('<session>', 'session id').description('show a session'),
   ).action(async (session: string, _opts, cmd: Command) => {
-    const conn = connect(cmd);
+    const conn = await connect(cmd);
     const view = await run(conn, (c) => c.status(session));
     if (conn.json) return conn.out(JSON.stringify(view, null, 2));
     printSession(conn.out, view);
@@ -384,7 +385,7 @@ export function registerClientCommands(program: Command): void {
       .option('--student <student>', 'only this student')
       .option('--all', 'include ended sessions'),
   ).action(async (opts: { student?: string; all?: boolean }, cmd: Command) => {
-    const conn = connect(cmd);
+    const conn = await connect(cmd);
     const sessions = await run(conn, (c) =>
       c.list({ student: opts.student, includeEnded: opts.all }),
     );
@@ -412,7 +413,7 @@ export function registerClientCommands(program: Command): void {
         'grade the lab now: each check with its points and what failed (exit 3 if not passed)',
       ),
   ).action(async (session: string, _opts, cmd: Command) => {
-    const conn = connect(cmd);
+    const conn = await connect(cmd);
     const result = await run(conn, (c) => c.check(session));
     if (conn.json) conn.out(JSON.stringify(result, null, 2));
     else printCheck(conn.out, result);
@@ -426,7 +427,7 @@ export function registerClientCommands(program: Command): void {
       .argument('<session>', 'session id')
       .description('reveal the next hint of the lab'),
   ).action(async (session: string, _opts, cmd: Command) => {
-    const conn = connect(cmd);
+    const conn = await connect(cmd);
     const hint = await run(conn, (c) => c.hint(session));
     if (conn.json) return conn.out(JSON.stringify(hint, null, 2));
     conn.out(`Hint ${hint.index}/${hint.total}: ${hint.text}`);
@@ -437,7 +438,7 @@ export function registerClientCommands(program: Command): void {
       .command('status')
       .description('environments per flavor and state, targets and the waiting line'),
   ).action(async (_opts, cmd: Command) => {
-    const conn = connect(cmd);
+    const conn = await connect(cmd);
     const pool = await run(conn, (c) => c.poolStatus());
     if (conn.json) return conn.out(JSON.stringify(pool, null, 2));
     if (pool.flavors.length === 0) return conn.out('no flavors configured');
@@ -472,7 +473,7 @@ export function registerClientCommands(program: Command): void {
       .option('--flavor <flavor>', 'only this flavor, e.g. v1.30-3node')
       .addOption(new Option('--state <state>', 'only this state').choices(ENV_STATES)),
   ).action(async (opts: { flavor?: string; state?: EnvState }, cmd: Command) => {
-    const conn = connect(cmd);
+    const conn = await connect(cmd);
     const envs = await run(conn, (c) => c.listEnvs({ flavor: opts.flavor, state: opts.state }));
     if (conn.json) return conn.out(JSON.stringify(envs, null, 2));
     if (envs.length === 0) return conn.out('no environments');

@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { stringify } from 'yaml';
-import { loadConfig } from '../../config/index.js';
 
 /** Reads the global `--config` option from any subcommand. */
 export function configFileOf(cmd: Command): string | undefined {
@@ -12,14 +10,19 @@ export function registerConfigCommands(program: Command): void {
   config
     .command('show')
     .description('print the effective configuration (file + environment + defaults) as YAML')
-    .action((_opts, cmd: Command) => {
+    .action(async (_opts, cmd: Command) => {
+      const [{ loadConfig }, { stringify }] = await Promise.all([
+        import('../../config/index.js'),
+        import('yaml'),
+      ]);
       const cfg = loadConfig({ file: configFileOf(cmd) });
       process.stdout.write(stringify(cfg));
     });
   config
     .command('check')
     .description('validate the configuration and list every problem')
-    .action((_opts, cmd: Command) => {
+    .action(async (_opts, cmd: Command) => {
+      const { loadConfig } = await import('../../config/index.js');
       loadConfig({ file: configFileOf(cmd) });
       console.log('configuration is valid');
     });

@@ -1,7 +1,15 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../../config/index.js';
-import { formatProblems, loadLabs, type Lab } from '../../labs/index.js';
+import type { Lab } from '../../labs/index.js';
 import { configFileOf } from './config.js';
+
+/** Loaded when a command runs, not for `--help` or the client commands. */
+async function modules() {
+  const [{ loadConfig }, { loadLabs, formatProblems }] = await Promise.all([
+    import('../../config/index.js'),
+    import('../../labs/index.js'),
+  ]);
+  return { loadConfig, loadLabs, formatProblems };
+}
 
 /** `labvirt labs validate|list`: check lab folders and show what is there. */
 export function registerLabsCommands(program: Command): void {
@@ -16,6 +24,7 @@ export function registerLabsCommands(program: Command): void {
     )
     .argument('[dir]', 'labs folder, or one lab folder (default: labsDir from the configuration)')
     .action(async (dir: string | undefined, _opts, cmd: Command) => {
+      const { loadConfig, loadLabs, formatProblems } = await modules();
       const config = loadConfig({ file: configFileOf(cmd) });
       const folder = dir ?? config.labsDir;
       const { labs: loaded, problems } = await loadLabs(folder, {
@@ -47,6 +56,7 @@ export function registerLabsCommands(program: Command): void {
     .argument('[dir]', 'labs folder, or one lab folder (default: labsDir from the configuration)')
     .option('--json', 'print the labs as JSON')
     .action(async (dir: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      const { loadConfig, loadLabs } = await modules();
       const config = loadConfig({ file: configFileOf(cmd) });
       const folder = dir ?? config.labsDir;
       const { labs: loaded, problems } = await loadLabs(folder, {

@@ -2,11 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { startDevStack } from '../../app/dev.js';
-import { startLabvirt } from '../../app/index.js';
-import { loadConfig } from '../../config/index.js';
-import { createLogger, silentLogger } from '../../log/index.js';
-import { formatLabTestReport, testLab, type LabTestReport } from '../../sessions/labtest.js';
+import type { LabTestReport, testLab } from '../../sessions/labtest.js';
 import { configFileOf } from './config.js';
 
 /**
@@ -34,6 +30,17 @@ export function registerLabTestCommand(program: Command): void {
         opts: { sim?: boolean; timeout: string; json?: boolean },
         cmd: Command,
       ) => {
+        // Loaded when the command runs, not for `--help` or the client commands.
+        const [{ startDevStack }, { startLabvirt }, { loadConfig }, log, labtest] =
+          await Promise.all([
+            import('../../app/dev.js'),
+            import('../../app/index.js'),
+            import('../../config/index.js'),
+            import('../../log/index.js'),
+            import('../../sessions/labtest.js'),
+          ]);
+        const { createLogger, silentLogger } = log;
+        const { formatLabTestReport } = labtest;
         const file = configFileOf(cmd);
         const base = loadConfig({ file });
         const useSim = opts.sim ?? !base.kube.kubeconfig;
@@ -42,7 +49,7 @@ export function registerLabTestCommand(program: Command): void {
         const run = async (handle: Parameters<typeof testLab>[0]) => {
           const wanted = ids.length > 0 ? ids : [...handle.context.labs.keys()].sort();
           for (const id of wanted) {
-            const report = await testLab(handle, id, { timeoutMs });
+            const report = await labtest.testLab(handle, id, { timeoutMs });
             reports.push(report);
             if (!opts.json) console.log(formatLabTestReport(report));
           }

@@ -1,14 +1,5 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { stringify } from 'yaml';
-import { loadConfig } from '../../config/index.js';
-import {
-  KubevirtSchemasMissingError,
-  assertValid,
-  generateEnvSecrets,
-  renderEnvironment,
-} from '../../kube/index.js';
-import { generateKeyPair } from '../../ssh/index.js';
 import { configFileOf } from './config.js';
 
 interface RenderOptions {
@@ -40,6 +31,15 @@ export function registerRenderCommand(program: Command): void {
       '\nExample:\n  labvirt render --flavor v1.30-3node --env demo --ssh-mode nodeport | kubectl apply --dry-run=server -f -',
     )
     .action(async (opts: RenderOptions, cmd: Command) => {
+      // Loaded when the command runs, not for `--help` or the client commands.
+      const [{ stringify }, { loadConfig }, kube, { generateKeyPair }] = await Promise.all([
+        import('yaml'),
+        import('../../config/index.js'),
+        import('../../kube/index.js'),
+        import('../../ssh/index.js'),
+      ]);
+      const { KubevirtSchemasMissingError, assertValid, generateEnvSecrets, renderEnvironment } =
+        kube;
       if (opts.sshMode !== undefined && !['gateway', 'nodeport'].includes(opts.sshMode)) {
         throw new Error('--ssh-mode must be gateway or nodeport');
       }

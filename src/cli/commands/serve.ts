@@ -1,12 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { startDevStack } from '../../app/dev.js';
-import { startLabvirt, type LabvirtHandle } from '../../app/index.js';
-import { loadConfig, type Config } from '../../config/index.js';
-import { createLogger } from '../../log/index.js';
-import { ensureRedisServer } from '../../redis/index.js';
-import { slackSecretsFrom } from '../../slack/index.js';
+import type { LabvirtHandle } from '../../app/index.js';
+import type { Config } from '../../config/index.js';
 import { configFileOf } from './config.js';
 
 /** Resolves when the process is asked to stop (Ctrl-C, SIGTERM). */
@@ -38,6 +34,14 @@ export function registerServeCommands(program: Command): void {
     .option('--no-gateway', 'do not run the SSH gateway in this process')
     .option('--no-scheduler', 'do not run the cron schedules in this process')
     .action(async (opts: Record<string, boolean>, cmd: Command) => {
+      // Loaded when the command runs, not for `--help` or the client commands.
+      const [{ startLabvirt }, { loadConfig }, { createLogger }, { slackSecretsFrom }] =
+        await Promise.all([
+          import('../../app/index.js'),
+          import('../../config/index.js'),
+          import('../../log/index.js'),
+          import('../../slack/index.js'),
+        ]);
       const config = loadConfig({ file: configFileOf(cmd) });
       const logger = createLogger({ level: config.logLevel });
       const handle = await startLabvirt({
@@ -69,6 +73,19 @@ export function registerServeCommands(program: Command): void {
     .option('--speed <factor>', 'how much faster than a real cluster the simulator boots VMs', '20')
     .option('--exit-when-ready', 'stop once the pool is warm (smoke test)')
     .action(async (opts: Record<string, string | boolean>, cmd: Command) => {
+      const [
+        { startDevStack },
+        { createLogger },
+        { ensureRedisServer },
+        { loadConfig },
+        { slackSecretsFrom },
+      ] = await Promise.all([
+        import('../../app/dev.js'),
+        import('../../log/index.js'),
+        import('../../redis/index.js'),
+        import('../../config/index.js'),
+        import('../../slack/index.js'),
+      ]);
       const dir = resolve(String(opts.dir));
       mkdirSync(dir, { recursive: true });
       const out = (line = '') => process.stdout.write(line + '\n');

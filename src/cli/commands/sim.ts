@@ -1,5 +1,4 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { startSim } from '../../sim/index.js';
 
 /** A number in [min, max] for a commander option, or a usage error naming the option. */
 function numberIn(min: number, max: number, integer = false) {
@@ -50,6 +49,8 @@ export function registerSimCommand(program: Command): void {
         nodeMemory: number;
         guests: boolean;
       }) => {
+        // Loaded when the command runs, not for `--help` or the client commands.
+        const { startSim } = await import('../../sim/index.js');
         const sim = await startSim({
           dir: opts.dir,
           port: opts.port,

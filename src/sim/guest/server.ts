@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
@@ -16,6 +15,7 @@ import {
 import { applyWriteFiles, keysFromUserData, writeFilesFromUserData } from './cloudinit.js';
 import { serveSftp } from './sftp.js';
 import { simBinDir } from './shim.js';
+import { sharedSpawner, type SpawnedCommand } from './spawner.js';
 
 export interface GuestOptions {
   namespace: string;
@@ -67,7 +67,8 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
   const sandbox = opts.sandboxRoot;
   await applyWriteFiles(sandbox, writeFilesFromUserData(opts.userData));
   const clients = new Set<Connection>();
-  const children = new Set<ChildProcess>();
+  const children = new Set<SpawnedCommand>();
+  const spawner = sharedSpawner();
   const sockets = new Set<Socket>();
 
   async function allowedKeys(user: string) {
@@ -107,7 +108,7 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
         const session = acceptSession();
         const env: Record<string, string> = {};
         let pty: PseudoTtyInfo | undefined;
-        let child: ChildProcess | undefined;
+        let child: SpawnedCommand | undefined;
         session.on('env', (accept, reject, info) => {
           if (ACCEPT_ENV.test(info.key)) {
             env[info.key] = info.val;
@@ -124,39 +125,41 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
           if (!child?.pid) return;
           const pc = pty ? PTY_KEYS[info.name] : undefined;
           if (pc && child.stdin?.writable) child.stdin.write(pc);
-          else killGroup(child, `SIG${info.name}` as NodeJS.Signals);
+          else child.killGroup(`SIG${info.name}` as NodeJS.Signals);
         });
         const run = async (channel: ServerChannel, argv: string[]) => {
           const hostHome = join(sandbox, home);
           await mkdir(hostHome, { recursive: true });
-          const proc = spawn(argv[0] as string, argv.slice(1), {
-            cwd: hostHome,
-            detached: true,
-            env: {
-              PATH: `${binDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
-              HOME: hostHome,
-              USER: user,
-              LOGNAME: user,
-              SHELL: '/bin/sh',
-              LABVIRT_GUEST_ROOT: sandbox,
-              ...(opts.listenAddress ? { LABVIRT_GUEST_ADDR: opts.listenAddress } : {}),
-              ...(pty ? { TERM: pty.term || 'xterm' } : {}),
-              ...env,
-            },
-          });
-          child = proc;
-          children.add(proc);
-          proc.stdout?.pipe(channel, { end: false });
-          proc.stderr?.pipe(channel.stderr, { end: false });
-          channel.pipe(proc.stdin!);
-          proc.stdin?.on('error', () => undefined);
-          channel.on('close', () => killGroup(proc, 'SIGHUP'));
-          proc.on('error', (err) => {
-            channel.stderr.write(`${err.message}\n`);
+          let proc: SpawnedCommand;
+          try {
+            proc = await spawner.spawn(argv[0] as string, argv.slice(1), {
+              cwd: hostHome,
+              env: {
+                PATH: `${binDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+                HOME: hostHome,
+                USER: user,
+                LOGNAME: user,
+                SHELL: '/bin/sh',
+                LABVIRT_GUEST_ROOT: sandbox,
+                ...(opts.listenAddress ? { LABVIRT_GUEST_ADDR: opts.listenAddress } : {}),
+                ...(pty ? { TERM: pty.term || 'xterm' } : {}),
+                ...env,
+              },
+            });
+          } catch (err) {
+            channel.stderr.write(`${(err as Error).message}\n`);
             channel.exit(127);
             channel.end();
-          });
-          proc.on('close', (code, signal) => {
+            return;
+          }
+          child = proc;
+          children.add(proc);
+          proc.stdout!.pipe(channel, { end: false });
+          proc.stderr!.pipe(channel.stderr, { end: false });
+          channel.pipe(proc.stdin!);
+          proc.stdin!.on('error', () => undefined);
+          channel.on('close', () => proc.killGroup('SIGHUP'));
+          proc.on('close', (code: number | null, signal: NodeJS.Signals | null) => {
             children.delete(proc);
             if (signal) channel.exit(signal.replace(/^SIG/, ''), false, '');
             else channel.exit(code ?? 0);
@@ -244,7 +247,7 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
     hostPublicKey: `${parsedHost.type} ${parsedHost.getPublicSSH().toString('base64')}`,
     async stop() {
       if (readyTimer) clearTimeout(readyTimer);
-      for (const c of children) killGroup(c, 'SIGKILL');
+      for (const c of children) c.killGroup('SIGKILL');
       for (const s of sockets) s.destroy();
       for (const c of clients) c.end();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -254,12 +257,3 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
 
 /** What a terminal sends for a signal, so the pty's line discipline delivers it to the foreground job. */
 const PTY_KEYS: Record<string, string> = { INT: '\x03', QUIT: '\x1c', TSTP: '\x1a' };
-
-function killGroup(proc: ChildProcess, signal: NodeJS.Signals) {
-  if (proc.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-  try {
-    process.kill(-proc.pid, signal);
-  } catch {
-    /* already gone */
-  }
-}

@@ -1,0 +1,201 @@
+/**
+ * A class arriving at once (`npx tsx bench/pool.bench.ts --burst 200`): the
+ * simulator, `labvirt serve` and this client in three processes, as in
+ * production. The pool is filled with one warm 3-VM env per student, then
+ * every student starts a lab through the HTTP API at the same moment.
+ * Reports claim-to-ready (the session's own createdAt → readyAt, which
+ * labvirt records), labvirt's CPU per claim (from /proc, the serve process
+ * only) and the Kubernetes API writes per claim (labvirt's own counter).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startRedisServer } from '../src/redis/index.js';
+import {
+  FIXTURE_LABS,
+  forkLabvirt,
+  forkSim,
+  freePort,
+  pct,
+  processCpuMs,
+  result,
+  waitFor,
+} from './lib.js';
+
+const FLAVOR = 'v1.30-3node';
+const LAB = 'fixture-three';
+const TOKEN = 'bench-token-bench-token-bench';
+
+interface SessionJson {
+  id: string;
+  state: string;
+  createdAt: string;
+  readyAt?: string;
+  envId?: string;
+}
+
+export interface BurstOptions {
+  students: number;
+  speed: number;
+  /** Extra `pool` settings for the serve process (e.g. workerConcurrency). */
+  pool?: Record<string, unknown>;
+}
+
+export async function runBurst(opts: BurstOptions): Promise<void> {
+  const n = opts.students;
+  const dir = mkdtempSync(join(tmpdir(), 'labvirt-burst-'));
+  const redis = await startRedisServer();
+  // A 3-VM env needs about 5.4 GiB with KubeVirt's overhead; 256 GiB nodes.
+  const sim = await forkSim(join(dir, 'sim'), {
+    speed: opts.speed,
+    nodes: Math.ceil((n * 6) / 256) + 1,
+  });
+  const apiPort = await freePort();
+  const configFile = join(dir, 'labvirt.json');
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      labsDir: FIXTURE_LABS,
+      labScripts: 'sim',
+      logLevel: 'warn',
+      kube: { kubeconfig: sim.kubeconfig, guestAddressMap: sim.guestMap },
+      redis: { url: redis.url },
+      flavors: {
+        [FLAVOR]: { kubernetesVersion: '1.30', nodes: 3, minWarm: n, maxTotal: n },
+        'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 0, maxTotal: 1 },
+      },
+      // workerConcurrency runs the provisioning of the fill; claims have their own.
+      pool: { pollSeconds: 0.2, maxProvisioning: 50, workerConcurrency: 50, ...opts.pool },
+      ssh: {
+        hostKey: join(dir, 'hk'),
+        orchestratorKey: join(dir, 'ok'),
+        gatewayPort: 0,
+        bindAddress: '127.0.0.1',
+      },
+      api: { host: '127.0.0.1', port: apiPort },
+    }),
+  );
+  const serve = forkLabvirt(['--config', configFile, 'serve'], { LABVIRT_API_TOKEN: TOKEN });
+  const base = `http://127.0.0.1:${apiPort}/v1`;
+  const api = async <T>(path: string, init: RequestInit = {}): Promise<T> => {
+    const res = await fetch(base + path, {
+      ...init,
+      headers: {
+        authorization: `Bearer ${TOKEN}`,
+        'content-type': 'application/json',
+        ...init.headers,
+      },
+    });
+    if (!res.ok)
+      throw new Error(`${init.method ?? 'GET'} ${path}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as T;
+  };
+  const writes = async (): Promise<number> => {
+    const res = await fetch(`http://127.0.0.1:${apiPort}/metrics`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    let total = 0;
+    for (const m of (await res.text()).matchAll(
+      /^labvirt_kube_requests_total\{([^}]*)\} (\d+)/gm,
+    )) {
+      if (/verb="(create|patch|delete|update)"/.test(m[1]!)) total += Number(m[2]);
+    }
+    return total;
+  };
+  try {
+    await waitFor(
+      async () => {
+        if (serve.child.exitCode !== null) throw new Error(`serve exited: ${serve.output()}`);
+        return fetch(`http://127.0.0.1:${apiPort}/healthz`).then(
+          (r) => r.ok,
+          () => false,
+        );
+      },
+      60_000,
+      'labvirt serve',
+      200,
+    );
+    const fillStart = Date.now();
+    await waitFor(
+      async () => {
+        const pool = await api<{ flavors: { flavor: string; counts: Record<string, number> }[] }>(
+          '/pool',
+        );
+        return (pool.flavors.find((f) => f.flavor === FLAVOR)?.counts.warm ?? 0) >= n;
+      },
+      20 * 60_000,
+      `${n} warm envs`,
+      1000,
+    );
+    console.log(
+      `burst: ${n} warm ${FLAVOR} envs filled in ${((Date.now() - fillStart) / 1000).toFixed(1)} s`,
+    );
+    // Let the last provisioning work settle before measuring.
+    await new Promise((r) => setTimeout(r, 2000));
+
+    const cpu0 = processCpuMs(serve.child.pid!);
+    const simCpu0 = processCpuMs(sim.child.pid!);
+    const writes0 = await writes();
+    const t0 = Date.now();
+    const started = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        api<SessionJson>('/sessions', {
+          method: 'POST',
+          body: JSON.stringify({ student: `student${i}`, labId: LAB }),
+        }),
+      ),
+    );
+    const acceptedMs = Date.now() - t0;
+    let sessions: SessionJson[] = [];
+    await waitFor(
+      async () => {
+        sessions = (await api<{ sessions: SessionJson[] }>('/sessions')).sessions;
+        const done = sessions.filter((s) => s.state === 'active' || s.state === 'ended');
+        return done.length >= n;
+      },
+      10 * 60_000,
+      'every session active',
+      250,
+    );
+    const wallMs = Date.now() - t0;
+    const cpuMs = processCpuMs(serve.child.pid!) - cpu0;
+    const simCpuMs = processCpuMs(sim.child.pid!) - simCpu0;
+    const claimWrites = (await writes()) - writes0;
+    const active = sessions.filter((s) => s.state === 'active' && s.readyAt);
+    const lost = n - active.length;
+    const latencies = active.map((s) => Date.parse(s.readyAt!) - Date.parse(s.createdAt));
+    // Line order: students who asked first are ready first (by request order).
+    const order = started.map((s) => s.id);
+    const envs = new Set(active.map((s) => s.envId));
+    console.log(
+      `burst: ${n} POST /sessions answered in ${acceptedMs} ms; all active after ${wallMs} ms; ${envs.size} distinct envs`,
+    );
+    console.log(
+      `burst: claim-to-ready p50 ${pct(latencies, 50)} ms, p95 ${pct(latencies, 95)} ms, p99 ${pct(latencies, 99)} ms, max ${Math.max(...latencies)} ms`,
+    );
+    console.log(
+      `burst: CPU during the burst: labvirt ${cpuMs.toFixed(0)} ms (${(cpuMs / n).toFixed(1)} ms per claim), simulator ${simCpuMs.toFixed(0)} ms`,
+    );
+    result({
+      what: `${n}-student burst, warm 3-VM claims, claim-to-ready p99`,
+      figure: `${pct(latencies, 99)} ms (p50 ${pct(latencies, 50)} ms), ${lost} lost`,
+      target: '≤ 2000 ms, none lost',
+      met: pct(latencies, 99) <= 2000 && lost === 0 && order.length === n,
+    });
+    result({
+      what: `labvirt CPU per claim (${n}-student burst)`,
+      figure: `${(cpuMs / n).toFixed(1)} ms (simulator ${(simCpuMs / n).toFixed(1)} ms)`,
+      target: '≤ 5 ms',
+      met: cpuMs / n <= 5,
+    });
+    result({
+      what: `API writes per claim (${n}-student burst)`,
+      figure: (claimWrites / n).toFixed(1),
+    });
+  } finally {
+    await serve.stop();
+    await sim.stop();
+    await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

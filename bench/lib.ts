@@ -1,0 +1,138 @@
+/**
+ * What every bench shares: percentiles, waiting, CPU of a child process, and
+ * the result rows that `bench/run.ts` collects into one table.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { appendFileSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+
+export const ROOT = join(import.meta.dirname, '..');
+export const LABVIRT_BIN = join(ROOT, 'bin', 'labvirt.js');
+export const FIXTURE_LABS = join(ROOT, 'test', 'fixtures', 'labs');
+
+/** One figure for the summary table; `met` is undefined when the figure has no target. */
+export interface ResultRow {
+  what: string;
+  figure: string;
+  target?: string;
+  met?: boolean;
+}
+
+/**
+ * Prints the row and, when run under `bench/run.ts` (BENCH_RESULTS names a
+ * file), appends it as one JSON line for the table.
+ */
+export function result(row: ResultRow): void {
+  const mark = row.met === undefined ? '' : row.met ? ' [met]' : ' [NOT met]';
+  console.log(`= ${row.what}: ${row.figure}${row.target ? ` (target ${row.target})` : ''}${mark}`);
+  const file = process.env.BENCH_RESULTS;
+  if (file) appendFileSync(file, JSON.stringify(row) + '\n');
+}
+
+export function pct(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+export async function waitFor(
+  fn: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+  everyMs = 50,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** CPU time (user + system) a process has used so far, in ms, from /proc (Linux). */
+export function processCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may contain spaces) start after ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime
+  return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
+/** Resident memory of a process in MiB, from /proc (Linux). */
+export function processRssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+  return kb / 1024;
+}
+
+/** The 1-minute load average and core count, for the report. */
+export function machineLoad(): string {
+  const [one, five] = readFileSync('/proc/loadavg', 'utf8').split(' ');
+  return `load average ${one} (1 min), ${five} (5 min)`;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface ChildHandle {
+  child: ChildProcess;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** Runs `labvirt <args>` from source in its own process, output collected. */
+export function forkLabvirt(args: string[], env: NodeJS.ProcessEnv = {}): ChildHandle {
+  const child = fork(LABVIRT_BIN, args, {
+    env: { ...process.env, LABVIRT_FROM_SOURCE: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  return {
+    child,
+    output: () => out,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+        child.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/** Starts `labvirt sim` in its own process; resolves with its directory's files once it serves. */
+export async function forkSim(
+  dir: string,
+  opts: { speed: number; nodes: number },
+): Promise<ChildHandle & { kubeconfig: string; guestMap: string }> {
+  const handle = forkLabvirt([
+    'sim',
+    '--dir',
+    dir,
+    '--speed',
+    String(opts.speed),
+    '--nodes',
+    String(opts.nodes),
+  ]);
+  await waitFor(
+    async () => {
+      if (handle.child.exitCode !== null) throw new Error(`sim exited: ${handle.output()}`);
+      return /Ctrl-C stops it/.test(handle.output());
+    },
+    60_000,
+    'simulator start',
+  );
+  return { ...handle, kubeconfig: join(dir, 'kubeconfig'), guestMap: join(dir, 'guests.json') };
+}

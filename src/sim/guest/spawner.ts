@@ -1,0 +1,193 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+
+/**
+ * Guests' commands are started by one small, long-lived helper process per
+ * simulator instead of by the simulator itself. Starting a process from the
+ * simulator (a large heap, thousands of sockets) costs far more than
+ * starting it from a process that holds almost nothing, and it made the
+ * benches measure the simulator rather than labvirt.
+ *
+ * The helper spawns each command with pipes and hands the three pipe ends
+ * to the simulator over its IPC channel (Node passes them as sockets), so
+ * the command's input and output never pass through the helper; it then
+ * reports the exit. Process groups are signalled directly by pid.
+ */
+const HELPER = `
+const { spawn } = require('node:child_process');
+process.on('message', (m) => {
+  if (m.op !== 'spawn') return;
+  let child;
+  try {
+    child = spawn(m.file, m.args, { cwd: m.cwd, env: m.env, detached: true, stdio: 'pipe' });
+  } catch (err) {
+    process.send({ op: 'error', id: m.id, message: err.message });
+    return;
+  }
+  child.on('error', (err) => process.send({ op: 'error', id: m.id, message: err.message }));
+  if (child.pid === undefined) return;
+  // Node starts reading a child's output at once; stop before the first byte
+  // arrives (it cannot before this tick ends), so every byte stays in the
+  // pipe for the simulator.
+  for (const out of [child.stdout, child.stderr]) {
+    out._handle.reading = false;
+    out._handle.readStop();
+  }
+  process.send({ op: 'spawned', id: m.id, pid: child.pid });
+  process.send({ op: 'stdio', id: m.id, fd: 0 }, child.stdin);
+  process.send({ op: 'stdio', id: m.id, fd: 1 }, child.stdout);
+  process.send({ op: 'stdio', id: m.id, fd: 2 }, child.stderr);
+  child.on('exit', (code, signal) => process.send({ op: 'exit', id: m.id, code, signal }));
+});
+process.on('disconnect', () => process.exit(0));
+`;
+
+type HelperMessage =
+  | { op: 'spawned'; id: number; pid: number }
+  | { op: 'stdio'; id: number; fd: 0 | 1 | 2 }
+  | { op: 'exit'; id: number; code: number | null; signal: NodeJS.Signals | null }
+  | { op: 'error'; id: number; message: string };
+
+export interface SpawnOptions {
+  cwd: string;
+  env: Record<string, string>;
+}
+
+/**
+ * A command started by the helper, shaped like the parts of ChildProcess the
+ * guest uses: `stdin`/`stdout`/`stderr` once `ready`, then `close` with the
+ * exit code or signal once it exited and its output is drained.
+ */
+export class SpawnedCommand extends EventEmitter {
+  pid: number | undefined;
+  exitCode: number | null = null;
+  signalCode: NodeJS.Signals | null = null;
+  stdin?: Socket;
+  stdout?: Socket;
+  stderr?: Socket;
+  private exited = false;
+  private openOutputs = 2;
+
+  /** @internal */
+  handle(message: HelperMessage, socket?: Socket): void {
+    switch (message.op) {
+      case 'spawned':
+        this.pid = message.pid;
+        break;
+      case 'stdio':
+        if (!socket) break;
+        if (message.fd === 0) {
+          this.stdin = socket;
+        } else {
+          if (message.fd === 1) this.stdout = socket;
+          else this.stderr = socket;
+          socket.once('close', () => {
+            this.openOutputs--;
+            this.maybeClose();
+          });
+        }
+        if (this.stdin && this.stdout && this.stderr) this.emit('ready');
+        break;
+      case 'exit':
+        this.exitCode = message.code;
+        this.signalCode = message.signal;
+        this.exited = true;
+        this.maybeClose();
+        break;
+      case 'error':
+        this.emit('error', new Error(message.message));
+        this.emit('close', 127, null);
+        break;
+    }
+  }
+
+  private maybeClose(): void {
+    if (!this.exited || this.openOutputs > 0) return;
+    this.stdin?.destroy();
+    this.emit('close', this.exitCode, this.signalCode);
+  }
+
+  /** Signals the command's whole process group (it runs detached, as its own group). */
+  killGroup(signal: NodeJS.Signals): void {
+    if (this.pid === undefined || this.exited) return;
+    try {
+      process.kill(-this.pid, signal);
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+export interface Spawner {
+  spawn(file: string, args: string[], options: SpawnOptions): Promise<SpawnedCommand>;
+  stop(): void;
+}
+
+/** Starts the helper process. It ends with the simulator (its IPC channel closes). */
+export function startSpawner(): Spawner {
+  let helper: ChildProcess | undefined;
+  let nextId = 1;
+  const running = new Map<number, SpawnedCommand>();
+
+  function ensureHelper(): ChildProcess {
+    if (helper && helper.connected) return helper;
+    const child = spawn(process.execPath, ['-e', HELPER], {
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      // Plain JavaScript: none of the simulator's loaders (e.g. tsx through NODE_OPTIONS).
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    child.on('message', (message: HelperMessage, socket?: Socket) => {
+      const command = running.get(message.id);
+      if (!command) {
+        socket?.destroy();
+        return;
+      }
+      command.handle(message, socket);
+    });
+    child.on('exit', () => {
+      for (const command of running.values()) {
+        command.handle({ op: 'error', id: 0, message: 'the simulator spawner exited' });
+      }
+      running.clear();
+      if (helper === child) helper = undefined;
+    });
+    // The helper must never keep the simulator's process alive.
+    child.unref();
+    (child.channel as { unref?: () => void } | undefined)?.unref?.();
+    helper = child;
+    return child;
+  }
+
+  return {
+    spawn(file, args, options) {
+      const id = nextId++;
+      const command = new SpawnedCommand();
+      running.set(id, command);
+      // Not at 'exit': Node's IPC lets a message without a handle overtake
+      // the pipe ends still on their way.
+      command.once('close', () => running.delete(id));
+      return new Promise((resolve, reject) => {
+        const fail = (err: Error) => reject(err);
+        command.once('error', fail);
+        command.once('ready', () => {
+          command.off('error', fail);
+          resolve(command);
+        });
+        ensureHelper().send({ op: 'spawn', id, file, args, cwd: options.cwd, env: options.env });
+      });
+    },
+    stop() {
+      helper?.disconnect();
+      helper = undefined;
+    },
+  };
+}
+
+let shared: Spawner | undefined;
+
+/** The spawner of this process, started on first use. */
+export function sharedSpawner(): Spawner {
+  shared ??= startSpawner();
+  return shared;
+}

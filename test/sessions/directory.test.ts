@@ -1,0 +1,82 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { linkSessionChanges, sessionDirectory } from '../../src/sessions/directory.js';
+import { connectClient, run } from '../sim-guest/fixtures.js';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
+
+describe('the gateway keeps sessions in memory', () => {
+  let stack: TestStack;
+  let vmiLists = 0;
+  beforeAll(async () => {
+    // Two envs and no more: no provisioning runs (and lists VMIs) during the tests.
+    stack = await startTestStack({
+      roles: { api: false },
+      overrides: {
+        flavors: {
+          'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 2, maxTotal: 2 },
+        },
+      },
+    });
+    stack.labvirt.context.cluster.onRequest((verb, resource) => {
+      if (verb === 'list' && resource === 'VirtualMachineInstance') vmiLists++;
+    });
+    await stack.labvirt.runMaintenance('replenish');
+    await stack.until(
+      async () => (await stack.warmCount('v1.30-1node')) >= 1,
+      'a warm env',
+      60_000,
+    );
+  }, 90_000);
+  afterAll(async () => stack?.stop());
+
+  it('lets a student log in again without asking the cluster, and refuses them as soon as the session ends', async () => {
+    const { service } = stack.labvirt;
+    const started = await service.start({ student: 'dora', labId: 'fixture-one' });
+    await stack.untilSession(started.id, 'active', 60_000);
+    const login = () =>
+      connectClient({
+        port: stack.labvirt.gatewayPort!,
+        username: started.id,
+        privateKey: started.privateKey!,
+      });
+    const before = vmiLists;
+    for (let i = 0; i < 3; i++) {
+      const c = await login();
+      expect((await run(c, 'echo in')).stdout).toBe('in\n');
+      c.end();
+    }
+    // The first login looks the env's nodes up; the next ones are served from memory.
+    expect(vmiLists - before).toBeLessThanOrEqual(1);
+
+    await service.stop(started.id);
+    await expect(login()).rejects.toThrow(/authentication/i);
+  }, 90_000);
+
+  it("applies another replica's change notices", async () => {
+    const started = await stack.labvirt.service.start({ student: 'eli', labId: 'fixture-one' });
+    await stack.untilSession(started.id, 'active', 60_000);
+    const directory = sessionDirectory(stack.labvirt.context);
+    const publisher = new Redis(stack.redis.url);
+    const subscriber = new Redis(stack.redis.url);
+    const channel = 'test:sessions-changed';
+    const stop = await linkSessionChanges({
+      directory,
+      events: stack.labvirt.events,
+      publisher,
+      subscriber,
+      channel,
+    });
+    try {
+      expect(await directory.lookup(started.id)).toMatchObject({ student: 'eli' });
+      expect(directory.size).toBe(1);
+      // Another replica extended or ended it: this one forgets what it knew.
+      const other = new Redis(stack.redis.url);
+      await other.publish(channel, started.id);
+      other.disconnect();
+      await stack.until(async () => directory.size === 0, 'the notice to arrive', 5000);
+    } finally {
+      await stop();
+      publisher.disconnect();
+    }
+  }, 90_000);
+});

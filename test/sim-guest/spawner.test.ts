@@ -1,0 +1,70 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { startSpawner, type SpawnedCommand } from '../../src/sim/guest/spawner.js';
+
+const spawner = startSpawner();
+afterAll(() => spawner.stop());
+
+function collect(
+  command: SpawnedCommand,
+  stdin = '',
+): Promise<{ out: string; err: string; code: number | null; signal: string | null }> {
+  return new Promise((resolve) => {
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    command.stdout!.on('data', (d: Buffer) => out.push(d));
+    command.stderr!.on('data', (d: Buffer) => err.push(d));
+    command.on('close', (code: number | null, signal: string | null) =>
+      resolve({
+        out: Buffer.concat(out).toString(),
+        err: Buffer.concat(err).toString(),
+        code,
+        signal,
+      }),
+    );
+    command.stdin!.end(stdin);
+  });
+}
+
+const opts = { cwd: '/tmp', env: { PATH: '/usr/bin:/bin' } };
+
+describe('the sim guests’ spawner', () => {
+  it('starts commands from its own process, not the simulator’s', async () => {
+    const r = await collect(await spawner.spawn('/bin/sh', ['-c', 'echo $PPID'], opts));
+    expect(Number(r.out.trim())).not.toBe(process.pid);
+    expect(r.code).toBe(0);
+  });
+
+  it('loses no byte written at once, passes stdin, keeps stderr apart, and reports the exit code', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 30 }, async (_, i) =>
+        collect(
+          await spawner.spawn(
+            '/bin/sh',
+            ['-c', `echo first${i}; cat; echo oops >&2; head -c 300000 /dev/zero; exit ${i % 4}`],
+            opts,
+          ),
+          `in${i}\n`,
+        ),
+      ),
+    );
+    results.forEach((r, i) => {
+      expect(r.out.startsWith(`first${i}\nin${i}\n`)).toBe(true);
+      expect(r.out.length).toBe(`first${i}\nin${i}\n`.length + 300_000);
+      expect(r.err).toBe('oops\n');
+      expect(r.code).toBe(i % 4);
+    });
+  });
+
+  it('signals the whole process group', async () => {
+    const command = await spawner.spawn('/bin/sh', ['-c', 'sleep 30 & sleep 30; echo never'], opts);
+    const done = collect(command);
+    command.killGroup('SIGTERM');
+    const r = await done;
+    expect(r.out).toBe('');
+    expect(r.signal).toBe('SIGTERM');
+  });
+
+  it('reports a command that cannot start', async () => {
+    await expect(spawner.spawn('/no/such/program', [], opts)).rejects.toThrow(/ENOENT/);
+  });
+});
