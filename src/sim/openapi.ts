@@ -48,7 +48,7 @@ function toOpenApi(node: unknown, flavor: Flavor): unknown {
   for (const [k, v] of Object.entries(src)) {
     if (k === 'additionalProperties' && v === false) continue;
     if (k === '$ref' && typeof v === 'string') {
-      out.$ref = refTo(flavor, v.split('/').at(-1)!);
+      out.$ref = refTo(flavor, definitionName(v.split('/').at(-1)!));
       continue;
     }
     if (k === 'type' && Array.isArray(v)) {
@@ -91,6 +91,16 @@ function crdForV2(node: unknown): unknown {
 
 const gvk = (t: ResourceType) => ({ group: t.group, version: t.version, kind: t.kind });
 
+/**
+ * A client-node model name as Kubernetes names the definition: `V1Container`
+ * → `io.k8s.api.core.v1.Container` (kubectl shows the last segment as the type).
+ */
+function definitionName(model: string): string {
+  const m = /^([A-Z][a-z]+)?(V\d+(?:alpha\d+|beta\d+)?)(.+)$/.exec(model);
+  if (!m) return model;
+  return `io.k8s.api.${(m[1] ?? 'core').toLowerCase()}.${m[2]!.toLowerCase()}.${m[3]}`;
+}
+
 export class OpenApiDocuments {
   private readonly v3Cache = new Map<string, { body: string; hash: string }>();
   private v2Cache?: string;
@@ -128,7 +138,8 @@ export class OpenApiDocuments {
     // Every object schema of a CRD refers to the built-in ObjectMeta.
     const defs = k8sDefinitions([...builtins.map((k) => k.definition), 'V1ObjectMeta']);
     const out: Record<string, unknown> = {};
-    for (const [name, schema] of Object.entries(defs)) out[name] = toOpenApi(schema, flavor);
+    for (const [name, schema] of Object.entries(defs))
+      out[definitionName(name)] = toOpenApi(schema, flavor);
     for (const k of kinds) {
       if (k.definition.startsWith('io.kubevirt.')) {
         const crd = this.crdSchema(k.type.kind);
@@ -138,11 +149,11 @@ export class OpenApiDocuments {
         };
         schema.properties = {
           ...schema.properties,
-          metadata: { $ref: refTo(flavor, 'V1ObjectMeta') },
+          metadata: { $ref: refTo(flavor, definitionName('V1ObjectMeta')) },
         };
         out[k.definition] = schema;
       }
-      const def = out[k.definition] as Record<string, unknown> | undefined;
+      const def = out[definitionName(k.definition)] as Record<string, unknown> | undefined;
       if (def) def['x-kubernetes-group-version-kind'] = [gvk(k.type)];
     }
     return out;
@@ -194,7 +205,8 @@ export class OpenApiDocuments {
               },
       },
     });
-    for (const { type, definition } of kinds) {
+    for (const { type, definition: model } of kinds) {
+      const definition = definitionName(model);
       const base = `/${type.group ? `apis/${type.group}` : 'api'}/${type.version}`;
       const scope = type.namespaced ? '/namespaces/{namespace}' : '';
       const collection = `${base}${scope}/${type.plural}`;

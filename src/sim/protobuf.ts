@@ -9,8 +9,8 @@ import { ApiError, type Obj } from './store.js';
  * sim handles, for the kinds kubectl creates with typed clients. Answers
  * are always JSON, which those clients accept too.
  */
-type Scalar = 'string' | 'bytes' | 'int' | 'bool' | 'time';
-type FieldKind = Scalar | Message | { repeated: Scalar | Message } | { map: 'string' | 'bytes' };
+type Scalar = 'string' | 'bytes' | 'int' | 'bool' | 'quantity' | 'intOrString';
+type FieldKind = Scalar | Message | { repeated: Scalar | Message } | { map: Scalar };
 interface Message {
   [field: number]: [name: string, kind: FieldKind];
 }
@@ -49,6 +49,35 @@ const RESOURCE_ATTRIBUTES: Message = {
 };
 const NON_RESOURCE_ATTRIBUTES: Message = { 1: ['path', 'string'], 2: ['verb', 'string'] };
 const LOCAL_OBJECT_REFERENCE: Message = { 1: ['name', 'string'] };
+const POLICY_RULE: Message = {
+  1: ['verbs', { repeated: 'string' }],
+  2: ['apiGroups', { repeated: 'string' }],
+  3: ['resources', { repeated: 'string' }],
+  4: ['resourceNames', { repeated: 'string' }],
+  5: ['nonResourceURLs', { repeated: 'string' }],
+};
+const BINDING: Message = {
+  1: ['metadata', OBJECT_META],
+  2: [
+    'subjects',
+    {
+      repeated: {
+        1: ['kind', 'string'],
+        2: ['apiGroup', 'string'],
+        3: ['name', 'string'],
+        4: ['namespace', 'string'],
+      },
+    },
+  ],
+  3: ['roleRef', { 1: ['apiGroup', 'string'], 2: ['kind', 'string'], 3: ['name', 'string'] }],
+};
+const SERVICE_PORT: Message = {
+  1: ['name', 'string'],
+  2: ['protocol', 'string'],
+  3: ['port', 'int'],
+  4: ['targetPort', 'intOrString'],
+  5: ['nodePort', 'int'],
+};
 
 /** The kinds kubectl sends with typed clients, by `apiVersion/kind`. */
 const KINDS: Record<string, Message> = {
@@ -69,6 +98,35 @@ const KINDS: Record<string, Message> = {
     4: ['stringData', { map: 'string' }],
     5: ['immutable', 'bool'],
   },
+  'v1/Service': {
+    1: ['metadata', OBJECT_META],
+    2: [
+      'spec',
+      {
+        1: ['ports', { repeated: SERVICE_PORT }],
+        2: ['selector', { map: 'string' }],
+        3: ['clusterIP', 'string'],
+        4: ['type', 'string'],
+        5: ['externalIPs', { repeated: 'string' }],
+        7: ['sessionAffinity', 'string'],
+        11: ['externalName', 'string'],
+      },
+    ],
+  },
+  'v1/ResourceQuota': {
+    1: ['metadata', OBJECT_META],
+    2: ['spec', { 1: ['hard', { map: 'quantity' }], 2: ['scopes', { repeated: 'string' }] }],
+  },
+  'rbac.authorization.k8s.io/v1/Role': {
+    1: ['metadata', OBJECT_META],
+    2: ['rules', { repeated: POLICY_RULE }],
+  },
+  'rbac.authorization.k8s.io/v1/ClusterRole': {
+    1: ['metadata', OBJECT_META],
+    2: ['rules', { repeated: POLICY_RULE }],
+  },
+  'rbac.authorization.k8s.io/v1/RoleBinding': BINDING,
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': BINDING,
   'v1/ServiceAccount': {
     1: ['metadata', OBJECT_META],
     3: ['imagePullSecrets', { repeated: LOCAL_OBJECT_REFERENCE }],
@@ -171,9 +229,15 @@ function scalar(kind: Scalar, f: RawField): unknown {
       return Number(BigInt.asIntN(64, f.value as bigint));
     case 'bool':
       return f.value !== 0n;
-    case 'time': {
-      const t = decodeMessage(f.value as Buffer, { 1: ['seconds', 'int'] });
-      return new Date(Number(t.seconds ?? 0) * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
+    case 'quantity':
+      return decodeMessage(f.value as Buffer, { 1: ['string', 'string'] }).string ?? '0';
+    case 'intOrString': {
+      const v = decodeMessage(f.value as Buffer, {
+        1: ['type', 'int'],
+        2: ['intVal', 'int'],
+        3: ['strVal', 'string'],
+      });
+      return v.type === 1 ? (v.strVal ?? '') : (v.intVal ?? 0);
     }
   }
 }
@@ -184,8 +248,11 @@ function decodeMessage(buf: Buffer, schema: Message): Record<string, unknown> {
     const entry = schema[f.no];
     if (!entry) continue; // Fields the sim does not read (status, managedFields, …).
     const [name, kind] = entry;
-    if (typeof kind === 'string') out[name] = scalar(kind, f);
-    else if ('repeated' in kind) {
+    if (typeof kind === 'string') {
+      // Go's JSON leaves empty strings out (omitempty); the proto always carries them.
+      const value = scalar(kind, f);
+      if (value !== '') out[name] = value;
+    } else if ('repeated' in kind) {
       const item = kind.repeated;
       const value =
         typeof item === 'string' ? scalar(item, f) : decodeMessage(f.value as Buffer, item);
