@@ -211,7 +211,7 @@ export class KubeApi {
     this.validator = options.validator ?? new WriteValidator();
     this.kubernetesVersion = options.kubernetesVersion ?? '1.30';
     this.kubevirt = store.resources.some((r) => r.group === 'kubevirt.io');
-    this.openapi = new OpenApiDocuments(store.resources);
+    this.openapi = new OpenApiDocuments([...store.resources, ...(options.access ? REVIEWS : [])]);
   }
 
   private authenticate(req: IncomingMessage, path: string): UserInfo {

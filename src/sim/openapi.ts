@@ -101,6 +101,15 @@ function definitionName(model: string): string {
   return `io.k8s.api.${(m[1] ?? 'core').toLowerCase()}.${m[2]!.toLowerCase()}.${m[3]}`;
 }
 
+function hasModel(model: string): boolean {
+  try {
+    k8sDefinitions([model]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export class OpenApiDocuments {
   private readonly v3Cache = new Map<string, { body: string; hash: string }>();
   private v2Cache?: string;
@@ -127,6 +136,9 @@ export class OpenApiDocuments {
         const builtin =
           BUILTIN_KINDS[`${type.group ? `${type.group}/` : ''}${type.version}/${type.kind}`];
         if (builtin) return [{ type, definition: builtin.model }];
+        // Kinds served but never stored (access reviews) come straight from client-node's models.
+        if (type.group.endsWith('.k8s.io') && hasModel(`V1${type.kind}`))
+          return [{ type, definition: `V1${type.kind}` }];
         if (type.group === 'kubevirt.io' && KUBEVIRT_SCHEMA_FILES[type.kind])
           return [{ type, definition: `io.kubevirt.${type.version}.${type.kind}` }];
         return [];
