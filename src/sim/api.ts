@@ -200,6 +200,7 @@ export class KubeApi {
   private readonly validator: WriteValidator;
   private readonly kubernetesVersion: string;
   private readonly kubevirt: boolean;
+  private readonly kubernetesMinor: number;
   private readonly openapi: OpenApiDocuments;
 
   constructor(
@@ -211,6 +212,7 @@ export class KubeApi {
     this.validator = options.validator ?? new WriteValidator();
     this.kubernetesVersion = options.kubernetesVersion ?? '1.30';
     this.kubevirt = store.resources.some((r) => r.group === 'kubevirt.io');
+    this.kubernetesMinor = Number(this.kubernetesVersion.split('.')[1] ?? 30);
     this.openapi = new OpenApiDocuments([...store.resources, ...(options.access ? REVIEWS : [])]);
   }
 
@@ -602,7 +604,11 @@ export class KubeApi {
 
   private list(route: Route, q: URLSearchParams): Record<string, unknown> {
     const labels = parseLabelSelector(q.get('labelSelector') ?? undefined);
-    const fields = parseFieldSelector(q.get('fieldSelector') ?? undefined, route.type);
+    const fields = parseFieldSelector(
+      q.get('fieldSelector') ?? undefined,
+      route.type,
+      this.kubernetesMinor,
+    );
     let items = this.store
       .list(route.type.plural, route.namespace)
       .filter((o) => labels(o.metadata.labels ?? {}) && fields(o))
@@ -799,7 +805,11 @@ export class KubeApi {
     write: WriteContext,
   ): Record<string, unknown> {
     const labels = parseLabelSelector(q.get('labelSelector') ?? undefined);
-    const fields = parseFieldSelector(q.get('fieldSelector') ?? undefined, route.type);
+    const fields = parseFieldSelector(
+      q.get('fieldSelector') ?? undefined,
+      route.type,
+      this.kubernetesMinor,
+    );
     const items: Obj[] = [];
     for (const o of this.store.list(route.type.plural, route.namespace)) {
       if (!labels(o.metadata.labels ?? {}) || !fields(o)) continue;
@@ -964,7 +974,11 @@ export class KubeApi {
     table: boolean,
   ): void {
     const labels = parseLabelSelector(q.get('labelSelector') ?? undefined);
-    const fields = parseFieldSelector(q.get('fieldSelector') ?? undefined, route.type);
+    const fields = parseFieldSelector(
+      q.get('fieldSelector') ?? undefined,
+      route.type,
+      this.kubernetesMinor,
+    );
     const bookmarks = q.get('allowWatchBookmarks') === 'true';
     const sinceRaw = q.get('resourceVersion');
     const since = sinceRaw && sinceRaw !== '0' ? Number(sinceRaw) : undefined;

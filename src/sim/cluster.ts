@@ -66,6 +66,35 @@ export function parseQuantity(q: string | number): number {
   return n * (m[2] ? mult[m[2]]! : 1);
 }
 
+/**
+ * A quantity as apimachinery's `Quantity.String()` prints it: whole numbers
+ * as they are (with the largest exact suffix), fractions in millis (`100m`,
+ * never `0.1`), binary suffixes (`Mi`, `Gi`) when the quota wrote them so.
+ */
+export function canonicalQuantity(value: number, binary: boolean): string {
+  const milli = Math.round(value * 1000);
+  if (milli % 1000 !== 0) return `${milli}m`;
+  const whole = milli / 1000;
+  const suffixes: [string, number][] = binary
+    ? [
+        ['Ti', 2 ** 40],
+        ['Gi', 2 ** 30],
+        ['Mi', 2 ** 20],
+        ['Ki', 2 ** 10],
+      ]
+    : [
+        ['T', 1e12],
+        ['G', 1e9],
+        ['M', 1e6],
+        ['k', 1e3],
+      ];
+  for (const [suffix, size] of suffixes)
+    if (whole !== 0 && whole % size === 0) return `${whole / size}${suffix}`;
+  return String(whole);
+}
+
+const usesBinary = (q: string | undefined) => /[KMGT]i$/.test(q ?? '');
+
 const COUNTED: Record<string, string> = {
   pods: 'pods',
   services: 'services',
@@ -429,7 +458,9 @@ export class ClusterEmulation implements Admission {
           if (alias in used) used[alias] = (used[alias] ?? 0) + v;
       }
     }
-    return Object.fromEntries(Object.entries(used).map(([k, v]) => [k, String(v)]));
+    return Object.fromEntries(
+      Object.entries(used).map(([k, v]) => [k, canonicalQuantity(v, usesBinary(hard[k]))]),
+    );
   }
 
   /** Objects the cluster has before any client (system namespaces, `default/kubernetes`), defaulted as a create would be. */
@@ -523,7 +554,7 @@ export class ClusterEmulation implements Admission {
         throw new ApiError(
           403,
           'Forbidden',
-          `${type.plural} "${obj.metadata.name ?? ''}" is forbidden: status unknown for quota: ${quota.metadata.name}, resource: ${Object.keys(hard).join(',')}`,
+          `${type.plural} "${obj.metadata.name ?? ''}" is forbidden: status unknown for quota: ${quota.metadata.name}, resources: ${Object.keys(hard).sort().join(',')}`,
         );
       }
       if (type.plural === 'pods') {
@@ -565,15 +596,18 @@ export class ClusterEmulation implements Admission {
         const short = k.replace(/^requests\./, '');
         if (short !== k && short in hard) requested[short] = v;
       }
-      const exceeded = Object.entries(requested).filter(
-        ([k, v]) => Number(used[k] ?? 0) + v > parseQuantity(hard[k]!),
-      );
+      // apimachinery's prettyPrint lists resources sorted by name.
+      const exceeded = Object.entries(requested)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .filter(([k, v]) => Number(used[k] ?? 0) + v > parseQuantity(hard[k]!));
       if (exceeded.length > 0) {
         const list = (f: (k: string) => string) => exceeded.map(([k]) => `${k}=${f(k)}`).join(',');
+        const canonical = (k: string, v: number | string) =>
+          canonicalQuantity(parseQuantity(v), usesBinary(hard[k]));
         throw new ApiError(
           403,
           'Forbidden',
-          `${type.plural} "${obj.metadata.name ?? ''}" is forbidden: exceeded quota: ${quota.metadata.name}, requested: ${list((k) => String(requested[k]))}, used: ${list((k) => used[k] ?? '0')}, limited: ${list((k) => hard[k]!)}`,
+          `${type.plural} "${obj.metadata.name ?? ''}" is forbidden: exceeded quota: ${quota.metadata.name}, requested: ${list((k) => canonical(k, requested[k]!))}, used: ${list((k) => used[k] ?? '0')}, limited: ${list((k) => canonical(k, hard[k]!))}`,
         );
       }
     }

@@ -94,7 +94,9 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   });
   const token = randomBytes(24).toString('hex');
   const store = new ObjectStore(options.historyLimit ?? 10_000);
-  const namespaceDeleteDelayMs = options.namespaceDeleteDelayMs ?? Math.round(10_000 / speed);
+  // A real namespace controller takes ~5–6 s for an emptied namespace (discovery, one
+  // deletecollection per resource type, then finalize): so does the sim at speed 1.
+  const namespaceDeleteDelayMs = options.namespaceDeleteDelayMs ?? Math.round(5_500 / speed);
   const quotaStatusDelayMs = options.quotaStatusDelayMs ?? Math.round(3_000 / speed);
   const cluster = new ClusterEmulation(store, {
     namespaceDeleteDelayMs,

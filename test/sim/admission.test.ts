@@ -174,6 +174,31 @@ describe('conformance: admission (LimitRange, ResourceQuota) and namespace defau
     expect(second).toContain('count/virtualmachines.kubevirt.io');
   });
 
+  it('words quota refusals with canonical quantities (100m, 64Mi), as the quota admission does', async () => {
+    const ns = await target.createNamespace('canonical');
+    await core.createNamespacedResourceQuota({
+      namespace: ns,
+      body: {
+        metadata: { name: 'cpu' },
+        spec: { hard: { 'requests.cpu': '0.1', 'requests.memory': '64Mi' } },
+      },
+    });
+    const pod = (name: string, cpu: string, memory: string) =>
+      core.createNamespacedPod({
+        namespace: ns,
+        body: {
+          metadata: { name },
+          spec: {
+            containers: [{ name: 'c', image: 'nginx', resources: { requests: { cpu, memory } } }],
+          },
+        },
+      });
+    const text = await refusal(() => message(pod('big', '0.25', '128Mi')));
+    expect(text).toContain(
+      'exceeded quota: cpu, requested: requests.cpu=250m,requests.memory=128Mi, used: requests.cpu=0,requests.memory=0, limited: requests.cpu=100m,requests.memory=64Mi',
+    );
+  });
+
   it('counts NodePorts and load balancers of Services against services.nodeports', async () => {
     const ns = await target.createNamespace('nodeports');
     await core.createNamespacedResourceQuota({
