@@ -36,7 +36,7 @@ export interface Admission {
    */
   onDelete?(resource: ResourceType, obj: Obj, write: { dryRun: boolean }): Obj | undefined;
   /** Text of `GET pods/<name>/log` (launcher pods: the guest's console). */
-  podLog?(namespace: string, pod: Obj, container: string | undefined): string;
+  podLog?(namespace: string, pod: Obj, container: string | undefined): string | undefined;
   /** PUT on a subresource the sim emulates (KubeVirt start/stop/restart). */
   subresource?(resource: ResourceType, namespace: string, name: string, sub: string): void;
   /** Applies fault settings from the admin endpoint and returns them all. */
@@ -330,8 +330,17 @@ export class KubeApi {
     if (route.sub === 'log' && route.type.plural === 'pods') {
       const pod = this.store.get('pods', route.namespace, route.name!);
       if (!pod) throw this.notFound(route.type, route.name!);
-      const text =
-        this.admission.podLog?.(route.namespace!, pod, q.get('container') ?? undefined) ?? '';
+      const container = q.get('container') ?? undefined;
+      const text = this.admission.podLog
+        ? this.admission.podLog(route.namespace!, pod, container)
+        : '';
+      // Undefined: the pod has no such container.
+      if (text === undefined)
+        throw new ApiError(
+          400,
+          'BadRequest',
+          `container ${container ?? ''} is not valid for pod ${route.name}`,
+        );
       return send(res, 200, tailLines(text, q.get('tailLines')), 'text/plain');
     }
     if (route.sub === 'token' && route.type.plural === 'serviceaccounts') {

@@ -187,6 +187,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       beforeUpdate: (t, o, old, w) => cluster.beforeUpdate(t, o, old, w),
       onDelete: (t, o, w) => cluster.onDelete(t, o, w),
       subresource: (t, ns, name, sub) => kubevirt.subresource(t, ns, name, sub),
+      podLog: (ns, pod, container) => kubevirt.podLog(ns, pod, container),
     },
     { validator, bookmarkIntervalMs: options.bookmarkIntervalMs, access: rbac },
   );

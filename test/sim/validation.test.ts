@@ -274,9 +274,9 @@ describe('conformance: schema validation of writes', () => {
   it('takes only the field selectors each kind supports, as a real API server does', async () => {
     const pods = await core.listNamespacedPod({
       namespace: ns,
-      fieldSelector: 'status.phase=Running',
+      fieldSelector: 'status.phase!=Running',
     });
-    expect(pods.items).toEqual([]);
+    expect(pods.items.filter((p) => p.status?.phase === 'Running')).toEqual([]);
     const onSecrets = await refusal(
       core.listNamespacedSecret({ namespace: ns, fieldSelector: 'status.phase=x' }),
     );
