@@ -22,6 +22,11 @@ export interface DevStackOptions {
   /** Slack secrets; with them labvirt talks to Slack (at `slack.apiUrl`). */
   slack?: LabvirtOptions['slack'];
   slackClientRetries?: LabvirtOptions['slackClientRetries'];
+  /**
+   * Which kubeconfig labvirt uses (default: the sim's all-powerful admin), e.g.
+   * `(sim) => sim.kubeconfigFor('labvirt', 'labvirt')` to run under RBAC.
+   */
+  kubeconfig?: (sim: SimHandle) => string | Promise<string>;
 }
 
 export interface DevStack {
@@ -45,13 +50,14 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
   let sim: SimHandle | undefined;
   try {
     sim = await startSim({ ...options.sim, dir: join(dir, 'sim') });
+    const kubeconfig = options.kubeconfig ? await options.kubeconfig(sim) : sim.kubeconfigPath;
     const apiToken = options.apiToken ?? randomBytes(24).toString('hex');
     const config = loadConfig({
       file: options.configFile,
       env: {},
       overrides: deepMerge(
         {
-          kube: { kubeconfig: sim.kubeconfigPath },
+          kube: { kubeconfig },
           redis: { url: redis.url },
           labScripts: 'sim',
           api: { host: '127.0.0.1', port: 0 },

@@ -288,7 +288,9 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         w.on('error', (err) => log.error({ queue: w.name, err: err.message }, 'worker error'));
       }
       stack.push(async () => {
-        await Promise.all(workers.map((w) => closeWorker(w, 15_000)));
+        await Promise.all(
+          workers.map((w) => closeWorker(w, config.pool.shutdownGraceSeconds * 1000)),
+        );
       });
     }
 

@@ -25,7 +25,20 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * A reader that goes away (`labvirt render | head`) closes our stdout: end
+ * quietly, as Unix tools do, instead of crashing on the unhandled EPIPE.
+ */
+function endQuietlyWhenOutputCloses(): void {
+  for (const stream of [process.stdout, process.stderr])
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      process.exit(process.exitCode ?? 0);
+    });
+}
+
 export async function main(argv: string[]): Promise<void> {
+  endQuietlyWhenOutputCloses();
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

@@ -310,6 +310,8 @@ export const configSchema = z
         maxSetupMoves: z.number().int().min(0).max(10).default(2),
         /** How often provisioning polls the env's VMIs while waiting for them to run. */
         pollSeconds: z.number().min(0.05).max(60).default(2),
+        /** On SIGTERM, how long running jobs may finish before they are handed back to the queue. */
+        shutdownGraceSeconds: z.number().min(0).max(3600).default(30),
       })
       .default({
         replenishCron: '*/1 * * * *',
@@ -322,6 +324,7 @@ export const configSchema = z
         jobLockSeconds: 30,
         maxSetupMoves: 2,
         pollSeconds: 2,
+        shutdownGraceSeconds: 30,
       }),
     api: z
       .strictObject({

@@ -34,10 +34,14 @@ export {
   type SchemaProblem,
 } from './validate.js';
 export {
+  KUBEVIRT_SCHEMA_FILES,
   KubevirtSchemasMissingError,
   kubevirtSchemasDir,
   kubevirtSchemasPresent,
 } from './schema-crd.js';
+// The schemas behind validation, for the simulator's OpenAPI documents.
+export { BUILTIN_KINDS } from './kinds.js';
+export { k8sDefinitions, type JsonSchema } from './schema-k8s.js';
 export {
   cidrContains,
   evaluateNetworkPolicies,

@@ -11,6 +11,10 @@ import { validate as service } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Se
 import { validate as serviceAccount } from 'kubernetes-models/_schemas/IoK8sApiCoreV1ServiceAccount';
 import { validate as eventsEvent } from 'kubernetes-models/_schemas/IoK8sApiEventsV1Event';
 import { validate as networkPolicy } from 'kubernetes-models/_schemas/IoK8sApiNetworkingV1NetworkPolicy';
+import { validate as clusterRole } from 'kubernetes-models/_schemas/IoK8sApiRbacV1ClusterRole';
+import { validate as clusterRoleBinding } from 'kubernetes-models/_schemas/IoK8sApiRbacV1ClusterRoleBinding';
+import { validate as role } from 'kubernetes-models/_schemas/IoK8sApiRbacV1Role';
+import { validate as roleBinding } from 'kubernetes-models/_schemas/IoK8sApiRbacV1RoleBinding';
 
 /** A compiled kubernetes-models validator (Ajv standalone code: errors on `.errors`). */
 export type CompiledValidator = ((data: unknown) => boolean) & { errors?: unknown };
@@ -37,4 +41,11 @@ export const BUILTIN_KINDS: Record<string, BuiltinKind> = {
   'v1/ServiceAccount': { model: 'V1ServiceAccount', validate: serviceAccount },
   'networking.k8s.io/v1/NetworkPolicy': { model: 'V1NetworkPolicy', validate: networkPolicy },
   'events.k8s.io/v1/Event': { model: 'EventsV1Event', validate: eventsEvent },
+  'rbac.authorization.k8s.io/v1/Role': { model: 'V1Role', validate: role },
+  'rbac.authorization.k8s.io/v1/ClusterRole': { model: 'V1ClusterRole', validate: clusterRole },
+  'rbac.authorization.k8s.io/v1/RoleBinding': { model: 'V1RoleBinding', validate: roleBinding },
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': {
+    model: 'V1ClusterRoleBinding',
+    validate: clusterRoleBinding,
+  },
 };

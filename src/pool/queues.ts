@@ -132,6 +132,9 @@ export interface WorkerSettings {
   lockSeconds: number;
 }
 
+/** The jobs each worker is running, with their lock tokens (to hand them back on shutdown). */
+const running = new WeakMap<Worker, Map<string, { job: Job; token: string | undefined }>>();
+
 /** A BullMQ worker with labvirt's defaults: stalled jobs recovered after one lock period. */
 export function startWorker<T>(
   queue: string,
@@ -139,7 +142,17 @@ export function startWorker<T>(
   handler: (job: Job<T>) => Promise<void>,
   concurrency = settings.concurrency,
 ): Worker<T> {
-  return new Worker<T>(queue, handler, {
+  const active = new Map<string, { job: Job; token: string | undefined }>();
+  const tracked = async (job: Job<T>, token?: string) => {
+    const key = job.id ?? '';
+    active.set(key, { job: job as Job, token });
+    try {
+      await handler(job);
+    } finally {
+      active.delete(key);
+    }
+  };
+  const worker = new Worker<T>(queue, tracked, {
     connection: settings.connection,
     prefix: settings.prefix,
     concurrency,
@@ -147,15 +160,26 @@ export function startWorker<T>(
     stalledInterval: Math.max(1000, (settings.lockSeconds * 1000) / 2),
     maxStalledCount: 3,
   });
+  running.set(worker as Worker, active);
+  return worker;
 }
 
-/** `worker.close()` waits for running jobs without limit; bound it. */
+/**
+ * Stops taking jobs and waits up to `timeoutMs` for the running ones
+ * (`worker.close()` alone waits without limit). Jobs still running then are
+ * handed back: moved to the queue's wait list, so another replica, or this
+ * one's next start, takes them up at once instead of after their lock
+ * expires. Handlers are reconcilers, safe to run again from the start.
+ */
 export async function closeWorker(worker: Worker, timeoutMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((r) => {
-    timer = setTimeout(() => r('timeout'), timeoutMs);
-  });
-  const result = await Promise.race([worker.close().then(() => 'closed' as const), timeout]);
-  clearTimeout(timer);
-  if (result === 'timeout') await worker.close(true);
+  const active = running.get(worker) ?? new Map();
+  // Stop fetching at once; `close()` would wait for running jobs whatever came next
+  // (a later `close(true)` only returns the same pending promise).
+  await worker.pause(true);
+  const deadline = Date.now() + timeoutMs;
+  while (active.size > 0 && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, deadline - Date.now()))));
+  if (active.size === 0) return worker.close();
+  for (const { job, token } of active.values()) await job.moveToWait(token).catch(() => undefined);
+  await worker.close(true);
 }

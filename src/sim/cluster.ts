@@ -66,6 +66,35 @@ export function parseQuantity(q: string | number): number {
   return n * (m[2] ? mult[m[2]]! : 1);
 }
 
+/**
+ * A quantity as apimachinery's `Quantity.String()` prints it: whole numbers
+ * as they are (with the largest exact suffix), fractions in millis (`100m`,
+ * never `0.1`), binary suffixes (`Mi`, `Gi`) when the quota wrote them so.
+ */
+export function canonicalQuantity(value: number, binary: boolean): string {
+  const milli = Math.round(value * 1000);
+  if (milli % 1000 !== 0) return `${milli}m`;
+  const whole = milli / 1000;
+  const suffixes: [string, number][] = binary
+    ? [
+        ['Ti', 2 ** 40],
+        ['Gi', 2 ** 30],
+        ['Mi', 2 ** 20],
+        ['Ki', 2 ** 10],
+      ]
+    : [
+        ['T', 1e12],
+        ['G', 1e9],
+        ['M', 1e6],
+        ['k', 1e3],
+      ];
+  for (const [suffix, size] of suffixes)
+    if (whole !== 0 && whole % size === 0) return `${whole / size}${suffix}`;
+  return String(whole);
+}
+
+const usesBinary = (q: string | undefined) => /[KMGT]i$/.test(q ?? '');
+
 const COUNTED: Record<string, string> = {
   pods: 'pods',
   services: 'services',
@@ -148,9 +177,12 @@ export class ClusterEmulation implements Admission {
     delete obj.stringData;
   }
 
-  beforeCreate(type: ResourceType, obj: Obj): void {
+  beforeCreate(type: ResourceType, obj: Obj, write: { dryRun: boolean } = { dryRun: false }): void {
     const ns = obj.metadata.namespace;
-    if (type.plural === 'secrets') this.foldStringData(obj);
+    if (type.plural === 'secrets') {
+      this.foldStringData(obj);
+      obj.type ??= 'Opaque';
+    }
     if (type.plural === 'namespaces') {
       obj.status = { phase: 'Active' };
       // The API server gives every namespace the controller's own finalizer.
@@ -181,10 +213,11 @@ export class ClusterEmulation implements Admission {
       if (type.plural === 'pods') this.applyLimitRanges(obj, ns);
       this.admitQuota(type, obj, ns);
     }
-    if (type.plural === 'services') this.allocateService(obj);
+    if (type.plural === 'services') this.allocateService(obj, write.dryRun);
     if (type.plural === 'resourcequotas') {
       const hard = (obj.spec as { hard?: Record<string, string> })?.hard ?? {};
       obj.status = {};
+      if (write.dryRun) return;
       const name = obj.metadata.name;
       // The quota controller computes status a moment later.
       this.later(this.options.quotaStatusDelayMs, () => {
@@ -201,7 +234,12 @@ export class ClusterEmulation implements Admission {
     }
   }
 
-  beforeUpdate(type: ResourceType, obj: Obj, old: Obj): void {
+  beforeUpdate(
+    type: ResourceType,
+    obj: Obj,
+    old: Obj,
+    write: { dryRun: boolean } = { dryRun: false },
+  ): void {
     if (type.plural === 'secrets') this.foldStringData(obj);
     if (type.plural === 'namespaces') {
       // spec.finalizers change only through /finalize, never an update.
@@ -226,23 +264,34 @@ export class ClusterEmulation implements Admission {
           throw invalidNodePort(i, p.nodePort);
         }
       });
+      if (write.dryRun) {
+        // What the allocation would give, reserving nothing.
+        this.allocateService(obj, true, old);
+        return;
+      }
       this.releasePorts(old);
       this.allocateService(obj);
     }
   }
 
-  onDelete(type: ResourceType, obj: Obj): boolean {
-    if (type.plural !== 'namespaces') return false;
+  onDelete(
+    type: ResourceType,
+    obj: Obj,
+    write: { dryRun: boolean } = { dryRun: false },
+  ): Obj | undefined {
+    if (type.plural !== 'namespaces') return undefined;
     const name = obj.metadata.name!;
     const cur = this.store.peek('namespaces', undefined, name);
-    if (!cur || (cur.status as { phase?: string })?.phase === 'Terminating') return true;
+    if (!cur) return undefined;
+    if ((cur.status as { phase?: string })?.phase === 'Terminating') return structuredClone(cur);
     const next = structuredClone(cur);
     next.metadata.deletionTimestamp = timestamp();
     next.status = { phase: 'Terminating' };
+    if (write.dryRun) return next;
     // spec.finalizers ["kubernetes"] holds it until the namespace controller is done.
-    this.store.update('namespaces', next);
+    const stored = this.store.update('namespaces', next);
     this.later(this.options.namespaceDeleteDelayMs / 2, () => this.sweepNamespace(name));
-    return true;
+    return stored;
   }
 
   /**
@@ -341,14 +390,15 @@ export class ClusterEmulation implements Admission {
     });
   }
 
-  private allocateService(obj: Obj): void {
+  /** With `dryRun`, fills in what allocation would and reserves nothing (`old`: the Service's ports before an update). */
+  private allocateService(obj: Obj, dryRun = false, old?: Obj): void {
     const spec = (obj.spec ??= {}) as {
       type?: string;
       clusterIP?: string;
       ports?: { nodePort?: number; port?: number }[];
     };
     if (!spec.clusterIP) {
-      const n = this.nextClusterIp++;
+      const n = dryRun ? this.nextClusterIp : this.nextClusterIp++;
       const prefix = this.options.serviceIpPrefix ?? '10.96';
       spec.clusterIP = `${prefix}.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`;
     }
@@ -364,6 +414,12 @@ export class ClusterEmulation implements Admission {
     }
     if (exposesNodePorts(spec.type)) {
       const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
+      const taken = new Set<number>();
+      const oldPorts = new Set(
+        ((old?.spec as { ports?: { nodePort?: number }[] } | undefined)?.ports ?? []).map(
+          (p) => p.nodePort,
+        ),
+      );
       (spec.ports ?? []).forEach((p, i) => {
         if (p.nodePort) {
           if (p.nodePort < 30000 || p.nodePort > 32767) {
@@ -377,13 +433,15 @@ export class ClusterEmulation implements Admission {
           if (holder && holder !== key) throw invalidNodePort(i, p.nodePort, obj.metadata.name);
         } else {
           for (let port = 30000; port <= 32767; port++) {
-            if (!this.nodePorts.has(port)) {
+            const free = !this.nodePorts.has(port) || (dryRun && oldPorts.has(port));
+            if (free && !taken.has(port)) {
               p.nodePort = port;
               break;
             }
           }
         }
-        this.nodePorts.set(p.nodePort!, key);
+        taken.add(p.nodePort!);
+        if (!dryRun) this.nodePorts.set(p.nodePort!, key);
       });
     }
   }
@@ -416,14 +474,16 @@ export class ClusterEmulation implements Admission {
           if (alias in used) used[alias] = (used[alias] ?? 0) + v;
       }
     }
-    return Object.fromEntries(Object.entries(used).map(([k, v]) => [k, String(v)]));
+    return Object.fromEntries(
+      Object.entries(used).map(([k, v]) => [k, canonicalQuantity(v, usesBinary(hard[k]))]),
+    );
   }
 
   /** Objects the cluster has before any client (system namespaces, `default/kubernetes`), defaulted as a create would be. */
   seed(plural: string, obj: Obj): void {
     const type = this.store.resources.find((r) => r.plural === plural);
     if (!type) throw new Error(`this cluster serves no ${plural}`);
-    this.beforeCreate(type, obj);
+    this.beforeCreate(type, obj, { dryRun: false });
     this.store.create(plural, obj);
   }
 
@@ -510,7 +570,7 @@ export class ClusterEmulation implements Admission {
         throw new ApiError(
           403,
           'Forbidden',
-          `${type.plural} "${obj.metadata.name ?? ''}" is forbidden: status unknown for quota: ${quota.metadata.name}, resource: ${Object.keys(hard).join(',')}`,
+          `${type.plural} "${obj.metadata.name ?? ''}" is forbidden: status unknown for quota: ${quota.metadata.name}, resources: ${Object.keys(hard).sort().join(',')}`,
         );
       }
       if (type.plural === 'pods') {
@@ -552,15 +612,18 @@ export class ClusterEmulation implements Admission {
         const short = k.replace(/^requests\./, '');
         if (short !== k && short in hard) requested[short] = v;
       }
-      const exceeded = Object.entries(requested).filter(
-        ([k, v]) => Number(used[k] ?? 0) + v > parseQuantity(hard[k]!),
-      );
+      // apimachinery's prettyPrint lists resources sorted by name.
+      const exceeded = Object.entries(requested)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .filter(([k, v]) => Number(used[k] ?? 0) + v > parseQuantity(hard[k]!));
       if (exceeded.length > 0) {
         const list = (f: (k: string) => string) => exceeded.map(([k]) => `${k}=${f(k)}`).join(',');
+        const canonical = (k: string, v: number | string) =>
+          canonicalQuantity(parseQuantity(v), usesBinary(hard[k]));
         throw new ApiError(
           403,
           'Forbidden',
-          `${type.plural} "${obj.metadata.name ?? ''}" is forbidden: exceeded quota: ${quota.metadata.name}, requested: ${list((k) => String(requested[k]))}, used: ${list((k) => used[k] ?? '0')}, limited: ${list((k) => hard[k]!)}`,
+          `${type.plural} "${obj.metadata.name ?? ''}" is forbidden: exceeded quota: ${quota.metadata.name}, requested: ${list((k) => canonical(k, requested[k]!))}, used: ${list((k) => used[k] ?? '0')}, limited: ${list((k) => canonical(k, hard[k]!))}`,
         );
       }
     }

@@ -16,7 +16,8 @@ import {
 } from './kubevirt.js';
 import { nodeObject, setNodeReady } from './nodes.js';
 import { NodePortProxy } from './nodeports.js';
-import { ObjectStore, RESOURCES } from './store.js';
+import { BOOTSTRAP_POLICY, Rbac, type RbacDecision } from './rbac.js';
+import { ApiError, ObjectStore, RESOURCES } from './store.js';
 import { WriteValidator } from './validation.js';
 
 const POD_TYPE = RESOURCES.find((r) => r.plural === 'pods')!;
@@ -46,6 +47,8 @@ export interface SimOptions {
   quotaStatusDelayMs?: number;
   /** Changes kept for watch resumption; older resourceVersions get 410. */
   historyLimit?: number;
+  /** How often watches with `allowWatchBookmarks` get a BOOKMARK (default 60 s, as a real API server). */
+  bookmarkIntervalMs?: number;
   /**
    * Validate client writes against the schemas like a real API server
    * (default true; off only to measure what validation costs).
@@ -77,6 +80,14 @@ export interface SimHandle {
   store: ObjectStore;
   /** False when KubeVirt's CRD schemas were not found: VMs and VMIs then go unvalidated. */
   validatesKubevirt: boolean;
+  /**
+   * A kubeconfig (written next to the admin's, mode 0600) that authenticates
+   * as an existing ServiceAccount with a token from TokenRequest; RBAC then
+   * decides what it may do. Returns its path.
+   */
+  kubeconfigFor(namespace: string, serviceAccount: string): string;
+  /** RBAC decisions for callers other than the admin, oldest first. */
+  rbacDecisions: readonly RbacDecision[];
   stop(): Promise<void>;
 }
 
@@ -94,7 +105,9 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   });
   const token = randomBytes(24).toString('hex');
   const store = new ObjectStore(options.historyLimit ?? 10_000);
-  const namespaceDeleteDelayMs = options.namespaceDeleteDelayMs ?? Math.round(10_000 / speed);
+  // A real namespace controller takes ~5–6 s for an emptied namespace (discovery, one
+  // deletecollection per resource type, then finalize): so does the sim at speed 1.
+  const namespaceDeleteDelayMs = options.namespaceDeleteDelayMs ?? Math.round(5_500 / speed);
   const quotaStatusDelayMs = options.quotaStatusDelayMs ?? Math.round(3_000 / speed);
   const cluster = new ClusterEmulation(store, {
     namespaceDeleteDelayMs,
@@ -104,6 +117,9 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   // What every cluster has before anyone uses it (KubeVirt's own namespace included).
   for (const name of ['default', 'kube-system', 'kube-public', 'kube-node-lease', 'kubevirt'])
     cluster.seed('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  const rbac = new Rbac(store);
+  for (const o of BOOTSTRAP_POLICY)
+    cluster.seed(o.kind === 'ClusterRole' ? 'clusterroles' : 'clusterrolebindings', o);
   const nodes: SimNode[] = Array.from({ length: options.nodes ?? 4 }, (_, i) => ({
     name: `sim-node-${i + 1}`,
     cpu: options.nodeCpu ?? 64,
@@ -185,12 +201,13 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     token,
     {
       setFaults: (changes) => applyFaults(changes),
-      beforeCreate: (t, o) => cluster.beforeCreate(t, o),
-      beforeUpdate: (t, o, old) => cluster.beforeUpdate(t, o, old),
-      onDelete: (t, o) => cluster.onDelete(t, o),
+      beforeCreate: (t, o, w) => cluster.beforeCreate(t, o, w),
+      beforeUpdate: (t, o, old, w) => cluster.beforeUpdate(t, o, old, w),
+      onDelete: (t, o, w) => cluster.onDelete(t, o, w),
       subresource: (t, ns, name, sub) => kubevirt.subresource(t, ns, name, sub),
+      podLog: (ns, pod, container) => kubevirt.podLog(ns, pod, container),
     },
-    { validator },
+    { validator, bookmarkIntervalMs: options.bookmarkIntervalMs, access: rbac },
   );
   const server: Server = createServer(
     { cert: serving.certPem, key: serving.keyPem },
@@ -220,6 +237,34 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   });
   const kubeconfigPath = join(dir, 'kubeconfig');
   writeFileSync(kubeconfigPath, kubeConfigYaml, { mode: 0o600 });
+  const kubeconfigFor = (namespace: string, serviceAccount: string): string => {
+    const sa = store.get('serviceaccounts', namespace, serviceAccount);
+    if (!sa) throw new ApiError(404, 'NotFound', `serviceaccounts "${serviceAccount}" not found`);
+    const { token: saToken } = rbac.issueToken(sa, { expirationSeconds: 24 * 3600 });
+    const user = `${namespace}-${serviceAccount}`;
+    const path = join(dir, `kubeconfig-${user}`);
+    writeFileSync(
+      path,
+      stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [
+          {
+            name: 'labvirt-sim',
+            cluster: {
+              server: url,
+              'certificate-authority-data': Buffer.from(ca.certPem).toString('base64'),
+            },
+          },
+        ],
+        users: [{ name: user, user: { token: saToken } }],
+        contexts: [{ name: user, context: { cluster: 'labvirt-sim', user, namespace } }],
+        'current-context': user,
+      }),
+      { mode: 0o600 },
+    );
+    return path;
+  };
 
   const faults = Object.assign(api.faults, kubevirt.faults, {
     dropWatches: () => api.dropWatches(),
@@ -259,6 +304,8 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     nodeAddresses,
     store,
     validatesKubevirt: validator.kubevirtChecked,
+    kubeconfigFor,
+    rbacDecisions: rbac.decisions,
     async stop() {
       if (writeTimer) clearTimeout(writeTimer);
       api.dropWatches();

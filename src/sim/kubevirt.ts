@@ -12,6 +12,7 @@ import {
   type Guest,
 } from './guest/index.js';
 import { startStudentCluster, type StudentCluster } from './inner.js';
+import { LauncherStory } from './launcher-story.js';
 import { ApiError, timestamp, type ObjectStore, type Obj, type ResourceType } from './store.js';
 
 export interface SimNode {
@@ -55,6 +56,8 @@ interface VmiRuntime {
   memory: number;
   neverReady: boolean;
   fail: boolean;
+  /** The virt-launcher pod, once created (events and status are told about it). */
+  pod?: Obj;
 }
 
 const RUNNING_STRATEGIES = new Set(['Always', 'RerunOnFailure']);
@@ -79,6 +82,7 @@ export class KubeVirtEmulation implements Admission {
   private nextIp = 10;
   private stopped = false;
   private readonly onGuestsChanged: () => void;
+  private readonly story: LauncherStory;
 
   constructor(
     private readonly store: ObjectStore,
@@ -101,6 +105,7 @@ export class KubeVirtEmulation implements Admission {
     },
   ) {
     this.onGuestsChanged = options.onGuestsChanged ?? (() => undefined);
+    this.story = new LauncherStory(store);
     store.onChange((e) => {
       if (this.stopped) return;
       if (e.resource === 'virtualmachines') {
@@ -207,7 +212,7 @@ export class KubeVirtEmulation implements Admission {
             'Conflict',
             `Operation cannot be fulfilled on virtualmachine.kubevirt.io "${name}": VM is not running`,
           );
-        this.store.remove('virtualmachineinstances', namespace, name);
+        this.stopVmi(namespace, name);
         return;
       default:
         throw new ApiError(404, 'NotFound', `subresource ${sub} not found`);
@@ -247,8 +252,20 @@ export class KubeVirtEmulation implements Admission {
     const vmi = this.store.peek('virtualmachineinstances', namespace, name);
     const running = this.desiredRunning(vm);
     if (running && !vmi) this.createVmi(vm);
-    if (!running && vmi) this.store.remove('virtualmachineinstances', namespace, name);
+    if (!running && vmi) this.stopVmi(namespace, name);
     this.updateVmStatus(namespace, name);
+  }
+
+  /** virt-controller deletes the VMI of a VM that should not run (stop, restart). */
+  private stopVmi(namespace: string, name: string): void {
+    const vm = this.store.peek('virtualmachines', namespace, name);
+    const vmi = this.store.remove('virtualmachineinstances', namespace, name);
+    if (vm && vmi) this.story.vmStopped(vm, vmi);
+  }
+
+  /** `pods/log` of a launcher pod: virt-launcher's lines, or the guest's console. */
+  podLog(_namespace: string, pod: Obj, container: string | undefined): string | undefined {
+    return this.story.log(pod, container);
   }
 
   private updateVmStatus(namespace: string, name: string): void {
@@ -321,6 +338,7 @@ export class KubeVirtEmulation implements Admission {
       spec: structuredClone(template.spec ?? {}),
       status: { phase: 'Pending', conditions: [] },
     });
+    this.story.vmStarted(vm, vmi);
     const domain = (
       template.spec as {
         domain?: {
@@ -359,6 +377,7 @@ export class KubeVirtEmulation implements Admission {
           'kubevirt.io': 'virt-launcher',
           'vm.kubevirt.io/name': name,
         },
+        annotations: { 'kubectl.kubernetes.io/default-container': 'compute' },
         ownerReferences: [
           {
             apiVersion: 'kubevirt.io/v1',
@@ -407,6 +426,8 @@ export class KubeVirtEmulation implements Admission {
       this.options.admitLauncher?.(attempt);
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
+      const vmi = this.store.peek('virtualmachineinstances', ns, name);
+      if (vmi) this.story.podCreateFailed(vmi, err.message);
       this.setVmiStatus(ns, name, (s) => ({
         ...s,
         phase: 'Pending',
@@ -425,7 +446,9 @@ export class KubeVirtEmulation implements Admission {
       );
       return;
     }
-    this.store.create('pods', attempt);
+    rt.pod = this.store.create('pods', attempt);
+    const vmi = this.store.peek('virtualmachineinstances', ns, name);
+    if (vmi) this.story.podCreated(vmi, rt.pod);
     this.after(rt, this.timings.schedulingMs, () => this.schedule(ns, name));
   }
 
@@ -484,6 +507,11 @@ export class KubeVirtEmulation implements Admission {
     if (!rt) return;
     const node = this.fits(rt);
     if (!node) {
+      if (rt.pod)
+        this.story.podUnschedulable(
+          rt.pod,
+          `0/${this.nodes.length} nodes are available: ${this.nodes.length} Insufficient memory.`,
+        );
       this.setVmiStatus(ns, name, (s) => ({
         ...s,
         phase: 'Scheduling',
@@ -502,6 +530,7 @@ export class KubeVirtEmulation implements Admission {
       return;
     }
     rt.node = node.name;
+    if (rt.pod) this.story.podScheduled(rt.pod, node.name);
     rt.ip = `10.244.${Math.floor(this.nextIp / 250) % 250}.${(this.nextIp % 250) + 1}`;
     rt.listenAddress = this.listenAddressOf(this.nextIp);
     this.nextIp++;
@@ -538,8 +567,14 @@ export class KubeVirtEmulation implements Admission {
         { type: 'LiveMigratable', status: 'False', reason: 'InterfaceNotLiveMigratable' },
       ],
     }));
-    this.launcherRunning(ns, name, ip);
+    const booted = this.store.peek('virtualmachineinstances', ns, name);
+    // The story marks the launcher pod Running with the VMI's IP (and records
+    // its events); without a known pod, any pod the VMI owns is marked.
+    if (booted && rt.pod) this.story.booted(booted, rt.pod, ip, rt.node ?? '');
+    else this.launcherRunning(ns, name, ip);
     if (!rt.neverReady) {
+      const pod = rt.pod;
+      if (pod) this.after(rt, this.timings.bootstrapMs, () => this.story.bootstrapped(pod));
       this.after(rt, this.timings.agentMs, () =>
         this.setVmiStatus(ns, name, (s) => ({
           ...s,

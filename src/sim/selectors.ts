@@ -78,13 +78,19 @@ const FIELD_LABELS: Record<string, string[]> = {
   ],
 };
 
-/** A field selector as `type`'s storage evaluates it; unsupported labels are 400 as on a real server. */
+/**
+ * A field selector as `type`'s storage evaluates it; unsupported labels are
+ * 400 as on a real server. Custom resources word the refusal by version:
+ * since 1.31 (CustomResourceFieldSelectors on by default) with apimachinery's
+ * `DefaultMetaV1FieldSelectorConversion`, before that "field label not supported".
+ */
 export function parseFieldSelector(
   text: string | undefined,
   type: ResourceType,
+  kubernetesMinor = 30,
 ): (o: Obj) => boolean {
   if (!text) return () => true;
-  const custom = type.group !== '' && !type.group.endsWith('.k8s.io');
+  const custom = type.group !== '' && !type.group.endsWith('.k8s.io') && kubernetesMinor >= 31;
   const allowed = new Set([
     'metadata.name',
     'metadata.namespace',

@@ -3,11 +3,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostCluster, loadKubeConfig } from '../../src/kube/client.js';
 import { silentLogger } from '../../src/log/index.js';
+import { QUEUE_NAMES } from '../../src/pool/queues.js';
 import { startRedisServer, type RedisServerHandle } from '../../src/redis/index.js';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 import { Store } from '../../src/store/index.js';
@@ -115,6 +117,7 @@ describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () =>
         pool: {
           pollSeconds: 0.05,
           jobLockSeconds: 2,
+          shutdownGraceSeconds: 0.5,
           replenishCron: '*/1 * * * * *',
           reconcileCron: '*/2 * * * * *',
         },
@@ -137,6 +140,39 @@ describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () =>
     await redis?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
+
+  it('on SIGTERM mid-provision stops within the grace period, hands its jobs back, and the next start finishes them', async () => {
+    const proc = startLabvirt();
+    await until(async () => {
+      if (proc.exitCode !== null) throw new Error(`labvirt exited: ${output.slice(-2000)}`);
+      const envs = await store.listEnvs({});
+      return envs.some((e) => e.state === 'booting' || e.state === 'provisioning');
+    }, 'an env being provisioned');
+    const signalled = Date.now();
+    proc.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
+    child = undefined;
+    const tookMs = Date.now() - signalled;
+    expect(code).toBe(0);
+    // Grace 0.5 s, plus closing the API, the gateway and Redis.
+    expect(tookMs).toBeLessThan(5_000);
+    const provision = new Queue(QUEUE_NAMES.provision, {
+      connection: { host: '127.0.0.1', port: Number(new URL(redis.url).port) },
+      prefix: 'labvirt-jobs',
+    });
+    try {
+      expect((await provision.getJobCounts('active')).active).toBe(0);
+    } finally {
+      await provision.close();
+    }
+    startLabvirt();
+    await until(
+      async () => ((await store.countByState(FLAVOR)).warm ?? 0) >= 3,
+      'three warm envs after the restart',
+    );
+    expect(await leaks()).toEqual([]);
+    await kill9();
+  }, 180_000);
 
   it('loses nothing and leaks nothing when killed mid-provision, then mid-claim', async () => {
     startLabvirt();

@@ -1,6 +1,6 @@
 import { ApiException, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTarget, type ConformanceTarget } from './target.js';
+import { itNeedsKubevirt, startTarget, type ConformanceTarget } from './target.js';
 
 const message = async (p: Promise<unknown>): Promise<string> => {
   try {
@@ -174,6 +174,31 @@ describe('conformance: admission (LimitRange, ResourceQuota) and namespace defau
     expect(second).toContain('count/virtualmachines.kubevirt.io');
   });
 
+  it('words quota refusals with canonical quantities (100m, 64Mi), as the quota admission does', async () => {
+    const ns = await target.createNamespace('canonical');
+    await core.createNamespacedResourceQuota({
+      namespace: ns,
+      body: {
+        metadata: { name: 'cpu' },
+        spec: { hard: { 'requests.cpu': '0.1', 'requests.memory': '64Mi' } },
+      },
+    });
+    const pod = (name: string, cpu: string, memory: string) =>
+      core.createNamespacedPod({
+        namespace: ns,
+        body: {
+          metadata: { name },
+          spec: {
+            containers: [{ name: 'c', image: 'nginx', resources: { requests: { cpu, memory } } }],
+          },
+        },
+      });
+    const text = await refusal(() => message(pod('big', '0.25', '128Mi')));
+    expect(text).toContain(
+      'exceeded quota: cpu, requested: requests.cpu=250m,requests.memory=128Mi, used: requests.cpu=0,requests.memory=0, limited: requests.cpu=100m,requests.memory=64Mi',
+    );
+  });
+
   it('counts NodePorts and load balancers of Services against services.nodeports', async () => {
     const ns = await target.createNamespace('nodeports');
     await core.createNamespacedResourceQuota({
@@ -203,51 +228,55 @@ describe('conformance: admission (LimitRange, ResourceQuota) and namespace defau
     expect(await message(svc('lb', 'LoadBalancer', [80]))).toContain('services.loadbalancers');
   });
 
-  it('leaves a VMI whose launcher pod the quota refuses Pending with FailedCreate, until there is room', async () => {
-    const ns = await target.createNamespace('launcher');
-    await core.createNamespacedResourceQuota({
-      namespace: ns,
-      body: { metadata: { name: 'tight' }, spec: { hard: { 'requests.memory': '100Mi' } } },
-    });
-    await eventually(() =>
-      core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'ready' } } }),
-    );
-    // A 128 MiB guest needs ~350 MiB of launcher: over the quota.
-    await custom.createNamespacedCustomObject({
-      group: 'kubevirt.io',
-      version: 'v1',
-      namespace: ns,
-      plural: 'virtualmachines',
-      body: vm('squeezed', '128Mi', true),
-    });
-    const vmiConditions = async () =>
-      (
-        (await custom.getNamespacedCustomObject({
-          group: 'kubevirt.io',
-          version: 'v1',
-          namespace: ns,
-          plural: 'virtualmachineinstances',
-          name: 'squeezed',
-        })) as {
-          status?: {
-            phase?: string;
-            conditions?: { type: string; reason?: string; message?: string }[];
-          };
-        }
-      ).status;
-    await target.until(async () => {
-      const status = await vmiConditions();
-      return Boolean(
-        status?.conditions?.some(
-          (c) => c.reason === 'FailedCreate' && (c.message ?? '').includes('exceeded quota: tight'),
-        ),
+  itNeedsKubevirt(
+    'leaves a VMI whose launcher pod the quota refuses Pending with FailedCreate, until there is room',
+    async () => {
+      const ns = await target.createNamespace('launcher');
+      await core.createNamespacedResourceQuota({
+        namespace: ns,
+        body: { metadata: { name: 'tight' }, spec: { hard: { 'requests.memory': '100Mi' } } },
+      });
+      await eventually(() =>
+        core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'ready' } } }),
       );
-    }, 'FailedCreate naming the quota');
-    expect((await core.listNamespacedPod({ namespace: ns })).items).toHaveLength(0);
-    await core.deleteNamespacedResourceQuota({ namespace: ns, name: 'tight' });
-    await target.until(
-      async () => (await core.listNamespacedPod({ namespace: ns })).items.length === 1,
-      'launcher pod created once the quota is gone',
-    );
-  });
+      // A 128 MiB guest needs ~350 MiB of launcher: over the quota.
+      await custom.createNamespacedCustomObject({
+        group: 'kubevirt.io',
+        version: 'v1',
+        namespace: ns,
+        plural: 'virtualmachines',
+        body: vm('squeezed', '128Mi', true),
+      });
+      const vmiConditions = async () =>
+        (
+          (await custom.getNamespacedCustomObject({
+            group: 'kubevirt.io',
+            version: 'v1',
+            namespace: ns,
+            plural: 'virtualmachineinstances',
+            name: 'squeezed',
+          })) as {
+            status?: {
+              phase?: string;
+              conditions?: { type: string; reason?: string; message?: string }[];
+            };
+          }
+        ).status;
+      await target.until(async () => {
+        const status = await vmiConditions();
+        return Boolean(
+          status?.conditions?.some(
+            (c) =>
+              c.reason === 'FailedCreate' && (c.message ?? '').includes('exceeded quota: tight'),
+          ),
+        );
+      }, 'FailedCreate naming the quota');
+      expect((await core.listNamespacedPod({ namespace: ns })).items).toHaveLength(0);
+      await core.deleteNamespacedResourceQuota({ namespace: ns, name: 'tight' });
+      await target.until(
+        async () => (await core.listNamespacedPod({ namespace: ns })).items.length === 1,
+        'launcher pod created once the quota is gone',
+      );
+    },
+  );
 });

@@ -525,7 +525,7 @@ describe('conformance: Kubernetes API semantics', () => {
       await message(
         core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'early' } } }),
       ),
-    ).toMatch(/secrets "early" is forbidden: status unknown for quota: q, resource: secrets/);
+    ).toMatch(/secrets "early" is forbidden: status unknown for quota: q, resources: secrets/);
     await target.until(
       async () =>
         Boolean(

@@ -3,8 +3,9 @@ import { isIP } from 'node:net';
 import type { ApiException } from '@kubernetes/client-node';
 import { ApisApi, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import ssh2 from 'ssh2';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import {
+  itNeedsKubevirt,
   itSimOnly,
   onRealCluster,
   startTarget,
@@ -140,63 +141,69 @@ describe('conformance: KubeVirt', () => {
     await target?.stop();
   });
 
-  it('serves discovery for kubevirt.io/v1 and the start/stop/restart subresources', async () => {
-    const groups = (await target.kc.makeApiClient(ApisApi).getAPIVersions()).groups;
-    for (const group of ['kubevirt.io', 'subresources.kubevirt.io'])
-      expect(groups.find((g) => g.name === group)?.versions).toContainEqual(
-        expect.objectContaining({ groupVersion: `${group}/v1`, version: 'v1' }),
-      );
-    const resources = (await custom.getAPIResources({ group: 'kubevirt.io', version: 'v1' }))
-      .resources;
-    expect(resources.find((r) => r.name === 'virtualmachines')).toMatchObject({
-      kind: 'VirtualMachine',
-      namespaced: true,
-    });
-    expect(resources.find((r) => r.name === 'virtualmachineinstances')).toMatchObject({
-      kind: 'VirtualMachineInstance',
-      namespaced: true,
-    });
-    const subresources = (
-      await custom.getAPIResources({ group: 'subresources.kubevirt.io', version: 'v1' })
-    ).resources.map((r) => r.name);
-    for (const sub of ['start', 'stop', 'restart'])
-      expect(subresources).toContain(`virtualmachines/${sub}`);
-  });
-
-  it('boots a VM to a Running VMI with an IP and Ready, and a launcher pod with the template labels', async () => {
-    await createVm('a', smallMemory());
-    await target.until(
-      async () => {
-        const v = await getVmi('a');
-        return (
-          v.status.phase === 'Running' &&
-          isIP(v.status.interfaces?.[0]?.ipAddress ?? '') !== 0 &&
-          condition(v, 'Ready')?.status === 'True' &&
-          // cirros, the default real-cluster image, has no guest agent to connect.
-          (target.kind === 'real' || condition(v, 'AgentConnected')?.status === 'True')
+  itNeedsKubevirt(
+    'serves discovery for kubevirt.io/v1 and the start/stop/restart subresources',
+    async () => {
+      const groups = (await target.kc.makeApiClient(ApisApi).getAPIVersions()).groups;
+      for (const group of ['kubevirt.io', 'subresources.kubevirt.io'])
+        expect(groups.find((g) => g.name === group)?.versions).toContainEqual(
+          expect.objectContaining({ groupVersion: `${group}/v1`, version: 'v1' }),
         );
-      },
-      'VMI Running with an IP and Ready',
-      bootTimeoutMs,
-    );
-    if (target.sim)
-      expect((await getVmi('a')).status.interfaces?.[0]?.ipAddress).toMatch(/^10\.244\./);
-    const pods = await core.listNamespacedPod({
-      namespace: ns,
-      labelSelector: 'kubevirt.io=virt-launcher,labvirt.io/node=a',
-    });
-    expect(pods.items).toHaveLength(1);
-    expect(pods.items[0]?.metadata?.name).toMatch(/^virt-launcher-a-/);
-    expect(pods.items[0]?.metadata?.labels).toMatchObject({
-      'labvirt.io/env': 'e1',
-      'vm.kubevirt.io/name': 'a',
-    });
-    // The VM's status follows its VMI a controller round later.
-    await target.until(async () => {
-      const s = (await getVm('a')).status;
-      return s?.printableStatus === 'Running' && s.ready === true;
-    }, 'VM status Running and ready');
-  });
+      const resources = (await custom.getAPIResources({ group: 'kubevirt.io', version: 'v1' }))
+        .resources;
+      expect(resources.find((r) => r.name === 'virtualmachines')).toMatchObject({
+        kind: 'VirtualMachine',
+        namespaced: true,
+      });
+      expect(resources.find((r) => r.name === 'virtualmachineinstances')).toMatchObject({
+        kind: 'VirtualMachineInstance',
+        namespaced: true,
+      });
+      const subresources = (
+        await custom.getAPIResources({ group: 'subresources.kubevirt.io', version: 'v1' })
+      ).resources.map((r) => r.name);
+      for (const sub of ['start', 'stop', 'restart'])
+        expect(subresources).toContain(`virtualmachines/${sub}`);
+    },
+  );
+
+  itNeedsKubevirt(
+    'boots a VM to a Running VMI with an IP and Ready, and a launcher pod with the template labels',
+    async () => {
+      await createVm('a', smallMemory());
+      await target.until(
+        async () => {
+          const v = await getVmi('a');
+          return (
+            v.status.phase === 'Running' &&
+            isIP(v.status.interfaces?.[0]?.ipAddress ?? '') !== 0 &&
+            condition(v, 'Ready')?.status === 'True' &&
+            // cirros, the default real-cluster image, has no guest agent to connect.
+            (target.kind === 'real' || condition(v, 'AgentConnected')?.status === 'True')
+          );
+        },
+        'VMI Running with an IP and Ready',
+        bootTimeoutMs,
+      );
+      if (target.sim)
+        expect((await getVmi('a')).status.interfaces?.[0]?.ipAddress).toMatch(/^10\.244\./);
+      const pods = await core.listNamespacedPod({
+        namespace: ns,
+        labelSelector: 'kubevirt.io=virt-launcher,labvirt.io/node=a',
+      });
+      expect(pods.items).toHaveLength(1);
+      expect(pods.items[0]?.metadata?.name).toMatch(/^virt-launcher-a-/);
+      expect(pods.items[0]?.metadata?.labels).toMatchObject({
+        'labvirt.io/env': 'e1',
+        'vm.kubevirt.io/name': 'a',
+      });
+      // The VM's status follows its VMI a controller round later.
+      await target.until(async () => {
+        const s = (await getVm('a')).status;
+        return s?.printableStatus === 'Running' && s.ready === true;
+      }, 'VM status Running and ready');
+    },
+  );
 
   itSimOnly('runs commands in the guest over SSH with the key from cloud-init', async () => {
     const ip = (await getVmi('a')).status.interfaces![0]!.ipAddress!;
@@ -230,53 +237,59 @@ describe('conformance: KubeVirt', () => {
     expect(out).toBe('hello-labvirt');
   });
 
-  it('answers 409 to start on a running VM and to stop/restart on a stopped one, and stops and starts through the subresources', async () => {
-    expect(await subresource('a', 'start')).toBe(409);
-    expect(await subresource('a', 'stop')).toBe(202);
-    await target.until(
-      async () => (await code(getVmi('a'))) === 404,
-      'VMI gone after stop',
-      bootTimeoutMs,
-    );
-    await target.until(
-      async () => (await getVm('a')).status?.printableStatus === 'Stopped',
-      'VM Stopped',
-    );
-    expect(await subresource('a', 'stop')).toBe(409);
-    expect(await subresource('a', 'restart')).toBe(409);
-    expect(await subresource('a', 'start')).toBe(202);
-    await target.until(
-      async () => (await getVmi('a')).status.phase === 'Running',
-      'running again',
-      bootTimeoutMs,
-    );
-  });
-
-  it('keeps a VMI that fits no node Scheduling with PodScheduled=False/Unschedulable', async () => {
-    // Beyond any node: the sim's is 3 GiB, and no real node has 64 TiB.
-    await createVm('huge', target.kind === 'sim' ? '8Gi' : '64Ti');
-    try {
+  itNeedsKubevirt(
+    'answers 409 to start on a running VM and to stop/restart on a stopped one, and stops and starts through the subresources',
+    async () => {
+      expect(await subresource('a', 'start')).toBe(409);
+      expect(await subresource('a', 'stop')).toBe(202);
       await target.until(
-        async () => {
-          const v = await getVmi('huge');
-          const scheduled = condition(v, 'PodScheduled');
-          return (
-            v.status.phase === 'Scheduling' &&
-            scheduled?.status === 'False' &&
-            scheduled.reason === 'Unschedulable'
-          );
-        },
-        'huge unschedulable',
+        async () => (await code(getVmi('a'))) === 404,
+        'VMI gone after stop',
         bootTimeoutMs,
       );
       await target.until(
-        async () => (await getVm('huge')).status?.printableStatus === 'ErrorUnschedulable',
-        'VM ErrorUnschedulable',
+        async () => (await getVm('a')).status?.printableStatus === 'Stopped',
+        'VM Stopped',
       );
-    } finally {
-      await deleteVm('huge');
-    }
-  });
+      expect(await subresource('a', 'stop')).toBe(409);
+      expect(await subresource('a', 'restart')).toBe(409);
+      expect(await subresource('a', 'start')).toBe(202);
+      await target.until(
+        async () => (await getVmi('a')).status.phase === 'Running',
+        'running again',
+        bootTimeoutMs,
+      );
+    },
+  );
+
+  itNeedsKubevirt(
+    'keeps a VMI that fits no node Scheduling with PodScheduled=False/Unschedulable',
+    async () => {
+      // Beyond any node: the sim's is 3 GiB, and no real node has 64 TiB.
+      await createVm('huge', target.kind === 'sim' ? '8Gi' : '64Ti');
+      try {
+        await target.until(
+          async () => {
+            const v = await getVmi('huge');
+            const scheduled = condition(v, 'PodScheduled');
+            return (
+              v.status.phase === 'Scheduling' &&
+              scheduled?.status === 'False' &&
+              scheduled.reason === 'Unschedulable'
+            );
+          },
+          'huge unschedulable',
+          bootTimeoutMs,
+        );
+        await target.until(
+          async () => (await getVm('huge')).status?.printableStatus === 'ErrorUnschedulable',
+          'VM ErrorUnschedulable',
+        );
+      } finally {
+        await deleteVm('huge');
+      }
+    },
+  );
 
   itSimOnly('schedules an Unschedulable VMI once room frees', async () => {
     // The single node has 3 GiB: "a" (1 GiB + overhead) runs; a 2 GiB VM does not fit beside it.

@@ -38,6 +38,16 @@ const conformanceLabel = 'labvirt.io/conformance';
 // chainable type is narrower than `it`'s, but everything the suite calls on it exists.
 export const itSimOnly: typeof it = onRealCluster ? (it.skip as unknown as typeof it) : it;
 
+/**
+ * `it` that needs KubeVirt's controllers (virt-api's subresources, virt-controller
+ * making VMIs and launcher pods): skipped on a real API server that has only
+ * KubeVirt's CRDs installed, said with `LABVIRT_E2E_CRDS_ONLY=1`.
+ */
+export const itNeedsKubevirt: typeof it =
+  onRealCluster && process.env.LABVIRT_E2E_CRDS_ONLY === '1'
+    ? (it.skip as unknown as typeof it)
+    : it;
+
 const expandHome = (path: string): string =>
   path === '~' || path.startsWith('~/') ? join(homedir(), path.slice(1)) : path;
 

@@ -28,7 +28,9 @@ export function registerRenderCommand(program: Command): void {
     .option('--no-validate', 'skip the strict schema validation of the output')
     .addHelpText(
       'after',
-      '\nExample:\n  labvirt render --flavor v1.30-3node --env demo --ssh-mode nodeport | kubectl apply --dry-run=server -f -',
+      '\nExample (a server dry run needs the env namespace to exist):\n' +
+        '  labvirt render --flavor v1.30-3node --env demo > env.yaml\n' +
+        '  kubectl create namespace lab-demo && kubectl apply --dry-run=server -f env.yaml',
     )
     .action(async (opts: RenderOptions, cmd: Command) => {
       // Loaded when the command runs, not for `--help` or the client commands.

@@ -57,8 +57,13 @@ export function registerServeCommands(program: Command): void {
         },
       });
       const signal = await untilSignal();
-      logger.info({ signal }, 'stopping');
+      logger.info(
+        { signal, graceSeconds: config.pool.shutdownGraceSeconds },
+        'stopping: no new work; running jobs go back to the queue after the grace period',
+      );
       await handle.stop();
+      // A handed-back job's handler may still hold sockets or timers: they must not keep us up.
+      process.exit(process.exitCode ?? 0);
     });
 
   program

@@ -1,0 +1,92 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
+import { kubectl } from '../helpers/kubectl.js';
+
+const RBAC_YAML = join(import.meta.dirname, '..', '..', 'deploy', 'rbac.yaml');
+const SERVICE_ACCOUNT = 'system:serviceaccount:labvirt:labvirt';
+
+/**
+ * labvirt runs as the ServiceAccount of deploy/rbac.yaml, with the token
+ * `kubectl create token` would give it, against the sim enforcing RBAC: a
+ * permission the file lacks makes a request 403 and fails this test.
+ */
+describe('deploy/rbac.yaml enforced: labvirt under its own ServiceAccount', () => {
+  let stack: TestStack;
+  const decisions = () => stack.sim.rbacDecisions.filter((d) => d.user === SERVICE_ACCOUNT);
+  const refusedRequests = () => [
+    ...new Set(
+      decisions()
+        .filter((d) => !d.allowed)
+        .map(
+          (d) =>
+            `${d.verb} ${d.resource}${d.subresource ? `/${d.subresource}` : ''}${d.apiGroup ? `.${d.apiGroup}` : ''}`,
+        ),
+    ),
+  ];
+  beforeAll(async () => {
+    stack = await startTestStack({
+      overrides: {
+        flavors: {
+          'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 1, maxTotal: 2 },
+        },
+      },
+      // What an operator does: create labvirt's namespace, apply the file, run as the account.
+      kubeconfig: async (sim) => {
+        for (const args of [
+          ['create', 'namespace', 'labvirt'],
+          ['apply', '-f', RBAC_YAML],
+        ]) {
+          const r = await kubectl(sim.kubeconfigPath, args);
+          if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${r.stderr}`);
+        }
+        return sim.kubeconfigFor('labvirt', 'labvirt');
+      },
+    });
+    try {
+      await stack.labvirt.runMaintenance('replenish');
+      await stack.until(
+        async () => (await stack.warmCount('v1.30-1node')) >= 1,
+        'a warm env',
+        60_000,
+      );
+      const s = await stack.labvirt.service.start({ student: 'rbac', labId: 'fixture-one' });
+      await stack.untilSession(s.id, 'active');
+      await stack.labvirt.service.check(s.id);
+      await stack.labvirt.service.stop(s.id);
+      await stack.until(async () => !(await stack.labvirt.store.getEnv(s.envId ?? '')), 'teardown');
+      await stack.labvirt.runMaintenance('reconcile');
+    } catch (err) {
+      // Say which permission was missing rather than only that nothing happened.
+      throw new Error(
+        `${(err as Error).message}; refused to labvirt: ${refusedRequests().join(', ') || 'nothing'}`,
+      );
+    }
+  }, 180_000);
+  afterAll(async () => stack?.stop());
+
+  it('labvirt is never refused anything during a whole env lifecycle', () => {
+    expect(decisions().length).toBeGreaterThan(10);
+    expect(refusedRequests()).toEqual([]);
+  });
+
+  it('what the file does not grant is refused to the same account', async () => {
+    const asLabvirt = stack.sim.kubeconfigFor('labvirt', 'labvirt');
+    const nodes = await kubectl(asLabvirt, ['get', 'nodes']);
+    expect(nodes.code).toBe(1);
+    expect(nodes.stderr).toContain(
+      `nodes is forbidden: User "${SERVICE_ACCOUNT}" cannot list resource "nodes" in API group "" at the cluster scope`,
+    );
+    const canI = await kubectl(asLabvirt, [
+      'auth',
+      'can-i',
+      'create',
+      'configmaps',
+      '-n',
+      'default',
+    ]);
+    expect(canI.stdout.trim()).toBe('no');
+    const keys = await kubectl(asLabvirt, ['auth', 'can-i', 'create', 'secrets', '-n', 'labvirt']);
+    expect(keys.stdout.trim()).toBe('yes');
+  });
+});
