@@ -1,6 +1,12 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/index.js';
-import { formatProblems, loadLabs, type Lab } from '../../labs/index.js';
+import {
+  formatProblems,
+  loadLabs,
+  validateLabs,
+  type Lab,
+  type LabsValidation,
+} from '../../labs/index.js';
 import { configFileOf } from './config.js';
 
 /** `labvirt labs validate|list`: check lab folders and show what is there. */
@@ -15,30 +21,16 @@ export function registerLabsCommands(program: Command): void {
       'check every lab under a folder (or the one lab in a lab folder) and list each problem with its fix',
     )
     .argument('[dir]', 'labs folder, or one lab folder (default: labsDir from the configuration)')
-    .action(async (dir: string | undefined, _opts, cmd: Command) => {
+    .option('--no-shellcheck', 'do not run shellcheck on the scripts even when it is installed')
+    .action(async (dir: string | undefined, opts: { shellcheck: boolean }, cmd: Command) => {
       const config = loadConfig({ file: configFileOf(cmd) });
       const folder = dir ?? config.labsDir;
-      const { labs: loaded, problems } = await loadLabs(folder, {
+      const result = await validateLabs(folder, {
         flavors: Object.keys(config.flavors),
         maxSessionMinutes: config.sessions.maxMinutes,
+        ...(opts.shellcheck ? {} : { shellcheck: false as const }),
       });
-      if (problems.length > 0) {
-        console.error(formatProblems(problems));
-        console.error(`${problems.length} problem${problems.length === 1 ? '' : 's'} in ${folder}`);
-        process.exitCode = 1;
-        return;
-      }
-      if (loaded.length === 0) {
-        console.error(
-          `no labs in ${folder}: a lab is a folder holding lab.yaml and its scripts (see the lab authoring guide)`,
-        );
-        process.exitCode = 1;
-        return;
-      }
-      const checks = loaded.reduce((n, l) => n + l.checks.length, 0);
-      console.log(
-        `${loaded.length} lab${loaded.length === 1 ? '' : 's'} valid in ${folder} (${checks} checks)`,
-      );
+      process.exitCode = reportValidation(folder, result);
     });
 
   labs
@@ -65,6 +57,35 @@ export function registerLabsCommands(program: Command): void {
       }
       console.log(table(loaded));
     });
+}
+
+/** Prints problems, warnings and what was checked; returns the exit code. */
+export function reportValidation(folder: string, result: LabsValidation): number {
+  const { labs: valid, problems, warnings, notes } = result;
+  if (warnings.length > 0) {
+    console.error(
+      formatProblems(warnings.map((w) => ({ ...w, message: `warning: ${w.message}` }))),
+    );
+  }
+  for (const note of notes) console.log(`note: ${note}`);
+  if (problems.length > 0) {
+    console.error(formatProblems(problems));
+    console.error(`${problems.length} problem${problems.length === 1 ? '' : 's'} in ${folder}`);
+    return 1;
+  }
+  if (valid.length === 0) {
+    console.error(
+      `no labs in ${folder}: a lab is a folder holding lab.yaml and its scripts (\`labvirt labs new <id> --flavor <flavor>\` writes one; see docs/writing-labs.md)`,
+    );
+    return 1;
+  }
+  const checks = valid.reduce((n, l) => n + l.checks.length, 0);
+  const warned =
+    warnings.length > 0 ? `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}` : '';
+  console.log(
+    `${valid.length} lab${valid.length === 1 ? '' : 's'} valid in ${folder} (${checks} checks${warned})`,
+  );
+  return 0;
 }
 
 function summary(lab: Lab) {
