@@ -36,7 +36,7 @@ describe('every shipped lab, end to end on the simulated cluster (labvirt labs t
   });
 
   it.each(labs.map((l) => l.id))(
-    '%s: check fails after setup, passes after solve, solve is idempotent',
+    '%s: check fails after setup, passes after solve, solve is idempotent, wrong fixes are refused',
     async (id) => {
       const report = await testLab(stack.labvirt, id, { timeoutMs: 60_000 });
       expect(report.ok, formatLabTestReport(report)).toBe(true);

@@ -1,8 +1,11 @@
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/index.js';
 import {
   formatProblems,
   loadLabs,
+  scaffoldLab,
+  ScaffoldError,
   validateLabs,
   type Lab,
   type LabsValidation,
@@ -31,6 +34,53 @@ export function registerLabsCommands(program: Command): void {
         ...(opts.shellcheck ? {} : { shellcheck: false as const }),
       });
       process.exitCode = reportValidation(folder, result);
+    });
+
+  labs
+    .command('new')
+    .description(
+      'write a small working lab (lab.yaml with every field commented, real and sim scripts, a wrong fix) to start from, then validate it',
+    )
+    .argument('<id>', 'the lab id and folder name (lowercase letters, digits and "-")')
+    .requiredOption('--flavor <flavor>', 'a configured flavor, e.g. v1.31-1node')
+    .option('--dir <dir>', 'labs folder to create it in (default: labsDir from the configuration)')
+    .action(async (id: string, opts: { flavor: string; dir?: string }, cmd: Command) => {
+      const config = loadConfig({ file: configFileOf(cmd) });
+      const flavor = config.flavors[opts.flavor];
+      if (!flavor) {
+        console.error(
+          `unknown flavor ${opts.flavor}: use one of ${Object.keys(config.flavors).join(', ')} (the configuration's \`flavors\`)`,
+        );
+        process.exitCode = 1;
+        return;
+      }
+      const labsDir = opts.dir ?? config.labsDir;
+      let written: string[];
+      try {
+        written = await scaffoldLab({
+          id,
+          kubernetes: flavor.kubernetesVersion,
+          nodes: flavor.nodes,
+          labsDir,
+        });
+      } catch (err) {
+        if (!(err instanceof ScaffoldError)) throw err;
+        console.error(err.message);
+        process.exitCode = 1;
+        return;
+      }
+      const folder = join(labsDir, id);
+      console.log(`wrote ${written.map((f) => join(folder, f)).join(', ')}`);
+      const result = await validateLabs(folder, {
+        flavors: Object.keys(config.flavors),
+        maxSessionMinutes: config.sessions.maxMinutes,
+      });
+      process.exitCode = reportValidation(folder, result);
+      if (process.exitCode === 0) {
+        console.log(
+          `next: edit ${folder}, then run \`labvirt labs validate ${folder}\` and \`labvirt labs test ${id} --sim\` (docs/writing-labs.md)`,
+        );
+      }
     });
 
   labs
