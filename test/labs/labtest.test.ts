@@ -85,4 +85,31 @@ describe('labs test', () => {
     });
     expect(report.steps.at(-1)?.name).toBe('wrong fix bare-pod: tear down');
   }, 90_000);
+
+  it('with labScripts standard (labs test --real) runs the real scripts and says so', async () => {
+    // The simulated guests have no kubectl: the real setup fails there, which
+    // shows that the real script, not its sim variant, ran.
+    const real = await startTestStack({
+      overrides: {
+        labsDir: join(FIXTURES, 'labtest'),
+        labScripts: 'standard',
+        flavors: {
+          'v1.31-1node': { kubernetesVersion: '1.31', nodes: 1, minWarm: 1, maxTotal: 2 },
+        },
+      },
+      roles: { api: false, gateway: false },
+    });
+    try {
+      const report = await testLab(real.labvirt, 'good', { timeoutMs: 30_000 });
+      expect(report.ok).toBe(false);
+      expect(report.variant).toBe('real');
+      const text = formatLabTestReport(report);
+      expect(text).toContain("FAIL good (ran the lab's real scripts)");
+      expect(text).toContain('      real: good/setup.sh');
+      expect(failedStep(report)?.name).toBe('claim an env and run setup');
+      expect(failedStep(report)?.detail).toMatch(/^session ended/);
+    } finally {
+      await real.stop();
+    }
+  }, 90_000);
 });

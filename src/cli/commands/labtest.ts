@@ -20,23 +20,37 @@ export function registerLabTestCommand(program: Command): void {
   labs
     .command('test')
     .description(
-      'test labs end to end: setup → check must fail → solve → check must pass → tear down. ' +
-        'With --sim (default when no host cluster is configured) on an embedded simulated cluster, ' +
-        "using each lab's fixture-friendly scripts",
+      'test labs end to end: setup → check must fail → solve → check must pass → solve again → ' +
+        'tear down, then each wrong fix on a fresh env (the checks must still fail). ' +
+        "With --sim (default when no host cluster is configured) on an embedded simulated cluster with each lab's sim scripts; " +
+        'with --real on the configured host cluster with the real scripts. The report says which ran.',
     )
     .argument('[labs...]', 'lab ids (default: every lab)')
-    .option('--sim', 'run on an embedded simulated cluster and private Redis')
+    .option('--sim', 'run the sim scripts on an embedded simulated cluster and private Redis')
+    .option('--real', 'run the real scripts on the configured host cluster (kube.kubeconfig)')
     .option('--timeout <seconds>', 'per-lab limit for the env to become ready', '900')
     .option('--json', 'print the reports as JSON')
     .action(
       async (
         ids: string[],
-        opts: { sim?: boolean; timeout: string; json?: boolean },
+        opts: { sim?: boolean; real?: boolean; timeout: string; json?: boolean },
         cmd: Command,
       ) => {
         const file = configFileOf(cmd);
         const base = loadConfig({ file });
-        const useSim = opts.sim ?? !base.kube.kubeconfig;
+        if (opts.sim && opts.real) {
+          console.error('choose one of --sim and --real');
+          process.exitCode = 2;
+          return;
+        }
+        if (opts.real && !base.kube.kubeconfig) {
+          console.error(
+            '--real needs a host cluster: set kube.kubeconfig in the configuration (see docs/configuration.md)',
+          );
+          process.exitCode = 2;
+          return;
+        }
+        const useSim = opts.real ? false : (opts.sim ?? !base.kube.kubeconfig);
         const timeoutMs = Number(opts.timeout) * 1000;
         const reports: LabTestReport[] = [];
         const run = async (handle: Parameters<typeof testLab>[0]) => {
@@ -67,7 +81,8 @@ export function registerLabTestCommand(program: Command): void {
           }
         } else {
           const handle = await startLabvirt({
-            config: base,
+            // The real scripts, whatever labScripts the configuration names.
+            config: { ...base, labScripts: 'standard' },
             logger: createLogger({ level: 'warn' }) ?? silentLogger(),
             apiToken: 'unused-by-lab-tests',
             roles: { api: false, gateway: false, scheduler: false },
