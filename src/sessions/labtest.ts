@@ -255,7 +255,9 @@ export function formatLabTestReport(report: LabTestReport): string {
       : "ran the lab's real scripts";
   const lines = [`${report.ok ? 'PASS' : 'FAIL'} ${report.labId} (${ran})`];
   for (const s of report.steps) {
-    lines.push(`  ${s.ok ? '✓' : '✗'} ${s.name} (${s.ms} ms)${s.detail ? ` — ${s.detail}` : ''}`);
+    // A multi-line FAIL: message keeps its lines, indented under its step.
+    const detail = s.detail.replace(/\n/g, '\n      ');
+    lines.push(`  ${s.ok ? '✓' : '✗'} ${s.name} (${s.ms} ms)${detail ? ` — ${detail}` : ''}`);
     if (s.scripts.length > 0) lines.push(`      ${report.variant}: ${s.scripts.join(', ')}`);
   }
   return lines.join('\n');

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { generateCa, issueCertificate } from '../pki/index.js';
@@ -17,6 +16,7 @@ import {
 import { nodeObject, setNodeReady } from './nodes.js';
 import { ObjectStore, RESOURCES } from './store.js';
 import { WriteValidator } from './validation.js';
+import { LOOPBACK, listenWithin, type ListenSpec } from './listen.js';
 
 const POD_TYPE = RESOURCES.find((r) => r.plural === 'pods')!;
 
@@ -50,6 +50,8 @@ export interface SimOptions {
    * (default true; off only to measure what validation costs).
    */
   validation?: boolean;
+  /** Address and port range of every server the sim starts (default 127.0.0.1, any port). */
+  listen?: ListenSpec;
 }
 
 export interface SimHandle {
@@ -69,8 +71,9 @@ export interface SimHandle {
   stop(): Promise<void>;
 }
 
-/** Starts a simulated KubeVirt host cluster on 127.0.0.1 over HTTPS. */
+/** Starts a simulated KubeVirt host cluster over HTTPS (on 127.0.0.1 unless `listen` says otherwise). */
 export async function startSim(options: SimOptions): Promise<SimHandle> {
+  const listen = options.listen ?? LOOPBACK;
   const dir = resolve(options.dir);
   mkdirSync(dir, { recursive: true });
   const speed = options.speed ?? 1;
@@ -78,7 +81,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   const serving = await issueCertificate(ca, {
     commonName: 'labvirt-sim',
     usage: 'server',
-    ipAddresses: ['127.0.0.1'],
+    ipAddresses: [...new Set(['127.0.0.1', listen.host])],
     dnsNames: ['localhost'],
   });
   const token = randomBytes(24).toString('hex');
@@ -127,6 +130,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     {
       dataDir: dir,
       guests: options.guests ?? true,
+      listen,
       studentCluster: { namespaceDeleteDelayMs, quotaStatusDelayMs },
       admitLauncher: (pod) => cluster.admitInternal(POD_TYPE, pod),
       onGuestsChanged: () => {
@@ -181,9 +185,13 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     },
   );
   server.keepAliveTimeout = 60_000;
-  await new Promise<void>((r) => server.listen(options.port ?? 0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  const url = `https://127.0.0.1:${port}`;
+  const port = options.port
+    ? await listenWithin(server, {
+        host: listen.host,
+        ports: { from: options.port, to: options.port },
+      })
+    : await listenWithin(server, listen);
+  const url = `https://${listen.host}:${port}`;
   const kubeConfigYaml = stringify({
     apiVersion: 'v1',
     kind: 'Config',
@@ -244,3 +252,4 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   };
 }
 export type { KubeVirtTimings } from './kubevirt.js';
+export { NoFreePortError, type ListenSpec } from './listen.js';

@@ -12,6 +12,7 @@ import {
   type Guest,
 } from './guest/index.js';
 import { startStudentCluster, type StudentCluster } from './inner.js';
+import type { ListenSpec } from './listen.js';
 import { ApiError, timestamp, type ObjectStore, type Obj, type ResourceType } from './store.js';
 
 export interface SimNode {
@@ -74,6 +75,9 @@ export class KubeVirtEmulation implements Admission {
   private nextIp = 10;
   private stopped = false;
   private readonly onGuestsChanged: () => void;
+  private get listenHost(): string {
+    return this.options.listen?.host ?? '127.0.0.1';
+  }
 
   constructor(
     private readonly store: ObjectStore,
@@ -87,6 +91,8 @@ export class KubeVirtEmulation implements Admission {
       admitLauncher?: (pod: Obj) => void;
       /** Delays of the student clusters' own API servers (namespace deletion, quota status). */
       studentCluster?: { namespaceDeleteDelayMs: number; quotaStatusDelayMs: number };
+      /** Where guests and student API servers listen (default 127.0.0.1, any port). */
+      listen?: ListenSpec;
     },
   ) {
     this.onGuestsChanged = options.onGuestsChanged ?? (() => undefined);
@@ -112,16 +118,16 @@ export class KubeVirtEmulation implements Admission {
    */
   readonly resolveGuest: GuestResolver = (ip, port) => {
     const g = this.guestsByIp.get(ip);
-    if (g && port === 22) return { host: '127.0.0.1', port: g.port };
+    if (g && port === 22) return { host: this.listenHost, port: g.port };
     const api = port === 6443 ? this.studentApiByIp.get(ip) : undefined;
-    if (api) return { host: '127.0.0.1', port: api.port };
+    if (api) return { host: this.listenHost, port: api.port };
     throw new UnknownGuestError(`no guest listening at ${ip}:${port}`);
   };
 
   guestMap(): Record<string, string> {
     return Object.fromEntries([
-      ...[...this.guestsByIp].map(([ip, g]) => [`${ip}:22`, `127.0.0.1:${g.port}`]),
-      ...[...this.studentApiByIp].map(([ip, c]) => [`${ip}:6443`, `127.0.0.1:${c.port}`]),
+      ...[...this.guestsByIp].map(([ip, g]) => [`${ip}:22`, `${this.listenHost}:${g.port}`]),
+      ...[...this.studentApiByIp].map(([ip, c]) => [`${ip}:6443`, `${this.listenHost}:${c.port}`]),
     ]);
   }
 
@@ -537,10 +543,11 @@ export class KubeVirtEmulation implements Admission {
       sandboxRoot,
       bootstrapDelayMs: this.timings.bootstrapMs,
       markReadyAutomatically: !rt.neverReady,
+      listen: this.options.listen,
       // kubeadm's API server listens on the control plane's 6443 once init is done.
       forwardLocalPort: (port) =>
         Promise.resolve(
-          port === 6443 && rt.inner ? { host: '127.0.0.1', port: rt.inner.port } : undefined,
+          port === 6443 && rt.inner ? { host: this.listenHost, port: rt.inner.port } : undefined,
         ),
       resolvePeer: (peerIp, port) => {
         const peer = this.guestsByIp.get(peerIp);
@@ -610,6 +617,7 @@ export class KubeVirtEmulation implements Admission {
       endpoint: `${service}.${ns}.svc.cluster.local`,
       controlPlaneService: service,
       kubernetesVersion: env.LABVIRT_K8S_MINOR ?? '1.30',
+      listen: this.options.listen,
       ...delays,
     });
     if (this.stopped || this.runtime.get(`${ns}/${name}`) !== rt || !rt.guest) {
