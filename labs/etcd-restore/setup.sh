@@ -19,6 +19,11 @@ kubectl -n prod create configmap critical-settings \
   --from-literal=gateway=https://pay.example.com --from-literal=retries=5 \
   --dry-run=client -o yaml | kubectl apply -f -
 
+# The API server gives every object a new uid: the check tells the restored
+# ConfigMap from one recreated by hand with the same data.
+mkdir -p /var/lib/labvirt
+kubectl -n prod get configmap critical-settings -o jsonpath='{.metadata.uid}' >/var/lib/labvirt/etcd-restore.uid
+
 mkdir -p /opt/etcd-backup
 rm -f /opt/etcd-backup/after-restore.db
 ETCDCTL_API=3 etcdctl --endpoints=https://127.0.0.1:2379 \

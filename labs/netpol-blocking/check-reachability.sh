@@ -13,6 +13,12 @@ if ! kubectl -n frontend exec client -- wget -qO- -T 3 http://api.backend.svc.cl
   echo "FAIL: frontend/client gets no answer from http://api.backend (port 80)"
   exit 1
 fi
+# Deleting the intruder would make "it cannot reach the api" true for free.
+phase=$(kubectl -n other get pod intruder -o jsonpath='{.status.phase}' 2>/dev/null || true)
+if [[ "$phase" != "Running" ]]; then
+  echo "FAIL: other/intruder is ${phase:-gone}; keep it running: it shows that other namespaces stay blocked"
+  exit 1
+fi
 ip=$(kubectl -n backend get service api -o jsonpath='{.spec.clusterIP}')
 if kubectl -n other exec intruder -- wget -qO- -T 3 "http://$ip" >/dev/null 2>&1; then
   echo "FAIL: other/intruder can reach the api too; only pods in namespace frontend may"

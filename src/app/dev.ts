@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { deepMerge, loadConfig } from '../config/index.js';
 import { silentLogger, type Logger } from '../log/index.js';
 import { startRedisServer, type RedisServerHandle } from '../redis/index.js';
-import { startSim, type SimHandle, type SimOptions } from '../sim/index.js';
+import { startSim, type ListenSpec, type SimHandle, type SimOptions } from '../sim/index.js';
 import { startLabvirt, type LabvirtHandle, type LabvirtOptions } from './index.js';
 
 export interface DevStackOptions {
@@ -15,6 +15,12 @@ export interface DevStackOptions {
   /** Settings merged over the dev defaults. */
   overrides?: Record<string, unknown>;
   sim?: Omit<SimOptions, 'dir'>;
+  /**
+   * Address and port range for everything the stack starts: Redis, the
+   * simulator's API, guests and student API servers (default 127.0.0.1, ports
+   * chosen by the OS). labvirt's own API and gateway keep their configuration.
+   */
+  listen?: ListenSpec;
   logger?: Logger;
   roles?: LabvirtOptions['roles'];
   apiToken?: string;
@@ -46,10 +52,18 @@ export interface DevStack {
 export async function startDevStack(options: DevStackOptions): Promise<DevStack> {
   const dir = resolve(options.dir);
   mkdirSync(dir, { recursive: true });
-  const redis = await startRedisServer({ port: 0, dir: join(dir, 'redis') });
+  const redis = await startRedisServer({
+    port: 0,
+    dir: join(dir, 'redis'),
+    ...(options.listen ? { host: options.listen.host, ports: options.listen.ports } : {}),
+  });
   let sim: SimHandle | undefined;
   try {
-    sim = await startSim({ ...options.sim, dir: join(dir, 'sim') });
+    sim = await startSim({
+      ...options.sim,
+      ...(options.listen ? { listen: options.listen } : {}),
+      dir: join(dir, 'sim'),
+    });
     const kubeconfig = options.kubeconfig ? await options.kubeconfig(sim) : sim.kubeconfigPath;
     const apiToken = options.apiToken ?? randomBytes(24).toString('hex');
     const config = loadConfig({

@@ -1,5 +1,8 @@
-export { loadLab, loadLabs } from './load.js';
+export { loadLab, loadLabs, shownPath } from './load.js';
 export { formatProblems } from './problems.js';
+export { validateLabs, type LabsValidation, type ValidateLabsOptions } from './validate.js';
+export { findShellcheck } from './shellcheck.js';
+export { scaffoldLab, ScaffoldError, type ScaffoldOptions } from './scaffold.js';
 export { labSchema, NODE_SELECTORS, DIFFICULTIES, GUEST_USERS } from './schema.js';
 export type {
   Difficulty,
@@ -9,6 +12,7 @@ export type {
   LabProblem,
   LabScript,
   LabScriptSet,
+  LabWrongFix,
   Labs,
   LoadLabsOptions,
   NodeSelector,

@@ -1,15 +1,25 @@
 import { constants } from 'node:fs';
 import { access, readFile, readdir, stat } from 'node:fs/promises';
-import { basename, isAbsolute, join, normalize, resolve, sep } from 'node:path';
+import { basename, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { flavorName } from '../config/index.js';
+import { earlyExitLine } from './checktext.js';
 import { describeIssue, problem } from './problems.js';
-import { labSchema, type CheckEntry, type LabFile, type StepEntry } from './schema.js';
+import type { z } from 'zod';
+import {
+  checkSchema,
+  labSchema,
+  stepSchema,
+  wrongFixSchema,
+  type CheckEntry,
+  type StepEntry,
+  type WrongFixEntry,
+} from './schema.js';
 import type {
   Lab,
-  LabCheck,
   LabProblem,
   LabScript,
+  LabScriptFile,
   LabScriptSet,
   LoadLabsOptions,
 } from './types.js';
@@ -21,7 +31,7 @@ const SHEBANG = /^#!(\/usr)?\/bin\/bash\b|^#!\/usr\/bin\/env bash\b/;
 export async function loadLabs(
   dir: string,
   options: LoadLabsOptions,
-): Promise<{ labs: Lab[]; problems: LabProblem[] }> {
+): Promise<{ labs: Lab[]; problems: LabProblem[]; files: LabScriptFile[] }> {
   const root = resolve(dir);
   let entries;
   try {
@@ -29,6 +39,7 @@ export async function loadLabs(
   } catch (err) {
     return {
       labs: [],
+      files: [],
       problems: [
         problem(
           dir,
@@ -43,7 +54,11 @@ export async function loadLabs(
     // `dir` is one lab's folder (`labvirt labs validate labs/coredns-broken`),
     // not a folder of labs: its sub-folders (sim/) are the lab's own.
     const result = await loadLab(root, options);
-    return { labs: result.lab ? [result.lab] : [], problems: result.problems };
+    return {
+      labs: result.lab ? [result.lab] : [],
+      problems: result.problems,
+      files: result.files ?? [],
+    };
   }
   const folders = entries
     .filter((e) => e.isDirectory() && !e.name.startsWith('.'))
@@ -51,19 +66,21 @@ export async function loadLabs(
     .sort();
   const labs: Lab[] = [];
   const problems: LabProblem[] = [];
+  const files: LabScriptFile[] = [];
   const seen = new Map<string, string>();
   for (const folder of folders) {
     const result = await loadLab(join(root, folder), options);
     problems.push(...result.problems);
+    files.push(...(result.files ?? []));
     const id = result.id;
     if (id !== undefined) {
       const first = seen.get(id);
       if (first !== undefined) {
         problems.push(
           problem(
-            `${folder}/lab.yaml`,
+            shownPath(join(root, folder, 'lab.yaml')),
             'id',
-            `duplicate lab id \`${id}\`, already used by ${first}/lab.yaml`,
+            `duplicate lab id \`${id}\`, already used by ${shownPath(join(root, first, 'lab.yaml'))}`,
             `give each lab a unique id equal to its folder name ("${folder}")`,
           ),
         );
@@ -73,21 +90,31 @@ export async function loadLabs(
     }
     if (result.lab) labs.push(result.lab);
   }
-  return { labs, problems };
+  return { labs, problems, files };
 }
 
 /**
- * Loads one lab folder. Problem paths are relative to the folder's parent
- * (the labs dir). `id` is reported even when the lab has problems, so
+ * How a path is shown in problems and fixes: relative to the current
+ * directory when it is below it (so `chmod +x labs/x/setup.sh` works where
+ * the command ran), absolute otherwise.
+ */
+export function shownPath(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : path;
+}
+
+/**
+ * Loads one lab folder. Problem paths are as seen from the current directory
+ * (see `shownPath`). `id` is reported even when the lab has problems, so
  * duplicates can still be spotted.
  */
 export async function loadLab(
   folder: string,
   options: LoadLabsOptions,
-): Promise<{ lab?: Lab; id?: string; problems: LabProblem[] }> {
+): Promise<{ lab?: Lab; id?: string; problems: LabProblem[]; files?: LabScriptFile[] }> {
   const dir = resolve(folder);
   const name = basename(dir);
-  const yamlFile = `${name}/lab.yaml`;
+  const yamlFile = shownPath(join(dir, 'lab.yaml'));
   let text: string;
   try {
     text = await readFile(join(dir, 'lab.yaml'), 'utf8');
@@ -98,7 +125,7 @@ export async function loadLab(
           yamlFile,
           '',
           'the lab folder has no lab.yaml',
-          `add ${name}/lab.yaml, or move the folder out of the labs dir`,
+          `add ${yamlFile} (\`labvirt labs new ${name} --flavor <flavor>\` writes one), or move the folder out of the labs dir`,
         ),
       ],
     };
@@ -129,7 +156,7 @@ export async function loadLab(
           yamlFile,
           '',
           'lab.yaml must be a mapping of fields',
-          'start from the annotated example in the lab authoring guide',
+          'start from the annotated example in docs/writing-labs.md, or run `labvirt labs new`',
         ),
       ],
     };
@@ -137,15 +164,13 @@ export async function loadLab(
   const rawId = (raw as { id?: unknown }).id;
   const id = typeof rawId === 'string' ? rawId : undefined;
   const parsed = labSchema.safeParse(raw);
-  if (!parsed.success) {
-    return {
-      id,
-      problems: dropEchoes(parsed.error.issues.flatMap((i) => describeIssue(yamlFile, i, raw))),
-    };
-  }
-  const spec = parsed.data;
-  const problems: LabProblem[] = [];
-  if (spec.id !== name) {
+  const problems: LabProblem[] = parsed.success
+    ? []
+    : dropEchoes(parsed.error.issues.flatMap((i) => describeIssue(yamlFile, i, raw)));
+  // Every check below runs on whatever part of the file is well formed, so a
+  // single run lists every problem (not the shape first, then the files).
+  const spec = parsed.success ? parsed.data : salvage(raw as Record<string, unknown>);
+  if (spec.id !== undefined && spec.id !== name) {
     problems.push(
       problem(
         yamlFile,
@@ -155,8 +180,8 @@ export async function loadLab(
       ),
     );
   }
-  const flavor = flavorName(spec.flavor.kubernetes, spec.flavor.nodes);
-  if (!options.flavors.includes(flavor)) {
+  const flavor = spec.flavor && flavorName(spec.flavor.kubernetes, spec.flavor.nodes);
+  if (spec.flavor && flavor && !options.flavors.includes(flavor)) {
     problems.push(
       problem(
         yamlFile,
@@ -167,7 +192,11 @@ export async function loadLab(
     );
   }
   const maxMinutes = options.maxSessionMinutes;
-  if (maxMinutes !== undefined && spec.timeLimitMinutes > maxMinutes) {
+  if (
+    maxMinutes !== undefined &&
+    spec.timeLimitMinutes !== undefined &&
+    spec.timeLimitMinutes > maxMinutes
+  ) {
     problems.push(
       problem(
         yamlFile,
@@ -177,27 +206,49 @@ export async function loadLab(
       ),
     );
   }
-  if (spec.sim) problems.push(...simChecksMatch(yamlFile, spec.checks, spec.sim.checks));
-  const ctx: ScriptContext = { dir, name, yamlFile, nodes: spec.flavor.nodes, problems };
+  const realChecks = spec.checks?.filter((c) => c !== undefined);
+  const simChecks = spec.sim?.checks?.filter((c) => c !== undefined);
+  // Compared only when both lists are whole: a malformed entry is reported
+  // above and would show here again as a "missing" twin.
+  if (
+    realChecks?.length === spec.checks?.length &&
+    simChecks?.length === spec.sim?.checks?.length &&
+    realChecks &&
+    simChecks
+  ) {
+    problems.push(...simChecksMatch(yamlFile, realChecks, simChecks));
+  }
+  const ctx: ScriptContext = {
+    dir,
+    name,
+    yamlFile,
+    nodes: spec.flavor?.nodes,
+    problems,
+    raw: raw as Record<string, unknown>,
+    files: [],
+  };
   const scripts = await readScriptSet(ctx, '', spec);
   const sim = spec.sim ? await readScriptSet(ctx, 'sim.', spec.sim) : undefined;
-  if (problems.length > 0 || !scripts) return { id, problems };
+  const files = ctx.files;
+  if (problems.length > 0 || !parsed.success || !flavor) return { id, problems, files };
+  const full = parsed.data;
   const lab: Lab = {
-    id: spec.id,
-    title: spec.title,
-    description: spec.description,
-    difficulty: spec.difficulty,
+    id: full.id,
+    title: full.title,
+    description: full.description,
+    difficulty: full.difficulty,
     flavor,
-    kubernetes: spec.flavor.kubernetes,
-    nodes: spec.flavor.nodes,
-    timeLimitMinutes: spec.timeLimitMinutes,
-    hints: spec.hints,
-    tags: spec.tags,
+    kubernetes: full.flavor.kubernetes,
+    nodes: full.flavor.nodes,
+    timeLimitMinutes: full.timeLimitMinutes,
+    hints: full.hints,
+    tags: full.tags,
     setup: scripts.setup ?? [],
     prepare: scripts.prepare ?? [],
     checks: scripts.checks ?? [],
     solve: scripts.solve ?? [],
-    totalPoints: spec.checks.reduce((sum, c) => sum + c.points, 0),
+    wrongFixes: scripts.wrongFixes ?? [],
+    totalPoints: full.checks.reduce((sum, c) => sum + c.points, 0),
     dir,
     ...(sim
       ? {
@@ -206,53 +257,142 @@ export async function loadLab(
             prepare: sim.prepare ?? [],
             checks: sim.checks ?? [],
             solve: sim.solve ?? [],
+            wrongFixes: sim.wrongFixes ?? [],
           },
         }
       : {}),
   };
-  return { lab, id, problems };
+  return { lab, id, problems, files };
+}
+
+/** The parts of lab.yaml that the cross-field and file checks need. */
+interface LabParts extends Partial<Sections> {
+  id?: string;
+  flavor?: { kubernetes: string; nodes: 1 | 3 };
+  timeLimitMinutes?: number;
+  sim?: Partial<Sections>;
+}
+
+/**
+ * The well-formed parts of a lab.yaml that failed the schema: each field and
+ * each list entry on its own, so one bad entry does not hide the others'
+ * problems. Entries keep their index (problems name `checks.3`, not `checks.2`).
+ */
+function salvage(raw: Record<string, unknown>): LabParts {
+  const shape = labSchema.shape;
+  const pick = <T>(schema: z.ZodType<T>, value: unknown): T | undefined => {
+    const r = schema.safeParse(value);
+    return r.success ? r.data : undefined;
+  };
+  const sections = (from: Record<string, unknown>): Partial<Sections> => {
+    const out: Partial<Sections> = {};
+    for (const section of STEP_SECTIONS) {
+      const list = from[section];
+      if (Array.isArray(list)) out[section] = list.map((e) => pick(stepSchema, e));
+    }
+    if (Array.isArray(from.checks)) out.checks = from.checks.map((e) => pick(checkSchema, e));
+    if (Array.isArray(from.wrongFixes)) {
+      out.wrongFixes = from.wrongFixes.map((e) => pick(wrongFixSchema, e));
+    }
+    return out;
+  };
+  const sim = raw.sim;
+  return {
+    id: typeof raw.id === 'string' ? raw.id : undefined,
+    flavor: pick(shape.flavor, raw.flavor),
+    timeLimitMinutes: pick(shape.timeLimitMinutes, raw.timeLimitMinutes),
+    ...sections(raw),
+    sim:
+      sim !== null && typeof sim === 'object' && !Array.isArray(sim)
+        ? sections(sim as Record<string, unknown>)
+        : undefined,
+  };
 }
 
 interface ScriptContext {
   dir: string;
   name: string;
   yamlFile: string;
-  nodes: 1 | 3;
+  /** Unknown when the flavor itself is malformed: node names are then not checked. */
+  nodes: 1 | 3 | undefined;
   problems: LabProblem[];
+  raw: Record<string, unknown>;
+  /** Every script file read, for the linters of `labvirt labs validate`. */
+  files: LabScriptFile[];
 }
 
-type Sections = Pick<LabFile, 'setup' | 'prepare' | 'checks' | 'solve'>;
+const STEP_SECTIONS = ['setup', 'prepare', 'solve'] as const;
+
+/** Lists of entries; an entry that failed the schema is `undefined` and keeps its place. */
+interface Sections {
+  setup: (StepEntry | undefined)[];
+  prepare: (StepEntry | undefined)[];
+  solve: (StepEntry | undefined)[];
+  checks: (CheckEntry | undefined)[];
+  wrongFixes: (WrongFixEntry | undefined)[];
+}
 
 async function readScriptSet(
   ctx: ScriptContext,
   prefix: string,
   spec: Partial<Sections>,
-): Promise<Partial<LabScriptSet> | undefined> {
+): Promise<Partial<LabScriptSet>> {
   const out: Partial<LabScriptSet> = {};
-  for (const section of ['setup', 'prepare', 'solve'] as const) {
+  for (const section of STEP_SECTIONS) {
     const steps = spec[section];
     if (steps) out[section] = await readSteps(ctx, `${prefix}${section}`, steps);
   }
   if (spec.checks) {
-    const names = new Set<string>();
-    const checks: LabCheck[] = [];
-    for (const [i, c] of spec.checks.entries()) {
-      if (names.has(c.name)) {
-        ctx.problems.push(
-          problem(
-            ctx.yamlFile,
-            `${prefix}checks.${i}.name`,
-            `duplicate check name \`${c.name}\``,
-            'give every check its own name; students see it in their results',
-          ),
-        );
-      }
-      names.add(c.name);
-      const script = await readStep(ctx, `${prefix}checks.${i}`, c);
-      if (script)
-        checks.push({ ...script, name: c.name, description: c.description, points: c.points });
+    out.checks = await readNamed(ctx, `${prefix}checks`, spec.checks, 'check', (c, script) => ({
+      ...script,
+      name: c.name,
+      description: c.description,
+      points: c.points,
+    }));
+  }
+  if (spec.wrongFixes) {
+    out.wrongFixes = await readNamed(
+      ctx,
+      `${prefix}wrongFixes`,
+      spec.wrongFixes,
+      'wrong fix',
+      (w, script) => ({ ...script, name: w.name, description: w.description }),
+    );
+  }
+  return out;
+}
+
+/** Checks and wrong fixes: scripts with a name that must be unique in their list. */
+async function readNamed<E extends StepEntry & { name: string }, T>(
+  ctx: ScriptContext,
+  field: string,
+  entries: (E | undefined)[],
+  what: string,
+  build: (entry: E, script: LabScript) => T,
+): Promise<T[]> {
+  const names = new Set<string>();
+  const out: T[] = [];
+  for (const [i, entry] of entries.entries()) {
+    if (!entry) {
+      await readRawScript(ctx, `${field}.${i}`);
+      continue;
     }
-    out.checks = checks;
+    if (names.has(entry.name)) {
+      ctx.problems.push(
+        problem(
+          ctx.yamlFile,
+          `${field}.${i}.name`,
+          `duplicate ${what} name \`${entry.name}\``,
+          what === 'check'
+            ? 'give every check its own name; students see it in their results'
+            : `give every ${what} its own name; \`labvirt labs test\` reports it by name`,
+        ),
+      );
+    }
+    names.add(entry.name);
+    const script = await readStep(ctx, `${field}.${i}`, entry);
+    if (what === 'check') checkEarlyExit(ctx, entry);
+    if (script) out.push(build(entry, script));
   }
   return out;
 }
@@ -260,46 +400,102 @@ async function readScriptSet(
 async function readSteps(
   ctx: ScriptContext,
   field: string,
-  steps: StepEntry[],
+  steps: (StepEntry | undefined)[],
 ): Promise<LabScript[]> {
   const out: LabScript[] = [];
   for (const [i, step] of steps.entries()) {
-    const script = await readStep(ctx, `${field}.${i}`, step);
-    if (script) out.push(script);
+    const script = step
+      ? await readStep(ctx, `${field}.${i}`, step)
+      : await readRawScript(ctx, `${field}.${i}`);
+    if (script && step) out.push(script);
   }
   return out;
+}
+
+/** A check that exits 0 before doing anything passes without a fix. */
+function checkEarlyExit(ctx: ScriptContext, entry: StepEntry & { name: string }): void {
+  const path = join(ctx.dir, normalize(entry.script));
+  const file = ctx.files.find((f) => f.path === path);
+  const line = file && earlyExitLine(file.content);
+  if (!file || line === undefined) return;
+  ctx.problems.push(
+    problem(
+      `${file.shown}:${line}`,
+      '',
+      `check \`${entry.name}\` exits 0 at line ${line}, before its last line: what follows never runs, so it passes without a fix`,
+      `remove the \`exit\` at line ${line} of ${file.shown}`,
+    ),
+  );
+}
+
+/**
+ * An entry the schema refused still names a script: check that file too, so
+ * a missing or non-executable script is not reported only on the next run.
+ */
+async function readRawScript(ctx: ScriptContext, field: string): Promise<undefined> {
+  const entry = valueAtPath(ctx.raw, field.split('.'));
+  const script = (entry as { script?: unknown } | undefined)?.script;
+  if (typeof script === 'string' && script !== '') await readScriptFile(ctx, field, script);
+  return undefined;
+}
+
+function valueAtPath(raw: unknown, path: string[]): unknown {
+  let cur = raw;
+  for (const key of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[key];
+  }
+  return cur;
 }
 
 async function readStep(
   ctx: ScriptContext,
   field: string,
-  step: StepEntry | CheckEntry,
+  step: StepEntry,
 ): Promise<LabScript | undefined> {
-  const { problems, yamlFile, name } = ctx;
   if (ctx.nodes === 1 && WORKER_SELECTORS.has(step.node)) {
-    problems.push(
+    ctx.problems.push(
       problem(
-        yamlFile,
+        ctx.yamlFile,
         `${field}.node`,
         `node \`${step.node}\` does not exist in a 1-node flavor (only control-plane)`,
         'use node: control-plane (or all), or set flavor.nodes: 3',
       ),
     );
   }
-  const rel = normalize(step.script);
-  if (isAbsolute(step.script) || rel.startsWith('..') || rel.includes(`..${sep}`)) {
+  const read = await readScriptFile(ctx, field, step.script);
+  if (!read) return undefined;
+  return {
+    file: read.file,
+    node: step.node,
+    user: step.user,
+    timeoutSeconds: step.timeoutSeconds,
+    content: read.content,
+  };
+}
+
+/** Reads one script of the lab: inside the folder, a file, executable, bash. */
+async function readScriptFile(
+  ctx: ScriptContext,
+  field: string,
+  script: string,
+): Promise<{ file: string; content: string } | undefined> {
+  const { problems, yamlFile, name } = ctx;
+  const rel = normalize(script);
+  if (isAbsolute(script) || rel.startsWith('..') || rel.includes(`..${sep}`)) {
     problems.push(
       problem(
         yamlFile,
         `${field}.script`,
-        `script \`${step.script}\` is outside the lab folder`,
-        `put the script in ${name}/ and give its path relative to it`,
+        `script \`${script}\` is outside the lab folder`,
+        `put the script in ${shownPath(ctx.dir)}/ and give its path relative to it`,
       ),
     );
     return undefined;
   }
   const path = join(ctx.dir, rel);
   const file = `${name}/${rel}`;
+  const shown = shownPath(path);
   let content: string;
   try {
     if (!(await stat(path)).isFile()) throw new Error('not a file');
@@ -310,21 +506,22 @@ async function readStep(
         yamlFile,
         `${field}.script`,
         `script file \`${file}\` does not exist`,
-        `create ${file}, or fix the file name in lab.yaml`,
+        `create ${shown}, or fix the file name in ${yamlFile}`,
       ),
     );
     return undefined;
   }
+  if (!ctx.files.some((f) => f.path === path)) ctx.files.push({ path, shown, content });
   let bad = false;
   try {
     await access(path, constants.X_OK);
   } catch {
     problems.push(
       problem(
-        file,
+        shown,
         `${field}.script`,
         `script \`${file}\` is not executable`,
-        `run: chmod +x ${file}`,
+        `run: chmod +x ${shown}`,
       ),
     );
     bad = true;
@@ -332,7 +529,7 @@ async function readStep(
   if (!SHEBANG.test(content)) {
     problems.push(
       problem(
-        file,
+        shown,
         `${field}.script`,
         `script \`${file}\` does not start with a bash shebang`,
         'make its first line `#!/bin/bash` (then `set -euo pipefail`)',
@@ -341,7 +538,7 @@ async function readStep(
     bad = true;
   }
   if (bad) return undefined;
-  return { file, node: step.node, user: step.user, timeoutSeconds: step.timeoutSeconds, content };
+  return { file, content };
 }
 
 /**

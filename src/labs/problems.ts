@@ -5,6 +5,7 @@ import {
   GUEST_USERS,
   KNOWN_KEYS,
   MAX_TIMEOUT_SECONDS,
+  labSchema,
   NODE_SELECTORS,
 } from './schema.js';
 import type { LabProblem } from './types.js';
@@ -26,7 +27,9 @@ const EXPECTED: Record<string, string> = {
   solve: 'a list of steps `{ node, script, user, timeoutSeconds }`',
   checks:
     'a list of at least one check `{ name, description, points, node, script, timeoutSeconds }`',
-  sim: 'a mapping with any of setup, prepare, checks, solve',
+  sim: 'a mapping with setup and checks, and optionally prepare, solve and wrongFixes',
+  wrongFixes:
+    'a list of shortcuts `{ name, description, node, script, user, timeoutSeconds }` the checks must refuse',
   node: `one of ${NODE_SELECTORS.join(', ')}`,
   user: `one of ${GUEST_USERS.join(', ')} (default root)`,
   script: 'the name of a script file in the lab folder, e.g. setup.sh',
@@ -136,7 +139,8 @@ function options(field: string): readonly string[] {
 function knownAt(path: string[]): string {
   const last = path.at(-1);
   if (last === 'flavor') return 'kubernetes, nodes';
-  if (path.length === 0) return 'see the lab authoring guide';
+  if (path.length === 0)
+    return `${Object.keys(labSchema.shape).join(', ')} (see docs/writing-labs.md)`;
   return 'node, script, user, timeoutSeconds (and name, description, points for checks)';
 }
 

@@ -39,6 +39,21 @@ export const checkSchema = z.strictObject({
   timeoutSeconds: timeout(DEFAULT_CHECK_TIMEOUT_SECONDS),
 });
 
+/**
+ * A shortcut a student might take instead of the real fix (relabel the pods
+ * instead of fixing the Service, delete the pod that proves the policy
+ * works). `labvirt labs test` runs each on a freshly set-up env and asserts
+ * the checks still fail.
+ */
+export const wrongFixSchema = z.strictObject({
+  name: checkSchema.shape.name,
+  description: z.string().min(1),
+  node: z.enum(NODE_SELECTORS),
+  script: scriptPath,
+  user: z.enum(GUEST_USERS).default('root'),
+  timeoutSeconds: timeout(DEFAULT_STEP_TIMEOUT_SECONDS),
+});
+
 const steps = z.array(stepSchema);
 
 /**
@@ -51,6 +66,7 @@ export const simSchema = z.strictObject({
   prepare: steps.default([]),
   checks: z.array(checkSchema).min(1),
   solve: steps.default([]),
+  wrongFixes: z.array(wrongFixSchema).default([]),
 });
 
 export const labSchema = z.strictObject({
@@ -69,12 +85,14 @@ export const labSchema = z.strictObject({
   prepare: steps.optional(),
   checks: z.array(checkSchema).min(1),
   solve: steps.optional(),
+  wrongFixes: z.array(wrongFixSchema).optional(),
   sim: simSchema.optional(),
 });
 
 export type LabFile = z.output<typeof labSchema>;
 export type StepEntry = z.output<typeof stepSchema>;
 export type CheckEntry = z.output<typeof checkSchema>;
+export type WrongFixEntry = z.output<typeof wrongFixSchema>;
 
 /** Every key lab.yaml knows, for "did you mean" suggestions. */
 export const KNOWN_KEYS: readonly string[] = [

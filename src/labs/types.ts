@@ -21,11 +21,21 @@ export interface LabCheck extends LabScript {
   points: number;
 }
 
+/**
+ * A shortcut that must not pass: applied after setup on a fresh env, the
+ * checks must still fail (`labvirt labs test`).
+ */
+export interface LabWrongFix extends LabScript {
+  name: string;
+  description: string;
+}
+
 export interface LabScriptSet {
   setup: LabScript[];
   prepare: LabScript[];
   checks: LabCheck[];
   solve: LabScript[];
+  wrongFixes: LabWrongFix[];
 }
 
 export interface Lab extends LabScriptSet {
@@ -46,8 +56,8 @@ export interface Lab extends LabScriptSet {
   totalPoints: number;
   /**
    * Fixture-friendly replacements used only on the simulated cluster. Always
-   * complete (prepare and solve default to empty), never mixed with the real
-   * scripts.
+   * complete (prepare, solve and wrongFixes default to empty), never mixed
+   * with the real scripts.
    */
   sim?: LabScriptSet;
   /** Absolute path of the lab folder. */
@@ -59,7 +69,7 @@ export type Labs = ReadonlyMap<string, Lab>;
 
 /** One thing wrong with a lab, with what to do about it. */
 export interface LabProblem {
-  /** Path relative to the labs dir, e.g. `broken-coredns/lab.yaml`. */
+  /** Path as seen from the current directory, e.g. `labs/broken-coredns/lab.yaml` (absolute when outside it). */
   file: string;
   /** Dotted path of the field, e.g. `checks.0.points`; empty for the whole file. */
   field: string;
@@ -76,4 +86,13 @@ export interface LoadLabsOptions {
    * absent.
    */
   maxSessionMinutes?: number;
+}
+
+/** A script file as read from disk (also for labs with problems), for linting. */
+export interface LabScriptFile {
+  /** Absolute path. */
+  path: string;
+  /** As problems show it (see `shownPath`). */
+  shown: string;
+  content: string;
 }

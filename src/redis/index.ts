@@ -86,21 +86,34 @@ export async function ensureRedisServer(options: EnsureOptions = {}): Promise<st
   return installed;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
+async function freePort(host = '127.0.0.1', range?: { from: number; to: number }): Promise<number> {
+  const probe = (port: number) =>
+    new Promise<number | undefined>((resolve, reject) => {
+      const srv = createServer();
+      srv.unref();
+      srv.on('error', (err: NodeJS.ErrnoException) =>
+        err.code === 'EADDRINUSE' && range ? resolve(undefined) : reject(err),
+      );
+      srv.listen(port, host, () => {
+        const { port: bound } = srv.address() as { port: number };
+        srv.close(() => resolve(bound));
+      });
     });
-  });
+  if (!range) return (await probe(0))!;
+  for (let port = range.from; port <= range.to; port++) {
+    const free = await probe(port);
+    if (free !== undefined) return free;
+  }
+  throw new Error(`no free port in ${range.from}-${range.to} on ${host} for redis-server`);
 }
 
 export interface RedisServerOptions {
   /** 0 or absent: a free port. */
   port?: number;
+  /** Address to bind (default 127.0.0.1). */
+  host?: string;
+  /** Where to look for a free port when `port` is absent (default: any). */
+  ports?: { from: number; to: number };
   /** Working directory (created); a fresh temp dir when absent. */
   dir?: string;
   /** Keep data across restarts (AOF). Off by default: tests want a clean slate. */
@@ -135,7 +148,9 @@ export async function startRedisServer(
   options: RedisServerOptions = {},
 ): Promise<RedisServerHandle> {
   const binary = options.binary ?? (await ensureRedisServer());
-  const port = options.port && options.port > 0 ? options.port : await freePort();
+  const host = options.host ?? '127.0.0.1';
+  const port =
+    options.port && options.port > 0 ? options.port : await freePort(host, options.ports);
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'labvirt-redis-'));
   mkdirSync(dir, { recursive: true });
   installExitHook();
@@ -146,7 +161,7 @@ export async function startRedisServer(
       '--port',
       String(port),
       '--bind',
-      '127.0.0.1',
+      host,
       '--dir',
       dir,
       '--save',
@@ -172,7 +187,7 @@ export async function startRedisServer(
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`redis-server exited: ${stderr.slice(-500)}`);
       const client = new Redis({
-        host: '127.0.0.1',
+        host,
         port,
         lazyConnect: true,
         maxRetriesPerRequest: 0,
@@ -202,7 +217,7 @@ export async function startRedisServer(
 
   await launch();
   return {
-    url: `redis://127.0.0.1:${port}`,
+    url: `redis://${host}:${port}`,
     port,
     get pid() {
       return child?.pid;

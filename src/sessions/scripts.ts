@@ -9,10 +9,13 @@ export type ScriptVariant = 'standard' | 'sim';
 export function labScripts(lab: Lab, variant: ScriptVariant) {
   const sim = variant === 'sim' ? lab.sim : undefined;
   return {
+    /** Which scripts these are: the sim variant's, or the real ones (also when a lab has no sim variant). */
+    variant: sim ? ('sim' as const) : ('real' as const),
     setup: sim?.setup ?? lab.setup,
     prepare: sim?.prepare ?? lab.prepare ?? [],
     checks: sim?.checks ?? lab.checks,
     solve: sim?.solve ?? lab.solve ?? [],
+    wrongFixes: sim?.wrongFixes ?? lab.wrongFixes ?? [],
   };
 }
 
@@ -79,16 +82,28 @@ export async function runSteps(ctx: RunContext, steps: LabScript[]): Promise<voi
   }
 }
 
+/** One check's outcome, plus what `labvirt labs test` needs to judge the check itself. */
+export interface CheckRun extends CheckOutcome {
+  /** It failed by exiting non-zero on some node without printing a `FAIL:` line. */
+  silent: boolean;
+}
+
 /**
  * Runs each check and collects what the student should read: the lines a
  * failing check printed with `FAIL:`, or a plain reason when it could not run
  * at all (never a bare "wrong").
  */
 export async function runChecks(ctx: RunContext, checks: LabCheck[]): Promise<CheckOutcome[]> {
-  const outcomes: CheckOutcome[] = [];
+  return (await runChecksDetailed(ctx, checks)).map(({ silent: _silent, ...outcome }) => outcome);
+}
+
+/** `runChecks`, also telling which failing checks printed no `FAIL:` line. */
+export async function runChecksDetailed(ctx: RunContext, checks: LabCheck[]): Promise<CheckRun[]> {
+  const outcomes: CheckRun[] = [];
   for (const check of checks) {
     const targets = selectNodes(check.node, ctx.nodes);
     let passed = targets.length > 0;
+    let silent = false;
     const messages: string[] = [];
     for (const target of targets) {
       try {
@@ -104,7 +119,8 @@ export async function runChecks(ctx: RunContext, checks: LabCheck[]): Promise<Ch
           );
         } else if (result.exitCode !== 0) {
           passed = false;
-          const fails = failLines(result.stdout + '\n' + result.stderr);
+          const fails = failMessages(result.stdout + '\n' + result.stderr);
+          if (fails.length === 0) silent = true;
           messages.push(
             ...(fails.length > 0 ? fails : [`${check.description || check.name}: not solved yet`]),
           );
@@ -122,17 +138,36 @@ export async function runChecks(ctx: RunContext, checks: LabCheck[]): Promise<Ch
       points: passed ? check.points : 0,
       passed,
       messages,
+      silent,
     });
   }
   return outcomes;
 }
 
-function failLines(output: string): string[] {
-  return output
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l.startsWith('FAIL:'))
-    .map((l) => l.slice('FAIL:'.length).trim())
-    .filter((l) => l.length > 0)
+/**
+ * The messages a check printed for the student: each line starting with
+ * `FAIL:` begins one, and the indented lines right after it (a space or a
+ * tab first) continue it, so a check can show a listing under its reason:
+ *
+ *     echo "FAIL: these pods are not Running:"
+ *     kubectl get pods --no-headers | sed 's/^/  /'
+ */
+export function failMessages(output: string): string[] {
+  const messages: string[][] = [];
+  let current: string[] | undefined;
+  for (const line of output.split('\n')) {
+    const trimmed = line.trim();
+    if (trimmed.startsWith('FAIL:')) {
+      current = [trimmed.slice('FAIL:'.length).trim()];
+      messages.push(current);
+    } else if (current && /^[ \t]/.test(line) && trimmed !== '') {
+      current.push(line.replace(/\s+$/, ''));
+    } else {
+      current = undefined;
+    }
+  }
+  return messages
+    .map((lines) => lines.join('\n'))
+    .filter((m) => m.length > 0)
     .slice(0, 20);
 }

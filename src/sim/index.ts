@@ -1,7 +1,6 @@
 import { randomBytes, randomInt } from 'node:crypto';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { generateCa, issueCertificate } from '../pki/index.js';
@@ -19,6 +18,7 @@ import { NodePortProxy } from './nodeports.js';
 import { BOOTSTRAP_POLICY, Rbac, type RbacDecision } from './rbac.js';
 import { ApiError, ObjectStore, RESOURCES } from './store.js';
 import { WriteValidator } from './validation.js';
+import { LOOPBACK, listenWithin, type ListenSpec } from './listen.js';
 
 const POD_TYPE = RESOURCES.find((r) => r.plural === 'pods')!;
 
@@ -54,6 +54,8 @@ export interface SimOptions {
    * (default true; off only to measure what validation costs).
    */
   validation?: boolean;
+  /** Address and port range of every server the sim starts (default 127.0.0.1, any port). */
+  listen?: ListenSpec;
 }
 
 export interface SimHandle {
@@ -91,8 +93,9 @@ export interface SimHandle {
   stop(): Promise<void>;
 }
 
-/** Starts a simulated KubeVirt host cluster on 127.0.0.1 over HTTPS. */
+/** Starts a simulated KubeVirt host cluster over HTTPS (on 127.0.0.1 unless `listen` says otherwise). */
 export async function startSim(options: SimOptions): Promise<SimHandle> {
+  const listen = options.listen ?? LOOPBACK;
   const dir = resolve(options.dir);
   mkdirSync(dir, { recursive: true });
   const speed = options.speed ?? 1;
@@ -100,7 +103,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   const serving = await issueCertificate(ca, {
     commonName: 'labvirt-sim',
     usage: 'server',
-    ipAddresses: ['127.0.0.1'],
+    ipAddresses: [...new Set(['127.0.0.1', listen.host])],
     dnsNames: ['localhost'],
   });
   const token = randomBytes(24).toString('hex');
@@ -159,6 +162,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     {
       dataDir: dir,
       guests: options.guests ?? true,
+      listen,
       studentCluster: { namespaceDeleteDelayMs, quotaStatusDelayMs },
       loopbackOctet,
       admitLauncher: (pod) => cluster.admitInternal(POD_TYPE, pod),
@@ -216,9 +220,13 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     },
   );
   server.keepAliveTimeout = 60_000;
-  await new Promise<void>((r) => server.listen(options.port ?? 0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  const url = `https://127.0.0.1:${port}`;
+  const port = options.port
+    ? await listenWithin(server, {
+        host: listen.host,
+        ports: { from: options.port, to: options.port },
+      })
+    : await listenWithin(server, listen);
+  const url = `https://${listen.host}:${port}`;
   const kubeConfigYaml = stringify({
     apiVersion: 'v1',
     kind: 'Config',
@@ -318,3 +326,4 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   };
 }
 export type { KubeVirtTimings } from './kubevirt.js';
+export { NoFreePortError, type ListenSpec } from './listen.js';

@@ -1,6 +1,5 @@
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { stringify } from 'yaml';
 import { issueCertificate, type KeyPairPem } from '../pki/index.js';
@@ -8,6 +7,7 @@ import { KubeApi } from './api.js';
 import { ClusterEmulation } from './cluster.js';
 import { nodeObject, setNodeReady } from './nodes.js';
 import { ApiError, CORE_RESOURCES, ObjectStore } from './store.js';
+import { listenWithin, type ListenSpec } from './listen.js';
 
 export interface StudentClusterOptions {
   /** The env's namespace on the host cluster (it appears in the serving certificate's names). */
@@ -26,6 +26,8 @@ export interface StudentClusterOptions {
   kubernetesVersion: string;
   namespaceDeleteDelayMs: number;
   quotaStatusDelayMs: number;
+  /** Where its API server listens (default 127.0.0.1, any port). */
+  listen?: ListenSpec;
 }
 
 export interface StudentNode {
@@ -153,8 +155,7 @@ export async function startStudentCluster(opts: StudentClusterOptions): Promise<
     },
     (req, res) => void api.handle(req, res),
   );
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  let port: number | undefined = (server.address() as AddressInfo).port;
+  let port: number | undefined = await listenWithin(server, opts.listen);
 
   const adminConf = stringify({
     apiVersion: 'v1',
@@ -236,8 +237,7 @@ export async function startStudentCluster(opts: StudentClusterOptions): Promise<
         port = undefined;
         return closeServer();
       }
-      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-      port = (server.address() as AddressInfo).port;
+      port = await listenWithin(server, opts.listen);
     },
     async stop() {
       cluster.stop();

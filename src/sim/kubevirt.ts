@@ -13,6 +13,7 @@ import {
 } from './guest/index.js';
 import { startStudentCluster, type StudentCluster } from './inner.js';
 import { LauncherStory } from './launcher-story.js';
+import type { ListenSpec } from './listen.js';
 import { ApiError, timestamp, type ObjectStore, type Obj, type ResourceType } from './store.js';
 
 export interface SimNode {
@@ -83,6 +84,9 @@ export class KubeVirtEmulation implements Admission {
   private stopped = false;
   private readonly onGuestsChanged: () => void;
   private readonly story: LauncherStory;
+  private get listenHost(): string {
+    return this.options.listen?.host ?? '127.0.0.1';
+  }
 
   constructor(
     private readonly store: ObjectStore,
@@ -102,6 +106,8 @@ export class KubeVirtEmulation implements Admission {
        * sim, so sims running side by side do not share guest addresses.
        */
       loopbackOctet?: number;
+      /** Where guests and student API servers listen (default 127.0.0.1, any port). */
+      listen?: ListenSpec;
     },
   ) {
     this.onGuestsChanged = options.onGuestsChanged ?? (() => undefined);
@@ -128,9 +134,9 @@ export class KubeVirtEmulation implements Admission {
    */
   readonly resolveGuest: GuestResolver = (ip, port) => {
     const g = this.guestsByIp.get(ip);
-    if (g && port === 22) return { host: '127.0.0.1', port: g.port };
+    if (g && port === 22) return { host: this.listenHost, port: g.port };
     const api = port === 6443 ? this.studentApiByIp.get(ip)?.port : undefined;
-    if (api) return { host: '127.0.0.1', port: api };
+    if (api) return { host: this.listenHost, port: api };
     // Any other port: whatever a command in the guest listens on there.
     if (g && port !== 6443) return { host: g.listenAddress, port };
     throw new UnknownGuestError(`no guest listening at ${ip}:${port}`);
@@ -145,10 +151,10 @@ export class KubeVirtEmulation implements Admission {
 
   guestMap(): Record<string, string> {
     return Object.fromEntries([
-      ...[...this.guestsByIp].map(([ip, g]) => [`${ip}:22`, `127.0.0.1:${g.port}`]),
+      ...[...this.guestsByIp].map(([ip, g]) => [`${ip}:22`, `${this.listenHost}:${g.port}`]),
       ...[...this.studentApiByIp]
         .filter(([, c]) => c.port !== undefined)
-        .map(([ip, c]) => [`${ip}:6443`, `127.0.0.1:${c.port}`]),
+        .map(([ip, c]) => [`${ip}:6443`, `${this.listenHost}:${c.port}`]),
     ]);
   }
 
@@ -618,12 +624,13 @@ export class KubeVirtEmulation implements Admission {
       bootstrapDelayMs: this.timings.bootstrapMs,
       markReadyAutomatically: !rt.neverReady,
       listenAddress: rt.listenAddress,
+      listen: this.options.listen,
       // kubeadm's API server on 6443 once init is done; any other port is the guest's own listener.
       forwardLocalPort: (port) =>
         Promise.resolve(
           port === 6443
             ? rt.inner?.port
-              ? { host: '127.0.0.1', port: rt.inner.port }
+              ? { host: this.listenHost, port: rt.inner.port }
               : undefined
             : { host: rt.listenAddress!, port },
         ),
@@ -695,6 +702,7 @@ export class KubeVirtEmulation implements Admission {
       endpoint: `${service}.${ns}.svc.cluster.local`,
       controlPlaneService: service,
       kubernetesVersion: env.LABVIRT_K8S_MINOR ?? '1.30',
+      listen: this.options.listen,
       ...delays,
     });
     if (this.stopped || this.runtime.get(`${ns}/${name}`) !== rt || !rt.guest) {

@@ -1,9 +1,15 @@
 import { chmodSync, cpSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
-import { formatProblems, loadLab, loadLabs, type LabProblem } from '../../src/labs/index.js';
+import {
+  formatProblems,
+  loadLab,
+  loadLabs,
+  shownPath,
+  type LabProblem,
+} from '../../src/labs/index.js';
 import { FIXTURES, SHIPPED_LABS } from './helpers.js';
 
 const flavors = Object.keys(loadConfig({ env: {} }).flavors);
@@ -11,9 +17,10 @@ const flavors = Object.keys(loadConfig({ env: {} }).flavors);
  * A copy of fixtures/broken: the YAML syntax error is stored as lab.yaml.in so
  * prettier can format the repository, and becomes lab.yaml here.
  */
-let BROKEN = '';
+const BROKEN = join(mkdtempSync(join(tmpdir(), 'labvirt-broken-')), 'broken');
+/** A fixture's path as problems show it (from the current directory). */
+const broken = (path: string) => shownPath(join(BROKEN, path));
 beforeAll(() => {
-  BROKEN = join(mkdtempSync(join(tmpdir(), 'labvirt-broken-')), 'broken');
   cpSync(join(FIXTURES, 'broken'), BROKEN, { recursive: true });
   renameSync(join(BROKEN, 'yaml-syntax', 'lab.yaml.in'), join(BROKEN, 'yaml-syntax', 'lab.yaml'));
   chmodSync(join(BROKEN, 'not-executable', 'setup.sh'), 0o644);
@@ -85,7 +92,7 @@ describe('broken labs', () => {
       'yaml-syntax',
       [
         {
-          file: 'yaml-syntax/lab.yaml',
+          file: broken('yaml-syntax/lab.yaml'),
           field: '',
           message: expect.stringMatching(/^YAML syntax error at line 7, column 1: /) as string,
         },
@@ -95,7 +102,7 @@ describe('broken labs', () => {
       'unknown-key',
       [
         {
-          file: 'unknown-key/lab.yaml',
+          file: broken('unknown-key/lab.yaml'),
           field: 'timelimitMinutes',
           message: 'unknown field `timelimitMinutes`',
           suggestion: 'did you mean `timeLimitMinutes`?',
@@ -106,7 +113,7 @@ describe('broken labs', () => {
       'missing-field',
       [
         {
-          file: 'missing-field/lab.yaml',
+          file: broken('missing-field/lab.yaml'),
           field: 'title',
           message: 'missing required field `title`',
           suggestion: expect.stringContaining('add `title`') as string,
@@ -117,7 +124,7 @@ describe('broken labs', () => {
       'wrong-type',
       [
         {
-          file: 'wrong-type/lab.yaml',
+          file: broken('wrong-type/lab.yaml'),
           field: 'checks.0.points',
           message: '`points` must be a number, got a string ("two")',
         },
@@ -127,7 +134,7 @@ describe('broken labs', () => {
       'id-mismatch',
       [
         {
-          file: 'id-mismatch/lab.yaml',
+          file: broken('id-mismatch/lab.yaml'),
           field: 'id',
           message: 'id `other-name` does not match the folder name `id-mismatch`',
           suggestion: 'set id: id-mismatch or rename the folder to other-name',
@@ -138,7 +145,7 @@ describe('broken labs', () => {
       'missing-script',
       [
         {
-          file: 'missing-script/lab.yaml',
+          file: broken('missing-script/lab.yaml'),
           field: 'setup.0.script',
           message: 'script file `missing-script/prepare-cluster.sh` does not exist',
         },
@@ -148,9 +155,9 @@ describe('broken labs', () => {
       'not-executable',
       [
         {
-          file: 'not-executable/setup.sh',
+          file: broken('not-executable/setup.sh'),
           field: 'setup.0.script',
-          suggestion: 'run: chmod +x not-executable/setup.sh',
+          suggestion: `run: chmod +x ${broken('not-executable/setup.sh')}`,
         },
       ],
     ],
@@ -158,7 +165,7 @@ describe('broken labs', () => {
       'no-shebang',
       [
         {
-          file: 'no-shebang/setup.sh',
+          file: broken('no-shebang/setup.sh'),
           field: 'setup.0.script',
           message: 'script `no-shebang/setup.sh` does not start with a bash shebang',
           suggestion: expect.stringContaining('#!/bin/bash') as string,
@@ -169,7 +176,7 @@ describe('broken labs', () => {
       'unknown-flavor',
       [
         {
-          file: 'unknown-flavor/lab.yaml',
+          file: broken('unknown-flavor/lab.yaml'),
           field: 'flavor',
           message: expect.stringContaining('unknown flavor `v1.29-3node`') as string,
           suggestion: expect.stringContaining('v1.30-3node, v1.31-1node') as string,
@@ -180,7 +187,7 @@ describe('broken labs', () => {
       'unquoted-version',
       [
         {
-          file: 'unquoted-version/lab.yaml',
+          file: broken('unquoted-version/lab.yaml'),
           field: 'flavor.kubernetes',
           suggestion: 'quote it: kubernetes: "1.30"',
         },
@@ -190,7 +197,7 @@ describe('broken labs', () => {
       'bad-time-limit',
       [
         {
-          file: 'bad-time-limit/lab.yaml',
+          file: broken('bad-time-limit/lab.yaml'),
           field: 'timeLimitMinutes',
           message: '`timeLimitMinutes` is 600, must be at most 480',
         },
@@ -198,13 +205,13 @@ describe('broken labs', () => {
     ],
     [
       'empty-hints',
-      [{ file: 'empty-hints/lab.yaml', field: 'hints', message: '`hints` is empty' }],
+      [{ file: broken('empty-hints/lab.yaml'), field: 'hints', message: '`hints` is empty' }],
     ],
     [
       'worker-on-one-node',
       [
         {
-          file: 'worker-on-one-node/lab.yaml',
+          file: broken('worker-on-one-node/lab.yaml'),
           field: 'setup.0.node',
           message: expect.stringContaining('does not exist in a 1-node flavor') as string,
         },
@@ -214,7 +221,7 @@ describe('broken labs', () => {
       'zero-points',
       [
         {
-          file: 'zero-points/lab.yaml',
+          file: broken('zero-points/lab.yaml'),
           field: 'checks.0.points',
           message: '`points` is 0, must be at least 1',
         },
@@ -224,7 +231,7 @@ describe('broken labs', () => {
       'bad-node',
       [
         {
-          file: 'bad-node/lab.yaml',
+          file: broken('bad-node/lab.yaml'),
           field: 'setup.0.node',
           suggestion: expect.stringContaining('did you mean `worker-1`?') as string,
         },
@@ -234,7 +241,7 @@ describe('broken labs', () => {
       'script-outside',
       [
         {
-          file: 'script-outside/lab.yaml',
+          file: broken('script-outside/lab.yaml'),
           field: 'setup.0.script',
           message: 'script `../shared/setup.sh` is outside the lab folder',
         },
@@ -244,7 +251,7 @@ describe('broken labs', () => {
       'sim-incomplete',
       [
         {
-          file: 'sim-incomplete/lab.yaml',
+          file: broken('sim-incomplete/lab.yaml'),
           field: 'sim.checks',
           message: 'missing required field `checks`',
         },
@@ -254,18 +261,18 @@ describe('broken labs', () => {
       'sim-mismatch',
       [
         {
-          file: 'sim-mismatch/lab.yaml',
+          file: broken('sim-mismatch/lab.yaml'),
           field: 'sim.checks.0.points',
           message: 'sim check `fixed` is worth 1 points, the real one 2',
           suggestion: 'give it points: 2',
         },
         {
-          file: 'sim-mismatch/lab.yaml',
+          file: broken('sim-mismatch/lab.yaml'),
           field: 'sim.checks.1.name',
           message: 'sim check `fixd` has no real check of that name',
         },
         {
-          file: 'sim-mismatch/lab.yaml',
+          file: broken('sim-mismatch/lab.yaml'),
           field: 'sim.checks',
           message: 'the real check `still-fixed` has no sim variant',
         },
@@ -275,7 +282,7 @@ describe('broken labs', () => {
       'duplicate-check',
       [
         {
-          file: 'duplicate-check/lab.yaml',
+          file: broken('duplicate-check/lab.yaml'),
           field: 'checks.1.name',
           message: 'duplicate check name `fixed`',
         },
@@ -283,7 +290,13 @@ describe('broken labs', () => {
     ],
     [
       'no-lab-yaml',
-      [{ file: 'no-lab-yaml/lab.yaml', field: '', message: 'the lab folder has no lab.yaml' }],
+      [
+        {
+          file: broken('no-lab-yaml/lab.yaml'),
+          field: '',
+          message: 'the lab folder has no lab.yaml',
+        },
+      ],
     ],
   ];
 
@@ -297,7 +310,7 @@ describe('broken labs', () => {
   it('loadLabs reports every broken folder and loads none of them', async () => {
     const { labs, problems } = await loadLabs(BROKEN, { flavors });
     expect(labs).toEqual([]);
-    expect(new Set(problems.map((p) => p.file.split('/')[0]))).toEqual(
+    expect(new Set(problems.map((p) => relative(BROKEN, p.file).split('/')[0]))).toEqual(
       new Set(cases.map(([n]) => n)),
     );
   });
@@ -306,9 +319,9 @@ describe('broken labs', () => {
     const { labs, problems } = await loadLabs(join(FIXTURES, 'duplicates'), { flavors });
     expect(labs.map((l) => l.id)).toEqual(['alpha']);
     expect(problems).toContainEqual({
-      file: 'beta/lab.yaml',
+      file: shownPath(join(FIXTURES, 'duplicates', 'beta/lab.yaml')),
       field: 'id',
-      message: 'duplicate lab id `alpha`, already used by alpha/lab.yaml',
+      message: `duplicate lab id \`alpha\`, already used by ${shownPath(join(FIXTURES, 'duplicates', 'alpha/lab.yaml'))}`,
       suggestion: 'give each lab a unique id equal to its folder name ("beta")',
     });
   });
@@ -317,16 +330,19 @@ describe('broken labs', () => {
     const one = await loadLabs(join(SHIPPED_LABS, 'coredns-broken'), { flavors });
     expect(one.problems).toEqual([]);
     expect(one.labs.map((l) => l.id)).toEqual(['coredns-broken']);
-    const broken = await loadLabs(join(BROKEN, 'bad-time-limit'), { flavors });
-    expect(broken.labs).toEqual([]);
-    expect(broken.problems).toEqual([
-      expect.objectContaining({ file: 'bad-time-limit/lab.yaml', field: 'timeLimitMinutes' }),
+    const bad = await loadLabs(join(BROKEN, 'bad-time-limit'), { flavors });
+    expect(bad.labs).toEqual([]);
+    expect(bad.problems).toEqual([
+      expect.objectContaining({
+        file: broken('bad-time-limit/lab.yaml'),
+        field: 'timeLimitMinutes',
+      }),
     ]);
   });
 
   it('refuses time limits longer than sessions may last, when told the limit', async () => {
     const { labs, problems } = await loadLabs(SHIPPED_LABS, { flavors, maxSessionMinutes: 30 });
-    expect(problems.map((p) => p.file).sort()).toEqual([
+    expect(problems.map((p) => relative(SHIPPED_LABS, p.file)).sort()).toEqual([
       'containerd-socket/lab.yaml',
       'etcd-restore/lab.yaml',
       'netpol-blocking/lab.yaml',

@@ -51,6 +51,7 @@ describe('lab scripts', () => {
       lab.prepare,
       lab.checks,
       lab.solve,
+      lab.wrongFixes,
       ...Object.values(lab.sim ?? {}),
     ].flat();
     for (const s of all) {
@@ -116,6 +117,24 @@ describe('sim variants', () => {
       // Everything the scripts wrote stayed inside the sandboxes.
       const nodes = readdirSync(root);
       expect(nodes.every((n) => ['control-plane', 'worker-1', 'worker-2'].includes(n))).toBe(true);
+    },
+  );
+
+  const withWrongFixes = labs.flatMap((l) =>
+    (l.sim?.wrongFixes ?? []).map((w) => [`${l.id}/${w.name}`, l, w] as const),
+  );
+  it.each(withWrongFixes)(
+    '%s: the sim checks refuse the wrong fix, with a FAIL: line',
+    async (_name, lab, wrong) => {
+      const root = mkdtempSync(join(tmpdir(), `labvirt-sim-wrong-${lab.id}-`));
+      roots.push(root);
+      const sim = lab.sim!;
+      await runSteps(lab, sim.setup, root);
+      await runSteps(lab, sim.prepare, root);
+      await runSteps(lab, [wrong], root);
+      const result = await grade(lab, sim.checks, root);
+      expect(result.some((c) => !c.passed)).toBe(true);
+      for (const c of result.filter((r) => !r.passed)) expect(c.fails.length).toBeGreaterThan(0);
     },
   );
 

@@ -25,11 +25,23 @@ describe('every shipped lab, end to end on the simulated cluster (labvirt labs t
     expect(labs.length).toBeGreaterThanOrEqual(8);
   });
 
+  it('every shipped lab tries at least one wrong fix, in both variants', () => {
+    for (const lab of labs) {
+      expect(lab.wrongFixes.length, lab.id).toBeGreaterThan(0);
+      expect(
+        lab.sim?.wrongFixes.map((w) => w.name),
+        lab.id,
+      ).toEqual(lab.wrongFixes.map((w) => w.name));
+    }
+  });
+
   it.each(labs.map((l) => l.id))(
-    '%s: check fails after setup, passes after solve, solve is idempotent',
+    '%s: check fails after setup, passes after solve, solve is idempotent, wrong fixes are refused',
     async (id) => {
       const report = await testLab(stack.labvirt, id, { timeoutMs: 60_000 });
       expect(report.ok, formatLabTestReport(report)).toBe(true);
+      expect(report.variant).toBe('sim');
+      const lab = labs.find((l) => l.id === id)!;
       expect(report.steps.map((s) => s.name)).toEqual([
         'claim an env and run setup',
         'check fails right after setup',
@@ -37,6 +49,11 @@ describe('every shipped lab, end to end on the simulated cluster (labvirt labs t
         'check passes after solve',
         'solve again and check again (idempotent)',
         'tear down',
+        ...lab.sim!.wrongFixes.flatMap((w) => [
+          `wrong fix ${w.name}: claim an env and run setup`,
+          `wrong fix ${w.name}: the checks still fail after "${w.description}"`,
+          `wrong fix ${w.name}: tear down`,
+        ]),
       ]);
     },
     90_000,

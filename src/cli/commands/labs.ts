@@ -1,17 +1,18 @@
+import { join } from 'node:path';
 import type { Command } from 'commander';
-import type { Lab } from '../../labs/index.js';
+import type { Lab, LabsValidation } from '../../labs/index.js';
 import { configFileOf } from './config.js';
 
+/** `labvirt labs validate|list`: check lab folders and show what is there. */
 /** Loaded when a command runs, not for `--help` or the client commands. */
 async function modules() {
-  const [{ loadConfig }, { loadLabs, formatProblems }] = await Promise.all([
+  const [{ loadConfig }, labs] = await Promise.all([
     import('../../config/index.js'),
     import('../../labs/index.js'),
   ]);
-  return { loadConfig, loadLabs, formatProblems };
+  return { loadConfig, ...labs };
 }
 
-/** `labvirt labs validate|list`: check lab folders and show what is there. */
 export function registerLabsCommands(program: Command): void {
   const labs =
     program.commands.find((c) => c.name() === 'labs') ??
@@ -23,31 +24,66 @@ export function registerLabsCommands(program: Command): void {
       'check every lab under a folder (or the one lab in a lab folder) and list each problem with its fix',
     )
     .argument('[dir]', 'labs folder, or one lab folder (default: labsDir from the configuration)')
-    .action(async (dir: string | undefined, _opts, cmd: Command) => {
-      const { loadConfig, loadLabs, formatProblems } = await modules();
+    .option('--no-shellcheck', 'do not run shellcheck on the scripts even when it is installed')
+    .action(async (dir: string | undefined, opts: { shellcheck: boolean }, cmd: Command) => {
+      const { loadConfig, validateLabs, formatProblems } = await modules();
       const config = loadConfig({ file: configFileOf(cmd) });
       const folder = dir ?? config.labsDir;
-      const { labs: loaded, problems } = await loadLabs(folder, {
+      const result = await validateLabs(folder, {
         flavors: Object.keys(config.flavors),
         maxSessionMinutes: config.sessions.maxMinutes,
+        ...(opts.shellcheck ? {} : { shellcheck: false as const }),
       });
-      if (problems.length > 0) {
-        console.error(formatProblems(problems));
-        console.error(`${problems.length} problem${problems.length === 1 ? '' : 's'} in ${folder}`);
-        process.exitCode = 1;
-        return;
-      }
-      if (loaded.length === 0) {
+      process.exitCode = reportValidation(folder, result, formatProblems);
+    });
+
+  labs
+    .command('new')
+    .description(
+      'write a small working lab (lab.yaml with every field commented, real and sim scripts, a wrong fix) to start from, then validate it',
+    )
+    .argument('<id>', 'the lab id and folder name (lowercase letters, digits and "-")')
+    .requiredOption('--flavor <flavor>', 'a configured flavor, e.g. v1.31-1node')
+    .option('--dir <dir>', 'labs folder to create it in (default: labsDir from the configuration)')
+    .action(async (id: string, opts: { flavor: string; dir?: string }, cmd: Command) => {
+      const { loadConfig, validateLabs, scaffoldLab, ScaffoldError, formatProblems } =
+        await modules();
+      const config = loadConfig({ file: configFileOf(cmd) });
+      const flavor = config.flavors[opts.flavor];
+      if (!flavor) {
         console.error(
-          `no labs in ${folder}: a lab is a folder holding lab.yaml and its scripts (see the lab authoring guide)`,
+          `unknown flavor ${opts.flavor}: use one of ${Object.keys(config.flavors).join(', ')} (the configuration's \`flavors\`)`,
         );
         process.exitCode = 1;
         return;
       }
-      const checks = loaded.reduce((n, l) => n + l.checks.length, 0);
-      console.log(
-        `${loaded.length} lab${loaded.length === 1 ? '' : 's'} valid in ${folder} (${checks} checks)`,
-      );
+      const labsDir = opts.dir ?? config.labsDir;
+      let written: string[];
+      try {
+        written = await scaffoldLab({
+          id,
+          kubernetes: flavor.kubernetesVersion,
+          nodes: flavor.nodes,
+          labsDir,
+        });
+      } catch (err) {
+        if (!(err instanceof ScaffoldError)) throw err;
+        console.error(err.message);
+        process.exitCode = 1;
+        return;
+      }
+      const folder = join(labsDir, id);
+      console.log(`wrote ${written.map((f) => join(folder, f)).join(', ')}`);
+      const result = await validateLabs(folder, {
+        flavors: Object.keys(config.flavors),
+        maxSessionMinutes: config.sessions.maxMinutes,
+      });
+      process.exitCode = reportValidation(folder, result, formatProblems);
+      if (process.exitCode === 0) {
+        console.log(
+          `next: edit ${folder}, then run \`labvirt labs validate ${folder}\` and \`labvirt labs test ${id} --sim\` (docs/writing-labs.md)`,
+        );
+      }
     });
 
   labs
@@ -75,6 +111,39 @@ export function registerLabsCommands(program: Command): void {
       }
       console.log(table(loaded));
     });
+}
+
+/** Prints problems, warnings and what was checked; returns the exit code. */
+export function reportValidation(
+  folder: string,
+  result: LabsValidation,
+  formatProblems: (problems: LabsValidation['problems']) => string,
+): number {
+  const { labs: valid, problems, warnings, notes } = result;
+  if (warnings.length > 0) {
+    console.error(
+      formatProblems(warnings.map((w) => ({ ...w, message: `warning: ${w.message}` }))),
+    );
+  }
+  for (const note of notes) console.log(`note: ${note}`);
+  if (problems.length > 0) {
+    console.error(formatProblems(problems));
+    console.error(`${problems.length} problem${problems.length === 1 ? '' : 's'} in ${folder}`);
+    return 1;
+  }
+  if (valid.length === 0) {
+    console.error(
+      `no labs in ${folder}: a lab is a folder holding lab.yaml and its scripts (\`labvirt labs new <id> --flavor <flavor>\` writes one; see docs/writing-labs.md)`,
+    );
+    return 1;
+  }
+  const checks = valid.reduce((n, l) => n + l.checks.length, 0);
+  const warned =
+    warnings.length > 0 ? `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}` : '';
+  console.log(
+    `${valid.length} lab${valid.length === 1 ? '' : 's'} valid in ${folder} (${checks} checks${warned})`,
+  );
+  return 0;
 }
 
 function summary(lab: Lab) {

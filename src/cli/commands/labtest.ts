@@ -1,8 +1,10 @@
 import { mkdtempSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { LabTestReport, testLab } from '../../sessions/labtest.js';
+import type { ListenSpec } from '../../sim/index.js';
 import { configFileOf } from './config.js';
 
 /**
@@ -16,18 +18,36 @@ export function registerLabTestCommand(program: Command): void {
   labs
     .command('test')
     .description(
-      'test labs end to end: setup → check must fail → solve → check must pass → tear down. ' +
-        'With --sim (default when no host cluster is configured) on an embedded simulated cluster, ' +
-        "using each lab's fixture-friendly scripts",
+      'test labs end to end: setup → check must fail → solve → check must pass → solve again → ' +
+        'tear down, then each wrong fix on a fresh env (the checks must still fail). ' +
+        "With --sim (default when no host cluster is configured) on an embedded simulated cluster with each lab's sim scripts; " +
+        'with --real on the configured host cluster with the real scripts. The report says which ran.',
     )
     .argument('[labs...]', 'lab ids (default: every lab)')
-    .option('--sim', 'run on an embedded simulated cluster and private Redis')
+    .option('--sim', 'run the sim scripts on an embedded simulated cluster and private Redis')
+    .option('--real', 'run the real scripts on the configured host cluster (kube.kubeconfig)')
+    .option(
+      '--bind <address>',
+      'with --sim: the IP address Redis, the simulator, its guests and student API servers listen on',
+      '127.0.0.1',
+    )
+    .option(
+      '--ports <from-to>',
+      'with --sim: the port range they all listen in, e.g. 41000-41199 (default: ports the OS picks)',
+    )
     .option('--timeout <seconds>', 'per-lab limit for the env to become ready', '900')
     .option('--json', 'print the reports as JSON')
     .action(
       async (
         ids: string[],
-        opts: { sim?: boolean; timeout: string; json?: boolean },
+        opts: {
+          sim?: boolean;
+          real?: boolean;
+          bind: string;
+          ports?: string;
+          timeout: string;
+          json?: boolean;
+        },
         cmd: Command,
       ) => {
         // Loaded when the command runs, not for `--help` or the client commands.
@@ -43,7 +63,32 @@ export function registerLabTestCommand(program: Command): void {
         const { formatLabTestReport } = labtest;
         const file = configFileOf(cmd);
         const base = loadConfig({ file });
-        const useSim = opts.sim ?? !base.kube.kubeconfig;
+        if (opts.sim && opts.real) {
+          console.error('choose one of --sim and --real');
+          process.exitCode = 2;
+          return;
+        }
+        if (opts.real && !base.kube.kubeconfig) {
+          console.error(
+            '--real needs a host cluster: set kube.kubeconfig in the configuration (see docs/configuration.md)',
+          );
+          process.exitCode = 2;
+          return;
+        }
+        const useSim = opts.real ? false : (opts.sim ?? !base.kube.kubeconfig);
+        const listen = parseListen(opts.bind, opts.ports);
+        if (typeof listen === 'string') {
+          console.error(listen);
+          process.exitCode = 2;
+          return;
+        }
+        if (!useSim && (opts.ports || opts.bind !== '127.0.0.1')) {
+          console.error(
+            '--bind and --ports apply to --sim only (a real cluster listens where it is)',
+          );
+          process.exitCode = 2;
+          return;
+        }
         const timeoutMs = Number(opts.timeout) * 1000;
         const reports: LabTestReport[] = [];
         const run = async (handle: Parameters<typeof testLab>[0]) => {
@@ -59,6 +104,7 @@ export function registerLabTestCommand(program: Command): void {
             dir: mkdtempSync(join(tmpdir(), 'labvirt-labtest-')),
             configFile: file,
             sim: { speed: 50 },
+            listen,
             overrides: {
               labsDir: base.labsDir,
               flavors: Object.fromEntries(
@@ -74,7 +120,8 @@ export function registerLabTestCommand(program: Command): void {
           }
         } else {
           const handle = await startLabvirt({
-            config: base,
+            // The real scripts, whatever labScripts the configuration names.
+            config: { ...base, labScripts: 'standard' },
             logger: createLogger({ level: 'warn' }) ?? silentLogger(),
             apiToken: 'unused-by-lab-tests',
             roles: { api: false, gateway: false, scheduler: false },
@@ -92,4 +139,17 @@ export function registerLabTestCommand(program: Command): void {
         if (failed.length > 0) process.exitCode = 1;
       },
     );
+}
+
+/** `--bind` and `--ports` as a listen spec, or what is wrong with them. */
+export function parseListen(bind: string, ports: string | undefined): ListenSpec | string {
+  if (isIP(bind) === 0) return `--bind ${bind} is not an IP address (e.g. 127.0.0.1)`;
+  if (ports === undefined) return { host: bind };
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(ports);
+  const from = Number(m?.[1]);
+  const to = Number(m?.[2]);
+  if (!m || from < 1 || to > 65535 || from > to) {
+    return `--ports ${ports} is not a range like 41000-41199 (from ≤ to, within 1-65535)`;
+  }
+  return { host: bind, ports: { from, to } };
 }

@@ -16,6 +16,7 @@ import { applyWriteFiles, keysFromUserData, writeFilesFromUserData } from './clo
 import { serveSftp } from './sftp.js';
 import { simBinDir } from './shim.js';
 import { sharedSpawner, type SpawnedCommand } from './spawner.js';
+import { listenWithin, type ListenSpec } from '../listen.js';
 
 export interface GuestOptions {
   namespace: string;
@@ -35,6 +36,8 @@ export interface GuestOptions {
    * two guests can both listen on the same port (as two VMs can).
    */
   listenAddress?: string;
+  /** Where its sshd listens (default 127.0.0.1, any port). */
+  listen?: ListenSpec;
 }
 
 export interface Guest {
@@ -219,17 +222,13 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
 
   async function forwardTarget(ip: string, port: number) {
     if (ip === 'localhost' || ip === '127.0.0.1' || ip === '::1' || ip === opts.ip) {
-      if (port === 22) return { host: '127.0.0.1', port: guestPort };
+      if (port === 22) return { host: opts.listen?.host ?? '127.0.0.1', port: guestPort };
       return opts.forwardLocalPort?.(port);
     }
     return opts.resolvePeer?.(ip, port);
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const guestPort = (server.address() as { port: number }).port;
+  const guestPort = await listenWithin(server, opts.listen);
 
   let readyTimer: NodeJS.Timeout | undefined;
   if (opts.markReadyAutomatically !== false) {

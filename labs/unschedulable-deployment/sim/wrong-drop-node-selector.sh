@@ -1,0 +1,8 @@
+#!/bin/bash
+# Sim wrong fix: drop the nodeSelector (and the oversized request) instead of making worker-2 match.
+set -euo pipefail
+root="${LABVIRT_GUEST_ROOT:-}"
+
+dir="$root/etc/sim/cluster"
+mkdir -p "$dir"
+printf 'cpu=100m\nmemory=64Mi\n' >"$dir/web.spec"
