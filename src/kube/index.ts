@@ -65,3 +65,10 @@ export {
   type KubeObject,
   type VmiStatusView,
 } from './client.js';
+export {
+  DOCTOR_PERMISSIONS,
+  KIND_RESOURCES,
+  LABVIRT_PERMISSIONS,
+  permissionKey,
+  type ApiPermission,
+} from './permissions.js';
