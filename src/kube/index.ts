@@ -39,6 +39,7 @@ export {
   type SchemaProblem,
 } from './validate.js';
 export {
+  KUBEVIRT_SCHEMA_FILES,
   KubevirtSchemasMissingError,
   kubevirtSchemasDir,
   kubevirtSchemasPresent,
@@ -72,3 +73,4 @@ export {
   permissionKey,
   type ApiPermission,
 } from './permissions.js';
+export { ClusterInspector, type KubeVirtInstall, type ServerVersion } from './inspect.js';

@@ -19,6 +19,8 @@ import { ObjectStore, RESOURCES } from './store.js';
 import { WriteValidator } from './validation.js';
 
 const POD_TYPE = RESOURCES.find((r) => r.plural === 'pods')!;
+/** The KubeVirt version the sim's KubeVirt resource reports (the schemas' release). */
+const SIM_KUBEVIRT_VERSION = 'v1.9.0';
 
 export interface SimOptions {
   /** Where the kubeconfig, guests.json and guest sandboxes go. */
@@ -93,6 +95,14 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   // What every cluster has before anyone uses it (KubeVirt's own namespace included).
   for (const name of ['default', 'kube-system', 'kube-public', 'kube-node-lease', 'kubevirt'])
     cluster.seed('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  // What virt-operator leaves once KubeVirt is deployed (defaults: bridge binding permitted, KVM).
+  cluster.seed('kubevirts', {
+    apiVersion: 'kubevirt.io/v1',
+    kind: 'KubeVirt',
+    metadata: { name: 'kubevirt', namespace: 'kubevirt' },
+    spec: { configuration: { developerConfiguration: { featureGates: [] } } },
+    status: { phase: 'Deployed', observedKubeVirtVersion: SIM_KUBEVIRT_VERSION },
+  });
   const nodes: SimNode[] = Array.from({ length: options.nodes ?? 4 }, (_, i) => ({
     name: `sim-node-${i + 1}`,
     cpu: options.nodeCpu ?? 64,

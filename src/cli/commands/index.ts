@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerClientCommands } from './client.js';
 import { registerConfigCommands } from './config.js';
+import { registerDoctorCommand } from './doctor.js';
 import { registerLabsCommands } from './labs.js';
 import { registerLabTestCommand } from './labtest.js';
 import { registerRenderCommand } from './render.js';
@@ -20,4 +21,5 @@ export function registerCommands(program: Command): void {
   // After the `labs` group (validate, list) so `test` joins it.
   registerLabTestCommand(program);
   registerClientCommands(program);
+  registerDoctorCommand(program);
 }
