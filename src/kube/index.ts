@@ -44,6 +44,9 @@ export {
   kubevirtSchemasDir,
   kubevirtSchemasPresent,
 } from './schema-crd.js';
+// The schemas behind validation, for the simulator's OpenAPI documents.
+export { BUILTIN_KINDS } from './kinds.js';
+export { k8sDefinitions, type JsonSchema } from './schema-k8s.js';
 export {
   cidrContains,
   evaluateNetworkPolicies,

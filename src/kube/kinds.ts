@@ -47,18 +47,18 @@ export const BUILTIN_KINDS: Record<string, BuiltinKind> = {
   'v1/ServiceAccount': { model: 'V1ServiceAccount', validate: serviceAccount },
   'networking.k8s.io/v1/NetworkPolicy': { model: 'V1NetworkPolicy', validate: networkPolicy },
   'events.k8s.io/v1/Event': { model: 'EventsV1Event', validate: eventsEvent },
-  // labvirt's own install.
+  'rbac.authorization.k8s.io/v1/Role': { model: 'V1Role', validate: role },
+  'rbac.authorization.k8s.io/v1/ClusterRole': { model: 'V1ClusterRole', validate: clusterRole },
+  'rbac.authorization.k8s.io/v1/RoleBinding': { model: 'V1RoleBinding', validate: roleBinding },
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': {
+    model: 'V1ClusterRoleBinding',
+    validate: clusterRoleBinding,
+  },
+  // labvirt's own install (deploy/helm/labvirt).
   'apps/v1/Deployment': { model: 'V1Deployment', validate: deployment },
   'apps/v1/StatefulSet': { model: 'V1StatefulSet', validate: statefulSet },
   'policy/v1/PodDisruptionBudget': {
     model: 'V1PodDisruptionBudget',
     validate: podDisruptionBudget,
   },
-  'rbac.authorization.k8s.io/v1/ClusterRole': { model: 'V1ClusterRole', validate: clusterRole },
-  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': {
-    model: 'V1ClusterRoleBinding',
-    validate: clusterRoleBinding,
-  },
-  'rbac.authorization.k8s.io/v1/Role': { model: 'V1Role', validate: role },
-  'rbac.authorization.k8s.io/v1/RoleBinding': { model: 'V1RoleBinding', validate: roleBinding },
 };

@@ -148,9 +148,12 @@ export class ClusterEmulation implements Admission {
     delete obj.stringData;
   }
 
-  beforeCreate(type: ResourceType, obj: Obj): void {
+  beforeCreate(type: ResourceType, obj: Obj, write: { dryRun: boolean } = { dryRun: false }): void {
     const ns = obj.metadata.namespace;
-    if (type.plural === 'secrets') this.foldStringData(obj);
+    if (type.plural === 'secrets') {
+      this.foldStringData(obj);
+      obj.type ??= 'Opaque';
+    }
     if (type.plural === 'namespaces') {
       obj.status = { phase: 'Active' };
       // The API server gives every namespace the controller's own finalizer.
@@ -181,10 +184,11 @@ export class ClusterEmulation implements Admission {
       if (type.plural === 'pods') this.applyLimitRanges(obj, ns);
       this.admitQuota(type, obj, ns);
     }
-    if (type.plural === 'services') this.allocateService(obj);
+    if (type.plural === 'services') this.allocateService(obj, write.dryRun);
     if (type.plural === 'resourcequotas') {
       const hard = (obj.spec as { hard?: Record<string, string> })?.hard ?? {};
       obj.status = {};
+      if (write.dryRun) return;
       const name = obj.metadata.name;
       // The quota controller computes status a moment later.
       this.later(this.options.quotaStatusDelayMs, () => {
@@ -201,7 +205,12 @@ export class ClusterEmulation implements Admission {
     }
   }
 
-  beforeUpdate(type: ResourceType, obj: Obj, old: Obj): void {
+  beforeUpdate(
+    type: ResourceType,
+    obj: Obj,
+    old: Obj,
+    write: { dryRun: boolean } = { dryRun: false },
+  ): void {
     if (type.plural === 'secrets') this.foldStringData(obj);
     if (type.plural === 'namespaces') {
       // spec.finalizers change only through /finalize, never an update.
@@ -220,23 +229,34 @@ export class ClusterEmulation implements Admission {
           throw invalidNodePort(i, p.nodePort);
         }
       });
+      if (write.dryRun) {
+        // What the allocation would give, reserving nothing.
+        this.allocateService(obj, true, old);
+        return;
+      }
       this.releasePorts(old);
       this.allocateService(obj);
     }
   }
 
-  onDelete(type: ResourceType, obj: Obj): boolean {
-    if (type.plural !== 'namespaces') return false;
+  onDelete(
+    type: ResourceType,
+    obj: Obj,
+    write: { dryRun: boolean } = { dryRun: false },
+  ): Obj | undefined {
+    if (type.plural !== 'namespaces') return undefined;
     const name = obj.metadata.name!;
     const cur = this.store.peek('namespaces', undefined, name);
-    if (!cur || (cur.status as { phase?: string })?.phase === 'Terminating') return true;
+    if (!cur) return undefined;
+    if ((cur.status as { phase?: string })?.phase === 'Terminating') return structuredClone(cur);
     const next = structuredClone(cur);
     next.metadata.deletionTimestamp = timestamp();
     next.status = { phase: 'Terminating' };
+    if (write.dryRun) return next;
     // spec.finalizers ["kubernetes"] holds it until the namespace controller is done.
-    this.store.update('namespaces', next);
+    const stored = this.store.update('namespaces', next);
     this.later(this.options.namespaceDeleteDelayMs / 2, () => this.sweepNamespace(name));
-    return true;
+    return stored;
   }
 
   /**
@@ -335,19 +355,26 @@ export class ClusterEmulation implements Admission {
     });
   }
 
-  private allocateService(obj: Obj): void {
+  /** With `dryRun`, fills in what allocation would and reserves nothing (`old`: the Service's ports before an update). */
+  private allocateService(obj: Obj, dryRun = false, old?: Obj): void {
     const spec = (obj.spec ??= {}) as {
       type?: string;
       clusterIP?: string;
       ports?: { nodePort?: number; port?: number }[];
     };
     if (!spec.clusterIP) {
-      const n = this.nextClusterIp++;
+      const n = dryRun ? this.nextClusterIp : this.nextClusterIp++;
       const prefix = this.options.serviceIpPrefix ?? '10.96';
       spec.clusterIP = `${prefix}.${Math.floor(n / 250) % 250}.${(n % 250) + 1}`;
     }
     if (spec.type === 'NodePort' || spec.type === 'LoadBalancer') {
       const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
+      const taken = new Set<number>();
+      const oldPorts = new Set(
+        ((old?.spec as { ports?: { nodePort?: number }[] } | undefined)?.ports ?? []).map(
+          (p) => p.nodePort,
+        ),
+      );
       (spec.ports ?? []).forEach((p, i) => {
         if (p.nodePort) {
           if (p.nodePort < 30000 || p.nodePort > 32767) {
@@ -361,13 +388,15 @@ export class ClusterEmulation implements Admission {
           if (holder && holder !== key) throw invalidNodePort(i, p.nodePort, obj.metadata.name);
         } else {
           for (let port = 30000; port <= 32767; port++) {
-            if (!this.nodePorts.has(port)) {
+            const free = !this.nodePorts.has(port) || (dryRun && oldPorts.has(port));
+            if (free && !taken.has(port)) {
               p.nodePort = port;
               break;
             }
           }
         }
-        this.nodePorts.set(p.nodePort!, key);
+        taken.add(p.nodePort!);
+        if (!dryRun) this.nodePorts.set(p.nodePort!, key);
       });
     }
   }
@@ -407,7 +436,7 @@ export class ClusterEmulation implements Admission {
   seed(plural: string, obj: Obj): void {
     const type = this.store.resources.find((r) => r.plural === plural);
     if (!type) throw new Error(`this cluster serves no ${plural}`);
-    this.beforeCreate(type, obj);
+    this.beforeCreate(type, obj, { dryRun: false });
     this.store.create(plural, obj);
   }
 

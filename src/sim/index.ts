@@ -47,6 +47,8 @@ export interface SimOptions {
   quotaStatusDelayMs?: number;
   /** Changes kept for watch resumption; older resourceVersions get 410. */
   historyLimit?: number;
+  /** How often watches with `allowWatchBookmarks` get a BOOKMARK (default 60 s, as a real API server). */
+  bookmarkIntervalMs?: number;
   /**
    * Validate client writes against the schemas like a real API server
    * (default true; off only to measure what validation costs).
@@ -177,12 +179,12 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     token,
     {
       setFaults: (changes) => applyFaults(changes),
-      beforeCreate: (t, o) => cluster.beforeCreate(t, o),
-      beforeUpdate: (t, o, old) => cluster.beforeUpdate(t, o, old),
-      onDelete: (t, o) => cluster.onDelete(t, o),
+      beforeCreate: (t, o, w) => cluster.beforeCreate(t, o, w),
+      beforeUpdate: (t, o, old, w) => cluster.beforeUpdate(t, o, old, w),
+      onDelete: (t, o, w) => cluster.onDelete(t, o, w),
       subresource: (t, ns, name, sub) => kubevirt.subresource(t, ns, name, sub),
     },
-    { validator },
+    { validator, bookmarkIntervalMs: options.bookmarkIntervalMs },
   );
   const server: Server = createServer(
     { cert: serving.certPem, key: serving.keyPem },

@@ -128,9 +128,9 @@ export async function startStudentCluster(opts: StudentClusterOptions): Promise<
     store,
     authenticate,
     {
-      beforeCreate: (t, o) => cluster.beforeCreate(t, o),
-      beforeUpdate: (t, o, old) => cluster.beforeUpdate(t, o, old),
-      onDelete: (t, o) => cluster.onDelete(t, o),
+      beforeCreate: (t, o, w) => cluster.beforeCreate(t, o, w),
+      beforeUpdate: (t, o, old, w) => cluster.beforeUpdate(t, o, old, w),
+      onDelete: (t, o, w) => cluster.onDelete(t, o, w),
     },
     { kubernetesVersion: opts.kubernetesVersion, adminEndpoint: false },
   );

@@ -47,6 +47,20 @@ export const CORE_RESOURCES: ResourceType[] = [
     kind: 'NetworkPolicy',
     namespaced: true,
   },
+  ...(
+    [
+      ['roles', 'Role', true],
+      ['rolebindings', 'RoleBinding', true],
+      ['clusterroles', 'ClusterRole', false],
+      ['clusterrolebindings', 'ClusterRoleBinding', false],
+    ] as const
+  ).map(([plural, kind, namespaced]) => ({
+    group: 'rbac.authorization.k8s.io',
+    version: 'v1',
+    plural,
+    kind,
+    namespaced,
+  })),
 ];
 
 /** A host cluster with KubeVirt installed. */
@@ -203,7 +217,12 @@ export class ObjectStore {
     for (const l of this.listeners) l(event);
   }
 
-  create(resource: string, obj: Obj): Obj {
+  /**
+   * Stores a new object. With `dryRun`, answers exactly as the write would
+   * (name generation, AlreadyExists, uid and timestamps) and stores nothing:
+   * no resourceVersion is taken and no watcher hears of it.
+   */
+  create(resource: string, obj: Obj, opts: { dryRun?: boolean } = {}): Obj {
     const t = this.table(resource);
     const meta = obj.metadata;
     if (!meta.name && meta.generateName) {
@@ -235,11 +254,15 @@ export class ObjectStore {
         },
       );
     }
-    this.rv++;
     meta.uid = randomUUID();
-    meta.resourceVersion = String(this.rv);
     meta.creationTimestamp = timestamp();
     meta.generation = 1;
+    if (opts.dryRun) {
+      delete meta.resourceVersion;
+      return clone(obj);
+    }
+    this.rv++;
+    meta.resourceVersion = String(this.rv);
     const stored = clone(obj);
     t.set(k, stored);
     this.emit('ADDED', resource, stored);
@@ -253,7 +276,7 @@ export class ObjectStore {
   update(
     resource: string,
     obj: Obj,
-    opts: { expectedRv?: string; specChanged?: boolean } = {},
+    opts: { expectedRv?: string; specChanged?: boolean; dryRun?: boolean } = {},
   ): Obj {
     const t = this.table(resource);
     const k = this.key(obj.metadata.namespace, obj.metadata.name!);
@@ -279,16 +302,18 @@ export class ObjectStore {
         { name: obj.metadata.name, group: type.group, kind: type.plural },
       );
     }
-    this.rv++;
     const next = clone(obj);
     next.metadata = {
       ...next.metadata,
       uid: cur.metadata.uid,
       creationTimestamp: cur.metadata.creationTimestamp,
       deletionTimestamp: cur.metadata.deletionTimestamp ?? next.metadata.deletionTimestamp,
-      resourceVersion: String(this.rv),
+      // A dry run keeps the current resourceVersion: nothing changed.
+      resourceVersion: opts.dryRun ? cur.metadata.resourceVersion : String(this.rv + 1),
       generation: (cur.metadata.generation ?? 1) + (opts.specChanged ? 1 : 0),
     };
+    if (opts.dryRun) return next;
+    this.rv++;
     // An object marked for deletion goes away once its last finalizer is
     // removed (a namespace's spec.finalizers too: the namespace controller's).
     const specFinalizers = (next.spec as { finalizers?: unknown[] } | undefined)?.finalizers;
@@ -305,12 +330,25 @@ export class ObjectStore {
     return clone(next);
   }
 
-  /** Deletes now, or only marks when finalizers hold the object. */
-  remove(resource: string, namespace: string | undefined, name: string): Obj | undefined {
+  /**
+   * Deletes now, or only marks when finalizers hold the object. With
+   * `dryRun`, returns what the deletion would leave and changes nothing.
+   */
+  remove(
+    resource: string,
+    namespace: string | undefined,
+    name: string,
+    opts: { dryRun?: boolean } = {},
+  ): Obj | undefined {
     const t = this.table(resource);
     const k = this.key(namespace, name);
     const cur = t.get(k);
     if (!cur) return undefined;
+    if (opts.dryRun) {
+      const preview = clone(cur);
+      if (preview.metadata.finalizers?.length) preview.metadata.deletionTimestamp ??= timestamp();
+      return preview;
+    }
     if (cur.metadata.finalizers?.length) {
       if (!cur.metadata.deletionTimestamp) {
         this.rv++;

@@ -10,13 +10,38 @@ import { ApiError, type Obj, type ResourceType } from './store.js';
 /** `?fieldValidation=` as the API server reads it (default `Warn` since Kubernetes 1.27). */
 export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
 
-export function fieldValidationOf(value: string | null): FieldValidation {
+export function fieldValidationOf(
+  value: string | null,
+  optionsKind = 'CreateOptions',
+): FieldValidation {
   if (value === null || value === '') return 'Warn';
   if (value === 'Strict' || value === 'Warn' || value === 'Ignore') return value;
-  throw new ApiError(
-    400,
-    'BadRequest',
-    `fieldValidation: Unsupported value: "${value}": supported values: "Ignore", "Strict", "Warn"`,
+  throw unsupportedOption(optionsKind, 'fieldValidation', value, ['Ignore', 'Strict', 'Warn']);
+}
+
+/**
+ * A request option with a value the API server does not know: its options
+ * validation answers 422 Invalid on `CreateOptions.meta.k8s.io` (or
+ * Update/Patch/DeleteOptions) with one `FieldValueNotSupported` cause.
+ */
+export function unsupportedOption(
+  optionsKind: string,
+  field: string,
+  value: string,
+  supported: string[],
+): ApiError {
+  const message = `Unsupported value: ${JSON.stringify(value)}: supported values: ${supported
+    .map((v) => JSON.stringify(v))
+    .join(', ')}`;
+  return new ApiError(
+    422,
+    'Invalid',
+    `${optionsKind}.meta.k8s.io "" is invalid: ${field}: ${message}`,
+    {
+      group: 'meta.k8s.io',
+      kind: optionsKind,
+      causes: [{ reason: 'FieldValueNotSupported', message, field }],
+    },
   );
 }
 

@@ -227,7 +227,8 @@ describe('labvirt doctor against the simulated host cluster', () => {
       obj.metadata = { name: 'kubevirt', namespace: 'kubevirt' };
       const file = join(dir, 'kubevirt.yaml');
       writeFileSync(file, stringify(obj));
-      // The simulator serves no OpenAPI document for client-side validation yet.
+      // No schema of KubeVirt's install resource is beside the project, so the
+      // simulator publishes none for kubectl's client-side validation.
       await kubectl('create', '--validate=false', '-f', file);
       // Status is the operator's to write, through its subresource.
       await kubectl(

@@ -302,7 +302,7 @@ describe('conformance: schema validation of writes', () => {
     expect(byName.items.map((v) => v.metadata.name)).toEqual(['pruned']);
   });
 
-  it('refuses an unknown fieldValidation value with 400', async () => {
+  it('refuses an unknown fieldValidation value with 422 Unsupported value', async () => {
     const body = await refusal(
       core.createNamespacedConfigMap({
         namespace: ns,
@@ -310,7 +310,11 @@ describe('conformance: schema validation of writes', () => {
         fieldValidation: 'Sometimes',
       }),
     );
-    expect(body.code).toBe(400);
-    expect(body.message).toContain('fieldValidation');
+    expect(body.code).toBe(422);
+    expect(body.reason).toBe('Invalid');
+    expect(body.message).toContain('fieldValidation: Unsupported value: "Sometimes"');
+    expect(body.details?.causes).toEqual([
+      expect.objectContaining({ reason: 'FieldValueNotSupported', field: 'fieldValidation' }),
+    ]);
   });
 });
