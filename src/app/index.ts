@@ -271,6 +271,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         logger: log.child({ component: 'gateway' }),
       });
       gatewayPort = gateway.port;
+      metrics.watchGateway(gateway);
       stack.push(() => gateway.close());
     }
 
