@@ -4,6 +4,7 @@ import type { Worker } from 'bullmq';
 import type { Config } from '../config/index.js';
 import { EventBus } from '../events/index.js';
 import { HostCluster, loadKubeConfig } from '../kube/client.js';
+import { NamespaceEventRecorder } from '../kube/events.js';
 import { formatProblems, loadLabs, type Lab } from '../labs/index.js';
 import { createLogger, type Logger } from '../log/index.js';
 import { createMetrics, type Metrics } from '../metrics/index.js';
@@ -33,6 +34,7 @@ import {
   type GuestResolver,
 } from '../ssh/index.js';
 import { Store } from '../store/index.js';
+import { namespaceEventFor } from './env-events.js';
 import { keyStoreFor } from './keys.js';
 
 export interface LabvirtOptions {
@@ -136,6 +138,16 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       logger: log,
       onRequest: (verb, resource) => metricsRef.current?.observeKubeRequest(verb, resource),
     });
+
+    // `kubectl describe ns lab-…` tells each env's story.
+    const namespaceEvents = new NamespaceEventRecorder(cluster, {
+      logger: log.child({ component: 'kube-events' }),
+    });
+    const stopNamespaceEvents = events.onAny((e) => {
+      const event = namespaceEventFor(config, e);
+      if (event) void namespaceEvents.record(event);
+    });
+    stack.push(async () => stopNamespaceEvents());
 
     const orchestratorKey = await loadOrCreateHostKey(
       keyStoreFor(config.ssh.orchestratorKey, cluster),

@@ -77,3 +77,8 @@ export {
   type ApiPermission,
 } from './permissions.js';
 export { ClusterInspector, type KubeVirtInstall, type ServerVersion } from './inspect.js';
+export {
+  NamespaceEventRecorder,
+  type NamespaceEvent,
+  type NamespaceEventRecorderOptions,
+} from './events.js';
