@@ -12,6 +12,7 @@ export {
   deepMerge,
   ConfigError,
   CONFIG_ENV_VARS,
+  CONFIG_ENV_OVERRIDES,
   type ConfigProblem,
   type LoadConfigOptions,
 } from './load.js';
