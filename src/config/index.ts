@@ -1,5 +1,6 @@
 export {
   configSchema,
+  LOG_MODULES,
   flavorName,
   type Config,
   type ConfigInput,

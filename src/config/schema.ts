@@ -58,6 +58,17 @@ const dnsLabelPrefix = z
     'lowercase letters, digits and dashes, starting with a letter, at most 20 characters',
   );
 
+const logLevelSchema = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+/** labvirt's modules that log under their own name (`component` in each line). */
+export const LOG_MODULES = [
+  'api',
+  'gateway',
+  'executor',
+  'kube',
+  'kube-events',
+  'orchestrator',
+] as const;
+
 export const roleResourcesSchema = z.strictObject({
   /** Guest vCPUs (what the guest OS sees). */
   cpus: z.number().int().min(1).max(16),
@@ -124,9 +135,12 @@ export const configSchema = z
      */
     labScripts: z.enum(['standard', 'sim']).default('standard'),
     /** Level of labvirt's JSON logs (pino); secrets are always redacted. */
-    logLevel: z
-      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
-      .default('info'),
+    logLevel: logLevelSchema.default('info'),
+    /**
+     * Levels per module, over `logLevel`: `api`, `gateway`, `executor`,
+     * `kube`, `kube-events`, `orchestrator` (pool and sessions), e.g. `{ gateway: debug }`.
+     */
+    logLevels: z.partialRecord(z.enum(LOG_MODULES), logLevelSchema).default({}),
     kube: z
       .strictObject({
         /** Path to the host cluster's kubeconfig; in-cluster config when absent and running in a pod. */
