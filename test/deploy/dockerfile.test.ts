@@ -153,7 +153,7 @@ describe('the final stage, staged without Docker', () => {
     const { stdout } = await labvirt(['--help']);
     expect(stdout).toContain('Usage: labvirt');
     expect(stdout).toMatch(/serve \[options\]/);
-  }, 60_000);
+  }, 180_000);
 
   it("accepts the chart's configuration and the baked-in labs", async () => {
     const objs = parseAllDocuments(await helmTemplate(join(ROOT, 'deploy', 'helm', 'labvirt')))
@@ -166,5 +166,5 @@ describe('the final stage, staged without Docker', () => {
     const labs = await labvirt(['labs', 'validate'], { LABVIRT_CONFIG: file });
     // Relative to WORKDIR /app, as in the pod.
     expect(labs.stdout).toMatch(/^\d+ labs valid in labs /m);
-  }, 60_000);
+  }, 180_000);
 });

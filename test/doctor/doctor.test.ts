@@ -211,7 +211,8 @@ describe('labvirt doctor against the simulated host cluster', () => {
     expect(warning.code).toBe(3);
     expect(warning.stdout).toMatch(/^WARN {2}A CNI that enforces NetworkPolicy/m);
     expect(warning.stdout).toMatch(/^ {6}fix: /m);
-  }, 60_000);
+    // Two CLI processes: slow on a loaded machine.
+  }, 180_000);
 
   it('fails when no KubeVirt resource is installed', async () => {
     const saved = await kubectl('-n', 'kubevirt', 'get', 'kubevirt', 'kubevirt', '-o', 'yaml');
