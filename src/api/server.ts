@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { RequestListener } from 'node:http';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
+import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { EventBus } from '../events/index.js';
 import type { Logger } from '../log/index.js';
@@ -65,6 +66,16 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  // The API's description, built from the routes' own schemas (registered before them).
+  void app.register(swagger, {
+    openapi: {
+      info: { title: 'labvirt HTTP API', version: 'v1' },
+      components: {
+        securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      },
+    },
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   void app.register(healthRoutes(options.service, options.metrics));
   for (const route of options.rawRoutes ?? []) {
     app.route({
@@ -83,6 +94,9 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   void app.register(
     async (v1) => {
       requireBearerToken(v1, options.token);
+      v1.addHook('onRoute', (route) => {
+        route.schema = { ...route.schema, security: [{ bearer: [] }] };
+      });
       // Responses may carry a session's private key: keep them out of caches.
       v1.addHook('onSend', async (_request, reply) => {
         reply.header('cache-control', 'no-store');

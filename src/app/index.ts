@@ -4,8 +4,9 @@ import type { Worker } from 'bullmq';
 import type { Config } from '../config/index.js';
 import { EventBus } from '../events/index.js';
 import { HostCluster, loadKubeConfig } from '../kube/client.js';
+import { NamespaceEventRecorder } from '../kube/events.js';
 import { formatProblems, loadLabs, type Lab } from '../labs/index.js';
-import { createLogger, type Logger } from '../log/index.js';
+import { createLogger, moduleLogger, type Logger } from '../log/index.js';
 import { createMetrics, type Metrics } from '../metrics/index.js';
 import { startApi } from '../api/index.js';
 import type { PoolContext } from '../pool/context.js';
@@ -42,6 +43,7 @@ import {
   type SlackSecrets,
 } from '../slack/index.js';
 import { NodePortSync } from '../sync/index.js';
+import { namespaceEventFor } from './env-events.js';
 import { keyStoreFor } from './keys.js';
 
 export interface LabvirtOptions {
@@ -161,10 +163,20 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     // The metrics need the service, the service needs the cluster client: count through a late-bound ref.
     const metricsRef: { current?: Metrics } = {};
     const cluster = new HostCluster(loadKubeConfig(config.kube), {
-      logger: log,
+      logger: moduleLogger(log, 'kube', config.logLevels),
       onRequest: (verb, resource) => metricsRef.current?.observeKubeRequest(verb, resource),
     });
     stack.push(() => cluster.close());
+
+    // `kubectl describe ns lab-…` tells each env's story.
+    const namespaceEvents = new NamespaceEventRecorder(cluster, {
+      logger: moduleLogger(log, 'kube-events', config.logLevels),
+    });
+    const stopNamespaceEvents = events.onAny((e) => {
+      const event = namespaceEventFor(config, e);
+      if (event) void namespaceEvents.record(event);
+    });
+    stack.push(async () => stopNamespaceEvents());
 
     const orchestratorKey = await loadOrCreateHostKey(
       keyStoreFor(config.ssh.orchestratorKey, cluster),
@@ -175,7 +187,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     const executor = createExecutor({
       privateKey: orchestratorKey.privateKey,
       resolve: resolver,
-      logger: log.child({ component: 'executor' }),
+      logger: moduleLogger(log, 'executor', config.logLevels),
     });
     stack.push(async () => executor.close());
 
@@ -197,7 +209,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       executor,
       events,
       labs,
-      log,
+      log: moduleLogger(log, 'orchestrator', config.logLevels),
       orchestratorPublicKey: orchestratorKey.publicKey,
       now,
     };
@@ -348,9 +360,10 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         executorKey: orchestratorKey.privateKey,
         resolve: resolver,
         idleTimeoutMs: config.ssh.idleTimeoutMinutes * 60_000,
-        logger: log.child({ component: 'gateway' }),
+        logger: moduleLogger(log, 'gateway', config.logLevels),
       });
       gatewayPort = gateway.port;
+      metrics.watchGateway(gateway);
       stack.push(() => gateway.close());
     }
 
@@ -382,7 +395,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         events,
         metrics,
         token: options.apiToken,
-        logger: log.child({ component: 'api' }),
+        logger: moduleLogger(log, 'api', config.logLevels),
         host: config.api.host,
         port: config.api.port,
         rawRoutes: slack?.httpListener

@@ -1,5 +1,6 @@
 export {
   configSchema,
+  LOG_MODULES,
   flavorName,
   type Config,
   type ConfigInput,
@@ -12,6 +13,7 @@ export {
   deepMerge,
   ConfigError,
   CONFIG_ENV_VARS,
+  CONFIG_ENV_OVERRIDES,
   type ConfigProblem,
   type LoadConfigOptions,
 } from './load.js';

@@ -53,6 +53,10 @@ const ENV_OVERRIDES: Record<string, { path: string[]; type: 'string' | 'number' 
 };
 
 export const CONFIG_ENV_VARS = Object.keys(ENV_OVERRIDES);
+/** Which setting each variable sets (the generated configuration reference lists them). */
+export const CONFIG_ENV_OVERRIDES: Readonly<
+  Record<string, { readonly path: readonly string[]; readonly type: 'string' | 'number' }>
+> = ENV_OVERRIDES;
 
 export interface LoadConfigOptions {
   /** Config file (YAML or JSON). Defaults to `$LABVIRT_CONFIG`; built-in defaults when neither is set. */

@@ -58,6 +58,17 @@ const dnsLabelPrefix = z
     'lowercase letters, digits and dashes, starting with a letter, at most 20 characters',
   );
 
+const logLevelSchema = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+/** labvirt's modules that log under their own name (`component` in each line). */
+export const LOG_MODULES = [
+  'api',
+  'gateway',
+  'executor',
+  'kube',
+  'kube-events',
+  'orchestrator',
+] as const;
+
 export const roleResourcesSchema = z.strictObject({
   /** Guest vCPUs (what the guest OS sees). */
   cpus: z.number().int().min(1).max(16),
@@ -91,6 +102,7 @@ export const scheduledTargetSchema = z.strictObject({
   cron: cronExpression,
   /** Time zone of the cron expression (IANA name); the host's when absent. */
   timezone: z.string().optional(),
+  /** The flavor whose pool grows for the class. */
   flavor: z.string().min(1),
   /** Warm envs wanted when the class starts. */
   minWarm: z.number().int().min(1).max(1000),
@@ -114,6 +126,7 @@ export const configSchema = z
   .strictObject({
     /** Prefix of every env namespace on the host cluster. */
     namespacePrefix: dnsLabelPrefix.default('lab-'),
+    /** Folder of the lab scenarios (one folder per lab with a lab.yaml). */
     labsDir: z.string().min(1).default('labs'),
     /**
      * Which scripts of each lab to run: `standard` (the real ones, for real
@@ -121,13 +134,18 @@ export const configSchema = z
      * guests, which have no kubectl or systemd).
      */
     labScripts: z.enum(['standard', 'sim']).default('standard'),
-    logLevel: z
-      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
-      .default('info'),
+    /** Level of labvirt's JSON logs (pino); secrets are always redacted. */
+    logLevel: logLevelSchema.default('info'),
+    /**
+     * Levels per module, over `logLevel`: `api`, `gateway`, `executor`,
+     * `kube`, `kube-events`, `orchestrator` (pool and sessions), e.g. `{ gateway: debug }`.
+     */
+    logLevels: z.partialRecord(z.enum(LOG_MODULES), logLevelSchema).default({}),
     kube: z
       .strictObject({
         /** Path to the host cluster's kubeconfig; in-cluster config when absent and running in a pod. */
         kubeconfig: z.string().min(1).optional(),
+        /** Context of the kubeconfig to use; its current context when absent. */
         context: z.string().min(1).optional(),
         /**
          * A JSON file mapping guest `ip:port` to the `host:port` that reaches it
@@ -139,6 +157,7 @@ export const configSchema = z
       .default({}),
     redis: z
       .strictObject({
+        /** Redis >= 6.2 with maxmemory-policy noeviction; a password in the URL is never logged. */
         url: z
           .string()
           .regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')
@@ -227,14 +246,17 @@ export const configSchema = z
       .strictObject({
         /** `gateway`: students reach VMs through labvirt's SSH gateway; `nodeport`: one NodePort per env. */
         mode: z.enum(['gateway', 'nodeport']).default('gateway'),
+        /** Port of the SSH gateway's listener (0: any free port). */
         gatewayPort: z.number().int().min(0).max(65535).default(2222),
         /** Host name students are told to connect to. */
         publicHost: z.string().min(1).default('127.0.0.1'),
+        /** Address the SSH gateway listens on. */
         bindAddress: z.string().min(1).default('0.0.0.0'),
         /** Where the gateway host key is kept: a file path, or `secret:<namespace>/<name>` on the host cluster. */
         hostKey: z.string().min(1).default('.labvirt/gateway_host_key'),
         /** labvirt's own key for logging into VMs (same forms as hostKey); put in every VM by cloud-init. */
         orchestratorKey: z.string().min(1).default('.labvirt/orchestrator_key'),
+        /** A student connection idle this long is closed. */
         idleTimeoutMinutes: z
           .number()
           .int()
@@ -256,6 +278,7 @@ export const configSchema = z
       }),
     sessions: z
       .strictObject({
+        /** Sessions one student may hold at once. */
         maxPerStudent: z.number().int().min(1).max(10).default(1),
         /** Session length when the lab sets no time limit. */
         defaultMinutes: z
@@ -271,13 +294,16 @@ export const configSchema = z
           .min(5)
           .max(7 * 24 * 60)
           .default(240),
+        /** Time one extension adds. */
         extendMinutes: z
           .number()
           .int()
           .min(1)
           .max(24 * 60)
           .default(30),
+        /** How long before expiry the student is warned. */
         warnBeforeMinutes: z.number().int().min(1).max(60).default(10),
+        /** When expired sessions are swept (node-cron). */
         expiryCron: cronExpression.default('* * * * *'),
       })
       .default({
@@ -290,7 +316,9 @@ export const configSchema = z
       }),
     pool: z
       .strictObject({
+        /** When the pool is topped up to its warm targets (node-cron). */
         replenishCron: cronExpression.default('*/1 * * * *'),
+        /** When labvirt's indexes are checked against the cluster (node-cron). */
         reconcileCron: cronExpression.default('*/5 * * * *'),
         /** Envs being provisioned at once across all replicas (protects the host cluster). */
         maxProvisioning: z.number().int().min(1).max(500).default(10),
@@ -302,7 +330,9 @@ export const configSchema = z
          * than the provisioning and teardown jobs of workerConcurrency.
          */
         prepareConcurrency: z.number().int().min(1).max(2000).default(200),
+        /** How long one env may take to provision before the attempt fails. */
         provisionDeadlineSeconds: z.number().int().min(10).max(7200).default(900),
+        /** Attempts per env before it is failed and torn down. */
         provisionAttempts: z.number().int().min(1).max(10).default(3),
         /** How long a crashed worker's job stays locked before another worker takes it over. */
         jobLockSeconds: z.number().int().min(2).max(600).default(30),
@@ -328,7 +358,9 @@ export const configSchema = z
       }),
     api: z
       .strictObject({
+        /** Address the HTTP API listens on (0.0.0.0 in a pod). */
         host: z.string().min(1).default('127.0.0.1'),
+        /** Port of the HTTP API (also /metrics, /healthz, /readyz). */
         port: z.number().int().min(0).max(65535).default(8080),
         /** Name of the environment variable holding the API bearer token. */
         tokenEnv: envVarName('LABVIRT_API_TOKEN'),
@@ -349,6 +381,7 @@ export const configSchema = z
       .strictObject({
         /** Names of the environment variables holding Slack secrets (never the secrets themselves). */
         signingSecretEnv: envVarName('SLACK_SIGNING_SECRET'),
+        /** Name of the variable holding the Slack bot token. */
         botTokenEnv: envVarName('SLACK_BOT_TOKEN'),
         /** Socket Mode's app-level token (`xapp-…`, scope connections:write). */
         appTokenEnv: envVarName('SLACK_APP_TOKEN'),
@@ -360,6 +393,7 @@ export const configSchema = z
         apiUrl: z
           .url({ protocol: /^https?$/, error: 'an http(s) URL ending in /api/' })
           .default('https://slack.com/api/'),
+        /** The Slack slash command students type. */
         command: z
           .string()
           .regex(/^\/[a-z0-9_-]+$/)
@@ -403,6 +437,7 @@ export const configSchema = z
         publicHost: z.string().min(1).optional(),
         /** Mirrored ports per env (the env's `services.nodeports` quota follows it). */
         maxPortsPerEnv: z.number().int().min(0).max(50).default(5),
+        /** Protocols of student ports that may be published. */
         protocols: z
           .array(z.enum(['TCP', 'UDP', 'SCTP']))
           .min(1)
@@ -410,7 +445,9 @@ export const configSchema = z
         /** Student nodePorts that may be published (inclusive). */
         studentPortRange: z
           .strictObject({
+            /** Lowest student nodePort published. */
             min: z.number().int().min(1).max(65535),
+            /** Highest student nodePort published. */
             max: z.number().int().min(1).max(65535),
           })
           .refine((r) => r.min <= r.max, 'min must not exceed max')
@@ -421,6 +458,7 @@ export const configSchema = z
         resyncSeconds: z.number().min(1).max(3600).default(60),
         /** Backoff between reconnects to a student API server that is down. */
         retryInitialSeconds: z.number().min(0.05).max(60).default(1),
+        /** Longest wait between reconnects to a student API server that is down. */
         retryMaxSeconds: z.number().min(0.1).max(600).default(30),
       })
       .default({

@@ -6,6 +6,7 @@ import {
   KubernetesObjectApi,
   PatchStrategy,
   setHeaderOptions,
+  type CoreV1Event,
   type KubernetesObject,
   type V1Namespace,
   type V1Secret,
@@ -340,6 +341,12 @@ export class HostCluster {
   async createSecret(namespace: string, secret: V1Secret): Promise<void> {
     this.count('create', 'Secret');
     await this.core.createNamespacedSecret({ namespace, body: secret });
+  }
+
+  /** Records a Kubernetes Event (what `kubectl describe` lists). */
+  async createEvent(namespace: string, event: CoreV1Event): Promise<void> {
+    this.count('create', 'Event');
+    await this.core.createNamespacedEvent({ namespace, body: event });
   }
 
   /** Cheap liveness probe of the API server. */

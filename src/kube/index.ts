@@ -65,3 +65,16 @@ export {
   type KubeObject,
   type VmiStatusView,
 } from './client.js';
+export {
+  DOCTOR_PERMISSIONS,
+  KIND_RESOURCES,
+  LABVIRT_PERMISSIONS,
+  permissionKey,
+  type ApiPermission,
+} from './permissions.js';
+export { ClusterInspector, type KubeVirtInstall, type ServerVersion } from './inspect.js';
+export {
+  NamespaceEventRecorder,
+  type NamespaceEvent,
+  type NamespaceEventRecorderOptions,
+} from './events.js';

@@ -1,3 +1,5 @@
+import { validate as deployment } from 'kubernetes-models/_schemas/IoK8sApiAppsV1Deployment';
+import { validate as statefulSet } from 'kubernetes-models/_schemas/IoK8sApiAppsV1StatefulSet';
 import { validate as configMap } from 'kubernetes-models/_schemas/IoK8sApiCoreV1ConfigMap';
 import { validate as endpoints } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Endpoints';
 import { validate as coreEvent } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Event';
@@ -11,6 +13,7 @@ import { validate as service } from 'kubernetes-models/_schemas/IoK8sApiCoreV1Se
 import { validate as serviceAccount } from 'kubernetes-models/_schemas/IoK8sApiCoreV1ServiceAccount';
 import { validate as eventsEvent } from 'kubernetes-models/_schemas/IoK8sApiEventsV1Event';
 import { validate as networkPolicy } from 'kubernetes-models/_schemas/IoK8sApiNetworkingV1NetworkPolicy';
+import { validate as podDisruptionBudget } from 'kubernetes-models/_schemas/IoK8sApiPolicyV1PodDisruptionBudget';
 import { validate as clusterRole } from 'kubernetes-models/_schemas/IoK8sApiRbacV1ClusterRole';
 import { validate as clusterRoleBinding } from 'kubernetes-models/_schemas/IoK8sApiRbacV1ClusterRoleBinding';
 import { validate as role } from 'kubernetes-models/_schemas/IoK8sApiRbacV1Role';
@@ -26,7 +29,10 @@ export interface BuiltinKind {
   validate: CompiledValidator;
 }
 
-/** The built-in kinds labvirt (and the simulator) handle, by `apiVersion/kind`. */
+/**
+ * The built-in kinds labvirt (and the simulator) handle, by `apiVersion/kind`,
+ * and those of labvirt's own install (the Helm chart under deploy/).
+ */
 export const BUILTIN_KINDS: Record<string, BuiltinKind> = {
   'v1/Namespace': { model: 'V1Namespace', validate: namespace },
   'v1/Node': { model: 'V1Node', validate: node },
@@ -47,5 +53,12 @@ export const BUILTIN_KINDS: Record<string, BuiltinKind> = {
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': {
     model: 'V1ClusterRoleBinding',
     validate: clusterRoleBinding,
+  },
+  // labvirt's own install (deploy/helm/labvirt).
+  'apps/v1/Deployment': { model: 'V1Deployment', validate: deployment },
+  'apps/v1/StatefulSet': { model: 'V1StatefulSet', validate: statefulSet },
+  'policy/v1/PodDisruptionBudget': {
+    model: 'V1PodDisruptionBudget',
+    validate: podDisruptionBudget,
   },
 };

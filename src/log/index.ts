@@ -44,3 +44,16 @@ export function createLogger(options: CreateLoggerOptions = {}): Logger {
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }
+
+/**
+ * The logger of one labvirt module: lines carry `component: <module>`, at the
+ * module's own level when the configuration gives one (`logLevels`).
+ */
+export function moduleLogger(
+  root: Logger,
+  module: string,
+  levels: Partial<Record<string, string>> = {},
+): Logger {
+  const level = levels[module];
+  return level ? root.child({ component: module }, { level }) : root.child({ component: module });
+}

@@ -7,6 +7,8 @@ export interface Metrics {
   readonly registry: Registry;
   /** Counts one request to the host cluster's API (called by the kube client). */
   observeKubeRequest(verb: string, resource: string): void;
+  /** Reports this replica's open SSH gateway connections at each scrape. */
+  watchGateway(gateway: { readonly connections: number }): void;
   /** Unsubscribes from the event bus. */
   close(): void;
 }
@@ -153,6 +155,16 @@ export function createMetrics(options: CreateMetricsOptions): Metrics {
     registers: [registry],
   });
 
+  let gateway: { readonly connections: number } | undefined;
+  new Gauge({
+    name: 'labvirt_ssh_gateway_connections',
+    help: "Open student SSH connections through this replica's gateway",
+    registers: [registry],
+    collect() {
+      this.set(gateway?.connections ?? 0);
+    },
+  });
+
   const onEvent = async (event: LabvirtEvent): Promise<void> => {
     switch (event.type) {
       case 'session.queued':
@@ -187,6 +199,7 @@ export function createMetrics(options: CreateMetricsOptions): Metrics {
   return {
     registry,
     observeKubeRequest: (verb, resource) => kubeRequests.inc({ verb, resource }),
+    watchGateway: (g) => void (gateway = g),
     close: unsubscribe,
   };
 }

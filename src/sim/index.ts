@@ -21,6 +21,8 @@ import { WriteValidator } from './validation.js';
 import { LOOPBACK, listenWithin, type ListenSpec } from './listen.js';
 
 const POD_TYPE = RESOURCES.find((r) => r.plural === 'pods')!;
+/** The KubeVirt version the sim's KubeVirt resource reports (the schemas' release). */
+const SIM_KUBEVIRT_VERSION = 'v1.9.0';
 
 export interface SimOptions {
   /** Where the kubeconfig, guests.json and guest sandboxes go. */
@@ -123,6 +125,14 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   const rbac = new Rbac(store);
   for (const o of BOOTSTRAP_POLICY)
     cluster.seed(o.kind === 'ClusterRole' ? 'clusterroles' : 'clusterrolebindings', o);
+  // What virt-operator leaves once KubeVirt is deployed (defaults: bridge binding permitted, KVM).
+  cluster.seed('kubevirts', {
+    apiVersion: 'kubevirt.io/v1',
+    kind: 'KubeVirt',
+    metadata: { name: 'kubevirt', namespace: 'kubevirt' },
+    spec: { configuration: { developerConfiguration: { featureGates: [] } } },
+    status: { phase: 'Deployed', observedKubeVirtVersion: SIM_KUBEVIRT_VERSION },
+  });
   const nodes: SimNode[] = Array.from({ length: options.nodes ?? 4 }, (_, i) => ({
     name: `sim-node-${i + 1}`,
     cpu: options.nodeCpu ?? 64,

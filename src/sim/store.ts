@@ -81,6 +81,15 @@ export const RESOURCES: ResourceType[] = [
     kind: 'VirtualMachineInstance',
     namespaced: true,
   },
+  // virt-operator's install resource: what `labvirt doctor` reads KubeVirt's configuration from.
+  {
+    group: 'kubevirt.io',
+    version: 'v1',
+    plural: 'kubevirts',
+    kind: 'KubeVirt',
+    namespaced: true,
+    status: true,
+  },
 ];
 
 export type Obj = Record<string, unknown> & {

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startTestApi, type TestApi } from './fixtures/harness.js';
 
@@ -43,6 +45,7 @@ describe('/metrics', () => {
       'labvirt_checks_total',
       'labvirt_hints_total',
       'labvirt_kube_requests_total',
+      'labvirt_ssh_gateway_connections',
       'process_cpu_user_seconds_total',
       'process_resident_memory_bytes',
     ]) {
@@ -146,5 +149,38 @@ describe('/metrics', () => {
     expect(
       sample(text, 'labvirt_kube_requests_total', '{verb="create",resource="virtualmachines"}'),
     ).toBe(2);
+  });
+});
+
+describe('deploy/grafana/labvirt-dashboard.json', () => {
+  it('queries only metrics labvirt exposes, and shows what operators watch', async () => {
+    const dashboard = JSON.parse(
+      readFileSync(
+        join(import.meta.dirname, '..', '..', 'deploy', 'grafana', 'labvirt-dashboard.json'),
+        'utf8',
+      ),
+    ) as { panels: { title: string; targets: { expr: string }[] }[] };
+    const text = await scrape();
+    const used = new Set(
+      dashboard.panels.flatMap((p) =>
+        p.targets.flatMap((t) =>
+          [...t.expr.matchAll(/\blabvirt_[a-z_]+/g)].map((m) =>
+            m[0].replace(/_(bucket|count|sum)$/, ''),
+          ),
+        ),
+      ),
+    );
+    expect(used.size).toBeGreaterThan(5);
+    for (const name of used) expect(text, name).toContain(`# TYPE ${name} `);
+    const titles = dashboard.panels.map((p) => p.title);
+    for (const wanted of [
+      'Pool by state',
+      'Claim latency',
+      'Waiting line',
+      'Provision failures',
+      'SSH connections',
+    ]) {
+      expect(titles).toContain(wanted);
+    }
   });
 });

@@ -1,3 +1,4 @@
+import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 
@@ -72,6 +73,34 @@ describe('HTTP API over the real service', () => {
     expect(metrics).toMatch(
       /labvirt_kube_requests_total\{verb="create",resource="VirtualMachine"\}/,
     );
+  }, 60_000);
+
+  it("counts open SSH connections through this replica's gateway", async () => {
+    const gauge = async () => {
+      const text = await (await fetch(`${stack.labvirt.apiUrl}/metrics`)).text();
+      return Number(/^labvirt_ssh_gateway_connections (\d+)$/m.exec(text)?.[1]);
+    };
+    expect(await gauge()).toBe(0);
+    const started = await call('POST', '/v1/sessions', { student: 'sam', labId: 'fixture-one' });
+    const id = started.body.id as string;
+    await stack.untilSession(id, 'active');
+    const client = new ssh2.Client();
+    await new Promise<void>((resolve, reject) => {
+      client.once('ready', () => resolve()).once('error', reject);
+      client.connect({
+        host: '127.0.0.1',
+        port: stack.labvirt.gatewayPort,
+        username: id,
+        privateKey: started.body.privateKey as string,
+      });
+    });
+    try {
+      expect(await gauge()).toBe(1);
+    } finally {
+      client.end();
+    }
+    await stack.until(async () => (await gauge()) === 0, 'the connection to close');
+    await call('DELETE', `/v1/sessions/${id}`);
   }, 60_000);
 
   it('answers unknown labs and bad students with stable error codes', async () => {

@@ -72,10 +72,10 @@ describe('deploy/rbac.yaml enforced: labvirt under its own ServiceAccount', () =
 
   it('what the file does not grant is refused to the same account', async () => {
     const asLabvirt = stack.sim.kubeconfigFor('labvirt', 'labvirt');
-    const nodes = await kubectl(asLabvirt, ['get', 'nodes']);
-    expect(nodes.code).toBe(1);
-    expect(nodes.stderr).toContain(
-      `nodes is forbidden: User "${SERVICE_ACCOUNT}" cannot list resource "nodes" in API group "" at the cluster scope`,
+    const pods = await kubectl(asLabvirt, ['get', 'pods', '-A']);
+    expect(pods.code).toBe(1);
+    expect(pods.stderr).toContain(
+      `pods is forbidden: User "${SERVICE_ACCOUNT}" cannot list resource "pods" in API group "" at the cluster scope`,
     );
     const canI = await kubectl(asLabvirt, [
       'auth',

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerClientCommands } from './client.js';
 import { registerConfigCommands } from './config.js';
+import { registerDoctorCommand } from './doctor.js';
 import { registerLabsCommands } from './labs.js';
 import { registerLabTestCommand } from './labtest.js';
 import { registerRenderCommand } from './render.js';
@@ -22,4 +23,5 @@ export function registerCommands(program: Command): void {
   registerLabTestCommand(program);
   registerClientCommands(program);
   registerSlackCommands(program);
+  registerDoctorCommand(program);
 }

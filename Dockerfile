@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# labvirt's image: dist/ (compiled), production dependencies only, the labs,
+# VM templates and cloud-init files baked in; runs as a non-root user.
+#   docker build -t ghcr.io/labvirt/labvirt:0.1.0 .
+# deploy/helm/labvirt runs this image (image.repository / image.tag).
+ARG NODE_IMAGE=docker.io/library/node:22-bookworm-slim
+
+# 1. Compile TypeScript to dist/ (needs the dev dependencies).
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+# --ignore-scripts: "prepare" would compile before the sources are here.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npx tsc -p tsconfig.build.json
+
+# 2. Production dependencies only.
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+
+# 3. What runs.
+FROM ${NODE_IMAGE}
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+COPY package.json ./
+COPY bin ./bin
+COPY labs ./labs
+COPY vm-templates ./vm-templates
+COPY cloud-init ./cloud-init
+# `labvirt` on the PATH (kubectl exec ... -- labvirt doctor); the app stays root-owned and read-only.
+RUN ln -s /app/bin/labvirt.js /usr/local/bin/labvirt \
+ && groupadd --system --gid 10001 labvirt \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin labvirt
+USER 10001:10001
+# HTTP API (and /metrics, /healthz, /readyz), SSH gateway.
+EXPOSE 8080 2222
+ENTRYPOINT ["node", "/app/bin/labvirt.js"]
+CMD ["serve", "--config", "/etc/labvirt/labvirt.yaml"]

@@ -1,0 +1,72 @@
+{{/* The release's full name, at most 63 characters (a DNS label). */}}
+{{- define "labvirt.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's name: <fullname>-<suffix>, at most 63 characters. */}}
+{{- define "labvirt.componentName" -}}
+{{- printf "%s-%s" (include "labvirt.fullname" .root | trunc (int (sub 62 (len .suffix))) | trimSuffix "-") .suffix -}}
+{{- end -}}
+
+{{/* labvirt's pods. Env NetworkPolicies let pods with these labels reach VMs on port 22. */}}
+{{- define "labvirt.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "labvirt.labels" -}}
+{{ include "labvirt.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: labvirt
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "labvirt.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "labvirt.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "labvirt.secretName" -}}
+{{- default (include "labvirt.fullname" .) .Values.secrets.existingSecret -}}
+{{- end -}}
+
+{{/* True (non-empty) when the chart runs its own Redis. */}}
+{{- define "labvirt.bundledRedis" -}}
+{{- if and (not .Values.redis.url) (not .Values.redis.urlSecret.name) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "labvirt.redisName" -}}
+{{- include "labvirt.componentName" (dict "root" . "suffix" "redis") -}}
+{{- end -}}
+
+{{/*
+labvirt.yaml: what the chart owns (where Redis is, the listeners, the key
+Secrets, labvirt's own namespace and pod labels) under the operator's
+`config`, which wins where both set a key.
+*/}}
+{{- define "labvirt.config" -}}
+{{- $owned := dict
+  "api" (dict "host" "0.0.0.0" "port" (int .Values.api.containerPort))
+  "ssh" (dict
+    "gatewayPort" (int .Values.gateway.containerPort)
+    "bindAddress" "0.0.0.0"
+    "hostKey" (printf "secret:%s/%s" .Release.Namespace (include "labvirt.componentName" (dict "root" . "suffix" "gateway-host-key")))
+    "orchestratorKey" (printf "secret:%s/%s" .Release.Namespace (include "labvirt.componentName" (dict "root" . "suffix" "orchestrator-key"))))
+  "network" (dict
+    "gatewayNamespace" .Release.Namespace
+    "gatewayPodLabels" (include "labvirt.selectorLabels" . | fromYaml))
+-}}
+{{- if .Values.redis.url -}}
+{{- $_ := set $owned "redis" (dict "url" .Values.redis.url) -}}
+{{- else if include "labvirt.bundledRedis" . -}}
+{{- $_ := set $owned "redis" (dict "url" (printf "redis://%s:6379" (include "labvirt.redisName" .))) -}}
+{{- end -}}
+{{- toYaml (mustMergeOverwrite $owned (deepCopy .Values.config)) -}}
+{{- end -}}

@@ -1,0 +1,170 @@
+import { execFile, execFileSync } from 'node:child_process';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { promisify } from 'node:util';
+import { parseAllDocuments } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { helmTemplate } from '../helpers/k8s-binaries.js';
+
+/**
+ * Docker is not available where the tests run, so the image is checked in
+ * two halves: the Dockerfile's instructions (what is copied, by whom, as which
+ * user), and the final stage's layout staged in a directory outside the
+ * project (so Node cannot find the project's node_modules) with only the
+ * production dependencies and a fresh dist/, then run.
+ */
+const ROOT = join(import.meta.dirname, '..', '..');
+const run = promisify(execFile);
+
+interface Instruction {
+  stage: string;
+  op: string;
+  args: string;
+}
+
+function instructions(): Instruction[] {
+  const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
+  const out: Instruction[] = [];
+  let stage = '';
+  let n = 0;
+  for (const line of text.split('\n')) {
+    const m = /^\s*([A-Z]+)\s+(.*)$/.exec(line);
+    if (!m) continue;
+    const [, op, args] = m as unknown as [string, string, string];
+    if (op === 'FROM') stage = / AS (\S+)/i.exec(args)?.[1] ?? `stage-${n}`;
+    if (op === 'FROM') n += 1;
+    out.push({ stage, op, args: args.trim() });
+  }
+  return out;
+}
+
+describe('Dockerfile', () => {
+  const all = instructions();
+  const finalStage = all.at(-1)!.stage;
+  const final = all.filter((i) => i.stage === finalStage);
+
+  it('copies from the build context only files that exist and .dockerignore keeps', () => {
+    const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
+    const sources = all
+      .filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))
+      .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+    expect(sources).toEqual(expect.arrayContaining(['labs', 'vm-templates', 'cloud-init', 'bin']));
+    for (const s of sources) {
+      expect(existsSync(join(ROOT, s)), `${s} exists`).toBe(true);
+      expect(ignored, `${s} is not in .dockerignore`).not.toContain(s);
+    }
+  });
+
+  it('runs as a non-root user, with dist/ and production dependencies only', () => {
+    const user = final.filter((i) => i.op === 'USER').at(-1)?.args ?? '';
+    expect(user).toMatch(/^[1-9][0-9]*:[1-9][0-9]*$/);
+    const copies = final.filter((i) => i.op === 'COPY').map((i) => i.args);
+    expect(copies).toContain('--from=build /src/dist ./dist');
+    expect(copies).not.toContainEqual(expect.stringMatching(/^src\b|\/src\/src/));
+    const depsStage = /--from=(\S+) \/app\/node_modules/.exec(copies.join('\n'))?.[1];
+    const install = all.filter((i) => i.stage === depsStage && i.op === 'RUN').map((i) => i.args);
+    expect(install.join(' ')).toMatch(/npm ci --omit=dev --ignore-scripts/);
+    // Nothing installs dependencies in the final stage itself.
+    expect(final.filter((i) => i.op === 'RUN' && /npm (ci|install)/.test(i.args))).toEqual([]);
+  });
+
+  it("is the image the Helm chart runs, with the chart's arguments", async () => {
+    const entry = final.find((i) => i.op === 'ENTRYPOINT')?.args;
+    expect(JSON.parse(entry!)).toEqual(['node', '/app/bin/labvirt.js']);
+    const objs = parseAllDocuments(await helmTemplate(join(ROOT, 'deploy', 'helm', 'labvirt')))
+      .map((d) => d.toJS() as { kind: string; spec?: Record<string, unknown> } | null)
+      .filter((o) => o !== null);
+    const deployment = objs.find((o) => o.kind === 'Deployment')!;
+    const container = (
+      deployment.spec as {
+        template: {
+          spec: {
+            containers: { image: string; args: string[] }[];
+            securityContext: { runAsUser: number };
+          };
+        };
+      }
+    ).template.spec;
+    expect(container.containers[0]!.args).toEqual(
+      JSON.parse(final.find((i) => i.op === 'CMD')!.args),
+    );
+    expect(String(container.securityContext.runAsUser)).toBe(
+      final.find((i) => i.op === 'USER')!.args.split(':')[0],
+    );
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    expect(container.containers[0]!.image).toBe(`ghcr.io/labvirt/labvirt:${pkg.version}`);
+  }, 60_000);
+});
+
+describe('the final stage, staged without Docker', () => {
+  let app: string;
+  beforeAll(async () => {
+    app = join(mkdtempSync(join(tmpdir(), 'labvirt-image-')), 'app');
+    mkdirSync(app);
+    // The production dependency tree, as `npm ci --omit=dev` would lay it out
+    // (hard links: the same bytes, no download).
+    const { stdout } = await run('npm', ['ls', '--omit=dev', '--all', '--parseable'], {
+      cwd: ROOT,
+      maxBuffer: 16 * 2 ** 20,
+    });
+    const topLevel = stdout
+      .split('\n')
+      .slice(1)
+      .filter((p) => p && !relative(join(ROOT, 'node_modules'), p).includes('node_modules'));
+    for (const p of topLevel) {
+      const target = join(app, 'node_modules', relative(join(ROOT, 'node_modules'), p));
+      mkdirSync(dirname(target), { recursive: true });
+      execFileSync('cp', ['-al', p, target]);
+    }
+    await run(join(ROOT, 'node_modules', '.bin', 'tsc'), [
+      '-p',
+      join(ROOT, 'tsconfig.build.json'),
+      '--outDir',
+      join(app, 'dist'),
+    ]);
+    for (const f of ['package.json', 'bin', 'labs', 'vm-templates', 'cloud-init']) {
+      cpSync(join(ROOT, f), join(app, f), { recursive: true });
+    }
+  }, 300_000);
+  afterAll(() => rmSync(dirname(app), { recursive: true, force: true }));
+
+  const labvirt = (args: string[], env: Record<string, string> = {}) =>
+    run('node', [join(app, 'bin', 'labvirt.js'), ...args], {
+      cwd: app,
+      env: { PATH: process.env.PATH ?? '', HOME: app, ...env },
+    });
+
+  it('has no dev dependency and runs the CLI from dist/', async () => {
+    expect(existsSync(join(app, 'node_modules', 'vitest'))).toBe(false);
+    expect(existsSync(join(app, 'node_modules', 'typescript'))).toBe(false);
+    expect(existsSync(join(app, 'dist', 'cli', 'main.js'))).toBe(true);
+    const { stdout } = await labvirt(['--help']);
+    expect(stdout).toContain('Usage: labvirt');
+    expect(stdout).toMatch(/serve \[options\]/);
+  }, 180_000);
+
+  it("accepts the chart's configuration and the baked-in labs", async () => {
+    const objs = parseAllDocuments(await helmTemplate(join(ROOT, 'deploy', 'helm', 'labvirt')))
+      .map((d) => d.toJS() as { kind: string; data?: Record<string, string> } | null)
+      .filter((o) => o !== null);
+    const file = join(app, 'labvirt.yaml');
+    writeFileSync(file, objs.find((o) => o.kind === 'ConfigMap')!.data!['labvirt.yaml']!);
+    const check = await labvirt(['--config', file, 'config', 'check']);
+    expect(check.stdout).toMatch(/configuration is valid/);
+    const labs = await labvirt(['labs', 'validate'], { LABVIRT_CONFIG: file });
+    // Relative to WORKDIR /app, as in the pod.
+    expect(labs.stdout).toMatch(/^\d+ labs valid in labs /m);
+  }, 180_000);
+});

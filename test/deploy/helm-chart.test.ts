@@ -1,0 +1,366 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
+import { parse, parseAllDocuments } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/index.js';
+import {
+  DOCTOR_PERMISSIONS,
+  LABVIRT_PERMISSIONS,
+  permissionKey,
+  selectorMatches,
+  validateObject,
+} from '../../src/kube/index.js';
+import { helmTemplate } from '../helpers/k8s-binaries.js';
+
+const CHART = join(import.meta.dirname, '..', '..', 'deploy', 'helm', 'labvirt');
+
+interface Obj {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  [k: string]: unknown;
+}
+interface Rule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+}
+interface Container {
+  name: string;
+  args?: string[];
+  env?: {
+    name: string;
+    value?: string;
+    valueFrom?: { secretKeyRef?: { name: string; key: string } };
+  }[];
+  ports?: { name: string; containerPort: number }[];
+  livenessProbe?: { httpGet?: { path: string; port: string } };
+  readinessProbe?: { httpGet?: { path: string; port: string } };
+  securityContext?: Record<string, unknown>;
+}
+interface PodTemplate {
+  metadata: { labels: Record<string, string> };
+  spec: { containers: Container[]; securityContext?: Record<string, unknown> };
+}
+
+async function render(set: string[] = [], valuesFiles: string[] = []): Promise<Obj[]> {
+  const yaml = await helmTemplate(CHART, { set, valuesFiles });
+  return parseAllDocuments(yaml)
+    .map((d) => d.toJS() as Obj | null)
+    .filter((o): o is Obj => o !== null);
+}
+
+const find = (objs: Obj[], kind: string, name?: string): Obj | undefined =>
+  objs.find((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+
+function mustFind(objs: Obj[], kind: string, name?: string): Obj {
+  const o = find(objs, kind, name);
+  if (!o) throw new Error(`no ${kind} ${name ?? ''} rendered`);
+  return o;
+}
+
+/** Every problem of every object, as a strict API server would report them. */
+function problems(objs: Obj[]): string[] {
+  return objs.flatMap((o) => {
+    const name = `${o.kind} ${o.metadata.name}`;
+    if (o.kind === 'ServiceMonitor') {
+      // A CRD of the Prometheus Operator: its own published schema.
+      try {
+        new ServiceMonitor(o as never).validate();
+        return [];
+      } catch (err) {
+        return [`${name}: ${(err as Error).message}`];
+      }
+    }
+    return validateObject(o).map((p) => `${name}: ${p.path}: ${p.message}`);
+  });
+}
+
+function podTemplate(o: Obj): PodTemplate {
+  return (o.spec as { template: PodTemplate }).template;
+}
+
+function grants(rules: Rule[]): string[] {
+  return rules
+    .flatMap((r) =>
+      r.apiGroups.flatMap((group) =>
+        r.resources.flatMap((resource) =>
+          r.verbs.map((verb) => permissionKey({ group, resource, verb: verb as never })),
+        ),
+      ),
+    )
+    .sort();
+}
+
+/** labvirt's configuration as the pod reads it: the ConfigMap's file plus the pod's env. */
+function effectiveConfig(objs: Obj[], env: Record<string, string> = {}) {
+  const cm = mustFind(objs, 'ConfigMap') as Obj & { data: Record<string, string> };
+  const dir = mkdtempSync(join(tmpdir(), 'labvirt-chart-'));
+  try {
+    const file = join(dir, 'labvirt.yaml');
+    writeFileSync(file, cm.data['labvirt.yaml']!);
+    return loadConfig({ file, env });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+describe('deploy/helm/labvirt with default values', () => {
+  let objs: Obj[];
+  beforeAll(async () => {
+    objs = await render();
+  }, 60_000);
+
+  it('renders the whole install, and every object validates strictly', () => {
+    expect(objs.map((o) => `${o.kind} ${o.metadata.name}`).sort()).toEqual(
+      [
+        'ClusterRole labvirt',
+        'ClusterRole labvirt-doctor',
+        'ClusterRoleBinding labvirt',
+        'ClusterRoleBinding labvirt-doctor',
+        'ConfigMap labvirt',
+        'Deployment labvirt',
+        'PodDisruptionBudget labvirt',
+        'Role labvirt-doctor',
+        'RoleBinding labvirt-doctor',
+        'Secret labvirt',
+        'Service labvirt',
+        'Service labvirt-redis',
+        'Service labvirt-ssh',
+        'ServiceAccount labvirt',
+        'StatefulSet labvirt-redis',
+      ].sort(),
+    );
+    expect(problems(objs)).toEqual([]);
+  });
+
+  it('the validator would notice a misspelt field in the chart (it is strict for these kinds)', () => {
+    const deployment = structuredClone(mustFind(objs, 'Deployment'));
+    (
+      podTemplate(deployment).spec.containers[0] as unknown as Record<string, unknown>
+    ).imagePullPolice = 'Always';
+    expect(problems([deployment])).toEqual([
+      expect.stringContaining('unknown field "imagePullPolice"'),
+    ]);
+  });
+
+  it('runs two replicas of the image built from the Dockerfile, non-root, with probes on /healthz and /readyz', () => {
+    const deployment = mustFind(objs, 'Deployment');
+    expect((deployment.spec as { replicas: number }).replicas).toBe(2);
+    const pod = podTemplate(deployment);
+    expect(pod.spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 10001 });
+    const c = pod.spec.containers[0]!;
+    expect(c).toMatchObject({
+      image: 'ghcr.io/labvirt/labvirt:0.1.0',
+      args: ['serve', '--config', '/etc/labvirt/labvirt.yaml'],
+      livenessProbe: { httpGet: { path: '/healthz', port: 'api' } },
+      readinessProbe: { httpGet: { path: '/readyz', port: 'api' } },
+      securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false },
+    });
+    const config = effectiveConfig(objs);
+    expect(c.ports).toEqual([
+      { name: 'api', containerPort: config.api.port, protocol: 'TCP' },
+      { name: 'ssh', containerPort: config.ssh.gatewayPort, protocol: 'TCP' },
+    ]);
+    // The PodDisruptionBudget keeps one running through node drains.
+    const pdb = mustFind(objs, 'PodDisruptionBudget').spec as {
+      minAvailable: number;
+      selector: { matchLabels: Record<string, string> };
+    };
+    expect(pdb.minAvailable).toBe(1);
+    expect(selectorMatches(pdb.selector, pod.metadata.labels)).toBe(true);
+  });
+
+  it("writes a configuration labvirt accepts, whose gateway labels and namespace are the pods' own", () => {
+    const config = effectiveConfig(objs);
+    const pod = podTemplate(mustFind(objs, 'Deployment'));
+    expect(config.api.host).toBe('0.0.0.0');
+    expect(config.redis.url).toBe('redis://labvirt-redis:6379');
+    expect(config.network.gatewayNamespace).toBe('labvirt');
+    // Env NetworkPolicies admit SSH from pods with these labels: they must be labvirt's.
+    expect(
+      selectorMatches({ matchLabels: config.network.gatewayPodLabels }, pod.metadata.labels),
+    ).toBe(true);
+    expect(config.ssh.hostKey).toBe('secret:labvirt/labvirt-gateway-host-key');
+    expect(config.ssh.orchestratorKey).toBe('secret:labvirt/labvirt-orchestrator-key');
+  });
+
+  it('serves the SSH gateway as a LoadBalancer and the API as a ClusterIP Service, both selecting the pods', () => {
+    const pod = podTemplate(mustFind(objs, 'Deployment'));
+    const ssh = mustFind(objs, 'Service', 'labvirt-ssh').spec as Record<string, unknown>;
+    const api = mustFind(objs, 'Service', 'labvirt').spec as Record<string, unknown>;
+    expect(ssh).toMatchObject({ type: 'LoadBalancer', ports: [{ port: 22, targetPort: 'ssh' }] });
+    expect(api).toMatchObject({ type: 'ClusterIP', ports: [{ port: 8080, targetPort: 'api' }] });
+    for (const s of [ssh, api]) {
+      expect(
+        selectorMatches({ matchLabels: s.selector as Record<string, string> }, pod.metadata.labels),
+      ).toBe(true);
+    }
+  });
+
+  it('keeps secrets out of the ConfigMap: the API token comes from the Secret', () => {
+    const secret = mustFind(objs, 'Secret') as Obj & { data: Record<string, string> };
+    expect(Buffer.from(secret.data.LABVIRT_API_TOKEN!, 'base64').toString()).toMatch(
+      /^[A-Za-z0-9]{40}$/,
+    );
+    const env = podTemplate(mustFind(objs, 'Deployment')).spec.containers[0]!.env!;
+    expect(env.find((e) => e.name === 'LABVIRT_API_TOKEN')?.valueFrom?.secretKeyRef).toEqual({
+      name: 'labvirt',
+      key: 'LABVIRT_API_TOKEN',
+    });
+    const cm = JSON.stringify(mustFind(objs, 'ConfigMap'));
+    expect(cm).not.toContain(Buffer.from(secret.data.LABVIRT_API_TOKEN!, 'base64').toString());
+  });
+
+  it('bundles one Redis with a persistent volume, append-only and noeviction', () => {
+    const sts = mustFind(objs, 'StatefulSet', 'labvirt-redis');
+    const spec = sts.spec as {
+      replicas: number;
+      volumeClaimTemplates: { spec: { resources: { requests: { storage: string } } } }[];
+    };
+    expect(spec.replicas).toBe(1);
+    expect(spec.volumeClaimTemplates[0]!.spec.resources.requests.storage).toBe('2Gi');
+    const args = podTemplate(sts).spec.containers[0]!.args!.join(' ');
+    expect(args).toContain('--appendonly yes');
+    expect(args).toContain('--maxmemory-policy noeviction');
+    const svc = mustFind(objs, 'Service', 'labvirt-redis').spec as {
+      selector: Record<string, string>;
+    };
+    expect(selectorMatches({ matchLabels: svc.selector }, podTemplate(sts).metadata.labels)).toBe(
+      true,
+    );
+  });
+
+  it("grants exactly the calls labvirt makes (src/kube/permissions.ts), and doctor's reads apart", () => {
+    const main = mustFind(objs, 'ClusterRole', 'labvirt') as Obj & { rules: Rule[] };
+    expect(grants(main.rules)).toEqual(LABVIRT_PERMISSIONS.map(permissionKey).sort());
+    const doctorCluster = mustFind(objs, 'ClusterRole', 'labvirt-doctor') as Obj & {
+      rules: Rule[];
+    };
+    const doctorRole = mustFind(objs, 'Role', 'labvirt-doctor') as Obj & { rules: Rule[] };
+    expect(doctorRole.metadata.namespace).toBe('kubevirt');
+    expect([...grants(doctorCluster.rules), ...grants(doctorRole.rules)].sort()).toEqual(
+      DOCTOR_PERMISSIONS.map(permissionKey).sort(),
+    );
+    for (const binding of ['labvirt', 'labvirt-doctor']) {
+      const b = mustFind(objs, 'ClusterRoleBinding', binding) as Obj & {
+        subjects: { kind: string; name: string; namespace: string }[];
+      };
+      expect(b.subjects).toEqual([
+        { kind: 'ServiceAccount', name: 'labvirt', namespace: 'labvirt' },
+      ]);
+    }
+  });
+});
+
+describe('deploy/helm/labvirt with non-default values', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'labvirt-chart-values-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('external Redis by URL, a NodePort gateway, an existing Secret, a ServiceMonitor: all valid', async () => {
+    const values = join(dir, 'values.yaml');
+    writeFileSync(
+      values,
+      [
+        'replicaCount: 3',
+        'image: { repository: registry.example.org/labvirt, tag: "1.2.3" }',
+        'redis: { url: "rediss://redis.shared.svc:6380/2" }',
+        'gateway: { service: { type: NodePort, nodePort: 30022 } }',
+        'secrets: { existingSecret: labvirt-credentials }',
+        'metrics: { serviceMonitor: { enabled: true, labels: { release: prometheus } } }',
+        'config:',
+        '  ssh: { publicHost: labs.school.example }',
+        '  flavors:',
+        '    v1.31-3node: { kubernetesVersion: "1.31", nodes: 3, minWarm: 4, maxTotal: 20 }',
+        '  logLevel: debug',
+      ].join('\n'),
+    );
+    const objs = await render([], [values]);
+    expect(problems(objs)).toEqual([]);
+    expect(find(objs, 'StatefulSet')).toBeUndefined();
+    expect(find(objs, 'Secret')).toBeUndefined();
+    const config = effectiveConfig(objs);
+    expect(config.redis.url).toBe('rediss://redis.shared.svc:6380/2');
+    expect(config.ssh.publicHost).toBe('labs.school.example');
+    expect(config.logLevel).toBe('debug');
+    expect(Object.keys(config.flavors)).toContain('v1.31-3node');
+    const deployment = mustFind(objs, 'Deployment');
+    expect((deployment.spec as { replicas: number }).replicas).toBe(3);
+    const c = podTemplate(deployment).spec.containers[0]!;
+    expect(c).toMatchObject({ image: 'registry.example.org/labvirt:1.2.3' });
+    expect(
+      c.env!.filter((e) => e.valueFrom?.secretKeyRef).map((e) => e.valueFrom!.secretKeyRef!.name),
+    ).toEqual(['labvirt-credentials', 'labvirt-credentials', 'labvirt-credentials']);
+    expect(mustFind(objs, 'Service', 'labvirt-ssh').spec).toMatchObject({
+      type: 'NodePort',
+      ports: [{ port: 22, targetPort: 'ssh', nodePort: 30022 }],
+    });
+    const sm = mustFind(objs, 'ServiceMonitor') as Obj & {
+      spec: { selector: { matchLabels: Record<string, string> } };
+    };
+    expect(sm.metadata.labels).toMatchObject({ release: 'prometheus' });
+    // It scrapes the API Service only (the SSH one has no metrics port).
+    expect(
+      objs
+        .filter((o) => o.kind === 'Service')
+        .filter((s) => selectorMatches(sm.spec.selector, s.metadata.labels ?? {}))
+        .map((s) => s.metadata.name),
+    ).toEqual(['labvirt']);
+  }, 60_000);
+
+  it('a Redis URL with a password comes from a Secret, never the ConfigMap', async () => {
+    const objs = await render(['redis.urlSecret.name=redis-credentials', 'rbac.doctor=false']);
+    expect(problems(objs)).toEqual([]);
+    expect(find(objs, 'StatefulSet')).toBeUndefined();
+    expect(find(objs, 'Role')).toBeUndefined();
+    expect(objs.filter((o) => o.kind === 'ClusterRole').map((o) => o.metadata.name)).toEqual([
+      'labvirt',
+    ]);
+    const env = podTemplate(mustFind(objs, 'Deployment')).spec.containers[0]!.env!;
+    expect(env.find((e) => e.name === 'LABVIRT_REDIS_URL')?.valueFrom?.secretKeyRef).toEqual({
+      name: 'redis-credentials',
+      key: 'redis-url',
+    });
+    const cm = mustFind(objs, 'ConfigMap') as Obj & { data: Record<string, string> };
+    expect((parse(cm.data['labvirt.yaml']!) as { redis?: unknown }).redis).toBeUndefined();
+    // What the pod ends up with: the variable wins over the built-in default.
+    expect(
+      effectiveConfig(objs, { LABVIRT_REDIS_URL: 'redis://:pw@redis.example:6379' }).redis.url,
+    ).toBe('redis://:pw@redis.example:6379');
+  }, 60_000);
+
+  it('the bundled Redis without persistence, another release name and namespace', async () => {
+    const yaml = await helmTemplate(CHART, {
+      release: 'labs',
+      namespace: 'training',
+      set: ['redis.bundled.persistence.enabled=false', 'serviceAccount.name=labs-sa'],
+    });
+    const objs = parseAllDocuments(yaml)
+      .map((d) => d.toJS() as Obj | null)
+      .filter((o): o is Obj => o !== null);
+    expect(problems(objs)).toEqual([]);
+    const config = effectiveConfig(objs);
+    expect(config.redis.url).toBe('redis://labs-labvirt-redis:6379');
+    expect(config.network.gatewayNamespace).toBe('training');
+    expect(config.ssh.hostKey).toBe('secret:training/labs-labvirt-gateway-host-key');
+    const sts = mustFind(objs, 'StatefulSet');
+    expect((sts.spec as Record<string, unknown>).volumeClaimTemplates).toBeUndefined();
+    const binding = mustFind(objs, 'ClusterRoleBinding', 'labs-labvirt') as Obj & {
+      subjects: unknown[];
+    };
+    expect(binding.subjects).toEqual([
+      { kind: 'ServiceAccount', name: 'labs-sa', namespace: 'training' },
+    ]);
+  }, 60_000);
+
+  it('refuses a gateway Service type other than LoadBalancer or NodePort, saying so', async () => {
+    await expect(render(['gateway.service.type=ClusterIP'])).rejects.toThrow(
+      /gateway.service.type must be LoadBalancer or NodePort, not "ClusterIP"/,
+    );
+  }, 60_000);
+});
