@@ -128,17 +128,22 @@ export async function deliverPrivateKey(
   if (!view.privateKey) return;
   const user = parseStudentId(view.student);
   if (!user) return;
-  const channel = await dmChannelOf(client, user.userId);
   if (deps.settings.publicUrl) {
     const token = randomBytes(24).toString('base64url');
     await deps.store.putKeyLink(token, view.privateKey, deps.settings.keyLinkMinutes * 60);
     const url = new URL(`keys/${token}`, withSlash(deps.settings.publicUrl)).toString();
     const message = keyLinkMessage(view, url, deps.settings.keyLinkMinutes);
-    await client.chat.postMessage({ channel, text: message.text, blocks: message.blocks });
+    // Posting to a user id lands in the app's DM with them: one call.
+    await client.chat.postMessage({
+      channel: user.userId,
+      text: message.text,
+      blocks: message.blocks,
+    });
     return;
   }
   await client.filesUploadV2({
-    channel_id: channel,
+    // Sharing a file takes a conversation id: the DM's `D…` id.
+    channel_id: await dmChannelOf(client, user.userId),
     file: Buffer.from(view.privateKey, 'utf8'),
     // The name the connect command uses (src/sessions/connection.ts).
     filename: `labvirt-${view.id}.key`,

@@ -104,7 +104,24 @@ export async function startNotifier(options: NotifierOptions): Promise<Notifier>
 
   const isSlackStudent = (student: string) => parseStudentId(student) !== undefined;
 
+  /**
+   * The line of a flavor moved (someone was served, or left): everyone still
+   * in it has a new position to see. Renders that did not change cost no
+   * Slack call (the digest check), and a burst coalesces per session.
+   */
+  const lineMoved = async (flavor: string): Promise<void> => {
+    for (const id of await store.waitingSessionIds(flavor)) {
+      const session = await store.getSession(id);
+      if (session && isSlackStudent(session.student)) await queue.statusChanged(id);
+    }
+  };
+
   const onEvent = async (event: LabvirtEvent): Promise<void> => {
+    if (event.type === 'env.state' && event.to === 'claimed') await lineMoved(event.flavor);
+    if (event.type === 'session.ended') {
+      const flavor = (await store.getSession(event.sessionId))?.flavor;
+      if (flavor) await lineMoved(flavor);
+    }
     if ('student' in event && event.student !== undefined && !isSlackStudent(event.student)) return;
     switch (event.type) {
       case 'session.warning':

@@ -373,6 +373,11 @@ export class Store {
 
   // ---- the waiting line ---------------------------------------------------
 
+  /** The sessions waiting for an env of a flavor, first in line first. */
+  async waitingSessionIds(flavor: string): Promise<string[]> {
+    return this.redis.lrange(this.keys.line(flavor), 0, -1);
+  }
+
   async waitingCount(flavor: string): Promise<number> {
     return this.redis.llen(this.keys.line(flavor));
   }

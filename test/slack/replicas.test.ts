@@ -72,12 +72,14 @@ describe('Slack notifications across replicas', () => {
     replicas.push(handle);
     return handle;
   };
+  // Generous: a `labvirt serve` child compiles its sources with tsx first,
+  // which takes long on a loaded machine.
   const warm = async (via: LabvirtHandle, n = 1) => {
     await via.runMaintenance('replenish');
     await until(
       async () => ((await via.store.countByState(FLAVOR)).warm ?? 0) >= n,
       'warm envs',
-      60_000,
+      120_000,
     );
   };
 
@@ -227,10 +229,14 @@ describe('Slack notifications across replicas', () => {
 
     const user = 'U0R02';
     const s = await a.service.start({ student: `T0001.${user}`, labId: 'fixture-one' });
-    const ready = await until(() => {
-      const m = fake.messagesTo(user)[0];
-      return m && /your cluster is ready/.test(m.text ?? '') ? m : undefined;
-    }, 'B to deliver the active session');
+    const ready = await until(
+      () => {
+        const m = fake.messagesTo(user)[0];
+        return m && /your cluster is ready/.test(m.text ?? '') ? m : undefined;
+      },
+      'B to deliver the active session',
+      90_000,
+    );
 
     // Slack turns slow; the hint's edit is in flight in B when B dies.
     fake.setLatency('chat.update', 700);
@@ -271,7 +277,7 @@ describe('Slack notifications across replicas', () => {
     );
     expect(fake.messagesTo(user)).toHaveLength(2); // one status message, one goodbye
     expectOneEditPerChange(fake.message(ready.channel, ready.ts)!.versions);
-  }, 120_000);
+  }, 240_000);
 });
 
 function redisConnection(url: string) {
