@@ -155,7 +155,7 @@ describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () =>
     const tookMs = Date.now() - signalled;
     expect(code).toBe(0);
     // Grace 0.5 s, plus closing the API, the gateway and Redis.
-    expect(tookMs).toBeLessThan(5_000);
+    expect(tookMs).toBeLessThan(10_000); // generous: a loaded CI machine; without the hand-back it takes the whole job
     const provision = new Queue(QUEUE_NAMES.provision, {
       connection: { host: '127.0.0.1', port: Number(new URL(redis.url).port) },
       prefix: 'labvirt-jobs',
