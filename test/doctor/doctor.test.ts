@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,8 +84,8 @@ describe('labvirt doctor against the simulated host cluster', () => {
       'kubevirt.install': 'pass',
       'kubevirt.bridge': 'pass',
       'kubevirt.emulation': 'pass',
-      // The simulator serves no SelfSubjectAccessReview yet, and runs no CNI pods.
-      permissions: 'warn',
+      // The admin identity may do everything; the simulator runs no CNI pods.
+      permissions: 'pass',
       capacity: 'pass',
       cni: 'warn',
       clock: 'pass',
@@ -105,6 +105,29 @@ describe('labvirt doctor against the simulated host cluster', () => {
       return permissionKey({ ...KIND_RESOURCES[kind]!, verb: verb as never });
     });
     expect(made.sort()).toEqual(DOCTOR_PERMISSIONS.map(permissionKey).sort());
+  }, 60_000);
+
+  it('fails naming each call the identity may not make (deploy/rbac.yaml less one verb)', async () => {
+    // What an operator does, with a role that lacks `delete` on namespaces.
+    const rbac = readFileSync(join(import.meta.dirname, '..', '..', 'deploy', 'rbac.yaml'), 'utf8');
+    const narrowed = rbac.replace(
+      "verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete']",
+      "verbs: ['get', 'list', 'watch', 'create', 'patch']",
+    );
+    expect(narrowed).not.toBe(rbac);
+    const file = join(dir, 'rbac-narrowed.yaml');
+    writeFileSync(file, narrowed);
+    await kubectl('create', 'namespace', 'labvirt');
+    await kubectl('apply', '-f', file);
+    const asLabvirt = sim.kubeconfigFor('labvirt', 'labvirt');
+    const report = await runDoctor({
+      config: { ...config, kube: { ...config.kube, kubeconfig: asLabvirt } },
+    });
+    const permissions = byId(report)['permissions']!;
+    expect(permissions.status).toBe('fail');
+    expect(permissions.detail).toBe('missing (cluster-wide): delete namespaces (tear an env down)');
+    expect(permissions.fix).toContain('ClusterRole');
+    expect(report.worst).toBe('fail');
   }, 60_000);
 
   it('fails when KubeVirt forbids bridge binding, and its fix works', async () => {
