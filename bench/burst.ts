@@ -147,16 +147,22 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
     );
     const acceptedMs = Date.now() - t0;
     let sessions: SessionJson[] = [];
-    await waitFor(
-      async () => {
-        sessions = (await api<{ sessions: SessionJson[] }>('/sessions')).sessions;
-        const done = sessions.filter((s) => s.state === 'active' || s.state === 'ended');
-        return done.length >= n;
-      },
-      10 * 60_000,
-      'every session active',
-      250,
-    );
+    const deadline = Date.now() + Number(process.env.BENCH_BURST_TIMEOUT_S ?? 600) * 1000;
+    for (;;) {
+      sessions = (await api<{ sessions: SessionJson[] }>('/sessions')).sessions;
+      const done = sessions.filter((s) => s.state === 'active' || s.state === 'ended');
+      if (done.length >= n) break;
+      if (Date.now() > deadline) {
+        // Report what a class would see at this point rather than nothing.
+        const byState = new Map<string, number>();
+        for (const s of sessions) byState.set(s.state, (byState.get(s.state) ?? 0) + 1);
+        console.log(
+          `burst: gave up waiting after ${((Date.now() - t0) / 1000).toFixed(0)} s: ${[...byState].map(([k, v]) => `${v} ${k}`).join(', ')}`,
+        );
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
     const wallMs = Date.now() - t0;
     const cpuMs = processCpuMs(serve.child.pid!) - cpu0;
     const simCpuMs = processCpuMs(sim.child.pid!) - simCpu0;
@@ -164,6 +170,7 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
     const active = sessions.filter((s) => s.state === 'active' && s.readyAt);
     const lost = n - active.length;
     const latencies = active.map((s) => Date.parse(s.readyAt!) - Date.parse(s.createdAt));
+    if (latencies.length === 0) latencies.push(NaN);
     // Line order: students who asked first are ready first (by request order).
     const order = started.map((s) => s.id);
     const envs = new Set(active.map((s) => s.envId));
@@ -178,7 +185,7 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
     );
     result({
       what: `${n}-student burst, warm 3-VM claims, claim-to-ready p99`,
-      figure: `${pct(latencies, 99)} ms (p50 ${pct(latencies, 50)} ms), ${lost} lost`,
+      figure: `${pct(latencies, 99)} ms (p50 ${pct(latencies, 50)} ms), ${lost} not active`,
       target: '≤ 2000 ms, none lost',
       met: pct(latencies, 99) <= 2000 && lost === 0 && order.length === n,
     });

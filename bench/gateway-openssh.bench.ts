@@ -58,7 +58,13 @@ function startProc(role: string, extra: Record<string, unknown>) {
   });
 }
 
-function ssh(port: number, user: string, command: string, stdinFile?: string): Promise<number> {
+function ssh(
+  port: number,
+  user: string,
+  command: string,
+  stdinFile?: string,
+  timeoutMs = 120_000,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     const args = [
@@ -79,6 +85,8 @@ function ssh(port: number, user: string, command: string, stdinFile?: string): P
       command,
     ];
     const p = spawn('/usr/bin/ssh', args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.once('exit', () => clearTimeout(timer));
     let err = '';
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     if (stdinFile) createReadStream(stdinFile).pipe(p.stdin);
@@ -125,19 +133,23 @@ try {
     met: up >= 0.8 && down >= 0.8,
   });
 
-  const logins = await Promise.all(
+  // Each student's session is on one of BENCH_ENVS envs, as in a class.
+  const attempts = await Promise.allSettled(
     Array.from({ length: LOGINS }, (_, i) =>
-      ssh(gwPort, `s-${String(i).padStart(10, '0')}`, 'true'),
+      ssh(gwPort, `s-${String(i).padStart(10, '0')}`, 'true', undefined, 60_000),
     ),
   );
+  const logins = attempts.flatMap((a) => (a.status === 'fulfilled' ? [a.value] : []));
+  const failedLogins = LOGINS - logins.length;
+  if (logins.length === 0) logins.push(NaN);
   console.log(
     `openssh logins through the gateway, ${LOGINS} at once: p50 ${pct(logins, 50).toFixed(0)} ms, p95 ${pct(logins, 95).toFixed(0)} ms`,
   );
   result({
     what: `${LOGINS} simultaneous OpenSSH logins through the gateway (login + \`true\`)`,
-    figure: `p95 ${pct(logins, 95).toFixed(0)} ms (p50 ${pct(logins, 50).toFixed(0)} ms)`,
+    figure: `p95 ${pct(logins, 95).toFixed(0)} ms (p50 ${pct(logins, 50).toFixed(0)} ms), ${failedLogins} failed or hung (60 s)`,
     target: 'p95 ≤ 500 ms',
-    met: pct(logins, 95) <= 500,
+    met: pct(logins, 95) <= 500 && failedLogins === 0,
   });
 } finally {
   for (const s of stops) s();

@@ -55,6 +55,17 @@ describe('the sim guests’ spawner', () => {
     });
   });
 
+  it('serves many commands that exit at once, before their pipes reach the simulator', async () => {
+    const codes = await Promise.all(
+      Array.from(
+        { length: 20 },
+        async (_, i) =>
+          (await collect(await spawner.spawn('/bin/sh', ['-c', `exit ${i % 3}`], opts))).code,
+      ),
+    );
+    expect(codes).toEqual(Array.from({ length: 20 }, (_, i) => i % 3));
+  });
+
   it('signals the whole process group', async () => {
     const command = await spawner.spawn('/bin/sh', ['-c', 'sleep 30 & sleep 30; echo never'], opts);
     const done = collect(command);

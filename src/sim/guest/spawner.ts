@@ -30,14 +30,18 @@ process.on('message', (m) => {
   // Node starts reading a child's output at once; stop before the first byte
   // arrives (it cannot before this tick ends), so every byte stays in the
   // pipe for the simulator.
+  const pipes = [child.stdin, child.stdout, child.stderr];
   for (const out of [child.stdout, child.stderr]) {
     out._handle.reading = false;
     out._handle.readStop();
   }
+  // At the child's exit Node destroys its stdin and resumes its output; the
+  // pipe ends belong to the simulator, and may still wait in the queue of
+  // handles to send (one at a time), so the ChildProcess must let go of them.
+  child.stdin = child.stdout = child.stderr = null;
+  child.stdio.fill(null);
   process.send({ op: 'spawned', id: m.id, pid: child.pid });
-  process.send({ op: 'stdio', id: m.id, fd: 0 }, child.stdin);
-  process.send({ op: 'stdio', id: m.id, fd: 1 }, child.stdout);
-  process.send({ op: 'stdio', id: m.id, fd: 2 }, child.stderr);
+  pipes.forEach((pipe, fd) => process.send({ op: 'stdio', id: m.id, fd }, pipe));
   child.on('exit', (code, signal) => process.send({ op: 'exit', id: m.id, code, signal }));
 });
 process.on('disconnect', () => process.exit(0));
