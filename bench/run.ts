@@ -43,6 +43,19 @@ const runs: BenchRun[] = quick
         env: { BENCH_LOGINS: '50', BENCH_ENVS: '5', BENCH_MB: '8', BENCH_ROUNDS: '1' },
         timeoutMs: 180_000,
       },
+      {
+        name: 'slack',
+        file: 'slack.bench.ts',
+        args: ['--quick'],
+        env: {},
+        timeoutMs: 300_000,
+      },
+      {
+        name: 'sync',
+        file: 'sync.bench.ts',
+        env: { BENCH_LEVELS: '1,20', BENCH_SAMPLES: '10', BENCH_IDLE_SECONDS: '5' },
+        timeoutMs: 300_000,
+      },
     ]
   : [
       { name: 'cli', file: 'cli.bench.ts', env: { BENCH_RUNS: '15' }, timeoutMs: 180_000 },
@@ -66,6 +79,8 @@ const runs: BenchRun[] = quick
         env: { BENCH_CONNECTIONS: '200' },
         timeoutMs: 600_000,
       },
+      { name: 'slack', file: 'slack.bench.ts', env: {}, timeoutMs: 1_200_000 },
+      { name: 'sync', file: 'sync.bench.ts', env: {}, timeoutMs: 1_800_000 },
       { name: 'sim', file: 'sim.bench.ts', env: {}, timeoutMs: 600_000 },
     ];
 
