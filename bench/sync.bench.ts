@@ -76,6 +76,8 @@ const child = fork(
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   },
 );
+// Never leave the simulator behind, whatever ends this process.
+process.once('exit', () => child.kill('SIGKILL'));
 let childOut = '';
 child.stdout!.on('data', (d: Buffer) => (childOut += d.toString()));
 const closers: (() => void | Promise<void>)[] = [];
