@@ -8,10 +8,14 @@
  *    env (client-node through an SSH tunnel, as a student's kubectl would go)
  *    → the host mirror Service and its NetworkPolicy both exist (seen by a
  *    host watch), BENCH_SAMPLES times (default 30), p50/p99;
+ *    and its p50 as a ratio to one host Service write+delete measured in
+ *    the same run (the floor: the machine's load moves both);
  *  - idle cost per watched env: labvirt's RSS and heap growth over the
  *    0-env baseline (after a GC when --expose-gc is given) divided by the
  *    envs watched, and CPU over BENCH_IDLE_SECONDS (default 20) of idle
- *    watching divided by the envs, as a share of one core.
+ *    watching minus the 0-env baseline's, divided by the envs, as a share of
+ *    one core. The students' side (an SSH connection and a client to each
+ *    sampled env) lives in this process too and is counted.
  * The sync's watchdog relist runs every `sync.resyncSeconds`; BENCH_RESYNC
  * (default 60) sets it, so an idle window shorter than that measures the
  * watches only; set BENCH_IDLE_SECONDS ≥ BENCH_RESYNC to include relists.
