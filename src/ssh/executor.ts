@@ -207,7 +207,9 @@ export function createExecutor(options: ExecutorOptions): Executor {
         );
         resolve({ client, envId: target.envId, active: 0, waiting: [] });
       });
-      client.once('error', (err) => {
+      // `on`, not `once`: ssh2 can report a second error (e.g. "Connection lost
+      // before handshake" after a timeout), and an unheard one crashes the process.
+      client.on('error', (err) => {
         client.destroy();
         reject(mismatch ?? err);
       });

@@ -11,7 +11,7 @@ import { ANNOTATIONS, LABELS, MANAGED_BY, readEnvSecrets, apiErrorMessage } from
 import type { Logger } from '../log/index.js';
 import { issueCertificate } from '../pki/index.js';
 import type { Executor } from '../ssh/index.js';
-import { HostMirrors } from './host.js';
+import { HostMirrors, type HostState } from './host.js';
 import { SYNC_ANNOTATIONS } from './names.js';
 import {
   planMirrors,
@@ -44,6 +44,8 @@ interface EnvSync {
   stopped: boolean;
   /** Refusals reported already (keys), as the Namespace annotation remembers them. */
   reported: Set<string>;
+  /** The env's mirrors on the host as last read or written (undefined: read them). */
+  host?: HostState;
   /** What was last published (to emit `sync.published` on change only). */
   publishedSignature?: string;
   apiDown: boolean;
@@ -234,8 +236,10 @@ export class NodePortSync {
         resyncMs: this.opts.config.sync.resyncSeconds * 1000,
         retryInitialMs: this.retryInitialMs,
         retryMaxMs: this.retryMaxMs,
-        onServices: (services) => {
+        onServices: (services, relisted) => {
           e.services = services;
+          // A full relist re-reads the host too: the watchdog covers both sides.
+          if (relisted) e.host = undefined;
           this.pump(e);
         },
         onReachable: (reachable, error) => this.reachable(e, reachable, error),
@@ -309,14 +313,25 @@ export class NodePortSync {
   private async reconcileEnv(e: EnvSync): Promise<void> {
     const services = e.services;
     if (!services || e.stopped) return;
-    const existing = await this.mirrors.list(e.namespace);
+    // The host as last read or written; read afresh after a relist or an error.
+    let host = e.host;
+    if (!host) {
+      const [services, policy] = await Promise.all([
+        this.mirrors.list(e.namespace),
+        this.mirrors.readPolicy(e.namespace),
+      ]);
+      host = { services, policy };
+    }
     const plan = planMirrors(
       studentPorts(services),
       this.limits,
-      new Set(existing.map((s) => s.metadata?.name ?? '')),
+      new Set(host.services.map((s) => s.metadata?.name ?? '')),
     );
     if (e.stopped) return;
-    const refusedByHost = await this.mirrors.apply(e, plan.mirrors, existing);
+    e.host = undefined;
+    const applied = await this.mirrors.apply(e, plan.mirrors, host);
+    e.host = applied.state;
+    const refusedByHost = applied.refused;
     await this.report(e, [...plan.refused, ...refusedByHost]);
     const refusedNames = new Set(refusedByHost.map((r) => `${r.service}:${r.port}/${r.protocol}`));
     const live = plan.mirrors.filter(

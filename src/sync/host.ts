@@ -21,6 +21,12 @@ export interface PublishedPort {
 
 export const MIRROR_SELECTOR = `${SYNC_LABELS.component}=mirror`;
 
+/** The env's mirrors and their policy on the host. */
+export interface HostState {
+  services: V1Service[];
+  policy: V1NetworkPolicy | undefined;
+}
+
 /** The host API calls the sync makes, in one place (they are what deploy/rbac.yaml grants). */
 export class HostMirrors {
   private readonly networking: NetworkingV1Api;
@@ -42,62 +48,99 @@ export class HostMirrors {
     return list.items;
   }
 
+  /** The env's mirror NetworkPolicy, if there is one. */
+  async readPolicy(namespace: string): Promise<V1NetworkPolicy | undefined> {
+    this.cluster.recordRequest('get', 'NetworkPolicy');
+    try {
+      return await this.networking.readNamespacedNetworkPolicy({ namespace, name: MIRROR_POLICY });
+    } catch (err) {
+      if (isApiError(err, 404)) return undefined;
+      throw err;
+    }
+  }
+
   /**
-   * Moves the env's mirrors to `mirrors`: creates what is missing, replaces
-   * what differs, deletes what is no longer wanted, then sets the
-   * NetworkPolicy to open exactly the target ports of the mirrors that exist
-   * (and removes it when none do). Returns the ports the host refused
-   * (its quota), which are reported like any other refusal.
+   * Moves the env's mirrors to `mirrors`, starting from `state` (what the
+   * host has, as last read or written): deletes what is no longer wanted
+   * first (a changed set of ports never needs more quota than it ends with),
+   * then creates what is missing, replaces what differs and sets the
+   * NetworkPolicy to open exactly the mirrored target ports — at once, so a
+   * new mirror is usable after one round trip — and removes the policy with
+   * the last mirror. Returns the host's state afterwards and the ports the
+   * host refused (its quota), which are reported like any other refusal.
    */
   async apply(
     env: { envId: string; namespace: string },
     mirrors: readonly PlannedMirror[],
-    existing: readonly V1Service[],
-  ): Promise<RefusedPort[]> {
-    const byName = new Map(existing.map((s) => [s.metadata?.name ?? '', s]));
+    state: HostState,
+  ): Promise<{ state: HostState; refused: RefusedPort[] }> {
+    const byName = new Map(state.services.map((s) => [s.metadata?.name ?? '', s]));
     const wanted = new Set(mirrors.map((m) => m.name));
-    const refused: RefusedPort[] = [];
-    const live: PlannedMirror[] = [];
-    // Deletions first: a changed set of ports never needs more quota than it ends with.
     for (const [name] of byName)
-      if (!wanted.has(name)) await this.deleteService(env.namespace, name);
-    for (const m of mirrors) {
+      if (!wanted.has(name)) {
+        await this.deleteService(env.namespace, name);
+        byName.delete(name);
+      }
+    const refused: RefusedPort[] = [];
+    const writes = mirrors.map(async (m): Promise<V1Service | undefined> => {
       const body = this.render(env, m);
       const current = byName.get(m.name);
       try {
         if (!current) {
           this.cluster.recordRequest('create', 'Service');
-          await this.cluster.core.createNamespacedService({ namespace: env.namespace, body });
-        } else if (!sameMirror(current, body)) {
-          // Ports are replaced whole; the host keeps its nodePort when protocol and port stay.
-          const keep = current.spec?.ports?.[0];
-          if (keep?.nodePort && keep.protocol === m.protocol)
-            body.spec!.ports![0]!.nodePort = keep.nodePort;
-          body.metadata!.resourceVersion = current.metadata?.resourceVersion;
-          body.spec!.clusterIP = current.spec?.clusterIP;
-          this.cluster.recordRequest('update', 'Service');
-          await this.cluster.core.replaceNamespacedService({
+          return await this.cluster.core.createNamespacedService({
             namespace: env.namespace,
-            name: m.name,
             body,
           });
         }
-        live.push(m);
+        if (sameMirror(current, body)) return current;
+        // Ports are replaced whole; the host keeps its nodePort when protocol and port stay.
+        const keep = current.spec?.ports?.[0];
+        if (keep?.nodePort && keep.protocol === m.protocol)
+          body.spec!.ports![0]!.nodePort = keep.nodePort;
+        body.metadata!.resourceVersion = current.metadata?.resourceVersion;
+        body.spec!.clusterIP = current.spec?.clusterIP;
+        this.cluster.recordRequest('update', 'Service');
+        return await this.cluster.core.replaceNamespacedService({
+          namespace: env.namespace,
+          name: m.name,
+          body,
+        });
       } catch (err) {
         if (isApiError(err, 409) && !current) {
-          live.push(m); // another replica made it a moment ago
-        } else if (isApiError(err, 403) && /exceeded quota/.test(apiErrorMessage(err))) {
+          // Another replica made it a moment ago: read what it made.
+          return await this.cluster.core.readNamespacedService({
+            namespace: env.namespace,
+            name: m.name,
+          });
+        }
+        if (isApiError(err, 403) && /exceeded quota/.test(apiErrorMessage(err))) {
           refused.push({
             service: `${m.namespace}/${m.service}`,
             port: m.port,
             protocol: m.protocol,
             reason: "the lab's quota of published ports is used up",
           });
-        } else throw err;
+          return undefined;
+        }
+        throw err;
       }
-    }
-    await this.setPolicy(env, live);
-    return refused;
+    });
+    const [services, policy] = await Promise.all([
+      Promise.all(writes),
+      this.setPolicy(env, mirrors, state.policy),
+    ]);
+    const live = services.filter((s): s is V1Service => s !== undefined);
+    // A mirror the host refused opens nothing: the policy follows what exists.
+    const finalPolicy =
+      live.length === mirrors.length
+        ? policy
+        : await this.setPolicy(
+            env,
+            mirrors.filter((m) => live.some((s) => s.metadata?.name === m.name)),
+            policy,
+          );
+    return { state: { services: live, policy: finalPolicy }, refused };
   }
 
   /** Every mirror of the env and its policy go (session end). */
@@ -142,8 +185,15 @@ export class HostMirrors {
     };
   }
 
-  private async setPolicy(env: { envId: string; namespace: string }, live: PlannedMirror[]) {
-    if (live.length === 0) return this.deletePolicy(env.namespace);
+  private async setPolicy(
+    env: { envId: string; namespace: string },
+    live: readonly PlannedMirror[],
+    current: V1NetworkPolicy | undefined,
+  ): Promise<V1NetworkPolicy | undefined> {
+    if (live.length === 0) {
+      if (current) await this.deletePolicy(env.namespace);
+      return undefined;
+    }
     const ports = [...new Map(live.map((m) => [`${m.protocol}/${m.nodePort}`, m])).values()].map(
       (m) => ({ protocol: m.protocol, port: m.nodePort as never }),
     );
@@ -170,29 +220,24 @@ export class HostMirrors {
         ],
       },
     };
-    let current: V1NetworkPolicy | undefined;
-    this.cluster.recordRequest('get', 'NetworkPolicy');
-    try {
-      current = await this.networking.readNamespacedNetworkPolicy({
-        namespace: env.namespace,
-        name: MIRROR_POLICY,
-      });
-    } catch (err) {
-      if (!isApiError(err, 404)) throw err;
-    }
     if (!current) {
       this.cluster.recordRequest('create', 'NetworkPolicy');
       try {
-        await this.networking.createNamespacedNetworkPolicy({ namespace: env.namespace, body });
+        return await this.networking.createNamespacedNetworkPolicy({
+          namespace: env.namespace,
+          body,
+        });
       } catch (err) {
         if (!isApiError(err, 409)) throw err;
+        // Made meanwhile (another replica): bring it to this spec.
+        current = await this.readPolicy(env.namespace);
+        if (!current) throw err;
       }
-      return;
     }
-    if (JSON.stringify(current.spec) === JSON.stringify(body.spec)) return;
+    if (JSON.stringify(current.spec) === JSON.stringify(body.spec)) return current;
     body.metadata!.resourceVersion = current.metadata?.resourceVersion;
     this.cluster.recordRequest('update', 'NetworkPolicy');
-    await this.networking.replaceNamespacedNetworkPolicy({
+    return this.networking.replaceNamespacedNetworkPolicy({
       namespace: env.namespace,
       name: MIRROR_POLICY,
       body,

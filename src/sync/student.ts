@@ -26,7 +26,7 @@ export interface StudentWatchOptions {
   retryInitialMs: number;
   retryMaxMs: number;
   /** The student's Services, whenever they may have changed (never from a cache that has not listed yet). */
-  onServices: (services: readonly V1Service[]) => void;
+  onServices: (services: readonly V1Service[], relisted: boolean) => void;
   /** The API server answered (after being down or at first), or stopped answering. */
   onReachable: (reachable: boolean, error?: string) => void;
 }
@@ -145,7 +145,7 @@ export class StudentClusterWatch {
         return list;
       });
       const changed = () => {
-        if (listed && current()) this.opts.onServices(informer.list());
+        if (listed && current()) this.opts.onServices(informer.list(), false);
       };
       informer.on('add', changed);
       informer.on('update', changed);
@@ -164,7 +164,7 @@ export class StudentClusterWatch {
     if (generation !== this.generation || this.stopped) return;
     this.retryMs = this.opts.retryInitialMs;
     this.opts.onReachable(true);
-    this.opts.onServices(informer.list());
+    this.opts.onServices(informer.list(), true);
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.restart(), this.opts.resyncMs);
     this.timer.unref();

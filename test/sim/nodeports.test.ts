@@ -9,7 +9,7 @@ const status = (p: Promise<unknown>) =>
     (err: unknown) => (err instanceof ApiException ? err.code : -1),
   );
 
-describe('sim: NodePorts of the student cluster and of the host', () => {
+describe('sim: NodePorts of the student cluster and of the host', { timeout: 90_000 }, () => {
   let h: SimHost;
   let env: StudentEnv;
 

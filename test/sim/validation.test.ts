@@ -272,6 +272,7 @@ describe('conformance: schema validation of writes', () => {
   );
 
   it('takes only the field selectors each kind supports, as a real API server does', async () => {
+    // Running VMs' virt-launcher pods are Running (with the VMI's IP), like KubeVirt's.
     const pods = await core.listNamespacedPod({
       namespace: ns,
       fieldSelector: 'status.phase!=Running',

@@ -9,7 +9,7 @@ import { greet, startSimHost, type SimHost, type StudentEnv } from '../helpers/s
 
 const MAX_PORTS = 3;
 
-describe('NodePort sync against the simulator', () => {
+describe('NodePort sync against the simulator', { timeout: 90_000 }, () => {
   let h: SimHost;
   let net: NetworkingV1Api;
   const events: LabvirtEvent[] = [];

@@ -9,7 +9,7 @@ import { startSimHost, type SimHost, type StudentEnv } from '../helpers/student-
 const MAX_PORTS = 3;
 
 /** Limits, restarts, outages, dropped watches, session end. */
-describe('NodePort sync: limits and failures', () => {
+describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
   let h: SimHost;
   let net: NetworkingV1Api;
   const events: LabvirtEvent[] = [];

@@ -9,7 +9,7 @@ import { greet, openStudentApi, startGuestListener } from '../helpers/student-en
  * student sees of the ports they expose, from `labvirt status` to a
  * connection on the address it prints.
  */
-describe('NodePort sync in a running labvirt: what the student sees', () => {
+describe('NodePort sync in a running labvirt: what the student sees', { timeout: 90_000 }, () => {
   let stack: TestStack;
   const closers: (() => void | Promise<void>)[] = [];
 
