@@ -23,6 +23,7 @@ export interface KubeConnectionSettings {
 /** What client-node builds per request: an undici Agent (or proxy agent). */
 interface Dispatcher {
   close(): Promise<void>;
+  destroy(): Promise<void>;
 }
 type CreateDispatcher = (cluster: unknown, agentOptions: Record<string, unknown>) => unknown;
 
@@ -72,11 +73,25 @@ export class KeepAliveKubeConfig extends KubeConfig {
     return this.dispatchers.size;
   }
 
-  /** Closes the shared connections (after the last call). */
-  async close(): Promise<void> {
+  /**
+   * Closes the shared connections. Requests still running get `graceMs` to
+   * finish; then they are cut, so a long watch (or a request stuck on a
+   * server that went away) never holds a shutdown.
+   */
+  async close(graceMs = 1000): Promise<void> {
     const all = [...this.dispatchers.values()];
     this.dispatchers.clear();
-    await Promise.all(all.map((d) => d.close().catch(() => undefined)));
+    await Promise.all(
+      all.map(async (d) => {
+        let timer: NodeJS.Timeout | undefined;
+        const cut = new Promise<'cut'>((r) => (timer = setTimeout(() => r('cut'), graceMs)));
+        const closed = await Promise.race([d.close().then(() => 'closed' as const), cut]).catch(
+          () => 'closed' as const,
+        );
+        clearTimeout(timer);
+        if (closed === 'cut') await d.destroy().catch(() => undefined);
+      }),
+    );
   }
 }
 

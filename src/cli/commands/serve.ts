@@ -42,6 +42,9 @@ export function registerServeCommands(program: Command): void {
           import('../../log/index.js'),
           import('../../slack/index.js'),
         ]);
+      // Listening before anything starts: a SIGTERM during start-up (provisioning
+      // begins before startLabvirt returns) still gets the graceful stop.
+      const stopping = untilSignal();
       const config = loadConfig({ file: configFileOf(cmd) });
       const logger = createLogger({ level: config.logLevel });
       const handle = await startLabvirt({
@@ -56,7 +59,7 @@ export function registerServeCommands(program: Command): void {
           scheduler: opts.scheduler,
         },
       });
-      const signal = await untilSignal();
+      const signal = await stopping;
       logger.info(
         { signal, graceSeconds: config.pool.shutdownGraceSeconds },
         'stopping: no new work; running jobs go back to the queue after the grace period',
