@@ -137,6 +137,12 @@ interface Pooled {
   idleTimer?: NodeJS.Timeout;
   /** Close as soon as the last command ends (the env was released). */
   releasing?: boolean;
+  /**
+   * Forwarded streams open on it (e.g. a student-cluster watch). They keep
+   * the connection from the idle close, but take no command slot: sshd's
+   * MaxSessions counts sessions, not direct-tcpip channels.
+   */
+  forwards?: number;
   /** Takes the connection out of the pool, so no new command picks it. */
   forget?: () => void;
 }
@@ -172,14 +178,20 @@ export function createExecutor(options: ExecutorOptions): Executor {
     p.active--;
     const next = p.waiting.shift();
     if (next) return next();
-    if (p.active > 0) return;
+    closeWhenUnused(p);
+  }
+
+  /** With no command and no forwarded stream left, the connection closes (now, or once idle). */
+  function closeWhenUnused(p: Pooled): void {
+    const inUse = () => p.active > 0 || (p.forwards ?? 0) > 0;
+    if (inUse()) return;
     if (p.releasing) {
       p.client.end();
       return;
     }
     clearTimeout(p.idleTimer);
     p.idleTimer = setTimeout(() => {
-      if (p.active > 0) return;
+      if (inUse()) return;
       p.forget?.();
       p.client.end();
     }, idleCloseMs);
@@ -423,17 +435,22 @@ export function createExecutor(options: ExecutorOptions): Executor {
 
   async function forward(target: GuestTarget, host: string, port: number) {
     const pooled = await connection(target, loginUser);
-    // A forwarded stream (a student-cluster watch) is a channel in use like a
-    // command: the idle close must not cut it.
-    await acquire(pooled);
+    // A forwarded stream (a student-cluster watch) is in use: the idle close must not cut it.
+    pooled.forwards = (pooled.forwards ?? 0) + 1;
+    clearTimeout(pooled.idleTimer);
+    pooled.idleTimer = undefined;
+    const done = () => {
+      pooled.forwards = (pooled.forwards ?? 1) - 1;
+      closeWhenUnused(pooled);
+    };
     return new Promise<ClientChannel>((resolve, reject) => {
       pooled.client.forwardOut('127.0.0.1', 0, host, port, (err, channel) => {
         if (err) {
-          release(pooled);
+          done();
           reject(err);
           return;
         }
-        channel.once('close', () => release(pooled));
+        channel.once('close', done);
         resolve(channel);
       });
     });

@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -220,6 +221,50 @@ describe('executor', () => {
     await expect.poll(() => ex.openConnections, { timeout: 5000 }).toBe(0);
     expect((await ex.exec(target(g.ip), 'echo again', { timeoutMs: 5000 })).stdout).toBe('again\n');
     expect(ex.handshakes).toBe(2);
+  });
+
+  it('forwards streams beside commands: they take no command slot and hold the connection open', async () => {
+    // A TCP echo server standing in for the guest's 6443.
+    const echo = createServer((sock) => sock.pipe(sock));
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    const echoPort = (echo.address() as AddressInfo).port;
+    try {
+      const g = await guest();
+      await g.guest.stop();
+      farm.guests.delete(g.ip);
+      await farm.start(
+        { labvirt: [labvirtKey.public] },
+        {
+          ip: g.ip,
+          forwardLocalPort: (port) =>
+            Promise.resolve(port === 6443 ? { host: '127.0.0.1', port: echoPort } : undefined),
+        },
+      );
+      const ex = executor({ idleCloseMs: 100 });
+      // More streams than sshd's MaxSessions, all open at once, and commands still run.
+      const streams = await Promise.all(
+        Array.from({ length: 12 }, () => ex.forward(target(g.ip), '127.0.0.1', 6443)),
+      );
+      const echoed = await Promise.all(
+        streams.map(
+          (s, i) =>
+            new Promise<string>((r) => {
+              s.once('data', (d: Buffer) => r(d.toString()));
+              s.write(`ping ${i}`);
+            }),
+        ),
+      );
+      expect(echoed).toEqual(streams.map((_, i) => `ping ${i}`));
+      expect((await ex.exec(target(g.ip), 'echo ok', { timeoutMs: 5000 })).stdout).toBe('ok\n');
+      // Idle for commands, but streams are open: the connection stays.
+      await new Promise((r) => setTimeout(r, 400));
+      expect(ex.openConnections).toBe(1);
+      expect(ex.handshakes).toBe(1);
+      for (const s of streams) s.end();
+      await expect.poll(() => ex.openConnections, { timeout: 5000 }).toBe(0);
+    } finally {
+      echo.close();
+    }
   });
 
   it('reconnects when a pooled connection died', async () => {
