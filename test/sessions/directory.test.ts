@@ -8,9 +8,10 @@ describe('the gateway keeps sessions in memory', () => {
   let stack: TestStack;
   let vmiLists = 0;
   beforeAll(async () => {
-    // Two envs and no more: no provisioning runs (and lists VMIs) during the tests.
+    // Two envs and no more: no provisioning runs (and lists VMIs) during the
+    // tests; no NodePort sync either (it looks up an active env's nodes too).
     stack = await startTestStack({
-      roles: { api: false },
+      roles: { api: false, sync: false },
       overrides: {
         flavors: {
           'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 2, maxTotal: 2 },
@@ -22,8 +23,8 @@ describe('the gateway keeps sessions in memory', () => {
     });
     await stack.labvirt.runMaintenance('replenish');
     await stack.until(
-      async () => (await stack.warmCount('v1.30-1node')) >= 1,
-      'a warm env',
+      async () => (await stack.warmCount('v1.30-1node')) >= 2,
+      'both envs warm',
       60_000,
     );
   }, 90_000);
