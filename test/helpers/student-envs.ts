@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, type V1Service } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { loadConfig, type Config } from '../../src/config/index.js';
 import {
@@ -14,6 +14,7 @@ import {
   renderEnvironment,
 } from '../../src/kube/index.js';
 import { silentLogger } from '../../src/log/index.js';
+import { SYNC_LABELS } from '../../src/sync/index.js';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 import {
   createExecutor,
@@ -21,6 +22,15 @@ import {
   type Executor,
   type GuestTarget,
 } from '../../src/ssh/index.js';
+
+/** The host Services the NodePort sync made in an env namespace, sorted by name. */
+export async function mirrorServices(core: CoreV1Api, namespace: string): Promise<V1Service[]> {
+  const list = await core.listNamespacedService({
+    namespace,
+    labelSelector: `${SYNC_LABELS.component}=mirror`,
+  });
+  return list.items.sort((a, b) => a.metadata!.name!.localeCompare(b.metadata!.name!));
+}
 
 /**
  * A simulated host with envs whose student clusters are up, reached the way

@@ -5,7 +5,13 @@ import { EventBus, type LabvirtEvent } from '../../src/events/index.js';
 import { LABELS, evaluateNetworkPolicies } from '../../src/kube/index.js';
 import { createLogger } from '../../src/log/index.js';
 import { MIRROR_POLICY, NodePortSync, readEnvPorts, SYNC_LABELS } from '../../src/sync/index.js';
-import { greet, startSimHost, type SimHost, type StudentEnv } from '../helpers/student-envs.js';
+import {
+  greet,
+  mirrorServices,
+  startSimHost,
+  type SimHost,
+  type StudentEnv,
+} from '../helpers/student-envs.js';
 
 const MAX_PORTS = 3;
 
@@ -57,13 +63,7 @@ describe('NodePort sync against the simulator', { timeout: 90_000 }, () => {
     await h?.close();
   });
 
-  const mirrors = async (env: StudentEnv) =>
-    (
-      await h.host.core.listNamespacedService({
-        namespace: env.namespace,
-        labelSelector: `${SYNC_LABELS.component}=mirror`,
-      })
-    ).items.sort((a, b) => a.metadata!.name!.localeCompare(b.metadata!.name!));
+  const mirrors = (env: StudentEnv) => mirrorServices(h.host.core, env.namespace);
   const policy = async (env: StudentEnv): Promise<V1NetworkPolicy | undefined> =>
     net
       .readNamespacedNetworkPolicy({ namespace: env.namespace, name: MIRROR_POLICY })

@@ -4,7 +4,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventBus, type EventOf, type LabvirtEvent } from '../../src/events/index.js';
 import { createLogger } from '../../src/log/index.js';
 import { MIRROR_POLICY, NodePortSync, readEnvPorts, SYNC_LABELS } from '../../src/sync/index.js';
-import { startSimHost, type SimHost, type StudentEnv } from '../helpers/student-envs.js';
+import {
+  mirrorServices,
+  startSimHost,
+  type SimHost,
+  type StudentEnv,
+} from '../helpers/student-envs.js';
 
 const MAX_PORTS = 3;
 
@@ -63,14 +68,7 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
   });
 
   const mirrorNames = async (env: StudentEnv) =>
-    (
-      await h.host.core.listNamespacedService({
-        namespace: env.namespace,
-        labelSelector: `${SYNC_LABELS.component}=mirror`,
-      })
-    ).items
-      .map((s) => s.metadata!.name!)
-      .sort();
+    (await mirrorServices(h.host.core, env.namespace)).map((s) => s.metadata!.name!);
   const untilNames = (env: StudentEnv, want: string[], what: string, timeoutMs?: number) =>
     h.until(
       async () => JSON.stringify(await mirrorNames(env)) === JSON.stringify([...want].sort()),

@@ -1,8 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SYNC_LABELS } from '../../src/sync/index.js';
 import { runCli } from '../cli-client/fixtures/run-cli.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
-import { greet, openStudentApi, startGuestListener } from '../helpers/student-envs.js';
+import {
+  greet,
+  mirrorServices,
+  openStudentApi,
+  startGuestListener,
+} from '../helpers/student-envs.js';
 
 /**
  * The whole labvirt (Redis, workers, API, sync) against the sim: what a
@@ -91,11 +95,7 @@ describe('NodePort sync in a running labvirt: what the student sees', { timeout:
     await stack.until(async () => {
       const ns = await ctx.cluster.getNamespace(namespace);
       if (!ns) return true;
-      const mirrors = await ctx.cluster.core.listNamespacedService({
-        namespace,
-        labelSelector: `${SYNC_LABELS.component}=mirror`,
-      });
-      return mirrors.items.length === 0;
+      return (await mirrorServices(ctx.cluster.core, namespace)).length === 0;
     }, 'mirrors removed when the session ends');
     expect(await greet(host!, Number(port))).not.toBe('hello from sam’s web');
   });
