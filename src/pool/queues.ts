@@ -1,3 +1,4 @@
+import { Redis, type RedisOptions } from 'ioredis';
 import { Queue, Worker, type ConnectionOptions, type Job, type JobsOptions } from 'bullmq';
 
 /**
@@ -182,4 +183,45 @@ export async function closeWorker(worker: Worker, timeoutMs: number): Promise<vo
   if (active.size === 0) return worker.close();
   for (const { job, token } of active.values()) await job.moveToWait(token).catch(() => undefined);
   await worker.close(true);
+  await handBackFetched(worker, timeoutMs);
+}
+
+/**
+ * A job whose fetch was already on its way when the worker paused is active
+ * in Redis under this worker's lock but never reached the handler, so the loop
+ * above cannot see it; left alone it waits a whole lock period to be found
+ * stalled. Its lock value is `<worker id>:<n>`, which tells it apart from
+ * another replica's jobs. Bounded, so a Redis that is down cannot hold up the
+ * shutdown.
+ */
+async function handBackFetched(worker: Worker, timeoutMs: number): Promise<void> {
+  const queue = new Queue(worker.name, {
+    connection: worker.opts.connection,
+    prefix: worker.opts.prefix,
+  });
+  const redis = new Redis({
+    ...(worker.opts.connection as RedisOptions),
+    maxRetriesPerRequest: 1,
+    retryStrategy: () => null,
+  });
+  redis.on('error', () => undefined);
+  const sweep = (async () => {
+    for (const job of await queue.getActive()) {
+      const lock = await redis.get(queue.toKey(`${job.id}:lock`));
+      if (lock?.startsWith(`${worker.id}:`)) await job.moveToWait(lock);
+    }
+  })();
+  await within(sweep, Math.max(500, timeoutMs));
+  redis.disconnect();
+  await within(queue.close(), 500);
+}
+
+/** Waits for `work` at most `ms`, whatever its outcome. */
+async function within(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    work.catch(() => undefined),
+    new Promise((r) => (timer = setTimeout(r, ms))),
+  ]);
+  clearTimeout(timer);
 }

@@ -1,0 +1,75 @@
+import { Queue, type Job } from 'bullmq';
+import { describe, expect, it } from 'vitest';
+import { closeWorker, startWorker } from '../../src/pool/queues.js';
+import { useRedis } from '../helpers/redis.js';
+
+const redis = useRedis();
+
+function settings() {
+  const u = new URL(redis.url);
+  return {
+    connection: { host: u.hostname, port: Number(u.port), maxRetriesPerRequest: null },
+    prefix: 'test-jobs',
+    concurrency: 1,
+    // Long enough that nothing here is recovered by the stalled-job check.
+    lockSeconds: 60,
+  };
+}
+
+describe('closeWorker: shutdown hands running jobs back', () => {
+  it('moves a job still running after the grace period, and one fetched but not yet started, back to the wait list', async () => {
+    const s = settings();
+    const queue = new Queue('q', { connection: s.connection, prefix: s.prefix });
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const worker = startWorker<{ n: number }>('q', s, async () => {
+      started();
+      await new Promise(() => undefined); // never finishes: a provision stuck on the cluster
+    });
+    try {
+      await queue.add('job', { n: 1 }, { jobId: 'running' });
+      await running;
+      await queue.add('job', { n: 2 }, { jobId: 'fetched' });
+      // What a fetch in flight at the moment of pausing leaves behind: active
+      // under this worker's lock, unknown to the handler.
+      const fetched = (await worker.getNextJob(`${worker.id}:in-flight`)) as Job | undefined;
+      expect(fetched?.id).toBe('fetched');
+      expect((await queue.getJobCounts('active')).active).toBe(2);
+
+      const begun = Date.now();
+      await closeWorker(worker, 200);
+      expect(Date.now() - begun).toBeLessThan(5_000);
+
+      const counts = await queue.getJobCounts('active', 'wait');
+      expect(counts).toEqual({ active: 0, wait: 2 });
+    } finally {
+      await queue.close();
+    }
+  });
+
+  it('leaves another worker’s running job alone', async () => {
+    const s = settings();
+    const queue = new Queue('q2', { connection: s.connection, prefix: s.prefix });
+    const mine = startWorker('q2', s, async () => undefined);
+    const other = startWorker('q2', s, async () => new Promise<void>(() => undefined));
+    try {
+      await mine.pause(true);
+      await queue.add('job', {}, { jobId: 'theirs' });
+      await new Promise<void>((resolve) => {
+        const t = setInterval(() => {
+          void queue.getJobCounts('active').then((c) => {
+            if (c.active === 1) {
+              clearInterval(t);
+              resolve();
+            }
+          });
+        }, 20);
+      });
+      await closeWorker(mine, 100);
+      expect((await queue.getJobCounts('active')).active).toBe(1);
+    } finally {
+      await closeWorker(other, 100);
+      await queue.close();
+    }
+  });
+});
