@@ -153,8 +153,18 @@ export const configSchema = z
          * not routable from labvirt (the simulator writes one). Unset: direct.
          */
         guestAddressMap: z.string().min(1).optional(),
+        /**
+         * The ClusterRole holding what labvirt may do inside an env Namespace
+         * (deploy/rbac.yaml's `labvirt-env`); labvirt binds it into each env
+         * Namespace it creates, and holds no such rights anywhere else.
+         */
+        envClusterRole: z
+          .string()
+          .regex(/^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$/, 'a ClusterRole name')
+          .max(253)
+          .default('labvirt-env'),
       })
-      .default({}),
+      .default({ envClusterRole: 'labvirt-env' }),
     redis: z
       .strictObject({
         /** Redis >= 6.2 with maxmemory-policy noeviction; a password in the URL is never logged. */

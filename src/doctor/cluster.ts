@@ -1,6 +1,8 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Config } from '../config/index.js';
 import {
+  DEFAULT_ENV_CLUSTER_ROLE,
+  ENV_ROLE,
   LABVIRT_PERMISSIONS,
   apiErrorMessage,
   envResources,
@@ -177,15 +179,26 @@ export async function checkKubevirt(
   return out;
 }
 
-/** SelfSubjectAccessReview for every call labvirt makes. */
-export async function checkPermissions(inspector: ClusterInspector): Promise<CheckResult> {
+/**
+ * SelfSubjectAccessReview for every cluster-wide grant labvirt needs, binding
+ * its env role included. What it does inside an env Namespace comes from that
+ * role, bound there at creation: no Namespace holds it before.
+ */
+export async function checkPermissions(
+  inspector: ClusterInspector,
+  envClusterRole: string = DEFAULT_ENV_CLUSTER_ROLE,
+): Promise<CheckResult> {
   const title = 'Permissions for every call labvirt makes';
   const missing: string[] = [];
+  const clusterWide = LABVIRT_PERMISSIONS.filter((p) => p.scope === 'cluster');
   try {
-    for (const p of LABVIRT_PERMISSIONS) {
-      const { allowed } = await inspector.mayI(p);
+    for (const p of clusterWide) {
+      const name = p.resourceName === ENV_ROLE ? envClusterRole : undefined;
+      const { allowed } = await inspector.mayI(p, undefined, name);
       if (!allowed)
-        missing.push(`${p.verb} ${p.group ? `${p.resource}.${p.group}` : p.resource} (${p.why})`);
+        missing.push(
+          `${p.verb} ${p.group ? `${p.resource}.${p.group}` : p.resource}${name ? ` ${name}` : ''} (${p.why})`,
+        );
     }
   } catch (err) {
     return warn(
@@ -203,7 +216,11 @@ export async function checkPermissions(inspector: ClusterInspector): Promise<Che
       "install the Helm chart's ClusterRole (rbac.create=true) and bind it to this identity, or grant the verbs listed",
     );
   }
-  return pass('permissions', title, `all ${LABVIRT_PERMISSIONS.length} allowed cluster-wide`);
+  return pass(
+    'permissions',
+    title,
+    `all ${clusterWide.length} allowed cluster-wide; inside env Namespaces labvirt binds ${envClusterRole}`,
+  );
 }
 
 interface NodeRoom {

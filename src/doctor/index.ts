@@ -47,7 +47,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     results.push(api.result);
     if (api.result.status !== 'fail') {
       results.push(...(await checkKubevirt(inspector, options.kubevirtNamespace ?? 'kubevirt')));
-      results.push(await checkPermissions(inspector));
+      results.push(await checkPermissions(inspector, config.kube.envClusterRole));
       results.push(...(await nodeChecks(inspector, config)));
       results.push(checkClock(api.version));
     }

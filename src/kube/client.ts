@@ -1,5 +1,6 @@
 import {
   ApiException,
+  AuthenticationV1Api,
   CoreV1Api,
   CustomObjectsApi,
   KubeConfig,
@@ -158,6 +159,9 @@ export interface VmiStatusView {
 }
 
 const KUBEVIRT_GROUP = 'kubevirt.io';
+/** How long after binding labvirt's env role a 403 is taken for RBAC not having caught up. */
+const BINDING_SETTLE_MS = 10_000;
+const BINDING_RETRY_MS = 250;
 const KUBEVIRT_VERSION = 'v1';
 const MANAGED_SELECTOR = 'app.kubernetes.io/managed-by=labvirt';
 
@@ -199,6 +203,7 @@ export class HostCluster {
   private readonly log: Logger;
   private readonly listeners: ((verb: string, resource: string) => void)[] = [];
   private readonly quotaRetryMs: number;
+  private identity?: Promise<string>;
 
   constructor(
     readonly kubeConfig: KubeConfig,
@@ -218,17 +223,28 @@ export class HostCluster {
    * quota's status is not computed yet is retried, as the API server asks.
    */
   async createAll(objects: KubeObject[], deadline = Date.now() + 60_000): Promise<void> {
+    let boundAt = 0;
     for (const obj of objects) {
       for (;;) {
         this.count('create', obj.kind ?? 'unknown');
         try {
           await this.objects.create(toClientModel(obj));
+          if (obj.kind === 'RoleBinding') boundAt = Date.now();
           break;
         } catch (err) {
-          if (isApiError(err, 409)) break;
+          if (isApiError(err, 409)) {
+            if (obj.kind === 'RoleBinding') boundAt = Date.now();
+            break;
+          }
           if (isApiError(err, 403) && /status unknown for quota/.test(apiErrorMessage(err))) {
             if (Date.now() > deadline) throw err;
             await sleep(this.quotaRetryMs);
+            continue;
+          }
+          // The API server's RBAC authorizer learns of a new RoleBinding from
+          // a watch, a moment after creating it: a refusal just after is retried.
+          if (isApiError(err, 403) && Date.now() - boundAt < BINDING_SETTLE_MS) {
+            await sleep(BINDING_RETRY_MS);
             continue;
           }
           throw new Error(
@@ -251,6 +267,26 @@ export class HostCluster {
 
   private count(verb: string, resource: string): void {
     for (const l of this.listeners) l(verb, resource);
+  }
+
+  /**
+   * The user name labvirt is authenticated as (SelfSubjectReview, which every
+   * authenticated identity may make), asked once: the subject bound into
+   * each env Namespace.
+   */
+  async whoAmI(): Promise<string> {
+    this.identity ??= this.kubeConfig
+      .makeApiClient(AuthenticationV1Api)
+      .createSelfSubjectReview({
+        body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
+      })
+      .then((review) => {
+        const name = review.status?.userInfo?.username;
+        if (!name) throw new Error('the API server did not say who labvirt is (SelfSubjectReview)');
+        return name;
+      });
+    this.identity.catch(() => (this.identity = undefined));
+    return this.identity;
   }
 
   /** Every Namespace labvirt owns (label `app.kubernetes.io/managed-by=labvirt`), all pages. */

@@ -17,9 +17,12 @@ export {
 } from './names.js';
 export { generateEnvSecrets, readEnvSecrets, type EnvSecrets } from './secrets.js';
 export {
+  ENV_ROLE_BINDING,
   POD_SECURITY_LABELS,
   renderEnvironment,
+  subjectOfUser,
   type EnvOwner,
+  type RbacSubject,
   type RenderInput,
 } from './render.js';
 export { renderUserData, CLUSTER_ENV_PATH, type UserDataInput } from './cloudinit.js';
@@ -66,11 +69,15 @@ export {
   type VmiStatusView,
 } from './client.js';
 export {
+  DEFAULT_ENV_CLUSTER_ROLE,
   DOCTOR_PERMISSIONS,
+  ENV_ROLE,
   KIND_RESOURCES,
   LABVIRT_PERMISSIONS,
   permissionKey,
+  rulesOf,
   type ApiPermission,
+  type PermissionScope,
 } from './permissions.js';
 export { ClusterInspector, type KubeVirtInstall, type ServerVersion } from './inspect.js';
 export {

@@ -145,14 +145,25 @@ export class ClusterInspector {
   }
 
   /** Whether the current identity may make this call (cluster-wide when no namespace is given). */
-  async mayI(p: Pick<ApiPermission, 'group' | 'resource' | 'verb'>, namespace?: string) {
+  async mayI(
+    p: Pick<ApiPermission, 'group' | 'resource' | 'verb'>,
+    namespace?: string,
+    name?: string,
+  ) {
     const [resource, subresource] = p.resource.split('/');
     const review = await this.authz.createSelfSubjectAccessReview({
       body: {
         apiVersion: 'authorization.k8s.io/v1',
         kind: 'SelfSubjectAccessReview',
         spec: {
-          resourceAttributes: { group: p.group, resource, subresource, verb: p.verb, namespace },
+          resourceAttributes: {
+            group: p.group,
+            resource,
+            subresource,
+            verb: p.verb,
+            namespace,
+            name,
+          },
         },
       },
     });

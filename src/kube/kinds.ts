@@ -14,6 +14,8 @@ import { validate as serviceAccount } from 'kubernetes-models/_schemas/IoK8sApiC
 import { validate as eventsEvent } from 'kubernetes-models/_schemas/IoK8sApiEventsV1Event';
 import { validate as networkPolicy } from 'kubernetes-models/_schemas/IoK8sApiNetworkingV1NetworkPolicy';
 import { validate as podDisruptionBudget } from 'kubernetes-models/_schemas/IoK8sApiPolicyV1PodDisruptionBudget';
+import { validate as validatingAdmissionPolicy } from 'kubernetes-models/_schemas/IoK8sApiAdmissionregistrationV1ValidatingAdmissionPolicy';
+import { validate as validatingAdmissionPolicyBinding } from 'kubernetes-models/_schemas/IoK8sApiAdmissionregistrationV1ValidatingAdmissionPolicyBinding';
 import { validate as clusterRole } from 'kubernetes-models/_schemas/IoK8sApiRbacV1ClusterRole';
 import { validate as clusterRoleBinding } from 'kubernetes-models/_schemas/IoK8sApiRbacV1ClusterRoleBinding';
 import { validate as role } from 'kubernetes-models/_schemas/IoK8sApiRbacV1Role';
@@ -60,5 +62,13 @@ export const BUILTIN_KINDS: Record<string, BuiltinKind> = {
   'policy/v1/PodDisruptionBudget': {
     model: 'V1PodDisruptionBudget',
     validate: podDisruptionBudget,
+  },
+  'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy': {
+    model: 'V1ValidatingAdmissionPolicy',
+    validate: validatingAdmissionPolicy,
+  },
+  'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding': {
+    model: 'V1ValidatingAdmissionPolicyBinding',
+    validate: validatingAdmissionPolicyBinding,
   },
 };

@@ -41,7 +41,34 @@ export interface RenderInput {
   orchestratorPublicKey: string;
   secrets: EnvSecrets;
   owner?: EnvOwner;
+  /**
+   * Who labvirt runs as: bound to `config.kube.envClusterRole` inside this
+   * env's Namespace (labvirt holds those rights nowhere else). Absent (e.g.
+   * `labvirt render`): no RoleBinding is rendered.
+   */
+  operator?: RbacSubject;
 }
+
+/** An RBAC subject: labvirt's own identity on the host cluster. */
+export interface RbacSubject {
+  kind: 'ServiceAccount' | 'User';
+  name: string;
+  /** ServiceAccounts only. */
+  namespace?: string;
+}
+
+const SERVICE_ACCOUNT_USER = /^system:serviceaccount:([^:]+):([^:]+)$/;
+
+/** The subject for an authenticated user name (a ServiceAccount's `system:serviceaccount:<ns>:<name>`). */
+export function subjectOfUser(username: string): RbacSubject {
+  const sa = SERVICE_ACCOUNT_USER.exec(username);
+  return sa
+    ? { kind: 'ServiceAccount', namespace: sa[1]!, name: sa[2]! }
+    : { kind: 'User', name: username };
+}
+
+/** The name of the RoleBinding that gives labvirt its rights inside an env Namespace. */
+export const ENV_ROLE_BINDING = 'labvirt';
 
 /**
  * Pod Security for the env namespace. KubeVirt's virt-launcher runs non-root
@@ -60,7 +87,8 @@ export const POD_SECURITY_LABELS = {
 const ENV_ID_LOOSE = /^[a-z0-9]{1,20}$/;
 
 /**
- * Every object of one env, in the order to create them: the Namespace first;
+ * Every object of one env, in the order to create them: the Namespace first,
+ * then the RoleBinding that lets labvirt create the rest inside it;
  * the NetworkPolicies and the LimitRange before anything runs (isolation and
  * defaults in place before the first launcher pod); the Secrets the VMs
  * reference; the Services; the VMs; and the ResourceQuota LAST (a real API
@@ -96,6 +124,7 @@ export function renderEnvironment(input: RenderInput): KubeObject[] {
         ...(input.owner ? { annotations: ownerAnnotations(input.owner) } : {}),
       },
     },
+    ...(input.operator ? [renderEnvRoleBinding(config, namespace, labels, input.operator)] : []),
     {
       apiVersion: 'v1',
       kind: 'Secret',
@@ -147,4 +176,32 @@ function ownerAnnotations(owner: EnvOwner): Record<string, string> {
   if (owner.lab) out[ANNOTATIONS.lab] = owner.lab;
   if (owner.expiresAt) out[ANNOTATIONS.expiresAt] = owner.expiresAt;
   return out;
+}
+
+/**
+ * Binds the env role to labvirt inside one env Namespace: the only place it
+ * holds those rights (the admission policy in deploy/ refuses a binding in a
+ * Namespace labvirt did not make, or of another role, or to anyone else).
+ */
+function renderEnvRoleBinding(
+  config: Config,
+  namespace: string,
+  labels: Record<string, string>,
+  operator: RbacSubject,
+): KubeObject {
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'RoleBinding',
+    metadata: { name: ENV_ROLE_BINDING, namespace, labels },
+    roleRef: {
+      apiGroup: 'rbac.authorization.k8s.io',
+      kind: 'ClusterRole',
+      name: config.kube.envClusterRole,
+    },
+    subjects: [
+      operator.kind === 'ServiceAccount'
+        ? { kind: 'ServiceAccount', name: operator.name, namespace: operator.namespace }
+        : { kind: 'User', apiGroup: 'rbac.authorization.k8s.io', name: operator.name },
+    ],
+  };
 }

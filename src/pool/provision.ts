@@ -6,8 +6,9 @@ import {
   generateEnvSecrets,
   readEnvSecrets,
   renderEnvironment,
+  subjectOfUser,
 } from '../kube/index.js';
-import { apiErrorMessage } from '../kube/client.js';
+import { apiErrorMessage, isApiError } from '../kube/client.js';
 import type { PoolContext } from './context.js';
 import { inspectEnvVmis, nodesOfFlavor } from './nodes.js';
 import type { ProvisionJob } from './queues.js';
@@ -64,13 +65,14 @@ async function bringUp(
   if (state === 'provisioning') {
     // Reuse the env's CA and token if a previous attempt created them, so
     // every VM of the env trusts the same control plane.
-    const secrets = (await readEnvSecrets(ctx.cluster, namespace)) ?? (await generateEnvSecrets());
+    const secrets = (await earlierSecrets(ctx, namespace)) ?? (await generateEnvSecrets());
     const objects = renderEnvironment({
       config: ctx.config,
       flavor,
       envId,
       orchestratorPublicKey: ctx.orchestratorPublicKey,
       secrets,
+      operator: subjectOfUser(await ctx.cluster.whoAmI()),
     });
     await ctx.cluster.createAll(objects, deadline);
     // Not written to the Namespace: for recovery, provisioning and booting
@@ -159,6 +161,22 @@ export async function labelState(
 }
 
 export { ANNOTATIONS };
+
+/**
+ * The secrets an earlier attempt stored. labvirt may read Secrets only where
+ * it bound its env role: a refusal means the Namespace or the binding is not
+ * there yet, so no attempt stored any (they are created after the binding).
+ */
+async function earlierSecrets(ctx: PoolContext, namespace: string) {
+  // A first attempt finds no Namespace: nothing to read (and no refusal to log).
+  if (!(await ctx.cluster.getNamespace(namespace))) return undefined;
+  try {
+    return await readEnvSecrets(ctx.cluster, namespace);
+  } catch (err) {
+    if (isApiError(err, 403)) return undefined;
+    throw err;
+  }
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -336,4 +336,5 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   };
 }
 export type { KubeVirtTimings } from './kubevirt.js';
+export type { RbacDecision } from './rbac.js';
 export { NoFreePortError, type ListenSpec } from './listen.js';

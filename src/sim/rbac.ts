@@ -40,6 +40,8 @@ export interface RbacDecision {
   resource: string;
   subresource: string;
   namespace: string;
+  /** The object's name ('' for lists and creates). */
+  name: string;
   allowed: boolean;
 }
 
@@ -250,6 +252,7 @@ export class Rbac implements AccessControl {
       resource: a.resourceRequest ? a.resource : a.path,
       subresource: a.subresource,
       namespace: a.namespace,
+      name: a.name,
       allowed,
     });
     if (this.decisions.length > 100_000) this.decisions.splice(0, 50_000);

@@ -7,8 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import {
   DOCTOR_PERMISSIONS,
+  ENV_ROLE,
   LABVIRT_PERMISSIONS,
   permissionKey,
+  type PermissionScope,
   selectorMatches,
   validateObject,
 } from '../../src/kube/index.js';
@@ -26,6 +28,7 @@ interface Rule {
   apiGroups: string[];
   resources: string[];
   verbs: string[];
+  resourceNames?: string[];
 }
 interface Container {
   name: string;
@@ -82,16 +85,33 @@ function podTemplate(o: Obj): PodTemplate {
   return (o.spec as { template: PodTemplate }).template;
 }
 
+/** Every grant of the rules, as `verb group/resource` (with `#name` where limited to one). */
 function grants(rules: Rule[]): string[] {
   return rules
     .flatMap((r) =>
       r.apiGroups.flatMap((group) =>
         r.resources.flatMap((resource) =>
-          r.verbs.map((verb) => permissionKey({ group, resource, verb: verb as never })),
+          r.verbs.flatMap((verb) =>
+            (r.resourceNames?.length ? r.resourceNames : ['']).map(
+              (name) =>
+                `${permissionKey({ group, resource, verb: verb as never })}${name ? `#${name}` : ''}`,
+            ),
+          ),
         ),
       ),
     )
     .sort();
+}
+
+/** What the code lists for one scope, in the form of `grants`. */
+function listed(scope: PermissionScope, envRole: string): string[] {
+  return [
+    ...new Set(
+      LABVIRT_PERMISSIONS.filter((p) => p.scope === scope).map(
+        (p) => `${permissionKey(p)}${p.resourceName === ENV_ROLE ? `#${envRole}` : ''}`,
+      ),
+    ),
+  ].sort();
 }
 
 /** labvirt's configuration as the pod reads it: the ConfigMap's file plus the pod's env. */
@@ -118,19 +138,26 @@ describe('deploy/helm/labvirt with default values', () => {
       [
         'ClusterRole labvirt',
         'ClusterRole labvirt-doctor',
+        'ClusterRole labvirt-env',
         'ClusterRoleBinding labvirt',
         'ClusterRoleBinding labvirt-doctor',
         'ConfigMap labvirt',
         'Deployment labvirt',
         'PodDisruptionBudget labvirt',
         'Role labvirt-doctor',
+        'Role labvirt-keys',
         'RoleBinding labvirt-doctor',
+        'RoleBinding labvirt-keys',
         'Secret labvirt',
         'Service labvirt',
         'Service labvirt-redis',
         'Service labvirt-ssh',
         'ServiceAccount labvirt',
         'StatefulSet labvirt-redis',
+        'ValidatingAdmissionPolicy labvirt-namespaces',
+        'ValidatingAdmissionPolicy labvirt-rolebindings',
+        'ValidatingAdmissionPolicyBinding labvirt-namespaces',
+        'ValidatingAdmissionPolicyBinding labvirt-rolebindings',
       ].sort(),
     );
     expect(problems(objs)).toEqual([]);
@@ -234,8 +261,17 @@ describe('deploy/helm/labvirt with default values', () => {
   });
 
   it("grants exactly the calls labvirt makes (src/kube/permissions.ts), and doctor's reads apart", () => {
-    const main = mustFind(objs, 'ClusterRole', 'labvirt') as Obj & { rules: Rule[] };
-    expect(grants(main.rules)).toEqual(LABVIRT_PERMISSIONS.map(permissionKey).sort());
+    const rules = (kind: string, name: string) =>
+      (mustFind(objs, kind, name) as Obj & { rules: Rule[] }).rules;
+    expect(grants(rules('ClusterRole', 'labvirt'))).toEqual(listed('cluster', 'labvirt-env'));
+    expect(grants(rules('ClusterRole', 'labvirt-env'))).toEqual(listed('env', 'labvirt-env'));
+    expect(grants(rules('Role', 'labvirt-keys'))).toEqual(listed('own', 'labvirt-env'));
+    expect(mustFind(objs, 'Role', 'labvirt-keys').metadata.namespace).toBe('labvirt');
+    // No Secret anywhere but in env Namespaces (bound there by labvirt) and its own.
+    expect(grants(rules('ClusterRole', 'labvirt')).filter((g) => g.includes('secrets'))).toEqual(
+      [],
+    );
+    expect(effectiveConfig(objs).kube.envClusterRole).toBe('labvirt-env');
     const doctorCluster = mustFind(objs, 'ClusterRole', 'labvirt-doctor') as Obj & {
       rules: Rule[];
     };
@@ -317,9 +353,13 @@ describe('deploy/helm/labvirt with non-default values', () => {
     const objs = await render(['redis.urlSecret.name=redis-credentials', 'rbac.doctor=false']);
     expect(problems(objs)).toEqual([]);
     expect(find(objs, 'StatefulSet')).toBeUndefined();
-    expect(find(objs, 'Role')).toBeUndefined();
+    // Without doctor's grants: labvirt's own roles only.
+    expect(objs.filter((o) => o.kind === 'Role').map((o) => o.metadata.name)).toEqual([
+      'labvirt-keys',
+    ]);
     expect(objs.filter((o) => o.kind === 'ClusterRole').map((o) => o.metadata.name)).toEqual([
       'labvirt',
+      'labvirt-env',
     ]);
     const env = podTemplate(mustFind(objs, 'Deployment')).spec.containers[0]!.env!;
     expect(env.find((e) => e.name === 'LABVIRT_REDIS_URL')?.valueFrom?.secretKeyRef).toEqual({

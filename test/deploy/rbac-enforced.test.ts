@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { kubectl } from '../helpers/kubectl.js';
+import type { RbacDecision } from '../../src/sim/index.js';
 
 const RBAC_YAML = join(import.meta.dirname, '..', '..', 'deploy', 'rbac.yaml');
 const SERVICE_ACCOUNT = 'system:serviceaccount:labvirt:labvirt';
@@ -14,14 +15,27 @@ const SERVICE_ACCOUNT = 'system:serviceaccount:labvirt:labvirt';
 describe('deploy/rbac.yaml enforced: labvirt under its own ServiceAccount', () => {
   let stack: TestStack;
   const decisions = () => stack.sim.rbacDecisions.filter((d) => d.user === SERVICE_ACCOUNT);
-  const refusedRequests = () => [
+  /**
+   * Refusals, except inside a Namespace labvirt already deleted: its contents,
+   * labvirt's RoleBinding among them, go in any order, and a late Event or a
+   * NodePort mirror's cleanup there is refused as on a real cluster (and
+   * tolerated).
+   */
+  const refusedRequests = () => {
+    const deleted = new Set<string>();
+    const refused: RbacDecision[] = [];
+    for (const d of decisions()) {
+      if (d.allowed && d.verb === 'delete' && d.resource === 'namespaces') deleted.add(d.name);
+      else if (!d.allowed && !deleted.has(d.namespace)) refused.push(d);
+    }
+    return refused;
+  };
+  const refusedNames = () => [
     ...new Set(
-      decisions()
-        .filter((d) => !d.allowed)
-        .map(
-          (d) =>
-            `${d.verb} ${d.resource}${d.subresource ? `/${d.subresource}` : ''}${d.apiGroup ? `.${d.apiGroup}` : ''}`,
-        ),
+      refusedRequests().map(
+        (d) =>
+          `${d.verb} ${d.resource}${d.subresource ? `/${d.subresource}` : ''}${d.apiGroup ? `.${d.apiGroup}` : ''}`,
+      ),
     ),
   ];
   beforeAll(async () => {
@@ -59,7 +73,7 @@ describe('deploy/rbac.yaml enforced: labvirt under its own ServiceAccount', () =
     } catch (err) {
       // Say which permission was missing rather than only that nothing happened.
       throw new Error(
-        `${(err as Error).message}; refused to labvirt: ${refusedRequests().join(', ') || 'nothing'}`,
+        `${(err as Error).message}; refused to labvirt: ${refusedNames().join(', ') || 'nothing'}`,
       );
     }
   }, 180_000);
@@ -67,7 +81,7 @@ describe('deploy/rbac.yaml enforced: labvirt under its own ServiceAccount', () =
 
   it('labvirt is never refused anything during a whole env lifecycle', () => {
     expect(decisions().length).toBeGreaterThan(10);
-    expect(refusedRequests()).toEqual([]);
+    expect(refusedNames()).toEqual([]);
   });
 
   it('what the file does not grant is refused to the same account', async () => {

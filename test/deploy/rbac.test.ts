@@ -2,7 +2,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KIND_RESOURCES, LABVIRT_PERMISSIONS, permissionKey } from '../../src/kube/index.js';
+import {
+  DEFAULT_ENV_CLUSTER_ROLE,
+  KIND_RESOURCES,
+  LABVIRT_PERMISSIONS,
+  permissionKey,
+  type PermissionScope,
+} from '../../src/kube/index.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { openStudentApi } from '../helpers/student-envs.js';
 
@@ -10,13 +16,52 @@ interface Rule {
   apiGroups: string[];
   resources: string[];
   verbs: string[];
+  resourceNames?: string[];
+}
+interface RbacObject {
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  rules?: Rule[];
 }
 
-function clusterRoleRules(): Rule[] {
-  const docs = parseAllDocuments(
-    readFileSync(join(import.meta.dirname, '..', '..', 'deploy', 'rbac.yaml'), 'utf8'),
-  ).map((d) => d.toJS() as { kind: string; metadata: { name: string }; rules?: Rule[] });
-  return docs.find((d) => d.kind === 'ClusterRole' && d.metadata.name === 'labvirt')?.rules ?? [];
+const RBAC_DOCS = parseAllDocuments(
+  readFileSync(join(import.meta.dirname, '..', '..', 'deploy', 'rbac.yaml'), 'utf8'),
+).map((d) => d.toJS() as RbacObject);
+
+function roleRules(kind: 'ClusterRole' | 'Role', name: string): Rule[] {
+  const role = RBAC_DOCS.find((d) => d.kind === kind && d.metadata.name === name);
+  if (!role) throw new Error(`deploy/rbac.yaml has no ${kind} ${name}`);
+  return role.rules ?? [];
+}
+
+/** Every grant of the rules, as `verb group/resource` (with `#name` where limited to one). */
+function grants(rules: Rule[]): string[] {
+  return [
+    ...new Set(
+      rules.flatMap((r) =>
+        r.apiGroups.flatMap((group) =>
+          r.resources.flatMap((resource) =>
+            r.verbs.flatMap((verb) =>
+              (r.resourceNames?.length ? r.resourceNames : ['']).map(
+                (name) =>
+                  `${permissionKey({ group, resource, verb: verb as never })}${name ? `#${name}` : ''}`,
+              ),
+            ),
+          ),
+        ),
+      ),
+    ),
+  ].sort();
+}
+
+function granted(scope: PermissionScope): string[] {
+  return [
+    ...new Set(
+      LABVIRT_PERMISSIONS.filter((p) => p.scope === scope).map(
+        (p) => `${permissionKey(p)}${p.resourceName ? `#${DEFAULT_ENV_CLUSTER_ROLE}` : ''}`,
+      ),
+    ),
+  ].sort();
 }
 
 /** `verb Kind` as HostCluster.onRequest reports it, in the form permissions are compared in. */
@@ -25,17 +70,6 @@ function asPermission(call: string): string {
   const target = KIND_RESOURCES[kind];
   if (!target) return `${verb} unknown-kind/${kind}`;
   return permissionKey({ ...target, verb: verb as never });
-}
-
-function allowed(rules: Rule[], permission: string): boolean {
-  const [verb, groupResource] = permission.split(' ') as [string, string];
-  const [group, resource] = groupResource.split('/') as [string, string];
-  return rules.some(
-    (r) =>
-      r.apiGroups.includes(group === 'core' ? '' : group) &&
-      r.resources.includes(resource) &&
-      r.verbs.includes(verb),
-  );
 }
 
 describe('the permissions labvirt needs, from what a whole env lifecycle really calls', () => {
@@ -47,6 +81,9 @@ describe('the permissions labvirt needs, from what a whole env lifecycle really 
         flavors: {
           'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 1, maxTotal: 2 },
         },
+        // The sync's Namespace watch starts before the listener below: a short
+        // resync makes it list and watch again while the listener counts.
+        sync: { resyncSeconds: 1 },
       },
     });
     stack.labvirt.context.cluster.onRequest((verb, kind) => calls.add(`${verb} ${kind}`));
@@ -90,16 +127,28 @@ describe('the permissions labvirt needs, from what a whole env lifecycle really 
 
   it('src/kube/permissions.ts lists every call made, and nothing that is never called', () => {
     const made = [...new Set([...calls].map(asPermission))].sort();
-    expect(made).toEqual(LABVIRT_PERMISSIONS.map(permissionKey).sort());
+    // `bind` is no call: it is what the API server checks when labvirt creates its RoleBinding.
+    const listed = LABVIRT_PERMISSIONS.filter((p) => p.verb !== 'bind').map(permissionKey);
+    expect(made).toEqual([...new Set(listed)].sort());
   });
 
-  it('deploy/rbac.yaml allows every call, without wildcards', () => {
-    const rules = clusterRoleRules();
-    expect(LABVIRT_PERMISSIONS.map(permissionKey).filter((p) => !allowed(rules, p))).toEqual([]);
-    for (const r of rules) {
+  it('deploy/rbac.yaml grants exactly what the code lists, each in its scope, without wildcards', () => {
+    expect(grants(roleRules('ClusterRole', 'labvirt'))).toEqual(granted('cluster'));
+    expect(grants(roleRules('ClusterRole', DEFAULT_ENV_CLUSTER_ROLE))).toEqual(granted('env'));
+    expect(grants(roleRules('Role', 'labvirt-keys'))).toEqual(granted('own'));
+    for (const r of RBAC_DOCS.flatMap((d) => d.rules ?? [])) {
       expect(r.verbs).not.toContain('*');
       expect(r.resources).not.toContain('*');
       expect(r.apiGroups).not.toContain('*');
     }
+  });
+
+  it("no Secret is readable cluster-wide: only in env Namespaces (bound there) and labvirt's own", () => {
+    const clusterWide = grants(roleRules('ClusterRole', 'labvirt'));
+    expect(clusterWide.filter((g) => g.includes('core/secrets'))).toEqual([]);
+    const bindings = RBAC_DOCS.filter((d) => d.kind === 'ClusterRoleBinding') as unknown as {
+      roleRef: { name: string };
+    }[];
+    expect(bindings.map((b) => b.roleRef.name)).toEqual(['labvirt']);
   });
 });

@@ -111,8 +111,8 @@ describe('labvirt doctor against the simulated host cluster', () => {
     // What an operator does, with a role that lacks `delete` on namespaces.
     const rbac = readFileSync(join(import.meta.dirname, '..', '..', 'deploy', 'rbac.yaml'), 'utf8');
     const narrowed = rbac.replace(
-      "verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete']",
-      "verbs: ['get', 'list', 'watch', 'create', 'patch']",
+      "verbs: ['create', 'delete', 'get', 'list', 'patch', 'watch']",
+      "verbs: ['create', 'get', 'list', 'patch', 'watch']",
     );
     expect(narrowed).not.toBe(rbac);
     const file = join(dir, 'rbac-narrowed.yaml');

@@ -33,6 +33,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{/* The ClusterRole labvirt binds into each env Namespace (kube.envClusterRole). */}}
+{{- define "labvirt.envRoleName" -}}
+{{- include "labvirt.componentName" (dict "root" . "suffix" "env") -}}
+{{- end -}}
+
+{{/* The env Namespaces' prefix (namespacePrefix), as labvirt reads it. */}}
+{{- define "labvirt.namespacePrefix" -}}
+{{- .Values.config.namespacePrefix | default "lab-" -}}
+{{- end -}}
+
 {{- define "labvirt.secretName" -}}
 {{- default (include "labvirt.fullname" .) .Values.secrets.existingSecret -}}
 {{- end -}}
@@ -59,6 +69,7 @@ Secrets, labvirt's own namespace and pod labels) under the operator's
     "bindAddress" "0.0.0.0"
     "hostKey" (printf "secret:%s/%s" .Release.Namespace (include "labvirt.componentName" (dict "root" . "suffix" "gateway-host-key")))
     "orchestratorKey" (printf "secret:%s/%s" .Release.Namespace (include "labvirt.componentName" (dict "root" . "suffix" "orchestrator-key"))))
+  "kube" (dict "envClusterRole" (include "labvirt.envRoleName" .))
   "network" (dict
     "gatewayNamespace" .Release.Namespace
     "gatewayPodLabels" (include "labvirt.selectorLabels" . | fromYaml))
