@@ -9,6 +9,7 @@ import {
   DOCTOR_PERMISSIONS,
   ENV_ROLE,
   LABVIRT_PERMISSIONS,
+  evaluateNetworkPolicies,
   permissionKey,
   type PermissionScope,
   selectorMatches,
@@ -115,8 +116,8 @@ function listed(scope: PermissionScope, envRole: string): string[] {
 }
 
 /** labvirt's configuration as the pod reads it: the ConfigMap's file plus the pod's env. */
-function effectiveConfig(objs: Obj[], env: Record<string, string> = {}) {
-  const cm = mustFind(objs, 'ConfigMap') as Obj & { data: Record<string, string> };
+function effectiveConfig(objs: Obj[], env: Record<string, string> = {}, configMap = 'labvirt') {
+  const cm = mustFind(objs, 'ConfigMap', configMap) as Obj & { data: Record<string, string> };
   const dir = mkdtempSync(join(tmpdir(), 'labvirt-chart-'));
   try {
     const file = join(dir, 'labvirt.yaml');
@@ -142,17 +143,24 @@ describe('deploy/helm/labvirt with default values', () => {
         'ClusterRoleBinding labvirt',
         'ClusterRoleBinding labvirt-doctor',
         'ConfigMap labvirt',
+        'ConfigMap labvirt-gateway',
         'Deployment labvirt',
+        'Deployment labvirt-gateway',
+        'NetworkPolicy labvirt-gateway',
+        'NetworkPolicy labvirt-orchestrator',
+        'NetworkPolicy labvirt-redis',
         'PodDisruptionBudget labvirt',
         'Role labvirt-doctor',
         'Role labvirt-keys',
         'RoleBinding labvirt-doctor',
         'RoleBinding labvirt-keys',
         'Secret labvirt',
+        'Secret labvirt-redis-auth',
         'Service labvirt',
         'Service labvirt-redis',
         'Service labvirt-ssh',
         'ServiceAccount labvirt',
+        'ServiceAccount labvirt-gateway',
         'StatefulSet labvirt-redis',
         'ValidatingAdmissionPolicy labvirt-namespaces',
         'ValidatingAdmissionPolicy labvirt-rolebindings',
@@ -174,23 +182,27 @@ describe('deploy/helm/labvirt with default values', () => {
   });
 
   it('runs two replicas of the image built from the Dockerfile, non-root, with probes on /healthz and /readyz', () => {
-    const deployment = mustFind(objs, 'Deployment');
+    const deployment = mustFind(objs, 'Deployment', 'labvirt');
     expect((deployment.spec as { replicas: number }).replicas).toBe(2);
     const pod = podTemplate(deployment);
     expect(pod.spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 10001 });
     const c = pod.spec.containers[0]!;
     expect(c).toMatchObject({
       image: 'ghcr.io/labvirt/labvirt:0.1.0',
-      args: ['serve', '--config', '/etc/labvirt/labvirt.yaml'],
+      // Everything but the SSH gateway, which runs apart.
+      args: [
+        'serve',
+        '--config',
+        '/etc/labvirt/labvirt.yaml',
+        '--roles',
+        'api,workers,scheduler,sync',
+      ],
       livenessProbe: { httpGet: { path: '/healthz', port: 'api' } },
       readinessProbe: { httpGet: { path: '/readyz', port: 'api' } },
       securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false },
     });
     const config = effectiveConfig(objs);
-    expect(c.ports).toEqual([
-      { name: 'api', containerPort: config.api.port, protocol: 'TCP' },
-      { name: 'ssh', containerPort: config.ssh.gatewayPort, protocol: 'TCP' },
-    ]);
+    expect(c.ports).toEqual([{ name: 'api', containerPort: config.api.port, protocol: 'TCP' }]);
     // The PodDisruptionBudget keeps one running through node drains.
     const pdb = mustFind(objs, 'PodDisruptionBudget').spec as {
       minAvailable: number;
@@ -200,45 +212,144 @@ describe('deploy/helm/labvirt with default values', () => {
     expect(selectorMatches(pdb.selector, pod.metadata.labels)).toBe(true);
   });
 
-  it("writes a configuration labvirt accepts, whose gateway labels and namespace are the pods' own", () => {
-    const config = effectiveConfig(objs);
-    const pod = podTemplate(mustFind(objs, 'Deployment'));
-    expect(config.api.host).toBe('0.0.0.0');
-    expect(config.redis.url).toBe('redis://labvirt-redis:6379');
-    expect(config.network.gatewayNamespace).toBe('labvirt');
-    // Env NetworkPolicies admit SSH from pods with these labels: they must be labvirt's.
+  it('runs the SSH gateway as its own Deployment without any Kubernetes credentials', () => {
+    const gateway = mustFind(objs, 'Deployment', 'labvirt-gateway');
+    const pod = podTemplate(gateway) as PodTemplate & {
+      spec: {
+        serviceAccountName: string;
+        automountServiceAccountToken: boolean;
+        volumes: { name: string; secret?: { secretName: string } }[];
+      };
+    };
+    const sa = mustFind(objs, 'ServiceAccount', 'labvirt-gateway') as Obj & {
+      automountServiceAccountToken: boolean;
+    };
+    expect(pod.spec.serviceAccountName).toBe('labvirt-gateway');
+    expect(sa.automountServiceAccountToken).toBe(false);
+    expect(pod.spec.automountServiceAccountToken).toBe(false);
+    // Bound to no role at all.
+    const bound = objs
+      .filter((o) => o.kind === 'RoleBinding' || o.kind === 'ClusterRoleBinding')
+      .flatMap((b) => (b as Obj & { subjects: { name: string }[] }).subjects.map((x) => x.name));
+    expect(bound).not.toContain('labvirt-gateway');
+    const c = pod.spec.containers[0]!;
+    expect(c.args).toEqual([
+      'serve',
+      '--config',
+      '/etc/labvirt/labvirt.yaml',
+      '--roles',
+      'gateway',
+    ]);
+    const gatewayConfig = effectiveConfig(objs, {}, 'labvirt-gateway');
+    expect(c.ports).toEqual([
+      { name: 'ssh', containerPort: gatewayConfig.ssh.gatewayPort, protocol: 'TCP' },
+    ]);
+    // No API token; its keys are files from the Secrets the orchestrator makes.
+    expect(c.env?.map((e) => e.name)).toEqual(['LABVIRT_REDIS_URL']);
+    expect(gatewayConfig.ssh.hostKey).toBe('/etc/labvirt/keys/host/ssh-privatekey');
+    expect(gatewayConfig.ssh.orchestratorKey).toBe('/etc/labvirt/keys/orchestrator/ssh-privatekey');
+    const main = effectiveConfig(objs);
     expect(
-      selectorMatches({ matchLabels: config.network.gatewayPodLabels }, pod.metadata.labels),
-    ).toBe(true);
+      pod.spec.volumes.flatMap((v) => (v.secret ? [`secret:labvirt/${v.secret.secretName}`] : [])),
+    ).toEqual([main.ssh.hostKey, main.ssh.orchestratorKey]);
+  });
+
+  it("writes a configuration labvirt accepts, whose gateway labels and namespace are the pods' own", () => {
+    const redisAuth = mustFind(objs, 'Secret', 'labvirt-redis-auth') as Obj & {
+      data: Record<string, string>;
+    };
+    const url = Buffer.from(redisAuth.data['redis-url']!, 'base64').toString();
+    const password = Buffer.from(redisAuth.data.password!, 'base64').toString();
+    expect(password).toMatch(/^[A-Za-z0-9]{40}$/);
+    expect(url).toBe(`redis://:${password}@labvirt-redis:6379`);
+    const config = effectiveConfig(objs, { LABVIRT_REDIS_URL: url });
+    expect(config.api.host).toBe('0.0.0.0');
+    expect(config.redis.url).toBe(url);
+    expect(JSON.stringify(objs.filter((o) => o.kind === 'ConfigMap'))).not.toContain(password);
+    expect(config.network.gatewayNamespace).toBe('labvirt');
+    // Env NetworkPolicies admit SSH from pods with these labels: the orchestrator's and the gateway's.
+    for (const name of ['labvirt', 'labvirt-gateway']) {
+      const pod = podTemplate(mustFind(objs, 'Deployment', name));
+      expect(
+        selectorMatches({ matchLabels: config.network.gatewayPodLabels }, pod.metadata.labels),
+      ).toBe(true);
+      expect(
+        pod.spec.containers[0]!.env!.find((e) => e.name === 'LABVIRT_REDIS_URL')?.valueFrom
+          ?.secretKeyRef,
+      ).toEqual({ name: 'labvirt-redis-auth', key: 'redis-url' });
+    }
     expect(config.ssh.hostKey).toBe('secret:labvirt/labvirt-gateway-host-key');
     expect(config.ssh.orchestratorKey).toBe('secret:labvirt/labvirt-orchestrator-key');
   });
 
-  it('serves the SSH gateway as a LoadBalancer and the API as a ClusterIP Service, both selecting the pods', () => {
-    const pod = podTemplate(mustFind(objs, 'Deployment'));
+  it('serves the SSH gateway as a LoadBalancer and the API as a ClusterIP Service, each selecting its own pods only', () => {
+    const main = podTemplate(mustFind(objs, 'Deployment', 'labvirt'));
+    const gateway = podTemplate(mustFind(objs, 'Deployment', 'labvirt-gateway'));
     const ssh = mustFind(objs, 'Service', 'labvirt-ssh').spec as Record<string, unknown>;
     const api = mustFind(objs, 'Service', 'labvirt').spec as Record<string, unknown>;
     expect(ssh).toMatchObject({ type: 'LoadBalancer', ports: [{ port: 22, targetPort: 'ssh' }] });
     expect(api).toMatchObject({ type: 'ClusterIP', ports: [{ port: 8080, targetPort: 'api' }] });
-    for (const s of [ssh, api]) {
-      expect(
-        selectorMatches({ matchLabels: s.selector as Record<string, string> }, pod.metadata.labels),
-      ).toBe(true);
-    }
+    const selects = (s: Record<string, unknown>, pod: PodTemplate) =>
+      selectorMatches({ matchLabels: s.selector as Record<string, string> }, pod.metadata.labels);
+    expect([selects(ssh, gateway), selects(ssh, main)]).toEqual([true, false]);
+    expect([selects(api, main), selects(api, gateway)]).toEqual([true, false]);
   });
 
   it('keeps secrets out of the ConfigMap: the API token comes from the Secret', () => {
-    const secret = mustFind(objs, 'Secret') as Obj & { data: Record<string, string> };
+    const secret = mustFind(objs, 'Secret', 'labvirt') as Obj & { data: Record<string, string> };
     expect(Buffer.from(secret.data.LABVIRT_API_TOKEN!, 'base64').toString()).toMatch(
       /^[A-Za-z0-9]{40}$/,
     );
-    const env = podTemplate(mustFind(objs, 'Deployment')).spec.containers[0]!.env!;
+    const env = podTemplate(mustFind(objs, 'Deployment', 'labvirt')).spec.containers[0]!.env!;
     expect(env.find((e) => e.name === 'LABVIRT_API_TOKEN')?.valueFrom?.secretKeyRef).toEqual({
       name: 'labvirt',
       key: 'LABVIRT_API_TOKEN',
     });
     const cm = JSON.stringify(mustFind(objs, 'ConfigMap'));
     expect(cm).not.toContain(Buffer.from(secret.data.LABVIRT_API_TOKEN!, 'base64').toString());
+  });
+
+  it("opens labvirt's namespace only where it serves: Redis to labvirt's pods alone, the API and SSH ports", () => {
+    const policies = objs.filter((o) => o.kind === 'NetworkPolicy');
+    const podOf = (kind: string, name: string) => {
+      const pod = podTemplate(mustFind(objs, kind, name));
+      return {
+        namespace: 'labvirt',
+        namespaceLabels: { 'kubernetes.io/metadata.name': 'labvirt' },
+        podLabels: pod.metadata.labels,
+        namedPorts: Object.fromEntries(
+          (pod.spec.containers[0]!.ports ?? []).map((p) => [p.name, { port: p.containerPort }]),
+        ),
+      };
+    };
+    const main = podOf('Deployment', 'labvirt');
+    const gateway = podOf('Deployment', 'labvirt-gateway');
+    const redis = podOf('StatefulSet', 'labvirt-redis');
+    const elsewhere = {
+      namespace: 'team-a',
+      namespaceLabels: { 'kubernetes.io/metadata.name': 'team-a' },
+      podLabels: { app: 'curious' },
+    };
+    const student = { ip: '203.0.113.9' };
+    const reach = (from: object, to: object, port: number) =>
+      evaluateNetworkPolicies(policies, { from: from as never, to: to as never, port }).allowed;
+    // Redis: labvirt's pods only.
+    expect([reach(main, redis, 6379), reach(gateway, redis, 6379)]).toEqual([true, true]);
+    expect([reach(elsewhere, redis, 6379), reach(student, redis, 6379)]).toEqual([false, false]);
+    // The API and the gateway: their own port, from anywhere; nothing else.
+    expect([reach(elsewhere, main, 8080), reach(student, gateway, 2222)]).toEqual([true, true]);
+    expect([reach(student, main, 2222), reach(student, gateway, 8080)]).toEqual([false, false]);
+    expect(reach(elsewhere, main, 9229)).toBe(false);
+  });
+
+  it('runs the bundled Redis with a password, which its probe uses too', () => {
+    const c = podTemplate(mustFind(objs, 'StatefulSet', 'labvirt-redis')).spec.containers[0]!;
+    expect(c.args!.slice(0, 2)).toEqual(['--requirepass', '$(REDIS_PASSWORD)']);
+    for (const name of ['REDIS_PASSWORD', 'REDISCLI_AUTH'])
+      expect(c.env!.find((e) => e.name === name)?.valueFrom?.secretKeyRef).toEqual({
+        name: 'labvirt-redis-auth',
+        key: 'password',
+      });
   });
 
   it('bundles one Redis with a persistent volume, append-only and noeviction', () => {
@@ -325,7 +436,7 @@ describe('deploy/helm/labvirt with non-default values', () => {
     expect(config.ssh.publicHost).toBe('labs.school.example');
     expect(config.logLevel).toBe('debug');
     expect(Object.keys(config.flavors)).toContain('v1.31-3node');
-    const deployment = mustFind(objs, 'Deployment');
+    const deployment = mustFind(objs, 'Deployment', 'labvirt');
     expect((deployment.spec as { replicas: number }).replicas).toBe(3);
     const c = podTemplate(deployment).spec.containers[0]!;
     expect(c).toMatchObject({ image: 'registry.example.org/labvirt:1.2.3' });
@@ -361,12 +472,14 @@ describe('deploy/helm/labvirt with non-default values', () => {
       'labvirt',
       'labvirt-env',
     ]);
-    const env = podTemplate(mustFind(objs, 'Deployment')).spec.containers[0]!.env!;
-    expect(env.find((e) => e.name === 'LABVIRT_REDIS_URL')?.valueFrom?.secretKeyRef).toEqual({
-      name: 'redis-credentials',
-      key: 'redis-url',
-    });
-    const cm = mustFind(objs, 'ConfigMap') as Obj & { data: Record<string, string> };
+    for (const name of ['labvirt', 'labvirt-gateway']) {
+      const env = podTemplate(mustFind(objs, 'Deployment', name)).spec.containers[0]!.env!;
+      expect(env.find((e) => e.name === 'LABVIRT_REDIS_URL')?.valueFrom?.secretKeyRef).toEqual({
+        name: 'redis-credentials',
+        key: 'redis-url',
+      });
+    }
+    const cm = mustFind(objs, 'ConfigMap', 'labvirt') as Obj & { data: Record<string, string> };
     expect((parse(cm.data['labvirt.yaml']!) as { redis?: unknown }).redis).toBeUndefined();
     // What the pod ends up with: the variable wins over the built-in default.
     expect(
@@ -384,8 +497,12 @@ describe('deploy/helm/labvirt with non-default values', () => {
       .map((d) => d.toJS() as Obj | null)
       .filter((o): o is Obj => o !== null);
     expect(problems(objs)).toEqual([]);
-    const config = effectiveConfig(objs);
-    expect(config.redis.url).toBe('redis://labs-labvirt-redis:6379');
+    const auth = mustFind(objs, 'Secret', 'labs-labvirt-redis-auth') as Obj & {
+      data: Record<string, string>;
+    };
+    const url = Buffer.from(auth.data['redis-url']!, 'base64').toString();
+    expect(url).toMatch(/^redis:\/\/:[A-Za-z0-9]{40}@labs-labvirt-redis:6379$/);
+    const config = effectiveConfig(objs, { LABVIRT_REDIS_URL: url }, 'labs-labvirt');
     expect(config.network.gatewayNamespace).toBe('training');
     expect(config.ssh.hostKey).toBe('secret:training/labs-labvirt-gateway-host-key');
     const sts = mustFind(objs, 'StatefulSet');

@@ -1,9 +1,27 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import type { LabvirtHandle } from '../../app/index.js';
 import type { Config } from '../../config/index.js';
 import { configFileOf } from './config.js';
+
+const SERVE_ROLES = ['api', 'workers', 'gateway', 'scheduler', 'sync'] as const;
+type ServeRole = (typeof SERVE_ROLES)[number];
+
+/** `--roles api,workers`: each a known part, at least one. */
+function parseRoles(value: string): Set<ServeRole> {
+  const names = value
+    .split(',')
+    .map((r) => r.trim())
+    .filter(Boolean);
+  const unknown = names.filter((r) => !(SERVE_ROLES as readonly string[]).includes(r));
+  if (unknown.length > 0 || names.length === 0) {
+    throw new InvalidArgumentError(
+      `roles are ${SERVE_ROLES.join(', ')}${unknown.length ? ` (not ${unknown.join(', ')})` : ''}`,
+    );
+  }
+  return new Set(names as ServeRole[]);
+}
 
 /** Resolves when the process is asked to stop (Ctrl-C, SIGTERM). */
 function untilSignal(): Promise<string> {
@@ -33,7 +51,13 @@ export function registerServeCommands(program: Command): void {
     .option('--no-workers', 'do not run provisioning/prepare/teardown workers in this process')
     .option('--no-gateway', 'do not run the SSH gateway in this process')
     .option('--no-scheduler', 'do not run the cron schedules in this process')
-    .action(async (opts: Record<string, boolean>, cmd: Command) => {
+    .option(
+      '--roles <list>',
+      `run only these parts, comma-separated (${SERVE_ROLES.join(', ')}); e.g. \`--roles gateway\` ` +
+        'for an SSH gateway that needs no Kubernetes rights (its keys as files)',
+      parseRoles,
+    )
+    .action(async (opts: Record<string, boolean> & { roles?: Set<ServeRole> }, cmd: Command) => {
       // Loaded when the command runs, not for `--help` or the client commands.
       const [{ startLabvirt }, { loadConfig }, { createLogger }, { slackSecretsFrom }] =
         await Promise.all([
@@ -47,17 +71,16 @@ export function registerServeCommands(program: Command): void {
       const stopping = untilSignal();
       const config = loadConfig({ file: configFileOf(cmd) });
       const logger = createLogger({ level: config.logLevel });
+      const roles = opts.roles
+        ? Object.fromEntries(SERVE_ROLES.map((r) => [r, opts.roles!.has(r)]))
+        : { api: opts.api, workers: opts.workers, gateway: opts.gateway, scheduler: opts.scheduler };
       const handle = await startLabvirt({
         config,
         logger,
-        apiToken: apiTokenFrom(config),
+        // Only the HTTP API checks the token: a gateway-only process holds none.
+        apiToken: roles.api === false ? '' : apiTokenFrom(config),
         slack: slackSecretsFrom(config),
-        roles: {
-          api: opts.api,
-          workers: opts.workers,
-          gateway: opts.gateway,
-          scheduler: opts.scheduler,
-        },
+        roles,
       });
       const signal = await stopping;
       logger.info(

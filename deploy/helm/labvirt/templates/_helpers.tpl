@@ -18,6 +18,27 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The orchestrator's pods (API, workers, schedules, sync): they hold labvirt's Kubernetes rights. */}}
+{{- define "labvirt.orchestratorSelectorLabels" -}}
+{{ include "labvirt.selectorLabels" . }}
+app.kubernetes.io/component: orchestrator
+{{- end -}}
+
+{{/* The SSH gateway's pods: no Kubernetes rights at all. */}}
+{{- define "labvirt.gatewaySelectorLabels" -}}
+{{ include "labvirt.selectorLabels" . }}
+app.kubernetes.io/component: gateway
+{{- end -}}
+
+{{- define "labvirt.gatewayName" -}}
+{{- include "labvirt.componentName" (dict "root" . "suffix" "gateway") -}}
+{{- end -}}
+
+{{/* The Secret holding the bundled Redis's password and labvirt's URL for it. */}}
+{{- define "labvirt.redisSecretName" -}}
+{{- include "labvirt.componentName" (dict "root" . "suffix" "redis-auth") -}}
+{{- end -}}
+
 {{- define "labvirt.labels" -}}
 {{ include "labvirt.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
@@ -76,8 +97,17 @@ Secrets, labvirt's own namespace and pod labels) under the operator's
 -}}
 {{- if .Values.redis.url -}}
 {{- $_ := set $owned "redis" (dict "url" .Values.redis.url) -}}
-{{- else if include "labvirt.bundledRedis" . -}}
-{{- $_ := set $owned "redis" (dict "url" (printf "redis://%s:6379" (include "labvirt.redisName" .))) -}}
 {{- end -}}
 {{- toYaml (mustMergeOverwrite $owned (deepCopy .Values.config)) -}}
+{{- end -}}
+
+{{/*
+The gateway's labvirt.yaml: the same, but its keys are files (the Secrets the
+orchestrator made, mounted): the gateway makes no Kubernetes call.
+*/}}
+{{- define "labvirt.gatewayConfig" -}}
+{{- $config := include "labvirt.config" . | fromYaml -}}
+{{- $_ := set $config.ssh "hostKey" "/etc/labvirt/keys/host/ssh-privatekey" -}}
+{{- $_ := set $config.ssh "orchestratorKey" "/etc/labvirt/keys/orchestrator/ssh-privatekey" -}}
+{{- toYaml $config -}}
 {{- end -}}
