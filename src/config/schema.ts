@@ -219,16 +219,16 @@ export const configSchema = z
         podCidr: cidr.default('10.243.0.0/16'),
         /** Service CIDR inside each student cluster; must not overlap the host cluster's. */
         serviceCidr: cidr.default('10.95.0.0/16'),
-        /** Ranges env VMs may not reach (besides their own env): private networks by default. */
-        deniedEgressCidrs: z
-          .array(cidr)
-          .default([
-            '10.0.0.0/8',
-            '172.16.0.0/12',
-            '192.168.0.0/16',
-            '100.64.0.0/10',
-            '169.254.0.0/16',
-          ]),
+        /** Ranges env VMs may not reach (besides their own env): private networks, link-local (cloud metadata) and Azure's platform address by default. */
+        deniedEgressCidrs: z.array(cidr).default([
+          '10.0.0.0/8',
+          '172.16.0.0/12',
+          '192.168.0.0/16',
+          '100.64.0.0/10',
+          '169.254.0.0/16',
+          // Azure's platform address (wireserver, its DNS and metadata): public, so not in the above.
+          '168.63.129.16/32',
+        ]),
         /** Labels of labvirt's own pods (the SSH gateway and executor), allowed to reach port 22. */
         gatewayPodLabels: z
           .record(z.string(), z.string())
@@ -247,6 +247,7 @@ export const configSchema = z
           '192.168.0.0/16',
           '100.64.0.0/10',
           '169.254.0.0/16',
+          '168.63.129.16/32',
         ],
         gatewayPodLabels: { 'app.kubernetes.io/name': 'labvirt' },
         gatewayNamespace: 'labvirt',

@@ -327,6 +327,9 @@ describe('env isolation, evaluated on the rendered NetworkPolicies', () => {
     expect(allowed(w.policies, { from: w.aCp, to: { ip: '169.254.169.254' }, port: 80 })).toBe(
       false,
     );
+    // Azure's platform address is public, yet no place for a student: denied by default.
+    expect(allowed(w.policies, { from: w.aCp, to: { ip: '168.63.129.16' }, port: 80 })).toBe(false);
+    expect(allowed(w.policies, { from: w.aCp, to: { ip: '168.63.129.17' }, port: 80 })).toBe(true);
     expect(allowed(w.policies, { from: w.aCp, to: w.kubeDns, port: 53, protocol: 'UDP' })).toBe(
       true,
     );
