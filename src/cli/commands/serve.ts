@@ -73,7 +73,12 @@ export function registerServeCommands(program: Command): void {
       const logger = createLogger({ level: config.logLevel });
       const roles = opts.roles
         ? Object.fromEntries(SERVE_ROLES.map((r) => [r, opts.roles!.has(r)]))
-        : { api: opts.api, workers: opts.workers, gateway: opts.gateway, scheduler: opts.scheduler };
+        : {
+            api: opts.api,
+            workers: opts.workers,
+            gateway: opts.gateway,
+            scheduler: opts.scheduler,
+          };
       const handle = await startLabvirt({
         config,
         logger,
