@@ -102,5 +102,20 @@ describe('deploy/rbac.yaml enforced: labvirt under its own ServiceAccount', () =
     expect(canI.stdout.trim()).toBe('no');
     const keys = await kubectl(asLabvirt, ['auth', 'can-i', 'create', 'secrets', '-n', 'labvirt']);
     expect(keys.stdout.trim()).toBe('yes');
+    // No Secret outside its own namespace and the env Namespaces it binds itself into.
+    const allSecrets = await kubectl(asLabvirt, ['get', 'secrets', '-A']);
+    expect(allSecrets.code).toBe(1);
+    expect(allSecrets.stderr).toContain(
+      `secrets is forbidden: User "${SERVICE_ACCOUNT}" cannot list resource "secrets" in API group "" at the cluster scope`,
+    );
+    for (const ns of ['default', 'kube-system']) {
+      const read = await kubectl(asLabvirt, ['auth', 'can-i', 'get', 'secrets', '-n', ns]);
+      expect(read.stdout.trim()).toBe('no');
+    }
+    // It may bind the env role, and no other.
+    const bindEnv = await kubectl(asLabvirt, ['auth', 'can-i', 'bind', 'clusterroles/labvirt-env']);
+    expect(bindEnv.stdout.trim()).toBe('yes');
+    const bindAdmin = await kubectl(asLabvirt, ['auth', 'can-i', 'bind', 'clusterroles/admin']);
+    expect(bindAdmin.stdout.trim()).toBe('no');
   });
 });
