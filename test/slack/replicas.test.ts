@@ -13,7 +13,7 @@ import { startSim, type SimHandle } from '../../src/sim/index.js';
 import { startNotifier, type Notifier } from '../../src/slack/index.js';
 import { startFakeSlack, type FakeSlack } from '../helpers/fake-slack.js';
 import { FIXTURE_LABS } from '../helpers/stack.js';
-import { shownText } from './helpers.js';
+import { shownText, startAsSlackUser } from './helpers.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const FLAVOR = 'v1.30-1node';
@@ -147,7 +147,7 @@ describe('Slack notifications across replicas', () => {
     await warm(a);
 
     const user = 'U0R01';
-    const s = await a.service.start({ student: `T0001.${user}`, labId: 'fixture-one' });
+    const s = await startAsSlackUser(a.service, a.notifier!, user, 'fixture-one');
     await until(async () => (await a.service.status(s.id)).state === 'active', 'active');
 
     const ready = await until(() => {
@@ -228,7 +228,7 @@ describe('Slack notifications across replicas', () => {
     });
 
     const user = 'U0R02';
-    const s = await a.service.start({ student: `T0001.${user}`, labId: 'fixture-one' });
+    const s = await startAsSlackUser(a.service, enqueueOnA, user, 'fixture-one');
     const ready = await until(
       () => {
         const m = fake.messagesTo(user)[0];
