@@ -67,6 +67,7 @@ export {
 } from './client.js';
 export {
   DOCTOR_PERMISSIONS,
+  DOCTOR_IMAGE_PERMISSIONS,
   KIND_RESOURCES,
   LABVIRT_PERMISSIONS,
   permissionKey,
