@@ -8,6 +8,7 @@ import {
   checkNetworkPolicyCni,
   checkPermissions,
 } from './cluster.js';
+import { checkImages, defaultProbeNamespace } from './images.js';
 import { checkGatewayPort, checkRedis } from './local.js';
 import { fail, warn, worstOf, type CheckResult, type DoctorReport } from './types.js';
 
@@ -19,6 +20,18 @@ export interface DoctorOptions {
   kubevirtNamespace?: string;
   /** Each API call the doctor makes, as `verb Kind` (tests check them against DOCTOR_PERMISSIONS). */
   onRequest?: (verb: string, kind: string) => void;
+  /**
+   * Opt-in: check that every flavor's containerDisk image can be pulled, with
+   * a short-lived probe pod per image (it creates pods, so never by default).
+   */
+  images?: {
+    /** Where the probe pods run; default labvirt's own namespace (in a pod) or the context's. */
+    namespace?: string;
+    /** How long one image may take to pull (default 120 s). */
+    deadlineMs?: number;
+  };
+  /** Aborted (Ctrl-C): running probes stop and their pods are removed. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -50,6 +63,15 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
       results.push(await checkPermissions(inspector, config.kube.envClusterRole));
       results.push(...(await nodeChecks(inspector, config)));
       results.push(checkClock(api.version));
+      if (options.images) {
+        results.push(
+          ...(await checkImages(inspector, config, {
+            namespace: options.images.namespace ?? defaultProbeNamespace(inspector),
+            deadlineMs: options.images.deadlineMs ?? 120_000,
+            signal: options.signal,
+          })),
+        );
+      }
     }
   }
   results.push(...(await checkRedis(config)));

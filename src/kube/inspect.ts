@@ -144,6 +144,33 @@ export class ClusterInspector {
     return list.items;
   }
 
+  /** Creates a pod (doctor's image pull probe); returns it as created. */
+  async createPod(namespace: string, pod: V1Pod): Promise<V1Pod> {
+    this.onRequest('create', 'Pod');
+    return this.core.createNamespacedPod({ namespace, body: pod });
+  }
+
+  async readPod(namespace: string, name: string): Promise<V1Pod> {
+    this.onRequest('get', 'Pod');
+    return this.core.readNamespacedPod({ namespace, name });
+  }
+
+  /** Deletes a pod at once; one already gone is no error. */
+  async deletePod(namespace: string, name: string): Promise<void> {
+    this.onRequest('delete', 'Pod');
+    try {
+      await this.core.deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 404) throw err;
+    }
+  }
+
+  /** The namespace of the kubeconfig's current context, if it names one. */
+  contextNamespace(): string | undefined {
+    const name = this.kubeConfig.getCurrentContext();
+    return this.kubeConfig.getContextObject(name)?.namespace;
+  }
+
   /** Whether the current identity may make this call (cluster-wide when no namespace is given). */
   async mayI(
     p: Pick<ApiPermission, 'group' | 'resource' | 'verb'>,

@@ -233,6 +233,28 @@ export const DOCTOR_PERMISSIONS: readonly ApiPermission[] = [
   },
 ];
 
+/**
+ * What `labvirt doctor --check-images` adds, in the namespace its probe pods
+ * run in (the chart: labvirt's own namespace): a short-lived pod per image.
+ */
+export const DOCTOR_IMAGE_PERMISSIONS: readonly ApiPermission[] = [
+  {
+    group: '',
+    resource: 'pods',
+    verb: 'create',
+    scope: 'own',
+    why: 'a probe pod that pulls a flavor image',
+  },
+  {
+    group: '',
+    resource: 'pods',
+    verb: 'get',
+    scope: 'own',
+    why: "the probe pod's image pull status",
+  },
+  { group: '', resource: 'pods', verb: 'delete', scope: 'own', why: 'remove the probe pod' },
+];
+
 /** The resource each kind labvirt handles is served as (for `HostCluster.onRequest` kinds). */
 export const KIND_RESOURCES: Readonly<Record<string, { group: string; resource: string }>> = {
   Namespace: { group: '', resource: 'namespaces' },

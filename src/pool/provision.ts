@@ -98,7 +98,7 @@ async function bringUp(
       );
       if (!already) {
         ctx.events.emit({ type: 'pool.capacity', flavor, blocked: true, reason });
-        ctx.log.warn({ flavor, reason }, 'host cluster is full');
+        ctx.log.warn({ envId, flavor, reason }, 'host cluster is full');
       }
     }
     if (report.failed.length > 0) {

@@ -111,7 +111,7 @@ export async function reconcile(ctx: PoolContext): Promise<ReconcileReport> {
   for (const e of clusterEnvs) {
     if (recorded.has(e.env.envId) || e.terminating) continue;
     if (now - e.env.createdAt < graceMs) continue; // may be a record being written right now
-    ctx.log.warn({ namespace: e.namespace }, 'deleting orphaned env namespace');
+    ctx.log.warn({ envId: e.env.envId, namespace: e.namespace }, 'deleting orphaned env namespace');
     await ctx.cluster.deleteNamespace(e.namespace);
     report.orphansDeleted.push(e.env.envId);
   }

@@ -17,6 +17,7 @@ import { nodeObject, setNodeReady } from './nodes.js';
 import { NodePortProxy } from './nodeports.js';
 import { BOOTSTRAP_POLICY, Rbac, type RbacDecision } from './rbac.js';
 import { ApiError, ObjectStore, RESOURCES } from './store.js';
+import { PodEmulation } from './pods.js';
 import { WriteValidator } from './validation.js';
 import { LOOPBACK, listenWithin, type ListenSpec } from './listen.js';
 
@@ -58,6 +59,17 @@ export interface SimOptions {
   validation?: boolean;
   /** Address and port range of every server the sim starts (default 127.0.0.1, any port). */
   listen?: ListenSpec;
+  /**
+   * Run the plain pods clients create (not KubeVirt's launchers) like a
+   * kubelet: the image is pulled, the command exits 0. Off by default, so
+   * pods stay as created for tests that pin them; on when `missingImages` is given.
+   */
+  runPods?: boolean;
+  /**
+   * Image references that cannot be pulled: a plain pod using one ends in
+   * `ErrImagePull` / `ImagePullBackOff` (e.g. to stage doctor's image check).
+   */
+  missingImages?: string[];
 }
 
 export interface SimHandle {
@@ -187,6 +199,14 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     },
   );
   writeFileSync(guestMapPath, '{}');
+  // Plain pods (doctor's image pull probe): the image is pulled, the command exits.
+  const pods =
+    options.runPods || options.missingImages?.length
+      ? new PodEmulation(store, {
+          missingImages: options.missingImages ?? [],
+          pullMs: Math.round(2_000 / speed),
+        })
+      : undefined;
   const nodePortProxy = new NodePortProxy(store, nodeAddresses, kubevirt.resolveGuest);
   const applyFaults = (changes: Record<string, unknown>): Record<string, unknown> => {
     const num = (v: unknown, min: number, max: number) =>
@@ -328,6 +348,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       if (writeTimer) clearTimeout(writeTimer);
       api.dropWatches();
       cluster.stop();
+      pods?.stop();
       await nodePortProxy.stop();
       await kubevirt.stop();
       server.closeAllConnections();

@@ -4,6 +4,7 @@ import type { Logger } from '../log/index.js';
 import { LabvirtError, type SessionView, type StudentService } from '../sessions/types.js';
 import type { Store } from '../store/index.js';
 import { parseStudentId } from './identity.js';
+import type { Notifier } from './notifier.js';
 import { errorMessage, keyFileComment, keyLinkMessage, type SlackMessage } from './messages.js';
 
 type WebClient = webApi.WebClient;
@@ -12,7 +13,7 @@ type WebClient = webApi.WebClient;
 export interface SlackDeps {
   service: StudentService;
   /** The delivery side: edits the student's DM status message (src/slack/notifier.ts). */
-  notifier: { sessionChanged(sessionId: string): Promise<void> };
+  notifier: Pick<Notifier, 'sessionChanged' | 'startedFromSlack'>;
   store: Pick<Store, 'countRequest' | 'markSeen' | 'putKeyLink' | 'recentFailures'>;
   settings: SlackSettings;
   log: Logger;
@@ -163,7 +164,16 @@ export async function startFromSlack(
   input: { student: string; labId: string; requestId?: string },
 ): Promise<SessionView> {
   const view = await deps.service.start(input);
-  await sessionChanged(deps, view.id);
+  const user = parseStudentId(view.student);
+  try {
+    // Recorded by us, the creator: only sessions started from Slack are DMed.
+    if (user) await deps.notifier.startedFromSlack(view.id, user.userId);
+  } catch (err) {
+    deps.log.error(
+      { sessionId: view.id, err: (err as Error).message },
+      'could not record where the Slack DMs of a session go',
+    );
+  }
   if (view.privateKey) {
     try {
       await deliverPrivateKey(deps, client, view);

@@ -4,7 +4,6 @@ import type { types as slackTypes, webApi } from '@slack/bolt';
 import type { Logger } from '../log/index.js';
 import type { SessionView } from '../sessions/types.js';
 import type { SlackMessageState, Store } from '../store/index.js';
-import { parseStudentId } from './identity.js';
 import type { NotifyJob } from './notify-queue.js';
 
 /** A message as the renderers make it: fallback text plus Block Kit blocks. */
@@ -52,6 +51,16 @@ const PLATFORM_ERROR = 'slack_webapi_platform_error';
 /** Platform errors that mean the stored message cannot be edited any more. */
 const MESSAGE_LOST = new Set(['message_not_found', 'channel_not_found', 'cant_update_message']);
 
+/**
+ * Slack message metadata on every status message: the `event_type` and the
+ * payload's session id let a retry find a message whose post Slack accepted
+ * but whose answer never came back (a replica died in between).
+ */
+export const STATUS_METADATA_TYPE = 'labvirt_session';
+
+/** How far back, before the post began, a lost status message is looked for (clock skew). */
+const HISTORY_SLACK_SECONDS = 600;
+
 function digestOf(message: RenderedMessage): string {
   return createHash('sha256').update(JSON.stringify(message)).digest('base64url').slice(0, 22);
 }
@@ -74,6 +83,37 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
 
   const postTo = async (channel: string, message: RenderedMessage) =>
     client.chat.postMessage({ channel, text: message.text, blocks: message.blocks });
+
+  /**
+   * A status message of the session already in the student's DM: one an
+   * earlier attempt posted without living to record it (found by its
+   * metadata), other than `except` (a recorded message that is gone).
+   */
+  async function findPostedStatus(
+    userId: string,
+    sessionId: string,
+    since: number,
+    except: string | undefined,
+  ): Promise<{ channel: string; ts: string } | undefined> {
+    const opened = await client.conversations.open({ users: userId });
+    const channel = opened.channel?.id;
+    if (!channel) return undefined;
+    const history = await client.conversations.history({
+      channel,
+      include_all_metadata: true,
+      oldest: String(Math.floor(since / 1000) - HISTORY_SLACK_SECONDS),
+      limit: 100,
+    });
+    // Newest first: the latest attempt is the one to keep editing.
+    const found = (history.messages ?? []).find(
+      (m) =>
+        m.ts !== undefined &&
+        m.ts !== except &&
+        m.metadata?.event_type === STATUS_METADATA_TYPE &&
+        (m.metadata.event_payload as Record<string, unknown> | undefined)?.session_id === sessionId,
+    );
+    return found?.ts ? { channel, ts: found.ts } : undefined;
+  }
 
   async function deliverStatus(
     job: NotifyJob & { kind: 'status' },
@@ -112,8 +152,27 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
         log.info({ sessionId: job.sessionId, error: e.error }, 'status message lost; posting anew');
       }
     }
+    if (!updated && state.postingSince !== undefined) {
+      // An earlier post may have reached Slack without its answer reaching us.
+      const found = await findPostedStatus(userId, job.sessionId, state.postingSince, state.ts);
+      if (found) {
+        await store.recordSlackMessage(job.sessionId, found.channel, found.ts, { replace: true });
+        await client.chat.update({ ...found, text: message.text, blocks: message.blocks });
+        log.info({ sessionId: job.sessionId }, 'adopted a status message posted before a crash');
+        updated = true;
+      }
+    }
     if (!updated) {
-      const posted = await postTo(userId, message);
+      await store.markSlackPosting(job.sessionId, deps.now());
+      const posted = await client.chat.postMessage({
+        channel: userId,
+        text: message.text,
+        blocks: message.blocks,
+        metadata: {
+          event_type: STATUS_METADATA_TYPE,
+          event_payload: { session_id: job.sessionId },
+        },
+      });
       await store.recordSlackMessage(job.sessionId, posted.channel!, posted.ts!, {
         replace: lost,
       });
@@ -165,13 +224,14 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
     try {
       const record = await store.getSession(data.sessionId);
       if (!record) return 'gone';
-      const user = parseStudentId(record.student);
-      if (!user) return 'not-slack';
       const state = await store.slackMessageState(data.sessionId);
+      // Only a session the Slack front end started has a target; a student id
+      // that merely looks like a Slack one (an API caller's) gets nothing.
+      if (!state.target) return 'not-slack';
       const outcome =
         data.kind === 'status'
-          ? await deliverStatus(data, state, user.userId)
-          : await deliverOnce(data, state, user.userId);
+          ? await deliverStatus(data, state, state.target)
+          : await deliverOnce(data, state, state.target);
       log.debug({ sessionId: data.sessionId, kind: data.kind, outcome }, 'slack notification');
       return outcome;
     } catch (err) {

@@ -22,6 +22,7 @@ export const BOT_SCOPES = [
   'commands', // the slash command
   'chat:write', // the status message, answers, key links
   'im:write', // conversations.open: the DM's D… id that chat.update needs
+  'im:history', // conversations.history: a status message posted just before a crash
   'files:write', // a session's private key as a file
   'usergroups:read', // slack.operatorGroup
 ] as const;

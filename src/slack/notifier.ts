@@ -61,6 +61,12 @@ export interface Notifier {
    * Redis itself is unreachable.
    */
   sessionChanged(sessionId: string): Promise<void>;
+  /**
+   * The Slack front end started this session for Slack user `userId`: from
+   * now on its DMs go to them. Only sessions marked so reach Slack, whatever
+   * their student id looks like (an HTTP API caller may pick `T….U…`).
+   */
+  startedFromSlack(sessionId: string, userId: string): Promise<void>;
   /** Jobs waiting, running, delayed (retries) and failed for good. */
   counts(): Promise<Record<string, number>>;
   close(): Promise<void>;
@@ -204,6 +210,11 @@ export async function startNotifier(options: NotifierOptions): Promise<Notifier>
     async sessionChanged(sessionId) {
       const session = await store.getSession(sessionId);
       if (!session || !isSlackStudent(session.student)) return;
+      await queue.statusChanged(sessionId);
+    },
+    async startedFromSlack(sessionId, userId) {
+      await store.setSlackTarget(sessionId, userId);
+      // Changes queued before the target was recorded were dropped: show them now.
       await queue.statusChanged(sessionId);
     },
     counts: () => queue.counts(),

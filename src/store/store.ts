@@ -109,6 +109,16 @@ export interface SlackMessageState {
   /** The expiry time (ms) the last warning was sent for. */
   warnedFor?: number;
   endedSent: boolean;
+  /**
+   * The Slack user (`U…`) the session's DMs go to, recorded by the Slack
+   * front end that created the session; absent: nothing goes to Slack.
+   */
+  target?: string;
+  /**
+   * When a post of the status message was last begun (ms): set, with no
+   * `ts` recorded, Slack may hold a message whose answer never came back.
+   */
+  postingSince?: number;
 }
 
 /** Moving average weight of the newest provision duration. */
@@ -626,7 +636,24 @@ export class Store {
       digest: h.digest || undefined,
       warnedFor: num(h.warnedFor),
       endedSent: h.endedSent === '1',
+      target: h.target || undefined,
+      postingSince: num(h.postingSince),
     };
+  }
+
+  /** Records where the session's Slack DMs go (its creator decides; see {@link SlackMessageState.target}). */
+  async setSlackTarget(sessionId: string, userId: string): Promise<void> {
+    await this.setSlackFields(sessionId, { target: userId });
+  }
+
+  /** Records that a post of the status message is about to be sent (before Slack answers). */
+  async markSlackPosting(sessionId: string, at: number): Promise<void> {
+    await this.setSlackFields(sessionId, { postingSince: at });
+  }
+
+  private async setSlackFields(sessionId: string, fields: Record<string, string | number>) {
+    const key = this.keys.slackMessage(sessionId);
+    await this.redis.multi().hset(key, fields).expire(key, SLACK_MESSAGE_TTL_SECONDS).exec();
   }
 
   /**
@@ -665,9 +692,10 @@ export class Store {
     sessionId: string,
     sent: { warnedFor: number } | { endedSent: true },
   ): Promise<void> {
-    const key = this.keys.slackMessage(sessionId);
-    const fields = 'warnedFor' in sent ? { warnedFor: sent.warnedFor } : { endedSent: '1' };
-    await this.redis.multi().hset(key, fields).expire(key, SLACK_MESSAGE_TTL_SECONDS).exec();
+    await this.setSlackFields(
+      sessionId,
+      'warnedFor' in sent ? { warnedFor: sent.warnedFor } : { endedSent: '1' },
+    );
   }
 
   /** Takes the session's Slack lock for `ttlMs`; false when another holder has it. */

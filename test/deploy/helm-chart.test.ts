@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import {
   DOCTOR_PERMISSIONS,
+  DOCTOR_IMAGE_PERMISSIONS,
   ENV_ROLE,
   LABVIRT_PERMISSIONS,
   evaluateNetworkPolicies,
@@ -151,8 +152,10 @@ describe('deploy/helm/labvirt with default values', () => {
         'NetworkPolicy labvirt-redis',
         'PodDisruptionBudget labvirt',
         'Role labvirt-doctor',
+        'Role labvirt-doctor-images',
         'Role labvirt-keys',
         'RoleBinding labvirt-doctor',
+        'RoleBinding labvirt-doctor-images',
         'RoleBinding labvirt-keys',
         'Secret labvirt',
         'Secret labvirt-redis-auth',
@@ -391,6 +394,18 @@ describe('deploy/helm/labvirt with default values', () => {
     expect([...grants(doctorCluster.rules), ...grants(doctorRole.rules)].sort()).toEqual(
       DOCTOR_PERMISSIONS.map(permissionKey).sort(),
     );
+    // `doctor --check-images`: probe pods in labvirt's own namespace only.
+    const imagesRole = mustFind(objs, 'Role', 'labvirt-doctor-images') as Obj & {
+      rules: Rule[];
+    };
+    expect(imagesRole.metadata.namespace).toBe('labvirt');
+    expect(grants(imagesRole.rules)).toEqual(DOCTOR_IMAGE_PERMISSIONS.map(permissionKey).sort());
+    const imagesBinding = mustFind(objs, 'RoleBinding', 'labvirt-doctor-images') as Obj & {
+      subjects: { kind: string; name: string; namespace: string }[];
+    };
+    expect(imagesBinding.subjects).toEqual([
+      { kind: 'ServiceAccount', name: 'labvirt', namespace: 'labvirt' },
+    ]);
     for (const binding of ['labvirt', 'labvirt-doctor']) {
       const b = mustFind(objs, 'ClusterRoleBinding', binding) as Obj & {
         subjects: { kind: string; name: string; namespace: string }[];

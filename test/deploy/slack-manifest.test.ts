@@ -13,6 +13,7 @@ const SCOPE_OF_METHOD: Record<string, string> = {
   'chat.postMessage': 'chat:write',
   'chat.update': 'chat:write',
   'conversations.open': 'im:write',
+  'conversations.history': 'im:history',
   filesUploadV2: 'files:write',
   'usergroups.users.list': 'usergroups:read',
   'views.publish': '',

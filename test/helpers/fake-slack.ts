@@ -27,6 +27,8 @@ export interface SlackMessage {
   ts: string;
   text?: string;
   blocks?: unknown[];
+  /** The message metadata chat.postMessage sent (`event_type`, `event_payload`). */
+  metadata?: { event_type?: string; event_payload?: Record<string, unknown> };
   /** Every version of the message, the first being what chat.postMessage sent. */
   versions: Array<{ text?: string; blocks?: unknown[]; at: number }>;
 }
@@ -82,6 +84,11 @@ export interface FakeSlack {
   failNext(method: string, count: number, failure: FailureMode): void;
   /** Answers calls of `method` (or of every method: `*`) after `ms`; 0 to stop. */
   setLatency(method: string, ms: number): void;
+  /**
+   * Calls of `method` take effect at once but are answered only after `ms`
+   * (0 to stop): a caller that dies meanwhile never learns what Slack did.
+   */
+  setAnswerDelay(method: string, ms: number): void;
   /** `reset`: every connection is destroyed; `refused`: the port stops listening. `false`: up again. */
   setDown(mode: DownMode | false): Promise<void>;
   /** A fresh `response_url` on this fake. */
@@ -182,6 +189,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
   const sockets = new Set<Socket>();
   let socketModeUrl = '';
   const latency = new Map<string, number>();
+  const answerDelay = new Map<string, number>();
   let down: DownMode | false = false;
   let tsCounter = 0;
   let idCounter = 0;
@@ -218,11 +226,16 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
         const ts = nextTs();
         const text = str('text') || undefined;
         const blocks = args.blocks as unknown[] | undefined;
+        const metadata =
+          args.metadata && typeof args.metadata === 'object'
+            ? (args.metadata as SlackMessage['metadata'])
+            : undefined;
         messages.set(key(channel, ts), {
           channel,
           ts,
           text,
           blocks,
+          metadata,
           versions: [{ text, blocks, at: Date.now() }],
         });
         return { ok: true, channel, ts, message: { type: 'message', text, blocks, ts } };
@@ -250,6 +263,27 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
         const users = str('users').split(',').filter(Boolean);
         if (users.length !== 1) return { ok: false, error: 'users_list_not_supplied' };
         return { ok: true, channel: { id: dmChannelOf(users[0]!) } };
+      }
+      case 'conversations.history': {
+        // Newest first, as Slack lists them; metadata only when asked for.
+        const channel = str('channel');
+        if (!/^[CDG]/.test(channel)) return { ok: false, error: 'channel_not_found' };
+        const oldest = Number(str('oldest') || '0');
+        const limit = Number(str('limit') || '100');
+        const withMetadata = str('include_all_metadata') === 'true';
+        const found = [...messages.values()]
+          .filter((m) => m.channel === channel && Number(m.ts) >= oldest)
+          .sort((a, b) => Number(b.ts) - Number(a.ts))
+          .slice(0, limit)
+          .map((m) => ({
+            type: 'message',
+            ts: m.ts,
+            text: m.text,
+            blocks: m.blocks,
+            bot_id: botId,
+            ...(withMetadata && m.metadata ? { metadata: m.metadata } : {}),
+          }));
+        return { ok: true, messages: found, has_more: false };
       }
       case 'views.publish':
         if (!str('user_id') || !args.view) return { ok: false, error: 'invalid_arguments' };
@@ -353,7 +387,16 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     if (!token && method !== 'apps.connections.open') {
       return send(res, 200, { ok: false, error: 'not_authed' });
     }
-    return send(res, 200, answerMethod(method, args));
+    const answer = answerMethod(method, args);
+    const hold = answerDelay.get(method) ?? 0;
+    if (hold > 0) {
+      await new Promise((r) => setTimeout(r, hold));
+      if (req.socket.destroyed) {
+        call.status = 0; // done in Slack, but the caller never heard
+        return;
+      }
+    }
+    return send(res, 200, answer);
   }
 
   const server: Server = createServer((req, res) => {
@@ -418,6 +461,10 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       if (ms > 0) latency.set(method, ms);
       else latency.delete(method);
     },
+    setAnswerDelay(method, ms) {
+      if (ms > 0) answerDelay.set(method, ms);
+      else answerDelay.delete(method);
+    },
     async setDown(mode) {
       const wasRefused = down === 'refused';
       down = mode;
@@ -458,6 +505,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
       expiredResponseUrls.clear();
       uploads.clear();
       latency.clear();
+      answerDelay.clear();
     },
     async close() {
       if (down !== 'refused') await stopListening();

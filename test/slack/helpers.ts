@@ -2,6 +2,8 @@ import { envNamespace } from '../../src/kube/index.js';
 import { envNodes, nodesOfFlavor } from '../../src/pool/nodes.js';
 import { labScripts, runSteps } from '../../src/sessions/scripts.js';
 import type { LabvirtHandle } from '../../src/app/index.js';
+import type { SessionView } from '../../src/sessions/types.js';
+import type { Notifier } from '../../src/slack/index.js';
 import type { FakeSlack, SlackCall, SlackMessage } from '../helpers/fake-slack.js';
 
 /** What the student does over SSH to fix the lab: the lab's own solve scripts, in their env. */
@@ -43,4 +45,20 @@ export function dmCallsOf(fake: FakeSlack, userId: string): SlackCall[] {
         (c.args.channel === userId || c.args.channel === channel)) ||
         (c.method === 'chat.update' && c.args.channel === channel)),
   );
+}
+
+/**
+ * Starts a session the way the Slack front end does: through the service,
+ * then marked as the Slack user's (only such sessions are DMed).
+ */
+export async function startAsSlackUser(
+  service: Pick<LabvirtHandle['service'], 'start'>,
+  notifier: Pick<Notifier, 'startedFromSlack'>,
+  userId: string,
+  labId: string,
+  requestId?: string,
+): Promise<SessionView> {
+  const view = await service.start({ student: `T0001.${userId}`, labId, requestId });
+  await notifier.startedFromSlack(view.id, userId);
+  return view;
 }

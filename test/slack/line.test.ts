@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeSlack, type FakeSlack } from '../helpers/fake-slack.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
+import { startAsSlackUser } from './helpers.js';
 
 /**
  * Students waiting for an env see their place in line move: when someone
@@ -36,7 +37,7 @@ describe('Slack DMs of students in line', () => {
 
   it('moves each waiting student up as the line moves', async () => {
     const start = (userId: string) =>
-      stack.labvirt.service.start({ student: `T0001.${userId}`, labId: 'fixture-three' });
+      startAsSlackUser(stack.labvirt.service, stack.labvirt.notifier!, userId, 'fixture-three');
     const first = await start('U0L01');
     const second = await start('U0L02');
     const third = await start('U0L03');

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeSlack, type FakeSlack } from '../helpers/fake-slack.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
-import { dmCallsOf, shownText, solveLab, statusMessageOf } from './helpers.js';
+import { dmCallsOf, shownText, solveLab, startAsSlackUser, statusMessageOf } from './helpers.js';
 
 /**
  * Slack notifications of sessions driven through the sessions service (the
@@ -62,11 +62,13 @@ describe('Slack notifier', () => {
   it('edits one DM status message through a whole session, then says goodbye once', async () => {
     await warm();
     const user = 'U0001';
-    const started = await stack.labvirt.service.start({
-      student: `T0001.${user}`,
-      labId: 'fixture-one',
-      requestId: 'whole-session',
-    });
+    const started = await startAsSlackUser(
+      stack.labvirt.service,
+      stack.labvirt.notifier!,
+      user,
+      'fixture-one',
+      'whole-session',
+    );
     const id = started.id;
     await stack.untilSession(id, 'active');
     const status = await fake.waitFor(() => {
@@ -133,14 +135,43 @@ describe('Slack notifier', () => {
     expect((await stack.labvirt.notifier!.counts()).failed).toBe(0);
   }, 30_000);
 
+  it("sends nothing for a session the HTTP API started, even for a student id shaped like Slack's", async () => {
+    await warm();
+    const user = 'U0API01';
+    const before = fake.calls.length;
+    const res = await fetch(`${stack.labvirt.apiUrl}/v1/sessions`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${stack.apiToken}`,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({ student: `T0001.${user}`, labId: 'fixture-one' }),
+    });
+    expect(res.status).toBe(201);
+    const { id } = (await res.json()) as { id: string };
+    await stack.untilSession(id, 'active');
+    await stack.labvirt.service.hint(id);
+    await stack.labvirt.notifier!.sessionChanged(id);
+    await stack.labvirt.service.stop(id);
+    await stack.until(async () => {
+      const counts = await stack.labvirt.notifier!.counts();
+      return counts.wait! + counts.active! + counts.delayed! + counts.prioritized! === 0;
+    }, 'the queue to drain');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(fake.calls.slice(before)).toEqual([]);
+    expect(fake.messagesTo(user)).toHaveLength(0);
+  }, 30_000);
+
   it('keeps sessions working while Slack is down, and delivers the latest state when it is back', async () => {
     await warm();
     const user = 'U0002';
     await fake.setDown('refused');
-    const s = await stack.labvirt.service.start({
-      student: `T0001.${user}`,
-      labId: 'fixture-one',
-    });
+    const s = await startAsSlackUser(
+      stack.labvirt.service,
+      stack.labvirt.notifier!,
+      user,
+      'fixture-one',
+    );
     // The session does not wait for Slack: it becomes active, and the service says so.
     await stack.untilSession(s.id, 'active');
     await new Promise((r) => setTimeout(r, 500)); // a few failed attempts
@@ -162,7 +193,12 @@ describe('Slack notifier', () => {
   it('honours 429 Retry-After without losing or repeating an update', async () => {
     await warm();
     const user = 'U0003';
-    const s = await stack.labvirt.service.start({ student: `T0001.${user}`, labId: 'fixture-one' });
+    const s = await startAsSlackUser(
+      stack.labvirt.service,
+      stack.labvirt.notifier!,
+      user,
+      'fixture-one',
+    );
     await stack.untilSession(s.id, 'active');
     await settled(s.id);
     const [status] = fake.messagesTo(user);
@@ -186,7 +222,12 @@ describe('Slack notifier', () => {
   it('coalesces a burst of changes into one edit showing the latest', async () => {
     await warm();
     const user = 'U0004';
-    const s = await stack.labvirt.service.start({ student: `T0001.${user}`, labId: 'fixture-one' });
+    const s = await startAsSlackUser(
+      stack.labvirt.service,
+      stack.labvirt.notifier!,
+      user,
+      'fixture-one',
+    );
     await stack.untilSession(s.id, 'active');
     await settled(s.id);
     const [status] = fake.messagesTo(user);
@@ -209,7 +250,12 @@ describe('Slack notifier', () => {
   it('posts a new status message when the student deleted theirs, and edits that one', async () => {
     await warm();
     const user = 'U0006';
-    const s = await stack.labvirt.service.start({ student: `T0001.${user}`, labId: 'fixture-one' });
+    const s = await startAsSlackUser(
+      stack.labvirt.service,
+      stack.labvirt.notifier!,
+      user,
+      'fixture-one',
+    );
     await stack.untilSession(s.id, 'active');
     await settled(s.id);
     const [first] = fake.messagesTo(user);
@@ -231,7 +277,12 @@ describe('Slack notifier', () => {
   it('warns once before expiry with an Extend button, and says when the session expired', async () => {
     await warm();
     const user = 'U0005';
-    const s = await stack.labvirt.service.start({ student: `T0001.${user}`, labId: 'fixture-one' });
+    const s = await startAsSlackUser(
+      stack.labvirt.service,
+      stack.labvirt.notifier!,
+      user,
+      'fixture-one',
+    );
     const active = await stack.untilSession(s.id, 'active');
     await settled(s.id);
     await stack.labvirt.runMaintenance('expire');

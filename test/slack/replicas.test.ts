@@ -13,7 +13,7 @@ import { startSim, type SimHandle } from '../../src/sim/index.js';
 import { startNotifier, type Notifier } from '../../src/slack/index.js';
 import { startFakeSlack, type FakeSlack } from '../helpers/fake-slack.js';
 import { FIXTURE_LABS } from '../helpers/stack.js';
-import { shownText } from './helpers.js';
+import { shownText, startAsSlackUser } from './helpers.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const FLAVOR = 'v1.30-1node';
@@ -71,6 +71,33 @@ describe('Slack notifications across replicas', () => {
     });
     replicas.push(handle);
     return handle;
+  };
+  /** Replica B: a `labvirt serve` process running the workers and delivering to Slack. */
+  const spawnServe = (): ChildProcess => {
+    const proc = spawn(
+      process.execPath,
+      [
+        join(ROOT, 'bin', 'labvirt.js'),
+        'serve',
+        '--config',
+        configFile,
+        '--no-api',
+        '--no-gateway',
+        '--no-scheduler',
+      ],
+      {
+        env: {
+          ...process.env,
+          LABVIRT_FROM_SOURCE: '1',
+          LABVIRT_API_TOKEN: API_TOKEN,
+          SLACK_BOT_TOKEN: BOT_TOKEN,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    proc.stdout?.on('data', (d: Buffer) => (childOutput += d.toString()));
+    proc.stderr?.on('data', (d: Buffer) => (childOutput += d.toString()));
+    return proc;
   };
   // Generous: a `labvirt serve` child compiles its sources with tsx first,
   // which takes long on a loaded machine.
@@ -147,7 +174,7 @@ describe('Slack notifications across replicas', () => {
     await warm(a);
 
     const user = 'U0R01';
-    const s = await a.service.start({ student: `T0001.${user}`, labId: 'fixture-one' });
+    const s = await startAsSlackUser(a.service, a.notifier!, user, 'fixture-one');
     await until(async () => (await a.service.status(s.id)).state === 'active', 'active');
 
     const ready = await until(() => {
@@ -200,35 +227,13 @@ describe('Slack notifications across replicas', () => {
       log: silentLogger(),
     });
     extra.push(enqueueOnA);
-    child = spawn(
-      process.execPath,
-      [
-        join(ROOT, 'bin', 'labvirt.js'),
-        'serve',
-        '--config',
-        configFile,
-        '--no-api',
-        '--no-gateway',
-        '--no-scheduler',
-      ],
-      {
-        env: {
-          ...process.env,
-          LABVIRT_FROM_SOURCE: '1',
-          LABVIRT_API_TOKEN: API_TOKEN,
-          SLACK_BOT_TOKEN: BOT_TOKEN,
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    child.stdout?.on('data', (d: Buffer) => (childOutput += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (childOutput += d.toString()));
+    child = spawnServe();
     await warm(a).catch((err: Error) => {
       throw new Error(`${err.message}; replica B said:\n${childOutput}`);
     });
 
     const user = 'U0R02';
-    const s = await a.service.start({ student: `T0001.${user}`, labId: 'fixture-one' });
+    const s = await startAsSlackUser(a.service, enqueueOnA, user, 'fixture-one');
     const ready = await until(
       () => {
         const m = fake.messagesTo(user)[0];
@@ -278,6 +283,58 @@ describe('Slack notifications across replicas', () => {
     expect(fake.messagesTo(user)).toHaveLength(2); // one status message, one goodbye
     expectOneEditPerChange(fake.message(ready.channel, ready.ts)!.versions);
   }, 240_000);
+  it('posts one status message when the posting replica dies before it stored the ts', async () => {
+    const a = await replica({ api: true, workers: false }, false);
+    const enqueueOnA = await startNotifier({
+      connection: { ...redisConnection(redis.url) },
+      prefix: `${config().redis.prefix}-jobs`,
+      store: a.store,
+      service: a.service,
+      events: a.events,
+      log: silentLogger(),
+    });
+    extra.push(enqueueOnA);
+    child = spawnServe();
+    await warm(a).catch((err: Error) => {
+      throw new Error(`${err.message}; replica B said:\n${childOutput}`);
+    });
+
+    // Slack takes B's post at once, but B never hears back: it dies first.
+    const user = 'U0R03';
+    fake.setAnswerDelay('chat.postMessage', 60_000);
+    const callsBefore = fake.calls.length;
+    const s = await startAsSlackUser(a.service, enqueueOnA, user, 'fixture-one');
+    await until(() => fake.messagesTo(user).length === 1, 'B to post the status message', 90_000);
+    child.kill('SIGKILL');
+    await new Promise((r) => child!.once('exit', r));
+    fake.setAnswerDelay('chat.postMessage', 0);
+    expect(await a.store.slackMessageState(s.id)).toMatchObject({ ts: undefined });
+
+    // A replica with workers and the bot token takes over the session and its DM.
+    await replica({ workers: true });
+    const ready = await until(
+      () => {
+        const m = fake.messagesTo(user)[0];
+        return m && /your cluster is ready/.test(m.text ?? '') ? m : undefined;
+      },
+      'the DM to show the active session after the crash',
+      90_000,
+    );
+    await a.service.stop(s.id);
+    await until(
+      () => fake.messagesTo(user).some((m) => /has ended/.test(m.text ?? '')),
+      'the last DM',
+    );
+    await new Promise((r) => setTimeout(r, 500)); // nothing more arrives late
+    // Exactly one status message (the one B posted, adopted), and the goodbye.
+    expect(fake.messagesTo(user).map((m) => m.ts)).toEqual([ready.ts, expect.any(String)]);
+    expect(shownText(fake.message(ready.channel, ready.ts)!)).toMatch(/Stopped/);
+    const history = fake.calls
+      .slice(callsBefore)
+      .filter((c) => c.method === 'conversations.history');
+    expect(history.length).toBeGreaterThanOrEqual(1);
+    expect(history.every((c) => c.args.include_all_metadata === 'true')).toBe(true);
+  }, 300_000);
 });
 
 function redisConnection(url: string) {

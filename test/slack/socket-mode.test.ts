@@ -1,86 +1,25 @@
-import { WebSocketServer, type WebSocket } from 'ws';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeSlack, type FakeSlack } from '../helpers/fake-slack.js';
+import { appHomeOpened, blockActionPayload, eventEnvelope } from '../helpers/slack-request.js';
 import {
-  appHomeOpened,
-  blockActionPayload,
-  eventEnvelope,
-  slashCommandBody,
-} from '../helpers/slack-request.js';
+  socketCommand as command,
+  startSocketModeServer,
+  type SocketModeServer,
+} from '../helpers/socket-mode.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 import { shownText } from './helpers.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- Slack's JSON is checked field by field
 type Json = any;
 
-/**
- * A stand-in for Slack's Socket Mode endpoint on loopback: it greets each
- * connection with `hello`, sends envelopes, collects the acks, and can tell
- * the client to reconnect with `disconnect`.
- */
-async function startSocketServer() {
-  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
-  const connections: WebSocket[] = [];
-  const acks: Json[] = [];
-  let envelopeCounter = 0;
-  server.on('connection', (socket) => {
-    connections.push(socket);
-    // Slack pings its clients; one that hears nothing for 30 s reconnects.
-    const ping = setInterval(() => socket.ping(), 5_000);
-    socket.on('close', () => clearInterval(ping));
-    socket.on('message', (data) => acks.push(JSON.parse(String(data))));
-    socket.send(JSON.stringify({ type: 'hello', num_connections: 1, debug_info: {} }));
-  });
-  const current = () => connections.filter((c) => c.readyState === c.OPEN).at(-1);
-  return {
-    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}/`,
-    connections,
-    acks,
-    /** Sends an envelope on the newest open connection; returns its envelope id. */
-    send(type: string, payload: unknown, extra: Record<string, unknown> = {}): string {
-      const envelopeId = `env-${++envelopeCounter}`;
-      const socket = current();
-      if (!socket) throw new Error('no Socket Mode connection');
-      socket.send(
-        JSON.stringify({
-          envelope_id: envelopeId,
-          type,
-          payload,
-          accepts_response_payload: type === 'slash_commands',
-          ...extra,
-        }),
-      );
-      return envelopeId;
-    },
-    ackOf: (envelopeId: string) => acks.find((a) => a.envelope_id === envelopeId),
-    disconnect() {
-      current()?.send(JSON.stringify({ type: 'disconnect', reason: 'refresh_requested' }));
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const c of connections) c.terminate();
-        server.close(() => resolve());
-      }),
-  };
-}
-
-/** A slash command as Socket Mode carries it: the same fields as the HTTP form, as JSON. */
-function command(userId: string, text: string, responseUrl: string) {
-  return Object.fromEntries(
-    new URLSearchParams(slashCommandBody({ userId, text, responseUrl })).entries(),
-  );
-}
-
 describe('Slack front end in Socket Mode', () => {
   let stack: TestStack;
   let fake: FakeSlack;
-  let socket: Awaited<ReturnType<typeof startSocketServer>>;
+  let socket: SocketModeServer;
 
   beforeAll(async () => {
     fake = await startFakeSlack();
-    socket = await startSocketServer();
+    socket = await startSocketModeServer();
     fake.setSocketModeUrl(socket.url);
     stack = await startTestStack({
       slack: { botToken: 'xoxb-socket-test', appToken: 'xapp-socket-test' },

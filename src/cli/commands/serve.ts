@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { LabvirtHandle } from '../../app/index.js';
 import type { Config } from '../../config/index.js';
 import { configFileOf } from './config.js';
@@ -108,6 +108,12 @@ export function registerServeCommands(program: Command): void {
     .option('--ssh-port <port>', 'SSH gateway port', '2222')
     .option('--speed <factor>', 'how much faster than a real cluster the simulator boots VMs', '20')
     .option('--exit-when-ready', 'stop once the pool is warm (smoke test)')
+    .addOption(
+      new Option(
+        '--log-level <level>',
+        "level of labvirt's JSON log lines on stdout (default: $LABVIRT_LOG_LEVEL, else warn)",
+      ).choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    )
     .action(async (opts: Record<string, string | boolean>, cmd: Command) => {
       const [
         { startDevStack },
@@ -141,7 +147,9 @@ export function registerServeCommands(program: Command): void {
         dir,
         configFile: configFileOf(cmd),
         sim: { speed: Number(opts.speed) },
-        logger: createLogger({ level: 'warn' }),
+        logger: createLogger({
+          level: String(opts.logLevel ?? process.env.LABVIRT_LOG_LEVEL ?? 'warn'),
+        }),
         overrides: {
           api: { port: Number(opts.apiPort) },
           ssh: { gatewayPort: Number(opts.sshPort) },

@@ -1,0 +1,89 @@
+import { PassThrough } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/log/index.js';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
+
+interface LogLine {
+  level: number;
+  component?: string;
+  envId?: string;
+  sessionId?: string;
+  msg: string;
+  [key: string]: unknown;
+}
+
+/**
+ * Lines of the pool and sessions modules (component `orchestrator`) that are
+ * about the pool as a whole, not one env or session: they carry the flavor.
+ * The same list is in docs/operations.md.
+ */
+const POOL_WIDE = new Set([
+  'rebuilt indexes from the host cluster',
+  'host cluster is full: not adding envs',
+]);
+
+/**
+ * Every log line the pool and sessions modules write while working on an env
+ * or a session names it (`envId`, `sessionId`), so an operator can follow one
+ * through `jq 'select(.envId == "…")'`.
+ */
+describe('env and session ids on log lines', () => {
+  let stack: TestStack;
+  const lines: LogLine[] = [];
+
+  beforeAll(async () => {
+    const out = new PassThrough();
+    let buffered = '';
+    out.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('utf8');
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        lines.push(JSON.parse(buffered.slice(0, nl)) as LogLine);
+        buffered = buffered.slice(nl + 1);
+      }
+    });
+    stack = await startTestStack({
+      logger: createLogger({ level: 'debug', destination: out }),
+      overrides: {
+        flavors: {
+          'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 1, maxTotal: 3 },
+        },
+      },
+    });
+  }, 90_000);
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it('provision → claim → prepare → check → stop → teardown: every line names its env or session', async () => {
+    await stack.labvirt.runMaintenance('replenish');
+    await stack.until(
+      async () => (await stack.warmCount('v1.30-1node')) >= 1,
+      'a warm env',
+      90_000,
+    );
+    const s = await stack.labvirt.service.start({ student: 'lina', labId: 'fixture-one' });
+    const active = await stack.untilSession(s.id, 'active', 60_000);
+    const check = await stack.labvirt.service.check(s.id);
+    expect(check.passed).toBe(false);
+    await stack.labvirt.service.stop(s.id);
+    await stack.until(
+      async () => lines.some((l) => l.msg === 'env deleted' && l.envId === active.envId),
+      'the env to be torn down',
+    );
+
+    const orchestrator = lines.filter((l) => l.component === 'orchestrator');
+    // The lifecycle really was logged: provisioning, the session, the teardown.
+    expect(orchestrator.map((l) => l.msg)).toEqual(
+      expect.arrayContaining(['session active', 'env deleted']),
+    );
+    const unnamed = orchestrator.filter(
+      (l) => !POOL_WIDE.has(l.msg) && l.envId === undefined && l.sessionId === undefined,
+    );
+    expect(unnamed).toEqual([]);
+    // The session's own lines name both.
+    const sessionLines = orchestrator.filter((l) => l.sessionId === s.id);
+    expect(sessionLines.length).toBeGreaterThan(0);
+    for (const l of sessionLines) expect(l.envId).toBe(active.envId);
+  }, 240_000);
+});
