@@ -86,7 +86,7 @@ let childOut = '';
 child.stdout!.on('data', (d: Buffer) => (childOut += d.toString()));
 const closers: (() => void | Promise<void>)[] = [];
 try {
-  await waitFor(async () => /kubeconfig/i.test(childOut), 60_000, 'simulator start');
+  await waitFor(async () => /kubeconfig/i.test(childOut), 300_000, 'simulator start');
   const config = loadConfig({
     env: {},
     overrides: {
