@@ -138,7 +138,12 @@ export class StudentClusterWatch {
         resourceVersion: this.resourceVersion ?? '',
         timeoutSeconds: String(timeoutSeconds),
       });
-      const res = await this.open(target, `/api/v1/services?${query}`, generation, WATCH_SILENCE_MS);
+      const res = await this.open(
+        target,
+        `/api/v1/services?${query}`,
+        generation,
+        WATCH_SILENCE_MS,
+      );
       if (!this.current(generation)) return void res.destroy();
       this.answered();
       this.armWatchdog();
