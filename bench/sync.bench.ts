@@ -153,19 +153,27 @@ async function driver(simDir: string): Promise<void> {
       (_, i) => `bsync${String(envs.length + i).padStart(4, '0')}`,
     );
     const t0 = Date.now();
-    const PARALLEL = 20;
+    const PARALLEL = 10;
     for (let i = 0; i < ids.length; i += PARALLEL) {
       await Promise.all(
         ids.slice(i, i + PARALLEL).map(async (envId) => {
-          await host.createAll(
-            await renderEnvironment({
-              config,
-              flavor: FLAVOR,
-              envId,
-              orchestratorPublicKey: orchestrator.public,
-              secrets,
-            }),
-          );
+          const objects = await renderEnvironment({
+            config,
+            flavor: FLAVOR,
+            envId,
+            orchestratorPublicKey: orchestrator.public,
+            secrets,
+          });
+          // A simulator busy with hundreds of envs may drop a connection: createAll is idempotent.
+          for (let attempt = 1; ; attempt++) {
+            try {
+              await host.createAll(objects);
+              break;
+            } catch (err) {
+              if (attempt >= 5) throw err;
+              await sleep(2000 * attempt);
+            }
+          }
         }),
       );
     }
