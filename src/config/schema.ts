@@ -465,8 +465,8 @@ export const configSchema = z
           .default({ min: 30000, max: 32767 }),
         /** Who may connect to mirrored ports (NetworkPolicy ipBlocks). */
         allowedSources: z.array(cidr).min(1).default(['0.0.0.0/0']),
-        /** Full re-list of every watched student cluster (the informer watchdog). */
-        resyncSeconds: z.number().min(1).max(3600).default(60),
+        /** Full re-list of every watched student cluster, about this often (the watchdog of its watch). */
+        resyncSeconds: z.number().min(1).max(3600).default(300),
         /** Backoff between reconnects to a student API server that is down. */
         retryInitialSeconds: z.number().min(0.05).max(60).default(1),
         /** Longest wait between reconnects to a student API server that is down. */
@@ -478,7 +478,7 @@ export const configSchema = z
         protocols: ['TCP', 'UDP'],
         studentPortRange: { min: 30000, max: 32767 },
         allowedSources: ['0.0.0.0/0'],
-        resyncSeconds: 60,
+        resyncSeconds: 300,
         retryInitialSeconds: 1,
         retryMaxSeconds: 30,
       }),

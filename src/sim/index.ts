@@ -89,6 +89,11 @@ export interface SimHandle {
       studentApiServing(namespace: string, serving: boolean): Promise<void>;
       /** Cuts the open watches on the env's student API server. */
       dropStudentWatches(namespace: string): void;
+      /**
+       * Compacts the student cluster's history up to now (as etcd compaction
+       * does): a watch resumed from an older resourceVersion gets 410 Gone.
+       */
+      compactStudentHistory(namespace: string): void;
     };
   nodes: SimNode[];
   /** The nodes' InternalIPs (loopback addresses): where NodePort Services listen. */
@@ -314,6 +319,8 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       kubevirt.guestsChanged();
     },
     dropStudentWatches: (namespace: string) => kubevirt.studentCluster(namespace)?.dropWatches(),
+    compactStudentHistory: (namespace: string) =>
+      void kubevirt.studentCluster(namespace)?.store.history.splice(0),
     reset: () => {
       Object.assign(api.faults, { errorRate: 0, errorCode: 500, latencyMs: 0 });
       Object.assign(kubevirt.faults, { failNextVmis: 0, neverReadyVmis: 0 });

@@ -48,6 +48,8 @@ interface EnvSync {
   host?: HostState;
   /** What was last published (to emit `sync.published` on change only). */
   publishedSignature?: string;
+  /** What the last reconcile left live on the host (published once the env is caught up). */
+  liveSignature?: string;
   apiDown: boolean;
   hostFailures: number;
   retry?: NodeJS.Timeout;
@@ -290,6 +292,7 @@ export class NodePortSync {
         e.dirty = false;
         try {
           await this.reconcileEnv(e);
+          if (!e.dirty) await this.publish(e);
           e.hostFailures = 0;
         } catch (err) {
           if (e.stopped) return;
@@ -337,27 +340,35 @@ export class NodePortSync {
     const live = plan.mirrors.filter(
       (m) => !refusedNames.has(`${m.namespace}/${m.service}:${m.port}/${m.protocol}`),
     );
-    const signature = JSON.stringify(live.map((m) => [m.name, m.nodePort]));
-    if (signature !== e.publishedSignature) {
-      const ports = await this.mirrors.published(e.namespace);
-      e.publishedSignature = signature;
-      this.log.info(
-        { envId: e.envId, ports: ports.map((p) => `${p.service}:${p.port} → ${p.address}`) },
-        'published ports changed',
-      );
-      this.opts.events.emit({
-        type: 'sync.published',
-        envId: e.envId,
-        sessionId: e.sessionId,
-        student: e.student,
-        ports: ports.map((p) => ({
-          service: p.service,
-          port: p.port,
-          protocol: p.protocol,
-          address: p.address,
-        })),
-      });
-    }
+    e.liveSignature = JSON.stringify(live.map((m) => [m.name, m.nodePort]));
+  }
+
+  /**
+   * Tells the student what is published, when it changed. Runs only once the
+   * env is caught up (no change waiting), so a burst of changes is one
+   * message and the next change is not held up behind this read.
+   */
+  private async publish(e: EnvSync): Promise<void> {
+    const signature = e.liveSignature;
+    if (signature === undefined || signature === e.publishedSignature || e.stopped) return;
+    const ports = await this.mirrors.published(e.namespace);
+    e.publishedSignature = signature;
+    this.log.info(
+      { envId: e.envId, ports: ports.map((p) => `${p.service}:${p.port} → ${p.address}`) },
+      'published ports changed',
+    );
+    this.opts.events.emit({
+      type: 'sync.published',
+      envId: e.envId,
+      sessionId: e.sessionId,
+      student: e.student,
+      ports: ports.map((p) => ({
+        service: p.service,
+        port: p.port,
+        protocol: p.protocol,
+        address: p.address,
+      })),
+    });
   }
 
   /** Each refusal once: new ones become events; the Namespace annotation remembers them all. */

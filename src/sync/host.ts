@@ -76,9 +76,11 @@ export class HostMirrors {
   ): Promise<{ state: HostState; refused: RefusedPort[] }> {
     const byName = new Map(state.services.map((s) => [s.metadata?.name ?? '', s]));
     const wanted = new Set(mirrors.map((m) => m.name));
+    // Deletions, writes and the policy go out together: one round trip for a change.
+    const deletions: Promise<void>[] = [];
     for (const [name] of byName)
       if (!wanted.has(name)) {
-        await this.deleteService(env.namespace, name);
+        deletions.push(this.deleteService(env.namespace, name));
         byName.delete(name);
       }
     const refused: RefusedPort[] = [];
@@ -129,6 +131,7 @@ export class HostMirrors {
     const [services, policy] = await Promise.all([
       Promise.all(writes),
       this.setPolicy(env, mirrors, state.policy),
+      Promise.all(deletions),
     ]);
     const live = services.filter((s): s is V1Service => s !== undefined);
     // A mirror the host refused opens nothing: the policy follows what exists.

@@ -1,17 +1,21 @@
-import { createServer, type Server, type Socket } from 'node:net';
-import {
-  CoreV1Api,
-  KubeConfig,
-  makeInformer,
-  type Informer,
-  type ObjectCache,
-  type V1Service,
-} from '@kubernetes/client-node';
+import { request, type ClientRequest, type IncomingMessage } from 'node:http';
+import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
+import type { V1Service, V1ServiceList } from '@kubernetes/client-node';
 import type { KeyPairPem } from '../pki/index.js';
 import type { Executor, GuestTarget } from '../ssh/index.js';
 
 /** What kubeadm puts in the API server's certificate; the tunnel's own address is not in it. */
 const API_SERVER_NAME = 'kubernetes';
+/** A list that has not answered in this long is given up (and retried with backoff). */
+const LIST_TIMEOUT_MS = 30_000;
+/**
+ * A watch with no byte in this long is taken for dead. API servers send a
+ * bookmark about every minute to a watch that allows them; a dead SSH
+ * connection is usually found sooner by the pooled connection's keepalives.
+ */
+const WATCH_SILENCE_MS = 150_000;
+/** The server ends each watch after 5–10 minutes (random, as client-go does, so envs do not reconnect in step). */
+const WATCH_MIN_SECONDS = 300;
 
 export interface StudentWatchOptions {
   envId: string;
@@ -22,6 +26,7 @@ export interface StudentWatchOptions {
   ca: KeyPairPem;
   /** labvirt's client certificate, signed by the env's CA. */
   client: KeyPairPem;
+  /** The watchdog's full relist, about this often (±25 %, so envs do not relist in step). */
   resyncMs: number;
   retryInitialMs: number;
   retryMaxMs: number;
@@ -31,171 +36,279 @@ export interface StudentWatchOptions {
   onReachable: (reachable: boolean, error?: string) => void;
 }
 
+interface WatchEvent {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  object: V1Service & { code?: number; message?: string };
+}
+
+/** An HTTP answer other than 200, or a watch's ERROR event. */
+class ApiStatusError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /**
  * Watches the Services of one student cluster through its own API server:
  * the control plane's 127.0.0.1:6443, reached by SSH forwarding over
- * labvirt's pooled connection (a loopback listener in this process feeds
- * each HTTPS connection into a direct-tcpip channel; nothing routes from the
- * host network), authenticated by a client certificate from the env's CA.
+ * labvirt's pooled connection (each HTTPS request runs TLS straight over a
+ * direct-tcpip channel; nothing routes from the host network), authenticated
+ * by a client certificate from the env's CA.
  *
- * client-node's informer relists on 410 and reconnects after its watch
- * timeout, but any other error stops it for good: then this watcher starts
- * a fresh informer after a backoff (1 s doubling to 30 s by default). A
- * fresh informer also replaces the running one every `resyncMs`, a full
- * re-list that catches an informer that went quiet without an error.
+ * A lean list-then-watch of its own rather than client-node's informer,
+ * because the informer's cost is per env and it runs for every active
+ * session: the informer's watch ends after 30 s without data and starts
+ * again (a new SSH channel and TLS handshake per env twice a minute), and it
+ * carries a KubeConfig, a fetch agent and an object deserializer per env.
+ * This one keeps a watch open for minutes with bookmarks, resumes from the
+ * last resourceVersion when a watch ends or drops, relists only on 410 (or
+ * as the watchdog), and holds one TLS context per env.
+ *
+ * Failure handling: a request that cannot be made (API server down, VM not
+ * running, SSH failing) reports the cluster unreachable and retries with
+ * backoff (1 s doubling to 30 s by default), resuming from the last
+ * resourceVersion; a watch that was open and ends or drops is resumed at
+ * once (after the initial retry delay if it dropped). Every `resyncMs` a
+ * full relist replaces the watch, which catches a watch that went quiet
+ * without an error.
  */
 export class StudentClusterWatch {
-  private server?: Server;
-  private readonly sockets = new Set<Socket>();
-  private informer?: Informer<V1Service> & ObjectCache<V1Service>;
+  private readonly secureContext: SecureContext;
+  private readonly services = new Map<string, V1Service>();
+  /** Where the watch resumes; undefined: list first. */
+  private resourceVersion?: string;
   private generation = 0;
-  private timer?: NodeJS.Timeout;
+  private retryTimer?: NodeJS.Timeout;
+  private watchdog?: NodeJS.Timeout;
+  private inFlight?: ClientRequest;
   private retryMs: number;
   private stopped = false;
-  private target?: GuestTarget;
 
   constructor(private readonly opts: StudentWatchOptions) {
     this.retryMs = opts.retryInitialMs;
-  }
-
-  async start(): Promise<void> {
-    this.server = createServer((sock) => this.tunnel(sock));
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(0, '127.0.0.1', () => resolve());
+    this.secureContext = createSecureContext({
+      ca: opts.ca.certPem,
+      cert: opts.client.certPem,
+      key: opts.client.keyPem,
     });
-    this.restart();
   }
 
-  /** One HTTPS connection of client-node → one SSH channel to the guest's 127.0.0.1:6443. */
-  private tunnel(sock: Socket): void {
-    this.sockets.add(sock);
-    sock.on('close', () => this.sockets.delete(sock));
-    sock.on('error', () => undefined);
-    const target = this.target;
-    if (!target) return void sock.destroy();
-    this.opts.executor.forward(target, '127.0.0.1', 6443).then(
-      (channel) => {
-        if (sock.destroyed) return void channel.close();
-        sock.pipe(channel).pipe(sock);
-        channel.on('close', () => sock.destroy());
-        channel.on('error', () => sock.destroy());
-        sock.on('close', () => channel.close());
-      },
-      () => sock.destroy(),
-    );
-  }
-
-  private kubeConfig(): KubeConfig {
-    const { port } = this.server!.address() as { port: number };
-    const b64 = (s: string) => Buffer.from(s).toString('base64');
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [
-        {
-          name: 'student',
-          server: `https://127.0.0.1:${port}`,
-          caData: b64(this.opts.ca.certPem),
-          tlsServerName: API_SERVER_NAME,
-        },
-      ],
-      users: [
-        {
-          name: 'labvirt-sync',
-          certData: b64(this.opts.client.certPem),
-          keyData: b64(this.opts.client.keyPem),
-        },
-      ],
-      contexts: [{ name: 'sync', cluster: 'student', user: 'labvirt-sync' }],
-      currentContext: 'sync',
-    });
-    return kc;
-  }
-
-  /** Replaces the informer with a fresh one (full list, then watch). */
-  private restart(): void {
-    if (this.stopped) return;
-    clearTimeout(this.timer);
-    const old = this.informer;
-    this.informer = undefined;
-    if (old) void old.stop();
-    const generation = ++this.generation;
-    const current = () => generation === this.generation && !this.stopped;
-    void (async () => {
-      try {
-        const ip = await this.opts.controlPlaneIp();
-        this.target = { envId: this.opts.envId, node: 'control-plane', ip };
-      } catch (err) {
-        return this.failed(generation, err);
-      }
-      if (!current()) return;
-      const kc = this.kubeConfig();
-      const core = kc.makeApiClient(CoreV1Api);
-      let listed = false;
-      const informer = makeInformer<V1Service>(kc, '/api/v1/services', async () => {
-        const list = await core.listServiceForAllNamespaces();
-        if (current()) {
-          // The informer files the items right after this returns, one callback each:
-          // only the whole list is a view of the cluster (a part would delete mirrors).
-          setImmediate(() => {
-            listed = true;
-            this.listed(generation, informer);
-          });
-        }
-        return list;
-      });
-      const changed = () => {
-        if (listed && current()) this.opts.onServices(informer.list(), false);
-      };
-      informer.on('add', changed);
-      informer.on('update', changed);
-      informer.on('delete', changed);
-      informer.on('error', (err) => this.failed(generation, err));
-      this.informer = informer;
-      try {
-        await informer.start();
-      } catch (err) {
-        this.failed(generation, err);
-      }
-    })();
-  }
-
-  private listed(generation: number, informer: ObjectCache<V1Service>): void {
-    if (generation !== this.generation || this.stopped) return;
-    this.retryMs = this.opts.retryInitialMs;
-    this.opts.onReachable(true);
-    this.opts.onServices(informer.list(), true);
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.restart(), this.opts.resyncMs);
-    this.timer.unref();
-  }
-
-  private failed(generation: number, err: unknown): void {
-    if (generation !== this.generation || this.stopped) return;
-    const informer = this.informer;
-    this.informer = undefined;
-    if (informer) void informer.stop();
-    this.opts.onReachable(false, describe(err));
-    clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.restart(), this.retryMs);
-    this.timer.unref();
-    this.retryMs = Math.min(this.opts.retryMaxMs, this.retryMs * 2);
+  start(): Promise<void> {
+    this.run();
+    return Promise.resolve();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.generation++;
-    clearTimeout(this.timer);
-    const informer = this.informer;
-    this.informer = undefined;
-    if (informer) await informer.stop();
-    for (const s of this.sockets) s.destroy();
-    if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.watchdog);
+    this.inFlight?.destroy();
+    this.inFlight = undefined;
+    return Promise.resolve();
+  }
+
+  /** Starts a new pass (the previous one, if any, is abandoned). */
+  private run(): void {
+    if (this.stopped) return;
+    clearTimeout(this.retryTimer);
+    this.inFlight?.destroy();
+    this.inFlight = undefined;
+    const generation = ++this.generation;
+    this.loop(generation).catch((err: unknown) => this.failed(generation, err));
+  }
+
+  private current(generation: number): boolean {
+    return generation === this.generation && !this.stopped;
+  }
+
+  private async loop(generation: number): Promise<void> {
+    const ip = await this.opts.controlPlaneIp();
+    const target: GuestTarget = { envId: this.opts.envId, node: 'control-plane', ip };
+    while (this.current(generation)) {
+      if (this.resourceVersion === undefined) await this.list(target, generation);
+      if (!this.current(generation)) return;
+      const timeoutSeconds = WATCH_MIN_SECONDS + Math.floor(Math.random() * WATCH_MIN_SECONDS);
+      const query = new URLSearchParams({
+        watch: 'true',
+        allowWatchBookmarks: 'true',
+        resourceVersion: this.resourceVersion ?? '',
+        timeoutSeconds: String(timeoutSeconds),
+      });
+      const res = await this.open(
+        target,
+        `/api/v1/services?${query}`,
+        generation,
+        WATCH_SILENCE_MS,
+      );
+      if (!this.current(generation)) return void res.destroy();
+      this.answered();
+      this.armWatchdog();
+      try {
+        const expired = await this.follow(res, generation);
+        // 410: the resourceVersion is older than the server keeps; only a relist can go on.
+        if (expired) this.resourceVersion = undefined;
+      } catch {
+        // An open watch dropped (a proxy, an API server restart): resume after a short pause.
+        if (!this.current(generation)) return;
+        this.retryTimer = setTimeout(() => this.run(), this.opts.retryInitialMs);
+        this.retryTimer.unref();
+        this.generation++;
+        return;
+      }
+    }
+  }
+
+  /** A full list: the whole picture, handed over as one (a part would delete mirrors). */
+  private async list(target: GuestTarget, generation: number): Promise<void> {
+    const res = await this.open(target, '/api/v1/services', generation, LIST_TIMEOUT_MS);
+    const list = JSON.parse(await readAll(res)) as V1ServiceList;
+    if (!this.current(generation)) return;
+    this.services.clear();
+    for (const s of list.items) this.services.set(keyOf(s), s);
+    this.resourceVersion = list.metadata?.resourceVersion ?? '0';
+    this.answered();
+    this.opts.onServices([...this.services.values()], true);
+    clearTimeout(this.watchdog);
+    this.watchdog = undefined;
+    this.armWatchdog();
+  }
+
+  /** At most one relist pending; none while the cluster is unreachable (the backoff rules then). */
+  private armWatchdog(): void {
+    if (this.watchdog) return;
+    const jitter = 0.75 + Math.random() * 0.5;
+    this.watchdog = setTimeout(() => this.relist(), this.opts.resyncMs * jitter);
+    this.watchdog.unref();
+  }
+
+  /** The watchdog: a full relist replaces the watch, whatever it was doing. */
+  private relist(): void {
+    this.watchdog = undefined;
+    if (this.stopped) return;
+    this.resourceVersion = undefined;
+    this.run();
+  }
+
+  /** Applies a watch's events until it ends; true when it ended with 410 Gone. */
+  private async follow(res: IncomingMessage, generation: number): Promise<boolean> {
+    res.setEncoding('utf8');
+    let buffered = '';
+    for await (const chunk of res as AsyncIterable<string>) {
+      if (!this.current(generation)) {
+        res.destroy();
+        return false;
+      }
+      buffered += chunk;
+      let newline: number;
+      let changed = false;
+      while ((newline = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, newline).trim();
+        buffered = buffered.slice(newline + 1);
+        if (!line) continue;
+        const event = JSON.parse(line) as WatchEvent;
+        if (event.type === 'ERROR') {
+          res.destroy();
+          if (event.object.code === 410) return true;
+          throw new ApiStatusError(event.object.code ?? 500, event.object.message ?? 'watch error');
+        }
+        const rv = event.object.metadata?.resourceVersion;
+        if (rv) this.resourceVersion = rv;
+        if (event.type === 'BOOKMARK') continue;
+        if (event.type === 'DELETED') this.services.delete(keyOf(event.object));
+        else this.services.set(keyOf(event.object), event.object);
+        changed = true;
+      }
+      if (changed) this.opts.onServices([...this.services.values()], false);
+    }
+    return false;
+  }
+
+  /**
+   * One GET to the student API server: an SSH channel to the guest's
+   * 127.0.0.1:6443, TLS over it with the env's context, HTTP/1.1 over that.
+   * Resolves with a 200 response; anything else throws.
+   */
+  private async open(
+    target: GuestTarget,
+    path: string,
+    generation: number,
+    silenceMs: number,
+  ): Promise<IncomingMessage> {
+    const channel = await this.opts.executor.forward(target, '127.0.0.1', 6443);
+    if (!this.current(generation)) {
+      channel.close();
+      throw new Error('superseded');
+    }
+    const socket = tlsConnect({
+      socket: channel,
+      secureContext: this.secureContext,
+      servername: API_SERVER_NAME,
+    });
+    socket.once('close', () => channel.close());
+    const req = request({
+      host: API_SERVER_NAME,
+      path,
+      headers: { accept: 'application/json' },
+      createConnection: () => socket,
+    });
+    this.inFlight = req;
+    req.setTimeout(silenceMs, () => req.destroy(new Error(`no answer in ${silenceMs / 1000} s`)));
+    req.once('close', () => {
+      if (this.inFlight === req) this.inFlight = undefined;
+    });
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      req.once('response', resolve);
+      req.once('error', reject);
+      req.end();
+    });
+    if (res.statusCode === 200) return res;
+    const body = await readAll(res).catch(() => '');
+    let message = body.slice(0, 300);
+    try {
+      message = (JSON.parse(body) as { message?: string }).message ?? message;
+    } catch {
+      // Not a Status: the raw text says it.
+    }
+    throw new ApiStatusError(res.statusCode ?? 0, message);
+  }
+
+  private answered(): void {
+    this.retryMs = this.opts.retryInitialMs;
+    this.opts.onReachable(true);
+  }
+
+  private failed(generation: number, err: unknown): void {
+    if (!this.current(generation)) return;
+    this.generation++;
+    this.inFlight?.destroy();
+    this.inFlight = undefined;
+    this.opts.onReachable(false, describe(err));
+    clearTimeout(this.watchdog);
+    this.watchdog = undefined;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.run(), this.retryMs);
+    this.retryTimer.unref();
+    this.retryMs = Math.min(this.opts.retryMaxMs, this.retryMs * 2);
   }
 }
 
+function keyOf(s: V1Service): string {
+  return `${s.metadata?.namespace ?? ''}/${s.metadata?.name ?? ''}`;
+}
+
+async function readAll(res: IncomingMessage): Promise<string> {
+  res.setEncoding('utf8');
+  let body = '';
+  for await (const chunk of res as AsyncIterable<string>) body += chunk;
+  return body;
+}
+
 function describe(err: unknown): string {
-  const e = err as { code?: number | string; message?: string; body?: unknown };
-  if (e?.code && typeof e.code === 'number') return `HTTP ${e.code}`;
+  if (err instanceof ApiStatusError) return `HTTP ${err.code}: ${err.message}`;
+  const e = err as { message?: string };
   return e?.message ?? String(err);
 }

@@ -32,9 +32,11 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
     }),
   });
   const running = new Set<NodePortSync>();
-  const startSync = () => {
+  /** Overrides of `sync` (a long `resyncSeconds`: only the watch itself can follow a change). */
+  const startSync = (overrides: Partial<typeof h.config.sync> = {}) => {
+    const config = { ...h.config, sync: { ...h.config.sync, ...overrides } };
     const sync = new NodePortSync({
-      config: h.config,
+      config,
       cluster: h.host,
       executor: h.executor,
       events: bus,
@@ -218,9 +220,10 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
     await stopSync(sync);
   });
 
-  it('resumes after its watch is dropped and follows the next change within one event', async () => {
+  it('resumes after its watch is dropped, from where it was, and follows the next change within one event', async () => {
     const env = await active('dropped1');
-    const sync = startSync();
+    // No watchdog relist during the test: what follows the changes is the resumed watch.
+    const sync = startSync({ resyncSeconds: 600 });
     await env.student.createNamespacedService({
       namespace: 'app',
       body: service('one', [{ port: 80 }]),
@@ -231,8 +234,39 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
       namespace: 'app',
       body: service('two', [{ port: 81 }]),
     });
-    // Well before the 2 s resync: the informer resumed from its resourceVersion.
     await untilNames(env, ['one-x-app-x-80', 'two-x-app-x-81'], 'two mirrored', 1800);
+    // Dropped again with a deletion in the gap: the resumed watch replays it.
+    h.sim.faults.dropStudentWatches(env.namespace);
+    await env.student.deleteNamespacedService({ namespace: 'app', name: 'one' });
+    await untilNames(env, ['two-x-app-x-81'], 'one gone after the second drop', 1800);
+    await stopSync(sync);
+  });
+
+  it('relists when its resourceVersion has been compacted away (410 Gone), dropping what went in the gap', async () => {
+    const env = await active('expired1');
+    // A dropped watch is resumed after the initial retry delay: 2 s, time to move the cluster on.
+    const sync = startSync({ resyncSeconds: 600, retryInitialSeconds: 2, retryMaxSeconds: 2 });
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('one', [{ port: 80 }]),
+    });
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('two', [{ port: 81 }]),
+    });
+    await untilNames(env, ['one-x-app-x-80', 'two-x-app-x-81'], 'both mirrored');
+    // The watch drops; before it resumes, the cluster moves on and its history is compacted.
+    h.sim.faults.dropStudentWatches(env.namespace);
+    await env.student.deleteNamespacedService({ namespace: 'app', name: 'one' });
+    await env.student.createNamespace({ body: { metadata: { name: 'later' } } });
+    h.sim.faults.compactStudentHistory(env.namespace);
+    // The deletion is in no history any more: only a relist can find it.
+    await untilNames(env, ['two-x-app-x-81'], 'one gone after the relist', 5000);
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('three', [{ port: 82 }]),
+    });
+    await untilNames(env, ['three-x-app-x-82', 'two-x-app-x-81'], 'three mirrored', 1800);
     await stopSync(sync);
   });
 
