@@ -18,6 +18,7 @@ import { NodePortProxy } from './nodeports.js';
 import { BOOTSTRAP_POLICY, Rbac, type RbacDecision } from './rbac.js';
 import { ApiError, ObjectStore, RESOURCES } from './store.js';
 import { WriteValidator } from './validation.js';
+import { checkGuestSandbox, findKubectl } from './guest/index.js';
 import { LOOPBACK, listenWithin, type ListenSpec } from './listen.js';
 
 const POD_TYPE = RESOURCES.find((r) => r.plural === 'pods')!;
@@ -58,6 +59,15 @@ export interface SimOptions {
   validation?: boolean;
   /** Address and port range of every server the sim starts (default 127.0.0.1, any port). */
   listen?: ListenSpec;
+  /**
+   * Run guests without a sandbox where bubblewrap's namespaces are not
+   * available (default: the environment variable
+   * `LABVIRT_SIM_UNSANDBOXED_GUESTS=1`); otherwise the sim refuses to start
+   * guests there. See docs/simulator.md.
+   */
+  allowUnsandboxedGuests?: boolean;
+  /** The kubectl given to guests (default: the one `findKubectl` finds). */
+  guestKubectl?: string;
 }
 
 export interface SimHandle {
@@ -159,6 +169,12 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     setNodeReady(store, name, false);
   };
   let writeTimer: NodeJS.Timeout | undefined;
+  const guests = options.guests ?? true;
+  const allowUnsandboxedGuests =
+    options.allowUnsandboxedGuests ?? process.env.LABVIRT_SIM_UNSANDBOXED_GUESTS === '1';
+  // Refused here, before anything listens, rather than at the first VM's boot.
+  if (guests) checkGuestSandbox(allowUnsandboxedGuests);
+  const guestKubectl = guests ? (options.guestKubectl ?? (await findKubectl())) : undefined;
   const kubevirt: KubeVirtEmulation = new KubeVirtEmulation(
     store,
     nodes,
@@ -171,7 +187,9 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     },
     {
       dataDir: dir,
-      guests: options.guests ?? true,
+      guests,
+      allowUnsandboxedGuests,
+      guestKubectl,
       listen,
       studentCluster: { namespaceDeleteDelayMs, quotaStatusDelayMs },
       loopbackOctet,
