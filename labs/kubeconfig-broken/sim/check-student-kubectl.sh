@@ -1,10 +1,8 @@
 #!/bin/bash
 # Sim, as student: the fake kubeconfig matches admin.conf and is private.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-
-config="$root/home/student/.kube/config"
-if ! cmp -s "$config" "$root/etc/kubernetes/admin.conf"; then
+config="/home/student/.kube/config"
+if ! cmp -s "$config" "/etc/kubernetes/admin.conf"; then
   echo "FAIL: kubectl get nodes fails as student: tls: failed to verify certificate: x509: certificate signed by unknown authority"
   exit 1
 fi

@@ -1,10 +1,8 @@
 #!/bin/bash
 # Sim: a fake admin.conf and a student kubeconfig with the wrong port and CA.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-
-mkdir -p "$root/etc/kubernetes" "$root/home/student/.kube"
-cat >"$root/etc/kubernetes/admin.conf" <<'CONF'
+mkdir -p "/etc/kubernetes" "/home/student/.kube"
+cat >"/etc/kubernetes/admin.conf" <<'CONF'
 apiVersion: v1
 kind: Config
 clusters:
@@ -14,5 +12,5 @@ clusters:
   name: kubernetes
 CONF
 sed -e 's#:6443$#:6444#' -e 's#certificate-authority-data: .*#certificate-authority-data: V1JPTkctQ0E=#' \
-  "$root/etc/kubernetes/admin.conf" >"$root/home/student/.kube/config"
-chmod 0644 "$root/home/student/.kube/config"
+  "/etc/kubernetes/admin.conf" >"/home/student/.kube/config"
+chmod 0644 "/home/student/.kube/config"

@@ -1,5 +1,5 @@
 export { startGuest, GuestSandboxError, checkGuestSandbox } from './server.js';
-export { sandboxSupport } from './sandbox.js';
+export { sandboxSupport, sandboxArgs, prepareGuestRoot, GUEST_TOOLS_DIR } from './sandbox.js';
 export type { Guest, GuestOptions } from './server.js';
 export {
   parseShellEnv,

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HELPER_SOURCE, startSpawner, type HelperLaunch, type Spawner } from './spawner.js';
 
@@ -105,23 +105,53 @@ export interface GuestSandboxOptions {
   /** The guest's root directory on the host. */
   root: string;
   hostname: string;
+  /** The guest's login users (cloud-init's), besides root, student and labvirt. */
+  users?: readonly string[];
   /** A host directory mounted read-only at GUEST_TOOLS_DIR. */
   toolsDir: string;
   /** Host files mounted read-only at a path under GUEST_TOOLS_DIR (e.g. kubectl). */
   tools?: Record<string, string>;
 }
 
-/** The files a minimal Debian-like root needs to run a shell, ssh and kubectl. */
-async function prepareRoot(root: string, hostname: string): Promise<void> {
+/** The files a minimal Debian-like root needs to run a shell, ssh and kubectl (idempotent). */
+export async function prepareGuestRoot(
+  root: string,
+  hostname: string,
+  users: readonly string[] = [],
+): Promise<void> {
   for (const dir of ['etc', 'tmp', 'root', 'home', 'var/tmp', 'run', 'opt/labvirt-sim/bin']) {
     await mkdir(join(root, dir), { recursive: true });
   }
+  // The merged-/usr links a shell needs, in the guest's own root (bwrap's
+  // --symlink would fail on a root that already has them).
+  for (const [link, target] of [
+    ['bin', 'usr/bin'] as const,
+    ['sbin', 'usr/sbin'],
+    ['lib', 'usr/lib'],
+    ['lib64', 'usr/lib64'],
+  ]) {
+    await symlink(target, join(root, link)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+  }
+  // Every guest user is uid 0 in the guest's user namespace (one uid is all
+  // an unprivileged user namespace maps). Other users are aliases of root
+  // after it, so `chown student: f` works and uid 0 still reads as root;
+  // the sudo stand-in sets USER and HOME.
+  const others = [...new Set(['student', 'labvirt', ...users])].filter(
+    (u) => u !== 'root' && /^[a-z_][a-z0-9_-]*$/.test(u),
+  );
   const files: Record<string, string> = {
     'etc/hostname': `${hostname}\n`,
-    // Every guest user is uid 0 in the guest's user namespace: one line per
-    // name would make uid 0 ambiguous, so tools find root; sudo sets USER/HOME.
-    'etc/passwd': 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n',
-    'etc/group': 'root:x:0:\nnogroup:x:65534:\n',
+    'etc/passwd': [
+      'root:x:0:0:root:/root:/bin/bash',
+      ...others.map((u) => `${u}:x:0:0::/home/${u}:/bin/bash`),
+      'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin',
+      '',
+    ].join('\n'),
+    'etc/group': ['root:x:0:', ...others.map((u) => `${u}:x:0:`), 'nogroup:x:65534:', ''].join(
+      '\n',
+    ),
     'etc/nsswitch.conf': 'passwd: files\ngroup: files\nhosts: files\n',
   };
   for (const [path, content] of Object.entries(files)) {
@@ -129,46 +159,54 @@ async function prepareRoot(root: string, hostname: string): Promise<void> {
   }
 }
 
+/**
+ * The bwrap arguments that run `argv` in a guest's sandbox (after
+ * `prepareGuestRoot`); the tools directory is optional for one-off commands.
+ */
+export function sandboxArgs(
+  options: Omit<GuestSandboxOptions, 'toolsDir'> & { toolsDir?: string; cwd?: string },
+  argv: string[],
+): string[] {
+  return [
+    ...namespaceArgs(options.hostname),
+    '--bind',
+    options.root,
+    '/',
+    '--ro-bind',
+    '/usr',
+    '/usr',
+    ...HOST_ETC.filter((p) => existsSync(p)).flatMap((p) => ['--ro-bind', p, p]),
+    '--proc',
+    '/proc',
+    '--dev',
+    '/dev',
+    ...(options.toolsDir ? ['--ro-bind', options.toolsDir, GUEST_TOOLS_DIR] : []),
+    ...Object.entries(options.tools ?? {}).flatMap(([name, hostPath]) => [
+      '--ro-bind',
+      hostPath,
+      `${GUEST_TOOLS_DIR}/${name}`,
+    ]),
+    // The helper's Node, when it is not under /usr.
+    ...(process.execPath.startsWith('/usr/')
+      ? []
+      : ['--ro-bind', process.execPath, process.execPath]),
+    ...(options.cwd ? ['--chdir', options.cwd] : []),
+    '--',
+    ...argv,
+  ];
+}
+
 /** Starts the guest's helper in its sandbox; the guest's commands and connections go through it. */
 export async function startSandboxedSpawner(
   bwrap: string,
   options: GuestSandboxOptions,
 ): Promise<Spawner> {
-  await prepareRoot(options.root, options.hostname);
-  const launch = (): HelperLaunch => {
-    const args = [
-      ...namespaceArgs(options.hostname),
-      '--bind',
-      options.root,
-      '/',
-      '--ro-bind',
-      '/usr',
-      '/usr',
-      ...SHELL_LINKS,
-      ...HOST_ETC.filter((p) => existsSync(p)).flatMap((p) => ['--ro-bind', p, p]),
-      '--proc',
-      '/proc',
-      '--dev',
-      '/dev',
-      '--ro-bind',
-      options.toolsDir,
-      GUEST_TOOLS_DIR,
-      ...Object.entries(options.tools ?? {}).flatMap(([name, hostPath]) => [
-        '--ro-bind',
-        hostPath,
-        `${GUEST_TOOLS_DIR}/${name}`,
-      ]),
-      // The helper's Node, when it is not under /usr.
-      ...(process.execPath.startsWith('/usr/')
-        ? []
-        : ['--ro-bind', process.execPath, process.execPath]),
-      '--',
-      process.execPath,
-      '-e',
-      HELPER_SOURCE,
-    ];
-    // Nothing of the simulator's environment (it may hold credentials) reaches the guest.
-    return { file: bwrap, args, env: { PATH: '/usr/bin:/bin', NODE_OPTIONS: '' } };
-  };
+  await prepareGuestRoot(options.root, options.hostname, options.users);
+  // Nothing of the simulator's environment (it may hold credentials) reaches the guest.
+  const launch = (): HelperLaunch => ({
+    file: bwrap,
+    args: sandboxArgs(options, [process.execPath, '-e', HELPER_SOURCE]),
+    env: { PATH: '/usr/bin:/bin', NODE_OPTIONS: '' },
+  });
   return startSpawner(launch);
 }

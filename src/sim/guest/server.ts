@@ -126,6 +126,7 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
     ? await startSandboxedSpawner(support.bwrap, {
         root: sandbox,
         hostname: opts.hostname ?? opts.vmiName,
+        users: [...cloudKeys.keys()],
         toolsDir: bins.guest,
         tools: opts.kubectl ? { kubectl: opts.kubectl } : {},
       })
