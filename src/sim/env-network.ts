@@ -92,9 +92,13 @@ export class EnvNetwork {
     const authorized = join(ssh, 'authorized_keys');
     const current = await readFile(authorized, 'utf8').catch(() => '');
     if (!current.split('\n').includes(this.key.public)) {
-      await appendFile(authorized, `${current && !current.endsWith('\n') ? '\n' : ''}${this.key.public}\n`, {
-        mode: 0o600,
-      });
+      await appendFile(
+        authorized,
+        `${current && !current.endsWith('\n') ? '\n' : ''}${this.key.public}\n`,
+        {
+          mode: 0o600,
+        },
+      );
     }
   }
 }

@@ -47,7 +47,15 @@ export function sandboxSupport(): SandboxSupport {
   try {
     execFileSync(
       bwrap,
-      [...namespaceArgs('probe'), '--ro-bind', '/usr', '/usr', ...SHELL_LINKS, '--', '/usr/bin/true'],
+      [
+        ...namespaceArgs('probe'),
+        '--ro-bind',
+        '/usr',
+        '/usr',
+        ...SHELL_LINKS,
+        '--',
+        '/usr/bin/true',
+      ],
       { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 },
     );
     support = { bwrap };

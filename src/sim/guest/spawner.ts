@@ -195,8 +195,14 @@ export function startSpawner(launch: () => HelperLaunch = plainLaunch): Spawner 
   let helper: ChildProcess | undefined;
   let nextId = 1;
   const running = new Map<number, SpawnedCommand>();
-  const connecting = new Map<number, { resolve: (s: Socket) => void; reject: (e: Error) => void }>();
-  const listening = new Map<string, { host: string; port: number; onConnection: (s: Socket) => void }>();
+  const connecting = new Map<
+    number,
+    { resolve: (s: Socket) => void; reject: (e: Error) => void }
+  >();
+  const listening = new Map<
+    string,
+    { host: string; port: number; onConnection: (s: Socket) => void }
+  >();
 
   function ensureHelper(): ChildProcess {
     if (helper && helper.connected) return helper;
@@ -232,7 +238,8 @@ export function startSpawner(launch: () => HelperLaunch = plainLaunch): Spawner 
         command.handle({ op: 'error', id: 0, message: 'the simulator spawner exited' });
       }
       running.clear();
-      for (const pending of connecting.values()) pending.reject(new Error('the simulator spawner exited'));
+      for (const pending of connecting.values())
+        pending.reject(new Error('the simulator spawner exited'));
       connecting.clear();
       if (helper === child) helper = undefined;
     });
