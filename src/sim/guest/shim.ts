@@ -1,4 +1,5 @@
 import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -66,6 +67,8 @@ export function simBinDir(): Promise<SimBinDirs> {
   dirs ??= (async () => {
     const top = await mkdtemp(join(tmpdir(), 'labvirt-sim-bin-'));
     await chmod(top, 0o700);
+    // Gone with the process: every process makes its own.
+    process.once('exit', () => rmSync(top, { recursive: true, force: true }));
     const guest = join(top, 'guest');
     const unsandboxed = join(top, 'unsandboxed');
     await mkdir(guest, { mode: 0o700 });
