@@ -1,5 +1,5 @@
 #!/bin/bash
-# Sim: copy the fake admin.conf, privately.
+# Sim: a private copy of admin.conf, as the real solve.
 set -euo pipefail
 mkdir -p "/home/student/.kube"
 cp "/etc/kubernetes/admin.conf" "/home/student/.kube/config"
