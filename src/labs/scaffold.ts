@@ -58,13 +58,12 @@ export KUBECONFIG=/etc/kubernetes/admin.conf
 `;
 
 /**
- * The sim convention: every path under "\${LABVIRT_GUEST_ROOT:-}"; a
- * Kubernetes object is the file objects/<namespace>/<kind>/<name> holding
+ * The sim convention: the guest's real paths (a sim guest's / is its own
+ * sandbox); a Kubernetes object is the file objects/<namespace>/<kind>/<name> holding
  * one \`field=value\` line per field the lab cares about.
  */
 const SIM_HEADER = `set -euo pipefail
-root="\${LABVIRT_GUEST_ROOT:-}"
-objects="$root/etc/sim/objects"
+objects=/etc/sim/objects
 `;
 
 function labFiles(o: ScaffoldOptions): Record<string, string> {
@@ -221,8 +220,8 @@ wrongFixes:
     timeoutSeconds: 120
 # The same lab on the simulated cluster (tests, \`labvirt dev\`,
 # \`labvirt labs test --sim\`): the same sections, checks with the same names,
-# points, nodes and FAIL: lines, scripts that work on files under
-# "\${LABVIRT_GUEST_ROOT:-}". Never mixed with the real scripts.
+# points, nodes and FAIL: lines, scripts that work on files of the sim
+# guest (its own sandboxed /). Never mixed with the real scripts.
 sim:
   setup:
     - { node: control-plane, script: sim/setup.sh, timeoutSeconds: 30 }

@@ -19,6 +19,7 @@ import { BOOTSTRAP_POLICY, Rbac, type RbacDecision } from './rbac.js';
 import { ApiError, ObjectStore, RESOURCES } from './store.js';
 import { PodEmulation } from './pods.js';
 import { WriteValidator } from './validation.js';
+import { checkGuestSandbox, findKubectl } from './guest/index.js';
 import { LOOPBACK, listenWithin, type ListenSpec } from './listen.js';
 
 const POD_TYPE = RESOURCES.find((r) => r.plural === 'pods')!;
@@ -70,6 +71,15 @@ export interface SimOptions {
    * `ErrImagePull` / `ImagePullBackOff` (e.g. to stage doctor's image check).
    */
   missingImages?: string[];
+  /**
+   * Run guests without a sandbox where bubblewrap's namespaces are not
+   * available (default: the environment variable
+   * `LABVIRT_SIM_UNSANDBOXED_GUESTS=1`); otherwise the sim refuses to start
+   * guests there. See docs/simulator.md.
+   */
+  allowUnsandboxedGuests?: boolean;
+  /** The kubectl given to guests (default: the one `findKubectl` finds). */
+  guestKubectl?: string;
 }
 
 export interface SimHandle {
@@ -176,6 +186,12 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     setNodeReady(store, name, false);
   };
   let writeTimer: NodeJS.Timeout | undefined;
+  const guests = options.guests ?? true;
+  const allowUnsandboxedGuests =
+    options.allowUnsandboxedGuests ?? process.env.LABVIRT_SIM_UNSANDBOXED_GUESTS === '1';
+  // Refused here, before anything listens, rather than at the first VM's boot.
+  if (guests) checkGuestSandbox(allowUnsandboxedGuests);
+  const guestKubectl = guests ? (options.guestKubectl ?? (await findKubectl())) : undefined;
   const kubevirt: KubeVirtEmulation = new KubeVirtEmulation(
     store,
     nodes,
@@ -188,7 +204,9 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     },
     {
       dataDir: dir,
-      guests: options.guests ?? true,
+      guests,
+      allowUnsandboxedGuests,
+      guestKubectl,
       listen,
       studentCluster: { namespaceDeleteDelayMs, quotaStatusDelayMs },
       loopbackOctet,

@@ -12,6 +12,7 @@ import {
   type Guest,
 } from './guest/index.js';
 import { startStudentCluster, type StudentCluster } from './inner.js';
+import { EnvNetwork, PublishedPorts, type EnvMember } from './env-network.js';
 import { LauncherStory } from './launcher-story.js';
 import type { ListenSpec } from './listen.js';
 import { ApiError, timestamp, type ObjectStore, type Obj, type ResourceType } from './store.js';
@@ -59,6 +60,12 @@ interface VmiRuntime {
   fail: boolean;
   /** The virt-launcher pod, once created (events and status are told about it). */
   pod?: Obj;
+  role?: 'control-plane' | 'worker';
+  sandboxRoot?: string;
+  /** The control plane's Service name (its admin.conf server), from cluster.env. */
+  controlPlaneService?: string;
+  /** A sandboxed guest's own ports as host addresses (NodePorts, the address map). */
+  published?: PublishedPorts;
 }
 
 const RUNNING_STRATEGIES = new Set(['Always', 'RerunOnFailure']);
@@ -76,8 +83,9 @@ export class KubeVirtEmulation implements Admission {
   private readonly runtime = new Map<string, VmiRuntime>();
   private readonly guestsByIp = new Map<
     string,
-    { port: number; namespace: string; listenAddress: string }
+    { port: number; namespace: string; listenAddress: string; published?: PublishedPorts }
   >();
+  private readonly envNetworks = new Map<string, EnvNetwork>();
   private readonly studentClusters = new Map<string, StudentCluster>();
   private readonly studentApiByIp = new Map<string, StudentCluster>();
   private nextIp = 10;
@@ -108,6 +116,10 @@ export class KubeVirtEmulation implements Admission {
       loopbackOctet?: number;
       /** Where guests and student API servers listen (default 127.0.0.1, any port). */
       listen?: ListenSpec;
+      /** Guests may run unsandboxed where bubblewrap cannot (see guest/sandbox.ts). */
+      allowUnsandboxedGuests?: boolean;
+      /** The host's kubectl, mounted into sandboxed guests. */
+      guestKubectl?: string;
     },
   ) {
     this.onGuestsChanged = options.onGuestsChanged ?? (() => undefined);
@@ -138,7 +150,7 @@ export class KubeVirtEmulation implements Admission {
     const api = port === 6443 ? this.studentApiByIp.get(ip)?.port : undefined;
     if (api) return { host: this.listenHost, port: api };
     // Any other port: whatever a command in the guest listens on there.
-    if (g && port !== 6443) return { host: g.listenAddress, port };
+    if (g && port !== 6443) return g.published?.publish(port) ?? { host: g.listenAddress, port };
     throw new UnknownGuestError(`no guest listening at ${ip}:${port}`);
   };
 
@@ -625,6 +637,9 @@ export class KubeVirtEmulation implements Admission {
       markReadyAutomatically: !rt.neverReady,
       listenAddress: rt.listenAddress,
       listen: this.options.listen,
+      hostname: name,
+      kubectl: this.options.guestKubectl,
+      allowUnsandboxed: this.options.allowUnsandboxedGuests,
       // kubeadm's API server on 6443 once init is done; any other port is the guest's own listener.
       forwardLocalPort: (port) =>
         Promise.resolve(
@@ -646,7 +661,21 @@ export class KubeVirtEmulation implements Admission {
       return;
     }
     rt.guest = guest;
-    this.guestsByIp.set(ip, { port: guest.port, namespace: ns, listenAddress: rt.listenAddress! });
+    rt.sandboxRoot = sandboxRoot;
+    rt.role = role;
+    rt.controlPlaneService =
+      parseShellEnv(
+        writeFilesFromUserData(userData).find((f) => f.path === '/etc/labvirt/cluster.env')
+          ?.content ?? '',
+      ).LABVIRT_CONTROL_PLANE_SERVICE ?? 'control-plane';
+    rt.published = guest.sandboxed ? new PublishedPorts(rt.listenAddress!, guest) : undefined;
+    this.guestsByIp.set(ip, {
+      port: guest.port,
+      namespace: ns,
+      listenAddress: rt.listenAddress!,
+      published: rt.published,
+    });
+    await this.updateEnvNetwork(ns);
     this.onGuestsChanged();
     if (rt.neverReady) return;
     if (role === 'control-plane') {
@@ -742,6 +771,49 @@ export class KubeVirtEmulation implements Admission {
     this.onGuestsChanged();
   }
 
+  /**
+   * Tells the env's guests about its current nodes (names, host keys, the
+   * env's SSH key, what their network reaches); forgets the env with its last node.
+   */
+  private async updateEnvNetwork(ns: string): Promise<void> {
+    const members: EnvMember[] = [];
+    let service = 'control-plane';
+    for (const [key, rt] of this.runtime) {
+      if (!key.startsWith(`${ns}/`) || !rt.guest || !rt.sandboxRoot || !rt.listenAddress) continue;
+      if (rt.role === 'control-plane') service = rt.controlPlaneService ?? service;
+      members.push({
+        vmiName: key.slice(ns.length + 1),
+        nodeName: rt.nodeName ?? key.slice(ns.length + 1),
+        role: rt.role ?? 'worker',
+        address: rt.listenAddress,
+        sandboxRoot: rt.sandboxRoot,
+        guest: rt.guest,
+      });
+    }
+    if (members.length === 0) {
+      this.envNetworks.delete(ns);
+      return;
+    }
+    let network = this.envNetworks.get(ns);
+    if (!network) {
+      network = new EnvNetwork(
+        ns,
+        () => {
+          const port = this.studentClusters.get(ns)?.port;
+          return port ? { host: this.listenHost, port } : undefined;
+        },
+        (address) => {
+          for (const g of this.guestsByIp.values())
+            if (g.namespace === ns && g.listenAddress === address)
+              return { host: this.listenHost, port: g.port };
+          return undefined;
+        },
+      );
+      this.envNetworks.set(ns, network);
+    }
+    await network.update(members, service).catch(() => undefined);
+  }
+
   /** One disk per VMI (a containerDisk is ephemeral): a replacement never sees the old one's files. */
   private sandboxOf(ns: string, name: string, uid: string | undefined): string {
     return join(this.options.dataDir, 'guests', ns, `${name}-${uid?.slice(0, 8) ?? 'x'}`);
@@ -760,10 +832,12 @@ export class KubeVirtEmulation implements Admission {
     if (rt) {
       for (const t of rt.timers) clearTimeout(t);
       if (rt.ip) this.guestsByIp.delete(rt.ip);
+      rt.published?.close();
       // A containerDisk is ephemeral: a control plane that comes back runs kubeadm init afresh.
       this.stopStudentCluster(ns, rt);
       if (rt.joined && rt.nodeName) this.studentClusters.get(ns)?.nodeLost(rt.nodeName);
       await rt.guest?.stop();
+      await this.updateEnvNetwork(ns);
       this.onGuestsChanged();
     }
     // Only this VMI's launcher: a replacement may already have its own.

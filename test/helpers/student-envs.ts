@@ -42,6 +42,8 @@ export interface SimHost {
   config: Config;
   host: HostCluster;
   executor: Executor;
+  /** The orchestrator's private key (what the gateway's executor logs in to guests with). */
+  orchestratorKey: string;
   /** Polls until `fn` gives a value (errors count as "not yet"). */
   until<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs?: number): Promise<T>;
   startEnv(envId: string, flavor?: string): Promise<StudentEnv>;
@@ -128,6 +130,7 @@ export async function startSimHost(
     config,
     host,
     executor,
+    orchestratorKey: orchestrator.private,
     until,
     startEnv,
     async setState(env, state) {
@@ -195,11 +198,9 @@ export async function openStudentApi(
     }
   };
   const adminConf = await poll(async () => {
-    const r = await executor.exec(
-      controlPlane,
-      'cat "${LABVIRT_GUEST_ROOT:-}/etc/kubernetes/admin.conf" 2>/dev/null',
-      { timeoutMs: 10_000 },
-    );
+    const r = await executor.exec(controlPlane, 'cat /etc/kubernetes/admin.conf 2>/dev/null', {
+      timeoutMs: 10_000,
+    });
     return r.stdout.includes('client-certificate-data') && r.stdout;
   }, `${controlPlane.envId} admin.conf`);
   const conf = parseYaml(adminConf) as {

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { prepareGuestRoot, sandboxArgs, sandboxSupport } from '../../src/sim/guest/index.js';
 import type { Lab, LabScript, NodeSelector } from '../../src/labs/index.js';
 
 export const SHIPPED_LABS = join(import.meta.dirname, '..', '..', 'labs');
@@ -21,18 +22,29 @@ export function nodesFor(selector: NodeSelector, nodes: 1 | 3): string[] {
 }
 
 /**
- * Runs one script the way a sim guest does: a real shell, the guest's
- * sandbox as LABVIRT_GUEST_ROOT, HOME inside it, cwd HOME.
+ * Runs one script the way a sim guest does: a real bash in the guest's
+ * sandbox (bubblewrap, the sandbox directory as `/`), HOME and cwd the
+ * user's home.
  */
-export function runInSandbox(script: LabScript, sandbox: string): Promise<RunResult> {
-  const home = join(sandbox, 'home', script.user === 'root' ? 'root' : script.user);
-  mkdirSync(home, { recursive: true });
+export async function runInSandbox(script: LabScript, sandbox: string): Promise<RunResult> {
+  const bwrap = sandboxSupport().bwrap;
+  if (!bwrap) throw new Error(`sim lab scripts need bubblewrap: ${sandboxSupport().reason}`);
+  const home = script.user === 'root' ? '/root' : `/home/${script.user}`;
+  mkdirSync(join(sandbox, home), { recursive: true });
+  await prepareGuestRoot(sandbox, basename(sandbox));
   return new Promise((resolve, reject) => {
-    const child = spawn('/bin/bash', ['-c', script.content], {
-      cwd: home,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LABVIRT_GUEST_ROOT: sandbox, HOME: home },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      bwrap,
+      sandboxArgs({ root: sandbox, hostname: basename(sandbox), cwd: home }, [
+        '/bin/bash',
+        '-c',
+        script.content,
+      ]),
+      {
+        env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', HOME: home, USER: script.user },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

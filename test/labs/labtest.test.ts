@@ -87,8 +87,9 @@ describe('labs test', () => {
   }, 90_000);
 
   it('with labScripts standard (labs test --real) runs the real scripts and says so', async () => {
-    // The simulated guests have no kubectl: the real setup fails there, which
-    // shows that the real script, not its sim variant, ran.
+    // The student cluster of a sim control plane serves no apps/v1: the real
+    // setup's Deployment fails there, which shows that the real script, not
+    // its sim variant, ran.
     const real = await startTestStack({
       overrides: {
         labsDir: join(FIXTURES, 'labtest'),

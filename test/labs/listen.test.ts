@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseListen } from '../../src/cli/commands/labtest.js';
-import { testLab } from '../../src/sessions/labtest.js';
+import { formatLabTestReport, testLab } from '../../src/sessions/labtest.js';
 import { startTestStack } from '../helpers/stack.js';
 import { FIXTURES } from './helpers.js';
 
@@ -30,7 +30,7 @@ describe('labs test --sim --bind --ports', () => {
       expect(inRange(new URL(stack.sim.url).host)).toBe(true);
       expect(inRange(new URL(stack.redis.url).host)).toBe(true);
       const report = await testLab(stack.labvirt, 'good', { timeoutMs: 30_000 });
-      expect(report.ok).toBe(true);
+      expect(report.ok, formatLabTestReport(report)).toBe(true);
       const guests = Object.values(
         JSON.parse(readFileSync(stack.sim.guestMapPath, 'utf8')) as Record<string, string>,
       );

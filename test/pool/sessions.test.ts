@@ -152,7 +152,7 @@ describe('session lifecycle details', () => {
     ]);
     const planted = await ctx.executor.exec(
       { envId: oldest!.envId, node: 'control-plane', ip: node!.ip },
-      '#!/bin/bash\nmkdir -p "${LABVIRT_GUEST_ROOT:-}/etc/fixture" && touch "${LABVIRT_GUEST_ROOT:-}/etc/fixture/broken-env"\n',
+      '#!/bin/bash\nmkdir -p /etc/fixture && touch /etc/fixture/broken-env\n',
       { timeoutMs: 10_000 },
     );
     expect(planted.exitCode).toBe(0);

@@ -24,16 +24,20 @@ function sftpOf(c: Client): Promise<SFTPWrapper> {
 }
 
 describe('sim guest sshd', () => {
-  it('runs a command for a cloud-init key in the user home, with the sandbox variables', async () => {
+  it('runs a command for a cloud-init key in the user home of its own root filesystem', async () => {
     const key = newKey();
     const g = await farm.start({ labvirt: [key.public] });
     const c = await login(g.guest.port, 'labvirt', key.private);
-    const r = await run(c, 'echo "$USER $PWD $HOME $LABVIRT_GUEST_ROOT"; echo oops >&2; exit 7');
-    expect(r.code).toBe(7);
-    expect(r.stdout.trim()).toBe(
-      `labvirt ${join(g.sandbox, 'home/labvirt')} ${join(g.sandbox, 'home/labvirt')} ${g.sandbox}`,
+    const r = await run(
+      c,
+      'echo "$USER $PWD $HOME ${LABVIRT_GUEST_ROOT:-none}"; hostname; echo oops >&2; exit 7',
     );
+    expect(r.code).toBe(7);
+    expect(r.stdout).toBe('labvirt /home/labvirt /home/labvirt none\ncontrol-plane\n');
     expect(r.stderr).toBe('oops\n');
+    // Its / is the sandbox directory: what it writes under /etc lands there.
+    expect((await run(c, 'echo hi > /etc/motd && id -u')).stdout).toBe('0\n');
+    expect(await readFile(join(g.sandbox, 'etc/motd'), 'utf8')).toBe('hi\n');
   });
 
   it('passes stdin through and reports exit signals', async () => {

@@ -1,10 +1,8 @@
 #!/bin/bash
 # Sim: a fake containerd config whose gRPC address moved.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-
-mkdir -p "$root/etc/containerd"
-cat >"$root/etc/containerd/config.toml" <<'TOML'
+mkdir -p "/etc/containerd"
+cat >"/etc/containerd/config.toml" <<'TOML'
 version = 2
 
 [grpc]

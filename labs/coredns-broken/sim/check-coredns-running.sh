@@ -1,9 +1,7 @@
 #!/bin/bash
 # Sim: CoreDNS "runs" when the fake replica count is above zero.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-
-replicas=$(cat "$root/etc/sim/coredns/replicas" 2>/dev/null || echo 0)
+replicas=$(cat "/etc/sim/coredns/replicas" 2>/dev/null || echo 0)
 if [[ "$replicas" -lt 1 ]]; then
   echo "FAIL: the CoreDNS Deployment (kube-system/coredns) has no ready pods (0 ready of $replicas wanted)"
   exit 1

@@ -1,8 +1,7 @@
 #!/bin/bash
 # Sim: names "resolve" when CoreDNS runs and serves the cluster.local zone.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-dir="$root/etc/sim/coredns"
+dir="/etc/sim/coredns"
 
 replicas=$(cat "$dir/replicas" 2>/dev/null || echo 0)
 if [[ "$replicas" -lt 1 ]] || ! grep -q 'kubernetes cluster.local ' "$dir/Corefile" 2>/dev/null; then

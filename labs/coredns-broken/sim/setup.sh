@@ -1,8 +1,7 @@
 #!/bin/bash
 # Sim: a fake Corefile with the wrong zone and a replica count of zero.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-dir="$root/etc/sim/coredns"
+dir="/etc/sim/coredns"
 
 mkdir -p "$dir"
 cat >"$dir/Corefile" <<'COREFILE'

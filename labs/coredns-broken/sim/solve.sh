@@ -1,8 +1,7 @@
 #!/bin/bash
 # Sim: fix the zone and scale back up.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-dir="$root/etc/sim/coredns"
+dir="/etc/sim/coredns"
 
 mkdir -p "$dir"
 if [[ -f "$dir/Corefile" ]]; then

@@ -1,8 +1,7 @@
 #!/bin/bash
 # Sim: rename the key.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-dir="$root/etc/sim/billing/api-config"
+dir="/etc/sim/billing/api-config"
 
 mkdir -p "$dir"
 echo 'listen=8080' >"$dir/app.conf"

@@ -1,9 +1,7 @@
 #!/bin/bash
 # Sim: the fresh snapshot exists and contains the ConfigMap.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-
-snap="$root/opt/etcd-backup/after-restore.db"
+snap="/opt/etcd-backup/after-restore.db"
 if [[ ! -s "$snap" ]]; then
   echo "FAIL: /opt/etcd-backup/after-restore.db does not exist yet; take it with etcdctl snapshot save once the restore is done"
   exit 1

@@ -1,10 +1,13 @@
 #!/bin/bash
-# Sim: a fake admin.conf and a student kubeconfig with the wrong port and CA.
+# Sim: student's kubeconfig is admin.conf with the wrong API port and a
+# foreign CA, as in the real setup. On a sim control plane admin.conf is the
+# student cluster's; where there is none (a bare sandbox), a stand-in.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
 
-mkdir -p "$root/etc/kubernetes" "$root/home/student/.kube"
-cat >"$root/etc/kubernetes/admin.conf" <<'CONF'
+admin=/etc/kubernetes/admin.conf
+if [[ ! -f "$admin" ]]; then
+  mkdir -p /etc/kubernetes
+  cat >"$admin" <<'CONF'
 apiVersion: v1
 kind: Config
 clusters:
@@ -12,7 +15,16 @@ clusters:
     certificate-authority-data: Q0xVU1RFUi1DQQ==
     server: https://10.0.0.10:6443
   name: kubernetes
+users:
+- name: kubernetes-admin
+  user:
+    client-certificate-data: QURNSU4tQ0VSVA==
+    client-key-data: QURNSU4tS0VZ
 CONF
-sed -e 's#:6443$#:6444#' -e 's#certificate-authority-data: .*#certificate-authority-data: V1JPTkctQ0E=#' \
-  "$root/etc/kubernetes/admin.conf" >"$root/home/student/.kube/config"
-chmod 0644 "$root/home/student/.kube/config"
+fi
+mkdir -p /home/student/.kube
+sed -E \
+  -e 's#(server: https://[^ ]+):6443$#\1:6444#' \
+  -e 's#(certificate-authority-data: ).*#\1V1JPTkctQ0E=#' \
+  "$admin" >/home/student/.kube/config
+chmod 0600 /home/student/.kube/config

@@ -1,8 +1,6 @@
 #!/bin/bash
-# Sim: copy the fake admin.conf, privately.
+# Sim: a private copy of admin.conf, as the real solve.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-
-mkdir -p "$root/home/student/.kube"
-cp "$root/etc/kubernetes/admin.conf" "$root/home/student/.kube/config"
-chmod 0600 "$root/home/student/.kube/config"
+mkdir -p "/home/student/.kube"
+cp "/etc/kubernetes/admin.conf" "/home/student/.kube/config"
+chmod 0600 "/home/student/.kube/config"

@@ -1,9 +1,7 @@
 #!/bin/bash
 # Sim: the node is "Ready" when the fake kubelet is active.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-
-if ! grep -qx 'active=yes' "$root/run/sim/kubelet.state" 2>/dev/null; then
+if ! grep -qx 'active=yes' "/run/sim/kubelet.state" 2>/dev/null; then
   echo "FAIL: node worker-1 is not Ready: its kubelet is not posting status to the API server"
   exit 1
 fi

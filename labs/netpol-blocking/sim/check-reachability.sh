@@ -1,8 +1,7 @@
 #!/bin/bash
 # Sim: the client reaches the api when both ends allow port 80 for frontend.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-dir="$root/etc/sim/netpol"
+dir="/etc/sim/netpol"
 
 if [[ ! -f "$dir/backend/default-deny-ingress" || ! -f "$dir/frontend/default-deny-egress" ]]; then
   echo "FAIL: a default-deny NetworkPolicy was deleted; keep the default-deny policies and add what is missing"
@@ -14,7 +13,7 @@ if ! grep -qxE 'from=(role=frontend|any)' "$dir/backend/allow-frontend" 2>/dev/n
   echo "FAIL: frontend/client gets no answer from http://api.backend (port 80)"
   exit 1
 fi
-if ! grep -qx 'status.phase=Running' "$root/etc/sim/objects/other/pod/intruder" 2>/dev/null; then
+if ! grep -qx 'status.phase=Running' "/etc/sim/objects/other/pod/intruder" 2>/dev/null; then
   echo "FAIL: other/intruder is gone; keep it running: it shows that other namespaces stay blocked"
   exit 1
 fi

@@ -1,8 +1,7 @@
 #!/bin/bash
 # Sim: fix the ingress rule and allow DNS and the api from frontend.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-dir="$root/etc/sim/netpol"
+dir="/etc/sim/netpol"
 
 mkdir -p "$dir/backend" "$dir/frontend"
 printf 'from=role=frontend\nport=80\n' >"$dir/backend/allow-frontend"

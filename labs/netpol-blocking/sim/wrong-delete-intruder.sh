@@ -1,10 +1,9 @@
 #!/bin/bash
 # Sim wrong fix: open the api to every namespace and delete the intruder.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-dir="$root/etc/sim/netpol"
+dir="/etc/sim/netpol"
 
 mkdir -p "$dir/backend" "$dir/frontend"
 printf 'from=any\nport=80\n' >"$dir/backend/allow-frontend"
 printf 'egress=53\negress=80\n' >"$dir/frontend/allow-dns-and-api"
-rm -f "$root/etc/sim/objects/other/pod/intruder"
+rm -f "/etc/sim/objects/other/pod/intruder"

@@ -1,14 +1,13 @@
 #!/bin/bash
 # Sim: the pod "runs" when the claim is bound and the data dir exists.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-dir="$root/etc/sim/storage"
+dir="/etc/sim/storage"
 
 if ! grep -rqx 'storageClassName=fast' "$dir/pv" 2>/dev/null; then
   echo "FAIL: the pod reports/reporter is not Ready (phase Pending)"
   exit 1
 fi
-if [[ ! -d "$root/srv/reports" ]]; then
+if [[ ! -d "/srv/reports" ]]; then
   echo "FAIL: reporter runs, but its data is not in /srv/reports on the node; back the volume with that directory"
   exit 1
 fi

@@ -1,8 +1,7 @@
 #!/bin/bash
 # Sim: create the fake PV and its host directory.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-dir="$root/etc/sim/storage"
+dir="/etc/sim/storage"
 
-mkdir -p "$dir/pv" "$root/srv/reports"
+mkdir -p "$dir/pv" "/srv/reports"
 printf 'storageClassName=fast\nstorage=1Gi\naccessMode=ReadWriteOnce\nhostPath=/srv/reports\n' >"$dir/pv/reports-pv"

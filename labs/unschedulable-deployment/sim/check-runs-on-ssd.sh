@@ -1,8 +1,7 @@
 #!/bin/bash
 # Sim: the nodeSelector is kept and worker-2 is the SSD node.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-dir="$root/etc/sim/cluster"
+dir="/etc/sim/cluster"
 
 if ! grep -qx 'nodeSelector=disktype=ssd' "$dir/web.spec" 2>/dev/null; then
   echo "FAIL: shop/web no longer has the nodeSelector disktype=ssd; keep it and make worker-2 match instead"

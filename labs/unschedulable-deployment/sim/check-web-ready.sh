@@ -1,8 +1,7 @@
 #!/bin/bash
 # Sim: web is "ready" when worker-2 matches and the requests fit.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-dir="$root/etc/sim/cluster"
+dir="/etc/sim/cluster"
 
 reasons=()
 grep -qx 'disktype=ssd' "$dir/worker-2.labels" 2>/dev/null || reasons+=("no node matches the nodeSelector")

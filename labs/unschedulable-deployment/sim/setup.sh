@@ -1,8 +1,7 @@
 #!/bin/bash
 # Sim: fake node labels/taints and a fake Deployment spec.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-dir="$root/etc/sim/cluster"
+dir="/etc/sim/cluster"
 
 mkdir -p "$dir"
 echo 'kubernetes.io/hostname=worker-2' >"$dir/worker-2.labels"

@@ -1,8 +1,7 @@
 #!/bin/bash
 # Sim: label worker-2, drop its taint, lower the CPU request.
 set -euo pipefail
-root="${LABVIRT_GUEST_ROOT:-}"
-dir="$root/etc/sim/cluster"
+dir="/etc/sim/cluster"
 
 mkdir -p "$dir"
 grep -qx 'disktype=ssd' "$dir/worker-2.labels" 2>/dev/null || echo 'disktype=ssd' >>"$dir/worker-2.labels"

@@ -1,4 +1,5 @@
-export { startGuest } from './server.js';
+export { startGuest, GuestSandboxError, checkGuestSandbox } from './server.js';
+export { sandboxSupport, sandboxArgs, prepareGuestRoot, GUEST_TOOLS_DIR } from './sandbox.js';
 export type { Guest, GuestOptions } from './server.js';
 export {
   parseShellEnv,
@@ -6,3 +7,4 @@ export {
   applyWriteFiles,
   type WriteFile,
 } from './cloudinit.js';
+export { findKubectl } from './kubectl.js';

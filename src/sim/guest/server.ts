@@ -14,8 +14,14 @@ import {
 } from '../../ssh/index.js';
 import { applyWriteFiles, keysFromUserData, writeFilesFromUserData } from './cloudinit.js';
 import { serveSftp } from './sftp.js';
+import {
+  GUEST_TOOLS_DIR,
+  sandboxSupport,
+  startSandboxedSpawner,
+  type SandboxSupport,
+} from './sandbox.js';
 import { simBinDir } from './shim.js';
-import { sharedSpawner, type SpawnedCommand } from './spawner.js';
+import { sharedSpawner, type SpawnedCommand, type Spawner } from './spawner.js';
 import { listenWithin, type ListenSpec } from '../listen.js';
 
 export interface GuestOptions {
@@ -38,11 +44,57 @@ export interface GuestOptions {
   listenAddress?: string;
   /** Where its sshd listens (default 127.0.0.1, any port). */
   listen?: ListenSpec;
+  /** The guest's hostname (default: the VMI's name). */
+  hostname?: string;
+  /** A kubectl binary on the host, mounted read-only into the sandbox. */
+  kubectl?: string;
+  /**
+   * Run commands directly on the host when bubblewrap's namespaces are not
+   * available (a guest shell is then a shell of the simulator's OS user,
+   * seeing all of its files). Without it such a guest refuses to start.
+   */
+  allowUnsandboxed?: boolean;
+}
+
+/** Thrown when a guest cannot be sandboxed and running it unsandboxed was not allowed. */
+export class GuestSandboxError extends Error {}
+
+/**
+ * Whether guests can start here: sandboxed when bubblewrap works, otherwise
+ * only when `allowUnsandboxed` says so; throws GuestSandboxError saying why not.
+ */
+export function checkGuestSandbox(allowUnsandboxed: boolean): SandboxSupport {
+  const support = sandboxSupport();
+  if (!support.bwrap && !allowUnsandboxed) {
+    const who = process.getuid?.() === 0 ? 'root' : "the simulator's own OS user";
+    throw new GuestSandboxError(
+      `refusing to start sim guests without a sandbox: ${support.reason}. Unsandboxed, a ` +
+        `student's shell in a guest runs as ${who} on this machine and can read labvirt's ` +
+        "token and keys, other guests' files and Redis; to run guests unsandboxed anyway " +
+        '(a disposable, single-user machine only), set LABVIRT_SIM_UNSANDBOXED_GUESTS=1',
+    );
+  }
+  return support;
 }
 
 export interface Guest {
   readonly port: number;
   readonly hostPublicKey: string;
+  /** True when its commands run in their own namespaces (see sandbox.ts). */
+  readonly sandboxed: boolean;
+  /** A connection to what a command in the guest listens on at its own address and `port`. */
+  connect(port: number): Promise<Socket>;
+  /**
+   * Lets commands in the guest reach `host:port` (an address of its env: a
+   * peer node's SSH, the student API server): connections there go to
+   * whatever `target` names at the time (none: closed). Unsandboxed guests
+   * share the host's network and reach everything already.
+   */
+  allowOutbound(
+    host: string,
+    port: number,
+    target: () => { host: string; port: number } | undefined,
+  ): void;
   stop(): Promise<void>;
 }
 
@@ -66,13 +118,62 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
       lines.map(parseAuthorizedKey).filter((k) => k !== undefined),
     ]),
   );
-  const binDir = await simBinDir();
+  const bins = await simBinDir();
   const sandbox = opts.sandboxRoot;
+  const support = checkGuestSandbox(opts.allowUnsandboxed ?? false);
+  const sandboxed = support.bwrap !== undefined;
+  const spawner: Spawner = support.bwrap
+    ? await startSandboxedSpawner(support.bwrap, {
+        root: sandbox,
+        hostname: opts.hostname ?? opts.vmiName,
+        users: [...cloudKeys.keys()],
+        toolsDir: bins.guest,
+        tools: opts.kubectl ? { kubectl: opts.kubectl } : {},
+      })
+    : sharedSpawner();
   await applyWriteFiles(sandbox, writeFilesFromUserData(opts.userData));
   const clients = new Set<Connection>();
   const children = new Set<SpawnedCommand>();
-  const spawner = sharedSpawner();
   const sockets = new Set<Socket>();
+  const ownAddress = opts.listenAddress ?? '127.0.0.1';
+
+  /** Pipes two sockets together, both tracked so stop() ends them. */
+  function splice(a: Socket, b: Socket): void {
+    for (const s of [a, b]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+    }
+    a.on('close', () => b.destroy());
+    b.on('close', () => a.destroy());
+    a.pipe(b).pipe(a);
+    a.resume();
+    b.resume();
+  }
+
+  function connectOwn(port: number): Promise<Socket> {
+    if (sandboxed) return spawner.connect(ownAddress, port);
+    return new Promise((resolve, reject) => {
+      const sock = connect(port, ownAddress);
+      sock.once('connect', () => resolve(sock));
+      sock.once('error', reject);
+    });
+  }
+
+  function allowOutbound(
+    host: string,
+    port: number,
+    target: () => { host: string; port: number } | undefined,
+  ): void {
+    if (!sandboxed) return;
+    spawner.listen(host, port, (inside) => {
+      const to = target();
+      if (!to) return inside.destroy();
+      const outside = connect(to.port, to.host);
+      outside.once('connect', () => splice(inside, outside));
+      outside.once('error', () => inside.destroy());
+    });
+  }
 
   async function allowedKeys(user: string) {
     const keys = [...(cloudKeys.get(user) ?? [])];
@@ -133,17 +234,19 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
         const run = async (channel: ServerChannel, argv: string[]) => {
           const hostHome = join(sandbox, home);
           await mkdir(hostHome, { recursive: true });
+          const guestHome = sandboxed ? home : hostHome;
           let proc: SpawnedCommand;
           try {
             proc = await spawner.spawn(argv[0] as string, argv.slice(1), {
-              cwd: hostHome,
+              cwd: guestHome,
               env: {
-                PATH: `${binDir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
-                HOME: hostHome,
+                PATH: `${sandboxed ? GUEST_TOOLS_DIR : bins.unsandboxed}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`,
+                HOME: guestHome,
                 USER: user,
                 LOGNAME: user,
                 SHELL: '/bin/sh',
-                LABVIRT_GUEST_ROOT: sandbox,
+                // Unsandboxed, scripts find the guest's files under this prefix.
+                ...(sandboxed ? {} : { LABVIRT_GUEST_ROOT: sandbox }),
                 ...(opts.listenAddress ? { LABVIRT_GUEST_ADDR: opts.listenAddress } : {}),
                 ...(pty ? { TERM: pty.term || 'xterm' } : {}),
                 ...env,
@@ -200,19 +303,17 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
         });
       });
       client.on('tcpip', (accept, reject, info) => {
-        forwardTarget(info.destIP, info.destPort).then(
-          (to) => {
-            if (!to) return reject();
-            const sock = connect(to.port, to.host);
+        openForward(info.destIP, info.destPort).then(
+          (sock) => {
+            if (!sock) return reject();
             sockets.add(sock);
-            sock.once('connect', () => {
-              const channel = accept();
-              channel.pipe(sock).pipe(channel);
-              channel.on('close', () => sock.destroy());
-              sock.on('close', () => channel.close());
-            });
-            sock.on('error', () => reject());
             sock.on('close', () => sockets.delete(sock));
+            sock.on('error', () => undefined);
+            const channel = accept();
+            channel.pipe(sock).pipe(channel);
+            channel.on('close', () => sock.destroy());
+            sock.on('close', () => channel.close());
+            sock.resume();
           },
           () => reject(),
         );
@@ -220,12 +321,23 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
     });
   });
 
-  async function forwardTarget(ip: string, port: number) {
+  /** A direct-tcpip channel's other end: the guest's own port, or a peer in its env. */
+  async function openForward(ip: string, port: number): Promise<Socket | undefined> {
+    let to: { host: string; port: number } | undefined;
     if (ip === 'localhost' || ip === '127.0.0.1' || ip === '::1' || ip === opts.ip) {
-      if (port === 22) return { host: opts.listen?.host ?? '127.0.0.1', port: guestPort };
-      return opts.forwardLocalPort?.(port);
+      if (port === 22) to = { host: opts.listen?.host ?? '127.0.0.1', port: guestPort };
+      else if (port !== 6443 && sandboxed) return spawner.connect(ownAddress, port);
+      else to = await opts.forwardLocalPort?.(port);
+    } else {
+      to = await opts.resolvePeer?.(ip, port);
     }
-    return opts.resolvePeer?.(ip, port);
+    if (!to) return undefined;
+    const target = to;
+    return new Promise((resolve, reject) => {
+      const sock = connect(target.port, target.host);
+      sock.once('connect', () => resolve(sock));
+      sock.once('error', reject);
+    });
   }
 
   const guestPort = await listenWithin(server, opts.listen);
@@ -244,11 +356,16 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
   return {
     port: guestPort,
     hostPublicKey: `${parsedHost.type} ${parsedHost.getPublicSSH().toString('base64')}`,
+    sandboxed,
+    connect: connectOwn,
+    allowOutbound,
     async stop() {
       if (readyTimer) clearTimeout(readyTimer);
       for (const c of children) c.killGroup('SIGKILL');
       for (const s of sockets) s.destroy();
       for (const c of clients) c.end();
+      // The sandbox's helper ends and bwrap's PID 1 with it: every process left in the guest dies.
+      if (sandboxed) spawner.stop();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

@@ -1,13 +1,13 @@
-import { createHash } from 'node:crypto';
-import { chmod, mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /**
- * A sim guest runs every command as the simulator's own OS user, so `sudo`
- * cannot really switch users. This stand-in does what matters to scripts:
- * resets the environment like sudo's env_reset and sets USER/HOME for the
- * target user inside the guest sandbox.
+ * A sandboxed guest runs every command as root of its own user namespace,
+ * so `sudo` cannot really switch users. This stand-in does what matters to
+ * scripts: resets the environment like sudo's env_reset and sets USER/HOME
+ * for the target user.
  */
 const SUDO = `#!/bin/sh
 user=root
@@ -24,33 +24,62 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$user" in ''|*[!a-z0-9_-]*) echo "sudo: unknown user $user" >&2; exit 1 ;; esac
-if [ "$user" = root ]; then home="\${LABVIRT_GUEST_ROOT}/root"; else home="\${LABVIRT_GUEST_ROOT}/home/$user"; fi
+if [ "$user" = root ]; then home="\${LABVIRT_GUEST_ROOT:-}/root"; else home="\${LABVIRT_GUEST_ROOT:-}/home/$user"; fi
 mkdir -p "$home"
 if [ $# -eq 0 ]; then set -- /bin/sh; fi
 if [ -n "\${login:-}" ]; then cd "$home" || exit 1; fi
-exec env -i PATH="$PATH" LABVIRT_GUEST_ROOT="$LABVIRT_GUEST_ROOT" HOME="$home" USER="$user" LOGNAME="$user" SUDO_USER="\${USER:-}" \${TERM:+TERM="$TERM"} "$@"
+exec env -i PATH="$PATH" \${LABVIRT_GUEST_ROOT:+LABVIRT_GUEST_ROOT="$LABVIRT_GUEST_ROOT"} \${LABVIRT_GUEST_ADDR:+LABVIRT_GUEST_ADDR="$LABVIRT_GUEST_ADDR"} HOME="$home" USER="$user" LOGNAME="$user" SUDO_USER="\${USER:-}" \${TERM:+TERM="$TERM"} "$@"
 `;
 
-let shimDir: Promise<string> | undefined;
+/**
+ * The guest's \`ssh\`: every guest user is uid 0 (see sandbox.ts), so OpenSSH
+ * would take root's name and ~/.ssh; this logs in as the calling user with
+ * that user's key and the env's known host keys, as on a real node.
+ */
+const SSH = `#!/bin/sh
+for arg in "$@"; do
+  case "$arg" in *@*) exec /usr/bin/ssh -F /etc/ssh/ssh_config -i "$HOME/.ssh/id_ed25519" "$@" ;; esac
+done
+exec /usr/bin/ssh -F /etc/ssh/ssh_config -i "$HOME/.ssh/id_ed25519" -l "\${USER:-root}" "$@"
+`;
 
-/** A directory holding the sim's `sudo`, shared by all guests of all runs (content-addressed). */
-export function simBinDir(): Promise<string> {
-  shimDir ??= (async () => {
-    const hash = createHash('sha256').update(SUDO).digest('hex').slice(0, 12);
-    const dir = join(tmpdir(), `labvirt-sim-bin-${hash}`);
-    const file = join(dir, 'sudo');
-    try {
-      await stat(file);
-      return dir;
-    } catch {
-      /* create it */
-    }
-    await mkdir(dir, { recursive: true });
-    const tmp = `${file}.${process.pid}.${Date.now()}`;
-    await writeFile(tmp, SUDO);
-    await chmod(tmp, 0o755);
-    await rename(tmp, file);
-    return dir;
+/** Where the host's kubectl is mounted over, when the sim found one. */
+const NO_KUBECTL = `#!/bin/sh
+echo "kubectl: not installed on this simulated node (the simulator found no kubectl binary; see docs/simulator.md)" >&2
+exit 127
+`;
+
+export interface SimBinDirs {
+  /** Mounted read-only into sandboxed guests: sudo, ssh, kubectl. */
+  guest: string;
+  /** First in PATH for unsandboxed guests: sudo only (their ssh is the host's). */
+  unsandboxed: string;
+}
+
+let dirs: Promise<SimBinDirs> | undefined;
+
+/**
+ * The sim's `sudo` and `ssh`, in a directory private to this process: a
+ * fresh `mkdtemp` directory (mode 0700), so no other local user can plant or
+ * change what guests run as root.
+ */
+export function simBinDir(): Promise<SimBinDirs> {
+  dirs ??= (async () => {
+    const top = await mkdtemp(join(tmpdir(), 'labvirt-sim-bin-'));
+    await chmod(top, 0o700);
+    // Gone with the process: every process makes its own.
+    process.once('exit', () => rmSync(top, { recursive: true, force: true }));
+    const guest = join(top, 'guest');
+    const unsandboxed = join(top, 'unsandboxed');
+    await mkdir(guest, { mode: 0o700 });
+    await mkdir(unsandboxed, { mode: 0o700 });
+    const write = (dir: string, name: string, content: string) =>
+      writeFile(join(dir, name), content, { mode: 0o755 });
+    await write(guest, 'sudo', SUDO);
+    await write(guest, 'ssh', SSH);
+    await write(guest, 'kubectl', NO_KUBECTL);
+    await write(unsandboxed, 'sudo', SUDO);
+    return { guest, unsandboxed };
   })();
-  return shimDir;
+  return dirs;
 }

@@ -16,8 +16,9 @@ import type { Socket } from 'node:net';
  */
 const HELPER = `
 const { spawn } = require('node:child_process');
-process.on('message', (m) => {
-  if (m.op !== 'spawn') return;
+const net = require('node:net');
+const listeners = new Map();
+function spawnCommand(m) {
   let child;
   try {
     child = spawn(m.file, m.args, { cwd: m.cwd, env: m.env, detached: true, stdio: 'pipe' });
@@ -43,6 +44,37 @@ process.on('message', (m) => {
   process.send({ op: 'spawned', id: m.id, pid: child.pid });
   pipes.forEach((pipe, fd) => process.send({ op: 'stdio', id: m.id, fd }, pipe));
   child.on('exit', (code, signal) => process.send({ op: 'exit', id: m.id, code, signal }));
+}
+// Network operations run here so that, in a sandbox, they happen inside the
+// guest's own network namespace; the connected sockets are handed over.
+function connectTo(m) {
+  const socket = net.connect(m.port, m.host);
+  // Paused before it connects: no byte is read here, all stay for the simulator.
+  socket.pause();
+  socket.once('connect', () => process.send({ op: 'connected', id: m.id }, socket));
+  socket.once('error', (err) => process.send({ op: 'error', id: m.id, message: err.message }));
+}
+function listenOn(m) {
+  const key = m.host + ':' + m.port;
+  if (listeners.has(key)) return;
+  const server = net.createServer({ pauseOnConnect: true }, (socket) =>
+    process.send({ op: 'accepted', host: m.host, port: m.port }, socket),
+  );
+  server.on('error', () => listeners.delete(key));
+  server.listen(m.port, m.host);
+  listeners.set(key, server);
+}
+process.on('message', (m) => {
+  if (m.op === 'spawn') spawnCommand(m);
+  else if (m.op === 'connect') connectTo(m);
+  else if (m.op === 'listen') listenOn(m);
+  else if (m.op === 'kill') {
+    try {
+      process.kill(-m.pid, m.signal);
+    } catch {
+      /* already gone */
+    }
+  }
 });
 process.on('disconnect', () => process.exit(0));
 `;
@@ -51,6 +83,8 @@ type HelperMessage =
   | { op: 'spawned'; id: number; pid: number }
   | { op: 'stdio'; id: number; fd: 0 | 1 | 2 }
   | { op: 'exit'; id: number; code: number | null; signal: NodeJS.Signals | null }
+  | { op: 'connected'; id: number }
+  | { op: 'accepted'; id?: undefined; host: string; port: number }
   | { op: 'error'; id: number; message: string };
 
 export interface SpawnOptions {
@@ -72,6 +106,11 @@ export class SpawnedCommand extends EventEmitter {
   stderr?: Socket;
   private exited = false;
   private openOutputs = 2;
+
+  /** `signalGroup` reaches the command's process group (its pid may be another PID namespace's). */
+  constructor(private readonly signalGroup: (pid: number, signal: NodeJS.Signals) => void) {
+    super();
+  }
 
   /** @internal */
   handle(message: HelperMessage, socket?: Socket): void {
@@ -100,8 +139,9 @@ export class SpawnedCommand extends EventEmitter {
         this.maybeClose();
         break;
       case 'error':
-        this.emit('error', new Error(message.message));
-        this.emit('close', 127, null);
+        // Only a command still starting has someone waiting for its error.
+        if (this.listenerCount('error') > 0) this.emit('error', new Error(message.message));
+        this.emit('close', this.exitCode ?? 127, this.signalCode);
         break;
     }
   }
@@ -115,33 +155,76 @@ export class SpawnedCommand extends EventEmitter {
   /** Signals the command's whole process group (it runs detached, as its own group). */
   killGroup(signal: NodeJS.Signals): void {
     if (this.pid === undefined || this.exited) return;
-    try {
-      process.kill(-this.pid, signal);
-    } catch {
-      /* already gone */
-    }
+    this.signalGroup(this.pid, signal);
   }
 }
 
 export interface Spawner {
   spawn(file: string, args: string[], options: SpawnOptions): Promise<SpawnedCommand>;
+  /** A TCP connection opened by the helper (in a sandbox: from inside the guest's network). */
+  connect(host: string, port: number): Promise<Socket>;
+  /**
+   * The helper listens at host:port (in a sandbox: inside the guest's
+   * network) and hands each connection, paused, to `onConnection`.
+   */
+  listen(host: string, port: number, onConnection: (socket: Socket) => void): void;
   stop(): void;
 }
 
+/** How the helper is started: by default plain Node; a sandbox wraps it (e.g. in bwrap). */
+export interface HelperLaunch {
+  file: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+function plainLaunch(): HelperLaunch {
+  // Plain JavaScript: none of the simulator's loaders (e.g. tsx through NODE_OPTIONS).
+  return {
+    file: process.execPath,
+    args: ['-e', HELPER],
+    env: { ...(process.env as Record<string, string>), NODE_OPTIONS: '' },
+  };
+}
+
+/** The helper's source, for a launcher that runs it elsewhere (`node -e <source>`). */
+export const HELPER_SOURCE = HELPER;
+
 /** Starts the helper process. It ends with the simulator (its IPC channel closes). */
-export function startSpawner(): Spawner {
+export function startSpawner(launch: () => HelperLaunch = plainLaunch): Spawner {
   let helper: ChildProcess | undefined;
   let nextId = 1;
   const running = new Map<number, SpawnedCommand>();
+  const connecting = new Map<
+    number,
+    { resolve: (s: Socket) => void; reject: (e: Error) => void }
+  >();
+  const listening = new Map<
+    string,
+    { host: string; port: number; onConnection: (s: Socket) => void }
+  >();
 
   function ensureHelper(): ChildProcess {
     if (helper && helper.connected) return helper;
-    const child = spawn(process.execPath, ['-e', HELPER], {
+    const how = launch();
+    const child = spawn(how.file, how.args, {
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-      // Plain JavaScript: none of the simulator's loaders (e.g. tsx through NODE_OPTIONS).
-      env: { ...process.env, NODE_OPTIONS: '' },
+      env: how.env,
     });
     child.on('message', (message: HelperMessage, socket?: Socket) => {
+      if (message.op === 'accepted') {
+        const l = listening.get(`${message.host}:${message.port}`);
+        if (l && socket) l.onConnection(socket);
+        else socket?.destroy();
+        return;
+      }
+      const pending = connecting.get(message.id);
+      if (pending) {
+        connecting.delete(message.id);
+        if (message.op === 'connected' && socket) pending.resolve(socket);
+        else pending.reject(new Error(message.op === 'error' ? message.message : 'no connection'));
+        return;
+      }
       const command = running.get(message.id);
       if (!command) {
         socket?.destroy();
@@ -149,24 +232,34 @@ export function startSpawner(): Spawner {
       }
       command.handle(message, socket);
     });
+    child.on('error', () => undefined);
     child.on('exit', () => {
       for (const command of running.values()) {
         command.handle({ op: 'error', id: 0, message: 'the simulator spawner exited' });
       }
       running.clear();
+      for (const pending of connecting.values())
+        pending.reject(new Error('the simulator spawner exited'));
+      connecting.clear();
       if (helper === child) helper = undefined;
     });
     // The helper must never keep the simulator's process alive.
     child.unref();
     (child.channel as { unref?: () => void } | undefined)?.unref?.();
     helper = child;
+    // A helper started again (it died) listens again where the last one did.
+    for (const l of listening.values()) child.send({ op: 'listen', host: l.host, port: l.port });
     return child;
   }
+
+  const signalGroup = (pid: number, signal: NodeJS.Signals) => {
+    if (helper?.connected) helper.send({ op: 'kill', pid, signal });
+  };
 
   return {
     spawn(file, args, options) {
       const id = nextId++;
-      const command = new SpawnedCommand();
+      const command = new SpawnedCommand(signalGroup);
       running.set(id, command);
       // Not at 'exit': Node's IPC lets a message without a handle overtake
       // the pipe ends still on their way.
@@ -180,6 +273,19 @@ export function startSpawner(): Spawner {
         });
         ensureHelper().send({ op: 'spawn', id, file, args, cwd: options.cwd, env: options.env });
       });
+    },
+    connect(host, port) {
+      const id = nextId++;
+      return new Promise((resolve, reject) => {
+        connecting.set(id, { resolve, reject });
+        ensureHelper().send({ op: 'connect', id, host, port });
+      });
+    },
+    listen(host, port, onConnection) {
+      const key = `${host}:${port}`;
+      if (listening.has(key)) return;
+      listening.set(key, { host, port, onConnection });
+      ensureHelper().send({ op: 'listen', host, port });
     },
     stop() {
       helper?.disconnect();

@@ -1,0 +1,65 @@
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Client } from 'ssh2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GuestFarm, connectClient, newKey, run } from './fixtures.js';
+
+/**
+ * The sim's `sudo` stand-in used to live at a fixed path under $TMPDIR
+ * (labvirt-sim-bin-<hash of its text>/sudo) and was used if it existed: any
+ * local user could plant a file there that every lab step then ran as root.
+ */
+const OLD_FIXED_DIR = 'labvirt-sim-bin-4ccdd0fecea6';
+const farm = new GuestFarm();
+const clients: Client[] = [];
+let tmp: string;
+let marker: string;
+const previousTmpdir = process.env.TMPDIR;
+
+beforeAll(async () => {
+  // A TMPDIR of this test's own, so the planted file harms no other run on the machine.
+  tmp = await mkdtemp(join(tmpdir(), 'labvirt-shim-test-'));
+  process.env.TMPDIR = tmp;
+  marker = join(tmp, 'planted-ran');
+  await mkdir(join(tmp, OLD_FIXED_DIR), { recursive: true });
+  await writeFile(join(tmp, OLD_FIXED_DIR, 'sudo'), `#!/bin/sh\ntouch ${marker}\nexec "$@"\n`, {
+    mode: 0o755,
+  });
+});
+
+afterAll(async () => {
+  for (const c of clients) c.end();
+  await farm.stopAll();
+  process.env.TMPDIR = previousTmpdir;
+  if (previousTmpdir === undefined) delete process.env.TMPDIR;
+  await rm(tmp, { recursive: true, force: true });
+});
+
+describe('the sim sudo stand-in', () => {
+  it('ignores a file planted at the old fixed path and lives in a private directory', async () => {
+    const key = newKey();
+    const g = await farm.start({ labvirt: [key.public] });
+    const c = await connectClient({
+      port: g.guest.port,
+      username: 'labvirt',
+      privateKey: key.private,
+    });
+    clients.push(c);
+    const r = await run(c, 'command -v sudo; sudo -u student sh -c \'echo "$USER $HOME"\'');
+    expect(r.stdout).toBe('/opt/labvirt-sim/bin/sudo\nstudent /home/student\n');
+    expect(existsSync(marker)).toBe(false);
+    // The stand-in's directory on the host: fresh, private to this process.
+    const { readdir } = await import('node:fs/promises');
+    const dirs = (await readdir(tmp)).filter(
+      (d) => d.startsWith('labvirt-sim-bin-') && d !== OLD_FIXED_DIR,
+    );
+    expect(dirs).toHaveLength(1);
+    const st = await stat(join(tmp, dirs[0]!));
+    expect(st.mode & 0o777).toBe(0o700);
+    expect(st.uid).toBe(process.getuid!());
+    // The guest cannot change it either.
+    expect((await run(c, 'echo x > /opt/labvirt-sim/bin/sudo')).code).not.toBe(0);
+  });
+});
