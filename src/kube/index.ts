@@ -63,8 +63,10 @@ export {
   isApiError,
   apiErrorMessage,
   type KubeObject,
+  type NamespaceView,
   type VmiStatusView,
 } from './client.js';
+export { SharedWatch, type SharedWatchOptions, type WatchedObject } from './watch.js';
 export {
   DOCTOR_PERMISSIONS,
   KIND_RESOURCES,

@@ -25,6 +25,12 @@ export const LABVIRT_PERMISSIONS: readonly ApiPermission[] = [
     verb: 'list',
     why: 'rebuild the indexes from the cluster; readiness probe',
   },
+  {
+    group: '',
+    resource: 'namespaces',
+    verb: 'watch',
+    why: 'wait for env Namespaces to go (one shared watch)',
+  },
   { group: '', resource: 'namespaces', verb: 'patch', why: "record an env's state and owner" },
   { group: '', resource: 'namespaces', verb: 'delete', why: 'tear an env down' },
   {
@@ -97,6 +103,12 @@ export const LABVIRT_PERMISSIONS: readonly ApiPermission[] = [
     resource: 'virtualmachineinstances',
     verb: 'list',
     why: "watch an env's VMs boot (phase, IP, readiness)",
+  },
+  {
+    group: 'kubevirt.io',
+    resource: 'virtualmachineinstances',
+    verb: 'watch',
+    why: "follow every env's VMs booting (one shared watch)",
   },
   {
     group: 'kubevirt.io',

@@ -9,7 +9,7 @@ import {
 } from '../kube/index.js';
 import { apiErrorMessage } from '../kube/client.js';
 import type { PoolContext } from './context.js';
-import { inspectEnvVmis, nodesOfFlavor } from './nodes.js';
+import { nodesOfFlavor, watchedEnvVmis } from './nodes.js';
 import type { ProvisionJob } from './queues.js';
 
 const IN_FLIGHT = new Set(['provisioning', 'booting']);
@@ -80,12 +80,17 @@ async function bringUp(
     }
   }
 
-  // Wait for every VMI to run, then for cloud-init's readiness marker.
-  const pollMs = ctx.config.pool.pollSeconds * 1000;
+  // Wait for every VMI to run, then for cloud-init's readiness marker. The
+  // VMIs' progress comes from the shared watch (no read per env); every
+  // change in this env's namespace wakes the loop.
+  const vmis = ctx.cluster.vmis();
+  await vmis.synced();
+  const recheckMs = ctx.config.pool.pollSeconds * 1000;
   let restarted = new Set<string>();
   for (;;) {
     if (ctx.now() > deadline) throw new Error('deadline passed before every VM was running');
-    const report = await inspectEnvVmis(ctx.cluster, namespace, expected);
+    const changed = vmis.nextChange(namespace, Math.min(recheckMs, deadline - ctx.now()));
+    const report = watchedEnvVmis(ctx.cluster, namespace, expected);
     if (report.unschedulable.length > 0) {
       const reason = `VM ${report.unschedulable[0]?.name} of env ${envId} cannot be scheduled: ${report.unschedulable[0]?.reason ?? 'no room'}`;
       const already = await ctx.store.capacityBlocked(flavor);
@@ -110,17 +115,19 @@ async function bringUp(
       restarted = new Set([...restarted, ...fresh.map((v) => v.name)]);
     }
     if (report.allRunning) {
-      for (const node of report.nodes) {
-        await ctx.executor.waitReady(
-          { envId, node: node.node, ip: node.ip },
-          { timeoutMs: Math.max(1000, deadline - ctx.now()) },
-        );
-      }
+      await Promise.all(
+        report.nodes.map((node) =>
+          ctx.executor.waitReady(
+            { envId, node: node.node, ip: node.ip },
+            { timeoutMs: Math.max(1000, deadline - ctx.now()) },
+          ),
+        ),
+      );
       // A warm env holds no SSH connection; the claim connects again (host keys stay pinned).
       ctx.executor.releaseEnv(envId);
       break;
     }
-    await sleep(pollMs);
+    await changed;
   }
 
   const provisionMs = ctx.now() - createdAt;
@@ -159,7 +166,3 @@ export async function labelState(
 }
 
 export { ANNOTATIONS };
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
