@@ -150,6 +150,8 @@ export type KubeObject = KubernetesObject & Record<string, unknown>;
 
 export interface VmiStatusView {
   name: string;
+  /** Tells a replacement VMI from the one it replaced (same name). */
+  uid?: string;
   phase: string;
   ip?: string;
   ready: boolean;
@@ -454,7 +456,7 @@ export class HostCluster {
 }
 
 interface VmiObject {
-  metadata?: { name?: string };
+  metadata?: { name?: string; uid?: string };
   status?: {
     phase?: string;
     interfaces?: { ipAddress?: string }[];
@@ -469,6 +471,7 @@ function toVmiStatus(vmi: VmiObject): VmiStatusView {
   const unschedulable = scheduled?.status === 'False' && scheduled.reason === 'Unschedulable';
   return {
     name: vmi.metadata?.name ?? '',
+    uid: vmi.metadata?.uid,
     phase: vmi.status?.phase ?? 'Pending',
     ip: vmi.status?.interfaces?.[0]?.ipAddress,
     ready: cond('Ready')?.status === 'True',

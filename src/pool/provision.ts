@@ -86,7 +86,8 @@ async function bringUp(
   const vmis = ctx.cluster.vmis();
   await vmis.synced();
   const recheckMs = ctx.config.pool.pollSeconds * 1000;
-  let restarted = new Set<string>();
+  // VMIs deleted for a fresh boot, by name: the uid of the one deleted.
+  const restarted = new Map<string, string | undefined>();
   for (;;) {
     if (ctx.now() > deadline) throw new Error('deadline passed before every VM was running');
     const changed = vmis.nextChange(namespace, Math.min(recheckMs, deadline - ctx.now()));
@@ -107,12 +108,18 @@ async function bringUp(
     if (report.failed.length > 0) {
       // A VMI that failed to boot is replaced once per attempt; a second
       // failure fails the attempt (and BullMQ retries with backoff).
-      const fresh = report.failed.filter((v) => !restarted.has(v.name));
-      if (fresh.length === 0) {
-        throw new Error(`VM ${report.failed.map((v) => v.name).join(', ')} failed to boot`);
+      // The watch may still show the failed VMI just deleted: that is not a second failure.
+      const current = report.failed.filter(
+        (v) => !restarted.has(v.name) || restarted.get(v.name) !== v.uid,
+      );
+      const again = current.filter((v) => restarted.has(v.name));
+      if (again.length > 0) {
+        throw new Error(`VM ${again.map((v) => v.name).join(', ')} failed to boot`);
       }
-      for (const vmi of fresh) await ctx.cluster.deleteVmi(namespace, vmi.name);
-      restarted = new Set([...restarted, ...fresh.map((v) => v.name)]);
+      for (const vmi of current) {
+        await ctx.cluster.deleteVmi(namespace, vmi.name);
+        restarted.set(vmi.name, vmi.uid);
+      }
     }
     if (report.allRunning) {
       await Promise.all(

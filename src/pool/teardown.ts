@@ -1,7 +1,6 @@
 import type { Job } from 'bullmq';
 import { envNamespace } from '../kube/index.js';
 import type { PoolContext } from './context.js';
-import { labelState } from './provision.js';
 import type { TeardownJob } from './queues.js';
 
 /**
@@ -27,10 +26,9 @@ export async function teardownEnv(ctx: PoolContext, job: Job<TeardownJob>): Prom
   }
   const ns = await ctx.cluster.getNamespace(namespace);
   if (ns) {
-    if (!ns.metadata?.deletionTimestamp) {
-      await labelState(ctx, envId, 'releasing').catch(() => undefined);
-      await ctx.cluster.deleteNamespace(namespace);
-    }
+    // No `releasing` label first: a Terminating Namespace says the same to
+    // recovery (reconcile finishes its teardown), one write fewer per env.
+    if (!ns.metadata?.deletionTimestamp) await ctx.cluster.deleteNamespace(namespace);
     await untilNamespaceGone(ctx, namespace);
   }
   ctx.executor.closeEnv(envId);
