@@ -9,7 +9,7 @@ import {
 } from '../kube/index.js';
 import { apiErrorMessage } from '../kube/client.js';
 import type { PoolContext } from './context.js';
-import { nodesOfFlavor, watchedEnvVmis } from './nodes.js';
+import { inspectEnvVmis, nodesOfFlavor, watchedEnvVmis } from './nodes.js';
 import type { ProvisionJob } from './queues.js';
 
 const IN_FLIGHT = new Set(['provisioning', 'booting']);
@@ -91,7 +91,10 @@ async function bringUp(
   for (;;) {
     if (ctx.now() > deadline) throw new Error('deadline passed before every VM was running');
     const changed = vmis.nextChange(namespace, Math.min(recheckMs, deadline - ctx.now()));
-    const report = watchedEnvVmis(ctx.cluster, namespace, expected);
+    let report = watchedEnvVmis(ctx.cluster, namespace, expected);
+    // A failure is acted on (a VMI deleted, an attempt failed) only as the API
+    // server sees it now: the watch may lag behind a delete it has not delivered.
+    if (report.failed.length > 0) report = await inspectEnvVmis(ctx.cluster, namespace, expected);
     if (report.unschedulable.length > 0) {
       const reason = `VM ${report.unschedulable[0]?.name} of env ${envId} cannot be scheduled: ${report.unschedulable[0]?.reason ?? 'no room'}`;
       const already = await ctx.store.capacityBlocked(flavor);
