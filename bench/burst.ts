@@ -65,7 +65,14 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
         'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 0, maxTotal: 1 },
       },
       // workerConcurrency runs the provisioning of the fill; claims have their own.
-      pool: { pollSeconds: 0.2, maxProvisioning: 50, workerConcurrency: 50, ...opts.pool },
+      pool: {
+        pollSeconds: 0.2,
+        maxProvisioning: 50,
+        workerConcurrency: 50,
+        // A profiled process must exit by itself (the bench kills it after 20 s).
+        ...(process.env.BENCH_CPU_PROF ? { shutdownGraceSeconds: 5 } : {}),
+        ...opts.pool,
+      },
       ssh: {
         hostKey: join(dir, 'hk'),
         orchestratorKey: join(dir, 'ok'),
@@ -75,7 +82,13 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
       api: { host: '127.0.0.1', port: apiPort },
     }),
   );
-  const serve = forkLabvirt(['--config', configFile, 'serve'], { LABVIRT_API_TOKEN: TOKEN });
+  // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of the serve process there at its exit.
+  const profDir = process.env.BENCH_CPU_PROF;
+  const serve = forkLabvirt(
+    ['--config', configFile, 'serve'],
+    { LABVIRT_API_TOKEN: TOKEN },
+    profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
+  );
   const base = `http://127.0.0.1:${apiPort}/v1`;
   const api = async <T>(path: string, init: RequestInit = {}): Promise<T> => {
     const res = await fetch(base + path, {
@@ -146,6 +159,7 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
       ),
     );
     const acceptedMs = Date.now() - t0;
+    if (profDir) console.log(`burst: started at ${t0} (epoch ms)`);
     let sessions: SessionJson[] = [];
     const deadline = Date.now() + Number(process.env.BENCH_BURST_TIMEOUT_S ?? 600) * 1000;
     for (;;) {
@@ -164,6 +178,15 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
       await new Promise((r) => setTimeout(r, 250));
     }
     const wallMs = Date.now() - t0;
+    // Why students were moved to other envs (serve logs at warn): what a class felt.
+    const reasons = new Map<string, number>();
+    for (const m of serve.output().matchAll(/"reason":"([^"]{0,80})[^"]*"[^\n]*moving student/g))
+      reasons.set(m[1]!, (reasons.get(m[1]!) ?? 0) + 1);
+    if (reasons.size > 0)
+      console.log(
+        `burst: students moved to another env: ${[...reasons].map(([r, k]) => `${k}× ${r}`).join('; ')}`,
+      );
+    if (profDir) console.log(`burst: ended at ${Date.now()} (epoch ms)`);
     const cpuMs = processCpuMs(serve.child.pid!) - cpu0;
     const simCpuMs = processCpuMs(sim.child.pid!) - simCpu0;
     const claimWrites = (await writes()) - writes0;
@@ -201,6 +224,7 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
     });
   } finally {
     await serve.stop();
+    if (profDir) console.log(`burst: serve stopped at ${Date.now()} (epoch ms)`);
     await sim.stop();
     await redis.stop();
     rmSync(dir, { recursive: true, force: true });

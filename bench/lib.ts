@@ -88,9 +88,14 @@ export interface ChildHandle {
 }
 
 /** Runs `labvirt <args>` from source in its own process, output collected. */
-export function forkLabvirt(args: string[], env: NodeJS.ProcessEnv = {}): ChildHandle {
+export function forkLabvirt(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  execArgv: string[] = [],
+): ChildHandle {
   const child = fork(LABVIRT_BIN, args, {
     env: { ...process.env, LABVIRT_FROM_SOURCE: '1', ...env },
+    execArgv,
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
   let out = '';

@@ -349,7 +349,10 @@ export const configSchema = z
         jobLockSeconds: z.number().int().min(2).max(600).default(30),
         /** Times a student is moved to another env when the lab setup fails, before giving up. */
         maxSetupMoves: z.number().int().min(0).max(10).default(2),
-        /** How often provisioning polls the env's VMIs while waiting for them to run. */
+        /**
+         * Longest pause between provisioning's looks at the env's VMIs while they
+         * boot (the shared VMI watch wakes it at every change; no API read).
+         */
         pollSeconds: z.number().min(0.05).max(60).default(2),
         /** On SIGTERM, how long running jobs may finish before they are handed back to the queue. */
         shutdownGraceSeconds: z.number().min(0).max(3600).default(30),

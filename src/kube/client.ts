@@ -15,6 +15,7 @@ import {
 import { createHash } from 'node:crypto';
 import type { Logger } from '../log/index.js';
 import { toClientModel } from './client-model.js';
+import { SharedWatch, type WatchedObject } from './watch.js';
 
 export interface KubeConnectionSettings {
   kubeconfig?: string;
@@ -150,6 +151,8 @@ export type KubeObject = KubernetesObject & Record<string, unknown>;
 
 export interface VmiStatusView {
   name: string;
+  /** Tells a replacement VMI from the one it replaced (same name). */
+  uid?: string;
   phase: string;
   ip?: string;
   ready: boolean;
@@ -190,6 +193,15 @@ export interface HostClusterOptions {
   onRequest?: (verb: string, resource: string) => void;
   /** Pause between retries when a fresh ResourceQuota's status is still unknown. */
   quotaRetryMs?: number;
+  /** How often the shared watches list everything again as a watchdog (default 5 min). */
+  watchRelistMs?: number;
+}
+
+/** What the Namespace watch keeps of each env Namespace. */
+export interface NamespaceView {
+  name: string;
+  /** Set once deletion has started (the Namespace is Terminating). */
+  deleting: boolean;
 }
 
 /**
@@ -204,6 +216,9 @@ export class HostCluster {
   private readonly listeners: ((verb: string, resource: string) => void)[] = [];
   private readonly quotaRetryMs: number;
   private identity?: Promise<string>;
+  private readonly watchRelistMs: number;
+  private vmiWatch: SharedWatch<VmiStatusView> | undefined;
+  private namespaceWatch: SharedWatch<NamespaceView> | undefined;
 
   constructor(
     readonly kubeConfig: KubeConfig,
@@ -215,6 +230,65 @@ export class HostCluster {
     this.log = options.logger;
     if (options.onRequest) this.listeners.push(options.onRequest);
     this.quotaRetryMs = options.quotaRetryMs ?? 1000;
+    this.watchRelistMs = options.watchRelistMs ?? 5 * 60_000;
+  }
+
+  /**
+   * labvirt's VMIs in every namespace, watched by one connection and shared
+   * by every job waiting for an env to boot (started on first use).
+   */
+  vmis(): SharedWatch<VmiStatusView> {
+    this.vmiWatch ??= this.startWatch({
+      kind: 'VirtualMachineInstance',
+      path: `/apis/${KUBEVIRT_GROUP}/${KUBEVIRT_VERSION}/virtualmachineinstances`,
+      list: async () =>
+        (await this.custom.listClusterCustomObject({
+          group: KUBEVIRT_GROUP,
+          version: KUBEVIRT_VERSION,
+          plural: 'virtualmachineinstances',
+          labelSelector: MANAGED_SELECTOR,
+        })) as { items: WatchedObject[]; metadata?: { resourceVersion?: string } },
+      project: (obj) => toVmiStatus(obj as VmiObject),
+    });
+    return this.vmiWatch;
+  }
+
+  /** labvirt's Namespaces, watched by one connection (teardown waits on it; started on first use). */
+  namespaces(): SharedWatch<NamespaceView> {
+    this.namespaceWatch ??= this.startWatch({
+      kind: 'Namespace',
+      path: '/api/v1/namespaces',
+      clusterScoped: true,
+      list: async () =>
+        (await this.core.listNamespace({ labelSelector: MANAGED_SELECTOR })) as {
+          items: WatchedObject[];
+          metadata?: { resourceVersion?: string };
+        },
+      project: (obj) => {
+        const meta = (obj as V1Namespace).metadata;
+        return { name: meta?.name ?? '', deleting: Boolean(meta?.deletionTimestamp) };
+      },
+    });
+    return this.namespaceWatch;
+  }
+
+  private startWatch<T>(opts: {
+    kind: string;
+    clusterScoped?: boolean;
+    path: string;
+    list: () => Promise<{ items: WatchedObject[]; metadata?: { resourceVersion?: string } }>;
+    project: (obj: WatchedObject) => T;
+  }): SharedWatch<T> {
+    const watch = new SharedWatch<T>({
+      ...opts,
+      kubeConfig: this.kubeConfig,
+      labelSelector: MANAGED_SELECTOR,
+      relistMs: this.watchRelistMs,
+      logger: this.log,
+      onRequest: (verb, kind) => this.count(verb, kind),
+    });
+    watch.start();
+    return watch;
   }
 
   /**
@@ -412,12 +486,13 @@ export class HostCluster {
 
   /** Closes the kept-alive connections to the API server (at shutdown). */
   async close(): Promise<void> {
+    await Promise.all([this.vmiWatch?.stop(), this.namespaceWatch?.stop()]);
     if (this.kubeConfig instanceof KeepAliveKubeConfig) await this.kubeConfig.close();
   }
 }
 
 interface VmiObject {
-  metadata?: { name?: string };
+  metadata?: { name?: string; uid?: string };
   status?: {
     phase?: string;
     interfaces?: { ipAddress?: string }[];
@@ -432,6 +507,7 @@ function toVmiStatus(vmi: VmiObject): VmiStatusView {
   const unschedulable = scheduled?.status === 'False' && scheduled.reason === 'Unschedulable';
   return {
     name: vmi.metadata?.name ?? '',
+    uid: vmi.metadata?.uid,
     phase: vmi.status?.phase ?? 'Pending',
     ip: vmi.status?.interfaces?.[0]?.ipAddress,
     ready: cond('Ready')?.status === 'True',

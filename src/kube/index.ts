@@ -66,8 +66,10 @@ export {
   isApiError,
   apiErrorMessage,
   type KubeObject,
+  type NamespaceView,
   type VmiStatusView,
 } from './client.js';
+export { SharedWatch, type SharedWatchOptions, type WatchedObject } from './watch.js';
 export {
   DEFAULT_ENV_CLUSTER_ROLE,
   DOCTOR_PERMISSIONS,

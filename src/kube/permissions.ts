@@ -192,8 +192,17 @@ export const LABVIRT_PERMISSIONS: readonly ApiPermission[] = [
     group: 'kubevirt.io',
     resource: 'virtualmachineinstances',
     verb: 'list',
-    scope: 'env',
+    // One shared list-and-watch for all envs' VMs (src/kube/watch.ts) spans
+    // every namespace; VMIs hold no secrets.
+    scope: 'cluster',
     why: "watch an env's VMs boot (phase, IP, readiness)",
+  },
+  {
+    group: 'kubevirt.io',
+    resource: 'virtualmachineinstances',
+    verb: 'watch',
+    scope: 'cluster',
+    why: "follow every env's VMs booting (one shared watch)",
   },
   {
     group: 'kubevirt.io',

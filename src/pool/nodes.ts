@@ -24,13 +24,25 @@ export interface EnvVmiReport {
   missing: NodeName[];
 }
 
-/** Reads the env's VMIs once and says how far they are. */
+/** Reads the env's VMIs once from the API server and says how far they are. */
 export async function inspectEnvVmis(
   cluster: HostCluster,
   namespace: string,
   expected: NodeName[],
 ): Promise<EnvVmiReport> {
-  const vmis = await cluster.listVmis(namespace);
+  return reportOf(await cluster.listVmis(namespace), expected);
+}
+
+/** How far the env's VMIs are, from what the shared VMI watch holds (no API call). */
+export function watchedEnvVmis(
+  cluster: HostCluster,
+  namespace: string,
+  expected: NodeName[],
+): EnvVmiReport {
+  return reportOf(cluster.vmis().inNamespace(namespace), expected);
+}
+
+function reportOf(vmis: VmiStatusView[], expected: NodeName[]): EnvVmiReport {
   const byName = new Map(vmis.map((v) => [v.name, v]));
   const nodes: EnvNode[] = [];
   const missing: NodeName[] = [];
@@ -54,13 +66,20 @@ export async function inspectEnvVmis(
   };
 }
 
-/** The running nodes of an env with their current IPs (IPs change when a VM restarts). */
+/**
+ * The running nodes of an env with their current IPs (IPs change when a VM
+ * restarts): from the shared VMI watch when it shows them all running, else
+ * read from the API server (the watch may not have caught up yet).
+ */
 export async function envNodes(
   cluster: HostCluster,
   namespace: string,
   expected: NodeName[],
 ): Promise<EnvNode[]> {
-  const report = await inspectEnvVmis(cluster, namespace, expected);
+  const watch = cluster.vmis();
+  await watch.synced();
+  let report = watchedEnvVmis(cluster, namespace, expected);
+  if (!report.allRunning) report = await inspectEnvVmis(cluster, namespace, expected);
   if (report.nodes.length !== expected.length) {
     const down = expected.filter((n) => !report.nodes.some((x) => x.node === n));
     throw new Error(`env nodes not running: ${down.join(', ')}`);

@@ -10,7 +10,7 @@ import {
 } from '../kube/index.js';
 import { apiErrorMessage, isApiError } from '../kube/client.js';
 import type { PoolContext } from './context.js';
-import { inspectEnvVmis, nodesOfFlavor } from './nodes.js';
+import { inspectEnvVmis, nodesOfFlavor, watchedEnvVmis } from './nodes.js';
 import type { ProvisionJob } from './queues.js';
 
 const IN_FLIGHT = new Set(['provisioning', 'booting']);
@@ -82,12 +82,21 @@ async function bringUp(
     }
   }
 
-  // Wait for every VMI to run, then for cloud-init's readiness marker.
-  const pollMs = ctx.config.pool.pollSeconds * 1000;
-  let restarted = new Set<string>();
+  // Wait for every VMI to run, then for cloud-init's readiness marker. The
+  // VMIs' progress comes from the shared watch (no read per env); every
+  // change in this env's namespace wakes the loop.
+  const vmis = ctx.cluster.vmis();
+  await vmis.synced();
+  const recheckMs = ctx.config.pool.pollSeconds * 1000;
+  // VMIs deleted for a fresh boot, by name: the uid of the one deleted.
+  const restarted = new Map<string, string | undefined>();
   for (;;) {
     if (ctx.now() > deadline) throw new Error('deadline passed before every VM was running');
-    const report = await inspectEnvVmis(ctx.cluster, namespace, expected);
+    const changed = vmis.nextChange(namespace, Math.min(recheckMs, deadline - ctx.now()));
+    let report = watchedEnvVmis(ctx.cluster, namespace, expected);
+    // A failure is acted on (a VMI deleted, an attempt failed) only as the API
+    // server sees it now: the watch may lag behind a delete it has not delivered.
+    if (report.failed.length > 0) report = await inspectEnvVmis(ctx.cluster, namespace, expected);
     if (report.unschedulable.length > 0) {
       const reason = `VM ${report.unschedulable[0]?.name} of env ${envId} cannot be scheduled: ${report.unschedulable[0]?.reason ?? 'no room'}`;
       const already = await ctx.store.capacityBlocked(flavor);
@@ -104,25 +113,33 @@ async function bringUp(
     if (report.failed.length > 0) {
       // A VMI that failed to boot is replaced once per attempt; a second
       // failure fails the attempt (and BullMQ retries with backoff).
-      const fresh = report.failed.filter((v) => !restarted.has(v.name));
-      if (fresh.length === 0) {
-        throw new Error(`VM ${report.failed.map((v) => v.name).join(', ')} failed to boot`);
+      // The watch may still show the failed VMI just deleted: that is not a second failure.
+      const current = report.failed.filter(
+        (v) => !restarted.has(v.name) || restarted.get(v.name) !== v.uid,
+      );
+      const again = current.filter((v) => restarted.has(v.name));
+      if (again.length > 0) {
+        throw new Error(`VM ${again.map((v) => v.name).join(', ')} failed to boot`);
       }
-      for (const vmi of fresh) await ctx.cluster.deleteVmi(namespace, vmi.name);
-      restarted = new Set([...restarted, ...fresh.map((v) => v.name)]);
+      for (const vmi of current) {
+        await ctx.cluster.deleteVmi(namespace, vmi.name);
+        restarted.set(vmi.name, vmi.uid);
+      }
     }
     if (report.allRunning) {
-      for (const node of report.nodes) {
-        await ctx.executor.waitReady(
-          { envId, node: node.node, ip: node.ip },
-          { timeoutMs: Math.max(1000, deadline - ctx.now()) },
-        );
-      }
+      await Promise.all(
+        report.nodes.map((node) =>
+          ctx.executor.waitReady(
+            { envId, node: node.node, ip: node.ip },
+            { timeoutMs: Math.max(1000, deadline - ctx.now()) },
+          ),
+        ),
+      );
       // A warm env holds no SSH connection; the claim connects again (host keys stay pinned).
       ctx.executor.releaseEnv(envId);
       break;
     }
-    await sleep(pollMs);
+    await changed;
   }
 
   const provisionMs = ctx.now() - createdAt;

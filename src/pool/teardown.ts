@@ -1,7 +1,6 @@
 import type { Job } from 'bullmq';
 import { envNamespace } from '../kube/index.js';
 import type { PoolContext } from './context.js';
-import { labelState } from './provision.js';
 import type { TeardownJob } from './queues.js';
 
 /**
@@ -27,16 +26,10 @@ export async function teardownEnv(ctx: PoolContext, job: Job<TeardownJob>): Prom
   }
   const ns = await ctx.cluster.getNamespace(namespace);
   if (ns) {
-    if (!ns.metadata?.deletionTimestamp) {
-      await labelState(ctx, envId, 'releasing').catch(() => undefined);
-      await ctx.cluster.deleteNamespace(namespace);
-    }
-    const deadline = ctx.now() + 10 * 60_000;
-    const pollMs = Math.max(50, ctx.config.pool.pollSeconds * 1000);
-    while (await ctx.cluster.getNamespace(namespace)) {
-      if (ctx.now() > deadline) throw new Error(`namespace ${namespace} still terminating`);
-      await sleep(pollMs);
-    }
+    // No `releasing` label first: a Terminating Namespace says the same to
+    // recovery (reconcile finishes its teardown), one write fewer per env.
+    if (!ns.metadata?.deletionTimestamp) await ctx.cluster.deleteNamespace(namespace);
+    await untilNamespaceGone(ctx, namespace);
   }
   ctx.executor.closeEnv(envId);
   await ctx.store.removeEnv(envId);
@@ -55,6 +48,32 @@ export async function teardownEnv(ctx: PoolContext, job: Job<TeardownJob>): Prom
   await ctx.queues.addMaintenance('replenish');
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+/** How long the Namespace watch may stay silent about a deletion before the API server is asked. */
+const CONFIRM_AFTER_MS = 60_000;
+
+/**
+ * Waits on the shared Namespace watch until the Namespace is gone. Its
+ * absence from the watch counts only once the watch has seen it (or listed
+ * everything again since the delete): a Namespace whose ADDED event has not
+ * arrived yet is absent too. A watch that says nothing for a minute is
+ * checked with one read.
+ */
+async function untilNamespaceGone(ctx: PoolContext, namespace: string): Promise<void> {
+  const watch = ctx.cluster.namespaces();
+  await watch.synced();
+  const deadline = ctx.now() + 10 * 60_000;
+  const relistsAtStart = watch.relistCount;
+  let seen = false;
+  let quietSince = ctx.now();
+  for (;;) {
+    if (ctx.now() > deadline) throw new Error(`namespace ${namespace} still terminating`);
+    const changed = watch.nextChange(namespace, CONFIRM_AFTER_MS);
+    if (watch.get(namespace, namespace)) seen = true;
+    else if (seen || watch.relistCount > relistsAtStart) return;
+    if (ctx.now() - quietSince >= CONFIRM_AFTER_MS) {
+      if (!(await ctx.cluster.getNamespace(namespace))) return;
+      quietSince = ctx.now();
+    }
+    await changed;
+  }
 }

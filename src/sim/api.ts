@@ -993,7 +993,8 @@ export class KubeApi {
     const since = sinceRaw && sinceRaw !== '0' ? Number(sinceRaw) : undefined;
     const includeObject = includeObjectOf(q.get('includeObject'));
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
-    // A real API server flushes the headers at once: a client knows its watch is open before any event.
+    // A real API server answers a watch at once, before any event: without
+    // this, Node holds the headers back and the client's request hangs.
     res.flushHeaders();
     const write = (type: string, object: Obj | Record<string, unknown>) => {
       // `kubectl get -w` watches for Tables: each event carries a one-row Table.
