@@ -92,6 +92,12 @@ export class SessionService implements LabvirtService, StudentService {
     switch (result.outcome) {
       case 'existing':
         return this.view(result.session);
+      case 'taken':
+        throw new LabvirtError(
+          'REQUEST_ID_IN_USE',
+          'this request id was already used by another student: send a new one',
+          { field: 'requestId' },
+        );
       case 'limit':
         throw new LabvirtError(
           'LIMIT_REACHED',

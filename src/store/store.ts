@@ -56,6 +56,8 @@ export type SessionSnapshot = Omit<SessionRecord, 'requestId' | 'moves' | 'state
 
 export type RequestOutcome =
   | { outcome: 'existing'; session: SessionRecord }
+  /** The request id is another student's: never hand out their session. */
+  | { outcome: 'taken' }
   | { outcome: 'limit'; sessions: SessionRecord[] }
   | { outcome: 'claimed'; session: SessionRecord }
   | { outcome: 'waiting'; session: SessionRecord; position: number };
@@ -260,6 +262,8 @@ export class Store {
     switch (outcome) {
       case 'existing':
         return { outcome, session: (await this.getSession(id!))! };
+      case 'taken':
+        return { outcome };
       case 'limit': {
         const sessions = await Promise.all(res.slice(1).map((sid) => this.getSession(sid)));
         return { outcome, sessions: sessions.filter((s): s is SessionRecord => s !== undefined) };

@@ -75,6 +75,34 @@ describe('HTTP API over the real service', () => {
     );
   }, 60_000);
 
+  it("refuses another student's request id with 409 and keeps the owner's session", async () => {
+    const first = await call('POST', '/v1/sessions', {
+      student: 'rita',
+      labId: 'fixture-one',
+      requestId: 'r-shared-id',
+    });
+    expect(first.status).toBe(201);
+    const stolen = await call('POST', '/v1/sessions', {
+      student: 'mallory',
+      labId: 'fixture-one',
+      requestId: 'r-shared-id',
+    });
+    expect(stolen.status).toBe(409);
+    expect(stolen.body.error.code).toBe('REQUEST_ID_IN_USE');
+    expect(JSON.stringify(stolen.body)).not.toContain(first.body.id);
+    const mine = await call('GET', '/v1/sessions?student=mallory');
+    expect(JSON.stringify(mine.body)).not.toContain(first.body.id);
+    const repeated = await call('POST', '/v1/sessions', {
+      student: 'rita',
+      labId: 'fixture-one',
+      requestId: 'r-shared-id',
+    });
+    expect(repeated.status).toBe(200);
+    expect(repeated.body.id).toBe(first.body.id);
+    expect(repeated.body.privateKey).toBeUndefined();
+    expect((await call('DELETE', `/v1/sessions/${first.body.id}`)).body.state).toBe('ended');
+  }, 60_000);
+
   it("counts open SSH connections through this replica's gateway", async () => {
     const gauge = async () => {
       const text = await (await fetch(`${stack.labvirt.apiUrl}/metrics`)).text();
