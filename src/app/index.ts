@@ -360,6 +360,9 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         executorKey: orchestratorKey.privateKey,
         resolve: resolver,
         idleTimeoutMs: config.ssh.idleTimeoutMinutes * 60_000,
+        authTimeoutMs: config.ssh.authTimeoutSeconds * 1000,
+        maxUnauthenticated: config.ssh.maxUnauthenticated,
+        maxUnauthenticatedPerSource: config.ssh.maxUnauthenticatedPerSource,
         logger: moduleLogger(log, 'gateway', config.logLevels),
       });
       gatewayPort = gateway.port;

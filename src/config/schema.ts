@@ -265,6 +265,12 @@ export const configSchema = z
           .default(30),
         /** Timeout of one lab script (setup, check, solve, prepare) unless the lab sets its own. */
         scriptTimeoutSeconds: z.number().int().min(1).max(3600).default(120),
+        /** A gateway connection that has not logged in within this time is closed (sshd's LoginGraceTime). */
+        authTimeoutSeconds: z.number().int().min(1).max(600).default(30),
+        /** Gateway connections not yet logged in, from all addresses together; more are closed at once. */
+        maxUnauthenticated: z.number().int().min(1).max(100_000).default(512),
+        /** Gateway connections not yet logged in from one source address (a classroom behind NAT shares one). */
+        maxUnauthenticatedPerSource: z.number().int().min(1).max(100_000).default(64),
       })
       .default({
         mode: 'gateway',
@@ -275,6 +281,9 @@ export const configSchema = z
         orchestratorKey: '.labvirt/orchestrator_key',
         idleTimeoutMinutes: 30,
         scriptTimeoutSeconds: 120,
+        authTimeoutSeconds: 30,
+        maxUnauthenticated: 512,
+        maxUnauthenticatedPerSource: 64,
       }),
     sessions: z
       .strictObject({
