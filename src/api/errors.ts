@@ -49,6 +49,8 @@ export function errorBody(
 
 export function sendError(reply: FastifyReply, err: ApiError | LabvirtError): FastifyReply {
   const status = STATUS_OF_CODE[err.code] ?? 500;
+  const retryAfter = err.details?.retryAfterSeconds;
+  if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
   return reply.code(status).send(errorBody(err.code, err.message, err.details));
 }
 

@@ -405,6 +405,13 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
           ? [{ path: '/slack/events', listener: slack.httpListener }]
           : undefined,
         keyLinks: config.api.publicUrl ? store : undefined,
+        limits: {
+          perTokenPerMinute: config.api.requestsPerMinutePerToken,
+          perStudentPerMinute: config.api.requestsPerMinutePerStudent,
+          maxConcurrentChecks: config.api.maxConcurrentChecks,
+          redis,
+          keyPrefix: `${config.redis.prefix}:api-rate`,
+        },
       });
       apiUrl = api.url;
       stack.push(() => api.close());

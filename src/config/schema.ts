@@ -384,8 +384,21 @@ export const configSchema = z
             error: 'an http(s) URL such as https://labvirt.example.org',
           })
           .optional(),
+        /** Requests a minute one API token may make, all students together (all replicas). */
+        requestsPerMinutePerToken: z.number().int().min(1).max(1_000_000).default(3000),
+        /** Requests a minute made for one student (`X-Labvirt-Student` or a start's `student`). */
+        requestsPerMinutePerStudent: z.number().int().min(1).max(100_000).default(60),
+        /** Checks running at once in one replica (each holds SSH sessions in a student's VMs); more get 429. */
+        maxConcurrentChecks: z.number().int().min(1).max(1000).default(16),
       })
-      .default({ host: '127.0.0.1', port: 8080, tokenEnv: 'LABVIRT_API_TOKEN' }),
+      .default({
+        host: '127.0.0.1',
+        port: 8080,
+        tokenEnv: 'LABVIRT_API_TOKEN',
+        requestsPerMinutePerToken: 3000,
+        requestsPerMinutePerStudent: 60,
+        maxConcurrentChecks: 16,
+      }),
     slack: z
       .strictObject({
         /** Names of the environment variables holding Slack secrets (never the secrets themselves). */

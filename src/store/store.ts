@@ -89,6 +89,7 @@ const SCRIPTS = [
   'takeHint',
   'takeKeyLink',
   'releaseSlackLock',
+  'releaseCheckLock',
   'extendSlackLock',
   'recordSlackMessage',
   'markSlackDelivered',
@@ -687,6 +688,16 @@ export class Store {
 
   async releaseSlackLock(sessionId: string, token: string): Promise<void> {
     await this.run('releaseSlackLock', [sessionId, token]);
+  }
+
+  /** Marks a check of the session as running; false when one already is (any replica). */
+  async acquireCheckLock(sessionId: string, token: string, ttlMs: number): Promise<boolean> {
+    const res = await this.redis.set(this.keys.checkLock(sessionId), token, 'PX', ttlMs, 'NX');
+    return res === 'OK';
+  }
+
+  async releaseCheckLock(sessionId: string, token: string): Promise<void> {
+    await this.run('releaseCheckLock', [sessionId, token]);
   }
 
   private async hgetallMany(keys: string[]): Promise<Record<string, string>[]> {
