@@ -56,6 +56,14 @@ describe('HTTP API over the real service', () => {
     const check = await call('POST', `/v1/sessions/${id}/check`);
     expect(check.status).toBe(200);
     expect(check.body).toMatchObject({ passed: false, score: 0, maxScore: 1 });
+    // One check per session at a time: a second sent meanwhile is 409, not a second run.
+    const both = await Promise.all([
+      call('POST', `/v1/sessions/${id}/check`),
+      call('POST', `/v1/sessions/${id}/check`),
+    ]);
+    expect(both.map((r) => r.status).sort()).toEqual([200, 409]);
+    expect(both.find((r) => r.status === 409)!.body.error.code).toBe('CHECK_RUNNING');
+    expect((await call('POST', `/v1/sessions/${id}/check`)).status).toBe(200);
     const hint = await call('POST', `/v1/sessions/${id}/hint`, undefined, 'olga');
     expect(hint.body).toMatchObject({ index: 1, total: 2 });
     const foreign = await call('POST', `/v1/sessions/${id}/hint`, undefined, 'mallory');
