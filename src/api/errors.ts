@@ -16,6 +16,9 @@ export const STATUS_OF_CODE: Record<ApiErrorCode, number> = {
   SESSION_NOT_FOUND: 404,
   NOT_FOUND: 404,
   LIMIT_REACHED: 409,
+  REQUEST_ID_IN_USE: 409,
+  CHECK_RUNNING: 409,
+  RATE_LIMITED: 429,
   MAX_EXTENSION: 409,
   NO_MORE_HINTS: 409,
   SESSION_NOT_ACTIVE: 409,
@@ -46,6 +49,8 @@ export function errorBody(
 
 export function sendError(reply: FastifyReply, err: ApiError | LabvirtError): FastifyReply {
   const status = STATUS_OF_CODE[err.code] ?? 500;
+  const retryAfter = err.details?.retryAfterSeconds;
+  if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
   return reply.code(status).send(errorBody(err.code, err.message, err.details));
 }
 

@@ -4,6 +4,7 @@ export type { ApiHandle, ApiOptions, StartApiOptions } from './server.js';
 export type { ApiErrorCode, ApiOnlyErrorCode } from './errors.js';
 export type { ErrorBody } from './schemas.js';
 export type { KeyLinks } from './routes/keys.js';
+export type { ApiLimits } from './limits.js';
 export { ApiClient, ApiClientError, ApiUnreachableError, type ApiClientOptions } from './client.js';
 
 /**

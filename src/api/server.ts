@@ -3,14 +3,15 @@ import type { RequestListener } from 'node:http';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { EventBus } from '../events/index.js';
 import type { Logger } from '../log/index.js';
 import { silentLogger } from '../log/index.js';
 import type { Metrics } from '../metrics/index.js';
 import type { LabvirtService } from '../sessions/types.js';
 import { requireBearerToken } from './auth.js';
-import { installErrorHandling } from './errors.js';
+import { errorBody, installErrorHandling } from './errors.js';
+import { installRateLimits, type ApiLimits } from './limits.js';
 import { healthRoutes } from './routes/health.js';
 import { keyLinkRoutes, type KeyLinks } from './routes/keys.js';
 import { poolRoutes } from './routes/pool.js';
@@ -30,6 +31,8 @@ export interface ApiOptions {
   rawRoutes?: { path: string; listener: RequestListener }[];
   /** One-time private-key downloads at `/keys/<token>` (Slack, with `api.publicUrl`). */
   keyLinks?: KeyLinks;
+  /** Rate limits of the /v1 routes (none when absent). */
+  limits?: ApiLimits;
 }
 
 export interface StartApiOptions extends ApiOptions {
@@ -53,7 +56,38 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     bodyLimit: 64 * 1024,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
+    // fastify's own request lines carry the whole URL, query string included
+    // (where a careless client may put a token): logged below without it.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Router refusals (a path parameter over 100 characters: 414, a malformed
+    // URL: 400) in the one error shape, without echoing the path back.
+    frameworkErrors: (err, _request, rawReply) => {
+      const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
+      const reply = rawReply as unknown as FastifyReply;
+      void reply
+        .code(tooLong ? 414 : 400)
+        .send(
+          errorBody(
+            'INVALID_REQUEST',
+            tooLong
+              ? 'the URL is too long: a path parameter may have at most 100 characters'
+              : 'the URL is not valid',
+            { location: 'url' },
+          ),
+        );
+    },
   }) as unknown as FastifyInstance;
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        path: request.url.split('?')[0],
+        statusCode: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+      },
+      'request completed',
+    );
+  });
   app.setValidatorCompiler(validatorCompiler());
   installErrorHandling(app);
   // Action routes (extend, check, hint) take no body; some HTTP clients still
@@ -94,6 +128,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
   void app.register(
     async (v1) => {
       requireBearerToken(v1, options.token);
+      if (options.limits) installRateLimits(v1, options.limits);
       v1.addHook('onRoute', (route) => {
         route.schema = { ...route.schema, security: [{ bearer: [] }] };
       });

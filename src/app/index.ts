@@ -360,6 +360,9 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         executorKey: orchestratorKey.privateKey,
         resolve: resolver,
         idleTimeoutMs: config.ssh.idleTimeoutMinutes * 60_000,
+        authTimeoutMs: config.ssh.authTimeoutSeconds * 1000,
+        maxUnauthenticated: config.ssh.maxUnauthenticated,
+        maxUnauthenticatedPerSource: config.ssh.maxUnauthenticatedPerSource,
         logger: moduleLogger(log, 'gateway', config.logLevels),
       });
       gatewayPort = gateway.port;
@@ -402,6 +405,13 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
           ? [{ path: '/slack/events', listener: slack.httpListener }]
           : undefined,
         keyLinks: config.api.publicUrl ? store : undefined,
+        limits: {
+          perTokenPerMinute: config.api.requestsPerMinutePerToken,
+          perStudentPerMinute: config.api.requestsPerMinutePerStudent,
+          maxConcurrentChecks: config.api.maxConcurrentChecks,
+          redis,
+          keyPrefix: `${config.redis.prefix}:api-rate`,
+        },
       });
       apiUrl = api.url;
       stack.push(() => api.close());

@@ -10,6 +10,7 @@ export {
 } from './schema.js';
 export {
   loadConfig,
+  redactConfig,
   deepMerge,
   ConfigError,
   CONFIG_ENV_VARS,

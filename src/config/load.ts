@@ -160,12 +160,14 @@ function toProblems(
           : known.length > 0
             ? `known settings here: ${known.join(', ')}`
             : 'check the spelling against the configuration reference';
+        const value = getPath(raw, [...path, key]);
         return {
           path: [...path, key].join('.'),
-          value: getPath(raw, [...path, key]),
+          value,
           message: `unknown setting "${key}": ${hint}`,
-          // e.g. `slack.botToken: xoxb-…`: a secret written into the file by mistake.
-          ...(SECRET_LIKE_KEY.test(key) ? { hidden: true } : {}),
+          // e.g. `slack.botToken: xoxb-…`: a secret written into the file by
+          // mistake; a mapping may hold one anywhere inside.
+          ...(SECRET_LIKE_KEY.test(key) || looksSecret(value) ? { hidden: true } : {}),
         };
       });
     }
@@ -219,6 +221,42 @@ function unwrap(schema: unknown): unknown {
 
 const SECRET_LIKE_KEY = /token|secret|passw|credential|key$/i;
 
+/**
+ * Values never quoted back for an unknown key: mappings and lists (they may
+ * hold anything), URLs with credentials, known token shapes, and long
+ * unbroken strings that look random.
+ */
+function looksSecret(value: unknown): boolean {
+  if (value !== null && typeof value === 'object') return true;
+  if (typeof value !== 'string') return false;
+  return (
+    /^[a-z][a-z0-9+.-]*:\/\/[^/\s]*@/i.test(value) ||
+    /^(xox[abposr]-|xapp-|ghp_|github_pat_|glpat-|sk-|AKIA|eyJ)/.test(value) ||
+    /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(value) ||
+    (/^[A-Za-z0-9+/=_-]{20,}$/.test(value) && /[0-9]/.test(value) && /[A-Za-z]/.test(value))
+  );
+}
+
+/** `scheme://user:password@host` → `scheme://***@host`, wherever it appears. */
+function redactUrlCredentials(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@"\s]*@/gi, '$1***@');
+}
+
+/**
+ * The configuration with credentials in URLs replaced by `***` (for
+ * `labvirt config show` and anything else that prints it).
+ */
+export function redactConfig<T>(value: T): T {
+  if (typeof value === 'string') return redactUrlCredentials(value) as T;
+  if (Array.isArray(value)) return value.map((v: unknown) => redactConfig(v)) as T;
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, redactConfig(v as unknown)]),
+    ) as T;
+  }
+  return value;
+}
+
 function suffix(p: ConfigProblem): string {
   if (p.hidden) return ' (value not shown: it may be a secret)';
   if (p.defaulted) return ' (not set: the default applies)';
@@ -230,7 +268,7 @@ function suffix(p: ConfigProblem): string {
 function describe(value: unknown): string {
   if (value === undefined) return 'nothing';
   // A URL's password (redis://:secret@host) never goes into a message.
-  const text = JSON.stringify(value).replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@"\s]*@/gi, '$1***@');
+  const text = redactUrlCredentials(JSON.stringify(value));
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import cron from 'node-cron';
 import { z } from 'zod';
 import { cidrsOverlap, hasHostBits, networkOf, parseCidr } from './cidr.js';
@@ -32,6 +33,43 @@ const cidr = z
         return `a network address with its host bits zero${c ? `: did you mean ${networkOf(c)}?` : ''}`;
       },
     },
+  );
+
+/** An IANA time zone such as Europe/Berlin (what node-cron and Intl accept). */
+const timeZone = z.string().refine((v) => {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: v });
+    return true;
+  } catch {
+    return false;
+  }
+}, 'an IANA time zone such as "Europe/Berlin" or "UTC"');
+
+/** An address to listen on: an IP, not a host name (which could resolve anywhere). */
+const listenAddress = z
+  .string()
+  .refine(
+    (v) => isIP(v) !== 0,
+    'an IP address to listen on, such as 0.0.0.0 (every interface) or 127.0.0.1',
+  );
+
+const LABEL_NAME = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** A Kubernetes label key: `[prefix/]name`. */
+function isLabelKey(k: string): boolean {
+  const slash = k.lastIndexOf('/');
+  const name = slash < 0 ? k : k.slice(slash + 1);
+  const prefix = slash < 0 ? undefined : k.slice(0, slash);
+  return (
+    LABEL_NAME.test(name) &&
+    (prefix === undefined || (prefix.length <= 253 && DNS_SUBDOMAIN.test(prefix)))
+  );
+}
+const labelValue = z
+  .string()
+  .regex(
+    /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/,
+    'a Kubernetes label value (letters, digits, -_. ; at most 63 characters, starting and ending with a letter or digit)',
   );
 
 /** Minor version of Kubernetes, e.g. "1.30". */
@@ -101,7 +139,7 @@ export const scheduledTargetSchema = z.strictObject({
   /** node-cron expression for when the class starts, e.g. "0 9 * * 2". */
   cron: cronExpression,
   /** Time zone of the cron expression (IANA name); the host's when absent. */
-  timezone: z.string().optional(),
+  timezone: timeZone.optional(),
   /** The flavor whose pool grows for the class. */
   flavor: z.string().min(1),
   /** Warm envs wanted when the class starts. */
@@ -220,21 +258,52 @@ export const configSchema = z
         /** Service CIDR inside each student cluster; must not overlap the host cluster's. */
         serviceCidr: cidr.default('10.95.0.0/16'),
         /** Ranges env VMs may not reach (besides their own env): private networks, link-local (cloud metadata) and Azure's platform address by default. */
-        deniedEgressCidrs: z.array(cidr).default([
-          '10.0.0.0/8',
-          '172.16.0.0/12',
-          '192.168.0.0/16',
-          '100.64.0.0/10',
-          '169.254.0.0/16',
-          // Azure's platform address (wireserver, its DNS and metadata): public, so not in the above.
-          '168.63.129.16/32',
-        ]),
+        deniedEgressCidrs: z
+          .array(cidr)
+          .min(
+            1,
+            'must not be empty: with no denied ranges env VMs reach cloud metadata (169.254.169.254) and private networks; list the ranges to deny, or remove the key for the defaults (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, 169.254.0.0/16, 168.63.129.16/32)',
+          )
+          .default([
+            '10.0.0.0/8',
+            '172.16.0.0/12',
+            '192.168.0.0/16',
+            '100.64.0.0/10',
+            '169.254.0.0/16',
+            // Azure's platform address (wireserver, its DNS and metadata): public, so not in the above.
+            '168.63.129.16/32',
+          ]),
         /** Labels of labvirt's own pods (the SSH gateway and executor), allowed to reach port 22. */
         gatewayPodLabels: z
-          .record(z.string(), z.string())
+          .record(z.string(), labelValue)
+          .superRefine((labels, ctx) => {
+            if (Object.keys(labels).length === 0) {
+              ctx.addIssue({
+                code: 'custom',
+                message:
+                  "must name at least one label: an empty selector would let every pod of gatewayNamespace reach the VMs' SSH port",
+              });
+            }
+            for (const key of Object.keys(labels)) {
+              if (!isLabelKey(key)) {
+                ctx.addIssue({
+                  code: 'custom',
+                  path: [key],
+                  message:
+                    'a Kubernetes label key such as app.kubernetes.io/name (letters, digits, -_. ; at most 63 characters, with an optional DNS prefix and /)',
+                });
+              }
+            }
+          })
           .default({ 'app.kubernetes.io/name': 'labvirt' }),
         /** Namespace labvirt runs in on the host cluster. */
-        gatewayNamespace: z.string().min(1).default('labvirt'),
+        gatewayNamespace: z
+          .string()
+          .regex(
+            /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/,
+            'a Kubernetes namespace name (lowercase letters, digits and -, at most 63 characters)',
+          )
+          .default('labvirt'),
         /** Allow KubeVirt's virt-api to reach port 22 (`virtctl ssh`). */
         allowVirtctlSsh: z.boolean().default(false),
       })
@@ -262,7 +331,7 @@ export const configSchema = z
         /** Host name students are told to connect to. */
         publicHost: z.string().min(1).default('127.0.0.1'),
         /** Address the SSH gateway listens on. */
-        bindAddress: z.string().min(1).default('0.0.0.0'),
+        bindAddress: listenAddress.default('0.0.0.0'),
         /** Where the gateway host key is kept: a file path, or `secret:<namespace>/<name>` on the host cluster. */
         hostKey: z.string().min(1).default('.labvirt/gateway_host_key'),
         /** labvirt's own key for logging into VMs (same forms as hostKey); put in every VM by cloud-init. */
@@ -276,6 +345,12 @@ export const configSchema = z
           .default(30),
         /** Timeout of one lab script (setup, check, solve, prepare) unless the lab sets its own. */
         scriptTimeoutSeconds: z.number().int().min(1).max(3600).default(120),
+        /** A gateway connection that has not logged in within this time is closed (sshd's LoginGraceTime). */
+        authTimeoutSeconds: z.number().int().min(1).max(600).default(30),
+        /** Gateway connections not yet logged in, from all addresses together; more are closed at once. */
+        maxUnauthenticated: z.number().int().min(1).max(100_000).default(512),
+        /** Gateway connections not yet logged in from one source address (a classroom behind NAT shares one). */
+        maxUnauthenticatedPerSource: z.number().int().min(1).max(100_000).default(64),
       })
       .default({
         mode: 'gateway',
@@ -286,6 +361,9 @@ export const configSchema = z
         orchestratorKey: '.labvirt/orchestrator_key',
         idleTimeoutMinutes: 30,
         scriptTimeoutSeconds: 120,
+        authTimeoutSeconds: 30,
+        maxUnauthenticated: 512,
+        maxUnauthenticatedPerSource: 64,
       }),
     sessions: z
       .strictObject({
@@ -389,8 +467,21 @@ export const configSchema = z
             error: 'an http(s) URL such as https://labvirt.example.org',
           })
           .optional(),
+        /** Requests a minute one API token may make, all students together (all replicas). */
+        requestsPerMinutePerToken: z.number().int().min(1).max(1_000_000).default(3000),
+        /** Requests a minute made for one student (`X-Labvirt-Student` or a start's `student`). */
+        requestsPerMinutePerStudent: z.number().int().min(1).max(100_000).default(60),
+        /** Checks running at once in one replica (each holds SSH sessions in a student's VMs); more get 429. */
+        maxConcurrentChecks: z.number().int().min(1).max(1000).default(16),
       })
-      .default({ host: '127.0.0.1', port: 8080, tokenEnv: 'LABVIRT_API_TOKEN' }),
+      .default({
+        host: '127.0.0.1',
+        port: 8080,
+        tokenEnv: 'LABVIRT_API_TOKEN',
+        requestsPerMinutePerToken: 3000,
+        requestsPerMinutePerStudent: 60,
+        maxConcurrentChecks: 16,
+      }),
     slack: z
       .strictObject({
         /** Names of the environment variables holding Slack secrets (never the secrets themselves). */

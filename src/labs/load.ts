@@ -1,9 +1,10 @@
 import { constants } from 'node:fs';
-import { access, readFile, readdir, stat } from 'node:fs/promises';
+import { access, readdir } from 'node:fs/promises';
 import { basename, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { flavorName } from '../config/index.js';
 import { earlyExitLine } from './checktext.js';
+import { readLabFile, refusalText } from './files.js';
 import { describeIssue, problem } from './problems.js';
 import type { z } from 'zod';
 import {
@@ -115,10 +116,12 @@ export async function loadLab(
   const dir = resolve(folder);
   const name = basename(dir);
   const yamlFile = shownPath(join(dir, 'lab.yaml'));
-  let text: string;
-  try {
-    text = await readFile(join(dir, 'lab.yaml'), 'utf8');
-  } catch {
+  const read = await readLabFile(dir, 'lab.yaml');
+  if ('refused' in read && read.refused !== 'missing') {
+    const { message, suggestion } = refusalText(read.refused, yamlFile);
+    return { problems: [problem(yamlFile, '', message, suggestion)] };
+  }
+  if (!('content' in read)) {
     return {
       problems: [
         problem(
@@ -130,6 +133,7 @@ export async function loadLab(
       ],
     };
   }
+  const text = read.content;
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false });
   const syntax = doc.errors[0];
@@ -496,11 +500,13 @@ async function readScriptFile(
   const path = join(ctx.dir, rel);
   const file = `${name}/${rel}`;
   const shown = shownPath(path);
-  let content: string;
-  try {
-    if (!(await stat(path)).isFile()) throw new Error('not a file');
-    content = await readFile(path, 'utf8');
-  } catch {
+  const read = await readLabFile(ctx.dir, rel);
+  if ('refused' in read && read.refused !== 'missing') {
+    const { message, suggestion } = refusalText(read.refused, file);
+    problems.push(problem(yamlFile, `${field}.script`, `script ${message}`, suggestion));
+    return undefined;
+  }
+  if (!('content' in read)) {
     problems.push(
       problem(
         yamlFile,
@@ -511,6 +517,7 @@ async function readScriptFile(
     );
     return undefined;
   }
+  const content = read.content;
   if (!ctx.files.some((f) => f.path === path)) ctx.files.push({ path, shown, content });
   let bad = false;
   try {

@@ -38,6 +38,19 @@ const EXPECTED: Record<string, string> = {
   points: 'a whole number of points from 1 to 100 (a check worth nothing cannot count)',
 };
 
+/** Longest piece of an author's value a problem quotes back. */
+const EXCERPT_CHARS = 40;
+
+/**
+ * A short, single-line excerpt of a value to quote in a problem: a file that
+ * is not the lab's (a secret behind a symlink, a binary) must not be printed
+ * back in full.
+ */
+export function excerpt(value: string): string {
+  const line = [...value].map((c) => (c < ' ' || c === '\u007f' ? ' ' : c)).join('');
+  return line.length > EXCERPT_CHARS ? `${line.slice(0, EXCERPT_CHARS)}…` : line;
+}
+
 export function problem(
   file: string,
   field: string,
@@ -60,8 +73,8 @@ export function describeIssue(file: string, issue: z.core.$ZodIssue, raw: unknow
       const close = closest(key, KNOWN_KEYS);
       return problem(
         file,
-        [...path, key].join('.'),
-        `unknown field \`${key}\``,
+        [...path, excerpt(key)].join('.'),
+        `unknown field \`${excerpt(key)}\``,
         close ? `did you mean \`${close}\`?` : `remove it; known fields: ${knownAt(path)}`,
       );
     });
@@ -111,7 +124,7 @@ export function describeIssue(file: string, issue: z.core.$ZodIssue, raw: unknow
       problem(
         file,
         field,
-        `\`${last}\` is ${JSON.stringify(value)}, which is not allowed`,
+        `\`${last}\` is ${excerpt(JSON.stringify(value))}, which is not allowed`,
         close ? `did you mean \`${close}\`? (${expected})` : `use ${expected}`,
       ),
     ];
@@ -121,7 +134,7 @@ export function describeIssue(file: string, issue: z.core.$ZodIssue, raw: unknow
       problem(
         file,
         field,
-        `\`${last}\` is ${JSON.stringify(value)}, which is not well formed`,
+        `\`${last}\` is ${excerpt(JSON.stringify(value))}, which is not well formed`,
         `use ${expected}`,
       ),
     ];

@@ -1,10 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { ENV_STATES, type EnvState } from '../events/index.js';
 import { ANNOTATIONS, apiErrorMessage, envNamespace } from '../kube/index.js';
 import type { PoolContext } from '../pool/context.js';
 import { envNodes, nodesOfFlavor } from '../pool/nodes.js';
 import { labelState } from '../pool/provision.js';
 import { targetsAt } from '../pool/targets.js';
+import type { Lab } from '../labs/index.js';
 import type { SessionRecord } from '../store/index.js';
 import { readEnvPorts } from '../sync/index.js';
 import { generateSessionKeyPair, normalizePublicKey, publicKeyFingerprint } from './keys.js';
@@ -92,6 +93,12 @@ export class SessionService implements LabvirtService, StudentService {
     switch (result.outcome) {
       case 'existing':
         return this.view(result.session);
+      case 'taken':
+        throw new LabvirtError(
+          'REQUEST_ID_IN_USE',
+          'this request id was already used by another student: send a new one',
+          { field: 'requestId' },
+        );
       case 'limit':
         throw new LabvirtError(
           'LIMIT_REACHED',
@@ -207,6 +214,32 @@ export class SessionService implements LabvirtService, StudentService {
     return Promise.all(shown.map((s) => this.view(s)));
   }
 
+  /** Runs the lab's checks in the session's env (its nodes looked up now). */
+  private async runLabChecks(session: SessionRecord, lab: Lab) {
+    const { ctx } = this;
+    const envId = session.envId!;
+    const env = await ctx.store.getEnv(envId);
+    const nodes = await envNodes(
+      ctx.cluster,
+      envNamespace(ctx.config, envId),
+      nodesOfFlavor(ctx.config, env?.flavor ?? lab.flavor),
+    ).catch((err) => {
+      throw new LabvirtError(
+        'UNAVAILABLE',
+        `your env is not reachable right now: ${(err as Error).message}`,
+      );
+    });
+    return runChecks(
+      {
+        executor: ctx.executor,
+        envId,
+        nodes,
+        env: { LAB_ID: lab.id, LAB_SESSION: session.id },
+      },
+      labScripts(lab, ctx.config.labScripts).checks,
+    );
+  }
+
   async check(sessionId: string, actor?: string): Promise<CheckResult> {
     const { ctx } = this;
     const session = await this.owned(sessionId, actor);
@@ -215,26 +248,28 @@ export class SessionService implements LabvirtService, StudentService {
     }
     const lab = ctx.labs.get(session.labId);
     if (!lab) throw new LabvirtError('UNKNOWN_LAB', `lab ${session.labId} is no longer available`);
-    const env = await ctx.store.getEnv(session.envId);
-    const nodes = await envNodes(
-      ctx.cluster,
-      envNamespace(ctx.config, session.envId),
-      nodesOfFlavor(ctx.config, env?.flavor ?? lab.flavor),
-    ).catch((err) => {
+    // One check per session at a time: a second would race the first in the
+    // same VMs and double the load a student can cause. The mark lapses after
+    // the longest a check can run, should this process die mid-check.
+    const lockToken = randomUUID();
+    const lockMs =
+      labScripts(lab, ctx.config.labScripts).checks.reduce(
+        (ms, c) => ms + c.timeoutSeconds * 1000,
+        0,
+      ) + 30_000;
+    if (!(await ctx.store.acquireCheckLock(sessionId, lockToken, lockMs))) {
       throw new LabvirtError(
-        'UNAVAILABLE',
-        `your env is not reachable right now: ${(err as Error).message}`,
+        'CHECK_RUNNING',
+        'a check of this session is already running: wait for its result',
+        { retryAfterSeconds: 5 },
       );
-    });
-    const checks = await runChecks(
-      {
-        executor: ctx.executor,
-        envId: session.envId,
-        nodes,
-        env: { LAB_ID: lab.id, LAB_SESSION: sessionId },
-      },
-      labScripts(lab, ctx.config.labScripts).checks,
-    );
+    }
+    let checks: Awaited<ReturnType<typeof runChecks>>;
+    try {
+      checks = await this.runLabChecks(session, lab);
+    } finally {
+      await ctx.store.releaseCheckLock(sessionId, lockToken).catch(() => undefined);
+    }
     const score = checks.reduce((sum, c) => sum + c.points, 0);
     const maxScore = labScripts(lab, ctx.config.labScripts).checks.reduce(
       (s, c) => s + c.points,

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { connect as tcpConnect } from 'node:net';
+import { createServer as createTcpServer, connect as tcpConnect } from 'node:net';
 import ssh2, {
   type Client,
   type ClientChannel,
@@ -45,6 +45,21 @@ export interface GatewayOptions {
   /** Where the per-connection audit lines go (default: the logger). */
   audit?: Logger;
   now?: () => number;
+  /** A connection that has not logged in within this time is closed (default 30 s, like sshd's LoginGraceTime). */
+  authTimeoutMs?: number;
+  /** Connections not yet logged in, from all sources together; more are closed at once (default 512). */
+  maxUnauthenticated?: number;
+  /** Connections not yet logged in from one source address; more are closed at once (default 64). */
+  maxUnauthenticatedPerSource?: number;
+  /**
+   * How long a login may keep retrying a session lookup that fails (Redis or
+   * the cluster slow or unreachable) before the student is told to try again
+   * (default 15 s, at most the authentication timeout). Waits between tries
+   * start at 250 ms and double up to 2 s.
+   */
+  lookupRetryBudgetMs?: number;
+  /** One session lookup taking longer than this counts as failed (default 5 s). */
+  lookupTimeoutMs?: number;
 }
 
 export interface Gateway {
@@ -58,6 +73,40 @@ export interface Gateway {
 const { Server } = ssh2;
 
 const SESSION_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** A lookup that failed (as opposed to one that found no session). */
+class LookupFailed extends Error {}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
+/**
+ * Counts connections that have not logged in yet, in total and per source
+ * address, so a flood of half-open handshakes cannot use up the gateway.
+ */
+class UnauthenticatedCaps {
+  private total = 0;
+  private readonly bySource = new Map<string, number>();
+  constructor(
+    private readonly maxTotal: number,
+    private readonly maxPerSource: number,
+  ) {}
+  /** Takes a place for `source`, or says why there is none. */
+  admit(source: string): 'total' | 'source' | undefined {
+    const mine = this.bySource.get(source) ?? 0;
+    if (this.total >= this.maxTotal) return 'total';
+    if (mine >= this.maxPerSource) return 'source';
+    this.total++;
+    this.bySource.set(source, mine + 1);
+    return undefined;
+  }
+  release(source: string): void {
+    const mine = this.bySource.get(source) ?? 0;
+    if (mine <= 0) return;
+    this.total--;
+    if (mine === 1) this.bySource.delete(source);
+    else this.bySource.set(source, mine - 1);
+  }
+}
 
 function note(text: string): string {
   return `\r\n[labvirt] ${text}\r\n`;
@@ -76,13 +125,90 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const warnMs = Math.min(options.warnBeforeMs ?? 60_000, Math.floor(idleMs / 2));
   const recheckMs = options.recheckMs ?? 30_000;
   const guestUser = options.guestUser ?? 'student';
+  const authTimeoutMs = options.authTimeoutMs ?? 30_000;
+  const retryBudgetMs = Math.min(options.lookupRetryBudgetMs ?? 15_000, authTimeoutMs);
+  const lookupTimeoutMs = options.lookupTimeoutMs ?? 5000;
+  const lookupOnce = (sessionId: string) => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no answer within ${lookupTimeoutMs} ms`)),
+        lookupTimeoutMs,
+      );
+      timer.unref();
+    });
+    return Promise.race([options.directory.lookup(sessionId), timeout]).finally(() =>
+      clearTimeout(timer),
+    );
+  };
   const pins = new HostKeyPins();
   const open = new Set<Connection>();
+  const caps = new UnauthenticatedCaps(
+    options.maxUnauthenticated ?? 512,
+    options.maxUnauthenticatedPerSource ?? 64,
+  );
+  // Sockets still in their handshake, keyed for the release when they log in or go.
+  const pending = new Map<string, () => void>();
+  let refusedSinceReport = 0;
+  let lastRefusalReport = 0;
+  const reportRefusal = (sourceIp: string, cap: 'total' | 'source') => {
+    // One line a second at most: a flood must not become a flood of log lines.
+    refusedSinceReport++;
+    const t = now();
+    if (t - lastRefusalReport < 1000) return;
+    lastRefusalReport = t;
+    audit?.warn(
+      {
+        audit: 'ssh.connection.refused',
+        source: sourceIp,
+        reason:
+          cap === 'total'
+            ? 'too many connections not yet logged in'
+            : 'too many connections not yet logged in from this address',
+        refusedSinceLastReport: refusedSinceReport,
+      },
+      'ssh connection refused: unauthenticated connection cap',
+    );
+    refusedSinceReport = 0;
+  };
+
+  /** Asks the directory, again after short waits when it fails; throws LookupFailed when every try failed. */
+  const lookupSession = async (connId: string, sessionId: string) => {
+    const deadline = now() + retryBudgetMs;
+    let wait = 250;
+    for (let attempt = 0; ; attempt++, wait = Math.min(wait * 2, 2000)) {
+      try {
+        return await lookupOnce(sessionId);
+      } catch (err) {
+        if (now() + wait >= deadline) {
+          log?.warn(
+            { connId, sessionId, attempts: attempt + 1, err: (err as Error).message },
+            'session lookup failed; the student was told to retry',
+          );
+          throw new LookupFailed((err as Error).message);
+        }
+        log?.debug(
+          { connId, sessionId, attempt: attempt + 1, err: (err as Error).message },
+          'session lookup failed; trying again',
+        );
+        await sleep(wait);
+      }
+    }
+  };
 
   const server = new Server({ hostKeys: [options.hostKey] }, (client, info) => {
     open.add(client);
     const source = `${info.ip}:${info.port}`;
     const connId = randomBytes(6).toString('hex');
+    const releaseCap = pending.get(source) ?? (() => undefined);
+    const authTimer = setTimeout(() => {
+      audit?.warn(
+        { audit: 'ssh.auth.timeout', connId, source, timeoutMs: authTimeoutMs },
+        'ssh connection closed: not logged in in time',
+      );
+      client.end();
+    }, authTimeoutMs);
+    authTimer.unref();
     let session: GatewaySession | undefined;
     let lookup: Promise<GatewaySession | undefined> | undefined;
     let refusal: string | undefined;
@@ -116,6 +242,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       log?.debug({ connId, err: err.message }, 'student connection error'),
     );
     client.on('close', () => {
+      clearTimeout(authTimer);
+      releaseCap();
       open.delete(client);
       if (ticker) clearInterval(ticker);
       upstreamClient?.end();
@@ -168,10 +296,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         refusal = 'log in as your session id, e.g. ssh s-abc1234567@<gateway>';
         return ctx.reject(['publickey', 'keyboard-interactive']);
       }
-      lookup ??= options.directory.lookup(sessionId).catch((err) => {
-        log?.warn({ connId, err: (err as Error).message }, 'session lookup failed');
-        return undefined;
-      });
+      lookup ??= lookupSession(connId, sessionId);
       lookup.then(
         (s) => {
           if (!s) {
@@ -186,19 +311,47 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
             }
             refusal = `this key is not the one for session ${sessionId}; use the key file labvirt gave you (ssh -i <key file>)`;
           }
-          if (ctx.signature || !s) {
-            audit?.warn(
-              { audit: 'ssh.auth.refused', connId, sessionId, source, reason: refusal },
-              'ssh login refused',
-            );
-          }
+          // Every refused key is audited, offered or signed: OpenSSH never signs
+          // with a key the server turned down, so a wrong key is only ever offered.
+          audit?.warn(
+            {
+              audit: 'ssh.auth.refused',
+              connId,
+              sessionId,
+              student: s?.student,
+              source,
+              key: ctx.method === 'publickey' ? fingerprint(ctx.key.data) : undefined,
+              reason: refusal,
+            },
+            'ssh login refused',
+          );
           ctx.reject(['publickey', 'keyboard-interactive']);
         },
-        () => ctx.reject(['publickey']),
+        (err: unknown) => {
+          // Asked again at the client's next attempt, not cached as a refusal.
+          lookup = undefined;
+          refusal =
+            err instanceof LookupFailed
+              ? `labvirt could not look up session ${sessionId} just now (a temporary problem on our side); please try again in a few seconds`
+              : 'labvirt could not check your login just now; please try again in a few seconds';
+          audit?.warn(
+            {
+              audit: 'ssh.auth.unavailable',
+              connId,
+              sessionId,
+              source,
+              reason: 'session lookup failed',
+            },
+            'ssh login not checked: session lookup failed',
+          );
+          ctx.reject(['publickey', 'keyboard-interactive']);
+        },
       );
     });
 
     client.on('ready', () => {
+      clearTimeout(authTimer);
+      releaseCap();
       const s = session as GatewaySession;
       audit?.info(
         {
@@ -441,11 +594,42 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '0.0.0.0', () => resolve());
+  // Our own listener in front of ssh2's, so a connection over the caps is
+  // closed before ssh2 spends a key exchange on it.
+  const listener = createTcpServer((socket) => {
+    const sourceIp = socket.remoteAddress ?? 'unknown';
+    const over = caps.admit(sourceIp);
+    if (over) {
+      reportRefusal(sourceIp, over);
+      socket.destroy();
+      return;
+    }
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      caps.release(sourceIp);
+    };
+    const key = `${sourceIp}:${socket.remotePort}`;
+    pending.set(key, release);
+    socket.once('close', () => {
+      release();
+      pending.delete(key);
+    });
+    // A connection that never finishes its SSH greeting is not seen by the
+    // handler above, so the timeout is enforced on the socket too.
+    const greetTimer = setTimeout(() => {
+      if (!released) socket.destroy();
+    }, authTimeoutMs);
+    greetTimer.unref();
+    socket.once('close', () => clearTimeout(greetTimer));
+    server.injectSocket(socket);
   });
-  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(options.port ?? 0, options.host ?? '0.0.0.0', () => resolve());
+  });
+  const port = (listener.address() as { port: number }).port;
   const parsedHostKey = ssh2.utils.parseKey(options.hostKey);
   log?.info(
     { port, hostKey: parsedHostKey instanceof Error ? undefined : fingerprint(parsedHostKey) },
@@ -458,7 +642,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     },
     async close() {
       for (const c of open) c.end();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
     },
   };
 }

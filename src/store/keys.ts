@@ -37,6 +37,8 @@ export function storeKeys(prefix: string) {
     keyLinkTaken: (token: string) => `${base}key-link-taken:${token}`,
     /** Marks that something (a signed request, a click) was seen, for replay refusal. */
     seen: (what: string) => `${base}seen:${what}`,
+    /** Held while a check of the session runs (one at a time, across replicas). */
+    checkLock: (sessionId: string) => `${base}check-lock:${sessionId}`,
     /** Requests counted in one rate-limit window. */
     rate: (what: string) => `${base}rate:${what}`,
     /** The latest failures (JSON lines), newest first, for operators. */

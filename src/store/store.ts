@@ -56,6 +56,8 @@ export type SessionSnapshot = Omit<SessionRecord, 'requestId' | 'moves' | 'state
 
 export type RequestOutcome =
   | { outcome: 'existing'; session: SessionRecord }
+  /** The request id is another student's: never hand out their session. */
+  | { outcome: 'taken' }
   | { outcome: 'limit'; sessions: SessionRecord[] }
   | { outcome: 'claimed'; session: SessionRecord }
   | { outcome: 'waiting'; session: SessionRecord; position: number };
@@ -87,6 +89,7 @@ const SCRIPTS = [
   'takeHint',
   'takeKeyLink',
   'releaseSlackLock',
+  'releaseCheckLock',
   'extendSlackLock',
   'recordSlackMessage',
   'markSlackDelivered',
@@ -270,6 +273,8 @@ export class Store {
     switch (outcome) {
       case 'existing':
         return { outcome, session: (await this.getSession(id!))! };
+      case 'taken':
+        return { outcome };
       case 'limit': {
         const sessions = await Promise.all(res.slice(1).map((sid) => this.getSession(sid)));
         return { outcome, sessions: sessions.filter((s): s is SessionRecord => s !== undefined) };
@@ -711,6 +716,16 @@ export class Store {
 
   async releaseSlackLock(sessionId: string, token: string): Promise<void> {
     await this.run('releaseSlackLock', [sessionId, token]);
+  }
+
+  /** Marks a check of the session as running; false when one already is (any replica). */
+  async acquireCheckLock(sessionId: string, token: string, ttlMs: number): Promise<boolean> {
+    const res = await this.redis.set(this.keys.checkLock(sessionId), token, 'PX', ttlMs, 'NX');
+    return res === 'OK';
+  }
+
+  async releaseCheckLock(sessionId: string, token: string): Promise<void> {
+    await this.run('releaseCheckLock', [sessionId, token]);
   }
 
   private async hgetallMany(keys: string[]): Promise<Record<string, string>[]> {

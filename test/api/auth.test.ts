@@ -80,7 +80,7 @@ describe('logging', () => {
     await api.call('GET', '/v1/sessions/%20bad');
 
     const logs = api.logs();
-    expect(logs).toContain('"url":"/v1/pool"');
+    expect(logs).toContain('"path":"/v1/pool"');
     expect(logs).toContain('request failed');
     expect(logs).toContain('kaboom');
     expect(logs).not.toContain(TEST_TOKEN);

@@ -56,6 +56,14 @@ describe('HTTP API over the real service', () => {
     const check = await call('POST', `/v1/sessions/${id}/check`);
     expect(check.status).toBe(200);
     expect(check.body).toMatchObject({ passed: false, score: 0, maxScore: 1 });
+    // One check per session at a time: a second sent meanwhile is 409, not a second run.
+    const both = await Promise.all([
+      call('POST', `/v1/sessions/${id}/check`),
+      call('POST', `/v1/sessions/${id}/check`),
+    ]);
+    expect(both.map((r) => r.status).sort()).toEqual([200, 409]);
+    expect(both.find((r) => r.status === 409)!.body.error.code).toBe('CHECK_RUNNING');
+    expect((await call('POST', `/v1/sessions/${id}/check`)).status).toBe(200);
     const hint = await call('POST', `/v1/sessions/${id}/hint`, undefined, 'olga');
     expect(hint.body).toMatchObject({ index: 1, total: 2 });
     const foreign = await call('POST', `/v1/sessions/${id}/hint`, undefined, 'mallory');
@@ -73,6 +81,34 @@ describe('HTTP API over the real service', () => {
     expect(metrics).toMatch(
       /labvirt_kube_requests_total\{verb="create",resource="VirtualMachine"\}/,
     );
+  }, 60_000);
+
+  it("refuses another student's request id with 409 and keeps the owner's session", async () => {
+    const first = await call('POST', '/v1/sessions', {
+      student: 'rita',
+      labId: 'fixture-one',
+      requestId: 'r-shared-id',
+    });
+    expect(first.status).toBe(201);
+    const stolen = await call('POST', '/v1/sessions', {
+      student: 'mallory',
+      labId: 'fixture-one',
+      requestId: 'r-shared-id',
+    });
+    expect(stolen.status).toBe(409);
+    expect(stolen.body.error.code).toBe('REQUEST_ID_IN_USE');
+    expect(JSON.stringify(stolen.body)).not.toContain(first.body.id);
+    const mine = await call('GET', '/v1/sessions?student=mallory');
+    expect(JSON.stringify(mine.body)).not.toContain(first.body.id);
+    const repeated = await call('POST', '/v1/sessions', {
+      student: 'rita',
+      labId: 'fixture-one',
+      requestId: 'r-shared-id',
+    });
+    expect(repeated.status).toBe(200);
+    expect(repeated.body.id).toBe(first.body.id);
+    expect(repeated.body.privateKey).toBeUndefined();
+    expect((await call('DELETE', `/v1/sessions/${first.body.id}`)).body.state).toBe('ended');
   }, 60_000);
 
   it("counts open SSH connections through this replica's gateway", async () => {

@@ -333,15 +333,16 @@ describe('probes', () => {
     expect(ready.status).toBe(200);
     expect(ready.body.ok).toBe(true);
     api.service.healthy = false;
+    // Answers are reused for a second.
+    await new Promise((r) => setTimeout(r, 1100));
     const down = await api.call('GET', '/readyz', { auth: false });
     expect(down.status).toBe(503);
-    expect(down.body.checks.cluster).toEqual({
-      ok: false,
-      detail: 'connect ECONNREFUSED 127.0.0.1:6443',
-    });
+    // Which check failed, not the internal error text (that goes to the log).
+    expect(down.body.checks.cluster).toEqual({ ok: false, detail: 'failed' });
     api.service.health = async () => {
       throw new Error('boom');
     };
+    await new Promise((r) => setTimeout(r, 1100));
     const threw = await api.call('GET', '/readyz', { auth: false });
     expect(threw.status).toBe(503);
     expect(threw.body.ok).toBe(false);

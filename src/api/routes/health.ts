@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Metrics } from '../../metrics/index.js';
 import type { LabvirtService } from '../../sessions/types.js';
@@ -15,6 +15,31 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** How long one readiness answer is reused. */
+const READY_CACHE_MS = 1000;
+
+/**
+ * What an unauthenticated caller may see of a health result: which check
+ * failed, not why (error texts name hosts, ports and users). The details go
+ * to the log.
+ */
+function publicHealth(
+  result: z.infer<typeof health>,
+  log: FastifyBaseLogger,
+): z.infer<typeof health> {
+  const checks: z.infer<typeof health>['checks'] = {};
+  for (const [name, check] of Object.entries(result.checks)) {
+    if (!check.ok && check.detail) log.warn({ check: name, detail: check.detail }, 'not ready');
+    checks[name] = check.ok
+      ? { ok: true }
+      : {
+          ok: false,
+          detail: check.detail?.startsWith('no answer within') ? check.detail : 'failed',
+        };
+  }
+  return { ok: result.ok, checks };
+}
+
 /** Unauthenticated probes for the orchestrator (kubelet, Prometheus). */
 export function healthRoutes(service: LabvirtService, metrics: Metrics) {
   return async function plugin(app: FastifyInstance): Promise<void> {
@@ -24,21 +49,36 @@ export function healthRoutes(service: LabvirtService, metrics: Metrics) {
       async () => ({ ok: true as const }),
     );
 
+    // Probes arrive from many places at once (kubelet, load balancers,
+    // Prometheus): one health check a second at most, shared by all of them.
+    let cached: { at: number; result: Promise<z.infer<typeof health>> } | undefined;
+    const readiness = (log: FastifyBaseLogger) => {
+      const t = Date.now();
+      if (cached && t - cached.at < READY_CACHE_MS) return cached.result;
+      const result = withTimeout(service.health(), HEALTH_TIMEOUT_MS).then(
+        (r) => publicHealth(r, log),
+        (err: Error) => {
+          log.warn({ err: err.message }, 'health check failed');
+          return {
+            ok: false,
+            checks: {
+              service: {
+                ok: false,
+                detail: err.message.startsWith('no answer within') ? err.message : 'failed',
+              },
+            },
+          };
+        },
+      );
+      cached = { at: t, result };
+      return result;
+    };
+
     app.get(
       '/readyz',
       { schema: { response: { 200: jsonSchema(health), 503: jsonSchema(health) } } },
       async (request, reply) => {
-        let result: z.infer<typeof health>;
-        try {
-          result = await withTimeout(service.health(), HEALTH_TIMEOUT_MS);
-        } catch (err) {
-          request.log.warn({ err: (err as Error).message }, 'health check failed');
-          // Unauthenticated route: say what kind of failure, not its internals.
-          const detail = (err as Error).message.startsWith('no answer within')
-            ? (err as Error).message
-            : 'health check failed (see the server log)';
-          result = { ok: false, checks: { service: { ok: false, detail } } };
-        }
+        const result = await readiness(request.log);
         return reply.code(result.ok ? 200 : 503).send(result);
       },
     );

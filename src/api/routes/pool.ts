@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import type { LabvirtService } from '../../sessions/types.js';
+import { LabvirtError, type LabvirtService } from '../../sessions/types.js';
 import { actorOf } from '../auth.js';
 import {
   envState,
@@ -12,6 +12,33 @@ import {
   poolStatus,
 } from '../schemas.js';
 
+/**
+ * Pool views read Redis and the cluster; while those do not answer (Redis
+ * reconnecting queues commands for a long time) the caller gets a quick 503
+ * instead of a request that hangs.
+ */
+const READ_DEADLINE_MS = 3000;
+
+function withinDeadline<T>(work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new LabvirtError(
+            'UNAVAILABLE',
+            `the pool cannot be read right now (no answer within ${READ_DEADLINE_MS / 1000} s); retry later`,
+            { retryAfterSeconds: 5 },
+          ),
+        ),
+      READ_DEADLINE_MS,
+    );
+  });
+  // The late answer is dropped; its failure must not be an unhandled rejection.
+  work.catch(() => undefined);
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
+
 const envQuery = z.object({ flavor: flavorName.optional(), state: envState.optional() });
 
 /** Read-only views of the pool, its envs and the labs on offer. */
@@ -20,7 +47,7 @@ export function poolRoutes(service: LabvirtService) {
     app.get(
       '/pool',
       { schema: { response: { 200: jsonSchema(poolStatus), ...errorResponses } } },
-      () => service.poolStatus(),
+      () => withinDeadline(service.poolStatus()),
     );
 
     app.get<{ Querystring: z.infer<typeof envQuery> }>(
@@ -33,7 +60,7 @@ export function poolRoutes(service: LabvirtService) {
       },
       async (request) => {
         const actor = actorOf(request);
-        const envs = await service.listEnvs(request.query);
+        const envs = await withinDeadline(service.listEnvs(request.query));
         // A front end acting for a student sees only that student's envs.
         return { envs: actor === undefined ? envs : envs.filter((e) => e.student === actor) };
       },

@@ -11,12 +11,13 @@ export function registerConfigCommands(program: Command): void {
     .command('show')
     .description('print the effective configuration (file + environment + defaults) as YAML')
     .action(async (_opts, cmd: Command) => {
-      const [{ loadConfig }, { stringify }] = await Promise.all([
+      const [{ loadConfig, redactConfig }, { stringify }] = await Promise.all([
         import('../../config/index.js'),
         import('yaml'),
       ]);
       const cfg = loadConfig({ file: configFileOf(cmd) });
-      process.stdout.write(stringify(cfg));
+      // Credentials in URLs (redis://user:password@…) are shown as ***.
+      process.stdout.write(stringify(redactConfig(cfg)));
     });
   config
     .command('check')

@@ -1,13 +1,16 @@
 --[[
   requestSession: one atomic step for "student S wants lab L".
-  Returns the existing session for a repeated request id; refuses when the
+  Returns the existing session for a request id the same student already
+  used; refuses a request id that belongs to another student's session (the
+  key stays `request:<id>`, so records written before this check still read,
+  and ownership is the session's own `student` field); refuses when the
   student already holds the maximum of live sessions; otherwise claims the
   oldest warm env of the flavor or joins the flavor's FIFO line.
 
   KEYS: none (all keys share the {prefix} hash tag, built from ARGV[1])
   ARGV: prefix, sessionId, student, labId, flavor, requestId, publicKey,
         maxPerStudent, now
-  Returns: {'existing', id} | {'limit', id...} | {'claimed', id, envId} |
+  Returns: {'existing', id} | {'taken'} | {'limit', id...} | {'claimed', id, envId} |
            {'waiting', id, position}
 ]]
 local p, sid, student, labId, flavor, requestId, publicKey, maxPer, now =
@@ -15,8 +18,13 @@ local p, sid, student, labId, flavor, requestId, publicKey, maxPer, now =
 
 local requestKey = p .. 'request:' .. requestId
 local existing = redis.call('GET', requestKey)
-if existing and redis.call('EXISTS', p .. 'session:' .. existing) == 1 then
-  return {'existing', existing}
+if existing then
+  local owner = redis.call('HGET', p .. 'session:' .. existing, 'student')
+  if owner == student then
+    return {'existing', existing}
+  elseif owner then
+    return {'taken'}
+  end
 end
 
 local studentKey = p .. 'student:' .. student
