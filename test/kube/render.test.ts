@@ -47,7 +47,7 @@ describe('labvirt render', { timeout: 180_000 }, () => {
       });
     }
     const cp = vms[0]!.spec.template.spec.domain;
-    expect(cp).toMatchObject({ cpu: { cores: 2 }, memory: { guest: '1536Mi' } });
+    expect(cp).toMatchObject({ cpu: { cores: 2 }, memory: { guest: '2Gi' } });
     expect(vms[1]!.spec.template.spec.domain).toMatchObject({
       cpu: { cores: 1 },
       memory: { guest: '1Gi' },
