@@ -52,6 +52,10 @@ data_disk() {
   local dir target
   for dir in "${DATA_DIRS[@]}"; do
     mountpoint -q "$dir" && continue
+    # A golden image starts containerd at boot: nothing may hold files in
+    # the directory while it is copied and mounted over
+    # (containerd_config starts it again).
+    systemctl stop kubelet containerd 2>/dev/null || true
     target="$DATA_MOUNT/${dir##*/}"
     if [[ ! -d "$target" ]]; then
       mkdir -p "$dir" "$target.tmp"
