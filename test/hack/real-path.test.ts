@@ -33,7 +33,7 @@ function bashValue(text: string, name: string): string {
   return m[1]!.replace(/^"(.*)"$/, '$1');
 }
 
-describe('hack/e2e-real.sh --dry-run', () => {
+describe('hack/e2e-real.sh --dry-run', { timeout: 120_000 }, () => {
   it('prints every step against the current kubeconfig: conformance, one env per flavor, every lab’s real scripts, a report', () => {
     const r = run(join(HACK, 'e2e-real.sh'), ['--dry-run', '--out', '/tmp/e2e-dry'], {
       KUBECONFIG: '/tmp/e2e-dry/kubeconfig',
@@ -82,7 +82,7 @@ describe('hack/e2e-real.sh --dry-run', () => {
   });
 });
 
-describe('golden images (vm-templates/images)', () => {
+describe('golden images (vm-templates/images)', { timeout: 120_000 }, () => {
   const bake = readFileSync(join(IMAGES, 'bake.sh'), 'utf8');
 
   it('bake exactly the tools the rendered user data checks before it skips installing', async () => {
@@ -142,7 +142,7 @@ describe('golden images (vm-templates/images)', () => {
   });
 });
 
-describe('shell scripts of the real path', () => {
+describe('shell scripts of the real path', { timeout: 120_000 }, () => {
   it('pass shellcheck', () => {
     const files = [join(HACK, 'e2e-real.sh'), join(IMAGES, 'bake.sh')];
     const r = spawnSync(SHELLCHECK, ['-x', ...files], { encoding: 'utf8' });

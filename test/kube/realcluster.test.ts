@@ -250,7 +250,7 @@ describe('DNS', () => {
   });
 });
 
-describe('one provisioning deadline', () => {
+describe('one provisioning deadline', { timeout: 120_000 }, () => {
   it('is handed to the guests, whose retries stop when labvirt stops waiting', async () => {
     const doc = parse(
       userDataOf(
@@ -301,7 +301,7 @@ describe('one provisioning deadline', () => {
   });
 });
 
-describe('containerd and Calico in the guests', () => {
+describe('containerd and Calico in the guests', { timeout: 120_000 }, () => {
   it('set kubeadm’s pause image, systemd cgroups and the mirrors’ config_path in containerd’s real default config', () => {
     const defaults = readFileSync(join(FIXTURES, 'config-default-1.6.toml'), 'utf8');
     const out = bashWithLib(
@@ -340,10 +340,12 @@ describe('containerd and Calico in the guests', () => {
   });
 });
 
+// These spawn bash or cloud-init (Python) several times: seconds each, far
+// more on a loaded 2-core machine, so the default 30 s per test is too tight.
 /** Debian's cloud-init package; CI installs it (.ci/run). */
 const CLOUD_INIT = spawnSync('cloud-init', ['--version']).status === 0;
 
-describe('rendered user data', () => {
+describe('rendered user data', { timeout: 120_000 }, () => {
   it('passes `cloud-init schema` for every role, with mirrors and a proxy', async () => {
     if (!CLOUD_INIT) {
       throw new Error('cloud-init is missing: apt-get install cloud-init (.ci/run installs it)');
