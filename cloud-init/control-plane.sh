@@ -52,7 +52,7 @@ kubeadm_init() {
   endpoint=$(control_plane_fqdn)
   # The headless Service publishes the IP before the VM is Ready; until DNS
   # has it, init would time out talking to itself.
-  retry_for 600 5 getent hosts "$endpoint" >/dev/null || die "$endpoint does not resolve"
+  retry_until_deadline 5 getent hosts "$endpoint" >/dev/null || die "$endpoint does not resolve"
   write_kubeadm_config "$endpoint"
   if ! kubeadm init --config "$KUBEADM_CONFIG"; then
     log "kubeadm init failed; resetting for the next attempt"
@@ -91,7 +91,7 @@ fetch_calico() {
     cp "$CALICO_CACHED" "$out"
     return 0
   fi
-  retry_for 600 10 curl -fsSL --max-time 120 -o "$out" "$CALICO_URL" ||
+  retry_until_deadline 10 curl -fsSL --max-time 120 -o "$out" "$CALICO_URL" ||
     die "could not download $CALICO_URL"
 }
 
@@ -99,13 +99,14 @@ install_cni() {
   local manifest=/etc/labvirt/calico.yaml
   if [[ ! -s "$manifest" ]]; then
     fetch_calico "$manifest.download"
-    calico_set_pool_cidr "$manifest.download" "$LABVIRT_POD_CIDR" >"$manifest.tmp" ||
+    calico_from_quay "$manifest.download" >"$manifest.quay"
+    calico_set_pool_cidr "$manifest.quay" "$LABVIRT_POD_CIDR" >"$manifest.tmp" ||
       die "could not set the pod CIDR in Calico's manifest ($CALICO_VERSION)"
     mv "$manifest.tmp" "$manifest"
-    rm -f "$manifest.download"
+    rm -f "$manifest.download" "$manifest.quay"
   fi
   # Server-side apply: Calico's CRDs are too big for the last-applied annotation.
-  retry_for 300 10 kubectl apply --server-side --force-conflicts -f "$manifest" >/dev/null ||
+  retry_until_deadline 10 kubectl apply --server-side --force-conflicts -f "$manifest" >/dev/null ||
     die "could not apply Calico"
 }
 
@@ -143,16 +144,17 @@ main() {
       log "an earlier kubeadm init did not finish; resetting"
       reset_control_plane
     fi
-    retry_for 1200 15 kubeadm_init || die "kubeadm init kept failing"
+    retry_until_deadline 15 kubeadm_init || die "kubeadm init kept failing"
   fi
-  retry_for 600 5 api_answers || die "the API server does not answer"
+  retry_until_deadline 5 api_answers || die "the API server does not answer"
   user_kubeconfigs
   once cni install_cni
   if ((LABVIRT_EXPECTED_NODES == 1)); then
     once untaint allow_workloads_on_control_plane
   fi
-  retry_for 1800 10 all_nodes_ready || die "not every node became Ready within 30 minutes"
-  retry_for 600 10 kubectl -n kube-system rollout status deployment/coredns --timeout=60s ||
+  retry_until_deadline 10 all_nodes_ready ||
+    die "not every node became Ready within the provisioning deadline (${LABVIRT_DEADLINE_SECONDS}s)"
+  retry_until_deadline 10 kubectl -n kube-system rollout status deployment/coredns --timeout=60s ||
     die "CoreDNS did not become available"
   mark_ready
 }

@@ -1,8 +1,10 @@
 #!/bin/bash
-# Prepares a node for kubeadm: kernel settings, qemu-guest-agent, containerd,
-# and kubeadm/kubelet/kubectl of the flavor's minor version from pkgs.k8s.io.
-# Package installs are skipped on a golden image (LABVIRT_GOLDEN_IMAGE=true)
-# and whenever the binaries are already there. Safe to run on every boot.
+# Prepares a node for kubeadm: the data disk, kernel settings,
+# qemu-guest-agent, containerd, and kubeadm/kubelet/kubectl of the flavor's
+# minor version from pkgs.k8s.io. Package installs are skipped on a golden
+# image (LABVIRT_GOLDEN_IMAGE=true) and whenever the binaries are already
+# there (vm-templates/images/ bakes exactly the tools checked here, see
+# GOLDEN_TOOLS). Safe to run on every boot.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=lib.sh
@@ -11,13 +13,58 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt_updated=false
 
+# What a golden image must carry for this script to install nothing; the
+# golden-image recipe (vm-templates/images/bake.sh) bakes this list.
+readonly GOLDEN_TOOLS=(qemu-ga containerd runc kubeadm kubelet kubectl)
+
+# The emptyDisk labvirt attaches (vm.*.dataDisk), by the serial it sets.
+readonly DATA_DISK=/dev/disk/by-id/virtio-labvirt-data
+readonly DATA_MOUNT=/var/lib/labvirt-data
+readonly DATA_DIRS=(/var/lib/containerd /var/lib/kubelet)
+
 apt_install() {
   if [[ "$apt_updated" != true ]]; then
-    retry_for 600 10 apt-get update -q || die "apt-get update kept failing"
+    # A reboot during an earlier install leaves dpkg half-configured, and
+    # every apt-get after that refuses to run until this is done.
+    dpkg --configure -a || log "warning: dpkg --configure -a failed"
+    retry_until_deadline 10 apt-get update -q || die "apt-get update kept failing"
     apt_updated=true
   fi
-  retry_for 600 10 apt-get install -y -q --no-install-recommends "$@" ||
+  retry_until_deadline 10 apt-get install -y -q --no-install-recommends "$@" ||
     die "could not install $*"
+}
+
+# Formats the data disk on first use and mounts it under the directories
+# that grow (images, the kubelet's pods); what the image already holds there
+# (a golden image's pre-pulled images) is copied over first.
+data_disk() {
+  if [[ ! -b "$DATA_DISK" ]]; then
+    log "warning: no data disk at $DATA_DISK; using the root disk"
+    return 0
+  fi
+  if ! blkid "$DATA_DISK" >/dev/null 2>&1; then
+    mkfs.ext4 -q -L labvirt-data "$DATA_DISK"
+  fi
+  mkdir -p "$DATA_MOUNT"
+  mountpoint -q "$DATA_MOUNT" || mount "$DATA_DISK" "$DATA_MOUNT"
+  grep -q " $DATA_MOUNT " /etc/fstab ||
+    printf '%s %s ext4 defaults,nofail 0 2\n' "$DATA_DISK" "$DATA_MOUNT" >>/etc/fstab
+  local dir target
+  for dir in "${DATA_DIRS[@]}"; do
+    mountpoint -q "$dir" && continue
+    # A golden image starts containerd at boot: nothing may hold files in
+    # the directory while it is copied and mounted over
+    # (containerd_config starts it again).
+    systemctl stop kubelet containerd 2>/dev/null || true
+    target="$DATA_MOUNT/${dir##*/}"
+    if [[ ! -d "$target" ]]; then
+      mkdir -p "$dir" "$target.tmp"
+      cp -a "$dir/." "$target.tmp/"
+      mv "$target.tmp" "$target"
+    fi
+    mount --bind "$target" "$dir"
+    grep -q " $dir " /etc/fstab || printf '%s %s none bind,nofail 0 0\n' "$target" "$dir" >>/etc/fstab
+  done
 }
 
 have() {
@@ -56,12 +103,31 @@ containerd_runtime() {
     [[ "$LABVIRT_GOLDEN_IMAGE" != true ]] || die "golden image without containerd"
     apt_install containerd
   fi
-  if ! grep -qs 'SystemdCgroup = true' /etc/containerd/config.toml; then
-    mkdir -p /etc/containerd
-    containerd config default >/etc/containerd/config.toml
-    # kubeadm configures the kubelet for the systemd cgroup driver.
-    sed -i 's/SystemdCgroup = false/SystemdCgroup = true/' /etc/containerd/config.toml
+}
+
+# kubeadm's pause image for the installed version: containerd's default
+# sandbox_image differs, and kubeadm warns (and pulls twice) when they do.
+pause_image() {
+  kubeadm config images list --kubernetes-version "$(kubeadm version -o short)" 2>/dev/null |
+    grep -m1 '/pause:'
+}
+
+# containerd's configuration, rewritten on every run and applied only when it
+# changed: systemd cgroups (as kubeadm configures the kubelet), kubeadm's
+# pause image, registry mirrors from /etc/containerd/certs.d (vm.registryMirrors).
+containerd_config() {
+  local pause new=/etc/containerd/config.toml.labvirt
+  pause=$(pause_image) || die "kubeadm does not list a pause image"
+  mkdir -p /etc/containerd/certs.d
+  containerd config default | containerd_config_from_default "$pause" >"$new" ||
+    die "containerd's default configuration is not of the expected shape"
+  # The proxy drop-in (vm.proxy), if any, must be read before the restart.
+  systemctl daemon-reload
+  if ! cmp -s "$new" /etc/containerd/config.toml; then
+    mv "$new" /etc/containerd/config.toml
     systemctl restart containerd
+  else
+    rm -f "$new"
   fi
   printf 'runtime-endpoint: unix:///run/containerd/containerd.sock\n' >/etc/crictl.yaml
   systemctl enable --now containerd
@@ -81,7 +147,7 @@ kubernetes_packages() {
   local keyring=/etc/apt/keyrings/kubernetes-apt-keyring.gpg
   apt_install apt-transport-https ca-certificates curl gpg
   install -m 0755 -d /etc/apt/keyrings
-  retry_for 300 10 curl -fsSL --max-time 60 -o /tmp/kubernetes-release.key "${repo}Release.key" ||
+  retry_until_deadline 10 curl -fsSL --max-time 60 -o /tmp/kubernetes-release.key "${repo}Release.key" ||
     die "could not download ${repo}Release.key"
   gpg --dearmor --yes -o "$keyring" /tmp/kubernetes-release.key
   rm -f /tmp/kubernetes-release.key
@@ -93,10 +159,15 @@ kubernetes_packages() {
 
 main() {
   load_cluster_env
+  if [[ "$LABVIRT_GOLDEN_IMAGE" == true ]] && ! have "${GOLDEN_TOOLS[@]}"; then
+    die "the golden image lacks one of ${GOLDEN_TOOLS[*]}: rebuild it with vm-templates/images/bake.sh"
+  fi
+  data_disk
   kernel_prerequisites
   guest_agent
   containerd_runtime
   kubernetes_packages
+  containerd_config
   systemctl enable kubelet
 }
 

@@ -20,8 +20,9 @@ die() {
   exit 1
 }
 
-# Serialises bootstrap runs: cloud-init starts the role script from runcmd on
-# the first boot and from scripts/per-boot on every boot.
+# Serialises bootstrap runs: cloud-init starts the role script from
+# scripts/per-boot on every boot (the first included), and an operator may
+# start it by hand.
 take_bootstrap_lock() {
   exec 9>/run/labvirt-bootstrap.lock
   flock 9
@@ -34,9 +35,39 @@ load_cluster_env() {
   local var
   for var in LABVIRT_ROLE LABVIRT_NODE_NAME LABVIRT_ENV_NAMESPACE LABVIRT_K8S_MINOR \
     LABVIRT_GOLDEN_IMAGE LABVIRT_POD_CIDR LABVIRT_SERVICE_CIDR LABVIRT_CONTROL_PLANE_SERVICE \
-    LABVIRT_EXPECTED_NODES LABVIRT_BOOTSTRAP_TOKEN LABVIRT_CA_CERT_HASH; do
+    LABVIRT_EXPECTED_NODES LABVIRT_BOOTSTRAP_TOKEN LABVIRT_CA_CERT_HASH \
+    LABVIRT_HOST_CLUSTER_DOMAIN LABVIRT_DEADLINE_SECONDS; do
     [[ -n "${!var:-}" ]] || die "$var is not set in $LABVIRT_CLUSTER_ENV"
   done
+  # http_proxy, https_proxy and no_proxy for curl and kubeadm (vm.proxy).
+  if [[ -r "$LABVIRT_PROXY_ENV" ]]; then
+    # shellcheck disable=SC1090 # written by labvirt's renderer
+    . "$LABVIRT_PROXY_ENV"
+  fi
+}
+
+readonly LABVIRT_PROXY_ENV=/etc/labvirt/proxy.env
+# Written at the first run of the bootstrap on this disk: the guest's retries
+# end LABVIRT_DEADLINE_SECONDS after it, when labvirt stops waiting too.
+LABVIRT_BOOTSTRAP_STARTED=/var/lib/labvirt/bootstrap-started
+
+# seconds_left: what remains of the provisioning deadline (0 when past it).
+seconds_left() {
+  if [[ ! -s "$LABVIRT_BOOTSTRAP_STARTED" ]]; then
+    mkdir -p "$(dirname "$LABVIRT_BOOTSTRAP_STARTED")"
+    date +%s >"$LABVIRT_BOOTSTRAP_STARTED"
+  fi
+  local started left
+  started=$(<"$LABVIRT_BOOTSTRAP_STARTED")
+  left=$((started + LABVIRT_DEADLINE_SECONDS - $(date +%s)))
+  ((left > 0)) || left=0
+  printf '%s\n' "$left"
+}
+
+# retry_until_deadline INTERVAL COMMAND...: retry_for with what remains of the
+# provisioning deadline.
+retry_until_deadline() {
+  retry_for "$(seconds_left)" "$@"
 }
 
 # retry_for SECONDS INTERVAL COMMAND...: runs COMMAND until it succeeds or
@@ -87,27 +118,11 @@ mark_ready() {
   log "ready: wrote $LABVIRT_READY_MARKER"
 }
 
-# The host cluster's DNS domain, read from the search domains KubeVirt's DHCP
-# server hands the guest (copied from the virt-launcher pod's resolv.conf:
-# "<ns>.svc.<domain> svc.<domain> <domain>"). Falls back to cluster.local.
-LABVIRT_RESOLV_FILES=(/run/systemd/resolve/resolv.conf /etc/resolv.conf)
+# The host cluster's DNS domain (network.hostClusterDomain in labvirt's
+# config): guessing it from the DHCP search list breaks on images that rewrite
+# resolv.conf.
 host_cluster_domain() {
-  local file keyword rest domain
-  local -a domains
-  for file in "${LABVIRT_RESOLV_FILES[@]}"; do
-    [[ -r "$file" ]] || continue
-    while read -r keyword rest; do
-      [[ "$keyword" == search ]] || continue
-      read -ra domains <<<"$rest"
-      for domain in "${domains[@]}"; do
-        if [[ "$domain" == "$LABVIRT_ENV_NAMESPACE.svc."* ]]; then
-          printf '%s\n' "${domain#"$LABVIRT_ENV_NAMESPACE".svc.}"
-          return 0
-        fi
-      done
-    done <"$file"
-  done
-  printf 'cluster.local\n'
+  printf '%s\n' "$LABVIRT_HOST_CLUSTER_DOMAIN"
 }
 
 # The control plane's name on the host cluster: the env's headless Service
@@ -142,8 +157,9 @@ bootstrapTokens:
 nodeRegistration:
   name: "$LABVIRT_NODE_NAME"
   criSocket: unix:///run/containerd/containerd.sock
-  # The control plane VM is deliberately small (1.5 GiB by default).
-  ignorePreflightErrors: [Mem, NumCPU]
+  # Workers may have one vCPU; memory is at least 2 GiB (labvirt's config
+  # refuses less), so kubeadm's memory check stays on.
+  ignorePreflightErrors: [NumCPU]
 ---
 apiVersion: kubeadm.k8s.io/$api
 kind: ClusterConfiguration
@@ -163,6 +179,10 @@ apiServer:
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupDriver: systemd
+# CoreDNS (dnsPolicy: Default) forwards to these resolvers, not to the host
+# cluster's DNS in the guest's own resolv.conf. Workers get this setting from
+# the cluster's kubelet-config and the file from cloud-init.
+resolvConf: /etc/labvirt/upstream-resolv.conf
 CONF
 }
 
@@ -177,5 +197,28 @@ calico_set_pool_cidr() {
     "$manifest")
   grep -q -- "- name: CALICO_IPV4POOL_CIDR" <<<"$out" || return 1
   grep -q -- "value: \"$cidr\"" <<<"$out" || return 1
+  printf '%s\n' "$out"
+}
+
+# calico_from_quay MANIFEST: prints Calico's manifest with its images pulled
+# from quay.io, which has no anonymous pull limit (Docker Hub's is hit by the
+# second env behind one NAT address).
+calico_from_quay() {
+  sed -E 's#(image:[[:space:]]*)(docker\.io/)?calico/#\1quay.io/calico/#' "$1"
+}
+
+# containerd_config_from_default PAUSE_IMAGE: prints `containerd config
+# default` (stdin) with systemd cgroups, PAUSE_IMAGE as the sandbox image and
+# registry hosts read from /etc/containerd/certs.d; fails when a setting is
+# not where it is expected.
+containerd_config_from_default() {
+  local pause=$1 out
+  out=$(sed -E \
+    -e 's/SystemdCgroup = false/SystemdCgroup = true/' \
+    -e "s#^([[:space:]]*sandbox_image = ).*#\\1\"$pause\"#" \
+    -e '/\[plugins\."io\.containerd\.grpc\.v1\.cri"\.registry\]/,/^[[:space:]]*\[/ s#config_path = ""#config_path = "/etc/containerd/certs.d"#')
+  grep -q 'SystemdCgroup = true' <<<"$out" || return 1
+  grep -q "sandbox_image = \"$pause\"" <<<"$out" || return 1
+  grep -q 'config_path = "/etc/containerd/certs.d"' <<<"$out" || return 1
   printf '%s\n' "$out"
 }

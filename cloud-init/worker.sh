@@ -41,12 +41,13 @@ main() {
     endpoint=$(control_plane_fqdn)
     # The control plane boots at the same time and needs minutes for kubeadm
     # init: keep trying for as long as labvirt's provisioning deadline allows.
-    retry_for 1800 10 join_once "$endpoint" || die "could not join $endpoint within 30 minutes"
+    retry_until_deadline 10 join_once "$endpoint" ||
+      die "could not join $endpoint within the provisioning deadline (${LABVIRT_DEADLINE_SECONDS}s)"
   fi
   # Joined is not Ready: the marker waits until the node reports Ready (its
   # CNI is up). The control plane's marker waits for every node.
-  retry_for 1800 10 node_ready "$LABVIRT_NODE_NAME" ||
-    die "node $LABVIRT_NODE_NAME did not become Ready within 30 minutes"
+  retry_until_deadline 10 node_ready "$LABVIRT_NODE_NAME" ||
+    die "node $LABVIRT_NODE_NAME did not become Ready within the provisioning deadline (${LABVIRT_DEADLINE_SECONDS}s)"
   mark_ready
 }
 

@@ -9,8 +9,17 @@ if [[ ! -s "$snap" ]]; then
   echo "FAIL: $snap does not exist yet; take it with etcdctl snapshot save once the restore is done"
   exit 1
 fi
-if ! etcdutl snapshot status "$snap" >/dev/null 2>&1; then
-  echo "FAIL: $snap is not a valid etcd snapshot (etcdutl snapshot status rejects it)"
+# etcdutl where installed; else etcdctl's own (deprecated in 3.5, still there),
+# as registry.k8s.io/etcd 3.5 ships no etcdutl.
+snapshot_status() {
+  if command -v etcdutl >/dev/null; then
+    etcdutl snapshot status "$1"
+  else
+    ETCDCTL_API=3 etcdctl snapshot status "$1"
+  fi
+}
+if ! snapshot_status "$snap" >/dev/null 2>&1; then
+  echo "FAIL: $snap is not a valid etcd snapshot (etcdctl snapshot status rejects it)"
   exit 1
 fi
 if ! kubectl --request-timeout=10s -n prod get configmap critical-settings >/dev/null 2>&1; then

@@ -1,17 +1,24 @@
 #!/bin/bash
-# Installs etcdctl/etcdutl from the running etcd image, creates
-# prod/critical-settings, snapshots etcd, then deletes the namespace.
+# Installs etcdctl (and etcdutl where the image has it) from the running etcd
+# image, creates prod/critical-settings, records its uid, snapshots etcd,
+# then deletes the namespace.
 set -euo pipefail
 export KUBECONFIG=/etc/kubernetes/admin.conf
 
 crictl() { command crictl --runtime-endpoint unix:///run/containerd/containerd.sock "$@"; }
 
-if ! command -v etcdctl >/dev/null || ! command -v etcdutl >/dev/null; then
-  # The etcd image ships both tools; its root filesystem is visible to root
-  # on the host while the container runs.
+if ! command -v etcdctl >/dev/null; then
+  # The etcd image carries etcdctl; registry.k8s.io/etcd 3.5 has no etcdutl
+  # (etcd-io/etcd#13764), so the lab uses etcdctl's snapshot commands,
+  # which 3.5 still has. Its root filesystem is visible to root on the host
+  # while the container runs.
   cid=$(crictl ps --name '^etcd$' --state running -q | head -n 1)
+  [[ -n "$cid" ]] || { echo "no running etcd container" >&2; exit 1; }
   rootfs=/run/containerd/io.containerd.runtime.v2.task/k8s.io/$cid/rootfs
-  install -m 0755 "$rootfs/usr/local/bin/etcdctl" "$rootfs/usr/local/bin/etcdutl" /usr/local/bin/
+  install -m 0755 "$rootfs/usr/local/bin/etcdctl" /usr/local/bin/
+  if [[ -x "$rootfs/usr/local/bin/etcdutl" ]]; then
+    install -m 0755 "$rootfs/usr/local/bin/etcdutl" /usr/local/bin/
+  fi
 fi
 
 kubectl create namespace prod --dry-run=client -o yaml | kubectl apply -f -

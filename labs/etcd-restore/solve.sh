@@ -15,7 +15,11 @@ if ! restored; then
   peer=$(sed -n 's/.*--initial-advertise-peer-urls=\(.*\)$/\1/p' "$manifest" | head -n 1)
   target=/var/lib/etcd-restored-$(date +%s)
   old=$(crictl ps --name '^etcd$' --state running -q | head -n 1)
-  etcdutl snapshot restore /opt/etcd-backup/snapshot.db --data-dir "$target" \
+  # etcdutl where installed; registry.k8s.io/etcd 3.5 ships only etcdctl,
+  # whose snapshot restore (deprecated in 3.5) takes the same flags.
+  restore=(etcdutl)
+  command -v etcdutl >/dev/null || restore=(env ETCDCTL_API=3 etcdctl)
+  "${restore[@]}" snapshot restore /opt/etcd-backup/snapshot.db --data-dir "$target" \
     --name "$name" --initial-cluster "$name=$peer" --initial-advertise-peer-urls "$peer"
   # Only the hostPath line starts with "path:"; the container keeps /var/lib/etcd.
   sed -i -E "s#^(\s*path: )/var/lib/etcd(-restored-[0-9]+)?\$#\\1$target#" "$manifest"

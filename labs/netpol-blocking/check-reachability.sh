@@ -13,10 +13,17 @@ if ! kubectl -n frontend exec client -- wget -qO- -T 3 http://api.backend.svc.cl
   echo "FAIL: frontend/client gets no answer from http://api.backend (port 80)"
   exit 1
 fi
-# Deleting the intruder would make "it cannot reach the api" true for free.
-phase=$(kubectl -n other get pod intruder -o jsonpath='{.status.phase}' 2>/dev/null || true)
-if [[ "$phase" != "Running" ]]; then
-  echo "FAIL: other/intruder is ${phase:-gone}; keep it running: it shows that other namespaces stay blocked"
+# Deleting the intruder, or taking its label away, would make "it cannot
+# reach the api" true for free: it must exist, be Ready, and still look like
+# a frontend pod (role=frontend) from another namespace.
+ready=$(kubectl -n other get pod intruder -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
+if [[ "$ready" != "True" ]]; then
+  echo "FAIL: other/intruder is not there or not Ready; keep it running: it shows that other namespaces stay blocked"
+  exit 1
+fi
+role=$(kubectl -n other get pod intruder -o jsonpath='{.metadata.labels.role}')
+if [[ "$role" != "frontend" ]]; then
+  echo "FAIL: other/intruder lost its label role=frontend; leave it as it was: the policy must tell namespaces apart, not pod labels alone"
   exit 1
 fi
 ip=$(kubectl -n backend get service api -o jsonpath='{.spec.clusterIP}')

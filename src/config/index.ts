@@ -6,6 +6,7 @@ export {
   type ConfigInput,
   type FlavorConfig,
   type RoleResources,
+  type HostDnsConfig,
   type ScheduledTarget,
 } from './schema.js';
 export {

@@ -114,6 +114,37 @@ export const roleResourcesSchema = z.strictObject({
   memory: quantity,
   /** CPU limit of the virt-launcher pod (host-side cap). */
   cpuLimit: quantity.default('1'),
+  /**
+   * Writable disk for containerd's images and the kubelet (an `emptyDisk`
+   * mounted on /var/lib/containerd and /var/lib/kubelet): the stock Ubuntu
+   * containerDisk has about 2 GiB free. Counted in the env's quota as
+   * ephemeral storage of the launcher pod.
+   */
+  dataDisk: quantity.default('20Gi'),
+});
+
+/** A proxy URL as apt, curl and containerd read it (no quotes, spaces or backslashes). */
+const proxyUrl = z
+  .url({ protocol: /^https?$/, error: 'an http(s) URL such as http://proxy.example.org:3128' })
+  .refine((v) => !/[\s'"\\]/.test(v), 'no quotes, spaces or backslashes');
+
+/** The host cluster's DNS servers the env's VMs may reach (egress NetworkPolicy peers). */
+export const hostDnsSchema = z.strictObject({
+  /**
+   * `kube-dns`: pods labelled `k8s-app: kube-dns` in kube-system (kubeadm,
+   * most managed clusters); `nodelocaldns`: those plus NodeLocal DNSCache's
+   * 169.254.20.10; `openshift`: the pods of the `openshift-dns` namespace
+   * (port 5353). The fields below replace the preset's.
+   */
+  preset: z.enum(['kube-dns', 'nodelocaldns', 'openshift']).default('kube-dns'),
+  /** Namespace of the DNS pods (instead of the preset's). */
+  namespace: z.string().min(1).optional(),
+  /** Labels of the DNS pods (instead of the preset's). */
+  podLabels: z.record(z.string(), z.string()).optional(),
+  /** Ports the DNS pods listen on (instead of the preset's). */
+  ports: z.array(z.number().int().min(1).max(65535)).min(1).optional(),
+  /** Addresses of DNS servers that are not pods (node-local caches), allowed besides the pods. */
+  addresses: z.array(cidr).optional(),
 });
 
 export const flavorSchema = z.strictObject({
@@ -243,13 +274,60 @@ export const configSchema = z
       .strictObject({
         /** Default containerDisk for every flavor without its own image. */
         image: z.string().min(1).default('quay.io/containerdisks/ubuntu:22.04'),
-        controlPlane: roleResourcesSchema.default({ cpus: 2, memory: '1536Mi', cpuLimit: '1' }),
-        worker: roleResourcesSchema.default({ cpus: 1, memory: '1Gi', cpuLimit: '1' }),
+        /** The control plane: at least 2Gi of memory (kubeadm's minimum). */
+        controlPlane: roleResourcesSchema.default({
+          cpus: 2,
+          memory: '2Gi',
+          cpuLimit: '1',
+          dataDisk: '20Gi',
+        }),
+        worker: roleResourcesSchema.default({
+          cpus: 1,
+          memory: '1Gi',
+          cpuLimit: '1',
+          dataDisk: '20Gi',
+        }),
+        /**
+         * Registry mirrors for containerd in the guests, by registry host
+         * (`docker.io`, `registry.k8s.io`, `quay.io`), each a list of mirror
+         * URLs tried in order before the registry itself.
+         */
+        registryMirrors: z
+          .record(
+            z
+              .string()
+              .regex(
+                /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$/,
+                'a registry host such as docker.io',
+              ),
+            z
+              .array(z.url({ protocol: /^https?$/, error: 'an http(s) URL of a registry mirror' }))
+              .min(1),
+          )
+          .default({}),
+        /** An HTTP(S) proxy the guests use for apt, curl and containerd. */
+        proxy: z
+          .strictObject({
+            /** Proxy for http:// URLs. */
+            http: proxyUrl.optional(),
+            /** Proxy for https:// URLs. */
+            https: proxyUrl.optional(),
+            /**
+             * Hosts and domains reached without the proxy, besides the ones
+             * labvirt always adds (localhost, the env's CIDRs, `.svc` and the
+             * host cluster's domain).
+             */
+            noProxy: z
+              .array(z.string().regex(/^[A-Za-z0-9.*/:-]+$/, 'a host, domain, IP or CIDR'))
+              .default([]),
+          })
+          .optional(),
       })
       .default({
         image: 'quay.io/containerdisks/ubuntu:22.04',
-        controlPlane: { cpus: 2, memory: '1536Mi', cpuLimit: '1' },
-        worker: { cpus: 1, memory: '1Gi', cpuLimit: '1' },
+        controlPlane: { cpus: 2, memory: '2Gi', cpuLimit: '1', dataDisk: '20Gi' },
+        worker: { cpus: 1, memory: '1Gi', cpuLimit: '1', dataDisk: '20Gi' },
+        registryMirrors: {},
       }),
     network: z
       .strictObject({
@@ -306,6 +384,22 @@ export const configSchema = z
           .default('labvirt'),
         /** Allow KubeVirt's virt-api to reach port 22 (`virtctl ssh`). */
         allowVirtctlSsh: z.boolean().default(false),
+        /** The host cluster's DNS, which the guests use to find their control plane. */
+        hostDns: hostDnsSchema.default({ preset: 'kube-dns' }),
+        /** The host cluster's DNS domain (`cluster.local` unless its kubelets say otherwise). */
+        hostClusterDomain: z
+          .string()
+          .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/, 'a DNS domain such as cluster.local')
+          .default('cluster.local'),
+        /**
+         * Resolvers the student clusters' CoreDNS forwards to (never the host
+         * cluster's DNS, which would tell them other envs' names).
+         */
+        upstreamDns: z
+          .array(z.ipv4({ error: 'an IPv4 address such as 1.1.1.1' }))
+          .min(1)
+          .max(3)
+          .default(['1.1.1.1', '9.9.9.9']),
       })
       .default({
         podCidr: '10.243.0.0/16',
@@ -321,6 +415,9 @@ export const configSchema = z
         gatewayPodLabels: { 'app.kubernetes.io/name': 'labvirt' },
         gatewayNamespace: 'labvirt',
         allowVirtctlSsh: false,
+        hostDns: { preset: 'kube-dns' },
+        hostClusterDomain: 'cluster.local',
+        upstreamDns: ['1.1.1.1', '9.9.9.9'],
       }),
     ssh: z
       .strictObject({
@@ -419,8 +516,12 @@ export const configSchema = z
          * than the provisioning and teardown jobs of workerConcurrency.
          */
         prepareConcurrency: z.number().int().min(1).max(2000).default(200),
-        /** How long one env may take to provision before the attempt fails. */
-        provisionDeadlineSeconds: z.number().int().min(10).max(7200).default(900),
+        /**
+         * How long one env may take to provision before the attempt fails. The
+         * guests' own retries (kubeadm, joins, waiting for nodes) stop within
+         * the same time, counted from their first boot.
+         */
+        provisionDeadlineSeconds: z.number().int().min(10).max(7200).default(1200),
         /** Attempts per env before it is failed and torn down. */
         provisionAttempts: z.number().int().min(1).max(10).default(3),
         /** How long a crashed worker's job stays locked before another worker takes it over. */
@@ -441,7 +542,7 @@ export const configSchema = z
         maxProvisioning: 10,
         workerConcurrency: 5,
         prepareConcurrency: 200,
-        provisionDeadlineSeconds: 900,
+        provisionDeadlineSeconds: 1200,
         provisionAttempts: 3,
         jobLockSeconds: 30,
         maxSetupMoves: 2,
@@ -648,6 +749,17 @@ function crossChecks(input: unknown, ctx: IssueSink): void {
       message: `defaultMinutes (${sessions.defaultMinutes}) exceeds maxMinutes (${sessions.maxMinutes})`,
     });
   }
+  const controlPlane = record(record(cfg.vm).controlPlane);
+  if (typeof controlPlane.memory === 'string' && /^[0-9]/.test(controlPlane.memory)) {
+    const bytes = quantityBytes(controlPlane.memory);
+    if (bytes !== undefined && bytes < 2 * 2 ** 30) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['vm', 'controlPlane', 'memory'],
+        message: `at least 2Gi: kubeadm refuses a control plane with less (got ${controlPlane.memory})`,
+      });
+    }
+  }
   const network = record(cfg.network);
   const pod = typeof network.podCidr === 'string' ? parseCidr(network.podCidr) : undefined;
   const svc = typeof network.serviceCidr === 'string' ? parseCidr(network.serviceCidr) : undefined;
@@ -660,10 +772,27 @@ function crossChecks(input: unknown, ctx: IssueSink): void {
   }
 }
 
+const QUANTITY_UNITS: Record<string, number> = {
+  '': 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+};
+function quantityBytes(q: string): number | undefined {
+  const m = /^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(q);
+  return m ? Number(m[1]) * (QUANTITY_UNITS[m[2] ?? ''] ?? 1) : undefined;
+}
+
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 export type FlavorConfig = z.output<typeof flavorSchema>;
 export type RoleResources = z.output<typeof roleResourcesSchema>;
+export type HostDnsConfig = z.output<typeof hostDnsSchema>;
 export type ScheduledTarget = z.output<typeof scheduledTargetSchema>;
 
 /** Canonical flavor name: `v<minor>-<nodes>node`, e.g. `v1.30-3node`. */

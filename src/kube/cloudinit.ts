@@ -21,7 +21,12 @@ const SSH_PUBLIC_KEY =
   /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( [^\r\n]*)?$/;
 // Values go into a file the scripts source: only characters that need no
 // quoting beyond single quotes, so nothing can break out of them.
-const SAFE_ENV_VALUE = /^[A-Za-z0-9._:/=+-]*$/;
+const SAFE_ENV_VALUE = /^[A-Za-z0-9._:/=+,-]*$/;
+
+/** Where the kubelet reads the resolvers for pods with `dnsPolicy: Default`, CoreDNS included. */
+export const UPSTREAM_RESOLV_CONF = '/etc/labvirt/upstream-resolv.conf';
+/** Proxy settings the scripts source (curl and kubeadm read these variables). */
+export const PROXY_ENV_PATH = '/etc/labvirt/proxy.env';
 
 interface WriteFile {
   path: string;
@@ -75,8 +80,22 @@ export function renderUserData(input: UserDataInput): string {
       LABVIRT_EXPECTED_NODES: String(flavor.nodes),
       LABVIRT_BOOTSTRAP_TOKEN: secrets.bootstrapToken,
       LABVIRT_CA_CERT_HASH: secrets.caHash,
+      LABVIRT_HOST_CLUSTER_DOMAIN: config.network.hostClusterDomain,
+      // The guests stop retrying when labvirt stops waiting (counted from
+      // their first boot, which comes after labvirt's clock started).
+      LABVIRT_DEADLINE_SECONDS: String(config.pool.provisionDeadlineSeconds),
     }),
   });
+  files.push(
+    {
+      path: UPSTREAM_RESOLV_CONF,
+      permissions: '0644',
+      owner: 'root:root',
+      content: upstreamResolvConf(config),
+    },
+    ...registryMirrorFiles(config),
+    ...proxyFiles(config),
+  );
   if (role === 'control-plane') {
     // kubeadm init keeps a CA it finds in place: every env's cluster is
     // signed by the CA labvirt generated, which is what the workers' hash pins.
@@ -109,4 +128,99 @@ function clusterEnv(values: Record<string, string>): string {
     lines.push(`${name}='${value}'`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The resolv.conf the kubelet hands CoreDNS (KubeletConfiguration
+ * `resolvConf`): the configured public resolvers, never the host cluster's
+ * DNS that the guest's own resolv.conf points at.
+ */
+function upstreamResolvConf(config: Config): string {
+  const lines = ['# Written by labvirt: CoreDNS forwards here (network.upstreamDns).'];
+  for (const ip of config.network.upstreamDns) lines.push(`nameserver ${ip}`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** The registry's own endpoint, as containerd's hosts.toml names it. */
+function registryServer(registry: string): string {
+  return registry === 'docker.io' ? 'https://registry-1.docker.io' : `https://${registry}`;
+}
+
+/** containerd's hosts.toml per mirrored registry (`config_path` is set by install-kubernetes.sh). */
+function registryMirrorFiles(config: Config): WriteFile[] {
+  return Object.entries(config.vm.registryMirrors).map(([registry, mirrors]) => {
+    const lines = [
+      '# Written by labvirt from vm.registryMirrors.',
+      `server = ${JSON.stringify(registryServer(registry))}`,
+    ];
+    for (const mirror of mirrors) {
+      lines.push('', `[host.${JSON.stringify(mirror.replace(/\/+$/, ''))}]`);
+      lines.push('  capabilities = ["pull", "resolve"]');
+    }
+    return {
+      path: `/etc/containerd/certs.d/${registry}/hosts.toml`,
+      permissions: '0644',
+      owner: 'root:root',
+      content: `${lines.join('\n')}\n`,
+    };
+  });
+}
+
+/** The no_proxy list: the operator's entries plus what must never go through a proxy. */
+export function noProxyList(config: Config): string[] {
+  const domain = config.network.hostClusterDomain;
+  const always = [
+    'localhost',
+    '127.0.0.1',
+    config.network.podCidr,
+    config.network.serviceCidr,
+    '.svc',
+    `.${domain}`,
+    'cluster.local',
+    '.cluster.local',
+  ];
+  return [...new Set([...always, ...(config.vm.proxy?.noProxy ?? [])])];
+}
+
+/** apt's, curl's (via the scripts) and containerd's proxy settings. */
+function proxyFiles(config: Config): WriteFile[] {
+  const proxy = config.vm.proxy;
+  if (!proxy || (!proxy.http && !proxy.https)) return [];
+  const noProxy = noProxyList(config).join(',');
+  const vars: [string, string][] = [];
+  if (proxy.http) vars.push(['http_proxy', proxy.http], ['HTTP_PROXY', proxy.http]);
+  if (proxy.https) vars.push(['https_proxy', proxy.https], ['HTTPS_PROXY', proxy.https]);
+  vars.push(['no_proxy', noProxy], ['NO_PROXY', noProxy]);
+  const apt = [
+    ...(proxy.http ? [`Acquire::http::Proxy "${proxy.http}";`] : []),
+    ...(proxy.https ? [`Acquire::https::Proxy "${proxy.https}";`] : []),
+  ];
+  // systemd expands % in Environment=; the URLs hold no quotes or spaces.
+  const unit = [
+    '[Service]',
+    ...vars
+      .filter(([name]) => name === name.toUpperCase())
+      .map(([name, value]) => `Environment="${name}=${value.replace(/%/g, '%%')}"`),
+  ];
+  return [
+    {
+      path: PROXY_ENV_PATH,
+      permissions: '0600',
+      owner: 'root:root',
+      content: `${vars.map(([name, value]) => `export ${name}='${value}'`).join('\n')}\n`,
+    },
+    {
+      path: '/etc/apt/apt.conf.d/95labvirt-proxy',
+      // A proxy URL may carry credentials.
+      permissions: '0600',
+      owner: 'root:root',
+      content: `${apt.join('\n')}\n`,
+    },
+    {
+      path: '/etc/systemd/system/containerd.service.d/labvirt-proxy.conf',
+      permissions: '0600',
+      owner: 'root:root',
+      content: `${unit.join('\n')}\n`,
+    },
+  ];
 }

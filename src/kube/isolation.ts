@@ -1,7 +1,8 @@
-import type { Config } from '../config/index.js';
+import type { Config, HostDnsConfig } from '../config/index.js';
 import type { KubeObject } from './client.js';
 import { CONTROL_PLANE_SERVICE, LABELS, SSH_NODEPORT_SERVICE, type NodeName } from './names.js';
-import { formatCpu, parseQuantity, toMi } from './quantity.js';
+import { formatBytes, formatCpu, parseQuantity, toMi } from './quantity.js';
+import { launcherEphemeralBytes } from './vm.js';
 
 export interface IsolationInput {
   config: Config;
@@ -20,8 +21,8 @@ const NETPOL = { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy' } as 
  * - `default-deny`: every pod of the namespace is isolated both ways;
  * - `allow-within-env`: the env's VMs talk to each other on any port (kubeadm,
  *   kubelet, Calico's VXLAN, NodePorts inside the student cluster);
- * - `allow-dns`: the host cluster's DNS (the guests resolve the control plane's
- *   Service name and the internet through it);
+ * - `allow-dns`: the host cluster's DNS, as `network.hostDns` says (the
+ *   guests resolve the control plane's Service name through it);
  * - `allow-internet`: everything outside `network.deniedEgressCidrs` (private
  *   ranges by default: other envs, the host's pods, nodes and cloud metadata);
  * - `allow-ssh-from-labvirt`: port 22 from labvirt's own pods (gateway and
@@ -74,26 +75,7 @@ export function renderNetworkPolicies(input: IsolationInput): KubeObject[] {
     {
       ...NETPOL,
       metadata: meta('allow-dns'),
-      spec: {
-        podSelector: envPods,
-        policyTypes: ['Egress'],
-        egress: [
-          {
-            to: [
-              {
-                namespaceSelector: {
-                  matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' },
-                },
-                podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
-              },
-            ],
-            ports: [
-              { protocol: 'UDP', port: 53 },
-              { protocol: 'TCP', port: 53 },
-            ],
-          },
-        ],
-      },
+      spec: { podSelector: envPods, policyTypes: ['Egress'], egress: hostDnsEgress(config) },
     },
     {
       ...NETPOL,
@@ -135,6 +117,68 @@ export function renderNetworkPolicies(input: IsolationInput): KubeObject[] {
     });
   }
   return policies;
+}
+
+interface DnsPeers {
+  namespace: string;
+  podLabels: Record<string, string>;
+  ports: number[];
+  addresses: string[];
+}
+
+/** The presets of `network.hostDns.preset`. */
+export const HOST_DNS_PRESETS: Record<HostDnsConfig['preset'], DnsPeers> = {
+  'kube-dns': {
+    namespace: 'kube-system',
+    podLabels: { 'k8s-app': 'kube-dns' },
+    ports: [53],
+    addresses: [],
+  },
+  // NodeLocal DNSCache answers on a link-local address on every node, which
+  // `deniedEgressCidrs` excludes by default; the kube-dns pods stay as its
+  // upstream and as the fallback while the cache restarts.
+  nodelocaldns: {
+    namespace: 'kube-system',
+    podLabels: { 'k8s-app': 'kube-dns' },
+    ports: [53],
+    addresses: ['169.254.20.10/32'],
+  },
+  // OpenShift's DNS operator runs CoreDNS in openshift-dns, listening on 5353
+  // behind the Service's port 53 (policies see the pod's port).
+  openshift: {
+    namespace: 'openshift-dns',
+    podLabels: { 'dns.operator.openshift.io/daemonset-dns': 'default' },
+    ports: [5353, 53],
+    addresses: [],
+  },
+};
+
+/** The host DNS servers the env's VMs may query: the preset, with any field replaced. */
+export function hostDnsPeers(config: Config): DnsPeers {
+  const dns = config.network.hostDns;
+  const preset = HOST_DNS_PRESETS[dns.preset];
+  return {
+    namespace: dns.namespace ?? preset.namespace,
+    podLabels: dns.podLabels ?? preset.podLabels,
+    ports: dns.ports ?? preset.ports,
+    addresses: dns.addresses ?? preset.addresses,
+  };
+}
+
+function hostDnsEgress(config: Config): Record<string, unknown>[] {
+  const peers = hostDnsPeers(config);
+  const ports = peers.ports.flatMap((port) => [
+    { protocol: 'UDP', port },
+    { protocol: 'TCP', port },
+  ]);
+  const to: Record<string, unknown>[] = [
+    {
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': peers.namespace } },
+      podSelector: { matchLabels: peers.podLabels },
+    },
+    ...peers.addresses.map((cidr) => ({ ipBlock: { cidr } })),
+  ];
+  return [{ to, ports }];
 }
 
 /**
@@ -192,24 +236,41 @@ export interface EnvResources {
   pods: number;
   requestsMemoryMi: number;
   cpu: number;
+  /** Ephemeral storage the launchers request (data disks and overhead), side containers included. */
+  ephemeralStorageBytes: number;
 }
+
+/** Ephemeral storage each container that sets none requests (the LimitRange's default). */
+const DEFAULT_EPHEMERAL_REQUEST = '64Mi';
+/** Containers per launcher pod besides the compute one (containerDisk, console log, hotplug). */
+const SIDE_CONTAINERS = 3;
 
 /** What an env's VMs need on the host cluster, side containers included. */
 export function envResources(config: Config, nodes: NodeName[]): EnvResources {
   let memoryMi = 0;
   let cpu = 0;
+  let ephemeral = 0;
   for (const node of nodes) {
     const res = node === 'control-plane' ? config.vm.controlPlane : config.vm.worker;
     memoryMi += launcherMemoryMi(res.memory, res.cpus) + SIDECAR_MEMORY_MI;
     cpu += parseQuantity(res.cpuLimit) + SIDECAR_CPU;
+    ephemeral +=
+      launcherEphemeralBytes(res.dataDisk) +
+      SIDE_CONTAINERS * parseQuantity(DEFAULT_EPHEMERAL_REQUEST);
   }
-  return { pods: nodes.length + 1, requestsMemoryMi: memoryMi, cpu };
+  return {
+    pods: nodes.length + 1,
+    requestsMemoryMi: memoryMi,
+    cpu,
+    ephemeralStorageBytes: ephemeral,
+  };
 }
 
 /**
  * ResourceQuota and LimitRange sized from the flavor: the env's launcher pods
  * (one spare for a VMI being replaced), their memory requests and CPU, a few
- * Services for the NodePort sync, no volumes (VMs boot from containerDisks).
+ * Services for the NodePort sync, the data disks as ephemeral storage, no
+ * volumes (VMs boot from containerDisks).
  * The quota must be created LAST: a real API server refuses objects a quota
  * counts until the quota controller has computed its status.
  */
@@ -232,7 +293,13 @@ export function renderQuota(input: IsolationInput): { limitRange: KubeObject; qu
           // limit (the quota counts limits.cpu) get a small one.
           max: { cpu: formatCpu(largestCpuLimit) },
           default: { cpu: '100m' },
-          defaultRequest: { cpu: '10m', memory: '16Mi' },
+          // The quota counts requests.ephemeral-storage: containers that
+          // request none (the launcher's side containers) get a little.
+          defaultRequest: {
+            cpu: '10m',
+            memory: '16Mi',
+            'ephemeral-storage': DEFAULT_EPHEMERAL_REQUEST,
+          },
         },
       ],
     },
@@ -249,6 +316,7 @@ export function renderQuota(input: IsolationInput): { limitRange: KubeObject; qu
         'requests.cpu': formatCpu(need.cpu),
         'limits.cpu': formatCpu(need.cpu),
         'requests.memory': `${need.requestsMemoryMi}Mi`,
+        'requests.ephemeral-storage': formatBytes(need.ephemeralStorageBytes),
         'count/virtualmachines.kubevirt.io': String(nodes.length),
         services: String(1 + nodePorts),
         'services.nodeports': String(nodePorts),

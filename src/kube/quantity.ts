@@ -20,3 +20,9 @@ export function formatCpu(cores: number): string {
   const milli = Math.round(cores * 1000);
   return milli % 1000 === 0 ? String(milli / 1000) : `${milli}m`;
 }
+
+/** Bytes as a binary quantity (`22Gi`, `1536Mi`), rounded up to a whole MiB. */
+export function formatBytes(bytes: number): string {
+  const mi = Math.ceil(bytes / 2 ** 20);
+  return mi % 1024 === 0 ? `${mi / 1024}Gi` : `${mi}Mi`;
+}

@@ -6,7 +6,22 @@ import type {
 import type { Config, FlavorConfig } from '../config/index.js';
 import type { KubeObject } from './client.js';
 import { cloudInitSecretName, type NodeName, type NodeRole } from './names.js';
+import { formatBytes, parseQuantity } from './quantity.js';
 import { loadYamlTemplate, vmTemplatesDir } from './templates.js';
+
+/**
+ * The data disk's serial: the guest finds it as
+ * `/dev/disk/by-id/virtio-labvirt-data` (cloud-init/install-kubernetes.sh).
+ */
+export const DATA_DISK_SERIAL = 'labvirt-data';
+const DATA_DISK_NAME = 'datadisk';
+/** Ephemeral storage a launcher needs besides the data disk (the containerDisk's overlay, logs). */
+export const LAUNCHER_EPHEMERAL_OVERHEAD = 2 * 2 ** 30;
+
+/** Ephemeral storage one VM's launcher pod requests: its data disk plus overhead. */
+export function launcherEphemeralBytes(dataDisk: string): number {
+  return parseQuantity(dataDisk) + LAUNCHER_EPHEMERAL_OVERHEAD;
+}
 
 export interface VmInput {
   config: Config;
@@ -51,6 +66,13 @@ export function renderVirtualMachine(input: VmInput): KubeObject {
   domain.memory = { ...domain.memory, guest: res.memory };
   domain.resources = {
     ...domain.resources,
+    // KubeVirt copies these to the launcher's compute container: the
+    // scheduler reserves node disk for the emptyDisk, and the env's quota
+    // counts it (requests only; a limit would evict a VM whose disk fills).
+    requests: {
+      ...domain.resources?.requests,
+      'ephemeral-storage': formatBytes(launcherEphemeralBytes(res.dataDisk)),
+    },
     limits: { ...domain.resources?.limits, cpu: res.cpuLimit },
   };
 
@@ -61,6 +83,21 @@ export function renderVirtualMachine(input: VmInput): KubeObject {
     throw new Error(`${file} needs a containerDisk volume and a cloudInitNoCloud volume`);
   }
   disk.containerDisk.image = flavor.image ?? config.vm.image;
+  // containerd's images and the kubelet's files do not fit on the image's
+  // root disk: a blank disk of the role's size, formatted at first boot.
+  const disks = (domain.devices.disks ??= []);
+  const dataDisk = disks.find((d) => d.name === DATA_DISK_NAME);
+  if (dataDisk) {
+    dataDisk.serial = DATA_DISK_SERIAL;
+  } else {
+    disks.push({ name: DATA_DISK_NAME, serial: DATA_DISK_SERIAL, disk: { bus: 'virtio' } });
+  }
+  const dataVolume = volumes.find((v) => v.name === DATA_DISK_NAME);
+  if (dataVolume) {
+    dataVolume.emptyDisk = { capacity: res.dataDisk };
+  } else {
+    volumes.push({ name: DATA_DISK_NAME, emptyDisk: { capacity: res.dataDisk } });
+  }
   // A Secret, not inline user data: KubeVirt caps inline user data at 2048 bytes.
   cloudInit.cloudInitNoCloud = { secretRef: { name: cloudInitSecretName(node) } };
   return vm as unknown as KubeObject;

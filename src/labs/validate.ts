@@ -1,7 +1,8 @@
 import { compareRealAndSim, silentCheckWarnings } from './compare.js';
-import { sep } from 'node:path';
+import { join, sep } from 'node:path';
 import { loadLabs, shownPath } from './load.js';
 import { embeddedManifestProblems } from './manifests.js';
+import { problem } from './problems.js';
 import { findShellcheck, shellcheckProblems } from './shellcheck.js';
 import type { Lab, LabProblem, LoadLabsOptions } from './types.js';
 
@@ -52,7 +53,13 @@ export async function validateLabs(
         ? `, ${manifests.skipped} skipped (a kind without a schema here, or a here-document the shell expands)`
         : ''),
   );
-  for (const lab of labs) warnings.push(...silentCheckWarnings(lab), ...compareRealAndSim(lab));
+  for (const lab of labs) {
+    warnings.push(
+      ...missingSolveWarnings(lab),
+      ...silentCheckWarnings(lab),
+      ...compareRealAndSim(lab),
+    );
+  }
   const inside = (lab: Lab) => `${shownPath(lab.dir)}${sep}`;
   return {
     labs: labs.filter((lab) => !problems.some((p) => p.file.startsWith(inside(lab)))),
@@ -60,4 +67,21 @@ export async function validateLabs(
     warnings,
     notes,
   };
+}
+
+/**
+ * A lab without a real `solve` cannot be proven on a real cluster:
+ * `labvirt labs test --real` has nothing to show that its checks pass after
+ * a correct fix (the sim variant proves labvirt's plumbing, not the scenario).
+ */
+function missingSolveWarnings(lab: Lab): LabProblem[] {
+  if (lab.solve.length > 0) return [];
+  return [
+    problem(
+      shownPath(join(lab.dir, 'lab.yaml')),
+      'solve',
+      'the lab has no real `solve` script: nothing shows on a real cluster that its checks pass after a correct fix',
+      'add `solve: [{ node: control-plane, script: solve.sh }]` that fixes the scenario the way a student would',
+    ),
+  ];
 }

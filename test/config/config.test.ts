@@ -26,7 +26,12 @@ describe('loadConfig', () => {
     const cfg = loadConfig({ env: {} });
     expect(cfg.namespacePrefix).toBe('lab-');
     expect(Object.keys(cfg.flavors)).toContain('v1.30-3node');
-    expect(cfg.vm.controlPlane).toEqual({ cpus: 2, memory: '1536Mi', cpuLimit: '1' });
+    expect(cfg.vm.controlPlane).toEqual({
+      cpus: 2,
+      memory: '2Gi',
+      cpuLimit: '1',
+      dataDisk: '20Gi',
+    });
     expect(cfg.network.podCidr).toBe('10.243.0.0/16');
     expect(cfg.ssh.mode).toBe('gateway');
   });

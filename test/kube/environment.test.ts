@@ -211,8 +211,8 @@ describe('the VirtualMachine template', () => {
       named(objects, 'VirtualMachine', 'control-plane').spec.template.spec.domain,
     ).toMatchObject({
       cpu: { cores: 2 },
-      memory: { guest: '1536Mi' },
-      resources: { limits: { cpu: '1' } },
+      memory: { guest: '2Gi' },
+      resources: { limits: { cpu: '1' }, requests: { 'ephemeral-storage': '22Gi' } },
     });
     expect(named(objects, 'VirtualMachine', 'worker-1').spec.template.spec.domain).toMatchObject({
       cpu: { cores: 1 },
@@ -260,13 +260,13 @@ describe('Services', () => {
 
 describe('ResourceQuota and LimitRange', () => {
   it('size the quota from the VMs plus launcher overhead', async () => {
-    // 1536Mi guest, 2 vCPUs: 1536 + 220 + 3 + 16 = 1775; 1Gi, 1 vCPU: 1024 + 220 + 2 + 8 = 1254.
-    expect(launcherMemoryMi('1536Mi', 2)).toBe(1775);
+    // 2Gi guest, 2 vCPUs: 2048 + 220 + 4 + 16 = 2288; 1Gi, 1 vCPU: 1024 + 220 + 2 + 8 = 1254.
+    expect(launcherMemoryMi('2Gi', 2)).toBe(2288);
     expect(launcherMemoryMi('1Gi', 1)).toBe(1254);
     const three = named(await renderWith('v1.30-3node'), 'ResourceQuota', 'env-quota');
     expect(three.spec.hard).toMatchObject({
       pods: '4',
-      'requests.memory': `${1775 + 2 * 1254 + 3 * 128}Mi`,
+      'requests.memory': `${2288 + 2 * 1254 + 3 * 128}Mi`,
       'requests.cpu': '4500m',
       'limits.cpu': '4500m',
       'count/virtualmachines.kubevirt.io': '3',
@@ -275,7 +275,7 @@ describe('ResourceQuota and LimitRange', () => {
     const one = named(await renderWith('v1.31-1node'), 'ResourceQuota', 'env-quota');
     expect(one.spec.hard).toMatchObject({
       pods: '2',
-      'requests.memory': `${1775 + 128}Mi`,
+      'requests.memory': `${2288 + 128}Mi`,
       'limits.cpu': '1500m',
     });
   });

@@ -18,6 +18,7 @@ function render(args: string[]) {
   return {
     code: r.status,
     stderr: r.stderr,
+    stdout: r.stdout,
     objects: parseAllDocuments(r.stdout).map((d) => d.toJS() as Record<string, any>),
   };
 }
@@ -26,8 +27,15 @@ function render(args: string[]) {
 // on a loaded 2-core machine, so the default 30 s per test is too tight.
 describe('labvirt render', { timeout: 180_000 }, () => {
   it('prints a whole 3-node env in creation order: Namespace first, ResourceQuota last', () => {
-    const { code, objects } = render(['--flavor', 'v1.30-3node', '--env', 'demo']);
+    const { code, objects, stdout } = render(['--flavor', 'v1.30-3node', '--env', 'demo']);
     expect(code).toBe(0);
+    // Isolation rests on the host's CNI: the output says so before the policies.
+    expect(
+      stdout.startsWith(
+        '# labvirt: the NetworkPolicies below isolate this env only where the host',
+      ),
+    ).toBe(true);
+    expect(stdout).toContain('`labvirt doctor` checks it.');
     expect(objects[0]).toMatchObject({ kind: 'Namespace', metadata: { name: 'lab-demo' } });
     expect(objects.at(-1)?.kind).toBe('ResourceQuota');
     const vms = objects.filter((o) => o.kind === 'VirtualMachine');
@@ -47,7 +55,7 @@ describe('labvirt render', { timeout: 180_000 }, () => {
       });
     }
     const cp = vms[0]!.spec.template.spec.domain;
-    expect(cp).toMatchObject({ cpu: { cores: 2 }, memory: { guest: '1536Mi' } });
+    expect(cp).toMatchObject({ cpu: { cores: 2 }, memory: { guest: '2Gi' } });
     expect(vms[1]!.spec.template.spec.domain).toMatchObject({
       cpu: { cores: 1 },
       memory: { guest: '1Gi' },

@@ -90,6 +90,21 @@ describe('static comparison of real and sim checks', () => {
     ]);
   });
 
+  it('warns when a lab has no real solve, and not when it has one', async () => {
+    const { labs, problems, warnings } = await validateLabs(join(FIXTURES, 'nosolve'), {
+      flavors,
+    });
+    expect(problems).toEqual([]);
+    expect(labs.map((l) => l.id)).toEqual(['unsolved']);
+    expect(
+      warnings.filter((w) => w.field === 'solve').map((w) => `${w.file} ${w.message}`),
+    ).toEqual([
+      `${relative(process.cwd(), join(FIXTURES, 'nosolve', 'unsolved', 'lab.yaml'))} the lab has no real \`solve\` script: nothing shows on a real cluster that its checks pass after a correct fix`,
+    ]);
+    const solved = await validateLabs(join(FIXTURES, 'mismatch'), { flavors });
+    expect(solved.warnings.some((w) => w.field === 'solve')).toBe(false);
+  });
+
   it('the shipped labs have no problems; their warnings are the known node drifts', async () => {
     const { labs, problems, warnings } = await validateLabs(SHIPPED_LABS, { flavors });
     expect(formatProblems(problems)).toBe('');

@@ -43,14 +43,14 @@ describe('failures', () => {
 
   it('stops adding envs and says so when the host cluster is full', async () => {
     const stack = await startTestStack({
-      // Two nodes with room for about three 1-node VMs in all.
+      // One node with room for two 1-node VMs (2Gi guests) in all.
       sim: { nodes: 1, nodeMemory: 6 * 2 ** 30 },
       overrides: {
         flavors: {
           [ONE]: { kubernetesVersion: '1.30', nodes: 1, minWarm: 8, maxTotal: 10 },
           'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
         },
-        vm: { controlPlane: { cpus: 2, memory: '1536Mi', cpuLimit: '1' } },
+        vm: { controlPlane: { cpus: 2, memory: '2Gi', cpuLimit: '1' } },
         pool: { provisionDeadlineSeconds: 10 },
       },
     });

@@ -70,6 +70,11 @@ export function registerRenderCommand(program: Command): void {
           console.error(`labvirt: not validated: ${err.message}`);
         }
       }
+      // A CNI without NetworkPolicy accepts these policies and enforces none.
+      process.stdout.write(
+        "# labvirt: the NetworkPolicies below isolate this env only where the host's CNI\n" +
+          '# enforces NetworkPolicy (flannel alone does not): `labvirt doctor` checks it.\n',
+      );
       process.stdout.write(objects.map((o) => stringify(o, { lineWidth: 0 })).join('---\n'));
     });
 }

@@ -1,0 +1,2 @@
+export { PROJECT_ROOT } from '../../src/kube/templates.js';
+export { renderWith, userDataOf } from '../kube/helpers.js';
