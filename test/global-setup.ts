@@ -1,33 +1,31 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { installWithApt } from '../src/host-packages/index.js';
 import { ensureRedisServer } from '../src/redis/index.js';
+
+/** Debian packages the suite runs, by a binary each provides. */
+const PACKAGES: [binary: string, pkg: string][] = [
+  ['/usr/bin/shellcheck', 'shellcheck'],
+  ['/usr/bin/bwrap', 'bubblewrap'],
+  ['/usr/bin/cloud-init', 'cloud-init'],
+];
 
 /**
  * `npm test` on a machine with only Node.js and npm: the suite needs a real
- * redis-server and shellcheck. Install them once with apt-get when this runs
- * as root on a Debian-family system; otherwise the tests that need them say
- * how to install them.
+ * redis-server, bubblewrap (the sim's guest sandboxes), shellcheck and
+ * cloud-init. Install them once with apt-get when this runs as root on a
+ * Debian-family system; otherwise the tests that need them say how to install
+ * them.
  */
 export default async function setup(): Promise<void> {
+  const log = (line: string) => console.log(`[test setup] ${line}`);
   try {
-    await ensureRedisServer({ log: (line) => console.log(`[test setup] ${line}`) });
+    await ensureRedisServer({ log });
   } catch (err) {
     console.warn(`[test setup] ${(err as Error).message}`);
   }
-  const hasShellcheck = ['/usr/bin/shellcheck', '/usr/local/bin/shellcheck'].some((p) =>
-    existsSync(p),
-  );
-  if (!hasShellcheck && process.getuid?.() === 0 && existsSync('/usr/bin/apt-get')) {
-    console.log('[test setup] shellcheck not found: installing it with apt-get (once)…');
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    spawnSync('/usr/bin/apt-get', ['update', '-qq'], { env, stdio: 'ignore' });
-    spawnSync(
-      '/usr/bin/apt-get',
-      ['install', '-y', '-qq', '--no-install-recommends', 'shellcheck'],
-      {
-        env,
-        stdio: 'ignore',
-      },
-    );
+  for (const [binary, pkg] of PACKAGES) {
+    if (existsSync(binary) || existsSync(binary.replace('/usr/bin/', '/usr/local/bin/'))) continue;
+    const failed = installWithApt(pkg, { log });
+    if (failed) console.warn(`[test setup] ${pkg} is missing and was not installed: ${failed}`);
   }
 }

@@ -194,7 +194,3 @@ async function earlierSecrets(ctx: PoolContext, namespace: string) {
     throw err;
   }
 }
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}

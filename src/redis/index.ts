@@ -1,9 +1,10 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdirSync, mkdtempSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { Redis } from 'ioredis';
+import { installWithApt, isExecutable } from '../host-packages/index.js';
 
 export class RedisServerMissingError extends Error {
   constructor(detail: string) {
@@ -18,15 +19,6 @@ export class RedisServerMissingError extends Error {
 
 export interface FindOptions {
   env?: NodeJS.ProcessEnv;
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Path of a redis-server binary: $LABVIRT_REDIS_SERVER, then $PATH, then the usual places. */
@@ -61,25 +53,8 @@ export interface EnsureOptions extends FindOptions {
 export async function ensureRedisServer(options: EnsureOptions = {}): Promise<string> {
   const found = findRedisServer(options);
   if (found) return found;
-  const env = options.env ?? process.env;
-  const allowInstall = options.allowInstall ?? process.getuid?.() === 0;
-  if (!allowInstall) throw new RedisServerMissingError('not running as root');
-  const aptGet = ['/usr/bin/apt-get', '/bin/apt-get'].find(isExecutable);
-  if (!aptGet) throw new RedisServerMissingError('no apt-get on this system');
-  const log = options.log ?? ((line: string) => process.stderr.write(line + '\n'));
-  log('redis-server not found: installing it with apt-get (once)…');
-  const aptEnv = { ...env, DEBIAN_FRONTEND: 'noninteractive' };
-  for (const args of [
-    ['update', '-qq'],
-    ['install', '-y', '-qq', '--no-install-recommends', 'redis-server'],
-  ]) {
-    const r = spawnSync(aptGet, args, { env: aptEnv, stdio: ['ignore', 'ignore', 'pipe'] });
-    if (r.status !== 0) {
-      throw new RedisServerMissingError(
-        `apt-get ${args[0]} failed: ${r.stderr?.toString().slice(-300)}`,
-      );
-    }
-  }
+  const failed = installWithApt('redis-server', options);
+  if (failed) throw new RedisServerMissingError(failed);
   const installed = findRedisServer(options);
   if (!installed)
     throw new RedisServerMissingError('apt-get finished but redis-server is still missing');

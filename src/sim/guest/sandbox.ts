@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HELPER_SOURCE, startSpawner, type HelperLaunch, type Spawner } from './spawner.js';
+import { installWithApt } from '../../host-packages/index.js';
 
 /**
  * Sim guests run in Linux namespaces made by bubblewrap (`bwrap`, Debian's
@@ -36,11 +37,14 @@ let support: SandboxSupport | undefined;
 /** Whether bwrap exists and can make the namespaces a guest needs (checked once per process). */
 export function sandboxSupport(): SandboxSupport {
   if (support) return support;
+  // Like redis-server: installed with apt-get when missing and this process is root.
+  const installFailed = BWRAP.some((p) => existsSync(p)) ? undefined : installWithApt('bubblewrap');
   const bwrap = BWRAP.find((p) => existsSync(p));
   if (!bwrap) {
     support = {
       reason:
-        'bubblewrap (bwrap) is not installed; install it (Debian/Ubuntu: apt-get install bubblewrap)',
+        `bubblewrap (bwrap) is not installed and labvirt cannot install it here (${installFailed ?? 'apt-get finished but bwrap is still missing'}); ` +
+        'install it (Debian/Ubuntu: sudo apt-get install bubblewrap)',
     };
     return support;
   }
