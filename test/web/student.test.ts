@@ -92,13 +92,13 @@ describe('the student page', () => {
     // From alice's page (same origin, her cookie sent): bob's terminal socket is refused.
     await page.goto(`${stack.labvirt.apiUrl}/s/${alice.id}`);
     const opened = await page.evaluate(
-      (id) =>
+      ({ id, host }) =>
         new Promise<string>((resolve) => {
-          const ws = new WebSocket(`ws://${location.host}/s/${id}/terminal?node=control-plane`);
+          const ws = new WebSocket(`ws://${host}/s/${id}/terminal?node=control-plane`);
           ws.onopen = () => resolve('open');
           ws.onerror = () => resolve('refused');
         }),
-      bob.id,
+      { id: bob.id, host: new URL(stack.labvirt.apiUrl!).host },
     );
     expect(opened).toBe('refused');
     // A request without the page's header cannot act for her (another site's form cannot either).

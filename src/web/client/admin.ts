@@ -105,6 +105,20 @@ function addFeed(entry: State['feed'][number]) {
 }
 
 function render(state: State) {
+  // The chart ends at the counts shown now, so a fresh page draws a line too.
+  const current = {
+    at: Date.now(),
+    flavors: Object.fromEntries(
+      state.pool.flavors.map((f) => [
+        f.flavor,
+        {
+          warm: f.counts.warm ?? 0,
+          used: (f.counts.claimed ?? 0) + (f.counts.preparing ?? 0) + (f.counts.active ?? 0),
+        },
+      ]),
+    ),
+  };
+  const history = [...state.history, current];
   document.getElementById('updated')!.textContent =
     `updated ${new Date(state.at).toLocaleTimeString()}`;
   const flavors = document.querySelector('#flavors tbody')!;
@@ -121,7 +135,7 @@ function render(state: State) {
         f.maxTotal,
         f.waiting,
         f.capacityBlocked ? `blocked: ${f.capacityReason ?? ''}` : 'ok',
-        chart(state.history, f.flavor, f.maxTotal),
+        chart(history, f.flavor, f.maxTotal),
       );
       tr.dataset.flavor = f.flavor;
       return tr;
