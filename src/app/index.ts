@@ -43,7 +43,12 @@ import {
   type SlackSecrets,
 } from '../slack/index.js';
 import { NodePortSync } from '../sync/index.js';
-import { createWebFrontEnd, linkEventFeed, withBridgeKey, type GatewayTarget } from '../web/index.js';
+import {
+  createWebFrontEnd,
+  linkEventFeed,
+  withBridgeKey,
+  type GatewayTarget,
+} from '../web/index.js';
 import { namespaceEventFor } from './env-events.js';
 import { keyStoreFor } from './keys.js';
 
