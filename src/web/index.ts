@@ -14,7 +14,7 @@ import { attachTerminalSockets } from './terminal.js';
 export { withBridgeKey, TERMINAL_NODES, type GatewayTarget, type TerminalNode } from './bridge.js';
 export { linkEventFeed, type EventFeed, type FeedEntry } from './feed.js';
 export { CONTENT_SECURITY_POLICY } from './routes.js';
-export type { SingleUseTokens } from './signin.js';
+export { issueSignInToken, type SingleUseTokens } from './signin.js';
 
 export interface WebOptions {
   service: LabvirtService;
