@@ -25,6 +25,23 @@ import { machineLoad, pct, result } from './lib.js';
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
 const KEYS = Number(process.env.BENCH_KEYS ?? 20);
 const ENVS = Number(process.env.BENCH_ENVS ?? 20);
+/** Terminals opening at once (like the gateway bench); all stay open for the measurement. */
+const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 50);
+
+/** Runs `open` for every id, at most PARALLEL at a time, keeping the order. */
+async function openAll<T>(ids: string[], open: (id: string) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array(ids.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(PARALLEL, ids.length) }, async () => {
+      while (next < ids.length) {
+        const i = next++;
+        out[i] = await open(ids[i]!);
+      }
+    }),
+  );
+  return out;
+}
 
 /** One terminal, whatever carries it: write a key, hear the output. */
 interface Pipe {
@@ -160,53 +177,49 @@ async function main() {
     });
 
     // Plain SSH: every session's shell through the gateway at once.
-    const sshPipes: Pipe[] = await Promise.all(
-      [...sessions.keys()].map(async (id) => {
-        const c = await connectClient({
-          port: gw.port,
-          username: id,
-          privateKey: student.private,
-          readyTimeout: 60_000,
-        });
-        const stream = await new Promise<ClientChannel>((resolve, reject) =>
-          c.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, s) =>
-            err ? reject(err) : resolve(s),
-          ),
-        );
-        return {
-          write: (d) => stream.write(d),
-          onOutput: (l) => stream.on('data', (b: Buffer) => l(b.toString('utf8'))),
-          close: () => c.end(),
-        };
-      }),
-    );
+    const sshPipes: Pipe[] = await openAll([...sessions.keys()], async (id) => {
+      const c = await connectClient({
+        port: gw.port,
+        username: id,
+        privateKey: student.private,
+        readyTimeout: 60_000,
+      });
+      const stream = await new Promise<ClientChannel>((resolve, reject) =>
+        c.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, s) =>
+          err ? reject(err) : resolve(s),
+        ),
+      );
+      return {
+        write: (d) => stream.write(d),
+        onOutput: (l) => stream.on('data', (b: Buffer) => l(b.toString('utf8'))),
+        close: () => c.end(),
+      };
+    });
     const sshTimes = (await Promise.all(sshPipes.map(typeAndTime))).flat();
     for (const p of sshPipes) p.close();
 
     // The web bridge: sign in (the real single-use link), open the WebSocket.
-    const webPipes: Pipe[] = await Promise.all(
-      [...sessions.keys()].map(async (id) => {
-        const token = await issueSignInToken(tokens, id, 600);
-        const res = await fetch(`${base}/s/${id}?t=${token}`, { redirect: 'manual' });
-        const cookie = res.headers.get('set-cookie')!.split(';')[0]!;
-        const ws = new WebSocket(
-          `${base.replace('http', 'ws')}/s/${id}/terminal?node=control-plane&cols=80&rows=24`,
-          {
-            headers: { cookie, origin: base },
-          },
-        );
-        await new Promise((resolve, reject) => {
-          ws.once('open', resolve);
-          ws.once('error', reject);
-        });
-        return {
-          write: (d) => ws.send(Buffer.from(d), { binary: true }),
-          onOutput: (l) =>
-            ws.on('message', (data: Buffer, binary: boolean) => binary && l(data.toString('utf8'))),
-          close: () => ws.close(),
-        };
-      }),
-    );
+    const webPipes: Pipe[] = await openAll([...sessions.keys()], async (id) => {
+      const token = await issueSignInToken(tokens, id, 600);
+      const res = await fetch(`${base}/s/${id}?t=${token}`, { redirect: 'manual' });
+      const cookie = res.headers.get('set-cookie')!.split(';')[0]!;
+      const ws = new WebSocket(
+        `${base.replace('http', 'ws')}/s/${id}/terminal?node=control-plane&cols=80&rows=24`,
+        {
+          headers: { cookie, origin: base },
+        },
+      );
+      await new Promise((resolve, reject) => {
+        ws.once('open', resolve);
+        ws.once('error', reject);
+      });
+      return {
+        write: (d) => ws.send(Buffer.from(d), { binary: true }),
+        onOutput: (l) =>
+          ws.on('message', (data: Buffer, binary: boolean) => binary && l(data.toString('utf8'))),
+        close: () => ws.close(),
+      };
+    });
     const webTimes = (await Promise.all(webPipes.map(typeAndTime))).flat();
     for (const p of webPipes) p.close();
 

@@ -115,7 +115,9 @@ function connect(options: {
     const client = new ssh2.Client();
     const expected = options.hostPublicKey ? hostKeyBlob(options.hostPublicKey) : undefined;
     client.once('ready', () => resolve(client));
-    client.once('error', reject);
+    // `on`, not `once`: ssh2 can emit a second error (a connection lost
+    // during the handshake), which would crash the process without a listener.
+    client.on('error', reject);
     client.connect({
       host: options.host,
       port: options.port,
