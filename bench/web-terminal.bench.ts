@@ -69,8 +69,11 @@ async function typeAndTime(pipe: Pipe): Promise<number[]> {
         resolve();
       };
     });
-  await until(() => /[$#] ?$/.test(seen.trimEnd() + ' ') || seen.length > 0);
-  await new Promise((r) => setTimeout(r, 200));
+  // Warm-up, not measured: a key every half second until the shell echoes one.
+  const poke = setInterval(() => pipe.write('z'), 500);
+  pipe.write('z');
+  await until(() => seen.includes('z')).finally(() => clearInterval(poke));
+  await new Promise((r) => setTimeout(r, 300));
   const times: number[] = [];
   for (let i = 0; i < KEYS; i++) {
     const key = String.fromCharCode(97 + (i % 26));
@@ -195,6 +198,7 @@ async function main() {
         close: () => c.end(),
       };
     });
+    console.log(`${sshPipes.length} SSH shells open`);
     const sshTimes = (await Promise.all(sshPipes.map(typeAndTime))).flat();
     for (const p of sshPipes) p.close();
 
@@ -220,6 +224,7 @@ async function main() {
         close: () => ws.close(),
       };
     });
+    console.log(`${webPipes.length} web terminals open`);
     const webTimes = (await Promise.all(webPipes.map(typeAndTime))).flat();
     for (const p of webPipes) p.close();
 

@@ -83,6 +83,10 @@ interface PoolSample {
 /** The student page, the operator dashboard and what their scripts call. */
 export function webRoutes(o: WebRouteOptions) {
   return async function plugin(app: FastifyInstance): Promise<void> {
+    // Pages, not API: kept out of /openapi.json.
+    app.addHook('onRoute', (route) => {
+      route.schema = { ...route.schema, hide: true };
+    });
     app.addHook('onSend', async (_request, reply) => {
       reply.header('content-security-policy', CONTENT_SECURITY_POLICY);
       reply.header('x-content-type-options', 'nosniff');
