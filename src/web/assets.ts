@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { PAGE_CSS } from './style.js';
@@ -17,22 +17,52 @@ export interface Asset {
 const CLIENT_DIR = fileURLToPath(new URL('../../src/web/client/', import.meta.url));
 const ENTRIES = ['terminal', 'admin'] as const;
 
-function entryFile(name: string): string {
-  const file = `${CLIENT_DIR}${name}.ts`;
-  if (!existsSync(file)) throw new Error(`the web page sources are missing: ${file}`);
-  return file;
+/** Where `npm run build` (and the image build) leaves the bundled assets: dist/web/assets/. */
+const PREBUILT_DIR = fileURLToPath(new URL('./assets/', import.meta.url));
+
+const TYPES: Record<string, string> = {
+  js: 'text/javascript; charset=utf-8',
+  css: 'text/css; charset=utf-8',
+};
+
+/**
+ * The pages' assets: bundled now from the sources when they are here (a
+ * checkout: `labvirt dev`, tests), else the ones bundled at build time (the
+ * container image carries dist/ only).
+ */
+export async function loadAssets(): Promise<Map<string, Asset>> {
+  if (existsSync(`${CLIENT_DIR}terminal.ts`)) return buildAssets();
+  if (!existsSync(PREBUILT_DIR)) {
+    throw new Error(
+      `the web pages' assets are missing: neither ${CLIENT_DIR} nor ${PREBUILT_DIR} (run npm run build)`,
+    );
+  }
+  const assets = new Map<string, Asset>();
+  for (const name of await readdir(PREBUILT_DIR)) {
+    const type = TYPES[name.slice(name.lastIndexOf('.') + 1)];
+    if (type) assets.set(name, { type, body: await readFile(`${PREBUILT_DIR}${name}`, 'utf8') });
+  }
+  return assets;
+}
+
+/** Bundles the assets into `dir` (default dist/web/assets/ beside this module). */
+export async function writeAssets(dir = PREBUILT_DIR): Promise<string[]> {
+  const assets = await buildAssets();
+  await mkdir(dir, { recursive: true });
+  for (const [name, asset] of assets) await writeFile(`${dir}/${name}`, asset.body);
+  return [...assets.keys()];
 }
 
 /**
- * Bundles the pages' scripts (xterm.js included) with esbuild once, at
- * start-up, from the installed packages: nothing is fetched from a CDN, so
+ * Bundles the pages' scripts (xterm.js included) with esbuild (a development
+ * dependency) from the installed packages: nothing is fetched from a CDN, so
  * a classroom without internet access works, and no build step has to run
  * before `labvirt dev`.
  */
-export async function buildAssets(): Promise<Map<string, Asset>> {
+async function buildAssets(): Promise<Map<string, Asset>> {
   const esbuild = await import('esbuild');
   const result = await esbuild.build({
-    entryPoints: Object.fromEntries(ENTRIES.map((name) => [name, entryFile(name)])),
+    entryPoints: Object.fromEntries(ENTRIES.map((name) => [name, `${CLIENT_DIR}${name}.ts`])),
     bundle: true,
     format: 'esm',
     minify: true,

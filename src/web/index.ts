@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../log/index.js';
 import { LabvirtError, type LabvirtService } from '../sessions/types.js';
-import { buildAssets } from './assets.js';
+import { loadAssets } from './assets.js';
 import type { GatewayTarget } from './bridge.js';
 import type { EventFeed } from './feed.js';
 import { webRoutes } from './routes.js';
@@ -44,12 +44,12 @@ export interface WebFrontEnd {
   attach(server: Server): { close(): void };
 }
 
-/** Builds the web front end; bundles the page scripts once (esbuild, from node_modules). */
+/** Builds the web front end; bundles the page scripts once (esbuild, from node_modules), or loads those bundled at build time. */
 export async function createWebFrontEnd(options: WebOptions): Promise<WebFrontEnd> {
   const now = options.now ?? Date.now;
   const signer = new CookieSigner(options.apiToken);
   const cookies = new SessionCookies(signer, now);
-  const assets = await buildAssets();
+  const assets = await loadAssets();
   const linkTtl = options.linkTtlSeconds ?? 15 * 60;
   return {
     routes: webRoutes({
