@@ -13,7 +13,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npx tsc -p tsconfig.build.json
+# The web pages' scripts and styles, bundled into dist/web/assets/ (src/ is not in the image).
+RUN npx tsc -p tsconfig.build.json && node dist/web/write-assets.js
 
 # 2. Production dependencies only.
 FROM ${NODE_IMAGE} AS deps

@@ -80,6 +80,10 @@ export class ApiClient {
       CHECK_TIMEOUT_MS,
     );
   }
+  /** A single-use link that opens the session's page (terminal in the browser). */
+  webLink(id: string): Promise<{ sessionId: string; url: string; expiresAt: string }> {
+    return this.call('POST', `/v1/sessions/${encodeURIComponent(id)}/web-link`);
+  }
   hint(id: string): Promise<HintResult> {
     return this.call('POST', `/v1/sessions/${encodeURIComponent(id)}/hint`);
   }

@@ -33,6 +33,12 @@ export interface ApiOptions {
   keyLinks?: KeyLinks;
   /** Rate limits of the /v1 routes (none when absent). */
   limits?: ApiLimits;
+  /** The web pages (src/web): student terminal, operator dashboard, and their WebSocket. */
+  web?: {
+    routes: (app: FastifyInstance) => Promise<void>;
+    v1Routes: (app: FastifyInstance) => Promise<void>;
+    attach(server: FastifyInstance['server']): { close(): void };
+  };
 }
 
 export interface StartApiOptions extends ApiOptions {
@@ -125,6 +131,11 @@ export function buildApi(options: ApiOptions): FastifyInstance {
     });
   }
   if (options.keyLinks) void app.register(keyLinkRoutes(options.keyLinks));
+  if (options.web) {
+    void app.register(options.web.routes);
+    const sockets = options.web.attach(app.server);
+    app.addHook('onClose', async () => sockets.close());
+  }
   void app.register(
     async (v1) => {
       requireBearerToken(v1, options.token);
@@ -138,6 +149,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       });
       await v1.register(sessionRoutes(options.service));
       await v1.register(poolRoutes(options.service));
+      if (options.web) await v1.register(options.web.v1Routes);
     },
     { prefix: '/v1' },
   );

@@ -43,6 +43,12 @@ import {
   type SlackSecrets,
 } from '../slack/index.js';
 import { NodePortSync } from '../sync/index.js';
+import {
+  createWebFrontEnd,
+  linkEventFeed,
+  withBridgeKey,
+  type GatewayTarget,
+} from '../web/index.js';
 import { namespaceEventFor } from './env-events.js';
 import { keyStoreFor } from './keys.js';
 
@@ -335,6 +341,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     }
 
     let gatewayPort: number | undefined;
+    let gatewayHostKey: string | undefined;
     if (roles.gateway && config.ssh.mode === 'gateway') {
       const hostKey = await loadOrCreateHostKey(keyStoreFor(config.ssh.hostKey, cluster));
       // Sessions are held in memory; every replica's changes arrive through Redis.
@@ -356,7 +363,8 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         hostKey: hostKey.privateKey,
         host: config.ssh.bindAddress,
         port: config.ssh.gatewayPort,
-        directory,
+        // The web terminal bridge logs in with labvirt's own key (src/web).
+        directory: withBridgeKey(directory, orchestratorKey.publicKey),
         executorKey: orchestratorKey.privateKey,
         resolve: resolver,
         idleTimeoutMs: config.ssh.idleTimeoutMinutes * 60_000,
@@ -366,6 +374,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         logger: moduleLogger(log, 'gateway', config.logLevels),
       });
       gatewayPort = gateway.port;
+      gatewayHostKey = hostKey.publicKey;
       metrics.watchGateway(gateway);
       stack.push(() => gateway.close());
     }
@@ -393,6 +402,44 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
 
     let apiUrl: string | undefined;
     if (roles.api) {
+      // The web pages' live feed hears every replica's events through Redis.
+      const feedSubscriber = redis.duplicate();
+      feedSubscriber.on('error', (err: Error) =>
+        log.warn({ err: err.message }, 'redis feed subscriber connection error'),
+      );
+      const feed = await linkEventFeed({
+        events,
+        publisher: redis,
+        subscriber: feedSubscriber,
+        channel: `${config.redis.prefix}:events`,
+      });
+      stack.push(() => feed.close());
+      // Web terminals enter through this replica's gateway, else the one students use.
+      const webGateway = (): GatewayTarget | undefined =>
+        config.ssh.mode !== 'gateway'
+          ? undefined
+          : gatewayPort !== undefined
+            ? {
+                host: '127.0.0.1',
+                port: gatewayPort,
+                privateKey: orchestratorKey.privateKey,
+                hostPublicKey: gatewayHostKey,
+              }
+            : {
+                host: config.ssh.publicHost,
+                port: config.ssh.gatewayPort,
+                privateKey: orchestratorKey.privateKey,
+              };
+      const web = await createWebFrontEnd({
+        service,
+        tokens: store,
+        apiToken: options.apiToken,
+        gateway: webGateway,
+        feed,
+        logger: moduleLogger(log, 'web', config.logLevels),
+        publicUrl: config.api.publicUrl,
+        now,
+      });
       const api = await startApi({
         service,
         events,
@@ -412,6 +459,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
           redis,
           keyPrefix: `${config.redis.prefix}:api-rate`,
         },
+        web,
       });
       apiUrl = api.url;
       stack.push(() => api.close());

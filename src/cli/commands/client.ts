@@ -197,6 +197,16 @@ function printSession(out: Connection['out'], s: SessionView, keyFile?: string):
   }
 }
 
+/**
+ * The terminal-in-the-browser link of an active session (single use, so a
+ * fresh one each time). A server without web pages simply has none to give.
+ */
+async function printWebLink(conn: Connection, s: SessionView): Promise<void> {
+  if (s.state !== 'active') return;
+  const link = await conn.client.webLink(s.id).catch(() => undefined);
+  if (link) conn.out(`  browser:  ${link.url} (opens once)`);
+}
+
 /** Saves a private key next to the user, never over an existing file. */
 function savePrivateKey(sessionId: string, key: string, requested?: string): string {
   const base = resolve(requested ?? `${sessionId}.key`);
@@ -328,7 +338,10 @@ export function registerClientCommands(program: Command): void {
       else timedOut = true;
     }
     if (conn.json) conn.out(JSON.stringify({ ...view, privateKeyFile: keyFile }, null, 2));
-    else printSession(conn.out, view, keyFile);
+    else {
+      printSession(conn.out, view, keyFile);
+      await printWebLink(conn, view);
+    }
     if (timedOut) {
       fail(
         CLIENT_EXIT.refused,
@@ -376,6 +389,7 @@ export function registerClientCommands(program: Command): void {
     const view = await run(conn, (c) => c.status(session));
     if (conn.json) return conn.out(JSON.stringify(view, null, 2));
     printSession(conn.out, view);
+    await printWebLink(conn, view);
   });
 
   withClientOptions(

@@ -1,0 +1,260 @@
+/**
+ * Web terminal benchmark (run: `npx tsx bench/web-terminal.bench.ts`), loopback only:
+ * BENCH_SESSIONS (default 200) terminals open at once, each typing
+ * BENCH_KEYS (default 20) keystrokes one after another; the figure is the
+ * keystroke → echo latency, p50/p99, through the web bridge (WebSocket →
+ * labvirt → SSH gateway → guest) against the same through plain SSH to the
+ * gateway, in the same run, and their ratio (goal: within 1.2×).
+ * Environment: BENCH_SESSIONS, BENCH_KEYS, BENCH_ENVS (default 20).
+ */
+import Fastify from 'fastify';
+import type { ClientChannel } from 'ssh2';
+import { WebSocket } from 'ws';
+import { silentLogger } from '../src/log/index.js';
+import type { LabvirtService, SessionView } from '../src/sessions/types.js';
+import { createExecutor, startGateway, type GatewaySession } from '../src/ssh/index.js';
+import {
+  createWebFrontEnd,
+  issueSignInToken,
+  withBridgeKey,
+  type SingleUseTokens,
+} from '../src/web/index.js';
+import { GuestFarm, connectClient, newKey } from '../test/sim-guest/fixtures.js';
+import { machineLoad, pct, result } from './lib.js';
+
+const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
+const KEYS = Number(process.env.BENCH_KEYS ?? 20);
+const ENVS = Number(process.env.BENCH_ENVS ?? 20);
+/** Terminals opening at once (like the gateway bench); all stay open for the measurement. */
+const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 50);
+
+/** Runs `open` for every id, at most PARALLEL at a time, keeping the order. */
+async function openAll<T>(ids: string[], open: (id: string) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array(ids.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(PARALLEL, ids.length) }, async () => {
+      while (next < ids.length) {
+        const i = next++;
+        out[i] = await open(ids[i]!);
+      }
+    }),
+  );
+  return out;
+}
+
+/** One terminal, whatever carries it: write a key, hear the output. */
+interface Pipe {
+  write(data: string): void;
+  onOutput(listener: (text: string) => void): void;
+  close(): void;
+}
+
+/** Waits for the prompt, then types KEYS letters one at a time, timing each echo. */
+async function typeAndTime(pipe: Pipe): Promise<number[]> {
+  let seen = '';
+  let waiter: (() => void) | undefined;
+  pipe.onOutput((text) => {
+    seen += text;
+    waiter?.();
+  });
+  const until = (test: () => boolean, ms = 60_000) =>
+    new Promise<void>((resolve, reject) => {
+      if (test()) return resolve();
+      const timer = setTimeout(() => reject(new Error(`no echo within ${ms} ms`)), ms);
+      waiter = () => {
+        if (!test()) return;
+        clearTimeout(timer);
+        waiter = undefined;
+        resolve();
+      };
+    });
+  // Warm-up, not measured: a key every half second until the shell echoes one.
+  const poke = setInterval(() => pipe.write('z'), 500);
+  pipe.write('z');
+  await until(() => seen.includes('z')).finally(() => clearInterval(poke));
+  await new Promise((r) => setTimeout(r, 300));
+  const times: number[] = [];
+  for (let i = 0; i < KEYS; i++) {
+    const key = String.fromCharCode(97 + (i % 26));
+    seen = '';
+    const t = performance.now();
+    pipe.write(key);
+    await until(() => seen.includes(key));
+    times.push(performance.now() - t);
+  }
+  pipe.write('\x15'); // Ctrl-U: the typed letters never run
+  return times;
+}
+
+async function main() {
+  const farm = new GuestFarm();
+  const labvirt = newKey();
+  const student = newKey();
+  const stop: (() => Promise<void>)[] = [() => farm.stopAll()];
+  try {
+    const envs = [];
+    const ex = createExecutor({ privateKey: labvirt.private, resolve: farm.resolve });
+    for (let i = 0; i < ENVS; i++) {
+      const g = await farm.start({ labvirt: [labvirt.public], student: [] });
+      await ex.installStudentKey(
+        { envId: `env${i}`, node: 'control-plane', ip: g.ip },
+        student.public,
+      );
+      envs.push(g);
+    }
+    await ex.close();
+    const sessions = new Map<string, GatewaySession>();
+    for (let i = 0; i < SESSIONS; i++) {
+      const id = `s-${String(i).padStart(10, '0')}`;
+      sessions.set(id, {
+        sessionId: id,
+        student: `student${i}`,
+        envId: `env${i % ENVS}`,
+        expiresAt: new Date(Date.now() + 3600_000),
+        publicKeys: [student.public],
+        nodes: [{ node: 'control-plane', ip: envs[i % ENVS]!.ip }],
+      });
+    }
+    const gatewayHostKey = newKey();
+    const gw = await startGateway({
+      hostKey: gatewayHostKey.private,
+      host: '127.0.0.1',
+      port: 0,
+      directory: withBridgeKey({ lookup: async (id) => sessions.get(id) }, labvirt.public),
+      executorKey: labvirt.private,
+      resolve: farm.resolve,
+    });
+    stop.unshift(() => gw.close());
+
+    // The web front end, on its own HTTP server, with the session service
+    // reduced to what the terminal asks (is this session active, which nodes).
+    const links = new Map<string, string>();
+    const tokens: SingleUseTokens = {
+      putKeyLink: async (token, value) => void links.set(token, value),
+      takeKeyLink: async (token) => {
+        const v = links.get(token);
+        links.delete(token);
+        return v ?? 'unknown';
+      },
+    };
+    const service = {
+      status: async (id: string) =>
+        ({
+          id,
+          student: sessions.get(id)!.student,
+          labId: 'bench',
+          labTitle: 'Bench',
+          flavor: 'v1.30-1node',
+          state: 'active',
+          createdAt: new Date().toISOString(),
+          expiresAt: new Date(Date.now() + 3600_000).toISOString(),
+          hintsUsed: 0,
+          hintsTotal: 0,
+          connection: {
+            mode: 'gateway',
+            host: '127.0.0.1',
+            port: gw.port,
+            user: id,
+            command: '',
+            nodes: ['control-plane'],
+          },
+        }) satisfies SessionView,
+    } as unknown as LabvirtService;
+    const apiToken = 'bench-api-token-0123456789';
+    const web = await createWebFrontEnd({
+      service,
+      tokens,
+      apiToken,
+      gateway: () => ({ host: '127.0.0.1', port: gw.port, privateKey: labvirt.private }),
+      logger: silentLogger(),
+    });
+    const app = Fastify();
+    await app.register(web.routes);
+    const sockets = web.attach(app.server);
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    stop.unshift(async () => {
+      sockets.close();
+      await app.close();
+    });
+
+    // Plain SSH: every session's shell through the gateway at once.
+    const sshPipes: Pipe[] = await openAll([...sessions.keys()], async (id) => {
+      const c = await connectClient({
+        port: gw.port,
+        username: id,
+        privateKey: student.private,
+        readyTimeout: 60_000,
+      });
+      const stream = await new Promise<ClientChannel>((resolve, reject) =>
+        c.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, s) =>
+          err ? reject(err) : resolve(s),
+        ),
+      );
+      return {
+        write: (d) => stream.write(d),
+        onOutput: (l) => stream.on('data', (b: Buffer) => l(b.toString('utf8'))),
+        close: () => c.end(),
+      };
+    });
+    console.log(`${sshPipes.length} SSH shells open`);
+    const sshTimes = (await Promise.all(sshPipes.map(typeAndTime))).flat();
+    for (const p of sshPipes) p.close();
+
+    // The web bridge: sign in (the real single-use link), open the WebSocket.
+    const webPipes: Pipe[] = await openAll([...sessions.keys()], async (id) => {
+      const token = await issueSignInToken(tokens, id, 600);
+      const res = await fetch(`${base}/s/${id}?t=${token}`, { redirect: 'manual' });
+      const cookie = res.headers.get('set-cookie')!.split(';')[0]!;
+      const ws = new WebSocket(
+        `${base.replace('http', 'ws')}/s/${id}/terminal?node=control-plane&cols=80&rows=24`,
+        {
+          headers: { cookie, origin: base },
+        },
+      );
+      await new Promise((resolve, reject) => {
+        ws.once('open', resolve);
+        ws.once('error', reject);
+      });
+      return {
+        write: (d) => ws.send(Buffer.from(d), { binary: true }),
+        onOutput: (l) =>
+          ws.on('message', (data: Buffer, binary: boolean) => binary && l(data.toString('utf8'))),
+        close: () => ws.close(),
+      };
+    });
+    console.log(`${webPipes.length} web terminals open`);
+    const webTimes = (await Promise.all(webPipes.map(typeAndTime))).flat();
+    for (const p of webPipes) p.close();
+
+    const line = (what: string, xs: number[]) =>
+      console.log(
+        `${what}: p50 ${pct(xs, 50).toFixed(1)} ms, p99 ${pct(xs, 99).toFixed(1)} ms (${xs.length} keystrokes)`,
+      );
+    console.log(
+      `${SESSIONS} terminals at once over ${ENVS} guests, ${KEYS} keystrokes each; load ${machineLoad()}`,
+    );
+    line('plain SSH through the gateway', sshTimes);
+    line('web terminal (WebSocket → bridge → gateway)', webTimes);
+    const r50 = pct(webTimes, 50) / pct(sshTimes, 50);
+    const r99 = pct(webTimes, 99) / pct(sshTimes, 99);
+    console.log(`web/SSH ratio: p50 ${r50.toFixed(2)}, p99 ${r99.toFixed(2)}`);
+    result({
+      what: `keystroke echo, ${SESSIONS} web terminals ÷ plain SSH, p50 / p99`,
+      figure: `${r50.toFixed(2)} / ${r99.toFixed(2)}`,
+      target: '≤ 1.2 both',
+      met: r50 <= 1.2 && r99 <= 1.2,
+    });
+  } finally {
+    for (const s of stop) await s().catch(() => undefined);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,35 @@
+import { startTestStack, type TestStack } from '../helpers/stack.js';
+
+/** A stack with three-node envs warm (fixture-three: its check runs on worker-1). */
+export async function startWebStack(warm: number): Promise<TestStack> {
+  const stack = await startTestStack({
+    overrides: {
+      flavors: {
+        'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 0, maxTotal: 1 },
+        'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: warm, maxTotal: warm + 1 },
+      },
+    },
+  });
+  await stack.labvirt.runMaintenance('replenish');
+  await stack.until(
+    async () => (await stack.warmCount('v1.30-3node')) >= warm,
+    `${warm} three-node envs warm`,
+    90_000,
+  );
+  return stack;
+}
+
+/** Asks the API for a session's single-use page link, as the CLI does. */
+export async function webLink(stack: TestStack, sessionId: string, student?: string) {
+  const res = await fetch(`${stack.labvirt.apiUrl}/v1/sessions/${sessionId}/web-link`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${stack.apiToken}`,
+      ...(student ? { 'x-labvirt-student': student } : {}),
+    },
+  });
+  return {
+    status: res.status,
+    body: (await res.json()) as { url: string; error?: { code: string } },
+  };
+}
