@@ -97,9 +97,14 @@ describe('Dockerfile', () => {
         };
       }
     ).template.spec;
-    expect(container.containers[0]!.args).toEqual(
-      JSON.parse(final.find((i) => i.op === 'CMD')!.args),
-    );
+    // The image's default command, narrowed by the chart to the orchestrator's
+    // roles (the gateway runs as its own Deployment).
+    const cmd = JSON.parse(final.find((i) => i.op === 'CMD')!.args) as string[];
+    expect(container.containers[0]!.args).toEqual([
+      ...cmd,
+      '--roles',
+      'api,workers,scheduler,sync',
+    ]);
     expect(String(container.securityContext.runAsUser)).toBe(
       final.find((i) => i.op === 'USER')!.args.split(':')[0],
     );

@@ -116,6 +116,10 @@ describe('the permissions labvirt needs, from what a whole env lifecycle really 
     svc.spec!.ports![0]!.nodePort = 32123;
     await student.replaceNamespacedService({ namespace: 'default', name: 'web', body: svc });
     await stack.until(() => mirrored(32123), 'mirror follows the new node port');
+    // The student removes their Service: its mirror goes (at session end the
+    // mirrors go with the env's Namespace).
+    await student.deleteNamespacedService({ namespace: 'default', name: 'web' });
+    await stack.until(async () => !(await mirrored(32123)), 'mirror removed');
     for (const close of closers) await close();
     await stack.labvirt.service.stop(s.id);
     await stack.until(async () => !(await stack.labvirt.store.getEnv(s.envId ?? '')), 'teardown');

@@ -101,7 +101,7 @@ describe('labs test', () => {
       roles: { api: false, gateway: false },
     });
     try {
-      const report = await testLab(real.labvirt, 'good', { timeoutMs: 30_000 });
+      const report = await testLab(real.labvirt, 'good', { timeoutMs: 80_000 });
       expect(report.ok).toBe(false);
       expect(report.variant).toBe('real');
       const text = formatLabTestReport(report);
@@ -112,5 +112,5 @@ describe('labs test', () => {
     } finally {
       await real.stop();
     }
-  }, 90_000);
+  }, 150_000);
 });

@@ -213,6 +213,11 @@ describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () =>
       expect(res.status).toBe(201);
       return ((await res.json()) as { id: string }).id;
     };
+    // Envs warm before the kill count at once: wait for the new process's API too.
+    await until(
+      async () => (await fetch(`${apiUrl}/healthz`).catch(() => undefined))?.ok === true,
+      'the restarted API',
+    );
     const ids = [await start('ann'), await start('ben')];
     await kill9();
 

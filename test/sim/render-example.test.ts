@@ -72,7 +72,8 @@ describe('labvirt render with kubectl, and a closed stdout', () => {
 
   it('`labvirt render | head` ends quietly when head closes the pipe', async () => {
     const r = await labvirt(['render', '--flavor', 'v1.30-3node'], 10);
-    expect(r.stdout.startsWith('apiVersion')).toBe(true);
+    // The output opens with render's note on NetworkPolicy enforcement.
+    expect(r.stdout.startsWith('# labvirt')).toBe(true);
     expect(r.stderr).not.toContain('EPIPE');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);

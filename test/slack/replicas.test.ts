@@ -153,7 +153,7 @@ describe('Slack notifications across replicas', () => {
     child = undefined;
     for (const n of extra.splice(0)) await n.close();
     for (const r of replicas.splice(0)) await r.stop();
-  });
+  }, 120_000); // stopping two replicas and a child on a loaded machine
   afterAll(async () => {
     await fake?.close();
     await sim?.stop();
