@@ -98,6 +98,8 @@ function changedSession(event: LabvirtEvent): string | undefined {
     case 'session.extended':
     case 'session.ended':
     case 'session.moved':
+    // A replaced VM may have a new IP.
+    case 'session.node-restarted':
       return event.sessionId;
     default:
       return undefined;

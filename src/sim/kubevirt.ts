@@ -238,6 +238,15 @@ export class KubeVirtEmulation implements Admission {
     this.store.update('virtualmachines', next, { specChanged: true });
   }
 
+  /**
+   * The VM restarts as a host drain or a crash would restart it: its VMI
+   * goes away and the VM controller starts a new one (a new uid, a new
+   * launcher pod, the guest booted afresh from its image and cloud-init).
+   */
+  restartVm(namespace: string, name: string): void {
+    this.subresource('virtualmachines', namespace, name, 'restart');
+  }
+
   /** A node goes away: its VMIs fail. */
   failNode(name: string): void {
     const node = this.nodes.find((n) => n.name === name);
