@@ -244,7 +244,12 @@ export class KubeVirtEmulation implements Admission {
    * launcher pod, the guest booted afresh from its image and cloud-init).
    */
   restartVm(namespace: string, name: string): void {
-    this.subresource('virtualmachines', namespace, name, 'restart');
+    if (!this.store.peek('virtualmachines', namespace, name))
+      throw new ApiError(404, 'NotFound', `virtualmachines.kubevirt.io "${name}" not found`);
+    if (!this.store.peek('virtualmachineinstances', namespace, name))
+      throw new ApiError(409, 'Conflict', `virtualmachine.kubevirt.io "${name}" is not running`);
+    // What virt-controller does for `restart`; the VM controller then starts a new VMI.
+    this.stopVmi(namespace, name);
   }
 
   /** A node goes away: its VMIs fail. */

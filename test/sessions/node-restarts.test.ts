@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { envNamespace } from '../../src/kube/index.js';
 import type { NodeName } from '../../src/pool/nodes.js';
+import { runCli } from '../cli-client/fixtures/run-cli.js';
 import { startFakeSlack, type FakeSlack } from '../helpers/fake-slack.js';
 import { TEST_SIGNING_SECRET } from '../helpers/slack-request.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
@@ -58,7 +59,7 @@ describe('a VM restarted during a session', () => {
     // The student fixes the lab on worker-1; the check agrees.
     await solveLab(stack.labvirt, started.id);
     expect((await service.check(started.id)).passed).toBe(true);
-    await fake.waitFor(() => {
+    const solvedDm = await fake.waitFor(() => {
       const m = statusMessageOf(fake, user);
       return m && /Solved!/.test(shownText(m)) ? m : undefined;
     }, 'the solved DM');
@@ -76,13 +77,29 @@ describe('a VM restarted during a session', () => {
     expect(view.nodeRestarts).toEqual([{ node: 'worker-1', at: expect.any(String) }]);
     expect(Date.parse(view.nodeRestarts![0]!.at)).toBeGreaterThan(Date.parse(active.readyAt!));
 
+    // Through the HTTP API and `labvirt status`, as the student sees it.
+    const res = await fetch(`${stack.labvirt.apiUrl}/v1/sessions/${started.id}`, {
+      headers: { authorization: `Bearer ${stack.apiToken}` },
+    });
+    expect(((await res.json()) as { nodeRestarts?: unknown }).nodeRestarts).toEqual(
+      view.nodeRestarts,
+    );
+    const status = await runCli(['status', started.id], {
+      LABVIRT_API_URL: stack.labvirt.apiUrl,
+      LABVIRT_API_TOKEN: stack.apiToken,
+      LABVIRT_CONFIG: undefined,
+    });
+    expect(status.stdout).toContain(
+      `restart:  worker-1 restarted at ${view.nodeRestarts![0]!.at}: its disk was reset, your changes on it are gone`,
+    );
+
     const dm = await fake.waitFor(() => {
       const m = statusMessageOf(fake, user);
       return m && /worker-1 restarted at/.test(shownText(m)) ? m : undefined;
     }, 'the restart in the DM status message');
     expect(shownText(dm)).toContain('its disk was reset, your changes on it are gone');
     // Edited in place: still the one status message.
-    expect(fake.messagesTo(user)[0]).toBe(dm);
+    expect(dm.ts).toBe(solvedDm.ts);
 
     // The new VM comes up from its image: the fix is gone, the check says so,
     // and the student's key is back on it so they can still log in there.
