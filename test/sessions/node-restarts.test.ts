@@ -23,7 +23,7 @@ describe('a VM restarted during a session', () => {
       slack: { botToken: 'xoxb-restart-test', signingSecret: TEST_SIGNING_SECRET },
       overrides: {
         slack: { apiUrl: fake.apiUrl },
-        flavors: { 'v1.30-1node': { minWarm: 0 }, 'v1.30-3node': { minWarm: 1 } },
+        flavors: { 'v1.30-1node': { minWarm: 0 }, 'v1.30-3node': { minWarm: 1, maxTotal: 1 } },
       },
     });
     await stack.labvirt.runMaintenance('replenish');
