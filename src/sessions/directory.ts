@@ -98,8 +98,7 @@ function changedSession(event: LabvirtEvent): string | undefined {
     case 'session.extended':
     case 'session.ended':
     case 'session.moved':
-    // A replaced VM may have a new IP.
-    case 'session.node-restarted':
+    case 'session.node-restarted': // a replaced VM may have a new IP
       return event.sessionId;
     default:
       return undefined;
