@@ -1,3 +1,4 @@
+import { request as httpsRequest } from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { envNamespace } from '../../src/kube/index.js';
 import type { NodeName } from '../../src/pool/nodes.js';
@@ -152,4 +153,57 @@ describe('a VM restarted during a session', () => {
     // The other nodes kept their VMs and are not reported.
     expect(view.nodeRestarts!.map((r) => r.node)).not.toContain('control-plane');
   }, 180_000);
+
+  it('reports a second restart (the control plane, through POST /sim/faults) after the first, and lets the student back in', async () => {
+    const { service, store } = stack.labvirt;
+    const [session] = await service.list({ student: `T0001.${user}` });
+    expect(session?.state).toBe('active');
+    const envId = session!.envId!;
+    const namespace = envNamespace(stack.labvirt.context.config, envId);
+    // As another process would: HTTPS with the sim's CA and token.
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpsRequest(
+        `${stack.sim.url}/sim/faults`,
+        {
+          method: 'POST',
+          ca: stack.sim.caPem,
+          headers: {
+            authorization: `Bearer ${stack.sim.token}`,
+            'content-type': 'application/json',
+          },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      req.end(JSON.stringify({ restartVm: `${namespace}/control-plane` }));
+    });
+    expect(status).toBe(200);
+    const view = await stack.until(async () => {
+      const v = await service.status(session!.id);
+      return (v.nodeRestarts?.length ?? 0) >= 2 ? v : undefined;
+    }, 'the second restart in the session view');
+    expect(view.nodeRestarts!.map((r) => r.node)).toEqual(['worker-1', 'control-plane']);
+    expect(view.state).toBe('active');
+    const publicKey = (await store.getSession(session!.id))!.publicKey.split(' ')[1]!;
+    await stack.until(
+      async () =>
+        (
+          await onNode(
+            envId,
+            'control-plane',
+            'cat "${LABVIRT_GUEST_ROOT:-}/home/student/.ssh/authorized_keys" 2>/dev/null || true',
+          ).catch(() => '')
+        ).includes(publicKey),
+      "the student's key on the new control plane",
+      60_000,
+    );
+    await fake.waitFor(() => {
+      const m = statusMessageOf(fake, user);
+      return m && /control-plane restarted at/.test(shownText(m)) ? m : undefined;
+    }, 'the second restart in the DM');
+    expect(stack.events.filter((e) => e.type === 'session.node-restarted')).toHaveLength(2);
+  }, 120_000);
 });
