@@ -102,6 +102,7 @@ export const sessionView = z.object({
   score: z.number().optional(),
   maxScore: z.number().optional(),
   connection: connection.optional(),
+  nodeRestarts: z.array(z.object({ node: z.string(), at: z.string() })).optional(),
   queue: z.object({ position: z.number().int(), estimateSeconds: z.number() }).optional(),
   ports: z
     .object({

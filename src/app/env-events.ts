@@ -35,6 +35,13 @@ export function namespaceEventFor(config: Config, e: LabvirtEvent): NamespaceEve
         reason: 'SessionStarted',
         message: `session ${e.sessionId} of student ${e.student}, lab ${e.labId}`,
       };
+    case 'session.node-restarted':
+      return {
+        namespace: envNamespace(config, e.envId),
+        type: 'Warning',
+        reason: 'NodeRestarted',
+        message: `${e.node} came back as a new VM during session ${e.sessionId}: its disk is fresh`,
+      };
     case 'session.moved':
       return {
         namespace: envNamespace(config, e.fromEnvId),

@@ -23,6 +23,7 @@ import { replenishPool } from '../pool/replenish.js';
 import { teardownEnv } from '../pool/teardown.js';
 import { sweepExpiredSessions } from '../sessions/expiry.js';
 import { prepareSession } from '../sessions/prepare.js';
+import { watchNodeRestarts } from '../sessions/restarts.js';
 import { SessionService } from '../sessions/service.js';
 import { linkSessionChanges, sessionDirectory } from '../sessions/directory.js';
 import {
@@ -310,6 +311,9 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
           workers.map((w) => closeWorker(w, config.pool.shutdownGraceSeconds * 1000)),
         );
       });
+      // Every worker replica follows the VMIs; a restart is reported once (Redis).
+      const stopNodeRestarts = watchNodeRestarts(ctx);
+      stack.push(async () => stopNodeRestarts());
     }
 
     if (roles.scheduler) {

@@ -73,6 +73,20 @@ export type LabvirtEvent =
     }
   | { type: 'session.extended'; sessionId: string; student: string; expiresAt: string }
   | {
+      /**
+       * A node's VM of an active session was replaced (a new VMI: host drain,
+       * crash, restart): its disk is fresh and the student's work on it is
+       * gone. Reported once per replacement; the session goes on.
+       */
+      type: 'session.node-restarted';
+      sessionId: string;
+      student: string;
+      envId: string;
+      node: string;
+      /** When labvirt saw the replacement (RFC 3339). */
+      at: string;
+    }
+  | {
       type: 'session.ended';
       sessionId: string;
       student: string;

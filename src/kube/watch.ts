@@ -70,6 +70,7 @@ const SERVER_TIMEOUT_SECONDS = 15 * 60;
 export class SharedWatch<T> {
   private readonly byNamespace = new Map<string, Map<string, Entry<T>>>();
   private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly changeListeners = new Set<(namespace: string) => void>();
   private readonly watch: Watch;
   private readonly log: Logger;
   private resourceVersion = '';
@@ -166,6 +167,16 @@ export class SharedWatch<T> {
       const timer = setTimeout(wake, Math.max(0, maxWaitMs));
       set.add(wake);
     });
+  }
+
+  /**
+   * Calls `listener` with the namespace at every change seen (an event, or a
+   * relist that found a difference), for whoever follows every namespace
+   * rather than waiting on one. Returns the unsubscribe function.
+   */
+  onChange(listener: (namespace: string) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
   }
 
   /** Lists again at once (the watchdog does this every `relistMs`). */
@@ -305,6 +316,13 @@ export class SharedWatch<T> {
   }
 
   private wake(namespace: string): void {
+    for (const listener of this.changeListeners) {
+      try {
+        listener(namespace);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message, namespace }, 'change listener failed');
+      }
+    }
     const set = this.waiters.get(namespace);
     if (!set) return;
     for (const wake of [...set]) wake();

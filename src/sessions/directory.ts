@@ -98,6 +98,7 @@ function changedSession(event: LabvirtEvent): string | undefined {
     case 'session.extended':
     case 'session.ended':
     case 'session.moved':
+    case 'session.node-restarted': // a replaced VM may have a new IP
       return event.sessionId;
     default:
       return undefined;

@@ -5,6 +5,7 @@ import { envNodes, nodesOfFlavor, type EnvNode } from '../pool/nodes.js';
 import { labelState } from '../pool/provision.js';
 import type { PrepareJob } from '../pool/queues.js';
 import { connectionFor } from './connection.js';
+import { recordNodeVmis } from './restarts.js';
 import { labScripts, runSteps, ScriptFailedError } from './scripts.js';
 
 /**
@@ -115,6 +116,16 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
       [ANNOTATIONS.readyAt]: new Date(now).toISOString(),
     }),
   ]);
+  // The VMs the student starts on: a node later on another VMI was restarted
+  // (watchNodeRestarts). Unknown here, a node's identity is its first VMI seen.
+  await recordNodeVmis(ctx, {
+    sessionId,
+    student: session.student,
+    envId,
+    flavor: env.flavor,
+  }).catch((err: unknown) =>
+    log.warn({ err: (err as Error).message }, 'could not record the nodes VMIs'),
+  );
   // The student's commands open their own connections (gateway); labvirt's
   // are not needed until a check.
   ctx.executor.releaseEnv(envId);

@@ -449,6 +449,10 @@ export class SessionService implements LabvirtService, StudentService {
         session.state === 'active' && session.connection
           ? (JSON.parse(session.connection) as ConnectionDetails)
           : undefined,
+      nodeRestarts: session.nodeRestarts?.map((r) => ({
+        node: r.node,
+        at: new Date(r.at).toISOString(),
+      })),
     };
     if (session.state === 'waiting') {
       view.queue = await this.ctx.store.queuePosition(session.id);

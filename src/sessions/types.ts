@@ -41,6 +41,12 @@ export interface SessionView {
   score?: number;
   maxScore?: number;
   connection?: ConnectionDetails;
+  /**
+   * Nodes whose VM was replaced while the session was active (a drain, a
+   * crash, a restart), oldest first: each came back from its image, so what
+   * the student did on it is gone. The session goes on.
+   */
+  nodeRestarts?: { node: string; at: string }[];
   /** Only while waiting for an env. */
   queue?: { position: number; estimateSeconds: number };
   /**

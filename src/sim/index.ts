@@ -94,6 +94,12 @@ export interface SimHandle {
     KubeVirtFaults & {
       dropWatches(): void;
       failNode(name: string): void;
+      /**
+       * The VM `name` in `namespace` restarts (a drain, a crash): a new VMI
+       * with a new uid, its guest reset to the image. Throws 404/409 as
+       * KubeVirt's `restart` does for a missing or stopped VM.
+       */
+      restartVm(namespace: string, name: string): void;
       reset(): void;
       /** The env's student API server stops (`false`) or serves again on the same data (`true`). */
       studentApiServing(namespace: string, serving: boolean): Promise<void>;
@@ -250,6 +256,11 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     if (neverReady !== undefined) kubevirt.faults.neverReadyVmis = neverReady;
     if (changes.dropWatches === true) api.dropWatches();
     if (typeof changes.failNode === 'string') failNode(changes.failNode);
+    // `{"restartVm": "<namespace>/<vm>"}`
+    if (typeof changes.restartVm === 'string') {
+      const [namespace, name] = changes.restartVm.split('/');
+      if (namespace && name) kubevirt.restartVm(namespace, name);
+    }
     return { ...api.faults, ...kubevirt.faults };
   };
   const validator = new WriteValidator(options.validation ?? true);
@@ -330,6 +341,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   const faults = Object.assign(api.faults, kubevirt.faults, {
     dropWatches: () => api.dropWatches(),
     failNode: (name: string) => failNode(name),
+    restartVm: (namespace: string, name: string) => kubevirt.restartVm(namespace, name),
     studentApiServing: async (namespace: string, serving: boolean) => {
       const inner = kubevirt.studentCluster(namespace);
       if (!inner) throw new Error(`no student cluster runs in ${namespace}`);

@@ -238,6 +238,20 @@ export class KubeVirtEmulation implements Admission {
     this.store.update('virtualmachines', next, { specChanged: true });
   }
 
+  /**
+   * The VM restarts as a host drain or a crash would restart it: its VMI
+   * goes away and the VM controller starts a new one (a new uid, a new
+   * launcher pod, the guest booted afresh from its image and cloud-init).
+   */
+  restartVm(namespace: string, name: string): void {
+    if (!this.store.peek('virtualmachines', namespace, name))
+      throw new ApiError(404, 'NotFound', `virtualmachines.kubevirt.io "${name}" not found`);
+    if (!this.store.peek('virtualmachineinstances', namespace, name))
+      throw new ApiError(409, 'Conflict', `virtualmachine.kubevirt.io "${name}" is not running`);
+    // What virt-controller does for `restart`; the VM controller then starts a new VMI.
+    this.stopVmi(namespace, name);
+  }
+
   /** A node goes away: its VMIs fail. */
   failNode(name: string): void {
     const node = this.nodes.find((n) => n.name === name);

@@ -227,6 +227,8 @@ export function sessionStatusMessage(view: SessionView, opts: RenderOptions): Sl
       text = view.solvedAt ? `${view.labTitle}: solved` : `${view.labTitle}: your cluster is ready`;
       if (view.solvedAt) blocks.push(section(`:trophy: *Solved!* ${resultLine(view)}`));
       else blocks.push(section(':large_green_circle: *Your cluster is ready.*'));
+      const restarts = restartLines(view);
+      if (restarts) blocks.push(section(restarts));
       if (view.labDescription) blocks.push(section(escapeMrkdwn(view.labDescription)));
       if (c) {
         blocks.push(section(`*Connect:*\n${codeBlock(c.command)}`));
@@ -262,6 +264,21 @@ export function sessionStatusMessage(view: SessionView, opts: RenderOptions): Sl
   const buttons = sessionButtons(view);
   if (buttons) blocks.push(buttons);
   return { text, blocks };
+}
+
+/**
+ * Nodes whose VM came back fresh during the session (a host drain, a crash):
+ * said plainly, so the student does not hunt for work that is gone.
+ */
+function restartLines(view: SessionView): string | undefined {
+  const restarts = view.nodeRestarts ?? [];
+  if (restarts.length === 0) return undefined;
+  const lines = restarts.map(
+    (r) =>
+      `:warning: *${escapeMrkdwn(r.node)} restarted at ${clock(r.at)}:* its disk was reset, your changes on it are gone.`,
+  );
+  lines.push('The session goes on. To get the lab as it was set up, stop it and start it again.');
+  return lines.join('\n');
 }
 
 /**

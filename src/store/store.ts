@@ -43,6 +43,13 @@ export interface SessionRecord {
   solvedAt?: number;
   score?: number;
   maxScore?: number;
+  /**
+   * The VMI uids each node has run while the session was active, first the
+   * one it turned active on (a restart is a uid not in the list).
+   */
+  nodeVmis?: Record<string, string[]>;
+  /** Nodes whose VMI was replaced while the session was active, oldest first (`at` in ms). */
+  nodeRestarts?: { node: string; at: number }[];
 }
 
 export type EnvSnapshot = Pick<EnvRecord, 'envId' | 'flavor' | 'state' | 'createdAt'> & {
@@ -86,6 +93,7 @@ const SCRIPTS = [
   'endSession',
   'reassignSession',
   'activateSession',
+  'recordNodeVmi',
   'takeHint',
   'takeKeyLink',
   'releaseSlackLock',
@@ -320,6 +328,21 @@ export class Store {
     if (fields.expiresAt !== undefined && state === 'active')
       tx.zadd(this.keys.expiry, fields.expiresAt, id);
     await tx.exec();
+  }
+
+  /**
+   * Records the VMI uid a node of an active session runs now. The first uid
+   * of a node is its identity; a uid not seen before is a restart, recorded
+   * (node, `at`) once however many replicas see it, and one seen before
+   * (a lagging watch) changes nothing. Returns whether this call recorded a
+   * restart.
+   */
+  async recordNodeVmi(
+    id: string,
+    input: { envId: string; node: string; uid: string; at: number },
+  ): Promise<boolean> {
+    const { envId, node, uid, at } = input;
+    return (await this.run('recordNodeVmi', [id, envId, node, uid, at])) === 1;
   }
 
   async activateSession(
@@ -780,5 +803,17 @@ function toSession(h: Record<string, string>): SessionRecord | undefined {
     solvedAt: num(h.solvedAt),
     score: num(h.score),
     maxScore: num(h.maxScore),
+    nodeVmis: parseJson<Record<string, string[]>>(h.nodeVmis),
+    nodeRestarts: parseJson<{ node: string; at: number }[]>(h.nodeRestarts),
   };
+}
+
+/** A JSON field written by a script; an unreadable one reads as absent. */
+function parseJson<T>(text: string | undefined): T | undefined {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return undefined;
+  }
 }

@@ -50,7 +50,7 @@ export function sessionPage(session: SessionView): string {
 </header>
 <main data-session="${escapeHtml(session.id)}" data-nodes="${escapeHtml(nodes.join(','))}">
 <section id="lab">
-<div class="description">${markdown.render(session.labDescription ?? '')}</div>
+${restartNotice(session)}<div class="description">${markdown.render(session.labDescription ?? '')}</div>
 <div class="buttons">
 <button id="check" type="button">Check</button>
 <button id="hint" type="button">Hint</button>
@@ -69,6 +69,18 @@ export function sessionPage(session: SessionView): string {
 }
 
 /** What a signed-in student sees once the session is over. */
+/** Nodes whose VM came back fresh during the session: their disk was reset. */
+function restartNotice(session: SessionView): string {
+  const restarts = session.nodeRestarts ?? [];
+  if (restarts.length === 0) return '';
+  const lines = restarts.map(
+    (r) =>
+      `<p>${escapeHtml(r.node)} restarted at ${escapeHtml(r.at)}: its disk was reset, your changes on it are gone.</p>`,
+  );
+  return `<div id="restarts" class="restarts" role="alert">${lines.join('')}<p>The session goes on. To get the lab as it was set up, stop it and start it again.</p></div>
+`;
+}
+
 export function endedPage(session: SessionView): string {
   const when = session.endedAt ? ` at ${session.endedAt}` : '';
   const why = session.endedReason ? ` (${session.endedReason})` : '';

@@ -153,6 +153,22 @@ describe('SharedWatch', () => {
     expect(requests).toEqual(['list Namespace', 'watch Namespace']);
   });
 
+  it('tells change listeners the namespace of every change, until they unsubscribe', async () => {
+    const watch = namespaceWatch();
+    await watch.synced();
+    const seen: string[] = [];
+    const off = watch.onChange((namespace) => seen.push(namespace));
+    const a = await createNamespace();
+    await until(() => seen.includes(a), 'the new namespace reported');
+    await relabel(a, 'y');
+    await until(() => seen.filter((n) => n === a).length >= 2, 'the relabel reported');
+    off();
+    const count = seen.length;
+    const b = await createNamespace();
+    await until(() => watch.get(b, b) !== undefined, 'the namespace made after unsubscribing');
+    expect(seen.length).toBe(count);
+  });
+
   it('opens the stream again after the server cuts it, and sees later changes', async () => {
     const watch = namespaceWatch();
     await watch.synced();

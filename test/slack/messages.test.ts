@@ -142,6 +142,11 @@ const STATES: Record<string, () => unknown> = {
   'status-preparing': () =>
     sessionStatusMessage({ ...base, state: 'preparing', envId: 'k3x9q2ab' }, { now: NOW }),
   'status-active': () => sessionStatusMessage(active, { now: NOW }),
+  'status-active-restarted': () =>
+    sessionStatusMessage(
+      { ...active, nodeRestarts: [{ node: 'worker-1', at: '2026-03-02T10:12:00.000Z' }] },
+      { now: NOW },
+    ),
   'status-active-ports': () =>
     sessionStatusMessage(
       {
@@ -235,6 +240,14 @@ describe('Slack messages', () => {
     expect(text).toContain('`default/web:80` → `labs.example.org:30417`');
     expect(text).toContain('dns:53 not published');
     expect(JSON.stringify(STATES['status-active']!())).not.toContain('published apps');
+  });
+
+  it('says which node restarted, when, and that its changes are gone', () => {
+    const text = JSON.stringify(STATES['status-active-restarted']!());
+    expect(text).toContain('*worker-1 restarted at <!date^');
+    expect(text).toContain('|10:12 UTC>:* its disk was reset, your changes on it are gone.');
+    expect(text).toContain('stop it and start it again');
+    expect(JSON.stringify(STATES['status-active']!())).not.toContain('restarted');
   });
 
   it('shows the buttons each state allows', () => {

@@ -48,4 +48,16 @@ describe('the student page', () => {
     ]);
     expect(page).toContain('data-nodes="control-plane,worker-1"');
   });
+
+  it('says which node restarted and that its changes are gone, only when one did', () => {
+    expect(page).not.toContain('id="restarts"');
+    const restarted = sessionPage({
+      ...session,
+      nodeRestarts: [{ node: 'worker-1', at: '2026-12-05T09:42:00.000Z' }],
+    });
+    expect(restarted).toContain(
+      '<p>worker-1 restarted at 2026-12-05T09:42:00.000Z: its disk was reset, your changes on it are gone.</p>',
+    );
+    expect(restarted).toContain('role="alert"');
+  });
 });

@@ -176,6 +176,13 @@ function printSession(out: Connection['out'], s: SessionView, keyFile?: string):
     if (s.maxExpiresAt) out(`  latest:   ${s.maxExpiresAt} (with extensions)`);
   }
   out(`  hints:    ${s.hintsUsed}/${s.hintsTotal} used`);
+  if (s.state !== 'ended') {
+    // A node that came back as a new VM has its image's disk again.
+    for (const r of s.nodeRestarts ?? [])
+      out(
+        `  restart:  ${r.node} restarted at ${r.at}: its disk was reset, your changes on it are gone`,
+      );
+  }
   const c = s.connection;
   if (c && s.state !== 'ended') {
     const command = keyFile
