@@ -453,17 +453,17 @@ export function webRoutes(o: WebRouteOptions) {
         if (!who) return reply;
         const { flavor } = request.params;
         if (!FLAVOR.test(flavor)) return badRequest(reply, 'not a flavor name');
-        const target = request.body?.targetWarm;
+        const raw = request.body?.targetWarm;
         // null: back to the configured target.
-        if (target !== null && (typeof target !== 'number' || !Number.isInteger(target)))
+        if (raw === null) {
+          audited(request, who, 'clear-target', { flavor });
+          return answer(reply, () => admin.clearWarmTarget(flavor));
+        }
+        if (typeof raw !== 'number' || !Number.isInteger(raw))
           return badRequest(reply, 'targetWarm must be a whole number (or null for the configured one)');
-        audited(request, who, target === null ? 'clear-target' : 'set-target', {
-          flavor,
-          targetWarm: target,
-        });
-        return answer(reply, () =>
-          target === null ? admin.clearWarmTarget(flavor) : admin.setWarmTarget(flavor, target),
-        );
+        const target = raw;
+        audited(request, who, 'set-target', { flavor, targetWarm: target });
+        return answer(reply, () => admin.setWarmTarget(flavor, target));
       },
     );
 
