@@ -592,14 +592,14 @@ export const configSchema = z
         operators: z
           .array(
             z.strictObject({
-              username: z
-                .string()
-                .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, {
-                  error: 'letters, digits, . _ @ - (at most 64)',
-                }),
-              passwordHash: z.string().regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]+\$[A-Za-z0-9_-]+$/, {
-                error: 'a hash printed by `labvirt web hash-password` (scrypt$…)',
+              username: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, {
+                error: 'letters, digits, . _ @ - (at most 64)',
               }),
+              passwordHash: z
+                .string()
+                .regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]+\$[A-Za-z0-9_-]+$/, {
+                  error: 'a hash printed by `labvirt web hash-password` (scrypt$…)',
+                }),
             }),
           )
           .default([])

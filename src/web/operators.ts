@@ -6,7 +6,8 @@ import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:c
  * `labvirt web hash-password`. The parameters travel with the hash, so they
  * can be raised later without breaking hashes made before.
  */
-export const PASSWORD_HASH = /^scrypt\$(\d{4,7})\$(\d{1,2})\$(\d{1,2})\$([A-Za-z0-9_-]{16,})\$([A-Za-z0-9_-]{32,})$/;
+export const PASSWORD_HASH =
+  /^scrypt\$(\d{4,7})\$(\d{1,2})\$(\d{1,2})\$([A-Za-z0-9_-]{16,})\$([A-Za-z0-9_-]{32,})$/;
 
 const DEFAULT = { N: 1 << 15, r: 8, p: 1 };
 const KEY_BYTES = 32;

@@ -289,7 +289,10 @@ export function webRoutes(o: WebRouteOptions) {
       if (!o.loginAttempts) return false;
       const bySource = await o.loginAttempts.countRequest(`web-login:source:${source}`, 60);
       const byUser = username
-        ? await o.loginAttempts.countRequest(`web-login:user:${digest(username).toString('hex')}`, 60)
+        ? await o.loginAttempts.countRequest(
+            `web-login:user:${digest(username).toString('hex')}`,
+            60,
+          )
         : 0;
       return Math.max(bySource, byUser) > o.loginAttemptsPerMinute;
     };
@@ -460,7 +463,10 @@ export function webRoutes(o: WebRouteOptions) {
           return answer(reply, () => admin.clearWarmTarget(flavor));
         }
         if (typeof raw !== 'number' || !Number.isInteger(raw))
-          return badRequest(reply, 'targetWarm must be a whole number (or null for the configured one)');
+          return badRequest(
+            reply,
+            'targetWarm must be a whole number (or null for the configured one)',
+          );
         const target = raw;
         audited(request, who, 'set-target', { flavor, targetWarm: target });
         return answer(reply, () => admin.setWarmTarget(flavor, target));

@@ -122,12 +122,17 @@ describe('pool actions over /v1/pool', () => {
 
     const refused = await call('DELETE', `/pool/envs/${healthy}`);
     expect(refused.status).toBe(409);
-    expect(refused.body.error).toMatchObject({ code: 'ENV_NOT_FAILED', details: { state: 'warm' } });
+    expect(refused.body.error).toMatchObject({
+      code: 'ENV_NOT_FAILED',
+      details: { state: 'warm' },
+    });
     expect((await call('DELETE', '/pool/envs/zzzzzzzz')).body.error.code).toBe('ENV_NOT_FOUND');
     expect((await call('DELETE', '/pool/envs/NOT-AN-ID')).status).toBe(400);
 
     // An env whose teardown gave up stays `failed` (as after a host-cluster outage).
-    expect(await stack.labvirt.store.setEnvState(broken!, 'failed', { expected: 'warm' })).toBe(true);
+    expect(await stack.labvirt.store.setEnvState(broken!, 'failed', { expected: 'warm' })).toBe(
+      true,
+    );
     const deleted = await call('DELETE', `/pool/envs/${broken}`);
     expect(deleted.status).toBe(202);
     expect(deleted.body).toMatchObject({ id: broken, state: 'failed', flavor: ONE });

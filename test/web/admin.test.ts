@@ -93,7 +93,10 @@ describe('the operator dashboard', () => {
     });
     expect(state.status).toBe(200);
 
-    const wrongPassword = await login({ username: 'olga', password: 'correct horse battery stapler' });
+    const wrongPassword = await login({
+      username: 'olga',
+      password: 'correct horse battery stapler',
+    });
     const unknownUser = await login({ username: 'oleg', password: PASSWORD });
     expect(wrongPassword.status).toBe(401);
     expect(unknownUser.status).toBe(401);
@@ -137,9 +140,9 @@ describe('the operator dashboard', () => {
     page.removeAllListeners('dialog');
     page.on('dialog', (d) => void (d.type() === 'prompt' ? d.accept('3') : d.accept()));
     await row.getByRole('button', { name: 'Resize' }).click();
-    await expect.poll(() => row.locator('td').nth(5).innerText(), { timeout: 15_000 }).toBe(
-      '3 (set)',
-    );
+    await expect
+      .poll(() => row.locator('td').nth(5).innerText(), { timeout: 15_000 })
+      .toBe('3 (set)');
     await expect.poll(() => row.locator('td').nth(1).innerText(), { timeout: 90_000 }).toBe('3');
     expect(await stack.warmCount('v1.30-3node')).toBe(3);
 

@@ -52,7 +52,8 @@ export function poolAdminRoutes(admin: PoolAdmin) {
       '/pool/flavors/:flavor/target',
       {
         schema: {
-          summary: "Drops the runtime target: the flavor's configured minWarm and schedules apply again",
+          summary:
+            "Drops the runtime target: the flavor's configured minWarm and schedules apply again",
           params: jsonSchema(flavorParams, 'input'),
           response: { 200: jsonSchema(flavorPoolStatus), ...errorResponses },
         },

@@ -45,7 +45,7 @@ export function registerWebCommands(program: Command): void {
     )
     .addHelpText(
       'after',
-      "\nExample:\n  labvirt web hash-password\n  printf '%s' \"$PASSWORD\" | labvirt web hash-password",
+      '\nExample:\n  labvirt web hash-password\n  printf \'%s\' "$PASSWORD" | labvirt web hash-password',
     )
     .action(async () => {
       const password = process.stdin.isTTY

@@ -175,7 +175,11 @@ function flavorActions(f: Flavor): Node {
       button('Reset target', () => {
         if (!confirm(`Drop the runtime target of ${f.flavor} and use the configured one again?`))
           return;
-        act(`${path}/target`, { targetWarm: null }, `Target of ${f.flavor} is the configured one again.`);
+        act(
+          `${path}/target`,
+          { targetWarm: null },
+          `Target of ${f.flavor} is the configured one again.`,
+        );
       }),
     );
   }
