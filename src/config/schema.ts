@@ -592,9 +592,11 @@ export const configSchema = z
         operators: z
           .array(
             z.strictObject({
+              /** The name the operator signs in with (shown in audit lines and on the page). */
               username: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, {
                 error: 'letters, digits, . _ @ - (at most 64)',
               }),
+              /** scrypt hash of the password, from `labvirt web hash-password` (never the password). */
               passwordHash: z
                 .string()
                 .regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]+\$[A-Za-z0-9_-]+$/, {
