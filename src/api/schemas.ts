@@ -153,28 +153,28 @@ export const hintResult = z.object({
   text: z.string(),
 });
 
-export const poolStatus = z.object({
-  flavors: z.array(
+export const flavorPoolStatus = z.object({
+  flavor: z.string(),
+  counts: z.record(envState, z.number().int()),
+  minWarm: z.number().int(),
+  targetWarm: z.number().int(),
+  maxTotal: z.number().int(),
+  waiting: z.number().int(),
+  capacityBlocked: z.boolean(),
+  capacityReason: z.string().optional(),
+  scheduledTargets: z.array(
     z.object({
-      flavor: z.string(),
-      counts: z.record(envState, z.number().int()),
+      name: z.string(),
       minWarm: z.number().int(),
-      targetWarm: z.number().int(),
-      maxTotal: z.number().int(),
-      waiting: z.number().int(),
-      capacityBlocked: z.boolean(),
-      capacityReason: z.string().optional(),
-      scheduledTargets: z.array(
-        z.object({
-          name: z.string(),
-          minWarm: z.number().int(),
-          from: z.string(),
-          until: z.string(),
-        }),
-      ),
+      from: z.string(),
+      until: z.string(),
     }),
   ),
+  /** The runtime target an operator set; it wins over minWarm and schedules until cleared. */
+  targetOverride: z.number().int().optional(),
 });
+
+export const poolStatus = z.object({ flavors: z.array(flavorPoolStatus) });
 
 export const envView = z.object({
   id: z.string(),

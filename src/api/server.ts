@@ -8,12 +8,13 @@ import type { EventBus } from '../events/index.js';
 import type { Logger } from '../log/index.js';
 import { silentLogger } from '../log/index.js';
 import type { Metrics } from '../metrics/index.js';
-import type { LabvirtService } from '../sessions/types.js';
+import type { LabvirtService, PoolAdmin } from '../sessions/types.js';
 import { requireBearerToken } from './auth.js';
 import { errorBody, installErrorHandling } from './errors.js';
 import { installRateLimits, type ApiLimits } from './limits.js';
 import { healthRoutes } from './routes/health.js';
 import { keyLinkRoutes, type KeyLinks } from './routes/keys.js';
+import { poolAdminRoutes } from './routes/pool-admin.js';
 import { poolRoutes } from './routes/pool.js';
 import { sessionRoutes } from './routes/sessions.js';
 
@@ -33,6 +34,8 @@ export interface ApiOptions {
   keyLinks?: KeyLinks;
   /** Rate limits of the /v1 routes (none when absent). */
   limits?: ApiLimits;
+  /** Operators' pool actions (`/v1/pool/flavors/...`, `/v1/pool/envs/...`); absent: no such routes. */
+  poolAdmin?: PoolAdmin;
   /** The web pages (src/web): student terminal, operator dashboard, and their WebSocket. */
   web?: {
     routes: (app: FastifyInstance) => Promise<void>;
@@ -149,6 +152,7 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       });
       await v1.register(sessionRoutes(options.service));
       await v1.register(poolRoutes(options.service));
+      if (options.poolAdmin) await v1.register(poolAdminRoutes(options.poolAdmin));
       if (options.web) await v1.register(options.web.v1Routes);
     },
     { prefix: '/v1' },

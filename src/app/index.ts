@@ -440,6 +440,10 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         apiToken: options.apiToken,
         gateway: webGateway,
         feed,
+        poolAdmin: service,
+        operators: config.web.operators,
+        loginAttempts: store,
+        loginAttemptsPerMinute: config.web.loginAttemptsPerMinute,
         logger: moduleLogger(log, 'web', config.logLevels),
         publicUrl: config.api.publicUrl,
         now,
@@ -463,6 +467,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
           redis,
           keyPrefix: `${config.redis.prefix}:api-rate`,
         },
+        poolAdmin: service,
         web,
       });
       apiUrl = api.url;

@@ -583,6 +583,35 @@ export const configSchema = z
         requestsPerMinutePerStudent: 60,
         maxConcurrentChecks: 16,
       }),
+    web: z
+      .strictObject({
+        /**
+         * Operators who sign in to `/admin` with a username and password
+         * (beside the API token). Make a hash with `labvirt web hash-password`.
+         */
+        operators: z
+          .array(
+            z.strictObject({
+              /** The name the operator signs in with (shown in audit lines and on the page). */
+              username: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/, {
+                error: 'letters, digits, . _ @ - (at most 64)',
+              }),
+              /** scrypt hash of the password, from `labvirt web hash-password` (never the password). */
+              passwordHash: z
+                .string()
+                .regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9_-]+\$[A-Za-z0-9_-]+$/, {
+                  error: 'a hash printed by `labvirt web hash-password` (scrypt$…)',
+                }),
+            }),
+          )
+          .default([])
+          .refine((list) => new Set(list.map((o) => o.username)).size === list.length, {
+            error: 'each operator username once',
+          }),
+        /** Sign-in attempts a minute at /admin from one address, and for one username (all replicas). */
+        loginAttemptsPerMinute: z.number().int().min(1).max(1000).default(10),
+      })
+      .default({ operators: [], loginAttemptsPerMinute: 10 }),
     slack: z
       .strictObject({
         /** Names of the environment variables holding Slack secrets (never the secrets themselves). */

@@ -96,6 +96,16 @@ export class JobQueues {
   }
 
   /**
+   * Tears an env down again after its teardown job gave up: the failed job is
+   * kept (a day) under the same id, which would make a new add a no-op.
+   */
+  async retryTeardown(job: TeardownJob): Promise<void> {
+    const earlier = await this.teardown.getJob(`teardown-${job.envId}`);
+    if (earlier && (await earlier.isFailed())) await earlier.remove();
+    await this.addTeardown(job);
+  }
+
+  /**
    * Coalesces bursts: requests for the same task within a second add one job.
    * (A deduplication without ttl would also swallow a request made while the
    * previous run is active — one whose counts may already be stale.)

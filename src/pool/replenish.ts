@@ -22,7 +22,7 @@ export interface ReplenishDecision {
  */
 export async function replenishPool(ctx: PoolContext): Promise<ReplenishDecision[]> {
   const decisions: ReplenishDecision[] = [];
-  const targets = targetsAt(ctx.config, new Date(ctx.now()));
+  const targets = targetsAt(ctx.config, new Date(ctx.now()), await ctx.store.warmTargetOverrides());
   let inFlightAll = 0;
   const countsByFlavor = new Map<
     string,

@@ -12,10 +12,16 @@ export interface ScheduledTargetInForce {
 
 export interface FlavorTarget {
   flavor: string;
-  /** The larger of the flavor's own minWarm and every scheduled target in force. */
+  /**
+   * The operator's runtime target when one is set (it wins over schedules, so
+   * a drained flavor stays empty); else the larger of the flavor's own
+   * minWarm and every scheduled target in force.
+   */
   minWarm: number;
   maxTotal: number;
   scheduled: ScheduledTargetInForce[];
+  /** The runtime target an operator set (`labvirt`'s dashboard or `PUT /v1/pool/flavors/:flavor/target`). */
+  override?: number;
 }
 
 const MINUTE = 60_000;
@@ -26,7 +32,11 @@ const MINUTE = 60_000;
  * its cron expression matches until `holdMinutes` after it, so the pool grows
  * ahead of time and the class starts warm.
  */
-export function targetsAt(config: Config, now: Date): FlavorTarget[] {
+export function targetsAt(
+  config: Config,
+  now: Date,
+  overrides: Record<string, number> = {},
+): FlavorTarget[] {
   const out = new Map<string, FlavorTarget>();
   for (const [flavor, f] of Object.entries(config.flavors)) {
     out.set(flavor, { flavor, minWarm: f.minWarm, maxTotal: f.maxTotal, scheduled: [] });
@@ -49,6 +59,12 @@ export function targetsAt(config: Config, now: Date): FlavorTarget[] {
       until: new Date(start.getTime() + schedule.holdMinutes * MINUTE).toISOString(),
     });
     target.minWarm = Math.min(target.maxTotal, Math.max(target.minWarm, schedule.minWarm));
+  }
+  for (const target of out.values()) {
+    const override = overrides[target.flavor];
+    if (override === undefined) continue;
+    target.override = Math.min(target.maxTotal, override);
+    target.minWarm = target.override;
   }
   return [...out.values()];
 }

@@ -4,9 +4,9 @@ import { ANNOTATIONS, apiErrorMessage, envNamespace } from '../kube/index.js';
 import type { PoolContext } from '../pool/context.js';
 import { envNodes, nodesOfFlavor } from '../pool/nodes.js';
 import { labelState } from '../pool/provision.js';
-import { targetsAt } from '../pool/targets.js';
+import { targetsAt, type FlavorTarget } from '../pool/targets.js';
 import type { Lab } from '../labs/index.js';
-import type { SessionRecord } from '../store/index.js';
+import type { EnvRecord, SessionRecord } from '../store/index.js';
 import { readEnvPorts } from '../sync/index.js';
 import { generateSessionKeyPair, normalizePublicKey, publicKeyFingerprint } from './keys.js';
 import { labScripts, runChecks } from './scripts.js';
@@ -17,7 +17,9 @@ import {
   type EnvView,
   type FlavorPoolStatus,
   type HintResult,
+  type DrainResult,
   type LabvirtService,
+  type PoolAdmin,
   type PoolStatus,
   type RegisteredKey,
   type SessionView,
@@ -36,7 +38,7 @@ export function newSessionId(): string {
 }
 
 /** labvirt's sessions as front ends see them: the implementation of {@link LabvirtService}. */
-export class SessionService implements LabvirtService, StudentService {
+export class SessionService implements LabvirtService, StudentService, PoolAdmin {
   constructor(
     private readonly ctx: PoolContext,
     private readonly probes: { redis: () => Promise<void>; cluster: () => Promise<void> },
@@ -320,31 +322,128 @@ export class SessionService implements LabvirtService, StudentService {
 
   async poolStatus(): Promise<PoolStatus> {
     const { ctx } = this;
+    const overrides = await ctx.store.warmTargetOverrides();
     const flavors: FlavorPoolStatus[] = [];
-    for (const target of targetsAt(ctx.config, new Date(ctx.now()))) {
-      const raw = await ctx.store.countByState(target.flavor);
-      const counts = Object.fromEntries(ENV_STATES.map((s) => [s, raw[s] ?? 0])) as Record<
-        EnvState,
-        number
-      >;
-      const blocked = await ctx.store.capacityBlocked(target.flavor);
-      flavors.push({
-        flavor: target.flavor,
-        counts,
-        minWarm: ctx.config.flavors[target.flavor]!.minWarm,
-        targetWarm: target.minWarm,
-        maxTotal: target.maxTotal,
-        waiting: await ctx.store.waitingCount(target.flavor),
-        capacityBlocked: blocked !== undefined,
-        capacityReason: blocked,
-        scheduledTargets: target.scheduled,
-      });
+    for (const target of targetsAt(ctx.config, new Date(ctx.now()), overrides)) {
+      flavors.push(await this.flavorStatus(target));
     }
     return { flavors };
   }
 
+  private async flavorStatus(target: FlavorTarget): Promise<FlavorPoolStatus> {
+    const { ctx } = this;
+    const raw = await ctx.store.countByState(target.flavor);
+    const counts = Object.fromEntries(ENV_STATES.map((s) => [s, raw[s] ?? 0])) as Record<
+      EnvState,
+      number
+    >;
+    const blocked = await ctx.store.capacityBlocked(target.flavor);
+    const status: FlavorPoolStatus = {
+      flavor: target.flavor,
+      counts,
+      minWarm: ctx.config.flavors[target.flavor]!.minWarm,
+      targetWarm: target.minWarm,
+      maxTotal: target.maxTotal,
+      waiting: await ctx.store.waitingCount(target.flavor),
+      capacityBlocked: blocked !== undefined,
+      capacityReason: blocked,
+      scheduledTargets: target.scheduled,
+    };
+    if (target.override !== undefined) status.targetOverride = target.override;
+    return status;
+  }
+
+  private async statusOfFlavor(flavor: string): Promise<FlavorPoolStatus> {
+    const overrides = await this.ctx.store.warmTargetOverrides();
+    const target = targetsAt(this.ctx.config, new Date(this.ctx.now()), overrides).find(
+      (t) => t.flavor === flavor,
+    )!;
+    return this.flavorStatus(target);
+  }
+
+  private knownFlavor(flavor: string) {
+    const f = Object.hasOwn(this.ctx.config.flavors, flavor)
+      ? this.ctx.config.flavors[flavor]
+      : undefined;
+    if (!f) {
+      throw new LabvirtError('UNKNOWN_FLAVOR', `no flavor named ${JSON.stringify(flavor)}`, {
+        flavors: Object.keys(this.ctx.config.flavors),
+      });
+    }
+    return f;
+  }
+
+  async setWarmTarget(flavor: string, target: number): Promise<FlavorPoolStatus> {
+    const f = this.knownFlavor(flavor);
+    if (!Number.isInteger(target) || target < 0 || target > f.maxTotal) {
+      throw new LabvirtError(
+        'INVALID_REQUEST',
+        `the warm target of ${flavor} must be a whole number from 0 to its maxTotal (${f.maxTotal})`,
+        { field: 'targetWarm', maxTotal: f.maxTotal },
+      );
+    }
+    await this.ctx.store.setWarmTargetOverride(flavor, target);
+    await this.ctx.queues.addMaintenance('replenish');
+    return this.statusOfFlavor(flavor);
+  }
+
+  async clearWarmTarget(flavor: string): Promise<FlavorPoolStatus> {
+    this.knownFlavor(flavor);
+    await this.ctx.store.clearWarmTargetOverride(flavor);
+    await this.ctx.queues.addMaintenance('replenish');
+    return this.statusOfFlavor(flavor);
+  }
+
+  async drainFlavor(flavor: string): Promise<DrainResult> {
+    this.knownFlavor(flavor);
+    const { ctx } = this;
+    // Target first: a replenish running meanwhile must not refill what goes away.
+    await ctx.store.setWarmTargetOverride(flavor, 0);
+    const tearingDown: string[] = [];
+    for (const envId of await ctx.store.warmEnvIds(flavor)) {
+      // Compare-and-set from warm: an env a student claims in the meantime is not touched.
+      if (!(await ctx.store.setEnvState(envId, 'releasing', { expected: 'warm', now: ctx.now() })))
+        continue;
+      ctx.events.emit({
+        type: 'env.state',
+        envId,
+        flavor,
+        from: 'warm',
+        to: 'releasing',
+        reason: 'drained',
+      });
+      await ctx.queues.addTeardown({ envId, reason: 'drained' });
+      tearingDown.push(envId);
+    }
+    const counts = await ctx.store.countByState(flavor);
+    return {
+      flavor,
+      tearingDown,
+      inUse: (counts.claimed ?? 0) + (counts.preparing ?? 0) + (counts.active ?? 0),
+      inFlight: (counts.provisioning ?? 0) + (counts.booting ?? 0),
+    };
+  }
+
+  async deleteFailedEnv(envId: string): Promise<EnvView> {
+    const env = await this.ctx.store.getEnv(envId);
+    if (!env) throw new LabvirtError('ENV_NOT_FOUND', `no env named ${JSON.stringify(envId)}`);
+    if (env.state !== 'failed') {
+      throw new LabvirtError(
+        'ENV_NOT_FAILED',
+        `env ${envId} is ${env.state}: only failed envs are deleted this way`,
+        { state: env.state },
+      );
+    }
+    await this.ctx.queues.retryTeardown({ envId, reason: 'deleted by an operator' });
+    const [view] = await this.viewsOf([env]);
+    return view!;
+  }
+
   async listEnvs(filter: { flavor?: string; state?: EnvState } = {}): Promise<EnvView[]> {
-    const envs = await this.ctx.store.listEnvs(filter);
+    return this.viewsOf(await this.ctx.store.listEnvs(filter));
+  }
+
+  private viewsOf(envs: EnvRecord[]): Promise<EnvView[]> {
     return Promise.all(
       envs.map(async (env) => {
         const session = env.sessionId ? await this.ctx.store.getSession(env.sessionId) : undefined;

@@ -120,6 +120,8 @@ export interface FlavorPoolStatus {
   capacityBlocked: boolean;
   capacityReason?: string;
   scheduledTargets: { name: string; minWarm: number; from: string; until: string }[];
+  /** The runtime target an operator set; it wins over minWarm and schedules until cleared. */
+  targetOverride?: number;
 }
 
 export interface PoolStatus {
@@ -153,6 +155,8 @@ export type LabvirtErrorCode =
   | 'MAX_EXTENSION'
   | 'NO_MORE_HINTS'
   | 'INVALID_PUBLIC_KEY'
+  | 'ENV_NOT_FOUND'
+  | 'ENV_NOT_FAILED'
   | 'UNAVAILABLE';
 
 export class LabvirtError extends Error {
@@ -187,6 +191,32 @@ export interface LabvirtService {
   >;
   /** Readiness of the dependencies (Redis, host cluster). */
   health(): Promise<{ ok: boolean; checks: Record<string, { ok: boolean; detail?: string }> }>;
+}
+
+/** What a drain did: warm envs going away now, and the envs it leaves alone. */
+export interface DrainResult {
+  flavor: string;
+  /** Warm envs taken out of the pool and being torn down. */
+  tearingDown: string[];
+  /** Envs serving sessions (claimed, preparing, active): they finish normally. */
+  inUse: number;
+  /** Envs still provisioning or booting: they become warm; drain again to remove them. */
+  inFlight: number;
+}
+
+/**
+ * Operators' actions on the pool (the dashboard, `/v1/pool/...`). Every
+ * replica's replenish reads the runtime target from Redis.
+ */
+export interface PoolAdmin {
+  /** Sets a flavor's warm target at runtime (0 … maxTotal) and asks for a replenish. */
+  setWarmTarget(flavor: string, target: number): Promise<FlavorPoolStatus>;
+  /** Back to the configured target (minWarm and schedules). */
+  clearWarmTarget(flavor: string): Promise<FlavorPoolStatus>;
+  /** Target 0 and tears down the flavor's warm envs; in-use envs finish normally. */
+  drainFlavor(flavor: string): Promise<DrainResult>;
+  /** Tears down an env in state `failed`; any other state is refused. */
+  deleteFailedEnv(envId: string): Promise<EnvView>;
 }
 
 /** A student's registered SSH public key, as shown back to them. */

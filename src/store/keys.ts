@@ -43,6 +43,8 @@ export function storeKeys(prefix: string) {
     rate: (what: string) => `${base}rate:${what}`,
     /** The latest failures (JSON lines), newest first, for operators. */
     failures: `${base}failures`,
+    /** Operators' runtime warm targets per flavor (hash flavor → count), read by every replica. */
+    targetOverrides: `${base}target-overrides`,
   };
 }
 

@@ -469,6 +469,27 @@ export class Store {
     return (await this.redis.get(this.keys.capacity(flavor))) ?? undefined;
   }
 
+  // ---- operators' warm targets -------------------------------------------
+
+  async setWarmTargetOverride(flavor: string, target: number): Promise<void> {
+    await this.redis.hset(this.keys.targetOverrides, flavor, String(target));
+  }
+
+  async clearWarmTargetOverride(flavor: string): Promise<void> {
+    await this.redis.hdel(this.keys.targetOverrides, flavor);
+  }
+
+  /** Flavor → the warm target an operator set, for the flavors that have one. */
+  async warmTargetOverrides(): Promise<Record<string, number>> {
+    const raw = await this.redis.hgetall(this.keys.targetOverrides);
+    const out: Record<string, number> = {};
+    for (const [flavor, value] of Object.entries(raw)) {
+      const n = Number(value);
+      if (Number.isInteger(n) && n >= 0) out[flavor] = n;
+    }
+    return out;
+  }
+
   // ---- recovery -----------------------------------------------------------
 
   /** False after Redis lost its data: the indexes must be rebuilt from the cluster first. */

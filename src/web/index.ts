@@ -1,11 +1,12 @@
 import type { Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../log/index.js';
-import { LabvirtError, type LabvirtService } from '../sessions/types.js';
+import { LabvirtError, type LabvirtService, type PoolAdmin } from '../sessions/types.js';
 import { loadAssets } from './assets.js';
 import type { GatewayTarget } from './bridge.js';
 import type { EventFeed } from './feed.js';
-import { webRoutes } from './routes.js';
+import { OperatorLogins, type OperatorAccount } from './operators.js';
+import { webRoutes, type LoginAttempts } from './routes.js';
 import { AdminCookies, SessionCookies } from './session-cookie.js';
 import { issueSignInToken, type SingleUseTokens } from './signin.js';
 import { CookieSigner } from './signing.js';
@@ -13,7 +14,8 @@ import { attachTerminalSockets } from './terminal.js';
 
 export { withBridgeKey, TERMINAL_NODES, type GatewayTarget, type TerminalNode } from './bridge.js';
 export { linkEventFeed, type EventFeed, type FeedEntry } from './feed.js';
-export { CONTENT_SECURITY_POLICY } from './routes.js';
+export { CONTENT_SECURITY_POLICY, type LoginAttempts } from './routes.js';
+export { hashPassword, PASSWORD_HASH, type OperatorAccount } from './operators.js';
 export { issueSignInToken, type SingleUseTokens } from './signin.js';
 
 export interface WebOptions {
@@ -26,6 +28,14 @@ export interface WebOptions {
   gateway: () => GatewayTarget | undefined;
   /** Every replica's events, for the dashboard's live feed. */
   feed?: EventFeed;
+  /** The dashboard's pool actions (resize a flavor's target, drain it, delete a failed env). */
+  poolAdmin?: PoolAdmin;
+  /** Operator logins beside the API token (`web.operators`); they need `loginAttempts`. */
+  operators?: readonly OperatorAccount[];
+  /** Counts sign-in attempts across replicas (src/store); absent: sign-ins are not limited. */
+  loginAttempts?: LoginAttempts;
+  /** Sign-in attempts a minute from one address, and for one username (default 10). */
+  loginAttemptsPerMinute?: number;
   logger: Logger;
   /** Base of the links handed out (`api.publicUrl`), else the address the API was called on. */
   publicUrl?: string;
@@ -51,6 +61,10 @@ export async function createWebFrontEnd(options: WebOptions): Promise<WebFrontEn
   const cookies = new SessionCookies(signer, now);
   const assets = await loadAssets();
   const linkTtl = options.linkTtlSeconds ?? 15 * 60;
+  const operators = new OperatorLogins(options.operators ?? []);
+  if (operators.size > 0 && !options.loginAttempts) {
+    throw new Error('operator logins need a sign-in attempt counter (loginAttempts)');
+  }
   return {
     routes: webRoutes({
       service: options.service,
@@ -60,6 +74,10 @@ export async function createWebFrontEnd(options: WebOptions): Promise<WebFrontEn
       apiToken: options.apiToken,
       assets,
       feed: options.feed,
+      poolAdmin: options.poolAdmin,
+      operators,
+      loginAttempts: options.loginAttempts,
+      loginAttemptsPerMinute: options.loginAttemptsPerMinute ?? 10,
       audit: options.logger,
       publicUrl: options.publicUrl,
       now,

@@ -99,26 +99,33 @@ export function messagePage(title: string, text: string): string {
   );
 }
 
-/** The operator's sign-in form (the API token), posted by admin.js. */
-export function adminLoginPage(): string {
+/** The operator's sign-in form (username and password when configured, or the API token), posted by admin.js. */
+export function adminLoginPage(withOperators: boolean): string {
+  const password = withOperators
+    ? `<form id="password-login"><label>Username <input id="username" name="username" autocomplete="username" required></label>
+<label>Password <input id="password" name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">Sign in</button></form><p>or with the API token:</p>`
+    : '';
   return layout(
     'labvirt · operators',
     `<div class="ended"><h1>labvirt operators</h1>
-<form id="login"><label>API token <input id="token" name="token" type="password" autocomplete="current-password" required></label>
+${password}<form id="login"><label>API token <input id="token" name="token" type="password" autocomplete="off" required></label>
 <button type="submit">Sign in</button></form><p id="login-error" role="alert"></p></div>`,
     'admin.js',
     'admin',
   );
 }
 
-export function adminPage(operator: string): string {
+/** The dashboard; `actions`: the pool actions (resize, drain, delete a failed env) are offered. */
+export function adminPage(operator: string, actions: boolean): string {
   return layout(
     'labvirt · pool',
     `<header><h1>labvirt pool</h1><span>signed in as ${escapeHtml(operator)}</span>
 <span id="updated"></span><button id="logout" type="button">Sign out</button></header>
-<main id="dashboard">
+<main id="dashboard" data-actions="${actions ? 'pool' : 'sessions'}">
+<p id="action-status" role="status" aria-live="polite"></p>
 <h2>Flavors</h2>
-<table id="flavors"><thead><tr><th>Flavor</th><th>Warm</th><th>Provisioning</th><th>In use</th><th>Failed</th><th>Target</th><th>Max</th><th>Waiting</th><th>Capacity</th><th>Last hour (warm / in use)</th></tr></thead><tbody></tbody></table>
+<table id="flavors"><thead><tr><th>Flavor</th><th>Warm</th><th>Provisioning</th><th>In use</th><th>Failed</th><th>Target</th><th>Max</th><th>Waiting</th><th>Capacity</th><th>Last hour (warm / in use)</th><th></th></tr></thead><tbody></tbody></table>
 <h2>Waiting line</h2>
 <table id="waiting"><thead><tr><th>Position</th><th>Session</th><th>Student</th><th>Lab</th><th>Estimate</th></tr></thead><tbody></tbody></table>
 <h2>Environments</h2>

@@ -1,9 +1,15 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from '../log/index.js';
-import { LabvirtError, type LabvirtService, type PoolStatus } from '../sessions/types.js';
+import {
+  LabvirtError,
+  type LabvirtService,
+  type PoolAdmin,
+  type PoolStatus,
+} from '../sessions/types.js';
 import type { Asset } from './assets.js';
 import type { EventFeed } from './feed.js';
+import type { OperatorLogins } from './operators.js';
 import { adminLoginPage, adminPage, endedPage, messagePage, sessionPage } from './pages.js';
 import type { AdminCookies, SessionCookies } from './session-cookie.js';
 import { redeemSignInToken, type SingleUseTokens } from './signin.js';
@@ -25,6 +31,8 @@ export const CONTENT_SECURITY_POLICY = [
 ].join('; ');
 
 const SESSION_ID = /^s-[a-z0-9]{10}$/;
+const FLAVOR = /^[a-z0-9][a-z0-9.-]{0,62}$/;
+const ENV_ID = /^[a-z0-9]{1,20}$/;
 /** Every state-changing call carries it: a form or link on another site cannot. */
 const CSRF_HEADER = 'x-labvirt-web';
 
@@ -36,10 +44,23 @@ export interface WebRouteOptions {
   apiToken: string;
   assets: Map<string, Asset>;
   feed?: EventFeed;
+  /** The dashboard's pool actions (resize, drain, delete a failed env); absent: none offered. */
+  poolAdmin?: PoolAdmin;
+  /** Operator usernames and passwords (`web.operators`), beside the API token. */
+  operators: OperatorLogins;
+  /** Counts sign-in attempts across replicas (src/store's sliding windows). */
+  loginAttempts?: LoginAttempts;
+  /** Sign-in attempts a minute from one address, and for one username. */
+  loginAttemptsPerMinute: number;
   audit: Logger;
   /** Cookies are `Secure` when the page is served over TLS or the public URL is https. */
   publicUrl?: string;
   now: () => number;
+}
+
+/** A sliding-window counter shared by every replica: returns the count including this one. */
+export interface LoginAttempts {
+  countRequest(what: string, windowSeconds: number): Promise<number>;
 }
 
 const digest = (value: string) => createHash('sha256').update(value).digest();
@@ -58,6 +79,9 @@ const STATUS_OF: Partial<Record<LabvirtError['code'], number>> = {
   SESSION_NOT_ACTIVE: 409,
   MAX_EXTENSION: 409,
   NO_MORE_HINTS: 409,
+  UNKNOWN_FLAVOR: 404,
+  ENV_NOT_FOUND: 404,
+  ENV_NOT_FAILED: 409,
   UNAVAILABLE: 503,
 };
 
@@ -246,31 +270,79 @@ export function webRoutes(o: WebRouteOptions) {
 
     app.get('/admin', async (request, reply) => {
       const who = operator(request);
-      return html(reply, 200, who ? adminPage(who.operator) : adminLoginPage());
+      return html(
+        reply,
+        200,
+        who
+          ? adminPage(who.operator, o.poolAdmin !== undefined)
+          : adminLoginPage(o.operators.size > 0),
+      );
     });
 
-    app.post<{ Body: { token?: unknown } }>('/admin/login', async (request, reply) => {
-      const token = request.body?.token;
-      if (
-        request.headers[CSRF_HEADER] !== '1' ||
-        typeof token !== 'string' ||
-        !timingSafeEqual(digest(token), expected)
-      ) {
-        o.audit.warn(
-          { audit: 'web.admin.sign-in.refused', source: request.ip },
-          'operator sign-in refused',
-        );
-        return reply
-          .code(401)
-          .send({ error: { code: 'UNAUTHORIZED', message: 'wrong API token' } });
-      }
-      o.audit.info(
-        { audit: 'web.admin.sign-in', operator: 'api-token', source: request.ip },
-        'operator signed in',
-      );
-      reply.header('set-cookie', o.adminCookies.issue('api-token', secure(request, o.publicUrl)));
-      return { ok: true };
+    app.get('/admin/login', async (request, reply) => {
+      if (operator(request)) return reply.redirect('/admin', 303);
+      return html(reply, 200, adminLoginPage(o.operators.size > 0));
     });
+
+    /** True when this address or this username tried too often in the last minute. */
+    const tooManyAttempts = async (source: string, username?: string) => {
+      if (!o.loginAttempts) return false;
+      const bySource = await o.loginAttempts.countRequest(`web-login:source:${source}`, 60);
+      const byUser = username
+        ? await o.loginAttempts.countRequest(
+            `web-login:user:${digest(username).toString('hex')}`,
+            60,
+          )
+        : 0;
+      return Math.max(bySource, byUser) > o.loginAttemptsPerMinute;
+    };
+
+    app.post<{ Body: { token?: unknown; username?: unknown; password?: unknown } | null }>(
+      '/admin/login',
+      async (request, reply) => {
+        const body = request.body ?? {};
+        const refuse = (status: number, code: string, message: string, reason: string) => {
+          o.audit.warn(
+            { audit: 'web.admin.sign-in.refused', reason, source: request.ip },
+            'operator sign-in refused',
+          );
+          return reply.code(status).send({ error: { code, message } });
+        };
+        if (request.headers[CSRF_HEADER] !== '1')
+          return refuse(403, 'FORBIDDEN', `missing header ${CSRF_HEADER}`, 'no-header');
+        const username = typeof body.username === 'string' ? body.username : undefined;
+        if (await tooManyAttempts(request.ip, username)) {
+          return refuse(
+            429,
+            'RATE_LIMITED',
+            'too many sign-in attempts: wait a minute and try again',
+            'rate-limited',
+          );
+        }
+        let who: string | undefined;
+        if (username !== undefined) {
+          const password = typeof body.password === 'string' ? body.password : '';
+          who =
+            username.length <= 128 && password.length <= 1024
+              ? await o.operators.verify(username, password)
+              : undefined;
+          // One answer for an unknown user and a wrong password.
+          if (!who)
+            return refuse(401, 'UNAUTHORIZED', 'wrong username or password', 'wrong-password');
+        } else {
+          const token = body.token;
+          if (typeof token !== 'string' || !timingSafeEqual(digest(token), expected))
+            return refuse(401, 'UNAUTHORIZED', 'wrong API token', 'wrong-token');
+          who = 'api-token';
+        }
+        o.audit.info(
+          { audit: 'web.admin.sign-in', operator: who, source: request.ip },
+          'operator signed in',
+        );
+        reply.header('set-cookie', o.adminCookies.issue(who, secure(request, o.publicUrl)));
+        return { ok: true };
+      },
+    );
 
     app.post('/admin/logout', async (request, reply) => {
       reply.header('set-cookie', o.adminCookies.clear(secure(request, o.publicUrl)));
@@ -360,6 +432,66 @@ export function webRoutes(o: WebRouteOptions) {
         'operator ended a session',
       );
       return answer(reply, () => o.service.stop(id));
+    });
+
+    const admin = o.poolAdmin;
+    if (!admin) return;
+    const badRequest = (reply: FastifyReply, message: string) =>
+      reply.code(400).send({ error: { code: 'INVALID_REQUEST', message } });
+    const audited = (
+      request: FastifyRequest,
+      who: { operator: string },
+      action: string,
+      what: Record<string, unknown>,
+    ) =>
+      o.audit.info(
+        { audit: 'web.admin.action', action, ...what, operator: who.operator, source: request.ip },
+        `operator action: ${action}`,
+      );
+
+    app.post<{ Params: { flavor: string }; Body: { targetWarm?: unknown } | null }>(
+      '/admin/flavors/:flavor/target',
+      async (request, reply) => {
+        const who = requireOperator(request, reply);
+        if (!who) return reply;
+        const { flavor } = request.params;
+        if (!FLAVOR.test(flavor)) return badRequest(reply, 'not a flavor name');
+        const raw = request.body?.targetWarm;
+        // null: back to the configured target.
+        if (raw === null) {
+          audited(request, who, 'clear-target', { flavor });
+          return answer(reply, () => admin.clearWarmTarget(flavor));
+        }
+        if (typeof raw !== 'number' || !Number.isInteger(raw))
+          return badRequest(
+            reply,
+            'targetWarm must be a whole number (or null for the configured one)',
+          );
+        const target = raw;
+        audited(request, who, 'set-target', { flavor, targetWarm: target });
+        return answer(reply, () => admin.setWarmTarget(flavor, target));
+      },
+    );
+
+    app.post<{ Params: { flavor: string } }>(
+      '/admin/flavors/:flavor/drain',
+      async (request, reply) => {
+        const who = requireOperator(request, reply);
+        if (!who) return reply;
+        const { flavor } = request.params;
+        if (!FLAVOR.test(flavor)) return badRequest(reply, 'not a flavor name');
+        audited(request, who, 'drain', { flavor });
+        return answer(reply, () => admin.drainFlavor(flavor));
+      },
+    );
+
+    app.post<{ Params: { id: string } }>('/admin/envs/:id/delete', async (request, reply) => {
+      const who = requireOperator(request, reply);
+      if (!who) return reply;
+      const { id } = request.params;
+      if (!ENV_ID.test(id)) return badRequest(reply, 'not an env id');
+      audited(request, who, 'delete-env', { envId: id });
+      return answer(reply, () => admin.deleteFailedEnv(id));
     });
   };
 }

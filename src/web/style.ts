@@ -21,5 +21,8 @@ th, td { text-align: left; padding: .2rem .5rem; border-bottom: 1px solid #8883;
 .admin main { flex-direction: column; padding: 0 1rem; overflow: auto; }
 #feed { font-family: ui-monospace, monospace; font-size: .8rem; max-height: 16rem; overflow: auto; }
 .chart { width: 160px; height: 32px; }
+td button + button { margin-left: .25rem; }
+#action-status { min-height: 1.2rem; margin: .5rem 0 0; }
+.ended form { display: flex; flex-direction: column; gap: .5rem; max-width: 22rem; }
 .chart .warm { stroke: #2a2; fill: none; } .chart .used { stroke: #36c; fill: none; }
 `;

@@ -1,17 +1,25 @@
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashPassword } from '../../src/web/index.js';
 import type { TestStack } from '../helpers/stack.js';
 import { startWebStack } from './helpers.js';
 
 const SCREENSHOTS = join(import.meta.dirname, '..', '..', 'docs', 'screenshots');
+const PASSWORD = 'correct horse battery staple';
+const ATTEMPTS_PER_MINUTE = 12;
 
 describe('the operator dashboard', () => {
   let stack: TestStack;
   let browser: Browser;
 
   beforeAll(async () => {
-    stack = await startWebStack(2);
+    stack = await startWebStack(2, {
+      web: {
+        operators: [{ username: 'olga', passwordHash: await hashPassword(PASSWORD) }],
+        loginAttemptsPerMinute: ATTEMPTS_PER_MINUTE,
+      },
+    });
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium' });
   }, 150_000);
   afterAll(async () => {
@@ -25,7 +33,7 @@ describe('the operator dashboard', () => {
     const page = await browser.newPage();
     await page.goto(`${stack.labvirt.apiUrl}/admin`);
     await page.fill('#token', 'not-the-token-at-all');
-    await page.click('button[type=submit]');
+    await page.click('#login button[type=submit]');
     await expect.poll(() => page.locator('#login-error').innerText()).toBe('Wrong API token.');
     await page.context().close();
   });
@@ -39,7 +47,7 @@ describe('the operator dashboard', () => {
     const response = await page.goto(`${stack.labvirt.apiUrl}/admin`);
     expect(response?.headers()['content-security-policy']).toContain("script-src 'self'");
     await page.fill('#token', stack.apiToken);
-    await page.click('button[type=submit]');
+    await page.click('#login button[type=submit]');
     const row = page.locator('#flavors tr[data-flavor="v1.30-3node"]');
     await expect.poll(() => row.locator('td').nth(1).innerText(), { timeout: 15_000 }).toBe('2');
     expect(await row.locator('td').nth(5).innerText()).toBe('2'); // target
@@ -67,4 +75,96 @@ describe('the operator dashboard', () => {
     expect(csp).toEqual([]);
     await page.context().close();
   }, 120_000);
+
+  const login = (body: unknown) =>
+    fetch(`${stack.labvirt.apiUrl}/admin/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-labvirt-web': '1' },
+      body: JSON.stringify(body),
+    });
+
+  it('lets an operator sign in with a password, and says nothing about which part was wrong', async () => {
+    const good = await login({ username: 'olga', password: PASSWORD });
+    expect(good.status).toBe(200);
+    const cookie = good.headers.get('set-cookie')!;
+    expect(cookie).toMatch(/^labvirt_admin=.*HttpOnly/);
+    const state = await fetch(`${stack.labvirt.apiUrl}/admin/state`, {
+      headers: { cookie: cookie.split(';')[0]! },
+    });
+    expect(state.status).toBe(200);
+
+    const wrongPassword = await login({
+      username: 'olga',
+      password: 'correct horse battery stapler',
+    });
+    const unknownUser = await login({ username: 'oleg', password: PASSWORD });
+    expect(wrongPassword.status).toBe(401);
+    expect(unknownUser.status).toBe(401);
+    expect(wrongPassword.headers.get('set-cookie')).toBeNull();
+    expect(await wrongPassword.json()).toEqual(await unknownUser.json());
+
+    // The form at /admin/login, in the browser.
+    const page = await browser.newPage();
+    await page.goto(`${stack.labvirt.apiUrl}/admin/login`);
+    await page.fill('#username', 'olga');
+    await page.fill('#password', 'not it at all');
+    await page.click('#password-login button[type=submit]');
+    await expect
+      .poll(() => page.locator('#login-error').innerText())
+      .toBe('Wrong username or password.');
+    await page.fill('#password', PASSWORD);
+    await page.click('#password-login button[type=submit]');
+    await expect.poll(() => page.locator('header').innerText()).toContain('signed in as olga');
+    expect(new URL(page.url()).pathname).toBe('/admin');
+    await page.context().close();
+  }, 60_000);
+
+  it('resizes a flavor when confirmed: the page shows the new target and the pool fills to it', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await page.goto(`${stack.labvirt.apiUrl}/admin`);
+    await page.fill('#token', stack.apiToken);
+    await page.click('#login button[type=submit]');
+    const row = page.locator('#flavors tr[data-flavor="v1.30-3node"]');
+    await expect.poll(() => row.locator('td').nth(5).innerText(), { timeout: 15_000 }).toBe('2');
+
+    // Dismissing the confirmation changes nothing.
+    const dialogs: string[] = [];
+    page.on('dialog', (d) => {
+      dialogs.push(d.type());
+      void (d.type() === 'prompt' ? d.accept('3') : d.dismiss());
+    });
+    await row.getByRole('button', { name: 'Resize' }).click();
+    await expect.poll(() => dialogs).toEqual(['prompt', 'confirm']);
+    expect(await stack.labvirt.store.warmTargetOverrides()).toEqual({});
+
+    page.removeAllListeners('dialog');
+    page.on('dialog', (d) => void (d.type() === 'prompt' ? d.accept('3') : d.accept()));
+    await row.getByRole('button', { name: 'Resize' }).click();
+    await expect
+      .poll(() => row.locator('td').nth(5).innerText(), { timeout: 15_000 })
+      .toBe('3 (set)');
+    await expect.poll(() => row.locator('td').nth(1).innerText(), { timeout: 90_000 }).toBe('3');
+    expect(await stack.warmCount('v1.30-3node')).toBe(3);
+
+    // Above maxTotal: refused, and the page says why.
+    page.removeAllListeners('dialog');
+    page.on('dialog', (d) => void (d.type() === 'prompt' ? d.accept('9') : d.accept()));
+    await row.getByRole('button', { name: 'Resize' }).click();
+    await expect
+      .poll(() => page.locator('#action-status').innerText())
+      .toMatch(/^Refused: .*maxTotal \(3\)/);
+    await page.screenshot({ path: join(SCREENSHOTS, 'admin-actions.png'), fullPage: true });
+    await page.context().close();
+  }, 150_000);
+
+  it('limits sign-in attempts from one address, even with the right password', async () => {
+    let status = 0;
+    for (let i = 0; i <= ATTEMPTS_PER_MINUTE && status !== 429; i++) {
+      status = (await login({ username: 'nobody', password: 'guess' })).status;
+    }
+    expect(status).toBe(429);
+    const right = await login({ username: 'olga', password: PASSWORD });
+    expect(right.status).toBe(429);
+    expect(right.headers.get('set-cookie')).toBeNull();
+  }, 60_000);
 });

@@ -1,13 +1,17 @@
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 
 /** A stack with three-node envs warm (fixture-three: its check runs on worker-1). */
-export async function startWebStack(warm: number): Promise<TestStack> {
+export async function startWebStack(
+  warm: number,
+  more: Record<string, unknown> = {},
+): Promise<TestStack> {
   const stack = await startTestStack({
     overrides: {
       flavors: {
         'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 0, maxTotal: 1 },
         'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: warm, maxTotal: warm + 1 },
       },
+      ...more,
     },
   });
   await stack.labvirt.runMaintenance('replenish');

@@ -8,6 +8,7 @@ import { registerRenderCommand } from './render.js';
 import { registerServeCommands } from './serve.js';
 import { registerSimCommand } from './sim.js';
 import { registerSlackCommands } from './slack.js';
+import { registerWebCommands } from './web.js';
 
 /**
  * Every command group registers itself here, one line each. Keep the groups in
@@ -24,4 +25,5 @@ export function registerCommands(program: Command): void {
   registerClientCommands(program);
   registerSlackCommands(program);
   registerDoctorCommand(program);
+  registerWebCommands(program);
 }

@@ -8,22 +8,38 @@ const post = (path: string, body?: unknown) =>
     body: body ? JSON.stringify(body) : undefined,
   });
 
-const login = document.getElementById('login') as HTMLFormElement | null;
-if (login) {
-  login.addEventListener('submit', (e) => {
+async function errorOf(res: Response): Promise<string> {
+  const body = (await res.json().catch(() => ({}))) as { error?: { message?: string } };
+  return body.error?.message ?? `request failed (${res.status})`;
+}
+
+function signIn(form: HTMLFormElement | null, body: () => unknown, wrong: string) {
+  form?.addEventListener('submit', (e) => {
     e.preventDefault();
-    const token = (document.getElementById('token') as HTMLInputElement).value;
-    void post('/admin/login', { token }).then((res) => {
-      if (res.ok) location.reload();
-      else document.getElementById('login-error')!.textContent = 'Wrong API token.';
+    void post('/admin/login', body()).then(async (res) => {
+      if (res.ok) return location.assign('/admin');
+      document.getElementById('login-error')!.textContent =
+        res.status === 401 ? wrong : await errorOf(res);
     });
   });
 }
+const valueOf = (id: string) => (document.getElementById(id) as HTMLInputElement).value;
+signIn(
+  document.getElementById('login') as HTMLFormElement | null,
+  () => ({ token: valueOf('token') }),
+  'Wrong API token.',
+);
+signIn(
+  document.getElementById('password-login') as HTMLFormElement | null,
+  () => ({ username: valueOf('username'), password: valueOf('password') }),
+  'Wrong username or password.',
+);
 
 interface Flavor {
   flavor: string;
   counts: Record<string, number>;
   targetWarm: number;
+  targetOverride?: number;
   maxTotal: number;
   waiting: number;
   capacityBlocked: boolean;
@@ -104,6 +120,72 @@ function addFeed(entry: State['feed'][number]) {
   while (feed!.children.length > 200) feed!.lastChild!.remove();
 }
 
+const poolActions = document.getElementById('dashboard')?.dataset.actions === 'pool';
+
+/** Runs a confirmed action and says how it went; the tables refresh either way. */
+function act(path: string, body: unknown, done: string) {
+  const status = document.getElementById('action-status')!;
+  void post(path, body).then(async (res) => {
+    status.textContent = res.ok ? done : `Refused: ${await errorOf(res)}`;
+    status.className = res.ok ? '' : 'fail';
+    void load();
+  });
+}
+
+function button(label: string, onClick: () => void): HTMLButtonElement {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = label;
+  b.addEventListener('click', onClick);
+  return b;
+}
+
+function flavorActions(f: Flavor): Node {
+  const span = document.createElement('span');
+  if (!poolActions) return span;
+  const path = `/admin/flavors/${encodeURIComponent(f.flavor)}`;
+  span.append(
+    button('Resize', () => {
+      const answer = prompt(
+        `New warm target for ${f.flavor} (0 to ${f.maxTotal}):`,
+        String(f.targetWarm),
+      );
+      if (answer === null) return;
+      const target = Number(answer.trim());
+      if (answer.trim() === '' || !Number.isInteger(target)) {
+        document.getElementById('action-status')!.textContent =
+          `Not a whole number: ${JSON.stringify(answer)}`;
+        return;
+      }
+      if (!confirm(`Set the warm target of ${f.flavor} to ${target}?`)) return;
+      act(`${path}/target`, { targetWarm: target }, `Target of ${f.flavor} set to ${target}.`);
+    }),
+    button('Drain', () => {
+      if (
+        !confirm(
+          `Drain ${f.flavor}? Its target becomes 0 and its warm environments are deleted; environments in use finish normally.`,
+        )
+      )
+        return;
+      act(`${path}/drain`, undefined, `${f.flavor} drained: its warm environments are going.`);
+    }),
+  );
+  if (f.targetOverride !== undefined) {
+    span.append(
+      button('Reset target', () => {
+        if (!confirm(`Drop the runtime target of ${f.flavor} and use the configured one again?`))
+          return;
+        act(
+          `${path}/target`,
+          { targetWarm: null },
+          `Target of ${f.flavor} is the configured one again.`,
+        );
+      }),
+    );
+  }
+  return span;
+}
+
 function render(state: State) {
   // The chart ends at the counts shown now, so a fresh page draws a line too.
   const current = {
@@ -131,11 +213,12 @@ function render(state: State) {
         (c.provisioning ?? 0) + (c.booting ?? 0),
         (c.claimed ?? 0) + (c.preparing ?? 0) + (c.active ?? 0),
         c.failed ?? 0,
-        f.targetWarm,
+        f.targetOverride === undefined ? f.targetWarm : `${f.targetWarm} (set)`,
         f.maxTotal,
         f.waiting,
         f.capacityBlocked ? `blocked: ${f.capacityReason ?? ''}` : 'ok',
         chart(history, f.flavor, f.maxTotal),
+        flavorActions(f),
       );
       tr.dataset.flavor = f.flavor;
       return tr;
@@ -158,15 +241,16 @@ function render(state: State) {
     ...state.envs.map((e) => {
       let action: string | Node = '';
       if (e.sessionId && e.state === 'active') {
-        const b = document.createElement('button');
-        b.type = 'button';
-        b.textContent = 'End session';
-        b.addEventListener('click', () => {
+        action = button('End session', () => {
           if (!confirm(`End session ${e.sessionId} of ${e.student}? Their environment is deleted.`))
             return;
-          void post(`/admin/sessions/${e.sessionId}/stop`).then(() => void load());
+          act(`/admin/sessions/${e.sessionId}/stop`, undefined, `Session ${e.sessionId} ended.`);
         });
-        action = b;
+      } else if (e.state === 'failed' && poolActions) {
+        action = button('Delete', () => {
+          if (!confirm(`Delete the failed environment ${e.id}?`)) return;
+          act(`/admin/envs/${e.id}/delete`, undefined, `Environment ${e.id} is being deleted.`);
+        });
       }
       const tr = row(
         e.id,
