@@ -43,6 +43,8 @@ export interface SessionRecord {
   solvedAt?: number;
   score?: number;
   maxScore?: number;
+  /** JSON of the lab tools recorded at prepare time (src/sessions/integrity.ts). */
+  tools?: string;
 }
 
 export type EnvSnapshot = Pick<EnvRecord, 'envId' | 'flavor' | 'state' | 'createdAt'> & {
@@ -304,7 +306,14 @@ export class Store {
     fields: Partial<
       Pick<
         SessionRecord,
-        'expiresAt' | 'warnedAt' | 'connection' | 'state' | 'solvedAt' | 'score' | 'maxScore'
+        | 'expiresAt'
+        | 'warnedAt'
+        | 'connection'
+        | 'state'
+        | 'solvedAt'
+        | 'score'
+        | 'maxScore'
+        | 'tools'
       >
     >,
   ): Promise<void> {
@@ -780,5 +789,6 @@ function toSession(h: Record<string, string>): SessionRecord | undefined {
     solvedAt: num(h.solvedAt),
     score: num(h.score),
     maxScore: num(h.maxScore),
+    tools: h.tools || undefined,
   };
 }
