@@ -36,9 +36,6 @@ function limiter(limits: ApiLimits, name: string, points: number): RateLimiterAb
     points,
     duration: 60,
     insuranceLimiter: memory,
-    // A Redis that is down or reconnecting queues commands for a long time:
-    // count in memory meanwhile instead of holding every request.
-    rejectIfRedisNotReady: true,
   });
 }
 
