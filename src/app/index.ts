@@ -123,6 +123,9 @@ function bullConnection(url: string) {
   };
 }
 
+/** How long past the grace period a stop may take before its remaining parts are left behind. */
+const STOP_MARGIN_MS = 5000;
+
 /** Starts labvirt: orchestrator, workers, schedules, SSH gateway and HTTP API. */
 export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHandle> {
   const { config } = options;
@@ -138,12 +141,27 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
   const now = options.now ?? Date.now;
   const stack: (() => Promise<void>)[] = [];
   const stopAll = async () => {
+    // A part that waits on something gone (a Redis that is down holds BullMQ's
+    // and ioredis's closes) must not hold the shutdown past the grace period:
+    // each is waited for until the deadline (at least a second), then left.
+    const deadline = Date.now() + config.pool.shutdownGraceSeconds * 1000 + STOP_MARGIN_MS;
     for (const fn of stack.reverse()) {
-      try {
-        await fn();
-      } catch (err) {
-        log.warn({ err: (err as Error).message }, 'error while stopping');
-      }
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([
+        Promise.resolve()
+          .then(fn)
+          .then(
+            () => 'stopped' as const,
+            (err: unknown) => err as Error,
+          ),
+        new Promise<'late'>((resolve) => {
+          timer = setTimeout(() => resolve('late'), Math.max(1000, deadline - Date.now()));
+        }),
+      ]);
+      clearTimeout(timer);
+      if (outcome === 'late')
+        log.warn('a part did not stop within the grace period; not waiting for it');
+      else if (outcome instanceof Error) log.warn({ err: outcome.message }, 'error while stopping');
     }
     stack.length = 0;
   };
@@ -448,6 +466,15 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         publicUrl: config.api.publicUrl,
         now,
       });
+      // The rate limits' own connection gives up on a command within a second
+      // (counting in memory meanwhile): one sent as Redis went down would
+      // otherwise be retried for ~15 s, holding every request behind it.
+      const limitsRedis = new Redis(config.redis.url, {
+        maxRetriesPerRequest: 1,
+        commandTimeout: 1000,
+      });
+      limitsRedis.on('error', () => undefined);
+      stack.push(async () => void limitsRedis.disconnect());
       const api = await startApi({
         service,
         events,
@@ -464,7 +491,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
           perTokenPerMinute: config.api.requestsPerMinutePerToken,
           perStudentPerMinute: config.api.requestsPerMinutePerStudent,
           maxConcurrentChecks: config.api.maxConcurrentChecks,
-          redis,
+          redis: limitsRedis,
           keyPrefix: `${config.redis.prefix}:api-rate`,
         },
         poolAdmin: service,

@@ -126,13 +126,15 @@ export class JobQueues {
     return out;
   }
 
-  async close(): Promise<void> {
-    await Promise.all([
-      this.provision.close(),
-      this.prepare.close(),
-      this.teardown.close(),
-      this.maintenance.close(),
-    ]);
+  /**
+   * Closes the queues' connections. A Redis that does not answer (down, or
+   * reconnecting) would hold BullMQ's `QUIT` forever: after `timeoutMs` the
+   * connections are dropped instead, so a shutdown always ends.
+   */
+  async close(timeoutMs = CLOSE_TIMEOUT_MS): Promise<void> {
+    const queues = [this.provision, this.prepare, this.teardown, this.maintenance];
+    if (await settlesWithin(Promise.all(queues.map((q) => q.close())), timeoutMs)) return;
+    await settlesWithin(Promise.all(queues.map((q) => q.disconnect())), 500);
   }
 }
 
@@ -186,14 +188,30 @@ export async function closeWorker(worker: Worker, timeoutMs: number): Promise<vo
   const active = running.get(worker) ?? new Map();
   // Stop fetching at once; `close()` would wait for running jobs whatever came next
   // (a later `close(true)` only returns the same pending promise).
-  await worker.pause(true);
+  await settlesWithin(worker.pause(true), CLOSE_TIMEOUT_MS);
   const deadline = Date.now() + timeoutMs;
   while (active.size > 0 && Date.now() < deadline)
     await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, deadline - Date.now()))));
-  if (active.size === 0) return worker.close();
-  for (const { job, token } of active.values()) await job.moveToWait(token).catch(() => undefined);
-  await worker.close(true);
+  if (active.size === 0) return closeOrDrop(worker, false);
+  // Each hand-back is bounded: with Redis down (its connection retries
+  // commands without limit) the job is found stalled later instead.
+  for (const { job, token } of active.values())
+    await settlesWithin(job.moveToWait(token), CLOSE_TIMEOUT_MS);
+  await closeOrDrop(worker, true);
   await handBackFetched(worker, timeoutMs);
+}
+
+/** How long a close may wait for Redis before its connections are dropped. */
+const CLOSE_TIMEOUT_MS = 2000;
+
+/**
+ * `worker.close()` ends with `QUIT`, which a Redis that is down never
+ * answers (BullMQ's connections queue commands until Redis is back): after
+ * CLOSE_TIMEOUT_MS the worker's connections are dropped instead.
+ */
+async function closeOrDrop(worker: Worker, force: boolean): Promise<void> {
+  if (await settlesWithin(worker.close(force), CLOSE_TIMEOUT_MS)) return;
+  await settlesWithin(worker.disconnect(), 500);
 }
 
 /**
@@ -221,17 +239,21 @@ async function handBackFetched(worker: Worker, timeoutMs: number): Promise<void>
       if (lock?.startsWith(`${worker.id}:`)) await job.moveToWait(lock);
     }
   })();
-  await within(sweep, Math.max(500, timeoutMs));
+  await settlesWithin(sweep, Math.max(500, timeoutMs));
   redis.disconnect();
-  await within(queue.close(), 500);
+  await settlesWithin(queue.close(), 500);
 }
 
-/** Waits for `work` at most `ms`, whatever its outcome. */
-async function within(work: Promise<unknown>, ms: number): Promise<void> {
+/** Waits for `work` at most `ms`, whatever its outcome; true when it settled in time. */
+async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    work.catch(() => undefined),
-    new Promise((r) => (timer = setTimeout(r, ms))),
+  const settled = await Promise.race([
+    work.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms))),
   ]);
   clearTimeout(timer);
+  return settled;
 }

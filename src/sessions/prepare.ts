@@ -6,6 +6,7 @@ import { labelState } from '../pool/provision.js';
 import type { PrepareJob } from '../pool/queues.js';
 import { connectionFor } from './connection.js';
 import { recordNodeVmis } from './restarts.js';
+import { recordTools } from './integrity.js';
 import { labScripts, runSteps, ScriptFailedError } from './scripts.js';
 
 /**
@@ -83,6 +84,10 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     // A failed setup says most about the env (it comes first), else a failed key install.
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
+    // What checks will rely on, taken before the student is let in: a check
+    // grades only while these tools are unchanged (integrity.ts).
+    const tools = await recordTools(runCtx);
+    await ctx.store.setSessionFields(sessionId, { tools: JSON.stringify(tools) });
   } catch (err) {
     const reason =
       err instanceof ScriptFailedError

@@ -9,6 +9,15 @@ import type { Lab } from '../labs/index.js';
 import type { EnvRecord, SessionRecord } from '../store/index.js';
 import { readEnvPorts } from '../sync/index.js';
 import { generateSessionKeyPair, normalizePublicKey, publicKeyFingerprint } from './keys.js';
+import {
+  checkPath,
+  parseTools,
+  recordTools,
+  toolsChangedOutcome,
+  ToolsUnverifiableError,
+  verifyTools,
+  type EnvTools,
+} from './integrity.js';
 import { labScripts, runChecks } from './scripts.js';
 import {
   LabvirtError,
@@ -231,15 +240,50 @@ export class SessionService implements LabvirtService, StudentService, PoolAdmin
         `your env is not reachable right now: ${(err as Error).message}`,
       );
     });
+    const runCtx = { executor: ctx.executor, envId, nodes };
+    const integrity = await this.checkTools(session, runCtx);
+    if (!integrity.ok) return [toolsChangedOutcome(integrity.problems)];
+    const path = checkPath(integrity.tools, nodes);
     return runChecks(
       {
-        executor: ctx.executor,
-        envId,
-        nodes,
-        env: { LAB_ID: lab.id, LAB_SESSION: session.id },
+        ...runCtx,
+        env: { LAB_ID: lab.id, LAB_SESSION: session.id, ...(path ? { PATH: path } : {}) },
       },
       labScripts(lab, ctx.config.labScripts).checks,
     );
+  }
+
+  /**
+   * Whether the env's tools are as recorded when the student was let in
+   * (integrity.ts). Sessions prepared before tools were recorded, or rebuilt
+   * after a Redis loss, record them at their first check.
+   */
+  private async checkTools(
+    session: SessionRecord,
+    runCtx: Parameters<typeof verifyTools>[0],
+  ): Promise<{ ok: true; tools: EnvTools } | { ok: false; problems: string[] }> {
+    const { ctx } = this;
+    try {
+      const recorded = parseTools(session.tools);
+      if (recorded) {
+        const problems = await verifyTools(runCtx, recorded);
+        if (problems.length === 0) return { ok: true, tools: recorded };
+        ctx.log.warn(
+          { sessionId: session.id, envId: runCtx.envId, problems },
+          'lab tools changed; not grading',
+        );
+        return { ok: false, problems };
+      }
+      const tools = await recordTools(runCtx);
+      await ctx.store.setSessionFields(session.id, { tools: JSON.stringify(tools) });
+      return { ok: true, tools };
+    } catch (err) {
+      if (err instanceof ToolsUnverifiableError) return { ok: false, problems: [err.message] };
+      throw new LabvirtError(
+        'UNAVAILABLE',
+        `your env is not reachable right now: ${(err as Error).message}`,
+      );
+    }
   }
 
   async check(sessionId: string, actor?: string): Promise<CheckResult> {

@@ -50,6 +50,8 @@ export interface SessionRecord {
   nodeVmis?: Record<string, string[]>;
   /** Nodes whose VMI was replaced while the session was active, oldest first (`at` in ms). */
   nodeRestarts?: { node: string; at: number }[];
+  /** JSON of the lab tools recorded at prepare time (src/sessions/integrity.ts). */
+  tools?: string;
 }
 
 export type EnvSnapshot = Pick<EnvRecord, 'envId' | 'flavor' | 'state' | 'createdAt'> & {
@@ -312,7 +314,14 @@ export class Store {
     fields: Partial<
       Pick<
         SessionRecord,
-        'expiresAt' | 'warnedAt' | 'connection' | 'state' | 'solvedAt' | 'score' | 'maxScore'
+        | 'expiresAt'
+        | 'warnedAt'
+        | 'connection'
+        | 'state'
+        | 'solvedAt'
+        | 'score'
+        | 'maxScore'
+        | 'tools'
       >
     >,
   ): Promise<void> {
@@ -826,6 +835,7 @@ function toSession(h: Record<string, string>): SessionRecord | undefined {
     maxScore: num(h.maxScore),
     nodeVmis: parseJson<Record<string, string[]>>(h.nodeVmis),
     nodeRestarts: parseJson<{ node: string; at: number }[]>(h.nodeRestarts),
+    tools: h.tools || undefined,
   };
 }
 

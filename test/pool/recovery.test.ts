@@ -229,6 +229,11 @@ describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () =>
     const envIds = sessions.map((s) => s!.envId);
     expect(new Set(envIds).size).toBe(2);
     for (const envId of envIds) expect((await store.getEnv(envId!))?.sessionId).toBeDefined();
+    // Workers can finish before the restarted process's API listens.
+    await until(
+      async () => (await fetch(`${apiUrl}/healthz`).catch(() => undefined))?.ok,
+      'the API listening',
+    );
     // Repeating the start (a Slack retry after the crash) returns the same session.
     const again = await fetch(`${apiUrl}/v1/sessions`, {
       method: 'POST',
