@@ -87,6 +87,8 @@ describe('the permissions labvirt needs, from what a whole env lifecycle really 
       },
     });
     stack.labvirt.context.cluster.onRequest((verb, kind) => calls.add(`${verb} ${kind}`));
+    // The shared VMI watch also opened before the listener: cut it so it is seen watching again.
+    stack.sim.faults.dropWatches();
     // The first VM fails to boot: provisioning replaces it (the VMI delete).
     stack.sim.faults.failNextVmis = 1;
     await stack.labvirt.runMaintenance('replenish');
