@@ -1,3 +1,4 @@
+import { rejectAfter } from '../deadline/index.js';
 import { Redis } from 'ioredis';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Worker } from 'bullmq';
@@ -145,23 +146,19 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     // and ioredis's closes) must not hold the shutdown past the grace period:
     // each is waited for until the deadline (at least a second), then left.
     const deadline = Date.now() + config.pool.shutdownGraceSeconds * 1000 + STOP_MARGIN_MS;
+    const late = new Error('late');
     for (const fn of stack.reverse()) {
-      let timer: NodeJS.Timeout | undefined;
-      const outcome = await Promise.race([
-        Promise.resolve()
-          .then(fn)
-          .then(
-            () => 'stopped' as const,
-            (err: unknown) => err as Error,
-          ),
-        new Promise<'late'>((resolve) => {
-          timer = setTimeout(() => resolve('late'), Math.max(1000, deadline - Date.now()));
-        }),
-      ]);
-      clearTimeout(timer);
-      if (outcome === 'late')
-        log.warn('a part did not stop within the grace period; not waiting for it');
-      else if (outcome instanceof Error) log.warn({ err: outcome.message }, 'error while stopping');
+      try {
+        await rejectAfter(
+          Promise.resolve().then(fn),
+          Math.max(1000, deadline - Date.now()),
+          () => late,
+        );
+      } catch (err) {
+        if (err === late)
+          log.warn('a part did not stop within the grace period; not waiting for it');
+        else log.warn({ err: (err as Error).message }, 'error while stopping');
+      }
     }
     stack.length = 0;
   };

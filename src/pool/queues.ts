@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import { settlesWithin } from '../deadline/index.js';
 import { Queue, Worker, type ConnectionOptions, type Job, type JobsOptions } from 'bullmq';
 
 /**
@@ -242,18 +243,4 @@ async function handBackFetched(worker: Worker, timeoutMs: number): Promise<void>
   await settlesWithin(sweep, Math.max(500, timeoutMs));
   redis.disconnect();
   await settlesWithin(queue.close(), 500);
-}
-
-/** Waits for `work` at most `ms`, whatever its outcome; true when it settled in time. */
-async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const settled = await Promise.race([
-    work.then(
-      () => true,
-      () => true,
-    ),
-    new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms))),
-  ]);
-  clearTimeout(timer);
-  return settled;
 }

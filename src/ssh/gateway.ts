@@ -8,6 +8,7 @@ import ssh2, {
   type ServerChannel,
 } from 'ssh2';
 import type { Logger } from '../log/index.js';
+import { rejectAfter } from '../deadline/index.js';
 import { HostKeyPins } from './hostkeys.js';
 import { fingerprint, matchKey, parseAuthorizedKey } from './keys.js';
 import type { NodeName } from './executor.js';
@@ -128,19 +129,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const authTimeoutMs = options.authTimeoutMs ?? 30_000;
   const retryBudgetMs = Math.min(options.lookupRetryBudgetMs ?? 15_000, authTimeoutMs);
   const lookupTimeoutMs = options.lookupTimeoutMs ?? 5000;
-  const lookupOnce = (sessionId: string) => {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no answer within ${lookupTimeoutMs} ms`)),
-        lookupTimeoutMs,
-      );
-      timer.unref();
-    });
-    return Promise.race([options.directory.lookup(sessionId), timeout]).finally(() =>
-      clearTimeout(timer),
+  const lookupOnce = (sessionId: string) =>
+    rejectAfter(
+      options.directory.lookup(sessionId),
+      lookupTimeoutMs,
+      () => new Error(`no answer within ${lookupTimeoutMs} ms`),
     );
-  };
   const pins = new HostKeyPins();
   const open = new Set<Connection>();
   const caps = new UnauthenticatedCaps(

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { rejectAfter } from '../../deadline/index.js';
 import type { Metrics } from '../../metrics/index.js';
 import type { LabvirtService } from '../../sessions/types.js';
 import { health, jsonSchema } from '../schemas.js';
@@ -8,11 +9,7 @@ import { health, jsonSchema } from '../schemas.js';
 const HEALTH_TIMEOUT_MS = 5_000;
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  return rejectAfter(promise, ms, () => new Error(`no answer within ${ms / 1000} s`));
 }
 
 /** How long one readiness answer is reused. */

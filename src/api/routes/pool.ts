@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { rejectAfter } from '../../deadline/index.js';
 import { LabvirtError, type LabvirtService } from '../../sessions/types.js';
 import { actorOf } from '../auth.js';
 import {
@@ -20,23 +21,16 @@ import {
 const READ_DEADLINE_MS = 3000;
 
 function withinDeadline<T>(work: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new LabvirtError(
-            'UNAVAILABLE',
-            `the pool cannot be read right now (no answer within ${READ_DEADLINE_MS / 1000} s); retry later`,
-            { retryAfterSeconds: 5 },
-          ),
-        ),
-      READ_DEADLINE_MS,
-    );
-  });
-  // The late answer is dropped; its failure must not be an unhandled rejection.
-  work.catch(() => undefined);
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+  return rejectAfter(
+    work,
+    READ_DEADLINE_MS,
+    () =>
+      new LabvirtError(
+        'UNAVAILABLE',
+        `the pool cannot be read right now (no answer within ${READ_DEADLINE_MS / 1000} s); retry later`,
+        { retryAfterSeconds: 5 },
+      ),
+  );
 }
 
 const envQuery = z.object({ flavor: flavorName.optional(), state: envState.optional() });
