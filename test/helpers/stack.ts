@@ -1,12 +1,37 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { startDevStack, type DevStack, type DevStackOptions } from '../../src/app/dev.js';
 import { deepMerge } from '../../src/config/index.js';
 import type { LabvirtEvent } from '../../src/events/index.js';
 import type { SessionView } from '../../src/sessions/types.js';
 
 export const FIXTURE_LABS = join(import.meta.dirname, '..', 'fixtures', 'labs');
+
+/**
+ * The configuration a `labvirt serve` child process needs against a test's
+ * simulator and redis-server (fixture labs, their sim scripts), with the
+ * test's own settings merged over it.
+ */
+export function serveConfigFor(
+  sim: { kubeconfigPath: string },
+  redisUrl: string,
+  settings: Record<string, unknown>,
+): Record<string, unknown> {
+  return deepMerge(
+    {
+      labsDir: FIXTURE_LABS,
+      labScripts: 'sim',
+      logLevel: 'warn',
+      kube: {
+        kubeconfig: sim.kubeconfigPath,
+        guestAddressMap: join(dirname(sim.kubeconfigPath), 'guests.json'),
+      },
+      redis: { url: redisUrl },
+    },
+    settings,
+  );
+}
 
 export interface TestStack extends DevStack {
   dir: string;

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
@@ -13,7 +13,7 @@ import { QUEUE_NAMES } from '../../src/pool/queues.js';
 import { startRedisServer, type RedisServerHandle } from '../../src/redis/index.js';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 import { Store } from '../../src/store/index.js';
-import { FIXTURE_LABS, startTestStack } from '../helpers/stack.js';
+import { serveConfigFor, startTestStack } from '../helpers/stack.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const FLAVOR = 'v1.30-1node';
@@ -112,35 +112,29 @@ describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () =>
     configFile = join(dir, 'labvirt.yaml');
     writeFileSync(
       configFile,
-      stringify({
-        labsDir: FIXTURE_LABS,
-        labScripts: 'sim',
-        logLevel: 'warn',
-        kube: {
-          kubeconfig: sim.kubeconfigPath,
-          guestAddressMap: join(dirname(sim.kubeconfigPath), 'guests.json'),
-        },
-        redis: { url: redis.url },
-        flavors: {
-          [FLAVOR]: { kubernetesVersion: '1.30', nodes: 1, minWarm: 3, maxTotal: 6 },
-          'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
-        },
-        pool: {
-          pollSeconds: 0.05,
-          jobLockSeconds: 2,
-          shutdownGraceSeconds: 0.5,
-          replenishCron: '*/1 * * * * *',
-          reconcileCron: '*/2 * * * * *',
-        },
-        sessions: { expiryCron: '*/5 * * * * *' },
-        api: { port: apiPort },
-        ssh: {
-          gatewayPort: 0,
-          bindAddress: '127.0.0.1',
-          hostKey: join(dir, 'hk'),
-          orchestratorKey: join(dir, 'ok'),
-        },
-      }),
+      stringify(
+        serveConfigFor(sim, redis.url, {
+          flavors: {
+            [FLAVOR]: { kubernetesVersion: '1.30', nodes: 1, minWarm: 3, maxTotal: 6 },
+            'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
+          },
+          pool: {
+            pollSeconds: 0.05,
+            jobLockSeconds: 2,
+            shutdownGraceSeconds: 0.5,
+            replenishCron: '*/1 * * * * *',
+            reconcileCron: '*/2 * * * * *',
+          },
+          sessions: { expiryCron: '*/5 * * * * *' },
+          api: { port: apiPort },
+          ssh: {
+            gatewayPort: 0,
+            bindAddress: '127.0.0.1',
+            hostKey: join(dir, 'hk'),
+            orchestratorKey: join(dir, 'ok'),
+          },
+        }),
+      ),
     );
   }, 60_000);
 

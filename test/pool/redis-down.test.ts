@@ -2,14 +2,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedisServer, type RedisServerHandle } from '../../src/redis/index.js';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 import { Store } from '../../src/store/index.js';
-import { FIXTURE_LABS } from '../helpers/stack.js';
+import { serveConfigFor } from '../helpers/stack.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const TOKEN = 'redis-down-test-token-0123456789';
@@ -61,34 +61,28 @@ describe('labvirt serve when Redis goes down', () => {
     const configFile = join(dir, 'labvirt.yaml');
     writeFileSync(
       configFile,
-      stringify({
-        labsDir: FIXTURE_LABS,
-        labScripts: 'sim',
-        logLevel: 'warn',
-        kube: {
-          kubeconfig: sim.kubeconfigPath,
-          guestAddressMap: join(dirname(sim.kubeconfigPath), 'guests.json'),
-        },
-        redis: { url: redis.url },
-        flavors: {
-          'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 2, maxTotal: 4 },
-          'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
-        },
-        pool: {
-          pollSeconds: 0.05,
-          jobLockSeconds: 2,
-          shutdownGraceSeconds: GRACE_SECONDS,
-          replenishCron: '*/1 * * * * *',
-          reconcileCron: '*/2 * * * * *',
-        },
-        api: { port: apiPort },
-        ssh: {
-          gatewayPort: 0,
-          bindAddress: '127.0.0.1',
-          hostKey: join(dir, 'hk'),
-          orchestratorKey: join(dir, 'ok'),
-        },
-      }),
+      stringify(
+        serveConfigFor(sim, redis.url, {
+          flavors: {
+            'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 2, maxTotal: 4 },
+            'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
+          },
+          pool: {
+            pollSeconds: 0.05,
+            jobLockSeconds: 2,
+            shutdownGraceSeconds: GRACE_SECONDS,
+            replenishCron: '*/1 * * * * *',
+            reconcileCron: '*/2 * * * * *',
+          },
+          api: { port: apiPort },
+          ssh: {
+            gatewayPort: 0,
+            bindAddress: '127.0.0.1',
+            hostKey: join(dir, 'hk'),
+            orchestratorKey: join(dir, 'ok'),
+          },
+        }),
+      ),
     );
     const proc = spawn(
       process.execPath,

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startLabvirt, type LabvirtHandle } from '../../src/app/index.js';
@@ -12,7 +12,7 @@ import { startRedisServer, type RedisServerHandle } from '../../src/redis/index.
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 import { startNotifier, type Notifier } from '../../src/slack/index.js';
 import { startFakeSlack, type FakeSlack } from '../helpers/fake-slack.js';
-import { FIXTURE_LABS } from '../helpers/stack.js';
+import { serveConfigFor } from '../helpers/stack.js';
 import { shownText, startAsSlackUser } from './helpers.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -118,30 +118,24 @@ describe('Slack notifications across replicas', () => {
     configFile = join(dir, 'labvirt.yaml');
     writeFileSync(
       configFile,
-      stringify({
-        labsDir: FIXTURE_LABS,
-        labScripts: 'sim',
-        logLevel: 'warn',
-        kube: {
-          kubeconfig: sim.kubeconfigPath,
-          guestAddressMap: join(dirname(sim.kubeconfigPath), 'guests.json'),
-        },
-        redis: { url: redis.url },
-        flavors: {
-          [FLAVOR]: { kubernetesVersion: '1.30', nodes: 1, minWarm: 2, maxTotal: 8 },
-          'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
-        },
-        pool: { pollSeconds: 0.05, jobLockSeconds: 2 },
-        api: { host: '127.0.0.1', port: 0 },
-        ssh: {
-          gatewayPort: 0,
-          bindAddress: '127.0.0.1',
-          publicHost: '127.0.0.1',
-          hostKey: join(dir, 'hk'),
-          orchestratorKey: join(dir, 'ok'),
-        },
-        slack: { apiUrl: fake.apiUrl },
-      }),
+      stringify(
+        serveConfigFor(sim, redis.url, {
+          flavors: {
+            [FLAVOR]: { kubernetesVersion: '1.30', nodes: 1, minWarm: 2, maxTotal: 8 },
+            'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
+          },
+          pool: { pollSeconds: 0.05, jobLockSeconds: 2 },
+          api: { host: '127.0.0.1', port: 0 },
+          ssh: {
+            gatewayPort: 0,
+            bindAddress: '127.0.0.1',
+            publicHost: '127.0.0.1',
+            hostKey: join(dir, 'hk'),
+            orchestratorKey: join(dir, 'ok'),
+          },
+          slack: { apiUrl: fake.apiUrl },
+        }),
+      ),
     );
   }, 60_000);
 
