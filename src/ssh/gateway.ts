@@ -141,8 +141,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     options.maxUnauthenticated ?? 512,
     options.maxUnauthenticatedPerSource ?? 64,
   );
-  // Sockets still in their handshake, keyed for the release when they log in or go.
-  const pending = new Map<string, () => void>();
+  // Sockets still in their handshake, keyed for the release when they log in
+  // or go; `seen` tells the socket's own timer that ssh2's handler (and its
+  // audited authentication timeout) has taken over.
+  const pending = new Map<string, { release: () => void; seen: () => void }>();
   let refusedSinceReport = 0;
   let lastRefusalReport = 0;
   const reportRefusal = (sourceIp: string, cap: 'total' | 'source') => {
@@ -194,7 +196,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     open.add(client);
     const source = `${info.ip}:${info.port}`;
     const connId = randomBytes(6).toString('hex');
-    const releaseCap = pending.get(source) ?? (() => undefined);
+    const handshake = pending.get(source);
+    handshake?.seen();
+    const releaseCap = handshake?.release ?? (() => undefined);
     const authTimer = setTimeout(() => {
       audit?.warn(
         { audit: 'ssh.auth.timeout', connId, source, timeoutMs: authTimeoutMs },
@@ -605,15 +609,27 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       caps.release(sourceIp);
     };
     const key = `${sourceIp}:${socket.remotePort}`;
-    pending.set(key, release);
+    let seenByHandler = false;
+    pending.set(key, { release, seen: () => (seenByHandler = true) });
     socket.once('close', () => {
       release();
       pending.delete(key);
     });
     // A connection that never finishes its SSH greeting is not seen by the
-    // handler above, so the timeout is enforced on the socket too.
+    // handler above, so the timeout is enforced on the socket too (audited
+    // here; once the handler has it, its own timer ends it and audits).
     const greetTimer = setTimeout(() => {
-      if (!released) socket.destroy();
+      if (released || seenByHandler) return;
+      audit?.warn(
+        {
+          audit: 'ssh.auth.timeout',
+          source: `${sourceIp}:${socket.remotePort}`,
+          timeoutMs: authTimeoutMs,
+          stage: 'greeting',
+        },
+        'ssh connection closed: no SSH greeting in time',
+      );
+      socket.destroy();
     }, authTimeoutMs);
     greetTimer.unref();
     socket.once('close', () => clearTimeout(greetTimer));

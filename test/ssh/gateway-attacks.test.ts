@@ -252,8 +252,16 @@ describe('ssh gateway under attack and load', () => {
     });
     expect(await silent.closed).toBeLessThan(5000);
     await stalledClosed;
+    // Each is audited: the silent one at the greeting, the stalled one after its key exchange.
     expect(auditLines).toContainEqual(
-      expect.objectContaining({ audit: 'ssh.auth.timeout', timeoutMs: 700 }),
+      expect.objectContaining({ audit: 'ssh.auth.timeout', timeoutMs: 700, stage: 'greeting' }),
+    );
+    expect(auditLines).toContainEqual(
+      expect.objectContaining({
+        audit: 'ssh.auth.timeout',
+        timeoutMs: 700,
+        connId: expect.any(String),
+      }),
     );
     // A student who logs in in time is not cut off by the timer.
     const c = await login(gw);
