@@ -406,11 +406,17 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     // unless slack.port says otherwise).
     let slack: SlackHandle | undefined;
     if (roles.api && notifier && options.slack) {
+      const frontDoorRedis = redis.duplicate();
+      frontDoorRedis.on('error', (err: Error) =>
+        log.warn({ err: err.message }, 'redis Slack front door connection error'),
+      );
+      stack.push(async () => void frontDoorRedis.disconnect());
       slack = await startSlack({
         config,
         secrets: options.slack,
         service,
         store,
+        frontDoorStore: new Store(frontDoorRedis, config.redis.prefix),
         notifier,
         log,
         now,

@@ -1,4 +1,5 @@
 import type { App, RespondArguments, SlashCommand, webApi } from '@slack/bolt';
+import pLimit from 'p-limit';
 import { closest } from '../config/suggest.js';
 import { LabvirtError } from '../sessions/types.js';
 import {
@@ -47,6 +48,14 @@ function unescapeSlack(text: string): string {
   return text.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&');
 }
 
+/**
+ * Starts and checks running at once after their acknowledgement, per
+ * replica; the rest queue in memory. Enough to keep the pool's own queues
+ * busy (claims are queued work there), few enough that 200 commands at once
+ * are all acknowledged within Slack's 3 s.
+ */
+const AFTER_ACK_CONCURRENCY = 16;
+
 /** Answers within this, or acknowledges first and answers through `response_url`. */
 const ACK_BUDGET_MS = 2_000;
 
@@ -61,6 +70,10 @@ function ephemeral(message: SlackMessage): RespondArguments {
  * and answer through `response_url` when done.
  */
 export function registerCommands(app: App, deps: SlackDeps): void {
+  // The work after an acknowledgement (a start's claim, a check's scripts)
+  // waits its turn here, so a class starting at once does not flood the
+  // event loop and Redis ahead of the acknowledgements still to be sent.
+  const afterAck = pLimit(AFTER_ACK_CONCURRENCY);
   app.command(deps.settings.command, async ({ command, ack, respond, client }) => {
     const answerLater = async (message: SlackMessage) => {
       try {
@@ -112,7 +125,7 @@ export function registerCommands(app: App, deps: SlackDeps): void {
       const early = await earlyAnswer(deps, sub, args);
       await ack(ephemeral(early.ack));
       if (early.done) return;
-      await answerLater(await run());
+      await answerLater(await afterAck(run));
       return;
     }
     const work = run();

@@ -14,6 +14,13 @@ export interface StartSlackOptions {
   secrets: SlackSecrets;
   service: StudentService;
   store: Store;
+  /**
+   * The store the front door's checks before an acknowledgement use (replay
+   * marks, rate limits): on a Redis connection of its own, an acknowledgement
+   * never waits behind a burst's session work queued on the main one.
+   * Default: `store`.
+   */
+  frontDoorStore?: Store;
   /** The delivery side (src/slack/notifier.ts). */
   notifier: SlackDeps['notifier'];
   log: Logger;
@@ -51,7 +58,7 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackHandl
   const deps: SlackDeps = {
     service: options.service,
     notifier: options.notifier,
-    store: options.store,
+    store: options.frontDoorStore ?? options.store,
     settings: {
       command: slack.command,
       commandsPerMinute: slack.commandsPerMinute,
