@@ -94,6 +94,8 @@ describe('labs test', () => {
       overrides: {
         labsDir: join(FIXTURES, 'labtest'),
         labScripts: 'standard',
+        // As `labvirt labs test` does: the first failed setup ends the test.
+        pool: { maxSetupMoves: 0 },
         flavors: {
           'v1.31-1node': { kubernetesVersion: '1.31', nodes: 1, minWarm: 1, maxTotal: 2 },
         },

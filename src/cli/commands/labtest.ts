@@ -107,6 +107,7 @@ export function registerLabTestCommand(program: Command): void {
             listen,
             overrides: {
               labsDir: base.labsDir,
+              pool: { maxSetupMoves: 0 },
               flavors: Object.fromEntries(
                 Object.entries(base.flavors).map(([k, f]) => [k, { ...f, minWarm: 1 }]),
               ),
@@ -120,8 +121,13 @@ export function registerLabTestCommand(program: Command): void {
           }
         } else {
           const handle = await startLabvirt({
-            // The real scripts, whatever labScripts the configuration names.
-            config: { ...base, labScripts: 'standard' },
+            // The real scripts, whatever labScripts the configuration names;
+            // a failed setup is reported at once, not tried on other envs.
+            config: {
+              ...base,
+              labScripts: 'standard',
+              pool: { ...base.pool, maxSetupMoves: 0 },
+            },
             logger: createLogger({ level: 'warn' }) ?? silentLogger(),
             apiToken: 'unused-by-lab-tests',
             roles: { api: false, gateway: false, scheduler: false },
