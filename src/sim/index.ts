@@ -192,6 +192,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     setNodeReady(store, name, false);
   };
   let writeTimer: NodeJS.Timeout | undefined;
+  let stopped = false;
   const guests = options.guests ?? true;
   const allowUnsandboxedGuests =
     options.allowUnsandboxedGuests ?? process.env.LABVIRT_SIM_UNSANDBOXED_GUESTS === '1';
@@ -219,10 +220,17 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       admitLauncher: (pod) => cluster.admitInternal(POD_TYPE, pod),
       onGuestsChanged: () => {
         // Written atomically, a little batched: standalone labvirt reads it per connection.
+        if (stopped) return;
         writeTimer ??= setTimeout(() => {
           writeTimer = undefined;
-          writeFileSync(`${guestMapPath}.tmp`, JSON.stringify(kubevirt.guestMap()));
-          renameSync(`${guestMapPath}.tmp`, guestMapPath);
+          if (stopped) return;
+          try {
+            writeFileSync(`${guestMapPath}.tmp`, JSON.stringify(kubevirt.guestMap()));
+            renameSync(`${guestMapPath}.tmp`, guestMapPath);
+          } catch (err) {
+            // The sim's directory may go with a stop racing this write.
+            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+          }
         }, 10);
       },
     },
@@ -382,6 +390,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     kubeconfigFor,
     rbacDecisions: rbac.decisions,
     async stop() {
+      stopped = true;
       if (writeTimer) clearTimeout(writeTimer);
       api.dropWatches();
       cluster.stop();
