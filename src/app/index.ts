@@ -391,6 +391,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         maxUnauthenticated: config.ssh.maxUnauthenticated,
         maxUnauthenticatedPerSource: config.ssh.maxUnauthenticatedPerSource,
         logger: moduleLogger(log, 'gateway', config.logLevels),
+        now,
       });
       gatewayPort = gateway.port;
       gatewayHostKey = hostKey.publicKey;

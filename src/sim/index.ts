@@ -192,6 +192,8 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     setNodeReady(store, name, false);
   };
   let writeTimer: NodeJS.Timeout | undefined;
+  // Guests stopping at the end change the map too: not written once stopping (its directory may be gone).
+  let stopping = false;
   const guests = options.guests ?? true;
   const allowUnsandboxedGuests =
     options.allowUnsandboxedGuests ?? process.env.LABVIRT_SIM_UNSANDBOXED_GUESTS === '1';
@@ -218,6 +220,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       loopbackOctet,
       admitLauncher: (pod) => cluster.admitInternal(POD_TYPE, pod),
       onGuestsChanged: () => {
+        if (stopping) return;
         // Written atomically, a little batched: standalone labvirt reads it per connection.
         writeTimer ??= setTimeout(() => {
           writeTimer = undefined;
@@ -382,6 +385,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     kubeconfigFor,
     rbacDecisions: rbac.decisions,
     async stop() {
+      stopping = true;
       if (writeTimer) clearTimeout(writeTimer);
       api.dropWatches();
       cluster.stop();

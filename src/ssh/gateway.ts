@@ -25,7 +25,21 @@ export interface GatewaySession {
 
 export interface SessionDirectory {
   lookup(sessionId: string): Promise<GatewaySession | undefined>;
+  /**
+   * Tells of sessions that changed (ended, expired, extended, moved); the
+   * gateway's open connections of such a session re-read it at once instead
+   * of at their next periodic recheck. Returns a function that stops telling.
+   */
+  onChange?(listener: (sessionId: string) => void): () => void;
 }
+
+/**
+ * A session channel subsystem that carries only the gateway's notices
+ * (warnings before the session ends or before an idle cut, the reason for a
+ * disconnect) on its stderr: for a client whose shell is on another node
+ * through a jump, e.g. the web terminal's worker tabs.
+ */
+export const NOTICES_SUBSYSTEM = 'labvirt-notices';
 
 export interface GatewayOptions {
   hostKey: string | Buffer;
@@ -137,6 +151,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     );
   const pins = new HostKeyPins();
   const open = new Set<Connection>();
+  // Per session, how to make each of its open connections re-read it now.
+  const rechecks = new Map<string, Set<() => void>>();
+  const stopWatching = options.directory.onChange?.((sessionId) => {
+    for (const recheck of rechecks.get(sessionId) ?? []) recheck();
+  });
   const caps = new UnauthenticatedCaps(
     options.maxUnauthenticated ?? 512,
     options.maxUnauthenticatedPerSource ?? 64,
@@ -220,6 +239,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     let ticker: NodeJS.Timeout | undefined;
     let closing = false;
 
+    let recheckNow: (() => void) | undefined;
+    const forgetRecheck = (sessionId: string) => {
+      const mine = rechecks.get(sessionId);
+      if (!mine || !recheckNow) return;
+      mine.delete(recheckNow);
+      if (mine.size === 0) rechecks.delete(sessionId);
+    };
     const countChannel = (type: string) => (channels[type] = (channels[type] ?? 0) + 1);
     const tellTerminals = (text: string) => {
       for (const t of terminals) t.stderr.write(note(text));
@@ -240,6 +266,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       releaseCap();
       open.delete(client);
       if (ticker) clearInterval(ticker);
+      if (session) forgetRecheck(session.sessionId);
       upstreamClient?.end();
       if (session) {
         audit?.info(
@@ -433,6 +460,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           );
         }
       };
+      recheckNow = () => {
+        lastRecheck = -Infinity;
+        void tick();
+      };
+      if (!rechecks.has(s.sessionId)) rechecks.set(s.sessionId, new Set());
+      rechecks.get(s.sessionId)!.add(recheckNow);
       const activity = (n: number) => {
         bytesIn += n;
         lastActivity = now();
@@ -533,6 +566,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           );
         });
         sess.on('subsystem', (accept, reject, sub) => {
+          if (sub.name === NOTICES_SUBSYSTEM) {
+            const down = accept();
+            countChannel('notices');
+            terminals.add(down);
+            down.on('close', () => terminals.delete(down));
+            // Nothing is read from it: what a client sends is dropped.
+            down.resume();
+            return;
+          }
           if (sub.name !== 'sftp') return reject?.();
           const down = accept();
           countChannel('sftp');
@@ -635,6 +677,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       return open.size;
     },
     async close() {
+      stopWatching?.();
       for (const c of open) c.end();
       await new Promise<void>((resolve) => listener.close(() => resolve()));
     },

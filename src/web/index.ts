@@ -12,7 +12,13 @@ import { issueSignInToken, type SingleUseTokens } from './signin.js';
 import { CookieSigner } from './signing.js';
 import { attachTerminalSockets } from './terminal.js';
 
-export { withBridgeKey, TERMINAL_NODES, type GatewayTarget, type TerminalNode } from './bridge.js';
+export {
+  persistentShellCommand,
+  withBridgeKey,
+  TERMINAL_NODES,
+  type GatewayTarget,
+  type TerminalNode,
+} from './bridge.js';
 export { linkEventFeed, type EventFeed, type FeedEntry } from './feed.js';
 export { CONTENT_SECURITY_POLICY, type LoginAttempts } from './routes.js';
 export { hashPassword, PASSWORD_HASH, type OperatorAccount } from './operators.js';
@@ -124,6 +130,7 @@ export async function createWebFrontEnd(options: WebOptions): Promise<WebFrontEn
         cookies,
         gateway: options.gateway,
         audit: options.logger,
+        now,
       }),
   };
 }

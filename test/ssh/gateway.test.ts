@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createExecutor,
   loadOrCreateHostKey,
+  NOTICES_SUBSYSTEM,
   startGateway,
   type Gateway,
   type GatewayOptions,
@@ -348,6 +349,57 @@ describe('ssh gateway', () => {
     const closed = new Promise<void>((r) => c.on('close', () => r()));
     sessions.delete(SESSION);
     expect(await readUntil(sh.stderr, /has ended/)).toContain('[labvirt]');
+    await closed;
+  });
+
+  it('cuts a session at once when the directory tells of its end, not at the next recheck', async () => {
+    const listeners = new Set<(sessionId: string) => void>();
+    const gw = await gateway({
+      recheckMs: 3600_000,
+      directory: {
+        lookup: async (id) => sessions.get(id),
+        onChange: (listener) => {
+          listeners.add(listener);
+          return () => void listeners.delete(listener);
+        },
+      },
+    });
+    const c = await studentLogin(gw);
+    const sh = await shell(c);
+    // Another session's change leaves this one alone.
+    for (const l of listeners) l('s-other00000');
+    sh.write('echo still-here\n');
+    await readUntil(sh, /still-here\r?\n/);
+    const closed = new Promise<void>((r) => c.on('close', () => r()));
+    sessions.delete(SESSION);
+    for (const l of listeners) l(SESSION);
+    expect(await readUntil(sh.stderr, /has ended/)).toContain('[labvirt]');
+    await closed;
+    await gw.close();
+    expect(listeners.size).toBe(0);
+  });
+
+  it('sends its notices on a notices channel to a client whose shell is behind a jump', async () => {
+    const gw = await gateway({ warnBeforeMs: 500, idleTimeoutMs: 60_000 }, [
+      session({ expiresAt: new Date(Date.now() + 1500) }),
+    ]);
+    const c = await studentLogin(gw);
+    const notices = await new Promise<ClientChannel>((res, rej) =>
+      c.subsys(NOTICES_SUBSYSTEM, (err, s) => (err ? rej(err) : res(s))),
+    );
+    const sock = await forward(c, 'worker-1', 22);
+    const inner = await connectClient({
+      sock,
+      username: 'student',
+      privateKey: studentKey.private,
+    });
+    clients.push(inner);
+    expect((await run(inner, 'hostname')).stdout).toBe('worker-1\n');
+    const closed = new Promise<void>((r) => c.on('close', () => r()));
+    expect(await readUntil(notices.stderr, /Save your work/)).toMatch(
+      /\[labvirt\] your lab session ends in \d+ s/,
+    );
+    expect(await readUntil(notices.stderr, /has ended/)).toContain('disconnecting');
     await closed;
   });
 
