@@ -1,11 +1,16 @@
 /**
  * Web terminal benchmark (run: `npx tsx bench/web-terminal.bench.ts`), loopback only:
- * BENCH_SESSIONS (default 200) terminals open at once, each typing
- * BENCH_KEYS (default 20) keystrokes one after another; the figure is the
- * keystroke → echo latency, p50/p99, through the web bridge (WebSocket →
- * labvirt → SSH gateway → guest) against the same through plain SSH to the
- * gateway, in the same run, and their ratio (goal: within 1.2×).
- * Environment: BENCH_SESSIONS, BENCH_KEYS, BENCH_ENVS (default 20).
+ * BENCH_SESSIONS (default 200) web terminals and as many plain SSH shells
+ * open at once, each typing BENCH_KEYS (default 20) keystrokes one after
+ * another; the figure is the keystroke → echo latency, p50/p99, through the
+ * web bridge (WebSocket → labvirt → SSH gateway → guest) against the same
+ * through plain SSH to the gateway, and their ratio (goal: within 1.2×).
+ * The two kinds type in alternating rounds (BENCH_ROUNDS, default 4: all
+ * web terminals, then all SSH shells, then the other way round…), so a
+ * change in the machine's load during the run weighs on both alike.
+ * Both are plain shells (the web terminal's tmux is off): the figure is the
+ * transport's cost.
+ * Environment: BENCH_SESSIONS, BENCH_KEYS, BENCH_ROUNDS, BENCH_ENVS (default 20).
  */
 import Fastify from 'fastify';
 import type { ClientChannel } from 'ssh2';
@@ -25,6 +30,7 @@ import { machineLoad, pct, result } from './lib.js';
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
 const KEYS = Number(process.env.BENCH_KEYS ?? 20);
 const ENVS = Number(process.env.BENCH_ENVS ?? 20);
+const ROUNDS = Math.max(1, Math.min(KEYS, Number(process.env.BENCH_ROUNDS ?? 4)));
 /** Terminals opening at once (like the gateway bench); all stay open for the measurement. */
 const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 50);
 
@@ -50,41 +56,53 @@ interface Pipe {
   close(): void;
 }
 
-/** Waits for the prompt, then types KEYS letters one at a time, timing each echo. */
-async function typeAndTime(pipe: Pipe): Promise<number[]> {
-  let seen = '';
-  let waiter: (() => void) | undefined;
-  pipe.onOutput((text) => {
-    seen += text;
-    waiter?.();
-  });
-  const until = (test: () => boolean, ms = 60_000) =>
-    new Promise<void>((resolve, reject) => {
+/** A pipe being typed into: waits for its shell, then times keystrokes in batches. */
+class Typist {
+  private seen = '';
+  private waiter: (() => void) | undefined;
+  private typed = 0;
+  constructor(private readonly pipe: Pipe) {
+    pipe.onOutput((text) => {
+      this.seen += text;
+      this.waiter?.();
+    });
+  }
+
+  private until(test: () => boolean, ms = 60_000): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       if (test()) return resolve();
       const timer = setTimeout(() => reject(new Error(`no echo within ${ms} ms`)), ms);
-      waiter = () => {
+      this.waiter = () => {
         if (!test()) return;
         clearTimeout(timer);
-        waiter = undefined;
+        this.waiter = undefined;
         resolve();
       };
     });
-  // Warm-up, not measured: a key every half second until the shell echoes one.
-  const poke = setInterval(() => pipe.write('z'), 500);
-  pipe.write('z');
-  await until(() => seen.includes('z')).finally(() => clearInterval(poke));
-  await new Promise((r) => setTimeout(r, 300));
-  const times: number[] = [];
-  for (let i = 0; i < KEYS; i++) {
-    const key = String.fromCharCode(97 + (i % 26));
-    seen = '';
-    const t = performance.now();
-    pipe.write(key);
-    await until(() => seen.includes(key));
-    times.push(performance.now() - t);
   }
-  pipe.write('\x15'); // Ctrl-U: the typed letters never run
-  return times;
+
+  /** Warm-up, not measured: a key every half second until the shell echoes one. */
+  async ready(): Promise<void> {
+    const poke = setInterval(() => this.pipe.write('z'), 500);
+    this.pipe.write('z');
+    await this.until(() => this.seen.includes('z')).finally(() => clearInterval(poke));
+    await new Promise((r) => setTimeout(r, 300));
+  }
+
+  /** Types `n` letters one after another, each when the previous one echoed; their latencies. */
+  async type(n: number): Promise<number[]> {
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const key = String.fromCharCode(97 + (this.typed++ % 26));
+      this.seen = '';
+      const t = performance.now();
+      this.pipe.write(key);
+      await this.until(() => this.seen.includes(key));
+      times.push(performance.now() - t);
+    }
+    this.pipe.write('\x15'); // Ctrl-U: the typed letters never run
+    return times;
+  }
 }
 
 async function main() {
@@ -167,6 +185,7 @@ async function main() {
       tokens,
       apiToken,
       gateway: () => ({ host: '127.0.0.1', port: gw.port, privateKey: labvirt.private }),
+      persistentShells: false,
       logger: silentLogger(),
     });
     const app = Fastify();
@@ -199,8 +218,6 @@ async function main() {
       };
     });
     console.log(`${sshPipes.length} SSH shells open`);
-    const sshTimes = (await Promise.all(sshPipes.map(typeAndTime))).flat();
-    for (const p of sshPipes) p.close();
 
     // The web bridge: sign in (the real single-use link), open the WebSocket.
     const webPipes: Pipe[] = await openAll([...sessions.keys()], async (id) => {
@@ -225,15 +242,30 @@ async function main() {
       };
     });
     console.log(`${webPipes.length} web terminals open`);
-    const webTimes = (await Promise.all(webPipes.map(typeAndTime))).flat();
-    for (const p of webPipes) p.close();
+    const ssh = sshPipes.map((p) => new Typist(p));
+    const webTypists = webPipes.map((p) => new Typist(p));
+    await Promise.all([...ssh, ...webTypists].map((t) => t.ready()));
+    const sshTimes: number[] = [];
+    const webTimes: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const keys = Math.floor(KEYS / ROUNDS) + (round < KEYS % ROUNDS ? 1 : 0);
+      const kinds: [Typist[], number[]][] = [
+        [webTypists, webTimes],
+        [ssh, sshTimes],
+      ];
+      if (round % 2 === 1) kinds.reverse();
+      for (const [typists, times] of kinds) {
+        times.push(...(await Promise.all(typists.map((t) => t.type(keys)))).flat());
+      }
+    }
+    for (const p of [...sshPipes, ...webPipes]) p.close();
 
     const line = (what: string, xs: number[]) =>
       console.log(
         `${what}: p50 ${pct(xs, 50).toFixed(1)} ms, p99 ${pct(xs, 99).toFixed(1)} ms (${xs.length} keystrokes)`,
       );
     console.log(
-      `${SESSIONS} terminals at once over ${ENVS} guests, ${KEYS} keystrokes each; load ${machineLoad()}`,
+      `${SESSIONS} web terminals and ${SESSIONS} SSH shells open over ${ENVS} guests, ${KEYS} keystrokes each in ${ROUNDS} alternating rounds; load ${machineLoad()}`,
     );
     line('plain SSH through the gateway', sshTimes);
     line('web terminal (WebSocket → bridge → gateway)', webTimes);

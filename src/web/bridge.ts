@@ -67,8 +67,10 @@ export async function openTerminal(options: {
   node: TerminalNode;
   cols: number;
   rows: number;
-  /** A reconnect after a drop: the student is told the shell is a fresh one. */
+  /** A reconnect after a drop: the student is told whether the shell is the same or a fresh one. */
   resume: boolean;
+  /** Run the shell in tmux when the node has it (default true). */
+  persistentShells?: boolean;
 }): Promise<Terminal> {
   const { gateway, node } = options;
   const front = await connect({
@@ -94,7 +96,9 @@ export async function openTerminal(options: {
     const pty = { term: 'xterm-256color', cols: options.cols, rows: options.rows };
     // tmux keeps the shell through a dropped connection; asked first, cheaply,
     // because a guest without it would answer the attach with an error.
-    const persistent = (await exitCode(shellHost, 'tmux -V').catch(() => undefined)) === 0;
+    const persistent =
+      options.persistentShells !== false &&
+      (await exitCode(shellHost, 'tmux -V').catch(() => undefined)) === 0;
     const stream = await new Promise<ClientChannel>((resolve, reject) => {
       const opened = (err: Error | undefined, s: ClientChannel) => (err ? reject(err) : resolve(s));
       if (persistent) shellHost.exec(persistentShellCommand(node), { pty }, opened);

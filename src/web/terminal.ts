@@ -17,6 +17,8 @@ export interface TerminalSocketsOptions {
   gateway: () => GatewayTarget | undefined;
   audit: Logger;
   now: () => number;
+  /** Shells in tmux when the node has it, so they outlive a dropped connection (default true). */
+  persistentShells?: boolean;
 }
 
 /** Messages the page's script understands (text frames; output is binary). */
@@ -142,6 +144,7 @@ function serveTerminal(
     cols: o.cols,
     rows: o.rows,
     resume: o.resume,
+    persistentShells: o.persistentShells,
   });
   const closeAs = async (reason: string) => {
     const session = await o.service.status(o.sessionId, o.student).catch(() => undefined);
