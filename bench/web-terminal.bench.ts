@@ -184,7 +184,12 @@ async function main() {
       service,
       tokens,
       apiToken,
-      gateway: () => ({ host: '127.0.0.1', port: gw.port, privateKey: labvirt.private }),
+      gateway: () => ({
+        host: '127.0.0.1',
+        port: gw.port,
+        privateKey: labvirt.private,
+        ...(process.env.BENCH_BRIDGE_TCP ? {} : { connectInProcess: () => gw.connectInProcess() }),
+      }),
       persistentShells: false,
       logger: silentLogger(),
     });

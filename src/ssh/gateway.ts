@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createServer as createTcpServer, connect as tcpConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import ssh2, {
   type Client,
   type ClientChannel,
@@ -10,6 +11,7 @@ import ssh2, {
 import type { Logger } from '../log/index.js';
 import { rejectAfter } from '../deadline/index.js';
 import { HostKeyPins } from './hostkeys.js';
+import { duplexPair } from './in-process.js';
 import { fingerprint, matchKey, parseAuthorizedKey } from './keys.js';
 import type { NodeName } from './executor.js';
 import type { GuestResolver } from './resolver.js';
@@ -81,6 +83,13 @@ export interface Gateway {
   readonly port: number;
   /** Open student connections. */
   readonly connections: number;
+  /**
+   * A connection from this process (the web terminal bridge): an SSH client
+   * given this stream as its socket is served like any other (login, audit,
+   * idle and session-end cuts), without a TCP round trip. Its audit source
+   * is `in-process`.
+   */
+  connectInProcess(): Duplex;
   close(): Promise<void>;
 }
 
@@ -675,6 +684,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     port,
     get connections() {
       return open.size;
+    },
+    connectInProcess() {
+      const [ours, theirs] = duplexPair();
+      // What ssh2 reads for the connection's source (a Duplex has no address).
+      Object.assign(ours, { remoteAddress: 'in-process', remotePort: 0 });
+      server.injectSocket(ours as never);
+      return theirs;
     },
     async close() {
       stopWatching?.();

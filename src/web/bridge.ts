@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import ssh2, { type Client, type ClientChannel } from 'ssh2';
 import { NOTICES_SUBSYSTEM } from '../ssh/index.js';
 
@@ -13,6 +14,11 @@ export interface GatewayTarget {
   privateKey: string;
   /** The gateway's host key (`ssh-ed25519 AAAA…`); when set, any other key is refused. */
   hostPublicKey?: string;
+  /**
+   * When the gateway runs in this process: a stream to it, used instead of a
+   * TCP connection to host:port (same SSH login and rules, no kernel round trip).
+   */
+  connectInProcess?: () => Duplex;
 }
 
 export const TERMINAL_NODES = ['control-plane', 'worker-1', 'worker-2'] as const;
@@ -74,8 +80,9 @@ export async function openTerminal(options: {
 }): Promise<Terminal> {
   const { gateway, node } = options;
   const front = await connect({
-    host: gateway.host,
-    port: gateway.port,
+    ...(gateway.connectInProcess
+      ? { sock: gateway.connectInProcess() }
+      : { host: gateway.host, port: gateway.port }),
     username: options.sessionId,
     privateKey: gateway.privateKey,
     hostPublicKey: gateway.hostPublicKey,
@@ -165,7 +172,7 @@ function exitCode(client: Client, command: string): Promise<number | null> {
 function connect(options: {
   host?: string;
   port?: number;
-  sock?: ClientChannel;
+  sock?: Duplex;
   username: string;
   privateKey: string;
   hostPublicKey?: string;
@@ -173,7 +180,11 @@ function connect(options: {
   return new Promise((resolve, reject) => {
     const client = new ssh2.Client();
     const expected = options.hostPublicKey ? hostKeyBlob(options.hostPublicKey) : undefined;
-    client.once('ready', () => resolve(client));
+    client.once('ready', () => {
+      // Keystrokes are tiny packets: sent at once, not held back by Nagle's algorithm.
+      client.setNoDelay(true);
+      resolve(client);
+    });
     // `on`, not `once`: ssh2 can emit a second error (a connection lost
     // during the handshake), which would crash the process without a listener.
     client.on('error', reject);

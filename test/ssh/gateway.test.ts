@@ -403,6 +403,33 @@ describe('ssh gateway', () => {
     await closed;
   });
 
+  it('serves a client of its own process without TCP, under the same rules and audit', async () => {
+    const gw = await gateway();
+    const c = await connectClient({
+      sock: gw.connectInProcess(),
+      username: SESSION,
+      privateKey: studentKey.private,
+    });
+    clients.push(c);
+    expect((await run(c, 'hostname')).stdout).toBe('control-plane\n');
+    const closed = new Promise<void>((r) => c.on('close', () => r()));
+    c.end();
+    await closed;
+    await until(() => auditLines.some((l) => l.audit === 'ssh.connection.close'));
+    expect(auditLines.find((l) => l.audit === 'ssh.connection.open')).toMatchObject({
+      sessionId: SESSION,
+      source: 'in-process:0',
+    });
+    // A wrong key is refused there too.
+    await expect(
+      connectClient({
+        sock: gw.connectInProcess(),
+        username: SESSION,
+        privateKey: newKey().private,
+      }),
+    ).rejects.toThrow(/authentication/i);
+  });
+
   it('tells the student and disconnects when their VM goes away', async () => {
     const own = await farm.start({ labvirt: [labvirtKey.public], student: [] });
     const ex = createExecutor({ privateKey: labvirtKey.private, resolve: farm.resolve });
