@@ -10,7 +10,11 @@
  * change in the machine's load during the run weighs on both alike.
  * Both are plain shells (the web terminal's tmux is off): the figure is the
  * transport's cost.
- * Environment: BENCH_SESSIONS, BENCH_KEYS, BENCH_ROUNDS, BENCH_ENVS (default 20).
+ * BENCH_WITH_TCP_BRIDGE=1 adds a third kind in the same rounds: web
+ * terminals whose bridge reaches the gateway over TCP (as a replica without
+ * a gateway of its own does), for a before/after in one run.
+ * Environment: BENCH_SESSIONS, BENCH_KEYS, BENCH_ROUNDS, BENCH_ENVS (default 20),
+ * BENCH_WITH_TCP_BRIDGE.
  */
 import Fastify from 'fastify';
 import type { ClientChannel } from 'ssh2';
@@ -31,6 +35,8 @@ const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
 const KEYS = Number(process.env.BENCH_KEYS ?? 20);
 const ENVS = Number(process.env.BENCH_ENVS ?? 20);
 const ROUNDS = Math.max(1, Math.min(KEYS, Number(process.env.BENCH_ROUNDS ?? 4)));
+/** Also time web terminals whose bridge reaches the gateway over TCP (an API-only replica; the bridge before the in-process hand-off). */
+const WITH_TCP_BRIDGE = process.env.BENCH_WITH_TCP_BRIDGE === '1';
 /** Terminals opening at once (like the gateway bench); all stay open for the measurement. */
 const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 50);
 
@@ -180,28 +186,31 @@ async function main() {
         }) satisfies SessionView,
     } as unknown as LabvirtService;
     const apiToken = 'bench-api-token-0123456789';
-    const web = await createWebFrontEnd({
-      service,
-      tokens,
-      apiToken,
-      gateway: () => ({
-        host: '127.0.0.1',
-        port: gw.port,
-        privateKey: labvirt.private,
-        ...(process.env.BENCH_BRIDGE_TCP ? {} : { connectInProcess: () => gw.connectInProcess() }),
-      }),
-      persistentShells: false,
-      logger: silentLogger(),
-    });
-    const app = Fastify();
-    await app.register(web.routes);
-    const sockets = web.attach(app.server);
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-    stop.unshift(async () => {
-      sockets.close();
-      await app.close();
-    });
+    /** A web front end on its own HTTP server; `inProcess`: its bridge reaches the gateway in memory, else over TCP. */
+    const frontEnd = async (inProcess: boolean): Promise<string> => {
+      const web = await createWebFrontEnd({
+        service,
+        tokens,
+        apiToken,
+        gateway: () => ({
+          host: '127.0.0.1',
+          port: gw.port,
+          privateKey: labvirt.private,
+          ...(inProcess ? { connectInProcess: () => gw.connectInProcess() } : {}),
+        }),
+        persistentShells: false,
+        logger: silentLogger(),
+      });
+      const app = Fastify();
+      await app.register(web.routes);
+      const sockets = web.attach(app.server);
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      stop.unshift(async () => {
+        sockets.close();
+        await app.close();
+      });
+      return `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    };
 
     // Plain SSH: every session's shell through the gateway at once.
     const sshPipes: Pipe[] = await openAll([...sessions.keys()], async (id) => {
@@ -225,58 +234,70 @@ async function main() {
     console.log(`${sshPipes.length} SSH shells open`);
 
     // The web bridge: sign in (the real single-use link), open the WebSocket.
-    const webPipes: Pipe[] = await openAll([...sessions.keys()], async (id) => {
-      const token = await issueSignInToken(tokens, id, 600);
-      const res = await fetch(`${base}/s/${id}?t=${token}`, { redirect: 'manual' });
-      const cookie = res.headers.get('set-cookie')!.split(';')[0]!;
-      const ws = new WebSocket(
-        `${base.replace('http', 'ws')}/s/${id}/terminal?node=control-plane&cols=80&rows=24`,
-        {
-          headers: { cookie, origin: base },
-        },
-      );
-      await new Promise((resolve, reject) => {
-        ws.once('open', resolve);
-        ws.once('error', reject);
+    const openWeb = (base: string) =>
+      openAll([...sessions.keys()], async (id): Promise<Pipe> => {
+        const token = await issueSignInToken(tokens, id, 600);
+        const res = await fetch(`${base}/s/${id}?t=${token}`, { redirect: 'manual' });
+        const cookie = res.headers.get('set-cookie')!.split(';')[0]!;
+        const ws = new WebSocket(
+          `${base.replace('http', 'ws')}/s/${id}/terminal?node=control-plane&cols=80&rows=24`,
+          { headers: { cookie, origin: base } },
+        );
+        await new Promise((resolve, reject) => {
+          ws.once('open', resolve);
+          ws.once('error', reject);
+        });
+        return {
+          write: (d) => ws.send(Buffer.from(d), { binary: true }),
+          onOutput: (l) =>
+            ws.on('message', (data: Buffer, binary: boolean) => binary && l(data.toString('utf8'))),
+          close: () => ws.close(),
+        };
       });
-      return {
-        write: (d) => ws.send(Buffer.from(d), { binary: true }),
-        onOutput: (l) =>
-          ws.on('message', (data: Buffer, binary: boolean) => binary && l(data.toString('utf8'))),
-        close: () => ws.close(),
-      };
-    });
+    const webPipes = await openWeb(await frontEnd(true));
     console.log(`${webPipes.length} web terminals open`);
-    const ssh = sshPipes.map((p) => new Typist(p));
-    const webTypists = webPipes.map((p) => new Typist(p));
-    await Promise.all([...ssh, ...webTypists].map((t) => t.ready()));
-    const sshTimes: number[] = [];
-    const webTimes: number[] = [];
+    const tcpPipes = WITH_TCP_BRIDGE ? await openWeb(await frontEnd(false)) : [];
+    if (WITH_TCP_BRIDGE) console.log(`${tcpPipes.length} web terminals (bridge over TCP) open`);
+
+    const kinds = [
+      { what: 'plain SSH through the gateway', pipes: sshPipes },
+      { what: 'web terminal (WebSocket → bridge → gateway in process)', pipes: webPipes },
+      { what: 'web terminal (WebSocket → bridge → gateway over TCP)', pipes: tcpPipes },
+    ]
+      .filter((k) => k.pipes.length > 0)
+      .map((k) => ({ ...k, typists: k.pipes.map((p) => new Typist(p)), times: [] as number[] }));
+    await Promise.all(kinds.flatMap((k) => k.typists.map((t) => t.ready())));
     for (let round = 0; round < ROUNDS; round++) {
       const keys = Math.floor(KEYS / ROUNDS) + (round < KEYS % ROUNDS ? 1 : 0);
-      const kinds: [Typist[], number[]][] = [
-        [webTypists, webTimes],
-        [ssh, sshTimes],
-      ];
-      if (round % 2 === 1) kinds.reverse();
-      for (const [typists, times] of kinds) {
-        times.push(...(await Promise.all(typists.map((t) => t.type(keys)))).flat());
+      // Each round starts with another kind.
+      const order = kinds.map((_, i) => kinds[(i + round) % kinds.length]!);
+      for (const kind of order) {
+        kind.times.push(...(await Promise.all(kind.typists.map((t) => t.type(keys)))).flat());
       }
     }
-    for (const p of [...sshPipes, ...webPipes]) p.close();
+    for (const k of kinds) for (const p of k.pipes) p.close();
+    const [sshTimes, webTimes, tcpTimes] = kinds.map((k) => k.times) as [
+      number[],
+      number[],
+      number[] | undefined,
+    ];
 
     const line = (what: string, xs: number[]) =>
       console.log(
         `${what}: p50 ${pct(xs, 50).toFixed(1)} ms, p99 ${pct(xs, 99).toFixed(1)} ms (${xs.length} keystrokes)`,
       );
     console.log(
-      `${SESSIONS} web terminals and ${SESSIONS} SSH shells open over ${ENVS} guests, ${KEYS} keystrokes each in ${ROUNDS} alternating rounds; load ${machineLoad()}`,
+      `${SESSIONS} terminals of each kind open over ${ENVS} guests, ${KEYS} keystrokes each in ${ROUNDS} alternating rounds; load ${machineLoad()}`,
     );
-    line('plain SSH through the gateway', sshTimes);
-    line('web terminal (WebSocket → bridge → gateway)', webTimes);
+    for (const k of kinds) line(k.what, k.times);
     const r50 = pct(webTimes, 50) / pct(sshTimes, 50);
     const r99 = pct(webTimes, 99) / pct(sshTimes, 99);
     console.log(`web/SSH ratio: p50 ${r50.toFixed(2)}, p99 ${r99.toFixed(2)}`);
+    if (tcpTimes) {
+      const t50 = pct(tcpTimes, 50) / pct(sshTimes, 50);
+      const t99 = pct(tcpTimes, 99) / pct(sshTimes, 99);
+      console.log(`web over TCP/SSH ratio: p50 ${t50.toFixed(2)}, p99 ${t99.toFixed(2)}`);
+    }
     result({
       what: `keystroke echo, ${SESSIONS} web terminals ÷ plain SSH, p50 / p99`,
       figure: `${r50.toFixed(2)} / ${r99.toFixed(2)}`,
