@@ -12,13 +12,7 @@ import { issueSignInToken, type SingleUseTokens } from './signin.js';
 import { CookieSigner } from './signing.js';
 import { attachTerminalSockets } from './terminal.js';
 
-export {
-  persistentShellCommand,
-  withBridgeKey,
-  TERMINAL_NODES,
-  type GatewayTarget,
-  type TerminalNode,
-} from './bridge.js';
+export { withBridgeKey, TERMINAL_NODES, type GatewayTarget, type TerminalNode } from './bridge.js';
 export { linkEventFeed, type EventFeed, type FeedEntry } from './feed.js';
 export { CONTENT_SECURITY_POLICY, type LoginAttempts } from './routes.js';
 export { hashPassword, PASSWORD_HASH, type OperatorAccount } from './operators.js';
