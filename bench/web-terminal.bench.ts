@@ -1,11 +1,20 @@
 /**
  * Web terminal benchmark (run: `npx tsx bench/web-terminal.bench.ts`), loopback only:
- * BENCH_SESSIONS (default 200) terminals open at once, each typing
- * BENCH_KEYS (default 20) keystrokes one after another; the figure is the
- * keystroke → echo latency, p50/p99, through the web bridge (WebSocket →
- * labvirt → SSH gateway → guest) against the same through plain SSH to the
- * gateway, in the same run, and their ratio (goal: within 1.2×).
- * Environment: BENCH_SESSIONS, BENCH_KEYS, BENCH_ENVS (default 20).
+ * BENCH_SESSIONS (default 200) web terminals and as many plain SSH shells
+ * open at once, each typing BENCH_KEYS (default 20) keystrokes one after
+ * another; the figure is the keystroke → echo latency, p50/p99, through the
+ * web bridge (WebSocket → labvirt → SSH gateway → guest) against the same
+ * through plain SSH to the gateway, and their ratio (goal: within 1.2×).
+ * The two kinds type in alternating rounds (BENCH_ROUNDS, default 4: all
+ * web terminals, then all SSH shells, then the other way round…), so a
+ * change in the machine's load during the run weighs on both alike.
+ * Both are plain shells (the web terminal's tmux is off): the figure is the
+ * transport's cost.
+ * BENCH_WITH_TCP_BRIDGE=1 adds a third kind in the same rounds: web
+ * terminals whose bridge reaches the gateway over TCP (as a replica without
+ * a gateway of its own does), for a before/after in one run.
+ * Environment: BENCH_SESSIONS, BENCH_KEYS, BENCH_ROUNDS, BENCH_ENVS (default 20),
+ * BENCH_WITH_TCP_BRIDGE.
  */
 import Fastify from 'fastify';
 import type { ClientChannel } from 'ssh2';
@@ -25,6 +34,9 @@ import { machineLoad, pct, result } from './lib.js';
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
 const KEYS = Number(process.env.BENCH_KEYS ?? 20);
 const ENVS = Number(process.env.BENCH_ENVS ?? 20);
+const ROUNDS = Math.max(1, Math.min(KEYS, Number(process.env.BENCH_ROUNDS ?? 4)));
+/** Also time web terminals whose bridge reaches the gateway over TCP (an API-only replica; the bridge before the in-process hand-off). */
+const WITH_TCP_BRIDGE = process.env.BENCH_WITH_TCP_BRIDGE === '1';
 /** Terminals opening at once (like the gateway bench); all stay open for the measurement. */
 const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 50);
 
@@ -50,41 +62,53 @@ interface Pipe {
   close(): void;
 }
 
-/** Waits for the prompt, then types KEYS letters one at a time, timing each echo. */
-async function typeAndTime(pipe: Pipe): Promise<number[]> {
-  let seen = '';
-  let waiter: (() => void) | undefined;
-  pipe.onOutput((text) => {
-    seen += text;
-    waiter?.();
-  });
-  const until = (test: () => boolean, ms = 60_000) =>
-    new Promise<void>((resolve, reject) => {
+/** A pipe being typed into: waits for its shell, then times keystrokes in batches. */
+class Typist {
+  private seen = '';
+  private waiter: (() => void) | undefined;
+  private typed = 0;
+  constructor(private readonly pipe: Pipe) {
+    pipe.onOutput((text) => {
+      this.seen += text;
+      this.waiter?.();
+    });
+  }
+
+  private until(test: () => boolean, ms = 60_000): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       if (test()) return resolve();
       const timer = setTimeout(() => reject(new Error(`no echo within ${ms} ms`)), ms);
-      waiter = () => {
+      this.waiter = () => {
         if (!test()) return;
         clearTimeout(timer);
-        waiter = undefined;
+        this.waiter = undefined;
         resolve();
       };
     });
-  // Warm-up, not measured: a key every half second until the shell echoes one.
-  const poke = setInterval(() => pipe.write('z'), 500);
-  pipe.write('z');
-  await until(() => seen.includes('z')).finally(() => clearInterval(poke));
-  await new Promise((r) => setTimeout(r, 300));
-  const times: number[] = [];
-  for (let i = 0; i < KEYS; i++) {
-    const key = String.fromCharCode(97 + (i % 26));
-    seen = '';
-    const t = performance.now();
-    pipe.write(key);
-    await until(() => seen.includes(key));
-    times.push(performance.now() - t);
   }
-  pipe.write('\x15'); // Ctrl-U: the typed letters never run
-  return times;
+
+  /** Warm-up, not measured: a key every half second until the shell echoes one. */
+  async ready(): Promise<void> {
+    const poke = setInterval(() => this.pipe.write('z'), 500);
+    this.pipe.write('z');
+    await this.until(() => this.seen.includes('z')).finally(() => clearInterval(poke));
+    await new Promise((r) => setTimeout(r, 300));
+  }
+
+  /** Types `n` letters one after another, each when the previous one echoed; their latencies. */
+  async type(n: number): Promise<number[]> {
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const key = String.fromCharCode(97 + (this.typed++ % 26));
+      this.seen = '';
+      const t = performance.now();
+      this.pipe.write(key);
+      await this.until(() => this.seen.includes(key));
+      times.push(performance.now() - t);
+    }
+    this.pipe.write('\x15'); // Ctrl-U: the typed letters never run
+    return times;
+  }
 }
 
 async function main() {
@@ -162,22 +186,31 @@ async function main() {
         }) satisfies SessionView,
     } as unknown as LabvirtService;
     const apiToken = 'bench-api-token-0123456789';
-    const web = await createWebFrontEnd({
-      service,
-      tokens,
-      apiToken,
-      gateway: () => ({ host: '127.0.0.1', port: gw.port, privateKey: labvirt.private }),
-      logger: silentLogger(),
-    });
-    const app = Fastify();
-    await app.register(web.routes);
-    const sockets = web.attach(app.server);
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-    stop.unshift(async () => {
-      sockets.close();
-      await app.close();
-    });
+    /** A web front end on its own HTTP server; `inProcess`: its bridge reaches the gateway in memory, else over TCP. */
+    const frontEnd = async (inProcess: boolean): Promise<string> => {
+      const web = await createWebFrontEnd({
+        service,
+        tokens,
+        apiToken,
+        gateway: () => ({
+          host: '127.0.0.1',
+          port: gw.port,
+          privateKey: labvirt.private,
+          ...(inProcess ? { connectInProcess: () => gw.connectInProcess() } : {}),
+        }),
+        persistentShells: false,
+        logger: silentLogger(),
+      });
+      const app = Fastify();
+      await app.register(web.routes);
+      const sockets = web.attach(app.server);
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      stop.unshift(async () => {
+        sockets.close();
+        await app.close();
+      });
+      return `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    };
 
     // Plain SSH: every session's shell through the gateway at once.
     const sshPipes: Pipe[] = await openAll([...sessions.keys()], async (id) => {
@@ -199,47 +232,72 @@ async function main() {
       };
     });
     console.log(`${sshPipes.length} SSH shells open`);
-    const sshTimes = (await Promise.all(sshPipes.map(typeAndTime))).flat();
-    for (const p of sshPipes) p.close();
 
     // The web bridge: sign in (the real single-use link), open the WebSocket.
-    const webPipes: Pipe[] = await openAll([...sessions.keys()], async (id) => {
-      const token = await issueSignInToken(tokens, id, 600);
-      const res = await fetch(`${base}/s/${id}?t=${token}`, { redirect: 'manual' });
-      const cookie = res.headers.get('set-cookie')!.split(';')[0]!;
-      const ws = new WebSocket(
-        `${base.replace('http', 'ws')}/s/${id}/terminal?node=control-plane&cols=80&rows=24`,
-        {
-          headers: { cookie, origin: base },
-        },
-      );
-      await new Promise((resolve, reject) => {
-        ws.once('open', resolve);
-        ws.once('error', reject);
+    const openWeb = (base: string) =>
+      openAll([...sessions.keys()], async (id): Promise<Pipe> => {
+        const token = await issueSignInToken(tokens, id, 600);
+        const res = await fetch(`${base}/s/${id}?t=${token}`, { redirect: 'manual' });
+        const cookie = res.headers.get('set-cookie')!.split(';')[0]!;
+        const ws = new WebSocket(
+          `${base.replace('http', 'ws')}/s/${id}/terminal?node=control-plane&cols=80&rows=24`,
+          { headers: { cookie, origin: base } },
+        );
+        await new Promise((resolve, reject) => {
+          ws.once('open', resolve);
+          ws.once('error', reject);
+        });
+        return {
+          write: (d) => ws.send(Buffer.from(d), { binary: true }),
+          onOutput: (l) =>
+            ws.on('message', (data: Buffer, binary: boolean) => binary && l(data.toString('utf8'))),
+          close: () => ws.close(),
+        };
       });
-      return {
-        write: (d) => ws.send(Buffer.from(d), { binary: true }),
-        onOutput: (l) =>
-          ws.on('message', (data: Buffer, binary: boolean) => binary && l(data.toString('utf8'))),
-        close: () => ws.close(),
-      };
-    });
+    const webPipes = await openWeb(await frontEnd(true));
     console.log(`${webPipes.length} web terminals open`);
-    const webTimes = (await Promise.all(webPipes.map(typeAndTime))).flat();
-    for (const p of webPipes) p.close();
+    const tcpPipes = WITH_TCP_BRIDGE ? await openWeb(await frontEnd(false)) : [];
+    if (WITH_TCP_BRIDGE) console.log(`${tcpPipes.length} web terminals (bridge over TCP) open`);
+
+    const kinds = [
+      { what: 'plain SSH through the gateway', pipes: sshPipes },
+      { what: 'web terminal (WebSocket → bridge → gateway in process)', pipes: webPipes },
+      { what: 'web terminal (WebSocket → bridge → gateway over TCP)', pipes: tcpPipes },
+    ]
+      .filter((k) => k.pipes.length > 0)
+      .map((k) => ({ ...k, typists: k.pipes.map((p) => new Typist(p)), times: [] as number[] }));
+    await Promise.all(kinds.flatMap((k) => k.typists.map((t) => t.ready())));
+    for (let round = 0; round < ROUNDS; round++) {
+      const keys = Math.floor(KEYS / ROUNDS) + (round < KEYS % ROUNDS ? 1 : 0);
+      // Each round starts with another kind.
+      const order = kinds.map((_, i) => kinds[(i + round) % kinds.length]!);
+      for (const kind of order) {
+        kind.times.push(...(await Promise.all(kind.typists.map((t) => t.type(keys)))).flat());
+      }
+    }
+    for (const k of kinds) for (const p of k.pipes) p.close();
+    const [sshTimes, webTimes, tcpTimes] = kinds.map((k) => k.times) as [
+      number[],
+      number[],
+      number[] | undefined,
+    ];
 
     const line = (what: string, xs: number[]) =>
       console.log(
         `${what}: p50 ${pct(xs, 50).toFixed(1)} ms, p99 ${pct(xs, 99).toFixed(1)} ms (${xs.length} keystrokes)`,
       );
     console.log(
-      `${SESSIONS} terminals at once over ${ENVS} guests, ${KEYS} keystrokes each; load ${machineLoad()}`,
+      `${SESSIONS} terminals of each kind open over ${ENVS} guests, ${KEYS} keystrokes each in ${ROUNDS} alternating rounds; load ${machineLoad()}`,
     );
-    line('plain SSH through the gateway', sshTimes);
-    line('web terminal (WebSocket → bridge → gateway)', webTimes);
+    for (const k of kinds) line(k.what, k.times);
     const r50 = pct(webTimes, 50) / pct(sshTimes, 50);
     const r99 = pct(webTimes, 99) / pct(sshTimes, 99);
     console.log(`web/SSH ratio: p50 ${r50.toFixed(2)}, p99 ${r99.toFixed(2)}`);
+    if (tcpTimes) {
+      const t50 = pct(tcpTimes, 50) / pct(sshTimes, 50);
+      const t99 = pct(tcpTimes, 99) / pct(sshTimes, 99);
+      console.log(`web over TCP/SSH ratio: p50 ${t50.toFixed(2)}, p99 ${t99.toFixed(2)}`);
+    }
     result({
       what: `keystroke echo, ${SESSIONS} web terminals ÷ plain SSH, p50 / p99`,
       figure: `${r50.toFixed(2)} / ${r99.toFixed(2)}`,

@@ -7,12 +7,14 @@ const PACKAGES: [binary: string, pkg: string][] = [
   ['/usr/bin/shellcheck', 'shellcheck'],
   ['/usr/bin/bwrap', 'bubblewrap'],
   ['/usr/bin/cloud-init', 'cloud-init'],
+  // Sim guests use the host's /usr: with tmux there, web terminals keep their shells (test/web).
+  ['/usr/bin/tmux', 'tmux'],
 ];
 
 /**
  * `npm test` on a machine with only Node.js and npm: the suite needs a real
- * redis-server, bubblewrap (the sim's guest sandboxes), shellcheck and
- * cloud-init. Install them once with apt-get when this runs as root on a
+ * redis-server, bubblewrap (the sim's guest sandboxes), shellcheck,
+ * cloud-init and tmux. Install them once with apt-get when this runs as root on a
  * Debian-family system; otherwise the tests that need them say how to install
  * them.
  */

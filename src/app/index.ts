@@ -2,6 +2,7 @@ import { rejectAfter } from '../deadline/index.js';
 import { Redis } from 'ioredis';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Worker } from 'bullmq';
+import type { Duplex } from 'node:stream';
 import type { Config } from '../config/index.js';
 import { EventBus } from '../events/index.js';
 import { HostCluster, loadKubeConfig } from '../kube/client.js';
@@ -361,6 +362,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
 
     let gatewayPort: number | undefined;
     let gatewayHostKey: string | undefined;
+    let connectGatewayInProcess: (() => Duplex) | undefined;
     if (roles.gateway && config.ssh.mode === 'gateway') {
       const hostKey = await loadOrCreateHostKey(keyStoreFor(config.ssh.hostKey, cluster));
       // Sessions are held in memory; every replica's changes arrive through Redis.
@@ -391,9 +393,11 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         maxUnauthenticated: config.ssh.maxUnauthenticated,
         maxUnauthenticatedPerSource: config.ssh.maxUnauthenticatedPerSource,
         logger: moduleLogger(log, 'gateway', config.logLevels),
+        now,
       });
       gatewayPort = gateway.port;
       gatewayHostKey = hostKey.publicKey;
+      connectGatewayInProcess = () => gateway.connectInProcess();
       metrics.watchGateway(gateway);
       stack.push(() => gateway.close());
     }
@@ -449,6 +453,8 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
                 port: gatewayPort,
                 privateKey: orchestratorKey.privateKey,
                 hostPublicKey: gatewayHostKey,
+                // The same process: no TCP round trip to our own gateway.
+                connectInProcess: connectGatewayInProcess,
               }
             : {
                 host: config.ssh.publicHost,

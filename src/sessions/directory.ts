@@ -16,8 +16,9 @@ export interface SessionDirectoryOptions {
 }
 
 export interface CachingSessionDirectory extends SessionDirectory {
-  /** Forgets what it knows of a session (its state, expiry or env changed). */
+  /** Forgets what it knows of a session (its state, expiry or env changed) and tells `onChange` listeners. */
   invalidate(sessionId: string): void;
+  onChange(listener: (sessionId: string) => void): () => void;
   /** Sessions held in memory now. */
   readonly size: number;
 }
@@ -38,6 +39,7 @@ export function sessionDirectory(
   const ttlMs = options.ttlMs ?? 60_000;
   const now = options.now ?? Date.now;
   const known = new Map<string, { at: number; session: Promise<GatewaySession | undefined> }>();
+  const listeners = new Set<(sessionId: string) => void>();
 
   async function fetch(sessionId: string): Promise<GatewaySession | undefined> {
     const session = await ctx.store.getSession(sessionId);
@@ -84,6 +86,11 @@ export function sessionDirectory(
     },
     invalidate(sessionId: string) {
       known.delete(sessionId);
+      for (const listener of listeners) listener(sessionId);
+    },
+    onChange(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
     },
     get size() {
       return known.size;

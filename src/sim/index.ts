@@ -192,6 +192,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     setNodeReady(store, name, false);
   };
   let writeTimer: NodeJS.Timeout | undefined;
+  // Guests stopping at the end change the map too: not written once stopped (its directory may be gone).
   let stopped = false;
   const guests = options.guests ?? true;
   const allowUnsandboxedGuests =

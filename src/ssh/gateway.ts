@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createServer as createTcpServer, connect as tcpConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import ssh2, {
   type Client,
   type ClientChannel,
@@ -10,6 +11,7 @@ import ssh2, {
 import type { Logger } from '../log/index.js';
 import { rejectAfter } from '../deadline/index.js';
 import { HostKeyPins } from './hostkeys.js';
+import { duplexPair } from './in-process.js';
 import { fingerprint, matchKey, parseAuthorizedKey } from './keys.js';
 import type { NodeName } from './executor.js';
 import type { GuestResolver } from './resolver.js';
@@ -25,7 +27,21 @@ export interface GatewaySession {
 
 export interface SessionDirectory {
   lookup(sessionId: string): Promise<GatewaySession | undefined>;
+  /**
+   * Tells of sessions that changed (ended, expired, extended, moved); the
+   * gateway's open connections of such a session re-read it at once instead
+   * of at their next periodic recheck. Returns a function that stops telling.
+   */
+  onChange?(listener: (sessionId: string) => void): () => void;
 }
+
+/**
+ * A session channel subsystem that carries only the gateway's notices
+ * (warnings before the session ends or before an idle cut, the reason for a
+ * disconnect) on its stderr: for a client whose shell is on another node
+ * through a jump, e.g. the web terminal's worker tabs.
+ */
+export const NOTICES_SUBSYSTEM = 'labvirt-notices';
 
 export interface GatewayOptions {
   hostKey: string | Buffer;
@@ -67,6 +83,13 @@ export interface Gateway {
   readonly port: number;
   /** Open student connections. */
   readonly connections: number;
+  /**
+   * A connection from this process (the web terminal bridge): an SSH client
+   * given this stream as its socket is served like any other (login, audit,
+   * idle and session-end cuts), without a TCP round trip. Its audit source
+   * is `in-process`.
+   */
+  connectInProcess(): Duplex;
   close(): Promise<void>;
 }
 
@@ -137,6 +160,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     );
   const pins = new HostKeyPins();
   const open = new Set<Connection>();
+  // Per session, how to make each of its open connections re-read it now.
+  const rechecks = new Map<string, Set<() => void>>();
+  const stopWatching = options.directory.onChange?.((sessionId) => {
+    for (const recheck of rechecks.get(sessionId) ?? []) recheck();
+  });
   const caps = new UnauthenticatedCaps(
     options.maxUnauthenticated ?? 512,
     options.maxUnauthenticatedPerSource ?? 64,
@@ -224,6 +252,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     let ticker: NodeJS.Timeout | undefined;
     let closing = false;
 
+    let recheckNow: (() => void) | undefined;
+    const forgetRecheck = (sessionId: string) => {
+      const mine = rechecks.get(sessionId);
+      if (!mine || !recheckNow) return;
+      mine.delete(recheckNow);
+      if (mine.size === 0) rechecks.delete(sessionId);
+    };
     const countChannel = (type: string) => (channels[type] = (channels[type] ?? 0) + 1);
     const tellTerminals = (text: string) => {
       for (const t of terminals) t.stderr.write(note(text));
@@ -244,6 +279,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       releaseCap();
       open.delete(client);
       if (ticker) clearInterval(ticker);
+      if (session) forgetRecheck(session.sessionId);
       upstreamClient?.end();
       if (session) {
         audit?.info(
@@ -437,6 +473,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           );
         }
       };
+      recheckNow = () => {
+        lastRecheck = -Infinity;
+        void tick();
+      };
+      if (!rechecks.has(s.sessionId)) rechecks.set(s.sessionId, new Set());
+      rechecks.get(s.sessionId)!.add(recheckNow);
       const activity = (n: number) => {
         bytesIn += n;
         lastActivity = now();
@@ -537,6 +579,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           );
         });
         sess.on('subsystem', (accept, reject, sub) => {
+          if (sub.name === NOTICES_SUBSYSTEM) {
+            const down = accept();
+            countChannel('notices');
+            terminals.add(down);
+            down.on('close', () => terminals.delete(down));
+            // Nothing is read from it: what a client sends is dropped.
+            down.resume();
+            return;
+          }
           if (sub.name !== 'sftp') return reject?.();
           const down = accept();
           countChannel('sftp');
@@ -650,7 +701,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     get connections() {
       return open.size;
     },
+    connectInProcess() {
+      const [ours, theirs] = duplexPair();
+      // What ssh2 reads for the connection's source (a Duplex has no address).
+      Object.assign(ours, { remoteAddress: 'in-process', remotePort: 0 });
+      server.injectSocket(ours as never);
+      return theirs;
+    },
     async close() {
+      stopWatching?.();
       for (const c of open) c.end();
       await new Promise<void>((resolve) => listener.close(() => resolve()));
     },

@@ -24,6 +24,7 @@ export {
   type NodeName,
 } from './executor.js';
 export {
+  NOTICES_SUBSYSTEM,
   startGateway,
   type Gateway,
   type GatewayOptions,

@@ -1,4 +1,6 @@
+import type { Duplex } from 'node:stream';
 import ssh2, { type Client, type ClientChannel } from 'ssh2';
+import { NOTICES_SUBSYSTEM } from '../ssh/index.js';
 
 /** Where the web terminals enter: the SSH gateway, like any student's SSH client. */
 export interface GatewayTarget {
@@ -12,20 +14,50 @@ export interface GatewayTarget {
   privateKey: string;
   /** The gateway's host key (`ssh-ed25519 AAAA…`); when set, any other key is refused. */
   hostPublicKey?: string;
+  /**
+   * When the gateway runs in this process: a stream to it, used instead of a
+   * TCP connection to host:port (same SSH login and rules, no kernel round trip).
+   */
+  connectInProcess?: () => Duplex;
 }
 
 export const TERMINAL_NODES = ['control-plane', 'worker-1', 'worker-2'] as const;
 export type TerminalNode = (typeof TERMINAL_NODES)[number];
 
 export interface Terminal {
-  /** The guest shell: write the student's keystrokes, read its output. */
+  /** The guest shell's channel: the student's keystrokes go in, its output comes out (stdout and stderr). */
   readonly stream: ClientChannel;
+  /**
+   * The gateway's notices for a shell reached through a jump (worker tabs):
+   * the same lines the gateway writes into a control-plane shell's stderr.
+   */
+  readonly notices?: ClientChannel;
   /** Shown once at the top of the terminal (e.g. that a fresh shell replaced a lost one). */
   readonly notice?: string;
+  /** Whether the shell runs in tmux, and so outlives a dropped connection. */
+  readonly persistent: boolean;
   resize(cols: number, rows: number): void;
   close(): void;
   /** Called once when the terminal is gone, with why. */
   onClose(listener: (reason: string) => void): void;
+}
+
+/** The tmux server of web terminals: a socket of its own, so its settings never touch a student's own tmux. */
+const TMUX_SOCKET = 'labvirt-web';
+
+/**
+ * The command that opens, or re-attaches to, a node's tmux session for the
+ * web terminal (a fixed string: `node` is one of TERMINAL_NODES). No status
+ * line, so it looks like a plain shell; no alternate screen, so the
+ * browser's scrollback keeps the output.
+ */
+export function persistentShellCommand(node: TerminalNode): string {
+  return [
+    `exec tmux -L ${TMUX_SOCKET} start-server`,
+    'set-option -g status off',
+    "set-option -g terminal-overrides 'xterm*:smcup@:rmcup@'",
+    `new-session -A -s labvirt-web-${node}`,
+  ].join(' \\; ');
 }
 
 /**
@@ -41,13 +73,16 @@ export async function openTerminal(options: {
   node: TerminalNode;
   cols: number;
   rows: number;
-  /** A reconnect after a drop: the student is told the shell is a fresh one. */
+  /** A reconnect after a drop: the student is told whether the shell is the same or a fresh one. */
   resume: boolean;
+  /** Run the shell in tmux when the node has it (default true). */
+  persistentShells?: boolean;
 }): Promise<Terminal> {
   const { gateway, node } = options;
   const front = await connect({
-    host: gateway.host,
-    port: gateway.port,
+    ...(gateway.connectInProcess
+      ? { sock: gateway.connectInProcess() }
+      : { host: gateway.host, port: gateway.port }),
     username: options.sessionId,
     privateKey: gateway.privateKey,
     hostPublicKey: gateway.hostPublicKey,
@@ -65,12 +100,24 @@ export async function openTerminal(options: {
       shellHost = await connect({ sock, username: 'student', privateKey: gateway.privateKey });
       clients.push(shellHost);
     }
-    const stream = await new Promise<ClientChannel>((resolve, reject) =>
-      shellHost.shell(
-        { term: 'xterm-256color', cols: options.cols, rows: options.rows },
-        (err, s) => (err ? reject(err) : resolve(s)),
-      ),
-    );
+    const pty = { term: 'xterm-256color', cols: options.cols, rows: options.rows };
+    // tmux keeps the shell through a dropped connection; asked first, cheaply,
+    // because a guest without it would answer the attach with an error.
+    const persistent =
+      options.persistentShells !== false &&
+      (await exitCode(shellHost, 'tmux -V').catch(() => undefined)) === 0;
+    const stream = await new Promise<ClientChannel>((resolve, reject) => {
+      const opened = (err: Error | undefined, s: ClientChannel) => (err ? reject(err) : resolve(s));
+      if (persistent) shellHost.exec(persistentShellCommand(node), { pty }, opened);
+      else shellHost.shell(pty, opened);
+    });
+    // A worker's shell is a jump: the gateway's notices come on a channel of their own.
+    const notices =
+      node === 'control-plane'
+        ? undefined
+        : await new Promise<ClientChannel | undefined>((resolve) =>
+            front.subsys(NOTICES_SUBSYSTEM, (err, s) => resolve(err ? undefined : s)),
+          );
     let closed = false;
     const listeners: ((reason: string) => void)[] = [];
     let reason = 'the connection to your environment was closed';
@@ -87,9 +134,14 @@ export async function openTerminal(options: {
     }
     return {
       stream,
-      notice: options.resume
-        ? 'The connection dropped: this is a fresh shell (the previous one ended with the connection).'
-        : undefined,
+      notices,
+      persistent,
+      notice: !options.resume
+        ? undefined
+        : persistent
+          ? 'Reconnected: your shell kept running while the connection was down.'
+          : 'The connection dropped: this is a fresh shell (the previous one ended with the connection; ' +
+            'with tmux installed on the node, a shell outlives a dropped connection).',
       resize: (cols, rows) => stream.setWindow(rows, cols, 0, 0),
       close: () => {
         reason = 'closed';
@@ -103,10 +155,24 @@ export async function openTerminal(options: {
   }
 }
 
+/** Runs a command without a terminal and resolves with its exit code (null: killed by a signal). */
+function exitCode(client: Client, command: string): Promise<number | null> {
+  return new Promise((resolve, reject) =>
+    client.exec(command, (err, channel) => {
+      if (err) return reject(err);
+      let code: number | null = null;
+      channel.on('exit', (c: number | null) => (code = c));
+      channel.on('close', () => resolve(code));
+      channel.resume();
+      channel.stderr.resume();
+    }),
+  );
+}
+
 function connect(options: {
   host?: string;
   port?: number;
-  sock?: ClientChannel;
+  sock?: Duplex;
   username: string;
   privateKey: string;
   hostPublicKey?: string;
@@ -114,7 +180,11 @@ function connect(options: {
   return new Promise((resolve, reject) => {
     const client = new ssh2.Client();
     const expected = options.hostPublicKey ? hostKeyBlob(options.hostPublicKey) : undefined;
-    client.once('ready', () => resolve(client));
+    client.once('ready', () => {
+      // Keystrokes are tiny packets: sent at once, not held back by Nagle's algorithm.
+      client.setNoDelay(true);
+      resolve(client);
+    });
     // `on`, not `once`: ssh2 can emit a second error (a connection lost
     // during the handshake), which would crash the process without a listener.
     client.on('error', reject);
@@ -144,10 +214,17 @@ function hostKeyBlob(publicLine: string): Buffer | undefined {
  * after checking the student's cookie for that session.
  */
 export function withBridgeKey<S extends { publicKeys: string[] }>(
-  directory: { lookup(id: string): Promise<S | undefined> },
+  directory: {
+    lookup(id: string): Promise<S | undefined>;
+    onChange?(listener: (sessionId: string) => void): () => void;
+  },
   publicKey: string,
-): { lookup(id: string): Promise<S | undefined> } {
+): {
+  lookup(id: string): Promise<S | undefined>;
+  onChange?(listener: (sessionId: string) => void): () => void;
+} {
   return {
+    onChange: directory.onChange?.bind(directory),
     lookup: async (id: string) => {
       const s = await directory.lookup(id);
       return s && { ...s, publicKeys: [...s.publicKeys, publicKey] };

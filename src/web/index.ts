@@ -39,6 +39,12 @@ export interface WebOptions {
   logger: Logger;
   /** Base of the links handed out (`api.publicUrl`), else the address the API was called on. */
   publicUrl?: string;
+  /**
+   * Run each terminal's shell in tmux when the node has it, so it outlives a
+   * dropped connection (default true; the bench turns it off to time the
+   * transport alone).
+   */
+  persistentShells?: boolean;
   /** How long a sign-in link can be used (default 15 minutes). */
   linkTtlSeconds?: number;
   now?: () => number;
@@ -124,6 +130,8 @@ export async function createWebFrontEnd(options: WebOptions): Promise<WebFrontEn
         cookies,
         gateway: options.gateway,
         audit: options.logger,
+        now,
+        persistentShells: options.persistentShells,
       }),
   };
 }

@@ -61,6 +61,7 @@ ${restartNotice(session)}<div class="description">${markdown.render(session.labD
 </section>
 <section id="terminals">
 <nav id="tabs" role="tablist"></nav>
+<div id="notices" role="status" aria-live="polite"></div>
 <div id="panes"></div>
 </section>
 </main>`,

@@ -9,6 +9,8 @@ main { display: flex; flex: 1; min-height: 0; }
 #terminals { flex: 1; display: flex; flex-direction: column; min-width: 0; }
 #tabs { display: flex; gap: .25rem; padding: .25rem; }
 #tabs button[aria-selected="true"] { font-weight: bold; border-bottom: 2px solid #36c; }
+#notices { font-size: .85rem; color: #b70; padding: 0 .5rem; }
+#notices:empty { display: none; }
 #panes { flex: 1; position: relative; background: #000; }
 .pane { position: absolute; inset: 0; padding: 4px; }
 .pane[hidden] { display: none; }

@@ -16,6 +16,9 @@ export interface TerminalSocketsOptions {
   cookies: SessionCookies;
   gateway: () => GatewayTarget | undefined;
   audit: Logger;
+  now: () => number;
+  /** Shells in tmux when the node has it, so they outlive a dropped connection (default true). */
+  persistentShells?: boolean;
 }
 
 /** Messages the page's script understands (text frames; output is binary). */
@@ -96,6 +99,27 @@ export function attachTerminalSockets(options: TerminalSocketsOptions): { close(
   };
 }
 
+/** Splits the gateway's notices (`\r\n[labvirt] text\r\n`) into their texts. */
+function noticeLines(listener: (text: string) => void): (chunk: Buffer) => void {
+  let pending = '';
+  return (chunk) => {
+    const lines = (pending + chunk.toString('utf8')).split('\n');
+    pending = lines.pop() ?? '';
+    // A notice is short: a line never ended is shown rather than held forever.
+    if (pending.length > 4096) {
+      lines.push(pending.slice(0, 4096));
+      pending = '';
+    }
+    for (const line of lines) {
+      const text = line
+        .replace(/\r/g, '')
+        .replace(/^\[labvirt\] /, '')
+        .trim();
+      if (text) listener(text);
+    }
+  };
+}
+
 function serveTerminal(
   ws: WebSocket,
   o: Omit<TerminalSocketsOptions, 'gateway'> & {
@@ -120,13 +144,56 @@ function serveTerminal(
     cols: o.cols,
     rows: o.rows,
     resume: o.resume,
+    persistentShells: o.persistentShells,
   });
   const closeAs = async (reason: string) => {
     const session = await o.service.status(o.sessionId, o.student).catch(() => undefined);
-    const ended = session?.state !== 'active';
+    // Past its end time the session is over, even before the expiry sweep has recorded it.
+    const ended =
+      session?.state !== 'active' ||
+      (session.expiresAt !== undefined && Date.parse(session.expiresAt) <= o.now());
     send({ type: 'closed', reason: ended ? 'your lab session has ended' : reason, ended });
     ws.close(1000);
   };
+  // The socket is open before the shell is: what the student types
+  // meanwhile waits for the shell's first output (its prompt, or tmux's
+  // screen), so no keystroke is lost to a terminal still starting.
+  const early: Buffer[] = [];
+  let earlyBytes = 0;
+  let typeInto: ((bytes: Buffer) => void) | undefined;
+  let size: { cols: number; rows: number } | undefined;
+  let resize: ((cols: number, rows: number) => void) | undefined;
+  ws.on('message', (data: RawData, isBinary: boolean) => {
+    const bytes = Array.isArray(data)
+      ? Buffer.concat(data)
+      : Buffer.isBuffer(data)
+        ? data
+        : Buffer.from(data);
+    if (isBinary) {
+      if (typeInto) typeInto(bytes);
+      else if (earlyBytes + bytes.length <= 64 * 1024) {
+        early.push(bytes);
+        earlyBytes += bytes.length;
+      }
+      return;
+    }
+    try {
+      const message = JSON.parse(bytes.toString('utf8')) as {
+        type?: string;
+        cols?: number;
+        rows?: number;
+      };
+      if (message.type === 'resize') {
+        size = {
+          cols: clampSize(String(message.cols), o.cols, 500),
+          rows: clampSize(String(message.rows), o.rows, 200),
+        };
+        resize?.(size.cols, size.rows);
+      }
+    } catch {
+      /* not a control message: ignored */
+    }
+  });
   ws.on(
     'close',
     () =>
@@ -162,26 +229,23 @@ function serveTerminal(
         }
       };
       terminal.stream.on('data', forward);
-      terminal.stream.stderr.on('data', forward);
-      ws.on('message', (data: RawData, isBinary: boolean) => {
-        const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as Buffer);
-        if (isBinary) return void terminal.stream.write(bytes);
-        try {
-          const message = JSON.parse(bytes.toString('utf8')) as {
-            type?: string;
-            cols?: number;
-            rows?: number;
-          };
-          if (message.type === 'resize') {
-            terminal.resize(
-              clampSize(String(message.cols), o.cols, 500),
-              clampSize(String(message.rows), o.rows, 200),
-            );
-          }
-        } catch {
-          /* not a control message: ignored */
-        }
-      });
+      // With a pty the guest's output is all on stdout: stderr carries the
+      // gateway's own notices, as does a worker tab's notices channel. Every
+      // tab shows them alike.
+      const notices = noticeLines((text) => send({ type: 'notice', text }));
+      terminal.stream.stderr.on('data', notices);
+      terminal.notices?.stderr.on('data', notices);
+      resize = (cols, rows) => terminal.resize(cols, rows);
+      if (size) resize(size.cols, size.rows);
+      const ready = () => {
+        if (typeInto) return;
+        clearTimeout(readyAnyway);
+        typeInto = (bytes) => void terminal.stream.write(bytes);
+        for (const bytes of early.splice(0)) typeInto(bytes);
+      };
+      // A shell that prints nothing at first still gets the keystrokes.
+      const readyAnyway = setTimeout(ready, 2000);
+      terminal.stream.once('data', ready);
       terminal.onClose((reason) => {
         o.audit.info(
           {

@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createExecutor,
   loadOrCreateHostKey,
+  NOTICES_SUBSYSTEM,
   startGateway,
   type Gateway,
   type GatewayOptions,
@@ -349,6 +350,84 @@ describe('ssh gateway', () => {
     sessions.delete(SESSION);
     expect(await readUntil(sh.stderr, /has ended/)).toContain('[labvirt]');
     await closed;
+  });
+
+  it('cuts a session at once when the directory tells of its end, not at the next recheck', async () => {
+    const listeners = new Set<(sessionId: string) => void>();
+    const gw = await gateway({
+      recheckMs: 3600_000,
+      directory: {
+        lookup: async (id) => sessions.get(id),
+        onChange: (listener) => {
+          listeners.add(listener);
+          return () => void listeners.delete(listener);
+        },
+      },
+    });
+    const c = await studentLogin(gw);
+    const sh = await shell(c);
+    // Another session's change leaves this one alone.
+    for (const l of listeners) l('s-other00000');
+    sh.write('echo still-here\n');
+    await readUntil(sh, /still-here\r?\n/);
+    const closed = new Promise<void>((r) => c.on('close', () => r()));
+    sessions.delete(SESSION);
+    for (const l of listeners) l(SESSION);
+    expect(await readUntil(sh.stderr, /has ended/)).toContain('[labvirt]');
+    await closed;
+    await gw.close();
+    expect(listeners.size).toBe(0);
+  });
+
+  it('sends its notices on a notices channel to a client whose shell is behind a jump', async () => {
+    const gw = await gateway({ warnBeforeMs: 500, idleTimeoutMs: 60_000 }, [
+      session({ expiresAt: new Date(Date.now() + 1500) }),
+    ]);
+    const c = await studentLogin(gw);
+    const notices = await new Promise<ClientChannel>((res, rej) =>
+      c.subsys(NOTICES_SUBSYSTEM, (err, s) => (err ? rej(err) : res(s))),
+    );
+    const sock = await forward(c, 'worker-1', 22);
+    const inner = await connectClient({
+      sock,
+      username: 'student',
+      privateKey: studentKey.private,
+    });
+    clients.push(inner);
+    expect((await run(inner, 'hostname')).stdout).toBe('worker-1\n');
+    const closed = new Promise<void>((r) => c.on('close', () => r()));
+    expect(await readUntil(notices.stderr, /Save your work/)).toMatch(
+      /\[labvirt\] your lab session ends in \d+ s/,
+    );
+    expect(await readUntil(notices.stderr, /has ended/)).toContain('disconnecting');
+    await closed;
+  });
+
+  it('serves a client of its own process without TCP, under the same rules and audit', async () => {
+    const gw = await gateway();
+    const c = await connectClient({
+      sock: gw.connectInProcess(),
+      username: SESSION,
+      privateKey: studentKey.private,
+    });
+    clients.push(c);
+    expect((await run(c, 'hostname')).stdout).toBe('control-plane\n');
+    const closed = new Promise<void>((r) => c.on('close', () => r()));
+    c.end();
+    await closed;
+    await until(() => auditLines.some((l) => l.audit === 'ssh.connection.close'));
+    expect(auditLines.find((l) => l.audit === 'ssh.connection.open')).toMatchObject({
+      sessionId: SESSION,
+      source: 'in-process:0',
+    });
+    // A wrong key is refused there too.
+    await expect(
+      connectClient({
+        sock: gw.connectInProcess(),
+        username: SESSION,
+        privateKey: newKey().private,
+      }),
+    ).rejects.toThrow(/authentication/i);
   });
 
   it('tells the student and disconnects when their VM goes away', async () => {

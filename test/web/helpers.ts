@@ -1,11 +1,14 @@
+import type { DevStackOptions } from '../../src/app/dev.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 
 /** A stack with three-node envs warm (fixture-three: its check runs on worker-1). */
 export async function startWebStack(
   warm: number,
   more: Record<string, unknown> = {},
+  options: Partial<DevStackOptions> = {},
 ): Promise<TestStack> {
   const stack = await startTestStack({
+    ...options,
     overrides: {
       flavors: {
         'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 0, maxTotal: 1 },

@@ -17,14 +17,34 @@ async function run(page: Page, node: string, line: string, expected: string | Re
     .toMatch(expected);
 }
 
+/** Types into a tab without waiting for anything. */
+async function type(page: Page, node: string, line: string) {
+  await page.click(`#tabs [data-node="${node}"]`);
+  await page.locator(`.pane[data-node="${node}"] .xterm-helper-textarea`).focus();
+  await page.keyboard.type(`${line}\n`);
+}
+
+/** What a tab's terminal shows (selected first: xterm.js does not render a hidden terminal). */
+async function paneText(page: Page, node: string): Promise<string> {
+  await page.click(`#tabs [data-node="${node}"]`);
+  return page.locator(`.pane[data-node="${node}"] .xterm-rows`).innerText();
+}
+
 describe('the student page', () => {
   let stack: TestStack;
+  /** labvirt's clock runs this far ahead of the real one (the expiry test moves it). */
+  let skew = 0;
   let browser: Browser;
   let alice: { id: string };
   let bob: { id: string };
 
   beforeAll(async () => {
-    stack = await startWebStack(2);
+    // No idle cut while the expiry test moves labvirt's clock by half an hour.
+    stack = await startWebStack(
+      2,
+      { ssh: { idleTimeoutMinutes: 240 } },
+      { now: () => Date.now() + skew },
+    );
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium' });
     const { service } = stack.labvirt;
     alice = await service.start({ student: 'alice', labId: 'fixture-three' });
@@ -104,20 +124,77 @@ describe('the student page', () => {
     await page.context().close();
   });
 
-  it('cuts the terminal when the session ends and says so on the page', async () => {
+  it('keeps the shell through a dropped connection when the node has tmux', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
+    // Keeps a hand on the page's WebSockets, to drop one as a network blip would.
+    await page.addInitScript({
+      content: `{
+        const Native = window.WebSocket;
+        window.openedSockets = [];
+        window.WebSocket = class extends Native {
+          constructor(url, protocols) {
+            super(url, protocols);
+            window.openedSockets.push(this);
+          }
+        };
+      }`,
+    });
+    await page.goto((await webLink(stack, alice.id)).body.url);
+    await run(page, 'control-plane', 'export MARK=42; echo marked-$((40 + 2))', /marked-42/);
+    const dropped = await page.evaluate(`(() => {
+      const live = window.openedSockets.filter(
+        (ws) => ws.url.includes('node=control-plane') && ws.readyState === WebSocket.OPEN,
+      );
+      for (const ws of live) ws.close();
+      return live.length;
+    })()`);
+    expect(dropped).toBe(1);
+    await expect
+      .poll(() => page.locator('#notices').innerText(), { timeout: 20_000 })
+      .toMatch(/control-plane: Reconnected: your shell kept running/);
+    await run(page, 'control-plane', 'echo mark=$MARK', /mark=42/);
+    await page.screenshot({ path: join(SCREENSHOTS, 'student-reconnected.png') });
+    await page.context().close();
+  }, 60_000);
+
+  it('warns every tab before the end, then cuts the terminals at expiry and says so', async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
     await page.goto((await webLink(stack, bob.id)).body.url);
     await run(page, 'control-plane', 'echo still-here', /still-here/);
-    await stack.labvirt.service.stop(bob.id);
-    const pane = page.locator('.pane[data-node="control-plane"]');
-    await expect
-      .poll(() => pane.locator('.xterm-rows').innerText(), { timeout: 30_000 })
-      .toMatch(/your lab session has ended\. This terminal is closed\./);
+    await run(page, 'worker-1', 'echo here-too', /here-too/);
+    const expiresAt = Date.parse((await stack.labvirt.service.status(bob.id)).expiresAt!);
+
+    // Half a minute before the end: the gateway warns the control plane's
+    // shell and, through its notices channel, the worker's tab alike.
+    skew = expiresAt - 30_000 - Date.now();
+    for (const node of ['control-plane', 'worker-1']) {
+      await expect
+        .poll(() => page.locator('#notices').innerText(), { timeout: 20_000 })
+        .toMatch(new RegExp(`${node}: your lab session ends in \\d+ s`));
+    }
+    await page.screenshot({ path: join(SCREENSHOTS, 'student-expiry-warning.png') });
+
+    // Time is up: the expiry sweep ends the session, and its notice cuts the
+    // open terminals at once (not at the gateway's next periodic recheck).
+    skew = expiresAt + 1000 - Date.now();
+    await stack.labvirt.runMaintenance('expire');
+    expect((await stack.labvirt.service.status(bob.id)).endedReason).toBe('expired');
+    for (const node of ['control-plane', 'worker-1']) {
+      await expect
+        .poll(() => paneText(page, node), { timeout: 15_000 })
+        .toMatch(/your lab session has ended\. This terminal is closed\./);
+    }
+    expect(await page.locator('#notices').innerText()).toMatch(
+      /worker-1: your lab session has ended; disconnecting\./,
+    );
+    // Typing does not open a new shell.
+    await type(page, 'control-plane', 'echo nope');
+    expect(await paneText(page, 'control-plane')).not.toMatch(/^nope$/m);
     await page.reload();
     expect(await page.locator('#ended').innerText()).toMatch(
-      /This lab session has ended .*\(released\)/,
+      /This lab session has ended .*\(expired\)/,
     );
     await page.screenshot({ path: join(SCREENSHOTS, 'student-session-ended.png') });
     await page.context().close();
-  }, 60_000);
+  }, 90_000);
 });

@@ -262,9 +262,15 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
           children.add(proc);
           proc.stdout!.pipe(channel, { end: false });
           proc.stderr!.pipe(channel.stderr, { end: false });
-          channel.pipe(proc.stdin!);
+          // With a pty, sshd neither passes the client's EOF on (`script` would
+          // type it as ^D) nor signals the command: closing the channel closes
+          // the pty's master, and the kernel hangs up the terminal's session.
+          // Killing `script` (the master's holder) does the same here, so a
+          // program that survives hang-ups (tmux's server) keeps running.
+          const onPty = pty !== undefined && HAS_SCRIPT;
+          channel.pipe(proc.stdin!, { end: !onPty });
           proc.stdin!.on('error', () => undefined);
-          channel.on('close', () => proc.killGroup('SIGHUP'));
+          channel.on('close', () => proc.killGroup(onPty ? 'SIGKILL' : 'SIGHUP'));
           proc.on('close', (code: number | null, signal: NodeJS.Signals | null) => {
             children.delete(proc);
             if (signal) channel.exit(signal.replace(/^SIG/, ''), false, '');
@@ -272,24 +278,27 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
             channel.end();
           });
         };
+        /** Runs a shell command line in a pty of the requested size when one was asked for, as sshd does (`ssh -t`). */
+        const withPty = (commandLine: string): string[] => {
+          if (!pty || !HAS_SCRIPT) return ['/bin/sh', '-c', commandLine];
+          const rows = Math.max(1, Math.min(1000, pty.rows | 0 || 24));
+          const cols = Math.max(1, Math.min(1000, pty.cols | 0 || 80));
+          return [
+            '/usr/bin/script',
+            '-qfec',
+            `stty rows ${rows} cols ${cols}; ${commandLine}`,
+            '/dev/null',
+          ];
+        };
         session.on('exec', (accept, _reject, info) => {
           const channel = accept();
-          run(channel, ['/bin/sh', '-c', info.command]).catch(() => channel.close());
+          run(channel, withPty(info.command)).catch(() => channel.close());
         });
         session.on('shell', (accept) => {
           const channel = accept();
-          let argv = ['/bin/sh', '-i'];
-          if (pty && HAS_SCRIPT) {
-            const rows = Math.max(1, Math.min(1000, pty.rows | 0 || 24));
-            const cols = Math.max(1, Math.min(1000, pty.cols | 0 || 80));
-            argv = [
-              '/usr/bin/script',
-              '-qfec',
-              `stty rows ${rows} cols ${cols}; exec /bin/sh -i`,
-              '/dev/null',
-            ];
-          }
-          run(channel, argv).catch(() => channel.close());
+          run(channel, pty ? withPty('exec /bin/sh -i') : ['/bin/sh', '-i']).catch(() =>
+            channel.close(),
+          );
         });
         session.on('sftp', (accept, reject) => {
           // Synchronously: OpenSSH sends SSH_FXP_INIT without waiting for the

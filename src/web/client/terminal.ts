@@ -7,6 +7,7 @@ const main = document.querySelector('main')!;
 const sessionId = main.dataset.session!;
 const nodes = (main.dataset.nodes ?? 'control-plane').split(',');
 const output = document.getElementById('output')!;
+const noticeBar = document.getElementById('notices')!;
 const base = `/s/${sessionId}`;
 
 async function call(action: string): Promise<Record<string, unknown>> {
@@ -138,6 +139,15 @@ function select(node: string) {
   }
 }
 
+/** A notice from labvirt: in the tab's terminal, and above the terminals (a full-screen program may redraw over it). */
+function showNotice(node: string, term: Terminal, text: string) {
+  term.write(`\r\n\x1b[33m[labvirt] ${text}\x1b[0m\r\n`);
+  const line = document.createElement('div');
+  line.textContent = `${node}: ${text}`;
+  noticeBar.append(line);
+  while (noticeBar.childElementCount > 3) noticeBar.firstElementChild!.remove();
+}
+
 function openTerminal(node: string) {
   const tab = document.createElement('button');
   tab.type = 'button';
@@ -203,7 +213,7 @@ function openTerminal(node: string) {
         reason?: string;
         ended?: boolean;
       };
-      if (m.type === 'notice') term.write(`\r\n\x1b[33m[labvirt] ${m.text}\x1b[0m\r\n`);
+      if (m.type === 'notice') showNotice(node, term, m.text ?? '');
       if (m.type === 'closed') {
         closedByServer = true;
         finished = true;
