@@ -187,6 +187,18 @@ describe('labvirt images lock', { timeout: 120_000 }, () => {
       expect(lock.images.get(name), name).toMatch(/^sha256:[0-9a-f]{64}$/);
     }
 
+    // `images list` shows each image with its locked digest and who pulls it.
+    const listFile = join(dir, 'list.yaml');
+    writeFileSync(listFile, stringify({ ...baseConfig, vm: { imagesLock: lockFile } }));
+    const listed = await cli(['--config', listFile, 'images', 'list']);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toContain(
+      `docker.io/library/busybox:1.36\t${pushed.get('docker.io/library/busybox:1.36')}\tall-nodes\tlabs\n`,
+    );
+    expect(listed.stdout).toContain(
+      `registry.k8s.io/etcd:3.5.15-0\t${pushed.get('registry.k8s.io/etcd:3.5.15-0')}\tcontrol-plane\tkubeadm v1.30.14\n`,
+    );
+
     const objects = await renderWith('v1.30-3node', {
       ...baseConfig,
       vm: { imagesLock: lockFile },
