@@ -100,10 +100,12 @@ install_cni() {
   if [[ ! -s "$manifest" ]]; then
     fetch_calico "$manifest.download"
     calico_from_quay "$manifest.download" >"$manifest.quay"
-    calico_set_pool_cidr "$manifest.quay" "$LABVIRT_POD_CIDR" >"$manifest.tmp" ||
+    # The digests of labvirt's image lock, when it has Calico's images.
+    pin_manifest_images "$manifest.quay" >"$manifest.pinned"
+    calico_set_pool_cidr "$manifest.pinned" "$LABVIRT_POD_CIDR" >"$manifest.tmp" ||
       die "could not set the pod CIDR in Calico's manifest ($CALICO_VERSION)"
     mv "$manifest.tmp" "$manifest"
-    rm -f "$manifest.download" "$manifest.quay"
+    rm -f "$manifest.download" "$manifest.quay" "$manifest.pinned"
   fi
   # Server-side apply: Calico's CRDs are too big for the last-applied annotation.
   retry_until_deadline 10 kubectl apply --server-side --force-conflicts -f "$manifest" >/dev/null ||

@@ -157,6 +157,20 @@ kubernetes_packages() {
   apt-mark hold kubelet kubeadm kubectl >/dev/null
 }
 
+# The images of labvirt's image lock, pulled by digest before kubeadm or a
+# lab asks for them by tag. On the control plane, says which of kubeadm's
+# images the lock does not cover (a kubeadm of another patch release).
+locked_images() {
+  [[ -r "$LABVIRT_IMAGES_LOCK" ]] || return 0
+  pull_locked_images
+  [[ "$LABVIRT_ROLE" == control-plane ]] || return 0
+  local image
+  for image in $(kubeadm config images list --kubernetes-version "$(kubeadm version -o short)" 2>/dev/null); do
+    [[ -n "$(locked_digest "$image")" ]] ||
+      log "warning: $image is not in labvirt's image lock; it is pulled by tag"
+  done
+}
+
 main() {
   load_cluster_env
   if [[ "$LABVIRT_GOLDEN_IMAGE" == true ]] && ! have "${GOLDEN_TOOLS[@]}"; then
@@ -168,6 +182,7 @@ main() {
   containerd_runtime
   kubernetes_packages
   containerd_config
+  once locked-images locked_images
   systemctl enable kubelet
 }
 

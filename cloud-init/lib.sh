@@ -222,3 +222,48 @@ containerd_config_from_default() {
   grep -q 'config_path = "/etc/containerd/certs.d"' <<<"$out" || return 1
   printf '%s\n' "$out"
 }
+
+# The digests of the images this node pulls (labvirt's image lock), one
+# `<registry>/<repository>:<tag> <digest>` a line; absent without a lock.
+# (LABVIRT_GUEST_ROOT is unset on a VM; tests point it at a directory.)
+readonly LABVIRT_IMAGES_LOCK="${LABVIRT_GUEST_ROOT:-}/etc/labvirt/images.lock"
+
+# locked_digest NAME: the lock's digest of NAME (fully qualified, with its
+# tag), or nothing.
+locked_digest() {
+  [[ -r "$LABVIRT_IMAGES_LOCK" ]] || return 0
+  awk -v name="$1" '$1 == name { print $2; exit }' "$LABVIRT_IMAGES_LOCK"
+}
+
+# pin_manifest_images MANIFEST: prints MANIFEST with each `image: NAME` whose
+# NAME the lock has written as `NAME@DIGEST` (the kubelet then pulls that
+# digest); other lines unchanged. Names must be fully qualified, as Calico's
+# are after calico_from_quay.
+pin_manifest_images() {
+  if [[ ! -r "$LABVIRT_IMAGES_LOCK" ]]; then
+    cat "$1"
+    return 0
+  fi
+  awk 'NR == FNR { if ($1 !~ /^#/ && NF == 2) pin[$1] = $2; next }
+    /^[[:space:]-]*image:[[:space:]]*[^[:space:]]+[[:space:]]*$/ && ($NF in pin) {
+      sub(/[[:space:]]+$/, ""); print $0 "@" pin[$NF]; next
+    }
+    { print }' "$LABVIRT_IMAGES_LOCK" "$1"
+}
+
+# pull_locked_images: pulls each image of the lock by its digest into the
+# kubelet's containerd namespace (through the registry mirrors) and tags it
+# under its name: kubeadm and the labs ask for NAME:TAG, and the kubelet
+# (pull policy IfNotPresent) then runs the locked content.
+pull_locked_images() {
+  [[ -r "$LABVIRT_IMAGES_LOCK" ]] || return 0
+  local name digest pinned
+  while read -r name digest; do
+    [[ -n "$name" && "$name" != \#* ]] || continue
+    pinned="${name%:*}@$digest"
+    retry_until_deadline 10 ctr -n k8s.io images pull --hosts-dir /etc/containerd/certs.d "$pinned" \
+      </dev/null >/dev/null || die "could not pull $pinned (the lock's digest of $name)"
+    ctr -n k8s.io images tag --force "$pinned" "$name" </dev/null >/dev/null ||
+      die "could not tag $pinned as $name"
+  done <"$LABVIRT_IMAGES_LOCK"
+}

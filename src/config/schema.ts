@@ -305,6 +305,12 @@ export const configSchema = z
               .min(1),
           )
           .default({}),
+        /**
+         * The image lock (`labvirt images lock` writes it): rendering pins every
+         * image it lists by digest. Default: vm-templates/images/images.lock.yaml
+         * when that file exists.
+         */
+        imagesLock: z.string().min(1).optional(),
         /** An HTTP(S) proxy the guests use for apt, curl and containerd. */
         proxy: z
           .strictObject({

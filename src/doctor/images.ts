@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import type { Config } from '../config/index.js';
-import { LABELS, apiErrorMessage, type ClusterInspector } from '../kube/index.js';
+import { pinImage, type ImageLock } from '../images/index.js';
+import { LABELS, apiErrorMessage, imageLockOf, type ClusterInspector } from '../kube/index.js';
 import { fail, pass, warn, type CheckResult } from './types.js';
 
 /** Where a pod finds its own namespace (in-cluster). */
@@ -144,16 +145,30 @@ async function probeImage(
 /**
  * Whether the host cluster can pull each flavor's containerDisk image (opt-in:
  * it creates pods). One probe pod per distinct image in `namespace`, with
- * `imagePullPolicy: Always`, removed whatever happens.
+ * `imagePullPolicy: Always`, removed whatever happens. Images the image lock
+ * lists are probed by their locked digest, as the VMs will pull them.
  */
 export async function checkImages(
   inspector: ClusterInspector,
   config: Config,
   options: ImageCheckOptions,
 ): Promise<CheckResult[]> {
+  let lock: ImageLock | undefined;
+  try {
+    lock = imageLockOf(config);
+  } catch (err) {
+    return [
+      fail(
+        'image.lock',
+        'Image lock readable',
+        (err as Error).message,
+        'point vm.imagesLock at the lock `labvirt images lock` wrote, or remove the setting',
+      ),
+    ];
+  }
   const flavorsOf = new Map<string, string[]>();
   for (const [flavor, f] of Object.entries(config.flavors)) {
-    const image = f.image ?? config.vm.image;
+    const image = pinImage(lock, f.image ?? config.vm.image);
     flavorsOf.set(image, [...(flavorsOf.get(image) ?? []), flavor]);
   }
   const results = await Promise.all(

@@ -1,8 +1,9 @@
 import { stringify } from 'yaml';
 import type { Config, FlavorConfig } from '../config/index.js';
+import { imagesInUse, nodeImages, registryEndpoint, type ImageLock } from '../images/index.js';
 import { CONTROL_PLANE_SERVICE, type NodeName, type NodeRole } from './names.js';
 import type { EnvSecrets } from './secrets.js';
-import { cloudInitDir, loadYamlTemplate, readTemplateFile } from './templates.js';
+import { cloudInitDir, inventoryDirs, loadYamlTemplate, readTemplateFile } from './templates.js';
 
 export interface UserDataInput {
   config: Config;
@@ -12,6 +13,8 @@ export interface UserDataInput {
   role: NodeRole;
   orchestratorPublicKey: string;
   secrets: EnvSecrets;
+  /** Images this node pulls that the lock lists are pre-pulled by digest (see `IMAGES_LOCK_PATH`). */
+  imageLock?: ImageLock;
 }
 
 /** Where the scripts find the env's settings (see cloud-init/lib.sh). */
@@ -25,6 +28,13 @@ const SAFE_ENV_VALUE = /^[A-Za-z0-9._:/=+,-]*$/;
 
 /** Where the kubelet reads the resolvers for pods with `dnsPolicy: Default`, CoreDNS included. */
 export const UPSTREAM_RESOLV_CONF = '/etc/labvirt/upstream-resolv.conf';
+/**
+ * The digests of the images this node pulls, one `<name> <digest>` a line
+ * (names normalised, as containerd stores them): install-kubernetes.sh pulls
+ * each by digest and tags it under its name, and control-plane.sh pins
+ * Calico's manifest with it (cloud-init/lib.sh).
+ */
+export const IMAGES_LOCK_PATH = '/etc/labvirt/images.lock';
 /** Proxy settings the scripts source (curl and kubeadm read these variables). */
 export const PROXY_ENV_PATH = '/etc/labvirt/proxy.env';
 
@@ -95,6 +105,7 @@ export function renderUserData(input: UserDataInput): string {
     },
     ...registryMirrorFiles(config),
     ...proxyFiles(config),
+    ...imageLockFiles(input),
   );
   if (role === 'control-plane') {
     // kubeadm init keeps a CA it finds in place: every env's cluster is
@@ -141,17 +152,12 @@ function upstreamResolvConf(config: Config): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** The registry's own endpoint, as containerd's hosts.toml names it. */
-function registryServer(registry: string): string {
-  return registry === 'docker.io' ? 'https://registry-1.docker.io' : `https://${registry}`;
-}
-
 /** containerd's hosts.toml per mirrored registry (`config_path` is set by install-kubernetes.sh). */
 function registryMirrorFiles(config: Config): WriteFile[] {
   return Object.entries(config.vm.registryMirrors).map(([registry, mirrors]) => {
     const lines = [
       '# Written by labvirt from vm.registryMirrors.',
-      `server = ${JSON.stringify(registryServer(registry))}`,
+      `server = ${JSON.stringify(registryEndpoint(registry))}`,
     ];
     for (const mirror of mirrors) {
       lines.push('', `[host.${JSON.stringify(mirror.replace(/\/+$/, ''))}]`);
@@ -164,6 +170,26 @@ function registryMirrorFiles(config: Config): WriteFile[] {
       content: `${lines.join('\n')}\n`,
     };
   });
+}
+
+/** The lock's digests of the images this node pulls; nothing without a lock. */
+function imageLockFiles(input: UserDataInput): WriteFile[] {
+  const lock = input.imageLock;
+  if (!lock || lock.images.size === 0) return [];
+  const config = { ...input.config, flavors: { this: input.flavor } };
+  const uses = imagesInUse(config, inventoryDirs(), { skipUnknownMinors: true });
+  const lines = nodeImages(uses, input.flavor.kubernetesVersion, input.role)
+    .filter((name) => lock.images.has(name))
+    .map((name) => `${name} ${lock.images.get(name)!}`);
+  if (lines.length === 0) return [];
+  return [
+    {
+      path: IMAGES_LOCK_PATH,
+      permissions: '0644',
+      owner: 'root:root',
+      content: `# Written by labvirt from its image lock (${lock.source ?? 'vm.imagesLock'}).\n${lines.join('\n')}\n`,
+    },
+  ];
 }
 
 /** The no_proxy list: the operator's entries plus what must never go through a proxy. */

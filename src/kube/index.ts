@@ -25,10 +25,21 @@ export {
   type RbacSubject,
   type RenderInput,
 } from './render.js';
-export { renderUserData, CLUSTER_ENV_PATH, type UserDataInput } from './cloudinit.js';
+export {
+  renderUserData,
+  CLUSTER_ENV_PATH,
+  IMAGES_LOCK_PATH,
+  type UserDataInput,
+} from './cloudinit.js';
 export { renderVirtualMachine, type VmInput } from './vm.js';
 export { envResources, launcherMemoryMi, type EnvResources } from './isolation.js';
-export { cloudInitDir, vmTemplatesDir } from './templates.js';
+export {
+  cloudInitDir,
+  imageLockOf,
+  imageLockPath,
+  inventoryDirs,
+  vmTemplatesDir,
+} from './templates.js';
 export { parseQuantity } from './quantity.js';
 export {
   SchemaValidationError,

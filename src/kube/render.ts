@@ -20,6 +20,7 @@ import {
   roleOf,
 } from './names.js';
 import type { EnvSecrets } from './secrets.js';
+import { imageLockOf } from './templates.js';
 import { renderVirtualMachine } from './vm.js';
 
 /** Session details recorded on the Namespace when an env is made for a known owner. */
@@ -112,6 +113,7 @@ export function renderEnvironment(input: RenderInput): KubeObject[] {
     [LABELS.managedBy]: MANAGED_BY,
   };
   const nodes = nodeNames(flavor.nodes);
+  const imageLock = imageLockOf(config);
   const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 
   const objects: KubeObject[] = [
@@ -153,6 +155,7 @@ export function renderEnvironment(input: RenderInput): KubeObject[] {
       role,
       orchestratorPublicKey: input.orchestratorPublicKey,
       secrets,
+      imageLock,
     });
     objects.push({
       apiVersion: 'v1',
@@ -161,7 +164,9 @@ export function renderEnvironment(input: RenderInput): KubeObject[] {
       type: 'Opaque',
       data: { userdata: b64(userdata) },
     });
-    vms.push(renderVirtualMachine({ config, flavor, namespace, node, role, labels: vmLabels }));
+    vms.push(
+      renderVirtualMachine({ config, flavor, namespace, node, role, labels: vmLabels, imageLock }),
+    );
   }
   objects.push(renderControlPlaneService(iso));
   if (config.ssh.mode === 'nodeport') objects.push(renderSshNodePortService(iso));

@@ -2,6 +2,13 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import type { Config } from '../config/index.js';
+import {
+  DEFAULT_LOCK_FILE,
+  readImageLock,
+  type ImageLock,
+  type InventoryDirs,
+} from '../images/index.js';
 
 /**
  * Where the VM templates and cloud-init files live: `vm-templates/` and
@@ -58,4 +65,32 @@ export function loadYamlTemplate(dir: string, name: string): Record<string, unkn
     throw new Error(`template ${join(dir, name)} must hold a YAML mapping`);
   }
   return doc as Record<string, unknown>;
+}
+
+/** Where the image lock is: `vm.imagesLock`, else vm-templates/images/images.lock.yaml. */
+export function imageLockPath(config: Config): string {
+  const configured = config.vm.imagesLock;
+  if (configured) return isAbsolute(configured) ? configured : resolve(process.cwd(), configured);
+  return join(vmTemplatesDir(), DEFAULT_LOCK_FILE);
+}
+
+/**
+ * The image lock rendering pins with, if there is one. A configured path
+ * that does not exist is an error (a typo must not silently unpin); the
+ * default path may be absent (no lock made yet).
+ */
+export function imageLockOf(config: Config): ImageLock | undefined {
+  const path = imageLockPath(config);
+  const lock = readImageLock(path);
+  if (!lock && config.vm.imagesLock) {
+    throw new Error(
+      `vm.imagesLock: no image lock at ${path} (make one with \`labvirt images lock\`)`,
+    );
+  }
+  return lock;
+}
+
+/** Where the image inventory reads what the envs run. */
+export function inventoryDirs(): InventoryDirs {
+  return { vmTemplates: vmTemplatesDir(), cloudInit: cloudInitDir() };
 }

@@ -4,6 +4,7 @@ import type {
   V1VirtualMachineInstanceSpec,
 } from '@kubevirt-ui-ext/kubevirt-api/kubevirt';
 import type { Config, FlavorConfig } from '../config/index.js';
+import { pinImage, type ImageLock } from '../images/index.js';
 import type { KubeObject } from './client.js';
 import { cloudInitSecretName, type NodeName, type NodeRole } from './names.js';
 import { formatBytes, parseQuantity } from './quantity.js';
@@ -31,6 +32,8 @@ export interface VmInput {
   role: NodeRole;
   /** Labels for the VM and its launcher pod (env, flavor, role, node, managed-by). */
   labels: Record<string, string>;
+  /** Pins the containerDisk image by digest when it lists it. */
+  imageLock?: ImageLock;
 }
 
 /**
@@ -82,7 +85,7 @@ export function renderVirtualMachine(input: VmInput): KubeObject {
   if (!disk?.containerDisk || !cloudInit?.cloudInitNoCloud) {
     throw new Error(`${file} needs a containerDisk volume and a cloudInitNoCloud volume`);
   }
-  disk.containerDisk.image = flavor.image ?? config.vm.image;
+  disk.containerDisk.image = pinImage(input.imageLock, flavor.image ?? config.vm.image);
   // containerd's images and the kubelet's files do not fit on the image's
   // root disk: a blank disk of the role's size, formatted at first boot.
   const disks = (domain.devices.disks ??= []);

@@ -208,6 +208,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       bootMs: Math.round(25_000 / speed),
       agentMs: Math.round(5_000 / speed),
       bootstrapMs: Math.round(90_000 / speed),
+      kubeletHeartbeatMs: Math.max(1_000, Math.round(10_000 / speed)),
       ...options.timings,
     },
     {

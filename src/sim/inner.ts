@@ -5,7 +5,7 @@ import { stringify } from 'yaml';
 import { issueCertificate, type KeyPairPem } from '../pki/index.js';
 import { KubeApi } from './api.js';
 import { ClusterEmulation } from './cluster.js';
-import { nodeObject, setNodeReady } from './nodes.js';
+import { nodeObject, setNodeReadiness, setNodeReady, type NodeReadiness } from './nodes.js';
 import { ApiError, CORE_RESOURCES, ObjectStore } from './store.js';
 import { listenWithin, type ListenSpec } from './listen.js';
 
@@ -49,6 +49,8 @@ export interface StudentCluster {
   registerNode(node: StudentNode): void;
   /** The kubelet stopped posting status: Ready goes Unknown, as the node controller does. */
   nodeLost(name: string): void;
+  /** A registered node's kubelet reports this readiness (written only when it changes). */
+  reportReadiness(name: string, readiness: NodeReadiness): void;
   /** Cuts every open watch (as an API server restart or a proxy timeout does). */
   dropWatches(): void;
   /**
@@ -229,6 +231,9 @@ export async function startStudentCluster(opts: StudentClusterOptions): Promise<
     registerNode,
     nodeLost(name) {
       setNodeReady(store, name, false);
+    },
+    reportReadiness(name, readiness) {
+      setNodeReadiness(store, name, readiness);
     },
     dropWatches: () => api.dropWatches(),
     async setServing(on) {

@@ -13,6 +13,7 @@ import {
 } from './guest/index.js';
 import { startStudentCluster, type StudentCluster } from './inner.js';
 import { EnvNetwork, PublishedPorts, type EnvMember } from './env-network.js';
+import { kubeletReadiness } from './kubelet.js';
 import { LauncherStory } from './launcher-story.js';
 import type { ListenSpec } from './listen.js';
 import { ApiError, timestamp, type ObjectStore, type Obj, type ResourceType } from './store.js';
@@ -33,6 +34,11 @@ export interface KubeVirtTimings {
   agentMs: number;
   /** After Running, until cloud-init writes the readiness marker. */
   bootstrapMs: number;
+  /**
+   * How often a student cluster's nodes post status (their kubelets' state
+   * read from the guests' disks, see kubelet.ts); a kubelet posts every 10 s.
+   */
+  kubeletHeartbeatMs: number;
 }
 
 export interface KubeVirtFaults {
@@ -90,6 +96,7 @@ export class KubeVirtEmulation implements Admission {
   private readonly studentApiByIp = new Map<string, StudentCluster>();
   private nextIp = 10;
   private stopped = false;
+  private heartbeat?: NodeJS.Timeout;
   private readonly onGuestsChanged: () => void;
   private readonly story: LauncherStory;
   private get listenHost(): string {
@@ -175,6 +182,36 @@ export class KubeVirtEmulation implements Admission {
     this.onGuestsChanged();
   }
 
+  /**
+   * The kubelets of every registered student node post status: each node's
+   * Ready condition follows its kubelet and containerd state in its guest.
+   * One timer for the whole sim, running while any guest does; a round
+   * starts after the previous one ended.
+   */
+  private scheduleHeartbeat(): void {
+    if (this.heartbeat || this.stopped || !this.options.guests) return;
+    this.heartbeat = setTimeout(() => {
+      void this.postNodeStatus().finally(() => {
+        this.heartbeat = undefined;
+        if ([...this.runtime.values()].some((rt) => rt.guest)) this.scheduleHeartbeat();
+      });
+    }, this.timings.kubeletHeartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  private async postNodeStatus(): Promise<void> {
+    for (const [key, rt] of this.runtime) {
+      if (!rt.sandboxRoot || !rt.nodeName) continue;
+      const ns = key.slice(0, key.indexOf('/'));
+      // A worker's node exists once it joined; the control plane's with its API server.
+      const registered = rt.role === 'control-plane' ? rt.inner !== undefined : rt.joined;
+      if (!registered) continue;
+      const readiness = await kubeletReadiness(rt.sandboxRoot);
+      if (this.stopped || this.runtime.get(key) !== rt) continue;
+      this.studentClusters.get(ns)?.reportReadiness(rt.nodeName, readiness);
+    }
+  }
+
   /** The student cluster of an env (its control plane's API server), while it runs. */
   studentCluster(namespace: string): StudentCluster | undefined {
     return this.studentClusters.get(namespace);
@@ -182,6 +219,7 @@ export class KubeVirtEmulation implements Admission {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.heartbeat);
     for (const rt of this.runtime.values()) {
       for (const t of rt.timers) clearTimeout(t);
       await rt.guest?.stop();
@@ -676,6 +714,7 @@ export class KubeVirtEmulation implements Admission {
     }
     rt.guest = guest;
     rt.sandboxRoot = sandboxRoot;
+    this.scheduleHeartbeat();
     rt.role = role;
     rt.controlPlaneService =
       parseShellEnv(

@@ -62,30 +62,62 @@ function nodeStatus(n: NodeShape, capacity: Record<string, string>): Record<stri
   };
 }
 
-export function readyCondition(ready: boolean): Record<string, string> {
+/** A node's Ready condition without its timestamps. */
+export interface NodeReadiness {
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+}
+
+/** A kubelet posting status: Ready. */
+export const KUBELET_READY: NodeReadiness = {
+  status: 'True',
+  reason: 'KubeletReady',
+  message: 'kubelet is posting ready status',
+};
+/** No status posted for the grace period: the node controller marks it Unknown. */
+export const KUBELET_SILENT: NodeReadiness = {
+  status: 'Unknown',
+  reason: 'NodeStatusUnknown',
+  message: 'Kubelet stopped posting node status.',
+};
+
+export function readyCondition(ready: boolean | NodeReadiness): Record<string, string> {
   const t = timestamp();
-  return ready
-    ? {
-        type: 'Ready',
-        status: 'True',
-        reason: 'KubeletReady',
-        message: 'kubelet is posting ready status',
-        lastHeartbeatTime: t,
-        lastTransitionTime: t,
-      }
-    : {
-        type: 'Ready',
-        status: 'Unknown',
-        reason: 'NodeStatusUnknown',
-        message: 'Kubelet stopped posting node status.',
-        lastHeartbeatTime: t,
-        lastTransitionTime: t,
-      };
+  const readiness = ready === true ? KUBELET_READY : ready === false ? KUBELET_SILENT : ready;
+  return { type: 'Ready', ...readiness, lastHeartbeatTime: t, lastTransitionTime: t };
 }
 
 /** Stable per node, like /etc/machine-id: derived from the name. */
 function idOf(name: string, what: string): string {
   return createHash('sha256').update(`${what}:${name}`).digest('hex').slice(0, 32);
+}
+
+/**
+ * Sets a registered node's Ready condition to what its kubelet reports;
+ * writes (and so tells watchers) only when that differs from what it says now.
+ */
+export function setNodeReadiness(
+  store: ObjectStore,
+  name: string,
+  readiness: NodeReadiness,
+): 'changed' | 'unchanged' | 'no-node' {
+  const node = store.peek('nodes', undefined, name);
+  if (!node) return 'no-node';
+  const conditions = ((node.status as { conditions?: Record<string, string>[] } | undefined)
+    ?.conditions ?? []) as Record<string, string>[];
+  const ready = conditions.find((c) => c.type === 'Ready');
+  if (
+    ready?.status === readiness.status &&
+    ready.reason === readiness.reason &&
+    ready.message === readiness.message
+  ) {
+    return 'unchanged';
+  }
+  const next = structuredClone(node);
+  (next.status as Record<string, unknown>).conditions = [readyCondition(readiness)];
+  store.update('nodes', next);
+  return 'changed';
 }
 
 /**

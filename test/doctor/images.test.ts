@@ -91,6 +91,22 @@ describe('labvirt doctor: can the host pull each flavor image', () => {
     expect(probePods()).toEqual([]);
   }, 60_000);
 
+  it('probes the image by its locked digest when the image lock has it, as the VMs will pull it', async () => {
+    const digest = `sha256:${'b'.repeat(64)}`;
+    const lockFile = join(dir, 'images.lock.yaml');
+    writeFileSync(lockFile, `images:\n  ${GOOD}: ${digest}\n`);
+    const config = configWith(GOOD);
+    const report = await runDoctor({
+      config: { ...config, vm: { ...config.vm, imagesLock: lockFile } },
+      images: { namespace: 'default', deadlineMs: 20_000 },
+    });
+    expect(byId(report)['image.v1.30-1node']).toMatchObject({
+      status: 'pass',
+      detail: expect.stringContaining(`${GOOD}@${digest} pulled`),
+    });
+    expect(probePods()).toEqual([]);
+  }, 60_000);
+
   it("fails for an image the registry does not have, with the kubelet's reason, and leaves no pod", async () => {
     const report = await runDoctor({
       config: configWith(MISSING),

@@ -3,10 +3,12 @@
 // hack/e2e-real.sh in --dry-run mode, the golden-image recipe, and that the
 // recipe bakes exactly what the rendered user data checks for.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
+import { configWith } from '../kube/helpers.js';
 import { PROJECT_ROOT, renderWith, userDataOf } from './helpers.js';
 
 const HACK = join(PROJECT_ROOT, 'hack');
@@ -133,6 +135,65 @@ describe('golden images (vm-templates/images)', { timeout: 120_000 }, () => {
     expect(r.stdout).toContain('busybox:1.36');
     const bad = run(join(IMAGES, 'bake.sh'), ['--dry-run', '1.31;x', 'a', 'b']);
     expect(bad.status).toBe(2);
+  });
+
+  it('bake with the image lock: pulls by digest tagged under the name, the kubeadm patch it was made for', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'labvirt-bake-lock-'));
+    try {
+      const digest = `sha256:${'c'.repeat(64)}`;
+      const lock = join(dir, 'images.lock.yaml');
+      writeFileSync(lock, `# comment\nimages:\n  docker.io/library/busybox:1.36: ${digest}\n`);
+      const r = run(join(IMAGES, 'bake.sh'), [
+        '--dry-run',
+        '--lock',
+        lock,
+        '1.30',
+        'b.img',
+        'o.qcow2',
+      ]);
+      expect(r.stderr).toBe('baked o.qcow2 for Kubernetes 1.30\n');
+      expect(r.status).toBe(0);
+      expect(r.stdout).toContain(`docker.io/library/busybox:1.36 ${digest}\n`);
+      expect(r.stdout).toContain('ctr -n k8s.io images tag --force "${ref%:*}@$digest" "$ref"');
+      const patch = (parse(readFileSync(join(IMAGES, 'kubeadm-images.yaml'), 'utf8')) as any)[
+        '1.30'
+      ].kubernetes.slice(1);
+      expect(r.stdout).toContain(`kubeadm=${patch}-\\* kubelet=${patch}-\\* kubectl=${patch}-\\*`);
+
+      writeFileSync(lock, 'images:\n  busybox:1.36: sha256:short\n');
+      const bad = run(join(IMAGES, 'bake.sh'), [
+        '--dry-run',
+        '--lock',
+        lock,
+        '1.30',
+        'b.img',
+        'o.qcow2',
+      ]);
+      expect(bad.status).toBe(1);
+      expect(bad.stderr).toContain(`${lock}: unexpected line:   busybox:1.36: sha256:short`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('list kubeadm’s images for every minor the default flavors and the labs use', () => {
+    const releases = parse(readFileSync(join(IMAGES, 'kubeadm-images.yaml'), 'utf8')) as Record<
+      string,
+      { kubernetes: string; images: string[] }
+    >;
+    const minors = new Set(Object.values(configWith().flavors).map((f) => f.kubernetesVersion));
+    const labsDir = join(PROJECT_ROOT, 'labs');
+    for (const lab of readdirSync(labsDir)) {
+      const m = /kubernetes: '(1\.\d+)'/.exec(readFileSync(join(labsDir, lab, 'lab.yaml'), 'utf8'));
+      if (m) minors.add(m[1]!);
+    }
+    for (const minor of minors) {
+      const release = releases[minor];
+      expect(release, minor).toBeDefined();
+      expect(release!.kubernetes.startsWith(`v${minor}.`)).toBe(true);
+      expect(release!.images).toContain(`registry.k8s.io/kube-apiserver:${release!.kubernetes}`);
+      expect(release!.images.some((i) => i.startsWith('registry.k8s.io/pause:'))).toBe(true);
+    }
   });
 
   it('pack the disk as a containerDisk owned by qemu (uid 107) under /disk/', () => {

@@ -57,10 +57,10 @@ describe('labvirt labs validate', () => {
   it('exits 0 with a summary for the shipped labs (labsDir from the config)', async () => {
     const r = await run('--config', configFile(SHIPPED_LABS), 'labs', 'validate');
     expect(r.exitCode).toBe(0);
-    expect(r.stdout).toMatch(/^9 labs valid in .*labs \(18 checks, 2 warnings\)$/m);
+    expect(r.stdout).toMatch(/^9 labs valid in .*labs \(18 checks\)$/m);
     expect(r.stdout).toMatch(/^note: shellcheck: \d+ script\(s\) checked$/m);
-    // The two known sim/real node drifts (see validate.test.ts), and nothing else.
-    expect(r.stderr.match(/: warning: /g)).toHaveLength(2);
+    // Every sim check runs where its real one does (see validate.test.ts).
+    expect(r.stderr).not.toContain(': warning: ');
   });
 
   it('exits 1 and lists every problem with its fix', async () => {

@@ -56,7 +56,10 @@ describe('every shipped lab, end to end on the simulated cluster (labvirt labs t
         ]),
       ]);
     },
-    90_000,
+    // Claims, setup, solve and the wrong fixes, on a shared machine; the
+    // worker labs also wait for the node controller's heartbeat (as on a
+    // real cluster) before and after the fix.
+    180_000,
   );
 
   it('reports a lab whose check passes without a fix as broken', async () => {

@@ -269,6 +269,53 @@ describe('simulated guests: the student cluster on the control plane’s 6443', 
     expect(cp.status?.nodeInfo?.kubeletVersion).toMatch(/^v1\.30\./);
   });
 
+  it('reports each node Ready as its kubelet and containerd in the guest say, as the real control plane sees them', async () => {
+    const worker = await sshTo(await vmiIp('worker-1'));
+    const readyOf = async (name: string) =>
+      (await student.readNode({ name })).status?.conditions?.find((c) => c.type === 'Ready');
+    const becomes = (status: string) =>
+      until(async () => {
+        const ready = await readyOf('worker-1');
+        return ready?.status === status ? ready : undefined;
+      }, `worker-1 Ready=${status}`);
+    await becomes('True');
+
+    // The kubelet stopped: no status posted, the node controller says Unknown.
+    await exec(
+      worker,
+      'mkdir -p /run/sim && printf "enabled=no\\nactive=no\\n" >/run/sim/kubelet.state',
+    );
+    expect(await becomes('Unknown')).toMatchObject({
+      reason: 'NodeStatusUnknown',
+      message: 'Kubelet stopped posting node status.',
+    });
+    // The kubelet runs, but containerd listens on another socket: NotReady, saying why.
+    await exec(
+      worker,
+      'printf "enabled=yes\\nactive=yes\\n" >/run/sim/kubelet.state && mkdir -p /etc/containerd && ' +
+        `printf '[grpc]\\n  address = "/run/containerd/containerd-v2.sock"\\n' >/etc/containerd/config.toml`,
+    );
+    expect(await becomes('False')).toMatchObject({
+      reason: 'KubeletNotReady',
+      message: expect.stringContaining('container runtime is down'),
+    });
+    // A symlink at the kubelet's endpoint reaches containerd (until the next reboot).
+    await exec(
+      worker,
+      'mkdir -p /run/containerd && ln -sfn /run/containerd/containerd-v2.sock /run/containerd/containerd.sock',
+    );
+    await becomes('True');
+    await exec(worker, 'rm /run/containerd/containerd.sock');
+    await becomes('False');
+    await exec(
+      worker,
+      "sed -i 's#containerd-v2.sock#containerd.sock#' /etc/containerd/config.toml",
+    );
+    await becomes('True');
+    expect((await readyOf('worker-2'))?.status).toBe('True');
+    expect((await readyOf('control-plane'))?.status).toBe('True');
+  });
+
   it('allocates NodePorts for the student’s Services and streams their changes to a watcher', async () => {
     await student.createNamespace({ body: { metadata: { name: 'shop' } } });
     const events: string[] = [];

@@ -6,10 +6,14 @@
 # cloud-init/install-kubernetes.sh then installs nothing (its GOLDEN_TOOLS
 # list is BAKED_TOOLS here; a test keeps the two equal).
 #
-# Usage: vm-templates/images/bake.sh [--dry-run] MINOR BASE_IMAGE OUTPUT
+# Usage: vm-templates/images/bake.sh [--dry-run] [--lock FILE] MINOR BASE_IMAGE OUTPUT
 #   MINOR       Kubernetes minor version, e.g. 1.31
 #   BASE_IMAGE  Ubuntu 22.04 cloud image (jammy-server-cloudimg-amd64.img)
 #   OUTPUT      the golden qcow2 to write (then: podman build -f Containerfile)
+#   --lock      labvirt's image lock (default: images.lock.yaml next to this
+#               script, when it exists): every image it lists is pulled by
+#               its digest and tagged under its name, and kubeadm, kubelet and
+#               kubectl are the patch release kubeadm-images.yaml names
 # Needs Debian's libguestfs-tools (virt-customize) and qemu-utils, network
 # access to the Ubuntu archive, pkgs.k8s.io, GitHub, quay.io, registry.k8s.io
 # and Docker Hub (or a proxy: http_proxy/https_proxy are passed on). With
@@ -32,10 +36,20 @@ readonly CALICO_CACHED=/usr/local/share/labvirt/calico-vxlan-$CALICO_VERSION.yam
 readonly CALICO_URL="https://raw.githubusercontent.com/projectcalico/calico/$CALICO_VERSION/manifests/calico-vxlan.yaml"
 
 dry_run=false
-if [[ "${1:-}" == --dry-run ]]; then
-  dry_run=true
+lock=""
+[[ -e "$here/images.lock.yaml" ]] && lock="$here/images.lock.yaml"
+while (($# > 0)); do
+  case "$1" in
+    --dry-run) dry_run=true ;;
+    --lock)
+      (($# >= 2)) || { echo "--lock needs a file" >&2; exit 2; }
+      lock=$2
+      shift
+      ;;
+    *) break ;;
+  esac
   shift
-fi
+done
 if (($# != 3)); then
   sed -n '2,/^set -euo/p' "$0" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//' >&2
   exit 2
@@ -48,11 +62,45 @@ lab_images() {
   grep -v -e '^#' -e '^[[:space:]]*$' "$here/lab-images.txt"
 }
 
+# The lock's entries as `<name> <digest>` lines; fails on a line of another shape.
+lock_entries() {
+  [[ -n "$lock" ]] || return 0
+  local line
+  while IFS= read -r line; do
+    case "$line" in
+      '' | '#'* | 'images:') continue ;;
+    esac
+    [[ "$line" =~ ^\ \ ([a-z0-9.:/_-]+:[A-Za-z0-9_.-]+):\ (sha256:[0-9a-f]{64})$ ]] ||
+      { echo "$lock: unexpected line: $line" >&2; return 1; }
+    printf '%s %s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+  done <"$lock"
+}
+
+# The Kubernetes patch release kubeadm-images.yaml locks for MINOR (e.g. 1.31.10).
+kubernetes_patch() {
+  awk -v key="'$minor':" '
+    $0 == key { found = 1; next }
+    /^[^ #]/ { found = 0 }
+    found && $1 == "kubernetes:" { sub(/^v/, "", $2); print $2; exit }
+  ' "$here/kubeadm-images.yaml"
+}
+
 # The script run inside the image by virt-customize (as root, with network).
 guest_script() {
+  local entries patch="" packages=("${PACKAGES[@]}")
+  entries=$(lock_entries) || return 1
+  if [[ -n "$lock" ]]; then
+    patch=$(kubernetes_patch)
+    [[ -n "$patch" ]] || { echo "no Kubernetes $minor in $here/kubeadm-images.yaml" >&2; return 1; }
+    packages=(qemu-guest-agent containerd "kubeadm=$patch-*" "kubelet=$patch-*" "kubectl=$patch-*")
+  fi
   cat <<SCRIPT
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+# labvirt's image lock (empty without one): <name> <digest> a line.
+cat >/tmp/labvirt-images.lock <<'LOCK'
+$entries
+LOCK
 # growpart exits 1 when there is nothing to grow.
 growpart /dev/sda 1 || [ \$? -eq 1 ]
 resize2fs /dev/sda1
@@ -61,7 +109,7 @@ repo="https://pkgs.k8s.io/core:/stable:/v$minor/deb/"
 curl -fsSL "\${repo}Release.key" | gpg --dearmor --yes -o /etc/apt/keyrings/kubernetes-apt-keyring.gpg
 printf 'deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] %s /\n' "\$repo" >/etc/apt/sources.list.d/kubernetes.list
 apt-get update -q
-apt-get install -y -q --no-install-recommends ${PACKAGES[*]}
+apt-get install -y -q --no-install-recommends $(printf '%q ' "${packages[@]}")
 apt-mark hold kubeadm kubelet kubectl
 for tool in ${BAKED_TOOLS[*]}; do command -v "\$tool" >/dev/null || { echo "missing \$tool" >&2; exit 1; }; done
 install -d /usr/local/share/labvirt
@@ -76,8 +124,16 @@ images+=\$'\n'\$(sed -nE 's#^[[:space:]]*image:[[:space:]]*(docker\.io/)?calico/
 images+=\$'\n'"$(lab_images | tr '\n' ' ')"
 for image in \$images; do
   case "\$image" in */*/*) ref=\$image ;; */*) ref=docker.io/\$image ;; *) ref=docker.io/library/\$image ;; esac
-  ctr -n k8s.io images pull "\$ref" >/dev/null
+  digest=\$(awk -v name="\$ref" '\$1 == name { print \$2; exit }' /tmp/labvirt-images.lock)
+  if [ -n "\$digest" ]; then
+    # By the lock's digest, tagged under the name kubeadm and the labs ask for.
+    ctr -n k8s.io images pull "\${ref%:*}@\$digest" >/dev/null
+    ctr -n k8s.io images tag --force "\${ref%:*}@\$digest" "\$ref" >/dev/null
+  else
+    ctr -n k8s.io images pull "\$ref" >/dev/null
+  fi
 done
+rm -f /tmp/labvirt-images.lock
 kill "\$ctrd"
 wait "\$ctrd" || true
 # A fresh identity on every VM made from this image.
@@ -103,7 +159,7 @@ if [[ "$dry_run" != true ]]; then
 fi
 script=$(mktemp)
 trap 'rm -f "$script"' EXIT
-guest_script >"$script"
+guest_script >"$script" || exit 1
 run qemu-img convert -O qcow2 "$base" "$output"
 run qemu-img resize "$output" "$DISK_SIZE"
 run virt-customize -a "$output" --network \

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { registerClientCommands } from './client.js';
 import { registerConfigCommands } from './config.js';
 import { registerDoctorCommand } from './doctor.js';
+import { registerImagesCommands } from './images.js';
 import { registerLabsCommands } from './labs.js';
 import { registerLabTestCommand } from './labtest.js';
 import { registerRenderCommand } from './render.js';
@@ -25,5 +26,6 @@ export function registerCommands(program: Command): void {
   registerClientCommands(program);
   registerSlackCommands(program);
   registerDoctorCommand(program);
+  registerImagesCommands(program);
   registerWebCommands(program);
 }

@@ -1,0 +1,61 @@
+import { lstat, readFile, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { KUBELET_READY, KUBELET_SILENT, type NodeReadiness } from './nodes.js';
+
+/**
+ * What a sim node's kubelet would post as its Ready condition. Sim guests
+ * run no kubelet and no containerd: their state is files on the guest's disk
+ * (labs break and fix them there, as the labs' sim scripts do), and the sim
+ * reads them as the real control plane sees the real services:
+ *
+ * - `/run/sim/kubelet.state` with `active=no`: the kubelet is stopped, posts
+ *   nothing, and the node controller marks the node `Unknown`.
+ * - `/etc/containerd/config.toml` whose `[grpc] address` is not the socket
+ *   the kubelet uses (`/run/containerd/containerd.sock`), and no symlink
+ *   there to it: the kubelet runs but its runtime is down, `Ready=False`.
+ *
+ * Absent files mean a healthy node (what kubeadm leaves).
+ */
+export const KUBELET_STATE_FILE = '/run/sim/kubelet.state';
+export const CONTAINERD_CONFIG = '/etc/containerd/config.toml';
+/** The kubelet's container runtime endpoint, as kubeadm configures it. */
+export const KUBELET_RUNTIME_SOCKET = '/run/containerd/containerd.sock';
+
+export async function kubeletReadiness(guestRoot: string): Promise<NodeReadiness> {
+  const state = await readIfThere(join(guestRoot, KUBELET_STATE_FILE));
+  if (state !== undefined && /^active=no$/m.test(state)) return KUBELET_SILENT;
+  const listening = await containerdAddress(guestRoot);
+  if (listening === KUBELET_RUNTIME_SOCKET) return KUBELET_READY;
+  // A symlink at the kubelet's endpoint reaches containerd (until /run is emptied).
+  const link = join(guestRoot, KUBELET_RUNTIME_SOCKET);
+  const isLink = await lstat(link).then(
+    (s) => s.isSymbolicLink(),
+    () => false,
+  );
+  if (isLink && (await readlink(link).catch(() => undefined)) === listening) return KUBELET_READY;
+  return {
+    status: 'False',
+    reason: 'KubeletNotReady',
+    message: `container runtime is down, PLEG is not healthy: rpc error: code = Unavailable desc = connection error: dial unix ${KUBELET_RUNTIME_SOCKET}: connect: no such file or directory`,
+  };
+}
+
+/** Where containerd listens: `[grpc] address` of its config, else its default. */
+async function containerdAddress(guestRoot: string): Promise<string> {
+  const config = await readIfThere(join(guestRoot, CONTAINERD_CONFIG));
+  let table = '';
+  for (const line of (config ?? '').split('\n')) {
+    const header = /^\s*\[([^\]]+)\]\s*(#.*)?$/.exec(line);
+    if (header) {
+      table = header[1]!.trim();
+      continue;
+    }
+    const address = /^\s*address\s*=\s*"([^"]*)"/.exec(line);
+    if (table === 'grpc' && address) return address[1]!;
+  }
+  return KUBELET_RUNTIME_SOCKET;
+}
+
+async function readIfThere(path: string): Promise<string | undefined> {
+  return readFile(path, 'utf8').catch(() => undefined);
+}
