@@ -20,7 +20,15 @@
  *    and CPU over BENCH_IDLE_SECONDS (default 30) of idle watching minus the
  *    baseline's, divided by the envs, as a share of one core; and the same
  *    per env added since the previous step (the marginal cost).
- * BENCH_HEAP_SNAPSHOT=<file> writes a heap snapshot of labvirt after the last step.
+ * Where a slow sample's time went: every sample is traced through its stages
+ * (the student's create answered, labvirt saw the watch event, the reconcile
+ * started, read the host, wrote it, the driver saw the Service and the
+ * policy), from labvirt's debug log and the driver's clocks; samples over 1 s
+ * are printed with their stages, and each step prints the stages' p50/p99.
+ * Latency samples start once every env's watch has listed (not merely once
+ * labvirt knows the env), so a sample never times a first connection.
+ * BENCH_HEAP_SNAPSHOT=<file> writes a heap snapshot of labvirt after each
+ * step (`<file>.<envs>.heapsnapshot`).
  * The sync's watchdog relist runs about every `sync.resyncSeconds` (default
  * 300); BENCH_RESYNC overrides it (an idle window longer than it includes
  * relists). Lighter than production in one way: every env shares one CA
@@ -31,6 +39,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { writeHeapSnapshot } from 'node:v8';
 import type { CoreV1Api } from '@kubernetes/client-node';
 import { KubeConfig, Watch } from '@kubernetes/client-node';
@@ -59,17 +68,54 @@ const FLAVOR = 'v1.30-1node';
 
 type ToDriver =
   { op: 'add'; count: number } | { op: 'latency'; envs: number; samples: number } | { op: 'floor' };
+/** One latency sample: epoch milliseconds, so labvirt's log times line up with the driver's. */
+interface Sample {
+  envId: string;
+  startedAt: number;
+  /** The student's create answered. */
+  createdAt: number;
+  serviceSeenAt: number;
+  policySeenAt: number;
+  attempts: number;
+}
 type FromDriver =
   | { op: 'ready'; privateKey: string }
-  | { op: 'added'; seconds: number }
-  | { op: 'latency'; ms: number[] }
+  | { op: 'added'; seconds: number; retries: number }
+  | { op: 'latency'; samples: Sample[] }
   | { op: 'floor'; ms: number[] };
+/** labvirt's trace of one env (from its debug log). */
+interface TraceRecord {
+  envId: string;
+  msg: string;
+  time: number;
+  queuedMs?: number;
+  hostReadMs?: number;
+  hostWriteMs?: number;
+}
+const epochNow = () => performance.timeOrigin + performance.now();
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+let retries = 0;
+/**
+ * A simulator holding hundreds of envs on a loaded machine may not accept a
+ * connection within undici's 10 s: the driver's host writes are idempotent
+ * (create-if-absent, merge patches) and are retried with a growing pause.
+ */
+async function patiently<T>(fn: () => Promise<T>, attempts = 8): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= attempts) throw err;
+      retries++;
+      await sleep(1000 * attempt);
+    }
+  }
+}
 async function waitFor(fn: () => Promise<boolean>, timeoutMs: number, what: string) {
   const deadline = Date.now() + timeoutMs;
   while (!(await fn().catch(() => false))) {
@@ -108,7 +154,7 @@ async function driver(simDir: string): Promise<void> {
   const seen = new Map<string, { service?: number; policy?: number }>();
   const mark = (key: string, what: 'service' | 'policy') => {
     const s = seen.get(key) ?? {};
-    s[what] ??= performance.now();
+    s[what] ??= epochNow();
     seen.set(key, s);
   };
   // Watches end (client-side timeout): start them again until the bench is over.
@@ -165,16 +211,7 @@ async function driver(simDir: string): Promise<void> {
             orchestratorPublicKey: orchestrator.public,
             secrets,
           });
-          // A simulator busy with hundreds of envs may drop a connection: createAll is idempotent.
-          for (let attempt = 1; ; attempt++) {
-            try {
-              await host.createAll(objects);
-              break;
-            } catch (err) {
-              if (attempt >= 5) throw err;
-              await sleep(2000 * attempt);
-            }
-          }
+          await patiently(() => host.createAll(objects));
         }),
       );
     }
@@ -190,17 +227,19 @@ async function driver(simDir: string): Promise<void> {
         10 * 60_000,
         `${envId} running`,
       );
-      await host.patchNamespaceMeta(namespace, {
-        labels: { [LABELS.state]: 'active' },
-        annotations: { [ANNOTATIONS.session]: `s-${envId}`, [ANNOTATIONS.student]: envId },
-      });
+      await patiently(() =>
+        host.patchNamespaceMeta(namespace, {
+          labels: { [LABELS.state]: 'active' },
+          annotations: { [ANNOTATIONS.session]: `s-${envId}`, [ANNOTATIONS.student]: envId },
+        }),
+      );
       envs.push({ id: envId, namespace, cpIp });
     }
     return (Date.now() - t0) / 1000;
   };
 
   const latencies = async (n: number, samples: number) => {
-    const out: number[] = [];
+    const out: Sample[] = [];
     for (let i = 0; i < samples; i++) {
       const env = envs[Math.floor(Math.random() * n)]!;
       env.student ??= await openStudentApi(
@@ -209,23 +248,35 @@ async function driver(simDir: string): Promise<void> {
         closers,
       );
       const name = `web${n}x${i}`;
-      const t0 = performance.now();
-      const svc = await env.student.createNamespacedService({
-        namespace: 'default',
-        body: { metadata: { name }, spec: { type: 'NodePort', ports: [{ port: 80 }] } },
-      });
-      const nodePort = svc.spec!.ports![0]!.nodePort!;
+      // A create that fails to reach the student API server is tried again from a new start time.
+      let attempts = 0;
+      const { startedAt, createdAt, nodePort } = await patiently(async () => {
+        attempts++;
+        const startedAt = epochNow();
+        const svc = await env.student!.createNamespacedService({
+          namespace: 'default',
+          body: { metadata: { name }, spec: { type: 'NodePort', ports: [{ port: 80 }] } },
+        });
+        return { startedAt, createdAt: epochNow(), nodePort: svc.spec!.ports![0]!.nodePort! };
+      }, 3);
       const serviceKey = `${env.namespace}/${mirrorName('default', name, 80, 'TCP')}`;
       const policyKey = `${env.namespace}/port-${nodePort}`;
       await waitFor(
         async () =>
           seen.get(serviceKey)?.service !== undefined && seen.get(policyKey)?.policy !== undefined,
-        60_000,
+        120_000,
         `mirror of ${name}`,
       );
-      out.push(Math.max(seen.get(serviceKey)!.service!, seen.get(policyKey)!.policy!) - t0);
+      out.push({
+        envId: env.id,
+        startedAt,
+        createdAt,
+        serviceSeenAt: seen.get(serviceKey)!.service!,
+        policySeenAt: seen.get(policyKey)!.policy!,
+        attempts,
+      });
       // Back to idle: the student removes it again (and labvirt its mirror).
-      await env.student.deleteNamespacedService({ namespace: 'default', name });
+      await patiently(() => env.student!.deleteNamespacedService({ namespace: 'default', name }));
     }
     return out;
   };
@@ -250,8 +301,11 @@ async function driver(simDir: string): Promise<void> {
 
   process.on('message', (m: ToDriver) => {
     void (async () => {
-      if (m.op === 'add') send({ op: 'added', seconds: await addEnvs(m.count) });
-      else if (m.op === 'latency') send({ op: 'latency', ms: await latencies(m.envs, m.samples) });
+      if (m.op === 'add') {
+        retries = 0;
+        send({ op: 'added', seconds: await addEnvs(m.count), retries });
+      } else if (m.op === 'latency')
+        send({ op: 'latency', samples: await latencies(m.envs, m.samples) });
       else send({ op: 'floor', ms: await floor() });
     })().catch((err: unknown) => {
       console.error(err);
@@ -322,12 +376,27 @@ async function labvirt(): Promise<void> {
       resolve: fileResolver(join(simDir, 'guests.json')),
     });
     closers.push(() => executor.close());
+    // labvirt's debug log is the trace of each change's stages; warnings go on to stderr when asked for.
+    const trace: TraceRecord[] = [];
+    const echoWarnings = process.env.BENCH_LOG_LEVEL === 'warn';
+    const logSink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split('\n')) {
+          if (!line) continue;
+          const record = JSON.parse(line) as TraceRecord & { level: number };
+          if (record.msg === 'student services changed' || record.msg === 'mirrors reconciled')
+            trace.push(record);
+          else if (echoWarnings && record.level >= 40) process.stderr.write(`${line}\n`);
+        }
+        done();
+      },
+    });
     const sync = new NodePortSync({
       config,
       cluster: host,
       executor,
       events: new EventBus(),
-      logger: createLogger({ level: process.env.BENCH_LOG_LEVEL ?? 'silent' }),
+      logger: createLogger({ level: 'debug', destination: logSink }),
     });
     sync.start();
     closers.push(() => sync.stop());
@@ -363,10 +432,18 @@ async function labvirt(): Promise<void> {
         }
       | undefined;
     for (const level of LEVELS) {
-      const { seconds } = await ask({ op: 'add', count: level - watched }, 'added');
+      const { seconds, retries } = await ask({ op: 'add', count: level - watched }, 'added');
       watched = level;
-      await waitFor(async () => sync.watchedEnvs >= level, 10 * 60_000, 'all envs watched');
-      const lat = (await ask({ op: 'latency', envs: level, samples: SAMPLES }, 'latency')).ms;
+      const listStart = performance.now();
+      await waitFor(async () => sync.listedEnvs >= level, 20 * 60_000, 'all envs listed');
+      console.log(
+        `${level} envs active (added in ${seconds.toFixed(0)} s, ${retries} host requests retried); every watch listed ${((performance.now() - listStart) / 1000).toFixed(0)} s later`,
+      );
+      trace.length = 0;
+      const samples = (await ask({ op: 'latency', envs: level, samples: SAMPLES }, 'latency'))
+        .samples;
+      const lat = samples.map((s) => Math.max(s.serviceSeenAt, s.policySeenAt) - s.startedAt);
+      reportStages(samples, trace);
       await sleep(3000);
       const coreShare = await idleCpu();
       const mem = memory();
@@ -375,7 +452,7 @@ async function labvirt(): Promise<void> {
       first ??= { level, p50, p99 };
       const slow = lat.filter((ms) => ms > 1000).length;
       console.log(
-        `${level} watched envs (added in ${seconds.toFixed(0)} s): mirror latency p50 ${p50.toFixed(0)} ms, p99 ${p99.toFixed(0)} ms, max ${Math.max(...lat).toFixed(0)} ms, ${slow} of ${lat.length} over 1 s; p50 ${(p50 / pct(hostWrite, 50)).toFixed(1)}x one host write+delete; p50 ${(p50 / first.p50).toFixed(2)}x, p99 ${(p99 / first.p99).toFixed(2)}x the ${first.level}-env step`,
+        `${level} watched envs: mirror latency p50 ${p50.toFixed(0)} ms, p99 ${p99.toFixed(0)} ms, max ${Math.max(...lat).toFixed(0)} ms, ${slow} of ${lat.length} over 1 s; p50 ${(p50 / pct(hostWrite, 50)).toFixed(1)}x one host write+delete; p50 ${(p50 / first.p50).toFixed(2)}x, p99 ${(p99 / first.p99).toFixed(2)}x the ${first.level}-env step`,
       );
       console.log(
         `  idle per watched env (over the 0-env baseline): rss ${((mem.rss - base.rss) / level / 1024).toFixed(1)} KiB, heap ${((mem.heapUsed - base.heapUsed) / level / 1024).toFixed(1)} KiB, CPU ${((coreShare - baseCpu) / level).toFixed(4)} % of a core (total ${coreShare.toFixed(2)} % over ${IDLE_SECONDS} s; rss ${(mem.rss / 2 ** 20).toFixed(0)} MiB; ${executor.openConnections} SSH connections)`,
@@ -404,6 +481,9 @@ async function labvirt(): Promise<void> {
         );
       }
       previous = { level, rss: mem.rss, heap: mem.heapUsed, cpu: coreShare };
+      // Where the heap goes (open in Chrome DevTools, or compare two steps).
+      if (process.env.BENCH_HEAP_SNAPSHOT)
+        writeHeapSnapshot(`${process.env.BENCH_HEAP_SNAPSHOT}.${level}.heapsnapshot`);
     }
     // The issue's goals, judged at the last step (the marginal cost when there are two steps).
     if (last) {
@@ -427,8 +507,6 @@ async function labvirt(): Promise<void> {
         met: last.cpu < 0.05,
       });
     }
-    // Where the heap goes (open in Chrome DevTools): BENCH_HEAP_SNAPSHOT=file.heapsnapshot.
-    if (process.env.BENCH_HEAP_SNAPSHOT) writeHeapSnapshot(process.env.BENCH_HEAP_SNAPSHOT);
   } finally {
     for (const c of closers.reverse()) await Promise.resolve(c()).catch(() => undefined);
     for (const c of children) {
@@ -439,4 +517,44 @@ async function labvirt(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
   process.exit(0);
+}
+
+/**
+ * Each sample's stages, from the driver's clocks and labvirt's trace: the
+ * student's create answered; labvirt's watch delivered the change; the
+ * reconcile waited, read the host, wrote it; the driver's host watches saw
+ * the Service and the policy. Samples over 1 s are printed whole.
+ */
+function reportStages(samples: Sample[], trace: TraceRecord[]): void {
+  const stages = {
+    create: [] as number[],
+    event: [] as number[],
+    queued: [] as number[],
+    hostRead: [] as number[],
+    hostWrite: [] as number[],
+    seen: [] as number[],
+  };
+  for (const s of samples) {
+    const mine = trace.filter((t) => t.envId === s.envId && t.time >= s.startedAt - 5);
+    const event = mine.find((t) => t.msg === 'student services changed');
+    const done = mine.find((t) => t.msg === 'mirrors reconciled' && t.time >= (event?.time ?? 0));
+    const end = Math.max(s.serviceSeenAt, s.policySeenAt);
+    stages.create.push(s.createdAt - s.startedAt);
+    if (event) stages.event.push(event.time - s.startedAt);
+    if (done) {
+      stages.queued.push(done.queuedMs ?? 0);
+      stages.hostRead.push(done.hostReadMs ?? 0);
+      stages.hostWrite.push(done.hostWriteMs ?? 0);
+      stages.seen.push(end - done.time);
+    }
+    if (end - s.startedAt > 1000)
+      console.log(
+        `  slow sample in ${s.envId} (${(end - s.startedAt).toFixed(0)} ms, create tried ${s.attempts}x): create answered +${(s.createdAt - s.startedAt).toFixed(0)} ms, labvirt saw the change +${event ? (event.time - s.startedAt).toFixed(0) : '?'} ms, reconcile queued ${done?.queuedMs ?? '?'} ms, host read ${done?.hostReadMs ?? '?'} ms, host write ${done?.hostWriteMs ?? '?'} ms, done +${done ? (done.time - s.startedAt).toFixed(0) : '?'} ms; driver saw the Service +${(s.serviceSeenAt - s.startedAt).toFixed(0)} ms, the policy +${(s.policySeenAt - s.startedAt).toFixed(0)} ms`,
+      );
+  }
+  const fmt = (xs: number[]) =>
+    xs.length ? `${pct(xs, 50).toFixed(0)}/${pct(xs, 99).toFixed(0)}` : 'n/a';
+  console.log(
+    `  stages p50/p99 ms: student create answered ${fmt(stages.create)}; change seen by labvirt ${fmt(stages.event)} (after the create started); reconcile queued ${fmt(stages.queued)}, host read ${fmt(stages.hostRead)}, host write ${fmt(stages.hostWrite)}; driver's host watch saw it ${fmt(stages.seen)} after labvirt was done`,
+  );
 }
