@@ -150,13 +150,11 @@ async function driver(simDir: string): Promise<void> {
   const closers: (() => void | Promise<void>)[] = [() => students.close()];
   const secrets = await generateEnvSecrets();
 
-  // Mirror arrival times, from one host watch per kind.
-  const seen = new Map<string, { service?: number; policy?: number }>();
-  const mark = (key: string, what: 'service' | 'policy') => {
-    const s = seen.get(key) ?? {};
-    s[what] ??= epochNow();
-    seen.set(key, s);
-  };
+  // Mirror arrival times, from one host watch per kind: each mirror Service's
+  // first ADDED, and when each port entered its env's policy (a port that
+  // leaves the policy is forgotten: the next sample may get the same node port).
+  const serviceSeen = new Map<string, number>();
+  const policyPorts = new Map<string, Map<number, number>>();
   // Watches end (client-side timeout): start them again until the bench is over.
   const keepWatching = (
     path: string,
@@ -174,7 +172,8 @@ async function driver(simDir: string): Promise<void> {
     '/api/v1/services',
     { labelSelector: `${SYNC_LABELS.component}=mirror` },
     (type, obj: { metadata: { namespace: string; name: string } }) => {
-      if (type === 'ADDED') mark(`${obj.metadata.namespace}/${obj.metadata.name}`, 'service');
+      const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
+      if (type === 'ADDED' && !serviceSeen.has(key)) serviceSeen.set(key, epochNow());
     },
   );
   keepWatching(
@@ -187,9 +186,13 @@ async function driver(simDir: string): Promise<void> {
         spec?: { ingress?: { ports?: { port?: number }[] }[] };
       },
     ) => {
-      if (obj.metadata.name !== 'allow-synced-nodeports' || type === 'DELETED') return;
-      for (const p of obj.spec?.ingress?.[0]?.ports ?? [])
-        mark(`${obj.metadata.namespace}/port-${p.port}`, 'policy');
+      if (obj.metadata.name !== 'allow-synced-nodeports') return;
+      const before = policyPorts.get(obj.metadata.namespace) ?? new Map<number, number>();
+      const now = new Map<number, number>();
+      if (type !== 'DELETED')
+        for (const { port } of obj.spec?.ingress?.[0]?.ports ?? [])
+          if (port !== undefined) now.set(port, before.get(port) ?? epochNow());
+      policyPorts.set(obj.metadata.namespace, now);
     },
   );
 
@@ -260,10 +263,9 @@ async function driver(simDir: string): Promise<void> {
         return { startedAt, createdAt: epochNow(), nodePort: svc.spec!.ports![0]!.nodePort! };
       }, 3);
       const serviceKey = `${env.namespace}/${mirrorName('default', name, 80, 'TCP')}`;
-      const policyKey = `${env.namespace}/port-${nodePort}`;
+      const policySeen = () => policyPorts.get(env.namespace)?.get(nodePort);
       await waitFor(
-        async () =>
-          seen.get(serviceKey)?.service !== undefined && seen.get(policyKey)?.policy !== undefined,
+        async () => serviceSeen.has(serviceKey) && policySeen() !== undefined,
         120_000,
         `mirror of ${name}`,
       );
@@ -271,12 +273,13 @@ async function driver(simDir: string): Promise<void> {
         envId: env.id,
         startedAt,
         createdAt,
-        serviceSeenAt: seen.get(serviceKey)!.service!,
-        policySeenAt: seen.get(policyKey)!.policy!,
+        serviceSeenAt: serviceSeen.get(serviceKey)!,
+        policySeenAt: policySeen()!,
         attempts,
       });
-      // Back to idle: the student removes it again (and labvirt its mirror).
+      // Back to idle: the student removes it again, and labvirt its mirror and the port in the policy.
       await patiently(() => env.student!.deleteNamespacedService({ namespace: 'default', name }));
+      await waitFor(async () => policySeen() === undefined, 120_000, `${name} unpublished`);
     }
     return out;
   };
