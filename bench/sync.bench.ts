@@ -38,11 +38,17 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import type { IncomingMessage } from 'node:http';
+import { request } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { connect as netConnect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { connect as tlsConnect, createSecureContext, type TLSSocket } from 'node:tls';
+import ssh2, { type ClientChannel } from 'ssh2';
 import { Writable } from 'node:stream';
 import { writeHeapSnapshot } from 'node:v8';
 import type { CoreV1Api } from '@kubernetes/client-node';
-import { KubeConfig, Watch } from '@kubernetes/client-node';
+import { Watch } from '@kubernetes/client-node';
 import { loadConfig } from '../src/config/index.js';
 import { EventBus } from '../src/events/index.js';
 import {
@@ -51,9 +57,11 @@ import {
   LABELS,
   envNamespace,
   generateEnvSecrets,
+  loadKubeConfig,
   renderEnvironment,
 } from '../src/kube/index.js';
 import { createLogger, silentLogger } from '../src/log/index.js';
+import { generateCa, issueCertificate, type KeyPairPem } from '../src/pki/index.js';
 import { createExecutor, fileResolver, generateKeyPair } from '../src/ssh/index.js';
 import { NodePortSync, SYNC_LABELS, mirrorName } from '../src/sync/index.js';
 import { openStudentApi } from '../test/helpers/student-envs.js';
@@ -133,14 +141,158 @@ const benchConfig = () =>
   });
 
 if (process.argv[2] === '--driver') await driver(process.argv[3]!);
+else if (process.argv[2] === '--parts-server') await partsServer();
+else if (process.argv[2] === '--parts') await parts(Number(process.argv[3] ?? 200));
 else await labvirt();
+
+/**
+ * `--parts [N]`: what each layer of one idle watched env costs, alone: N of
+ * each are opened one layer at a time (a TLS context with a CA and a client
+ * certificate; an ssh2 connection; a direct-tcpip channel on it; TLS over the
+ * channel, handshaken; an HTTP GET held open as a watch), and this process's
+ * RSS and heap are read after a GC between layers. The far end (an ssh2
+ * server forwarding to an HTTPS server that holds every GET open) runs in a
+ * child process, so only the client side is counted — labvirt's side.
+ */
+async function parts(n: number): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('run with node --expose-gc');
+  const server = fork(import.meta.filename, ['--parts-server'], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  process.once('exit', () => server.kill('SIGKILL'));
+  const far = await new Promise<{ sshPort: number; ca: KeyPairPem; client: KeyPairPem }>((r) =>
+    server.once('message', r),
+  );
+  const measure = async () => {
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await sleep(100);
+    }
+    return process.memoryUsage();
+  };
+  let before = await measure();
+  const layer = async (what: string) => {
+    const after = await measure();
+    console.log(
+      `${what}: rss ${((after.rss - before.rss) / n / 1024).toFixed(1)} KiB, heap ${((after.heapUsed - before.heapUsed) / n / 1024).toFixed(1)} KiB per env`,
+    );
+    before = after;
+  };
+  const start = before;
+  const contexts = Array.from({ length: n }, () =>
+    createSecureContext({ ca: far.ca.certPem, cert: far.client.certPem, key: far.client.keyPem }),
+  );
+  await layer('TLS context (CA, client certificate and key)');
+  const key = generateKeyPair().private;
+  const clients: ssh2.Client[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = new ssh2.Client();
+    await new Promise<void>((resolve, reject) => {
+      c.once('ready', resolve).once('error', reject);
+      c.connect({
+        host: '127.0.0.1',
+        port: far.sshPort,
+        username: 'labvirt',
+        privateKey: key,
+        keepaliveInterval: 15_000,
+      });
+    });
+    clients.push(c);
+  }
+  await layer('ssh2 connection (keepalive every 15 s)');
+  const channels = await Promise.all(
+    clients.map(
+      (c) =>
+        new Promise<ClientChannel>((resolve, reject) =>
+          c.forwardOut('127.0.0.1', 0, '127.0.0.1', 6443, (err, ch) =>
+            err ? reject(err) : resolve(ch),
+          ),
+        ),
+    ),
+  );
+  await layer('direct-tcpip channel');
+  const sockets: TLSSocket[] = [];
+  for (let i = 0; i < n; i++) {
+    const socket = tlsConnect({
+      socket: channels[i],
+      secureContext: contexts[i],
+      servername: 'kubernetes',
+    });
+    await new Promise<void>((resolve, reject) =>
+      socket.once('secureConnect', resolve).once('error', reject),
+    );
+    sockets.push(socket);
+  }
+  await layer('TLS over the channel, handshaken');
+  for (const socket of sockets) {
+    const req = request({
+      host: 'kubernetes',
+      path: '/api/v1/services?watch=true',
+      createConnection: () => socket,
+    });
+    req.setTimeout(150_000);
+    const res = await new Promise<IncomingMessage>((resolve, reject) =>
+      req.once('response', resolve).once('error', reject).end(),
+    );
+    res.resume();
+  }
+  await layer('HTTP watch held open');
+  await sleep(20_000);
+  await layer('the same after 20 s idle (keepalives, GC)');
+  const end = await measure();
+  console.log(
+    `all layers: rss ${((end.rss - start.rss) / n / 1024).toFixed(1)} KiB, heap ${((end.heapUsed - start.heapUsed) / n / 1024).toFixed(1)} KiB per env (${n} envs)`,
+  );
+  process.exit(0);
+}
+
+/** The far end for `--parts`: ssh2 server → HTTPS server that holds every request open. */
+async function partsServer(): Promise<void> {
+  const ca = await generateCa({ commonName: 'kubernetes', algorithm: 'ecdsa' });
+  const serving = await issueCertificate(ca, {
+    commonName: 'kube-apiserver',
+    dnsNames: ['kubernetes'],
+    usage: 'server',
+    algorithm: 'ecdsa',
+  });
+  const client = await issueCertificate(ca, {
+    commonName: 'labvirt:nodeport-sync',
+    organization: 'system:masters',
+    usage: 'client',
+    algorithm: 'ecdsa',
+  });
+  const https = createHttpsServer(
+    { cert: serving.certPem, key: serving.keyPem, ca: ca.certPem, requestCert: true },
+    (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.flushHeaders();
+    },
+  );
+  await new Promise<void>((r) => https.listen(0, '127.0.0.1', r));
+  const httpsPort = (https.address() as AddressInfo).port;
+  const ssh = new ssh2.Server({ hostKeys: [generateKeyPair().private] }, (conn) => {
+    conn.on('authentication', (ctx) => ctx.accept());
+    conn.on('error', () => undefined);
+    conn.on('ready', () =>
+      conn.on('tcpip', (accept) => {
+        const channel = accept();
+        const upstream = netConnect(httpsPort, '127.0.0.1');
+        channel.pipe(upstream).pipe(channel);
+      }),
+    );
+  });
+  await new Promise<void>((r) => ssh.listen(0, '127.0.0.1', r));
+  process.send!({ sshPort: (ssh.address() as AddressInfo).port, ca, client });
+}
 
 /** The pool and the students, in a process of their own. */
 async function driver(simDir: string): Promise<void> {
   const send = (m: FromDriver) => process.send!(m);
   const config = benchConfig();
-  const kc = new KubeConfig();
-  kc.loadFromFile(join(simDir, 'kubeconfig'));
+  // Keep-alive connections to the simulator, as labvirt has them (one TLS context, not one per request).
+  const kc = loadKubeConfig({ kubeconfig: join(simDir, 'kubeconfig') });
   const host = new HostCluster(kc, { logger: silentLogger() });
   const orchestrator = generateKeyPair();
   const students = createExecutor({
@@ -371,8 +523,8 @@ async function labvirt(): Promise<void> {
     const { privateKey } = await ask(undefined, 'ready');
 
     const config = benchConfig();
-    const kc = new KubeConfig();
-    kc.loadFromFile(join(simDir, 'kubeconfig'));
+    // The host client as `labvirt serve` builds it (src/app): one keep-alive dispatcher per cluster.
+    const kc = loadKubeConfig({ kubeconfig: join(simDir, 'kubeconfig') });
     const host = new HostCluster(kc, { logger: silentLogger() });
     const executor = createExecutor({
       privateKey,
