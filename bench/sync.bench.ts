@@ -488,7 +488,8 @@ async function labvirt(): Promise<void> {
   // Never leave a child behind, whatever ends this process.
   process.once('exit', () => children.forEach((c) => c.kill('SIGKILL')));
   // A signal ends the process without 'exit' handlers unless it is turned into an exit.
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+  for (const signal of ['SIGINT', 'SIGTERM'] as const)
+    process.once(signal, () => process.exit(130));
   const sim = fork(
     join(import.meta.dirname, '..', 'bin', 'labvirt.js'),
     // A 1-node env takes about 1.8 GiB of a node with KubeVirt's overhead.
