@@ -20,7 +20,15 @@
  *    and CPU over BENCH_IDLE_SECONDS (default 30) of idle watching minus the
  *    baseline's, divided by the envs, as a share of one core; and the same
  *    per env added since the previous step (the marginal cost).
- * BENCH_HEAP_SNAPSHOT=<file> writes a heap snapshot of labvirt after the last step.
+ * Where a slow sample's time went: every sample is traced through its stages
+ * (the student's create answered, labvirt saw the watch event, the reconcile
+ * started, read the host, wrote it, the driver saw the Service and the
+ * policy), from labvirt's debug log and the driver's clocks; samples over 1 s
+ * are printed with their stages, and each step prints the stages' p50/p99.
+ * Latency samples start once every env's watch has listed (not merely once
+ * labvirt knows the env), so a sample never times a first connection.
+ * BENCH_HEAP_SNAPSHOT=<file> writes a heap snapshot of labvirt after each
+ * step (`<file>.<envs>.heapsnapshot`).
  * The sync's watchdog relist runs about every `sync.resyncSeconds` (default
  * 300); BENCH_RESYNC overrides it (an idle window longer than it includes
  * relists). Lighter than production in one way: every env shares one CA
@@ -30,10 +38,17 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import type { IncomingMessage } from 'node:http';
+import { request } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { connect as netConnect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { connect as tlsConnect, createSecureContext, type TLSSocket } from 'node:tls';
+import ssh2, { type ClientChannel } from 'ssh2';
+import { Writable } from 'node:stream';
 import { writeHeapSnapshot } from 'node:v8';
 import type { CoreV1Api } from '@kubernetes/client-node';
-import { KubeConfig, Watch } from '@kubernetes/client-node';
+import { Watch } from '@kubernetes/client-node';
 import { loadConfig } from '../src/config/index.js';
 import { EventBus } from '../src/events/index.js';
 import {
@@ -42,9 +57,11 @@ import {
   LABELS,
   envNamespace,
   generateEnvSecrets,
+  loadKubeConfig,
   renderEnvironment,
 } from '../src/kube/index.js';
 import { createLogger, silentLogger } from '../src/log/index.js';
+import { generateCa, issueCertificate, type KeyPairPem } from '../src/pki/index.js';
 import { createExecutor, fileResolver, generateKeyPair } from '../src/ssh/index.js';
 import { NodePortSync, SYNC_LABELS, mirrorName } from '../src/sync/index.js';
 import { openStudentApi } from '../test/helpers/student-envs.js';
@@ -59,17 +76,54 @@ const FLAVOR = 'v1.30-1node';
 
 type ToDriver =
   { op: 'add'; count: number } | { op: 'latency'; envs: number; samples: number } | { op: 'floor' };
+/** One latency sample: epoch milliseconds, so labvirt's log times line up with the driver's. */
+interface Sample {
+  envId: string;
+  startedAt: number;
+  /** The student's create answered. */
+  createdAt: number;
+  serviceSeenAt: number;
+  policySeenAt: number;
+  attempts: number;
+}
 type FromDriver =
   | { op: 'ready'; privateKey: string }
-  | { op: 'added'; seconds: number }
-  | { op: 'latency'; ms: number[] }
+  | { op: 'added'; seconds: number; retries: number }
+  | { op: 'latency'; samples: Sample[] }
   | { op: 'floor'; ms: number[] };
+/** labvirt's trace of one env (from its debug log). */
+interface TraceRecord {
+  envId: string;
+  msg: string;
+  time: number;
+  queuedMs?: number;
+  hostReadMs?: number;
+  hostWriteMs?: number;
+}
+const epochNow = () => performance.timeOrigin + performance.now();
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+let retries = 0;
+/**
+ * A simulator holding hundreds of envs on a loaded machine may not accept a
+ * connection within undici's 10 s: the driver's host writes are idempotent
+ * (create-if-absent, merge patches) and are retried with a growing pause.
+ */
+async function patiently<T>(fn: () => Promise<T>, attempts = 8): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= attempts) throw err;
+      retries++;
+      await sleep(1000 * attempt);
+    }
+  }
+}
 async function waitFor(fn: () => Promise<boolean>, timeoutMs: number, what: string) {
   const deadline = Date.now() + timeoutMs;
   while (!(await fn().catch(() => false))) {
@@ -87,14 +141,158 @@ const benchConfig = () =>
   });
 
 if (process.argv[2] === '--driver') await driver(process.argv[3]!);
+else if (process.argv[2] === '--parts-server') await partsServer();
+else if (process.argv[2] === '--parts') await parts(Number(process.argv[3] ?? 200));
 else await labvirt();
+
+/**
+ * `--parts [N]`: what each layer of one idle watched env costs, alone: N of
+ * each are opened one layer at a time (a TLS context with a CA and a client
+ * certificate; an ssh2 connection; a direct-tcpip channel on it; TLS over the
+ * channel, handshaken; an HTTP GET held open as a watch), and this process's
+ * RSS and heap are read after a GC between layers. The far end (an ssh2
+ * server forwarding to an HTTPS server that holds every GET open) runs in a
+ * child process, so only the client side is counted — labvirt's side.
+ */
+async function parts(n: number): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('run with node --expose-gc');
+  const server = fork(import.meta.filename, ['--parts-server'], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  process.once('exit', () => server.kill('SIGKILL'));
+  const far = await new Promise<{ sshPort: number; ca: KeyPairPem; client: KeyPairPem }>((r) =>
+    server.once('message', r),
+  );
+  const measure = async () => {
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await sleep(100);
+    }
+    return process.memoryUsage();
+  };
+  let before = await measure();
+  const layer = async (what: string) => {
+    const after = await measure();
+    console.log(
+      `${what}: rss ${((after.rss - before.rss) / n / 1024).toFixed(1)} KiB, heap ${((after.heapUsed - before.heapUsed) / n / 1024).toFixed(1)} KiB per env`,
+    );
+    before = after;
+  };
+  const start = before;
+  const contexts = Array.from({ length: n }, () =>
+    createSecureContext({ ca: far.ca.certPem, cert: far.client.certPem, key: far.client.keyPem }),
+  );
+  await layer('TLS context (CA, client certificate and key)');
+  const key = generateKeyPair().private;
+  const clients: ssh2.Client[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = new ssh2.Client();
+    await new Promise<void>((resolve, reject) => {
+      c.once('ready', resolve).once('error', reject);
+      c.connect({
+        host: '127.0.0.1',
+        port: far.sshPort,
+        username: 'labvirt',
+        privateKey: key,
+        keepaliveInterval: 15_000,
+      });
+    });
+    clients.push(c);
+  }
+  await layer('ssh2 connection (keepalive every 15 s)');
+  const channels = await Promise.all(
+    clients.map(
+      (c) =>
+        new Promise<ClientChannel>((resolve, reject) =>
+          c.forwardOut('127.0.0.1', 0, '127.0.0.1', 6443, (err, ch) =>
+            err ? reject(err) : resolve(ch),
+          ),
+        ),
+    ),
+  );
+  await layer('direct-tcpip channel');
+  const sockets: TLSSocket[] = [];
+  for (let i = 0; i < n; i++) {
+    const socket = tlsConnect({
+      socket: channels[i],
+      secureContext: contexts[i],
+      servername: 'kubernetes',
+    });
+    await new Promise<void>((resolve, reject) =>
+      socket.once('secureConnect', resolve).once('error', reject),
+    );
+    sockets.push(socket);
+  }
+  await layer('TLS over the channel, handshaken');
+  for (const socket of sockets) {
+    const req = request({
+      host: 'kubernetes',
+      path: '/api/v1/services?watch=true',
+      createConnection: () => socket,
+    });
+    req.setTimeout(150_000);
+    const res = await new Promise<IncomingMessage>((resolve, reject) =>
+      req.once('response', resolve).once('error', reject).end(),
+    );
+    res.resume();
+  }
+  await layer('HTTP watch held open');
+  await sleep(20_000);
+  await layer('the same after 20 s idle (keepalives, GC)');
+  const end = await measure();
+  console.log(
+    `all layers: rss ${((end.rss - start.rss) / n / 1024).toFixed(1)} KiB, heap ${((end.heapUsed - start.heapUsed) / n / 1024).toFixed(1)} KiB per env (${n} envs)`,
+  );
+  process.exit(0);
+}
+
+/** The far end for `--parts`: ssh2 server → HTTPS server that holds every request open. */
+async function partsServer(): Promise<void> {
+  const ca = await generateCa({ commonName: 'kubernetes', algorithm: 'ecdsa' });
+  const serving = await issueCertificate(ca, {
+    commonName: 'kube-apiserver',
+    dnsNames: ['kubernetes'],
+    usage: 'server',
+    algorithm: 'ecdsa',
+  });
+  const client = await issueCertificate(ca, {
+    commonName: 'labvirt:nodeport-sync',
+    organization: 'system:masters',
+    usage: 'client',
+    algorithm: 'ecdsa',
+  });
+  const https = createHttpsServer(
+    { cert: serving.certPem, key: serving.keyPem, ca: ca.certPem, requestCert: true },
+    (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.flushHeaders();
+    },
+  );
+  await new Promise<void>((r) => https.listen(0, '127.0.0.1', r));
+  const httpsPort = (https.address() as AddressInfo).port;
+  const ssh = new ssh2.Server({ hostKeys: [generateKeyPair().private] }, (conn) => {
+    conn.on('authentication', (ctx) => ctx.accept());
+    conn.on('error', () => undefined);
+    conn.on('ready', () =>
+      conn.on('tcpip', (accept) => {
+        const channel = accept();
+        const upstream = netConnect(httpsPort, '127.0.0.1');
+        channel.pipe(upstream).pipe(channel);
+      }),
+    );
+  });
+  await new Promise<void>((r) => ssh.listen(0, '127.0.0.1', r));
+  process.send!({ sshPort: (ssh.address() as AddressInfo).port, ca, client });
+}
 
 /** The pool and the students, in a process of their own. */
 async function driver(simDir: string): Promise<void> {
   const send = (m: FromDriver) => process.send!(m);
   const config = benchConfig();
-  const kc = new KubeConfig();
-  kc.loadFromFile(join(simDir, 'kubeconfig'));
+  // Keep-alive connections to the simulator, as labvirt has them (one TLS context, not one per request).
+  const kc = loadKubeConfig({ kubeconfig: join(simDir, 'kubeconfig') });
   const host = new HostCluster(kc, { logger: silentLogger() });
   const orchestrator = generateKeyPair();
   const students = createExecutor({
@@ -104,13 +302,11 @@ async function driver(simDir: string): Promise<void> {
   const closers: (() => void | Promise<void>)[] = [() => students.close()];
   const secrets = await generateEnvSecrets();
 
-  // Mirror arrival times, from one host watch per kind.
-  const seen = new Map<string, { service?: number; policy?: number }>();
-  const mark = (key: string, what: 'service' | 'policy') => {
-    const s = seen.get(key) ?? {};
-    s[what] ??= performance.now();
-    seen.set(key, s);
-  };
+  // Mirror arrival times, from one host watch per kind: each mirror Service's
+  // first ADDED, and when each port entered its env's policy (a port that
+  // leaves the policy is forgotten: the next sample may get the same node port).
+  const serviceSeen = new Map<string, number>();
+  const policyPorts = new Map<string, Map<number, number>>();
   // Watches end (client-side timeout): start them again until the bench is over.
   const keepWatching = (
     path: string,
@@ -128,7 +324,8 @@ async function driver(simDir: string): Promise<void> {
     '/api/v1/services',
     { labelSelector: `${SYNC_LABELS.component}=mirror` },
     (type, obj: { metadata: { namespace: string; name: string } }) => {
-      if (type === 'ADDED') mark(`${obj.metadata.namespace}/${obj.metadata.name}`, 'service');
+      const key = `${obj.metadata.namespace}/${obj.metadata.name}`;
+      if (type === 'ADDED' && !serviceSeen.has(key)) serviceSeen.set(key, epochNow());
     },
   );
   keepWatching(
@@ -141,9 +338,13 @@ async function driver(simDir: string): Promise<void> {
         spec?: { ingress?: { ports?: { port?: number }[] }[] };
       },
     ) => {
-      if (obj.metadata.name !== 'allow-synced-nodeports' || type === 'DELETED') return;
-      for (const p of obj.spec?.ingress?.[0]?.ports ?? [])
-        mark(`${obj.metadata.namespace}/port-${p.port}`, 'policy');
+      if (obj.metadata.name !== 'allow-synced-nodeports') return;
+      const before = policyPorts.get(obj.metadata.namespace) ?? new Map<number, number>();
+      const now = new Map<number, number>();
+      if (type !== 'DELETED')
+        for (const { port } of obj.spec?.ingress?.[0]?.ports ?? [])
+          if (port !== undefined) now.set(port, before.get(port) ?? epochNow());
+      policyPorts.set(obj.metadata.namespace, now);
     },
   );
 
@@ -165,16 +366,7 @@ async function driver(simDir: string): Promise<void> {
             orchestratorPublicKey: orchestrator.public,
             secrets,
           });
-          // A simulator busy with hundreds of envs may drop a connection: createAll is idempotent.
-          for (let attempt = 1; ; attempt++) {
-            try {
-              await host.createAll(objects);
-              break;
-            } catch (err) {
-              if (attempt >= 5) throw err;
-              await sleep(2000 * attempt);
-            }
-          }
+          await patiently(() => host.createAll(objects));
         }),
       );
     }
@@ -190,17 +382,19 @@ async function driver(simDir: string): Promise<void> {
         10 * 60_000,
         `${envId} running`,
       );
-      await host.patchNamespaceMeta(namespace, {
-        labels: { [LABELS.state]: 'active' },
-        annotations: { [ANNOTATIONS.session]: `s-${envId}`, [ANNOTATIONS.student]: envId },
-      });
+      await patiently(() =>
+        host.patchNamespaceMeta(namespace, {
+          labels: { [LABELS.state]: 'active' },
+          annotations: { [ANNOTATIONS.session]: `s-${envId}`, [ANNOTATIONS.student]: envId },
+        }),
+      );
       envs.push({ id: envId, namespace, cpIp });
     }
     return (Date.now() - t0) / 1000;
   };
 
   const latencies = async (n: number, samples: number) => {
-    const out: number[] = [];
+    const out: Sample[] = [];
     for (let i = 0; i < samples; i++) {
       const env = envs[Math.floor(Math.random() * n)]!;
       env.student ??= await openStudentApi(
@@ -209,23 +403,35 @@ async function driver(simDir: string): Promise<void> {
         closers,
       );
       const name = `web${n}x${i}`;
-      const t0 = performance.now();
-      const svc = await env.student.createNamespacedService({
-        namespace: 'default',
-        body: { metadata: { name }, spec: { type: 'NodePort', ports: [{ port: 80 }] } },
-      });
-      const nodePort = svc.spec!.ports![0]!.nodePort!;
+      // A create that fails to reach the student API server is tried again from a new start time.
+      let attempts = 0;
+      const { startedAt, createdAt, nodePort } = await patiently(async () => {
+        attempts++;
+        const startedAt = epochNow();
+        const svc = await env.student!.createNamespacedService({
+          namespace: 'default',
+          body: { metadata: { name }, spec: { type: 'NodePort', ports: [{ port: 80 }] } },
+        });
+        return { startedAt, createdAt: epochNow(), nodePort: svc.spec!.ports![0]!.nodePort! };
+      }, 3);
       const serviceKey = `${env.namespace}/${mirrorName('default', name, 80, 'TCP')}`;
-      const policyKey = `${env.namespace}/port-${nodePort}`;
+      const policySeen = () => policyPorts.get(env.namespace)?.get(nodePort);
       await waitFor(
-        async () =>
-          seen.get(serviceKey)?.service !== undefined && seen.get(policyKey)?.policy !== undefined,
-        60_000,
+        async () => serviceSeen.has(serviceKey) && policySeen() !== undefined,
+        120_000,
         `mirror of ${name}`,
       );
-      out.push(Math.max(seen.get(serviceKey)!.service!, seen.get(policyKey)!.policy!) - t0);
-      // Back to idle: the student removes it again (and labvirt its mirror).
-      await env.student.deleteNamespacedService({ namespace: 'default', name });
+      out.push({
+        envId: env.id,
+        startedAt,
+        createdAt,
+        serviceSeenAt: serviceSeen.get(serviceKey)!,
+        policySeenAt: policySeen()!,
+        attempts,
+      });
+      // Back to idle: the student removes it again, and labvirt its mirror and the port in the policy.
+      await patiently(() => env.student!.deleteNamespacedService({ namespace: 'default', name }));
+      await waitFor(async () => policySeen() === undefined, 120_000, `${name} unpublished`);
     }
     return out;
   };
@@ -250,8 +456,11 @@ async function driver(simDir: string): Promise<void> {
 
   process.on('message', (m: ToDriver) => {
     void (async () => {
-      if (m.op === 'add') send({ op: 'added', seconds: await addEnvs(m.count) });
-      else if (m.op === 'latency') send({ op: 'latency', ms: await latencies(m.envs, m.samples) });
+      if (m.op === 'add') {
+        retries = 0;
+        send({ op: 'added', seconds: await addEnvs(m.count), retries });
+      } else if (m.op === 'latency')
+        send({ op: 'latency', samples: await latencies(m.envs, m.samples) });
       else send({ op: 'floor', ms: await floor() });
     })().catch((err: unknown) => {
       console.error(err);
@@ -278,6 +487,9 @@ async function labvirt(): Promise<void> {
   const children: ChildProcess[] = [];
   // Never leave a child behind, whatever ends this process.
   process.once('exit', () => children.forEach((c) => c.kill('SIGKILL')));
+  // A signal ends the process without 'exit' handlers unless it is turned into an exit.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const)
+    process.once(signal, () => process.exit(130));
   const sim = fork(
     join(import.meta.dirname, '..', 'bin', 'labvirt.js'),
     // A 1-node env takes about 1.8 GiB of a node with KubeVirt's overhead.
@@ -314,20 +526,35 @@ async function labvirt(): Promise<void> {
     const { privateKey } = await ask(undefined, 'ready');
 
     const config = benchConfig();
-    const kc = new KubeConfig();
-    kc.loadFromFile(join(simDir, 'kubeconfig'));
+    // The host client as `labvirt serve` builds it (src/app): one keep-alive dispatcher per cluster.
+    const kc = loadKubeConfig({ kubeconfig: join(simDir, 'kubeconfig') });
     const host = new HostCluster(kc, { logger: silentLogger() });
     const executor = createExecutor({
       privateKey,
       resolve: fileResolver(join(simDir, 'guests.json')),
     });
     closers.push(() => executor.close());
+    // labvirt's debug log is the trace of each change's stages; warnings go on to stderr when asked for.
+    const trace: TraceRecord[] = [];
+    const echoWarnings = process.env.BENCH_LOG_LEVEL === 'warn';
+    const logSink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split('\n')) {
+          if (!line) continue;
+          const record = JSON.parse(line) as TraceRecord & { level: number };
+          if (record.msg === 'student services changed' || record.msg === 'mirrors reconciled')
+            trace.push(record);
+          else if (echoWarnings && record.level >= 40) process.stderr.write(`${line}\n`);
+        }
+        done();
+      },
+    });
     const sync = new NodePortSync({
       config,
       cluster: host,
       executor,
       events: new EventBus(),
-      logger: createLogger({ level: process.env.BENCH_LOG_LEVEL ?? 'silent' }),
+      logger: createLogger({ level: 'debug', destination: logSink }),
     });
     sync.start();
     closers.push(() => sync.stop());
@@ -363,10 +590,18 @@ async function labvirt(): Promise<void> {
         }
       | undefined;
     for (const level of LEVELS) {
-      const { seconds } = await ask({ op: 'add', count: level - watched }, 'added');
+      const { seconds, retries } = await ask({ op: 'add', count: level - watched }, 'added');
       watched = level;
-      await waitFor(async () => sync.watchedEnvs >= level, 10 * 60_000, 'all envs watched');
-      const lat = (await ask({ op: 'latency', envs: level, samples: SAMPLES }, 'latency')).ms;
+      const listStart = performance.now();
+      await waitFor(async () => sync.listedEnvs >= level, 20 * 60_000, 'all envs listed');
+      console.log(
+        `${level} envs active (added in ${seconds.toFixed(0)} s, ${retries} host requests retried); every watch listed ${((performance.now() - listStart) / 1000).toFixed(0)} s later`,
+      );
+      trace.length = 0;
+      const samples = (await ask({ op: 'latency', envs: level, samples: SAMPLES }, 'latency'))
+        .samples;
+      const lat = samples.map((s) => Math.max(s.serviceSeenAt, s.policySeenAt) - s.startedAt);
+      reportStages(samples, trace);
       await sleep(3000);
       const coreShare = await idleCpu();
       const mem = memory();
@@ -375,7 +610,7 @@ async function labvirt(): Promise<void> {
       first ??= { level, p50, p99 };
       const slow = lat.filter((ms) => ms > 1000).length;
       console.log(
-        `${level} watched envs (added in ${seconds.toFixed(0)} s): mirror latency p50 ${p50.toFixed(0)} ms, p99 ${p99.toFixed(0)} ms, max ${Math.max(...lat).toFixed(0)} ms, ${slow} of ${lat.length} over 1 s; p50 ${(p50 / pct(hostWrite, 50)).toFixed(1)}x one host write+delete; p50 ${(p50 / first.p50).toFixed(2)}x, p99 ${(p99 / first.p99).toFixed(2)}x the ${first.level}-env step`,
+        `${level} watched envs: mirror latency p50 ${p50.toFixed(0)} ms, p99 ${p99.toFixed(0)} ms, max ${Math.max(...lat).toFixed(0)} ms, ${slow} of ${lat.length} over 1 s; p50 ${(p50 / pct(hostWrite, 50)).toFixed(1)}x one host write+delete; p50 ${(p50 / first.p50).toFixed(2)}x, p99 ${(p99 / first.p99).toFixed(2)}x the ${first.level}-env step`,
       );
       console.log(
         `  idle per watched env (over the 0-env baseline): rss ${((mem.rss - base.rss) / level / 1024).toFixed(1)} KiB, heap ${((mem.heapUsed - base.heapUsed) / level / 1024).toFixed(1)} KiB, CPU ${((coreShare - baseCpu) / level).toFixed(4)} % of a core (total ${coreShare.toFixed(2)} % over ${IDLE_SECONDS} s; rss ${(mem.rss / 2 ** 20).toFixed(0)} MiB; ${executor.openConnections} SSH connections)`,
@@ -404,6 +639,9 @@ async function labvirt(): Promise<void> {
         );
       }
       previous = { level, rss: mem.rss, heap: mem.heapUsed, cpu: coreShare };
+      // Where the heap goes (open in Chrome DevTools, or compare two steps).
+      if (process.env.BENCH_HEAP_SNAPSHOT)
+        writeHeapSnapshot(`${process.env.BENCH_HEAP_SNAPSHOT}.${level}.heapsnapshot`);
     }
     // The issue's goals, judged at the last step (the marginal cost when there are two steps).
     if (last) {
@@ -427,8 +665,6 @@ async function labvirt(): Promise<void> {
         met: last.cpu < 0.05,
       });
     }
-    // Where the heap goes (open in Chrome DevTools): BENCH_HEAP_SNAPSHOT=file.heapsnapshot.
-    if (process.env.BENCH_HEAP_SNAPSHOT) writeHeapSnapshot(process.env.BENCH_HEAP_SNAPSHOT);
   } finally {
     for (const c of closers.reverse()) await Promise.resolve(c()).catch(() => undefined);
     for (const c of children) {
@@ -439,4 +675,44 @@ async function labvirt(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
   process.exit(0);
+}
+
+/**
+ * Each sample's stages, from the driver's clocks and labvirt's trace: the
+ * student's create answered; labvirt's watch delivered the change; the
+ * reconcile waited, read the host, wrote it; the driver's host watches saw
+ * the Service and the policy. Samples over 1 s are printed whole.
+ */
+function reportStages(samples: Sample[], trace: TraceRecord[]): void {
+  const stages = {
+    create: [] as number[],
+    event: [] as number[],
+    queued: [] as number[],
+    hostRead: [] as number[],
+    hostWrite: [] as number[],
+    seen: [] as number[],
+  };
+  for (const s of samples) {
+    const mine = trace.filter((t) => t.envId === s.envId && t.time >= s.startedAt - 5);
+    const event = mine.find((t) => t.msg === 'student services changed');
+    const done = mine.find((t) => t.msg === 'mirrors reconciled' && t.time >= (event?.time ?? 0));
+    const end = Math.max(s.serviceSeenAt, s.policySeenAt);
+    stages.create.push(s.createdAt - s.startedAt);
+    if (event) stages.event.push(event.time - s.startedAt);
+    if (done) {
+      stages.queued.push(done.queuedMs ?? 0);
+      stages.hostRead.push(done.hostReadMs ?? 0);
+      stages.hostWrite.push(done.hostWriteMs ?? 0);
+      stages.seen.push(end - done.time);
+    }
+    if (end - s.startedAt > 1000)
+      console.log(
+        `  slow sample in ${s.envId} (${(end - s.startedAt).toFixed(0)} ms, create tried ${s.attempts}x): create answered +${(s.createdAt - s.startedAt).toFixed(0)} ms, labvirt saw the change +${event ? (event.time - s.startedAt).toFixed(0) : '?'} ms, reconcile queued ${done?.queuedMs ?? '?'} ms, host read ${done?.hostReadMs ?? '?'} ms, host write ${done?.hostWriteMs ?? '?'} ms, done +${done ? (done.time - s.startedAt).toFixed(0) : '?'} ms; driver saw the Service +${(s.serviceSeenAt - s.startedAt).toFixed(0)} ms, the policy +${(s.policySeenAt - s.startedAt).toFixed(0)} ms`,
+      );
+  }
+  const fmt = (xs: number[]) =>
+    xs.length ? `${pct(xs, 50).toFixed(0)}/${pct(xs, 99).toFixed(0)}` : 'n/a';
+  console.log(
+    `  stages p50/p99 ms: student create answered ${fmt(stages.create)}; change seen by labvirt ${fmt(stages.event)} (after the create started); reconcile queued ${fmt(stages.queued)}, host read ${fmt(stages.hostRead)}, host write ${fmt(stages.hostWrite)}; driver's host watch saw it ${fmt(stages.seen)} after labvirt was done`,
+  );
 }

@@ -51,6 +51,8 @@ interface EnvSync {
   /** What the last reconcile left live on the host (published once the env is caught up). */
   liveSignature?: string;
   apiDown: boolean;
+  /** When the oldest student change not yet reconciled arrived (epoch ms; for the debug trace). */
+  changedAt?: number;
   hostFailures: number;
   retry?: NodeJS.Timeout;
 }
@@ -97,6 +99,13 @@ export class NodePortSync {
   /** Student clusters being watched now. */
   get watchedEnvs(): number {
     return this.envs.size;
+  }
+
+  /** Watched student clusters whose Services have been listed and whose API server answers. */
+  get listedEnvs(): number {
+    let listed = 0;
+    for (const e of this.envs.values()) if (e.services && !e.apiDown) listed++;
+    return listed;
   }
 
   start(): void {
@@ -240,6 +249,8 @@ export class NodePortSync {
         retryMaxMs: this.retryMaxMs,
         onServices: (services, relisted) => {
           e.services = services;
+          e.changedAt ??= Date.now();
+          this.log.debug({ envId: e.envId, relisted }, 'student services changed');
           // A full relist re-reads the host too: the watchdog covers both sides.
           if (relisted) e.host = undefined;
           this.pump(e);
@@ -316,6 +327,22 @@ export class NodePortSync {
   private async reconcileEnv(e: EnvSync): Promise<void> {
     const services = e.services;
     if (!services || e.stopped) return;
+    const changedAt = e.changedAt;
+    e.changedAt = undefined;
+    try {
+      await this.reconcileServices(e, services, changedAt);
+    } catch (err) {
+      e.changedAt ??= changedAt;
+      throw err;
+    }
+  }
+
+  private async reconcileServices(
+    e: EnvSync,
+    services: readonly V1Service[],
+    changedAt: number | undefined,
+  ): Promise<void> {
+    const started = Date.now();
     // The host as last read or written; read afresh after a relist or an error.
     let host = e.host;
     if (!host) {
@@ -332,8 +359,20 @@ export class NodePortSync {
     );
     if (e.stopped) return;
     e.host = undefined;
+    const planned = Date.now();
     const applied = await this.mirrors.apply(e, plan.mirrors, host);
     e.host = applied.state;
+    // Where a change's time goes (waiting behind the previous reconcile, reading the host, writing it).
+    this.log.debug(
+      {
+        envId: e.envId,
+        queuedMs: changedAt === undefined ? undefined : started - changedAt,
+        hostReadMs: planned - started,
+        hostWriteMs: Date.now() - planned,
+        mirrors: plan.mirrors.length,
+      },
+      'mirrors reconciled',
+    );
     const refusedByHost = applied.refused;
     await this.report(e, [...plan.refused, ...refusedByHost]);
     const refusedNames = new Set(refusedByHost.map((r) => `${r.service}:${r.port}/${r.protocol}`));

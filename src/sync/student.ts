@@ -76,6 +76,7 @@ class ApiStatusError extends Error {
  * without an error.
  */
 export class StudentClusterWatch {
+  private readonly opts: Omit<StudentWatchOptions, 'ca' | 'client'>;
   private readonly secureContext: SecureContext;
   private readonly services = new Map<string, V1Service>();
   /** Where the watch resumes; undefined: list first. */
@@ -87,12 +88,15 @@ export class StudentClusterWatch {
   private retryMs: number;
   private stopped = false;
 
-  constructor(private readonly opts: StudentWatchOptions) {
+  constructor(options: StudentWatchOptions) {
+    // The PEMs live on in the context only: a watch is held per active session, so every kept byte counts a thousand times.
+    const { ca, client, ...opts } = options;
+    this.opts = opts;
     this.retryMs = opts.retryInitialMs;
     this.secureContext = createSecureContext({
-      ca: opts.ca.certPem,
-      cert: opts.client.certPem,
-      key: opts.client.keyPem,
+      ca: ca.certPem,
+      cert: client.certPem,
+      key: client.keyPem,
     });
   }
 
@@ -168,7 +172,7 @@ export class StudentClusterWatch {
     const list = JSON.parse(await readAll(res)) as V1ServiceList;
     if (!this.current(generation)) return;
     this.services.clear();
-    for (const s of list.items) this.services.set(keyOf(s), s);
+    for (const s of list.items) this.services.set(keyOf(s), slim(s));
     this.resourceVersion = list.metadata?.resourceVersion ?? '0';
     this.answered();
     this.opts.onServices([...this.services.values()], true);
@@ -219,7 +223,7 @@ export class StudentClusterWatch {
         if (rv) this.resourceVersion = rv;
         if (event.type === 'BOOKMARK') continue;
         if (event.type === 'DELETED') this.services.delete(keyOf(event.object));
-        else this.services.set(keyOf(event.object), event.object);
+        else this.services.set(keyOf(event.object), slim(event.object));
         changed = true;
       }
       if (changed) this.opts.onServices([...this.services.values()], false);
@@ -294,6 +298,29 @@ export class StudentClusterWatch {
     this.retryTimer.unref();
     this.retryMs = Math.min(this.opts.retryMaxMs, this.retryMs * 2);
   }
+}
+
+/**
+ * What the plan reads of a Service (src/sync/plan.ts: its type, node ports
+ * and creation order), nothing more: a real API server's objects carry
+ * managedFields, annotations and status, kilobytes each, held for as long as
+ * the session lasts.
+ */
+function slim(s: V1Service): V1Service {
+  const exposed = s.spec?.type === 'NodePort' || s.spec?.type === 'LoadBalancer';
+  return {
+    metadata: {
+      namespace: s.metadata?.namespace,
+      name: s.metadata?.name,
+      creationTimestamp: s.metadata?.creationTimestamp,
+    },
+    spec: {
+      type: s.spec?.type,
+      ports: exposed
+        ? s.spec?.ports?.map((p) => ({ port: p.port, protocol: p.protocol, nodePort: p.nodePort }))
+        : undefined,
+    },
+  };
 }
 
 function keyOf(s: V1Service): string {

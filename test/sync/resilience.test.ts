@@ -196,11 +196,14 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
       body: service('web', [{ port: 80 }]),
     });
     await untilNames(env, ['web-x-app-x-80'], 'web mirrored');
+    const listed = sync.listedEnvs;
 
     await h.sim.faults.studentApiServing(env.namespace, false);
     // Several retries (50 ms doubling to 400 ms) and a resync pass.
     await new Promise((r) => setTimeout(r, 3000));
     expect(await mirrorNames(env)).toEqual(['web-x-app-x-80']);
+    // Not counted as listed while its API server does not answer (the bench waits on this count).
+    expect(sync.listedEnvs).toBe(listed - 1);
     const down = logLines.filter((l) => l.envId === 'outage01' && /unreachable/.test(l.msg));
     expect(down).toHaveLength(1);
 
@@ -214,6 +217,7 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
       body: service('api', [{ port: 90 }]),
     });
     await untilNames(env, ['api-x-app-x-90', 'web-x-app-x-80'], 'api mirrored after the outage');
+    expect(sync.listedEnvs).toBe(listed);
     expect(
       logLines.filter((l) => l.envId === 'outage01' && /unreachable/.test(l.msg)),
     ).toHaveLength(1);
