@@ -1007,6 +1007,8 @@ export class KubeApi {
               includeObject,
             )
           : object;
+      // A watch ended by its timeout stays registered until its 'close': nothing more goes out.
+      if (res.writableEnded || res.destroyed) return;
       res.write(JSON.stringify({ type, object: body }) + '\n');
     };
     const matches = (e: ChangeEvent) =>
@@ -1065,7 +1067,10 @@ export class KubeApi {
     const lastBookmark = bookmarks
       ? setTimeout(() => write('BOOKMARK', bookmarkObject(false)), Math.max(0, timeoutMs - 2000))
       : undefined;
-    const timeout = setTimeout(() => res.end(), timeoutMs);
+    const timeout = setTimeout(() => {
+      done();
+      res.end();
+    }, timeoutMs);
     const done = () => {
       unsubscribe();
       if (bookmark) clearInterval(bookmark);
