@@ -45,7 +45,7 @@ import {
   renderEnvironment,
 } from '../src/kube/index.js';
 import { createLogger, silentLogger } from '../src/log/index.js';
-import { createExecutor, fileResolver, generateKeyPair } from '../src/ssh/index.js';
+import { createExecutor, fileResolver } from '../src/ssh/index.js';
 import { NodePortSync, SYNC_LABELS, mirrorName } from '../src/sync/index.js';
 import { openStudentApi } from '../test/helpers/student-envs.js';
 import { result } from './lib.js';
@@ -96,13 +96,15 @@ async function driver(simDir: string): Promise<void> {
   const kc = new KubeConfig();
   kc.loadFromFile(join(simDir, 'kubeconfig'));
   const host = new HostCluster(kc, { logger: silentLogger() });
-  const orchestrator = generateKeyPair();
+  // One set of secrets for every env (key generation is not what is measured):
+  // the envs share one login key, and their host keys are pinned on first use.
+  const secrets = await generateEnvSecrets();
+  const orchestrator = { private: secrets.sshKey.privateKey };
   const students = createExecutor({
     privateKey: orchestrator.private,
     resolve: fileResolver(join(simDir, 'guests.json')),
   });
   const closers: (() => void | Promise<void>)[] = [() => students.close()];
-  const secrets = await generateEnvSecrets();
 
   // Mirror arrival times, from one host watch per kind.
   const seen = new Map<string, { service?: number; policy?: number }>();
@@ -162,7 +164,6 @@ async function driver(simDir: string): Promise<void> {
             config,
             flavor: FLAVOR,
             envId,
-            orchestratorPublicKey: orchestrator.public,
             secrets,
           });
           // A simulator busy with hundreds of envs may drop a connection: createAll is idempotent.
@@ -184,7 +185,11 @@ async function driver(simDir: string): Promise<void> {
       await waitFor(
         async () => {
           const vmi = (await host.listVmis(namespace)).find((v) => v.name === 'control-plane');
-          cpIp = vmi?.phase === 'Running' && vmi.ip ? vmi.ip : '';
+          const ip =
+            vmi?.phase === 'Running' && vmi.uid
+              ? (await host.launcherAddresses(namespace)).get(vmi.uid)
+              : undefined;
+          cpIp = ip ?? '';
           return cpIp !== '';
         },
         10 * 60_000,

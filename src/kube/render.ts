@@ -19,7 +19,7 @@ import {
   nodeNames,
   roleOf,
 } from './names.js';
-import type { EnvSecrets } from './secrets.js';
+import { envSecretsData, type EnvSecrets } from './secrets.js';
 import { renderVirtualMachine } from './vm.js';
 
 /** Session details recorded on the Namespace when an env is made for a known owner. */
@@ -37,8 +37,7 @@ export interface RenderInput {
   flavor: string;
   /** `[a-z0-9]{8}` from `newEnvId()` (shorter ids such as `demo` are accepted for `labvirt render`). */
   envId: string;
-  /** labvirt's own OpenSSH public key, authorised for the `labvirt` user of every VM. */
-  orchestratorPublicKey: string;
+  /** The env's CA, token and SSH identity (its key goes to `labvirt` on this env's VMs only). */
   secrets: EnvSecrets;
   owner?: EnvOwner;
   /**
@@ -130,11 +129,7 @@ export function renderEnvironment(input: RenderInput): KubeObject[] {
       kind: 'Secret',
       metadata: { name: ENV_PKI_SECRET, namespace, labels },
       type: 'Opaque',
-      data: {
-        'ca.crt': b64(secrets.ca.certPem),
-        'ca.key': b64(secrets.ca.keyPem),
-        token: b64(secrets.bootstrapToken),
-      },
+      data: envSecretsData(secrets),
     },
   ];
   const iso: IsolationInput = { config, namespace, envId, nodes, labels };
@@ -151,7 +146,6 @@ export function renderEnvironment(input: RenderInput): KubeObject[] {
       namespace,
       node,
       role,
-      orchestratorPublicKey: input.orchestratorPublicKey,
       secrets,
     });
     objects.push({
