@@ -107,6 +107,7 @@ export async function envNodes(
   const down = expected.filter((n) => !report.running.some((x) => x.node === n));
   if (down.length > 0) throw new Error(`env nodes not running: ${down.join(', ')}`);
   const { nodes, unknown } = await nodeAddresses(cluster, namespace, report.running);
-  if (unknown.length > 0) throw new Error(`env nodes without an address yet: ${unknown.join(', ')}`);
+  if (unknown.length > 0)
+    throw new Error(`env nodes without an address yet: ${unknown.join(', ')}`);
   return nodes;
 }

@@ -377,8 +377,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           ? options.identity(s.envId)
           : { privateKey: options.executorKey as string | Buffer, hostKeys: {} as never };
       const connectUpstream = () =>
-        (upstream ??= identityOf().then(
-          (identity) => openUpstream(identity.privateKey, identity.hostKeys['control-plane']),
+        (upstream ??= identityOf().then((identity) =>
+          openUpstream(identity.privateKey, identity.hostKeys['control-plane']),
         ));
       const openUpstream = (privateKey: string | Buffer, expectedHostKey: string | undefined) =>
         new Promise<Client>((resolve, reject) => {

@@ -168,9 +168,9 @@ describe('the objects of one env', () => {
       ...base,
       secrets: { ...secrets, sshKey: { ...secrets.sshKey, publicKey } },
     });
-    expect(() =>
-      renderEnvironment(withKey(`${ORCHESTRATOR_KEY}\nssh-rsa AAAA evil`)),
-    ).toThrow(/one OpenSSH public key line/);
+    expect(() => renderEnvironment(withKey(`${ORCHESTRATOR_KEY}\nssh-rsa AAAA evil`))).toThrow(
+      /one OpenSSH public key line/,
+    );
     expect(() => renderEnvironment(withKey('not a key'))).toThrow(/OpenSSH/);
     const badHost = {
       ...base,
