@@ -62,9 +62,9 @@ export function renderUserData(input: UserDataInput): string {
   labvirt.ssh_authorized_keys = [key];
   // The host key labvirt generated for this node: known before the first
   // boot, the same after a restart from a fresh disk, and the only one the
-  // guest has (no other type is generated), so labvirt requires exactly it.
+  // guest has (cloud-init deletes the image's keys and, given `ssh_keys`,
+  // generates none), so labvirt requires exactly it.
   doc.ssh_deletekeys = true;
-  doc.ssh_genkeytypes = [];
   doc.ssh_keys = {
     ed25519_private: hostKey.privateKey,
     ed25519_public: hostKey.publicKey.trim(),
