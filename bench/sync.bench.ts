@@ -294,13 +294,15 @@ async function driver(simDir: string): Promise<void> {
   // Keep-alive connections to the simulator, as labvirt has them (one TLS context, not one per request).
   const kc = loadKubeConfig({ kubeconfig: join(simDir, 'kubeconfig') });
   const host = new HostCluster(kc, { logger: silentLogger() });
-  const orchestrator = generateKeyPair();
+  // One set of secrets for every env (key generation is not what is measured):
+  // the envs share one login key, and their host keys are pinned on first use.
+  const secrets = await generateEnvSecrets();
+  const orchestrator = { private: secrets.sshKey.privateKey };
   const students = createExecutor({
     privateKey: orchestrator.private,
     resolve: fileResolver(join(simDir, 'guests.json')),
   });
   const closers: (() => void | Promise<void>)[] = [() => students.close()];
-  const secrets = await generateEnvSecrets();
 
   // Mirror arrival times, from one host watch per kind: each mirror Service's
   // first ADDED, and when each port entered its env's policy (a port that
@@ -363,7 +365,6 @@ async function driver(simDir: string): Promise<void> {
             config,
             flavor: FLAVOR,
             envId,
-            orchestratorPublicKey: orchestrator.public,
             secrets,
           });
           await patiently(() => host.createAll(objects));
@@ -376,7 +377,11 @@ async function driver(simDir: string): Promise<void> {
       await waitFor(
         async () => {
           const vmi = (await host.listVmis(namespace)).find((v) => v.name === 'control-plane');
-          cpIp = vmi?.phase === 'Running' && vmi.ip ? vmi.ip : '';
+          const ip =
+            vmi?.phase === 'Running' && vmi.uid
+              ? (await host.launcherAddresses(namespace)).get(vmi.uid)
+              : undefined;
+          cpIp = ip ?? '';
           return cpIp !== '';
         },
         10 * 60_000,

@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { Config } from '../config/index.js';
 import { EventBus } from '../events/index.js';
 import { HostCluster, loadKubeConfig } from '../kube/client.js';
+import { EnvIdentities, envNamespace } from '../kube/index.js';
 import { NamespaceEventRecorder } from '../kube/events.js';
 import { formatProblems, loadLabs, type Lab } from '../labs/index.js';
 import { createLogger, moduleLogger, type Logger } from '../log/index.js';
@@ -201,14 +202,36 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     });
     stack.push(async () => stopNamespaceEvents());
 
+    // The web terminal bridge's key for the SSH gateway (withBridgeKey): no
+    // env's guest trusts it; each env has its own key (envIdentities).
     const orchestratorKey = await loadOrCreateHostKey(
       keyStoreFor(config.ssh.orchestratorKey, cluster),
     );
+    // Each env's own login key and its nodes' host keys, from its PKI Secret.
+    const envIdentities = new EnvIdentities(cluster, (envId) => envNamespace(config, envId));
+    const identity = (envId: string) => envIdentities.get(envId);
+    // A guest showing a host key other than its own: the env is reported broken.
+    const onHostKeyMismatch = (envId: string, error: Error) => {
+      void store
+        .getEnv(envId)
+        .then((env) =>
+          events.emit({
+            type: 'env.failed',
+            envId,
+            flavor: env?.flavor ?? 'unknown',
+            attempt: 0,
+            willRetry: false,
+            reason: error.message,
+          }),
+        )
+        .catch(() => undefined);
+    };
     const resolver =
       options.resolver ??
       (config.kube.guestAddressMap ? fileResolver(config.kube.guestAddressMap) : directResolver);
     const executor = createExecutor({
-      privateKey: orchestratorKey.privateKey,
+      identity,
+      onHostKeyMismatch: (target, error) => onHostKeyMismatch(target.envId, error),
       resolve: resolver,
       logger: moduleLogger(log, 'executor', config.logLevels),
     });
@@ -233,7 +256,6 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       events,
       labs,
       log: moduleLogger(log, 'orchestrator', config.logLevels),
-      orchestratorPublicKey: orchestratorKey.publicKey,
       now,
     };
     const service = new SessionService(ctx, {
@@ -386,7 +408,8 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         port: config.ssh.gatewayPort,
         // The web terminal bridge logs in with labvirt's own key (src/web).
         directory: withBridgeKey(directory, orchestratorKey.publicKey),
-        executorKey: orchestratorKey.privateKey,
+        identity,
+        onHostKeyMismatch,
         resolve: resolver,
         idleTimeoutMs: config.ssh.idleTimeoutMinutes * 60_000,
         authTimeoutMs: config.ssh.authTimeoutSeconds * 1000,
@@ -443,6 +466,13 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         channel: `${config.redis.prefix}:events`,
       });
       stack.push(() => feed.close());
+      // A worker's shell is a hop from the gateway: the bridge logs in there
+      // with the session env's own key and requires the worker's host key.
+      const guestIdentity = async (sessionId: string) => {
+        const session = await store.getSession(sessionId);
+        if (!session?.envId) throw new Error(`session ${sessionId} has no environment`);
+        return envIdentities.get(session.envId);
+      };
       // Web terminals enter through this replica's gateway, else the one students use.
       const webGateway = (): GatewayTarget | undefined =>
         config.ssh.mode !== 'gateway'
@@ -455,11 +485,13 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
                 hostPublicKey: gatewayHostKey,
                 // The same process: no TCP round trip to our own gateway.
                 connectInProcess: connectGatewayInProcess,
+                guestIdentity,
               }
             : {
                 host: config.ssh.publicHost,
                 port: config.ssh.gatewayPort,
                 privateKey: orchestratorKey.privateKey,
+                guestIdentity,
               };
       const web = await createWebFrontEnd({
         service,

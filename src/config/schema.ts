@@ -437,7 +437,7 @@ export const configSchema = z
         bindAddress: listenAddress.default('0.0.0.0'),
         /** Where the gateway host key is kept: a file path, or `secret:<namespace>/<name>` on the host cluster. */
         hostKey: z.string().min(1).default('.labvirt/gateway_host_key'),
-        /** labvirt's own key for logging into VMs (same forms as hostKey); put in every VM by cloud-init. */
+        /** The web terminal bridge's key for logging into the SSH gateway on a student's behalf (same forms as hostKey). No VM trusts it: each env has its own key, kept with its PKI. */
         orchestratorKey: z.string().min(1).default('.labvirt/orchestrator_key'),
         /** A student connection idle this long is closed. */
         idleTimeoutMinutes: z

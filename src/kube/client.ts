@@ -154,7 +154,6 @@ export interface VmiStatusView {
   /** Tells a replacement VMI from the one it replaced (same name). */
   uid?: string;
   phase: string;
-  ip?: string;
   ready: boolean;
   agentConnected: boolean;
   unschedulable: boolean;
@@ -167,6 +166,10 @@ const BINDING_SETTLE_MS = 10_000;
 const BINDING_RETRY_MS = 250;
 const KUBEVIRT_VERSION = 'v1';
 const MANAGED_SELECTOR = 'app.kubernetes.io/managed-by=labvirt';
+/** KubeVirt's label on every virt-launcher pod. */
+const LAUNCHER_SELECTOR = 'kubevirt.io=virt-launcher';
+/** KubeVirt's label naming the uid of the VMI a launcher pod runs. */
+const CREATED_BY_LABEL = 'kubevirt.io/created-by';
 
 export function isApiError(err: unknown, code?: number): err is ApiException<unknown> {
   return err instanceof ApiException && (code === undefined || err.code === code);
@@ -437,6 +440,40 @@ export class HostCluster {
     return list.items;
   }
 
+  /**
+   * The address of each VMI of the namespace that runs now, by VMI uid: its
+   * virt-launcher pod's `status.podIP`, which with bridge binding is the
+   * guest's address. Set by the host's CNI and kubelet, it is out of reach of
+   * a student with root in the guest — unlike the VMI's
+   * `status.interfaces[].ipAddress`, which the guest agent reports. Read when
+   * an address is needed (no watch: labvirt may read pods only in its env
+   * Namespaces). A pod that is going away, not running, or whose VMI the
+   * labels do not name is left out.
+   */
+  async launcherAddresses(namespace: string): Promise<Map<string, string>> {
+    this.count('list', 'Pod');
+    const pods = await this.core.listNamespacedPod({
+      namespace,
+      labelSelector: LAUNCHER_SELECTOR,
+    });
+    const byVmi = new Map<string, string>();
+    for (const pod of pods.items) {
+      const meta = pod.metadata;
+      // virt-controller labels each launcher with its VMI's uid; the owner
+      // reference says the same. Both must agree when both are there.
+      const labelled = meta?.labels?.[CREATED_BY_LABEL];
+      const owner = meta?.ownerReferences?.find(
+        (o) => o.controller && o.kind === 'VirtualMachineInstance',
+      )?.uid;
+      const uid = labelled ?? owner;
+      if (!uid || (labelled && owner && labelled !== owner)) continue;
+      if (meta?.deletionTimestamp || pod.status?.phase !== 'Running') continue;
+      const ip = pod.status?.podIP;
+      if (ip) byVmi.set(uid, ip);
+    }
+    return byVmi;
+  }
+
   /** Deletes a VMI so its VM (runStrategy Always) boots a fresh one. */
   async deleteVmi(namespace: string, name: string): Promise<void> {
     this.count('delete', 'VirtualMachineInstance');
@@ -493,9 +530,10 @@ export class HostCluster {
 
 interface VmiObject {
   metadata?: { name?: string; uid?: string };
+  // Not `status.interfaces`: the guest agent reports those, and a student with
+  // root in the guest controls the agent (see launcherAddresses).
   status?: {
     phase?: string;
-    interfaces?: { ipAddress?: string }[];
     conditions?: { type?: string; status?: string; reason?: string; message?: string }[];
   };
 }
@@ -509,7 +547,6 @@ function toVmiStatus(vmi: VmiObject): VmiStatusView {
     name: vmi.metadata?.name ?? '',
     uid: vmi.metadata?.uid,
     phase: vmi.status?.phase ?? 'Pending',
-    ip: vmi.status?.interfaces?.[0]?.ipAddress,
     ready: cond('Ready')?.status === 'True',
     agentConnected: cond('AgentConnected')?.status === 'True',
     unschedulable,

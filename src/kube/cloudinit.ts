@@ -11,7 +11,7 @@ export interface UserDataInput {
   namespace: string;
   node: NodeName;
   role: NodeRole;
-  orchestratorPublicKey: string;
+  /** The env's CA and token, its key (for `labvirt`) and the node's host key. */
   secrets: EnvSecrets;
   /** Images this node pulls that the lock lists are pre-pulled by digest (see `IMAGES_LOCK_PATH`). */
   imageLock?: ImageLock;
@@ -49,14 +49,18 @@ interface WriteFile {
 
 /**
  * The `#cloud-config` user data of one VM: the role's template from
- * cloud-init/, with its scripts embedded, the orchestrator's key, the env's
- * settings, and (control plane only) the cluster CA.
+ * cloud-init/, with its scripts embedded, the env's own orchestrator key, the
+ * node's host key, the env's settings, and (control plane only) the cluster CA.
  */
 export function renderUserData(input: UserDataInput): string {
   const { config, flavor, node, role, secrets } = input;
-  const key = input.orchestratorPublicKey.trim();
+  const key = secrets.sshKey.publicKey.trim();
   if (!SSH_PUBLIC_KEY.test(key)) {
-    throw new Error('orchestratorPublicKey must be one OpenSSH public key line');
+    throw new Error("the env's SSH key must be one OpenSSH public key line");
+  }
+  const hostKey = secrets.hostKeys[node];
+  if (!hostKey || !/^ssh-ed25519 [A-Za-z0-9+/=]+$/.test(hostKey.publicKey.trim())) {
+    throw new Error(`the host key of ${node} must be one ssh-ed25519 public key line`);
   }
   const dir = cloudInitDir();
   const doc = loadYamlTemplate(dir, `${role}.yaml`);
@@ -66,6 +70,15 @@ export function renderUserData(input: UserDataInput): string {
   const labvirt = users.find((u) => u && typeof u === 'object' && u.name === 'labvirt');
   if (!labvirt) throw new Error(`${dir}/${role}.yaml must declare the user "labvirt"`);
   labvirt.ssh_authorized_keys = [key];
+  // The host key labvirt generated for this node: known before the first
+  // boot, the same after a restart from a fresh disk, and the only one the
+  // guest has (cloud-init deletes the image's keys and, given `ssh_keys`,
+  // generates none), so labvirt requires exactly it.
+  doc.ssh_deletekeys = true;
+  doc.ssh_keys = {
+    ed25519_private: hostKey.privateKey,
+    ed25519_public: hostKey.publicKey.trim(),
+  };
 
   const files = (Array.isArray(doc.write_files) ? doc.write_files : []) as WriteFile[];
   for (const f of files) {

@@ -15,7 +15,16 @@ export {
   type NodeName,
   type NodeRole,
 } from './names.js';
-export { generateEnvSecrets, readEnvSecrets, type EnvSecrets } from './secrets.js';
+export {
+  EnvIdentities,
+  EnvIdentityMissingError,
+  envSecretsData,
+  generateEnvSecrets,
+  readEnvSecrets,
+  type EnvSecrets,
+  type EnvSshIdentityView,
+  type SshKeyPair,
+} from './secrets.js';
 export {
   ENV_ROLE_BINDING,
   POD_SECURITY_LABELS,

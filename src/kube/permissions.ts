@@ -205,6 +205,15 @@ export const LABVIRT_PERMISSIONS: readonly ApiPermission[] = [
     why: "follow every env's VMs booting (one shared watch)",
   },
   {
+    group: '',
+    resource: 'pods',
+    verb: 'list',
+    // In env Namespaces only: a node's address is its virt-launcher pod's IP,
+    // which the guest cannot change (the VMI's reported interfaces it can).
+    scope: 'env',
+    why: "each node's address, from its virt-launcher pod",
+  },
+  {
     group: 'kubevirt.io',
     resource: 'virtualmachineinstances',
     verb: 'delete',

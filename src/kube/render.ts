@@ -19,7 +19,7 @@ import {
   nodeNames,
   roleOf,
 } from './names.js';
-import type { EnvSecrets } from './secrets.js';
+import { envSecretsData, type EnvSecrets } from './secrets.js';
 import { imageLockOf } from './templates.js';
 import { renderVirtualMachine } from './vm.js';
 
@@ -38,8 +38,7 @@ export interface RenderInput {
   flavor: string;
   /** `[a-z0-9]{8}` from `newEnvId()` (shorter ids such as `demo` are accepted for `labvirt render`). */
   envId: string;
-  /** labvirt's own OpenSSH public key, authorised for the `labvirt` user of every VM. */
-  orchestratorPublicKey: string;
+  /** The env's CA, token and SSH identity (its key goes to `labvirt` on this env's VMs only). */
   secrets: EnvSecrets;
   owner?: EnvOwner;
   /**
@@ -132,11 +131,7 @@ export function renderEnvironment(input: RenderInput): KubeObject[] {
       kind: 'Secret',
       metadata: { name: ENV_PKI_SECRET, namespace, labels },
       type: 'Opaque',
-      data: {
-        'ca.crt': b64(secrets.ca.certPem),
-        'ca.key': b64(secrets.ca.keyPem),
-        token: b64(secrets.bootstrapToken),
-      },
+      data: envSecretsData(secrets),
     },
   ];
   const iso: IsolationInput = { config, namespace, envId, nodes, labels };
@@ -153,7 +148,6 @@ export function renderEnvironment(input: RenderInput): KubeObject[] {
       namespace,
       node,
       role,
-      orchestratorPublicKey: input.orchestratorPublicKey,
       secrets,
       imageLock,
     });

@@ -17,7 +17,5 @@ export interface PoolContext {
   events: EventBus;
   labs: Labs;
   log: Logger;
-  /** labvirt's own public key, put into every VM by cloud-init. */
-  orchestratorPublicKey: string;
   now(): number;
 }

@@ -16,9 +16,10 @@ export function nodesOfFlavor(config: Config, flavor: string): NodeName[] {
 }
 
 export interface EnvVmiReport {
-  /** Every expected VMI Running with an IP, Ready and AgentConnected. */
+  /** Every expected VMI Running and AgentConnected (their addresses are read apart). */
   allRunning: boolean;
-  nodes: EnvNode[];
+  /** The expected VMIs that run, with the uid that finds their launcher pod. */
+  running: { node: NodeName; uid: string }[];
   failed: VmiStatusView[];
   unschedulable: VmiStatusView[];
   missing: NodeName[];
@@ -44,7 +45,7 @@ export function watchedEnvVmis(
 
 function reportOf(vmis: VmiStatusView[], expected: NodeName[]): EnvVmiReport {
   const byName = new Map(vmis.map((v) => [v.name, v]));
-  const nodes: EnvNode[] = [];
+  const running: EnvVmiReport['running'] = [];
   const missing: NodeName[] = [];
   let allRunning = true;
   for (const node of expected) {
@@ -54,12 +55,13 @@ function reportOf(vmis: VmiStatusView[], expected: NodeName[]): EnvVmiReport {
       allRunning = false;
       continue;
     }
-    if (vmi.phase === 'Running' && vmi.ip && vmi.agentConnected) nodes.push({ node, ip: vmi.ip });
+    if (vmi.phase === 'Running' && vmi.agentConnected && vmi.uid)
+      running.push({ node, uid: vmi.uid });
     else allRunning = false;
   }
   return {
     allRunning,
-    nodes,
+    running,
     missing,
     failed: vmis.filter((v) => v.phase === 'Failed'),
     unschedulable: vmis.filter((v) => v.unschedulable),
@@ -67,9 +69,31 @@ function reportOf(vmis: VmiStatusView[], expected: NodeName[]): EnvVmiReport {
 }
 
 /**
- * The running nodes of an env with their current IPs (IPs change when a VM
- * restarts): from the shared VMI watch when it shows them all running, else
- * read from the API server (the watch may not have caught up yet).
+ * The addresses of running nodes: each VMI's launcher pod IP (never what the
+ * guest reports, see HostCluster.launcherAddresses). `unknown` lists the
+ * nodes whose pod has no address (yet).
+ */
+export async function nodeAddresses(
+  cluster: HostCluster,
+  namespace: string,
+  running: EnvVmiReport['running'],
+): Promise<{ nodes: EnvNode[]; unknown: NodeName[] }> {
+  const addresses = await cluster.launcherAddresses(namespace);
+  const nodes: EnvNode[] = [];
+  const unknown: NodeName[] = [];
+  for (const { node, uid } of running) {
+    const ip = addresses.get(uid);
+    if (ip) nodes.push({ node, ip });
+    else unknown.push(node);
+  }
+  return { nodes, unknown };
+}
+
+/**
+ * The running nodes of an env with their current addresses (they change
+ * when a VM restarts): which VMIs run from the shared VMI watch when it shows
+ * them all running, else read from the API server (the watch may not have
+ * caught up yet); their addresses from their launcher pods.
  */
 export async function envNodes(
   cluster: HostCluster,
@@ -80,9 +104,10 @@ export async function envNodes(
   await watch.synced();
   let report = watchedEnvVmis(cluster, namespace, expected);
   if (!report.allRunning) report = await inspectEnvVmis(cluster, namespace, expected);
-  if (report.nodes.length !== expected.length) {
-    const down = expected.filter((n) => !report.nodes.some((x) => x.node === n));
-    throw new Error(`env nodes not running: ${down.join(', ')}`);
-  }
-  return report.nodes;
+  const down = expected.filter((n) => !report.running.some((x) => x.node === n));
+  if (down.length > 0) throw new Error(`env nodes not running: ${down.join(', ')}`);
+  const { nodes, unknown } = await nodeAddresses(cluster, namespace, report.running);
+  if (unknown.length > 0)
+    throw new Error(`env nodes without an address yet: ${unknown.join(', ')}`);
+  return nodes;
 }

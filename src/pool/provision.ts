@@ -10,7 +10,7 @@ import {
 } from '../kube/index.js';
 import { apiErrorMessage, isApiError } from '../kube/client.js';
 import type { PoolContext } from './context.js';
-import { inspectEnvVmis, nodesOfFlavor, watchedEnvVmis } from './nodes.js';
+import { inspectEnvVmis, nodeAddresses, nodesOfFlavor, watchedEnvVmis } from './nodes.js';
 import type { ProvisionJob } from './queues.js';
 
 const IN_FLIGHT = new Set(['provisioning', 'booting']);
@@ -63,14 +63,14 @@ async function bringUp(
   const expected = nodesOfFlavor(ctx.config, flavor);
 
   if (state === 'provisioning') {
-    // Reuse the env's CA and token if a previous attempt created them, so
-    // every VM of the env trusts the same control plane.
+    // Reuse the env's CA, token and SSH keys if a previous attempt created
+    // them, so every VM of the env trusts the same control plane and shows
+    // the host key labvirt recorded for it.
     const secrets = (await earlierSecrets(ctx, namespace)) ?? (await generateEnvSecrets());
     const objects = renderEnvironment({
       config: ctx.config,
       flavor,
       envId,
-      orchestratorPublicKey: ctx.orchestratorPublicKey,
       secrets,
       operator: subjectOfUser(await ctx.cluster.whoAmI()),
     });
@@ -126,9 +126,14 @@ async function bringUp(
         restarted.set(vmi.name, vmi.uid);
       }
     }
-    if (report.allRunning) {
+    // Addresses come from the launcher pods, read once every VM runs; a pod
+    // without one yet is looked at again at the next change.
+    const addressed = report.allRunning
+      ? await nodeAddresses(ctx.cluster, namespace, report.running)
+      : undefined;
+    if (addressed && addressed.unknown.length === 0) {
       await Promise.all(
-        report.nodes.map((node) =>
+        addressed.nodes.map((node) =>
           ctx.executor.waitReady(
             { envId, node: node.node, ip: node.ip },
             { timeoutMs: Math.max(1000, deadline - ctx.now()) },

@@ -141,9 +141,10 @@ async function restoreStudentKey(
     const changed = watch.nextChange(namespace, WATCH_WAIT_MS);
     const vmi = watch.get(namespace, node);
     if (vmi && vmi.uid !== uid) return;
-    if (vmi?.phase === 'Running' && vmi.ip) {
-      ip = vmi.ip;
-      break;
+    if (vmi?.phase === 'Running') {
+      // The address of the new VMI's launcher pod, never what its guest reports.
+      ip = (await ctx.cluster.launcherAddresses(namespace)).get(uid);
+      if (ip) break;
     }
     if (Date.now() > deadline) throw new Error(`${node} did not come back running in time`);
     await changed;

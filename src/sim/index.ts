@@ -100,6 +100,12 @@ export interface SimHandle {
        * KubeVirt's `restart` does for a missing or stopped VM.
        */
       restartVm(namespace: string, name: string): void;
+      /**
+       * The guest agent of VMI `name` reports `ip` as its address (what a
+       * student with root in the guest can do): `status.interfaces[0]` changes,
+       * the launcher pod's `status.podIP` does not.
+       */
+      reportGuestAddress(namespace: string, name: string, ip: string): void;
       reset(): void;
       /** The env's student API server stops (`false`) or serves again on the same data (`true`). */
       studentApiServing(namespace: string, serving: boolean): Promise<void>;
@@ -352,6 +358,8 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     dropWatches: () => api.dropWatches(),
     failNode: (name: string) => failNode(name),
     restartVm: (namespace: string, name: string) => kubevirt.restartVm(namespace, name),
+    reportGuestAddress: (namespace: string, name: string, ip: string) =>
+      kubevirt.reportGuestAddress(namespace, name, ip),
     studentApiServing: async (namespace: string, serving: boolean) => {
       const inner = kubevirt.studentCluster(namespace);
       if (!inner) throw new Error(`no student cluster runs in ${namespace}`);

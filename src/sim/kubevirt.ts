@@ -290,6 +290,26 @@ export class KubeVirtEmulation implements Admission {
     this.stopVmi(namespace, name);
   }
 
+  /**
+   * What a student with root in the guest can make the guest agent report:
+   * any address as the VMI's first interface (`status.interfaces[0]`). The
+   * launcher pod's IP, which the guest cannot touch, stays as it is.
+   */
+  reportGuestAddress(namespace: string, name: string, ip: string): void {
+    if (!this.store.peek('virtualmachineinstances', namespace, name))
+      throw new ApiError(
+        404,
+        'NotFound',
+        `virtualmachineinstances.kubevirt.io "${name}" not found`,
+      );
+    this.setVmiStatus(namespace, name, (s) => ({
+      ...s,
+      interfaces: [
+        { name: 'default', ipAddress: ip, ipAddresses: [ip], infoSource: 'guest-agent' },
+      ],
+    }));
+  }
+
   /** A node goes away: its VMIs fail. */
   failNode(name: string): void {
     const node = this.nodes.find((n) => n.name === name);
@@ -446,6 +466,8 @@ export class KubeVirtEmulation implements Admission {
           ...template.metadata?.labels,
           'kubevirt.io': 'virt-launcher',
           'vm.kubevirt.io/name': name,
+          // virt-controller names the VMI the pod runs by its uid.
+          'kubevirt.io/created-by': vmi.metadata.uid!,
         },
         annotations: { 'kubectl.kubernetes.io/default-container': 'compute' },
         ownerReferences: [

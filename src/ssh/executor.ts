@@ -4,11 +4,17 @@ import ssh2, { type Client, type ClientChannel } from 'ssh2';
 const { utils } = ssh2;
 import type { Logger } from '../log/index.js';
 import { BOOTSTRAP, InvalidEnvError, makeBundle } from './bundle.js';
-import { HostKeyMismatchError, HostKeyPins } from './hostkeys.js';
+import {
+  HostKeyMismatchError,
+  HostKeyPins,
+  type EnvIdentitySource,
+  type EnvSshIdentity,
+  type NodeName,
+} from './hostkeys.js';
 import { parseAuthorizedKey, publicLine } from './keys.js';
 import type { GuestResolver } from './resolver.js';
 
-export type NodeName = 'control-plane' | 'worker-1' | 'worker-2';
+export type { NodeName };
 
 export interface GuestTarget {
   envId: string;
@@ -49,7 +55,20 @@ export interface ConnectRetry {
 }
 
 export interface ExecutorOptions {
-  privateKey: string | Buffer;
+  /**
+   * Each env's own login key and its nodes' host keys (production: read from
+   * the env's PKI Secret). A node whose host key is known must show exactly
+   * that key, whatever its address.
+   */
+  identity?: EnvIdentitySource;
+  /**
+   * The login key for envs without an identity of their own (guests labvirt
+   * did not render, as in low-level tests); their host keys are pinned on
+   * first contact. labvirt's app never sets it.
+   */
+  privateKey?: string | Buffer;
+  /** Told when a guest shows a host key other than its own (after the audit line). */
+  onHostKeyMismatch?: (target: GuestTarget, error: HostKeyMismatchError) => void;
   user?: string;
   resolve: GuestResolver;
   logger?: Logger;
@@ -69,7 +88,7 @@ export interface Executor {
   exec(target: GuestTarget, script: string, opts: ExecOptions): Promise<ExecResult>;
   /** Resolves once the readiness marker exists; throws after timeoutMs. */
   waitReady(target: GuestTarget, opts: { timeoutMs: number; pollMs?: number }): Promise<void>;
-  /** Appends the student's key (and labvirt's, for the gateway) to student's authorized_keys, idempotently. */
+  /** Appends the student's key (and the env's own key, for the gateway) to student's authorized_keys, idempotently. */
   installStudentKey(target: GuestTarget, publicKey: string): Promise<void>;
   /**
    * A TCP stream to `host:port` as the guest sees it (SSH direct-tcpip over
@@ -167,12 +186,49 @@ export function createExecutor(options: ExecutorOptions): Executor {
   const log = options.logger;
   const pins = new HostKeyPins();
   const pool = new Map<string, Promise<Pooled>>();
-  const parsedOwn = utils.parseKey(options.privateKey);
-  if (parsedOwn instanceof Error) throw new Error(`executor private key: ${parsedOwn.message}`);
-  const ownPublic = publicLine(parsedOwn);
+  if (!options.identity && !options.privateKey) {
+    throw new Error('the executor needs env identities (or a fallback private key)');
+  }
+  let fallbackPublic: string | undefined;
+  if (options.privateKey) {
+    const parsed = utils.parseKey(options.privateKey);
+    if (parsed instanceof Error) throw new Error(`executor private key: ${parsed.message}`);
+    fallbackPublic = publicLine(parsed);
+  }
+
+  /** The env's login key and host keys; without an identity source, the fallback key and none. */
+  async function identityOf(
+    envId: string,
+  ): Promise<Pick<EnvSshIdentity, 'privateKey' | 'publicKey' | 'hostKeys'>> {
+    if (options.identity) return options.identity(envId);
+    return {
+      privateKey: String(options.privateKey),
+      publicKey: fallbackPublic as string,
+      hostKeys: {},
+    };
+  }
   let handshakes = 0;
   let open = 0;
   let closed = false;
+
+  function reportMismatch(target: GuestTarget, error: HostKeyMismatchError): void {
+    log?.error(
+      {
+        audit: 'ssh.hostkey.mismatch',
+        envId: target.envId,
+        node: target.node,
+        ip: target.ip,
+        expected: error.pinned,
+        offered: error.offered,
+      },
+      'guest host key mismatch: refused to connect; the env is reported broken',
+    );
+    try {
+      options.onHostKeyMismatch?.(target, error);
+    } catch (err) {
+      log?.warn({ err: (err as Error).message }, 'host key mismatch listener failed');
+    }
+  }
 
   function release(p: Pooled): void {
     p.active--;
@@ -198,7 +254,9 @@ export function createExecutor(options: ExecutorOptions): Executor {
     p.idleTimer.unref();
   }
 
-  function connectOnce(target: GuestTarget, user: string): Promise<Pooled> {
+  async function connectOnce(target: GuestTarget, user: string): Promise<Pooled> {
+    const identity = await identityOf(target.envId);
+    const expectedHostKey = identity.hostKeys[target.node];
     return new Promise((resolve, reject) => {
       let endpoint: { host: string; port: number };
       try {
@@ -229,11 +287,17 @@ export function createExecutor(options: ExecutorOptions): Executor {
         host: endpoint.host,
         port: endpoint.port,
         username: user,
-        privateKey: options.privateKey,
+        privateKey: identity.privateKey,
         readyTimeout: options.readyTimeoutMs ?? 10_000,
         keepaliveInterval: 15_000,
+        // Ask for the kind of key the node was given, so a guest that has
+        // others too cannot answer with one labvirt does not know.
+        ...(expectedHostKey
+          ? { algorithms: { serverHostKey: [expectedHostKey.split(' ')[0] as never] } }
+          : {}),
         hostVerifier: (key: Buffer) => {
-          mismatch = pins.check(target.envId, `${target.node} (${target.ip})`, key);
+          mismatch = pins.check(target.envId, target.node, key, expectedHostKey, target.ip);
+          if (mismatch) reportMismatch(target, mismatch);
           return mismatch === undefined;
         },
       });
@@ -419,8 +483,9 @@ export function createExecutor(options: ExecutorOptions): Executor {
     if (!parsed || /^\S*(command|environment)=/.test((lines[0] as string).trim())) {
       throw new InvalidEnvError('not a single OpenSSH public key');
     }
-    // The gateway logs in as student with labvirt's own key (see .notes/ssh.md).
-    const keys = `${publicLine(parsed)} labvirt-student\n${ownPublic} labvirt-gateway`;
+    // The gateway logs in as student with the env's own key (see .notes/ssh.md).
+    const { publicKey: envPublic } = await identityOf(target.envId);
+    const keys = `${publicLine(parsed)} labvirt-student\n${envPublic} labvirt-gateway`;
     const r = await exec(target, INSTALL_KEY_SCRIPT, {
       env: { LABVIRT_KEYS: keys },
       timeoutMs: 30_000,

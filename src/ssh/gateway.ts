@@ -10,7 +10,7 @@ import ssh2, {
 } from 'ssh2';
 import type { Logger } from '../log/index.js';
 import { rejectAfter } from '../deadline/index.js';
-import { HostKeyPins } from './hostkeys.js';
+import { HostKeyPins, type EnvIdentitySource, type HostKeyMismatchError } from './hostkeys.js';
 import { duplexPair } from './in-process.js';
 import { fingerprint, matchKey, parseAuthorizedKey } from './keys.js';
 import type { NodeName } from './executor.js';
@@ -48,8 +48,18 @@ export interface GatewayOptions {
   port?: number;
   host?: string;
   directory: SessionDirectory;
-  /** labvirt's key; installStudentKey puts its public half into student's authorized_keys. */
-  executorKey: string | Buffer;
+  /**
+   * Each env's own key and host keys (production: from the env's PKI
+   * Secret): the hop to the control plane logs in with the env's key
+   * (installStudentKey put its public half into student's authorized_keys)
+   * and requires the node's own host key, whatever its address.
+   */
+  identity?: EnvIdentitySource;
+  /**
+   * The hop's key for envs without an identity (guests labvirt did not
+   * render, as in low-level tests); their host keys are pinned on first use.
+   */
+  executorKey?: string | Buffer;
   resolve: GuestResolver;
   idleTimeoutMs?: number;
   /** How long before an idle or session-end disconnect the student is warned (default 60 s, at most half the idle timeout). */
@@ -62,6 +72,8 @@ export interface GatewayOptions {
   /** Where the per-connection audit lines go (default: the logger). */
   audit?: Logger;
   now?: () => number;
+  /** Told when a guest shows a host key other than its own (after the audit line). */
+  onHostKeyMismatch?: (envId: string, error: HostKeyMismatchError) => void;
   /** A connection that has not logged in within this time is closed (default 30 s, like sshd's LoginGraceTime). */
   authTimeoutMs?: number;
   /** Connections not yet logged in, from all sources together; more are closed at once (default 512). */
@@ -400,10 +412,19 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         'ssh connection opened',
       );
       const controlPlane = s.nodes.find((n) => n.node === 'control-plane');
+      const identityOf = async () =>
+        options.identity
+          ? options.identity(s.envId)
+          : { privateKey: options.executorKey as string | Buffer, hostKeys: {} as never };
       const connectUpstream = () =>
-        (upstream ??= new Promise<Client>((resolve, reject) => {
+        (upstream ??= identityOf().then((identity) =>
+          openUpstream(identity.privateKey, identity.hostKeys['control-plane']),
+        ));
+      const openUpstream = (privateKey: string | Buffer, expectedHostKey: string | undefined) =>
+        new Promise<Client>((resolve, reject) => {
           if (!controlPlane)
             return reject(new Error('your environment has no control plane address yet'));
+          if (!privateKey) return reject(new Error('no key to reach your environment with'));
           let endpoint: { host: string; port: number };
           try {
             endpoint = options.resolve(controlPlane.ip, 22);
@@ -412,7 +433,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           }
           const up = new ssh2.Client();
           upstreamClient = up;
-          let mismatch: Error | undefined;
+          let mismatch: HostKeyMismatchError | undefined;
           up.once('ready', () => resolve(up));
           up.on('error', (err) => reject(mismatch ?? err));
           up.on('close', () =>
@@ -422,15 +443,40 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
             host: endpoint.host,
             port: endpoint.port,
             username: guestUser,
-            privateKey: options.executorKey,
+            privateKey,
             readyTimeout: 15_000,
             keepaliveInterval: 15_000,
+            ...(expectedHostKey
+              ? { algorithms: { serverHostKey: [expectedHostKey.split(' ')[0] as never] } }
+              : {}),
             hostVerifier: (key: Buffer) => {
-              mismatch = pins.check(s.envId, `control-plane (${controlPlane.ip})`, key);
+              mismatch = pins.check(
+                s.envId,
+                'control-plane',
+                key,
+                expectedHostKey,
+                controlPlane.ip,
+              );
+              if (mismatch) {
+                audit?.error(
+                  {
+                    audit: 'ssh.hostkey.mismatch',
+                    connId,
+                    sessionId: s.sessionId,
+                    envId: s.envId,
+                    node: 'control-plane',
+                    ip: controlPlane.ip,
+                    expected: mismatch.pinned,
+                    offered: mismatch.offered,
+                  },
+                  'guest host key mismatch: refused to connect the student',
+                );
+                options.onHostKeyMismatch?.(s.envId, mismatch);
+              }
               return mismatch === undefined;
             },
           });
-        }));
+        });
 
       ticker = setInterval(
         () => void tick(),

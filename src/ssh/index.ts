@@ -11,7 +11,7 @@ export {
   type LoadedKey,
   type PublicKeyAttempt,
 } from './keys.js';
-export { HostKeyMismatchError } from './hostkeys.js';
+export { HostKeyMismatchError, type EnvIdentitySource, type EnvSshIdentity } from './hostkeys.js';
 export { ENV_NAME, InvalidEnvError } from './bundle.js';
 export {
   createExecutor,

@@ -273,8 +273,11 @@ export class NodePortSync {
   private async controlPlaneIp(namespace: string): Promise<string> {
     const vmis = await this.opts.cluster.listVmis(namespace);
     const cp = vmis.find((v) => v.name === 'control-plane');
-    if (cp?.phase !== 'Running' || !cp.ip) throw new Error('the control plane VM is not running');
-    return cp.ip;
+    if (cp?.phase !== 'Running' || !cp.uid) throw new Error('the control plane VM is not running');
+    // Its launcher pod's address, never what the guest reports.
+    const ip = (await this.opts.cluster.launcherAddresses(namespace)).get(cp.uid);
+    if (!ip) throw new Error('the control plane VM has no address yet');
+    return ip;
   }
 
   /** One line when a student API server goes away and one when it is back, not one per retry. */

@@ -7,9 +7,8 @@ export interface GatewayTarget {
   host: string;
   port: number;
   /**
-   * labvirt's orchestrator key. The gateway accepts it for any active
-   * session (see {@link withBridgeKey}); workers accept it as `student`
-   * because the claim installs it there (`labvirt-gateway`).
+   * labvirt's bridge key. The gateway accepts it for any active session
+   * (see {@link withBridgeKey}); no guest trusts it.
    */
   privateKey: string;
   /** The gateway's host key (`ssh-ed25519 AAAA…`); when set, any other key is refused. */
@@ -19,6 +18,14 @@ export interface GatewayTarget {
    * TCP connection to host:port (same SSH login and rules, no kernel round trip).
    */
   connectInProcess?: () => Duplex;
+  /**
+   * The session env's own key and its nodes' host keys, for the hop to a
+   * worker: the worker trusts only its env's key, and must show its own host
+   * key. Without it, the hop uses `privateKey` and checks no host key.
+   */
+  guestIdentity?: (
+    sessionId: string,
+  ) => Promise<{ privateKey: string; hostKeys: Partial<Record<TerminalNode, string>> }>;
 }
 
 export const TERMINAL_NODES = ['control-plane', 'worker-1', 'worker-2'] as const;
@@ -97,7 +104,13 @@ export async function openTerminal(options: {
       const sock = await new Promise<ClientChannel>((resolve, reject) =>
         front.forwardOut('127.0.0.1', 0, node, 22, (err, s) => (err ? reject(err) : resolve(s))),
       );
-      shellHost = await connect({ sock, username: 'student', privateKey: gateway.privateKey });
+      const identity = await gateway.guestIdentity?.(options.sessionId);
+      shellHost = await connect({
+        sock,
+        username: 'student',
+        privateKey: identity?.privateKey ?? gateway.privateKey,
+        hostPublicKey: identity?.hostKeys[node],
+      });
       clients.push(shellHost);
     }
     const pty = { term: 'xterm-256color', cols: options.cols, rows: options.rows };
@@ -196,8 +209,7 @@ function connect(options: {
       privateKey: options.privateKey,
       readyTimeout: 20_000,
       keepaliveInterval: 15_000,
-      // A jump's host key is not checked here: the jump only reaches the
-      // session env's own nodes, and the gateway pins the control plane's.
+      // The gateway's own key, or the worker's as its env's identity names it.
       hostVerifier: (key: Buffer) => !expected || expected.equals(key),
     });
   });

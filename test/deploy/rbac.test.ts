@@ -100,10 +100,11 @@ describe('the permissions labvirt needs, from what a whole env lifecycle really 
     const ctx = stack.labvirt.context;
     const ns = `${ctx.config.namespacePrefix}${active.envId}`;
     const cp = (await ctx.cluster.listVmis(ns)).find((v) => v.name === 'control-plane')!;
+    const ip = (await ctx.cluster.launcherAddresses(ns)).get(cp.uid!)!;
     const closers: (() => void | Promise<void>)[] = [];
     const student = await openStudentApi(
       ctx.executor,
-      { envId: active.envId!, node: 'control-plane', ip: cp.ip! },
+      { envId: active.envId!, node: 'control-plane', ip },
       closers,
     );
     const svc = await student.createNamespacedService({

@@ -7,6 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { loadConfig, type Config } from '../../src/config/index.js';
 import {
   ANNOTATIONS,
+  EnvIdentities,
   HostCluster,
   LABELS,
   envNamespace,
@@ -18,7 +19,7 @@ import { SYNC_LABELS } from '../../src/sync/index.js';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 import {
   createExecutor,
-  generateKeyPair,
+  type EnvIdentitySource,
   type Executor,
   type GuestTarget,
 } from '../../src/ssh/index.js';
@@ -42,8 +43,10 @@ export interface SimHost {
   config: Config;
   host: HostCluster;
   executor: Executor;
-  /** The orchestrator's private key (what the gateway's executor logs in to guests with). */
-  orchestratorKey: string;
+  /** Each env's SSH identity, from its PKI Secret (what the executor and the gateway use). */
+  identity: EnvIdentitySource;
+  /** The address of a running node: its launcher pod's IP. */
+  nodeIp(namespace: string, node: string): Promise<string | undefined>;
   /** Polls until `fn` gives a value (errors count as "not yet"). */
   until<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs?: number): Promise<T>;
   startEnv(envId: string, flavor?: string): Promise<StudentEnv>;
@@ -81,12 +84,19 @@ export async function startSimHost(
   const kc = new KubeConfig();
   kc.loadFromFile(sim.kubeconfigPath);
   const host = new HostCluster(kc, { logger: silentLogger(), quotaRetryMs: 50 });
-  const orchestrator = generateKeyPair();
+  const identities = new EnvIdentities(host, (envId) => envNamespace(config, envId));
+  const identity: EnvIdentitySource = (envId) => identities.get(envId);
   const executor = createExecutor({
-    privateKey: orchestrator.private,
+    identity,
     resolve: sim.resolveGuest,
     connectRetry: { attempts: 40, initialDelayMs: 50, maxDelayMs: 300 },
   });
+
+  const nodeIp = async (namespace: string, node: string) => {
+    const vmi = (await host.listVmis(namespace)).find((v) => v.name === node);
+    if (vmi?.phase !== 'Running' || !vmi.uid) return undefined;
+    return (await host.launcherAddresses(namespace)).get(vmi.uid);
+  };
 
   const until = async <T>(
     fn: () => Promise<T | undefined | false>,
@@ -109,14 +119,13 @@ export async function startSimHost(
         config,
         flavor,
         envId,
-        orchestratorPublicKey: orchestrator.public,
         secrets: await generateEnvSecrets(),
       }),
     );
-    const cpIp = await until(async () => {
-      const vmi = (await host.listVmis(namespace)).find((v) => v.name === 'control-plane');
-      return vmi?.phase === 'Running' && vmi.ip;
-    }, `${envId} control plane running`);
+    const cpIp = await until(
+      () => nodeIp(namespace, 'control-plane'),
+      `${envId} control plane running`,
+    );
     const controlPlane: GuestTarget = { envId, node: 'control-plane', ip: cpIp };
     const student = await openStudentApi(executor, controlPlane, closers);
 
@@ -130,7 +139,8 @@ export async function startSimHost(
     config,
     host,
     executor,
-    orchestratorKey: orchestrator.private,
+    identity,
+    nodeIp,
     until,
     startEnv,
     async setState(env, state) {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cloudInitDir } from '../../src/kube/index.js';
-import { ORCHESTRATOR_KEY, renderWith, sharedSecrets, userDataOf } from './helpers.js';
+import { renderWith, sharedSecrets, userDataOf } from './helpers.js';
 
 const SHELLCHECK = '/usr/bin/shellcheck';
 const SCRIPTS = readdirSync(cloudInitDir()).filter((f) => f.endsWith('.sh'));
@@ -86,7 +86,15 @@ describe('cloud-init user data', () => {
       LABVIRT_BOOTSTRAP_TOKEN: secrets.bootstrapToken,
       LABVIRT_CA_CERT_HASH: secrets.caHash,
     });
-    expect(JSON.stringify(doc)).not.toContain('PRIVATE KEY');
+    // The only private key a worker gets is its own SSH host key.
+    const text = JSON.stringify(doc);
+    expect(text).not.toContain('BEGIN PRIVATE KEY');
+    expect(text).not.toContain(JSON.stringify(secrets.ca.keyPem).slice(1, -1));
+    expect(text).not.toContain(JSON.stringify(secrets.sshKey.privateKey).slice(1, -1));
+    expect(doc.ssh_keys).toEqual({
+      ed25519_private: secrets.hostKeys['worker-2'].privateKey,
+      ed25519_public: secrets.hostKeys['worker-2'].publicKey,
+    });
     expect(fileOf(doc, '/etc/kubernetes/pki/ca.crt')).toBeUndefined();
     expect(doc.runcmd).toBeUndefined();
     expect(fileOf(doc, '/var/lib/cloud/scripts/per-boot/labvirt-bootstrap').content).toContain(
@@ -120,18 +128,23 @@ describe('cloud-init user data', () => {
     expect(installer).toContain('LABVIRT_GOLDEN_IMAGE');
   });
 
-  it('creates the labvirt user with the orchestrator key and passwordless sudo, and a keyless student', async () => {
+  it("creates the labvirt user with the env's own key and passwordless sudo, and a keyless student", async () => {
+    const secrets = await sharedSecrets();
     const doc = parse(userDataOf(await renderWith('v1.31-1node'), 'control-plane'));
     const labvirt = doc.users.find((u: any) => u.name === 'labvirt');
     const student = doc.users.find((u: any) => u.name === 'student');
     expect(labvirt).toMatchObject({
       sudo: 'ALL=(ALL) NOPASSWD:ALL',
-      ssh_authorized_keys: [ORCHESTRATOR_KEY],
+      ssh_authorized_keys: [secrets.sshKey.publicKey],
     });
     expect(student).toMatchObject({ sudo: 'ALL=(ALL) NOPASSWD:ALL' });
     expect(student.ssh_authorized_keys).toBeUndefined();
     expect(doc.users.map((u: any) => u.name)).toEqual(['labvirt', 'student']);
     expect(doc.ssh_pwauth).toBe(false);
+    // The node's host key is the one labvirt generated, and the only one it has.
+    expect(doc.ssh_keys.ed25519_public).toBe(secrets.hostKeys['control-plane'].publicKey);
+    expect(doc.ssh_deletekeys).toBe(true);
+    expect(doc.ssh_genkeytypes).toBeUndefined();
   });
 
   it('embeds every script of cloud-init/ it references verbatim, and nothing refers to a missing file', async () => {

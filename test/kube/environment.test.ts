@@ -4,6 +4,7 @@ import {
   LABELS,
   assertValid,
   envNamespace,
+  generateEnvSecrets,
   launcherMemoryMi,
   newEnvId,
   renderEnvironment,
@@ -102,7 +103,6 @@ describe('the objects of one env', () => {
       config: configWith(),
       flavor: 'v1.31-1node',
       envId: newEnvId(),
-      orchestratorPublicKey: ORCHESTRATOR_KEY,
       secrets: await sharedSecrets(),
       owner: {
         session: 's-1',
@@ -119,7 +119,7 @@ describe('the objects of one env', () => {
     });
   });
 
-  it('keep the env CA and token in the cluster-pki Secret', async () => {
+  it('keep the env CA, token and SSH keys in the cluster-pki Secret', async () => {
     const objects = await renderWith('v1.31-1node');
     const secrets = await sharedSecrets();
     const pki = named(objects, 'Secret', 'cluster-pki');
@@ -127,6 +127,20 @@ describe('the objects of one env', () => {
     expect(dec('ca.crt')).toBe(secrets.ca.certPem);
     expect(dec('ca.key')).toBe(secrets.ca.keyPem);
     expect(dec('token')).toBe(secrets.bootstrapToken);
+    // The env's SSH identity lives with its PKI: its own login key and each node's host key.
+    expect(dec('ssh.key')).toBe(secrets.sshKey.privateKey);
+    expect(dec('ssh.pub')).toBe(secrets.sshKey.publicKey);
+    for (const node of ['control-plane', 'worker-1', 'worker-2'] as const) {
+      expect(dec(`host-${node}.pub`)).toBe(secrets.hostKeys[node].publicKey);
+      expect(dec(`host-${node}.key`)).toBe(secrets.hostKeys[node].privateKey);
+    }
+  });
+
+  it('give every env its own login key and host keys', async () => {
+    const [a, b] = await Promise.all([generateEnvSecrets(), generateEnvSecrets()]);
+    expect(a.sshKey.publicKey).not.toBe(b.sshKey.publicKey);
+    expect(a.hostKeys['control-plane'].publicKey).not.toBe(b.hostKeys['control-plane'].publicKey);
+    expect(a.hostKeys['worker-1'].publicKey).not.toBe(a.hostKeys['worker-2'].publicKey);
   });
 
   it('have one VM per node of the flavor', async () => {
@@ -144,22 +158,31 @@ describe('the objects of one env', () => {
       config: configWith(),
       flavor: 'v1.30-3node',
       envId: 'abcd1234',
-      orchestratorPublicKey: ORCHESTRATOR_KEY,
       secrets,
     };
     expect(() => renderEnvironment({ ...base, flavor: 'v1.99-3node' })).toThrow(
       /unknown flavor v1.99-3node; configured: v1.30-3node, v1.31-1node/,
     );
     expect(() => renderEnvironment({ ...base, envId: 'Bad-Id' })).toThrow(/env id/);
-    expect(() =>
-      renderEnvironment({
-        ...base,
-        orchestratorPublicKey: `${ORCHESTRATOR_KEY}\nssh-rsa AAAA evil`,
-      }),
-    ).toThrow(/one OpenSSH public key line/);
-    expect(() => renderEnvironment({ ...base, orchestratorPublicKey: 'not a key' })).toThrow(
-      /OpenSSH/,
+    const withKey = (publicKey: string) => ({
+      ...base,
+      secrets: { ...secrets, sshKey: { ...secrets.sshKey, publicKey } },
+    });
+    expect(() => renderEnvironment(withKey(`${ORCHESTRATOR_KEY}\nssh-rsa AAAA evil`))).toThrow(
+      /one OpenSSH public key line/,
     );
+    expect(() => renderEnvironment(withKey('not a key'))).toThrow(/OpenSSH/);
+    const badHost = {
+      ...base,
+      secrets: {
+        ...secrets,
+        hostKeys: {
+          ...secrets.hostKeys,
+          'worker-1': { ...secrets.hostKeys['worker-1'], publicKey: 'ssh-rsa AAAA' },
+        },
+      },
+    };
+    expect(() => renderEnvironment(badHost)).toThrow(/host key of worker-1/);
   });
 
   it('newEnvId gives 8 lowercase letters and digits, different each time', () => {

@@ -32,7 +32,6 @@ export async function renderWith(
     config: configWith(overrides),
     flavor,
     envId,
-    orchestratorPublicKey: ORCHESTRATOR_KEY,
     secrets: await sharedSecrets(),
   });
 }

@@ -42,8 +42,10 @@ describe('a VM restarted during a session', () => {
   /** Runs a command on a node of the session's env as labvirt does. */
   const onNode = async (envId: string, node: NodeName, script: string): Promise<string> => {
     const ctx = stack.labvirt.context;
-    const vmi = ctx.cluster.vmis().get(envNamespace(ctx.config, envId), node);
-    const result = await ctx.executor.exec({ envId, node, ip: vmi!.ip! }, script, {
+    const namespace = envNamespace(ctx.config, envId);
+    const vmi = ctx.cluster.vmis().get(namespace, node);
+    const ip = (await ctx.cluster.launcherAddresses(namespace)).get(vmi!.uid!)!;
+    const result = await ctx.executor.exec({ envId, node, ip }, script, {
       timeoutMs: 10_000,
     });
     return result.stdout;

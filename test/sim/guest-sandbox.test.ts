@@ -45,13 +45,14 @@ beforeAll(async () => {
     simHost.startEnv('sbxaaaaa', 'v1.30-3node'),
     simHost.startEnv('sbxbbbbb', 'v1.30-1node'),
   ]);
+  const names: NodeName[] = ['control-plane', 'worker-1', 'worker-2'];
   const nodes = await simHost.until(async () => {
-    const vmis = await simHost.host.listVmis(env.namespace);
-    return vmis.length === 3 && vmis.every((v) => v.phase === 'Running' && v.ip) && vmis;
+    const ips = await Promise.all(names.map((n) => simHost.nodeIp(env.namespace, n)));
+    return ips.every(Boolean) && names.map((name, i) => ({ name, ip: ips[i]! }));
   }, 'all three nodes running');
   for (const v of nodes) {
     await simHost.executor.installStudentKey(
-      { envId: env.envId, node: v.name as NodeName, ip: v.ip! },
+      { envId: env.envId, node: v.name, ip: v.ip },
       studentKey.public,
     );
   }
@@ -61,14 +62,14 @@ beforeAll(async () => {
     envId: env.envId,
     expiresAt: new Date(Date.now() + 3600_000),
     publicKeys: [studentKey.public],
-    nodes: nodes.map((v) => ({ node: v.name as NodeName, ip: v.ip! })),
+    nodes: nodes.map((v) => ({ node: v.name, ip: v.ip })),
   };
   gateway = await startGateway({
     hostKey: gatewayKey,
     host: '127.0.0.1',
     port: 0,
     directory: { lookup: async (id) => (id === SESSION ? session : undefined) },
-    executorKey: simHost.orchestratorKey,
+    identity: simHost.identity,
     resolve: simHost.sim.resolveGuest,
     idleTimeoutMs: 60_000,
     audit: silentLogger(),

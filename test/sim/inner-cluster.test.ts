@@ -18,12 +18,13 @@ import {
   HostCluster,
   envNamespace,
   generateEnvSecrets,
+  type EnvSecrets,
   renderEnvironment,
 } from '../../src/kube/index.js';
 import { silentLogger } from '../../src/log/index.js';
 import { generateCa, issueCertificate } from '../../src/pki/index.js';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
-import { fileResolver, generateKeyPair } from '../../src/ssh/index.js';
+import { fileResolver } from '../../src/ssh/index.js';
 
 const { Client } = ssh2;
 
@@ -43,7 +44,7 @@ describe('simulated guests: the student cluster on the control plane’s 6443', 
   let dir: string;
   let host: HostCluster;
   let custom: CustomObjectsApi;
-  const orchestrator = generateKeyPair();
+  let envSecrets: EnvSecrets;
   const config = loadConfig({ env: {}, overrides: {} });
   const envId = 'inner001';
   const ns = envNamespace(config, envId);
@@ -82,7 +83,7 @@ describe('simulated guests: the student cluster on the control plane’s 6443', 
         host: to.host,
         port: to.port,
         username: 'labvirt',
-        privateKey: orchestrator.private,
+        privateKey: envSecrets.sshKey.privateKey,
       });
     });
     closers.push(() => void client.end());
@@ -174,12 +175,12 @@ describe('simulated guests: the student cluster on the control plane’s 6443', 
     kc.loadFromFile(sim.kubeconfigPath);
     host = new HostCluster(kc, { logger: silentLogger(), quotaRetryMs: 50 });
     custom = kc.makeApiClient(CustomObjectsApi);
+    envSecrets = await generateEnvSecrets();
     const objects = await renderEnvironment({
       config,
       flavor: 'v1.30-3node',
       envId,
-      orchestratorPublicKey: orchestrator.public,
-      secrets: await generateEnvSecrets(),
+      secrets: envSecrets,
     });
     await host.createAll(objects);
     cpIp = await vmiIp('control-plane');

@@ -177,6 +177,43 @@ describe('executor', () => {
     expect((await ex.exec(target(g.ip), 'echo ok', { timeoutMs: 5000 })).stdout).toBe('ok\n');
   });
 
+  it("requires the host key the env's identity names, from the first contact, and logs in with the env's key", async () => {
+    const envKey = newKey();
+    const hostKey = newKey();
+    const mismatches: string[] = [];
+    const ex = executor({
+      privateKey: undefined,
+      identity: async () => ({
+        privateKey: envKey.private,
+        publicKey: envKey.public.trim(),
+        hostKeys: { 'control-plane': hostKey.public.trim() },
+      }),
+      onHostKeyMismatch: (t, err) => mismatches.push(`${t.node}: ${err.offered}`),
+    });
+    // A guest of this env (its own key, the host key labvirt gave it) is reached.
+    const own = await farm.start({ labvirt: [envKey.public] }, { hostKey: hostKey.private });
+    expect((await ex.exec(target(own.ip), 'echo ok', { timeoutMs: 5000 })).stdout).toBe('ok\n');
+    // Any other guest at the node's address is refused at once, even at a first contact.
+    const impostor = await farm.start({ labvirt: [envKey.public] });
+    const attempt = ex.exec(target(impostor.ip), 'echo reached', { timeoutMs: 5000 });
+    await expect(attempt).rejects.toThrow(HostKeyMismatchError);
+    await expect(attempt).rejects.toThrow(/host key of control-plane .* changed/);
+    expect(mismatches).toHaveLength(1);
+    // A guest that trusts only another key refuses the env's key.
+    const other = await farm.start({ labvirt: [labvirtKey.public] }, { hostKey: hostKey.private });
+    await expect(
+      executor({
+        connectRetry: { attempts: 1, initialDelayMs: 10, maxDelayMs: 10 },
+        privateKey: undefined,
+        identity: async () => ({
+          privateKey: envKey.private,
+          publicKey: envKey.public.trim(),
+          hostKeys: { 'control-plane': hostKey.public.trim() },
+        }),
+      }).exec(target(other.ip, 'env00002'), 'true', { timeoutMs: 5000 }),
+    ).rejects.toThrow(/authentication/i);
+  });
+
   it('reuses one connection per env, node and user', async () => {
     const cp = await guest();
     const w = await guest();

@@ -40,7 +40,8 @@ describe('NodePort sync in a running labvirt: what the student sees', { timeout:
     const ctx = stack.labvirt.context;
     const namespace = `${ctx.config.namespacePrefix}${session.envId}`;
     const cp = (await ctx.cluster.listVmis(namespace)).find((v) => v.name === 'control-plane')!;
-    const target = { envId: session.envId!, node: 'control-plane' as const, ip: cp.ip! };
+    const ip = (await ctx.cluster.launcherAddresses(namespace)).get(cp.uid!)!;
+    const target = { envId: session.envId!, node: 'control-plane' as const, ip };
     const student = await openStudentApi(ctx.executor, target, closers);
 
     // Nothing yet: the view says so.

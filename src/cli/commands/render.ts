@@ -34,11 +34,10 @@ export function registerRenderCommand(program: Command): void {
     )
     .action(async (opts: RenderOptions, cmd: Command) => {
       // Loaded when the command runs, not for `--help` or the client commands.
-      const [{ stringify }, { loadConfig }, kube, { generateKeyPair }] = await Promise.all([
+      const [{ stringify }, { loadConfig }, kube] = await Promise.all([
         import('yaml'),
         import('../../config/index.js'),
         import('../../kube/index.js'),
-        import('../../ssh/index.js'),
       ]);
       const { KubevirtSchemasMissingError, assertValid, generateEnvSecrets, renderEnvironment } =
         kube;
@@ -52,15 +51,19 @@ export function registerRenderCommand(program: Command): void {
       if (!/^[a-z0-9]{1,20}$/.test(opts.env)) {
         throw new Error('--env must be 1-20 lowercase letters or digits');
       }
-      const publicKey = opts.publicKey
-        ? readFileSync(opts.publicKey, 'utf8').trim()
-        : generateKeyPair().public.trim();
+      const secrets = await generateEnvSecrets();
+      // --public-key: log in to the rendered VMs with a key of one's own instead of the env's.
+      if (opts.publicKey) {
+        secrets.sshKey = {
+          privateKey: '',
+          publicKey: readFileSync(opts.publicKey, 'utf8').trim(),
+        };
+      }
       const objects = renderEnvironment({
         config,
         flavor: opts.flavor,
         envId: opts.env,
-        orchestratorPublicKey: publicKey,
-        secrets: await generateEnvSecrets(),
+        secrets,
       });
       if (opts.validate) {
         try {

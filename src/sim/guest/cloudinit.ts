@@ -34,6 +34,19 @@ export function keysFromUserData(userData: string): Map<string, string[]> {
   return keys;
 }
 
+/** cloud-init's `ssh_keys.ed25519_private`: the host key the guest's sshd serves. */
+export function hostKeyFromUserData(userData: string): string | undefined {
+  let doc: unknown;
+  try {
+    doc = parse(userData);
+  } catch {
+    return undefined;
+  }
+  const key = (doc as { ssh_keys?: { ed25519_private?: unknown } } | null)?.ssh_keys
+    ?.ed25519_private;
+  return typeof key === 'string' && key.includes('PRIVATE KEY') ? key : undefined;
+}
+
 export interface WriteFile {
   /** Absolute guest path. */
   path: string;

@@ -12,7 +12,12 @@ import {
   parseAuthorizedKey,
   type GuestResolver,
 } from '../../ssh/index.js';
-import { applyWriteFiles, keysFromUserData, writeFilesFromUserData } from './cloudinit.js';
+import {
+  hostKeyFromUserData,
+  applyWriteFiles,
+  keysFromUserData,
+  writeFilesFromUserData,
+} from './cloudinit.js';
 import { serveSftp } from './sftp.js';
 import {
   GUEST_TOOLS_DIR,
@@ -109,7 +114,8 @@ const HAS_SCRIPT = existsSync('/usr/bin/script');
  * sandbox, and direct-tcpip to the guest's own ports and its env's peers.
  */
 export async function startGuest(opts: GuestOptions): Promise<Guest> {
-  const hostKey = opts.hostKey ?? generateKeyPair().private;
+  // As cloud-init's `ssh_keys` does on a real VM: the host key labvirt gave the node, else a fresh one.
+  const hostKey = opts.hostKey ?? hostKeyFromUserData(opts.userData) ?? generateKeyPair().private;
   const parsedHost = utils.parseKey(hostKey);
   if (parsedHost instanceof Error) throw parsedHost;
   const cloudKeys = new Map(
