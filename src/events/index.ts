@@ -27,6 +27,8 @@ export type LabvirtEvent =
       /** Set when `to` is `warm`: from provisioning start to warm. */
       provisionMs?: number;
       reason?: string;
+      /** The session the env serves, on the claim's steps (claimed, preparing, active). */
+      sessionId?: string;
     }
   | {
       type: 'env.failed';

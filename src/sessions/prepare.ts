@@ -60,6 +60,7 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
       flavor: env.flavor,
       from: 'claimed',
       to: 'preparing',
+      sessionId,
     });
   }
 
@@ -191,6 +192,7 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     flavor: env.flavor,
     from: 'preparing',
     to: 'active',
+    sessionId,
   });
   ctx.events.emit({
     type: 'session.ready',
