@@ -124,10 +124,12 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
           () => false,
         );
       },
-      60_000,
+      120_000,
       'labvirt serve',
       200,
-    );
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; its output:\n${serve.output().slice(-3000)}`);
+    });
     const fillStart = Date.now();
     await waitFor(
       async () => {
