@@ -8,7 +8,7 @@
  * only) and the Kubernetes API writes per claim (labvirt's own counter).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRedisServer } from '../src/redis/index.js';
 import {
@@ -16,8 +16,10 @@ import {
   forkLabvirt,
   forkSim,
   freePort,
+  machineLoad,
   pct,
   processCpuMs,
+  processTreeCpuMs,
   result,
   waitFor,
 } from './lib.js';
@@ -124,16 +126,19 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
           () => false,
         );
       },
-      60_000,
+      120_000,
       'labvirt serve',
       200,
-    );
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; its output:\n${serve.output().slice(-3000)}`);
+    });
     const fillStart = Date.now();
     await waitFor(
       async () => {
+        // A loaded serve may answer 503 (the pool not readable within 3 s): ask again.
         const pool = await api<{ flavors: { flavor: string; counts: Record<string, number> }[] }>(
           '/pool',
-        );
+        ).catch(() => ({ flavors: [] }));
         return (pool.flavors.find((f) => f.flavor === FLAVOR)?.counts.warm ?? 0) >= n;
       },
       20 * 60_000,
@@ -148,6 +153,7 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
 
     const cpu0 = processCpuMs(serve.child.pid!);
     const simCpu0 = processCpuMs(sim.child.pid!);
+    const guestsCpu0 = processTreeCpuMs(sim.child.pid!) - simCpu0;
     const writes0 = await writes();
     const t0 = Date.now();
     const started = await Promise.all(
@@ -175,7 +181,9 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
         );
         break;
       }
-      await new Promise((r) => setTimeout(r, 250));
+      // The bench's own reads cost labvirt CPU too (each lists every session):
+      // once a second is enough, the latencies come from the sessions' own times.
+      await new Promise((r) => setTimeout(r, 1000));
     }
     const wallMs = Date.now() - t0;
     // Why students were moved to other envs (serve logs at warn): what a class felt.
@@ -186,9 +194,19 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
       console.log(
         `burst: students moved to another env: ${[...reasons].map(([r, k]) => `${k}× ${r}`).join('; ')}`,
       );
+    // Slow guests: setup steps run again on the same env with more time, and
+    // sessions ended because even that was not enough (the lab's problem).
+    const slowRetries = [...serve.output().matchAll(/the guest is slow; running it again/g)].length;
+    const outOfTime = [...serve.output().matchAll(/lab setup timed out twice/g)].length;
+    console.log(
+      `burst: setup steps run again on a slow guest: ${slowRetries}; sessions ended as "setup did not finish in time": ${outOfTime}; students moved: ${[...reasons.values()].reduce((a, b) => a + b, 0)}`,
+    );
     if (profDir) console.log(`burst: ended at ${Date.now()} (epoch ms)`);
     const cpuMs = processCpuMs(serve.child.pid!) - cpu0;
     const simCpuMs = processCpuMs(sim.child.pid!) - simCpu0;
+    // The guests' own work: the spawner helper and every command it ran.
+    const guestsCpuMs =
+      processTreeCpuMs(sim.child.pid!) - processCpuMs(sim.child.pid!) - guestsCpu0;
     const claimWrites = (await writes()) - writes0;
     const active = sessions.filter((s) => s.state === 'active' && s.readyAt);
     const lost = n - active.length;
@@ -204,7 +222,7 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
       `burst: claim-to-ready p50 ${pct(latencies, 50)} ms, p95 ${pct(latencies, 95)} ms, p99 ${pct(latencies, 99)} ms, max ${Math.max(...latencies)} ms`,
     );
     console.log(
-      `burst: CPU during the burst: labvirt ${cpuMs.toFixed(0)} ms (${(cpuMs / n).toFixed(1)} ms per claim), simulator ${simCpuMs.toFixed(0)} ms`,
+      `burst: CPU during the burst: labvirt ${cpuMs.toFixed(0)} ms (${(cpuMs / n).toFixed(1)} ms per claim), simulator ${simCpuMs.toFixed(0)} ms, the simulated guests' commands ${guestsCpuMs.toFixed(0)} ms (${(guestsCpuMs / n).toFixed(1)} ms per claim); wall ${(wallMs / 1000).toFixed(1)} s on ${cpus().length} cores, ${machineLoad()}`,
     );
     result({
       what: `${n}-student burst, warm 3-VM claims, claim-to-ready p99`,
@@ -214,7 +232,7 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
     });
     result({
       what: `labvirt CPU per claim (${n}-student burst)`,
-      figure: `${(cpuMs / n).toFixed(1)} ms (simulator ${(simCpuMs / n).toFixed(1)} ms)`,
+      figure: `${(cpuMs / n).toFixed(1)} ms (simulator ${(simCpuMs / n).toFixed(1)} ms, its guests' commands ${(guestsCpuMs / n).toFixed(1)} ms)`,
       target: '≤ 5 ms',
       met: cpuMs / n <= 5,
     });

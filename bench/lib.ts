@@ -3,7 +3,7 @@
  * the result rows that `bench/run.ts` collects into one table.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -55,6 +55,40 @@ export function processCpuMs(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime
   return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
+}
+
+/**
+ * CPU of a process and everything under it, in ms, from /proc (Linux): each
+ * live descendant's own time plus what its finished children used (the
+ * simulator's guest commands run under its spawner helper and end quickly).
+ */
+export function processTreeCpuMs(pid: number): number {
+  const parents = new Map<number, number>();
+  const ticks = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    parents.set(Number(entry), Number(fields[1]));
+    // utime, stime, cutime, cstime
+    ticks.set(
+      Number(entry),
+      fields.slice(11, 15).reduce((sum, f) => sum + Number(f), 0),
+    );
+  }
+  const inTree = (p: number): boolean => {
+    for (let at = p, hops = 0; at > 1 && hops < 64; at = parents.get(at) ?? 0, hops++)
+      if (at === pid) return true;
+    return false;
+  };
+  let total = 0;
+  for (const [p, t] of ticks) if (inTree(p)) total += t;
+  return (total * 1000) / 100; // USER_HZ is 100 on Linux
 }
 
 /** Resident memory of a process in MiB, from /proc (Linux). */

@@ -280,5 +280,6 @@ result({
 console.log(
   `kube API requests per claim from a warm pool (claim → release → deleted): ${warm.requestsPerEnv.toFixed(1)} (${warm.breakdown})`,
 );
-await holdEnvs();
+// BENCH_HOLD_ENVS=0: the claim and write figures only.
+if (HOLD > 0) await holdEnvs();
 process.exit(0);

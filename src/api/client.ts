@@ -19,6 +19,14 @@ export interface ApiClientOptions {
   timeoutMs?: number;
 }
 
+/** What a waiting client has seen of a session, and how long the server may hold the answer. */
+export interface StatusWait {
+  /** `sessionProgress` of the view the client has. */
+  after: string;
+  /** 0–60; the server answers with the view as it is when this is over. */
+  seconds: number;
+}
+
 /** The API answered with its error shape (or something that is not it). */
 export class ApiClientError extends Error {
   constructor(
@@ -62,8 +70,16 @@ export class ApiClient {
   extend(id: string): Promise<SessionView> {
     return this.call('POST', `/v1/sessions/${encodeURIComponent(id)}/extend`);
   }
-  status(id: string): Promise<SessionView> {
-    return this.call('GET', `/v1/sessions/${encodeURIComponent(id)}`);
+  /**
+   * The session; with `wait`, a long poll: the answer comes once the
+   * session's progress (`sessionProgress`) differs from `wait.after`,
+   * or after `wait.seconds` as it is then.
+   */
+  status(id: string, wait?: StatusWait): Promise<SessionView> {
+    const path = `/v1/sessions/${encodeURIComponent(id)}`;
+    if (!wait) return this.call('GET', path);
+    const q = new URLSearchParams({ after: wait.after, waitSeconds: String(wait.seconds) });
+    return this.call('GET', `${path}?${q}`, undefined, wait.seconds * 1000 + 30_000);
   }
   async list(filter: { student?: string; includeEnded?: boolean } = {}): Promise<SessionView[]> {
     const q = new URLSearchParams();

@@ -5,7 +5,15 @@ export type { ApiErrorCode, ApiOnlyErrorCode } from './errors.js';
 export type { ErrorBody } from './schemas.js';
 export type { KeyLinks } from './routes/keys.js';
 export type { ApiLimits } from './limits.js';
-export { ApiClient, ApiClientError, ApiUnreachableError, type ApiClientOptions } from './client.js';
+export type { SessionUpdates } from './routes/session-wait.js';
+export { sessionProgress } from './progress.js';
+export {
+  ApiClient,
+  ApiClientError,
+  ApiUnreachableError,
+  type ApiClientOptions,
+  type StatusWait,
+} from './client.js';
 
 /**
  * Starts the HTTP API. The server (fastify, its plugins, the schemas) loads

@@ -16,6 +16,7 @@ import { healthRoutes } from './routes/health.js';
 import { keyLinkRoutes, type KeyLinks } from './routes/keys.js';
 import { poolAdminRoutes } from './routes/pool-admin.js';
 import { poolRoutes } from './routes/pool.js';
+import type { SessionUpdates } from './routes/session-wait.js';
 import { sessionRoutes } from './routes/sessions.js';
 
 export interface ApiOptions {
@@ -36,6 +37,11 @@ export interface ApiOptions {
   limits?: ApiLimits;
   /** Operators' pool actions (`/v1/pool/flavors/...`, `/v1/pool/envs/...`); absent: no such routes. */
   poolAdmin?: PoolAdmin;
+  /**
+   * What wakes clients waiting on a session (`GET /v1/sessions/:id?after=`):
+   * every replica's events (src/web's feed). Default: this process's `events`.
+   */
+  sessionUpdates?: SessionUpdates;
   /** The web pages (src/web): student terminal, operator dashboard, and their WebSocket. */
   web?: {
     routes: (app: FastifyInstance) => Promise<void>;
@@ -150,7 +156,12 @@ export function buildApi(options: ApiOptions): FastifyInstance {
       v1.addHook('onSend', async (_request, reply) => {
         reply.header('cache-control', 'no-store');
       });
-      await v1.register(sessionRoutes(options.service));
+      await v1.register(
+        sessionRoutes(
+          options.service,
+          options.sessionUpdates ?? { subscribe: (listener) => options.events.onAny(listener) },
+        ),
+      );
       await v1.register(poolRoutes(options.service));
       if (options.poolAdmin) await v1.register(poolAdminRoutes(options.poolAdmin));
       if (options.web) await v1.register(options.web.v1Routes);

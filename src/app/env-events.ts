@@ -5,13 +5,25 @@ import { envNamespace, type NamespaceEvent } from '../kube/index.js';
 const capitalised = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);
 
 /**
+ * States whose change is worth an Event. Each Event is one API write (issue
+ * #12 counts them): the Namespace's `labvirt.io/state` label and the session
+ * annotations (claimed-at, ready-at, expires-at) already say where an env is,
+ * so routine steps (provisioning, booting, claimed, preparing, active,
+ * releasing) get none. `warm` carries what nothing else keeps per env (how
+ * long it took to provision); `failed` is a Warning an operator must see.
+ */
+const EVENTFUL_STATES = new Set<string>(['warm', 'failed']);
+
+/**
  * The Kubernetes Event (on the env's Namespace) that tells an operator what
- * happened to an env: its state changes and failures, and who holds it.
- * Undefined for what does not concern one env.
+ * happened to an env that its labels do not: when it turned warm and how long
+ * that took, who started a session on it, and every failure, move and
+ * restart. Undefined for the rest, and for what does not concern one env.
  */
 export function namespaceEventFor(config: Config, e: LabvirtEvent): NamespaceEvent | undefined {
   switch (e.type) {
     case 'env.state': {
+      if (!EVENTFUL_STATES.has(e.to)) return undefined;
       const took =
         e.provisionMs !== undefined ? ` after ${(e.provisionMs / 1000).toFixed(1)} s` : '';
       return {

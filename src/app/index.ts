@@ -537,6 +537,10 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         },
         poolAdmin: service,
         web,
+        // Clients waiting on a session hear every replica's events.
+        sessionUpdates: {
+          subscribe: (listener) => feed.subscribe((entry) => listener(entry.event)),
+        },
       });
       apiUrl = api.url;
       stack.push(() => api.close());

@@ -27,6 +27,8 @@ export type LabvirtEvent =
       /** Set when `to` is `warm`: from provisioning start to warm. */
       provisionMs?: number;
       reason?: string;
+      /** The session the env serves, on the claim's steps (claimed, preparing, active). */
+      sessionId?: string;
     }
   | {
       type: 'env.failed';
@@ -63,6 +65,23 @@ export type LabvirtEvent =
       student: string;
       fromEnvId: string;
       reason: string;
+    }
+  | {
+      /**
+       * A step of the lab's setup ran out of time: the guest is slow, not
+       * broken. The step runs again on the same env with `retrySeconds`, and
+       * so does every later step; a second timeout ends the session.
+       */
+      type: 'session.setup-slow';
+      sessionId: string;
+      student: string;
+      labId: string;
+      envId: string;
+      /** The script's file name and the node it timed out on. */
+      step: string;
+      node: string;
+      timeoutSeconds: number;
+      retrySeconds: number;
     }
   | {
       type: 'session.warning';

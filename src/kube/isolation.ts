@@ -17,18 +17,23 @@ const NETPOL = { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy' } as 
 
 /**
  * What keeps an env to itself, as NetworkPolicies on the launcher pods (they
- * carry the VM template's labels):
- * - `default-deny`: every pod of the namespace is isolated both ways;
- * - `allow-within-env`: the env's VMs talk to each other on any port (kubeadm,
- *   kubelet, Calico's VXLAN, NodePorts inside the student cluster);
- * - `allow-dns`: the host cluster's DNS, as `network.hostDns` says (the
- *   guests resolve the control plane's Service name through it);
- * - `allow-internet`: everything outside `network.deniedEgressCidrs` (private
- *   ranges by default: other envs, the host's pods, nodes and cloud metadata);
- * - `allow-ssh-from-labvirt`: port 22 from labvirt's own pods (gateway and
- *   executor, both modes), plus virt-api when `allowVirtctlSsh`;
+ * carry the VM template's labels). Two policies, the fewest that say it (each
+ * is one API write per env; NetworkPolicies add up, so one policy with several
+ * rules allows what the same rules in several policies allow):
+ * - `default-deny`: every pod of the namespace is isolated both ways, the
+ *   env's or not;
+ * - `env-traffic`, on the env's pods, allows
+ *   - in and out among the env's VMs on any port (kubeadm, kubelet, Calico's
+ *     VXLAN, NodePorts inside the student cluster);
+ *   - in: port 22 from labvirt's own pods (gateway and executor, both modes),
+ *     plus virt-api when `allowVirtctlSsh`;
+ *   - out: the host cluster's DNS, as `network.hostDns` says (the guests
+ *     resolve the control plane's Service name through it);
+ *   - out: everything outside `network.deniedEgressCidrs` (private ranges by
+ *     default: other envs, the host's pods, nodes and cloud metadata);
  * - `allow-ssh-nodeport` (nodeport mode only): port 22 of the control plane
- *   from anywhere, since NodePort traffic arrives from node addresses.
+ *   from anywhere, since NodePort traffic arrives from node addresses (a
+ *   policy of its own: it selects the control plane alone).
  * Nothing admits traffic from other envs; replies to allowed connections pass.
  */
 export function renderNetworkPolicies(input: IsolationInput): KubeObject[] {
@@ -55,6 +60,18 @@ export function renderNetworkPolicies(input: IsolationInput): KubeObject[] {
       podSelector: { matchLabels: { 'kubevirt.io': 'virt-api' } },
     });
   }
+  const internet = {
+    to: [
+      {
+        ipBlock: {
+          cidr: '0.0.0.0/0',
+          ...(config.network.deniedEgressCidrs.length > 0
+            ? { except: [...config.network.deniedEgressCidrs] }
+            : {}),
+        },
+      },
+    ],
+  };
 
   const policies: KubeObject[] = [
     {
@@ -64,48 +81,12 @@ export function renderNetworkPolicies(input: IsolationInput): KubeObject[] {
     },
     {
       ...NETPOL,
-      metadata: meta('allow-within-env'),
+      metadata: meta('env-traffic'),
       spec: {
         podSelector: envPods,
         policyTypes: ['Ingress', 'Egress'],
-        ingress: [{ from: [{ podSelector: envPods }] }],
-        egress: [{ to: [{ podSelector: envPods }] }],
-      },
-    },
-    {
-      ...NETPOL,
-      metadata: meta('allow-dns'),
-      spec: { podSelector: envPods, policyTypes: ['Egress'], egress: hostDnsEgress(config) },
-    },
-    {
-      ...NETPOL,
-      metadata: meta('allow-internet'),
-      spec: {
-        podSelector: envPods,
-        policyTypes: ['Egress'],
-        egress: [
-          {
-            to: [
-              {
-                ipBlock: {
-                  cidr: '0.0.0.0/0',
-                  ...(config.network.deniedEgressCidrs.length > 0
-                    ? { except: [...config.network.deniedEgressCidrs] }
-                    : {}),
-                },
-              },
-            ],
-          },
-        ],
-      },
-    },
-    {
-      ...NETPOL,
-      metadata: meta('allow-ssh-from-labvirt'),
-      spec: {
-        podSelector: envPods,
-        policyTypes: ['Ingress'],
-        ingress: [{ from: sshFrom, ports: ssh }],
+        ingress: [{ from: [{ podSelector: envPods }] }, { from: sshFrom, ports: ssh }],
+        egress: [{ to: [{ podSelector: envPods }] }, ...hostDnsEgress(config), internet],
       },
     },
   ];

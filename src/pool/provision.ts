@@ -154,7 +154,14 @@ async function bringUp(
   ctx.events.emit({ type: 'env.state', envId, flavor, from: 'booting', to: 'warm', provisionMs });
   if (result.servedSessionId) {
     // A student was waiting: the env went straight to them.
-    ctx.events.emit({ type: 'env.state', envId, flavor, from: 'warm', to: 'claimed' });
+    ctx.events.emit({
+      type: 'env.state',
+      envId,
+      flavor,
+      from: 'warm',
+      to: 'claimed',
+      sessionId: result.servedSessionId,
+    });
     // The prepare job writes the claim onto the Namespace (state preparing).
     await ctx.queues.addPrepare({ sessionId: result.servedSessionId, envId });
   } else {

@@ -7,13 +7,31 @@ import type { PrepareJob } from '../pool/queues.js';
 import { connectionFor } from './connection.js';
 import { recordNodeVmis } from './restarts.js';
 import { recordTools } from './integrity.js';
-import { labScripts, runSteps, ScriptFailedError } from './scripts.js';
+import { labScripts, runSteps, ScriptFailedError, SlowGuestPatience } from './scripts.js';
+
+/**
+ * A setup step that timed out runs once more with this many times its
+ * timeout (and so do the steps after it). At a class-sized burst every
+ * setup runs at once and a guest can take several times its quiet-machine
+ * time; a script that hangs costs this much longer before the student hears.
+ */
+export const SLOW_SETUP_TIMEOUT_FACTOR = 3;
 
 /**
  * Hands a claimed env to its student: adds their key, runs the lab's setup
- * (the "break") and prepare scripts, and only then lets them in. A setup that
- * fails is not the student's problem: they move to another env (keeping their
- * place) and the broken one is torn down.
+ * (the "break") and prepare scripts, and only then lets them in.
+ *
+ * What a failure says about the env:
+ * - a setup step that runs out of time says the guest is slow, not broken:
+ *   it runs again on the same env with more time (SlowGuestPatience); out
+ *   of time again, the session fails as "setup did not finish in time" and
+ *   the env is released as after any session. Moving the student would take
+ *   another warm env from the next student and tear a healthy one down —
+ *   at a burst, that drains the pool (issue #12).
+ * - the env itself failing (SSH unreachable, a host key that changed, a VMI
+ *   gone, the key install refused) or a setup step exiting non-zero on this
+ *   env: the student moves to another env, keeping their place
+ *   (`pool.maxSetupMoves`), and the broken one is torn down.
  */
 export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Promise<void> {
   const { sessionId, envId } = job.data;
@@ -42,6 +60,7 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
       flavor: env.flavor,
       from: 'claimed',
       to: 'preparing',
+      sessionId,
     });
   }
 
@@ -69,13 +88,35 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
       nodes,
       env: { LAB_ID: lab.id, LAB_SESSION: sessionId },
     };
+    const patience = new SlowGuestPatience(SLOW_SETUP_TIMEOUT_FACTOR, (failure, retrySeconds) => {
+      log.warn(
+        {
+          step: failure.file,
+          node: failure.node,
+          timeoutSeconds: failure.timeoutSeconds,
+          retrySeconds,
+        },
+        'lab setup step timed out: the guest is slow; running it again with more time',
+      );
+      ctx.events.emit({
+        type: 'session.setup-slow',
+        sessionId,
+        student: session.student,
+        labId: lab.id,
+        envId,
+        step: failure.file,
+        node: failure.node,
+        timeoutSeconds: failure.timeoutSeconds,
+        retrySeconds,
+      });
+    });
     // The key goes onto every node at once, while the lab's setup runs: the
     // setup runs as labvirt and does not need it; the student gets in only
     // after both.
     const results = await Promise.allSettled([
       (async () => {
-        await runSteps(runCtx, scripts.setup);
-        await runSteps(runCtx, scripts.prepare);
+        await runSteps(runCtx, scripts.setup, patience);
+        await runSteps(runCtx, scripts.prepare, patience);
       })(),
       ...nodes.map((node) =>
         ctx.executor.installStudentKey({ envId, node: node.node, ip: node.ip }, session.publicKey),
@@ -89,6 +130,17 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     const tools = await recordTools(runCtx);
     await ctx.store.setSessionFields(sessionId, { tools: JSON.stringify(tools) });
   } catch (err) {
+    if (err instanceof ScriptFailedError && err.failure.timedOut) {
+      // Out of time even with more: the lab's problem on a slow guest, not the env's.
+      const { file, node, timeoutSeconds } = err.failure;
+      const detail =
+        `the lab's setup did not finish in time, even with ${SLOW_SETUP_TIMEOUT_FACTOR}× its time ` +
+        `limit: ${file} on ${node} ran out of ${timeoutSeconds} s. The machines are busy: ` +
+        `start the lab again in a few minutes`;
+      log.warn({ reason: err.message }, 'lab setup timed out twice; ending the session');
+      await failSession(ctx, sessionId, detail);
+      return;
+    }
     const reason =
       err instanceof ScriptFailedError
         ? `lab setup failed: ${err.message}`
@@ -140,6 +192,7 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     flavor: env.flavor,
     from: 'preparing',
     to: 'active',
+    sessionId,
   });
   ctx.events.emit({
     type: 'session.ready',

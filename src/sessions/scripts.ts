@@ -36,6 +36,8 @@ export interface StepFailure {
   node: string;
   exitCode: number | null;
   timedOut: boolean;
+  /** The time the step was given on this try. */
+  timeoutSeconds: number;
   output: string;
 }
 
@@ -43,10 +45,48 @@ export class ScriptFailedError extends Error {
   constructor(readonly failure: StepFailure) {
     super(
       `${failure.file} on ${failure.node} ${
-        failure.timedOut ? 'timed out' : `exited ${failure.exitCode ?? 'by signal'}`
+        failure.timedOut
+          ? `timed out after ${failure.timeoutSeconds} s`
+          : `exited ${failure.exitCode ?? 'by signal'}`
       }: ${failure.output.slice(-500)}`,
     );
     this.name = 'ScriptFailedError';
+  }
+}
+
+/**
+ * Patience with a slow guest, shared by every step of one run (setup, then
+ * prepare). A step that runs out of time is not a broken env: the guest may
+ * be slow (a class starting at once on busy hosts). The first time a step
+ * times out it runs again on the same node with `factor` times its timeout,
+ * and every later step of the run gets the same factor; a second timeout
+ * fails the run. Lab scripts are idempotent (`labvirt labs test` runs setup
+ * twice), so running a killed step again is safe.
+ */
+export class SlowGuestPatience {
+  private slow = false;
+
+  constructor(
+    readonly factor: number,
+    private readonly onSlow: (failure: StepFailure, retrySeconds: number) => void,
+  ) {}
+
+  /** Whether a step of this run has timed out already. */
+  get extended(): boolean {
+    return this.slow;
+  }
+
+  timeoutSeconds(step: LabScript): number {
+    return this.slow ? step.timeoutSeconds * this.factor : step.timeoutSeconds;
+  }
+
+  /** The longer timeout to run the step again with, once per run; undefined after that. */
+  retryAfterTimeout(failure: StepFailure, step: LabScript): number | undefined {
+    if (this.slow) return undefined;
+    this.slow = true;
+    const retrySeconds = step.timeoutSeconds * this.factor;
+    this.onSlow(failure, retrySeconds);
+    return retrySeconds;
   }
 }
 
@@ -58,25 +98,41 @@ export interface RunContext {
   env: Record<string, string>;
 }
 
-/** Runs steps in order, each on the nodes it names; the first failure stops the run. */
-export async function runSteps(ctx: RunContext, steps: LabScript[]): Promise<void> {
+/**
+ * Runs steps in order, each on the nodes it names; the first failure stops
+ * the run. With `patience`, a step that times out gets one more, longer try
+ * (see {@link SlowGuestPatience}); without it a timeout fails at once.
+ */
+export async function runSteps(
+  ctx: RunContext,
+  steps: LabScript[],
+  patience?: SlowGuestPatience,
+): Promise<void> {
   for (const step of steps) {
     const targets = selectNodes(step.node, ctx.nodes);
     if (targets.length === 0) throw new Error(`${step.file}: no node matches "${step.node}"`);
     for (const target of targets) {
-      const result = await ctx.executor.exec(
-        { envId: ctx.envId, node: target.node, ip: target.ip },
-        step.content,
-        { env: ctx.env, timeoutMs: step.timeoutSeconds * 1000, runAs: step.user },
-      );
-      if (result.exitCode !== 0 || result.timedOut) {
-        throw new ScriptFailedError({
+      let timeoutSeconds = patience?.timeoutSeconds(step) ?? step.timeoutSeconds;
+      for (;;) {
+        const result = await ctx.executor.exec(
+          { envId: ctx.envId, node: target.node, ip: target.ip },
+          step.content,
+          { env: ctx.env, timeoutMs: timeoutSeconds * 1000, runAs: step.user },
+        );
+        if (result.exitCode === 0 && !result.timedOut) break;
+        const failure: StepFailure = {
           file: step.file,
           node: target.node,
           exitCode: result.exitCode,
           timedOut: result.timedOut,
+          timeoutSeconds,
           output: `${result.stdout}\n${result.stderr}`.trim(),
-        });
+        };
+        const retrySeconds = result.timedOut
+          ? patience?.retryAfterTimeout(failure, step)
+          : undefined;
+        if (retrySeconds === undefined) throw new ScriptFailedError(failure);
+        timeoutSeconds = retrySeconds;
       }
     }
   }

@@ -124,6 +124,7 @@ export class SessionService implements LabvirtService, StudentService, PoolAdmin
           flavor: lab.flavor,
           from: 'warm',
           to: 'claimed',
+          sessionId,
         });
         // The prepare job writes the claim onto the env's Namespace, once.
         const [view] = await Promise.all([

@@ -258,7 +258,11 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       typeof v === 'number' && v >= min && v <= max ? v : undefined;
     if (changes.reset === true) {
       Object.assign(api.faults, { errorRate: 0, errorCode: 500, latencyMs: 0 });
-      Object.assign(kubevirt.faults, { failNextVmis: 0, neverReadyVmis: 0 });
+      Object.assign(kubevirt.faults, {
+        failNextVmis: 0,
+        neverReadyVmis: 0,
+        slowGuestCommandsMs: 0,
+      });
     }
     const errorRate = num(changes.errorRate, 0, 1);
     if (errorRate !== undefined) api.faults.errorRate = errorRate;
@@ -270,6 +274,8 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     if (failNext !== undefined) kubevirt.faults.failNextVmis = failNext;
     const neverReady = num(changes.neverReadyVmis, 0, 10_000);
     if (neverReady !== undefined) kubevirt.faults.neverReadyVmis = neverReady;
+    const slowGuest = num(changes.slowGuestCommandsMs, 0, 600_000);
+    if (slowGuest !== undefined) kubevirt.faults.slowGuestCommandsMs = slowGuest;
     if (changes.dropWatches === true) api.dropWatches();
     if (typeof changes.failNode === 'string') failNode(changes.failNode);
     // `{"restartVm": "<namespace>/<vm>"}`
@@ -371,7 +377,11 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       void kubevirt.studentCluster(namespace)?.store.history.splice(0),
     reset: () => {
       Object.assign(api.faults, { errorRate: 0, errorCode: 500, latencyMs: 0 });
-      Object.assign(kubevirt.faults, { failNextVmis: 0, neverReadyVmis: 0 });
+      Object.assign(kubevirt.faults, {
+        failNextVmis: 0,
+        neverReadyVmis: 0,
+        slowGuestCommandsMs: 0,
+      });
     },
   });
   // One object for callers; the emulations read their own halves.
@@ -382,6 +392,10 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   Object.defineProperty(faults, 'neverReadyVmis', {
     get: () => kubevirt.faults.neverReadyVmis,
     set: (v: number) => (kubevirt.faults.neverReadyVmis = v),
+  });
+  Object.defineProperty(faults, 'slowGuestCommandsMs', {
+    get: () => kubevirt.faults.slowGuestCommandsMs,
+    set: (v: number) => (kubevirt.faults.slowGuestCommandsMs = v),
   });
 
   return {

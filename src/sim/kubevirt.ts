@@ -46,6 +46,8 @@ export interface KubeVirtFaults {
   failNextVmis: number;
   /** The next N VMIs run but never become ready (no agent, no marker). */
   neverReadyVmis: number;
+  /** Every command a guest runs starts this much later (guests starved of CPU); 0 = off. */
+  slowGuestCommandsMs: number;
 }
 
 interface VmiRuntime {
@@ -85,7 +87,7 @@ const now = timestamp;
  * room frees. Running VMIs get an SSH guest (src/sim/guest).
  */
 export class KubeVirtEmulation implements Admission {
-  readonly faults: KubeVirtFaults = { failNextVmis: 0, neverReadyVmis: 0 };
+  readonly faults: KubeVirtFaults = { failNextVmis: 0, neverReadyVmis: 0, slowGuestCommandsMs: 0 };
   private readonly runtime = new Map<string, VmiRuntime>();
   private readonly guestsByIp = new Map<
     string,
@@ -714,6 +716,7 @@ export class KubeVirtEmulation implements Admission {
       hostname: name,
       kubectl: this.options.guestKubectl,
       allowUnsandboxed: this.options.allowUnsandboxedGuests,
+      commandDelayMs: () => this.faults.slowGuestCommandsMs,
       // kubeadm's API server on 6443 once init is done; any other port is the guest's own listener.
       forwardLocalPort: (port) =>
         Promise.resolve(

@@ -349,6 +349,143 @@ describe('env isolation, evaluated on the rendered NetworkPolicies', () => {
   });
 });
 
+/**
+ * The five policies an env had before they were folded into two (issue #12:
+ * each policy is one API write per env), as they were rendered then, for the
+ * env `aaaaaaaa` with the default network settings.
+ */
+function previousFivePolicies(opts: { nodeport: boolean; virtctl: boolean }): NetworkPolicyLike[] {
+  const ns = 'lab-aaaaaaaa';
+  const envPods = { matchLabels: { 'labvirt.io/env': 'aaaaaaaa' } };
+  const ssh = [{ protocol: 'TCP', port: 22 }];
+  const sshFrom: Record<string, unknown>[] = [
+    {
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'labvirt' } },
+      podSelector: { matchLabels: { 'app.kubernetes.io/name': 'labvirt' } },
+    },
+  ];
+  if (opts.virtctl)
+    sshFrom.push({
+      namespaceSelector: {},
+      podSelector: { matchLabels: { 'kubevirt.io': 'virt-api' } },
+    });
+  const dnsPorts = [
+    { protocol: 'UDP', port: 53 },
+    { protocol: 'TCP', port: 53 },
+  ];
+  const policies = [
+    np(ns, 'default-deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] }),
+    np(ns, 'allow-within-env', {
+      podSelector: envPods,
+      policyTypes: ['Ingress', 'Egress'],
+      ingress: [{ from: [{ podSelector: envPods }] }],
+      egress: [{ to: [{ podSelector: envPods }] }],
+    }),
+    np(ns, 'allow-dns', {
+      podSelector: envPods,
+      policyTypes: ['Egress'],
+      egress: [
+        {
+          to: [
+            {
+              namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } },
+              podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
+            },
+          ],
+          ports: dnsPorts,
+        },
+      ],
+    }),
+    np(ns, 'allow-ssh-from-labvirt', {
+      podSelector: envPods,
+      policyTypes: ['Ingress'],
+      ingress: [{ from: sshFrom, ports: ssh }],
+    }),
+  ] as NetworkPolicyLike[];
+  if (opts.nodeport)
+    policies.push(
+      np(ns, 'allow-ssh-nodeport', {
+        podSelector: {
+          matchLabels: { 'labvirt.io/env': 'aaaaaaaa', 'labvirt.io/node': 'control-plane' },
+        },
+        policyTypes: ['Ingress'],
+        ingress: [{ ports: ssh }],
+      }),
+    );
+  return policies;
+}
+
+describe('env isolation: two policies decide as the five they replaced', () => {
+  it.each([
+    { mode: 'gateway' as const, virtctl: false },
+    { mode: 'gateway' as const, virtctl: true },
+    { mode: 'nodeport' as const, virtctl: false },
+  ])(
+    'every connection between the env, its neighbours and the world ($mode, virtctl $virtctl)',
+    async ({ mode, virtctl }) => {
+      const rendered = await renderWith(
+        'v1.30-3node',
+        { ssh: { mode }, network: { allowVirtctlSsh: virtctl } },
+        'aaaaaaaa',
+      );
+      const now = byKind(rendered, 'NetworkPolicy') as NetworkPolicyLike[];
+      expect(now.length).toBeLessThanOrEqual(mode === 'nodeport' ? 3 : 2);
+      // The egress-to-internet rule of the old set, taken from the rendered one
+      // (its except list is the configured deniedEgressCidrs).
+      const internet = now
+        .flatMap((p) => p.spec?.egress ?? [])
+        .find((r) => r.to?.some((peer) => peer.ipBlock?.cidr === '0.0.0.0/0'));
+      expect(internet).toBeDefined();
+      const before = [
+        ...previousFivePolicies({ nodeport: mode === 'nodeport', virtctl }),
+        np('lab-aaaaaaaa', 'allow-internet', {
+          podSelector: { matchLabels: { 'labvirt.io/env': 'aaaaaaaa' } },
+          policyTypes: ['Egress'],
+          egress: [internet!],
+        }),
+      ];
+      const w = await world(mode, { network: { allowVirtctlSsh: virtctl } });
+      // A pod in the env's namespace that is none of its VMs (default-deny covers it).
+      const stray = pod('lab-aaaaaaaa', { app: 'stray' }, '10.244.1.99');
+      const endpoints: Record<string, PodEndpoint | { ip: string }> = {
+        aCp: w.aCp,
+        aW1: w.aW1,
+        stray,
+        bCp: w.bCp,
+        gateway: w.gateway,
+        kubeDns: w.kubeDns,
+        virtApi: w.virtApi,
+        impostor: pod('default', { 'app.kubernetes.io/name': 'labvirt' }, '10.244.9.9'),
+        internet: { ip: '203.0.113.7' },
+        privateNet: { ip: '10.0.0.5' },
+        metadata: { ip: '169.254.169.254' },
+      };
+      const ports = [
+        [22, 'TCP'],
+        [53, 'UDP'],
+        [53, 'TCP'],
+        [443, 'TCP'],
+        [6443, 'TCP'],
+        [4789, 'UDP'],
+        [30080, 'TCP'],
+      ] as const;
+      let compared = 0;
+      for (const [fromName, from] of Object.entries(endpoints))
+        for (const [toName, to] of Object.entries(endpoints)) {
+          if (fromName === toName) continue;
+          for (const [port, protocol] of ports) {
+            const c = { from, to, port, protocol } as Connection;
+            expect(allowed(now, c), `${fromName} → ${toName}:${port}/${protocol}`).toBe(
+              allowed(before, c),
+            );
+            compared++;
+          }
+        }
+      expect(compared).toBe(11 * 10 * ports.length);
+    },
+  );
+});
+
 describe('env isolation as the host cluster stores it', () => {
   it('keeps every ingress peer on the way through client-node (its model names `from` `_from`)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'labvirt-netpol-'));

@@ -61,13 +61,8 @@ describe('labvirt render', { timeout: 180_000 }, () => {
       memory: { guest: '1Gi' },
     });
     const policies = objects.filter((o) => o.kind === 'NetworkPolicy').map((p) => p.metadata.name);
-    expect(policies).toEqual([
-      'default-deny',
-      'allow-within-env',
-      'allow-dns',
-      'allow-internet',
-      'allow-ssh-from-labvirt',
-    ]);
+    // The fewest policies that say it: each is one API write per env.
+    expect(policies).toEqual(['default-deny', 'env-traffic']);
     // Gateway mode: only the control plane's join Service, no NodePort.
     expect(
       objects.filter((o) => o.kind === 'Service').map((s) => s.spec.type ?? 'ClusterIP'),

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { LabvirtService } from '../../sessions/types.js';
 import { actorOf } from '../auth.js';
 import { ApiError } from '../errors.js';
+import { viewAfterChange, type SessionUpdates } from './session-wait.js';
 import {
   checkResult,
   errorResponses,
@@ -28,11 +29,27 @@ const startBody = z
 const startHeaders = z.object({ 'idempotency-key': requestId.optional() });
 const listQuery = z.object({ student: studentId.optional(), includeEnded: z.boolean().optional() });
 const idParams = z.object({ id: sessionId }).strict();
+const waitQuery = z
+  .object({
+    /** The progress the client last saw (`waiting:3`, `claimed`, `preparing`, …): answer once it differs. */
+    after: z
+      .string()
+      .regex(/^[a-z]{1,16}(:[0-9]{1,9})?$/)
+      .optional(),
+    /** How long to wait for a change (default 25 s, at most 60). */
+    waitSeconds: z.number().min(0).max(60).optional(),
+  })
+  .strict();
+
+const DEFAULT_WAIT_SECONDS = 25;
 
 const sessionResponse = { 200: jsonSchema(sessionView), ...errorResponses };
 
-/** Sessions: start, list, inspect, stop, extend, check, hint. */
-export function sessionRoutes(service: LabvirtService) {
+/**
+ * Sessions: start, list, inspect (and wait for a change), stop, extend,
+ * check, hint. `updates` wakes waiting clients.
+ */
+export function sessionRoutes(service: LabvirtService, updates: SessionUpdates) {
   return async function plugin(app: FastifyInstance): Promise<void> {
     app.post<{ Body: z.infer<typeof startBody>; Headers: z.infer<typeof startHeaders> }>(
       '/sessions',
@@ -111,8 +128,28 @@ export function sessionRoutes(service: LabvirtService) {
     type ById = { Params: z.infer<typeof idParams> };
     const byId = { params: jsonSchema(idParams, 'input') };
 
-    app.get<ById>('/sessions/:id', { schema: { ...byId, response: sessionResponse } }, (request) =>
-      service.status(request.params.id, actorOf(request)),
+    app.get<ById & { Querystring: z.infer<typeof waitQuery> }>(
+      '/sessions/:id',
+      {
+        schema: { ...byId, querystring: jsonSchema(waitQuery, 'input'), response: sessionResponse },
+      },
+      async (request, reply) => {
+        const { id } = request.params;
+        const actor = actorOf(request);
+        const { after, waitSeconds } = request.query;
+        if (after === undefined) return service.status(id, actor);
+        // Ends the wait when the client hangs up (its answer would go nowhere).
+        const gone = new AbortController();
+        reply.raw.once('close', () => gone.abort());
+        return viewAfterChange({
+          sessionId: id,
+          after,
+          waitMs: (waitSeconds ?? DEFAULT_WAIT_SECONDS) * 1000,
+          read: () => service.status(id, actor),
+          updates,
+          signal: gone.signal,
+        });
+      },
     );
     app.delete<ById>(
       '/sessions/:id',

@@ -1,7 +1,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CommanderError, Option, type Command } from 'commander';
-import { ApiClient, ApiClientError, ApiUnreachableError } from '../../api/index.js';
+import {
+  ApiClient,
+  ApiClientError,
+  ApiUnreachableError,
+  sessionProgress,
+} from '../../api/index.js';
 import { ENV_STATES, type EnvState } from '../../events/index.js';
 import type { CheckResult, SessionView } from '../../sessions/types.js';
 import { configFileOf } from './config.js';
@@ -253,9 +258,15 @@ function readPublicKey(file: string): string {
   return text;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The longest one request waits for a change (the API allows 60 s; proxies often cut at 60). */
+const LONG_POLL_SECONDS = 25;
 
-/** Polls the session until it is active or ended; `undefined` when the time is up. */
+/**
+ * Follows the session until it is active or ended; `undefined` when the time
+ * is up. Each request is a long poll: the API answers when the session moves
+ * on (its place in line, preparing, active), so the wait costs one request
+ * per change, not one a second.
+ */
 async function waitUntilReady(
   conn: Connection,
   view: SessionView,
@@ -265,14 +276,18 @@ async function waitUntilReady(
   let current = view;
   let lastNote = '';
   while (current.state !== 'active' && current.state !== 'ended') {
-    if (Date.now() > deadline) return undefined;
+    const left = deadline - Date.now();
+    if (left <= 0) return undefined;
     const note = current.queue
-      ? `waiting for an environment: position ${current.queue.position}, about ${current.queue.estimateSeconds} s`
+      ? `waiting for an environment: in line #${current.queue.position}, about ${current.queue.estimateSeconds} s`
       : `preparing your environment (${current.state})…`;
     if (!conn.json && note !== lastNote) process.stderr.write(note + '\n');
     lastNote = note;
-    await sleep(1000);
-    current = await run(conn, (c) => c.status(view.id));
+    const wait = {
+      after: sessionProgress(current),
+      seconds: Math.min(LONG_POLL_SECONDS, left / 1000),
+    };
+    current = await run(conn, (c) => c.status(view.id, wait));
   }
   return current;
 }

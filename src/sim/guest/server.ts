@@ -54,6 +54,12 @@ export interface GuestOptions {
   /** A kubectl binary on the host, mounted read-only into the sandbox. */
   kubectl?: string;
   /**
+   * How long each command (exec or shell) waits before it starts, read at
+   * each command: the sim's `slowGuestCommandsMs` fault, a guest starved of
+   * CPU. A command whose channel closes while it waits never starts.
+   */
+  commandDelayMs?: () => number;
+  /**
    * Run commands directly on the host when bubblewrap's namespaces are not
    * available (a guest shell is then a shell of the simulator's OS user,
    * seeing all of its files). Without it such a guest refuses to start.
@@ -238,6 +244,13 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
           else child.killGroup(`SIG${info.name}` as NodeJS.Signals);
         });
         const run = async (channel: ServerChannel, argv: string[]) => {
+          const delayMs = opts.commandDelayMs?.() ?? 0;
+          if (delayMs > 0) {
+            let closed = false;
+            channel.once('close', () => (closed = true));
+            await new Promise((r) => setTimeout(r, delayMs));
+            if (closed) return;
+          }
           const hostHome = join(sandbox, home);
           await mkdir(hostHome, { recursive: true });
           const guestHome = sandboxed ? home : hostHome;
