@@ -446,25 +446,6 @@ describe('Slack front end over HTTP', () => {
     await stack.labvirt.service.stop(sessions[0]!.id);
   }, 60_000);
 
-  it('acknowledges a class starting at once, then starts every one of them with its own answer', async () => {
-    // More students than the starts a replica runs at once after their
-    // acknowledgement (16): the rest wait their turn, and none is lost.
-    const users = Array.from({ length: 24 }, (_, i) => `U95${String(i).padStart(2, '0')}`);
-    const starts = await Promise.all(users.map((u) => lab(u, 'start fixture-one')));
-    expect(starts.map((s) => s.status)).toEqual(users.map(() => 200));
-    for (const s of starts) expect(s.ackText).toContain('Starting');
-    const answers = await Promise.all(starts.map((s) => s.later('the answer to a start')));
-    const ids = new Set<string>();
-    for (const [i, user] of users.entries()) {
-      const sessions = await stack.labvirt.service.list({ student: studentOf(user) });
-      expect(sessions).toHaveLength(1);
-      ids.add(sessions[0]!.id);
-      expect(shownText(answers[i]![0]!.body)).toMatch(new RegExp(`${sessions[0]!.id}|in line`));
-    }
-    expect(ids.size).toBe(users.length);
-    await Promise.all([...ids].map((id) => stack.labvirt.service.stop(id)));
-  }, 120_000);
-
   it('keeps working when Slack is unreachable: the start is acknowledged and the session runs', async () => {
     const user = 'U9101';
     const authTests = fake.calls.filter((c) => c.method === 'auth.test').length;
@@ -497,4 +478,24 @@ describe('Slack front end over HTTP', () => {
     expect(logs).not.toContain('PRIVATE KEY');
     expect(logs).not.toMatch(/v0=[0-9a-f]{64}/);
   });
+
+  it('acknowledges a class starting at once, then starts every one of them with its own answer', async () => {
+    // More students than the starts a replica runs at once after their
+    // acknowledgement (16): the rest wait their turn, and none is lost. Last
+    // in this file: the pool grows to its maximum and is torn down after.
+    const users = Array.from({ length: 24 }, (_, i) => `U95${String(i).padStart(2, '0')}`);
+    const starts = await Promise.all(users.map((u) => lab(u, 'start fixture-one')));
+    expect(starts.map((s) => s.status)).toEqual(users.map(() => 200));
+    for (const s of starts) expect(s.ackText).toContain('Starting');
+    const answers = await Promise.all(starts.map((s) => s.later('the answer to a start')));
+    const ids = new Set<string>();
+    for (const [i, user] of users.entries()) {
+      const sessions = await stack.labvirt.service.list({ student: studentOf(user) });
+      expect(sessions).toHaveLength(1);
+      ids.add(sessions[0]!.id);
+      expect(shownText(answers[i]![0]!.body)).toMatch(new RegExp(`${sessions[0]!.id}|in line`));
+    }
+    expect(ids.size).toBe(users.length);
+    await Promise.all([...ids].map((id) => stack.labvirt.service.stop(id)));
+  }, 120_000);
 });
