@@ -143,13 +143,17 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
   const log = options.logger ?? createLogger({ level: config.logLevel });
   const now = options.now ?? Date.now;
   const stack: (() => Promise<void>)[] = [];
+  // Stopped before the stack: the job workers hand their running jobs back
+  // while what those jobs use (cluster, executor, Redis) is still open, and
+  // before the later parts (API, gateway, Slack…) can use up the deadline.
+  const stopFirst: (() => Promise<void>)[] = [];
   const stopAll = async () => {
     // A part that waits on something gone (a Redis that is down holds BullMQ's
     // and ioredis's closes) must not hold the shutdown past the grace period:
     // each is waited for until the deadline (at least a second), then left.
     const deadline = Date.now() + config.pool.shutdownGraceSeconds * 1000 + STOP_MARGIN_MS;
     const late = new Error('late');
-    for (const fn of stack.reverse()) {
+    for (const fn of [...stopFirst, ...stack.reverse()]) {
       try {
         await rejectAfter(
           Promise.resolve().then(fn),
@@ -163,6 +167,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       }
     }
     stack.length = 0;
+    stopFirst.length = 0;
   };
 
   try {
@@ -344,7 +349,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         );
         w.on('error', (err) => log.error({ queue: w.name, err: err.message }, 'worker error'));
       }
-      stack.push(async () => {
+      stopFirst.push(async () => {
         await Promise.all(
           workers.map((w) => closeWorker(w, config.pool.shutdownGraceSeconds * 1000)),
         );

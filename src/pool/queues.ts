@@ -196,8 +196,11 @@ export async function closeWorker(worker: Worker, timeoutMs: number): Promise<vo
   if (active.size === 0) return closeOrDrop(worker, false);
   // Each hand-back is bounded: with Redis down (its connection retries
   // commands without limit) the job is found stalled later instead.
-  for (const { job, token } of active.values())
-    await settlesWithin(job.moveToWait(token), CLOSE_TIMEOUT_MS);
+  await Promise.all(
+    [...active.values()].map(({ job, token }) =>
+      settlesWithin(job.moveToWait(token), CLOSE_TIMEOUT_MS),
+    ),
+  );
   await closeOrDrop(worker, true);
   await handBackFetched(worker, timeoutMs);
 }
@@ -240,7 +243,7 @@ async function handBackFetched(worker: Worker, timeoutMs: number): Promise<void>
       if (lock?.startsWith(`${worker.id}:`)) await job.moveToWait(lock);
     }
   })();
-  await settlesWithin(sweep, Math.max(500, timeoutMs));
+  await settlesWithin(sweep, Math.max(CLOSE_TIMEOUT_MS, timeoutMs));
   redis.disconnect();
   await settlesWithin(queue.close(), 500);
 }
