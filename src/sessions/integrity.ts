@@ -48,23 +48,43 @@ const DONE = 'labvirt-tools-done';
  */
 const INVENTORY_SCRIPT = `set -uf
 printf 'path\\t%s\\n' "$PATH"
+# One hash per resolved file: with a merged /usr, /bin/kubectl and
+# /usr/bin/kubectl are one 50 MB file. Paths holding | or = are never cached.
+seen='|'
+hash_of() {
+  case "$1" in
+    *'|'* | *'='*) h=$(/usr/bin/sha256sum -- "$1" 2>/dev/null) || h= ;;
+    *)
+      case "$seen" in
+        *"|$1="*) h=\${seen#*"|$1="}; h=\${h%%"|"*}; return ;;
+      esac
+      h=$(/usr/bin/sha256sum -- "$1" 2>/dev/null) || h=
+      h=\${h%% *}
+      seen="$seen$1=$h|"
+      return ;;
+  esac
+  h=\${h%% *}
+}
+# Joined first: only an expansion's result is split, so a literal ':' between
+# the two would glue PATH's last directory to the first scanned one.
+dirs="$PATH:$LABVIRT_SCAN_DIRS"
 IFS=:
-for d in $PATH:$LABVIRT_SCAN_DIRS; do
+for d in $dirs; do
   IFS=' '
   for n in $LABVIRT_TOOLS; do
     f="$d/$n"
     [ -e "$f" ] || [ -L "$f" ] || continue
     r=$(/usr/bin/readlink -f -- "$f" 2>/dev/null) || r=
-    s=$(/usr/bin/sha256sum -- "$r" 2>/dev/null) || s=
-    printf 'file\\t%s\\t%s\\t%s\\n' "$f" "$r" "\${s%% *}"
+    hash_of "$r"
+    printf 'file\\t%s\\t%s\\t%s\\n' "$f" "$r" "$h"
   done
   IFS=:
 done
 IFS=' '
 for f in $LABVIRT_FIXED; do
   r=$(/usr/bin/readlink -f -- "$f" 2>/dev/null) || r=
-  s=$(/usr/bin/sha256sum -- "$r" 2>/dev/null) || s=
-  printf 'file\\t%s\\t%s\\t%s\\n' "$f" "$r" "\${s%% *}"
+  hash_of "$r"
+  printf 'file\\t%s\\t%s\\t%s\\n' "$f" "$r" "$h"
 done
 echo ${DONE}
 `;
