@@ -16,7 +16,8 @@
  * (simulator speed factor, default 20), BENCH_NOTIFY_RATE (Slack calls per
  * second for DMs, default labvirt's 10).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fork } from 'node:child_process';
@@ -32,6 +33,7 @@ import {
   postSlashCommand,
 } from '../test/helpers/slack-request.js';
 import { solveLab } from '../test/slack/helpers.js';
+import type { Round, Sent } from './slack-senders.js';
 
 const QUICK = process.argv.includes('--quick');
 const N = Number(process.env.BENCH_SESSIONS ?? (QUICK ? 20 : 200));
@@ -67,6 +69,61 @@ async function inBatches<T>(items: T[], limit: number, fn: (item: T) => Promise<
   );
 }
 
+/**
+ * `BENCH_CPU_PROFILE=<file>`: a CPU profile of this process (labvirt and the
+ * senders) over the Slack round's acknowledgements only, written as a
+ * `.cpuprofile` (Chrome DevTools, or `npx tsx bench/profile-summary.ts <file>`).
+ */
+async function startProfile() {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  return {
+    async stop(file: string) {
+      const { profile } = await session.post('Profiler.stop');
+      writeFileSync(file, JSON.stringify(profile));
+      session.disconnect();
+      console.log(`CPU profile of the acknowledgements: ${file}`);
+    },
+  };
+}
+
+/**
+ * Senders in a process of their own (bench/slack-senders.ts) that send each
+ * round all at once, as Slack's servers would: the senders' CPU is not
+ * labvirt's.
+ */
+async function startSenders() {
+  const senders = fork(join(import.meta.dirname, 'slack-senders.ts'), [], {
+    execArgv: ['--import', 'tsx'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    senders.once('message', () => resolve());
+    senders.once('exit', (code) => reject(new Error(`the senders exited (${code})`)));
+  });
+  return {
+    send(round: Round): Promise<Sent[]> {
+      const answered = new Promise<Sent[]>((resolve) =>
+        senders.once('message', (m) => resolve(m as Sent[])),
+      );
+      senders.send(round);
+      return answered;
+    },
+    close: () => void senders.kill(),
+  };
+}
+
+async function sendFromOwnProcess(round: Round): Promise<Sent[]> {
+  const senders = await startSenders();
+  try {
+    return await senders.send(round);
+  } finally {
+    senders.close();
+  }
+}
+
 /** labvirt as the bench drives it: the handle and its API token. */
 interface Bench {
   labvirt: LabvirtHandle;
@@ -90,19 +147,18 @@ async function apiRound(stack: Bench) {
   const { labvirt, apiToken } = stack;
   const readyAt = new Map<string, number>();
   const off = labvirt.events.on('session.ready', (e) => void readyAt.set(e.sessionId, Date.now()));
-  const results = await Promise.all(
-    Array.from({ length: N }, async (_, i) => {
-      const t0 = Date.now();
-      const res = await fetch(`${labvirt.apiUrl}/v1/sessions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${apiToken}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ student: `api-${i}`, labId: 'fixture-one', requestId: `api-${i}` }),
-      });
-      const body = (await res.json()) as { id: string };
-      if (res.status !== 201) throw new Error(`POST /v1/sessions: ${res.status}`);
-      return { id: body.id, t0, answerMs: Date.now() - t0 };
-    }),
-  );
+  const sent = await sendFromOwnProcess({
+    kind: 'api',
+    url: `${labvirt.apiUrl}/v1/sessions`,
+    token: apiToken,
+    bodies: Array.from({ length: N }, (_, i) =>
+      JSON.stringify({ student: `api-${i}`, labId: 'fixture-one', requestId: `api-${i}` }),
+    ),
+  });
+  const results = sent.map((s) => {
+    if (s.status !== 201) throw new Error(`POST /v1/sessions: ${s.status} ${s.body.slice(0, 200)}`);
+    return { id: (JSON.parse(s.body) as { id: string }).id, t0: s.t0, answerMs: s.ms };
+  });
   await waitFor(() => results.every((r) => readyAt.has(r.id)), 10 * 60_000, 'API sessions active');
   off();
   const activeMs = results.map((r) => readyAt.get(r.id)! - r.t0);
@@ -120,13 +176,16 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
   const readyAt = new Map<string, number>();
   const off = labvirt.events.on('session.ready', (e) => void readyAt.set(e.student, Date.now()));
 
-  const sent = await Promise.all(
-    users.map(async (userId) => {
-      const t0 = Date.now();
-      const res = await postSlashCommand(url, { text: 'start fixture-one', userId });
-      return { userId, t0, ackMs: res.elapsedMs, status: res.status };
-    }),
+  const senders = await startSenders();
+  // The same run's baseline: what answering N requests at once costs on this
+  // machine right now, with nothing of labvirt's in the answer.
+  const baseline = await senders.send({ kind: 'get', url: `${labvirt.apiUrl}/healthz`, count: N });
+  const profiler = process.env.BENCH_CPU_PROFILE ? await startProfile() : undefined;
+  const sent = (await senders.send({ kind: 'slack', url, users, text: 'start fixture-one' })).map(
+    (s) => ({ userId: s.key, t0: s.t0, ackMs: s.ms, status: s.status }),
   );
+  senders.close();
+  if (profiler) await profiler.stop(process.env.BENCH_CPU_PROFILE!);
   // Bolt answers 404 to a request not acknowledged within 3 s: Slack would
   // show the student an error. Counted, and left out of the later figures.
   const notAcked = sent.filter((s) => s.status !== 200);
@@ -137,6 +196,12 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
     `Slack acks as sent (${N} at once): p50 ${Math.round(pct(acks, 50))} ms, ` +
       `p99 ${Math.round(pct(acks, 99))} ms, max ${Math.round(Math.max(...acks))} ms; ` +
       `not acknowledged within 3 s: ${notAcked.length}`,
+  );
+  const base = baseline.map((b) => b.ms);
+  console.log(
+    `baseline, GET /healthz (${N} at once, same run): p50 ${Math.round(pct(base, 50))} ms, ` +
+      `p99 ${Math.round(pct(base, 99))} ms; ack ÷ baseline: p50 ${(pct(acks, 50) / pct(base, 50)).toFixed(2)}x, ` +
+      `p99 ${(pct(acks, 99) / pct(base, 99)).toFixed(2)}x`,
   );
   if (SLACK_ACKS_ONLY) return undefined;
   const activeAt = (userId: string) =>
@@ -210,6 +275,7 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
   }
   return {
     ackMs: sent.map((s) => s.ackMs),
+    baselineMs: base,
     notAcked: notAcked.length,
     activeMs,
     lagMs,
@@ -323,6 +389,7 @@ async function main() {
       `ratio Slack ack / API answer: p50 ${(pct(slack.ackMs, 50) / pct(api.answerMs, 50)).toFixed(2)}x, ` +
         `p99 ${(pct(slack.ackMs, 99) / pct(api.answerMs, 99)).toFixed(2)}x (goal: Slack p99 < 300 ms)`,
     );
+    console.log(row(`baseline   GET /healthz (${N} at once, same run)`, slack.baselineMs));
     console.log(row('HTTP API   request → session active', api.activeMs));
     console.log(row('Slack      command → DM shows active', slack.activeMs));
     console.log(row('Slack      session active → DM shows it', slack.lagMs));
@@ -339,7 +406,12 @@ async function main() {
         `max ${slack.callsMax} (goal ≤ 6) = ${methods}; 429s seen: ${slack.rateLimited}`,
     );
   } finally {
-    await labvirt.stop();
+    // Bounded: with --acks, 200 starts may still be at work when the round ends.
+    const stopped = await Promise.race([
+      labvirt.stop().then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), 60_000).unref()),
+    ]);
+    if (!stopped) console.log('labvirt did not stop within 60 s; ending the bench anyway');
     await fake.close();
     sim.kill('SIGINT');
     await new Promise((r) => sim.once('exit', r));

@@ -438,7 +438,9 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     // unless slack.port says otherwise).
     let slack: SlackHandle | undefined;
     if (roles.api && notifier && options.slack) {
-      const frontDoorRedis = redis.duplicate();
+      // Auto-pipelined: a burst's replay marks and rate counts, issued in the
+      // same tick by many requests, go to Redis in one write.
+      const frontDoorRedis = redis.duplicate({ enableAutoPipelining: true });
       frontDoorRedis.on('error', (err: Error) =>
         log.warn({ err: err.message }, 'redis Slack front door connection error'),
       );

@@ -117,6 +117,8 @@ export function registerActions(app: App, deps: SlackDeps): void {
       actionId,
       async ({ ack, body, action, client, respond }) => {
         await ack();
+        // A class clicking at once: every click is acknowledged before any works.
+        await deps.ackFirst?.quiet();
         let user: SlackUserRef;
         let student: string;
         try {

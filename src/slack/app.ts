@@ -94,6 +94,7 @@ export function createSlackApp(options: SlackAppOptions): SlackApp {
       store: deps.store,
       log: deps.log,
       now: deps.now,
+      ackFirst: deps.ackFirst,
     });
   }
   const app = new App({

@@ -125,7 +125,12 @@ export function registerCommands(app: App, deps: SlackDeps): void {
       const early = await earlyAnswer(deps, sub, args);
       await ack(ephemeral(early.ack));
       if (early.done) return;
-      await answerLater(await afterAck(run));
+      await answerLater(
+        await afterAck(async () => {
+          await deps.ackFirst?.quiet();
+          return run();
+        }),
+      );
       return;
     }
     const work = run();

@@ -3,6 +3,7 @@ import type { webApi } from '@slack/bolt';
 import type { Logger } from '../log/index.js';
 import { LabvirtError, type SessionView, type StudentService } from '../sessions/types.js';
 import type { Store } from '../store/index.js';
+import type { AckFirst } from './ack-first.js';
 import { parseStudentId } from './identity.js';
 import type { Notifier } from './notifier.js';
 import { errorMessage, keyFileComment, keyLinkMessage, type SlackMessage } from './messages.js';
@@ -18,6 +19,8 @@ export interface SlackDeps {
   settings: SlackSettings;
   log: Logger;
   now: () => number;
+  /** HTTP mode: work after an acknowledgement waits until no request waits for one. */
+  ackFirst?: AckFirst;
 }
 
 export interface SlackSettings {

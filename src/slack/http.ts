@@ -3,6 +3,7 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import { isValidSlackRequest } from '@slack/bolt';
 import type { Logger } from '../log/index.js';
 import type { Store } from '../store/index.js';
+import type { AckFirst } from './ack-first.js';
 
 /** Slack's own window: a signed request older (or, here, newer) than this is refused. */
 const MAX_SKEW_SECONDS = 5 * 60;
@@ -16,6 +17,8 @@ export interface SlackHttpGuardOptions {
   store: Pick<Store, 'markSeen'>;
   log: Logger;
   now?: () => number;
+  /** Told of every request until it is answered (src/slack/ack-first.ts). */
+  ackFirst?: AckFirst;
 }
 
 type BufferedRequest = IncomingMessage & { rawBody?: Buffer };
@@ -88,6 +91,11 @@ export function slackHttpGuard(options: SlackHttpGuardOptions): RequestListener 
     options.boltListener(req, res);
   };
   return (req, res) => {
+    const answered = options.ackFirst?.arrived();
+    if (answered) {
+      res.once('finish', answered);
+      res.once('close', answered);
+    }
     handle(req, res).catch((err: unknown) => {
       options.log.error({ err: (err as Error).message }, 'Slack request failed');
       if (!res.headersSent) refuse(res, 500, 'internal error');

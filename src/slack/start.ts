@@ -5,6 +5,7 @@ import type { EventBus } from '../events/index.js';
 import type { Logger } from '../log/index.js';
 import type { StudentService } from '../sessions/types.js';
 import type { Store } from '../store/index.js';
+import { AckFirst } from './ack-first.js';
 import { createSlackApp } from './app.js';
 import type { SlackDeps } from './context.js';
 import type { SlackSecrets } from './secrets.js';
@@ -70,6 +71,7 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackHandl
     },
     log,
     now: options.now ?? Date.now,
+    ackFirst: slack.mode === 'http' ? new AckFirst() : undefined,
   };
   const app = createSlackApp({
     mode: slack.mode,
