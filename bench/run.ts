@@ -56,6 +56,12 @@ const runs: BenchRun[] = quick
         env: { BENCH_LEVELS: '1,20', BENCH_SAMPLES: '10', BENCH_IDLE_SECONDS: '5' },
         timeoutMs: 300_000,
       },
+      {
+        name: 'web-terminal',
+        file: 'web-terminal.bench.ts',
+        env: { BENCH_SESSIONS: '20', BENCH_ENVS: '5', BENCH_KEYS: '8' },
+        timeoutMs: 180_000,
+      },
     ]
   : [
       { name: 'cli', file: 'cli.bench.ts', env: { BENCH_RUNS: '15' }, timeoutMs: 180_000 },
@@ -82,6 +88,7 @@ const runs: BenchRun[] = quick
       { name: 'slack', file: 'slack.bench.ts', env: {}, timeoutMs: 1_200_000 },
       { name: 'sync', file: 'sync.bench.ts', env: {}, timeoutMs: 1_800_000 },
       { name: 'sim', file: 'sim.bench.ts', env: {}, timeoutMs: 600_000 },
+      { name: 'web-terminal', file: 'web-terminal.bench.ts', env: {}, timeoutMs: 900_000 },
     ];
 
 function runOne(run: BenchRun, resultsFile: string): Promise<string> {

@@ -33,6 +33,7 @@ import {
   postSlashCommand,
 } from '../test/helpers/slack-request.js';
 import { solveLab } from '../test/slack/helpers.js';
+import { result } from './lib.js';
 import type { Round, Sent } from './slack-senders.js';
 
 const QUICK = process.argv.includes('--quick');
@@ -203,6 +204,16 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
       `p99 ${Math.round(pct(base, 99))} ms; ack ÷ baseline: p50 ${(pct(acks, 50) / pct(base, 50)).toFixed(2)}x, ` +
       `p99 ${(pct(acks, 99) / pct(base, 99)).toFixed(2)}x`,
   );
+  result({
+    what: `Slack /lab start acknowledged, ${N} at once, p99`,
+    figure: `${Math.round(pct(acks, 99))} ms (${notAcked.length} not acknowledged within 3 s)`,
+    target: '< 300 ms',
+    met: pct(acks, 99) < 300 && notAcked.length === 0,
+  });
+  result({
+    what: `Slack ack ÷ ${N} GET /healthz at once (same run), p50 / p99`,
+    figure: `${(pct(acks, 50) / pct(base, 50)).toFixed(2)} / ${(pct(acks, 99) / pct(base, 99)).toFixed(2)}`,
+  });
   if (SLACK_ACKS_ONLY) return undefined;
   const activeAt = (userId: string) =>
     fake.messagesTo(userId)[0]?.versions.find((v) => ACTIVE.test(v.text ?? ''))?.at;
@@ -401,6 +412,12 @@ async function main() {
       .sort((a, b) => b[1] - a[1])
       .map(([m, n]) => `${m} ${n.toFixed(2)}`)
       .join(', ');
+    result({
+      what: 'Slack Web API calls per session (start → solve → stop), max',
+      figure: `${slack.callsMax} (mean ${slack.callsMean.toFixed(2)})`,
+      target: '≤ 6',
+      met: slack.callsMax <= 6,
+    });
     console.log(
       `Slack Web API calls per session (start → solve → stop): mean ${slack.callsMean.toFixed(2)}, ` +
         `max ${slack.callsMax} (goal ≤ 6) = ${methods}; 429s seen: ${slack.rateLimited}`,
