@@ -38,6 +38,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { IncomingMessage } from 'node:http';
 import { request } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -71,6 +72,7 @@ const LEVELS = (process.env.BENCH_LEVELS ?? '1,100,1000').split(',').map(Number)
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 30);
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 30);
 const RESYNC = process.env.BENCH_RESYNC ? Number(process.env.BENCH_RESYNC) : undefined;
+const HOLD_SECONDS = Number(process.env.BENCH_HOLD_SECONDS ?? 0);
 const MAX = Math.max(...LEVELS);
 const FLAVOR = 'v1.30-1node';
 
@@ -483,8 +485,12 @@ async function driver(simDir: string): Promise<void> {
 /** labvirt's side: the NodePort sync and nothing else; measured. */
 async function labvirt(): Promise<void> {
   const gc = (globalThis as { gc?: () => void }).gc;
-  const memory = () => {
-    gc?.();
+  /** After full GCs with pauses between (V8 gives pages back lazily), so steps compare. */
+  const memory = async () => {
+    for (let i = 0; i < 3; i++) {
+      gc?.();
+      await sleep(200);
+    }
     return process.memoryUsage();
   };
   const dir = mkdtempSync(join(tmpdir(), 'labvirt-bench-sync-'));
@@ -574,7 +580,7 @@ async function labvirt(): Promise<void> {
     };
     // The baseline: the sync watching the host with no env active.
     const baseCpu = await idleCpu();
-    const base = memory();
+    const base = await memory();
     const hostWrite = (await ask({ op: 'floor' }, 'floor')).ms;
     console.log(
       `baseline (0 envs): labvirt idle CPU ${baseCpu.toFixed(2)} % of a core, rss ${(base.rss / 2 ** 20).toFixed(0)} MiB, heap ${(base.heapUsed / 2 ** 20).toFixed(0)} MiB; one host write+delete p50 ${pct(hostWrite, 50).toFixed(0)} ms (sync.resyncSeconds ${config.sync.resyncSeconds})`,
@@ -582,7 +588,7 @@ async function labvirt(): Promise<void> {
 
     let watched = 0;
     let first: { level: number; p50: number; p99: number } | undefined;
-    let previous: { level: number; rss: number; heap: number; cpu: number } | undefined;
+    let previous: { level: number; mem: NodeJS.MemoryUsage; cpu: number } | undefined;
     let last:
       | {
           level: number;
@@ -603,13 +609,21 @@ async function labvirt(): Promise<void> {
         `${level} envs active (added in ${seconds.toFixed(0)} s, ${retries} host requests retried); every watch listed ${((performance.now() - listStart) / 1000).toFixed(0)} s later`,
       );
       trace.length = 0;
+      // How late labvirt's own event loop ran while the samples were taken: its share of any delay.
+      const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+      loopDelay.enable();
       const samples = (await ask({ op: 'latency', envs: level, samples: SAMPLES }, 'latency'))
         .samples;
+      loopDelay.disable();
       const lat = samples.map((s) => Math.max(s.serviceSeenAt, s.policySeenAt) - s.startedAt);
       reportStages(samples, trace);
+      const loopMs = (ns: number) => (ns / 1e6).toFixed(0);
+      console.log(
+        `  labvirt's event loop delay meanwhile p50/p99/max ${loopMs(loopDelay.percentile(50))}/${loopMs(loopDelay.percentile(99))}/${loopMs(loopDelay.max)} ms`,
+      );
       await sleep(3000);
       const coreShare = await idleCpu();
-      const mem = memory();
+      const mem = await memory();
       const p50 = pct(lat, 50);
       const p99 = pct(lat, 99);
       first ??= { level, p50, p99 };
@@ -635,18 +649,33 @@ async function labvirt(): Promise<void> {
         last = {
           ...last,
           costOver: `marginal, ${previous.level}→${level} envs`,
-          rssKiB: (mem.rss - previous.rss) / added / 1024,
-          heapKiB: (mem.heapUsed - previous.heap) / added / 1024,
+          rssKiB: (mem.rss - previous.mem.rss) / added / 1024,
+          heapKiB: (mem.heapUsed - previous.mem.heapUsed) / added / 1024,
           cpu: (coreShare - previous.cpu) / added,
         };
         console.log(
           `  per env added since the ${previous.level}-env step: rss ${last.rssKiB.toFixed(1)} KiB, heap ${last.heapKiB.toFixed(1)} KiB, CPU ${last.cpu.toFixed(4)} % of a core`,
         );
+        console.log(`  where that RSS is, per env added: ${whereRss(previous.mem, mem, added)}`);
       }
-      previous = { level, rss: mem.rss, heap: mem.heapUsed, cpu: coreShare };
+      previous = { level, mem, cpu: coreShare };
       // Where the heap goes (open in Chrome DevTools, or compare two steps).
       if (process.env.BENCH_HEAP_SNAPSHOT)
         writeHeapSnapshot(`${process.env.BENCH_HEAP_SNAPSHOT}.${level}.heapsnapshot`);
+    }
+    // A leak shows as growth at a constant number of envs: every relist (BENCH_RESYNC) opens new channels and TLS sessions.
+    if (HOLD_SECONDS > 0 && previous) {
+      const held = previous;
+      const reconciles = () => trace.filter((t) => t.msg === 'mirrors reconciled').length;
+      const reconcilesBefore = reconciles();
+      const t0 = performance.now();
+      while (performance.now() - t0 < HOLD_SECONDS * 1000) {
+        await sleep(Math.min(15_000, HOLD_SECONDS * 1000));
+        const now = await memory();
+        console.log(
+          `  held ${held.level} envs for ${((performance.now() - t0) / 1000).toFixed(0)} s (${reconciles() - reconcilesBefore} reconciles since): rss ${((now.rss - held.mem.rss) / 2 ** 20).toFixed(1)} MiB, heap used ${((now.heapUsed - held.mem.heapUsed) / 2 ** 20).toFixed(1)} MiB, external ${((now.external - held.mem.external) / 2 ** 20).toFixed(1)} MiB since the step`,
+        );
+      }
     }
     // The issue's goals, judged at the last step (the marginal cost when there are two steps).
     if (last) {
@@ -680,6 +709,20 @@ async function labvirt(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
   process.exit(0);
+}
+
+/**
+ * Splits an RSS growth into V8's committed heap (used and kept free), memory
+ * held outside it for JavaScript (Buffers, ArrayBuffers), and the rest: native
+ * allocations (OpenSSL's TLS state, libuv handles, ssh2's ciphers) and what the
+ * allocator keeps after a free.
+ */
+function whereRss(before: NodeJS.MemoryUsage, after: NodeJS.MemoryUsage, envs: number): string {
+  const kib = (bytes: number) => `${(bytes / envs / 1024).toFixed(1)} KiB`;
+  const heapTotal = after.heapTotal - before.heapTotal;
+  const external = after.external - before.external;
+  const rest = after.rss - before.rss - heapTotal - external;
+  return `V8 heap committed ${kib(heapTotal)} (used ${kib(after.heapUsed - before.heapUsed)}), external ${kib(external)} (ArrayBuffers ${kib(after.arrayBuffers - before.arrayBuffers)}), native and allocator ${kib(rest)}`;
 }
 
 /**
