@@ -150,7 +150,7 @@ else await labvirt();
 /**
  * `--parts [N]`: what each layer of one idle watched env costs, alone: N of
  * each are opened one layer at a time (a TLS context with a CA and a client
- * certificate; an ssh2 connection; a direct-tcpip channel on it; TLS over the
+ * certificate; a watchdog timer of jittered duration; an ssh2 connection; a direct-tcpip channel on it; TLS over the
  * channel, handshaken; an HTTP GET held open as a watch), and this process's
  * RSS and heap are read after a GC between layers. The far end (an ssh2
  * server forwarding to an HTTPS server that holds every GET open) runs in a
@@ -187,6 +187,11 @@ async function parts(n: number): Promise<void> {
     createSecureContext({ ca: far.ca.certPem, cert: far.client.certPem, key: far.client.keyPem }),
   );
   await layer('TLS context (CA, client certificate and key)');
+  // The watchdog relist's timer: a jittered duration, so (unlike equal durations) each has a timer list of its own.
+  const watchdogs = Array.from({ length: n }, () =>
+    setTimeout(() => undefined, 300_000 * (0.75 + Math.random() * 0.5)).unref(),
+  );
+  await layer('watchdog timer (jittered 225-375 s)');
   const key = generateKeyPair().private;
   const clients: ssh2.Client[] = [];
   for (let i = 0; i < n; i++) {
@@ -243,6 +248,7 @@ async function parts(n: number): Promise<void> {
   await layer('HTTP watch held open');
   await sleep(20_000);
   await layer('the same after 20 s idle (keepalives, GC)');
+  watchdogs.forEach((t) => clearTimeout(t));
   const end = await measure();
   console.log(
     `all layers: rss ${((end.rss - start.rss) / n / 1024).toFixed(1)} KiB, heap ${((end.heapUsed - start.heapUsed) / n / 1024).toFixed(1)} KiB per env (${n} envs)`,
