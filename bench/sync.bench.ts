@@ -24,7 +24,9 @@
  * (the student's create answered, labvirt saw the watch event, the reconcile
  * started, read the host, wrote it, the driver saw the Service and the
  * policy), from labvirt's debug log and the driver's clocks; samples over 1 s
- * are printed with their stages, and each step prints the stages' p50/p99.
+ * are printed with their stages, and each step prints the stages' p50/p99,
+ * and how late labvirt's event loop ran meanwhile beside an idle process's
+ * (`--loop-probe`, a child with nothing but a timer: the machine's share).
  * Latency samples start once every env's watch has listed (not merely once
  * labvirt knows the env), so a sample never times a first connection.
  * BENCH_HEAP_SNAPSHOT=<file> writes a heap snapshot of labvirt after each
@@ -145,6 +147,7 @@ const benchConfig = () =>
 if (process.argv[2] === '--driver') await driver(process.argv[3]!);
 else if (process.argv[2] === '--parts-server') await partsServer();
 else if (process.argv[2] === '--parts') await parts(Number(process.argv[3] ?? 200));
+else if (process.argv[2] === '--loop-probe') loopProbe();
 else await labvirt();
 
 /**
@@ -293,6 +296,36 @@ async function partsServer(): Promise<void> {
   });
   await new Promise<void>((r) => ssh.listen(0, '127.0.0.1', r));
   process.send!({ sshPort: (ssh.address() as AddressInfo).port, ca, client });
+}
+
+/** An event-loop delay histogram's p50/p99/max in milliseconds. */
+interface LoopDelay {
+  p50: number;
+  p99: number;
+  max: number;
+}
+function loopDelayOf(h: ReturnType<typeof monitorEventLoopDelay>): LoopDelay {
+  return { p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 };
+}
+
+/**
+ * `--loop-probe`: a process with nothing to do but a 10 ms timer, measured
+ * between 'start' and 'stop': how late any process's event loop runs on this
+ * machine at the moment (the share of a delay that is the machine's, not
+ * labvirt's).
+ */
+function loopProbe(): void {
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  process.on('message', (m: 'start' | 'stop') => {
+    if (m === 'start') {
+      h.reset();
+      h.enable();
+    } else {
+      h.disable();
+      process.send!(loopDelayOf(h));
+    }
+  });
+  process.once('disconnect', () => process.exit(0));
 }
 
 /** The pool and the students, in a process of their own. */
@@ -528,6 +561,11 @@ async function labvirt(): Promise<void> {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     children.push(drv);
+    const probe = fork(import.meta.filename, ['--loop-probe'], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    children.push(probe);
     const replies: FromDriver[] = [];
     drv.on('message', (m: FromDriver) => replies.push(m));
     drv.once('exit', (code) => code && console.error(`driver exited with ${code}`));
@@ -615,17 +653,21 @@ async function labvirt(): Promise<void> {
         `${level} envs active (added in ${seconds.toFixed(0)} s, ${retries} host requests retried); every watch listed ${((performance.now() - listStart) / 1000).toFixed(0)} s later`,
       );
       trace.length = 0;
-      // How late labvirt's own event loop ran while the samples were taken: its share of any delay.
+      // How late labvirt's event loop ran while the samples were taken, beside an idle process's (the machine's share).
       const loopDelay = monitorEventLoopDelay({ resolution: 10 });
       loopDelay.enable();
+      probe.send('start');
       const samples = (await ask({ op: 'latency', envs: level, samples: SAMPLES }, 'latency'))
         .samples;
       loopDelay.disable();
+      const idleLoop = new Promise<LoopDelay>((r) => probe.once('message', r));
+      probe.send('stop');
       const lat = samples.map((s) => Math.max(s.serviceSeenAt, s.policySeenAt) - s.startedAt);
       reportStages(samples, trace);
-      const loopMs = (ns: number) => (ns / 1e6).toFixed(0);
+      const loopMs = (d: LoopDelay) =>
+        `${d.p50.toFixed(0)}/${d.p99.toFixed(0)}/${d.max.toFixed(0)}`;
       console.log(
-        `  labvirt's event loop meanwhile (a 10 ms timer's interval; 10 = no delay) p50/p99/max ${loopMs(loopDelay.percentile(50))}/${loopMs(loopDelay.percentile(99))}/${loopMs(loopDelay.max)} ms`,
+        `  event loop meanwhile, a 10 ms timer's interval p50/p99/max ms (10 = no delay): labvirt ${loopMs(loopDelayOf(loopDelay))}, an idle process beside it ${loopMs(await idleLoop)}`,
       );
       await sleep(3000);
       const coreShare = await idleCpu();
