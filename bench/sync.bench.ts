@@ -24,7 +24,9 @@
  * (the student's create answered, labvirt saw the watch event, the reconcile
  * started, read the host, wrote it, the driver saw the Service and the
  * policy), from labvirt's debug log and the driver's clocks; samples over 1 s
- * are printed with their stages, and each step prints the stages' p50/p99.
+ * are printed with their stages, and each step prints the stages' p50/p99,
+ * and how late labvirt's event loop ran meanwhile beside an idle process's
+ * (`--loop-probe`, a child with nothing but a timer: the machine's share).
  * Latency samples start once every env's watch has listed (not merely once
  * labvirt knows the env), so a sample never times a first connection.
  * BENCH_HEAP_SNAPSHOT=<file> writes a heap snapshot of labvirt after each
@@ -38,6 +40,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { IncomingMessage } from 'node:http';
 import { request } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -71,6 +74,7 @@ const LEVELS = (process.env.BENCH_LEVELS ?? '1,100,1000').split(',').map(Number)
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 30);
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 30);
 const RESYNC = process.env.BENCH_RESYNC ? Number(process.env.BENCH_RESYNC) : undefined;
+const HOLD_SECONDS = Number(process.env.BENCH_HOLD_SECONDS ?? 0);
 const MAX = Math.max(...LEVELS);
 const FLAVOR = 'v1.30-1node';
 
@@ -143,12 +147,13 @@ const benchConfig = () =>
 if (process.argv[2] === '--driver') await driver(process.argv[3]!);
 else if (process.argv[2] === '--parts-server') await partsServer();
 else if (process.argv[2] === '--parts') await parts(Number(process.argv[3] ?? 200));
+else if (process.argv[2] === '--loop-probe') loopProbe();
 else await labvirt();
 
 /**
  * `--parts [N]`: what each layer of one idle watched env costs, alone: N of
  * each are opened one layer at a time (a TLS context with a CA and a client
- * certificate; an ssh2 connection; a direct-tcpip channel on it; TLS over the
+ * certificate; a watchdog timer of jittered duration; an ssh2 connection; a direct-tcpip channel on it; TLS over the
  * channel, handshaken; an HTTP GET held open as a watch), and this process's
  * RSS and heap are read after a GC between layers. The far end (an ssh2
  * server forwarding to an HTTPS server that holds every GET open) runs in a
@@ -185,6 +190,11 @@ async function parts(n: number): Promise<void> {
     createSecureContext({ ca: far.ca.certPem, cert: far.client.certPem, key: far.client.keyPem }),
   );
   await layer('TLS context (CA, client certificate and key)');
+  // The watchdog relist's timer: a jittered duration, so (unlike equal durations) each has a timer list of its own.
+  const watchdogs = Array.from({ length: n }, () =>
+    setTimeout(() => undefined, 300_000 * (0.75 + Math.random() * 0.5)).unref(),
+  );
+  await layer('watchdog timer (jittered 225-375 s)');
   const key = generateKeyPair().private;
   const clients: ssh2.Client[] = [];
   for (let i = 0; i < n; i++) {
@@ -241,6 +251,7 @@ async function parts(n: number): Promise<void> {
   await layer('HTTP watch held open');
   await sleep(20_000);
   await layer('the same after 20 s idle (keepalives, GC)');
+  watchdogs.forEach((t) => clearTimeout(t));
   const end = await measure();
   console.log(
     `all layers: rss ${((end.rss - start.rss) / n / 1024).toFixed(1)} KiB, heap ${((end.heapUsed - start.heapUsed) / n / 1024).toFixed(1)} KiB per env (${n} envs)`,
@@ -285,6 +296,36 @@ async function partsServer(): Promise<void> {
   });
   await new Promise<void>((r) => ssh.listen(0, '127.0.0.1', r));
   process.send!({ sshPort: (ssh.address() as AddressInfo).port, ca, client });
+}
+
+/** An event-loop delay histogram's p50/p99/max in milliseconds. */
+interface LoopDelay {
+  p50: number;
+  p99: number;
+  max: number;
+}
+function loopDelayOf(h: ReturnType<typeof monitorEventLoopDelay>): LoopDelay {
+  return { p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 };
+}
+
+/**
+ * `--loop-probe`: a process with nothing to do but a 10 ms timer, measured
+ * between 'start' and 'stop': how late any process's event loop runs on this
+ * machine at the moment (the share of a delay that is the machine's, not
+ * labvirt's).
+ */
+function loopProbe(): void {
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  process.on('message', (m: 'start' | 'stop') => {
+    if (m === 'start') {
+      h.reset();
+      h.enable();
+    } else {
+      h.disable();
+      process.send!(loopDelayOf(h));
+    }
+  });
+  process.once('disconnect', () => process.exit(0));
 }
 
 /** The pool and the students, in a process of their own. */
@@ -483,8 +524,12 @@ async function driver(simDir: string): Promise<void> {
 /** labvirt's side: the NodePort sync and nothing else; measured. */
 async function labvirt(): Promise<void> {
   const gc = (globalThis as { gc?: () => void }).gc;
-  const memory = () => {
-    gc?.();
+  /** After full GCs with pauses between (V8 gives pages back lazily), so steps compare. */
+  const memory = async () => {
+    for (let i = 0; i < 3; i++) {
+      gc?.();
+      await sleep(200);
+    }
     return process.memoryUsage();
   };
   const dir = mkdtempSync(join(tmpdir(), 'labvirt-bench-sync-'));
@@ -516,6 +561,11 @@ async function labvirt(): Promise<void> {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     children.push(drv);
+    const probe = fork(import.meta.filename, ['--loop-probe'], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    children.push(probe);
     const replies: FromDriver[] = [];
     drv.on('message', (m: FromDriver) => replies.push(m));
     drv.once('exit', (code) => code && console.error(`driver exited with ${code}`));
@@ -574,7 +624,7 @@ async function labvirt(): Promise<void> {
     };
     // The baseline: the sync watching the host with no env active.
     const baseCpu = await idleCpu();
-    const base = memory();
+    const base = await memory();
     const hostWrite = (await ask({ op: 'floor' }, 'floor')).ms;
     console.log(
       `baseline (0 envs): labvirt idle CPU ${baseCpu.toFixed(2)} % of a core, rss ${(base.rss / 2 ** 20).toFixed(0)} MiB, heap ${(base.heapUsed / 2 ** 20).toFixed(0)} MiB; one host write+delete p50 ${pct(hostWrite, 50).toFixed(0)} ms (sync.resyncSeconds ${config.sync.resyncSeconds})`,
@@ -582,7 +632,7 @@ async function labvirt(): Promise<void> {
 
     let watched = 0;
     let first: { level: number; p50: number; p99: number } | undefined;
-    let previous: { level: number; rss: number; heap: number; cpu: number } | undefined;
+    let previous: { level: number; mem: NodeJS.MemoryUsage; cpu: number } | undefined;
     let last:
       | {
           level: number;
@@ -603,13 +653,25 @@ async function labvirt(): Promise<void> {
         `${level} envs active (added in ${seconds.toFixed(0)} s, ${retries} host requests retried); every watch listed ${((performance.now() - listStart) / 1000).toFixed(0)} s later`,
       );
       trace.length = 0;
+      // How late labvirt's event loop ran while the samples were taken, beside an idle process's (the machine's share).
+      const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+      loopDelay.enable();
+      probe.send('start');
       const samples = (await ask({ op: 'latency', envs: level, samples: SAMPLES }, 'latency'))
         .samples;
+      loopDelay.disable();
+      const idleLoop = new Promise<LoopDelay>((r) => probe.once('message', r));
+      probe.send('stop');
       const lat = samples.map((s) => Math.max(s.serviceSeenAt, s.policySeenAt) - s.startedAt);
       reportStages(samples, trace);
+      const loopMs = (d: LoopDelay) =>
+        `${d.p50.toFixed(0)}/${d.p99.toFixed(0)}/${d.max.toFixed(0)}`;
+      console.log(
+        `  event loop meanwhile, a 10 ms timer's interval p50/p99/max ms (10 = no delay): labvirt ${loopMs(loopDelayOf(loopDelay))}, an idle process beside it ${loopMs(await idleLoop)}`,
+      );
       await sleep(3000);
       const coreShare = await idleCpu();
-      const mem = memory();
+      const mem = await memory();
       const p50 = pct(lat, 50);
       const p99 = pct(lat, 99);
       first ??= { level, p50, p99 };
@@ -635,18 +697,33 @@ async function labvirt(): Promise<void> {
         last = {
           ...last,
           costOver: `marginal, ${previous.level}→${level} envs`,
-          rssKiB: (mem.rss - previous.rss) / added / 1024,
-          heapKiB: (mem.heapUsed - previous.heap) / added / 1024,
+          rssKiB: (mem.rss - previous.mem.rss) / added / 1024,
+          heapKiB: (mem.heapUsed - previous.mem.heapUsed) / added / 1024,
           cpu: (coreShare - previous.cpu) / added,
         };
         console.log(
           `  per env added since the ${previous.level}-env step: rss ${last.rssKiB.toFixed(1)} KiB, heap ${last.heapKiB.toFixed(1)} KiB, CPU ${last.cpu.toFixed(4)} % of a core`,
         );
+        console.log(`  where that RSS is, per env added: ${whereRss(previous.mem, mem, added)}`);
       }
-      previous = { level, rss: mem.rss, heap: mem.heapUsed, cpu: coreShare };
+      previous = { level, mem, cpu: coreShare };
       // Where the heap goes (open in Chrome DevTools, or compare two steps).
       if (process.env.BENCH_HEAP_SNAPSHOT)
         writeHeapSnapshot(`${process.env.BENCH_HEAP_SNAPSHOT}.${level}.heapsnapshot`);
+    }
+    // A leak shows as growth at a constant number of envs: every relist (BENCH_RESYNC) opens new channels and TLS sessions.
+    if (HOLD_SECONDS > 0 && previous) {
+      const held = previous;
+      const reconciles = () => trace.filter((t) => t.msg === 'mirrors reconciled').length;
+      const reconcilesBefore = reconciles();
+      const t0 = performance.now();
+      while (performance.now() - t0 < HOLD_SECONDS * 1000) {
+        await sleep(Math.min(15_000, HOLD_SECONDS * 1000));
+        const now = await memory();
+        console.log(
+          `  held ${held.level} envs for ${((performance.now() - t0) / 1000).toFixed(0)} s (${reconciles() - reconcilesBefore} reconciles since): rss ${((now.rss - held.mem.rss) / 2 ** 20).toFixed(1)} MiB, heap used ${((now.heapUsed - held.mem.heapUsed) / 2 ** 20).toFixed(1)} MiB, external ${((now.external - held.mem.external) / 2 ** 20).toFixed(1)} MiB since the step`,
+        );
+      }
     }
     // The issue's goals, judged at the last step (the marginal cost when there are two steps).
     if (last) {
@@ -680,6 +757,20 @@ async function labvirt(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   }
   process.exit(0);
+}
+
+/**
+ * Splits an RSS growth into V8's committed heap (used and kept free), memory
+ * held outside it for JavaScript (Buffers, ArrayBuffers), and the rest: native
+ * allocations (OpenSSL's TLS state, libuv handles, ssh2's ciphers) and what the
+ * allocator keeps after a free.
+ */
+function whereRss(before: NodeJS.MemoryUsage, after: NodeJS.MemoryUsage, envs: number): string {
+  const kib = (bytes: number) => `${(bytes / envs / 1024).toFixed(1)} KiB`;
+  const heapTotal = after.heapTotal - before.heapTotal;
+  const external = after.external - before.external;
+  const rest = after.rss - before.rss - heapTotal - external;
+  return `V8 heap committed ${kib(heapTotal)} (used ${kib(after.heapUsed - before.heapUsed)}), external ${kib(external)} (ArrayBuffers ${kib(after.arrayBuffers - before.arrayBuffers)}), native and allocator ${kib(rest)}`;
 }
 
 /**
