@@ -196,6 +196,25 @@ describe('golden images (vm-templates/images)', { timeout: 120_000 }, () => {
     }
   });
 
+  it('list for each minor exactly what kubeadm lists: its four components at the patch, one etcd, CoreDNS and pause', () => {
+    const releases = parse(readFileSync(join(IMAGES, 'kubeadm-images.yaml'), 'utf8')) as Record<
+      string,
+      { kubernetes: string; images: string[] }
+    >;
+    expect(Object.keys(releases).length).toBeGreaterThan(0);
+    for (const [minor, release] of Object.entries(releases)) {
+      expect(release.kubernetes, minor).toMatch(new RegExp(`^v${minor.replace('.', '\\.')}\\.\\d+$`));
+      const components = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kube-proxy'];
+      // The order `kubeadm config images list` prints, so a pasted list diffs cleanly.
+      expect(release.images, minor).toEqual([
+        ...components.map((c) => `registry.k8s.io/${c}:${release.kubernetes}`),
+        expect.stringMatching(/^registry\.k8s\.io\/coredns\/coredns:v\d+\.\d+\.\d+$/),
+        expect.stringMatching(/^registry\.k8s\.io\/pause:\d+\.\d+(\.\d+)?$/),
+        expect.stringMatching(/^registry\.k8s\.io\/etcd:\d+\.\d+\.\d+-\d+$/),
+      ]);
+    }
+  });
+
   it('pack the disk as a containerDisk owned by qemu (uid 107) under /disk/', () => {
     const containerfile = readFileSync(join(IMAGES, 'Containerfile'), 'utf8');
     expect(containerfile).toMatch(/^FROM scratch$/m);
