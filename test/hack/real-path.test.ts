@@ -203,8 +203,15 @@ describe('golden images (vm-templates/images)', { timeout: 120_000 }, () => {
     >;
     expect(Object.keys(releases).length).toBeGreaterThan(0);
     for (const [minor, release] of Object.entries(releases)) {
-      expect(release.kubernetes, minor).toMatch(new RegExp(`^v${minor.replace('.', '\\.')}\\.\\d+$`));
-      const components = ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kube-proxy'];
+      expect(release.kubernetes, minor).toMatch(
+        new RegExp(`^v${minor.replace('.', '\\.')}\\.\\d+$`),
+      );
+      const components = [
+        'kube-apiserver',
+        'kube-controller-manager',
+        'kube-scheduler',
+        'kube-proxy',
+      ];
       // The order `kubeadm config images list` prints, so a pasted list diffs cleanly.
       expect(release.images, minor).toEqual([
         ...components.map((c) => `registry.k8s.io/${c}:${release.kubernetes}`),
