@@ -63,10 +63,10 @@ describe('labvirt render', { timeout: 180_000 }, () => {
     const policies = objects.filter((o) => o.kind === 'NetworkPolicy').map((p) => p.metadata.name);
     // The fewest policies that say it: each is one API write per env.
     expect(policies).toEqual(['default-deny', 'env-traffic']);
-    // Gateway mode: only the control plane's join Service, no NodePort.
+    // Gateway mode: the control plane's join Service and the nodes' names, no NodePort.
     expect(
       objects.filter((o) => o.kind === 'Service').map((s) => s.spec.type ?? 'ClusterIP'),
-    ).toEqual(['ClusterIP']);
+    ).toEqual(['ClusterIP', 'ClusterIP']);
   });
 
   it.skipIf(!SCHEMAS_PRESENT)('prints YAML whose every object passes strict validation', () => {
