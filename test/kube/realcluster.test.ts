@@ -301,6 +301,28 @@ describe('one provisioning deadline', { timeout: 120_000 }, () => {
   });
 });
 
+describe('package installs in the guests', { timeout: 120_000 }, () => {
+  it('finish an install a reboot interrupted (dpkg --configure -a) before apt runs, once per run', () => {
+    const installer = readFileSync(join(cloudInitDir(), 'install-kubernetes.sh'), 'utf8');
+    const fn = /^apt_install\(\) \{\n[\s\S]*?\n\}$/m.exec(installer)![0];
+    const calls = join(dir, 'apt-calls');
+    const out = bashWithLib(
+      `apt_updated=false
+      dpkg() { echo "dpkg $*" >> ${calls}; }
+      apt-get() { echo "apt-get $*" >> ${calls}; }
+      ${fn}
+      apt_install containerd; apt_install kubelet kubeadm; cat ${calls}`,
+      { LABVIRT_DEADLINE_SECONDS: '60', LABVIRT_BOOTSTRAP_STARTED: join(dir, 'apt-started') },
+    );
+    expect(out.trim().split('\n')).toEqual([
+      'dpkg --configure -a',
+      'apt-get update -q',
+      'apt-get install -y -q --no-install-recommends containerd',
+      'apt-get install -y -q --no-install-recommends kubelet kubeadm',
+    ]);
+  });
+});
+
 describe('containerd and Calico in the guests', { timeout: 120_000 }, () => {
   it('set kubeadm’s pause image, systemd cgroups and the mirrors’ config_path in containerd’s real default config', () => {
     const defaults = readFileSync(join(FIXTURES, 'config-default-1.6.toml'), 'utf8');
