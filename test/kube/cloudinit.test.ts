@@ -192,7 +192,8 @@ describe('cloud-init user data', () => {
   });
 });
 
-describe('cloud-init scripts', () => {
+// Tests that spawn bash or shellcheck get 120 s: seconds each, far more on a loaded 2-core machine.
+describe('cloud-init scripts', { timeout: 120_000 }, () => {
   it('include the role scripts and the shared library', () => {
     expect(SCRIPTS.sort()).toEqual([
       'control-plane.sh',
@@ -259,7 +260,7 @@ describe('cloud-init scripts', () => {
   });
 });
 
-describe('cloud-init/lib.sh', () => {
+describe('cloud-init/lib.sh', { timeout: 120_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'labvirt-lib-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
