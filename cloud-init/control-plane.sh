@@ -134,6 +134,7 @@ all_nodes_ready() {
 main() {
   take_bootstrap_lock
   load_cluster_env
+  env_node_access
   if is_ready; then
     log "already bootstrapped"
     return 0

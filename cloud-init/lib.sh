@@ -223,6 +223,47 @@ containerd_config_from_default() {
   printf '%s\n' "$out"
 }
 
+# The env's student key (written root-only by cloud-init) and the resolver
+# drop-in that makes the env's node names resolve; see env_node_access.
+# (LABVIRT_GUEST_ROOT is unset on a VM; tests point it at a directory.)
+readonly LABVIRT_STUDENT_KEY="${LABVIRT_GUEST_ROOT:-}/etc/labvirt/student-ssh.key"
+readonly LABVIRT_NODE_DOMAIN_CONF="${LABVIRT_GUEST_ROOT:-}/etc/systemd/resolved.conf.d/labvirt-nodes.conf"
+# The user who gets the key (a test may name another).
+LABVIRT_STUDENT_USER=${LABVIRT_STUDENT_USER:-student}
+
+# env_node_access: lets the student reach the env's other nodes by name
+# (`ssh worker-1`, as the labs say): the resolver picks up labvirt's search
+# domain for the env's nodes, and the student gets the env's own key in
+# ~/.ssh (its public half is already in their authorized_keys on every node;
+# /etc/ssh/ssh_known_hosts holds every node's host key). Safe on every boot: a
+# key the student replaced is left alone.
+env_node_access() {
+  local domain home group
+  if [[ -r "$LABVIRT_NODE_DOMAIN_CONF" ]]; then
+    domain=$(sed -n 's/^Domains=//p' "$LABVIRT_NODE_DOMAIN_CONF")
+    # Restarted only while it does not search the domain yet (the first boot).
+    if [[ -n "$domain" ]] && ! resolvectl domain 2>/dev/null | grep -qwF -- "$domain"; then
+      restart_resolver
+    fi
+  fi
+  [[ -r "$LABVIRT_STUDENT_KEY" ]] || return 0
+  home=$(getent passwd "$LABVIRT_STUDENT_USER" | cut -d: -f6)
+  [[ -n "$home" ]] || die "user $LABVIRT_STUDENT_USER does not exist"
+  group=$(id -gn "$LABVIRT_STUDENT_USER")
+  install -d -o "$LABVIRT_STUDENT_USER" -g "$group" -m 0700 "$home/.ssh"
+  if [[ ! -e "$home/.ssh/id_ed25519" ]]; then
+    install -o "$LABVIRT_STUDENT_USER" -g "$group" -m 0600 "$LABVIRT_STUDENT_KEY" "$home/.ssh/id_ed25519"
+    install -o "$LABVIRT_STUDENT_USER" -g "$group" -m 0644 "$LABVIRT_STUDENT_KEY.pub" "$home/.ssh/id_ed25519.pub"
+  fi
+}
+
+# systemd-resolved reads its drop-ins when it starts: cloud-init wrote ours
+# after it did. An image without systemd-resolved keeps its own resolver.
+restart_resolver() {
+  systemctl try-restart systemd-resolved ||
+    log "warning: could not restart systemd-resolved; node names (ssh worker-1) may not resolve"
+}
+
 # The digests of the images this node pulls (labvirt's image lock), one
 # `<registry>/<repository>:<tag> <digest>` a line; absent without a lock.
 # (LABVIRT_GUEST_ROOT is unset on a VM; tests point it at a directory.)

@@ -31,6 +31,7 @@ join_once() {
 main() {
   take_bootstrap_lock
   load_cluster_env
+  env_node_access
   if is_ready; then
     log "already joined"
     return 0

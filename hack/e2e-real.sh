@@ -83,7 +83,9 @@ step() {
 }
 
 # Boots one env of FLAVOR from `labvirt render`, waits until every VMI is
-# Ready (qemu-guest-agent answers), records the time, and deletes it.
+# Ready (qemu-guest-agent answers) and the student cluster inside is up (the
+# control plane's bootstrap wrote its readiness marker), records the time,
+# and deletes it.
 boot_env() {
   local flavor=$1 env=$2 ns="lab-$2" ok=0
   if [[ "$dry_run" == true ]]; then
@@ -97,9 +99,21 @@ boot_env() {
   # KubeVirt creates the VMIs a moment after the VMs: `wait --all` on none fails.
   x retry_seconds 300 kubectl -n "$ns" get vmi control-plane || ok=$?
   x kubectl -n "$ns" wait vmi --all --for=condition=Ready --timeout="${boot_timeout}s" || ok=$?
+  x retry_seconds "$boot_timeout" control_plane_ready "$ns" || ok=$?
   x kubectl -n "$ns" get vmi -o wide || true
   x kubectl delete namespace "$ns" --wait=true --timeout=600s || true
   return "$ok"
+}
+
+# control_plane_ready NAMESPACE: the control plane's bootstrap logged that it
+# wrote the readiness marker (every node Ready, CoreDNS up). cloud-init's
+# output reaches the serial console, which KubeVirt keeps in the launcher
+# pod's guest-console-log container; no SSH into the env is needed.
+control_plane_ready() {
+  local pod
+  pod=$(kubectl -n "$1" get pods -l kubevirt.io=virt-launcher,vm.kubevirt.io/name=control-plane -o name | head -n 1)
+  [[ -n "$pod" ]] &&
+    kubectl -n "$1" logs "$pod" -c guest-console-log 2>/dev/null | grep -q 'labvirt\[control-plane.sh\]: ready: wrote'
 }
 
 # retry_seconds SECONDS COMMAND...: runs COMMAND until it succeeds, for SECONDS at most.

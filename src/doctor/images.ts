@@ -3,7 +3,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import type { Config } from '../config/index.js';
 import { pinImage, type ImageLock } from '../images/index.js';
-import { LABELS, apiErrorMessage, imageLockOf, type ClusterInspector } from '../kube/index.js';
+import {
+  LABELS,
+  apiErrorMessage,
+  imageLockOf,
+  imagePinning,
+  unpinnedImagesNotice,
+  type ClusterInspector,
+} from '../kube/index.js';
 import { fail, pass, warn, type CheckResult } from './types.js';
 
 /** Where a pod finds its own namespace (in-cluster). */
@@ -140,6 +147,36 @@ async function probeImage(
   } finally {
     if (name) await inspector.deletePod(options.namespace, name).catch(() => undefined);
   }
+}
+
+/**
+ * Whether the images the envs use are pinned by digest (the image lock) or
+ * only by tag. Needs no cluster: it reads the lock and the image inventory.
+ */
+export function checkImagePinning(config: Config): CheckResult {
+  const id = 'images.pinned';
+  const title = 'Images pinned by digest';
+  let pinning;
+  try {
+    pinning = imagePinning(config);
+  } catch (err) {
+    return fail(
+      id,
+      title,
+      (err as Error).message,
+      'point vm.imagesLock at the lock `labvirt images lock` wrote, or remove the setting',
+    );
+  }
+  const notice = unpinnedImagesNotice(pinning);
+  if (notice) {
+    return warn(
+      id,
+      title,
+      notice,
+      `\`labvirt images lock\` needs no cluster, only the registries (or vm.registryMirrors, vm.proxy); commit ${pinning.path} and bake golden images again (docs/host-cluster.md, "Images pinned by digest")`,
+    );
+  }
+  return pass(id, title, `all ${pinning.inUse} images the envs use, by ${pinning.path}`);
 }
 
 /**

@@ -8,7 +8,7 @@ import {
   checkNetworkPolicyCni,
   checkPermissions,
 } from './cluster.js';
-import { checkImages, defaultProbeNamespace } from './images.js';
+import { checkImagePinning, checkImages, defaultProbeNamespace } from './images.js';
 import { checkGatewayPort, checkRedis } from './local.js';
 import { fail, warn, worstOf, type CheckResult, type DoctorReport } from './types.js';
 
@@ -36,8 +36,8 @@ export interface DoctorOptions {
 
 /**
  * Checks the cluster and settings labvirt is pointed at: the API, KubeVirt
- * and its configuration, permissions, capacity, the CNI, Redis, the gateway
- * port and clocks. Never throws for what it finds: everything is a result.
+ * and its configuration, permissions, capacity, the CNI, whether images are
+ * pinned by digest, Redis, the gateway port and clocks. Never throws for what it finds: everything is a result.
  */
 export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const { config } = options;
@@ -74,6 +74,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
       }
     }
   }
+  results.push(checkImagePinning(config));
   results.push(...(await checkRedis(config)));
   results.push(await checkGatewayPort(config));
   return { results, worst: worstOf(results) };

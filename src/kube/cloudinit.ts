@@ -1,7 +1,13 @@
 import { stringify } from 'yaml';
 import type { Config, FlavorConfig } from '../config/index.js';
 import { imagesInUse, nodeImages, registryEndpoint, type ImageLock } from '../images/index.js';
-import { CONTROL_PLANE_SERVICE, type NodeName, type NodeRole } from './names.js';
+import {
+  CONTROL_PLANE_SERVICE,
+  NODES_SERVICE,
+  nodeNames,
+  type NodeName,
+  type NodeRole,
+} from './names.js';
 import type { EnvSecrets } from './secrets.js';
 import { cloudInitDir, inventoryDirs, loadYamlTemplate, readTemplateFile } from './templates.js';
 
@@ -37,6 +43,13 @@ export const UPSTREAM_RESOLV_CONF = '/etc/labvirt/upstream-resolv.conf';
 export const IMAGES_LOCK_PATH = '/etc/labvirt/images.lock';
 /** Proxy settings the scripts source (curl and kubeadm read these variables). */
 export const PROXY_ENV_PATH = '/etc/labvirt/proxy.env';
+/**
+ * The env's student key (root-only here); the bootstrap copies it into
+ * student's ~/.ssh (cloud-init/lib.sh, `env_node_access`).
+ */
+export const STUDENT_KEY_PATH = '/etc/labvirt/student-ssh.key';
+/** The resolver drop-in that makes the env's node names resolve (`ssh worker-1`). */
+export const NODE_DOMAIN_CONF = '/etc/systemd/resolved.conf.d/labvirt-nodes.conf';
 
 interface WriteFile {
   path: string;
@@ -70,6 +83,15 @@ export function renderUserData(input: UserDataInput): string {
   const labvirt = users.find((u) => u && typeof u === 'object' && u.name === 'labvirt');
   if (!labvirt) throw new Error(`${dir}/${role}.yaml must declare the user "labvirt"`);
   labvirt.ssh_authorized_keys = [key];
+  const student = users.find((u) => u && typeof u === 'object' && u.name === 'student');
+  if (!student) throw new Error(`${dir}/${role}.yaml must declare the user "student"`);
+  const studentKey = secrets.studentKey.publicKey.trim();
+  if (!SSH_PUBLIC_KEY.test(studentKey)) {
+    throw new Error("the env's student key must be one OpenSSH public key line");
+  }
+  // The env's own student key, so `ssh worker-1` works between its nodes;
+  // the student's personal key is appended at claim.
+  student.ssh_authorized_keys = [studentKey];
   // The host key labvirt generated for this node: known before the first
   // boot, the same after a restart from a fresh disk, and the only one the
   // guest has (cloud-init deletes the image's keys and, given `ssh_keys`,
@@ -119,6 +141,7 @@ export function renderUserData(input: UserDataInput): string {
     ...registryMirrorFiles(config),
     ...proxyFiles(config),
     ...imageLockFiles(input),
+    ...nodeAccessFiles(input),
   );
   if (role === 'control-plane') {
     // kubeadm init keeps a CA it finds in place: every env's cluster is
@@ -183,6 +206,56 @@ function registryMirrorFiles(config: Config): WriteFile[] {
       content: `${lines.join('\n')}\n`,
     };
   });
+}
+
+/**
+ * What lets the student go from node to node by name: the resolver searches
+ * the env's node domain (the `nodes` headless Service, the VMs' subdomain),
+ * every node's host key is known under its names (no trust-on-first-use
+ * prompt), and the env's student key (copied into ~/.ssh by the bootstrap).
+ */
+function nodeAccessFiles(input: UserDataInput): WriteFile[] {
+  const { config, flavor, namespace, secrets } = input;
+  const domain = `${NODES_SERVICE}.${namespace}.svc.${config.network.hostClusterDomain}`;
+  const knownHosts = nodeNames(flavor.nodes).map((node) => {
+    const hostKey = secrets.hostKeys[node].publicKey.trim();
+    if (!/^ssh-ed25519 [A-Za-z0-9+/=]+$/.test(hostKey)) {
+      throw new Error(`the host key of ${node} must be one ssh-ed25519 public key line`);
+    }
+    const names = [node, `${node}.${domain}`];
+    if (node === 'control-plane') {
+      names.push(`${CONTROL_PLANE_SERVICE}.${namespace}.svc.${config.network.hostClusterDomain}`);
+    }
+    return `${names.join(',')} ${hostKey}`;
+  });
+  return [
+    {
+      path: NODE_DOMAIN_CONF,
+      permissions: '0644',
+      owner: 'root:root',
+      content: `# Written by labvirt: the env's nodes by name (worker-1 is worker-1.${domain}).\n[Resolve]\nDomains=${domain}\n`,
+    },
+    {
+      path: '/etc/ssh/ssh_known_hosts',
+      permissions: '0644',
+      owner: 'root:root',
+      content: `# Written by labvirt: the host keys of this env's nodes.\n${knownHosts.join('\n')}\n`,
+    },
+    {
+      path: STUDENT_KEY_PATH,
+      permissions: '0600',
+      owner: 'root:root',
+      content: secrets.studentKey.privateKey.endsWith('\n')
+        ? secrets.studentKey.privateKey
+        : `${secrets.studentKey.privateKey}\n`,
+    },
+    {
+      path: `${STUDENT_KEY_PATH}.pub`,
+      permissions: '0644',
+      owner: 'root:root',
+      content: `${secrets.studentKey.publicKey.trim()}\n`,
+    },
+  ];
 }
 
 /** The lock's digests of the images this node pulls; nothing without a lock. */

@@ -46,8 +46,11 @@ export {
   cloudInitDir,
   imageLockOf,
   imageLockPath,
+  imagePinning,
   inventoryDirs,
+  unpinnedImagesNotice,
   vmTemplatesDir,
+  type ImagePinning,
 } from './templates.js';
 export { parseQuantity } from './quantity.js';
 export {

@@ -1,6 +1,12 @@
 import type { Config, HostDnsConfig } from '../config/index.js';
 import type { KubeObject } from './client.js';
-import { CONTROL_PLANE_SERVICE, LABELS, SSH_NODEPORT_SERVICE, type NodeName } from './names.js';
+import {
+  CONTROL_PLANE_SERVICE,
+  LABELS,
+  NODES_SERVICE,
+  SSH_NODEPORT_SERVICE,
+  type NodeName,
+} from './names.js';
 import { formatBytes, formatCpu, parseQuantity, toMi } from './quantity.js';
 import { launcherEphemeralBytes } from './vm.js';
 
@@ -188,6 +194,28 @@ export function renderControlPlaneService(input: IsolationInput): KubeObject {
   };
 }
 
+/**
+ * The headless Service that names every node of the env. With it as the VMs'
+ * `subdomain`, the host's DNS answers `<node>.nodes.<ns>.svc.<domain>` with
+ * that node's launcher pod IP (the guest's IP under bridge binding), and
+ * follows a VM that comes back with a new IP; the guests search that domain
+ * (cloud-init), so a student on the control plane reaches `ssh worker-1`.
+ * Published before the VMs are Ready, as the control plane's is.
+ */
+export function renderNodesService(input: IsolationInput): KubeObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: NODES_SERVICE, namespace: input.namespace, labels: input.labels },
+    spec: {
+      clusterIP: 'None',
+      publishNotReadyAddresses: true,
+      selector: { [LABELS.env]: input.envId },
+      ports: [{ name: 'ssh', protocol: 'TCP', port: 22, targetPort: 22 }],
+    },
+  };
+}
+
 /** `ssh.mode: nodeport`: the env's own NodePort to the control plane's sshd. */
 export function renderSshNodePortService(input: IsolationInput): KubeObject {
   return {
@@ -299,7 +327,8 @@ export function renderQuota(input: IsolationInput): { limitRange: KubeObject; qu
         'requests.memory': `${need.requestsMemoryMi}Mi`,
         'requests.ephemeral-storage': formatBytes(need.ephemeralStorageBytes),
         'count/virtualmachines.kubevirt.io': String(nodes.length),
-        services: String(1 + nodePorts),
+        // The control plane's and the nodes' headless Services, and the NodePorts.
+        services: String(2 + nodePorts),
         'services.nodeports': String(nodePorts),
         'services.loadbalancers': '0',
         persistentvolumeclaims: '0',

@@ -37,6 +37,12 @@ export type NodeName = 'control-plane' | 'worker-1' | 'worker-2';
 
 /** The control plane's headless Service; workers join through `control-plane.<ns>.svc.<domain>`. */
 export const CONTROL_PLANE_SERVICE = 'control-plane';
+/**
+ * The env's nodes' headless Service and the VMs' `subdomain`: every node is
+ * `<node>.nodes.<ns>.svc.<domain>`, which the guests search, so `ssh worker-1`
+ * works between the env's nodes.
+ */
+export const NODES_SERVICE = 'nodes';
 /** The per-env SSH NodePort Service in `ssh.mode: nodeport`. */
 export const SSH_NODEPORT_SERVICE = 'ssh';
 /** The Secret holding the env's cluster CA and bootstrap token (keys `ca.crt`, `ca.key`, `token`). */

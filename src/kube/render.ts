@@ -4,6 +4,7 @@ import type { KubeObject } from './client.js';
 import {
   renderControlPlaneService,
   renderNetworkPolicies,
+  renderNodesService,
   renderQuota,
   renderSshNodePortService,
   type IsolationInput,
@@ -162,7 +163,7 @@ export function renderEnvironment(input: RenderInput): KubeObject[] {
       renderVirtualMachine({ config, flavor, namespace, node, role, labels: vmLabels, imageLock }),
     );
   }
-  objects.push(renderControlPlaneService(iso));
+  objects.push(renderControlPlaneService(iso), renderNodesService(iso));
   if (config.ssh.mode === 'nodeport') objects.push(renderSshNodePortService(iso));
   objects.push(...vms, quota);
   return objects;

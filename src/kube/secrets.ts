@@ -27,6 +27,12 @@ export interface EnvSecrets {
   sshKey: SshKeyPair;
   /** Each node's SSH host key (all three are made, whatever the flavor). */
   hostKeys: Record<NodeName, SshKeyPair>;
+  /**
+   * The `student` user's key between this env's nodes (`ssh worker-1` from
+   * the control plane): its private half in student's ~/.ssh on every node,
+   * its public half in student's authorized_keys there. Trusted nowhere else.
+   */
+  studentKey: SshKeyPair;
 }
 
 function sshKeyPair(): SshKeyPair {
@@ -46,6 +52,7 @@ export async function generateEnvSecrets(): Promise<EnvSecrets> {
       'worker-1': sshKeyPair(),
       'worker-2': sshKeyPair(),
     },
+    studentKey: sshKeyPair(),
   };
 }
 
@@ -58,6 +65,8 @@ export function envSecretsData(secrets: EnvSecrets): Record<string, string> {
     token: b64(secrets.bootstrapToken),
     'ssh.key': b64(secrets.sshKey.privateKey),
     'ssh.pub': b64(secrets.sshKey.publicKey),
+    'student.key': b64(secrets.studentKey.privateKey),
+    'student.pub': b64(secrets.studentKey.publicKey),
   };
   for (const node of ALL_NODES) {
     data[`host-${node}.key`] = b64(secrets.hostKeys[node].privateKey);
@@ -108,6 +117,9 @@ export async function readEnvSecrets(
       'worker-1': pair('host-worker-1'),
       'worker-2': pair('host-worker-2'),
     },
+    // An env made before student keys existed has none: a retry renders its
+    // VMs with a new one (the student's ssh between nodes is all it serves).
+    studentKey: d['student.key'] && d['student.pub'] ? pair('student') : sshKeyPair(),
   };
 }
 

@@ -5,6 +5,8 @@ import { parse } from 'yaml';
 import type { Config } from '../config/index.js';
 import {
   DEFAULT_LOCK_FILE,
+  imagesInUse,
+  kubeadmReleases,
   readImageLock,
   type ImageLock,
   type InventoryDirs,
@@ -93,4 +95,54 @@ export function imageLockOf(config: Config): ImageLock | undefined {
 /** Where the image inventory reads what the envs run. */
 export function inventoryDirs(): InventoryDirs {
   return { vmTemplates: vmTemplatesDir(), cloudInit: cloudInitDir() };
+}
+
+/** How the images the envs use are pinned: by the lock's digests, or by tag. */
+export interface ImagePinning {
+  /** Where the lock is (or would be). */
+  path: string;
+  lock?: ImageLock;
+  /** How many images the envs and labs of this configuration use. */
+  inUse: number;
+  /** Those the lock does not hold (all of them without a lock), as labvirt writes them. */
+  unpinned: string[];
+  /** Flavors' minors without a list in kubeadm-images.yaml: their kubeadm images cannot be locked. */
+  unlistedMinors: string[];
+}
+
+/**
+ * Which images a render of this configuration pins by digest and which it
+ * leaves to their tags. Throws like `imageLockOf` (a configured lock that is
+ * missing or unreadable).
+ */
+export function imagePinning(config: Config): ImagePinning {
+  const lock = imageLockOf(config);
+  const dirs = inventoryDirs();
+  const uses = imagesInUse(config, dirs, { skipUnknownMinors: true });
+  const listed = kubeadmReleases(dirs);
+  const minors = Object.values(config.flavors).map((f) => f.kubernetesVersion);
+  return {
+    path: imageLockPath(config),
+    lock,
+    inUse: uses.length,
+    unpinned: uses.filter((u) => !lock?.images.has(u.name)).map((u) => u.image),
+    unlistedMinors: [...new Set(minors.filter((m) => !listed[m]))].sort(),
+  };
+}
+
+/**
+ * One sentence for operators when images are not all pinned (render, doctor):
+ * what happens and how to lock; undefined when every image is pinned.
+ */
+export function unpinnedImagesNotice(p: ImagePinning): string | undefined {
+  if (p.unlistedMinors.length > 0) {
+    return `vm-templates/images/kubeadm-images.yaml has no image list for Kubernetes ${p.unlistedMinors.join(', ')}, so kubeadm's images of those flavors cannot be locked and are pulled by tag: paste what \`kubeadm config images list --kubernetes-version v<minor>.<patch>\` prints there, then run \`labvirt images lock\``;
+  }
+  if (!p.lock) {
+    return `no image lock at ${p.path}: the VMs' containerDisk and the images kubeadm, Calico and the labs pull are pinned by tag only (a tag can move between a lab's test and the class); where the registries are reachable, run \`labvirt images lock\` and commit ${p.path}`;
+  }
+  if (p.unpinned.length === 0) return undefined;
+  const shown = p.unpinned.slice(0, 3).join(', ');
+  const more = p.unpinned.length > 3 ? ` and ${p.unpinned.length - 3} more` : '';
+  return `${p.unpinned.length} of the ${p.inUse} images the envs use are not in the image lock ${p.path} (${shown}${more}) and are pulled by tag: run \`labvirt images lock\` again where the registries are reachable`;
 }

@@ -6,7 +6,7 @@ import type {
 import type { Config, FlavorConfig } from '../config/index.js';
 import { pinImage, type ImageLock } from '../images/index.js';
 import type { KubeObject } from './client.js';
-import { cloudInitSecretName, type NodeName, type NodeRole } from './names.js';
+import { NODES_SERVICE, cloudInitSecretName, type NodeName, type NodeRole } from './names.js';
 import { formatBytes, parseQuantity } from './quantity.js';
 import { loadYamlTemplate, vmTemplatesDir } from './templates.js';
 
@@ -39,7 +39,7 @@ export interface VmInput {
 /**
  * One VM of an env from its role's template in vm-templates/: name, labels
  * (on the VM and on `spec.template.metadata.labels`, the only ones that reach
- * the virt-launcher pod), hostname, vCPUs, memory, CPU limit, image and
+ * the virt-launcher pod), hostname and subdomain, vCPUs, memory, CPU limit, image and
  * cloud-init Secret filled in; everything else as the template says.
  */
 export function renderVirtualMachine(input: VmInput): KubeObject {
@@ -64,6 +64,8 @@ export function renderVirtualMachine(input: VmInput): KubeObject {
   };
   const spec = (tpl.spec ??= {} as V1VirtualMachineInstanceSpec);
   spec.hostname = node;
+  // With the env's headless `nodes` Service: `<node>.nodes.<ns>.svc.<domain>` in DNS.
+  spec.subdomain = NODES_SERVICE;
   const domain = (spec.domain ??= { devices: {} });
   domain.cpu = { ...domain.cpu, cores: res.cpus };
   domain.memory = { ...domain.memory, guest: res.memory };

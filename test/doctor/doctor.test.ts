@@ -89,6 +89,8 @@ describe('labvirt doctor against the simulated host cluster', () => {
       capacity: 'pass',
       cni: 'warn',
       clock: 'pass',
+      // No image lock in the project (no registry here to make one).
+      'images.pinned': 'warn',
       redis: 'pass',
       'redis.eviction': 'pass',
       'redis.persistence': 'pass',
@@ -98,6 +100,10 @@ describe('labvirt doctor against the simulated host cluster', () => {
     expect(r['api']!.detail).toContain(sim.url);
     expect(r['kubevirt.install']!.detail).toMatch(/^v1\.\d+\.\d+, Deployed$/);
     expect(r['capacity']!.detail).toMatch(/2 schedulable node\(s\); room for \d+ env\(s\)/);
+    expect(r['images.pinned']!.detail).toMatch(
+      /^no image lock at \S+\/vm-templates\/images\/images\.lock\.yaml: .* pinned by tag only/,
+    );
+    expect(r['images.pinned']!.detail).toContain('run `labvirt images lock`');
     for (const x of report.results.filter((x) => x.status !== 'pass')) expect(x.fix).toBeTruthy();
     // What doctor reads is what the chart's doctor role grants, no more, no less.
     const made = [...calls].map((c) => {

@@ -55,6 +55,8 @@ describe('hack/e2e-real.sh --dry-run', { timeout: 120_000 }, () => {
     expect(out).toContain('LABVIRT_E2E_KUBECONFIG=/tmp/e2e-dry/kubeconfig npx vitest run');
     expect(out).toMatch(/render --flavor v1\.30-3node --env e2e1\d+/);
     expect(out).toMatch(/kubectl -n lab-e2e1\d+ wait vmi --all --for=condition=Ready/);
+    // Booted means the student cluster is up: the control plane's marker, from the serial console.
+    expect(out).toMatch(/retry_seconds 1800 control_plane_ready lab-e2e1\d+$/m);
     expect(out).toMatch(/kubectl delete namespace lab-e2e2\d+/);
     expect(out).toMatch(/labs test --real --timeout 1800$/m);
     expect(out).toContain('| labs | DRY-RUN | 0s |');
@@ -73,6 +75,46 @@ describe('hack/e2e-real.sh --dry-run', { timeout: 120_000 }, () => {
     const bad = run(join(HACK, 'e2e-real.sh'), ['--dry-run', '--flavors', 'v1.31;reboot']);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('not a flavor name');
+  });
+
+  it('knows the student cluster is up from the control plane’s own log line on the serial console', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'labvirt-e2e-ready-'));
+    try {
+      // The line mark_ready logs, as control-plane.sh prints it in the guest.
+      const lib = join(PROJECT_ROOT, 'cloud-init', 'lib.sh');
+      const line = spawnSync(
+        'bash',
+        [
+          '-c',
+          `. ${lib}; log "ready: wrote $LABVIRT_READY_MARKER"`,
+          '/usr/local/lib/labvirt/control-plane.sh',
+        ],
+        { encoding: 'utf8' },
+      ).stderr;
+      expect(line).toMatch(/labvirt\[control-plane\.sh\]: ready: wrote \/var\/lib\/labvirt\/ready/);
+      // kubectl as the host would answer: the launcher pod, then its console log.
+      const console = join(dir, 'console.log');
+      writeFileSync(
+        join(dir, 'kubectl'),
+        `#!/bin/sh\ncase "$*" in\n  *"get pods"*) echo pod/virt-launcher-control-plane-abcde ;;\n  *"logs pod/virt-launcher-control-plane-abcde -c guest-console-log"*) cat ${console} ;;\n  *) exit 1 ;;\nesac\n`,
+        { mode: 0o755 },
+      );
+      const script = readFileSync(join(HACK, 'e2e-real.sh'), 'utf8');
+      const fn = /^control_plane_ready\(\) \{\n[\s\S]*?\n\}$/m.exec(script)![0];
+      const ready = () =>
+        spawnSync('bash', ['-c', `${fn}\ncontrol_plane_ready lab-x`], {
+          env: { PATH: `${dir}:/usr/bin:/bin` },
+        }).status;
+      writeFileSync(
+        console,
+        '[  OK  ] Started cloud-final.service\nlabvirt[control-plane.sh]: 1 of 3 nodes Ready\n',
+      );
+      expect(ready()).toBe(1);
+      writeFileSync(console, `cloud-init output\n${line}`);
+      expect(ready()).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('names only conformance test files that exist', () => {
@@ -193,6 +235,32 @@ describe('golden images (vm-templates/images)', { timeout: 120_000 }, () => {
       expect(release!.kubernetes.startsWith(`v${minor}.`)).toBe(true);
       expect(release!.images).toContain(`registry.k8s.io/kube-apiserver:${release!.kubernetes}`);
       expect(release!.images.some((i) => i.startsWith('registry.k8s.io/pause:'))).toBe(true);
+    }
+  });
+
+  it('list for each minor exactly what kubeadm lists: its four components at the patch, one etcd, CoreDNS and pause', () => {
+    const releases = parse(readFileSync(join(IMAGES, 'kubeadm-images.yaml'), 'utf8')) as Record<
+      string,
+      { kubernetes: string; images: string[] }
+    >;
+    expect(Object.keys(releases).length).toBeGreaterThan(0);
+    for (const [minor, release] of Object.entries(releases)) {
+      expect(release.kubernetes, minor).toMatch(
+        new RegExp(`^v${minor.replace('.', '\\.')}\\.\\d+$`),
+      );
+      const components = [
+        'kube-apiserver',
+        'kube-controller-manager',
+        'kube-scheduler',
+        'kube-proxy',
+      ];
+      // The order `kubeadm config images list` prints, so a pasted list diffs cleanly.
+      expect(release.images, minor).toEqual([
+        ...components.map((c) => `registry.k8s.io/${c}:${release.kubernetes}`),
+        expect.stringMatching(/^registry\.k8s\.io\/coredns\/coredns:v\d+\.\d+\.\d+$/),
+        expect.stringMatching(/^registry\.k8s\.io\/pause:\d+\.\d+(\.\d+)?$/),
+        expect.stringMatching(/^registry\.k8s\.io\/etcd:\d+\.\d+\.\d+-\d+$/),
+      ]);
     }
   });
 

@@ -199,6 +199,41 @@ describe('labvirt images lock', { timeout: 120_000 }, () => {
       `registry.k8s.io/etcd:3.5.15-0\t${pushed.get('registry.k8s.io/etcd:3.5.15-0')}\tcontrol-plane\tkubeadm v1.30.14\n`,
     );
 
+    // `labvirt render` with a lock that holds every image warns of nothing;
+    // with one that lacks an image (the labs' list grew) it names it.
+    const rendered = await cli([
+      '--config',
+      listFile,
+      'render',
+      '--flavor',
+      'v1.30-3node',
+      '--no-validate',
+    ]);
+    expect(rendered.stderr).toBe('');
+    expect(rendered.code).toBe(0);
+    const partialLock = join(dir, 'partial.lock.yaml');
+    writeFileSync(
+      partialLock,
+      readFileSync(lockFile, 'utf8')
+        .split('\n')
+        .filter((l) => !l.includes('busybox'))
+        .join('\n'),
+    );
+    const partialConfig = join(dir, 'partial.yaml');
+    writeFileSync(partialConfig, stringify({ ...baseConfig, vm: { imagesLock: partialLock } }));
+    const stale = await cli([
+      '--config',
+      partialConfig,
+      'render',
+      '--flavor',
+      'v1.30-3node',
+      '--no-validate',
+    ]);
+    expect(stale.code).toBe(0);
+    expect(stale.stderr).toBe(
+      `labvirt: warning: 1 of the ${pushed.size} images the envs use are not in the image lock ${partialLock} (busybox:1.36) and are pulled by tag: run \`labvirt images lock\` again where the registries are reachable\n`,
+    );
+
     const objects = await renderWith('v1.30-3node', {
       ...baseConfig,
       vm: { imagesLock: lockFile },

@@ -128,7 +128,7 @@ describe('cloud-init user data', () => {
     expect(installer).toContain('LABVIRT_GOLDEN_IMAGE');
   });
 
-  it("creates the labvirt user with the env's own key and passwordless sudo, and a keyless student", async () => {
+  it("creates the labvirt user with the env's own key and passwordless sudo, and a student who trusts only the env's student key", async () => {
     const secrets = await sharedSecrets();
     const doc = parse(userDataOf(await renderWith('v1.31-1node'), 'control-plane'));
     const labvirt = doc.users.find((u: any) => u.name === 'labvirt');
@@ -138,7 +138,10 @@ describe('cloud-init user data', () => {
       ssh_authorized_keys: [secrets.sshKey.publicKey],
     });
     expect(student).toMatchObject({ sudo: 'ALL=(ALL) NOPASSWD:ALL' });
-    expect(student.ssh_authorized_keys).toBeUndefined();
+    // Not labvirt's key: only the env's own student key (ssh between its
+    // nodes); the student's personal key is appended at claim.
+    expect(student.ssh_authorized_keys).toEqual([secrets.studentKey.publicKey]);
+    expect(secrets.studentKey.publicKey).not.toBe(secrets.sshKey.publicKey);
     expect(doc.users.map((u: any) => u.name)).toEqual(['labvirt', 'student']);
     expect(doc.ssh_pwauth).toBe(false);
     // The node's host key is the one labvirt generated, and the only one it has.
@@ -189,7 +192,8 @@ describe('cloud-init user data', () => {
   });
 });
 
-describe('cloud-init scripts', () => {
+// Tests that spawn bash or shellcheck get 120 s: seconds each, far more on a loaded 2-core machine.
+describe('cloud-init scripts', { timeout: 120_000 }, () => {
   it('include the role scripts and the shared library', () => {
     expect(SCRIPTS.sort()).toEqual([
       'control-plane.sh',
@@ -256,7 +260,7 @@ describe('cloud-init scripts', () => {
   });
 });
 
-describe('cloud-init/lib.sh', () => {
+describe('cloud-init/lib.sh', { timeout: 120_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'labvirt-lib-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -271,7 +271,10 @@ describe('Services', () => {
 
   it('add the SSH NodePort to the control plane in nodeport mode only', async () => {
     const gateway = await renderWith('v1.31-1node', { ssh: { mode: 'gateway' } });
-    expect(byKind(gateway, 'Service').map((s) => s.metadata.name)).toEqual(['control-plane']);
+    expect(byKind(gateway, 'Service').map((s) => s.metadata.name)).toEqual([
+      'control-plane',
+      'nodes',
+    ]);
     const nodeport = await renderWith('v1.31-1node', { ssh: { mode: 'nodeport' } });
     expect(named(nodeport, 'Service', 'ssh').spec).toEqual({
       type: 'NodePort',

@@ -301,6 +301,28 @@ describe('one provisioning deadline', { timeout: 120_000 }, () => {
   });
 });
 
+describe('package installs in the guests', { timeout: 120_000 }, () => {
+  it('finish an install a reboot interrupted (dpkg --configure -a) before apt runs, once per run', () => {
+    const installer = readFileSync(join(cloudInitDir(), 'install-kubernetes.sh'), 'utf8');
+    const fn = /^apt_install\(\) \{\n[\s\S]*?\n\}$/m.exec(installer)![0];
+    const calls = join(dir, 'apt-calls');
+    const out = bashWithLib(
+      `apt_updated=false
+      dpkg() { echo "dpkg $*" >> ${calls}; }
+      apt-get() { echo "apt-get $*" >> ${calls}; }
+      ${fn}
+      apt_install containerd; apt_install kubelet kubeadm; cat ${calls}`,
+      { LABVIRT_DEADLINE_SECONDS: '60', LABVIRT_BOOTSTRAP_STARTED: join(dir, 'apt-started') },
+    );
+    expect(out.trim().split('\n')).toEqual([
+      'dpkg --configure -a',
+      'apt-get update -q',
+      'apt-get install -y -q --no-install-recommends containerd',
+      'apt-get install -y -q --no-install-recommends kubelet kubeadm',
+    ]);
+  });
+});
+
 describe('containerd and Calico in the guests', { timeout: 120_000 }, () => {
   it('set kubeadm’s pause image, systemd cgroups and the mirrors’ config_path in containerd’s real default config', () => {
     const defaults = readFileSync(join(FIXTURES, 'config-default-1.6.toml'), 'utf8');
@@ -371,5 +393,127 @@ describe('rendered user data', { timeout: 120_000 }, () => {
     writeFileSync(file, '#cloud-config\nwrite_files:\n  - content: 12\n    permissions: 644\n');
     const r = spawnSync('cloud-init', ['schema', '--config-file', file], { encoding: 'utf8' });
     expect(r.status).not.toBe(0);
+  });
+});
+
+describe('`ssh worker-1` between an env’s nodes (real guests)', { timeout: 120_000 }, () => {
+  it('names every node in the host’s DNS: a headless `nodes` Service and each VM’s subdomain', async () => {
+    const objects = await renderWith('v1.30-3node');
+    const svc = named(objects, 'Service', 'nodes');
+    expect(svc.spec).toEqual({
+      clusterIP: 'None',
+      // Published before the VMs are Ready, so a name resolves as soon as its VM has an IP.
+      publishNotReadyAddresses: true,
+      selector: { 'labvirt.io/env': 'abcd1234' },
+      ports: [{ name: 'ssh', protocol: 'TCP', port: 22, targetPort: 22 }],
+    });
+    for (const vm of byKind(objects, 'VirtualMachine')) {
+      expect(vm.spec.template.spec.hostname).toBe(vm.metadata.name);
+      expect(vm.spec.template.spec.subdomain).toBe('nodes');
+      // The Service selects the launcher pods through these labels.
+      expect(vm.spec.template.metadata.labels['labvirt.io/env']).toBe('abcd1234');
+    }
+    // The quota leaves room for it beside the control plane's Service and the mirrored NodePorts.
+    const quota = named(objects, 'ResourceQuota', 'env-quota');
+    expect(Number(quota.spec.hard.services)).toBe(2 + configWith().sync.maxPortsPerEnv);
+  });
+
+  it('gives every node the search domain, every node’s host key by name, and one student key for the env', async () => {
+    const objects = await renderWith('v1.30-3node', {
+      network: { hostClusterDomain: 'corp.example' },
+    });
+    const pki = named(objects, 'Secret', 'cluster-pki');
+    const fromPki = (key: string) => Buffer.from(pki.data[key], 'base64').toString('utf8').trim();
+    const domain = 'nodes.lab-abcd1234.svc.corp.example';
+    const studentKeys = new Set<string>();
+    for (const node of ['control-plane', 'worker-1', 'worker-2']) {
+      const doc = parse(userDataOf(objects, node));
+      expect(fileOf(doc, '/etc/systemd/resolved.conf.d/labvirt-nodes.conf').content).toContain(
+        `[Resolve]\nDomains=${domain}\n`,
+      );
+      const known = (fileOf(doc, '/etc/ssh/ssh_known_hosts').content as string)
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#'));
+      expect(known).toEqual([
+        `control-plane,control-plane.${domain},control-plane.lab-abcd1234.svc.corp.example ${fromPki('host-control-plane.pub')}`,
+        `worker-1,worker-1.${domain} ${fromPki('host-worker-1.pub')}`,
+        `worker-2,worker-2.${domain} ${fromPki('host-worker-2.pub')}`,
+      ]);
+      // The student trusts the env's student key; its private half is root-only until the bootstrap copies it.
+      const student = doc.users.find((u: any) => u.name === 'student');
+      expect(student.ssh_authorized_keys).toEqual([fromPki('student.pub')]);
+      const key = fileOf(doc, '/etc/labvirt/student-ssh.key');
+      expect(key).toMatchObject({ permissions: '0600', owner: 'root:root' });
+      expect(key.content).toBe(`${fromPki('student.key')}\n`);
+      expect(fileOf(doc, '/etc/labvirt/student-ssh.key.pub').content).toBe(
+        `${fromPki('student.pub')}\n`,
+      );
+      studentKeys.add(fromPki('student.pub'));
+    }
+    expect(studentKeys.size).toBe(1);
+    // The private key in the Secret is the pair of the public one every node trusts.
+    const keyFile = join(dir, 'student-key');
+    writeFileSync(keyFile, `${fromPki('student.key')}\n`, { mode: 0o600 });
+    const derived = execFileSync('ssh-keygen', ['-y', '-f', keyFile], { encoding: 'utf8' });
+    expect(derived.trim().split(' ').slice(0, 2)).toEqual(
+      fromPki('student.pub').split(' ').slice(0, 2),
+    );
+    // A one-node env knows only its control plane.
+    const single = parse(userDataOf(await renderWith('v1.31-1node'), 'control-plane'));
+    expect(fileOf(single, '/etc/ssh/ssh_known_hosts').content).not.toContain('worker-1');
+  });
+
+  it('installs the key for the student and restarts the resolver once, leaving a key the student replaced', () => {
+    const root = mkdtempSync(join(dir, 'guest-'));
+    const home = join(root, 'home', 'student');
+    execFileSync('mkdir', [
+      '-p',
+      join(root, 'etc/labvirt'),
+      join(root, 'etc/systemd/resolved.conf.d'),
+      home,
+    ]);
+    writeFileSync(join(root, 'etc/labvirt/student-ssh.key'), 'PRIVATE\n', { mode: 0o600 });
+    writeFileSync(join(root, 'etc/labvirt/student-ssh.key.pub'), 'ssh-ed25519 AAAA env\n');
+    writeFileSync(
+      join(root, 'etc/systemd/resolved.conf.d/labvirt-nodes.conf'),
+      '[Resolve]\nDomains=nodes.lab-x.svc.cluster.local\n',
+    );
+    const calls = join(root, 'calls');
+    const user = execFileSync('id', ['-un'], { encoding: 'utf8' }).trim();
+    // The guest's systemd and user database, as the test's stand-ins.
+    const shims = `
+      getent() { echo "${user}:x:1:1::${home}:/bin/bash"; }
+      systemctl() { echo "systemctl $*" >> ${calls}; }
+      resolvectl() { cat ${join(root, 'resolved-domains')} 2>/dev/null || true; }`;
+    const env = { LABVIRT_GUEST_ROOT: root, LABVIRT_STUDENT_USER: user };
+    writeFileSync(
+      join(root, 'resolved-domains'),
+      'Link 2 (enp1s0): lab-x.svc.cluster.local svc.cluster.local\n',
+    );
+    bashWithLib(`${shims}; env_node_access`, env);
+    expect(readFileSync(calls, 'utf8')).toBe('systemctl try-restart systemd-resolved\n');
+    expect(readFileSync(join(home, '.ssh/id_ed25519'), 'utf8')).toBe('PRIVATE\n');
+    expect(readFileSync(join(home, '.ssh/id_ed25519.pub'), 'utf8')).toBe('ssh-ed25519 AAAA env\n');
+    const mode = (p: string) => execFileSync('stat', ['-c', '%a', p], { encoding: 'utf8' }).trim();
+    expect([mode(join(home, '.ssh')), mode(join(home, '.ssh/id_ed25519'))]).toEqual(['700', '600']);
+
+    // The next boot: the resolver already searches the domain, the student made a key of their own.
+    writeFileSync(
+      join(root, 'resolved-domains'),
+      'Global: nodes.lab-x.svc.cluster.local\nLink 2 (enp1s0): lab-x.svc.cluster.local\n',
+    );
+    writeFileSync(join(home, '.ssh/id_ed25519'), 'MINE\n');
+    bashWithLib(`${shims}; env_node_access`, env);
+    expect(readFileSync(calls, 'utf8')).toBe('systemctl try-restart systemd-resolved\n');
+    expect(readFileSync(join(home, '.ssh/id_ed25519'), 'utf8')).toBe('MINE\n');
+  });
+
+  it('runs in both role scripts before anything else can fail', () => {
+    for (const name of ['control-plane.sh', 'worker.sh']) {
+      const text = readFileSync(join(cloudInitDir(), name), 'utf8');
+      expect(text, name).toMatch(
+        / {2}load_cluster_env\n {2}env_node_access\n {2}if is_ready; then/,
+      );
+    }
   });
 });

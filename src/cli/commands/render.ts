@@ -39,8 +39,14 @@ export function registerRenderCommand(program: Command): void {
         import('../../config/index.js'),
         import('../../kube/index.js'),
       ]);
-      const { KubevirtSchemasMissingError, assertValid, generateEnvSecrets, renderEnvironment } =
-        kube;
+      const {
+        KubevirtSchemasMissingError,
+        assertValid,
+        generateEnvSecrets,
+        imagePinning,
+        renderEnvironment,
+        unpinnedImagesNotice,
+      } = kube;
       if (opts.sshMode !== undefined && !['gateway', 'nodeport'].includes(opts.sshMode)) {
         throw new Error('--ssh-mode must be gateway or nodeport');
       }
@@ -73,6 +79,9 @@ export function registerRenderCommand(program: Command): void {
           console.error(`labvirt: not validated: ${err.message}`);
         }
       }
+      // Without a (current) image lock every image is pulled by its tag.
+      const unpinned = unpinnedImagesNotice(imagePinning(config));
+      if (unpinned) console.error(`labvirt: warning: ${unpinned}`);
       // A CNI without NetworkPolicy accepts these policies and enforces none.
       process.stdout.write(
         "# labvirt: the NetworkPolicies below isolate this env only where the host's CNI\n" +
