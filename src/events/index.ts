@@ -106,6 +106,18 @@ export type LabvirtEvent =
       at: string;
     }
   | {
+      /**
+       * A restarted node of an active session is reachable again: the
+       * student's key is back on it and its new address is recorded, so
+       * gateways look the session up again.
+       */
+      type: 'session.node-reachable';
+      sessionId: string;
+      student: string;
+      envId: string;
+      node: string;
+    }
+  | {
       type: 'session.ended';
       sessionId: string;
       student: string;

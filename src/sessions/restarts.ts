@@ -1,6 +1,7 @@
 import { ENV_ID_PATTERN, envNamespace } from '../kube/index.js';
 import type { PoolContext } from '../pool/context.js';
 import { nodesOfFlavor, type NodeName } from '../pool/nodes.js';
+import { recordGuests } from './guests.js';
 
 /**
  * Follows the shared VMI watch and tells a student when a node of their
@@ -9,7 +10,8 @@ import { nodesOfFlavor, type NodeName } from '../pool/nodes.js';
  * that node are gone. The session is marked (`nodeRestarts`) and a
  * `session.node-restarted` event goes out once per replacement; the session
  * goes on (nothing is moved for the student, who may stop and start again):
- * once the new VM is up, the student's key is put back on it, so they can
+ * once the new VM is up, the student's key is put back on it and its new
+ * address recorded for the gateway (`session.node-reachable`), so they can
  * still log in there; the lab's setup is not run again.
  *
  * Level-triggered: every change in an env's namespace compares the VMIs
@@ -154,4 +156,13 @@ async function restoreStudentKey(
   const session = await ctx.store.getSession(sessionId);
   if (!session || session.state !== 'active' || session.envId !== envId) return;
   await ctx.executor.installStudentKey(guest, session.publicKey);
+  // The gateway finds the node at its new address (and hears of it at once).
+  await recordGuests(ctx, sessionId, envId, [{ node, ip }]);
+  ctx.events.emit({
+    type: 'session.node-reachable',
+    sessionId,
+    student: session.student,
+    envId,
+    node,
+  });
 }

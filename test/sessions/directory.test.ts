@@ -56,7 +56,7 @@ describe('the gateway keeps sessions in memory', () => {
   it("applies another replica's change notices", async () => {
     const started = await stack.labvirt.service.start({ student: 'eli', labId: 'fixture-one' });
     await stack.untilSession(started.id, 'active', 60_000);
-    const directory = sessionDirectory(stack.labvirt.context);
+    const directory = sessionDirectory(stack.labvirt.store);
     const publisher = new Redis(stack.redis.url);
     const subscriber = new Redis(stack.redis.url);
     const channel = 'test:sessions-changed';
