@@ -80,4 +80,37 @@ describe('the gateway keeps sessions in memory', () => {
       publisher.disconnect();
     }
   }, 90_000);
+
+  it('takes a session activated before its nodes were recorded there through the cluster, in a process that has it', async () => {
+    const { service, store } = stack.labvirt;
+    // A fresh env in place of the first test's (the pool is kept at two).
+    await stack.labvirt.runMaintenance('replenish');
+    const started = await service.start({ student: 'fay', labId: 'fixture-one' });
+    await stack.untilSession(started.id, 'active', 120_000);
+    // What a session activated by an older labvirt looks like: no nodes in Redis.
+    const redis = new Redis(stack.redis.url);
+    try {
+      await redis.hdel(store.keys.session(started.id), 'guest:control-plane');
+      expect((await store.getSession(started.id))?.guests).toBeUndefined();
+      await redis.publish(
+        `${stack.labvirt.context.config.redis.prefix}:sessions-changed`,
+        started.id,
+      );
+      // The stack's gateway has the cluster: it finds the node there and hops with the env's key.
+      const c = await stack.until(
+        () =>
+          connectClient({
+            port: stack.labvirt.gatewayPort!,
+            username: started.id,
+            privateKey: started.privateKey!,
+          }).catch(() => undefined),
+        'a login',
+      );
+      expect((await run(c, 'hostname')).stdout).toBe('control-plane\n');
+      c.end();
+    } finally {
+      redis.disconnect();
+      await service.stop(started.id);
+    }
+  }, 180_000);
 });

@@ -10,7 +10,7 @@ import { startRedisServer, type RedisServerHandle } from '../../src/redis/index.
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 import { generateKeyPair } from '../../src/ssh/index.js';
 import { Store } from '../../src/store/index.js';
-import { connectClient, newKey, run } from '../sim-guest/fixtures.js';
+import { connectClient, newKey, readUntil, run } from '../sim-guest/fixtures.js';
 import { FIXTURE_LABS, serveConfigFor } from '../helpers/stack.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -226,7 +226,7 @@ describe('the SSH gateway as its own process, without cluster access', () => {
 
     const c = await login();
     expect((await run(c, 'hostname')).stdout).toBe('control-plane\n');
-    expect((await run(c, 'id -un')).stdout).toBe('student\n');
+    expect((await run(c, 'echo $USER')).stdout).toBe('student\n');
     const worker = await jumpTo(c, 'worker-1', student.private);
     clients.push(worker);
     expect((await run(worker, 'hostname')).stdout).toBe('worker-1\n');
@@ -250,14 +250,47 @@ describe('the SSH gateway as its own process, without cluster access', () => {
     expect((await run(c, 'hostname')).stdout).toBe('control-plane\n');
   }, 180_000);
 
+  it('refuses a session activated before its nodes were recorded, with a word to ask an operator', async () => {
+    expect(sessionId).toBeDefined();
+    const key = store.keys.session(sessionId);
+    const saved = await storeRedis.hgetall(key);
+    const fields = Object.keys(saved).filter((f) => f.startsWith('guest:'));
+    // What a session activated by an older labvirt looks like: no nodes in Redis.
+    await storeRedis.hdel(key, ...fields);
+    await storeRedis.publish(`${REDIS_PREFIX}:sessions-changed`, sessionId);
+    try {
+      await until(async () => {
+        const refused = await login().then(
+          (c) => (c.end(), false),
+          () => true,
+        );
+        return (
+          refused &&
+          gatewayChild.output.some(
+            (l) =>
+              l.includes('"audit":"ssh.auth.refused"') &&
+              l.includes('started before this SSH gateway') &&
+              l.includes('ask an operator'),
+          )
+        );
+      }, 'the refusal');
+    } finally {
+      await storeRedis.hset(key, Object.fromEntries(fields.map((f) => [f, saved[f]!])));
+      await storeRedis.publish(`${REDIS_PREFIX}:sessions-changed`, sessionId);
+    }
+  }, 60_000);
+
   it('cuts the student off when the session is stopped', async () => {
     expect(sessionId).toBeDefined();
     const c = await login();
     const shell = await new Promise<ClientChannel>((resolve, reject) =>
-      c.shell((err, s) => (err ? reject(err) : resolve(s))),
+      c.shell({ term: 'xterm', rows: 24, cols: 80 }, (err, s) => (err ? reject(err) : resolve(s))),
     );
     let told = '';
     shell.stderr.on('data', (d: Buffer) => (told += d.toString()));
+    // The shell runs on the control plane before the session ends.
+    shell.write('echo ready\n');
+    await readUntil(shell, /ready\r?\n/);
     shell.resume();
     const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
     const stopped = await api('DELETE', `/v1/sessions/${sessionId}`);
@@ -271,6 +304,16 @@ describe('the SSH gateway as its own process, without cluster access', () => {
         setTimeout(() => reject(new Error('the gateway did not hear of the end')), 45_000).unref(),
       ),
     ]);
+    // Cut for the session's end (not because the env's VMs went away after it).
+    const audited = await until(
+      async () =>
+        gatewayChild.output
+          .filter((l) => l.includes('"audit":"ssh.connection.close"') && l.includes('"shell":1'))
+          .map((l) => JSON.parse(l) as { reason: string })[0],
+      'the audit line of the cut',
+      10_000,
+    );
+    expect(audited.reason).toBe('session ended');
     expect(told).toContain('your lab session has ended');
     await expect(login()).rejects.toThrow(/authentication/i);
   }, 60_000);
