@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import type { Client, ClientChannel } from 'ssh2';
 import { stringify } from 'yaml';
@@ -230,6 +231,19 @@ describe('the SSH gateway as its own process, without cluster access', () => {
     const worker = await jumpTo(c, 'worker-1', student.private);
     clients.push(worker);
     expect((await run(worker, 'hostname')).stdout).toBe('worker-1\n');
+    // OpenSSH too: the control plane, and worker-1 through the gateway as a jump.
+    const keyFile = join(dir, 'id_student');
+    writeFileSync(keyFile, student.private, { mode: 0o600 });
+    const common = [
+      ...['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'],
+      ...['-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR', '-i', keyFile],
+    ];
+    const ssh = (args: string[]) => promisify(execFile)('ssh', [...common, ...args]);
+    expect(
+      (await ssh(['-p', String(gatewayPort), `${sessionId}@127.0.0.1`, 'hostname'])).stdout,
+    ).toBe('control-plane\n');
+    const jump = `ProxyCommand=ssh ${common.join(' ')} -p ${gatewayPort} -W %h:%p ${sessionId}@127.0.0.1`;
+    expect((await ssh(['-o', jump, 'student@worker-1', 'hostname'])).stdout).toBe('worker-1\n');
     // The gateway read all of this from Redis: the session carries its nodes.
     const guests = (await store.getSession(sessionId))?.guests;
     expect(Object.keys(guests ?? {}).sort()).toEqual(['control-plane', 'worker-1', 'worker-2']);
