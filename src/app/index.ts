@@ -184,6 +184,14 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     stack.push(async () => void redis.disconnect());
     const store = new Store(redis, config.redis.prefix);
 
+    // Every process tells the gateways (in any process) of its session changes.
+    const stopPublishingChanges = publishSessionChanges({
+      events,
+      publisher: redis,
+      channel: sessionChangesChannel(config),
+    });
+    stack.push(async () => stopPublishingChanges());
+
     // The metrics need the service, the service needs the cluster client: count through a late-bound ref.
     const metricsRef: { current?: Metrics } = {};
     const cluster = new HostCluster(loadKubeConfig(config.kube), {
@@ -388,14 +396,6 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       sync.start();
       stack.push(() => sync.stop());
     }
-
-    // Every process tells the gateways (in any process) of its session changes.
-    const stopPublishingChanges = publishSessionChanges({
-      events,
-      publisher: redis,
-      channel: sessionChangesChannel(config),
-    });
-    stack.push(async () => stopPublishingChanges());
 
     let gatewayPort: number | undefined;
     let gatewayHostKey: string | undefined;

@@ -107,9 +107,10 @@ export type LabvirtEvent =
     }
   | {
       /**
-       * A restarted node of an active session is reachable again: the
-       * student's key is back on it and its new address is recorded, so
-       * gateways look the session up again.
+       * A node of an active session is reachable at a newly recorded address
+       * (a restarted node with the student's key back on it, or a node
+       * recorded for a session that had no record of it), so gateways look
+       * the session up again.
        */
       type: 'session.node-reachable';
       sessionId: string;

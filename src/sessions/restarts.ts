@@ -15,10 +15,11 @@ import { recordGuests } from './guests.js';
  * still log in there; the lab's setup is not run again.
  *
  * Level-triggered: every change in an env's namespace compares the VMIs
- * there with the uids recorded for the session, so a missed event is made up
- * by the next one or by the watch's relist, and the comparison at start
- * finds restarts that happened while no labvirt was running. Returns the
- * function that stops following.
+ * there with the uids recorded for the session (and records, for the
+ * gateway, the nodes of a session that has no record of them), so a missed
+ * event is made up by the next one or by the watch's relist, and the
+ * comparison at start finds restarts that happened while no labvirt was
+ * running. Returns the function that stops following.
  */
 export function watchNodeRestarts(ctx: PoolContext): () => void {
   const watch = ctx.cluster.vmis();
@@ -83,6 +84,51 @@ export async function checkEnvForRestarts(ctx: PoolContext, envId: string): Prom
     envId,
     flavor: env.flavor,
   });
+  await recordMissingGuests(ctx, session, envId, env.flavor);
+}
+
+/**
+ * A session whose nodes are not recorded for the gateway (activated by a
+ * labvirt from before the record, or rebuilt from the cluster after a Redis
+ * loss): puts the session's keys on each running node again (the gateway's
+ * among them; idempotent), then records where it is, so a gateway without
+ * cluster access can take the student there. A node not running yet is
+ * recorded at a later look.
+ */
+async function recordMissingGuests(
+  ctx: PoolContext,
+  session: { id: string; student: string; publicKey: string; guests?: Record<string, unknown> },
+  envId: string,
+  flavor: string,
+): Promise<void> {
+  const missing = nodesOfFlavor(ctx.config, flavor).filter((node) => !session.guests?.[node]);
+  if (missing.length === 0) return;
+  const namespace = envNamespace(ctx.config, envId);
+  const watch = ctx.cluster.vmis();
+  const running = missing.flatMap((node) => {
+    const vmi = watch.get(namespace, node);
+    return vmi?.uid && vmi.phase === 'Running' ? [{ node, uid: vmi.uid }] : [];
+  });
+  if (running.length === 0) return;
+  // The launcher pods' addresses, never what the guests report.
+  const addresses = await ctx.cluster.launcherAddresses(namespace);
+  const nodes = running.flatMap(({ node, uid }) => {
+    const ip = addresses.get(uid);
+    return ip ? [{ node, ip }] : [];
+  });
+  await Promise.all(
+    nodes.map((n) => ctx.executor.installStudentKey({ envId, ...n }, session.publicKey)),
+  );
+  await recordGuests(ctx, session.id, envId, nodes);
+  for (const { node } of nodes) {
+    ctx.events.emit({
+      type: 'session.node-reachable',
+      sessionId: session.id,
+      student: session.student,
+      envId,
+      node,
+    });
+  }
 }
 
 /**

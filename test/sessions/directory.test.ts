@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { linkSessionChanges, sessionDirectory } from '../../src/sessions/directory.js';
+import { checkEnvForRestarts } from '../../src/sessions/restarts.js';
 import { connectClient, run } from '../sim-guest/fixtures.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 
@@ -86,7 +87,7 @@ describe('the gateway keeps sessions in memory', () => {
     // A fresh env in place of the first test's (the pool is kept at two).
     await stack.labvirt.runMaintenance('replenish');
     const started = await service.start({ student: 'fay', labId: 'fixture-one' });
-    await stack.untilSession(started.id, 'active', 120_000);
+    const active = await stack.untilSession(started.id, 'active', 120_000);
     // What a session activated by an older labvirt looks like: no nodes in Redis.
     const redis = new Redis(stack.redis.url);
     try {
@@ -108,6 +109,14 @@ describe('the gateway keeps sessions in memory', () => {
       );
       expect((await run(c, 'hostname')).stdout).toBe('control-plane\n');
       c.end();
+      // The orchestrator's next look at the env records the node again, for
+      // gateways without the cluster.
+      await checkEnvForRestarts(stack.labvirt.context, active.envId!);
+      const guests = (await store.getSession(started.id))?.guests;
+      expect(guests?.['control-plane']).toMatchObject({
+        ip: expect.any(String),
+        hostKey: expect.stringMatching(/^ssh-ed25519 /),
+      });
     } finally {
       redis.disconnect();
       await service.stop(started.id);
