@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -244,6 +244,15 @@ describe('the SSH gateway as its own process, without cluster access', () => {
     ).toBe('control-plane\n');
     const jump = `ProxyCommand=ssh ${common.join(' ')} -p ${gatewayPort} -W %h:%p ${sessionId}@127.0.0.1`;
     expect((await ssh(['-o', jump, 'student@worker-1', 'hostname'])).stdout).toBe('worker-1\n');
+    // The web terminal bridge (in the API process) logs in with its own key,
+    // whose public half the API role published in Redis for this gateway.
+    const bridge = await connectClient({
+      port: gatewayPort,
+      username: sessionId,
+      privateKey: readFileSync(join(dir, 'ok'), 'utf8'),
+    });
+    clients.push(bridge);
+    expect((await run(bridge, 'hostname')).stdout).toBe('control-plane\n');
     // The gateway read all of this from Redis: the session carries its nodes.
     const guests = (await store.getSession(sessionId))?.guests;
     expect(Object.keys(guests ?? {}).sort()).toEqual(['control-plane', 'worker-1', 'worker-2']);
