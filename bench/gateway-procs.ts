@@ -55,7 +55,7 @@ if (role === 'guests') {
     host: '127.0.0.1',
     port: 0,
     directory: { lookup: async (id) => sessions.get(id) },
-    executorKey: settings.labvirt.private,
+    clientKey: settings.labvirt.private,
     resolve: (ip, port) => ({ host: '127.0.0.1', port: port === 22 ? guests[ip]! : port }),
   });
   console.log(JSON.stringify({ port: gw.port }));

@@ -70,7 +70,11 @@ async function main() {
   const stop: (() => Promise<void>)[] = [() => farm.stopAll()];
   try {
     const envs = [];
-    const ex = createExecutor({ privateKey: labvirt.private, resolve: farm.resolve });
+    const ex = createExecutor({
+      privateKey: labvirt.private,
+      gatewayPublicKey: labvirt.public,
+      resolve: farm.resolve,
+    });
     for (let i = 0; i < ENVS; i++) {
       const g = await farm.start({ labvirt: [labvirt.public], student: [] });
       await ex.installStudentKey(
@@ -98,7 +102,7 @@ async function main() {
       host: '127.0.0.1',
       port: 0,
       directory: { lookup: async (id) => sessions.get(id) },
-      executorKey: labvirt.private,
+      clientKey: labvirt.private,
       resolve: farm.resolve,
     });
     stop.unshift(() => gw.close());

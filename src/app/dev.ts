@@ -81,6 +81,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
             publicHost: '127.0.0.1',
             hostKey: join(dir, 'gateway_host_key'),
             orchestratorKey: join(dir, 'orchestrator_key'),
+            gatewayClientKey: join(dir, 'gateway_client_key'),
           },
           pool: { pollSeconds: 0.1, jobLockSeconds: 5 },
         },

@@ -28,13 +28,12 @@ import { sweepExpiredSessions } from '../sessions/expiry.js';
 import { prepareSession } from '../sessions/prepare.js';
 import { watchNodeRestarts } from '../sessions/restarts.js';
 import { SessionService } from '../sessions/service.js';
-import { linkSessionChanges, sessionDirectory } from '../sessions/directory.js';
+import { clusterNodes, publishSessionChanges } from '../sessions/directory.js';
 import {
   createExecutor,
   directResolver,
   fileResolver,
   loadOrCreateHostKey,
-  startGateway,
   type GuestResolver,
 } from '../ssh/index.js';
 import { Store } from '../store/index.js';
@@ -47,13 +46,9 @@ import {
   type SlackSecrets,
 } from '../slack/index.js';
 import { NodePortSync } from '../sync/index.js';
-import {
-  createWebFrontEnd,
-  linkEventFeed,
-  withBridgeKey,
-  type GatewayTarget,
-} from '../web/index.js';
+import { createWebFrontEnd, linkEventFeed, type GatewayTarget } from '../web/index.js';
 import { namespaceEventFor } from './env-events.js';
+import { sessionChangesChannel, startGatewayRole } from './gateway.js';
 import { keyStoreFor } from './keys.js';
 
 export interface LabvirtOptions {
@@ -189,6 +184,14 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     stack.push(async () => void redis.disconnect());
     const store = new Store(redis, config.redis.prefix);
 
+    // Every process tells the gateways (in any process) of its session changes.
+    const stopPublishingChanges = publishSessionChanges({
+      events,
+      publisher: redis,
+      channel: sessionChangesChannel(config),
+    });
+    stack.push(async () => stopPublishingChanges());
+
     // The metrics need the service, the service needs the cluster client: count through a late-bound ref.
     const metricsRef: { current?: Metrics } = {};
     const cluster = new HostCluster(loadKubeConfig(config.kube), {
@@ -231,11 +234,18 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         )
         .catch(() => undefined);
     };
+    // The gateway's own key for its hop to the guests: each claim installs
+    // its public half for `student` (executor), the gateway logs in with it.
+    const gatewayClientKey =
+      config.ssh.mode === 'gateway'
+        ? await loadOrCreateHostKey(keyStoreFor(config.ssh.gatewayClientKey, cluster))
+        : undefined;
     const resolver =
       options.resolver ??
       (config.kube.guestAddressMap ? fileResolver(config.kube.guestAddressMap) : directResolver);
     const executor = createExecutor({
       identity,
+      gatewayPublicKey: gatewayClientKey?.publicKey,
       onHostKeyMismatch: (target, error) => onHostKeyMismatch(target.envId, error),
       resolve: resolver,
       logger: moduleLogger(log, 'executor', config.logLevels),
@@ -390,44 +400,27 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     let gatewayPort: number | undefined;
     let gatewayHostKey: string | undefined;
     let connectGatewayInProcess: (() => Duplex) | undefined;
-    if (roles.gateway && config.ssh.mode === 'gateway') {
-      const hostKey = await loadOrCreateHostKey(keyStoreFor(config.ssh.hostKey, cluster));
-      // Sessions are held in memory; every replica's changes arrive through Redis.
-      const directory = sessionDirectory(ctx);
-      const subscriber = redis.duplicate();
-      subscriber.on('error', (err: Error) =>
-        log.warn({ err: err.message }, 'redis subscriber connection error'),
-      );
-      stack.push(
-        await linkSessionChanges({
-          directory,
-          events,
-          publisher: redis,
-          subscriber,
-          channel: `${config.redis.prefix}:sessions-changed`,
-        }),
-      );
-      const gateway = await startGateway({
-        hostKey: hostKey.privateKey,
-        host: config.ssh.bindAddress,
-        port: config.ssh.gatewayPort,
-        // The web terminal bridge logs in with labvirt's own key (src/web).
-        directory: withBridgeKey(directory, orchestratorKey.publicKey),
-        identity,
-        onHostKeyMismatch,
+    if (roles.gateway && gatewayClientKey) {
+      const role = await startGatewayRole({
+        config,
+        log,
+        redis,
+        store,
+        keyStore: (spec) => keyStoreFor(spec, cluster),
+        clientKey: gatewayClientKey.privateKey,
+        bridgeKey: orchestratorKey.publicKey,
         resolve: resolver,
-        idleTimeoutMs: config.ssh.idleTimeoutMinutes * 60_000,
-        authTimeoutMs: config.ssh.authTimeoutSeconds * 1000,
-        maxUnauthenticated: config.ssh.maxUnauthenticated,
-        maxUnauthenticatedPerSource: config.ssh.maxUnauthenticatedPerSource,
-        logger: moduleLogger(log, 'gateway', config.logLevels),
+        events,
+        // Sessions activated before their nodes were recorded in Redis.
+        legacy: { nodes: clusterNodes(ctx, identity), identity },
+        onHostKeyMismatch,
         now,
       });
-      gatewayPort = gateway.port;
-      gatewayHostKey = hostKey.publicKey;
-      connectGatewayInProcess = () => gateway.connectInProcess();
-      metrics.watchGateway(gateway);
-      stack.push(() => gateway.close());
+      gatewayPort = role.gateway.port;
+      gatewayHostKey = role.hostPublicKey;
+      connectGatewayInProcess = () => role.gateway.connectInProcess();
+      metrics.watchGateway(role.gateway);
+      stack.push(() => role.stop());
     }
 
     // Every replica records the failures it sees, for operators' Slack views.
@@ -473,6 +466,8 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         channel: `${config.redis.prefix}:events`,
       });
       stack.push(() => feed.close());
+      // Gateways in other processes accept the bridge's key from Redis.
+      if (config.ssh.mode === 'gateway') await store.setBridgePublicKey(orchestratorKey.publicKey);
       // A worker's shell is a hop from the gateway: the bridge logs in there
       // with the session env's own key and requires the worker's host key.
       const guestIdentity = async (sessionId: string) => {

@@ -439,6 +439,8 @@ export const configSchema = z
         hostKey: z.string().min(1).default('.labvirt/gateway_host_key'),
         /** The web terminal bridge's key for logging into the SSH gateway on a student's behalf (same forms as hostKey). No VM trusts it: each env has its own key, kept with its PKI. */
         orchestratorKey: z.string().min(1).default('.labvirt/orchestrator_key'),
+        /** The SSH gateway's own key for its hop to a student's nodes (same forms as hostKey): each claim installs its public half for `student` on every node. A gateway-only process reads it as a file (the Secret mounted). */
+        gatewayClientKey: z.string().min(1).default('.labvirt/gateway_client_key'),
         /** A student connection idle this long is closed. */
         idleTimeoutMinutes: z
           .number()
@@ -462,6 +464,7 @@ export const configSchema = z
         bindAddress: '0.0.0.0',
         hostKey: '.labvirt/gateway_host_key',
         orchestratorKey: '.labvirt/orchestrator_key',
+        gatewayClientKey: '.labvirt/gateway_client_key',
         idleTimeoutMinutes: 30,
         scriptTimeoutSeconds: 120,
         authTimeoutSeconds: 30,

@@ -106,6 +106,19 @@ export type LabvirtEvent =
       at: string;
     }
   | {
+      /**
+       * A node of an active session is reachable at a newly recorded address
+       * (a restarted node with the student's key back on it, or a node
+       * recorded for a session that had no record of it), so gateways look
+       * the session up again.
+       */
+      type: 'session.node-reachable';
+      sessionId: string;
+      student: string;
+      envId: string;
+      node: string;
+    }
+  | {
       type: 'session.ended';
       sessionId: string;
       student: string;

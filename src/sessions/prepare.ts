@@ -5,6 +5,7 @@ import { envNodes, nodesOfFlavor, type EnvNode } from '../pool/nodes.js';
 import { labelState } from '../pool/provision.js';
 import type { PrepareJob } from '../pool/queues.js';
 import { connectionFor } from './connection.js';
+import { recordGuests } from './guests.js';
 import { recordNodeVmis } from './restarts.js';
 import { recordTools } from './integrity.js';
 import { labScripts, runSteps, ScriptFailedError, SlowGuestPatience } from './scripts.js';
@@ -153,6 +154,8 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
   const now = ctx.now();
   const minutes = lab.timeLimitMinutes ?? ctx.config.sessions.defaultMinutes;
   const expiresAt = now + Math.min(minutes, ctx.config.sessions.maxMinutes) * 60_000;
+  // The SSH gateway reads where the nodes are from Redis (no cluster access).
+  await recordGuests(ctx, sessionId, envId, nodes);
   const connection = await connectionFor(
     ctx,
     sessionId,

@@ -1,6 +1,7 @@
 import { ENV_ID_PATTERN, envNamespace } from '../kube/index.js';
 import type { PoolContext } from '../pool/context.js';
 import { nodesOfFlavor, type NodeName } from '../pool/nodes.js';
+import { recordGuests } from './guests.js';
 
 /**
  * Follows the shared VMI watch and tells a student when a node of their
@@ -9,14 +10,16 @@ import { nodesOfFlavor, type NodeName } from '../pool/nodes.js';
  * that node are gone. The session is marked (`nodeRestarts`) and a
  * `session.node-restarted` event goes out once per replacement; the session
  * goes on (nothing is moved for the student, who may stop and start again):
- * once the new VM is up, the student's key is put back on it, so they can
+ * once the new VM is up, the student's key is put back on it and its new
+ * address recorded for the gateway (`session.node-reachable`), so they can
  * still log in there; the lab's setup is not run again.
  *
  * Level-triggered: every change in an env's namespace compares the VMIs
- * there with the uids recorded for the session, so a missed event is made up
- * by the next one or by the watch's relist, and the comparison at start
- * finds restarts that happened while no labvirt was running. Returns the
- * function that stops following.
+ * there with the uids recorded for the session (and records, for the
+ * gateway, the nodes of a session that has no record of them), so a missed
+ * event is made up by the next one or by the watch's relist, and the
+ * comparison at start finds restarts that happened while no labvirt was
+ * running. Returns the function that stops following.
  */
 export function watchNodeRestarts(ctx: PoolContext): () => void {
   const watch = ctx.cluster.vmis();
@@ -81,6 +84,51 @@ export async function checkEnvForRestarts(ctx: PoolContext, envId: string): Prom
     envId,
     flavor: env.flavor,
   });
+  await recordMissingGuests(ctx, session, envId, env.flavor);
+}
+
+/**
+ * A session whose nodes are not recorded for the gateway (activated by a
+ * labvirt from before the record, or rebuilt from the cluster after a Redis
+ * loss): puts the session's keys on each running node again (the gateway's
+ * among them; idempotent), then records where it is, so a gateway without
+ * cluster access can take the student there. A node not running yet is
+ * recorded at a later look.
+ */
+async function recordMissingGuests(
+  ctx: PoolContext,
+  session: { id: string; student: string; publicKey: string; guests?: Record<string, unknown> },
+  envId: string,
+  flavor: string,
+): Promise<void> {
+  const missing = nodesOfFlavor(ctx.config, flavor).filter((node) => !session.guests?.[node]);
+  if (missing.length === 0) return;
+  const namespace = envNamespace(ctx.config, envId);
+  const watch = ctx.cluster.vmis();
+  const running = missing.flatMap((node) => {
+    const vmi = watch.get(namespace, node);
+    return vmi?.uid && vmi.phase === 'Running' ? [{ node, uid: vmi.uid }] : [];
+  });
+  if (running.length === 0) return;
+  // The launcher pods' addresses, never what the guests report.
+  const addresses = await ctx.cluster.launcherAddresses(namespace);
+  const nodes = running.flatMap(({ node, uid }) => {
+    const ip = addresses.get(uid);
+    return ip ? [{ node, ip }] : [];
+  });
+  await Promise.all(
+    nodes.map((n) => ctx.executor.installStudentKey({ envId, ...n }, session.publicKey)),
+  );
+  await recordGuests(ctx, session.id, envId, nodes);
+  for (const { node } of nodes) {
+    ctx.events.emit({
+      type: 'session.node-reachable',
+      sessionId: session.id,
+      student: session.student,
+      envId,
+      node,
+    });
+  }
 }
 
 /**
@@ -154,4 +202,13 @@ async function restoreStudentKey(
   const session = await ctx.store.getSession(sessionId);
   if (!session || session.state !== 'active' || session.envId !== envId) return;
   await ctx.executor.installStudentKey(guest, session.publicKey);
+  // The gateway finds the node at its new address (and hears of it at once).
+  await recordGuests(ctx, sessionId, envId, [{ node, ip }]);
+  ctx.events.emit({
+    type: 'session.node-reachable',
+    sessionId,
+    student: session.student,
+    envId,
+    node,
+  });
 }

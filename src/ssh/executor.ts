@@ -67,6 +67,12 @@ export interface ExecutorOptions {
    * first contact. labvirt's app never sets it.
    */
   privateKey?: string | Buffer;
+  /**
+   * The public half of the SSH gateway's own key (`ssh.gatewayClientKey`):
+   * installStudentKey puts it next to the student's key, so the gateway
+   * reaches the student's nodes without any env's key.
+   */
+  gatewayPublicKey?: string;
   /** Told when a guest shows a host key other than its own (after the audit line). */
   onHostKeyMismatch?: (target: GuestTarget, error: HostKeyMismatchError) => void;
   user?: string;
@@ -88,8 +94,13 @@ export interface Executor {
   exec(target: GuestTarget, script: string, opts: ExecOptions): Promise<ExecResult>;
   /** Resolves once the readiness marker exists; throws after timeoutMs. */
   waitReady(target: GuestTarget, opts: { timeoutMs: number; pollMs?: number }): Promise<void>;
-  /** Appends the student's key (and the env's own key, for the gateway) to student's authorized_keys, idempotently. */
+  /**
+   * Appends the student's key, the gateway's key and the env's own key (the
+   * web terminal's hop to a worker) to student's authorized_keys, idempotently.
+   */
   installStudentKey(target: GuestTarget, publicKey: string): Promise<void>;
+  /** The host key (`ssh-ed25519 AAAA…`) the node must show, when its env's identity names one. */
+  hostKeyOf(envId: string, node: NodeName): Promise<string | undefined>;
   /**
    * A TCP stream to `host:port` as the guest sees it (SSH direct-tcpip over
    * the pooled connection), e.g. the student cluster's API on 127.0.0.1:6443.
@@ -194,6 +205,12 @@ export function createExecutor(options: ExecutorOptions): Executor {
     const parsed = utils.parseKey(options.privateKey);
     if (parsed instanceof Error) throw new Error(`executor private key: ${parsed.message}`);
     fallbackPublic = publicLine(parsed);
+  }
+  let gatewayPublic: string | undefined;
+  if (options.gatewayPublicKey) {
+    const parsed = parseAuthorizedKey(options.gatewayPublicKey);
+    if (!parsed) throw new Error('gateway public key: not an OpenSSH public key');
+    gatewayPublic = publicLine(parsed);
   }
 
   /** The env's login key and host keys; without an identity source, the fallback key and none. */
@@ -483,9 +500,14 @@ export function createExecutor(options: ExecutorOptions): Executor {
     if (!parsed || /^\S*(command|environment)=/.test((lines[0] as string).trim())) {
       throw new InvalidEnvError('not a single OpenSSH public key');
     }
-    // The gateway logs in as student with the env's own key (see .notes/ssh.md).
+    // The gateway logs in as student with its own key; the web terminal's hop
+    // to a worker, with the env's own key (which already opens `labvirt`).
     const { publicKey: envPublic } = await identityOf(target.envId);
-    const keys = `${publicLine(parsed)} labvirt-student\n${envPublic} labvirt-gateway`;
+    const keys = [
+      `${publicLine(parsed)} labvirt-student`,
+      ...(gatewayPublic ? [`${gatewayPublic} labvirt-gateway`] : []),
+      `${envPublic} labvirt-env`,
+    ].join('\n');
     const r = await exec(target, INSTALL_KEY_SCRIPT, {
       env: { LABVIRT_KEYS: keys },
       timeoutMs: 30_000,
@@ -496,6 +518,10 @@ export function createExecutor(options: ExecutorOptions): Executor {
         `installing the student key on ${target.node} failed (exit ${r.exitCode}): ${r.stderr.trim().slice(-300)}`,
       );
     }
+  }
+
+  async function hostKeyOf(envId: string, node: NodeName) {
+    return (await identityOf(envId)).hostKeys[node];
   }
 
   async function forward(target: GuestTarget, host: string, port: number) {
@@ -566,6 +592,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
     exec,
     waitReady,
     installStudentKey,
+    hostKeyOf,
     forward,
     releaseEnv,
     closeEnv,

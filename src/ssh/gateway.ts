@@ -22,7 +22,22 @@ export interface GatewaySession {
   envId: string;
   expiresAt: Date;
   publicKeys: string[];
-  nodes: { node: NodeName; ip: string }[];
+  /**
+   * Where each node is and the host key it must show, whatever its address
+   * (without one, the first key seen is pinned for the env's life).
+   */
+  nodes: { node: NodeName; ip: string; hostKey?: string }[];
+  /**
+   * `env`: the session's nodes trust the env's own key for the hop, not the
+   * gateway's (activated before the gateway had a key of its own); only a
+   * gateway given `identity` can take it there.
+   */
+  hopKey?: 'gateway' | 'env';
+  /**
+   * Why the gateway cannot take the student to this session (told to a
+   * client holding the session's key instead of letting it in).
+   */
+  refusal?: string;
 }
 
 export interface SessionDirectory {
@@ -49,17 +64,16 @@ export interface GatewayOptions {
   host?: string;
   directory: SessionDirectory;
   /**
-   * Each env's own key and host keys (production: from the env's PKI
-   * Secret): the hop to the control plane logs in with the env's key
-   * (installStudentKey put its public half into student's authorized_keys)
-   * and requires the node's own host key, whatever its address.
+   * The gateway's own key (`ssh.gatewayClientKey`): the hop to a session's
+   * control plane logs in as the guest user with it (each claim installs its
+   * public half there) and requires the host key the session names.
+   */
+  clientKey: string | Buffer;
+  /**
+   * Each env's own key (from its PKI Secret), for sessions whose hop needs it
+   * (`hopKey: 'env'`); only in a process with cluster access.
    */
   identity?: EnvIdentitySource;
-  /**
-   * The hop's key for envs without an identity (guests labvirt did not
-   * render, as in low-level tests); their host keys are pinned on first use.
-   */
-  executorKey?: string | Buffer;
   resolve: GuestResolver;
   idleTimeoutMs?: number;
   /** How long before an idle or session-end disconnect the student is warned (default 60 s, at most half the idle timeout). */
@@ -351,11 +365,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
             refusal = `session ${sessionId} ended at ${s.expiresAt.toISOString()}`;
           } else {
             const keys = s.publicKeys.map(parseAuthorizedKey).filter((k) => k !== undefined);
-            if (matchKey(keys, ctx)) {
+            if (!matchKey(keys, ctx)) {
+              refusal = `this key is not the one for session ${sessionId}; use the key file labvirt gave you (ssh -i <key file>)`;
+            } else if (s.refusal) {
+              // Told only to a client holding the session's key.
+              refusal = s.refusal;
+            } else {
               if (ctx.signature) session = s;
               return ctx.accept();
             }
-            refusal = `this key is not the one for session ${sessionId}; use the key file labvirt gave you (ssh -i <key file>)`;
           }
           // Every refused key is audited, offered or signed: OpenSSH never signs
           // with a key the server turned down, so a wrong key is only ever offered.
@@ -412,14 +430,15 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         'ssh connection opened',
       );
       const controlPlane = s.nodes.find((n) => n.node === 'control-plane');
-      const identityOf = async () =>
-        options.identity
-          ? options.identity(s.envId)
-          : { privateKey: options.executorKey as string | Buffer, hostKeys: {} as never };
+      // The gateway's own key, never an env's, unless the session's nodes
+      // trust only their env's key (and this process can read it).
+      const hopKey = async (): Promise<string | Buffer> => {
+        if (s.hopKey !== 'env') return options.clientKey;
+        if (!options.identity) throw new Error('this gateway cannot reach your environment');
+        return (await options.identity(s.envId)).privateKey;
+      };
       const connectUpstream = () =>
-        (upstream ??= identityOf().then((identity) =>
-          openUpstream(identity.privateKey, identity.hostKeys['control-plane']),
-        ));
+        (upstream ??= hopKey().then((key) => openUpstream(key, controlPlane?.hostKey)));
       const openUpstream = (privateKey: string | Buffer, expectedHostKey: string | undefined) =>
         new Promise<Client>((resolve, reject) => {
           if (!controlPlane)

@@ -8,5 +8,6 @@ export {
   type RequestSessionInput,
   type StoredSessionState,
   type SlackMessageState,
+  type GuestAddress,
 } from './store.js';
 export { storeKeys, type StoreKeys } from './keys.js';

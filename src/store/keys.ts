@@ -28,6 +28,8 @@ export function storeKeys(prefix: string) {
     slackMessage: (sessionId: string) => `${base}slack-message:${sessionId}`,
     /** Held by the one replica editing a session's Slack messages right now. */
     slackLock: (sessionId: string) => `${base}slack-lock:${sessionId}`,
+    /** The web terminal bridge's public key, which gateways accept for every active session. */
+    bridgeKey: `${base}web-bridge-key`,
     /** A student's registered SSH public key. */
     studentPublicKey: (student: string) => `${base}student-key:${student}`,
     /** A student's recent session ids (live and ended), scored by creation time. */

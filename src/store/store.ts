@@ -52,7 +52,23 @@ export interface SessionRecord {
   nodeRestarts?: { node: string; at: number }[];
   /** JSON of the lab tools recorded at prepare time (src/sessions/integrity.ts). */
   tools?: string;
+  /**
+   * Where the SSH gateway finds each node of an active session (set at
+   * activation, updated when a restarted node has a new address): all it
+   * needs besides Redis, so it needs no cluster access. Public data.
+   */
+  guests?: Partial<Record<string, GuestAddress>>;
 }
+
+/** A node's address and the SSH host key it must show (`ssh-ed25519 AAAA…`). */
+export interface GuestAddress {
+  ip: string;
+  /** Absent for guests labvirt did not render (their key is pinned on first use). */
+  hostKey?: string;
+}
+
+/** Session hash fields `guest:<node>` hold one node's {@link GuestAddress} as JSON. */
+const GUEST_FIELD = 'guest:';
 
 export type EnvSnapshot = Pick<EnvRecord, 'envId' | 'flavor' | 'state' | 'createdAt'> & {
   sessionId?: string;
@@ -340,6 +356,21 @@ export class Store {
   }
 
   /**
+   * Records where nodes of a live session are (their own fields, so two
+   * nodes updated at once never undo each other); never resurrects an ended
+   * session.
+   */
+  async setSessionGuests(id: string, guests: Partial<Record<string, GuestAddress>>): Promise<void> {
+    const key = this.keys.session(id);
+    const state = await this.redis.hget(key, 'state');
+    if (!state || state === 'ended') return;
+    const fields = Object.entries(guests)
+      .filter((e): e is [string, GuestAddress] => e[1] !== undefined)
+      .map(([node, guest]) => [`${GUEST_FIELD}${node}`, JSON.stringify(guest)]);
+    if (fields.length > 0) await this.redis.hset(key, Object.fromEntries(fields));
+  }
+
+  /**
    * Records the VMI uid a node of an active session runs now. The first uid
    * of a node is its identity; a uid not seen before is a restart, recorded
    * (node, `at`) once however many replicas see it, and one seen before
@@ -579,6 +610,19 @@ export class Store {
   }
 
   // ---- students ---------------------------------------------------------
+
+  /**
+   * The web terminal bridge's public key, published by the API role that
+   * holds its private half, for gateways in other processes (they hold no
+   * copy of that key).
+   */
+  async setBridgePublicKey(publicKey: string): Promise<void> {
+    await this.redis.set(this.keys.bridgeKey, publicKey);
+  }
+
+  async bridgePublicKey(): Promise<string | undefined> {
+    return (await this.redis.get(this.keys.bridgeKey)) ?? undefined;
+  }
 
   async setStudentPublicKey(student: string, publicKey: string): Promise<void> {
     await this.redis.set(this.keys.studentPublicKey(student), publicKey);
@@ -836,7 +880,21 @@ function toSession(h: Record<string, string>): SessionRecord | undefined {
     nodeVmis: parseJson<Record<string, string[]>>(h.nodeVmis),
     nodeRestarts: parseJson<{ node: string; at: number }[]>(h.nodeRestarts),
     tools: h.tools || undefined,
+    guests: guestsOf(h),
   };
+}
+
+function guestsOf(h: Record<string, string>): SessionRecord['guests'] {
+  const guests: Partial<Record<string, GuestAddress>> = {};
+  let any = false;
+  for (const [field, value] of Object.entries(h)) {
+    if (!field.startsWith(GUEST_FIELD)) continue;
+    const guest = parseJson<GuestAddress>(value);
+    if (!guest || typeof guest.ip !== 'string') continue;
+    guests[field.slice(GUEST_FIELD.length)] = guest;
+    any = true;
+  }
+  return any ? guests : undefined;
 }
 
 /** A JSON field written by a script; an unreadable one reads as absent. */

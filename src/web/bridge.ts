@@ -223,23 +223,27 @@ function hostKeyBlob(publicLine: string): Buffer | undefined {
 /**
  * The gateway's directory, also accepting labvirt's own key for every active
  * session: the web terminal bridge logs in with it on a student's behalf,
- * after checking the student's cookie for that session.
+ * after checking the student's cookie for that session. A gateway in
+ * another process than the bridge reads the key from where the bridge's
+ * process published it (`publicKey` as a function; none yet: only the
+ * student's key is accepted).
  */
 export function withBridgeKey<S extends { publicKeys: string[] }>(
   directory: {
     lookup(id: string): Promise<S | undefined>;
     onChange?(listener: (sessionId: string) => void): () => void;
   },
-  publicKey: string,
+  publicKey: string | (() => Promise<string | undefined>),
 ): {
   lookup(id: string): Promise<S | undefined>;
   onChange?(listener: (sessionId: string) => void): () => void;
 } {
+  const bridgeKey = typeof publicKey === 'string' ? async () => publicKey : publicKey;
   return {
     onChange: directory.onChange?.bind(directory),
     lookup: async (id: string) => {
-      const s = await directory.lookup(id);
-      return s && { ...s, publicKeys: [...s.publicKeys, publicKey] };
+      const [s, key] = await Promise.all([directory.lookup(id), bridgeKey()]);
+      return s && { ...s, publicKeys: key ? [...s.publicKeys, key] : s.publicKeys };
     },
   };
 }

@@ -247,14 +247,27 @@ describe('deploy/helm/labvirt with default values', () => {
     expect(c.ports).toEqual([
       { name: 'ssh', containerPort: gatewayConfig.ssh.gatewayPort, protocol: 'TCP' },
     ]);
-    // No API token; its keys are files from the Secrets the orchestrator makes.
+    // No API token; its two keys are files from the Secrets the orchestrator makes.
     expect(c.env?.map((e) => e.name)).toEqual(['LABVIRT_REDIS_URL']);
     expect(gatewayConfig.ssh.hostKey).toBe('/etc/labvirt/keys/host/ssh-privatekey');
-    expect(gatewayConfig.ssh.orchestratorKey).toBe('/etc/labvirt/keys/orchestrator/ssh-privatekey');
+    expect(gatewayConfig.ssh.gatewayClientKey).toBe('/etc/labvirt/keys/client/ssh-privatekey');
     const main = effectiveConfig(objs);
+    // Only its host key and its client key: not the web bridge's key, no env's key.
     expect(
       pod.spec.volumes.flatMap((v) => (v.secret ? [`secret:labvirt/${v.secret.secretName}`] : [])),
-    ).toEqual([main.ssh.hostKey, main.ssh.orchestratorKey]);
+    ).toEqual([main.ssh.hostKey, main.ssh.gatewayClientKey]);
+    expect(JSON.stringify(gateway)).not.toContain('orchestrator-key');
+    const mounts = (
+      c as unknown as { volumeMounts: { name: string; mountPath: string }[] }
+    ).volumeMounts.map((m) => m.mountPath);
+    expect(mounts.sort()).toEqual([
+      '/etc/labvirt/keys/client',
+      '/etc/labvirt/keys/host',
+      '/etc/labvirt/labvirt.yaml',
+      '/tmp',
+    ]);
+    // The orchestrator makes the client key's Secret (it installs its public half at each claim).
+    expect(main.ssh.gatewayClientKey).toBe('secret:labvirt/labvirt-gateway-client-key');
   });
 
   it("writes a configuration labvirt accepts, whose gateway labels and namespace are the pods' own", () => {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { evaluateNetworkPolicies, selectorMatches, validateObject } from '../../src/kube/index.js';
 
@@ -52,6 +52,18 @@ describe('deploy/labvirt.yaml', () => {
         .automountServiceAccountToken,
     ).toBe(false);
     expect(gateway.spec.containers[0]!.args!.slice(-2)).toEqual(['--roles', 'gateway']);
+    // It mounts its host key and its client key, nothing else of labvirt's.
+    const secrets = (
+      gateway.spec as unknown as { volumes: { secret?: { secretName: string } }[] }
+    ).volumes.flatMap((v) => (v.secret ? [v.secret.secretName] : []));
+    expect(secrets.sort()).toEqual(['labvirt-gateway-client-key', 'labvirt-gateway-host-key']);
+    const gatewayConfig = parse(
+      (find('ConfigMap', 'labvirt-gateway-config') as Obj & { data: Record<string, string> }).data[
+        'labvirt.yaml'
+      ]!,
+    ) as { ssh: Record<string, string> };
+    expect(gatewayConfig.ssh.gatewayClientKey).toBe('/etc/labvirt/keys/client/ssh-privatekey');
+    expect(gatewayConfig.ssh.orchestratorKey).toBeUndefined();
     expect(podOf('labvirt').spec.containers[0]!.args!.slice(-2)).toEqual([
       '--roles',
       'api,workers,scheduler,sync',

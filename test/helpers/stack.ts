@@ -28,6 +28,8 @@ export function serveConfigFor(
         guestAddressMap: join(dirname(sim.kubeconfigPath), 'guests.json'),
       },
       redis: { url: redisUrl },
+      // Beside the simulator's files: one per test, never the working directory's.
+      ssh: { gatewayClientKey: join(dirname(sim.kubeconfigPath), 'gateway_client_key') },
     },
     settings,
   );

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { linkSessionChanges, sessionDirectory } from '../../src/sessions/directory.js';
+import { checkEnvForRestarts } from '../../src/sessions/restarts.js';
 import { connectClient, run } from '../sim-guest/fixtures.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 
@@ -56,7 +57,7 @@ describe('the gateway keeps sessions in memory', () => {
   it("applies another replica's change notices", async () => {
     const started = await stack.labvirt.service.start({ student: 'eli', labId: 'fixture-one' });
     await stack.untilSession(started.id, 'active', 60_000);
-    const directory = sessionDirectory(stack.labvirt.context);
+    const directory = sessionDirectory(stack.labvirt.store);
     const publisher = new Redis(stack.redis.url);
     const subscriber = new Redis(stack.redis.url);
     const channel = 'test:sessions-changed';
@@ -80,4 +81,45 @@ describe('the gateway keeps sessions in memory', () => {
       publisher.disconnect();
     }
   }, 90_000);
+
+  it('takes a session activated before its nodes were recorded there through the cluster, in a process that has it', async () => {
+    const { service, store } = stack.labvirt;
+    // A fresh env in place of the first test's (the pool is kept at two).
+    await stack.labvirt.runMaintenance('replenish');
+    const started = await service.start({ student: 'fay', labId: 'fixture-one' });
+    const active = await stack.untilSession(started.id, 'active', 120_000);
+    // What a session activated by an older labvirt looks like: no nodes in Redis.
+    const redis = new Redis(stack.redis.url);
+    try {
+      await redis.hdel(store.keys.session(started.id), 'guest:control-plane');
+      expect((await store.getSession(started.id))?.guests).toBeUndefined();
+      await redis.publish(
+        `${stack.labvirt.context.config.redis.prefix}:sessions-changed`,
+        started.id,
+      );
+      // The stack's gateway has the cluster: it finds the node there and hops with the env's key.
+      const c = await stack.until(
+        () =>
+          connectClient({
+            port: stack.labvirt.gatewayPort!,
+            username: started.id,
+            privateKey: started.privateKey!,
+          }).catch(() => undefined),
+        'a login',
+      );
+      expect((await run(c, 'hostname')).stdout).toBe('control-plane\n');
+      c.end();
+      // The orchestrator's next look at the env records the node again, for
+      // gateways without the cluster.
+      await checkEnvForRestarts(stack.labvirt.context, active.envId!);
+      const guests = (await store.getSession(started.id))?.guests;
+      expect(guests?.['control-plane']).toMatchObject({
+        ip: expect.any(String),
+        hostKey: expect.stringMatching(/^ssh-ed25519 /),
+      });
+    } finally {
+      redis.disconnect();
+      await service.stop(started.id);
+    }
+  }, 180_000);
 });

@@ -56,19 +56,23 @@ beforeAll(async () => {
       studentKey.public,
     );
   }
+  const { hostKeys } = await simHost.identity(env.envId);
   const session: GatewaySession = {
     sessionId: SESSION,
     student: 'ada',
     envId: env.envId,
     expiresAt: new Date(Date.now() + 3600_000),
     publicKeys: [studentKey.public],
-    nodes: nodes.map((v) => ({ node: v.name, ip: v.ip })),
+    nodes: nodes.map((v) => ({ node: v.name, ip: v.ip, hostKey: hostKeys[v.name] })),
+    // These guests trust the env's key for the hop (no gateway key was installed).
+    hopKey: 'env',
   };
   gateway = await startGateway({
     hostKey: gatewayKey,
     host: '127.0.0.1',
     port: 0,
     directory: { lookup: async (id) => (id === SESSION ? session : undefined) },
+    clientKey: gatewayKey,
     identity: simHost.identity,
     resolve: simHost.sim.resolveGuest,
     idleTimeoutMs: 60_000,

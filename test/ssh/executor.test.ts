@@ -332,22 +332,27 @@ describe('executor', () => {
 
   it('installs a student key idempotently, after which the student can log in', async () => {
     const g = await guest();
-    const ex = executor();
+    const gatewayKey = newKey();
+    const ex = executor({ gatewayPublicKey: gatewayKey.public });
     const student = newKey();
     await ex.installStudentKey(target(g.ip), `${student.public} laptop`);
     await ex.installStudentKey(target(g.ip), student.public);
     const file = join(g.sandbox, 'home/student/.ssh/authorized_keys');
     const lines = (await readFile(file, 'utf8')).trim().split('\n');
-    expect(lines).toHaveLength(2);
+    expect(lines).toHaveLength(3);
     expect(lines[0]).toMatch(/labvirt-student$/);
-    expect(lines[1]).toMatch(/labvirt-gateway$/);
-    const c = await connectClient({
-      port: g.guest.port,
-      username: 'student',
-      privateKey: student.private,
-    });
-    expect((await run(c, 'echo $USER')).stdout).toBe('student\n');
-    c.end();
+    expect(lines[1]).toBe(`${gatewayKey.public.split(' ').slice(0, 2).join(' ')} labvirt-gateway`);
+    expect(lines[2]).toMatch(/labvirt-env$/);
+    // The student, and the gateway with its own key, get in as student.
+    for (const key of [student, gatewayKey]) {
+      const c = await connectClient({
+        port: g.guest.port,
+        username: 'student',
+        privateKey: key.private,
+      });
+      expect((await run(c, 'echo $USER')).stdout).toBe('student\n');
+      c.end();
+    }
     await expect(ex.installStudentKey(target(g.ip), 'ssh-ed25519 $(touch /tmp/x)')).rejects.toThrow(
       /public key/,
     );

@@ -20,6 +20,8 @@ import { GuestFarm, newKey, type TestGuest } from '../sim-guest/fixtures.js';
 /** The SSH gateway under the attacks and the load it must withstand. */
 const farm = new GuestFarm();
 const labvirtKey = newKey();
+/** The gateway's own key for its hop (ssh.gatewayClientKey). */
+const gatewayClientKey = newKey();
 const studentKey = newKey();
 const gatewayKey = newKey();
 let cp: TestGuest;
@@ -47,7 +49,11 @@ const logger = sink(() => logLines);
 beforeAll(async () => {
   workdir = await mkdtemp(join(tmpdir(), 'labvirt-gw-attack-'));
   cp = await farm.start({ labvirt: [labvirtKey.public], student: [] });
-  const ex = createExecutor({ privateKey: labvirtKey.private, resolve: farm.resolve });
+  const ex = createExecutor({
+    privateKey: labvirtKey.private,
+    gatewayPublicKey: gatewayClientKey.public,
+    resolve: farm.resolve,
+  });
   await ex.installStudentKey(
     { envId: 'envaaaaa', node: 'control-plane', ip: cp.ip },
     studentKey.public,
@@ -85,7 +91,7 @@ async function gateway(extra: Partial<GatewayOptions>) {
     host: '127.0.0.1',
     port: 0,
     directory: { lookup: async (id) => session(id) },
-    executorKey: labvirtKey.private,
+    clientKey: gatewayClientKey.private,
     resolve: farm.resolve,
     audit,
     logger,

@@ -28,6 +28,8 @@ import {
 
 const farm = new GuestFarm();
 const labvirtKey = newKey();
+/** The gateway's own key for its hop (ssh.gatewayClientKey). */
+const gatewayClientKey = newKey();
 const studentKey = newKey();
 const gatewayKey = newKey();
 const SESSION = 's-abc1234567';
@@ -60,7 +62,11 @@ beforeAll(async () => {
   );
   otherEnvNode = await farm.start({ labvirt: [labvirtKey.public], student: [] });
   // What labvirt does at claim: the student's key (and its own, for the gateway) into student's authorized_keys.
-  const ex = createExecutor({ privateKey: labvirtKey.private, resolve: farm.resolve });
+  const ex = createExecutor({
+    privateKey: labvirtKey.private,
+    gatewayPublicKey: gatewayClientKey.public,
+    resolve: farm.resolve,
+  });
   for (const [ip, node] of [
     [cp.ip, 'control-plane'],
     [worker.ip, 'worker-1'],
@@ -109,7 +115,7 @@ async function gateway(extra: Partial<GatewayOptions> = {}, s: GatewaySession[] 
     host: '127.0.0.1',
     port: 0,
     directory: { lookup: async (id) => sessions.get(id) },
-    executorKey: labvirtKey.private,
+    clientKey: gatewayClientKey.private,
     resolve: farm.resolve,
     idleTimeoutMs: 60_000,
     audit,
@@ -309,7 +315,8 @@ describe('ssh gateway', () => {
   });
 
   it('warns, then disconnects an idle student', async () => {
-    const gw = await gateway({ idleTimeoutMs: 1200, warnBeforeMs: 600 });
+    // Room for the shell to reach the guest on a loaded machine before the warning is due.
+    const gw = await gateway({ idleTimeoutMs: 4000, warnBeforeMs: 2000 });
     const c = await studentLogin(gw);
     const sh = await shell(c);
     const closed = new Promise<void>((r) => c.on('close', () => r()));
@@ -432,7 +439,11 @@ describe('ssh gateway', () => {
 
   it('tells the student and disconnects when their VM goes away', async () => {
     const own = await farm.start({ labvirt: [labvirtKey.public], student: [] });
-    const ex = createExecutor({ privateKey: labvirtKey.private, resolve: farm.resolve });
+    const ex = createExecutor({
+      privateKey: labvirtKey.private,
+      gatewayPublicKey: gatewayClientKey.public,
+      resolve: farm.resolve,
+    });
     await ex.installStudentKey(
       { envId: 'envbbbbb', node: 'control-plane', ip: own.ip },
       studentKey.public,

@@ -179,22 +179,25 @@ describe('addresses and keys labvirt trusts', () => {
         },
       }),
     );
-    // A directory that still holds Alice's node at an address Bob's guest now has.
+    // A directory that still holds Alice's node (with the host key recorded
+    // for it) at an address Bob's guest now has.
+    const identities = new EnvIdentities(ctx.cluster, (id) => envNamespace(ctx.config, id));
+    const { hostKeys } = await identities.get(alice.envId!);
     const stale: GatewaySession = {
       sessionId: alice.id,
       student: 'alice',
       envId: alice.envId!,
       expiresAt: new Date(Date.now() + 600_000),
       publicKeys: [publicLine(ssh2.utils.parseKey(alice.privateKey!) as ParsedKey)],
-      nodes: [{ node: 'control-plane', ip: bobIp }],
+      nodes: [{ node: 'control-plane', ip: bobIp, hostKey: hostKeys['control-plane'] }],
     };
-    const identities = new EnvIdentities(ctx.cluster, (id) => envNamespace(ctx.config, id));
     const gateway = await startGateway({
       hostKey: generateKeyPair().private,
       host: '127.0.0.1',
       port: 0,
       directory: { lookup: async (id) => (id === alice.id ? stale : undefined) },
-      identity: (envId) => identities.get(envId),
+      // The host key is checked before any key is offered: this one opens nothing.
+      clientKey: generateKeyPair().private,
       resolve: stack.sim.resolveGuest,
       audit: auditLog,
     });

@@ -79,14 +79,22 @@ export function registerServeCommands(program: Command): void {
             gateway: opts.gateway,
             scheduler: opts.scheduler,
           };
-      const handle = await startLabvirt({
-        config,
-        logger,
-        // Only the HTTP API checks the token: a gateway-only process holds none.
-        apiToken: roles.api === false ? '' : apiTokenFrom(config),
-        slack: slackSecretsFrom(config),
-        roles,
-      });
+      // The SSH gateway alone needs only Redis and the guests: no kubeconfig is read.
+      const gatewayOnly =
+        roles.gateway !== false &&
+        SERVE_ROLES.every(
+          (r) => r === 'gateway' || (roles as Record<string, unknown>)[r] === false,
+        );
+      const handle = gatewayOnly
+        ? await (await import('../../app/gateway.js')).startGatewayProcess({ config, logger })
+        : await startLabvirt({
+            config,
+            logger,
+            // Only the HTTP API checks the token: a gateway-only process holds none.
+            apiToken: roles.api === false ? '' : apiTokenFrom(config),
+            slack: slackSecretsFrom(config),
+            roles,
+          });
       const signal = await stopping;
       logger.info(
         { signal, graceSeconds: config.pool.shutdownGraceSeconds },

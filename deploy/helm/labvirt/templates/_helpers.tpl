@@ -89,7 +89,8 @@ Secrets, labvirt's own namespace and pod labels) under the operator's
     "gatewayPort" (int .Values.gateway.containerPort)
     "bindAddress" "0.0.0.0"
     "hostKey" (printf "secret:%s/%s" .Release.Namespace (include "labvirt.componentName" (dict "root" . "suffix" "gateway-host-key")))
-    "orchestratorKey" (printf "secret:%s/%s" .Release.Namespace (include "labvirt.componentName" (dict "root" . "suffix" "orchestrator-key"))))
+    "orchestratorKey" (printf "secret:%s/%s" .Release.Namespace (include "labvirt.componentName" (dict "root" . "suffix" "orchestrator-key")))
+    "gatewayClientKey" (printf "secret:%s/%s" .Release.Namespace (include "labvirt.componentName" (dict "root" . "suffix" "gateway-client-key"))))
   "kube" (dict "envClusterRole" (include "labvirt.envRoleName" .))
   "network" (dict
     "gatewayNamespace" .Release.Namespace
@@ -102,12 +103,15 @@ Secrets, labvirt's own namespace and pod labels) under the operator's
 {{- end -}}
 
 {{/*
-The gateway's labvirt.yaml: the same, but its keys are files (the Secrets the
-orchestrator made, mounted): the gateway makes no Kubernetes call.
+The gateway's labvirt.yaml: the same, but its two keys are files (the
+Secrets the orchestrator made, mounted): the gateway makes no Kubernetes
+call. It never reads the web bridge's key (the API role publishes its public
+half in Redis).
 */}}
 {{- define "labvirt.gatewayConfig" -}}
 {{- $config := include "labvirt.config" . | fromYaml -}}
 {{- $_ := set $config.ssh "hostKey" "/etc/labvirt/keys/host/ssh-privatekey" -}}
-{{- $_ := set $config.ssh "orchestratorKey" "/etc/labvirt/keys/orchestrator/ssh-privatekey" -}}
+{{- $_ := set $config.ssh "gatewayClientKey" "/etc/labvirt/keys/client/ssh-privatekey" -}}
+{{- $_ := unset $config.ssh "orchestratorKey" -}}
 {{- toYaml $config -}}
 {{- end -}}
