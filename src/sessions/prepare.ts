@@ -6,7 +6,7 @@ import { labelState } from '../pool/provision.js';
 import type { PrepareJob } from '../pool/queues.js';
 import { connectionFor } from './connection.js';
 import { recordNodeVmis } from './restarts.js';
-import { recordTools } from './integrity.js';
+import { parseToolsBaseline, recordTools } from './integrity.js';
 import { labScripts, runSteps, ScriptFailedError, SlowGuestPatience } from './scripts.js';
 
 /**
@@ -88,31 +88,47 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
       nodes,
       env: { LAB_ID: lab.id, LAB_SESSION: sessionId },
     };
-    const patience = new SlowGuestPatience(SLOW_SETUP_TIMEOUT_FACTOR, (failure, retrySeconds) => {
-      log.warn(
-        {
+    const patience = new SlowGuestPatience(
+      SLOW_SETUP_TIMEOUT_FACTOR,
+      async (failure, retrySeconds) => {
+        log.warn(
+          {
+            step: failure.file,
+            node: failure.node,
+            timeoutSeconds: failure.timeoutSeconds,
+            retrySeconds,
+          },
+          'lab setup step timed out: the guest is slow; running it again with more time',
+        );
+        // Recorded before the event: a front end re-reading the session on
+        // the event shows the student that the machines are busy.
+        await ctx.store.setSessionFields(sessionId, {
+          setupSlow: JSON.stringify({
+            step: failure.file,
+            node: failure.node,
+            timeoutSeconds: failure.timeoutSeconds,
+            retrySeconds,
+            at: ctx.now(),
+          }),
+        });
+        ctx.events.emit({
+          type: 'session.setup-slow',
+          sessionId,
+          student: session.student,
+          labId: lab.id,
+          envId,
           step: failure.file,
           node: failure.node,
           timeoutSeconds: failure.timeoutSeconds,
           retrySeconds,
-        },
-        'lab setup step timed out: the guest is slow; running it again with more time',
-      );
-      ctx.events.emit({
-        type: 'session.setup-slow',
-        sessionId,
-        student: session.student,
-        labId: lab.id,
-        envId,
-        step: failure.file,
-        node: failure.node,
-        timeoutSeconds: failure.timeoutSeconds,
-        retrySeconds,
-      });
-    });
+        });
+      },
+    );
     // The key goes onto every node at once, while the lab's setup runs: the
     // setup runs as labvirt and does not need it; the student gets in only
     // after both.
+    // Unreadable reads as absent: then prepare hashes every tool itself.
+    const baseline = ctx.store.envToolsBaseline(envId).catch(() => undefined);
     const results = await Promise.allSettled([
       (async () => {
         await runSteps(runCtx, scripts.setup, patience);
@@ -126,8 +142,15 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     // What checks will rely on, taken before the student is let in: a check
-    // grades only while these tools are unchanged (integrity.ts).
-    const tools = await recordTools(runCtx);
+    // grades only while these tools are unchanged (integrity.ts). Hashes of
+    // the files the lab's setup left alone come from the env's warm-up
+    // inventory (none after a Redis loss: then everything is hashed), and a
+    // slow guest gets the same patience as a slow setup step.
+    const tools = await recordTools(runCtx, {
+      baseline: parseToolsBaseline(await baseline),
+      patience,
+      timeoutSeconds: ctx.config.sessions.toolInventoryTimeoutSeconds,
+    });
     await ctx.store.setSessionFields(sessionId, { tools: JSON.stringify(tools) });
   } catch (err) {
     if (err instanceof ScriptFailedError && err.failure.timedOut) {
