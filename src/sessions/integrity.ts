@@ -340,6 +340,12 @@ export interface RecordToolsOptions {
    * and no student had access), so only what the setup changed is hashed.
    */
   baseline?: EnvToolsBaseline;
+  /**
+   * Nodes on which nothing but labvirt's own key install ran since warm-up
+   * (no step of the lab's setup or prepare selects them): their warm-up
+   * record stands as it is, without a command.
+   */
+  untouched?: readonly string[];
   /** Prepare's patience with a slow guest (see takeAll). */
   patience?: SlowGuestPatience;
   /** One node's time limit on a quiet guest. */
@@ -355,13 +361,21 @@ export async function recordTools(
   ctx: InventoryContext,
   opts: RecordToolsOptions = {},
 ): Promise<EnvTools> {
-  const taken = await takeAll(ctx, {
-    identities: false,
-    baseline: opts.baseline,
-    patience: opts.patience,
-    timeoutSeconds: opts.timeoutSeconds ?? INVENTORY_TIMEOUT_SECONDS,
-  });
-  return Object.fromEntries([...taken].map(([node, t]) => [node, t.tools]));
+  const kept = new Map<string, NodeTools>();
+  for (const node of opts.untouched ?? []) {
+    const recorded = opts.baseline?.[node];
+    if (recorded) kept.set(node, { path: recorded.path, files: recorded.files });
+  }
+  const taken = await takeAll(
+    { ...ctx, nodes: ctx.nodes.filter((n) => !kept.has(n.node)) },
+    {
+      identities: false,
+      baseline: opts.baseline,
+      patience: opts.patience,
+      timeoutSeconds: opts.timeoutSeconds ?? INVENTORY_TIMEOUT_SECONDS,
+    },
+  );
+  return Object.fromEntries([...kept, ...[...taken].map(([node, t]) => [node, t.tools] as const)]);
 }
 
 /**

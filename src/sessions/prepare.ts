@@ -6,8 +6,14 @@ import { labelState } from '../pool/provision.js';
 import type { PrepareJob } from '../pool/queues.js';
 import { connectionFor } from './connection.js';
 import { recordNodeVmis } from './restarts.js';
-import { parseToolsBaseline, recordTools } from './integrity.js';
-import { labScripts, runSteps, ScriptFailedError, SlowGuestPatience } from './scripts.js';
+import { INVENTORY_STEP, parseToolsBaseline, recordTools } from './integrity.js';
+import {
+  labScripts,
+  runSteps,
+  ScriptFailedError,
+  selectNodes,
+  SlowGuestPatience,
+} from './scripts.js';
 
 /**
  * A setup step that timed out runs once more with this many times its
@@ -144,10 +150,17 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     // What checks will rely on, taken before the student is let in: a check
     // grades only while these tools are unchanged (integrity.ts). Hashes of
     // the files the lab's setup left alone come from the env's warm-up
-    // inventory (none after a Redis loss: then everything is hashed), and a
-    // slow guest gets the same patience as a slow setup step.
+    // inventory (none after a Redis loss: then everything is hashed); a node
+    // no lab step ran on keeps its warm-up record as it is (only labvirt's
+    // key install touched it). A slow guest gets a slow setup step's patience.
+    const touched = new Set(
+      [...scripts.setup, ...scripts.prepare].flatMap((step) =>
+        selectNodes(step.node, nodes).map((n) => n.node),
+      ),
+    );
     const tools = await recordTools(runCtx, {
       baseline: parseToolsBaseline(await baseline),
+      untouched: nodes.map((n) => n.node).filter((n) => !touched.has(n)),
       patience,
       timeoutSeconds: ctx.config.sessions.toolInventoryTimeoutSeconds,
     });
@@ -156,8 +169,10 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     if (err instanceof ScriptFailedError && err.failure.timedOut) {
       // Out of time even with more: the lab's problem on a slow guest, not the env's.
       const { file, node, timeoutSeconds } = err.failure;
+      const what =
+        file === INVENTORY_STEP ? "labvirt's check of the lab's tools" : "the lab's setup";
       const detail =
-        `the lab's setup did not finish in time, even with ${SLOW_SETUP_TIMEOUT_FACTOR}× its time ` +
+        `${what} did not finish in time, even with ${SLOW_SETUP_TIMEOUT_FACTOR}× its time ` +
         `limit: ${file} on ${node} ran out of ${timeoutSeconds} s. The machines are busy: ` +
         `start the lab again in a few minutes`;
       log.warn({ reason: err.message }, 'lab setup timed out twice; ending the session');
