@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FIXTURE_LABS, startTestStack, type TestStack } from '../helpers/stack.js';
+import { runCli } from '../cli-client/fixtures/run-cli.js';
 
 const ONE = 'v1.30-1node';
 /** The prepare tool inventory's time limit in this file (the default is 60 s). */
@@ -208,5 +209,44 @@ solve:
     for (const envId of warmBefore.filter((id) => id !== s.envId)) {
       expect((await store.getEnv(envId))?.state).toBe('warm');
     }
+  }, 120_000);
+  it('tells the student the machines are busy: the API view, the long poll, labvirt start', async () => {
+    const { service } = stack.labvirt;
+    await stack.labvirt.runMaintenance('replenish');
+    await stack.until(async () => (await stack.warmCount(ONE)) >= 3, 'three warm envs', 90_000);
+    // As in the first test: the setup step runs out of its 2 s and runs again with 6 s.
+    stack.sim.faults.slowGuestCommandsMs = 3000;
+
+    const cli = runCli(
+      ['start', '--lab', 'slow-setup', '--student', 'patient', '--key-file', join(labsDir, 'k')],
+      {
+        LABVIRT_API_URL: stack.labvirt.apiUrl!,
+        LABVIRT_API_TOKEN: stack.apiToken,
+        LABVIRT_CONFIG: undefined,
+      },
+    );
+    const slow = await stack.until(
+      async () =>
+        (await service.list({ student: 'patient' })).find((s) => s.slow !== undefined)?.slow,
+      'the session to be marked slow',
+      60_000,
+    );
+    expect(slow).toMatchObject({
+      message: 'the machines are busy: setup is taking longer than usual',
+      step: 'slow-setup/setup.sh',
+      node: 'control-plane',
+      retrySeconds: 6,
+    });
+    const r = await cli;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(
+      'preparing your environment: the machines are busy: setup is taking longer than usual',
+    );
+    expect(r.stdout).toContain('state:    active');
+    // Once active the note is gone.
+    const [active] = await service.list({ student: 'patient' });
+    expect(active?.state).toBe('active');
+    expect(active?.slow).toBeUndefined();
+    await service.stop(active!.id);
   }, 120_000);
 });
