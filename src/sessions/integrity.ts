@@ -167,7 +167,7 @@ interface InventoryOptions {
   /** Also report each file's stat identity. */
   identities?: boolean;
   /** Hashes to reuse for files whose identity is unchanged (implies identities). */
-  known?: NodeToolsBaseline;
+  known?: Iterable<KnownHash>;
   timeoutMs: number;
 }
 
@@ -177,18 +177,56 @@ type Inventory =
 
 const UNVERIFIABLE = 'the shell labvirt runs checks with does not behave as set up';
 
-/** `<identity>\t<sha256>\t<file>` lines of the files whose hash can be reused. */
-function knownLines(known: NodeToolsBaseline): string {
-  const lines = new Set<string>();
-  for (const entry of Object.values(known.files)) {
+/** A hash that may be reused for the file while its stat identity is this one. */
+interface KnownHash {
+  resolved: string;
+  identity: string;
+  sum: string;
+}
+
+/** The hashes of a warm-up record, with the identity each was taken at. */
+function knownOf(record: NodeToolsBaseline): KnownHash[] {
+  return Object.values(record.files).map((entry) => {
     const cut = entry.lastIndexOf(' ');
     const resolved = entry.slice(0, cut);
-    const sum = entry.slice(cut + 1);
-    const identity = known.identities[resolved];
+    return { resolved, sum: entry.slice(cut + 1), identity: record.identities[resolved] ?? '' };
+  });
+}
+
+/** `<identity>\t<sha256>\t<file>` lines for the script (what it cannot carry is left out). */
+function knownLines(known: Iterable<KnownHash>): string {
+  const lines = new Set<string>();
+  for (const { resolved, identity, sum } of known) {
     if (!identity || !SHA256.test(sum) || /[\t\n]/.test(resolved + identity)) continue;
     lines.add(`${identity}\t${sum}\t${resolved}`);
   }
   return [...lines].join('\n');
+}
+
+/**
+ * Hashes from earlier warm-up inventories in this process, by resolved file
+ * and identity. Envs boot from one image, so most files show the same
+ * identity (device, inode, size, mtime and ctime to the nanosecond) in every
+ * env: the next env's warm-up reuses the hash instead of reading kubectl
+ * again. Only warm-up inventories feed it — at warm-up nothing but
+ * cloud-init and labvirt has run in an env, so a file with the same identity
+ * and other content would need a forged ctime in an env nobody had access
+ * to. Bounded: the oldest entries go first.
+ */
+const warmUpHashes = new Map<string, KnownHash>();
+const WARM_UP_HASHES_KEPT = 2000;
+
+function rememberWarmUpHashes(record: NodeToolsBaseline): void {
+  for (const known of knownOf(record)) {
+    if (!known.identity || !SHA256.test(known.sum)) continue;
+    const key = `${known.resolved}\0${known.identity}`;
+    warmUpHashes.delete(key);
+    warmUpHashes.set(key, known);
+  }
+  for (const key of warmUpHashes.keys()) {
+    if (warmUpHashes.size <= WARM_UP_HASHES_KEPT) break;
+    warmUpHashes.delete(key);
+  }
 }
 
 async function inventory(
@@ -269,6 +307,8 @@ export const INVENTORY_STEP = "labvirt's tool inventory";
 interface TakeOptions {
   identities: boolean;
   baseline?: EnvToolsBaseline;
+  /** Reused for every node (besides its baseline's). */
+  known?: KnownHash[];
   patience?: SlowGuestPatience;
   timeoutSeconds: number;
 }
@@ -282,9 +322,11 @@ async function takeNode(
   opts: TakeOptions,
   seconds: number,
 ): Promise<Inventory> {
+  const recorded = opts.baseline?.[node.node];
+  const known = [...(opts.known ?? []), ...(recorded ? knownOf(recorded) : [])];
   const base = {
     identities: opts.identities,
-    known: opts.baseline?.[node.node],
+    known: known.length > 0 ? known : undefined,
     timeoutMs: seconds * 1000,
   };
   const taken = await inventory(ctx, node, base);
@@ -387,10 +429,16 @@ export async function takeToolsBaseline(
   ctx: InventoryContext,
   opts: { timeoutSeconds: number },
 ): Promise<EnvToolsBaseline> {
-  const taken = await takeAll(ctx, { identities: true, timeoutSeconds: opts.timeoutSeconds });
-  return Object.fromEntries(
+  const taken = await takeAll(ctx, {
+    identities: true,
+    known: [...warmUpHashes.values()],
+    timeoutSeconds: opts.timeoutSeconds,
+  });
+  const baseline: EnvToolsBaseline = Object.fromEntries(
     [...taken].map(([node, t]) => [node, { ...t.tools, identities: t.identities }]),
   );
+  for (const record of Object.values(baseline)) rememberWarmUpHashes(record);
+  return baseline;
 }
 
 /** Reads a stored warm-up inventory; undefined when absent or unreadable (prepare then hashes all). */
