@@ -109,11 +109,18 @@ while IFS=$'\\t' read -r kid ksum kfile; do
   [ -n "$kfile" ] && known[$kfile]="$kid"$'\\t'"$ksum"
 done <<<"\${LABVIRT_KNOWN:-}"
 todo=()
+# One file under two names (a bind mount: same device and inode) is read once.
+declare -A first=()
+same=()
 for r in "\${unique[@]}"; do
   k=\${known[$r]:-}
-  if [ -n "$k" ] && [ -n "\${ident[$r]:-}" ] && [ "\${k%%$'\\t'*}" = "\${ident[$r]}" ]; then
+  id=\${ident[$r]:-}
+  if [ -n "$k" ] && [ -n "$id" ] && [ "\${k%%$'\\t'*}" = "$id" ]; then
     hash[$r]=\${k#*$'\\t'}
+  elif [ -n "$id" ] && [ -n "\${first[$id]:-}" ]; then
+    same+=("$r")
   else
+    [ -n "$id" ] && first[$id]=$r
     todo+=("$r")
   fi
 done
@@ -122,6 +129,9 @@ if [ "\${#todo[@]}" -gt 0 ]; then
     hash["\${rec:66}"]=\${rec:0:64}
   done < <(/usr/bin/sha256sum -z -- "\${todo[@]}" 2>/dev/null)
 fi
+for r in "\${same[@]}"; do
+  hash[$r]=\${hash[\${first[\${ident[$r]}]}]:-}
+done
 for i in "\${!files[@]}"; do
   r=\${resolved[$i]}
   h=\${hash[$r]:-} id=\${ident[$r]:-}
