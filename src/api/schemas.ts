@@ -104,6 +104,15 @@ export const sessionView = z.object({
   connection: connection.optional(),
   nodeRestarts: z.array(z.object({ node: z.string(), at: z.string() })).optional(),
   queue: z.object({ position: z.number().int(), estimateSeconds: z.number() }).optional(),
+  slow: z
+    .object({
+      message: z.string(),
+      since: z.string(),
+      step: z.string(),
+      node: z.string(),
+      retrySeconds: z.number(),
+    })
+    .optional(),
   ports: z
     .object({
       published: z.array(

@@ -500,6 +500,12 @@ export const configSchema = z
         warnBeforeMinutes: z.number().int().min(1).max(60).default(10),
         /** When expired sessions are swept (node-cron). */
         expiryCron: cronExpression.default('* * * * *'),
+        /**
+         * Time one node's inventory of the lab tools may take at prepare on a
+         * quiet guest (src/sessions/integrity.ts); a slow guest gets one more
+         * try with 3× this, as a lab setup step does.
+         */
+        toolInventoryTimeoutSeconds: z.number().int().min(1).max(600).default(60),
       })
       .default({
         maxPerStudent: 1,
@@ -508,6 +514,7 @@ export const configSchema = z
         extendMinutes: 30,
         warnBeforeMinutes: 10,
         expiryCron: '* * * * *',
+        toolInventoryTimeoutSeconds: 60,
       }),
     pool: z
       .strictObject({

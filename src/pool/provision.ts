@@ -12,6 +12,7 @@ import { apiErrorMessage, isApiError } from '../kube/client.js';
 import type { PoolContext } from './context.js';
 import { inspectEnvVmis, nodeAddresses, nodesOfFlavor, watchedEnvVmis } from './nodes.js';
 import type { ProvisionJob } from './queues.js';
+import { takeToolsBaseline } from '../sessions/integrity.js';
 
 const IN_FLIGHT = new Set(['provisioning', 'booting']);
 
@@ -140,6 +141,14 @@ async function bringUp(
           ),
         ),
       );
+      // The tools checks rely on, hashed now (before any student or lab
+      // touched the env) so that prepare only hashes what the lab's setup
+      // changed: kubectl alone is a 50 MB file, and a class claims at once.
+      const baseline = await takeToolsBaseline(
+        { executor: ctx.executor, envId, nodes: addressed.nodes },
+        { timeoutSeconds: Math.max(1, Math.ceil((deadline - ctx.now()) / 1000)) },
+      );
+      await ctx.store.setEnvToolsBaseline(envId, JSON.stringify(baseline));
       // A warm env holds no SSH connection; the claim connects again (host keys stay pinned).
       ctx.executor.releaseEnv(envId);
       break;

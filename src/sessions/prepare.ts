@@ -7,8 +7,14 @@ import type { PrepareJob } from '../pool/queues.js';
 import { connectionFor } from './connection.js';
 import { recordGuests } from './guests.js';
 import { recordNodeVmis } from './restarts.js';
-import { recordTools } from './integrity.js';
-import { labScripts, runSteps, ScriptFailedError, SlowGuestPatience } from './scripts.js';
+import { INVENTORY_STEP, parseToolsBaseline, recordTools } from './integrity.js';
+import {
+  labScripts,
+  runSteps,
+  ScriptFailedError,
+  selectNodes,
+  SlowGuestPatience,
+} from './scripts.js';
 
 /**
  * A setup step that timed out runs once more with this many times its
@@ -89,31 +95,47 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
       nodes,
       env: { LAB_ID: lab.id, LAB_SESSION: sessionId },
     };
-    const patience = new SlowGuestPatience(SLOW_SETUP_TIMEOUT_FACTOR, (failure, retrySeconds) => {
-      log.warn(
-        {
+    const patience = new SlowGuestPatience(
+      SLOW_SETUP_TIMEOUT_FACTOR,
+      async (failure, retrySeconds) => {
+        log.warn(
+          {
+            step: failure.file,
+            node: failure.node,
+            timeoutSeconds: failure.timeoutSeconds,
+            retrySeconds,
+          },
+          'lab setup step timed out: the guest is slow; running it again with more time',
+        );
+        // Recorded before the event: a front end re-reading the session on
+        // the event shows the student that the machines are busy.
+        await ctx.store.setSessionFields(sessionId, {
+          setupSlow: JSON.stringify({
+            step: failure.file,
+            node: failure.node,
+            timeoutSeconds: failure.timeoutSeconds,
+            retrySeconds,
+            at: ctx.now(),
+          }),
+        });
+        ctx.events.emit({
+          type: 'session.setup-slow',
+          sessionId,
+          student: session.student,
+          labId: lab.id,
+          envId,
           step: failure.file,
           node: failure.node,
           timeoutSeconds: failure.timeoutSeconds,
           retrySeconds,
-        },
-        'lab setup step timed out: the guest is slow; running it again with more time',
-      );
-      ctx.events.emit({
-        type: 'session.setup-slow',
-        sessionId,
-        student: session.student,
-        labId: lab.id,
-        envId,
-        step: failure.file,
-        node: failure.node,
-        timeoutSeconds: failure.timeoutSeconds,
-        retrySeconds,
-      });
-    });
+        });
+      },
+    );
     // The key goes onto every node at once, while the lab's setup runs: the
     // setup runs as labvirt and does not need it; the student gets in only
     // after both.
+    // Unreadable reads as absent: then prepare hashes every tool itself.
+    const baseline = ctx.store.envToolsBaseline(envId).catch(() => undefined);
     const results = await Promise.allSettled([
       (async () => {
         await runSteps(runCtx, scripts.setup, patience);
@@ -127,15 +149,31 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     // What checks will rely on, taken before the student is let in: a check
-    // grades only while these tools are unchanged (integrity.ts).
-    const tools = await recordTools(runCtx);
+    // grades only while these tools are unchanged (integrity.ts). Hashes of
+    // the files the lab's setup left alone come from the env's warm-up
+    // inventory (none after a Redis loss: then everything is hashed); a node
+    // no lab step ran on keeps its warm-up record as it is (only labvirt's
+    // key install touched it). A slow guest gets a slow setup step's patience.
+    const touched = new Set(
+      [...scripts.setup, ...scripts.prepare].flatMap((step) =>
+        selectNodes(step.node, nodes).map((n) => n.node),
+      ),
+    );
+    const tools = await recordTools(runCtx, {
+      baseline: parseToolsBaseline(await baseline),
+      untouched: nodes.map((n) => n.node).filter((n) => !touched.has(n)),
+      patience,
+      timeoutSeconds: ctx.config.sessions.toolInventoryTimeoutSeconds,
+    });
     await ctx.store.setSessionFields(sessionId, { tools: JSON.stringify(tools) });
   } catch (err) {
     if (err instanceof ScriptFailedError && err.failure.timedOut) {
       // Out of time even with more: the lab's problem on a slow guest, not the env's.
       const { file, node, timeoutSeconds } = err.failure;
+      const what =
+        file === INVENTORY_STEP ? "labvirt's check of the lab's tools" : "the lab's setup";
       const detail =
-        `the lab's setup did not finish in time, even with ${SLOW_SETUP_TIMEOUT_FACTOR}× its time ` +
+        `${what} did not finish in time, even with ${SLOW_SETUP_TIMEOUT_FACTOR}× its time ` +
         `limit: ${file} on ${node} ran out of ${timeoutSeconds} s. The machines are busy: ` +
         `start the lab again in a few minutes`;
       log.warn({ reason: err.message }, 'lab setup timed out twice; ending the session');

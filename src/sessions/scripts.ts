@@ -68,7 +68,8 @@ export class SlowGuestPatience {
 
   constructor(
     readonly factor: number,
-    private readonly onSlow: (failure: StepFailure, retrySeconds: number) => void,
+    /** Awaited before the step runs again (e.g. to record that the session is slow). */
+    private readonly onSlow: (failure: StepFailure, retrySeconds: number) => void | Promise<void>,
   ) {}
 
   /** Whether a step of this run has timed out already. */
@@ -76,16 +77,19 @@ export class SlowGuestPatience {
     return this.slow;
   }
 
-  timeoutSeconds(step: LabScript): number {
+  timeoutSeconds(step: Pick<LabScript, 'timeoutSeconds'>): number {
     return this.slow ? step.timeoutSeconds * this.factor : step.timeoutSeconds;
   }
 
   /** The longer timeout to run the step again with, once per run; undefined after that. */
-  retryAfterTimeout(failure: StepFailure, step: LabScript): number | undefined {
+  async retryAfterTimeout(
+    failure: StepFailure,
+    step: Pick<LabScript, 'timeoutSeconds'>,
+  ): Promise<number | undefined> {
     if (this.slow) return undefined;
     this.slow = true;
     const retrySeconds = step.timeoutSeconds * this.factor;
-    this.onSlow(failure, retrySeconds);
+    await this.onSlow(failure, retrySeconds);
     return retrySeconds;
   }
 }
@@ -129,7 +133,7 @@ export async function runSteps(
           output: `${result.stdout}\n${result.stderr}`.trim(),
         };
         const retrySeconds = result.timedOut
-          ? patience?.retryAfterTimeout(failure, step)
+          ? await patience?.retryAfterTimeout(failure, step)
           : undefined;
         if (retrySeconds === undefined) throw new ScriptFailedError(failure);
         timeoutSeconds = retrySeconds;

@@ -601,6 +601,33 @@ export class SessionService implements LabvirtService, StudentService, PoolAdmin
     if (session.state === 'waiting') {
       view.queue = await this.ctx.store.queuePosition(session.id);
     }
+    if ((session.state === 'claimed' || session.state === 'preparing') && session.setupSlow) {
+      view.slow = slowNote(session.setupSlow);
+    }
     return view;
+  }
+}
+
+/** What a student reads while setup runs again on busy machines. */
+export const SETUP_SLOW_MESSAGE = 'the machines are busy: setup is taking longer than usual';
+
+/** The view's `slow` note from the stored `setupSlow` (undefined when unreadable). */
+function slowNote(stored: string): SessionView['slow'] {
+  try {
+    const s = JSON.parse(stored) as {
+      step: string;
+      node: string;
+      retrySeconds: number;
+      at: number;
+    };
+    return {
+      message: SETUP_SLOW_MESSAGE,
+      since: new Date(s.at).toISOString(),
+      step: s.step,
+      node: s.node,
+      retrySeconds: s.retrySeconds,
+    };
+  } catch {
+    return undefined;
   }
 }

@@ -50,6 +50,13 @@ export interface SessionView {
   /** Only while waiting for an env. */
   queue?: { position: number; estimateSeconds: number };
   /**
+   * Only while the env is being prepared, once the machines proved busy: a
+   * step of the lab's setup (or labvirt's tool inventory) ran out of its
+   * time and runs again with `retrySeconds` (event `session.setup-slow`).
+   * `message` is what to tell the student.
+   */
+  slow?: { message: string; since: string; step: string; node: string; retrySeconds: number };
+  /**
    * Active sessions, in the single-session view (status): the NodePort and
    * LoadBalancer ports of the student's cluster published on the host
    * (`namespace/service:port → address`) and those refused, with why.

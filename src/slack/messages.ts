@@ -221,6 +221,15 @@ export function sessionStatusMessage(view: SessionView, opts: RenderOptions): Sl
           `:gear: Preparing your \`${view.flavor}\` cluster and setting up the lab… usually under a minute.`,
         ),
       );
+      if (view.slow) {
+        text = `${view.labTitle}: ${view.slow.message}`;
+        blocks.push(
+          section(
+            `:hourglass_flowing_sand: *${view.slow.message.charAt(0).toUpperCase()}${view.slow.message.slice(1)}.*`,
+          ),
+          context('Your cluster is kept for you: setup goes on with more time.'),
+        );
+      }
       break;
     case 'active': {
       const c = view.connection;

@@ -11,6 +11,8 @@ export function storeKeys(prefix: string) {
   return {
     base,
     env: (envId: string) => `${base}env:${envId}`,
+    /** The env's tool inventory from when it turned warm (src/sessions/integrity.ts). */
+    envTools: (envId: string) => `${base}env-tools:${envId}`,
     envs: `${base}envs`,
     flavors: `${base}flavors`,
     stateSet: (flavor: string, state: EnvState) => `${base}state:${flavor}:${state}`,

@@ -58,6 +58,12 @@ export interface SessionRecord {
    * needs besides Redis, so it needs no cluster access. Public data.
    */
   guests?: Partial<Record<string, GuestAddress>>;
+  /**
+   * JSON of the latest `session.setup-slow` of the current prepare (step,
+   * node, timeoutSeconds, retrySeconds, at): the machines are busy and setup
+   * runs again with more time. Cleared when the session moves to another env.
+   */
+  setupSlow?: string;
 }
 
 /** A node's address and the SSH host key it must show (`ssh-ed25519 AAAA…`). */
@@ -245,12 +251,25 @@ export class Store {
   async removeEnv(envId: string): Promise<void> {
     const env = await this.getEnv(envId);
     const k = this.keys;
-    const tx = this.redis.multi().del(k.env(envId)).srem(k.envs, envId);
+    const tx = this.redis.multi().del(k.env(envId), k.envTools(envId)).srem(k.envs, envId);
     if (env) {
       for (const s of ENV_STATES) tx.srem(k.stateSet(env.flavor, s), envId);
       tx.zrem(k.warm(env.flavor), envId);
     }
     await tx.exec();
+  }
+
+  /**
+   * The env's tool inventory taken when it turned warm (JSON, see
+   * src/sessions/integrity.ts), kept apart from the env's hash so listing
+   * envs does not carry it. Removed with the env.
+   */
+  async setEnvToolsBaseline(envId: string, json: string): Promise<void> {
+    await this.redis.set(this.keys.envTools(envId), json);
+  }
+
+  async envToolsBaseline(envId: string): Promise<string | undefined> {
+    return (await this.redis.get(this.keys.envTools(envId))) ?? undefined;
   }
 
   async listEnvs(filter: { flavor?: string; state?: EnvState } = {}): Promise<EnvRecord[]> {
@@ -338,6 +357,7 @@ export class Store {
         | 'score'
         | 'maxScore'
         | 'tools'
+        | 'setupSlow'
       >
     >,
   ): Promise<void> {
@@ -881,6 +901,7 @@ function toSession(h: Record<string, string>): SessionRecord | undefined {
     nodeRestarts: parseJson<{ node: string; at: number }[]>(h.nodeRestarts),
     tools: h.tools || undefined,
     guests: guestsOf(h),
+    setupSlow: h.setupSlow || undefined,
   };
 }
 

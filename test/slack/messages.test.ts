@@ -141,6 +141,22 @@ const STATES: Record<string, () => unknown> = {
     sessionStatusMessage({ ...base, queue: { position: 2, estimateSeconds: 240 } }, { now: NOW }),
   'status-preparing': () =>
     sessionStatusMessage({ ...base, state: 'preparing', envId: 'k3x9q2ab' }, { now: NOW }),
+  'status-preparing-slow': () =>
+    sessionStatusMessage(
+      {
+        ...base,
+        state: 'preparing',
+        envId: 'k3x9q2ab',
+        slow: {
+          message: 'the machines are busy: setup is taking longer than usual',
+          since: '2026-03-02T10:01:00.000Z',
+          step: 'kubelet-down-worker/setup.sh',
+          node: 'worker-1',
+          retrySeconds: 180,
+        },
+      },
+      { now: NOW },
+    ),
   'status-active': () => sessionStatusMessage(active, { now: NOW }),
   'status-active-restarted': () =>
     sessionStatusMessage(

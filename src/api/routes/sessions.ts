@@ -31,10 +31,10 @@ const listQuery = z.object({ student: studentId.optional(), includeEnded: z.bool
 const idParams = z.object({ id: sessionId }).strict();
 const waitQuery = z
   .object({
-    /** The progress the client last saw (`waiting:3`, `claimed`, `preparing`, …): answer once it differs. */
+    /** The progress the client last saw (`waiting:3`, `claimed`, `preparing`, `preparing:slow`, …): answer once it differs. */
     after: z
       .string()
-      .regex(/^[a-z]{1,16}(:[0-9]{1,9})?$/)
+      .regex(/^[a-z]{1,16}(:([0-9]{1,9}|slow))?$/)
       .optional(),
     /** How long to wait for a change (default 25 s, at most 60). */
     waitSeconds: z.number().min(0).max(60).optional(),

@@ -280,7 +280,9 @@ async function waitUntilReady(
     if (left <= 0) return undefined;
     const note = current.queue
       ? `waiting for an environment: in line #${current.queue.position}, about ${current.queue.estimateSeconds} s`
-      : `preparing your environment (${current.state})…`;
+      : current.slow
+        ? `preparing your environment: ${current.slow.message}…`
+        : `preparing your environment (${current.state})…`;
     if (!conn.json && note !== lastNote) process.stderr.write(note + '\n');
     lastNote = note;
     const wait = {

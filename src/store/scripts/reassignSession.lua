@@ -20,6 +20,8 @@ if badState then
   redis.call('HDEL', badKey, 'sessionId')
 end
 redis.call('HINCRBY', sessionKey, 'moves', 1)
+-- A slow setup on the env left behind says nothing about the next one.
+redis.call('HDEL', sessionKey, 'setupSlow')
 local warmKey = p .. 'warm:' .. flavor
 local oldest = redis.call('ZRANGE', warmKey, 0, 0)
 local envId = oldest[1]
