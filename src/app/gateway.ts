@@ -1,4 +1,5 @@
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { connectRedis } from '../redis/index.js';
 import type { Config } from '../config/index.js';
 import type { EventBus } from '../events/index.js';
 import { createLogger, moduleLogger, type Logger } from '../log/index.js';
@@ -145,16 +146,7 @@ export async function startGatewayProcess(options: {
       'ssh.mode is nodeport: students reach their envs through NodePorts, there is no gateway to run',
     );
   }
-  const redis = new Redis(config.redis.url, { lazyConnect: true });
-  redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
-  try {
-    await redis.connect();
-  } catch (err) {
-    redis.disconnect();
-    const where = new URL(config.redis.url);
-    if (where.password) where.password = '***';
-    throw new Error(`cannot reach Redis at ${where.toString()}: ${(err as Error).message}`);
-  }
+  const redis = await connectRedis(config.redis.url, log);
   try {
     const store = new Store(redis, config.redis.prefix);
     const clientKey = await loadOrCreateHostKey(

@@ -1,5 +1,6 @@
 import { rejectAfter } from '../deadline/index.js';
 import { Redis } from 'ioredis';
+import { connectRedis } from '../redis/index.js';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Worker } from 'bullmq';
 import type { Duplex } from 'node:stream';
@@ -100,13 +101,6 @@ export async function loadLabRegistry(config: Config): Promise<Map<string, Lab>>
   return new Map(labs.map((lab) => [lab.id, lab]));
 }
 
-/** The URL without its password, for messages. */
-function redactUrl(url: string): string {
-  const u = new URL(url);
-  if (u.password) u.password = '***';
-  return u.toString();
-}
-
 /** Redis connection options for BullMQ from a redis:// URL. */
 function bullConnection(url: string) {
   const u = new URL(url);
@@ -171,16 +165,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       log.warn({ err: (err as Error).message, event: event.type }, 'event listener failed'),
     );
 
-    const redis = new Redis(config.redis.url, { lazyConnect: true });
-    redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
-    try {
-      await redis.connect();
-    } catch (err) {
-      redis.disconnect();
-      throw new Error(
-        `cannot reach Redis at ${redactUrl(config.redis.url)}: ${(err as Error).message}`,
-      );
-    }
+    const redis = await connectRedis(config.redis.url, log);
     stack.push(async () => void redis.disconnect());
     const store = new Store(redis, config.redis.prefix);
 

@@ -1,18 +1,8 @@
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import type { Config } from '../config/index.js';
+import { redactUrl } from '../redis/index.js';
 import { fail, pass, warn, type CheckResult } from './types.js';
-
-/** The URL without its password, for messages. */
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparsable URL)';
-  }
-}
 
 function infoField(info: string, field: string): string | undefined {
   return new RegExp(`^${field}:(.*)$`, 'm').exec(info)?.[1]?.trim();

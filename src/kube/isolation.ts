@@ -181,15 +181,30 @@ function hostDnsEgress(config: Config): Record<string, unknown>[] {
  * the control plane's own `kubeadm init` uses the name as its endpoint.
  */
 export function renderControlPlaneService(input: IsolationInput): KubeObject {
+  return headlessService(
+    input,
+    CONTROL_PLANE_SERVICE,
+    { [LABELS.env]: input.envId, [LABELS.node]: 'control-plane' },
+    { name: 'kube-apiserver', port: 6443 },
+  );
+}
+
+/** A headless Service published before its pods are Ready: DNS names for guests' IPs. */
+function headlessService(
+  input: IsolationInput,
+  name: string,
+  selector: Record<string, string>,
+  port: { name: string; port: number },
+): KubeObject {
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: { name: CONTROL_PLANE_SERVICE, namespace: input.namespace, labels: input.labels },
+    metadata: { name, namespace: input.namespace, labels: input.labels },
     spec: {
       clusterIP: 'None',
       publishNotReadyAddresses: true,
-      selector: { [LABELS.env]: input.envId, [LABELS.node]: 'control-plane' },
-      ports: [{ name: 'kube-apiserver', protocol: 'TCP', port: 6443, targetPort: 6443 }],
+      selector,
+      ports: [{ name: port.name, protocol: 'TCP', port: port.port, targetPort: port.port }],
     },
   };
 }
@@ -203,17 +218,12 @@ export function renderControlPlaneService(input: IsolationInput): KubeObject {
  * Published before the VMs are Ready, as the control plane's is.
  */
 export function renderNodesService(input: IsolationInput): KubeObject {
-  return {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name: NODES_SERVICE, namespace: input.namespace, labels: input.labels },
-    spec: {
-      clusterIP: 'None',
-      publishNotReadyAddresses: true,
-      selector: { [LABELS.env]: input.envId },
-      ports: [{ name: 'ssh', protocol: 'TCP', port: 22, targetPort: 22 }],
-    },
-  };
+  return headlessService(
+    input,
+    NODES_SERVICE,
+    { [LABELS.env]: input.envId },
+    { name: 'ssh', port: 22 },
+  );
 }
 
 /** `ssh.mode: nodeport`: the env's own NodePort to the control plane's sshd. */

@@ -5,6 +5,35 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { Redis } from 'ioredis';
 import { installWithApt, isExecutable } from '../host-packages/index.js';
+import type { Logger } from '../log/index.js';
+
+/** A Redis URL without its password, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparsable URL)';
+  }
+}
+
+/**
+ * labvirt's own Redis connection: connected before it is handed out, so a
+ * Redis that cannot be reached fails start-up with a clear message (password
+ * hidden) instead of commands queueing forever; later errors are logged.
+ */
+export async function connectRedis(url: string, log: Logger): Promise<Redis> {
+  const redis = new Redis(url, { lazyConnect: true });
+  redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
+  try {
+    await redis.connect();
+  } catch (err) {
+    redis.disconnect();
+    throw new Error(`cannot reach Redis at ${redactUrl(url)}: ${(err as Error).message}`);
+  }
+  return redis;
+}
 
 export class RedisServerMissingError extends Error {
   constructor(detail: string) {
