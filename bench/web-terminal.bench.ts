@@ -200,7 +200,7 @@ async function main() {
           host: '127.0.0.1',
           port: gw.port,
           privateKey: labvirt.private,
-          ...(inProcess ? { connectInProcess: () => gw.connectInProcess() } : {}),
+          ...(inProcess ? { local: gw } : {}),
         }),
         persistentShells: false,
         logger: silentLogger(),

@@ -3,7 +3,6 @@ import { Redis } from 'ioredis';
 import { connectRedis } from '../redis/index.js';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Worker } from 'bullmq';
-import type { Duplex } from 'node:stream';
 import type { Config } from '../config/index.js';
 import { EventBus } from '../events/index.js';
 import { HostCluster, loadKubeConfig } from '../kube/client.js';
@@ -35,6 +34,7 @@ import {
   directResolver,
   fileResolver,
   loadOrCreateHostKey,
+  type Gateway,
   type GuestResolver,
 } from '../ssh/index.js';
 import { Store } from '../store/index.js';
@@ -384,7 +384,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
 
     let gatewayPort: number | undefined;
     let gatewayHostKey: string | undefined;
-    let connectGatewayInProcess: (() => Duplex) | undefined;
+    let localGateway: Gateway | undefined;
     if (roles.gateway && gatewayClientKey) {
       const role = await startGatewayRole({
         config,
@@ -403,7 +403,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       });
       gatewayPort = role.gateway.port;
       gatewayHostKey = role.hostPublicKey;
-      connectGatewayInProcess = () => role.gateway.connectInProcess();
+      localGateway = role.gateway;
       metrics.watchGateway(role.gateway);
       stack.push(() => role.stop());
     }
@@ -470,8 +470,8 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
                 port: gatewayPort,
                 privateKey: orchestratorKey.privateKey,
                 hostPublicKey: gatewayHostKey,
-                // The same process: no TCP round trip to our own gateway.
-                connectInProcess: connectGatewayInProcess,
+                // The same process: the gateway's in-process sessions, no SSH in between.
+                local: localGateway,
                 guestIdentity,
               }
             : {

@@ -3,9 +3,9 @@ import { Duplex } from 'node:stream';
 /**
  * Two connected in-memory streams: what one writes, the other reads, with
  * backpressure (a write completes once the other side takes it). Ending one
- * ends the other's reading; destroying one destroys both. Lets a client in
- * the gateway's own process (the web terminal bridge) reach it without a
- * TCP round trip through the kernel. (Node 22's stream.duplexPair, on 20.)
+ * ends the other's reading; destroying one destroys both. Hands a jump of an
+ * in-process session (the web terminal bridge) a stream whose every byte the
+ * gateway sees. (Node 22's stream.duplexPair, on 20.)
  */
 export function duplexPair(): [Duplex, Duplex] {
   const sides: Duplex[] = [];

@@ -24,10 +24,14 @@ export {
   type NodeName,
 } from './executor.js';
 export {
+  GatewayRefusal,
   NOTICES_SUBSYSTEM,
-  startGateway,
   type Gateway,
   type GatewayOptions,
   type GatewaySession,
+  type LocalChannel,
+  type LocalPty,
+  type LocalSession,
   type SessionDirectory,
-} from './gateway.js';
+} from './gateway-api.js';
+export { startGateway } from './gateway.js';

@@ -55,7 +55,12 @@ function clampSize(value: string | null, fallback: number, max: number): number 
  * back as binary frames.
  */
 export function attachTerminalSockets(options: TerminalSocketsOptions): { close(): void } {
-  const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: 64 * 1024,
+    // Keystrokes are a byte or two: compressing them only adds work and delay.
+    perMessageDeflate: false,
+  });
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     void (async () => {
       const url = new URL(request.url ?? '/', 'http://localhost');
@@ -96,27 +101,6 @@ export function attachTerminalSockets(options: TerminalSocketsOptions): { close(
       for (const ws of wss.clients) ws.terminate();
       wss.close();
     },
-  };
-}
-
-/** Splits the gateway's notices (`\r\n[labvirt] text\r\n`) into their texts. */
-function noticeLines(listener: (text: string) => void): (chunk: Buffer) => void {
-  let pending = '';
-  return (chunk) => {
-    const lines = (pending + chunk.toString('utf8')).split('\n');
-    pending = lines.pop() ?? '';
-    // A notice is short: a line never ended is shown rather than held forever.
-    if (pending.length > 4096) {
-      lines.push(pending.slice(0, 4096));
-      pending = '';
-    }
-    for (const line of lines) {
-      const text = line
-        .replace(/\r/g, '')
-        .replace(/^\[labvirt\] /, '')
-        .trim();
-      if (text) listener(text);
-    }
   };
 }
 
@@ -219,33 +203,35 @@ function serveTerminal(
         if (ws.readyState !== ws.OPEN) return;
         ws.send(chunk, { binary: true });
         if (ws.bufferedAmount > HIGH_WATER) {
-          terminal.stream.pause();
+          terminal.pause();
           const wait = setInterval(() => {
             if (ws.readyState !== ws.OPEN || ws.bufferedAmount < HIGH_WATER / 4) {
               clearInterval(wait);
-              terminal.stream.resume();
+              terminal.resume();
             }
           }, 20);
         }
       };
-      terminal.stream.on('data', forward);
-      // With a pty the guest's output is all on stdout: stderr carries the
-      // gateway's own notices, as does a worker tab's notices channel. Every
-      // tab shows them alike.
-      const notices = noticeLines((text) => send({ type: 'notice', text }));
-      terminal.stream.stderr.on('data', notices);
-      terminal.notices?.stderr.on('data', notices);
+      // Every tab shows the gateway's notices alike.
+      terminal.onNotice((text) => send({ type: 'notice', text }));
       resize = (cols, rows) => terminal.resize(cols, rows);
       if (size) resize(size.cols, size.rows);
+      let first = true;
       const ready = () => {
         if (typeInto) return;
         clearTimeout(readyAnyway);
-        typeInto = (bytes) => void terminal.stream.write(bytes);
+        typeInto = (bytes) => terminal.write(bytes);
         for (const bytes of early.splice(0)) typeInto(bytes);
       };
+      terminal.onOutput((chunk) => {
+        forward(chunk);
+        if (first) {
+          first = false;
+          ready();
+        }
+      });
       // A shell that prints nothing at first still gets the keystrokes.
       const readyAnyway = setTimeout(ready, 2000);
-      terminal.stream.once('data', ready);
       terminal.onClose((reason) => {
         o.audit.info(
           {

@@ -9,6 +9,7 @@ import type { Client, ClientChannel, ConnectConfig, SFTPWrapper } from 'ssh2';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   createExecutor,
+  GatewayRefusal,
   loadOrCreateHostKey,
   NOTICES_SUBSYSTEM,
   startGateway,
@@ -16,6 +17,8 @@ import {
   type GatewayOptions,
   type GatewaySession,
   type KeyStore,
+  type LocalChannel,
+  type LocalSession,
 } from '../../src/ssh/index.js';
 import {
   GuestFarm,
@@ -410,33 +413,6 @@ describe('ssh gateway', () => {
     await closed;
   });
 
-  it('serves a client of its own process without TCP, under the same rules and audit', async () => {
-    const gw = await gateway();
-    const c = await connectClient({
-      sock: gw.connectInProcess(),
-      username: SESSION,
-      privateKey: studentKey.private,
-    });
-    clients.push(c);
-    expect((await run(c, 'hostname')).stdout).toBe('control-plane\n');
-    const closed = new Promise<void>((r) => c.on('close', () => r()));
-    c.end();
-    await closed;
-    await until(() => auditLines.some((l) => l.audit === 'ssh.connection.close'));
-    expect(auditLines.find((l) => l.audit === 'ssh.connection.open')).toMatchObject({
-      sessionId: SESSION,
-      source: 'in-process:0',
-    });
-    // A wrong key is refused there too.
-    await expect(
-      connectClient({
-        sock: gw.connectInProcess(),
-        username: SESSION,
-        privateKey: newKey().private,
-      }),
-    ).rejects.toThrow(/authentication/i);
-  });
-
   it('tells the student and disconnects when their VM goes away', async () => {
     const own = await farm.start({ labvirt: [labvirtKey.public], student: [] });
     const ex = createExecutor({
@@ -498,5 +474,256 @@ describe('ssh gateway', () => {
     await expect(
       loadOrCreateHostKey({ get: async () => 'garbage', put: async () => undefined }),
     ).rejects.toThrow(/usable/);
+  });
+});
+
+/** What a local channel printed, until `pattern` shows. */
+function readLocalUntil(ch: LocalChannel, pattern: RegExp): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`no ${pattern} in: ${seen}`)), 15_000);
+    ch.onOutput((d) => {
+      seen += d.toString();
+      if (pattern.test(seen)) {
+        clearTimeout(timer);
+        resolve(seen);
+      }
+    });
+  });
+}
+
+/** The notices an in-process session hears, and a wait for one. */
+function noticesOf(session: LocalSession) {
+  const heard: string[] = [];
+  const waiters: (() => void)[] = [];
+  session.onNotice((text) => {
+    heard.push(text);
+    for (const w of waiters.splice(0)) w();
+  });
+  return {
+    heard,
+    until: (pattern: RegExp) =>
+      new Promise<string>((resolve) => {
+        const look = () => {
+          const hit = heard.find((t) => pattern.test(t));
+          if (hit) resolve(hit);
+          else waiters.push(look);
+        };
+        look();
+      }),
+  };
+}
+
+const closeOf = (session: LocalSession) =>
+  new Promise<string>((resolve) => session.onClose(resolve));
+
+/** An audit line without what differs between two connections by nature (ids, times, addresses, byte counts). */
+function shape(line: Record<string, unknown> | undefined) {
+  if (!line) return line;
+  const {
+    connId,
+    source,
+    startedAt,
+    endedAt,
+    time,
+    pid,
+    hostname,
+    bytesIn,
+    bytesOut,
+    key,
+    ...rest
+  } = line;
+  void [connId, source, startedAt, endedAt, time, pid, hostname, bytesIn, bytesOut, key];
+  return rest;
+}
+
+const auditFor = (kind: string, source: (s: string) => boolean) =>
+  auditLines.filter((l) => l.audit === kind && source(String(l.source)));
+const local = (s: string) => s === 'in-process:0';
+const tcp = (s: string) => s.startsWith('127.0.0.1:');
+
+describe('in-process sessions (the web terminal bridge) under the SSH rules', () => {
+  it('open a shell and are audited like an SSH login, with no key in the lines', async () => {
+    const gw = await gateway();
+    const c = await studentLogin(gw);
+    const sh = await shell(c);
+    sh.write('echo "on $(hostname)" sum=$((2+3))\n');
+    await readUntil(sh, /sum=5/);
+    const session = await gw.openSession(SESSION);
+    expect(gw.connections).toBe(2);
+    const ch = await session.shell({ term: 'xterm', cols: 80, rows: 24 });
+    ch.write('echo "on $(hostname)" sum=$((2+3))\n');
+    expect(await readLocalUntil(ch, /sum=5/)).toContain('on control-plane');
+    const closedLocal = closeOf(session);
+    session.end();
+    c.end();
+    await closedLocal;
+    await until(() => auditLines.filter((l) => l.audit === 'ssh.connection.close').length === 2);
+    for (const kind of ['ssh.connection.open', 'ssh.connection.close']) {
+      const [viaSsh] = auditFor(kind, tcp);
+      const [inProcess] = auditFor(kind, local);
+      expect(shape(inProcess), kind).toEqual(shape(viaSsh));
+    }
+    const close = auditFor('ssh.connection.close', local)[0]!;
+    expect(close).toMatchObject({ channels: { session: 1, shell: 1 }, student: 'ada' });
+    expect(close.bytesIn).toBeGreaterThan(0);
+    expect(close.bytesOut).toBeGreaterThan(0);
+    expect(gw.connections).toBe(0);
+    const all = JSON.stringify(auditLines);
+    expect(all).not.toContain(labvirtKey.private);
+    expect(all).not.toContain(gatewayClientKey.private);
+  });
+
+  it('are refused where an SSH login is, for the same reasons, audited alike', async () => {
+    const gw = await gateway({}, [
+      session(),
+      session({ sessionId: 's-expired000', expiresAt: new Date(Date.now() - 1000) }),
+      session({ sessionId: 's-refused000', refusal: 'ask an operator: this env predates X' }),
+    ]);
+    for (const id of ['s-nosuchthin', 's-expired000', 's-refused000']) {
+      auditLines = [];
+      const told = await refusedLogin(gw, id, studentKey.private);
+      const err = await gw.openSession(id).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err, id).toBeInstanceOf(GatewayRefusal);
+      expect(told, id).toContain((err as Error).message);
+      const [viaSsh] = auditFor('ssh.auth.refused', tcp);
+      const [inProcess] = auditFor('ssh.auth.refused', local);
+      expect(inProcess, id).toBeDefined();
+      expect(shape(inProcess), id).toEqual(shape(viaSsh));
+      // Refused: no open line for either.
+      expect(auditLines.some((l) => l.audit === 'ssh.connection.open')).toBe(false);
+    }
+    await expect(gw.openSession('bad name;rm')).rejects.toThrow(/log in as your session id/);
+    await until(() => gw.connections === 0);
+  });
+
+  it('tell the student to retry when the session cannot be looked up, as SSH does', async () => {
+    const gw = await gateway({
+      directory: { lookup: () => Promise.reject(new Error('redis down')) },
+      lookupRetryBudgetMs: 300,
+    });
+    const err = await gw.openSession(SESSION).catch((e: unknown) => e as GatewayRefusal);
+    expect(err).toBeInstanceOf(GatewayRefusal);
+    expect((err as GatewayRefusal).unavailable).toBe(true);
+    expect((err as Error).message).toMatch(/could not look up session .* try again/);
+    expect(auditFor('ssh.auth.unavailable', local)).toHaveLength(1);
+  });
+
+  it('are warned, then cut when idle, like an SSH shell beside them; input keeps them open', async () => {
+    const gw = await gateway({ idleTimeoutMs: 4000, warnBeforeMs: 2000 });
+    const c = await studentLogin(gw);
+    const sh = await shell(c);
+    const idle = await gw.openSession(SESSION);
+    const idleShell = await idle.shell({ term: 'xterm', cols: 80, rows: 24 });
+    idleShell.onOutput(() => undefined);
+    const idleNotices = noticesOf(idle);
+    // A second in-process session that keeps typing stays.
+    const busy = await gw.openSession(SESSION);
+    const busyShell = await busy.shell({ term: 'xterm', cols: 80, rows: 24 });
+    let busyOpen = true;
+    void closeOf(busy).then(() => (busyOpen = false));
+    const typing = setInterval(() => busyShell.write(' '), 500);
+    try {
+      const sshClosed = new Promise<void>((r) => c.on('close', () => r()));
+      const warnedSsh = readUntil(sh.stderr, /disconnected in \d+ s/);
+      expect(await idleNotices.until(/no input for a while/)).toMatch(/disconnected in \d+ s/);
+      expect(await warnedSsh).toContain('[labvirt] no input for a while');
+      const reason = await closeOf(idle);
+      expect(reason).toMatch(/disconnecting after 4 s without input/);
+      expect(idleNotices.heard).toContain(reason);
+      await sshClosed;
+      await until(() => auditLines.filter((l) => l.audit === 'ssh.connection.close').length === 2);
+      expect(busyOpen).toBe(true);
+    } finally {
+      clearInterval(typing);
+    }
+    const [viaSsh] = auditFor('ssh.connection.close', tcp);
+    const [inProcess] = auditFor('ssh.connection.close', local);
+    expect(inProcess).toMatchObject({ reason: 'idle' });
+    expect(viaSsh).toMatchObject({ reason: 'idle' });
+    busy.end();
+  });
+
+  it('are cut when the session ends mid-shell, at once on a change notice, like SSH', async () => {
+    const listeners = new Set<(sessionId: string) => void>();
+    const gw = await gateway({
+      recheckMs: 3600_000,
+      directory: {
+        lookup: async (id) => sessions.get(id),
+        onChange: (listener) => {
+          listeners.add(listener);
+          return () => void listeners.delete(listener);
+        },
+      },
+    });
+    const c = await studentLogin(gw);
+    const sh = await shell(c);
+    const s = await gw.openSession(SESSION);
+    const ch = await s.shell({ term: 'xterm', cols: 80, rows: 24 });
+    const notices = noticesOf(s);
+    ch.write('echo still-here\n');
+    await readLocalUntil(ch, /still-here\r?\n/);
+    // Stopped: gone from the directory, and the change told.
+    const sshClosed = new Promise<void>((r) => c.on('close', () => r()));
+    const told = readUntil(sh.stderr, /has ended/);
+    sessions.delete(SESSION);
+    for (const l of listeners) l(SESSION);
+    expect(await closeOf(s)).toBe('your lab session has ended; disconnecting.');
+    expect(notices.heard).toContain('your lab session has ended; disconnecting.');
+    expect(await told).toContain('[labvirt] your lab session has ended; disconnecting.');
+    await sshClosed;
+    await until(() => auditLines.filter((l) => l.audit === 'ssh.connection.close').length === 2);
+    expect(auditFor('ssh.connection.close', local)[0]).toMatchObject({ reason: 'session ended' });
+    expect(auditFor('ssh.connection.close', tcp)[0]).toMatchObject({ reason: 'session ended' });
+    // A new in-process session of the ended one is refused.
+    await expect(gw.openSession(SESSION)).rejects.toThrow(/no active lab session/);
+  });
+
+  it('are cut at the session end time by the gateway clock, after a warning', async () => {
+    const gw = await gateway({ warnBeforeMs: 500, idleTimeoutMs: 60_000 }, [
+      session({ expiresAt: new Date(Date.now() + 1500) }),
+    ]);
+    const s = await gw.openSession(SESSION);
+    const notices = noticesOf(s);
+    expect(await notices.until(/Save your work/)).toMatch(/session ends in \d+ s/);
+    expect(await closeOf(s)).toMatch(/has ended/);
+    await until(() => auditLines.some((l) => l.audit === 'ssh.connection.close'));
+    expect(auditFor('ssh.connection.close', local)[0]).toMatchObject({
+      reason: 'session expired',
+    });
+  });
+
+  it("jump only to the env's own nodes on port 22, refusals audited like SSH's", async () => {
+    const gw = await gateway();
+    const s = await gw.openSession(SESSION);
+    const notices = noticesOf(s);
+    const sock = await s.jump('worker-1', 22);
+    const inner = await connectClient({
+      sock,
+      username: 'student',
+      privateKey: studentKey.private,
+    });
+    clients.push(inner);
+    expect((await run(inner, 'hostname')).stdout).toBe('worker-1\n');
+    inner.end();
+    for (const [host, port] of [
+      [otherEnvNode.ip, 22],
+      ['127.0.0.1', 22],
+      ['worker-1', 6443],
+    ] as const) {
+      await expect(s.jump(host, port)).rejects.toThrow(/refused/);
+    }
+    expect(auditFor('ssh.jump.refused', local)).toHaveLength(3);
+    expect(notices.heard.filter((t) => /^refused a connection to/.test(t))).toHaveLength(3);
+    const closed = closeOf(s);
+    s.end();
+    await closed;
+    await until(() => auditLines.some((l) => l.audit === 'ssh.connection.close'));
+    expect(auditFor('ssh.connection.close', local)[0]).toMatchObject({
+      channels: { 'direct-tcpip': 1 },
+    });
   });
 });

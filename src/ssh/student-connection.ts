@@ -1,0 +1,357 @@
+import { randomBytes } from 'node:crypto';
+import { connect as tcpConnect, type Socket } from 'node:net';
+import ssh2, { type Client } from 'ssh2';
+import type { Logger } from '../log/index.js';
+import type { GatewaySession, SessionDirectory } from './gateway-api.js';
+import type { EnvIdentitySource, HostKeyMismatchError, HostKeyPins } from './hostkeys.js';
+import type { GuestResolver } from './resolver.js';
+
+/** What every student connection of one gateway shares. */
+export interface ConnectionRules {
+  directory: SessionDirectory;
+  log?: Logger;
+  audit?: Logger;
+  now: () => number;
+  idleMs: number;
+  warnMs: number;
+  recheckMs: number;
+  guestUser: string;
+  clientKey: string | Buffer;
+  identity?: EnvIdentitySource;
+  resolve: GuestResolver;
+  pins: HostKeyPins;
+  onHostKeyMismatch?: (envId: string, error: HostKeyMismatchError) => void;
+  /** Per session, how to make each of its open connections re-read it now. */
+  rechecks: Map<string, Set<() => void>>;
+  /** Every open connection (for the count and for close). */
+  open: Set<StudentConnection>;
+}
+
+/**
+ * One student's connection to the gateway, whatever carries it (an SSH
+ * client, or the web terminal bridge in the gateway's own process): its
+ * audit lines, the idle and session-end warnings and cuts, the re-reading
+ * of its session, the hop to the control plane and the jumps it may make.
+ * The carriers only translate their own protocol into these calls, so the
+ * rules exist once.
+ */
+export class StudentConnection {
+  readonly connId = randomBytes(6).toString('hex');
+  private session: GatewaySession | undefined;
+  private readonly started: number;
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private readonly channels: Record<string, number> = {};
+  /** Where the gateway's notices go: each interactive channel's stderr, or an in-process listener. */
+  private readonly noticeSinks = new Set<(text: string) => void>();
+  private lastActivity: number;
+  private warnedIdle = false;
+  private warnedEnd = false;
+  private endReason = 'client closed';
+  private endMessage = 'the connection to your environment was closed';
+  private ticker: NodeJS.Timeout | undefined;
+  private lastRecheck = 0;
+  private recheckNow: (() => void) | undefined;
+  private closing = false;
+  private finished = false;
+  private upstream: Promise<Client> | undefined;
+  private upstreamClient: Client | undefined;
+  private readonly cleanups: (() => void)[] = [];
+
+  constructor(
+    private readonly rules: ConnectionRules,
+    readonly source: string,
+    /** Ends what carries the connection; its end must come back as {@link finish}. */
+    private readonly endCarrier: () => void,
+  ) {
+    this.started = rules.now();
+    this.lastActivity = this.started;
+    rules.open.add(this);
+  }
+
+  /** Logged in to `s`: audited, and from now on watched for idleness and the session's end. */
+  begin(s: GatewaySession): void {
+    const { rules } = this;
+    this.session = s;
+    rules.audit?.info(
+      {
+        audit: 'ssh.connection.open',
+        connId: this.connId,
+        student: s.student,
+        sessionId: s.sessionId,
+        envId: s.envId,
+        source: this.source,
+        startedAt: new Date(this.started).toISOString(),
+      },
+      'ssh connection opened',
+    );
+    this.lastRecheck = rules.now();
+    this.ticker = setInterval(
+      () => void this.tick(),
+      Math.max(50, Math.min(5000, Math.floor(rules.warnMs / 4) || 50)),
+    );
+    this.ticker.unref();
+    const recheckNow = () => {
+      this.lastRecheck = -Infinity;
+      void this.tick();
+    };
+    this.recheckNow = recheckNow;
+    if (!rules.rechecks.has(s.sessionId)) rules.rechecks.set(s.sessionId, new Set());
+    rules.rechecks.get(s.sessionId)!.add(recheckNow);
+  }
+
+  /** The session this connection logged in to (after {@link begin}). */
+  get loggedIn(): GatewaySession | undefined {
+    return this.session;
+  }
+
+  /** Why the connection ended, in words for the student. */
+  get closeMessage(): string {
+    return this.endMessage;
+  }
+
+  /** The carrier is gone: the audit line, and nothing of the connection left running. */
+  finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    const { rules } = this;
+    rules.open.delete(this);
+    if (this.ticker) clearInterval(this.ticker);
+    const s = this.session;
+    if (s && this.recheckNow) {
+      const mine = rules.rechecks.get(s.sessionId);
+      mine?.delete(this.recheckNow);
+      if (mine?.size === 0) rules.rechecks.delete(s.sessionId);
+    }
+    this.upstreamClient?.end();
+    for (const cleanup of this.cleanups.splice(0)) cleanup();
+    this.noticeSinks.clear();
+    if (!s) return;
+    rules.audit?.info(
+      {
+        audit: 'ssh.connection.close',
+        connId: this.connId,
+        student: s.student,
+        sessionId: s.sessionId,
+        envId: s.envId,
+        source: this.source,
+        startedAt: new Date(this.started).toISOString(),
+        endedAt: new Date(rules.now()).toISOString(),
+        bytesIn: this.bytesIn,
+        bytesOut: this.bytesOut,
+        channels: this.channels,
+        reason: this.endReason,
+      },
+      'ssh connection closed',
+    );
+  }
+
+  /** Run when the connection finishes (a jump's socket, say). */
+  onFinish(cleanup: () => void): void {
+    if (this.finished) cleanup();
+    else this.cleanups.push(cleanup);
+  }
+
+  /** Ends the connection from the gateway's side. */
+  end(): void {
+    this.endCarrier();
+  }
+
+  countChannel(type: string): void {
+    this.channels[type] = (this.channels[type] ?? 0) + 1;
+  }
+
+  /** The student sent `n` bytes: counted, and the idle timer starts over. */
+  input(n: number): void {
+    this.bytesIn += n;
+    this.lastActivity = this.rules.now();
+    this.warnedIdle = false;
+  }
+
+  /** The guest sent `n` bytes to the student. */
+  output(n: number): void {
+    this.bytesOut += n;
+  }
+
+  /** Adds a place the gateway's notices go; returns how to take it away. */
+  addNoticeSink(sink: (text: string) => void): () => void {
+    this.noticeSinks.add(sink);
+    return () => void this.noticeSinks.delete(sink);
+  }
+
+  tell(text: string): void {
+    for (const sink of this.noticeSinks) sink(text);
+  }
+
+  /** Tells the student why, then ends the connection a moment later (so the words arrive). */
+  disconnect(reason: string, message: string): void {
+    if (this.closing || this.finished) return;
+    this.closing = true;
+    this.endReason = reason;
+    this.endMessage = message;
+    this.tell(message);
+    setTimeout(() => this.endCarrier(), 200).unref();
+  }
+
+  /** The SSH connection to the session's control plane, opened at the first channel that needs it. */
+  controlPlane(): Promise<Client> {
+    const s = this.session;
+    if (!s) return Promise.reject(new Error('not logged in'));
+    return (this.upstream ??= this.hopKey(s).then((key) => this.openUpstream(s, key)));
+  }
+
+  /**
+   * A TCP connection to a jump's target: only the session env's own nodes
+   * (by name or address), only port 22. A refusal is audited and told.
+   */
+  jump(destIP: string, destPort: number): Promise<Socket> {
+    const s = this.session;
+    if (!s) return Promise.reject(new Error('not logged in'));
+    const target = s.nodes.find((n) => n.node === destIP || n.ip === destIP);
+    if (!target || destPort !== 22) {
+      this.rules.audit?.warn(
+        {
+          audit: 'ssh.jump.refused',
+          connId: this.connId,
+          sessionId: s.sessionId,
+          source: this.source,
+          dest: `${destIP}:${destPort}`,
+        },
+        'jump refused: only the nodes of the session env on port 22',
+      );
+      this.tell(
+        `refused a connection to ${destIP}:${destPort}: only your own nodes (${s.nodes.map((n) => n.node).join(', ')}) on port 22`,
+      );
+      return Promise.reject(new Error(`jump to ${destIP}:${destPort} refused`));
+    }
+    let endpoint: { host: string; port: number };
+    try {
+      endpoint = this.rules.resolve(target.ip, 22);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return new Promise((resolve, reject) => {
+      const sock = tcpConnect(endpoint.port, endpoint.host);
+      sock.setNoDelay(true);
+      sock.once('error', reject);
+      sock.once('connect', () => {
+        sock.off('error', reject);
+        this.countChannel('direct-tcpip');
+        sock.on('data', (d: Buffer) => this.output(d.length));
+        this.onFinish(() => sock.destroy());
+        resolve(sock);
+      });
+    });
+  }
+
+  private async tick(): Promise<void> {
+    const { rules } = this;
+    const s = this.session;
+    if (this.closing || !s) return;
+    const t = rules.now();
+    if (t - this.lastRecheck >= rules.recheckMs) {
+      this.lastRecheck = t;
+      const fresh = await rules.directory.lookup(s.sessionId).catch(() => s);
+      if (!fresh)
+        return this.disconnect('session ended', 'your lab session has ended; disconnecting.');
+      if (fresh.expiresAt.getTime() !== s.expiresAt.getTime()) {
+        s.expiresAt = fresh.expiresAt;
+        this.warnedEnd = false;
+      }
+    }
+    const left = s.expiresAt.getTime() - t;
+    if (left <= 0)
+      return this.disconnect('session expired', 'your lab session has ended; disconnecting.');
+    if (left <= rules.warnMs && !this.warnedEnd) {
+      this.warnedEnd = true;
+      this.tell(
+        `your lab session ends in ${Math.ceil(left / 1000)} s (at ${s.expiresAt.toISOString()}). Save your work.`,
+      );
+    }
+    const idle = t - this.lastActivity;
+    if (idle >= rules.idleMs)
+      return this.disconnect(
+        'idle',
+        `disconnecting after ${Math.round(rules.idleMs / 1000)} s without input.`,
+      );
+    if (idle >= rules.idleMs - rules.warnMs && !this.warnedIdle) {
+      this.warnedIdle = true;
+      this.tell(
+        `no input for a while: you will be disconnected in ${Math.ceil((rules.idleMs - idle) / 1000)} s unless you type something.`,
+      );
+    }
+  }
+
+  /** The gateway's own key, never an env's, unless the session's nodes trust only their env's key (and this process can read it). */
+  private async hopKey(s: GatewaySession): Promise<string | Buffer> {
+    if (s.hopKey !== 'env') return this.rules.clientKey;
+    if (!this.rules.identity) throw new Error('this gateway cannot reach your environment');
+    return (await this.rules.identity(s.envId)).privateKey;
+  }
+
+  private openUpstream(s: GatewaySession, privateKey: string | Buffer): Promise<Client> {
+    const { rules } = this;
+    const controlPlane = s.nodes.find((n) => n.node === 'control-plane');
+    const expectedHostKey = controlPlane?.hostKey;
+    return new Promise<Client>((resolve, reject) => {
+      if (!controlPlane)
+        return reject(new Error('your environment has no control plane address yet'));
+      if (!privateKey) return reject(new Error('no key to reach your environment with'));
+      let endpoint: { host: string; port: number };
+      try {
+        endpoint = rules.resolve(controlPlane.ip, 22);
+      } catch (err) {
+        return reject(err as Error);
+      }
+      const up = new ssh2.Client();
+      this.upstreamClient = up;
+      let mismatch: HostKeyMismatchError | undefined;
+      up.once('ready', () => {
+        // Keystrokes are tiny packets: sent at once, not held back by Nagle's algorithm.
+        up.setNoDelay(true);
+        resolve(up);
+      });
+      up.on('error', (err) => reject(mismatch ?? err));
+      up.on('close', () =>
+        this.disconnect('guest closed', 'the connection to your environment was closed'),
+      );
+      up.connect({
+        host: endpoint.host,
+        port: endpoint.port,
+        username: rules.guestUser,
+        privateKey,
+        readyTimeout: 15_000,
+        keepaliveInterval: 15_000,
+        ...(expectedHostKey
+          ? { algorithms: { serverHostKey: [expectedHostKey.split(' ')[0] as never] } }
+          : {}),
+        hostVerifier: (key: Buffer) => {
+          mismatch = rules.pins.check(
+            s.envId,
+            'control-plane',
+            key,
+            expectedHostKey,
+            controlPlane.ip,
+          );
+          if (mismatch) {
+            rules.audit?.error(
+              {
+                audit: 'ssh.hostkey.mismatch',
+                connId: this.connId,
+                sessionId: s.sessionId,
+                envId: s.envId,
+                node: 'control-plane',
+                ip: controlPlane.ip,
+                expected: mismatch.pinned,
+                offered: mismatch.offered,
+              },
+              'guest host key mismatch: refused to connect the student',
+            );
+            rules.onHostKeyMismatch?.(s.envId, mismatch);
+          }
+          return mismatch === undefined;
+        },
+      });
+    });
+  }
+}
