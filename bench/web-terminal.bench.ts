@@ -269,14 +269,23 @@ async function main() {
       { what: 'web terminal (WebSocket → bridge → gateway over TCP)', pipes: tcpPipes },
     ]
       .filter((k) => k.pipes.length > 0)
-      .map((k) => ({ ...k, typists: k.pipes.map((p) => new Typist(p)), times: [] as number[] }));
+      .map((k) => ({
+        ...k,
+        typists: k.pipes.map((p) => new Typist(p)),
+        times: [] as number[],
+        /** CPU time of this process (clients, gateway, web front end, the guests' SSH servers) during the kind's rounds. */
+        cpuMicros: 0,
+      }));
     await Promise.all(kinds.flatMap((k) => k.typists.map((t) => t.ready())));
     for (let round = 0; round < ROUNDS; round++) {
       const keys = Math.floor(KEYS / ROUNDS) + (round < KEYS % ROUNDS ? 1 : 0);
       // Each round starts with another kind.
       const order = kinds.map((_, i) => kinds[(i + round) % kinds.length]!);
       for (const kind of order) {
+        const cpu = process.cpuUsage();
         kind.times.push(...(await Promise.all(kind.typists.map((t) => t.type(keys)))).flat());
+        const used = process.cpuUsage(cpu);
+        kind.cpuMicros += used.user + used.system;
       }
     }
     for (const k of kinds) for (const p of k.pipes) p.close();
@@ -294,6 +303,10 @@ async function main() {
       `${SESSIONS} terminals of each kind open over ${ENVS} guests, ${KEYS} keystrokes each in ${ROUNDS} alternating rounds; load ${machineLoad()}`,
     );
     for (const k of kinds) line(k.what, k.times);
+    for (const k of kinds)
+      console.log(
+        `${k.what}: ${(k.cpuMicros / k.times.length).toFixed(0)} µs of this process's CPU per keystroke`,
+      );
     const r50 = pct(webTimes, 50) / pct(sshTimes, 50);
     const r99 = pct(webTimes, 99) / pct(sshTimes, 99);
     console.log(`web/SSH ratio: p50 ${r50.toFixed(2)}, p99 ${r99.toFixed(2)}`);

@@ -108,17 +108,19 @@ function localChannel(conn: StudentConnection, up: ClientChannel): LocalChannel 
   let closed = false;
   up.on('exit', (code: number | null) => (exitCode = typeof code === 'number' ? code : null));
   up.once('close', () => (closed = true));
-  const countOutput = (d: Buffer) => conn.output(d.length);
-  up.on('data', countOutput);
-  up.stderr.on('data', countOutput);
   return {
     write(data) {
       conn.input(typeof data === 'string' ? Buffer.byteLength(data) : data.length);
       up.write(data);
     },
     onOutput(listener) {
-      up.on('data', listener);
-      up.stderr.on('data', listener);
+      // Counted as it is handed on: nothing is read before the caller listens.
+      const each = (d: Buffer) => {
+        conn.output(d.length);
+        listener(d);
+      };
+      up.on('data', each);
+      up.stderr.on('data', each);
     },
     onClose(listener) {
       if (closed) return listener(exitCode);

@@ -7,6 +7,8 @@ import { openTerminal, TERMINAL_NODES, type GatewayTarget, type TerminalNode } f
 import type { SessionCookies } from './session-cookie.js';
 
 const TERMINAL_PATH = /^\/s\/(s-[a-z0-9]{10})\/terminal$/;
+/** The options of every output frame (one object, not one a keystroke). */
+const BINARY_FRAME = { binary: true } as const;
 /** Output waiting for a slow browser beyond this pauses the guest shell. */
 const HIGH_WATER = 1024 * 1024;
 
@@ -201,7 +203,7 @@ function serveTerminal(
       if (terminal.notice) send({ type: 'notice', text: terminal.notice });
       const forward = (chunk: Buffer) => {
         if (ws.readyState !== ws.OPEN) return;
-        ws.send(chunk, { binary: true });
+        ws.send(chunk, BINARY_FRAME);
         if (ws.bufferedAmount > HIGH_WATER) {
           terminal.pause();
           const wait = setInterval(() => {
