@@ -13,8 +13,11 @@
  * BENCH_WITH_TCP_BRIDGE=1 adds a third kind in the same rounds: web
  * terminals whose bridge reaches the gateway over TCP (as a replica without
  * a gateway of its own does), for a before/after in one run.
+ * BENCH_TOGETHER=1 has every kind type at the same time in each round (all
+ * 200 web terminals and all 200 SSH shells at once), so that the machine's
+ * load at any moment weighs on both alike.
  * Environment: BENCH_SESSIONS, BENCH_KEYS, BENCH_ROUNDS, BENCH_ENVS (default 20),
- * BENCH_WITH_TCP_BRIDGE.
+ * BENCH_WITH_TCP_BRIDGE, BENCH_TOGETHER.
  */
 import Fastify from 'fastify';
 import type { ClientChannel } from 'ssh2';
@@ -37,6 +40,12 @@ const ENVS = Number(process.env.BENCH_ENVS ?? 20);
 const ROUNDS = Math.max(1, Math.min(KEYS, Number(process.env.BENCH_ROUNDS ?? 4)));
 /** Also time web terminals whose bridge reaches the gateway over TCP (an API-only replica; the bridge before the in-process hand-off). */
 const WITH_TCP_BRIDGE = process.env.BENCH_WITH_TCP_BRIDGE === '1';
+/**
+ * Every kind types at the same time in each round, instead of one kind after
+ * the other: a change in the machine's load (other processes) then weighs
+ * on both kinds within the same milliseconds, not only within the same run.
+ */
+const TOGETHER = process.env.BENCH_TOGETHER === '1';
 /** Terminals opening at once (like the gateway bench); all stay open for the measurement. */
 const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 50);
 
@@ -279,6 +288,16 @@ async function main() {
     await Promise.all(kinds.flatMap((k) => k.typists.map((t) => t.ready())));
     for (let round = 0; round < ROUNDS; round++) {
       const keys = Math.floor(KEYS / ROUNDS) + (round < KEYS % ROUNDS ? 1 : 0);
+      if (TOGETHER) {
+        // Every kind types at the same time: whatever the machine does meanwhile weighs on all alike.
+        const typed = await Promise.all(
+          kinds.map(async (kind) =>
+            (await Promise.all(kind.typists.map((t) => t.type(keys)))).flat(),
+          ),
+        );
+        typed.forEach((times, i) => kinds[i]!.times.push(...times));
+        continue;
+      }
       // Each round starts with another kind.
       const order = kinds.map((_, i) => kinds[(i + round) % kinds.length]!);
       for (const kind of order) {
@@ -300,10 +319,10 @@ async function main() {
         `${what}: p50 ${pct(xs, 50).toFixed(1)} ms, p99 ${pct(xs, 99).toFixed(1)} ms (${xs.length} keystrokes)`,
       );
     console.log(
-      `${SESSIONS} terminals of each kind open over ${ENVS} guests, ${KEYS} keystrokes each in ${ROUNDS} alternating rounds; load ${machineLoad()}`,
+      `${SESSIONS} terminals of each kind open over ${ENVS} guests, ${KEYS} keystrokes each in ${ROUNDS} ${TOGETHER ? 'rounds, every kind typing at the same time' : 'alternating rounds'}; load ${machineLoad()}`,
     );
     for (const k of kinds) line(k.what, k.times);
-    for (const k of kinds)
+    for (const k of TOGETHER ? [] : kinds)
       console.log(
         `${k.what}: ${(k.cpuMicros / k.times.length).toFixed(0)} µs of this process's CPU per keystroke`,
       );
