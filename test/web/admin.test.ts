@@ -1,11 +1,9 @@
-import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/web/index.js';
 import type { TestStack } from '../helpers/stack.js';
-import { startWebStack } from './helpers.js';
+import { screenshot, startWebStack } from './helpers.js';
 
-const SCREENSHOTS = join(import.meta.dirname, '..', '..', 'docs', 'screenshots');
 const PASSWORD = 'correct horse battery staple';
 const ATTEMPTS_PER_MINUTE = 12;
 
@@ -60,7 +58,7 @@ describe('the operator dashboard', () => {
     await expect
       .poll(() => page.locator('#envs').innerText(), { timeout: 15_000 })
       .toMatch(new RegExp(`active\\s+\\S+ \\w+\\s+carol\\s+fixture-three\\s+${started.id}`));
-    await page.screenshot({ path: join(SCREENSHOTS, 'admin-dashboard.png'), fullPage: true });
+    await screenshot(page, 'admin-dashboard', true);
 
     page.once('dialog', (d) => void d.accept());
     await page
@@ -153,7 +151,7 @@ describe('the operator dashboard', () => {
     await expect
       .poll(() => page.locator('#action-status').innerText())
       .toMatch(/^Refused: .*maxTotal \(3\)/);
-    await page.screenshot({ path: join(SCREENSHOTS, 'admin-actions.png'), fullPage: true });
+    await screenshot(page, 'admin-actions', true);
     await page.context().close();
   }, 150_000);
 

@@ -1,3 +1,5 @@
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
 import type { DevStackOptions } from '../../src/app/dev.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 
@@ -39,4 +41,16 @@ export async function webLink(stack: TestStack, sessionId: string, student?: str
     status: res.status,
     body: (await res.json()) as { url: string; error?: { code: string } },
   };
+}
+
+const SCREENSHOTS = join(import.meta.dirname, '..', '..', 'docs', 'screenshots');
+
+/**
+ * Writes docs/screenshots/<name>.png when LABVIRT_SCREENSHOTS=1 (to refresh
+ * the documentation's pictures); otherwise takes none, so a test run leaves
+ * the checkout as it found it.
+ */
+export async function screenshot(page: Page, name: string, fullPage = false): Promise<void> {
+  if (process.env.LABVIRT_SCREENSHOTS !== '1') return;
+  await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage });
 }

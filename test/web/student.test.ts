@@ -1,10 +1,7 @@
-import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestStack } from '../helpers/stack.js';
-import { startWebStack, webLink } from './helpers.js';
-
-const SCREENSHOTS = join(import.meta.dirname, '..', '..', 'docs', 'screenshots');
+import { screenshot, startWebStack, webLink } from './helpers.js';
 
 /** Types a line into the visible terminal of a tab and waits for `expected` on screen. */
 async function run(page: Page, node: string, line: string, expected: string | RegExp) {
@@ -85,14 +82,14 @@ describe('the student page', () => {
     await expect
       .poll(() => page.locator('#output').innerText(), { timeout: 30_000 })
       .toMatch(/FAIL: \/etc\/fixture\/state says FIXME/);
-    await page.screenshot({ path: join(SCREENSHOTS, 'student-check-failed.png') });
+    await screenshot(page, 'student-check-failed');
 
     await run(page, 'worker-1', 'echo OK > /etc/fixture/state && echo fixed-it', /fixed-it/);
     await page.click('#check');
     await expect
       .poll(() => page.locator('#output').innerText(), { timeout: 30_000 })
       .toMatch(/PASSED: score 1\/1/);
-    await page.screenshot({ path: join(SCREENSHOTS, 'student-check-passed.png') });
+    await screenshot(page, 'student-check-passed');
 
     await page.click('#hint');
     await expect.poll(() => page.locator('#hints').innerText()).toBe('Hints used: 1/2');
@@ -153,7 +150,7 @@ describe('the student page', () => {
       .poll(() => page.locator('#notices').innerText(), { timeout: 20_000 })
       .toMatch(/control-plane: Reconnected: your shell kept running/);
     await run(page, 'control-plane', 'echo mark=$MARK', /mark=42/);
-    await page.screenshot({ path: join(SCREENSHOTS, 'student-reconnected.png') });
+    await screenshot(page, 'student-reconnected');
     await page.context().close();
   }, 60_000);
 
@@ -172,7 +169,7 @@ describe('the student page', () => {
         .poll(() => page.locator('#notices').innerText(), { timeout: 20_000 })
         .toMatch(new RegExp(`${node}: your lab session ends in \\d+ s`));
     }
-    await page.screenshot({ path: join(SCREENSHOTS, 'student-expiry-warning.png') });
+    await screenshot(page, 'student-expiry-warning');
 
     // Time is up: the expiry sweep ends the session, and its notice cuts the
     // open terminals at once (not at the gateway's next periodic recheck).
@@ -194,7 +191,7 @@ describe('the student page', () => {
     expect(await page.locator('#ended').innerText()).toMatch(
       /This lab session has ended .*\(expired\)/,
     );
-    await page.screenshot({ path: join(SCREENSHOTS, 'student-session-ended.png') });
+    await screenshot(page, 'student-session-ended');
     await page.context().close();
   }, 90_000);
 });
