@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import type { Client, ClientChannel } from 'ssh2';
 import {
   GatewayRefusal,
+  type GatewaySession,
   type LocalChannel,
   type LocalPty,
   type LocalSession,
@@ -36,7 +37,7 @@ export async function openLocalSession(
     conn.end();
     throw new GatewayRefusal('log in as your session id, e.g. ssh s-abc1234567@<gateway>');
   }
-  let s;
+  let s: GatewaySession | undefined;
   try {
     s = await login.lookup(connId, sessionId);
   } catch (err) {
@@ -58,6 +59,7 @@ export async function openLocalSession(
     conn.end();
     throw new GatewayRefusal(refusal);
   }
+  // A refusal is given for every missing session: here there is one.
   conn.begin(s!);
 
   const channel = async (

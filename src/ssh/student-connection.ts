@@ -100,11 +100,6 @@ export class StudentConnection {
     rules.rechecks.get(s.sessionId)!.add(recheckNow);
   }
 
-  /** The session this connection logged in to (after {@link begin}). */
-  get loggedIn(): GatewaySession | undefined {
-    return this.session;
-  }
-
   /** Why the connection ended, in words for the student. */
   get closeMessage(): string {
     return this.endMessage;
@@ -196,7 +191,7 @@ export class StudentConnection {
   /** The SSH connection to the session's control plane, opened at the first channel that needs it. */
   controlPlane(): Promise<Client> {
     const s = this.session;
-    if (!s) return Promise.reject(new Error('not logged in'));
+    if (!s || this.finished) return Promise.reject(new Error('not connected'));
     return (this.upstream ??= this.hopKey(s).then((key) => this.openUpstream(s, key)));
   }
 
@@ -206,7 +201,7 @@ export class StudentConnection {
    */
   jump(destIP: string, destPort: number): Promise<Socket> {
     const s = this.session;
-    if (!s) return Promise.reject(new Error('not logged in'));
+    if (!s || this.finished) return Promise.reject(new Error('not connected'));
     const target = s.nodes.find((n) => n.node === destIP || n.ip === destIP);
     if (!target || destPort !== 22) {
       this.rules.audit?.warn(
