@@ -168,6 +168,16 @@ describe('kubectl get against the sim', () => {
     ]);
   });
 
+  it("serves KubeVirt's install resource as virt-operator's CRD does: kv, the `all` category, PHASE", async () => {
+    const kv = await ok('get', 'kv', '-n', 'kubevirt');
+    expect(headers(kv)).toEqual(['NAME', 'AGE', 'PHASE']);
+    expect(kv).toMatch(/^kubevirt\s+\d+[sm]\s+Deployed$/m);
+    expect(await ok('get', 'kvs', '-A', '-o', 'name')).toBe('kubevirt.kubevirt.io/kubevirt\n');
+    expect(await ok('get', 'all', '-n', 'kubevirt')).toMatch(
+      /^kubevirt\.kubevirt\.io\/kubevirt\s+\d+[sm]\s+Deployed$/m,
+    );
+  });
+
   it('prints the real columns for the other built-in kinds', async () => {
     expect(headers(await ok('get', 'nodes'))).toEqual([
       'NAME',
