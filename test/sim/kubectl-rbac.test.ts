@@ -176,7 +176,7 @@ describe('kubectl and RBAC against the sim', () => {
     ]);
     expect(await botCan('get', '/metrics/cadvisor')).toBe('yes');
     expect(await botCan('post', '/metrics')).toBe('no');
-  });
+  }, 120_000); // some twenty kubectl runs: slow on a loaded machine
 
   it('what a token is allowed it really can do, and can-i --list says so', async () => {
     const list = await asBot(['get', 'pods', '-n', 'team']);
