@@ -10,7 +10,8 @@ import { kubectl as runKubectl, type KubectlResult } from '../helpers/kubectl.js
  * short names, categories, discovery's verbs, and the columns a real API
  * server prints (server-side Tables) for built-in kinds and KubeVirt's.
  */
-describe('kubectl get against the sim', () => {
+// Each case runs several kubectl processes (and boots VMs): minutes on a loaded machine.
+describe('kubectl get against the sim', { timeout: 120_000 }, () => {
   let sim: SimHandle;
   let dir: string;
   const kubectl = (...args: string[]): Promise<KubectlResult> =>

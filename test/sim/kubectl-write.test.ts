@@ -11,7 +11,8 @@ import { kubectl as runKubectl, type KubectlResult } from '../helpers/kubectl.js
  * server), explain and diff (OpenAPI and server dry run), `--dry-run=server`
  * on every verb storing nothing, and JSON patch on built-in and KubeVirt kinds.
  */
-describe('kubectl writes against the sim', () => {
+// Each case runs several kubectl processes (and boots VMs): minutes on a loaded machine.
+describe('kubectl writes against the sim', { timeout: 120_000 }, () => {
   let sim: SimHandle;
   let dir: string;
   const kubectl = (args: string[], stdin?: string): Promise<KubectlResult> =>
