@@ -60,6 +60,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
   let sim: SimHandle | undefined;
   try {
     sim = await startSim({
+      runPods: true, // plain pods run, as doctor's image pull probe needs
       ...options.sim,
       ...(options.listen ? { listen: options.listen } : {}),
       dir: join(dir, 'sim'),

@@ -339,9 +339,14 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         ),
       ];
       for (const w of workers) {
-        w.on('failed', (job, err) =>
-          log.warn({ queue: w.name, job: job?.id, err: err.message }, 'job failed'),
-        );
+        w.on('failed', (job, err) => {
+          // The env or session it was for, as on every other pool and sessions line.
+          const { envId, sessionId } = (job?.data ?? {}) as { envId?: string; sessionId?: string };
+          log.warn(
+            { queue: w.name, job: job?.id, envId, sessionId, err: err.message },
+            'job failed',
+          );
+        });
         w.on('error', (err) => log.error({ queue: w.name, err: err.message }, 'worker error'));
       }
       stopFirst.push(async () => {

@@ -153,7 +153,7 @@ sed -i 's/^selector.app=.*/selector.app=web/' "$objects/${ns}/service/web"
 # Sim wrong fix: relabel the pods instead of fixing the Service.
 ${SIM_HEADER}
 mkdir -p "$objects/${ns}/pod"
-printf 'label.app=wbe\n' >"$objects/${ns}/pod/web-relabelled"
+printf 'label.app=wbe\\n' >"$objects/${ns}/pod/web-relabelled"
 `,
   };
 }

@@ -20,6 +20,7 @@ import {
 import { includeObjectOf, toTable, wantsTable } from './tables.js';
 import { OpenApiDocuments } from './openapi.js';
 import { jsonPatch } from './json-patch.js';
+import { impersonate } from './impersonation.js';
 import { decodeProtobuf, PROTOBUF } from './protobuf.js';
 
 /** Admission and lifecycle hooks that the cluster emulation plugs in. */
@@ -244,7 +245,9 @@ export class KubeApi {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const url = new URL(req.url ?? '/', 'https://sim');
-      const user = this.authenticate(req, url.pathname);
+      const user = impersonate(req.headers, this.authenticate(req, url.pathname), (attrs) =>
+        this.authorize(attrs),
+      );
       // The sim's own admin endpoint (same token): faults for tests and demos
       // driven from another process. Never affected by the faults it sets.
       if (this.options.adminEndpoint !== false && url.pathname.startsWith('/sim/faults')) {

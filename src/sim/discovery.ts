@@ -94,6 +94,12 @@ const DISCOVERY: Record<string, ResourceDiscovery> = {
     categories: ['all'],
     verbs: ALL_VERBS,
   },
+  'kubevirt.io/kubevirts': {
+    shortNames: ['kv', 'kvs'],
+    categories: ['all'],
+    verbs: ALL_VERBS,
+    subresources: [STATUS],
+  },
 };
 
 export function discoveryOf(type: ResourceType): ResourceDiscovery {

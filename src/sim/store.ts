@@ -14,6 +14,15 @@ export interface ResourceType {
   status?: boolean;
 }
 
+/**
+ * Kinds whose `metadata.generation` the API server keeps (1 on create, +1 on
+ * each spec change): every custom resource and, of the built-in kinds served
+ * here, NetworkPolicy. A ConfigMap, Pod, Service… has none.
+ */
+function tracksGeneration(type: ResourceType): boolean {
+  return type.group === 'kubevirt.io' || type.plural === 'networkpolicies';
+}
+
 /** What every Kubernetes cluster serves (of what labvirt and its students use). */
 export const CORE_RESOURCES: ResourceType[] = [
   {
@@ -256,7 +265,7 @@ export class ObjectStore {
     }
     meta.uid = randomUUID();
     meta.creationTimestamp = timestamp();
-    meta.generation = 1;
+    if (tracksGeneration(type)) meta.generation = 1;
     if (opts.dryRun) {
       delete meta.resourceVersion;
       return clone(obj);
@@ -310,8 +319,11 @@ export class ObjectStore {
       deletionTimestamp: cur.metadata.deletionTimestamp ?? next.metadata.deletionTimestamp,
       // A dry run keeps the current resourceVersion: nothing changed.
       resourceVersion: opts.dryRun ? cur.metadata.resourceVersion : String(this.rv + 1),
-      generation: (cur.metadata.generation ?? 1) + (opts.specChanged ? 1 : 0),
+      generation: tracksGeneration(type)
+        ? (cur.metadata.generation ?? 1) + (opts.specChanged ? 1 : 0)
+        : cur.metadata.generation,
     };
+    if (next.metadata.generation === undefined) delete next.metadata.generation;
     if (opts.dryRun) return next;
     this.rv++;
     // An object marked for deletion goes away once its last finalizer is

@@ -200,6 +200,11 @@ const VMI_COLUMNS: PrinterColumn[] = [
   },
 ];
 
+const KUBEVIRT_COLUMNS: PrinterColumn[] = [
+  { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+  { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
+];
+
 function printerColumns(columns: PrinterColumn[]): Column[] {
   return [
     NAME,
@@ -331,6 +336,7 @@ const COLUMNS: Record<string, Column[]> = {
   'rbac.authorization.k8s.io/clusterrolebindings': BINDING,
   'kubevirt.io/virtualmachines': printerColumns(VM_COLUMNS),
   'kubevirt.io/virtualmachineinstances': printerColumns(VMI_COLUMNS),
+  'kubevirt.io/kubevirts': printerColumns(KUBEVIRT_COLUMNS),
 };
 
 /** Whether the Accept header asks for a meta.k8s.io Table (kubectl get). */

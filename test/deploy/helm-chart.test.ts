@@ -47,7 +47,11 @@ interface Container {
 }
 interface PodTemplate {
   metadata: { labels: Record<string, string> };
-  spec: { containers: Container[]; securityContext?: Record<string, unknown> };
+  spec: {
+    containers: Container[];
+    securityContext?: Record<string, unknown>;
+    terminationGracePeriodSeconds?: number;
+  };
 }
 
 async function render(set: string[] = [], valuesFiles: string[] = []): Promise<Obj[]> {
@@ -81,6 +85,18 @@ function problems(objs: Obj[]): string[] {
     }
     return validateObject(o).map((p) => `${name}: ${p.path}: ${p.message}`);
   });
+}
+
+/**
+ * On SIGTERM labvirt works on for `pool.shutdownGraceSeconds`, then hands its
+ * running jobs back and closes (giving up on a part 5 s after the grace): the
+ * pod's terminationGracePeriodSeconds must outlast all of it, or the SIGKILL
+ * lands before the hand-back.
+ */
+function expectRoomToHandBack(objs: Obj[]): void {
+  const grace = effectiveConfig(objs).pool.shutdownGraceSeconds;
+  const pod = podTemplate(mustFind(objs, 'Deployment', 'labvirt')).spec;
+  expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(grace + 15);
 }
 
 function podTemplate(o: Obj): PodTemplate {
@@ -213,6 +229,10 @@ describe('deploy/helm/labvirt with default values', () => {
     };
     expect(pdb.minAvailable).toBe(1);
     expect(selectorMatches(pdb.selector, pod.metadata.labels)).toBe(true);
+  });
+
+  it("lets labvirt hand its jobs back on SIGTERM before the kubelet's SIGKILL", () => {
+    expectRoomToHandBack(objs);
   });
 
   it('runs the SSH gateway as its own Deployment without any Kubernetes credentials', () => {
@@ -453,6 +473,7 @@ describe('deploy/helm/labvirt with non-default values', () => {
         '  flavors:',
         '    v1.31-3node: { kubernetesVersion: "1.31", nodes: 3, minWarm: 4, maxTotal: 20 }',
         '  logLevel: debug',
+        '  pool: { shutdownGraceSeconds: 120 }',
       ].join('\n'),
     );
     const objs = await render([], [values]);
@@ -464,6 +485,8 @@ describe('deploy/helm/labvirt with non-default values', () => {
     expect(config.ssh.publicHost).toBe('labs.school.example');
     expect(config.logLevel).toBe('debug');
     expect(Object.keys(config.flavors)).toContain('v1.31-3node');
+    expect(config.pool.shutdownGraceSeconds).toBe(120);
+    expectRoomToHandBack(objs);
     const deployment = mustFind(objs, 'Deployment', 'labvirt');
     expect((deployment.spec as { replicas: number }).replicas).toBe(3);
     const c = podTemplate(deployment).spec.containers[0]!;

@@ -26,7 +26,7 @@ const failedStep = (r: Awaited<ReturnType<typeof testLab>>) => r.steps.find((s) 
 
 describe('labs test', () => {
   it('passes a good lab, says which scripts ran, keeps multi-line FAIL messages', async () => {
-    const report = await testLab(stack.labvirt, 'good', { timeoutMs: 30_000 });
+    const report = await testLab(stack.labvirt, 'good', { timeoutMs: 90_000 });
     const text = formatLabTestReport(report);
     expect(report.ok, text).toBe(true);
     expect(report.variant).toBe('sim');
@@ -52,29 +52,29 @@ describe('labs test', () => {
     expect(report.steps[7]!.detail).toContain(
       'selector-matches: the Service web selects wbe, not the pods of the Deployment web',
     );
-  }, 90_000);
+  }, 300_000); // generous: on a loaded machine each claim may wait for an env to boot
 
   it('fails a lab whose check passes without a fix', async () => {
-    const report = await testLab(stack.labvirt, 'passes-unfixed', { timeoutMs: 30_000 });
+    const report = await testLab(stack.labvirt, 'passes-unfixed', { timeoutMs: 90_000 });
     expect(report.ok).toBe(false);
     expect(failedStep(report)).toMatchObject({
       name: 'check fails right after setup',
       detail: 'every check passes although nothing was fixed (1 points)',
     });
     expect(report.steps.at(-1)?.name).toBe('tear down');
-  }, 60_000);
+  }, 300_000); // generous: on a loaded machine each claim may wait for an env to boot
 
   it('fails a lab whose failing check prints no FAIL: line', async () => {
-    const report = await testLab(stack.labvirt, 'silent-check', { timeoutMs: 30_000 });
+    const report = await testLab(stack.labvirt, 'silent-check', { timeoutMs: 90_000 });
     expect(report.ok).toBe(false);
     expect(failedStep(report)?.name).toBe('check fails right after setup');
     expect(failedStep(report)?.detail).toBe(
       'check(s) selector-matches failed without printing a FAIL: line: the student would read only "not solved yet"',
     );
-  }, 60_000);
+  }, 300_000); // generous: on a loaded machine each claim may wait for an env to boot
 
   it('fails a lab whose check lets a wrong fix through', async () => {
-    const report = await testLab(stack.labvirt, 'missed-shortcut', { timeoutMs: 30_000 });
+    const report = await testLab(stack.labvirt, 'missed-shortcut', { timeoutMs: 90_000 });
     expect(report.ok).toBe(false);
     // The reference solve works; only the shortcut is let through.
     expect(report.steps.slice(0, 6).every((s) => s.ok)).toBe(true);
@@ -84,7 +84,7 @@ describe('labs test', () => {
         'the wrong fix "add a bare pod that matches the selector" passes every check (1 points): the checks must refuse this shortcut',
     });
     expect(report.steps.at(-1)?.name).toBe('wrong fix bare-pod: tear down');
-  }, 90_000);
+  }, 300_000); // generous: on a loaded machine each claim may wait for an env to boot
 
   it('with labScripts standard (labs test --real) runs the real scripts and says so', async () => {
     // The student cluster of a sim control plane serves no apps/v1: the real

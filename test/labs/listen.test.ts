@@ -29,7 +29,7 @@ describe('labs test --sim --bind --ports', () => {
     try {
       expect(inRange(new URL(stack.sim.url).host)).toBe(true);
       expect(inRange(new URL(stack.redis.url).host)).toBe(true);
-      const report = await testLab(stack.labvirt, 'good', { timeoutMs: 30_000 });
+      const report = await testLab(stack.labvirt, 'good', { timeoutMs: 90_000 });
       expect(report.ok, formatLabTestReport(report)).toBe(true);
       const guests = Object.values(
         JSON.parse(readFileSync(stack.sim.guestMapPath, 'utf8')) as Record<string, string>,
@@ -39,7 +39,7 @@ describe('labs test --sim --bind --ports', () => {
     } finally {
       await stack.stop();
     }
-  }, 90_000);
+  }, 300_000); // generous: on a loaded machine each claim may wait for an env to boot
 });
 
 describe('--bind and --ports', () => {

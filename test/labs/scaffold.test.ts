@@ -23,6 +23,10 @@ describe('labvirt labs new', () => {
     for (const f of files.filter((name) => name.endsWith('.sh'))) {
       expect(statSync(join(dir, f)).mode & 0o111, f).toBe(0o111);
     }
+    // Scripts read as an author would type them: a printf's newline is `\n`, not a line break.
+    for (const f of files.filter((name) => name.endsWith('.sh'))) {
+      expect(readFileSync(join(dir, f), 'utf8'), f).not.toMatch(/printf '[^']*\n[^']*'/);
+    }
     const yaml = readFileSync(join(dir, 'lab.yaml'), 'utf8');
     expect(yaml).toContain(`flavor: { kubernetes: '${kubernetes}', nodes: ${nodes} }`);
     // Every top-level field is there, with a comment above it.
@@ -75,11 +79,11 @@ describe('labvirt labs new', () => {
       },
       roles: { api: false, gateway: false },
     });
-    const report = await testLab(stack.labvirt, 'fresh', { timeoutMs: 30_000 });
+    const report = await testLab(stack.labvirt, 'fresh', { timeoutMs: 90_000 });
     expect(report.ok, formatLabTestReport(report)).toBe(true);
     expect(report.variant).toBe('sim');
     expect(report.steps.map((s) => s.name)).toContain(
       'wrong fix relabel-pods: the checks still fail after "relabel the pods to match the Service instead of fixing it"',
     );
-  }, 90_000);
+  }, 300_000); // generous: on a loaded machine each claim may wait for an env to boot
 });

@@ -86,4 +86,25 @@ describe('env and session ids on log lines', () => {
     expect(sessionLines.length).toBeGreaterThan(0);
     for (const l of sessionLines) expect(l.envId).toBe(active.envId);
   }, 240_000);
+
+  it('a job that fails names the env or session it was for', async () => {
+    // Every call to the cluster fails for a moment: preparing the session (or
+    // provisioning the env it waits for) fails.
+    stack.sim.faults.errorRate = 1;
+    try {
+      await stack.labvirt.service
+        .start({ student: 'nour', labId: 'fixture-one' })
+        .catch(() => undefined);
+      await stack.until(
+        async () => lines.find((l) => l.msg === 'job failed' && l.queue !== 'maintenance'),
+        'a prepare or provision job to fail',
+        90_000,
+      );
+    } finally {
+      stack.sim.faults.errorRate = 0;
+    }
+    const failed = lines.filter((l) => l.msg === 'job failed' && l.queue !== 'maintenance');
+    expect(failed.length).toBeGreaterThan(0);
+    for (const l of failed) expect(l.envId, JSON.stringify(l)).toMatch(/^[a-z0-9]+$/);
+  }, 120_000);
 });

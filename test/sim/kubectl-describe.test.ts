@@ -10,7 +10,8 @@ import { kubectl as runKubectl, type KubectlResult } from '../helpers/kubectl.js
  * scheduler and kubelet record, and `kubectl logs` of the launcher pod shows
  * virt-launcher and the guest's console, cloud-init included.
  */
-describe('kubectl describe and logs against the sim', () => {
+// Each case runs several kubectl processes (and boots VMs): minutes on a loaded machine.
+describe('kubectl describe and logs against the sim', { timeout: 120_000 }, () => {
   let sim: SimHandle;
   let dir: string;
   const kubectl = (args: string[], stdin?: string): Promise<KubectlResult> =>

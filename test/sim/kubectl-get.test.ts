@@ -10,7 +10,8 @@ import { kubectl as runKubectl, type KubectlResult } from '../helpers/kubectl.js
  * short names, categories, discovery's verbs, and the columns a real API
  * server prints (server-side Tables) for built-in kinds and KubeVirt's.
  */
-describe('kubectl get against the sim', () => {
+// Each case runs several kubectl processes (and boots VMs): minutes on a loaded machine.
+describe('kubectl get against the sim', { timeout: 120_000 }, () => {
   let sim: SimHandle;
   let dir: string;
   const kubectl = (...args: string[]): Promise<KubectlResult> =>
@@ -166,6 +167,16 @@ describe('kubectl get against the sim', () => {
       'LIVE-MIGRATABLE',
       'PAUSED',
     ]);
+  });
+
+  it("serves KubeVirt's install resource as virt-operator's CRD does: kv, the `all` category, PHASE", async () => {
+    const kv = await ok('get', 'kv', '-n', 'kubevirt');
+    expect(headers(kv)).toEqual(['NAME', 'AGE', 'PHASE']);
+    expect(kv).toMatch(/^kubevirt\s+\d+[sm]\s+Deployed$/m);
+    expect(await ok('get', 'kvs', '-A', '-o', 'name')).toBe('kubevirt.kubevirt.io/kubevirt\n');
+    expect(await ok('get', 'all', '-n', 'kubevirt')).toMatch(
+      /^kubevirt\.kubevirt\.io\/kubevirt\s+\d+[sm]\s+Deployed$/m,
+    );
   });
 
   it('prints the real columns for the other built-in kinds', async () => {

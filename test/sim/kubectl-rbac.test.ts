@@ -63,6 +63,36 @@ describe('kubectl and RBAC against the sim', () => {
     expect(bad.stderr).toContain('Unauthorized');
   });
 
+  it('`--as` acts as another user where the caller may impersonate, as a real server does', async () => {
+    await ok(['create', 'serviceaccount', 'watcher', '-n', 'team']);
+    const watcher = 'system:serviceaccount:team:watcher';
+    // The admin checks what labvirt's (or any) ServiceAccount may do: its answer, not the admin's.
+    const can = await kubectl(['auth', 'can-i', 'list', 'pods', '-n', 'team', `--as=${watcher}`]);
+    expect(can.stdout.trim()).toBe('no');
+    expect(can.code).toBe(1);
+    const pods = await kubectl(['get', 'pods', '-n', 'team', `--as=${watcher}`]);
+    expect(pods.code).toBe(1);
+    expect(pods.stderr).toContain(
+      `pods is forbidden: User "${watcher}" cannot list resource "pods" in API group "" in the namespace "team"`,
+    );
+    const who = await ok(['auth', 'whoami', `--as=${watcher}`, '-o', 'json']);
+    expect(JSON.parse(who).status.userInfo).toEqual({
+      username: watcher,
+      groups: ['system:serviceaccounts', 'system:serviceaccounts:team', 'system:authenticated'],
+    });
+    // Groups are impersonated too.
+    const jane = ['--as=jane', '--as-group=system:masters'];
+    expect((await kubectl(['auth', 'can-i', 'delete', 'nodes', ...jane])).stdout.trim()).toBe(
+      'yes',
+    );
+    // A caller without `impersonate` is refused, naming what it tried.
+    const denied = await asBot(['get', 'pods', '-n', 'team', `--as=${watcher}`]);
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toContain(
+      'serviceaccounts "watcher" is forbidden: User "system:serviceaccount:team:bot" cannot impersonate resource "serviceaccounts" in API group "" in the namespace "team"',
+    );
+  });
+
   it('Roles and bindings grant with verbs, wildcards, resourceNames and subresources', async () => {
     await ok([
       'create',
@@ -146,7 +176,7 @@ describe('kubectl and RBAC against the sim', () => {
     ]);
     expect(await botCan('get', '/metrics/cadvisor')).toBe('yes');
     expect(await botCan('post', '/metrics')).toBe('no');
-  });
+  }, 120_000); // some twenty kubectl runs: slow on a loaded machine
 
   it('what a token is allowed it really can do, and can-i --list says so', async () => {
     const list = await asBot(['get', 'pods', '-n', 'team']);

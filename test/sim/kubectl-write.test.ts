@@ -11,7 +11,8 @@ import { kubectl as runKubectl, type KubectlResult } from '../helpers/kubectl.js
  * server), explain and diff (OpenAPI and server dry run), `--dry-run=server`
  * on every verb storing nothing, and JSON patch on built-in and KubeVirt kinds.
  */
-describe('kubectl writes against the sim', () => {
+// Each case runs several kubectl processes (and boots VMs): minutes on a loaded machine.
+describe('kubectl writes against the sim', { timeout: 120_000 }, () => {
   let sim: SimHandle;
   let dir: string;
   const kubectl = (args: string[], stdin?: string): Promise<KubectlResult> =>
@@ -311,4 +312,27 @@ describe('kubectl writes against the sim', () => {
       'The VirtualMachine "a" is invalid: spec.runStrategy: Invalid type',
     );
   });
+
+  it('keeps metadata.generation where a real server does: custom resources, not a ConfigMap', async () => {
+    const generation = (...args: string[]) =>
+      ok(['get', ...args, '-n', 'w', '-o', 'jsonpath={.metadata.generation}']);
+    await ok(['create', 'configmap', 'no-generation', '-n', 'w', '--from-literal=a=1']);
+    await ok(['label', 'configmap', 'no-generation', '-n', 'w', 'x=y']);
+    expect(await generation('configmap', 'no-generation')).toBe('');
+    await ok(['apply', '-f', file('gen.json', vm('gen'))]);
+    expect(await generation('vm', 'gen')).toBe('1');
+    await ok(['label', 'vm', 'gen', '-n', 'w', 'x=y']); // metadata only: no new generation
+    expect(await generation('vm', 'gen')).toBe('1');
+    await ok([
+      'patch',
+      'vm',
+      'gen',
+      '-n',
+      'w',
+      '--type=merge',
+      '-p',
+      '{"spec":{"template":{"metadata":{"labels":{"tier":"db"}}}}}',
+    ]);
+    expect(await generation('vm', 'gen')).toBe('2');
+  }, 120_000); // nine kubectl runs: slow on a loaded machine
 });

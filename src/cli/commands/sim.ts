@@ -59,6 +59,8 @@ export function registerSimCommand(program: Command): void {
           nodeCpu: opts.nodeCpu,
           nodeMemory: opts.nodeMemory * 2 ** 30,
           guests: opts.guests,
+          // Plain pods run as on a real cluster (doctor's image pull probe).
+          runPods: true,
         });
         console.log(`simulated KubeVirt cluster at ${sim.url}`);
         console.log(`kubeconfig: ${sim.kubeconfigPath}`);

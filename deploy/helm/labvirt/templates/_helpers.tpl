@@ -103,6 +103,23 @@ Secrets, labvirt's own namespace and pod labels) under the operator's
 {{- end -}}
 
 {{/*
+The labvirt pods' terminationGracePeriodSeconds: labvirt's own shutdown
+grace (pool.shutdownGraceSeconds, default 30) plus 20 s to hand the running
+jobs back and close the API, Redis and the rest (labvirt itself gives up on
+a part 5 s after the grace). Without the margin the kubelet's SIGKILL lands
+before the hand-back, and the jobs wait for BullMQ's stalled-job check.
+*/}}
+{{- define "labvirt.terminationGrace" -}}
+{{- $config := include "labvirt.config" . | fromYaml -}}
+{{- $pool := $config.pool | default dict -}}
+{{- $grace := 30 -}}
+{{- if hasKey $pool "shutdownGraceSeconds" -}}
+{{- $grace = $pool.shutdownGraceSeconds -}}
+{{- end -}}
+{{- add $grace 20 -}}
+{{- end -}}
+
+{{/*
 The gateway's labvirt.yaml: the same, but its two keys are files (the
 Secrets the orchestrator made, mounted): the gateway makes no Kubernetes
 call. It never reads the web bridge's key (the API role publishes its public
