@@ -634,7 +634,28 @@ export class KubeVirtEmulation implements Admission {
       nodeName: node.name,
       conditions: [{ type: 'PodScheduled', status: 'True' }],
     }));
-    this.after(rt, this.timings.bootMs, () => void this.boot(ns, name));
+    this.after(rt, this.timings.bootMs, () => void this.bootOrFail(ns, name, rt));
+  }
+
+  /**
+   * A boot runs detached from whoever scheduled it, so its failure must end
+   * here: after `stop()` or the VMI's deletion (its sandbox may be gone
+   * underneath it) it is nobody's concern; otherwise the guest could not
+   * start, which a real cluster shows as a failed VMI.
+   */
+  private async bootOrFail(ns: string, name: string, rt: VmiRuntime): Promise<void> {
+    try {
+      await this.boot(ns, name);
+    } catch (err) {
+      if (this.stopped || this.runtime.get(`${ns}/${name}`) !== rt) return;
+      this.setVmiStatus(ns, name, (s) => ({
+        ...s,
+        phase: 'Failed',
+        reason: 'GuestStartFailed',
+        message: err instanceof Error ? err.message : String(err),
+        conditions: [],
+      }));
+    }
   }
 
   private async boot(ns: string, name: string): Promise<void> {

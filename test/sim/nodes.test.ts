@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
@@ -78,6 +78,58 @@ describe('simulated host cluster: configurable boot delays', () => {
       await new Promise((r) => setTimeout(r, 500));
       expect(await phase()).toBe('Scheduled');
     } finally {
+      await sim.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('simulated host cluster: a guest that cannot start', () => {
+  it('fails its VMI with the reason instead of crashing the process', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'labvirt-bootfail-'));
+    const sim = await startSim({ dir, speed: 1000 });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      // Guests' sandboxes live under <dir>/guests: a file there makes every boot's mkdir fail.
+      writeFileSync(join(dir, 'guests'), 'not a directory');
+      const kc = new KubeConfig();
+      kc.loadFromFile(sim.kubeconfigPath);
+      const core = kc.makeApiClient(CoreV1Api);
+      const custom = kc.makeApiClient(CustomObjectsApi);
+      await core.createNamespace({ body: { metadata: { name: 'broken' } } });
+      const api = { group: 'kubevirt.io', version: 'v1', namespace: 'broken' };
+      await custom.createNamespacedCustomObject({
+        ...api,
+        plural: 'virtualmachines',
+        body: {
+          apiVersion: 'kubevirt.io/v1',
+          kind: 'VirtualMachine',
+          metadata: { name: 'vm' },
+          spec: {
+            runStrategy: 'Always',
+            template: { spec: { domain: { devices: {}, memory: { guest: '64Mi' } } } },
+          },
+        },
+      });
+      type Status = { phase?: string; reason?: string; message?: string };
+      const status = async () =>
+        (
+          (await custom
+            .getNamespacedCustomObject({ ...api, plural: 'virtualmachineinstances', name: 'vm' })
+            .catch(() => ({}))) as { status?: Status }
+        ).status ?? {};
+      let seen: Status = {};
+      for (let i = 0; i < 500 && seen.phase !== 'Failed'; i++) {
+        seen = await status();
+        if (seen.phase !== 'Failed') await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(seen).toMatchObject({ phase: 'Failed', reason: 'GuestStartFailed' });
+      expect(seen.message).toMatch(/guests/);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
       await sim.stop();
       rmSync(dir, { recursive: true, force: true });
     }
