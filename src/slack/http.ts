@@ -57,6 +57,7 @@ export function frontDoorContext(req: IncomingMessage): FrontDoorContext {
  */
 function commandStudent(req: IncomingMessage, text: string): string | undefined {
   if (req.headers['content-type'] !== 'application/x-www-form-urlencoded') return undefined;
+  if (text.startsWith('payload=')) return undefined; // a button or view: JSON inside
   const form = new URLSearchParams(text);
   if (!form.has('command') || form.has('payload')) return undefined;
   try {
@@ -76,14 +77,18 @@ function refuse(res: ServerResponse, status: number, message: string): void {
 }
 
 async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = [];
+  // A command's body comes in one chunk: no copy then.
+  let first: Buffer | undefined;
+  let more: Buffer[] | undefined;
   let size = 0;
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
     if (size > MAX_BODY_BYTES) return undefined;
-    chunks.push(chunk as Buffer);
+    if (!first) first = chunk as Buffer;
+    else (more ??= [first]).push(chunk as Buffer);
   }
-  return Buffer.concat(chunks);
+  if (more) return Buffer.concat(more, size);
+  return first ?? Buffer.alloc(0);
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {
