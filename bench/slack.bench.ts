@@ -294,6 +294,8 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
     callsMax: Math.max(...totals),
     byMethod,
     rateLimited: fake.calls.filter((c) => c.status === 429).length,
+    // A DM searched for a status message whose post was not recorded.
+    searches: fake.calls.filter((c) => c.method === 'conversations.history').length,
   };
 }
 
@@ -420,7 +422,8 @@ async function main() {
     });
     console.log(
       `Slack Web API calls per session (start → solve → stop): mean ${slack.callsMean.toFixed(2)}, ` +
-        `max ${slack.callsMax} (goal ≤ 6) = ${methods}; 429s seen: ${slack.rateLimited}`,
+        `max ${slack.callsMax} (goal ≤ 6) = ${methods}; 429s seen: ${slack.rateLimited}; ` +
+        `DMs searched for an unrecorded post: ${slack.searches}`,
     );
   } finally {
     // Bounded: with --acks, 200 starts may still be at work when the round ends.

@@ -13,6 +13,7 @@ import {
   targetSession,
   type SlackDeps,
 } from './context.js';
+import type { FrontDoorContext } from './http.js';
 import { studentIdOf } from './identity.js';
 import {
   checkResultMessage,
@@ -74,7 +75,7 @@ export function registerCommands(app: App, deps: SlackDeps): void {
   // waits its turn here, so a class starting at once does not flood the
   // event loop and Redis ahead of the acknowledgements still to be sent.
   const afterAck = pLimit(AFTER_ACK_CONCURRENCY);
-  app.command(deps.settings.command, async ({ command, ack, respond, client }) => {
+  app.command(deps.settings.command, async ({ command, ack, respond, client, context }) => {
     const answerLater = async (message: SlackMessage) => {
       try {
         await respond(ephemeral(message));
@@ -93,7 +94,8 @@ export function registerCommands(app: App, deps: SlackDeps): void {
       await ack(ephemeral(errorMessage((err as Error).message)));
       return;
     }
-    if (await overRateLimit(deps, student)) {
+    const counted = (context as FrontDoorContext).labvirtCommandsThisMinute;
+    if (await overRateLimit(deps, student, counted)) {
       await ack(ephemeral(rateLimitMessage(deps)));
       return;
     }

@@ -15,7 +15,10 @@ export interface SlackDeps {
   service: StudentService;
   /** The delivery side: edits the student's DM status message (src/slack/notifier.ts). */
   notifier: Pick<Notifier, 'sessionChanged' | 'startedFromSlack'>;
-  store: Pick<Store, 'countRequest' | 'markSeen' | 'putKeyLink' | 'recentFailures'>;
+  store: Pick<
+    Store,
+    'admitSignedRequest' | 'countRequest' | 'markSeen' | 'putKeyLink' | 'recentFailures'
+  >;
   settings: SlackSettings;
   log: Logger;
   now: () => number;
@@ -45,9 +48,17 @@ export async function sessionChanged(deps: SlackDeps, sessionId: string): Promis
   }
 }
 
-/** True when the student has used up this minute's commands (all replicas together). */
-export async function overRateLimit(deps: SlackDeps, student: string): Promise<boolean> {
-  const count = await deps.store.countRequest(`slack:${student}`, 60, deps.now());
+/**
+ * True when the student has used up this minute's commands (all replicas
+ * together). `counted`: the HTTP front door already counted this request
+ * (src/slack/http.ts, with the replay mark); otherwise it is counted here.
+ */
+export async function overRateLimit(
+  deps: SlackDeps,
+  student: string,
+  counted?: number,
+): Promise<boolean> {
+  const count = counted ?? (await deps.store.countRequest(`slack:${student}`, 60, deps.now()));
   return count > deps.settings.commandsPerMinute;
 }
 

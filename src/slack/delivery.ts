@@ -29,8 +29,14 @@ export interface DeliveryDeps {
   queue: Queue<NotifyJob>;
   log: Logger;
   now(): number;
-  /** How long one replica may hold a session's messages (longer than a Slack call). */
+  /** How long one replica may hold a session's messages (renewed while it works). */
   lockMs: number;
+  /**
+   * The Web API client's timeout for one call: a post not answered by then
+   * may still have reached Slack, so another run waits that long (and a
+   * little more) before it treats the post as lost.
+   */
+  callTimeoutMs: number;
 }
 
 /** What a job did: for logs and tests. */
@@ -42,11 +48,14 @@ export type DeliveryOutcome =
   | 'not-slack'
   | 'gone'
   | 'already-sent'
-  | 'stale';
+  | 'stale'
+  /** Another run's first post is not answered yet: this job comes back shortly. */
+  | 'post-in-flight';
 
 /** Slack Web API error codes (set by @slack/web-api on the errors it throws). */
 const RATE_LIMITED = 'slack_webapi_rate_limited_error';
 const PLATFORM_ERROR = 'slack_webapi_platform_error';
+const REQUEST_ERROR = 'slack_webapi_request_error';
 
 /** Platform errors that mean the stored message cannot be edited any more. */
 const MESSAGE_LOST = new Set(['message_not_found', 'channel_not_found', 'cant_update_message']);
@@ -61,6 +70,15 @@ export const STATUS_METADATA_TYPE = 'labvirt_session';
 /** How far back, before the post began, a lost status message is looked for (clock skew). */
 const HISTORY_SLACK_SECONDS = 600;
 
+/**
+ * A post's claim outlives the call's timeout by this much: the time between
+ * the claim and the request leaving, and the answer's way back.
+ */
+const POST_HOLD_MARGIN_MS = 2000;
+
+/** How often a job waiting for another run's post looks whether it was recorded. */
+const IN_FLIGHT_RECHECK_MS = 500;
+
 function digestOf(message: RenderedMessage): string {
   return createHash('sha256').update(JSON.stringify(message)).digest('base64url').slice(0, 22);
 }
@@ -68,6 +86,17 @@ function digestOf(message: RenderedMessage): string {
 function slackErrorOf(err: unknown): { code?: string; retryAfter?: number; error?: string } {
   const e = err as { code?: string; retryAfter?: number; data?: { error?: string } };
   return { code: e?.code, retryAfter: e?.retryAfter, error: e?.data?.error };
+}
+
+/**
+ * Slack certainly did not take the call: it answered 429 or an error, or no
+ * connection was made. A timeout, a reset or a 5xx leave it open.
+ */
+function refusedBySlack(err: unknown): boolean {
+  const { code } = slackErrorOf(err);
+  if (code === RATE_LIMITED || code === PLATFORM_ERROR) return true;
+  const cause = (err as { original?: { cause?: { code?: string } } })?.original?.cause;
+  return code === REQUEST_ERROR && cause?.code === 'ECONNREFUSED';
 }
 
 /**
@@ -115,6 +144,35 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
     return found?.ts ? { channel, ts: found.ts } : undefined;
   }
 
+  /** Posts the status message under the claim `postToken`, and records where it is. */
+  async function postStatus(
+    sessionId: string,
+    userId: string,
+    message: RenderedMessage,
+    postToken: string,
+    replace: boolean,
+  ): Promise<DeliveryOutcome> {
+    let posted: Awaited<ReturnType<typeof client.chat.postMessage>>;
+    try {
+      posted = await client.chat.postMessage({
+        channel: userId,
+        text: message.text,
+        blocks: message.blocks,
+        metadata: {
+          event_type: STATUS_METADATA_TYPE,
+          event_payload: { session_id: sessionId },
+        },
+      });
+    } catch (err) {
+      // Nothing was posted: the next attempt may post without looking first.
+      // Otherwise the claim stays, and the next attempt looks in the DM.
+      if (refusedBySlack(err)) await store.clearSlackPost(sessionId, postToken);
+      throw err;
+    }
+    await store.recordSlackMessage(sessionId, posted.channel!, posted.ts!, { replace });
+    return 'posted';
+  }
+
   async function deliverStatus(
     job: NotifyJob & { kind: 'status' },
     state: SlackMessageState,
@@ -152,31 +210,39 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
         log.info({ sessionId: job.sessionId, error: e.error }, 'status message lost; posting anew');
       }
     }
-    if (!updated && state.postingSince !== undefined) {
-      // An earlier post may have reached Slack without its answer reaching us.
-      const found = await findPostedStatus(userId, job.sessionId, state.postingSince, state.ts);
-      if (found) {
-        await store.recordSlackMessage(job.sessionId, found.channel, found.ts, { replace: true });
-        await client.chat.update({ ...found, text: message.text, blocks: message.blocks });
-        log.info({ sessionId: job.sessionId }, 'adopted a status message posted before a crash');
-        updated = true;
-      }
-    }
     if (!updated) {
-      await store.markSlackPosting(job.sessionId, deps.now());
-      const posted = await client.chat.postMessage({
-        channel: userId,
-        text: message.text,
-        blocks: message.blocks,
-        metadata: {
-          event_type: STATUS_METADATA_TYPE,
-          event_payload: { session_id: job.sessionId },
-        },
-      });
-      await store.recordSlackMessage(job.sessionId, posted.channel!, posted.ts!, {
-        replace: lost,
-      });
-      outcome = 'posted';
+      // The first post (or a new one after `lost`): claimed in Redis first,
+      // so a second run of this job never posts it again.
+      const postToken = randomUUID();
+      const claim = await store.beginSlackPost(
+        job.sessionId,
+        postToken,
+        deps.callTimeoutMs + POST_HOLD_MARGIN_MS,
+        lost ? state.ts : undefined,
+      );
+      if (claim.kind === 'in-flight') return 'post-in-flight';
+      if (claim.kind === 'posted') {
+        // Another run posted and recorded it since this job read the state.
+        const { channel, ts } = claim;
+        await client.chat.update({ channel, ts, text: message.text, blocks: message.blocks });
+      } else if (claim.lostSince !== undefined) {
+        // An earlier post may have reached Slack without its answer reaching us.
+        const found = await findPostedStatus(
+          userId,
+          job.sessionId,
+          claim.lostSince,
+          lost ? state.ts : undefined,
+        );
+        if (found) {
+          await store.recordSlackMessage(job.sessionId, found.channel, found.ts, { replace: true });
+          await client.chat.update({ ...found, text: message.text, blocks: message.blocks });
+          log.info({ sessionId: job.sessionId }, 'adopted a status message posted before a crash');
+        } else {
+          outcome = await postStatus(job.sessionId, userId, message, postToken, lost);
+        }
+      } else {
+        outcome = await postStatus(job.sessionId, userId, message, postToken, lost);
+      }
     }
     await store.markSlackDelivered(job.sessionId, version, digest);
     return outcome;
@@ -208,10 +274,13 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
   return async function deliver(job: Job<NotifyJob>, token?: string): Promise<DeliveryOutcome> {
     const data = job.data;
     const lockToken = randomUUID();
+    // Another run is at this session's messages: come back shortly.
+    const comeBackShortly = async (delayMs = 100) => {
+      await job.moveToDelayed(Date.now() + delayMs + Math.floor(Math.random() * 100), token);
+      return new DelayedError();
+    };
     if (!(await store.acquireSlackLock(data.sessionId, lockToken, deps.lockMs))) {
-      // Another replica is editing this session's messages: come back shortly.
-      await job.moveToDelayed(Date.now() + 100 + Math.floor(Math.random() * 100), token);
-      throw new DelayedError();
+      throw await comeBackShortly();
     }
     // Held while the job runs (a slow Redis or Slack must not let a second
     // writer in); a crashed replica stops renewing, so it lapses after lockMs.
@@ -233,6 +302,9 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
           ? await deliverStatus(data, state, state.target)
           : await deliverOnce(data, state, state.target);
       log.debug({ sessionId: data.sessionId, kind: data.kind, outcome }, 'slack notification');
+      // Its lock lapsed while its post was out (a stalled replica): that run
+      // records the message; this one edits it once it is recorded.
+      if (outcome === 'post-in-flight') throw await comeBackShortly(IN_FLIGHT_RECHECK_MS);
       return outcome;
     } catch (err) {
       const e = slackErrorOf(err);

@@ -23,6 +23,13 @@ export const DEFAULT_MESSAGES: NotificationMessages = {
   ended: sessionEndedMessage,
 };
 
+/**
+ * Slack answers in well under a second; a busy replica may take seconds to
+ * read the answer. A post that times out costs two more calls (the DM is
+ * searched for it), so the bound is generous.
+ */
+const DEFAULT_CALL_TIMEOUT_MS = 10_000;
+
 export interface NotifierOptions {
   /** BullMQ's Redis connection (`maxRetriesPerRequest: null`) and key prefix. */
   connection: ConnectionOptions;
@@ -46,8 +53,14 @@ export interface NotifierOptions {
   /** Jobs delivered at once by this replica (different sessions). */
   concurrency?: number;
   retry?: Partial<NotifyRetry>;
-  /** How long a replica may hold a session's messages; also bounds each Slack call. */
+  /** How long a crashed replica's hold on a session's messages lasts (renewed while it works). */
   lockMs?: number;
+  /**
+   * The timeout of one Slack call (default 10 s). A post not answered in
+   * time may still have reached Slack: the DM is then searched for it, so
+   * this must comfortably exceed Slack's answers on a busy replica.
+   */
+  callTimeoutMs?: number;
   /** Stalled-job detection: a crashed replica's job runs elsewhere after about this. */
   jobLockMs?: number;
   messages?: NotificationMessages;
@@ -101,6 +114,7 @@ export async function startNotifier(options: NotifierOptions): Promise<Notifier>
   const { store, log } = options;
   const retry = { ...DEFAULT_NOTIFY_RETRY, ...options.retry };
   const lockMs = options.lockMs ?? 15_000;
+  const callTimeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
   const now = options.now ?? Date.now;
   const queue = new NotifyQueue(store, {
     connection: options.connection,
@@ -163,7 +177,7 @@ export async function startNotifier(options: NotifierOptions): Promise<Notifier>
       // inside the worker for minutes, it fails and the job is rescheduled.
       retryConfig: { retries: 0 },
       rejectRateLimitedCalls: true,
-      timeout: Math.max(1000, Math.floor(lockMs / 3)),
+      timeout: callTimeoutMs,
       logLevel: webApi.LogLevel.ERROR,
     });
     const handler = createDeliveryHandler({
@@ -182,6 +196,7 @@ export async function startNotifier(options: NotifierOptions): Promise<Notifier>
       log: log.child({ component: 'slack-notifier' }),
       now,
       lockMs,
+      callTimeoutMs,
     });
     const jobLockMs = options.jobLockMs ?? 30_000;
     worker = new Worker(NOTIFY_QUEUE, handler, {

@@ -8,6 +8,7 @@ export {
   type RequestSessionInput,
   type StoredSessionState,
   type SlackMessageState,
+  type SlackPostClaim,
   type GuestAddress,
 } from './store.js';
 export { storeKeys, type StoreKeys } from './keys.js';

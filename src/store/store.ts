@@ -125,6 +125,9 @@ const SCRIPTS = [
   'extendSlackLock',
   'recordSlackMessage',
   'markSlackDelivered',
+  'beginSlackPost',
+  'clearSlackPost',
+  'admitSignedRequest',
 ] as const;
 type ScriptName = (typeof SCRIPTS)[number];
 
@@ -150,11 +153,25 @@ export interface SlackMessageState {
    */
   target?: string;
   /**
-   * When a post of the status message was last begun (ms): set, with no
-   * `ts` recorded, Slack may hold a message whose answer never came back.
+   * When a post of the status message began (Redis time, ms) that is not
+   * settled yet: set only between {@link Store.beginSlackPost} and the `ts`
+   * being recorded (or Slack refusing the post). Left set after its hold,
+   * Slack may hold a message whose answer never came back.
    */
   postingSince?: number;
 }
+
+/** What {@link Store.beginSlackPost} found: whether, and how, to post the status message. */
+export type SlackPostClaim =
+  /** A status message is recorded (another run posted it): edit that one. */
+  | { kind: 'posted'; channel: string; ts: string }
+  /** Another run's post may still be answered until `untilMs` (Redis time): wait for it. */
+  | { kind: 'in-flight'; untilMs: number }
+  /**
+   * Post. `lostSince`: an earlier post began then and its answer never came
+   * back, so Slack may already hold the message (look for it first).
+   */
+  | { kind: 'begin'; lostSince?: number };
 
 /** Moving average weight of the newest provision duration. */
 const EWMA_WEIGHT = 0.3;
@@ -717,6 +734,26 @@ export class Store {
   }
 
   /**
+   * {@link markSeen} and, when `rate` is given, {@link countRequest} in one
+   * round trip: a front door's checks of one request before it is answered.
+   * A replay (`fresh: false`) is not counted.
+   */
+  async admitSignedRequest(
+    seen: { what: string; ttlSeconds: number },
+    rate?: { what: string; windowSeconds: number; now: number },
+  ): Promise<{ fresh: boolean; count: number }> {
+    const [fresh, count] = (await this.run('admitSignedRequest', [
+      seen.what,
+      seen.ttlSeconds,
+      rate?.what ?? '',
+      (rate?.windowSeconds ?? 0) * 1000,
+      rate?.now ?? 0,
+      rate ? `${rate.now}-${randomBytes(4).toString('hex')}` : '',
+    ])) as [number, number];
+    return { fresh: fresh === 1, count };
+  }
+
+  /**
    * Counts one request against `what` over the last `windowSeconds` (a
    * sliding window: no burst at a window's edge); returns the count with it.
    */
@@ -768,9 +805,33 @@ export class Store {
     await this.setSlackFields(sessionId, { target: userId });
   }
 
-  /** Records that a post of the status message is about to be sent (before Slack answers). */
-  async markSlackPosting(sessionId: string, at: number): Promise<void> {
-    await this.setSlackFields(sessionId, { postingSince: at });
+  /**
+   * Claims the first post of the session's status message for `holdMs`
+   * (longer than the post's own timeout): a second run meanwhile is told to
+   * wait rather than post again. `lostTs`: the recorded message is known to
+   * be gone (the student deleted it), so a new one may be posted.
+   */
+  async beginSlackPost(
+    sessionId: string,
+    token: string,
+    holdMs: number,
+    lostTs?: string,
+  ): Promise<SlackPostClaim> {
+    const [kind, a, b] = (await this.run('beginSlackPost', [
+      sessionId,
+      token,
+      holdMs,
+      SLACK_MESSAGE_TTL_SECONDS,
+      lostTs ?? '',
+    ])) as [string, string, string?];
+    if (kind === 'posted') return { kind, channel: a, ts: b! };
+    if (kind === 'in-flight') return { kind, untilMs: Number(a) };
+    return { kind: 'begin', lostSince: a ? Number(a) : undefined };
+  }
+
+  /** Slack refused the post `token` claimed (nothing was posted): drop the claim. */
+  async clearSlackPost(sessionId: string, token: string): Promise<void> {
+    await this.run('clearSlackPost', [sessionId, token]);
   }
 
   private async setSlackFields(sessionId: string, fields: Record<string, string | number>) {
@@ -780,7 +841,8 @@ export class Store {
 
   /**
    * Records the DM status message; the first one recorded wins and is
-   * returned, unless `replace` (the recorded one is gone).
+   * returned, unless `replace` (the recorded one is gone). Settles the post
+   * claimed by {@link beginSlackPost} in the same step.
    */
   async recordSlackMessage(
     sessionId: string,

@@ -418,6 +418,38 @@ describe('Slack front end over HTTP', () => {
     expect(await replay.text()).toContain('replayed');
     // A timestamp slightly ahead (clock skew) is still fine.
     expect((await post(signSlackBody(body, { timestamp: now + 60 }))).status).toBe(200);
+    // Bolt's check reads only up to a second `=`: the same signature dressed
+    // up differently is still the same request, refused as a replay would be.
+    const dressed = await post({
+      ...headers,
+      'x-slack-signature': `${headers['x-slack-signature']}=again`,
+    });
+    expect(dressed.status).toBe(401);
+    const upper = await post({
+      ...headers,
+      'x-slack-signature': headers['x-slack-signature']!.toUpperCase(),
+    });
+    expect(upper.status).toBe(401);
+  });
+
+  it("answers Slack's unsigned SSL check, and never runs what is smuggled into one", async () => {
+    const user = 'U7101';
+    const smuggled = [
+      `ssl_check=1&${slashCommandBody({ userId: user, text: 'start fixture-one' })}`,
+      `ssl_check=1&payload=${encodeURIComponent(JSON.stringify({ type: 'block_actions', user: { id: user, team_id: 'T0001' }, team: { id: 'T0001' }, actions: [{ action_id: 'lab_stop', value: 'x' }] }))}`,
+    ];
+    for (const body of smuggled) {
+      const res = await fetch(events, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body,
+      });
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe('');
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await stack.labvirt.service.list({ student: studentOf(user) })).toHaveLength(0);
+    expect(fake.calls.some((c) => JSON.stringify(c.args).includes(user))).toBe(false);
   });
 
   it('limits commands per student per minute, across replicas (in Redis)', async () => {
