@@ -37,8 +37,8 @@
  * (generating 1,000 RSA CAs would take the bench's whole time budget, and
  * the CA does not change what the sync does).
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { IncomingMessage } from 'node:http';
@@ -67,6 +67,7 @@ import { createLogger, silentLogger } from '../src/log/index.js';
 import { generateCa, issueCertificate, type KeyPairPem } from '../src/pki/index.js';
 import { createExecutor, fileResolver, generateKeyPair } from '../src/ssh/index.js';
 import { NodePortSync, SYNC_LABELS, mirrorName } from '../src/sync/index.js';
+import { StudentClusterWatch } from '../src/sync/student.js';
 import { openStudentApi } from '../test/helpers/student-envs.js';
 import { result } from './lib.js';
 
@@ -147,6 +148,8 @@ const benchConfig = () =>
 if (process.argv[2] === '--driver') await driver(process.argv[3]!);
 else if (process.argv[2] === '--parts-server') await partsServer();
 else if (process.argv[2] === '--parts') await parts(Number(process.argv[3] ?? 200));
+else if (process.argv[2] === '--watches')
+  await watches(Number(process.argv[3] ?? 500), process.argv[4] === 'layers');
 else if (process.argv[2] === '--loop-probe') loopProbe();
 else await labvirt();
 
@@ -259,6 +262,137 @@ async function parts(n: number): Promise<void> {
   process.exit(0);
 }
 
+/**
+ * `--watches [N] [layers]`: N real student-cluster watches
+ * (StudentClusterWatch, each with its own client certificate, through the
+ * real SSH executor: list, then a held watch) against the `--parts` far end,
+ * so the sync's own per-env cost is measured in a minute rather than with
+ * the simulator's 1,000 envs. With `layers`, first the same N as bare
+ * layers (executor forward, TLS, a held GET), torn down before the real
+ * watches start: what a layer holds, and what the allocator keeps after.
+ */
+async function watches(n: number, layersFirst: boolean): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) throw new Error('run with node --expose-gc');
+  const server = fork(import.meta.filename, ['--parts-server'], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  process.once('exit', () => server.kill('SIGKILL'));
+  const far = await new Promise<{ sshPort: number; ca: KeyPairPem; client: KeyPairPem }>((r) =>
+    server.once('message', r),
+  );
+  const executor = createExecutor({
+    privateKey: generateKeyPair().private,
+    resolve: () => ({ host: '127.0.0.1', port: far.sshPort }),
+  });
+  const target = (i: number) => ({
+    envId: `w${i}`,
+    node: 'control-plane' as const,
+    ip: `10.1.${i >> 8}.${i & 255}`,
+  });
+  const measure = async () => {
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await sleep(200);
+    }
+    return process.memoryUsage();
+  };
+  const start = await measure();
+  const mallocStart = mallocState();
+  let before = start;
+  let mallocBefore = mallocStart;
+  const step = async (what: string) => {
+    const after = await measure();
+    const mallocNow = mallocState();
+    const per = (a: number, b: number) => `${((a - b) / n / 1024).toFixed(1)}`;
+    console.log(
+      `${what}: per env rss ${per(after.rss, before.rss)} KiB (heap committed ${per(after.heapTotal, before.heapTotal)}, used ${per(after.heapUsed, before.heapUsed)}, external ${per(after.external, before.external)}, native and allocator ${per(after.rss - after.heapTotal - after.external, before.rss - before.heapTotal - before.external)}); since the start ${per(after.rss, start.rss)} KiB; ${executor.openConnections} SSH connections; ${activeResources()}${mallocDelta(mallocBefore, mallocNow, n)}`,
+    );
+    before = after;
+    mallocBefore = mallocNow;
+  };
+  if (layersFirst) {
+    const channels: ClientChannel[] = [];
+    for (let i = 0; i < n; i++) channels.push(await executor.forward(target(i), '127.0.0.1', 6443));
+    await step('layers: SSH connection and forwarded channel (executor.forward)');
+    const sockets: TLSSocket[] = [];
+    for (let i = 0; i < n; i++) {
+      const secureContext = createSecureContext({
+        ca: far.ca.certPem,
+        cert: far.client.certPem,
+        key: far.client.keyPem,
+      });
+      const socket = tlsConnect({ socket: channels[i], secureContext, servername: 'kubernetes' });
+      await new Promise<void>((resolve, reject) =>
+        socket.once('secureConnect', resolve).once('error', reject),
+      );
+      sockets.push(socket);
+    }
+    await step('layers: TLS over it, handshaken');
+    for (const socket of sockets) {
+      const req = request({
+        host: 'kubernetes',
+        path: '/api/v1/services?watch=true',
+        createConnection: () => socket,
+      });
+      const res = await new Promise<IncomingMessage>((resolve, reject) =>
+        req.once('response', resolve).once('error', reject).end(),
+      );
+      res.resume();
+    }
+    await step('layers: HTTP watch held');
+    sockets.forEach((s) => s.destroy());
+    for (let i = 0; i < n; i++) executor.closeEnv(target(i).envId);
+    await waitFor(async () => executor.openConnections === 0, 60_000, 'connections closed');
+    await step('layers: all closed again');
+  }
+  const held: StudentClusterWatch[] = [];
+  let listed = 0;
+  for (let i = 0; i < n; i++) {
+    const client = await issueCertificate(far.ca, {
+      commonName: 'labvirt:nodeport-sync',
+      organization: 'system:masters',
+      usage: 'client',
+      algorithm: 'ecdsa',
+      days: 2,
+    });
+    let first = true;
+    const watch = new StudentClusterWatch({
+      envId: target(i).envId,
+      executor,
+      controlPlaneIp: () => Promise.resolve(target(i).ip),
+      ca: far.ca,
+      client,
+      resyncMs: 300_000,
+      retryInitialMs: 1000,
+      retryMaxMs: 30_000,
+      onServices: () => {
+        if (first) listed++;
+        first = false;
+      },
+      onReachable: () => undefined,
+    });
+    await watch.start();
+    held.push(watch);
+  }
+  await waitFor(async () => listed >= n, 300_000, 'every watch listed');
+  // The watch is open once its request is answered; give the last ones a moment.
+  await sleep(2000);
+  await step(`real watches (StudentClusterWatch: certificate, list, held watch), ${n}`);
+  await sleep(20_000);
+  await step('the same after 20 s idle');
+  console.log(
+    `all: ${((before.rss - start.rss) / n / 1024).toFixed(1)} KiB of RSS per env${mallocDelta(mallocStart, mallocBefore, n)}`,
+  );
+  const trimmed = mallocState(true);
+  if (trimmed)
+    console.log(
+      `after malloc_trim(0): rss ${((process.memoryUsage().rss - start.rss) / n / 1024).toFixed(1)} KiB per env over the start`,
+    );
+  process.exit(0);
+}
+
 /** The far end for `--parts`: ssh2 server → HTTPS server that holds every request open. */
 async function partsServer(): Promise<void> {
   const ca = await generateCa({ commonName: 'kubernetes', algorithm: 'ecdsa' });
@@ -276,8 +410,11 @@ async function partsServer(): Promise<void> {
   });
   const https = createHttpsServer(
     { cert: serving.certPem, key: serving.keyPem, ca: ca.certPem, requestCert: true },
-    (_req, res) => {
+    (req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
+      // A list answers at once (an empty cluster); a watch is held open.
+      if (!req.url?.includes('watch=true'))
+        return void res.end('{"kind":"ServiceList","metadata":{"resourceVersion":"1"},"items":[]}');
       res.flushHeaders();
     },
   );
@@ -290,12 +427,97 @@ async function partsServer(): Promise<void> {
       conn.on('tcpip', (accept) => {
         const channel = accept();
         const upstream = netConnect(httpsPort, '127.0.0.1');
+        // Either end closing closes the other; errors after that are expected.
+        upstream.on('error', () => channel.destroy()).on('close', () => channel.destroy());
+        channel.on('error', () => upstream.destroy()).on('close', () => upstream.destroy());
         channel.pipe(upstream).pipe(channel);
       }),
     );
   });
   await new Promise<void>((r) => ssh.listen(0, '127.0.0.1', r));
   process.send!({ sshPort: (ssh.address() as AddressInfo).port, ca, client });
+}
+
+/** The children's environment: a memory profiler preloaded into labvirt (heaptrack) is not passed on to them. */
+function childEnv(): NodeJS.ProcessEnv {
+  const { LD_PRELOAD: _preload, ...env } = process.env;
+  return env;
+}
+
+/** This process's open handles and timers by kind (sockets, timers), e.g. `TCPSocketWrap 1000, Timeout 1002`. */
+function activeResources(): string {
+  const counts = new Map<string, number>();
+  for (const r of process.getActiveResourcesInfo()) counts.set(r, (counts.get(r) ?? 0) + 1);
+  return [...counts].map(([k, v]) => `${k} ${v}`).join(', ');
+}
+
+/** glibc's native heap: bytes its arenas hold from the system, and of those free (kept after frees). */
+interface MallocState {
+  system: number;
+  free: number;
+  /** In use: held minus free, plus chunks mmap'd on their own. */
+  inUse: number;
+}
+
+/**
+ * BENCH_MALLOC_STATS=1: glibc's own view of this process's native heap, read
+ * by attaching gdb (`malloc_info()` into a file), and with `trim`,
+ * `malloc_trim(0)` first — then RSS again shows how much of it was memory
+ * the allocator kept after frees rather than memory in use. Needs gdb and
+ * ptrace rights; undefined (with a line saying why) when they are missing.
+ */
+function mallocState(trim = false): MallocState | undefined {
+  if (!process.env.BENCH_MALLOC_STATS) return undefined;
+  const file = join(tmpdir(), `labvirt-malloc-${process.pid}.xml`);
+  const run = spawnSync(
+    'gdb',
+    [
+      '-p',
+      String(process.pid),
+      '-batch',
+      ...(trim ? ['-ex', 'call (int)malloc_trim(0)'] : []),
+      '-ex',
+      `set $f = (void*)fopen("${file}", "w")`,
+      '-ex',
+      'call (int)malloc_info(0, $f)',
+      '-ex',
+      'call (int)fclose($f)',
+    ],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
+  let xml = '';
+  try {
+    xml = readFileSync(file, 'utf8');
+    rmSync(file);
+  } catch {
+    // Reported below.
+  }
+  // The totals come last, after every arena's own lines.
+  const tail = xml.slice(xml.lastIndexOf('</heap>'));
+  const field = (re: RegExp) => Number(tail.match(re)?.[1] ?? NaN);
+  const system = field(/<system type="current" size="(\d+)"/);
+  const free =
+    field(/<total type="fast" count="\d+" size="(\d+)"/) +
+    field(/<total type="rest" count="\d+" size="(\d+)"/);
+  const mmapped = field(/<total type="mmap" count="\d+" size="(\d+)"/);
+  if (run.status !== 0 || !Number.isFinite(system + free + mmapped)) {
+    console.log(
+      `  malloc stats: not read (${run.error?.message ?? run.stderr.trim().slice(-200)})`,
+    );
+    return undefined;
+  }
+  return { system, free, inUse: system - free + mmapped };
+}
+
+/** What glibc's heap did between two readings, per env. */
+function mallocDelta(
+  before: MallocState | undefined,
+  after: MallocState | undefined,
+  envs: number,
+) {
+  if (!before || !after) return '';
+  const kib = (bytes: number) => `${(bytes / envs / 1024).toFixed(1)} KiB`;
+  return `; glibc heap per env: in use ${kib(after.inUse - before.inUse)}, held from the system ${kib(after.system - before.system)}, free in it ${kib(after.free - before.free)}`;
 }
 
 /** An event-loop delay histogram's p50/p99/max in milliseconds. */
@@ -545,7 +767,7 @@ async function labvirt(): Promise<void> {
     // A 1-node env takes about 1.8 GiB of a node with KubeVirt's overhead.
     ['sim', '--dir', simDir, '--speed', '1000', '--nodes', String(Math.ceil((MAX * 2) / 256) + 1)],
     {
-      env: { ...process.env, LABVIRT_FROM_SOURCE: '1' },
+      env: { ...childEnv(), LABVIRT_FROM_SOURCE: '1' },
       execArgv: [],
       stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     },
@@ -558,11 +780,13 @@ async function labvirt(): Promise<void> {
     await waitFor(async () => /kubeconfig/i.test(simOut), 300_000, 'simulator start');
     const drv = fork(import.meta.filename, ['--driver', simDir], {
       execArgv: ['--import', 'tsx'],
+      env: childEnv(),
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     children.push(drv);
     const probe = fork(import.meta.filename, ['--loop-probe'], {
       execArgv: ['--import', 'tsx'],
+      env: childEnv(),
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     children.push(probe);
@@ -625,6 +849,8 @@ async function labvirt(): Promise<void> {
     // The baseline: the sync watching the host with no env active.
     const baseCpu = await idleCpu();
     const base = await memory();
+    const mallocBase = mallocState();
+    let mallocPrevious = mallocBase;
     const hostWrite = (await ask({ op: 'floor' }, 'floor')).ms;
     console.log(
       `baseline (0 envs): labvirt idle CPU ${baseCpu.toFixed(2)} % of a core, rss ${(base.rss / 2 ** 20).toFixed(0)} MiB, heap ${(base.heapUsed / 2 ** 20).toFixed(0)} MiB; one host write+delete p50 ${pct(hostWrite, 50).toFixed(0)} ms (sync.resyncSeconds ${config.sync.resyncSeconds})`,
@@ -672,6 +898,7 @@ async function labvirt(): Promise<void> {
       await sleep(3000);
       const coreShare = await idleCpu();
       const mem = await memory();
+      const mallocNow = mallocState();
       const p50 = pct(lat, 50);
       const p99 = pct(lat, 99);
       first ??= { level, p50, p99 };
@@ -704,13 +931,23 @@ async function labvirt(): Promise<void> {
         console.log(
           `  per env added since the ${previous.level}-env step: rss ${last.rssKiB.toFixed(1)} KiB, heap ${last.heapKiB.toFixed(1)} KiB, CPU ${last.cpu.toFixed(4)} % of a core`,
         );
-        console.log(`  where that RSS is, per env added: ${whereRss(previous.mem, mem, added)}`);
+        console.log(
+          `  where that RSS is, per env added: ${whereRss(previous.mem, mem, added)}${mallocDelta(mallocPrevious, mallocNow, added)}`,
+        );
       }
+      console.log(`  open handles: ${activeResources()}`);
       previous = { level, mem, cpu: coreShare };
+      mallocPrevious = mallocNow;
       // Where the heap goes (open in Chrome DevTools, or compare two steps).
       if (process.env.BENCH_HEAP_SNAPSHOT)
         writeHeapSnapshot(`${process.env.BENCH_HEAP_SNAPSHOT}.${level}.heapsnapshot`);
     }
+    if (previous && mallocState(true))
+      console.log(
+        `  after malloc_trim(0): rss ${((process.memoryUsage().rss - previous.mem.rss) / 2 ** 20).toFixed(1)} MiB against the last step's`,
+      );
+    // BENCH_EXIT_HELD=1: exit holding every watch, so a memory profiler's "leaked at exit" is what the last step holds.
+    if (process.env.BENCH_EXIT_HELD) process.exit(0);
     // A leak shows as growth at a constant number of envs: every relist (BENCH_RESYNC) opens new channels and TLS sessions.
     if (HOLD_SECONDS > 0 && previous) {
       const held = previous;
