@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,7 +10,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { loadConfig, type Config } from '../../src/config/index.js';
 import { runDoctor, type CheckResult, type DoctorReport } from '../../src/doctor/index.js';
-import { DOCTOR_PERMISSIONS, KIND_RESOURCES, permissionKey } from '../../src/kube/index.js';
+import { imagesInUse, writeImageLock } from '../../src/images/index.js';
+import {
+  DOCTOR_PERMISSIONS,
+  KIND_RESOURCES,
+  inventoryDirs,
+  permissionKey,
+} from '../../src/kube/index.js';
 import { generateCa } from '../../src/pki/index.js';
 import { startRedisServer, type RedisServerHandle } from '../../src/redis/index.js';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
@@ -276,6 +283,64 @@ describe('labvirt doctor against the simulated host cluster', () => {
       expect(byId(await runDoctor({ config }))['kubevirt.install']!.status).toBe('pass');
     }
   }, 60_000);
+
+  it('the CLI exits 0 and prints only PASS lines on an install with nothing to warn about', async () => {
+    // What the sim cannot show by itself: a NetworkPolicy-enforcing CNI's pods
+    // and an image lock holding every image the envs use (digests made up:
+    // doctor reads the lock, it does not pull).
+    await kubectl(
+      'run',
+      'calico-node-x7k2p',
+      '--namespace=kube-system',
+      '--image=docker.io/calico/node:v3.29.1',
+      '--restart=Never',
+    );
+    const lockPath = join(dir, 'images.lock.yaml');
+    writeImageLock(
+      lockPath,
+      new Map(
+        imagesInUse(config, inventoryDirs(), { skipUnknownMinors: true }).map((u) => [
+          u.name,
+          `sha256:${createHash('sha256').update(u.name).digest('hex')}`,
+        ]),
+      ),
+    );
+    const file = join(dir, 'labvirt-healthy.yaml');
+    writeFileSync(
+      file,
+      stringify({
+        kube: config.kube,
+        redis: config.redis,
+        ssh: config.ssh,
+        vm: { imagesLock: lockPath },
+      }),
+    );
+    try {
+      const { code, stdout } = await run('node', [BIN, '--config', file, 'doctor'], {
+        env: { PATH: process.env.PATH ?? '' },
+      }).then(
+        (r) => ({ code: 0, stdout: r.stdout }),
+        (err: { code: number; stdout: string }) => err,
+      );
+      const verdicts = stdout.split('\n').filter((l) => /^[A-Z]{4} /.test(l));
+      // Any line that is not a PASS is shown with the exit code when this fails.
+      expect({ code, notPassed: verdicts.filter((l) => !l.startsWith('PASS')) }).toEqual({
+        code: 0,
+        notPassed: [],
+      });
+      expect(verdicts.length).toBeGreaterThanOrEqual(14);
+      expect(stdout).toMatch(/^PASS {2}A CNI that enforces NetworkPolicy/m);
+      expect(stdout).toMatch(/^PASS {2}Images pinned by digest/m);
+    } finally {
+      await kubectl(
+        'delete',
+        'pod',
+        'calico-node-x7k2p',
+        '--namespace=kube-system',
+        '--wait=false',
+      );
+    }
+  }, 180_000);
 });
 
 describe('labvirt doctor when the cluster is too small', () => {
