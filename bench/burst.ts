@@ -11,7 +11,7 @@
  * labvirt's process nothing; students' own `labvirt start` long polls are not
  * part of this figure.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -48,6 +48,14 @@ export interface BurstOptions {
   speed: number;
   /** Extra `pool` settings for the serve process (e.g. workerConcurrency). */
   pool?: Record<string, unknown>;
+}
+
+/** Calls per Redis command so far (INFO commandstats), e.g. `evalsha` → 1200. */
+async function redisCalls(redis: Redis): Promise<Map<string, number>> {
+  const calls = new Map<string, number>();
+  for (const m of (await redis.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm))
+    calls.set(m[1]!, Number(m[2]));
+  return calls;
 }
 
 export async function runBurst(opts: BurstOptions): Promise<void> {
@@ -95,8 +103,11 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
   );
   // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of the serve process there at its exit.
   const profDir = process.env.BENCH_CPU_PROF;
+  // BENCH_SERVE_ROLES (e.g. api,workers,gateway,scheduler) leaves parts out,
+  // to tell the claim path's own cost from, say, the NodePort sync's.
+  const roles = process.env.BENCH_SERVE_ROLES;
   const serve = forkLabvirt(
-    ['--config', configFile, 'serve'],
+    ['--config', configFile, 'serve', ...(roles ? ['--roles', roles] : [])],
     { LABVIRT_API_TOKEN: TOKEN },
     profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
   );
@@ -160,6 +171,13 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
     // Let the last provisioning work settle before measuring.
     await new Promise((r) => setTimeout(r, 2000));
 
+    // BENCH_REDIS_MONITOR=<file>: every Redis command of the burst, to see whose they are.
+    const monitorFile = process.env.BENCH_REDIS_MONITOR;
+    const monitor = monitorFile ? await new Redis(redis.url).monitor() : undefined;
+    monitor?.on('monitor', (time: string, args: string[]) =>
+      appendFileSync(monitorFile!, `${time} ${args.map((a) => a.slice(0, 80)).join(' ')}\n`),
+    );
+    const redisCalls0 = await redisCalls(benchRedis);
     const cpu0 = processCpuMs(serve.child.pid!);
     const simCpu0 = processCpuMs(sim.child.pid!);
     const guestsCpu0 = processTreeCpuMs(sim.child.pid!) - simCpu0;
@@ -177,8 +195,13 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
     if (profDir) console.log(`burst: started at ${t0} (epoch ms)`);
     let sessions: SessionJson[] = [];
     const deadline = Date.now() + Number(process.env.BENCH_BURST_TIMEOUT_S ?? 600) * 1000;
+    let benchReads = 0;
+    let benchReadsHgetall = 0;
     for (;;) {
-      sessions = (await store.listSessions()).map((s) => ({
+      const listed = await store.listSessions();
+      benchReads++;
+      benchReadsHgetall += listed.length;
+      sessions = listed.map((s) => ({
         id: s.id,
         state: s.state,
         createdAt: new Date(s.createdAt).toISOString(),
@@ -223,6 +246,24 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
     const guestsCpuMs =
       processTreeCpuMs(sim.child.pid!) - processCpuMs(sim.child.pid!) - guestsCpu0;
     const claimWrites = (await writes()) - writes0;
+    // Every Redis command in the window, the bench's own reads taken out:
+    // a count that load does not blur, unlike CPU time.
+    const redisCalls1 = await redisCalls(benchRedis);
+    monitor?.disconnect();
+    const redisByCommand = [...redisCalls1]
+      .map(([cmd, calls]) => [cmd, calls - (redisCalls0.get(cmd) ?? 0)] as const)
+      .filter(([, calls]) => calls > 0)
+      .sort((a, b) => b[1] - a[1]);
+    // The bench's own: each listSessions is one SMEMBERS and one HGETALL per
+    // session; the first INFO is counted by the second.
+    const benchOwn = benchReads + benchReadsHgetall + 1;
+    const redisTotal = redisByCommand.reduce((sum, [, calls]) => sum + calls, 0) - benchOwn;
+    console.log(
+      `burst: Redis commands during the burst, labvirt's: ${(redisTotal / n).toFixed(1)} per claim (all, incl. the bench's reads: ${redisByCommand
+        .slice(0, 12)
+        .map(([cmd, calls]) => `${cmd} ${(calls / n).toFixed(1)}`)
+        .join(', ')})`,
+    );
     const active = sessions.filter((s) => s.state === 'active' && s.readyAt);
     const lost = n - active.length;
     const latencies = active.map((s) => Date.parse(s.readyAt!) - Date.parse(s.createdAt));
@@ -254,6 +295,10 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
     result({
       what: `API writes per claim (${n}-student burst)`,
       figure: (claimWrites / n).toFixed(1),
+    });
+    result({
+      what: `Redis commands per claim (${n}-student burst)`,
+      figure: (redisTotal / n).toFixed(1),
     });
   } finally {
     await serve.stop();
