@@ -75,6 +75,12 @@ const runs: BenchRun[] = quick
         timeoutMs: 90_000,
       },
       {
+        name: 'ssh-cost',
+        file: 'ssh-cost.bench.ts',
+        env: { BENCH_CONNECTIONS: '10', BENCH_COMMANDS: '20' },
+        timeoutMs: 60_000,
+      },
+      {
         name: 'web-terminal',
         file: 'web-terminal.bench.ts',
         env: { BENCH_SESSIONS: '2', BENCH_ENVS: '1', BENCH_KEYS: '2', BENCH_ROUNDS: '1' },
@@ -106,6 +112,7 @@ const runs: BenchRun[] = quick
       { name: 'slack', file: 'slack.bench.ts', env: {}, timeoutMs: 1_200_000 },
       { name: 'sync', file: 'sync.bench.ts', env: {}, timeoutMs: 1_800_000 },
       { name: 'sim', file: 'sim.bench.ts', env: {}, timeoutMs: 600_000 },
+      { name: 'ssh-cost', file: 'ssh-cost.bench.ts', env: {}, timeoutMs: 300_000 },
       { name: 'web-terminal', file: 'web-terminal.bench.ts', env: {}, timeoutMs: 900_000 },
     ];
 
