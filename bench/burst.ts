@@ -6,11 +6,17 @@
  * Reports claim-to-ready (the session's own createdAt → readyAt, which
  * labvirt records), labvirt's CPU per claim (from /proc, the serve process
  * only) and the Kubernetes API writes per claim (labvirt's own counter).
+ * The bench watches the sessions turn active by reading labvirt's Redis
+ * records itself (src/store, its own connection), so its waiting costs
+ * labvirt's process nothing; students' own `labvirt start` long polls are not
+ * part of this figure.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { startRedisServer } from '../src/redis/index.js';
+import { Store } from '../src/store/index.js';
 import {
   FIXTURE_LABS,
   forkLabvirt,
@@ -27,6 +33,7 @@ import {
 const FLAVOR = 'v1.30-3node';
 const LAB = 'fixture-three';
 const TOKEN = 'bench-token-bench-token-bench';
+const REDIS_PREFIX = 'labvirt';
 
 interface SessionJson {
   id: string;
@@ -43,10 +50,20 @@ export interface BurstOptions {
   pool?: Record<string, unknown>;
 }
 
+/** Calls per Redis command so far (INFO commandstats), e.g. `evalsha` → 1200. */
+async function redisCalls(redis: Redis): Promise<Map<string, number>> {
+  const calls = new Map<string, number>();
+  for (const m of (await redis.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm))
+    calls.set(m[1]!, Number(m[2]));
+  return calls;
+}
+
 export async function runBurst(opts: BurstOptions): Promise<void> {
   const n = opts.students;
   const dir = mkdtempSync(join(tmpdir(), 'labvirt-burst-'));
   const redis = await startRedisServer();
+  const benchRedis = new Redis(redis.url, { lazyConnect: true });
+  const store = new Store(benchRedis, REDIS_PREFIX);
   // A 3-VM env needs about 5.4 GiB with KubeVirt's overhead; 256 GiB nodes.
   const sim = await forkSim(join(dir, 'sim'), {
     speed: opts.speed,
@@ -61,7 +78,7 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
       labScripts: 'sim',
       logLevel: 'warn',
       kube: { kubeconfig: sim.kubeconfig, guestAddressMap: sim.guestMap },
-      redis: { url: redis.url },
+      redis: { url: redis.url, prefix: REDIS_PREFIX },
       flavors: {
         [FLAVOR]: { kubernetesVersion: '1.30', nodes: 3, minWarm: n, maxTotal: n },
         'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 0, maxTotal: 1 },
@@ -86,8 +103,11 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
   );
   // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of the serve process there at its exit.
   const profDir = process.env.BENCH_CPU_PROF;
+  // BENCH_SERVE_ROLES (e.g. api,workers,gateway,scheduler) leaves parts out,
+  // to tell the claim path's own cost from, say, the NodePort sync's.
+  const roles = process.env.BENCH_SERVE_ROLES;
   const serve = forkLabvirt(
-    ['--config', configFile, 'serve'],
+    ['--config', configFile, 'serve', ...(roles ? ['--roles', roles] : [])],
     { LABVIRT_API_TOKEN: TOKEN },
     profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
   );
@@ -151,6 +171,13 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
     // Let the last provisioning work settle before measuring.
     await new Promise((r) => setTimeout(r, 2000));
 
+    // BENCH_REDIS_MONITOR=<file>: every Redis command of the burst, to see whose they are.
+    const monitorFile = process.env.BENCH_REDIS_MONITOR;
+    const monitor = monitorFile ? await new Redis(redis.url).monitor() : undefined;
+    monitor?.on('monitor', (time: string, args: string[]) =>
+      appendFileSync(monitorFile!, `${time} ${args.map((a) => a.slice(0, 80)).join(' ')}\n`),
+    );
+    const redisCalls0 = await redisCalls(benchRedis);
     const cpu0 = processCpuMs(serve.child.pid!);
     const simCpu0 = processCpuMs(sim.child.pid!);
     const guestsCpu0 = processTreeCpuMs(sim.child.pid!) - simCpu0;
@@ -168,8 +195,19 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
     if (profDir) console.log(`burst: started at ${t0} (epoch ms)`);
     let sessions: SessionJson[] = [];
     const deadline = Date.now() + Number(process.env.BENCH_BURST_TIMEOUT_S ?? 600) * 1000;
+    let benchReads = 0;
+    let benchReadsHgetall = 0;
     for (;;) {
-      sessions = (await api<{ sessions: SessionJson[] }>('/sessions')).sessions;
+      const listed = await store.listSessions();
+      benchReads++;
+      benchReadsHgetall += listed.length;
+      sessions = listed.map((s) => ({
+        id: s.id,
+        state: s.state,
+        createdAt: new Date(s.createdAt).toISOString(),
+        ...(s.readyAt ? { readyAt: new Date(s.readyAt).toISOString() } : {}),
+        ...(s.envId ? { envId: s.envId } : {}),
+      }));
       const done = sessions.filter((s) => s.state === 'active' || s.state === 'ended');
       if (done.length >= n) break;
       if (Date.now() > deadline) {
@@ -181,9 +219,9 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
         );
         break;
       }
-      // The bench's own reads cost labvirt CPU too (each lists every session):
-      // once a second is enough, the latencies come from the sessions' own times.
-      await new Promise((r) => setTimeout(r, 1000));
+      // Straight from Redis (not through labvirt's API): the latencies come
+      // from the sessions' own times, so a short wait only ends the bench sooner.
+      await new Promise((r) => setTimeout(r, 250));
     }
     const wallMs = Date.now() - t0;
     // Why students were moved to other envs (serve logs at warn): what a class felt.
@@ -208,6 +246,24 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
     const guestsCpuMs =
       processTreeCpuMs(sim.child.pid!) - processCpuMs(sim.child.pid!) - guestsCpu0;
     const claimWrites = (await writes()) - writes0;
+    // Every Redis command in the window, the bench's own reads taken out:
+    // a count that load does not blur, unlike CPU time.
+    const redisCalls1 = await redisCalls(benchRedis);
+    monitor?.disconnect();
+    const redisByCommand = [...redisCalls1]
+      .map(([cmd, calls]) => [cmd, calls - (redisCalls0.get(cmd) ?? 0)] as const)
+      .filter(([, calls]) => calls > 0)
+      .sort((a, b) => b[1] - a[1]);
+    // The bench's own: each listSessions is one SMEMBERS and one HGETALL per
+    // session; the first INFO is counted by the second.
+    const benchOwn = benchReads + benchReadsHgetall + 1;
+    const redisTotal = redisByCommand.reduce((sum, [, calls]) => sum + calls, 0) - benchOwn;
+    console.log(
+      `burst: Redis commands during the burst, labvirt's: ${(redisTotal / n).toFixed(1)} per claim (all, incl. the bench's reads: ${redisByCommand
+        .slice(0, 12)
+        .map(([cmd, calls]) => `${cmd} ${(calls / n).toFixed(1)}`)
+        .join(', ')})`,
+    );
     const active = sessions.filter((s) => s.state === 'active' && s.readyAt);
     const lost = n - active.length;
     const latencies = active.map((s) => Date.parse(s.readyAt!) - Date.parse(s.createdAt));
@@ -240,10 +296,15 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
       what: `API writes per claim (${n}-student burst)`,
       figure: (claimWrites / n).toFixed(1),
     });
+    result({
+      what: `Redis commands per claim (${n}-student burst)`,
+      figure: (redisTotal / n).toFixed(1),
+    });
   } finally {
     await serve.stop();
     if (profDir) console.log(`burst: serve stopped at ${Date.now()} (epoch ms)`);
     await sim.stop();
+    benchRedis.disconnect();
     await redis.stop();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -121,14 +121,23 @@ export interface ChildHandle {
   stop(): Promise<void>;
 }
 
-/** Runs `labvirt <args>` from source in its own process, output collected. */
+/**
+ * Runs `labvirt <args>` in its own process, output collected. bin/labvirt.js
+ * runs the build in dist/ when it is newer than every source file (as
+ * installed) and the sources through tsx otherwise, so a bench never runs
+ * stale code; BENCH_FROM_SOURCE=1 forces the sources.
+ */
 export function forkLabvirt(
   args: string[],
   env: NodeJS.ProcessEnv = {},
   execArgv: string[] = [],
 ): ChildHandle {
   const child = fork(LABVIRT_BIN, args, {
-    env: { ...process.env, LABVIRT_FROM_SOURCE: '1', ...env },
+    env: {
+      ...process.env,
+      LABVIRT_FROM_SOURCE: process.env.BENCH_FROM_SOURCE === '1' ? '1' : '',
+      ...env,
+    },
     execArgv,
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });

@@ -2,7 +2,11 @@
  * Summarises a `.cpuprofile` (V8's format, as `node --cpu-prof` or the
  * inspector writes it): self time per function and per package, so a
  * profile can be read in a terminal. Run: `npx tsx bench/profile-summary.ts
- * <file> [top]`.
+ * <file> [top] [--window <from> <to> <ended>]`: with a window (epoch ms, as
+ * the burst bench prints them: its start, its end, and when the profiled
+ * process stopped), only the samples taken between `from` and `to` count.
+ * Besides self time it shows the inclusive time of labvirt's own functions
+ * (src/), each counted once per sample: where a claim's work starts.
  */
 import { readFileSync } from 'node:fs';
 
@@ -28,7 +32,8 @@ function packageOf(url: string): string {
     return rest[0]!.startsWith('@') ? `${rest[0]}/${rest[1]}` : rest[0]!;
   }
   if (url.startsWith('node:')) return url.split('/').slice(0, 2).join('/');
-  const src = url.indexOf('/src/');
+  // Our own code, from the sources (tsx) or the build (dist/).
+  const src = Math.max(url.indexOf('/src/'), url.indexOf('/dist/'));
   if (src >= 0)
     return `labvirt ${url
       .slice(src + 1)
@@ -39,19 +44,46 @@ function packageOf(url: string): string {
   return other ? `labvirt ${other[1]}` : url;
 }
 
-const [file, topArg] = process.argv.slice(2);
-if (!file) {
-  console.error('usage: profile-summary <file.cpuprofile> [top]');
+const args = process.argv.slice(2);
+const windowAt = args.indexOf('--window');
+const window = windowAt >= 0 ? args.splice(windowAt, 4).slice(1).map(Number) : ([] as number[]);
+const [file, topArg] = args;
+if (!file || (windowAt >= 0 && (window.length !== 3 || window.some((n) => !Number.isFinite(n))))) {
+  console.error('usage: profile-summary <file.cpuprofile> [top] [--window <from> <to> <ended>]');
   process.exit(2);
 }
 const top = Number(topArg ?? 25);
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+const parentOf = new Map<number, number>();
+for (const n of profile.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
+// A sample's epoch time, from the profile's end (≈ when the process stopped).
+const [from = -Infinity, to = Infinity, ended = 0] = window;
+const sampleEpochMs = (profileUs: number) => ended - (profile.endTime - profileUs) / 1000;
 const selfUs = new Map<number, number>();
+const inclusiveUs = new Map<string, number>();
+let at = profile.startTime;
+let total = 0;
 profile.samples.forEach((id, i) => {
-  selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  const delta = profile.timeDeltas[i] ?? 0;
+  at += delta;
+  if (window.length > 0) {
+    const epoch = sampleEpochMs(at);
+    if (epoch < from || epoch > to) return;
+  }
+  total += delta;
+  selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
+  const seen = new Set<string>();
+  for (let node: number | undefined = id; node !== undefined; node = parentOf.get(node)) {
+    const { functionName, url, lineNumber } = byId.get(node)!.callFrame;
+    const own = Math.max(url.indexOf('/src/'), url.indexOf('/dist/'));
+    if (own < 0 || url.includes('node_modules')) continue;
+    const name = `${functionName || '(anonymous)'} ${url.slice(own + 1)}:${lineNumber + 1}`;
+    if (seen.has(name)) continue;
+    seen.add(name);
+    inclusiveUs.set(name, (inclusiveUs.get(name) ?? 0) + delta);
+  }
 });
-const total = profile.endTime - profile.startTime;
 const byFunction = new Map<string, number>();
 const byPackage = new Map<string, number>();
 for (const [id, us] of selfUs) {
@@ -69,6 +101,9 @@ const show = (title: string, m: Map<string, number>) => {
     );
   }
 };
-console.log(`profile: ${(total / 1000).toFixed(0)} ms, ${profile.samples.length} samples`);
+console.log(
+  `profile: ${(total / 1000).toFixed(0)} ms${window.length > 0 ? ' in the window' : ''}, ${profile.samples.length} samples in all`,
+);
 show('self time by package', byPackage);
 show('self time by function', byFunction);
+show("inclusive time of labvirt's own functions (src/ or dist/)", inclusiveUs);

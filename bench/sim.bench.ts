@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { validateObject } from '../src/kube/index.js';
 import { startSim } from '../src/sim/index.js';
+import { result } from './lib.js';
 
 const VMS = Number(process.env.BENCH_VMS ?? 3000);
 const N = Number(process.env.BENCH_REQUESTS ?? 2000);
@@ -216,6 +217,10 @@ await custom.listNamespacedCustomObject({
   plural: 'virtualmachines',
 });
 console.log(`list of all ${VMS} VMs: ${(performance.now() - t0).toFixed(0)} ms`);
+result({
+  what: "the simulator's get ÷ a raw HTTPS GET, requests per second (no target: it must not be the bottleneck)",
+  figure: `${(get / baseline).toFixed(2)} (list ${(list / baseline).toFixed(2)}, create ${(create / baseline).toFixed(2)}); rss with ${VMS} VMs ${(mem.rss / 2 ** 20).toFixed(0)} MiB`,
+});
 await sim.stop();
 rmSync(dir, { recursive: true, force: true });
 process.exit(0);

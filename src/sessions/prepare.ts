@@ -224,9 +224,13 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
   }).catch((err: unknown) =>
     log.warn({ err: (err as Error).message }, 'could not record the nodes VMIs'),
   );
-  // The student's commands open their own connections (gateway); labvirt's
-  // are not needed until a check.
-  ctx.executor.releaseEnv(envId);
+  // labvirt's connections to the env close once idle (the executor's
+  // idleCloseMs), not at once: the NodePort sync forwards to the student's
+  // cluster over the control plane's connection right after this, and one
+  // closed here would be opened again — a handshake more per claim, about
+  // 7 ms of CPU (bench/ssh-cost.bench.ts). Warm envs still hold none
+  // (provisioning releases them). The student's own commands go through the
+  // gateway's connections.
   ctx.events.emit({
     type: 'env.state',
     envId,

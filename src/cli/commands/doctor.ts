@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../../config/index.js';
-import { doctorExitCode, formatReport, runDoctor } from '../../doctor/index.js';
 import { configFileOf } from './config.js';
 
 export function registerDoctorCommand(program: Command): void {
@@ -31,6 +29,12 @@ export function registerDoctorCommand(program: Command): void {
         },
         cmd: Command,
       ) => {
+        // Loaded here, not at the top: `labvirt --help` must not load the
+        // Kubernetes client and the config schema (issue #12, CLI start-up).
+        const [{ loadConfig }, { doctorExitCode, formatReport, runDoctor }] = await Promise.all([
+          import('../../config/index.js'),
+          import('../../doctor/index.js'),
+        ]);
         const config = loadConfig({ file: configFileOf(cmd) });
         const timeout = Number(opts.imageTimeout);
         if (!Number.isFinite(timeout) || timeout <= 0) {

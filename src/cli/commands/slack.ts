@@ -1,7 +1,4 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../../config/index.js';
-import { loadLabs } from '../../labs/index.js';
-import { renderManifest } from '../../slack/index.js';
 import { configFileOf } from './config.js';
 
 /** `labvirt slack manifest`: the Slack app manifest for this installation. */
@@ -19,6 +16,12 @@ export function registerSlackCommands(program: Command): void {
       '\nExample:\n  labvirt slack manifest --url https://labvirt.example.org > manifest.yaml',
     )
     .action(async (opts: { socket?: boolean; url?: string }, cmd: Command) => {
+      // Loaded here, not at the top: `labvirt --help` must stay light (issue #12).
+      const [{ loadConfig }, { loadLabs }, { renderManifest }] = await Promise.all([
+        import('../../config/index.js'),
+        import('../../labs/index.js'),
+        import('../../slack/index.js'),
+      ]);
       const config = loadConfig({ file: configFileOf(cmd) });
       const { labs } = await loadLabs(config.labsDir, { flavors: Object.keys(config.flavors) });
       process.stdout.write(
