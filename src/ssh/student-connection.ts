@@ -76,12 +76,7 @@ export class StudentConnection {
     rules.audit?.info(
       {
         audit: 'ssh.connection.open',
-        connId: this.connId,
-        student: s.student,
-        sessionId: s.sessionId,
-        envId: s.envId,
-        source: this.source,
-        startedAt: new Date(this.started).toISOString(),
+        ...this.auditIdentity(s),
       },
       'ssh connection opened',
     );
@@ -98,6 +93,18 @@ export class StudentConnection {
     this.recheckNow = recheckNow;
     if (!rules.rechecks.has(s.sessionId)) rules.rechecks.set(s.sessionId, new Set());
     rules.rechecks.get(s.sessionId)!.add(recheckNow);
+  }
+
+  /** Who and what a connection's open and close audit lines both name. */
+  private auditIdentity(s: GatewaySession) {
+    return {
+      connId: this.connId,
+      student: s.student,
+      sessionId: s.sessionId,
+      envId: s.envId,
+      source: this.source,
+      startedAt: new Date(this.started).toISOString(),
+    };
   }
 
   /** Why the connection ended, in words for the student. */
@@ -125,12 +132,7 @@ export class StudentConnection {
     rules.audit?.info(
       {
         audit: 'ssh.connection.close',
-        connId: this.connId,
-        student: s.student,
-        sessionId: s.sessionId,
-        envId: s.envId,
-        source: this.source,
-        startedAt: new Date(this.started).toISOString(),
+        ...this.auditIdentity(s),
         endedAt: new Date(rules.now()).toISOString(),
         bytesIn: this.bytesIn,
         bytesOut: this.bytesOut,
