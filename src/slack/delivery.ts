@@ -291,6 +291,9 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
       Math.max(100, Math.floor(deps.lockMs / 3)),
     );
     try {
+      // From here on this run reads the latest state: a change after this
+      // point queues a job of its own (notify-queue's coalescing).
+      if (data.kind === 'status') await store.clearSlackStatusQueued(data.sessionId);
       const record = await store.getSession(data.sessionId);
       if (!record) return 'gone';
       const state = await store.slackMessageState(data.sessionId);

@@ -27,6 +27,12 @@ export type NotifyJob =
 /** The custom backoff of notification jobs (see {@link notifyBackoffMs}). */
 export const NOTIFY_BACKOFF = 'slack-notify';
 
+/**
+ * How long a queued status job keeps later changes from queuing their own:
+ * past it (a job lost, or a long backlog) the next change queues another.
+ */
+export const STATUS_QUEUED_MARK_MS = 5 * 60_000;
+
 export interface NotifyRetry {
   /** Attempts before a notification is given up (Slack down for that long). */
   attempts: number;
@@ -82,7 +88,16 @@ export class NotifyQueue {
   /** The session changed: its status message must come to show it. */
   async statusChanged(sessionId: string): Promise<void> {
     const version = await this.store.bumpSlackVersion(sessionId);
-    await this.add({ kind: 'status', sessionId, version });
+    // Coalesced: a status job that has not started yet renders the latest
+    // state when it runs, so a burst of changes (the line moving at every
+    // claim) queues one job, not one per change.
+    if (!(await this.store.markSlackStatusQueued(sessionId, STATUS_QUEUED_MARK_MS))) return;
+    try {
+      await this.add({ kind: 'status', sessionId, version });
+    } catch (err) {
+      await this.store.clearSlackStatusQueued(sessionId).catch(() => undefined);
+      throw err;
+    }
   }
 
   async expiryWarning(sessionId: string, expiresAt: number): Promise<void> {

@@ -28,6 +28,8 @@ export function storeKeys(prefix: string) {
     initialized: `${base}initialized`,
     /** A session's Slack DM status message (channel, ts) and what was delivered to it. */
     slackMessage: (sessionId: string) => `${base}slack-message:${sessionId}`,
+    /** Set while a status job of the session waits to start: later changes need no job of their own. */
+    slackStatusQueued: (sessionId: string) => `${base}slack-status-queued:${sessionId}`,
     /** Held by the one replica editing a session's Slack messages right now. */
     slackLock: (sessionId: string) => `${base}slack-lock:${sessionId}`,
     /** The web terminal bridge's public key, which gateways accept for every active session. */

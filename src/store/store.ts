@@ -860,6 +860,28 @@ export class Store {
     return { channel: c, ts: t };
   }
 
+  /**
+   * Marks a status job of the session as queued and not yet started; false
+   * when one already is (it renders whatever is latest when it runs, so the
+   * change needs no job of its own). The mark lapses after `ttlMs`, so a job
+   * lost between mark and queue costs at most that long.
+   */
+  async markSlackStatusQueued(sessionId: string, ttlMs: number): Promise<boolean> {
+    const set = await this.redis.set(
+      this.keys.slackStatusQueued(sessionId),
+      '1',
+      'PX',
+      ttlMs,
+      'NX',
+    );
+    return set === 'OK';
+  }
+
+  /** A status job of the session started: changes from now on queue a new one. */
+  async clearSlackStatusQueued(sessionId: string): Promise<void> {
+    await this.redis.del(this.keys.slackStatusQueued(sessionId));
+  }
+
   /** The status message shows every change up to `version`; false if a newer one was recorded. */
   async markSlackDelivered(sessionId: string, version: number, digest: string): Promise<boolean> {
     const res = await this.run('markSlackDelivered', [
