@@ -87,11 +87,11 @@ export class NotifyQueue {
 
   /** The session changed: its status message must come to show it. */
   async statusChanged(sessionId: string): Promise<void> {
-    const version = await this.store.bumpSlackVersion(sessionId);
+    const { version, queue } = await this.store.bumpSlackVersion(sessionId, STATUS_QUEUED_MARK_MS);
     // Coalesced: a status job that has not started yet renders the latest
     // state when it runs, so a burst of changes (the line moving at every
     // claim) queues one job, not one per change.
-    if (!(await this.store.markSlackStatusQueued(sessionId, STATUS_QUEUED_MARK_MS))) return;
+    if (!queue) return;
     try {
       await this.add({ kind: 'status', sessionId, version });
     } catch (err) {

@@ -774,15 +774,26 @@ export class Store {
   // A session's DM status message and what it shows, kept beside the session
   // (and as long as an ended one) so that any replica can edit it.
 
-  /** Counts one change to show in a session's Slack messages; returns its number. */
-  async bumpSlackVersion(sessionId: string): Promise<number> {
+  /**
+   * Counts one change to show in a session's Slack messages and returns its
+   * number, and whether a status job must be queued for it: not when one
+   * already waits to start (it renders whatever is latest when it runs).
+   * That mark lapses after `queuedMarkMs`, so a job lost between mark and
+   * queue costs at most that long.
+   */
+  async bumpSlackVersion(
+    sessionId: string,
+    queuedMarkMs: number,
+  ): Promise<{ version: number; queue: boolean }> {
     const key = this.keys.slackMessage(sessionId);
-    const [[, version]] = (await this.redis
+    // One round trip: the line moving touches every waiting student at each claim.
+    const [[, version], , [, marked]] = (await this.redis
       .multi()
       .hincrby(key, 'version', 1)
       .expire(key, SLACK_MESSAGE_TTL_SECONDS)
-      .exec()) as [[unknown, number], unknown];
-    return version;
+      .set(this.keys.slackStatusQueued(sessionId), '1', 'PX', queuedMarkMs, 'NX')
+      .exec()) as [[unknown, number], unknown, [unknown, string | null]];
+    return { version, queue: marked === 'OK' };
   }
 
   async slackMessageState(sessionId: string): Promise<SlackMessageState> {
@@ -858,23 +869,6 @@ export class Store {
       options.replace ? 1 : 0,
     ])) as [string, string];
     return { channel: c, ts: t };
-  }
-
-  /**
-   * Marks a status job of the session as queued and not yet started; false
-   * when one already is (it renders whatever is latest when it runs, so the
-   * change needs no job of its own). The mark lapses after `ttlMs`, so a job
-   * lost between mark and queue costs at most that long.
-   */
-  async markSlackStatusQueued(sessionId: string, ttlMs: number): Promise<boolean> {
-    const set = await this.redis.set(
-      this.keys.slackStatusQueued(sessionId),
-      '1',
-      'PX',
-      ttlMs,
-      'NX',
-    );
-    return set === 'OK';
   }
 
   /** A status job of the session started: changes from now on queue a new one. */
