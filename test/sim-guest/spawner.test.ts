@@ -1,5 +1,9 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { startSpawner, type SpawnedCommand } from '../../src/sim/guest/spawner.js';
+import { HELPER_SOURCE, startSpawner, type SpawnedCommand } from '../../src/sim/guest/spawner.js';
 
 const spawner = startSpawner();
 afterAll(() => spawner.stop());
@@ -77,5 +81,38 @@ describe('the sim guests’ spawner', () => {
 
   it('reports a command that cannot start', async () => {
     await expect(spawner.spawn('/no/such/program', [], opts)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('stops quietly while the commands it was told to kill are still exiting (no EPIPE)', async () => {
+    // The helper's stderr (normally the simulator's own) goes to a file here;
+    // a shell around it notes when it exited.
+    const dir = await mkdtemp(join(tmpdir(), 'labvirt-spawner-'));
+    const errors = join(dir, 'helper.err');
+    try {
+      const own = startSpawner(() => ({
+        file: '/bin/sh',
+        args: [
+          '-c',
+          '"$0" -e "$1" 2>"$2"; echo $? >"$2.exit"',
+          process.execPath,
+          HELPER_SOURCE,
+          errors,
+        ],
+        env: { ...(process.env as Record<string, string>), NODE_OPTIONS: '' },
+      }));
+      const commands = await Promise.all(
+        Array.from({ length: 40 }, () => own.spawn('/bin/sh', ['-c', 'sleep 30'], opts)),
+      );
+      // What a guest's stop does: kill every command, then let the helper go at once.
+      for (const c of commands) c.killGroup('SIGKILL');
+      own.stop();
+      await expect
+        .poll(() => existsSync(`${errors}.exit`), { timeout: 20_000, interval: 50 })
+        .toBe(true);
+      expect(await readFile(errors, 'utf8')).toBe('');
+      expect((await readFile(`${errors}.exit`, 'utf8')).trim()).toBe('0');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

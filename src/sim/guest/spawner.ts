@@ -18,15 +18,22 @@ const HELPER = `
 const { spawn } = require('node:child_process');
 const net = require('node:net');
 const listeners = new Map();
+// The simulator may have let go of this helper (or exited) while a command's
+// exit is still being reported: with nobody left to tell, a failed send is
+// dropped rather than thrown (an unhandled EPIPE printed on the simulator's
+// stderr).
+function send(message, handle) {
+  if (process.connected) process.send(message, handle, undefined, () => undefined);
+}
 function spawnCommand(m) {
   let child;
   try {
     child = spawn(m.file, m.args, { cwd: m.cwd, env: m.env, detached: true, stdio: 'pipe' });
   } catch (err) {
-    process.send({ op: 'error', id: m.id, message: err.message });
+    send({ op: 'error', id: m.id, message: err.message });
     return;
   }
-  child.on('error', (err) => process.send({ op: 'error', id: m.id, message: err.message }));
+  child.on('error', (err) => send({ op: 'error', id: m.id, message: err.message }));
   if (child.pid === undefined) return;
   // Node starts reading a child's output at once; stop before the first byte
   // arrives (it cannot before this tick ends), so every byte stays in the
@@ -41,9 +48,9 @@ function spawnCommand(m) {
   // handles to send (one at a time), so the ChildProcess must let go of them.
   child.stdin = child.stdout = child.stderr = null;
   child.stdio.fill(null);
-  process.send({ op: 'spawned', id: m.id, pid: child.pid });
-  pipes.forEach((pipe, fd) => process.send({ op: 'stdio', id: m.id, fd }, pipe));
-  child.on('exit', (code, signal) => process.send({ op: 'exit', id: m.id, code, signal }));
+  send({ op: 'spawned', id: m.id, pid: child.pid });
+  pipes.forEach((pipe, fd) => send({ op: 'stdio', id: m.id, fd }, pipe));
+  child.on('exit', (code, signal) => send({ op: 'exit', id: m.id, code, signal }));
 }
 // Network operations run here so that, in a sandbox, they happen inside the
 // guest's own network namespace; the connected sockets are handed over.
@@ -51,14 +58,14 @@ function connectTo(m) {
   const socket = net.connect(m.port, m.host);
   // Paused before it connects: no byte is read here, all stay for the simulator.
   socket.pause();
-  socket.once('connect', () => process.send({ op: 'connected', id: m.id }, socket));
-  socket.once('error', (err) => process.send({ op: 'error', id: m.id, message: err.message }));
+  socket.once('connect', () => send({ op: 'connected', id: m.id }, socket));
+  socket.once('error', (err) => send({ op: 'error', id: m.id, message: err.message }));
 }
 function listenOn(m) {
   const key = m.host + ':' + m.port;
   if (listeners.has(key)) return;
   const server = net.createServer({ pauseOnConnect: true }, (socket) =>
-    process.send({ op: 'accepted', host: m.host, port: m.port }, socket),
+    send({ op: 'accepted', host: m.host, port: m.port }, socket),
   );
   server.on('error', () => listeners.delete(key));
   server.listen(m.port, m.host);
