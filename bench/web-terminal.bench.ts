@@ -1,13 +1,26 @@
 /**
  * Web terminal benchmark (run: `npx tsx bench/web-terminal.bench.ts`), loopback only:
  * BENCH_SESSIONS (default 200) web terminals and as many plain SSH shells
- * open at once, each typing BENCH_KEYS (default 20) keystrokes one after
+ * open at once, each typing BENCH_KEYS (default 40) keystrokes one after
  * another; the figure is the keystroke → echo latency, p50/p99, through the
  * web bridge (WebSocket → labvirt → SSH gateway → guest) against the same
  * through plain SSH to the gateway, and their ratio (goal: within 1.2×).
- * The two kinds type in alternating rounds (BENCH_ROUNDS, default 4: all
+ * The clients (ssh2 shells, WebSockets) run in a process of their own
+ * (bench/web-terminal-typists.ts), as students' clients do not run in
+ * labvirt's event loop; this process holds labvirt's side (gateway, web
+ * front end) and the sim guests' SSH servers.
+ * The two kinds type in alternating rounds (BENCH_ROUNDS, default 8: all
  * web terminals, then all SSH shells, then the other way round…), so a
  * change in the machine's load during the run weighs on both alike.
+ * Two ratios are printed: over all keystrokes of each kind (pooled), and
+ * the median of the per-round ratios (each round's web percentile ÷ the
+ * same round's SSH percentile), which one round hit by a stall of the
+ * machine cannot move. The goal is met when both are within 1.2×.
+ * In alternating rounds it also prints where a keystroke's time went (to
+ * the gateway, the guest's round trip, back to the client: from the
+ * gateway's TERMINAL_BYTES_CHANNEL), the CPU per keystroke on each side,
+ * and the GC pauses and event loop delay of this process while each kind
+ * typed.
  * Both are plain shells (the web terminal's tmux is off): the figure is the
  * transport's cost.
  * BENCH_WITH_TCP_BRIDGE=1 adds a third kind in the same rounds: web
@@ -17,27 +30,36 @@
  * 200 web terminals and all 200 SSH shells at once), so that the machine's
  * load at any moment weighs on both alike.
  * Environment: BENCH_SESSIONS, BENCH_KEYS, BENCH_ROUNDS, BENCH_ENVS (default 20),
- * BENCH_WITH_TCP_BRIDGE, BENCH_TOGETHER.
+ * BENCH_PARALLEL (terminals opening at once, 50), BENCH_WITH_TCP_BRIDGE, BENCH_TOGETHER.
  */
+import { fork } from 'node:child_process';
+import { subscribe } from 'node:diagnostics_channel';
+import { join } from 'node:path';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import Fastify from 'fastify';
-import type { ClientChannel } from 'ssh2';
-import { WebSocket } from 'ws';
 import { silentLogger } from '../src/log/index.js';
 import type { LabvirtService, SessionView } from '../src/sessions/types.js';
-import { createExecutor, startGateway, type GatewaySession } from '../src/ssh/index.js';
+import {
+  createExecutor,
+  startGateway,
+  TERMINAL_BYTES_CHANNEL,
+  type GatewaySession,
+  type TerminalBytes,
+} from '../src/ssh/index.js';
 import {
   createWebFrontEnd,
   issueSignInToken,
   withBridgeKey,
   type SingleUseTokens,
 } from '../src/web/index.js';
-import { GuestFarm, connectClient, newKey } from '../test/sim-guest/fixtures.js';
+import { GuestFarm, newKey } from '../test/sim-guest/fixtures.js';
 import { machineLoad, pct, result } from './lib.js';
+import type { Answer, Keystroke, Order } from './web-terminal-typists.js';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
-const KEYS = Number(process.env.BENCH_KEYS ?? 20);
+const KEYS = Number(process.env.BENCH_KEYS ?? 40);
 const ENVS = Number(process.env.BENCH_ENVS ?? 20);
-const ROUNDS = Math.max(1, Math.min(KEYS, Number(process.env.BENCH_ROUNDS ?? 4)));
+const ROUNDS = Math.max(1, Math.min(KEYS, Number(process.env.BENCH_ROUNDS ?? 8)));
 /** Also time web terminals whose bridge reaches the gateway over TCP (an API-only replica; the bridge before the in-process hand-off). */
 const WITH_TCP_BRIDGE = process.env.BENCH_WITH_TCP_BRIDGE === '1';
 /**
@@ -46,78 +68,108 @@ const WITH_TCP_BRIDGE = process.env.BENCH_WITH_TCP_BRIDGE === '1';
  * on both kinds within the same milliseconds, not only within the same run.
  */
 const TOGETHER = process.env.BENCH_TOGETHER === '1';
-/** Terminals opening at once (like the gateway bench); all stay open for the measurement. */
-const PARALLEL = Number(process.env.BENCH_PARALLEL ?? 50);
 
-/** Runs `open` for every id, at most PARALLEL at a time, keeping the order. */
-async function openAll<T>(ids: string[], open: (id: string) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array(ids.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(PARALLEL, ids.length) }, async () => {
-      while (next < ids.length) {
-        const i = next++;
-        out[i] = await open(ids[i]!);
-      }
-    }),
-  );
+/** Milliseconds since the epoch at the monotonic clock's resolution, as the typists' process reads it. */
+const sharedClock = () => performance.timeOrigin + performance.now();
+
+/**
+ * Where one keystroke's echo spent its time, from the gateway's byte counts
+ * (see TERMINAL_BYTES_CHANNEL): `toGateway` from the client's write until the
+ * gateway has the byte (client framing, socket, SSH decryption or WebSocket
+ * parsing, the bridge), `guest` from there until the guest's echo is back at
+ * the gateway (the hop, the guest's SSH server, the shell), `toClient` from
+ * there until the client has it. The clients' clock and this process's are
+ * the same system clock, each read from its own process.
+ */
+interface Legs {
+  toGateway: number;
+  guest: number;
+  toClient: number;
+}
+const LEGS = ['toGateway', 'guest', 'toClient'] as const;
+
+/** The gateway's byte counts per session, while a kind types (one kind at a time: a session id names one terminal). */
+const gatewayBytes = new Map<string, { at: number; direction: TerminalBytes['direction'] }[]>();
+let tracing = false;
+subscribe(TERMINAL_BYTES_CHANNEL, (message) => {
+  if (!tracing) return;
+  const m = message as TerminalBytes;
+  let seen = gatewayBytes.get(m.sessionId);
+  if (!seen) gatewayBytes.set(m.sessionId, (seen = []));
+  seen.push({ at: sharedClock(), direction: m.direction });
+});
+
+/** Each keystroke's legs: the first student byte at the gateway after it was typed, then the first guest byte after that. */
+function legsOf(keystrokes: Keystroke[]): Legs[] {
+  const out: Legs[] = [];
+  const bySession = new Map<string, Keystroke[]>();
+  for (const k of keystrokes)
+    bySession.set(k.sessionId, [...(bySession.get(k.sessionId) ?? []), k]);
+  for (const [sessionId, ks] of bySession) {
+    const seen = gatewayBytes.get(sessionId) ?? [];
+    let i = 0;
+    for (const k of ks.sort((a, b) => a.typed - b.typed)) {
+      while (i < seen.length && (seen[i]!.direction !== 'in' || seen[i]!.at < k.typed)) i++;
+      const atGateway = seen[i]?.at;
+      while (i < seen.length && seen[i]!.direction !== 'out') i++;
+      const echoAtGateway = seen[i]?.at;
+      if (atGateway === undefined || echoAtGateway === undefined || echoAtGateway > k.echoed)
+        continue;
+      out.push({
+        toGateway: atGateway - k.typed,
+        guest: echoAtGateway - atGateway,
+        toClient: k.echoed - echoAtGateway,
+      });
+    }
+  }
   return out;
 }
 
-/** One terminal, whatever carries it: write a key, hear the output. */
-interface Pipe {
-  write(data: string): void;
-  onOutput(listener: (text: string) => void): void;
-  close(): void;
+/** The median of some numbers. */
+function median(xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-/** A pipe being typed into: waits for its shell, then times keystrokes in batches. */
-class Typist {
-  private seen = '';
-  private waiter: (() => void) | undefined;
-  private typed = 0;
-  constructor(private readonly pipe: Pipe) {
-    pipe.onOutput((text) => {
-      this.seen += text;
-      this.waiter?.();
-    });
+/** Garbage collection pauses of this process, by when they started. */
+const gcPauses: { start: number; ms: number; major: boolean }[] = [];
+const gcObserver = new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    const kind = (e as { detail?: { kind?: number } }).detail?.kind;
+    // perf_hooks.constants.NODE_PERFORMANCE_GC_MAJOR is 4 (mark-compact).
+    gcPauses.push({ start: e.startTime, ms: e.duration, major: kind === 4 });
   }
+});
 
-  private until(test: () => boolean, ms = 60_000): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      if (test()) return resolve();
-      const timer = setTimeout(() => reject(new Error(`no echo within ${ms} ms`)), ms);
-      this.waiter = () => {
-        if (!test()) return;
-        clearTimeout(timer);
-        this.waiter = undefined;
-        resolve();
-      };
-    });
-  }
-
-  /** Warm-up, not measured: a key every half second until the shell echoes one. */
-  async ready(): Promise<void> {
-    const poke = setInterval(() => this.pipe.write('z'), 500);
-    this.pipe.write('z');
-    await this.until(() => this.seen.includes('z')).finally(() => clearInterval(poke));
-    await new Promise((r) => setTimeout(r, 300));
-  }
-
-  /** Types `n` letters one after another, each when the previous one echoed; their latencies. */
-  async type(n: number): Promise<number[]> {
-    const times: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const key = String.fromCharCode(97 + (this.typed++ % 26));
-      this.seen = '';
-      const t = performance.now();
-      this.pipe.write(key);
-      await this.until(() => this.seen.includes(key));
-      times.push(performance.now() - t);
-    }
-    this.pipe.write('\x15'); // Ctrl-U: the typed letters never run
-    return times;
-  }
+/** The clients' process (bench/web-terminal-typists.ts): one order at a time, its answer. */
+async function startTypists(): Promise<{ ask(order: Order): Promise<Answer>; stop(): void }> {
+  const child = fork(join(import.meta.dirname, 'web-terminal-typists.ts'), [], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const answers: ((a: Answer) => void)[] = [];
+  let exited: Error | undefined;
+  child.on('message', (a: Answer) => answers.shift()?.(a));
+  child.once('exit', (code) => {
+    exited = new Error(`the typists' process exited (${code})`);
+    for (const waiter of answers.splice(0)) waiter({ op: 'failed', message: exited.message });
+  });
+  const next = () =>
+    new Promise<Answer>((resolve) =>
+      exited ? resolve({ op: 'failed', message: exited.message }) : answers.push(resolve),
+    );
+  const first = await next();
+  if (first.op === 'failed') throw new Error(first.message);
+  return {
+    ask: async (order) => {
+      const answer = next();
+      child.send(order);
+      const a = await answer;
+      if (a.op === 'failed') throw new Error(`typists: ${a.message}`);
+      return a;
+    },
+    stop: () => void child.kill(),
+  };
 }
 
 async function main() {
@@ -225,94 +277,100 @@ async function main() {
       return `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
     };
 
-    // Plain SSH: every session's shell through the gateway at once.
-    const sshPipes: Pipe[] = await openAll([...sessions.keys()], async (id) => {
-      const c = await connectClient({
-        port: gw.port,
-        username: id,
-        privateKey: student.private,
-        readyTimeout: 60_000,
-      });
-      const stream = await new Promise<ClientChannel>((resolve, reject) =>
-        c.shell({ term: 'xterm', cols: 80, rows: 24 }, (err, s) =>
-          err ? reject(err) : resolve(s),
-        ),
+    const typists = await startTypists();
+    stop.unshift(async () => typists.stop());
+    const ids = [...sessions.keys()];
+    const signInLinks = () =>
+      Promise.all(
+        ids.map(async (sessionId) => ({
+          sessionId,
+          token: await issueSignInToken(tokens, sessionId, 600),
+        })),
       );
-      return {
-        write: (d) => stream.write(d),
-        onOutput: (l) => stream.on('data', (b: Buffer) => l(b.toString('utf8'))),
-        close: () => c.end(),
-      };
-    });
-    console.log(`${sshPipes.length} SSH shells open`);
-
-    // The web bridge: sign in (the real single-use link), open the WebSocket.
-    const openWeb = (base: string) =>
-      openAll([...sessions.keys()], async (id): Promise<Pipe> => {
-        const token = await issueSignInToken(tokens, id, 600);
-        const res = await fetch(`${base}/s/${id}?t=${token}`, { redirect: 'manual' });
-        const cookie = res.headers.get('set-cookie')!.split(';')[0]!;
-        const ws = new WebSocket(
-          `${base.replace('http', 'ws')}/s/${id}/terminal?node=control-plane&cols=80&rows=24`,
-          { headers: { cookie, origin: base } },
-        );
-        await new Promise((resolve, reject) => {
-          ws.once('open', resolve);
-          ws.once('error', reject);
-        });
-        return {
-          write: (d) => ws.send(Buffer.from(d), { binary: true }),
-          onOutput: (l) =>
-            ws.on('message', (data: Buffer, binary: boolean) => binary && l(data.toString('utf8'))),
-          close: () => ws.close(),
-        };
-      });
-    const webPipes = await openWeb(await frontEnd(true));
-    console.log(`${webPipes.length} web terminals open`);
-    const tcpPipes = WITH_TCP_BRIDGE ? await openWeb(await frontEnd(false)) : [];
-    if (WITH_TCP_BRIDGE) console.log(`${tcpPipes.length} web terminals (bridge over TCP) open`);
-
     const kinds = [
-      { what: 'plain SSH through the gateway', pipes: sshPipes },
-      { what: 'web terminal (WebSocket → bridge → gateway in process)', pipes: webPipes },
-      { what: 'web terminal (WebSocket → bridge → gateway over TCP)', pipes: tcpPipes },
-    ]
-      .filter((k) => k.pipes.length > 0)
-      .map((k) => ({
-        ...k,
-        typists: k.pipes.map((p) => new Typist(p)),
-        times: [] as number[],
-        /** CPU time of this process (clients, gateway, web front end, the guests' SSH servers) during the kind's rounds. */
-        cpuMicros: 0,
-      }));
-    await Promise.all(kinds.flatMap((k) => k.typists.map((t) => t.ready())));
+      { key: 'ssh', what: 'plain SSH through the gateway' },
+      { key: 'web', what: 'web terminal (WebSocket → bridge → gateway in process)' },
+      ...(WITH_TCP_BRIDGE
+        ? [{ key: 'tcp', what: 'web terminal (WebSocket → bridge → gateway over TCP)' }]
+        : []),
+    ].map((k) => ({
+      ...k,
+      times: [] as number[],
+      /** Each round's latencies: the blocks of the per-round ratios. */
+      rounds: [] as number[][],
+      /** Where each keystroke's time went (alternating rounds only). */
+      legs: [] as Legs[],
+      /** CPU time of this process (gateway, web front end, the sim guests' SSH servers) during the kind's rounds. */
+      cpuMicros: 0,
+      /** CPU time of the clients' process during the kind's rounds. */
+      clientCpuMicros: 0,
+      /** When this kind typed, to charge each GC pause to the kind that was typing. */
+      windows: [] as [number, number][],
+      /** The event loop's delay while this kind typed: each round's p99, and the worst. */
+      loopP99: [] as number[],
+      loopMax: 0,
+    }));
+    const ssh = kinds[0]!;
+    const web = kinds[1]!;
+    const tcp = kinds[2];
+    console.log(
+      `${(await typists.ask({ op: 'open-ssh', kind: 'ssh', port: gw.port, privateKey: student.private, sessions: ids })).op === 'opened' ? SESSIONS : 0} SSH shells open`,
+    );
+    await typists.ask({
+      op: 'open-web',
+      kind: 'web',
+      base: await frontEnd(true),
+      links: await signInLinks(),
+    });
+    console.log(`${SESSIONS} web terminals open`);
+    if (tcp) {
+      await typists.ask({
+        op: 'open-web',
+        kind: 'tcp',
+        base: await frontEnd(false),
+        links: await signInLinks(),
+      });
+      console.log(`${SESSIONS} web terminals (bridge over TCP) open`);
+    }
+    await typists.ask({ op: 'ready' });
+
+    gcObserver.observe({ entryTypes: ['gc'] });
+    const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    loopDelay.enable();
     for (let round = 0; round < ROUNDS; round++) {
       const keys = Math.floor(KEYS / ROUNDS) + (round < KEYS % ROUNDS ? 1 : 0);
-      if (TOGETHER) {
-        // Every kind types at the same time: whatever the machine does meanwhile weighs on all alike.
-        const typed = await Promise.all(
-          kinds.map(async (kind) =>
-            (await Promise.all(kind.typists.map((t) => t.type(keys)))).flat(),
-          ),
-        );
-        typed.forEach((times, i) => kinds[i]!.times.push(...times));
-        continue;
-      }
-      // Each round starts with another kind.
-      const order = kinds.map((_, i) => kinds[(i + round) % kinds.length]!);
-      for (const kind of order) {
+      // Alternating: each round starts with another kind. Together: all kinds at once.
+      const turns = TOGETHER ? [kinds] : kinds.map((_, i) => [kinds[(i + round) % kinds.length]!]);
+      for (const turn of turns) {
         const cpu = process.cpuUsage();
-        kind.times.push(...(await Promise.all(kind.typists.map((t) => t.type(keys)))).flat());
+        loopDelay.reset();
+        gatewayBytes.clear();
+        tracing = !TOGETHER;
+        const start = performance.now();
+        const answer = await typists.ask({ op: 'type', kinds: turn.map((k) => k.key), keys });
+        if (answer.op !== 'typed') throw new Error(`typists answered ${answer.op}`);
+        tracing = false;
         const used = process.cpuUsage(cpu);
-        kind.cpuMicros += used.user + used.system;
+        for (const kind of turn) {
+          const keystrokes = answer.keystrokes[kind.key] ?? [];
+          const times = keystrokes.map((k) => k.ms);
+          kind.times.push(...times);
+          kind.rounds.push(times);
+          if (TOGETHER) continue;
+          kind.windows.push([start, performance.now()]);
+          kind.cpuMicros += used.user + used.system;
+          kind.clientCpuMicros += answer.cpuMicros;
+          kind.loopP99.push(loopDelay.percentile(99) / 1e6);
+          kind.loopMax = Math.max(kind.loopMax, loopDelay.max / 1e6);
+          kind.legs.push(...legsOf(keystrokes));
+        }
       }
     }
-    for (const k of kinds) for (const p of k.pipes) p.close();
-    const [sshTimes, webTimes, tcpTimes] = kinds.map((k) => k.times) as [
-      number[],
-      number[],
-      number[] | undefined,
-    ];
+    loopDelay.disable();
+    // GC entries arrive a moment after the pause.
+    await new Promise((r) => setTimeout(r, 100));
+    gcObserver.disconnect();
+    await typists.ask({ op: 'close' });
 
     const line = (what: string, xs: number[]) =>
       console.log(
@@ -322,23 +380,59 @@ async function main() {
       `${SESSIONS} terminals of each kind open over ${ENVS} guests, ${KEYS} keystrokes each in ${ROUNDS} ${TOGETHER ? 'rounds, every kind typing at the same time' : 'alternating rounds'}; load ${machineLoad()}`,
     );
     for (const k of kinds) line(k.what, k.times);
-    for (const k of TOGETHER ? [] : kinds)
+    for (const k of TOGETHER ? [] : kinds) {
       console.log(
-        `${k.what}: ${(k.cpuMicros / k.times.length).toFixed(0)} µs of this process's CPU per keystroke`,
+        `${k.what}: ${(k.cpuMicros / k.times.length).toFixed(0)} µs of labvirt's process's CPU per keystroke ` +
+          `(gateway, web front end, sim guests' SSH servers), ${(k.clientCpuMicros / k.times.length).toFixed(0)} µs of the clients'`,
       );
-    const r50 = pct(webTimes, 50) / pct(sshTimes, 50);
-    const r99 = pct(webTimes, 99) / pct(sshTimes, 99);
-    console.log(`web/SSH ratio: p50 ${r50.toFixed(2)}, p99 ${r99.toFixed(2)}`);
-    if (tcpTimes) {
-      const t50 = pct(tcpTimes, 50) / pct(sshTimes, 50);
-      const t99 = pct(tcpTimes, 99) / pct(sshTimes, 99);
-      console.log(`web over TCP/SSH ratio: p50 ${t50.toFixed(2)}, p99 ${t99.toFixed(2)}`);
+      const legs = LEGS.map((leg) => {
+        const xs = k.legs.map((l) => l[leg]);
+        return `${leg} ${pct(xs, 50).toFixed(1)} / ${pct(xs, 99).toFixed(1)}`;
+      });
+      console.log(`  legs p50 / p99 ms: ${legs.join(', ')} (${k.legs.length} keystrokes)`);
+      const pauses = gcPauses.filter((g) =>
+        k.windows.some(([from, to]) => g.start >= from && g.start <= to),
+      );
+      const major = pauses.filter((g) => g.major);
+      console.log(
+        `  labvirt's process while it typed: ${pauses.length} GC pauses, ${pauses.reduce((t, g) => t + g.ms, 0).toFixed(0)} ms in all ` +
+          `(${major.length} major, longest ${Math.max(0, ...pauses.map((g) => g.ms)).toFixed(1)} ms); ` +
+          `event loop delay p99 ${median(k.loopP99).toFixed(1)} ms (median of rounds), max ${k.loopMax.toFixed(1)} ms`,
+      );
     }
+    /** A kind ÷ SSH at a percentile: over all keystrokes, and per round (their median, and each). */
+    const ratios = (other: (typeof kinds)[number], p: number) => {
+      const perRound = other.rounds.map((xs, r) => pct(xs, p) / pct(ssh.rounds[r]!, p));
+      return {
+        pooled: pct(other.times, p) / pct(ssh.times, p),
+        median: median(perRound),
+        perRound,
+      };
+    };
+    const report = (name: string, other: (typeof kinds)[number]) => {
+      const [r50, r99] = [ratios(other, 50), ratios(other, 99)];
+      console.log(
+        `${name}: p50 ${r50.pooled.toFixed(2)}, p99 ${r99.pooled.toFixed(2)} (all keystrokes); ` +
+          `median of the ${ROUNDS} rounds' ratios p50 ${r50.median.toFixed(2)}, p99 ${r99.median.toFixed(2)}`,
+      );
+      console.log(
+        `  per round p50: ${r50.perRound.map((r) => r.toFixed(2)).join(' ')}; p99: ${r99.perRound.map((r) => r.toFixed(2)).join(' ')}`,
+      );
+      return { r50, r99 };
+    };
+    const { r50, r99 } = report('web/SSH ratio', web);
+    if (tcp) report('web over TCP/SSH ratio', tcp);
     result({
-      what: `keystroke echo, ${SESSIONS} web terminals ÷ plain SSH, p50 / p99`,
-      figure: `${r50.toFixed(2)} / ${r99.toFixed(2)}`,
+      what: `keystroke echo, ${SESSIONS} web terminals ÷ plain SSH, p50 / p99, all keystrokes`,
+      figure: `${r50.pooled.toFixed(2)} / ${r99.pooled.toFixed(2)}`,
       target: '≤ 1.2 both',
-      met: r50 <= 1.2 && r99 <= 1.2,
+      met: r50.pooled <= 1.2 && r99.pooled <= 1.2,
+    });
+    result({
+      what: `the same, median of the ${ROUNDS} rounds' ratios, p50 / p99`,
+      figure: `${r50.median.toFixed(2)} / ${r99.median.toFixed(2)}`,
+      target: '≤ 1.2 both',
+      met: r50.median <= 1.2 && r99.median <= 1.2,
     });
   } finally {
     for (const s of stop) await s().catch(() => undefined);

@@ -35,3 +35,4 @@ export {
   type SessionDirectory,
 } from './gateway-api.js';
 export { startGateway } from './gateway.js';
+export { TERMINAL_BYTES_CHANNEL, type TerminalBytes } from './student-connection.js';

@@ -1,10 +1,26 @@
 import { randomBytes } from 'node:crypto';
+import { channel } from 'node:diagnostics_channel';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import ssh2, { type Client } from 'ssh2';
 import type { Logger } from '../log/index.js';
 import type { GatewaySession, SessionDirectory } from './gateway-api.js';
 import type { EnvIdentitySource, HostKeyMismatchError, HostKeyPins } from './hostkeys.js';
 import type { GuestResolver } from './resolver.js';
+
+/**
+ * A diagnostics channel with every byte count the gateway hands on, as
+ * {@link TerminalBytes}: a bench subscribes to split a keystroke's echo into
+ * its legs (to the gateway, gateway → guest → gateway, back to the client).
+ * Without a subscriber nothing is published.
+ */
+export const TERMINAL_BYTES_CHANNEL = 'labvirt:gateway:bytes';
+export interface TerminalBytes {
+  sessionId: string;
+  /** `in`: the student's bytes reached the gateway; `out`: the guest's bytes reached it. */
+  direction: 'in' | 'out';
+  bytes: number;
+}
+const terminalBytes = channel(TERMINAL_BYTES_CHANNEL);
 
 /** What every student connection of one gateway shares. */
 export interface ConnectionRules {
@@ -163,11 +179,22 @@ export class StudentConnection {
     this.bytesIn += n;
     this.lastActivity = this.rules.now();
     this.warnedIdle = false;
+    if (terminalBytes.hasSubscribers) this.trace('in', n);
   }
 
   /** The guest sent `n` bytes to the student. */
   output(n: number): void {
     this.bytesOut += n;
+    if (terminalBytes.hasSubscribers) this.trace('out', n);
+  }
+
+  private trace(direction: TerminalBytes['direction'], bytes: number): void {
+    if (!this.session) return;
+    terminalBytes.publish({
+      sessionId: this.session.sessionId,
+      direction,
+      bytes,
+    } satisfies TerminalBytes);
   }
 
   /** Adds a place the gateway's notices go; returns how to take it away. */
