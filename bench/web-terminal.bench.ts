@@ -304,8 +304,10 @@ async function main() {
       cpuMicros: 0,
       /** CPU time of the clients' process during the kind's rounds. */
       clientCpuMicros: 0,
-      /** When this kind typed, to charge each GC pause to the kind that was typing. */
+      /** When this kind typed (this process's clock), to charge each GC pause to the kind that was typing. */
       windows: [] as [number, number][],
+      /** The same in epoch ms, for `bench/profile-summary.ts --window` on a `--cpu-prof` run. */
+      epochWindows: [] as string[],
       /** The event loop's delay while this kind typed: each round's p99, and the worst. */
       loopP99: [] as number[],
       loopMax: 0,
@@ -347,6 +349,7 @@ async function main() {
         gatewayBytes.clear();
         tracing = !TOGETHER;
         const start = performance.now();
+        const startEpoch = Date.now();
         const answer = await typists.ask({ op: 'type', kinds: turn.map((k) => k.key), keys });
         if (answer.op !== 'typed') throw new Error(`typists answered ${answer.op}`);
         tracing = false;
@@ -358,6 +361,7 @@ async function main() {
           kind.rounds.push(times);
           if (TOGETHER) continue;
           kind.windows.push([start, performance.now()]);
+          kind.epochWindows.push(`${startEpoch} ${Date.now()}`);
           kind.cpuMicros += used.user + used.system;
           kind.clientCpuMicros += answer.cpuMicros;
           kind.loopP99.push(loopDelay.percentile(99) / 1e6);
@@ -399,6 +403,7 @@ async function main() {
           `(${major.length} major, longest ${Math.max(0, ...pauses.map((g) => g.ms)).toFixed(1)} ms); ` +
           `event loop delay p99 ${median(k.loopP99).toFixed(1)} ms (median of rounds), max ${k.loopMax.toFixed(1)} ms`,
       );
+      console.log(`  its rounds (epoch ms from, to): ${k.epochWindows.join(', ')}`);
     }
     /** A kind ÷ SSH at a percentile: over all keystrokes, and per round (their median, and each). */
     const ratios = (other: (typeof kinds)[number], p: number) => {
@@ -440,7 +445,11 @@ async function main() {
 }
 
 main().then(
-  () => process.exit(0),
+  () => {
+    // The third number of profile-summary's --window: when a --cpu-prof profile ends.
+    console.log(`process ends at ${Date.now()} (epoch ms)`);
+    process.exit(0);
+  },
   (err) => {
     console.error(err);
     process.exit(1);
