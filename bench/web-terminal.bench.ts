@@ -35,7 +35,11 @@
 import { fork } from 'node:child_process';
 import { subscribe } from 'node:diagnostics_channel';
 import { join } from 'node:path';
-import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import {
+  constants as perfConstants,
+  monitorEventLoopDelay,
+  PerformanceObserver,
+} from 'node:perf_hooks';
 import Fastify from 'fastify';
 import { silentLogger } from '../src/log/index.js';
 import type { LabvirtService, SessionView } from '../src/sessions/types.js';
@@ -103,8 +107,11 @@ subscribe(TERMINAL_BYTES_CHANNEL, (message) => {
 function legsOf(keystrokes: Keystroke[]): Legs[] {
   const out: Legs[] = [];
   const bySession = new Map<string, Keystroke[]>();
-  for (const k of keystrokes)
-    bySession.set(k.sessionId, [...(bySession.get(k.sessionId) ?? []), k]);
+  for (const k of keystrokes) {
+    const ks = bySession.get(k.sessionId);
+    if (ks) ks.push(k);
+    else bySession.set(k.sessionId, [k]);
+  }
   for (const [sessionId, ks] of bySession) {
     const seen = gatewayBytes.get(sessionId) ?? [];
     let i = 0;
@@ -137,8 +144,11 @@ const gcPauses: { start: number; ms: number; major: boolean }[] = [];
 const gcObserver = new PerformanceObserver((list) => {
   for (const e of list.getEntries()) {
     const kind = (e as { detail?: { kind?: number } }).detail?.kind;
-    // perf_hooks.constants.NODE_PERFORMANCE_GC_MAJOR is 4 (mark-compact).
-    gcPauses.push({ start: e.startTime, ms: e.duration, major: kind === 4 });
+    gcPauses.push({
+      start: e.startTime,
+      ms: e.duration,
+      major: kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR,
+    });
   }
 });
 
