@@ -1,12 +1,17 @@
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
-import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
+import {
+  connect as tlsConnect,
+  createSecureContext,
+  type SecureContext,
+  type TLSSocket,
+} from 'node:tls';
 import type { V1Service, V1ServiceList } from '@kubernetes/client-node';
 import type { KeyPairPem } from '../pki/index.js';
 import type { Executor, GuestTarget } from '../ssh/index.js';
 
 /** What kubeadm puts in the API server's certificate; the tunnel's own address is not in it. */
 const API_SERVER_NAME = 'kubernetes';
-/** A list that has not answered in this long is given up (and retried with backoff). */
+/** A list that has not answered in this long is given up (and retried with backoff); a TLS handshake likewise. */
 const LIST_TIMEOUT_MS = 30_000;
 /**
  * A watch with no byte in this long is taken for dead. API servers send a
@@ -84,7 +89,8 @@ export class StudentClusterWatch {
   private generation = 0;
   private retryTimer?: NodeJS.Timeout;
   private watchdog?: NodeJS.Timeout;
-  private inFlight?: ClientRequest;
+  /** The connection being set up (its TLS handshake) or the request on it: what stop() and a new pass cut. */
+  private inFlight?: ClientRequest | TLSSocket;
   private retryMs: number;
   private stopped = false;
 
@@ -253,6 +259,12 @@ export class StudentClusterWatch {
       servername: API_SERVER_NAME,
     });
     socket.once('close', () => channel.close());
+    this.inFlight = socket;
+    await handshake(socket, LIST_TIMEOUT_MS);
+    if (!this.current(generation)) {
+      socket.destroy();
+      throw new Error('superseded');
+    }
     const req = request({
       host: API_SERVER_NAME,
       path,
@@ -321,6 +333,33 @@ function slim(s: V1Service): V1Service {
         : undefined,
     },
   };
+}
+
+/**
+ * Resolves once the TLS handshake is done; rejects if the connection fails,
+ * closes or takes longer than `timeoutMs` (the socket is then destroyed).
+ * The request is written only after it: written mid-handshake (as
+ * `http.request` would), it waits behind the handshake in Node's TLS output
+ * buffer, which then grows to 16 KiB and keeps that size for the
+ * connection's life — 14 KiB more per idle watched env (docs/sync.md).
+ */
+function handshake(socket: TLSSocket, timeoutMs: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => socket.destroy(new Error(`no TLS handshake in ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
+    const settle = (err?: Error) => {
+      clearTimeout(timer);
+      socket.off('secureConnect', onConnect).off('error', onError).off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onConnect = () => settle();
+    const onError = (err: Error) => settle(err);
+    const onClose = () => settle(new Error('the connection closed during the TLS handshake'));
+    socket.once('secureConnect', onConnect).once('error', onError).once('close', onClose);
+  });
 }
 
 function keyOf(s: V1Service): string {
