@@ -299,6 +299,9 @@ async function watches(n: number, layersFirst: boolean): Promise<void> {
     return process.memoryUsage();
   };
   const start = await measure();
+  // BENCH_HEAP_SNAPSHOT=<file>: the heap before and with the watches, to compare by constructor (`bench/sync-heap-diff.ts`).
+  if (process.env.BENCH_HEAP_SNAPSHOT)
+    writeHeapSnapshot(`${process.env.BENCH_HEAP_SNAPSHOT}.start.heapsnapshot`);
   const mallocStart = mallocState();
   let before = start;
   let mallocBefore = mallocStart;
@@ -380,6 +383,8 @@ async function watches(n: number, layersFirst: boolean): Promise<void> {
   // The watch is open once its request is answered; give the last ones a moment.
   await sleep(2000);
   await step(`real watches (StudentClusterWatch: certificate, list, held watch), ${n}`);
+  if (process.env.BENCH_HEAP_SNAPSHOT)
+    writeHeapSnapshot(`${process.env.BENCH_HEAP_SNAPSHOT}.watches.heapsnapshot`);
   await sleep(20_000);
   await step('the same after 20 s idle');
   console.log(
