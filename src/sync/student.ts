@@ -1,3 +1,4 @@
+import { X509Certificate, type KeyObject } from 'node:crypto';
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import {
   connect as tlsConnect,
@@ -11,6 +12,8 @@ import type { Executor, GuestTarget } from '../ssh/index.js';
 
 /** What kubeadm puts in the API server's certificate; the tunnel's own address is not in it. */
 const API_SERVER_NAME = 'kubernetes';
+/** The extended key usage a TLS server's certificate carries (id-kp-serverAuth). */
+const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 /** A list that has not answered in this long is given up (and retried with backoff); a TLS handshake likewise. */
 const LIST_TIMEOUT_MS = 30_000;
 /**
@@ -83,6 +86,8 @@ class ApiStatusError extends Error {
 export class StudentClusterWatch {
   private readonly opts: Omit<StudentWatchOptions, 'ca' | 'client'>;
   private readonly secureContext: SecureContext;
+  /** The env's CA's public key: what the API server's certificate must be signed with. */
+  private readonly caKey: KeyObject;
   private readonly services = new Map<string, V1Service>();
   /** Where the watch resumes; undefined: list first. */
   private resourceVersion?: string;
@@ -99,11 +104,14 @@ export class StudentClusterWatch {
     const { ca, client, ...opts } = options;
     this.opts = opts;
     this.retryMs = opts.retryInitialMs;
-    this.secureContext = createSecureContext({
-      ca: ca.certPem,
-      cert: client.certPem,
-      key: client.keyPem,
-    });
+    // No `ca` here: with the env's CA in the context's store, OpenSSL would
+    // send it after the client certificate, and that flight no longer fits
+    // Node's first 1 KiB TLS output buffer, so a 16 KiB one is added and kept
+    // for the connection's life; an own store costs 5 KiB per context too.
+    // The server's certificate is checked against the CA by hand instead,
+    // before the request is written (serverCertificateProblem).
+    this.secureContext = createSecureContext({ cert: client.certPem, key: client.keyPem });
+    this.caKey = new X509Certificate(ca.certPem).publicKey;
   }
 
   start(): Promise<void> {
@@ -257,6 +265,8 @@ export class StudentClusterWatch {
       socket: channel,
       secureContext: this.secureContext,
       servername: API_SERVER_NAME,
+      // Checked below against the env's CA, before any request byte is written.
+      rejectUnauthorized: false,
     });
     socket.once('close', () => channel.close());
     this.inFlight = socket;
@@ -264,6 +274,19 @@ export class StudentClusterWatch {
     if (!this.current(generation)) {
       socket.destroy();
       throw new Error('superseded');
+    }
+    const problem = serverCertificateProblem(socket.getPeerX509Certificate(), this.caKey);
+    if (problem) {
+      socket.destroy();
+      throw new Error(problem);
+    }
+    // The handshake's last flight is still in Node's TLS output buffer until
+    // the SSH channel has taken it (a write completes on the next turn of the
+    // loop); the request written behind it would overflow that 1 KiB buffer.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (!this.current(generation) || socket.destroyed) {
+      socket.destroy();
+      throw new Error(this.current(generation) ? 'the connection closed' : 'superseded');
     }
     const req = request({
       host: API_SERVER_NAME,
@@ -336,12 +359,41 @@ function slim(s: V1Service): V1Service {
 }
 
 /**
+ * Why `cert` is not the env's API server's certificate, or undefined when it
+ * is: signed by the env's CA (kubeadm signs apiserver.crt with ca.crt
+ * directly), not a CA itself, valid now, for serverAuth, and naming
+ * `kubernetes` among its DNS names (as kubeadm's does). What Node's own
+ * check would refuse, done by hand because the CA is kept out of the TLS
+ * context (see the constructor).
+ */
+export function serverCertificateProblem(
+  cert: X509Certificate | undefined,
+  caKey: KeyObject,
+  now = new Date(),
+): string | undefined {
+  if (!cert) return 'the API server sent no certificate';
+  const what = `the API server's certificate (${cert.subject.replace(/\n/g, ', ')})`;
+  if (!cert.verify(caKey)) return `${what} is not signed by the env's CA`;
+  if (cert.ca) return `${what} is a CA certificate`;
+  const from = Date.parse(cert.validFrom);
+  const to = Date.parse(cert.validTo);
+  if (!(from <= now.getTime() && now.getTime() <= to))
+    return `${what} is not valid now (valid from ${cert.validFrom} to ${cert.validTo})`;
+  if (cert.keyUsage && !cert.keyUsage.includes(SERVER_AUTH))
+    return `${what} is not for a TLS server (extended key usage ${cert.keyUsage.join(', ')})`;
+  if (!cert.checkHost(API_SERVER_NAME, { subject: 'never' }))
+    return `${what} is not for ${API_SERVER_NAME}`;
+  return undefined;
+}
+
+/**
  * Resolves once the TLS handshake is done; rejects if the connection fails,
  * closes or takes longer than `timeoutMs` (the socket is then destroyed).
- * The request is written only after it: written mid-handshake (as
- * `http.request` would), it waits behind the handshake in Node's TLS output
- * buffer, which then grows to 16 KiB and keeps that size for the
- * connection's life — 14 KiB more per idle watched env (docs/sync.md).
+ * The request is written only after it (and after the server's certificate
+ * is checked): written mid-handshake, as `http.request` would, it would go
+ * out without that check, and it would wait behind the handshake's last
+ * flight in Node's TLS output buffer, which then grows from 1 to 16 KiB and
+ * keeps that size for the connection's life (docs/sync.md).
  */
 function handshake(socket: TLSSocket, timeoutMs: number): Promise<void> {
   return new Promise<void>((resolve, reject) => {
