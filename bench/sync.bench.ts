@@ -298,10 +298,11 @@ async function watches(n: number, layersFirst: boolean): Promise<void> {
     }
     return process.memoryUsage();
   };
-  const start = await measure();
-  // BENCH_HEAP_SNAPSHOT=<file>: the heap before and with the watches, to compare by constructor (`bench/sync-heap-diff.ts`).
+  // BENCH_HEAP_SNAPSHOT=<file>: the heap before and with the watches, to compare by constructor
+  // (`bench/sync-heap-diff.ts`); written outside the measured steps (writing one takes memory of its own).
   if (process.env.BENCH_HEAP_SNAPSHOT)
     writeHeapSnapshot(`${process.env.BENCH_HEAP_SNAPSHOT}.start.heapsnapshot`);
+  const start = await measure();
   const mallocStart = mallocState();
   let before = start;
   let mallocBefore = mallocStart;
@@ -383,10 +384,10 @@ async function watches(n: number, layersFirst: boolean): Promise<void> {
   // The watch is open once its request is answered; give the last ones a moment.
   await sleep(2000);
   await step(`real watches (StudentClusterWatch: certificate, list, held watch), ${n}`);
-  if (process.env.BENCH_HEAP_SNAPSHOT)
-    writeHeapSnapshot(`${process.env.BENCH_HEAP_SNAPSHOT}.watches.heapsnapshot`);
   await sleep(20_000);
   await step('the same after 20 s idle');
+  if (process.env.BENCH_HEAP_SNAPSHOT)
+    writeHeapSnapshot(`${process.env.BENCH_HEAP_SNAPSHOT}.watches.heapsnapshot`);
   console.log(
     `all: ${((before.rss - start.rss) / n / 1024).toFixed(1)} KiB of RSS per env${mallocDelta(mallocStart, mallocBefore, n)}`,
   );
