@@ -1,20 +1,12 @@
-import { X509Certificate, type KeyObject } from 'node:crypto';
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
-import {
-  connect as tlsConnect,
-  createSecureContext,
-  type SecureContext,
-  type TLSSocket,
-} from 'node:tls';
+import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
 import type { V1Service, V1ServiceList } from '@kubernetes/client-node';
 import type { KeyPairPem } from '../pki/index.js';
 import type { Executor, GuestTarget } from '../ssh/index.js';
 
 /** What kubeadm puts in the API server's certificate; the tunnel's own address is not in it. */
 const API_SERVER_NAME = 'kubernetes';
-/** The extended key usage a TLS server's certificate carries (id-kp-serverAuth). */
-const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
-/** A list that has not answered in this long is given up (and retried with backoff); a TLS handshake likewise. */
+/** A list that has not answered in this long is given up (and retried with backoff). */
 const LIST_TIMEOUT_MS = 30_000;
 /**
  * A watch with no byte in this long is taken for dead. API servers send a
@@ -86,16 +78,13 @@ class ApiStatusError extends Error {
 export class StudentClusterWatch {
   private readonly opts: Omit<StudentWatchOptions, 'ca' | 'client'>;
   private readonly secureContext: SecureContext;
-  /** The env's CA's public key: what the API server's certificate must be signed with. */
-  private readonly caKey: KeyObject;
   private readonly services = new Map<string, V1Service>();
   /** Where the watch resumes; undefined: list first. */
   private resourceVersion?: string;
   private generation = 0;
   private retryTimer?: NodeJS.Timeout;
   private watchdog?: NodeJS.Timeout;
-  /** The connection being set up (its TLS handshake) or the request on it: what stop() and a new pass cut. */
-  private inFlight?: ClientRequest | TLSSocket;
+  private inFlight?: ClientRequest;
   private retryMs: number;
   private stopped = false;
 
@@ -104,14 +93,11 @@ export class StudentClusterWatch {
     const { ca, client, ...opts } = options;
     this.opts = opts;
     this.retryMs = opts.retryInitialMs;
-    // No `ca` here: with the env's CA in the context's store, OpenSSL would
-    // send it after the client certificate, and that flight no longer fits
-    // Node's first 1 KiB TLS output buffer, so a 16 KiB one is added and kept
-    // for the connection's life; an own store costs 5 KiB per context too.
-    // The server's certificate is checked against the CA by hand instead,
-    // before the request is written (serverCertificateProblem).
-    this.secureContext = createSecureContext({ cert: client.certPem, key: client.keyPem });
-    this.caKey = new X509Certificate(ca.certPem).publicKey;
+    this.secureContext = createSecureContext({
+      ca: ca.certPem,
+      cert: client.certPem,
+      key: client.keyPem,
+    });
   }
 
   start(): Promise<void> {
@@ -265,29 +251,8 @@ export class StudentClusterWatch {
       socket: channel,
       secureContext: this.secureContext,
       servername: API_SERVER_NAME,
-      // Checked below against the env's CA, before any request byte is written.
-      rejectUnauthorized: false,
     });
     socket.once('close', () => channel.close());
-    this.inFlight = socket;
-    await handshake(socket, LIST_TIMEOUT_MS);
-    if (!this.current(generation)) {
-      socket.destroy();
-      throw new Error('superseded');
-    }
-    const problem = serverCertificateProblem(socket.getPeerX509Certificate(), this.caKey);
-    if (problem) {
-      socket.destroy();
-      throw new Error(problem);
-    }
-    // The handshake's last flight is still in Node's TLS output buffer until
-    // the SSH channel has taken it (a write completes on the next turn of the
-    // loop); the request written behind it would overflow that 1 KiB buffer.
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    if (!this.current(generation) || socket.destroyed) {
-      socket.destroy();
-      throw new Error(this.current(generation) ? 'the connection closed' : 'superseded');
-    }
     const req = request({
       host: API_SERVER_NAME,
       path,
@@ -356,62 +321,6 @@ function slim(s: V1Service): V1Service {
         : undefined,
     },
   };
-}
-
-/**
- * Why `cert` is not the env's API server's certificate, or undefined when it
- * is: signed by the env's CA (kubeadm signs apiserver.crt with ca.crt
- * directly), not a CA itself, valid now, for serverAuth, and naming
- * `kubernetes` among its DNS names (as kubeadm's does). What Node's own
- * check would refuse, done by hand because the CA is kept out of the TLS
- * context (see the constructor).
- */
-export function serverCertificateProblem(
-  cert: X509Certificate | undefined,
-  caKey: KeyObject,
-  now = new Date(),
-): string | undefined {
-  if (!cert) return 'the API server sent no certificate';
-  const what = `the API server's certificate (${cert.subject.replace(/\n/g, ', ')})`;
-  if (!cert.verify(caKey)) return `${what} is not signed by the env's CA`;
-  if (cert.ca) return `${what} is a CA certificate`;
-  const from = Date.parse(cert.validFrom);
-  const to = Date.parse(cert.validTo);
-  if (!(from <= now.getTime() && now.getTime() <= to))
-    return `${what} is not valid now (valid from ${cert.validFrom} to ${cert.validTo})`;
-  if (cert.keyUsage && !cert.keyUsage.includes(SERVER_AUTH))
-    return `${what} is not for a TLS server (extended key usage ${cert.keyUsage.join(', ')})`;
-  if (!cert.checkHost(API_SERVER_NAME, { subject: 'never' }))
-    return `${what} is not for ${API_SERVER_NAME}`;
-  return undefined;
-}
-
-/**
- * Resolves once the TLS handshake is done; rejects if the connection fails,
- * closes or takes longer than `timeoutMs` (the socket is then destroyed).
- * The request is written only after it (and after the server's certificate
- * is checked): written mid-handshake, as `http.request` would, it would go
- * out without that check, and it would wait behind the handshake's last
- * flight in Node's TLS output buffer, which then grows from 1 to 16 KiB and
- * keeps that size for the connection's life (docs/sync.md).
- */
-function handshake(socket: TLSSocket, timeoutMs: number): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => socket.destroy(new Error(`no TLS handshake in ${timeoutMs / 1000} s`)),
-      timeoutMs,
-    );
-    const settle = (err?: Error) => {
-      clearTimeout(timer);
-      socket.off('secureConnect', onConnect).off('error', onError).off('close', onClose);
-      if (err) reject(err);
-      else resolve();
-    };
-    const onConnect = () => settle();
-    const onError = (err: Error) => settle(err);
-    const onClose = () => settle(new Error('the connection closed during the TLS handshake'));
-    socket.once('secureConnect', onConnect).once('error', onError).once('close', onClose);
-  });
 }
 
 function keyOf(s: V1Service): string {
