@@ -1,8 +1,10 @@
 import { Writable } from 'node:stream';
+import type { ClientChannel } from 'ssh2';
 import { NetworkingV1Api, type V1Service } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventBus, type EventOf, type LabvirtEvent } from '../../src/events/index.js';
 import { createLogger } from '../../src/log/index.js';
+import type { Executor } from '../../src/ssh/index.js';
 import { MIRROR_POLICY, NodePortSync, readEnvPorts, SYNC_LABELS } from '../../src/sync/index.js';
 import {
   mirrorServices,
@@ -33,12 +35,12 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
   });
   const running = new Set<NodePortSync>();
   /** Overrides of `sync` (a long `resyncSeconds`: only the watch itself can follow a change). */
-  const startSync = (overrides: Partial<typeof h.config.sync> = {}) => {
+  const startSync = (overrides: Partial<typeof h.config.sync> = {}, executor?: Executor) => {
     const config = { ...h.config, sync: { ...h.config.sync, ...overrides } };
     const sync = new NodePortSync({
       config,
       cluster: h.host,
-      executor: h.executor,
+      executor: executor ?? h.executor,
       events: bus,
       logger,
     });
@@ -272,6 +274,43 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
     });
     await untilNames(env, ['three-x-app-x-82', 'two-x-app-x-81'], 'three mirrored', 1800);
     await stopSync(sync);
+  });
+
+  it('holds exactly one forwarded channel per idle watched env, and one again after its watch drops', async () => {
+    const env = await active('onechan1');
+    // Counted where labvirt's traffic leaves it: the SSH channels the sync opens to the student API server.
+    const open = new Set<ClientChannel>();
+    const executor: Executor = Object.create(h.executor) as Executor;
+    executor.forward = async (target, host, port) => {
+      const channel = await h.executor.forward(target, host, port);
+      if (target.envId === env.envId && port === 6443) {
+        open.add(channel);
+        channel.once('close', () => open.delete(channel));
+      }
+      return channel;
+    };
+    const sync = startSync({ resyncSeconds: 600 }, executor);
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('idle', [{ port: 80 }]),
+    });
+    await untilNames(env, ['idle-x-app-x-80'], 'idle mirrored');
+    // The list's channel is closed once the list is read; only the watch's stays.
+    await h.until(async () => open.size === 1, 'one channel held');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(open.size).toBe(1);
+
+    h.sim.faults.dropStudentWatches(env.namespace);
+    await env.student.createNamespacedService({
+      namespace: 'app',
+      body: service('after', [{ port: 81 }]),
+    });
+    await untilNames(env, ['after-x-app-x-81', 'idle-x-app-x-80'], 'after mirrored');
+    await h.until(async () => open.size === 1, 'one channel held after the drop');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(open.size).toBe(1);
+    await stopSync(sync);
+    await h.until(async () => open.size === 0, 'no channel after stop');
   });
 
   it('removes every mirror and its policy when the session ends (the namespace stays)', async () => {
