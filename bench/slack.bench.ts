@@ -284,6 +284,20 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
     for (const [m, n] of Object.entries(counts))
       byMethod[m] = (byMethod[m] ?? 0) + n / starts.length;
   }
+  // Where the calls went: how many students ever saw the line, and the
+  // heaviest student's message, version by version.
+  const sawLine = starts.filter((s) =>
+    fake.messagesTo(s.userId).some((m) => m.versions.some((v) => /in line/.test(v.text ?? ''))),
+  ).length;
+  const heaviest = starts.reduce((a, b, i) => (totals[i]! > totals[starts.indexOf(a)]! ? b : a));
+  const t0 = heaviest.t0;
+  const history = fake
+    .messagesTo(heaviest.userId)
+    .flatMap((m) => m.versions.map((v) => `+${((v.at - t0) / 1000).toFixed(1)} s ${v.text ?? ''}`));
+  console.log(
+    `students whose DM ever showed a line position: ${sawLine} of ${starts.length}; ` +
+      `the heaviest student's messages (${Math.max(...totals)} calls):\n  ${history.join('\n  ')}`,
+  );
   return {
     ackMs: sent.map((s) => s.ackMs),
     baselineMs: base,
