@@ -187,6 +187,12 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
   const offClaims = labvirt.events.on('env.state', (e) => {
     if (e.to === 'claimed') claimedAt.push(Date.now());
   });
+  // Why a student of a burst against as many warm envs waits in line: a
+  // session moved off an env that failed its setup takes a second warm env.
+  let moved = 0;
+  let envFailures = 0;
+  const offMoved = labvirt.events.on('session.moved', () => void moved++);
+  const offFailed = labvirt.events.on('env.failed', () => void envFailures++);
   const profiler = process.env.BENCH_CPU_PROFILE ? await startProfile() : undefined;
   const sent = (await senders.send({ kind: 'slack', url, users, text: 'start fixture-one' })).map(
     (s) => ({ userId: s.key, t0: s.t0, ackMs: s.ms, status: s.status }),
@@ -305,8 +311,11 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
   const history = fake
     .messagesTo(heaviest.userId)
     .flatMap((m) => m.versions.map((v) => `+${((v.at - t0) / 1000).toFixed(1)} s ${v.text ?? ''}`));
+  offMoved();
+  offFailed();
   console.log(
-    `students whose DM ever showed a line position: ${sawLine} of ${starts.length}; ` +
+    `sessions moved to another env: ${moved}; env failures: ${envFailures}; ` +
+      `students whose DM ever showed a line position: ${sawLine} of ${starts.length}; ` +
       `the heaviest student's messages (${Math.max(...totals)} calls):\n  ${history.join('\n  ')}`,
   );
   return {
