@@ -181,6 +181,18 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
   // The same run's baseline: what answering N requests at once costs on this
   // machine right now, with nothing of labvirt's in the answer.
   const baseline = await senders.send({ kind: 'get', url: `${labvirt.apiUrl}/healthz`, count: N });
+  // Work of the starts that ran before the last acknowledgement went out
+  // (it shares labvirt's event loop with the acknowledgements still to send).
+  const claimedAt: number[] = [];
+  const offClaims = labvirt.events.on('env.state', (e) => {
+    if (e.to === 'claimed') claimedAt.push(Date.now());
+  });
+  // Why a student of a burst against as many warm envs waits in line: a
+  // session moved off an env that failed its setup takes a second warm env.
+  let moved = 0;
+  let envFailures = 0;
+  const offMoved = labvirt.events.on('session.moved', () => void moved++);
+  const offFailed = labvirt.events.on('env.failed', () => void envFailures++);
   const profiler = process.env.BENCH_CPU_PROFILE ? await startProfile() : undefined;
   const sent = (await senders.send({ kind: 'slack', url, users, text: 'start fixture-one' })).map(
     (s) => ({ userId: s.key, t0: s.t0, ackMs: s.ms, status: s.status }),
@@ -197,6 +209,11 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
     `Slack acks as sent (${N} at once): p50 ${Math.round(pct(acks, 50))} ms, ` +
       `p99 ${Math.round(pct(acks, 99))} ms, max ${Math.round(Math.max(...acks))} ms; ` +
       `not acknowledged within 3 s: ${notAcked.length}`,
+  );
+  const lastAckAt = Math.max(...sent.map((s) => s.t0 + s.ackMs));
+  offClaims();
+  console.log(
+    `starts whose claim ran before the last acknowledgement: ${claimedAt.filter((t) => t < lastAckAt).length} of ${N}`,
   );
   const base = baseline.map((b) => b.ms);
   console.log(
@@ -284,6 +301,23 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
     for (const [m, n] of Object.entries(counts))
       byMethod[m] = (byMethod[m] ?? 0) + n / starts.length;
   }
+  // Where the calls went: how many students ever saw the line, and the
+  // heaviest student's message, version by version.
+  const sawLine = starts.filter((s) =>
+    fake.messagesTo(s.userId).some((m) => m.versions.some((v) => /in line/.test(v.text ?? ''))),
+  ).length;
+  const heaviest = starts.reduce((a, b, i) => (totals[i]! > totals[starts.indexOf(a)]! ? b : a));
+  const t0 = heaviest.t0;
+  const history = fake
+    .messagesTo(heaviest.userId)
+    .flatMap((m) => m.versions.map((v) => `+${((v.at - t0) / 1000).toFixed(1)} s ${v.text ?? ''}`));
+  offMoved();
+  offFailed();
+  console.log(
+    `sessions moved to another env: ${moved}; env failures: ${envFailures}; ` +
+      `students whose DM ever showed a line position: ${sawLine} of ${starts.length}; ` +
+      `the heaviest student's messages (${Math.max(...totals)} calls):\n  ${history.join('\n  ')}`,
+  );
   return {
     ackMs: sent.map((s) => s.ackMs),
     baselineMs: base,

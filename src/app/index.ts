@@ -278,6 +278,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         // with the bot token takes part; the queue lets one deliver each.
         slack: { botToken: options.slack.botToken, apiUrl: config.slack.apiUrl },
         callsPerSecond: config.slack.notifyCallsPerSecond,
+        linePositionEditMs: config.slack.linePositionEditSeconds * 1000,
         jobLockMs: config.pool.jobLockSeconds * 1000,
         // A crashed replica's hold on a session lapses about when its job is
         // found stalled, so another replica can finish the job.

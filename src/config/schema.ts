@@ -667,6 +667,11 @@ export const configSchema = z
          * replicas (Slack's limits are per workspace; 429s pause delivery too).
          */
         notifyCallsPerSecond: z.number().int().min(1).max(100).default(10),
+        /**
+         * Least seconds between two edits of a student's DM that only move
+         * their place in line; changes of state go out at once. 0: every move.
+         */
+        linePositionEditSeconds: z.number().min(0).max(600).default(15),
       })
       .default({
         signingSecretEnv: 'SLACK_SIGNING_SECRET',
@@ -679,6 +684,7 @@ export const configSchema = z
         commandsPerMinute: 20,
         keyLinkMinutes: 10,
         notifyCallsPerSecond: 10,
+        linePositionEditSeconds: 15,
       }),
     sync: z
       .strictObject({

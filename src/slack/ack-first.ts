@@ -13,13 +13,17 @@ export class AckFirst {
 
   /**
    * @param settleMs how long no request must be waiting before held work goes:
-   *   requests of a burst arrive a few milliseconds apart, and a gap that short
-   *   should not let the work in between them.
+   *   the requests of a burst do not all arrive together (the senders open
+   *   their connections over hundreds of milliseconds on a busy machine),
+   *   and a gap between two waves should not let the first wave's work in
+   *   ahead of the second wave's acknowledgements. Held work waits this
+   *   long after a lone command's acknowledgement too: nothing next to a
+   *   start's seconds.
    * @param maxHoldMs the longest any work is held, so a steady stream of
    *   requests never starves it.
    */
   constructor(
-    private readonly settleMs = 20,
+    private readonly settleMs = 100,
     private readonly maxHoldMs = 2_000,
   ) {}
 

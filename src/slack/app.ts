@@ -110,6 +110,11 @@ export function createSlackApp(options: SlackAppOptions): SlackApp {
     // with Slack unreachable, a command must still be acknowledged and a
     // session still start.
     authorize: async () => ({ botToken: options.botToken }),
+    // No conversation store: labvirt keeps nothing per conversation, and
+    // Bolt's default (in this process's memory, wrong for several replicas)
+    // looks every request up and builds an Error for each miss, on the way
+    // to the acknowledgement.
+    convoStore: false,
     clientOptions,
     logger,
   });

@@ -37,6 +37,14 @@ export interface DeliveryDeps {
    * little more) before it treats the post as lost.
    */
   callTimeoutMs: number;
+  /**
+   * The least time between two edits of a session's message when the second
+   * would only move the student's place in line (`slack.linePositionEditSeconds`);
+   * a change of state goes out at once. 0: every position goes out.
+   */
+  positionEditIntervalMs: number;
+  /** How long a status job's queued mark lasts (notify-queue's). */
+  queuedMarkMs: number;
 }
 
 /** What a job did: for logs and tests. */
@@ -178,7 +186,10 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
     state: SlackMessageState,
     userId: string,
   ): Promise<DeliveryOutcome> {
-    if (state.rendered >= job.version) return 'superseded';
+    // Every change counted so far is shown already (a run since this job was
+    // queued rendered them): nothing to do. Compared with the counter, not
+    // the job's own number, because later changes coalesced into this job.
+    if (state.rendered >= state.version) return 'superseded';
     // Read the counter before the view: every change counted so far happened
     // before this read, so the view shows it.
     const version = state.version;
@@ -187,7 +198,7 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
     const message = deps.messages.status(view, { now: deps.now() });
     const digest = digestOf(message);
     if (digest === state.digest) {
-      await store.markSlackDelivered(job.sessionId, version, digest);
+      await store.markSlackDelivered(job.sessionId, version, digest, { state: view.state });
       return 'unchanged';
     }
     let outcome: DeliveryOutcome = 'updated';
@@ -244,7 +255,10 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
         outcome = await postStatus(job.sessionId, userId, message, postToken, lost);
       }
     }
-    await store.markSlackDelivered(job.sessionId, version, digest);
+    await store.markSlackDelivered(job.sessionId, version, digest, {
+      state: view.state,
+      editedAt: deps.now(),
+    });
     return outcome;
   }
 
@@ -291,6 +305,21 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
       Math.max(100, Math.floor(deps.lockMs / 3)),
     );
     try {
+      if (data.kind === 'status' && deps.positionEditIntervalMs > 0) {
+        // Only the place in line could change, and the message was edited a
+        // moment ago: come back when the interval is over (later position
+        // changes wait in this job; a change of state queues its own).
+        const due = await store.deferSlackStatus(
+          data.sessionId,
+          deps.now(),
+          deps.positionEditIntervalMs,
+          deps.queuedMarkMs,
+        );
+        if (due !== undefined) {
+          log.debug({ sessionId: data.sessionId, due }, 'line position edit deferred');
+          throw await comeBackShortly(due - deps.now());
+        }
+      }
       // From here on this run reads the latest state: a change after this
       // point queues a job of its own (notify-queue's coalescing).
       if (data.kind === 'status') await store.clearSlackStatusQueued(data.sessionId);

@@ -71,24 +71,44 @@ function commandStudent(req: IncomingMessage, text: string): string | undefined 
   }
 }
 
-function refuse(res: ServerResponse, status: number, message: string): void {
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' });
+function refuse(res: ServerResponse, status: number, message: string, close = false): void {
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    ...(close ? { connection: 'close' } : {}),
+  });
   res.end(message);
 }
 
-async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
-  // A command's body comes in one chunk: no copy then.
-  let first: Buffer | undefined;
-  let more: Buffer[] | undefined;
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) return undefined;
-    if (!first) first = chunk as Buffer;
-    else (more ??= [first]).push(chunk as Buffer);
-  }
-  if (more) return Buffer.concat(more, size);
-  return first ?? Buffer.alloc(0);
+/**
+ * The request's body, or undefined past {@link MAX_BODY_BYTES}. Plain
+ * `data`/`end` listeners rather than an async iterator: at a class's burst
+ * of commands, every allocation on the way to the acknowledgement counts.
+ */
+function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    // A command's body comes in one chunk: no copy then.
+    let first: Buffer | undefined;
+    let more: Buffer[] | undefined;
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        // Read no further: the answer closes the connection.
+        req.off('data', onData);
+        req.pause();
+        resolve(undefined);
+        return;
+      }
+      if (!first) first = chunk;
+      else (more ??= [first]).push(chunk);
+    };
+    req.on('data', onData);
+    req.once('error', reject);
+    req.once('end', () => {
+      if (size > MAX_BODY_BYTES) return;
+      resolve(more ? Buffer.concat(more, size) : (first ?? Buffer.alloc(0)));
+    });
+  });
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {
@@ -112,7 +132,7 @@ export function slackHttpGuard(options: SlackHttpGuardOptions): RequestListener 
   const handle = async (req: BufferedRequest, res: ServerResponse): Promise<void> => {
     if (req.method !== 'POST') return refuse(res, 405, 'POST only');
     const body = await readBody(req);
-    if (body === undefined) return refuse(res, 413, 'request body too large');
+    if (body === undefined) return refuse(res, 413, 'request body too large', true);
     const text = body.toString('utf8');
     // Slack's SSL check carries no signature and wants an empty 200; whatever
     // else such a body carries is never dispatched.
@@ -162,10 +182,8 @@ export function slackHttpGuard(options: SlackHttpGuardOptions): RequestListener 
   };
   return (req, res) => {
     const answered = options.ackFirst?.arrived();
-    if (answered) {
-      res.once('finish', answered);
-      res.once('close', answered);
-    }
+    // 'close' follows every answer (after 'finish') and a dropped connection.
+    if (answered) res.once('close', answered);
     handle(req, res).catch((err: unknown) => {
       options.log.error({ err: (err as Error).message }, 'Slack request failed');
       if (!res.headersSent) refuse(res, 500, 'internal error');

@@ -12,6 +12,7 @@ import {
   NOTIFY_BACKOFF,
   NOTIFY_QUEUE,
   NotifyQueue,
+  STATUS_QUEUED_MARK_MS,
   notifyBackoffMs,
   type NotifyRetry,
 } from './notify-queue.js';
@@ -29,6 +30,9 @@ export const DEFAULT_MESSAGES: NotificationMessages = {
  * searched for it), so the bound is generous.
  */
 const DEFAULT_CALL_TIMEOUT_MS = 10_000;
+
+/** `slack.linePositionEditSeconds`' default: a student in line sees their place move about 4 times a minute. */
+const DEFAULT_LINE_POSITION_EDIT_MS = 15_000;
 
 export interface NotifierOptions {
   /** BullMQ's Redis connection (`maxRetriesPerRequest: null`) and key prefix. */
@@ -63,6 +67,12 @@ export interface NotifierOptions {
   callTimeoutMs?: number;
   /** Stalled-job detection: a crashed replica's job runs elsewhere after about this. */
   jobLockMs?: number;
+  /**
+   * The least time between two edits of a student's message that only move
+   * their place in line (`slack.linePositionEditSeconds`, default 15 s);
+   * changes of state go out at once. 0: every position change goes out.
+   */
+  linePositionEditMs?: number;
   messages?: NotificationMessages;
   now?: () => number;
 }
@@ -126,13 +136,14 @@ export async function startNotifier(options: NotifierOptions): Promise<Notifier>
 
   /**
    * The line of a flavor moved (someone was served, or left): everyone still
-   * in it has a new position to see. Renders that did not change cost no
-   * Slack call (the digest check), and a burst coalesces per session.
+   * in it has a new position to see, at the pace of the line position's edit
+   * interval (a burst of claims moves a student many places between two
+   * edits). Renders that did not change cost no Slack call (the digest check).
    */
   const lineMoved = async (flavor: string): Promise<void> => {
     for (const id of await store.waitingSessionIds(flavor)) {
       const session = await store.getSession(id);
-      if (session && isSlackStudent(session.student)) await queue.statusChanged(id);
+      if (session && isSlackStudent(session.student)) await queue.statusChanged(id, 'position');
     }
   };
 
@@ -197,6 +208,8 @@ export async function startNotifier(options: NotifierOptions): Promise<Notifier>
       now,
       lockMs,
       callTimeoutMs,
+      positionEditIntervalMs: options.linePositionEditMs ?? DEFAULT_LINE_POSITION_EDIT_MS,
+      queuedMarkMs: STATUS_QUEUED_MARK_MS,
     });
     const jobLockMs = options.jobLockMs ?? 30_000;
     worker = new Worker(NOTIFY_QUEUE, handler, {

@@ -1,5 +1,5 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
-import type { Store } from '../store/index.js';
+import type { SlackStatusChange, Store } from '../store/index.js';
 
 /**
  * The queue through which exactly one replica writes to a student's Slack DM,
@@ -9,7 +9,10 @@ import type { Store } from '../store/index.js';
  *   *now* into the one status message. Each change gets the next number of
  *   the session's counter (Redis), and a job whose number the message already
  *   shows is skipped: so a burst of changes costs one Slack call, and only
- *   the latest state reaches Slack.
+ *   the latest state reaches Slack. A job that could only move the
+ *   student's place in line waits until the message was last edited
+ *   `slack.linePositionEditSeconds` ago (delivery.ts); a change of state
+ *   does not wait behind it.
  * - `warning`: the session is about to expire (once per expiry time).
  * - `ended`: the session ended (once).
  *
@@ -85,9 +88,17 @@ export class NotifyQueue {
     });
   }
 
-  /** The session changed: its status message must come to show it. */
-  async statusChanged(sessionId: string): Promise<void> {
-    const { version, queue } = await this.store.bumpSlackVersion(sessionId, STATUS_QUEUED_MARK_MS);
+  /**
+   * The session changed: its status message must come to show it. A change
+   * of `position` only (the line moved) may wait for the line position's
+   * edit interval; a change of `state` goes out at once.
+   */
+  async statusChanged(sessionId: string, change: SlackStatusChange = 'state'): Promise<void> {
+    const { version, queue } = await this.store.bumpSlackVersion(
+      sessionId,
+      STATUS_QUEUED_MARK_MS,
+      change,
+    );
     // Coalesced: a status job that has not started yet renders the latest
     // state when it runs, so a burst of changes (the line moving at every
     // claim) queues one job, not one per change.

@@ -8,6 +8,7 @@ export {
   type RequestSessionInput,
   type StoredSessionState,
   type SlackMessageState,
+  type SlackStatusChange,
   type SlackPostClaim,
   type GuestAddress,
 } from './store.js';

@@ -125,6 +125,8 @@ const SCRIPTS = [
   'extendSlackLock',
   'recordSlackMessage',
   'markSlackDelivered',
+  'bumpSlackVersion',
+  'deferSlackStatus',
   'beginSlackPost',
   'clearSlackPost',
   'admitSignedRequest',
@@ -159,7 +161,16 @@ export interface SlackMessageState {
    * Slack may hold a message whose answer never came back.
    */
   postingSince?: number;
+  /** The session state the message shows, and when a run last called Slack to show it (ms). */
+  renderedState?: string;
+  editedAt?: number;
 }
+
+/**
+ * What a change to a session's status message is about: its `state` (goes
+ * out at once) or only its place in the line (at most once per interval).
+ */
+export type SlackStatusChange = 'state' | 'position';
 
 /** What {@link Store.beginSlackPost} found: whether, and how, to post the status message. */
 export type SlackPostClaim =
@@ -777,23 +788,45 @@ export class Store {
   /**
    * Counts one change to show in a session's Slack messages and returns its
    * number, and whether a status job must be queued for it: not when one
-   * already waits to start (it renders whatever is latest when it runs).
-   * That mark lapses after `queuedMarkMs`, so a job lost between mark and
-   * queue costs at most that long.
+   * already waits to start (it renders whatever is latest when it runs),
+   * unless that one is held back for the line position's edit interval and
+   * this change is one of `state` (see {@link deferSlackStatus}). The mark
+   * lapses after `queuedMarkMs`, so a job lost between mark and queue costs
+   * at most that long.
    */
   async bumpSlackVersion(
     sessionId: string,
     queuedMarkMs: number,
+    change: SlackStatusChange = 'state',
   ): Promise<{ version: number; queue: boolean }> {
-    const key = this.keys.slackMessage(sessionId);
     // One round trip: the line moving touches every waiting student at each claim.
-    const [[, version], , [, marked]] = (await this.redis
-      .multi()
-      .hincrby(key, 'version', 1)
-      .expire(key, SLACK_MESSAGE_TTL_SECONDS)
-      .set(this.keys.slackStatusQueued(sessionId), '1', 'PX', queuedMarkMs, 'NX')
-      .exec()) as [[unknown, number], unknown, [unknown, string | null]];
-    return { version, queue: marked === 'OK' };
+    const [version, queue] = (await this.run('bumpSlackVersion', [
+      sessionId,
+      queuedMarkMs,
+      SLACK_MESSAGE_TTL_SECONDS,
+      change,
+    ])) as [number, number];
+    return { version, queue: queue === 1 };
+  }
+
+  /**
+   * A status job is about to run: if the session waits in line, its message
+   * already shows it waiting and was edited less than `intervalMs` before
+   * `now`, the job may only move the student's place in line, so it is held
+   * back. Returns when to run it (and marks it deferred, so later position
+   * changes coalesce into it while a change of state queues its own job),
+   * or undefined to run it now.
+   */
+  async deferSlackStatus(
+    sessionId: string,
+    now: number,
+    intervalMs: number,
+    queuedMarkMs: number,
+  ): Promise<number | undefined> {
+    const due = Number(
+      await this.run('deferSlackStatus', [sessionId, now, intervalMs, queuedMarkMs]),
+    );
+    return due > 0 ? due : undefined;
   }
 
   async slackMessageState(sessionId: string): Promise<SlackMessageState> {
@@ -808,6 +841,8 @@ export class Store {
       endedSent: h.endedSent === '1',
       target: h.target || undefined,
       postingSince: num(h.postingSince),
+      renderedState: h.renderedState || undefined,
+      editedAt: num(h.editedAt),
     };
   }
 
@@ -876,13 +911,24 @@ export class Store {
     await this.redis.del(this.keys.slackStatusQueued(sessionId));
   }
 
-  /** The status message shows every change up to `version`; false if a newer one was recorded. */
-  async markSlackDelivered(sessionId: string, version: number, digest: string): Promise<boolean> {
+  /**
+   * The status message shows every change up to `version` and the session
+   * in `state`; `editedAt`: this run called Slack then (the line position's
+   * edit interval counts from it). False if a newer version was recorded.
+   */
+  async markSlackDelivered(
+    sessionId: string,
+    version: number,
+    digest: string,
+    shown: { state: string; editedAt?: number },
+  ): Promise<boolean> {
     const res = await this.run('markSlackDelivered', [
       sessionId,
       version,
       digest,
       SLACK_MESSAGE_TTL_SECONDS,
+      shown.state,
+      shown.editedAt ?? '',
     ]);
     return res === 1;
   }

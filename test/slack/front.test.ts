@@ -452,6 +452,18 @@ describe('Slack front end over HTTP', () => {
     expect(fake.calls.some((c) => JSON.stringify(c.args).includes(user))).toBe(false);
   });
 
+  it('refuses a body larger than Slack ever sends, and still serves the next request', async () => {
+    const big = `text=${'x'.repeat(300 * 1024)}`;
+    const res = await fetch(events, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: big,
+    }).catch(() => undefined);
+    // The answer is 413 (or, if the client was still sending, a closed connection).
+    if (res) expect(res.status).toBe(413);
+    expect((await lab('U7201', 'help')).ackText).toContain('/lab start');
+  });
+
   it('limits commands per student per minute, across replicas (in Redis)', async () => {
     const answers = [];
     for (let i = 0; i <= COMMANDS_PER_MINUTE; i++) answers.push(await lab('U8001', 'help'));

@@ -17,7 +17,8 @@ describe('Slack DMs of students in line', () => {
     stack = await startTestStack({
       slack: { botToken: 'xoxb-line-test' },
       overrides: {
-        slack: { apiUrl: fake.apiUrl },
+        // Positions may be edited every second here (15 s by default).
+        slack: { apiUrl: fake.apiUrl, linePositionEditSeconds: 1 },
         // One three-node env at a time: the others wait in line.
         flavors: { 'v1.30-3node': { minWarm: 0, maxTotal: 1 } },
       },
