@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { SmokeFirstSequencer } from './test/helpers/sequencer.js';
 
 export default defineConfig({
   test: {
@@ -9,6 +10,8 @@ export default defineConfig({
     // expect.poll waits for what a user would see; 1 s (vitest's default) is
     // too short on a loaded 2-core machine.
     expect: { poll: { timeout: 15_000 } },
+    // The benches' smoke run (test/bench/) starts first, beside the rest.
+    sequence: { sequencer: SmokeFirstSequencer },
     // Tests start real servers (Redis, the simulator, SSH guests) and mostly
     // wait on them: on two cores the whole suite used 1.1 cores with 2
     // workers (772 s) and 1.3 with 3 (670 s, every test passing). More would
