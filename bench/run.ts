@@ -145,7 +145,7 @@ function rowCount(resultsFile: string): number {
  * comes; beside another, it is held and printed whole when the bench ends,
  * so two benches' lines never interleave.
  */
-function runOne(run: BenchRun, resultsFile: string): Promise<string> {
+function runOne(run: BenchRun, resultsFile: string): Promise<{ outcome: string; quietMs: number }> {
   const title = `\n### ${run.name}: ${run.file} ${(run.args ?? []).join(' ')}`;
   const streamed = jobs === 1;
   if (streamed) console.log(title);
@@ -155,20 +155,29 @@ function runOne(run: BenchRun, resultsFile: string): Promise<string> {
       ['--expose-gc', '--import', 'tsx', join(ROOT, 'bench', run.file), ...(run.args ?? [])],
       {
         cwd: ROOT,
-        stdio: streamed ? 'inherit' : ['ignore', 'pipe', 'pipe'],
+        stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, ...run.env, BENCH_RESULTS: resultsFile },
       },
     );
     const held: Buffer[] = [];
-    child.stdout?.on('data', (d: Buffer) => held.push(d));
-    child.stderr?.on('data', (d: Buffer) => held.push(d));
+    // When it last printed: the time from there to its exit is its teardown.
+    let lastLineAt = Date.now();
+    const take = (to: NodeJS.WriteStream) => (d: Buffer) => {
+      lastLineAt = Date.now();
+      if (streamed) to.write(d);
+      else held.push(d);
+    };
+    child.stdout.on('data', take(process.stdout));
+    child.stderr.on('data', take(process.stderr));
     const timer = setTimeout(() => child.kill('SIGTERM'), run.timeoutMs);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       if (!streamed) process.stdout.write(`${title}\n${Buffer.concat(held).toString()}`);
-      if (code !== 0) resolve(`failed (${signal ?? `exit ${code}`})`);
-      else if (rowCount(resultsFile) === 0) resolve('failed (exit 0 but no row written)');
-      else resolve('ok');
+      const quietMs = Date.now() - lastLineAt;
+      if (code !== 0) resolve({ outcome: `failed (${signal ?? `exit ${code}`})`, quietMs });
+      else if (rowCount(resultsFile) === 0)
+        resolve({ outcome: 'failed (exit 0 but no row written)', quietMs });
+      else resolve({ outcome: 'ok', quietMs });
     });
   });
 }
@@ -186,8 +195,10 @@ await Promise.all(
   Array.from({ length: jobs }, async () => {
     for (let run = queue.shift(); run; run = queue.shift()) {
       const t0 = Date.now();
-      outcomes.set(run.name, await runOne(run, join(dir, `${run.name}.jsonl`)));
-      durations.push(`${run.name} ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+      const { outcome, quietMs } = await runOne(run, join(dir, `${run.name}.jsonl`));
+      outcomes.set(run.name, outcome);
+      const s = (ms: number) => (ms / 1000).toFixed(0);
+      durations.push(`${run.name} ${s(Date.now() - t0)} s (${s(quietMs)} after its last line)`);
     }
   }),
 );
