@@ -125,15 +125,18 @@ async function claimLatencies(minWarm: number): Promise<{
       .filter(([call]) => /^(create|patch|delete|update) /.test(call))
       .reduce((sum, [, count]) => sum + count, 0);
     // Reads that only wait for something to change (VMI status, namespace
-    // gone): VMI lists other than the shared watch's own (re)lists, and
-    // Namespace reads beyond the three one-off looks per env (provisioning's
-    // check for an earlier attempt, the Event recorder's uid lookup,
-    // teardown's look before it deletes).
+    // gone): VMI lists beyond the shared watch's own (re)lists and each
+    // claim's one look at where its nodes run, and Namespace reads beyond the
+    // three one-off looks per env (provisioning's check for an earlier
+    // attempt, the Event recorder's uid lookup, teardown's look before it
+    // deletes).
     const calls = (call: string) => byCall.get(call) ?? 0;
     const polls =
       Math.max(
         0,
-        calls('list VirtualMachineInstance') - labvirt.context.cluster.vmis().relistCount,
+        calls('list VirtualMachineInstance') -
+          labvirt.context.cluster.vmis().relistCount -
+          SESSIONS,
       ) + Math.max(0, calls('get Namespace') - 3 * SESSIONS);
     return {
       latencies,
