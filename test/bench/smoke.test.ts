@@ -20,7 +20,8 @@ afterAll(() => {
     process.kill(-running.pid, 'SIGKILL');
 });
 
-// The benches' smoke run (`npm run bench:smoke`) as part of `npm test`: every
+// The benches' smoke run (`npm run bench:smoke`) as a test (`npm run test:smoke`;
+// `LABVIRT_BENCH_SMOKE=1 npm test` puts it beside the suite): every
 // bench starts its real parts at its smallest size and writes its rows. It
 // fails only when a bench fails, hangs or writes no row — never on a slow
 // figure (the figures are printed, not judged). One bench at a time here:
