@@ -1,8 +1,10 @@
 /**
  * `npm run bench [-- --quick]`: runs every bench, each in its own process,
  * and prints one table with the targets beside the figures. `--quick` (the
- * CI smoke run: `npm test` ends with it) uses the smallest counts; the full
- * run uses the counts of issue #12 (a class of 200).
+ * smoke run; `npm test` runs it through test/bench/smoke.test.ts) uses the
+ * smallest counts, two benches at a time; the full run uses the counts of
+ * issue #12 (a class of 200), one at a time. `--jobs=N` sets how many run at
+ * once; `--only=a,b` runs a subset.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -12,6 +14,15 @@ import { machineLoad, ROOT, type ResultRow } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+const jobsArg = process.argv.find((a) => a.startsWith('--jobs='))?.slice('--jobs='.length);
+// The quick benches mostly wait on their simulators and guests, so two side
+// by side share the 2 cores without starving each other; the full run's
+// figures are only comparable with nothing else of ours running beside them.
+const jobs = jobsArg ? Number(jobsArg) : quick ? 2 : 1;
+if (!Number.isInteger(jobs) || jobs < 1) {
+  console.error(`--jobs must be a whole number of at least 1 (got ${jobsArg})`);
+  process.exit(2);
+}
 
 interface BenchRun {
   name: string;
@@ -29,32 +40,13 @@ interface BenchRun {
 const QUICK_SPEED = '100';
 /** Each bench's bound in the smoke run: generous (a shared machine can be loaded), never endless. */
 const QUICK_BOUND_MS = 300_000;
+// Longest first, so that the lanes of a run with --jobs end close together.
 const runs: BenchRun[] = quick
   ? [
-      { name: 'cli', file: 'cli.bench.ts', env: { BENCH_RUNS: '3' }, timeoutMs: QUICK_BOUND_MS },
       {
         name: 'pool',
         file: 'pool.bench.ts',
         env: { BENCH_SESSIONS: '2', BENCH_HOLD_ENVS: '2', BENCH_SPEED: QUICK_SPEED },
-        timeoutMs: QUICK_BOUND_MS,
-      },
-      {
-        name: 'burst',
-        file: 'pool.bench.ts',
-        args: ['--burst', '3'],
-        env: { BENCH_SPEED: QUICK_SPEED, BENCH_BURST_TIMEOUT_S: '60' },
-        timeoutMs: QUICK_BOUND_MS,
-      },
-      {
-        name: 'gateway',
-        file: 'gateway-openssh.bench.ts',
-        env: { BENCH_LOGINS: '5', BENCH_ENVS: '1', BENCH_MB: '1', BENCH_ROUNDS: '1' },
-        timeoutMs: QUICK_BOUND_MS,
-      },
-      {
-        name: 'gateway-ssh2',
-        file: 'gateway.bench.ts',
-        env: { BENCH_CONNECTIONS: '5', BENCH_ENVS: '1', BENCH_MB: '1' },
         timeoutMs: QUICK_BOUND_MS,
       },
       {
@@ -71,6 +63,13 @@ const runs: BenchRun[] = quick
         timeoutMs: QUICK_BOUND_MS,
       },
       {
+        name: 'burst',
+        file: 'pool.bench.ts',
+        args: ['--burst', '3'],
+        env: { BENCH_SPEED: QUICK_SPEED, BENCH_BURST_TIMEOUT_S: '60' },
+        timeoutMs: QUICK_BOUND_MS,
+      },
+      {
         name: 'sim',
         file: 'sim.bench.ts',
         env: { BENCH_VMS: '5', BENCH_REQUESTS: '50' },
@@ -83,11 +82,24 @@ const runs: BenchRun[] = quick
         timeoutMs: QUICK_BOUND_MS,
       },
       {
+        name: 'gateway',
+        file: 'gateway-openssh.bench.ts',
+        env: { BENCH_LOGINS: '5', BENCH_ENVS: '1', BENCH_MB: '1', BENCH_ROUNDS: '1' },
+        timeoutMs: QUICK_BOUND_MS,
+      },
+      {
+        name: 'gateway-ssh2',
+        file: 'gateway.bench.ts',
+        env: { BENCH_CONNECTIONS: '5', BENCH_ENVS: '1', BENCH_MB: '1' },
+        timeoutMs: QUICK_BOUND_MS,
+      },
+      {
         name: 'web-terminal',
         file: 'web-terminal.bench.ts',
         env: { BENCH_SESSIONS: '2', BENCH_ENVS: '1', BENCH_KEYS: '2', BENCH_ROUNDS: '1' },
         timeoutMs: QUICK_BOUND_MS,
       },
+      { name: 'cli', file: 'cli.bench.ts', env: { BENCH_RUNS: '3' }, timeoutMs: QUICK_BOUND_MS },
     ]
   : [
       { name: 'cli', file: 'cli.bench.ts', env: { BENCH_RUNS: '15' }, timeoutMs: 180_000 },
@@ -129,26 +141,43 @@ function rowCount(resultsFile: string): number {
 
 /**
  * Runs one bench with its own results file; 'ok' only when it exited 0 and
- * wrote at least one row of the table.
+ * wrote at least one row of the table. Alone, its output streams as it
+ * comes; beside another, it is held and printed whole when the bench ends,
+ * so two benches' lines never interleave.
  */
-function runOne(run: BenchRun, resultsFile: string): Promise<string> {
+function runOne(run: BenchRun, resultsFile: string): Promise<{ outcome: string; quietMs: number }> {
+  const title = `\n### ${run.name}: ${run.file} ${(run.args ?? []).join(' ')}`;
+  const streamed = jobs === 1;
+  if (streamed) console.log(title);
   return new Promise((resolve) => {
-    console.log(`\n### ${run.name}: ${run.file} ${(run.args ?? []).join(' ')}`);
     const child = spawn(
       process.execPath,
       ['--expose-gc', '--import', 'tsx', join(ROOT, 'bench', run.file), ...(run.args ?? [])],
       {
         cwd: ROOT,
-        stdio: 'inherit',
+        stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, ...run.env, BENCH_RESULTS: resultsFile },
       },
     );
+    const held: Buffer[] = [];
+    // When it last printed: the time from there to its exit is its teardown.
+    let lastLineAt = Date.now();
+    const take = (to: NodeJS.WriteStream) => (d: Buffer) => {
+      lastLineAt = Date.now();
+      if (streamed) to.write(d);
+      else held.push(d);
+    };
+    child.stdout.on('data', take(process.stdout));
+    child.stderr.on('data', take(process.stderr));
     const timer = setTimeout(() => child.kill('SIGTERM'), run.timeoutMs);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      if (code !== 0) resolve(`failed (${signal ?? `exit ${code}`})`);
-      else if (rowCount(resultsFile) === 0) resolve('failed (exit 0 but no row written)');
-      else resolve('ok');
+      if (!streamed) process.stdout.write(`${title}\n${Buffer.concat(held).toString()}`);
+      const quietMs = Date.now() - lastLineAt;
+      if (code !== 0) resolve({ outcome: `failed (${signal ?? `exit ${code}`})`, quietMs });
+      else if (rowCount(resultsFile) === 0)
+        resolve({ outcome: 'failed (exit 0 but no row written)', quietMs });
+      else resolve({ outcome: 'ok', quietMs });
     });
   });
 }
@@ -158,21 +187,21 @@ const started = Date.now();
 const loadBefore = machineLoad();
 const selected = runs.filter((run) => !only || only.split(',').includes(run.name));
 const durations: string[] = [];
-const runTimed = async (run: BenchRun): Promise<[string, string]> => {
-  const t0 = Date.now();
-  const outcome = await runOne(run, join(dir, `${run.name}.jsonl`));
-  durations.push(`${run.name} ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-  return [run.name, outcome];
-};
-const oneByOne = (list: BenchRun[]) =>
-  list.reduce<Promise<[string, string][]>>(
-    async (done, run) => [...(await done), await runTimed(run)],
-    Promise.resolve([]),
-  );
-// One bench at a time, the smoke run too: side by side (tried on
-// 2026-12-05 at load 27–32) the simulators did not even start within their
-// 60 s and half the benches failed; one by one all passed.
-const outcomes: [string, string][] = await oneByOne(selected);
+const outcomes = new Map<string, string>();
+// `jobs` lanes, each taking the next bench in the list when its last one
+// ends (the lists put the longest first, so the lanes end close together).
+const queue = [...selected];
+await Promise.all(
+  Array.from({ length: jobs }, async () => {
+    for (let run = queue.shift(); run; run = queue.shift()) {
+      const t0 = Date.now();
+      const { outcome, quietMs } = await runOne(run, join(dir, `${run.name}.jsonl`));
+      outcomes.set(run.name, outcome);
+      const s = (ms: number) => (ms / 1000).toFixed(0);
+      durations.push(`${run.name} ${s(Date.now() - t0)} s (${s(quietMs)} after its last line)`);
+    }
+  }),
+);
 const rows: ResultRow[] = selected.flatMap((run) => {
   try {
     return readFileSync(join(dir, `${run.name}.jsonl`), 'utf8')
@@ -197,18 +226,18 @@ const line = (cells: string[]) =>
   '| ' + cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |';
 console.log(`\n## labvirt bench (${quick ? 'quick' : 'full'}), ${new Date().toISOString()}`);
 console.log(
-  `machine: ${cpus().length} cores; before: ${loadBefore}; after: ${machineLoad()}; took ${((Date.now() - started) / 1000).toFixed(0)} s (${durations.join(', ')})`,
+  `machine: ${cpus().length} cores; before: ${loadBefore}; after: ${machineLoad()}; took ${((Date.now() - started) / 1000).toFixed(0)} s, ${jobs} at a time (${durations.join(', ')})`,
 );
 console.log(line(header));
 console.log(line(widths.map((w) => '-'.repeat(w))));
 for (const r of table) console.log(line(r));
 for (const [name, outcome] of outcomes)
   if (outcome !== 'ok') console.log(`bench ${name}: ${outcome}`);
-// The closing line (`npm test` ends with the quick run: CI reads its exit code).
-const passed = outcomes.filter(([, o]) => o === 'ok').length;
+// The closing line (test/bench/smoke.test.ts reads it and the exit code).
+const passed = [...outcomes.values()].filter((o) => o === 'ok').length;
 console.log(
-  passed === outcomes.length
+  passed === outcomes.size
     ? `bench ${quick ? 'smoke run' : 'run'}: all ${passed} benches ran and wrote their rows`
-    : `bench ${quick ? 'smoke run' : 'run'}: ${outcomes.length - passed} of ${outcomes.length} benches failed`,
+    : `bench ${quick ? 'smoke run' : 'run'}: ${outcomes.size - passed} of ${outcomes.size} benches failed`,
 );
-process.exit(passed === outcomes.length && outcomes.length > 0 ? 0 : 1);
+process.exit(passed === outcomes.size && outcomes.size > 0 ? 0 : 1);

@@ -9,6 +9,8 @@ const PACKAGES: [binary: string, pkg: string][] = [
   ['/usr/bin/cloud-init', 'cloud-init'],
   // Sim guests use the host's /usr: with tmux there, web terminals keep their shells (test/web).
   ['/usr/bin/tmux', 'tmux'],
+  // OpenSSH's client: the gateway tests and the benches' smoke run (test/bench) log in with it.
+  ['/usr/bin/ssh', 'openssh-client'],
 ];
 
 /**

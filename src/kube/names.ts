@@ -45,12 +45,18 @@ export const CONTROL_PLANE_SERVICE = 'control-plane';
 export const NODES_SERVICE = 'nodes';
 /** The per-env SSH NodePort Service in `ssh.mode: nodeport`. */
 export const SSH_NODEPORT_SERVICE = 'ssh';
-/** The Secret holding the env's cluster CA and bootstrap token (keys `ca.crt`, `ca.key`, `token`). */
-export const ENV_PKI_SECRET = 'cluster-pki';
-
 export function cloudInitSecretName(node: NodeName): string {
   return `${node}-cloudinit`;
 }
+
+/**
+ * The Secret holding the env's PKI: its cluster CA and bootstrap token (keys
+ * `ca.crt`, `ca.key`, `token`) and its SSH identity. It is the control
+ * plane's cloud-init Secret, beside its `userdata` (KubeVirt reads only that
+ * key): the control plane's user data carries the CA already, and one Secret
+ * fewer is one API write fewer per env.
+ */
+export const ENV_PKI_SECRET = cloudInitSecretName('control-plane');
 
 /** VM names of an env, control plane first. */
 export function nodeNames(nodes: number): NodeName[] {

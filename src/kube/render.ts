@@ -92,7 +92,8 @@ const ENV_ID_LOOSE = /^[a-z0-9]{1,20}$/;
  * then the RoleBinding that lets labvirt create the rest inside it;
  * the NetworkPolicies and the LimitRange before anything runs (isolation and
  * defaults in place before the first launcher pod); the Secrets the VMs
- * reference; the Services; the VMs; and the ResourceQuota LAST (a real API
+ * reference (the control plane's first: it holds the env's PKI too); the
+ * Services; the VMs; and the ResourceQuota LAST (a real API
  * server refuses what a fresh quota counts until its status is computed).
  */
 export function renderEnvironment(input: RenderInput): KubeObject[] {
@@ -127,13 +128,6 @@ export function renderEnvironment(input: RenderInput): KubeObject[] {
       },
     },
     ...(input.operator ? [renderEnvRoleBinding(config, namespace, labels, input.operator)] : []),
-    {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: { name: ENV_PKI_SECRET, namespace, labels },
-      type: 'Opaque',
-      data: envSecretsData(secrets),
-    },
   ];
   const iso: IsolationInput = { config, namespace, envId, nodes, labels };
   const { limitRange, quota } = renderQuota(iso);
@@ -157,7 +151,12 @@ export function renderEnvironment(input: RenderInput): KubeObject[] {
       kind: 'Secret',
       metadata: { name: cloudInitSecretName(node), namespace, labels: vmLabels },
       type: 'Opaque',
-      data: { userdata: b64(userdata) },
+      // The env's PKI rides in the control plane's Secret (ENV_PKI_SECRET),
+      // made before any other node's: a retried provisioning finds it there.
+      data: {
+        userdata: b64(userdata),
+        ...(cloudInitSecretName(node) === ENV_PKI_SECRET ? envSecretsData(secrets) : {}),
+      },
     });
     vms.push(
       renderVirtualMachine({ config, flavor, namespace, node, role, labels: vmLabels, imageLock }),

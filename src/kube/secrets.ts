@@ -11,6 +11,9 @@ export interface SshKeyPair {
 
 const ALL_NODES: readonly NodeName[] = ['control-plane', 'worker-1', 'worker-2'];
 
+/** Where envs made before 2026-12-05's write cut keep their PKI (now ENV_PKI_SECRET). */
+const LEGACY_PKI_SECRET = 'cluster-pki';
+
 /**
  * What an env's nodes share before boot: its CA and kubeadm bootstrap token,
  * and its SSH identity — the key labvirt logs in with (trusted by this env's
@@ -94,9 +97,15 @@ export async function readEnvSecrets(
   cluster: HostCluster,
   namespace: string,
 ): Promise<EnvSecrets | undefined> {
-  const s = await cluster.readSecret(namespace, ENV_PKI_SECRET);
-  const d = s?.data;
-  if (!d?.['ca.crt'] || !d['ca.key'] || !d['token']) return undefined;
+  const hasPki = (d: Record<string, string> | undefined): d is Record<string, string> =>
+    Boolean(d?.['ca.crt'] && d['ca.key'] && d['token']);
+  const secret = await cluster.readSecret(namespace, ENV_PKI_SECRET);
+  let d = secret?.data;
+  // An env made before the PKI moved into the control plane's Secret keeps
+  // it in a Secret of its own: still readable, so its envs stay usable. (No
+  // control-plane Secret at all is a new env's first attempt: nothing to read.)
+  if (secret && !hasPki(d)) d = (await cluster.readSecret(namespace, LEGACY_PKI_SECRET))?.data;
+  if (!hasPki(d)) return undefined;
   const dec = (name: string) => {
     const v = d[name];
     if (!v) throw new EnvIdentityMissingError(namespace);

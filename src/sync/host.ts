@@ -146,11 +146,19 @@ export class HostMirrors {
     return { state: { services: live, policy: finalPolicy }, refused };
   }
 
-  /** Every mirror of the env and its policy go (session end). */
+  /**
+   * Every mirror of the env and its policy go (session end). The policy is
+   * read first and deleted only when there is one: most envs seen inactive
+   * (every new one) never had mirrors, and a read costs the API server less
+   * than a write.
+   */
   async removeAll(namespace: string): Promise<number> {
-    const existing = await this.list(namespace);
+    const [existing, policy] = await Promise.all([
+      this.list(namespace),
+      this.readPolicy(namespace),
+    ]);
     for (const s of existing) await this.deleteService(namespace, s.metadata?.name ?? '');
-    await this.deletePolicy(namespace);
+    if (policy) await this.deletePolicy(namespace);
     return existing.length;
   }
 

@@ -119,10 +119,10 @@ describe('the objects of one env', () => {
     });
   });
 
-  it('keep the env CA, token and SSH keys in the cluster-pki Secret', async () => {
+  it('keep the env CA, token and SSH keys in the control plane’s cloud-init Secret', async () => {
     const objects = await renderWith('v1.31-1node');
     const secrets = await sharedSecrets();
-    const pki = named(objects, 'Secret', 'cluster-pki');
+    const pki = named(objects, 'Secret', 'control-plane-cloudinit');
     const dec = (k: string) => Buffer.from(pki.data[k], 'base64').toString('utf8');
     expect(dec('ca.crt')).toBe(secrets.ca.certPem);
     expect(dec('ca.key')).toBe(secrets.ca.keyPem);

@@ -422,7 +422,7 @@ describe('`ssh worker-1` between an env’s nodes (real guests)', { timeout: 120
     const objects = await renderWith('v1.30-3node', {
       network: { hostClusterDomain: 'corp.example' },
     });
-    const pki = named(objects, 'Secret', 'cluster-pki');
+    const pki = named(objects, 'Secret', 'control-plane-cloudinit');
     const fromPki = (key: string) => Buffer.from(pki.data[key], 'base64').toString('utf8').trim();
     const domain = 'nodes.lab-abcd1234.svc.corp.example';
     const studentKeys = new Set<string>();

@@ -203,7 +203,7 @@ describe('simulated guests: the student cluster on the control plane’s 6443', 
     expect(conf.clusters[0]!.cluster.server).toBe(
       `https://control-plane.${ns}.svc.cluster.local:6443`,
     );
-    const pki = (await host.readSecret(ns, 'cluster-pki'))!;
+    const pki = (await host.readSecret(ns, 'control-plane-cloudinit'))!;
     expect(conf.clusters[0]!.cluster['certificate-authority-data']).toBe(pki.data!['ca.crt']);
   });
 

@@ -3,6 +3,7 @@ import type { ClientChannel } from 'ssh2';
 import { NetworkingV1Api, type V1Service } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventBus, type EventOf, type LabvirtEvent } from '../../src/events/index.js';
+import { envNamespace, LABELS, MANAGED_BY } from '../../src/kube/index.js';
 import { createLogger } from '../../src/log/index.js';
 import type { Executor } from '../../src/ssh/index.js';
 import { MIRROR_POLICY, NodePortSync, readEnvPorts, SYNC_LABELS } from '../../src/sync/index.js';
@@ -100,6 +101,49 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
     events.filter(
       (e): e is EventOf<'sync.refused'> => e.type === 'sync.refused' && e.envId === envId,
     );
+
+  it('removes a mirror policy left on an inactive env, and deletes none where there is none', async () => {
+    // Two env Namespaces no session holds: one with a policy a crashed
+    // replica left behind, one clean (as every new env is).
+    const namespaceOf = (envId: string) => envNamespace(h.config, envId);
+    for (const envId of ['leftover', 'cleanenv'])
+      await h.host.core.createNamespace({
+        body: {
+          metadata: {
+            name: namespaceOf(envId),
+            labels: { [LABELS.env]: envId, [LABELS.managedBy]: MANAGED_BY, [LABELS.state]: 'warm' },
+          },
+        },
+      });
+    await net.createNamespacedNetworkPolicy({
+      namespace: namespaceOf('leftover'),
+      body: {
+        metadata: { name: MIRROR_POLICY },
+        spec: { podSelector: {}, policyTypes: ['Ingress'], ingress: [{}] },
+      },
+    });
+    const requests = new Map<string, number>();
+    h.host.onRequest((verb, resource) =>
+      requests.set(`${verb} ${resource}`, (requests.get(`${verb} ${resource}`) ?? 0) + 1),
+    );
+    const sync = startSync();
+    await h.until(
+      async () =>
+        net
+          .readNamespacedNetworkPolicy({ namespace: namespaceOf('leftover'), name: MIRROR_POLICY })
+          .then(
+            () => false,
+            () => true,
+          ),
+      'the leftover policy removed',
+    );
+    // Both envs were looked at (a read each), and only the one with a policy had it deleted.
+    await h.until(async () => (requests.get('get NetworkPolicy') ?? 0) >= 2, 'both envs read');
+    expect(requests.get('delete NetworkPolicy')).toBe(1);
+    await stopSync(sync);
+    for (const envId of ['leftover', 'cleanenv'])
+      await h.host.core.deleteNamespace({ name: namespaceOf(envId) });
+  });
 
   it('refuses what the limits exclude before asking the host, reports each refusal once, and shows it in the env’s ports', async () => {
     const env = await active('limits01');
