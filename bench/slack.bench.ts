@@ -191,7 +191,14 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
   // session moved off an env that failed its setup takes a second warm env.
   let moved = 0;
   let envFailures = 0;
-  const offMoved = labvirt.events.on('session.moved', () => void moved++);
+  // Why they moved, by reason with its variable parts (ids, addresses,
+  // numbers) folded, so the same cause counts once.
+  const moveReasons = new Map<string, number>();
+  const offMoved = labvirt.events.on('session.moved', (e) => {
+    moved++;
+    const reason = e.reason.replace(/[0-9a-f]{6,}|\d+(\.\d+)*/g, '…').slice(0, 160);
+    moveReasons.set(reason, (moveReasons.get(reason) ?? 0) + 1);
+  });
   const offFailed = labvirt.events.on('env.failed', () => void envFailures++);
   const profiler = process.env.BENCH_CPU_PROFILE ? await startProfile() : undefined;
   const sent = (await senders.send({ kind: 'slack', url, users, text: 'start fixture-one' })).map(
@@ -313,6 +320,8 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
     .flatMap((m) => m.versions.map((v) => `+${((v.at - t0) / 1000).toFixed(1)} s ${v.text ?? ''}`));
   offMoved();
   offFailed();
+  for (const [reason, n] of [...moveReasons].sort((a, b) => b[1] - a[1]))
+    console.log(`  moved ${n}×: ${reason}`);
   console.log(
     `sessions moved to another env: ${moved}; env failures: ${envFailures}; ` +
       `students whose DM ever showed a line position: ${sawLine} of ${starts.length}; ` +
