@@ -193,11 +193,18 @@ export interface LabvirtService {
   poolStatus(): Promise<PoolStatus>;
   listEnvs(filter?: { flavor?: string; state?: EnvState }): Promise<EnvView[]>;
   /** Labs students can start. */
-  listLabs(): Promise<
-    { id: string; title: string; flavor: string; difficulty: string; timeLimitMinutes: number }[]
-  >;
+  listLabs(): Promise<LabSummary[]>;
   /** Readiness of the dependencies (Redis, host cluster). */
   health(): Promise<{ ok: boolean; checks: Record<string, { ok: boolean; detail?: string }> }>;
+}
+
+/** A lab in the catalogue students start from. */
+export interface LabSummary {
+  id: string;
+  title: string;
+  flavor: string;
+  difficulty: string;
+  timeLimitMinutes: number;
 }
 
 /** What a drain did: warm envs going away now, and the envs it leaves alone. */

@@ -154,29 +154,6 @@ function suggestCommand(deps: SlackDeps, word: string): string | undefined {
   return sub ? `${deps.settings.command} ${sub}` : undefined;
 }
 
-/**
- * How long the lab list a start is checked against is reused. Building it
- * (a sort by locale) for each of a class's 200 simultaneous starts cost a
- * tenth of labvirt's CPU on the way to their acknowledgements; the labs
- * change only when labvirt restarts.
- */
-const LAB_LIST_REUSE_MS = 5_000;
-const labLists = new WeakMap<
-  SlackDeps,
-  { at: number; labs: ReturnType<SlackDeps['service']['listLabs']> }
->();
-
-function labsForStart(deps: SlackDeps): ReturnType<SlackDeps['service']['listLabs']> {
-  const now = deps.now();
-  const kept = labLists.get(deps);
-  if (kept && now - kept.at < LAB_LIST_REUSE_MS) return kept.labs;
-  const labs = deps.service.listLabs();
-  // A failed read is not kept.
-  labs.catch(() => labLists.delete(deps));
-  labLists.set(deps, { at: now, labs });
-  return labs;
-}
-
 /** What `start`/`check` say at once; `done` when that is the whole answer (bad input). */
 async function earlyAnswer(
   deps: SlackDeps,
@@ -185,7 +162,7 @@ async function earlyAnswer(
 ): Promise<{ ack: SlackMessage; done: boolean }> {
   if (sub === 'check') return { ack: infoMessage('Checking your work…'), done: false };
   const labId = args[0];
-  const labs = await labsForStart(deps);
+  const labs = await deps.service.listLabs();
   if (!labId) {
     return {
       ack: usageMessage(deps.settings.command, {

@@ -305,11 +305,13 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
       Math.max(100, Math.floor(deps.lockMs / 3)),
     );
     try {
-      if (data.kind === 'status' && deps.positionEditIntervalMs > 0) {
+      if (data.kind === 'status') {
         // Only the place in line could change, and the message was edited a
         // moment ago: come back when the interval is over (later position
         // changes wait in this job; a change of state queues its own).
-        const due = await store.deferSlackStatus(
+        // Otherwise this run reads the latest state from here on: a change
+        // after this point queues a job of its own (notify-queue's coalescing).
+        const due = await store.startSlackStatusRun(
           data.sessionId,
           deps.now(),
           deps.positionEditIntervalMs,
@@ -320,9 +322,6 @@ export function createDeliveryHandler(deps: DeliveryDeps) {
           throw await comeBackShortly(due - deps.now());
         }
       }
-      // From here on this run reads the latest state: a change after this
-      // point queues a job of its own (notify-queue's coalescing).
-      if (data.kind === 'status') await store.clearSlackStatusQueued(data.sessionId);
       const record = await store.getSession(data.sessionId);
       if (!record) return 'gone';
       const state = await store.slackMessageState(data.sessionId);

@@ -126,7 +126,7 @@ const SCRIPTS = [
   'recordSlackMessage',
   'markSlackDelivered',
   'bumpSlackVersion',
-  'deferSlackStatus',
+  'startSlackStatusRun',
   'beginSlackPost',
   'clearSlackPost',
   'admitSignedRequest',
@@ -790,7 +790,7 @@ export class Store {
    * number, and whether a status job must be queued for it: not when one
    * already waits to start (it renders whatever is latest when it runs),
    * unless that one is held back for the line position's edit interval and
-   * this change is one of `state` (see {@link deferSlackStatus}). The mark
+   * this change is one of `state` (see {@link startSlackStatusRun}). The mark
    * lapses after `queuedMarkMs`, so a job lost between mark and queue costs
    * at most that long.
    */
@@ -813,18 +813,19 @@ export class Store {
    * A status job is about to run: if the session waits in line, its message
    * already shows it waiting and was edited less than `intervalMs` before
    * `now`, the job may only move the student's place in line, so it is held
-   * back. Returns when to run it (and marks it deferred, so later position
-   * changes coalesce into it while a change of state queues its own job),
-   * or undefined to run it now.
+   * back: returns when to run it (and marks it deferred, so later position
+   * changes coalesce into it while a change of state queues its own job).
+   * Otherwise returns undefined and clears the queued mark in the same
+   * round trip: the run reads the latest state from here on.
    */
-  async deferSlackStatus(
+  async startSlackStatusRun(
     sessionId: string,
     now: number,
     intervalMs: number,
     queuedMarkMs: number,
   ): Promise<number | undefined> {
     const due = Number(
-      await this.run('deferSlackStatus', [sessionId, now, intervalMs, queuedMarkMs]),
+      await this.run('startSlackStatusRun', [sessionId, now, intervalMs, queuedMarkMs]),
     );
     return due > 0 ? due : undefined;
   }

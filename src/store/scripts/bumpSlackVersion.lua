@@ -6,7 +6,7 @@
   waits to start; that job renders whatever is latest, so a change made
   meanwhile needs no job of its own. The mark reads 'queued' for a job that
   runs as soon as the queue lets it, 'deferred' for one held back because it
-  would only move the student's place in line (see deferSlackStatus.lua).
+  would only move the student's place in line (see startSlackStatusRun.lua).
   A change of state (served, ended, …) does not wait behind a deferred job:
   it turns the mark back to 'queued' and queues a job that runs at once.
 
