@@ -13,8 +13,15 @@ import {
   type V1Secret,
 } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
+import { Agent } from 'undici';
 import type { Logger } from '../log/index.js';
 import { toClientModel } from './client-model.js';
+import {
+  DEFAULT_TRANSIENT_RETRY,
+  networkErrorMessage,
+  retryTransient,
+  type TransientRetry,
+} from './transient.js';
 import { SharedWatch, type WatchedObject } from './watch.js';
 
 export interface KubeConnectionSettings {
@@ -41,6 +48,16 @@ const DISPATCHER_FIELDS = [
 ] as const;
 
 /**
+ * At most this many connections to one API server. A burst of calls (a class
+ * of 200 claiming at once) otherwise opens one TLS connection per call at the
+ * same moment; on a loaded machine some handshakes then outlast undici's 10 s
+ * connect timeout and the calls fail with "fetch failed". Past the limit calls
+ * wait for a free connection instead. The long-lived watches hold one each
+ * (three on the host), so most stay free for calls.
+ */
+export const MAX_CONNECTIONS_PER_SERVER = 32;
+
+/**
  * A KubeConfig whose API calls share keep-alive connections.
  *
  * client-node 2.0.1 builds a new undici Agent for every request in
@@ -57,7 +74,19 @@ export class KeepAliveKubeConfig extends KubeConfig {
   constructor() {
     super();
     // A private method of KubeConfig in the typings; replaced per instance.
-    const build = (this['createDispatcher'] as CreateDispatcher).bind(this);
+    const clientNodeBuild = (this['createDispatcher'] as CreateDispatcher).bind(this);
+    const build: CreateDispatcher = (cluster, agentOptions) => {
+      const options = this.createDispatcherOptions(
+        cluster as Parameters<KubeConfig['createDispatcherOptions']>[0],
+        agentOptions,
+      );
+      // A direct connection (every labvirt deployment): the same Agent
+      // client-node builds, with a bound on connections. Proxies as client-node does.
+      if (options.type === 'agent') {
+        return new Agent({ connect: options.connect, connections: MAX_CONNECTIONS_PER_SERVER });
+      }
+      return clientNodeBuild(cluster, agentOptions);
+    };
     this['createDispatcher'] = ((cluster, agentOptions) => {
       const key = dispatcherKey(cluster, agentOptions);
       let dispatcher = this.dispatchers.get(key);
@@ -187,7 +216,7 @@ export function apiErrorMessage(err: unknown): string {
     }
     return `${err.code}: ${String(body).slice(0, 200)}`;
   }
-  return err instanceof Error ? err.message : String(err);
+  return err instanceof Error ? networkErrorMessage(err) : String(err);
 }
 
 export interface HostClusterOptions {
@@ -198,6 +227,8 @@ export interface HostClusterOptions {
   quotaRetryMs?: number;
   /** How often the shared watches list everything again as a watchdog (default 5 min). */
   watchRelistMs?: number;
+  /** Repeats of a call after a transient network failure (default 4 tries from 250 ms). */
+  transientRetry?: TransientRetry;
 }
 
 /** What the Namespace watch keeps of each env Namespace. */
@@ -220,6 +251,7 @@ export class HostCluster {
   private readonly quotaRetryMs: number;
   private identity?: Promise<string>;
   private readonly watchRelistMs: number;
+  private readonly transientRetry: TransientRetry;
   private vmiWatch: SharedWatch<VmiStatusView> | undefined;
   private namespaceWatch: SharedWatch<NamespaceView> | undefined;
 
@@ -234,6 +266,30 @@ export class HostCluster {
     if (options.onRequest) this.listeners.push(options.onRequest);
     this.quotaRetryMs = options.quotaRetryMs ?? 1000;
     this.watchRelistMs = options.watchRelistMs ?? 5 * 60_000;
+    this.transientRetry = options.transientRetry ?? DEFAULT_TRANSIENT_RETRY;
+  }
+
+  /**
+   * One API call, counted per attempt and repeated after a transient network
+   * failure. `idempotent`: repeating it after the server may already have
+   * acted leaves the same result (reads, merge patches, deletes that take 404
+   * as done, creates that take 409 as done); `any` repeats it only when the
+   * request cannot have been sent.
+   */
+  private call<T>(
+    verb: string,
+    resource: string,
+    request: 'any' | 'idempotent',
+    op: () => Promise<T>,
+  ): Promise<T> {
+    return retryTransient(
+      () => {
+        this.count(verb, resource);
+        return op();
+      },
+      request,
+      this.transientRetry,
+    );
   }
 
   /**
@@ -303,9 +359,11 @@ export class HostCluster {
     let boundAt = 0;
     for (const obj of objects) {
       for (;;) {
-        this.count('create', obj.kind ?? 'unknown');
         try {
-          await this.objects.create(toClientModel(obj));
+          // A repeat after a broken connection may meet its own first try: 409, done.
+          await this.call('create', obj.kind ?? 'unknown', 'idempotent', () =>
+            this.objects.create(toClientModel(obj)),
+          );
           if (obj.kind === 'RoleBinding') boundAt = Date.now();
           break;
         } catch (err) {
@@ -371,12 +429,9 @@ export class HostCluster {
     const out: V1Namespace[] = [];
     let cont: string | undefined;
     do {
-      this.count('list', 'Namespace');
-      const page = await this.core.listNamespace({
-        labelSelector: MANAGED_SELECTOR,
-        limit: 500,
-        _continue: cont,
-      });
+      const page = await this.call('list', 'Namespace', 'idempotent', () =>
+        this.core.listNamespace({ labelSelector: MANAGED_SELECTOR, limit: 500, _continue: cont }),
+      );
       out.push(...page.items);
       cont = page.metadata?._continue || undefined;
     } while (cont);
@@ -384,9 +439,10 @@ export class HostCluster {
   }
 
   async getNamespace(name: string): Promise<V1Namespace | undefined> {
-    this.count('get', 'Namespace');
     try {
-      return await this.core.readNamespace({ name });
+      return await this.call('get', 'Namespace', 'idempotent', () =>
+        this.core.readNamespace({ name }),
+      );
     } catch (err) {
       if (isApiError(err, 404)) return undefined;
       throw err;
@@ -401,42 +457,47 @@ export class HostCluster {
     name: string,
     meta: { labels?: Record<string, string | null>; annotations?: Record<string, string | null> },
   ): Promise<void> {
-    this.count('patch', 'Namespace');
-    await this.core.patchNamespace(
-      { name, body: { metadata: meta } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    // A merge patch of fixed values: applying it twice is applying it once.
+    await this.call('patch', 'Namespace', 'idempotent', () =>
+      this.core.patchNamespace(
+        { name, body: { metadata: meta } },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
     );
   }
 
   /** Starts deleting a Namespace (and so the whole env); absent is fine. */
   async deleteNamespace(name: string): Promise<void> {
-    this.count('delete', 'Namespace');
     try {
-      await this.core.deleteNamespace({ name, propagationPolicy: 'Background' });
+      await this.call('delete', 'Namespace', 'idempotent', () =>
+        this.core.deleteNamespace({ name, propagationPolicy: 'Background' }),
+      );
     } catch (err) {
       if (!isApiError(err, 404)) throw err;
     }
   }
 
   async listVmis(namespace: string): Promise<VmiStatusView[]> {
-    this.count('list', 'VirtualMachineInstance');
-    const list = (await this.custom.listNamespacedCustomObject({
-      group: KUBEVIRT_GROUP,
-      version: KUBEVIRT_VERSION,
-      namespace,
-      plural: 'virtualmachineinstances',
-    })) as { items: VmiObject[] };
+    const list = (await this.call('list', 'VirtualMachineInstance', 'idempotent', () =>
+      this.custom.listNamespacedCustomObject({
+        group: KUBEVIRT_GROUP,
+        version: KUBEVIRT_VERSION,
+        namespace,
+        plural: 'virtualmachineinstances',
+      }),
+    )) as { items: VmiObject[] };
     return list.items.map(toVmiStatus);
   }
 
   async listVms(namespace: string): Promise<KubeObject[]> {
-    this.count('list', 'VirtualMachine');
-    const list = (await this.custom.listNamespacedCustomObject({
-      group: KUBEVIRT_GROUP,
-      version: KUBEVIRT_VERSION,
-      namespace,
-      plural: 'virtualmachines',
-    })) as { items: KubeObject[] };
+    const list = (await this.call('list', 'VirtualMachine', 'idempotent', () =>
+      this.custom.listNamespacedCustomObject({
+        group: KUBEVIRT_GROUP,
+        version: KUBEVIRT_VERSION,
+        namespace,
+        plural: 'virtualmachines',
+      }),
+    )) as { items: KubeObject[] };
     return list.items;
   }
 
@@ -451,11 +512,9 @@ export class HostCluster {
    * labels do not name is left out.
    */
   async launcherAddresses(namespace: string): Promise<Map<string, string>> {
-    this.count('list', 'Pod');
-    const pods = await this.core.listNamespacedPod({
-      namespace,
-      labelSelector: LAUNCHER_SELECTOR,
-    });
+    const pods = await this.call('list', 'Pod', 'idempotent', () =>
+      this.core.listNamespacedPod({ namespace, labelSelector: LAUNCHER_SELECTOR }),
+    );
     const byVmi = new Map<string, string>();
     for (const pod of pods.items) {
       const meta = pod.metadata;
@@ -476,24 +535,27 @@ export class HostCluster {
 
   /** Deletes a VMI so its VM (runStrategy Always) boots a fresh one. */
   async deleteVmi(namespace: string, name: string): Promise<void> {
-    this.count('delete', 'VirtualMachineInstance');
     try {
-      await this.custom.deleteNamespacedCustomObject({
-        group: KUBEVIRT_GROUP,
-        version: KUBEVIRT_VERSION,
-        namespace,
-        plural: 'virtualmachineinstances',
-        name,
-      });
+      // Deleting twice is deleting once: the repeat's 404 is taken as done.
+      await this.call('delete', 'VirtualMachineInstance', 'idempotent', () =>
+        this.custom.deleteNamespacedCustomObject({
+          group: KUBEVIRT_GROUP,
+          version: KUBEVIRT_VERSION,
+          namespace,
+          plural: 'virtualmachineinstances',
+          name,
+        }),
+      );
     } catch (err) {
       if (!isApiError(err, 404)) throw err;
     }
   }
 
   async readSecret(namespace: string, name: string): Promise<V1Secret | undefined> {
-    this.count('get', 'Secret');
     try {
-      return await this.core.readNamespacedSecret({ namespace, name });
+      return await this.call('get', 'Secret', 'idempotent', () =>
+        this.core.readNamespacedSecret({ namespace, name }),
+      );
     } catch (err) {
       if (isApiError(err, 404)) return undefined;
       throw err;
@@ -501,14 +563,16 @@ export class HostCluster {
   }
 
   async createSecret(namespace: string, secret: V1Secret): Promise<void> {
-    this.count('create', 'Secret');
-    await this.core.createNamespacedSecret({ namespace, body: secret });
+    await this.call('create', 'Secret', 'any', () =>
+      this.core.createNamespacedSecret({ namespace, body: secret }),
+    );
   }
 
   /** Records a Kubernetes Event (what `kubectl describe` lists). */
   async createEvent(namespace: string, event: CoreV1Event): Promise<void> {
-    this.count('create', 'Event');
-    await this.core.createNamespacedEvent({ namespace, body: event });
+    await this.call('create', 'Event', 'any', () =>
+      this.core.createNamespacedEvent({ namespace, body: event }),
+    );
   }
 
   /** Cheap liveness probe of the API server. */

@@ -88,10 +88,12 @@ export {
   KeepAliveKubeConfig,
   isApiError,
   apiErrorMessage,
+  MAX_CONNECTIONS_PER_SERVER,
   type KubeObject,
   type NamespaceView,
   type VmiStatusView,
 } from './client.js';
+export type { TransientRetry } from './transient.js';
 export { SharedWatch, type SharedWatchOptions, type WatchedObject } from './watch.js';
 export {
   DEFAULT_ENV_CLUSTER_ROLE,

@@ -1,0 +1,81 @@
+/**
+ * Network failures on the way to the API server that say nothing about the
+ * request itself: the connection could not be made in time, was refused, or
+ * broke. undici reports them as `TypeError: fetch failed` with the reason in
+ * `cause` (an HTTP answer, even a 5xx, is an ApiException and never lands here).
+ */
+
+/** The request never reached the server: repeating it is safe for any call. */
+const NOT_SENT = new Set([
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+
+/** The connection broke; the server may or may not have acted on the request. */
+const BROKEN = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'ETIMEDOUT']);
+
+function causes(err: unknown): { code?: string; message?: string }[] {
+  const out: { code?: string; message?: string }[] = [];
+  let cur: unknown = err;
+  for (let depth = 0; cur && typeof cur === 'object' && depth < 5; depth++) {
+    out.push(cur as { code?: string; message?: string });
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return out;
+}
+
+/** `request` is whether a repeat may repeat an effect the server already had. */
+export function isTransientNetworkError(err: unknown, request: 'any' | 'idempotent'): boolean {
+  const codes = causes(err)
+    .slice(1)
+    .map((c) => c.code)
+    .filter((c): c is string => typeof c === 'string');
+  if (codes.some((c) => NOT_SENT.has(c))) return true;
+  return request === 'idempotent' && codes.some((c) => BROKEN.has(c));
+}
+
+/**
+ * "fetch failed" alone tells an operator nothing: the causes are appended,
+ * e.g. `fetch failed (UND_ERR_CONNECT_TIMEOUT: Connect Timeout Error …)`.
+ */
+export function networkErrorMessage(err: Error): string {
+  const why = causes(err)
+    .slice(1)
+    .map((c) => [c.code, c.message].filter(Boolean).join(': '))
+    .filter(Boolean);
+  return why.length ? `${err.message} (${why.join(' <- ')})` : err.message;
+}
+
+export interface TransientRetry {
+  /** Tries in all, the first included. */
+  attempts: number;
+  /** Pause before the first repeat; doubled for each further one, with jitter. */
+  firstPauseMs: number;
+}
+
+export const DEFAULT_TRANSIENT_RETRY: TransientRetry = { attempts: 4, firstPauseMs: 250 };
+
+/**
+ * Runs `call`, repeating it after a transient network failure. `request`
+ * says which failures may be repeated (see isTransientNetworkError); any other
+ * error, or the last attempt's, is thrown as it is.
+ */
+export async function retryTransient<T>(
+  call: () => Promise<T>,
+  request: 'any' | 'idempotent',
+  retry: TransientRetry = DEFAULT_TRANSIENT_RETRY,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (attempt >= retry.attempts || !isTransientNetworkError(err, request)) throw err;
+      const pause = retry.firstPauseMs * 2 ** (attempt - 1);
+      await new Promise((r) => setTimeout(r, pause / 2 + Math.random() * pause));
+    }
+  }
+}
