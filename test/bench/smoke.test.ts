@@ -21,7 +21,7 @@ afterAll(() => {
 });
 
 // The benches' smoke run (`npm run bench:smoke`) as a test (`npm run test:smoke`;
-// `LABVIRT_BENCH_SMOKE=1 npm test` puts it beside the suite): every
+// `npm test` runs it beside the suite, LABVIRT_BENCH_SMOKE=0 leaves it out): every
 // bench starts its real parts at its smallest size and writes its rows. It
 // fails only when a bench fails, hangs or writes no row — never on a slow
 // figure (the figures are printed, not judged). One bench at a time here:
