@@ -43,6 +43,9 @@ it(
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
     const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
     const closing = /^bench smoke run: .*$/m.exec(output)?.[0];
+    // The run's time, per bench, and the load, in the suite's log (CI's too).
+    const summary = /^machine: .*$/m.exec(output)?.[0];
+    if (summary) console.log(`benches' smoke run: ${summary}`);
     // On failure the message carries the run's end: which bench, and its last lines.
     expect({ code, closing }, output.length > 6000 ? `…${output.slice(-6000)}` : output).toEqual({
       code: 0,
