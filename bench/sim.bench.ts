@@ -5,7 +5,8 @@
  * a raw loopback HTTPS GET of /version in the same run as the baseline (ratio),
  * then the process's memory holding BENCH_VMS VirtualMachines (default 3000)
  * that really run as VMIs with launcher pods, without SSH guests (guests are
- * measured by the gateway benchmark).
+ * measured by the gateway benchmark). BENCH_REQUESTS (default 2000) requests
+ * per rate, BENCH_VM_ROUND VM creates per validation round.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
@@ -18,7 +19,8 @@ import { result } from './lib.js';
 
 const VMS = Number(process.env.BENCH_VMS ?? 3000);
 const N = Number(process.env.BENCH_REQUESTS ?? 2000);
-const VM_ROUND = Math.max(100, Math.round(N / 4));
+/** VM creates per validation round (six rounds); the smoke run sets a few (BENCH_VM_ROUND). */
+const VM_ROUND = Number(process.env.BENCH_VM_ROUND ?? Math.max(100, Math.round(N / 4)));
 const CONCURRENCY = 20;
 
 async function rate(name: string, fn: (i: number) => Promise<unknown>, count = N): Promise<number> {

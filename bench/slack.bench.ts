@@ -33,7 +33,7 @@ import {
   postSlashCommand,
 } from '../test/helpers/slack-request.js';
 import { solveLab } from '../test/slack/helpers.js';
-import { result } from './lib.js';
+import { forkSim, result } from './lib.js';
 import type { Round, Sent } from './slack-senders.js';
 
 const QUICK = process.argv.includes('--quick');
@@ -348,35 +348,18 @@ async function main() {
   // The simulator (and its SSH guests) runs in its own process, so its CPU
   // does not delay labvirt's acknowledgements.
   const redis = await startRedisServer();
-  const simDir = join(dir, 'sim');
-  const sim = fork(
-    join(import.meta.dirname, '..', 'bin', 'labvirt.js'),
-    [
-      'sim',
-      '--dir',
-      simDir,
-      '--speed',
-      String(SPEED),
-      '--nodes',
-      String(Math.ceil((N * 4) / 256) + 1),
-    ],
-    {
-      env: { ...process.env, LABVIRT_FROM_SOURCE: '1' },
-      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-    },
-  );
-  let simOut = '';
-  sim.stdout!.on('data', (d: Buffer) => (simOut += d.toString()));
-  await waitFor(() => /kubeconfig/i.test(simOut), 60_000, 'simulator start');
+  // The build when it is fresh (bench/lib.ts): through tsx the simulator's
+  // start alone took most of the smoke run's Slack minute on a loaded machine.
+  const sim = await forkSim(join(dir, 'sim'), {
+    speed: SPEED,
+    nodes: Math.ceil((N * 4) / 256) + 1,
+  });
   const config = loadConfig({
     env: {},
     overrides: {
       labsDir: LABS,
       labScripts: 'sim',
-      kube: {
-        kubeconfig: join(simDir, 'kubeconfig'),
-        guestAddressMap: join(simDir, 'guests.json'),
-      },
+      kube: { kubeconfig: sim.kubeconfig, guestAddressMap: sim.guestMap },
       redis: { url: redis.url },
       flavors: {
         [FLAVOR]: { kubernetesVersion: '1.30', nodes: 1, minWarm: N, maxTotal: N * 2 + 10 },
@@ -476,8 +459,7 @@ async function main() {
     ]);
     if (!stopped) console.log('labvirt did not stop within 60 s; ending the bench anyway');
     await fake.close();
-    sim.kill('SIGINT');
-    await new Promise((r) => sim.once('exit', r));
+    await sim.stop();
     await redis.stop();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -21,7 +21,7 @@ afterAll(() => {
 });
 
 // The benches' smoke run (`npm run bench:smoke`) as a test (`npm run test:smoke`;
-// `LABVIRT_BENCH_SMOKE=1 npm test` puts it beside the suite): every
+// `npm test` runs it beside the suite, LABVIRT_BENCH_SMOKE=0 leaves it out): every
 // bench starts its real parts at its smallest size and writes its rows. It
 // fails only when a bench fails, hangs or writes no row — never on a slow
 // figure (the figures are printed, not judged). One bench at a time here:
@@ -43,6 +43,9 @@ it(
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
     const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
     const closing = /^bench smoke run: .*$/m.exec(output)?.[0];
+    // The run's time, per bench, and the load, in the suite's log (CI's too).
+    const summary = /^machine: .*$/m.exec(output)?.[0];
+    if (summary) console.log(`benches' smoke run: ${summary}`);
     // On failure the message carries the run's end: which bench, and its last lines.
     expect({ code, closing }, output.length > 6000 ? `…${output.slice(-6000)}` : output).toEqual({
       code: 0,

@@ -7,12 +7,13 @@ import { parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { validateObject } from '../../src/kube/index.js';
 import { ORCHESTRATOR_KEY, SCHEMAS_PRESENT } from './helpers.js';
+import { cliEnv } from '../helpers/cli-env.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
 function render(args: string[]) {
   const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'labvirt.js'), 'render', ...args], {
-    env: { ...process.env, LABVIRT_FROM_SOURCE: '1' },
+    env: cliEnv(),
     encoding: 'utf8',
   });
   return {
@@ -23,7 +24,7 @@ function render(args: string[]) {
   };
 }
 
-// Each case spawns the CLI from source (tsx) a few times: seconds each, far more
+// Each case spawns the CLI a few times: seconds each (more through tsx), far more
 // on a loaded 2-core machine, so the default 30 s per test is too tight.
 describe('labvirt render', { timeout: 180_000 }, () => {
   it('prints a whole 3-node env in creation order: Namespace first, ResourceQuota last', () => {
@@ -106,7 +107,7 @@ describe('labvirt render', { timeout: 180_000 }, () => {
 
   it('explains itself with --help and refuses a bad --ssh-mode or --env', () => {
     const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'labvirt.js'), 'render', '--help'], {
-      env: { ...process.env, LABVIRT_FROM_SOURCE: '1' },
+      env: cliEnv(),
       encoding: 'utf8',
     });
     expect(r.status).toBe(0);

@@ -29,6 +29,9 @@ describe('failures', () => {
       await stack.until(
         async () => !(await stack.labvirt.store.getEnv(envId)),
         'the failed env to be deleted',
+        // As long as the give-up above: both wait on the pool's workers, which
+        // a loaded machine slows alike (7 s alone; over 30 s once at a load of 19).
+        60_000,
       );
       expect(await stack.labvirt.context.cluster.getNamespace(`lab-${envId}`)).toBeUndefined();
       // The pool recovers with a fresh env.

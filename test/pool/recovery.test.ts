@@ -15,6 +15,7 @@ import { startRedisServer, type RedisServerHandle } from '../../src/redis/index.
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 import { Store } from '../../src/store/index.js';
 import { serveConfigFor, startTestStack } from '../helpers/stack.js';
+import { cliEnv } from '../helpers/cli-env.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const FLAVOR = 'v1.30-1node';
@@ -61,7 +62,7 @@ describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () =>
       process.execPath,
       [join(ROOT, 'bin', 'labvirt.js'), 'serve', '--config', configFile],
       {
-        env: { ...process.env, LABVIRT_FROM_SOURCE: '1', LABVIRT_API_TOKEN: TOKEN },
+        env: cliEnv({ LABVIRT_API_TOKEN: TOKEN }),
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );

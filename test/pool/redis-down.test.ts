@@ -10,6 +10,7 @@ import { startRedisServer, type RedisServerHandle } from '../../src/redis/index.
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 import { Store } from '../../src/store/index.js';
 import { serveConfigFor } from '../helpers/stack.js';
+import { cliEnv } from '../helpers/cli-env.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const TOKEN = 'redis-down-test-token-0123456789';
@@ -88,7 +89,7 @@ describe('labvirt serve when Redis goes down', () => {
       process.execPath,
       [join(ROOT, 'bin', 'labvirt.js'), 'serve', '--config', configFile],
       {
-        env: { ...process.env, LABVIRT_FROM_SOURCE: '1', LABVIRT_API_TOKEN: TOKEN },
+        env: cliEnv({ LABVIRT_API_TOKEN: TOKEN }),
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );

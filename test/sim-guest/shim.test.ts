@@ -3,8 +3,8 @@ import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from 'ssh2';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GuestFarm, connectClient, newKey, run } from './fixtures.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type * as Fixtures from './fixtures.js';
 
 /**
  * The sim's `sudo` stand-in used to live at a fixed path under $TMPDIR
@@ -12,7 +12,8 @@ import { GuestFarm, connectClient, newKey, run } from './fixtures.js';
  * local user could plant a file there that every lab step then ran as root.
  */
 const OLD_FIXED_DIR = 'labvirt-sim-bin-4ccdd0fecea6';
-const farm = new GuestFarm();
+let fixtures: typeof Fixtures;
+let farm: Fixtures.GuestFarm;
 const clients: Client[] = [];
 let tmp: string;
 let marker: string;
@@ -27,11 +28,17 @@ beforeAll(async () => {
   await writeFile(join(tmp, OLD_FIXED_DIR, 'sudo'), `#!/bin/sh\ntouch ${marker}\nexec "$@"\n`, {
     mode: 0o755,
   });
+  // The stand-in's directory is made once per process, on first use: fresh
+  // modules here, so it is made under this TMPDIR even when an earlier test
+  // file in the same worker already made one (the suite shares modules).
+  vi.resetModules();
+  fixtures = await import('./fixtures.js');
+  farm = new fixtures.GuestFarm();
 });
 
 afterAll(async () => {
   for (const c of clients) c.end();
-  await farm.stopAll();
+  await farm?.stopAll();
   process.env.TMPDIR = previousTmpdir;
   if (previousTmpdir === undefined) delete process.env.TMPDIR;
   await rm(tmp, { recursive: true, force: true });
@@ -39,6 +46,7 @@ afterAll(async () => {
 
 describe('the sim sudo stand-in', () => {
   it('ignores a file planted at the old fixed path and lives in a private directory', async () => {
+    const { connectClient, newKey, run } = fixtures;
     const key = newKey();
     const g = await farm.start({ labvirt: [key.public] });
     const c = await connectClient({

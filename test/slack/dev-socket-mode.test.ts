@@ -14,6 +14,7 @@ import {
 } from '../helpers/socket-mode.js';
 import { FIXTURE_LABS } from '../helpers/stack.js';
 import { shownText } from './helpers.js';
+import { cliEnv } from '../helpers/cli-env.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- Slack's JSON is checked field by field
 type Json = any;
@@ -106,7 +107,7 @@ describe('labvirt dev with Slack secrets, in Socket Mode', () => {
         'trace',
       ],
       {
-        env: { ...process.env, LABVIRT_FROM_SOURCE: '1', ...SECRETS },
+        env: cliEnv(SECRETS),
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );

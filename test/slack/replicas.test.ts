@@ -14,6 +14,7 @@ import { startNotifier, type Notifier } from '../../src/slack/index.js';
 import { startFakeSlack, type FakeSlack } from '../helpers/fake-slack.js';
 import { serveConfigFor } from '../helpers/stack.js';
 import { shownText, startAsSlackUser } from './helpers.js';
+import { cliEnv } from '../helpers/cli-env.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const FLAVOR = 'v1.30-1node';
@@ -86,12 +87,10 @@ describe('Slack notifications across replicas', () => {
         '--no-scheduler',
       ],
       {
-        env: {
-          ...process.env,
-          LABVIRT_FROM_SOURCE: '1',
+        env: cliEnv({
           LABVIRT_API_TOKEN: API_TOKEN,
           SLACK_BOT_TOKEN: BOT_TOKEN,
-        },
+        }),
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
@@ -99,8 +98,8 @@ describe('Slack notifications across replicas', () => {
     proc.stderr?.on('data', (d: Buffer) => (childOutput += d.toString()));
     return proc;
   };
-  // Generous: a `labvirt serve` child compiles its sources with tsx first,
-  // which takes long on a loaded machine.
+  // Generous: a `labvirt serve` child loads the whole app first (through
+  // tsx when dist/ is stale), which takes long on a loaded machine.
   const warm = async (via: LabvirtHandle, n = 1) => {
     await via.runMaintenance('replenish');
     await until(
