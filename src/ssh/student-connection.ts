@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
 import { connect as tcpConnect, type Socket } from 'node:net';
-import ssh2, { type Client } from 'ssh2';
+import ssh2, { type Client, type ParsedKey, type PublicKeyAuthMethod } from 'ssh2';
 import type { Logger } from '../log/index.js';
 import type { GatewaySession, SessionDirectory } from './gateway-api.js';
 import type { EnvIdentitySource, HostKeyMismatchError, HostKeyPins } from './hostkeys.js';
 import type { GuestResolver } from './resolver.js';
+import { preparedSigningKey } from './signing-key.js';
+import { batchWrites } from './write-batching.js';
 
 /**
  * A diagnostics channel with every byte count the gateway hands on, as
@@ -32,7 +34,8 @@ export interface ConnectionRules {
   warnMs: number;
   recheckMs: number;
   guestUser: string;
-  clientKey: string | Buffer;
+  /** The gateway's own key for its hop, parsed and prepared once (signing-key.ts). */
+  clientKey: ParsedKey;
   identity?: EnvIdentitySource;
   resolve: GuestResolver;
   pins: HostKeyPins;
@@ -79,6 +82,8 @@ export class StudentConnection {
     readonly source: string,
     /** Ends what carries the connection; its end must come back as {@link finish}. */
     private readonly endCarrier: () => void,
+    /** The student's TCP socket, when an SSH client carries the connection: its writes are batched with the hop's. */
+    private readonly carrierSocket?: Socket,
   ) {
     this.started = rules.now();
     this.lastActivity = this.started;
@@ -307,28 +312,35 @@ export class StudentConnection {
   }
 
   /** The gateway's own key, never an env's, unless the session's nodes trust only their env's key (and this process can read it). */
-  private async hopKey(s: GatewaySession): Promise<string | Buffer> {
+  private async hopKey(s: GatewaySession): Promise<ParsedKey> {
     if (s.hopKey !== 'env') return this.rules.clientKey;
     if (!this.rules.identity) throw new Error('this gateway cannot reach your environment');
-    return (await this.rules.identity(s.envId)).privateKey;
+    const { privateKey } = await this.rules.identity(s.envId);
+    return preparedSigningKey(privateKey, `the key of env ${s.envId}`);
   }
 
-  private openUpstream(s: GatewaySession, privateKey: string | Buffer): Promise<Client> {
+  private openUpstream(s: GatewaySession, privateKey: ParsedKey): Promise<Client> {
     const { rules } = this;
     const controlPlane = s.nodes.find((n) => n.node === 'control-plane');
     const expectedHostKey = controlPlane?.hostKey;
     return new Promise<Client>((resolve, reject) => {
       if (!controlPlane)
         return reject(new Error('your environment has no control plane address yet'));
-      if (!privateKey) return reject(new Error('no key to reach your environment with'));
       let endpoint: { host: string; port: number };
       try {
         endpoint = rules.resolve(controlPlane.ip, 22);
       } catch (err) {
         return reject(err as Error);
       }
+      const auth: PublicKeyAuthMethod = {
+        type: 'publickey',
+        username: rules.guestUser,
+        key: privateKey,
+      };
       const up = new ssh2.Client();
       this.upstreamClient = up;
+      // Our own socket, so that its writes and the student's can be batched (write-batching.ts).
+      const sock = tcpConnect(endpoint.port, endpoint.host);
       let mismatch: HostKeyMismatchError | undefined;
       up.once('ready', () => {
         // Keystrokes are tiny packets: sent at once, not held back by Nagle's algorithm.
@@ -340,10 +352,10 @@ export class StudentConnection {
         this.disconnect('guest closed', 'the connection to your environment was closed'),
       );
       up.connect({
-        host: endpoint.host,
-        port: endpoint.port,
+        sock,
         username: rules.guestUser,
-        privateKey,
+        // A parsed key goes through an auth list (`privateKey` takes only text).
+        authHandler: [auth],
         readyTimeout: 15_000,
         keepaliveInterval: 15_000,
         ...(expectedHostKey
@@ -376,6 +388,8 @@ export class StudentConnection {
           return mismatch === undefined;
         },
       });
+      // After connect(): ssh2 has paused the socket, so this listener does not start the flow.
+      batchWrites(...(this.carrierSocket ? [this.carrierSocket, sock] : [sock]));
     });
   }
 }
