@@ -16,7 +16,7 @@ import { openLocalSession } from './gateway-local.js';
 import { GatewayLogin, SESSION_NAME } from './gateway-login.js';
 import { HostKeyPins } from './hostkeys.js';
 import { fingerprint, matchKey } from './keys.js';
-import { preparedSigningKey } from './signing-key.js';
+import { preparedSigningKey } from './key-objects.js';
 import { StudentConnection, type ConnectionRules } from './student-connection.js';
 
 // ssh2 is CommonJS: under Node's ESM loader only `default` carries these.

@@ -6,7 +6,7 @@ import type { Logger } from '../log/index.js';
 import type { GatewaySession, SessionDirectory } from './gateway-api.js';
 import type { EnvIdentitySource, HostKeyMismatchError, HostKeyPins } from './hostkeys.js';
 import type { GuestResolver } from './resolver.js';
-import { preparedSigningKey } from './signing-key.js';
+import { preparedSigningKey } from './key-objects.js';
 import { batchWrites } from './write-batching.js';
 
 /**
@@ -34,7 +34,7 @@ export interface ConnectionRules {
   warnMs: number;
   recheckMs: number;
   guestUser: string;
-  /** The gateway's own key for its hop, parsed and prepared once (signing-key.ts). */
+  /** The gateway's own key for its hop, parsed and prepared once (key-objects.ts). */
   clientKey: ParsedKey;
   identity?: EnvIdentitySource;
   resolve: GuestResolver;

@@ -1,4 +1,4 @@
-import { createPrivateKey, sign } from 'node:crypto';
+import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import ssh2, { type ParsedKey } from 'ssh2';
 
 // ssh2 is CommonJS: under Node's ESM loader only `default` carries these.
@@ -42,4 +42,33 @@ export function preparedSigningKey(pem: string | Buffer, where: string): ParsedK
     }
   };
   return key;
+}
+
+const publicKeyObjects = new WeakMap<ParsedKey, KeyObject>();
+
+/**
+ * Checks `signature` over `data` by public key `key`, as ssh2's
+ * `key.verify` does, with the key decoded once per parsed key instead of at
+ * every check (259 vs 113 µs per ed25519 check, docs/ssh.md "Tuning").
+ * The signature is in the form ssh2's server hands to an `authentication`
+ * handler (already converted from SSH's wire form).
+ */
+export function verifySignature(
+  key: ParsedKey,
+  data: Buffer,
+  signature: Buffer,
+  hashAlgo?: string,
+): boolean {
+  const defaultHash = DEFAULT_HASH[key.type];
+  if (defaultHash === undefined) return key.verify(data, signature, hashAlgo as never) === true;
+  let keyObject = publicKeyObjects.get(key);
+  if (!keyObject) {
+    keyObject = createPublicKey(key.getPublicPEM());
+    publicKeyObjects.set(key, keyObject);
+  }
+  try {
+    return verify(hashAlgo ?? defaultHash, data, keyObject, signature);
+  } catch {
+    return false;
+  }
 }
