@@ -1,4 +1,4 @@
-import { createServer as createTcpServer, type Socket } from 'node:net';
+import { createServer as createTcpServer } from 'node:net';
 import ssh2, {
   type ClientChannel,
   type Connection,
@@ -104,7 +104,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // Sockets still in their handshake, keyed for the release when they log in
   // or go; `seen` tells the socket's own timer that ssh2's handler (and its
   // audited authentication timeout) has taken over.
-  const pending = new Map<string, { release: () => void; seen: () => void; socket: Socket }>();
+  const pending = new Map<string, { release: () => void; seen: () => void }>();
   let refusedSinceReport = 0;
   let lastRefusalReport = 0;
   const reportRefusal = (sourceIp: string, cap: 'total' | 'source') => {
@@ -135,7 +135,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       const handshake = pending.get(source);
       handshake?.seen();
       serveSshClient(client, {
-        conn: new StudentConnection(rules, source, () => client.end(), handshake?.socket),
+        conn: new StudentConnection(rules, source, () => client.end()),
         login,
         audit,
         log,
@@ -163,7 +163,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     };
     const key = `${sourceIp}:${socket.remotePort}`;
     let seenByHandler = false;
-    pending.set(key, { release, seen: () => (seenByHandler = true), socket });
+    pending.set(key, { release, seen: () => (seenByHandler = true) });
     socket.once('close', () => {
       release();
       pending.delete(key);

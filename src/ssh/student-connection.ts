@@ -7,7 +7,6 @@ import type { GatewaySession, SessionDirectory } from './gateway-api.js';
 import type { EnvIdentitySource, HostKeyMismatchError, HostKeyPins } from './hostkeys.js';
 import type { GuestResolver } from './resolver.js';
 import { preparedSigningKey } from './key-objects.js';
-import { batchWrites } from './write-batching.js';
 
 /**
  * A diagnostics channel with every byte count the gateway hands on, as
@@ -82,8 +81,6 @@ export class StudentConnection {
     readonly source: string,
     /** Ends what carries the connection; its end must come back as {@link finish}. */
     private readonly endCarrier: () => void,
-    /** The student's TCP socket, when an SSH client carries the connection: its writes are batched with the hop's. */
-    private readonly carrierSocket?: Socket,
   ) {
     this.started = rules.now();
     this.lastActivity = this.started;
@@ -339,8 +336,6 @@ export class StudentConnection {
       };
       const up = new ssh2.Client();
       this.upstreamClient = up;
-      // Our own socket, so that its writes and the student's can be batched (write-batching.ts).
-      const sock = tcpConnect(endpoint.port, endpoint.host);
       let mismatch: HostKeyMismatchError | undefined;
       up.once('ready', () => {
         // Keystrokes are tiny packets: sent at once, not held back by Nagle's algorithm.
@@ -352,7 +347,8 @@ export class StudentConnection {
         this.disconnect('guest closed', 'the connection to your environment was closed'),
       );
       up.connect({
-        sock,
+        host: endpoint.host,
+        port: endpoint.port,
         username: rules.guestUser,
         // A parsed key goes through an auth list (`privateKey` takes only text).
         authHandler: [auth],
@@ -388,8 +384,6 @@ export class StudentConnection {
           return mismatch === undefined;
         },
       });
-      // After connect(): ssh2 has paused the socket, so this listener does not start the flow.
-      batchWrites(...(this.carrierSocket ? [this.carrierSocket, sock] : [sock]));
     });
   }
 }
