@@ -8,7 +8,7 @@
  *    median of the rounds' ratios, so one noisy round does not decide it.
  *    Each transfer also prints the CPU every process used per MiB (the
  *    `ssh` client, the gateway, the guests' process tree);
- *  - BENCH_SERIAL_LOGINS (default 20) logins `ssh … true` one after another,
+ *  - BENCH_SERIAL_LOGINS (default 20, at most BENCH_LOGINS) logins `ssh … true` one after another,
  *    straight to a guest and through the gateway to the same guest: the CPU
  *    one login costs each process (client, gateway, guests), with nothing
  *    else of the bench running (with BENCH_CPU_PROF the gateway's figures
@@ -34,7 +34,8 @@ import { ROOT, machineLoad, pct, processCpuMs, processTreeCpuMs, result } from '
 
 const MB = Number(process.env.BENCH_MB ?? 32);
 const LOGINS = Number(process.env.BENCH_LOGINS ?? 200);
-const SERIAL_LOGINS = Number(process.env.BENCH_SERIAL_LOGINS ?? 20);
+// At most BENCH_LOGINS, so the quick run (5 logins) stays quick.
+const SERIAL_LOGINS = Number(process.env.BENCH_SERIAL_LOGINS ?? Math.min(20, Math.max(LOGINS, 1)));
 const ENVS = Number(process.env.BENCH_ENVS ?? 20);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const PHASES = new Set((process.env.BENCH_PHASES ?? 'throughput,serial,logins').split(','));
