@@ -45,11 +45,18 @@ function packageOf(url: string): string {
 }
 
 const args = process.argv.slice(2);
+// `--split a,b`: the time of samples whose stack passes through a file whose
+// path contains `a` (then `b`, …): e.g. ssh2's lib/server.js and lib/client.js
+// split the gateway's work between its two SSH connections.
+const splitAt = args.indexOf('--split');
+const splits = splitAt >= 0 ? (args.splice(splitAt, 2)[1] ?? '').split(',').filter(Boolean) : [];
 const windowAt = args.indexOf('--window');
 const window = windowAt >= 0 ? args.splice(windowAt, 4).slice(1).map(Number) : ([] as number[]);
 const [file, topArg] = args;
 if (!file || (windowAt >= 0 && (window.length !== 3 || window.some((n) => !Number.isFinite(n))))) {
-  console.error('usage: profile-summary <file.cpuprofile> [top] [--window <from> <to> <ended>]');
+  console.error(
+    'usage: profile-summary <file.cpuprofile> [top] [--window <from> <to> <ended>] [--split <path part>,…]',
+  );
   process.exit(2);
 }
 const top = Number(topArg ?? 25);
@@ -62,6 +69,7 @@ const [from = -Infinity, to = Infinity, ended = 0] = window;
 const sampleEpochMs = (profileUs: number) => ended - (profile.endTime - profileUs) / 1000;
 const selfUs = new Map<number, number>();
 const inclusiveUs = new Map<string, number>();
+const splitUs = new Map<string, number>();
 let at = profile.startTime;
 let total = 0;
 profile.samples.forEach((id, i) => {
@@ -73,6 +81,13 @@ profile.samples.forEach((id, i) => {
   }
   total += delta;
   selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
+  if (splits.length > 0) {
+    const urls: string[] = [];
+    for (let node: number | undefined = id; node !== undefined; node = parentOf.get(node))
+      urls.push(byId.get(node)!.callFrame.url);
+    const part = splits.find((p) => urls.some((u) => u.includes(p))) ?? '(none of them)';
+    splitUs.set(part, (splitUs.get(part) ?? 0) + delta);
+  }
   const seen = new Set<string>();
   for (let node: number | undefined = id; node !== undefined; node = parentOf.get(node)) {
     const { functionName, url, lineNumber } = byId.get(node)!.callFrame;
@@ -107,3 +122,5 @@ console.log(
 show('self time by package', byPackage);
 show('self time by function', byFunction);
 show("inclusive time of labvirt's own functions (src/ or dist/)", inclusiveUs);
+if (splits.length > 0)
+  show(`time by the first of ${splits.join(', ')} on the stack (idle included)`, splitUs);

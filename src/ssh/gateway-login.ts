@@ -20,6 +20,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).u
 export class GatewayLogin {
   private readonly retryBudgetMs: number;
   private readonly lookupTimeoutMs: number;
+  private readonly parsedKeys = new WeakMap<GatewaySession, ParsedKey[]>();
 
   constructor(
     private readonly options: {
@@ -79,10 +80,23 @@ export class GatewayLogin {
       return `there is no active lab session named ${sessionId} (it may have ended or not started yet)`;
     if (s.expiresAt.getTime() <= this.options.now())
       return `session ${sessionId} ended at ${s.expiresAt.toISOString()}`;
-    const keys = s.publicKeys.map(parseAuthorizedKey).filter((k) => k !== undefined);
-    if (!holdsKey(keys))
+    if (!holdsKey(this.keysOf(s)))
       return `this key is not the one for session ${sessionId}; use the key file labvirt gave you (ssh -i <key file>)`;
     return s.refusal;
+  }
+
+  /**
+   * The session's keys, parsed once per looked-up session (the directory
+   * hands out the same object while it holds the session): OpenSSH asks
+   * twice per login, once to offer the key and once to sign with it.
+   */
+  private keysOf(s: GatewaySession): ParsedKey[] {
+    let keys = this.parsedKeys.get(s);
+    if (!keys) {
+      keys = s.publicKeys.map(parseAuthorizedKey).filter((k) => k !== undefined);
+      this.parsedKeys.set(s, keys);
+    }
+    return keys;
   }
 
   /** Every refused login is audited (never with key material: a fingerprint at most). */

@@ -16,6 +16,7 @@ import { openLocalSession } from './gateway-local.js';
 import { GatewayLogin, SESSION_NAME } from './gateway-login.js';
 import { HostKeyPins } from './hostkeys.js';
 import { fingerprint, matchKey } from './keys.js';
+import { preparedSigningKey } from './key-objects.js';
 import { StudentConnection, type ConnectionRules } from './student-connection.js';
 
 // ssh2 is CommonJS: under Node's ESM loader only `default` carries these.
@@ -85,7 +86,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     warnMs: Math.min(options.warnBeforeMs ?? 60_000, Math.floor(idleMs / 2)),
     recheckMs: options.recheckMs ?? 30_000,
     guestUser: options.guestUser ?? 'student',
-    clientKey: options.clientKey,
+    clientKey: preparedSigningKey(options.clientKey, "the gateway's client key"),
     identity: options.identity,
     resolve: options.resolve,
     pins: new HostKeyPins(),
@@ -127,19 +128,22 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     refusedSinceReport = 0;
   };
 
-  const server = new Server({ hostKeys: [options.hostKey] }, (client, info) => {
-    const source = `${info.ip}:${info.port}`;
-    const handshake = pending.get(source);
-    handshake?.seen();
-    serveSshClient(client, {
-      conn: new StudentConnection(rules, source, () => client.end()),
-      login,
-      audit,
-      log,
-      authTimeoutMs,
-      releaseCap: handshake?.release ?? (() => undefined),
-    });
-  });
+  const server = new Server(
+    { hostKeys: [{ key: preparedSigningKey(options.hostKey, 'the gateway host key') }] },
+    (client, info) => {
+      const source = `${info.ip}:${info.port}`;
+      const handshake = pending.get(source);
+      handshake?.seen();
+      serveSshClient(client, {
+        conn: new StudentConnection(rules, source, () => client.end()),
+        login,
+        audit,
+        log,
+        authTimeoutMs,
+        releaseCap: handshake?.release ?? (() => undefined),
+      });
+    },
+  );
 
   // Our own listener in front of ssh2's, so a connection over the caps is
   // closed before ssh2 spends a key exchange on it.

@@ -2,6 +2,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createHash } from 'node:crypto';
 import ssh2, { type ParsedKey } from 'ssh2';
+import { verifySignature } from './key-objects.js';
 
 // ssh2 is CommonJS: under Node's ESM loader only `default` carries these.
 const { utils } = ssh2;
@@ -124,8 +125,7 @@ export function matchKey(allowed: ParsedKey[], attempt: PublicKeyAttempt): Parse
   const key = allowed.find((k) => k.getPublicSSH().equals(attempt.key.data));
   if (!key) return undefined;
   if (attempt.signature && attempt.blob) {
-    const ok = key.verify(attempt.blob, attempt.signature, attempt.hashAlgo as never);
-    if (ok !== true) return undefined;
+    if (!verifySignature(key, attempt.blob, attempt.signature, attempt.hashAlgo)) return undefined;
   }
   return key;
 }

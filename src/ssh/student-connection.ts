@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
 import { connect as tcpConnect, type Socket } from 'node:net';
-import ssh2, { type Client } from 'ssh2';
+import ssh2, { type Client, type ParsedKey, type PublicKeyAuthMethod } from 'ssh2';
 import type { Logger } from '../log/index.js';
 import type { GatewaySession, SessionDirectory } from './gateway-api.js';
 import type { EnvIdentitySource, HostKeyMismatchError, HostKeyPins } from './hostkeys.js';
 import type { GuestResolver } from './resolver.js';
+import { preparedSigningKey } from './key-objects.js';
 
 /**
  * A diagnostics channel with every byte count the gateway hands on, as
@@ -32,7 +33,8 @@ export interface ConnectionRules {
   warnMs: number;
   recheckMs: number;
   guestUser: string;
-  clientKey: string | Buffer;
+  /** The gateway's own key for its hop, parsed and prepared once (key-objects.ts). */
+  clientKey: ParsedKey;
   identity?: EnvIdentitySource;
   resolve: GuestResolver;
   pins: HostKeyPins;
@@ -307,26 +309,31 @@ export class StudentConnection {
   }
 
   /** The gateway's own key, never an env's, unless the session's nodes trust only their env's key (and this process can read it). */
-  private async hopKey(s: GatewaySession): Promise<string | Buffer> {
+  private async hopKey(s: GatewaySession): Promise<ParsedKey> {
     if (s.hopKey !== 'env') return this.rules.clientKey;
     if (!this.rules.identity) throw new Error('this gateway cannot reach your environment');
-    return (await this.rules.identity(s.envId)).privateKey;
+    const { privateKey } = await this.rules.identity(s.envId);
+    return preparedSigningKey(privateKey, `the key of env ${s.envId}`);
   }
 
-  private openUpstream(s: GatewaySession, privateKey: string | Buffer): Promise<Client> {
+  private openUpstream(s: GatewaySession, privateKey: ParsedKey): Promise<Client> {
     const { rules } = this;
     const controlPlane = s.nodes.find((n) => n.node === 'control-plane');
     const expectedHostKey = controlPlane?.hostKey;
     return new Promise<Client>((resolve, reject) => {
       if (!controlPlane)
         return reject(new Error('your environment has no control plane address yet'));
-      if (!privateKey) return reject(new Error('no key to reach your environment with'));
       let endpoint: { host: string; port: number };
       try {
         endpoint = rules.resolve(controlPlane.ip, 22);
       } catch (err) {
         return reject(err as Error);
       }
+      const auth: PublicKeyAuthMethod = {
+        type: 'publickey',
+        username: rules.guestUser,
+        key: privateKey,
+      };
       const up = new ssh2.Client();
       this.upstreamClient = up;
       let mismatch: HostKeyMismatchError | undefined;
@@ -343,7 +350,8 @@ export class StudentConnection {
         host: endpoint.host,
         port: endpoint.port,
         username: rules.guestUser,
-        privateKey,
+        // A parsed key goes through an auth list (`privateKey` takes only text).
+        authHandler: [auth],
         readyTimeout: 15_000,
         keepaliveInterval: 15_000,
         ...(expectedHostKey
