@@ -15,17 +15,24 @@
  * `--burst N` instead measures N students claiming warm envs at once with the
  * simulator and `labvirt serve` in their own processes (see burst.ts).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDevStack } from '../src/app/dev.js';
-import { startLabvirt } from '../src/app/index.js';
-import { loadConfig } from '../src/config/index.js';
-import { silentLogger } from '../src/log/index.js';
 import { startRedisServer } from '../src/redis/index.js';
-import { fileResolver } from '../src/ssh/index.js';
 import { runBurst } from './burst.js';
-import { FIXTURE_LABS, forkSim, pct, result, waitFor } from './lib.js';
+import {
+  FIXTURE_LABS,
+  forkLabvirt,
+  forkSim,
+  freePort,
+  machineLoad,
+  pct,
+  processCpuMs,
+  processRssMiB,
+  result,
+  waitFor,
+} from './lib.js';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 20);
 const HOLD = Number(process.env.BENCH_HOLD_ENVS ?? 300);
@@ -151,26 +158,32 @@ async function claimLatencies(minWarm: number): Promise<{
   }
 }
 
-async function holdEnvs(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'labvirt-bench-hold-'));
-  const redis = await startRedisServer();
-  // Room for every env: a VM takes about 1.8 GiB with KubeVirt's overhead.
-  const sim = await forkSim(join(dir, 'sim'), {
-    speed: SPEED,
-    nodes: Math.ceil((HOLD * NODES * 2) / 256) + 1,
-  });
-  const config = loadConfig({
-    env: {},
-    overrides: {
+/** `labvirt serve` from dist/ (the production path) in a process of its own, pool settings as given. */
+async function forkServe(
+  dir: string,
+  name: string,
+  sim: { kubeconfig: string; guestMap: string },
+  redisUrl: string,
+  minWarm: number,
+): Promise<{ serve: ReturnType<typeof forkLabvirt>; warm: () => Promise<number> }> {
+  const apiPort = await freePort();
+  const token = 'bench-token-bench-token-bench';
+  const configFile = join(dir, `${name}.json`);
+  writeFileSync(
+    configFile,
+    JSON.stringify({
       labsDir: LABS,
       labScripts: 'sim',
-      kube: {
-        kubeconfig: sim.kubeconfig,
-        guestAddressMap: sim.guestMap,
-      },
-      redis: { url: redis.url },
+      logLevel: 'warn',
+      kube: { kubeconfig: sim.kubeconfig, guestAddressMap: sim.guestMap },
+      redis: { url: redisUrl },
       flavors: {
-        [FLAVOR]: { kubernetesVersion: '1.30', nodes: NODES, minWarm: HOLD, maxTotal: HOLD },
+        [FLAVOR]: {
+          kubernetesVersion: '1.30',
+          nodes: NODES,
+          minWarm,
+          maxTotal: Math.max(1, minWarm),
+        },
         [OTHER_FLAVOR]: { kubernetesVersion: '1.30', nodes: 4 - NODES, minWarm: 0, maxTotal: 1 },
       },
       pool: { pollSeconds: 0.5, maxProvisioning: 50, workerConcurrency: 50 },
@@ -180,63 +193,107 @@ async function holdEnvs(): Promise<void> {
         gatewayPort: 0,
         bindAddress: '127.0.0.1',
       },
-      api: { port: 0 },
+      api: { host: '127.0.0.1', port: apiPort },
+    }),
+  );
+  const serve = forkLabvirt(['--config', configFile, 'serve'], { LABVIRT_API_TOKEN: token });
+  const base = `http://127.0.0.1:${apiPort}`;
+  await waitFor(
+    async () => {
+      if (serve.child.exitCode !== null) throw new Error(`serve exited: ${serve.output()}`);
+      return fetch(`${base}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      );
     },
+    120_000,
+    'labvirt serve',
+    200,
+  );
+  const warm = async () => {
+    const res = await fetch(`${base}/v1/pool`, { headers: { authorization: `Bearer ${token}` } });
+    // A loaded serve may answer 503 (the pool not readable in time): ask again later.
+    if (!res.ok) return -1;
+    const pool = (await res.json()) as {
+      flavors: { flavor: string; counts: Record<string, number> }[];
+    };
+    return pool.flavors.find((f) => f.flavor === FLAVOR)?.counts.warm ?? 0;
+  };
+  return { serve, warm };
+}
+
+/** RSS of a process sampled once a second for `seconds`: the median and the highest, in MiB. */
+async function rssOver(pid: number, seconds: number): Promise<{ median: number; max: number }> {
+  const samples: number[] = [];
+  for (let i = 0; i < seconds; i++) {
+    samples.push(processRssMiB(pid));
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  return { median: pct(samples, 50), max: Math.max(...samples) };
+}
+
+/**
+ * RSS holding BENCH_HOLD_ENVS warm envs, as an operator sees it: `labvirt
+ * serve` built (dist/) in its own process, the simulator and Redis in theirs.
+ * Two serve processes one after the other against the same simulator and
+ * Redis: one with an empty pool (the fixed cost: every role started, nothing
+ * held), then one that fills the pool and holds it; each is read from /proc
+ * once a second over BENCH_HOLD_SECONDS (default 30) after it settles. The
+ * slope is their difference over the envs held.
+ */
+async function holdEnvs(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'labvirt-bench-hold-'));
+  const redis = await startRedisServer();
+  // Room for every env: a VM takes about 1.8 GiB with KubeVirt's overhead.
+  const sim = await forkSim(join(dir, 'sim'), {
+    speed: SPEED,
+    nodes: Math.ceil((HOLD * NODES * 2) / 256) + 1,
   });
-  const handle = await startLabvirt({
-    config,
-    logger: silentLogger(),
-    apiToken: 'bench-token-bench-token',
-    resolver: fileResolver(config.kube.guestAddressMap!),
-    roles: { scheduler: false },
-  });
+  const holdSeconds = Number(process.env.BENCH_HOLD_SECONDS ?? 30);
+  let serve: ReturnType<typeof forkLabvirt> | undefined;
   try {
-    global.gc?.();
-    const rssBefore = process.memoryUsage().rss;
-    const t0 = Date.now();
-    await handle.runMaintenance('replenish');
-    await waitFor(
-      async () => ((await handle.store.countByState(FLAVOR)).warm ?? 0) >= HOLD,
-      30 * 60_000,
-      `${HOLD} warm envs`,
+    console.log(`hold: ${machineLoad()} at the start`);
+    const empty = await forkServe(dir, 'empty', sim, redis.url, 0);
+    serve = empty.serve;
+    // Let start-up work (first reconcile, the shared watches' lists) settle.
+    await new Promise((r) => setTimeout(r, 10_000));
+    const fixed = await rssOver(serve.child.pid!, holdSeconds);
+    await serve.stop();
+    console.log(
+      `hold: serve from dist/ with an empty pool: rss median ${fixed.median.toFixed(0)} MiB, max ${fixed.max.toFixed(0)} MiB over ${holdSeconds} s (${machineLoad()})`,
     );
+
+    const t0 = Date.now();
+    const full = await forkServe(dir, 'full', sim, redis.url, HOLD);
+    serve = full.serve;
+    await waitFor(async () => (await full.warm()) >= HOLD, 30 * 60_000, `${HOLD} warm envs`, 1000);
     const fillMs = Date.now() - t0;
-    // Hold them for a while with the periodic work running, and measure.
-    const cpu0 = process.cpuUsage();
+    // Let the fill's last work settle, then hold with the periodic work running.
+    await new Promise((r) => setTimeout(r, 10_000));
+    const cpu0 = processCpuMs(serve.child.pid!);
     const wall0 = Date.now();
-    for (let i = 0; i < 10; i++) {
-      await handle.runMaintenance('replenish');
-      await handle.runMaintenance('expire');
-      await handle.runMaintenance('reconcile');
-      await new Promise((r) => setTimeout(r, 500));
-    }
-    const cpu = process.cpuUsage(cpu0);
-    const wall = Date.now() - wall0;
-    global.gc?.();
-    const mem = process.memoryUsage();
+    const held = await rssOver(serve.child.pid!, holdSeconds);
+    const cpuShare = ((processCpuMs(serve.child.pid!) - cpu0) / (Date.now() - wall0)) * 100;
     console.log(`hold: ${HOLD} warm envs filled in ${(fillMs / 1000).toFixed(1)} s`);
     console.log(
-      `hold: labvirt CPU while holding (10 rounds of replenish+expire+reconcile over ${(wall / 1000).toFixed(1)} s): ${(((cpu.user + cpu.system) / 1000 / wall) * 100).toFixed(1)}% of one core`,
-    );
-    console.log(
-      `hold: labvirt memory: rss ${(mem.rss / 2 ** 20).toFixed(0)} MiB, heap used ${(mem.heapUsed / 2 ** 20).toFixed(0)} MiB (${(mem.heapUsed / HOLD / 1024).toFixed(1)} KiB per env)`,
+      `hold: serve holding ${HOLD} warm envs: rss median ${held.median.toFixed(0)} MiB, max ${held.max.toFixed(0)} MiB; CPU ${cpuShare.toFixed(1)} % of one core over ${holdSeconds} s (${machineLoad()})`,
     );
     // Below 100 envs the per-env slope is lost in the process's own noise.
-    const perEnv = (mem.rss - rssBefore) / HOLD;
-    const at1000 = (rssBefore + perEnv * 1000) / 2 ** 20;
-    const measured = `${(mem.rss / 2 ** 20).toFixed(0)} MiB at ${HOLD} envs (${(rssBefore / 2 ** 20).toFixed(0)} MiB before filling)`;
+    const perEnvMiB = (held.median - fixed.median) / HOLD;
+    const at1000 = fixed.median + perEnvMiB * 1000;
+    const measured = `${held.median.toFixed(0)} MiB at ${HOLD} envs, ${fixed.median.toFixed(0)} MiB with none`;
     result(
       HOLD >= 100
         ? {
-            what: `RSS holding 1,000 warm ${NODES}-VM envs (${HOLD} measured, the rest by the per-env slope)`,
-            figure: `${at1000.toFixed(0)} MiB; ${measured}, ${(perEnv / 1024).toFixed(0)} KiB per env`,
+            what: `RSS of serve (dist/) holding 1,000 warm ${NODES}-VM envs (${HOLD} measured, the rest by the per-env slope)`,
+            figure: `${at1000.toFixed(0)} MiB; ${measured}, ${(perEnvMiB * 1024).toFixed(0)} KiB per env`,
             target: '< 300 MiB',
             met: at1000 < 300,
           }
-        : { what: `RSS holding ${HOLD} warm ${NODES}-VM envs`, figure: measured },
+        : { what: `RSS of serve (dist/) holding ${HOLD} warm ${NODES}-VM envs`, figure: measured },
     );
   } finally {
-    await handle.stop();
+    await serve?.stop();
     await sim.stop();
     await redis.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -248,6 +305,11 @@ if (burstArg > 0) {
     students: Number(process.argv[burstArg + 1] ?? 200),
     speed: SPEED,
   });
+  process.exit(0);
+}
+
+if (process.argv.includes('--hold')) {
+  await holdEnvs();
   process.exit(0);
 }
 

@@ -13,6 +13,7 @@ import {
   type V1Secret,
 } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
+import { Agent } from 'undici';
 import type { Logger } from '../log/index.js';
 import { toClientModel } from './client-model.js';
 import { SharedWatch, type WatchedObject } from './watch.js';
@@ -23,11 +24,17 @@ export interface KubeConnectionSettings {
 }
 
 /** What client-node builds per request: an undici Agent (or proxy agent). */
-interface Dispatcher {
+interface Closable {
   close(): Promise<void>;
   destroy(): Promise<void>;
 }
 type CreateDispatcher = (cluster: unknown, agentOptions: Record<string, unknown>) => unknown;
+
+/** A shared dispatcher and what must be closed with it. */
+interface SharedDispatcher {
+  dispatcher: unknown;
+  closables: Closable[];
+}
 
 /** The connection settings a dispatcher is built from; equal keys share one dispatcher. */
 const DISPATCHER_FIELDS = [
@@ -41,6 +48,25 @@ const DISPATCHER_FIELDS = [
 ] as const;
 
 /**
+ * At most this many connections to one API server carry ordinary calls
+ * (watches have their own, see KeepAliveKubeConfig). client-go keeps 25 idle
+ * connections per host over HTTP/1.1; more in flight only queue on the
+ * server. Without a cap, undici's pool opens a connection for every call
+ * made while the others are busy and keeps each open for the server's
+ * keep-alive time with its TLS state and a 64 KiB read buffer: about 100 KiB
+ * per call of the largest burst (adding 100 envs at once left ~100 open).
+ */
+export const MAX_CALL_CONNECTIONS = 16;
+
+/** A watch (`?watch=true`, or `watch=1`) holds its connection for minutes: it never waits behind calls. */
+function isWatchPath(path: string): boolean {
+  const query = path.indexOf('?');
+  if (query < 0) return false;
+  const watch = new URLSearchParams(path.slice(query + 1)).get('watch');
+  return watch === 'true' || watch === '1';
+}
+
+/**
  * A KubeConfig whose API calls share keep-alive connections.
  *
  * client-node 2.0.1 builds a new undici Agent for every request in
@@ -50,9 +76,14 @@ const DISPATCHER_FIELDS = [
  * dispatcher is built once per distinct cluster + TLS settings and reused;
  * settings that change (a rotated client certificate) get a new one. Worth
  * reporting upstream: caching in `createDispatcher` would fix it for everyone.
+ *
+ * Calls share at most MAX_CALL_CONNECTIONS connections (a burst queues
+ * instead of opening a connection per call); watches go to a pool of their
+ * own without a cap, so any number of held watches can never take the calls'
+ * connections.
  */
 export class KeepAliveKubeConfig extends KubeConfig {
-  private readonly dispatchers = new Map<string, Dispatcher>();
+  private readonly dispatchers = new Map<string, SharedDispatcher>();
 
   constructor() {
     super();
@@ -60,14 +91,37 @@ export class KeepAliveKubeConfig extends KubeConfig {
     const build = (this['createDispatcher'] as CreateDispatcher).bind(this);
     this['createDispatcher'] = ((cluster, agentOptions) => {
       const key = dispatcherKey(cluster, agentOptions);
-      let dispatcher = this.dispatchers.get(key);
-      if (!dispatcher) {
-        dispatcher = build(cluster, agentOptions) as Dispatcher | undefined;
-        if (!dispatcher) return undefined;
-        this.dispatchers.set(key, dispatcher);
+      let shared = this.dispatchers.get(key);
+      if (!shared) {
+        shared = this.buildShared(cluster, agentOptions, build);
+        if (!shared) return undefined;
+        this.dispatchers.set(key, shared);
       }
-      return dispatcher;
+      return shared.dispatcher;
     }) satisfies CreateDispatcher;
+  }
+
+  private buildShared(
+    cluster: unknown,
+    agentOptions: Record<string, unknown>,
+    build: CreateDispatcher,
+  ): SharedDispatcher | undefined {
+    const options = this.createDispatcherOptions(
+      cluster as Parameters<KubeConfig['createDispatcherOptions']>[0],
+      agentOptions,
+    );
+    if (options.type !== 'agent') {
+      // Through a proxy, or plain HTTP: client-node's own dispatcher, shared as it is.
+      const own = build(cluster, agentOptions) as Closable | undefined;
+      return own && { dispatcher: own, closables: [own] };
+    }
+    const watches = new Agent({ connect: options.connect });
+    const calls = new Agent({ connect: options.connect, connections: MAX_CALL_CONNECTIONS });
+    const dispatcher = calls.compose(
+      (dispatch) => (opts, handler) =>
+        isWatchPath(opts.path) ? watches.dispatch(opts, handler) : dispatch(opts, handler),
+    );
+    return { dispatcher, closables: [calls, watches] };
   }
 
   /** Dispatchers made so far (one per distinct cluster and TLS settings). */
@@ -81,7 +135,7 @@ export class KeepAliveKubeConfig extends KubeConfig {
    * server that went away) never holds a shutdown.
    */
   async close(graceMs = 1000): Promise<void> {
-    const all = [...this.dispatchers.values()];
+    const all = [...this.dispatchers.values()].flatMap((d) => d.closables);
     this.dispatchers.clear();
     await Promise.all(
       all.map(async (d) => {

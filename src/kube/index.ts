@@ -86,6 +86,7 @@ export {
   HostCluster,
   loadKubeConfig,
   KeepAliveKubeConfig,
+  MAX_CALL_CONNECTIONS,
   isApiError,
   apiErrorMessage,
   type KubeObject,
