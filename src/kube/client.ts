@@ -23,7 +23,7 @@ export interface KubeConnectionSettings {
   context?: string;
 }
 
-/** What client-node builds per request: an undici Agent (or proxy agent). */
+/** An undici dispatcher (ours, or client-node's proxy agent), closed at shutdown. */
 interface Closable {
   close(): Promise<void>;
   destroy(): Promise<void>;
@@ -53,8 +53,8 @@ const DISPATCHER_FIELDS = [
  * connections per host over HTTP/1.1; more in flight only queue on the
  * server. Without a cap, undici's pool opens a connection for every call
  * made while the others are busy and keeps each open for the server's
- * keep-alive time with its TLS state and a 64 KiB read buffer: about 100 KiB
- * per call of the largest burst (adding 100 envs at once left ~100 open).
+ * keep-alive time with its TLS state and a 64 KiB read buffer: 50–100 KiB
+ * per call of the largest burst (300 calls at once left 300 open).
  */
 export const MAX_CALL_CONNECTIONS = 16;
 
