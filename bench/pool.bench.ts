@@ -7,8 +7,8 @@
  *    machines);
  *  - Kubernetes API requests per environment lifecycle (provision → claim →
  *    release → deleted);
- *  - labvirt's CPU and memory while holding many warm envs (the simulator runs
- *    in a child process so its cost is not counted).
+ *  - the RSS and CPU of `labvirt serve` (dist/, its own process) holding
+ *    warm envs, and its RSS with none (`--hold` runs only this; see holdEnvs).
  * Environment: BENCH_SESSIONS (default 20), BENCH_HOLD_ENVS (default 300),
  * BENCH_SPEED (simulator speed factor, default 20). Envs are of the 3-VM
  * flavor (BENCH_NODES=1 for the 1-VM one).
