@@ -36,8 +36,14 @@
  * relists). Lighter than production in one way: every env shares one CA
  * (generating 1,000 RSA CAs would take the bench's whole time budget, and
  * the CA does not change what the sync does).
+ * Each step also prints how many connections the host client (undici, under
+ * client-node) holds open: idle keep-alive sockets are unref'd, so
+ * `open handles` does not show them. `--host-burst [N]` measures that client
+ * alone: N calls at once against the simulator, then the connections kept
+ * and the RSS they hold.
  */
 import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { subscribe } from 'node:diagnostics_channel';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -151,6 +157,7 @@ else if (process.argv[2] === '--parts') await parts(Number(process.argv[3] ?? 20
 else if (process.argv[2] === '--watches')
   await watches(Number(process.argv[3] ?? 500), process.argv[4] === 'layers');
 else if (process.argv[2] === '--loop-probe') loopProbe();
+else if (process.argv[2] === '--host-burst') await hostBurst(Number(process.argv[3] ?? 300));
 else await labvirt();
 
 /**
@@ -445,6 +452,69 @@ async function partsServer(): Promise<void> {
 }
 
 /** The children's environment: a memory profiler preloaded into labvirt (heaptrack) is not passed on to them. */
+/** Connections the host client (undici) has opened and still holds, seen through undici's diagnostics channel. */
+function hostConnections(): { opened: () => number; open: () => number } {
+  let opened = 0;
+  let closed = 0;
+  subscribe('undici:client:connected', (message) => {
+    opened++;
+    (message as { socket: { once(event: 'close', fn: () => void): void } }).socket.once(
+      'close',
+      () => closed++,
+    );
+  });
+  return { opened: () => opened, open: () => opened - closed };
+}
+
+/**
+ * `--host-burst [N]`: N host calls at once through `loadKubeConfig`'s client
+ * (as setting up many envs together makes), against the simulator in a child
+ * process: the connections opened and kept, and the RSS they hold after GCs.
+ */
+async function hostBurst(n: number): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const settled = async () => {
+    for (let i = 0; i < 3; i++) {
+      gc?.();
+      await sleep(200);
+    }
+    return process.memoryUsage().rss;
+  };
+  const connections = hostConnections();
+  const dir = mkdtempSync(join(tmpdir(), 'labvirt-bench-burst-'));
+  const sim = fork(
+    join(import.meta.dirname, '..', 'bin', 'labvirt.js'),
+    ['sim', '--dir', join(dir, 'sim'), '--speed', '1000', '--nodes', '2'],
+    {
+      env: { ...childEnv(), LABVIRT_FROM_SOURCE: '1' },
+      execArgv: [],
+      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    },
+  );
+  let simOut = '';
+  sim.stdout!.on('data', (d: Buffer) => (simOut += d.toString()));
+  try {
+    await waitFor(async () => /kubeconfig/i.test(simOut), 300_000, 'simulator start');
+    const host = new HostCluster(loadKubeConfig({ kubeconfig: join(dir, 'sim', 'kubeconfig') }), {
+      logger: silentLogger(),
+    });
+    await host.getNamespace('default');
+    const before = await settled();
+    const openedBefore = connections.opened();
+    await Promise.all(Array.from({ length: n }, () => host.getNamespace('default')));
+    const after = await settled();
+    console.log(
+      `host burst: ${n} calls at once opened ${connections.opened() - openedBefore} connections; ${connections.open()} open after; rss +${((after - before) / 2 ** 20).toFixed(1)} MiB (${((after - before) / 1024 / Math.max(1, connections.open())).toFixed(0)} KiB per open connection)`,
+    );
+    await host.close();
+  } finally {
+    sim.kill('SIGINT');
+    await new Promise((r) => sim.once('exit', r));
+    rmSync(dir, { recursive: true, force: true });
+  }
+  process.exit(0);
+}
+
 function childEnv(): NodeJS.ProcessEnv {
   const { LD_PRELOAD: _preload, ...env } = process.env;
   return env;
@@ -811,6 +881,7 @@ async function labvirt(): Promise<void> {
     const { privateKey } = await ask(undefined, 'ready');
 
     const config = benchConfig();
+    const connections = hostConnections();
     // The host client as `labvirt serve` builds it (src/app): one keep-alive dispatcher per cluster.
     const kc = loadKubeConfig({ kubeconfig: join(simDir, 'kubeconfig') });
     const host = new HostCluster(kc, { logger: silentLogger() });
@@ -941,7 +1012,9 @@ async function labvirt(): Promise<void> {
           `  where that RSS is, per env added: ${whereRss(previous.mem, mem, added)}${mallocDelta(mallocPrevious, mallocNow, added)}`,
         );
       }
-      console.log(`  open handles: ${activeResources()}`);
+      console.log(
+        `  open handles: ${activeResources()}; host client connections open ${connections.open()} (${connections.opened()} opened so far)`,
+      );
       previous = { level, mem, cpu: coreShare };
       mallocPrevious = mallocNow;
       // Where the heap goes (open in Chrome DevTools, or compare two steps).

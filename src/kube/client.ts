@@ -29,12 +29,18 @@ export interface KubeConnectionSettings {
   context?: string;
 }
 
-/** What client-node builds per request: an undici Agent (or proxy agent). */
-interface Dispatcher {
+/** An undici dispatcher (ours, or client-node's proxy agent), closed at shutdown. */
+interface Closable {
   close(): Promise<void>;
   destroy(): Promise<void>;
 }
 type CreateDispatcher = (cluster: unknown, agentOptions: Record<string, unknown>) => unknown;
+
+/** A shared dispatcher and what must be closed with it. */
+interface SharedDispatcher {
+  dispatcher: unknown;
+  closables: Closable[];
+}
 
 /** The connection settings a dispatcher is built from; equal keys share one dispatcher. */
 const DISPATCHER_FIELDS = [
@@ -48,14 +54,23 @@ const DISPATCHER_FIELDS = [
 ] as const;
 
 /**
- * At most this many connections to one API server. A burst of calls (a class
- * of 200 claiming at once) otherwise opens one TLS connection per call at the
- * same moment; on a loaded machine some handshakes then outlast undici's 10 s
- * connect timeout and the calls fail with "fetch failed". Past the limit calls
- * wait for a free connection instead. The long-lived watches hold one each
- * (three on the host), so most stay free for calls.
+ * At most this many connections to one API server carry ordinary calls
+ * (watches have their own, see KeepAliveKubeConfig). client-go keeps 25 idle
+ * connections per host over HTTP/1.1; more in flight only queue on the
+ * server. Without a cap, undici's pool opens a connection for every call
+ * made while the others are busy and keeps each open for the server's
+ * keep-alive time with its TLS state and a 64 KiB read buffer: 50–100 KiB
+ * per call of the largest burst (300 calls at once left 300 open).
  */
-export const MAX_CONNECTIONS_PER_SERVER = 32;
+export const MAX_CALL_CONNECTIONS = 16;
+
+/** A watch (`?watch=true`, or `watch=1`) holds its connection for minutes: it never waits behind calls. */
+function isWatchPath(path: string): boolean {
+  const query = path.indexOf('?');
+  if (query < 0) return false;
+  const watch = new URLSearchParams(path.slice(query + 1)).get('watch');
+  return watch === 'true' || watch === '1';
+}
 
 /**
  * A KubeConfig whose API calls share keep-alive connections.
@@ -67,36 +82,52 @@ export const MAX_CONNECTIONS_PER_SERVER = 32;
  * dispatcher is built once per distinct cluster + TLS settings and reused;
  * settings that change (a rotated client certificate) get a new one. Worth
  * reporting upstream: caching in `createDispatcher` would fix it for everyone.
+ *
+ * Calls share at most MAX_CALL_CONNECTIONS connections (a burst queues
+ * instead of opening a connection per call); watches go to a pool of their
+ * own without a cap, so any number of held watches can never take the calls'
+ * connections.
  */
 export class KeepAliveKubeConfig extends KubeConfig {
-  private readonly dispatchers = new Map<string, Dispatcher>();
+  private readonly dispatchers = new Map<string, SharedDispatcher>();
 
   constructor() {
     super();
     // A private method of KubeConfig in the typings; replaced per instance.
-    const clientNodeBuild = (this['createDispatcher'] as CreateDispatcher).bind(this);
-    const build: CreateDispatcher = (cluster, agentOptions) => {
-      const options = this.createDispatcherOptions(
-        cluster as Parameters<KubeConfig['createDispatcherOptions']>[0],
-        agentOptions,
-      );
-      // A direct connection (every labvirt deployment): the same Agent
-      // client-node builds, with a bound on connections. Proxies as client-node does.
-      if (options.type === 'agent') {
-        return new Agent({ connect: options.connect, connections: MAX_CONNECTIONS_PER_SERVER });
-      }
-      return clientNodeBuild(cluster, agentOptions);
-    };
+    const build = (this['createDispatcher'] as CreateDispatcher).bind(this);
     this['createDispatcher'] = ((cluster, agentOptions) => {
       const key = dispatcherKey(cluster, agentOptions);
-      let dispatcher = this.dispatchers.get(key);
-      if (!dispatcher) {
-        dispatcher = build(cluster, agentOptions) as Dispatcher | undefined;
-        if (!dispatcher) return undefined;
-        this.dispatchers.set(key, dispatcher);
+      let shared = this.dispatchers.get(key);
+      if (!shared) {
+        shared = this.buildShared(cluster, agentOptions, build);
+        if (!shared) return undefined;
+        this.dispatchers.set(key, shared);
       }
-      return dispatcher;
+      return shared.dispatcher;
     }) satisfies CreateDispatcher;
+  }
+
+  private buildShared(
+    cluster: unknown,
+    agentOptions: Record<string, unknown>,
+    build: CreateDispatcher,
+  ): SharedDispatcher | undefined {
+    const options = this.createDispatcherOptions(
+      cluster as Parameters<KubeConfig['createDispatcherOptions']>[0],
+      agentOptions,
+    );
+    if (options.type !== 'agent') {
+      // Through a proxy, or plain HTTP: client-node's own dispatcher, shared as it is.
+      const own = build(cluster, agentOptions) as Closable | undefined;
+      return own && { dispatcher: own, closables: [own] };
+    }
+    const watches = new Agent({ connect: options.connect });
+    const calls = new Agent({ connect: options.connect, connections: MAX_CALL_CONNECTIONS });
+    const dispatcher = calls.compose(
+      (dispatch) => (opts, handler) =>
+        isWatchPath(opts.path) ? watches.dispatch(opts, handler) : dispatch(opts, handler),
+    );
+    return { dispatcher, closables: [calls, watches] };
   }
 
   /** Dispatchers made so far (one per distinct cluster and TLS settings). */
@@ -110,7 +141,7 @@ export class KeepAliveKubeConfig extends KubeConfig {
    * server that went away) never holds a shutdown.
    */
   async close(graceMs = 1000): Promise<void> {
-    const all = [...this.dispatchers.values()];
+    const all = [...this.dispatchers.values()].flatMap((d) => d.closables);
     this.dispatchers.clear();
     await Promise.all(
       all.map(async (d) => {

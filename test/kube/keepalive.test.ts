@@ -3,7 +3,8 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HostCluster, loadKubeConfig } from '../../src/kube/index.js';
+import { Watch } from '@kubernetes/client-node';
+import { HostCluster, loadKubeConfig, MAX_CALL_CONNECTIONS } from '../../src/kube/index.js';
 import { silentLogger } from '../../src/log/index.js';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 
@@ -95,6 +96,50 @@ describe('keep-alive connections to the API server', () => {
     // ends, so a call made in that tick opens another), never one per call.
     expect(relay.accepted() - before).toBeLessThanOrEqual(21);
     await cluster.close();
+  });
+
+  it('serves a burst of 100 calls over a bounded number of connections', async () => {
+    const kc = loadKubeConfig({ kubeconfig });
+    const cluster = new HostCluster(kc, { logger: silentLogger() });
+    const before = relay.accepted();
+    // 100 calls at once, as when 100 envs are set up together: each used to
+    // open (and keep, with its TLS state) a connection of its own.
+    const answers = await Promise.all(
+      Array.from({ length: 100 }, () => cluster.getNamespace('default')),
+    );
+    expect(answers.every((ns) => ns?.metadata?.name === 'default')).toBe(true);
+    expect(relay.accepted() - before).toBeLessThanOrEqual(MAX_CALL_CONNECTIONS);
+    expect(relay.open()).toBeLessThanOrEqual(MAX_CALL_CONNECTIONS);
+    await cluster.close();
+  });
+
+  it('answers calls while more watches are held than calls have connections', async () => {
+    const kc = loadKubeConfig({ kubeconfig });
+    const cluster = new HostCluster(kc, { logger: silentLogger() });
+    await expect.poll(() => relay.open(), { timeout: 5000 }).toBe(0);
+    const held = MAX_CALL_CONNECTIONS + 2;
+    const watches = await Promise.all(
+      Array.from({ length: held }, () =>
+        new Watch(kc).watch(
+          '/api/v1/namespaces',
+          {},
+          () => undefined,
+          () => undefined,
+        ),
+      ),
+    );
+    try {
+      // Every watch holds a connection of its own…
+      await expect.poll(() => relay.open(), { timeout: 10_000 }).toBeGreaterThanOrEqual(held);
+      // …and calls still go through (they would queue forever behind the watches otherwise).
+      const answers = await Promise.all(
+        Array.from({ length: 5 }, () => cluster.getNamespace('default')),
+      );
+      expect(answers.every((ns) => ns?.metadata?.name === 'default')).toBe(true);
+    } finally {
+      for (const w of watches) w.abort();
+      await cluster.close();
+    }
   });
 
   it('closes its connections on close()', async () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   HostCluster,
-  MAX_CONNECTIONS_PER_SERVER,
+  MAX_CALL_CONNECTIONS,
   apiErrorMessage,
   loadKubeConfig,
 } from '../../src/kube/index.js';
@@ -172,7 +172,7 @@ describe('API calls through a network that fails for a moment', () => {
       Array.from({ length: 200 }, () => cluster.getNamespace('lv-transient')),
     );
     expect(answers.every((ns) => ns?.metadata?.name === 'lv-transient')).toBe(true);
-    expect(relay.accepted - before).toBeLessThanOrEqual(MAX_CONNECTIONS_PER_SERVER);
+    expect(relay.accepted - before).toBeLessThanOrEqual(MAX_CALL_CONNECTIONS);
     await cluster.close();
   });
 });
