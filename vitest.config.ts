@@ -1,14 +1,17 @@
 import { configDefaults, defineConfig } from 'vitest/config';
 import { SmokeFirstSequencer } from './test/helpers/sequencer.js';
 
-const withSmokeRun = process.env.LABVIRT_BENCH_SMOKE !== '0';
+const withSmokeRun = process.env.LABVIRT_BENCH_SMOKE === '1';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    // The benches' smoke run (test/bench/) is part of the suite, started first
-    // beside the rest (the sequencer below); LABVIRT_BENCH_SMOKE=0 leaves it
-    // out (docs/benchmarks.md, "Smoke run and suite, seventh pass").
+    // The benches' smoke run (test/bench/) joins the suite with
+    // LABVIRT_BENCH_SMOKE=1 (`npm run test:smoke` runs it alone), started first
+    // beside the rest (the sequencer below). Not by default: in two whole runs
+    // beside it on 2 cores a load-sensitive test failed each time
+    // (pool/recovery twice, slack/dev-socket-mode once), none without it
+    // (docs/benchmarks.md, "Smoke run and suite, seventh pass").
     exclude: withSmokeRun ? configDefaults.exclude : [...configDefaults.exclude, 'test/bench/**'],
     globalSetup: ['test/global-setup.ts'],
     testTimeout: 30_000,
