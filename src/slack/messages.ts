@@ -2,6 +2,7 @@ import type { types } from '@slack/bolt';
 import type {
   CheckResult,
   HintResult,
+  LabSummary,
   PoolStatus,
   RegisteredKey,
   SessionView,
@@ -35,14 +36,6 @@ export const ACTION_IDS = {
   stop: 'lab_stop',
   start: 'lab_start',
 } as const;
-
-export interface LabSummary {
-  id: string;
-  title: string;
-  flavor: string;
-  difficulty: string;
-  timeLimitMinutes: number;
-}
 
 // Slack limits (https://docs.slack.dev/reference/block-kit/blocks/section-block).
 const SECTION_TEXT_MAX = 3000;

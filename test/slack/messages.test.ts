@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { CheckResult, PoolStatus, SessionView } from '../../src/sessions/types.js';
+import type { CheckResult, LabSummary, PoolStatus, SessionView } from '../../src/sessions/types.js';
 import { parseStudentId, studentIdOf } from '../../src/slack/identity.js';
 import {
   checkResultMessage,
@@ -12,7 +12,6 @@ import {
   sessionEndedMessage,
   sessionStatusMessage,
   usageMessage,
-  type LabSummary,
 } from '../../src/slack/messages.js';
 
 /**
