@@ -42,6 +42,9 @@ afterAll(async () => {
   process.env.TMPDIR = previousTmpdir;
   if (previousTmpdir === undefined) delete process.env.TMPDIR;
   await rm(tmp, { recursive: true, force: true });
+  // Later test files in this worker get modules of their own again, not the
+  // ones made under this file's TMPDIR.
+  vi.resetModules();
 });
 
 describe('the sim sudo stand-in', () => {
@@ -69,5 +72,25 @@ describe('the sim sudo stand-in', () => {
     expect(st.uid).toBe(process.getuid!());
     // The guest cannot change it either.
     expect((await run(c, 'echo x > /opt/labvirt-sim/bin/sudo')).code).not.toBe(0);
+  });
+
+  it('makes its directory again when it has gone, so guests started afterwards still start', async () => {
+    const { connectClient, newKey, run } = fixtures;
+    const { readdir } = await import('node:fs/promises');
+    const simBin = async () =>
+      (await readdir(tmp)).filter((d) => d.startsWith('labvirt-sim-bin-') && d !== OLD_FIXED_DIR);
+    // As a tmp cleaner would on a long-running sim.
+    for (const d of await simBin()) await rm(join(tmp, d), { recursive: true, force: true });
+    const key = newKey();
+    const g = await farm.start({ labvirt: [key.public] });
+    const c = await connectClient({
+      port: g.guest.port,
+      username: 'labvirt',
+      privateKey: key.private,
+    });
+    clients.push(c);
+    const r = await run(c, 'sudo -u student sh -c \'echo "$USER $HOME"\'');
+    expect(r.stdout).toBe('student /home/student\n');
+    expect(await simBin()).toHaveLength(1);
   });
 });

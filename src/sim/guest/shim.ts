@@ -1,5 +1,5 @@
 import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -57,29 +57,46 @@ export interface SimBinDirs {
 }
 
 let dirs: Promise<SimBinDirs> | undefined;
+let made: SimBinDirs | undefined;
 
 /**
  * The sim's `sudo` and `ssh`, in a directory private to this process: a
  * fresh `mkdtemp` directory (mode 0700), so no other local user can plant or
- * change what guests run as root.
+ * change what guests run as root. Made again when it has gone (a tmp cleaner
+ * on a long-running sim, or a test that removed its TMPDIR): a guest started
+ * afterwards would otherwise fail to mount it.
  */
 export function simBinDir(): Promise<SimBinDirs> {
-  dirs ??= (async () => {
-    const top = await mkdtemp(join(tmpdir(), 'labvirt-sim-bin-'));
-    await chmod(top, 0o700);
-    // Gone with the process: every process makes its own.
-    process.once('exit', () => rmSync(top, { recursive: true, force: true }));
-    const guest = join(top, 'guest');
-    const unsandboxed = join(top, 'unsandboxed');
-    await mkdir(guest, { mode: 0o700 });
-    await mkdir(unsandboxed, { mode: 0o700 });
-    const write = (dir: string, name: string, content: string) =>
-      writeFile(join(dir, name), content, { mode: 0o755 });
-    await write(guest, 'sudo', SUDO);
-    await write(guest, 'ssh', SSH);
-    await write(guest, 'kubectl', NO_KUBECTL);
-    await write(unsandboxed, 'sudo', SUDO);
-    return { guest, unsandboxed };
-  })();
+  if (
+    made &&
+    !(existsSync(join(made.guest, 'sudo')) && existsSync(join(made.unsandboxed, 'sudo')))
+  ) {
+    dirs = made = undefined;
+  }
+  dirs ??= makeSimBinDir().then(
+    (d) => (made = d),
+    (err: unknown) => {
+      dirs = undefined;
+      throw err;
+    },
+  );
   return dirs;
+}
+
+async function makeSimBinDir(): Promise<SimBinDirs> {
+  const top = await mkdtemp(join(tmpdir(), 'labvirt-sim-bin-'));
+  await chmod(top, 0o700);
+  // Gone with the process: every process makes its own.
+  process.once('exit', () => rmSync(top, { recursive: true, force: true }));
+  const guest = join(top, 'guest');
+  const unsandboxed = join(top, 'unsandboxed');
+  await mkdir(guest, { mode: 0o700 });
+  await mkdir(unsandboxed, { mode: 0o700 });
+  const write = (dir: string, name: string, content: string) =>
+    writeFile(join(dir, name), content, { mode: 0o755 });
+  await write(guest, 'sudo', SUDO);
+  await write(guest, 'ssh', SSH);
+  await write(guest, 'kubectl', NO_KUBECTL);
+  await write(unsandboxed, 'sudo', SUDO);
+  return { guest, unsandboxed };
 }
