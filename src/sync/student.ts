@@ -1,3 +1,4 @@
+import { X509Certificate, type KeyObject } from 'node:crypto';
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
 import type { V1Service, V1ServiceList } from '@kubernetes/client-node';
@@ -6,6 +7,8 @@ import type { Executor, GuestTarget } from '../ssh/index.js';
 
 /** What kubeadm puts in the API server's certificate; the tunnel's own address is not in it. */
 const API_SERVER_NAME = 'kubernetes';
+/** The extended key usage a TLS server's certificate carries (id-kp-serverAuth). */
+const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 /** A list that has not answered in this long is given up (and retried with backoff). */
 const LIST_TIMEOUT_MS = 30_000;
 /**
@@ -78,6 +81,8 @@ class ApiStatusError extends Error {
 export class StudentClusterWatch {
   private readonly opts: Omit<StudentWatchOptions, 'ca' | 'client'>;
   private readonly secureContext: SecureContext;
+  /** The env's CA's public key: what the API server's certificate must be signed with. */
+  private readonly caKey: KeyObject;
   private readonly services = new Map<string, V1Service>();
   /** Where the watch resumes; undefined: list first. */
   private resourceVersion?: string;
@@ -93,11 +98,15 @@ export class StudentClusterWatch {
     const { ca, client, ...opts } = options;
     this.opts = opts;
     this.retryMs = opts.retryInitialMs;
-    this.secureContext = createSecureContext({
-      ca: ca.certPem,
-      cert: client.certPem,
-      key: client.keyPem,
-    });
+    // No `ca` in the context: with the env's CA in the context's store,
+    // OpenSSL sends it after labvirt's certificate, and that last handshake
+    // flight no longer fits Node's first 1 KiB TLS output buffer, so a 16 KiB
+    // one is added and kept for the connection's life; an own store costs
+    // about 5 KiB per context as well. The server's certificate is checked
+    // against the CA by hand instead (serverCertificateProblem), the moment
+    // the handshake is done and before the request leaves (see open()).
+    this.secureContext = createSecureContext({ cert: client.certPem, key: client.keyPem });
+    this.caKey = new X509Certificate(ca.certPem).publicKey;
   }
 
   start(): Promise<void> {
@@ -251,6 +260,15 @@ export class StudentClusterWatch {
       socket: channel,
       secureContext: this.secureContext,
       servername: API_SERVER_NAME,
+      // Node cannot check without the CA in the context; checked below instead.
+      rejectUnauthorized: false,
+    });
+    // 'secureConnect' is emitted from within the handshake's completion, before
+    // TLS encrypts the request http.request has queued: a refused server is
+    // destroyed here and never receives it (test/sync/server-certificate.test.ts).
+    socket.once('secureConnect', () => {
+      const problem = serverCertificateProblem(socket.getPeerX509Certificate(), this.caKey);
+      if (problem) socket.destroy(new Error(problem));
     });
     socket.once('close', () => channel.close());
     const req = request({
@@ -298,6 +316,33 @@ export class StudentClusterWatch {
     this.retryTimer.unref();
     this.retryMs = Math.min(this.opts.retryMaxMs, this.retryMs * 2);
   }
+}
+
+/**
+ * Why `cert` is not the env's API server's certificate, or undefined when it
+ * is: signed by the env's CA (kubeadm signs apiserver.crt with ca.crt
+ * directly), not a CA itself, valid now, for serverAuth, and naming
+ * `kubernetes` among its DNS names (as kubeadm's does): what Node's own check
+ * would refuse, done by hand because the CA is kept out of the TLS context.
+ */
+export function serverCertificateProblem(
+  cert: X509Certificate | undefined,
+  caKey: KeyObject,
+  now = new Date(),
+): string | undefined {
+  if (!cert) return 'the API server sent no certificate';
+  const what = `the API server's certificate (${cert.subject.replace(/\n/g, ', ')})`;
+  if (!cert.verify(caKey)) return `${what} is not signed by the env's CA`;
+  if (cert.ca) return `${what} is a CA certificate`;
+  const from = Date.parse(cert.validFrom);
+  const to = Date.parse(cert.validTo);
+  if (!(from <= now.getTime() && now.getTime() <= to))
+    return `${what} is not valid now (valid from ${cert.validFrom} to ${cert.validTo})`;
+  if (cert.keyUsage && !cert.keyUsage.includes(SERVER_AUTH))
+    return `${what} is not for a TLS server (extended key usage ${cert.keyUsage.join(', ')})`;
+  if (!cert.checkHost(API_SERVER_NAME, { subject: 'never' }))
+    return `${what} is not for ${API_SERVER_NAME}`;
+  return undefined;
 }
 
 /**

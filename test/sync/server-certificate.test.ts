@@ -1,0 +1,204 @@
+import { X509Certificate } from 'node:crypto';
+import { connect as netConnect, type AddressInfo } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
+import ssh2 from 'ssh2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateCa, issueCertificate, type KeyPairPem } from '../../src/pki/index.js';
+import { createExecutor, generateKeyPair, type Executor } from '../../src/ssh/index.js';
+import { serverCertificateProblem, StudentClusterWatch } from '../../src/sync/student.js';
+
+/** The student API server's certificate, checked by hand against the env's CA before the watch sends anything. */
+describe('NodePort sync: the student API server’s certificate', () => {
+  let ca: KeyPairPem;
+  let otherCa: KeyPairPem;
+  const caKey = () => new X509Certificate(ca.certPem).publicKey;
+  const serving = (
+    issuer: KeyPairPem,
+    overrides: Partial<Parameters<typeof issueCertificate>[1]> = {},
+  ) =>
+    issueCertificate(issuer, {
+      commonName: 'kube-apiserver',
+      usage: 'server',
+      dnsNames: ['kubernetes', 'kubernetes.default', 'control-plane'],
+      ipAddresses: ['10.96.0.1'],
+      ...overrides,
+    });
+  const problem = async (pem: string, now?: Date) =>
+    serverCertificateProblem(new X509Certificate(pem), caKey(), now);
+
+  beforeAll(async () => {
+    // RSA, as the envs' CAs are; an unrelated one stands for another env's.
+    [ca, otherCa] = await Promise.all([
+      generateCa({ commonName: 'kubernetes' }),
+      generateCa({ commonName: 'kubernetes' }),
+    ]);
+  });
+
+  it('accepts the env’s API server certificate, as kubeadm issues it', async () => {
+    expect(await problem((await serving(ca)).certPem)).toBeUndefined();
+  });
+
+  it('refuses another env’s API server (another CA, even with the same names)', async () => {
+    expect(await problem((await serving(otherCa)).certPem)).toMatch(
+      /^the API server's certificate \(CN=kube-apiserver\) is not signed by the env's CA$/,
+    );
+  });
+
+  it('refuses an expired certificate, and one not valid yet', async () => {
+    const expired = await serving(ca, { days: 0 });
+    expect(await problem(expired.certPem)).toMatch(/is not valid now \(valid from .* to .*\)$/);
+    const later = new Date(Date.now() + 400 * 86_400_000);
+    expect(await problem((await serving(ca)).certPem, later)).toMatch(/is not valid now/);
+    const earlier = new Date(Date.now() - 86_400_000);
+    expect(await problem((await serving(ca)).certPem, earlier)).toMatch(/is not valid now/);
+  });
+
+  it('refuses a certificate for another host (kubernetes is not among its DNS names, whatever its CN)', async () => {
+    const other = await serving(ca, { commonName: 'kubernetes', dnsNames: ['etcd.local'] });
+    expect(await problem(other.certPem)).toMatch(/is not for kubernetes$/);
+  });
+
+  it('refuses the CA itself and a client certificate of the CA shown as a server’s', async () => {
+    expect(await problem(ca.certPem)).toMatch(/is a CA certificate$/);
+    const client = await serving(ca, { usage: 'client' });
+    expect(await problem(client.certPem)).toMatch(/is not for a TLS server/);
+  });
+
+  it('refuses no certificate at all', () => {
+    expect(serverCertificateProblem(undefined, caKey())).toBe('the API server sent no certificate');
+  });
+});
+
+/**
+ * On the wire: the watch reaches an API server through a real SSH server's
+ * forwarding (as the control plane's sshd), and the API server records every
+ * byte it receives after the handshake. A server whose certificate is not
+ * from the env's CA must receive nothing: not the request, not the path.
+ */
+describe('NodePort sync: a refused API server receives nothing', () => {
+  let ca: KeyPairPem;
+  let client: KeyPairPem;
+  let sshd: ssh2.Server;
+  let executor: Executor;
+  const servers: TlsServer[] = [];
+  let apiPort = 0;
+
+  beforeAll(async () => {
+    ca = await generateCa({ commonName: 'kubernetes' });
+    client = await issueCertificate(ca, {
+      commonName: 'labvirt:nodeport-sync',
+      organization: 'system:masters',
+      usage: 'client',
+      algorithm: 'ecdsa',
+    });
+    // The guest's sshd: every forward goes to whichever API server the test runs now.
+    sshd = new ssh2.Server({ hostKeys: [generateKeyPair().private] }, (conn) => {
+      conn.on('authentication', (ctx) => ctx.accept());
+      conn.on('error', () => undefined);
+      conn.on('ready', () =>
+        conn.on('tcpip', (accept) => {
+          const channel = accept();
+          const upstream = netConnect(apiPort, '127.0.0.1');
+          upstream.on('error', () => channel.destroy()).on('close', () => channel.destroy());
+          channel.on('error', () => upstream.destroy()).on('close', () => upstream.destroy());
+          channel.pipe(upstream).pipe(channel);
+        }),
+      );
+    });
+    await new Promise<void>((r) => sshd.listen(0, '127.0.0.1', r));
+    const sshPort = (sshd.address() as AddressInfo).port;
+    executor = createExecutor({
+      privateKey: generateKeyPair().private,
+      resolve: () => ({ host: '127.0.0.1', port: sshPort }),
+    });
+  });
+
+  afterAll(async () => {
+    await executor?.close();
+    for (const s of servers) s.close();
+    await new Promise<void>((r) => sshd?.close(() => r()));
+  });
+
+  /** An API server with `serving`'s certificate; `received` is every byte of application data it received. */
+  async function apiServer(serving: KeyPairPem) {
+    const seen = { received: '', connections: 0 };
+    const server = createTlsServer({ cert: serving.certPem, key: serving.keyPem }, (socket) => {
+      socket.on('error', () => undefined);
+      socket.on('data', (d: Buffer) => {
+        seen.received += d.toString('latin1');
+        // An empty list, then the connection ends: enough for a list to succeed.
+        const body = '{"kind":"ServiceList","metadata":{"resourceVersion":"7"},"items":[]}';
+        socket.end(
+          `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+        );
+      });
+    });
+    server.on('connection', () => seen.connections++);
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    apiPort = (server.address() as AddressInfo).port;
+    return seen;
+  }
+
+  function watch() {
+    const seen = { lists: 0, errors: [] as string[] };
+    const w = new StudentClusterWatch({
+      envId: 'refused',
+      executor,
+      controlPlaneIp: () => Promise.resolve('10.0.0.10'),
+      ca,
+      client,
+      resyncMs: 600_000,
+      retryInitialMs: 50,
+      retryMaxMs: 100,
+      onServices: () => void seen.lists++,
+      onReachable: (reachable, error) => void (reachable || seen.errors.push(error ?? '')),
+    });
+    return { w, seen };
+  }
+
+  async function until(what: string, ok: () => boolean): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    while (!ok()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  it('sends another CA’s API server no request, and says why', async () => {
+    const other = await generateCa({ commonName: 'kubernetes' });
+    const server = await apiServer(
+      await issueCertificate(other, {
+        commonName: 'kube-apiserver',
+        usage: 'server',
+        dnsNames: ['kubernetes'],
+      }),
+    );
+    const { w, seen } = watch();
+    await w.start();
+    await until('three refused attempts', () => seen.errors.length >= 3);
+    await w.stop();
+    expect(server.connections).toBeGreaterThanOrEqual(3);
+    expect(server.received).toBe('');
+    expect(seen.lists).toBe(0);
+    expect(seen.errors[0]).toBe(
+      "the API server's certificate (CN=kube-apiserver) is not signed by the env's CA",
+    );
+  });
+
+  it('sends the env’s own API server its request (the same set-up lists)', async () => {
+    const server = await apiServer(
+      await issueCertificate(ca, {
+        commonName: 'kube-apiserver',
+        usage: 'server',
+        dnsNames: ['kubernetes'],
+      }),
+    );
+    const { w, seen } = watch();
+    await w.start();
+    await until('a list', () => seen.lists > 0);
+    await w.stop();
+    expect(server.received).toMatch(/^GET \/api\/v1\/services HTTP\/1\.1\r\n/);
+    expect(seen.errors).toEqual([]);
+  });
+});
