@@ -16,11 +16,25 @@ COPY src ./src
 # The web pages' scripts and styles, bundled into dist/web/assets/ (src/ is not in the image).
 RUN npx tsc -p tsconfig.build.json && node dist/web/write-assets.js
 
-# 2. Production dependencies only.
+# 2. Production dependencies only, with ssh2's native crypto binding compiled
+# (python3, make and g++ here only; Node's headers are the image's own, in
+# /usr/local/include/node, so nothing is fetched). Without the binding ssh2
+# falls back to WebAssembly for chacha20-poly1305 — OpenSSH's first choice —
+# and the SSH gateway spends about 3 ms more CPU per MiB relayed
+# (docs/benchmarks.md). CI_CHECK_FAIL=ssh2 makes a failed compile fail the
+# build, and the last check refuses an image without the binding, instead of
+# shipping the slow path silently. Other install scripts stay off.
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm_config_nodedir=/usr/local CI_CHECK_FAIL=ssh2 npm rebuild ssh2 \
+ && (npm_config_nodedir=/usr/local npm rebuild cpu-features || echo "cpu-features not built: ssh2 keeps its default cipher order") \
+ && node -e "if (!require('ssh2/lib/protocol/crypto.js').bindingAvailable) { console.error('ssh2: native crypto binding missing'); process.exit(1); }" \
+ && npm cache clean --force
 
 # 3. What runs.
 FROM ${NODE_IMAGE}

@@ -80,6 +80,26 @@ describe('Dockerfile', () => {
     expect(final.filter((i) => i.op === 'RUN' && /npm (ci|install)/.test(i.args))).toEqual([]);
   });
 
+  it("compiles ssh2's native crypto binding in the dependencies' stage, and fails without it", () => {
+    const copies = final.filter((i) => i.op === 'COPY').map((i) => i.args);
+    const depsStage = /--from=(\S+) \/app\/node_modules/.exec(copies.join('\n'))?.[1];
+    const runs = all.filter((i) => i.stage === depsStage && i.op === 'RUN').map((i) => i.args);
+    const script = runs.join(' && ');
+    // The compiler is there before the rebuild, and Node's headers are the image's own (nothing fetched).
+    expect(script).toMatch(/apt-get install [^&]*\bpython3\b[^&]*\bmake\b[^&]*\bg\+\+/);
+    const rebuild = /(\S+=\S+ )*npm rebuild ssh2\b/.exec(script)?.[0] ?? '';
+    expect(rebuild).toContain('npm_config_nodedir=/usr/local');
+    // A failed compile fails the build rather than shipping ssh2's WebAssembly fallback.
+    expect(rebuild).toContain('CI_CHECK_FAIL=ssh2');
+    expect(script.indexOf('npm rebuild ssh2')).toBeGreaterThan(script.indexOf('npm ci --omit=dev'));
+    expect(script).toMatch(
+      /require\('ssh2\/lib\/protocol\/crypto\.js'\)\.bindingAvailable\).*process\.exit\(1\)/,
+    );
+    // The final stage gets the compiled binding with the rest of node_modules, and no compiler.
+    expect(copies).toContain(`--from=${depsStage} /app/node_modules ./node_modules`);
+    expect(final.filter((i) => i.op === 'RUN' && /apt-get|g\+\+/.test(i.args))).toEqual([]);
+  });
+
   it("is the image the Helm chart runs, with the chart's arguments", async () => {
     const entry = final.find((i) => i.op === 'ENTRYPOINT')?.args;
     expect(JSON.parse(entry!)).toEqual(['node', '/app/bin/labvirt.js']);
