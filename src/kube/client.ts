@@ -64,6 +64,16 @@ const DISPATCHER_FIELDS = [
  */
 export const MAX_CALL_CONNECTIONS = 16;
 
+/**
+ * How long an idle connection to the API server is kept. kube-apiserver
+ * sends no Keep-Alive hint, so undici would use its own default, 4 s: a
+ * call after a pause of a few seconds (a claim, a check) would pay a new TLS
+ * handshake. kube-apiserver closes idle connections after 90 s
+ * (`IdleTimeout` of its secure serving), so 30 s stays well clear of a
+ * request racing the server's close.
+ */
+export const IDLE_CONNECTION_MS = 30_000;
+
 /** A watch (`?watch=true`, or `watch=1`) holds its connection for minutes: it never waits behind calls. */
 function isWatchPath(path: string): boolean {
   const query = path.indexOf('?');
@@ -121,8 +131,13 @@ export class KeepAliveKubeConfig extends KubeConfig {
       const own = build(cluster, agentOptions) as Closable | undefined;
       return own && { dispatcher: own, closables: [own] };
     }
-    const watches = new Agent({ connect: options.connect });
-    const calls = new Agent({ connect: options.connect, connections: MAX_CALL_CONNECTIONS });
+    const keepAliveTimeout = IDLE_CONNECTION_MS;
+    const watches = new Agent({ connect: options.connect, keepAliveTimeout });
+    const calls = new Agent({
+      connect: options.connect,
+      connections: MAX_CALL_CONNECTIONS,
+      keepAliveTimeout,
+    });
     const dispatcher = calls.compose(
       (dispatch) => (opts, handler) =>
         isWatchPath(opts.path) ? watches.dispatch(opts, handler) : dispatch(opts, handler),

@@ -86,6 +86,7 @@ export {
   HostCluster,
   loadKubeConfig,
   KeepAliveKubeConfig,
+  IDLE_CONNECTION_MS,
   MAX_CALL_CONNECTIONS,
   isApiError,
   apiErrorMessage,

@@ -305,7 +305,10 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       void api.handle(req, res);
     },
   );
-  server.keepAliveTimeout = 60_000;
+  // As kube-apiserver (Go's net/http): no Keep-Alive hint in its answers, so
+  // a client's own idle timeout decides how long a connection is kept (Node's
+  // server would otherwise announce one, which hides what a real cluster does).
+  server.keepAliveTimeout = 0;
   const port = options.port
     ? await listenWithin(server, {
         host: listen.host,

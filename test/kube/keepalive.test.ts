@@ -4,7 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Watch } from '@kubernetes/client-node';
-import { HostCluster, loadKubeConfig, MAX_CALL_CONNECTIONS } from '../../src/kube/index.js';
+import {
+  HostCluster,
+  IDLE_CONNECTION_MS,
+  loadKubeConfig,
+  MAX_CALL_CONNECTIONS,
+} from '../../src/kube/index.js';
 import { silentLogger } from '../../src/log/index.js';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 
@@ -81,6 +86,19 @@ describe('keep-alive connections to the API server', () => {
     // previous one back in the pool; never one per call.
     expect(relay.accepted() - before).toBeLessThanOrEqual(2);
     expect(kc.dispatcherCount).toBe(1);
+    await cluster.close();
+  });
+
+  it('keeps its connection through a pause of several seconds (the API server gives no keep-alive hint)', async () => {
+    const kc = loadKubeConfig({ kubeconfig });
+    const cluster = new HostCluster(kc, { logger: silentLogger() });
+    await cluster.getNamespace('default');
+    const before = relay.accepted();
+    // Longer than undici's own idle default (4 s), which applies when the server says nothing.
+    expect(IDLE_CONNECTION_MS).toBeGreaterThan(5_000);
+    await new Promise((r) => setTimeout(r, 5_000));
+    expect(await cluster.getNamespace('default')).toBeDefined();
+    expect(relay.accepted() - before).toBe(0);
     await cluster.close();
   });
 
