@@ -277,11 +277,17 @@ export interface HostClusterOptions {
   transientRetry?: TransientRetry;
 }
 
-/** What the Namespace watch keeps of each env Namespace. */
+/**
+ * What the Namespace watch keeps of each env Namespace: its labels and
+ * annotations (labvirt's own, a few short strings), not the whole object
+ * (managedFields alone are kilobytes on a real API server).
+ */
 export interface NamespaceView {
   name: string;
   /** Set once deletion has started (the Namespace is Terminating). */
   deleting: boolean;
+  labels: Readonly<Record<string, string>>;
+  annotations: Readonly<Record<string, string>>;
 }
 
 /**
@@ -358,7 +364,10 @@ export class HostCluster {
     return this.vmiWatch;
   }
 
-  /** labvirt's Namespaces, watched by one connection (teardown waits on it; started on first use). */
+  /**
+   * labvirt's Namespaces, watched by one connection and shared (teardown
+   * waits on it, the NodePort sync follows it; started on first use).
+   */
   namespaces(): SharedWatch<NamespaceView> {
     this.namespaceWatch ??= this.startWatch({
       kind: 'Namespace',
@@ -371,7 +380,12 @@ export class HostCluster {
         },
       project: (obj) => {
         const meta = (obj as V1Namespace).metadata;
-        return { name: meta?.name ?? '', deleting: Boolean(meta?.deletionTimestamp) };
+        return {
+          name: meta?.name ?? '',
+          deleting: Boolean(meta?.deletionTimestamp),
+          labels: meta?.labels ?? {},
+          annotations: meta?.annotations ?? {},
+        };
       },
     });
     return this.namespaceWatch;

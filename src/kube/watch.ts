@@ -144,6 +144,11 @@ export class SharedWatch<T> {
     return [...(this.byNamespace.get(namespace)?.values() ?? [])].map((e) => e.view);
   }
 
+  /** Every namespace (for a cluster-scoped kind: every object's name) with something watched in it. */
+  namespaces(): string[] {
+    return [...this.byNamespace.keys()];
+  }
+
   get(namespace: string, name: string): T | undefined {
     return this.byNamespace.get(namespace)?.get(name)?.view;
   }

@@ -1,13 +1,8 @@
-import {
-  makeInformer,
-  type Informer,
-  type V1Namespace,
-  type V1Service,
-} from '@kubernetes/client-node';
+import type { V1Service } from '@kubernetes/client-node';
 import type { Config } from '../config/index.js';
 import type { EventBus } from '../events/index.js';
-import type { HostCluster } from '../kube/index.js';
-import { ANNOTATIONS, LABELS, MANAGED_BY, readEnvSecrets, apiErrorMessage } from '../kube/index.js';
+import type { HostCluster, NamespaceView } from '../kube/index.js';
+import { ANNOTATIONS, LABELS, readEnvSecrets, apiErrorMessage } from '../kube/index.js';
 import type { Logger } from '../log/index.js';
 import { issueCertificate } from '../pki/index.js';
 import type { Executor } from '../ssh/index.js';
@@ -72,10 +67,8 @@ export class NodePortSync {
   private readonly mirrors: HostMirrors;
   private readonly limits: SyncLimits;
   private readonly log: Logger;
-  private informer?: Informer<V1Namespace>;
-  private generation = 0;
-  private timer?: NodeJS.Timeout;
-  private retryMs: number;
+  /** Stops following the host's shared Namespace watch. */
+  private unfollow?: () => void;
   private stopped = false;
 
   constructor(private readonly opts: NodePortSyncOptions) {
@@ -86,7 +79,6 @@ export class NodePortSync {
       studentPortRange: opts.config.sync.studentPortRange,
     };
     this.log = opts.logger.child({ component: 'sync' });
-    this.retryMs = this.retryInitialMs;
   }
 
   private get retryInitialMs() {
@@ -108,92 +100,54 @@ export class NodePortSync {
     return listed;
   }
 
+  /**
+   * Follows the host's env Namespaces through the cluster's one shared
+   * Namespace watch (src/kube/watch.ts: it restarts itself after errors and
+   * relists as a watchdog, waking every Namespace that changed or went).
+   */
   start(): void {
-    this.watchNamespaces();
+    if (this.unfollow || this.stopped) return;
+    const watch = this.opts.cluster.namespaces();
+    this.unfollow = watch.onChange((name) => this.namespaceChanged(name));
+    // What the watch held before this sync followed it (another component may have started it).
+    void watch.synced().then(() => {
+      if (this.stopped) return;
+      for (const name of watch.namespaces()) this.namespaceChanged(name);
+    });
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.generation++;
-    clearTimeout(this.timer);
-    const informer = this.informer;
-    this.informer = undefined;
-    if (informer) await informer.stop();
+    this.unfollow?.();
+    this.unfollow = undefined;
     // Mirrors stay: they belong to sessions that are still active; the next labvirt picks them up.
     await Promise.all([...this.envs.values()].map((e) => this.halt(e)));
     this.envs.clear();
   }
 
-  /** The host's env Namespaces, informer-watched; relisted every resync period as a watchdog. */
-  private watchNamespaces(): void {
+  private namespaceChanged(name: string): void {
     if (this.stopped) return;
-    clearTimeout(this.timer);
-    const old = this.informer;
-    this.informer = undefined;
-    if (old) void old.stop();
-    const generation = ++this.generation;
-    const current = () => generation === this.generation && !this.stopped;
-    const core = this.opts.cluster.core;
-    const informer = makeInformer<V1Namespace>(
-      this.opts.cluster.kubeConfig,
-      '/api/v1/namespaces',
-      async () => {
-        this.opts.cluster.recordRequest('list', 'Namespace');
-        this.opts.cluster.recordRequest('watch', 'Namespace');
-        const list = await core.listNamespace({
-          labelSelector: `${LABELS.managedBy}=${MANAGED_BY}`,
-        });
-        if (current()) {
-          const names = new Set(list.items.map((n) => n.metadata?.name));
-          for (const e of this.envs.values())
-            if (!names.has(e.namespace)) void this.endEnv(e, false);
-          this.retryMs = this.retryInitialMs;
-          clearTimeout(this.timer);
-          this.timer = setTimeout(
-            () => this.watchNamespaces(),
-            this.opts.config.sync.resyncSeconds * 1000,
-          );
-          this.timer.unref();
-        }
-        return list;
-      },
-      `${LABELS.managedBy}=${MANAGED_BY}`,
-    );
-    const seen = (ns: V1Namespace) => current() && this.namespaceSeen(ns);
-    informer.on('add', seen);
-    informer.on('update', seen);
-    informer.on('delete', (ns) => {
-      const e = current() ? this.envs.get(ns.metadata?.labels?.[LABELS.env] ?? '') : undefined;
-      if (e) void this.endEnv(e, false);
-    });
-    informer.on('error', (err) => {
-      if (!current()) return;
-      this.log.warn({ err: apiErrorMessage(err) }, 'host namespace watch failed; restarting');
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.watchNamespaces(), this.retryMs);
-      this.timer.unref();
-      this.retryMs = Math.min(this.retryMaxMs, this.retryMs * 2);
-    });
-    this.informer = informer;
-    informer.start().catch(() => undefined);
+    const ns = this.opts.cluster.namespaces().get(name, name);
+    if (ns) return this.namespaceSeen(ns);
+    // Gone: its env's watch stops (nothing of it is left to clean up).
+    for (const e of this.envs.values()) if (e.namespace === name) void this.endEnv(e, false);
   }
 
-  private namespaceSeen(ns: V1Namespace): void {
-    const envId = ns.metadata?.labels?.[LABELS.env];
-    const namespace = ns.metadata?.name;
+  private namespaceSeen(ns: NamespaceView): void {
+    const envId = ns.labels[LABELS.env];
+    const namespace = ns.name;
     if (!envId || !namespace) return;
-    const active =
-      ns.metadata?.labels?.[LABELS.state] === 'active' && !ns.metadata?.deletionTimestamp;
+    const active = ns.labels[LABELS.state] === 'active' && !ns.deleting;
     const e = this.envs.get(envId);
     if (active && !e) {
       this.clean.delete(envId);
       this.beginEnv(envId, namespace, ns);
     } else if (active && e) {
-      e.sessionId = ns.metadata?.annotations?.[ANNOTATIONS.session];
-      e.student = ns.metadata?.annotations?.[ANNOTATIONS.student];
+      e.sessionId = ns.annotations[ANNOTATIONS.session];
+      e.student = ns.annotations[ANNOTATIONS.student];
     } else if (e) {
-      void this.endEnv(e, !ns.metadata?.deletionTimestamp);
-    } else if (!this.clean.has(envId) && !ns.metadata?.deletionTimestamp) {
+      void this.endEnv(e, !ns.deleting);
+    } else if (!this.clean.has(envId) && !ns.deleting) {
       // Level-triggered: an env that is not active has no mirrors, whatever happened before.
       this.clean.add(envId);
       this.mirrors.removeAll(namespace).then(
@@ -206,15 +160,15 @@ export class NodePortSync {
     }
   }
 
-  private beginEnv(envId: string, namespace: string, ns: V1Namespace): void {
+  private beginEnv(envId: string, namespace: string, ns: NamespaceView): void {
     const e: EnvSync = {
       envId,
       namespace,
-      sessionId: ns.metadata?.annotations?.[ANNOTATIONS.session],
-      student: ns.metadata?.annotations?.[ANNOTATIONS.student],
+      sessionId: ns.annotations[ANNOTATIONS.session],
+      student: ns.annotations[ANNOTATIONS.student],
       dirty: false,
       stopped: false,
-      reported: new Set(readRefused(ns).map(refusalKey)),
+      reported: new Set(readRefused(ns.annotations).map(refusalKey)),
       // Nothing published is the starting point: only a change is news.
       publishedSignature: '[]',
       apiDown: false,
@@ -480,9 +434,11 @@ export class NodePortSync {
   }
 }
 
-/** The refusals an env's Namespace remembers. */
-export function readRefused(ns: V1Namespace): RefusedPort[] {
-  const raw = ns.metadata?.annotations?.[SYNC_ANNOTATIONS.refused];
+/** The refusals an env's Namespace remembers (in its annotations). */
+export function readRefused(
+  annotations: Readonly<Record<string, string>> | undefined,
+): RefusedPort[] {
+  const raw = annotations?.[SYNC_ANNOTATIONS.refused];
   if (!raw) return [];
   try {
     const parsed = JSON.parse(raw) as unknown;

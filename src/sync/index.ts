@@ -23,6 +23,9 @@ export async function readEnvPorts(
 ): Promise<EnvPorts> {
   const mirrors = new HostMirrors(cluster, config);
   const published = await mirrors.published(namespace.metadata?.name ?? '');
-  const refused = readRefused(namespace).map((r) => ({ ...r, message: refusalMessageOf(r) }));
+  const refused = readRefused(namespace.metadata?.annotations).map((r) => ({
+    ...r,
+    message: refusalMessageOf(r),
+  }));
   return { published, refused };
 }

@@ -3,8 +3,8 @@ import type { ClientChannel } from 'ssh2';
 import { NetworkingV1Api, type V1Service } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventBus, type EventOf, type LabvirtEvent } from '../../src/events/index.js';
-import { envNamespace, LABELS, MANAGED_BY } from '../../src/kube/index.js';
-import { createLogger } from '../../src/log/index.js';
+import { envNamespace, HostCluster, LABELS, MANAGED_BY } from '../../src/kube/index.js';
+import { createLogger, silentLogger } from '../../src/log/index.js';
 import type { Executor } from '../../src/ssh/index.js';
 import { MIRROR_POLICY, NodePortSync, readEnvPorts, SYNC_LABELS } from '../../src/sync/index.js';
 import {
@@ -355,6 +355,63 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
     expect(open.size).toBe(1);
     await stopSync(sync);
     await h.until(async () => open.size === 0, 'no channel after stop');
+  });
+
+  it('follows the host client’s one Namespace watch (none of its own), and stops watching an env whose Namespace goes', async () => {
+    // A host client of its own, counting every Namespace list and watch from its first request.
+    const namespaceRequests: string[] = [];
+    const host = new HostCluster(h.host.kubeConfig, {
+      logger: silentLogger(),
+      onRequest: (verb, resource) => {
+        if (resource === 'Namespace' && (verb === 'list' || verb === 'watch'))
+          namespaceRequests.push(verb);
+      },
+    });
+    const syncs = [1, 2].map(
+      () =>
+        new NodePortSync({
+          config: h.config,
+          cluster: host,
+          executor: h.executor,
+          events: bus,
+          logger,
+        }),
+    );
+    try {
+      for (const s of syncs) s.start();
+      // Teardown's use of the same watch (as in labvirt serve).
+      await host.namespaces().synced();
+      const before = syncs.map((s) => s.watchedEnvs);
+      // An active env's Namespace alone: no VMs (its student watch keeps retrying, enough here),
+      // so it goes at once when deleted.
+      const namespace = envNamespace(h.config, 'shared01');
+      await h.host.core.createNamespace({
+        body: {
+          metadata: {
+            name: namespace,
+            labels: {
+              [LABELS.env]: 'shared01',
+              [LABELS.managedBy]: MANAGED_BY,
+              [LABELS.state]: 'active',
+            },
+          },
+        },
+      });
+      await h.until(
+        async () => syncs.every((s, i) => s.watchedEnvs === before[i]! + 1),
+        'both syncs watching the env',
+      );
+      // One list and one watch for the whole process (with an informer per sync, as before: six).
+      expect(namespaceRequests).toEqual(['list', 'watch']);
+      await h.host.core.deleteNamespace({ name: namespace });
+      await h.until(
+        async () => syncs.every((s, i) => s.watchedEnvs === before[i]),
+        'the env no longer watched once its Namespace is gone',
+      );
+    } finally {
+      for (const s of syncs) await s.stop();
+      await host.close();
+    }
   });
 
   it('removes every mirror and its policy when the session ends (the namespace stays)', async () => {
