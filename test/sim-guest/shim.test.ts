@@ -47,17 +47,23 @@ afterAll(async () => {
   vi.resetModules();
 });
 
+/** A fresh guest, and labvirt logged in to it over SSH. */
+async function newGuestLogin(): Promise<Client> {
+  const key = fixtures.newKey();
+  const g = await farm.start({ labvirt: [key.public] });
+  const c = await fixtures.connectClient({
+    port: g.guest.port,
+    username: 'labvirt',
+    privateKey: key.private,
+  });
+  clients.push(c);
+  return c;
+}
+
 describe('the sim sudo stand-in', () => {
   it('ignores a file planted at the old fixed path and lives in a private directory', async () => {
-    const { connectClient, newKey, run } = fixtures;
-    const key = newKey();
-    const g = await farm.start({ labvirt: [key.public] });
-    const c = await connectClient({
-      port: g.guest.port,
-      username: 'labvirt',
-      privateKey: key.private,
-    });
-    clients.push(c);
+    const { run } = fixtures;
+    const c = await newGuestLogin();
     const r = await run(c, 'command -v sudo; sudo -u student sh -c \'echo "$USER $HOME"\'');
     expect(r.stdout).toBe('/opt/labvirt-sim/bin/sudo\nstudent /home/student\n');
     expect(existsSync(marker)).toBe(false);
@@ -75,20 +81,13 @@ describe('the sim sudo stand-in', () => {
   });
 
   it('makes its directory again when it has gone, so guests started afterwards still start', async () => {
-    const { connectClient, newKey, run } = fixtures;
+    const { run } = fixtures;
     const { readdir } = await import('node:fs/promises');
     const simBin = async () =>
       (await readdir(tmp)).filter((d) => d.startsWith('labvirt-sim-bin-') && d !== OLD_FIXED_DIR);
     // As a tmp cleaner would on a long-running sim.
     for (const d of await simBin()) await rm(join(tmp, d), { recursive: true, force: true });
-    const key = newKey();
-    const g = await farm.start({ labvirt: [key.public] });
-    const c = await connectClient({
-      port: g.guest.port,
-      username: 'labvirt',
-      privateKey: key.private,
-    });
-    clients.push(c);
+    const c = await newGuestLogin();
     const r = await run(c, 'sudo -u student sh -c \'echo "$USER $HOME"\'');
     expect(r.stdout).toBe('student /home/student\n');
     expect(await simBin()).toHaveLength(1);
