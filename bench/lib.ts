@@ -115,6 +115,28 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Stops a child process and resolves once it has exited: `signal` first
+ * (its graceful stop), SIGKILL when it is still there after `graceMs`. A
+ * bench's teardown is bounded this way: a child that does not stop in time
+ * costs the grace, never the rest of a run.
+ */
+export function stopChild(
+  child: ChildProcess,
+  graceMs: number,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill(signal);
+  });
+}
+
 export interface ChildHandle {
   child: ChildProcess;
   output(): string;
@@ -147,16 +169,7 @@ export function forkLabvirt(
   return {
     child,
     output: () => out,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-        child.once('exit', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      }),
+    stop: () => stopChild(child, 20_000),
   };
 }
 

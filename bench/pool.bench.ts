@@ -19,9 +19,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDevStack } from '../src/app/dev.js';
-import { Redis } from 'ioredis';
 import { startRedisServer } from '../src/redis/index.js';
-import { Store } from '../src/store/index.js';
 import { runBurst } from './burst.js';
 import {
   FIXTURE_LABS,
@@ -169,7 +167,11 @@ async function forkServe(
   redisUrl: string,
   minWarm: number,
   maxTotal = Math.max(1, minWarm),
-): Promise<{ serve: ReturnType<typeof forkLabvirt>; warm: () => Promise<number> }> {
+): Promise<{
+  serve: ReturnType<typeof forkLabvirt>;
+  warm: () => Promise<number>;
+  setTarget: (targetWarm: number) => Promise<void>;
+}> {
   const apiPort = await freePort();
   const token = 'bench-token-bench-token-bench';
   const configFile = join(dir, `${name}.json`);
@@ -223,7 +225,18 @@ async function forkServe(
     };
     return pool.flavors.find((f) => f.flavor === FLAVOR)?.counts.warm ?? 0;
   };
-  return { serve, warm };
+  // As `labvirt pool target` does: the override, and a replenish at once
+  // (an override written to Redis alone waits for the next replenish cron,
+  // up to a minute, which the smoke run paid as a 12–42 s "fill" of one env).
+  const setTarget = async (targetWarm: number) => {
+    const res = await fetch(`${base}/v1/pool/flavors/${FLAVOR}/target`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ targetWarm }),
+    });
+    if (!res.ok) throw new Error(`PUT the warm target: ${res.status} ${await res.text()}`);
+  };
+  return { serve, warm, setTarget };
 }
 
 /**
@@ -255,11 +268,12 @@ async function rssOver(pid: number, seconds: number): Promise<{ median: number; 
 
 /**
  * RSS holding warm envs, as an operator sees it: `labvirt serve` built
- * (dist/) in its own process, the simulator and Redis in theirs. First a
+ * (dist/) in its own process, the simulator and Redis in theirs. First the
  * serve with an empty pool (the fixed cost: every role started, nothing
- * held), stopped; then one that fills the pool in steps (BENCH_HOLD_LEVELS,
+ * held); then the same serve fills the pool in steps (BENCH_HOLD_LEVELS,
  * default half of BENCH_HOLD_ENVS then all of it; each step raised through
- * the operator's warm-target override, as `labvirt pool target` does) and
+ * the operator's warm-target API, `PUT /v1/pool/flavors/<flavor>/target`,
+ * as `labvirt pool target` does) and
  * holds each step. Each is read from /proc once a second over
  * BENCH_HOLD_SECONDS (default 30) after it settles. The slope that counts is
  * the marginal one between the last two steps: the first env's share of a
@@ -278,8 +292,6 @@ async function holdEnvs(): Promise<void> {
   const top = Math.max(...levels);
   const dir = mkdtempSync(join(tmpdir(), 'labvirt-bench-hold-'));
   const redis = await startRedisServer();
-  const benchRedis = new Redis(redis.url, { lazyConnect: true });
-  const store = new Store(benchRedis, REDIS_PREFIX);
   // Room for every env: a VM takes about 1.8 GiB with KubeVirt's overhead.
   const sim = await forkSim(join(dir, 'sim'), {
     speed: SPEED,
@@ -291,27 +303,26 @@ async function holdEnvs(): Promise<void> {
   let serve: ReturnType<typeof forkLabvirt> | undefined;
   try {
     console.log(`hold: ${machineLoad()} at the start`);
-    const empty = await forkServe(dir, 'empty', sim, redis.url, 0);
-    serve = empty.serve;
+    // One serve for every step: started with an empty pool (minWarm 0), then
+    // raised step by step (a second serve for the empty figure cost the smoke
+    // run a process start and stop, and measured the same fresh process).
+    const full = await forkServe(dir, 'hold', sim, redis.url, 0, top);
+    serve = full.serve;
     // Let start-up work (first reconcile, the shared watches' lists) settle.
     await new Promise((r) => setTimeout(r, settleMs));
     const fixed = await rssOver(serve.child.pid!, holdSeconds);
-    await serve.stop();
     console.log(
       `hold: serve from ${from} with an empty pool: rss median ${fixed.median.toFixed(0)} MiB, max ${fixed.max.toFixed(0)} MiB over ${holdSeconds} s (${machineLoad()})`,
     );
-
-    const full = await forkServe(dir, 'full', sim, redis.url, levels[0]!, top);
-    serve = full.serve;
     const steps: { envs: number; rss: number }[] = [{ envs: 0, rss: fixed.median }];
     for (const level of levels) {
       const t0 = Date.now();
-      await store.setWarmTargetOverride(FLAVOR, level);
+      await full.setTarget(level);
       await waitFor(
         async () => (await full.warm()) >= level,
         30 * 60_000,
         `${level} warm envs`,
-        1000,
+        250,
       );
       const fillMs = Date.now() - t0;
       // Let the fill's last work settle, then hold with the periodic work running.
@@ -353,7 +364,6 @@ async function holdEnvs(): Promise<void> {
     );
   } finally {
     await serve?.stop();
-    benchRedis.disconnect();
     await sim.stop();
     await redis.stop();
     rmSync(dir, { recursive: true, force: true });

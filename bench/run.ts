@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { machineLoad, ROOT, type ResultRow } from './lib.js';
+import { machineLoad, ROOT, stopChild, type ResultRow } from './lib.js';
 
 const quick = process.argv.includes('--quick');
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
@@ -40,6 +40,10 @@ interface BenchRun {
 // (test/helpers/stack.ts), and the pool bench's in-process arms use 1-VM envs
 // (the burst keeps its 3-VM ones): a third of the guests, the same code paths.
 const QUICK_SPEED = '200';
+/** A bench over its bound gets SIGTERM, and SIGKILL this long after. */
+const STOP_GRACE_MS = 10_000;
+/** How long the run waits for a bench's output to end once the bench has exited. */
+const OUTPUT_GRACE_MS = 2_000;
 /** Each bench's bound in the smoke run: generous (a shared machine can be loaded), never endless. */
 const QUICK_BOUND_MS = 300_000;
 // Longest first, so that the lanes of a run with --jobs end close together.
@@ -176,9 +180,24 @@ function runOne(run: BenchRun, resultsFile: string): Promise<{ outcome: string; 
     };
     child.stdout.on('data', take(process.stdout));
     child.stderr.on('data', take(process.stderr));
-    const timer = setTimeout(() => child.kill('SIGTERM'), run.timeoutMs);
+    // Over its bound: its graceful stop, then SIGKILL (bench/lib.ts stopChild).
+    const timer = setTimeout(() => void stopChild(child, STOP_GRACE_MS), run.timeoutMs);
+    // A process the bench started and left behind keeps the bench's output
+    // open after the bench has exited: the run does not wait for it (beyond
+    // a moment for the last output), and says so.
+    let heldOpen: NodeJS.Timeout | undefined;
+    child.once('exit', () => {
+      heldOpen = setTimeout(() => {
+        console.log(
+          `bench ${run.name}: its output was still open ${OUTPUT_GRACE_MS} ms after it exited (a process it started outlived it); not waiting for it`,
+        );
+        child.stdout.destroy();
+        child.stderr.destroy();
+      }, OUTPUT_GRACE_MS);
+    });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      clearTimeout(heldOpen);
       if (!streamed) process.stdout.write(`${title}\n${Buffer.concat(held).toString()}`);
       const quietMs = Date.now() - lastLineAt;
       if (code !== 0) resolve({ outcome: `failed (${signal ?? `exit ${code}`})`, quietMs });

@@ -108,44 +108,58 @@ async function startProfile() {
   };
 }
 
+/** The senders' process: each round sent all at once, answered with every request's timing. */
+interface Senders {
+  send(round: Round): Promise<Sent[]>;
+  close(): void;
+}
+
 /**
  * Senders in a process of their own (bench/slack-senders.ts) that send each
  * round all at once, as Slack's servers would: the senders' CPU is not
- * labvirt's.
+ * labvirt's, and their event loop is not the one whose acknowledgements are
+ * timed (in this process they would queue behind labvirt's work and be
+ * counted in its CPU profile). One process for the whole run, started beside
+ * the simulator: a process start through tsx is seconds on a loaded machine,
+ * and the rounds only ever send one at a time.
  */
-async function startSenders() {
+async function startSenders(): Promise<Senders> {
   const senders = fork(join(import.meta.dirname, 'slack-senders.ts'), [], {
     execArgv: ['--import', 'tsx'],
   });
   await new Promise<void>((resolve, reject) => {
-    senders.once('message', () => resolve());
-    senders.once('exit', (code) => reject(new Error(`the senders exited (${code})`)));
+    const failed = (code: number | null) => reject(new Error(`the senders exited (${code})`));
+    senders.once('exit', failed);
+    senders.once('message', () => {
+      senders.off('exit', failed);
+      resolve();
+    });
   });
   return {
     send(round: Round): Promise<Sent[]> {
-      const answered = new Promise<Sent[]>((resolve) =>
-        senders.once('message', (m) => resolve(m as Sent[])),
-      );
-      senders.send(round);
-      return answered;
+      return new Promise<Sent[]>((resolve, reject) => {
+        const answered = (m: unknown) => {
+          senders.off('exit', gone);
+          resolve(m as Sent[]);
+        };
+        const gone = (code: number | null) => {
+          senders.off('message', answered);
+          reject(new Error(`the senders exited (${code}) during a round`));
+        };
+        senders.once('message', answered);
+        senders.once('exit', gone);
+        senders.send(round);
+      });
     },
     close: () => void senders.kill(),
   };
 }
 
-async function sendFromOwnProcess(round: Round): Promise<Sent[]> {
-  const senders = await startSenders();
-  try {
-    return await senders.send(round);
-  } finally {
-    senders.close();
-  }
-}
-
-/** labvirt as the bench drives it: the handle and its API token. */
+/** labvirt as the bench drives it: the handle, its API token, and the senders. */
 interface Bench {
   labvirt: LabvirtHandle;
   apiToken: string;
+  senders: Senders;
 }
 
 async function fillPool(stack: Bench): Promise<number> {
@@ -162,10 +176,10 @@ async function fillPool(stack: Bench): Promise<number> {
 }
 
 async function apiRound(stack: Bench) {
-  const { labvirt, apiToken } = stack;
+  const { labvirt, apiToken, senders } = stack;
   const readyAt = new Map<string, number>();
   const off = labvirt.events.on('session.ready', (e) => void readyAt.set(e.sessionId, Date.now()));
-  const sent = await sendFromOwnProcess({
+  const sent = await senders.send({
     kind: 'api',
     url: `${labvirt.apiUrl}/v1/sessions`,
     token: apiToken,
@@ -185,7 +199,7 @@ async function apiRound(stack: Bench) {
 }
 
 async function slackRound(stack: Bench, fake: FakeSlack) {
-  const { labvirt } = stack;
+  const { labvirt, senders } = stack;
   const url = `${labvirt.apiUrl}/slack/events`;
   const users = Array.from({ length: N }, (_, i) => `UB${String(i).padStart(6, '0')}`);
   const key = generateKeyPair().public;
@@ -194,7 +208,6 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
   const readyAt = new Map<string, number>();
   const off = labvirt.events.on('session.ready', (e) => void readyAt.set(e.student, Date.now()));
 
-  const senders = await startSenders();
   // The same run's baseline: what answering N requests at once costs on this
   // machine right now, with nothing of labvirt's in the answer.
   const baseline = await senders.send({ kind: 'get', url: `${labvirt.apiUrl}/healthz`, count: N });
@@ -221,7 +234,6 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
   const sent = (await senders.send({ kind: 'slack', url, users, text: 'start fixture-one' })).map(
     (s) => ({ userId: s.key, t0: s.t0, ackMs: s.ms, status: s.status }),
   );
-  senders.close();
   if (profiler) await profiler.stop(process.env.BENCH_CPU_PROFILE!);
   // Bolt answers 404 to a request not acknowledged within 3 s: Slack would
   // show the student an error. Counted, and left out of the later figures.
@@ -363,14 +375,32 @@ async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'labvirt-slack-bench-'));
   const fake = await startFakeSlack();
   // The simulator (and its SSH guests) runs in its own process, so its CPU
-  // does not delay labvirt's acknowledgements.
-  const redis = await startRedisServer();
-  // The build when it is fresh (bench/lib.ts): through tsx the simulator's
-  // start alone took most of the smoke run's Slack minute on a loaded machine.
-  const sim = await forkSim(join(dir, 'sim'), {
-    speed: SPEED,
-    nodes: Math.ceil((N * 4) / 256) + 1,
-  });
+  // does not delay labvirt's acknowledgements; the build when it is fresh
+  // (bench/lib.ts): through tsx the simulator's start alone took most of the
+  // smoke run's Slack minute on a loaded machine. Redis, the simulator and
+  // the senders start side by side (each is a process start of its own).
+  const [redisStart, simStart, sendersStart] = await Promise.allSettled([
+    startRedisServer(),
+    forkSim(join(dir, 'sim'), { speed: SPEED, nodes: Math.ceil((N * 4) / 256) + 1 }),
+    startSenders(),
+  ]);
+  if (
+    redisStart.status === 'rejected' ||
+    simStart.status === 'rejected' ||
+    sendersStart.status === 'rejected'
+  ) {
+    // What did start is stopped: a failed start leaves no process behind.
+    if (redisStart.status === 'fulfilled') await redisStart.value.stop();
+    if (simStart.status === 'fulfilled') await simStart.value.stop();
+    if (sendersStart.status === 'fulfilled') sendersStart.value.close();
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+    const failed = [redisStart, simStart, sendersStart].find((s) => s.status === 'rejected');
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  const redis = redisStart.value;
+  const sim = simStart.value;
+  const senders = sendersStart.value;
   const config = loadConfig({
     env: {},
     overrides: {
@@ -404,7 +434,7 @@ async function main() {
     roles: { scheduler: false },
     slack: { botToken: 'xoxb-bench', signingSecret: TEST_SIGNING_SECRET },
   });
-  const stack: Bench = { labvirt, apiToken };
+  const stack: Bench = { labvirt, apiToken, senders };
   try {
     console.log(`slack bench: ${N} sessions, simulator speed ${SPEED}, ${NOTIFY_RATE} DM calls/s`);
     console.log(`pool: ${N} warm envs in ${(await fillPool(stack)).toFixed(1)} s`);
@@ -470,6 +500,7 @@ async function main() {
       new Promise<false>((r) => setTimeout(() => r(false), 60_000).unref()),
     ]);
     if (!stopped) console.log('labvirt did not stop within 60 s; ending the bench anyway');
+    senders.close();
     await fake.close();
     await sim.stop();
     await redis.stop();

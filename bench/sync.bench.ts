@@ -26,7 +26,7 @@
  * policy), from labvirt's debug log and the driver's clocks; samples over 1 s
  * are printed with their stages, and each step prints the stages' p50/p99,
  * and how late labvirt's event loop ran meanwhile beside an idle process's
- * (`--loop-probe`, a child with nothing but a timer: the machine's share).
+ * (bench/loop-probe.ts, a child with nothing but a timer: the machine's share).
  * Latency samples start once every env's watch has listed (not merely once
  * labvirt knows the env), so a sample never times a first connection.
  * BENCH_HEAP_SNAPSHOT=<file> writes a heap snapshot of labvirt after each
@@ -75,7 +75,8 @@ import { createExecutor, fileResolver, generateKeyPair } from '../src/ssh/index.
 import { NodePortSync, SYNC_LABELS, mirrorName } from '../src/sync/index.js';
 import { StudentClusterWatch } from '../src/sync/student.js';
 import { openStudentApi } from '../test/helpers/student-envs.js';
-import { result } from './lib.js';
+import { result, stopChild } from './lib.js';
+import { loopDelayOf, type LoopDelay } from './loop-probe.js';
 
 const LEVELS = (process.env.BENCH_LEVELS ?? '1,100,1000').split(',').map(Number);
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 30);
@@ -118,6 +119,8 @@ const pct = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How long a child (simulator, driver, probe) may take over its graceful stop before SIGKILL. */
+const CHILD_STOP_GRACE_MS = 5_000;
 let retries = 0;
 /**
  * A simulator holding hundreds of envs on a loaded machine may not accept a
@@ -156,7 +159,6 @@ else if (process.argv[2] === '--parts-server') await partsServer();
 else if (process.argv[2] === '--parts') await parts(Number(process.argv[3] ?? 200));
 else if (process.argv[2] === '--watches')
   await watches(Number(process.argv[3] ?? 500), process.argv[4] === 'layers');
-else if (process.argv[2] === '--loop-probe') loopProbe();
 else if (process.argv[2] === '--host-burst') await hostBurst(Number(process.argv[3] ?? 300));
 else await labvirt();
 
@@ -486,7 +488,7 @@ async function hostBurst(n: number): Promise<void> {
     join(import.meta.dirname, '..', 'bin', 'labvirt.js'),
     ['sim', '--dir', join(dir, 'sim'), '--speed', '1000', '--nodes', '2'],
     {
-      env: { ...childEnv(), LABVIRT_FROM_SOURCE: '1' },
+      env: simEnv(),
       execArgv: [],
       stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     },
@@ -508,11 +510,20 @@ async function hostBurst(n: number): Promise<void> {
     );
     await host.close();
   } finally {
-    sim.kill('SIGINT');
-    await new Promise((r) => sim.once('exit', r));
+    await stopChild(sim, CHILD_STOP_GRACE_MS);
     rmSync(dir, { recursive: true, force: true });
   }
   process.exit(0);
+}
+
+/**
+ * The simulator's environment: bin/labvirt.js runs the build in dist/ when
+ * it is newer than every source file and the sources through tsx otherwise
+ * (so never stale code); BENCH_FROM_SOURCE=1 forces the sources. Through tsx
+ * its start took seconds more of CPU on the shared machine.
+ */
+function simEnv(): NodeJS.ProcessEnv {
+  return { ...childEnv(), LABVIRT_FROM_SOURCE: process.env.BENCH_FROM_SOURCE === '1' ? '1' : '' };
 }
 
 function childEnv(): NodeJS.ProcessEnv {
@@ -594,36 +605,6 @@ function mallocDelta(
   if (!before || !after) return '';
   const kib = (bytes: number) => `${(bytes / envs / 1024).toFixed(1)} KiB`;
   return `; glibc heap per env: in use ${kib(after.inUse - before.inUse)}, held from the system ${kib(after.system - before.system)}, free in it ${kib(after.free - before.free)}`;
-}
-
-/** An event-loop delay histogram's p50/p99/max in milliseconds. */
-interface LoopDelay {
-  p50: number;
-  p99: number;
-  max: number;
-}
-function loopDelayOf(h: ReturnType<typeof monitorEventLoopDelay>): LoopDelay {
-  return { p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 };
-}
-
-/**
- * `--loop-probe`: a process with nothing to do but a 10 ms timer, measured
- * between 'start' and 'stop': how late any process's event loop runs on this
- * machine at the moment (the share of a delay that is the machine's, not
- * labvirt's).
- */
-function loopProbe(): void {
-  const h = monitorEventLoopDelay({ resolution: 10 });
-  process.on('message', (m: 'start' | 'stop') => {
-    if (m === 'start') {
-      h.reset();
-      h.enable();
-    } else {
-      h.disable();
-      process.send!(loopDelayOf(h));
-    }
-  });
-  process.once('disconnect', () => process.exit(0));
 }
 
 /** The pool and the students, in a process of their own. */
@@ -843,7 +824,7 @@ async function labvirt(): Promise<void> {
     // A 1-node env takes about 1.8 GiB of a node with KubeVirt's overhead.
     ['sim', '--dir', simDir, '--speed', '1000', '--nodes', String(Math.ceil((MAX * 2) / 256) + 1)],
     {
-      env: { ...childEnv(), LABVIRT_FROM_SOURCE: '1' },
+      env: simEnv(),
       execArgv: [],
       stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     },
@@ -860,7 +841,7 @@ async function labvirt(): Promise<void> {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     children.push(drv);
-    const probe = fork(import.meta.filename, ['--loop-probe'], {
+    const probe = fork(join(import.meta.dirname, 'loop-probe.ts'), [], {
       execArgv: ['--import', 'tsx'],
       env: childEnv(),
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -1071,13 +1052,21 @@ async function labvirt(): Promise<void> {
       });
     }
   } finally {
+    const teardownAt = performance.now();
+    const since = () => `${(performance.now() - teardownAt).toFixed(0)} ms`;
     for (const c of closers.reverse()) await Promise.resolve(c()).catch(() => undefined);
-    for (const c of children) {
-      if (c.exitCode !== null) continue;
-      c.kill('SIGINT');
-      await new Promise((r) => c.once('exit', r));
-    }
+    const closed = since();
+    // The driver and the probe first (the driver is the simulator's client),
+    // then the simulator; each bounded (bench/lib.ts stopChild).
+    const [simChild, ...clients] = children;
+    await Promise.all(clients.map((c) => stopChild(c, CHILD_STOP_GRACE_MS)));
+    const clientsStopped = since();
+    if (simChild) await stopChild(simChild, CHILD_STOP_GRACE_MS);
     rmSync(dir, { recursive: true, force: true });
+    // Printed: a slow teardown shows which part it was (the smoke run once waited 33 s here).
+    console.log(
+      `teardown: sync and SSH closed in ${closed}, driver and probe stopped at ${clientsStopped}, simulator at ${since()}`,
+    );
   }
   process.exit(0);
 }
