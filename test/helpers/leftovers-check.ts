@@ -58,7 +58,9 @@ export function captureProcessState(): ProcessState {
 export function restoreGlobals(saved: Record<string, unknown>): void {
   const now = replaceableGlobals();
   for (const [name, value] of Object.entries(saved)) {
-    if (now[name] === value) continue;
+    // undefined: not made yet when recorded (undici's dispatcher is made on
+    // first use); taking it away again would break every later fetch.
+    if (value === undefined || now[name] === value) continue;
     const path = name === "undici's global dispatcher" ? undefined : name.split('.');
     if (!path) {
       (globalThis as Record<symbol, unknown>)[GLOBAL_DISPATCHER] = value;

@@ -31,6 +31,14 @@ describe('the shared-worker leftovers check', () => {
     expect(problems.join()).not.toContain('secret-value');
   });
 
+  it('names a spy left on', () => {
+    const before = captureProcessState();
+    vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    const problems = leftoversBetween(before, captureProcessState());
+    vi.restoreAllMocks();
+    expect(problems).toEqual(['console.warn replaced (a spy or stub not restored?)']);
+  });
+
   it('names a changed working directory, exit code and signal handlers', () => {
     const before = captureProcessState();
     const cwd = process.cwd();
@@ -49,11 +57,12 @@ describe('the shared-worker leftovers check', () => {
     ]);
   });
 
-  it('names a spy left on and a replaced global dispatcher, and puts both back', () => {
+  it('names a replaced console method and global dispatcher, and puts both back', () => {
     // Made on first use: made here first, so the check sees it replaced.
     const dispatcher = getGlobalDispatcher();
     const before = captureProcessState();
-    vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    const consoleError = console.error;
+    console.error = () => undefined;
     const agent = new Agent();
     setGlobalDispatcher(agent);
     expect(leftoversBetween(before, captureProcessState())).toEqual([
@@ -61,9 +70,12 @@ describe('the shared-worker leftovers check', () => {
       "undici's global dispatcher replaced (a spy or stub not restored?)",
     ]);
     restoreGlobals(before.globals);
-    expect(vi.isMockFunction(console.error)).toBe(false);
+    expect(console.error).toBe(consoleError);
     expect(getGlobalDispatcher()).toBe(dispatcher);
     expect(leftoversBetween(before, captureProcessState())).toEqual([]);
+    // Recorded before it existed: put back means left as it is, never taken away.
+    restoreGlobals({ ...before.globals, "undici's global dispatcher": undefined });
+    expect(getGlobalDispatcher()).toBe(dispatcher);
     void agent.close();
   });
 });
