@@ -1,5 +1,6 @@
 import { afterAll, expect, vi } from 'vitest';
 import { captureProcessState, leftoversBetween, restoreGlobals } from './leftovers-check.js';
+import { timersSince, traceTimers } from './timer-trace.js';
 
 /**
  * Runs before every test file (vitest's `setupFiles`). With `isolate: false`
@@ -13,7 +14,8 @@ import { captureProcessState, leftoversBetween, restoreGlobals } from './leftove
  *
  * `LABVIRT_TEST_LEFTOVERS=report` also prints the file's change in active
  * handles (servers, sockets, timers, child processes) a second after it ends.
- * That part only reports: a handle closing a moment late is not a fault.
+ * That part only reports: a handle closing a moment late is not a fault. It
+ * names where each timer still running was made.
  */
 
 function countBy(items: string[]): Map<string, number> {
@@ -25,6 +27,8 @@ function countBy(items: string[]): Map<string, number> {
 // Taken when this file runs, before the test file is imported: a change its
 // imports or top-level code make counts too.
 const before = captureProcessState();
+const reporting = process.env.LABVIRT_TEST_LEFTOVERS === 'report';
+const timersBefore = reporting ? traceTimers() : new Set<number>();
 
 afterAll(async () => {
   const problems = leftoversBetween(before, captureProcessState());
@@ -40,7 +44,7 @@ afterAll(async () => {
   process.exitCode = before.exitCode;
   vi.useRealTimers();
   restoreGlobals(before.globals);
-  if (process.env.LABVIRT_TEST_LEFTOVERS === 'report') {
+  if (reporting) {
     await new Promise((r) => setTimeout(r, 1000));
     const was = countBy(before.resources);
     const now = countBy(process.getActiveResourcesInfo());
@@ -49,6 +53,7 @@ afterAll(async () => {
       .map(([type, n]) => `${type} +${n - (was.get(type) ?? 0)}`);
     const file = expect.getState().testPath ?? 'a test file';
     if (grown.length) console.warn(`[leftovers] ${file}: active handles ${grown.join(', ')}`);
+    for (const timer of timersSince(timersBefore)) console.warn(`[leftovers] ${file}: ${timer}`);
     if (problems.length) console.warn(`[leftovers] ${file}: ${problems.join('; ')}`);
   }
   if (problems.length > 0) {
