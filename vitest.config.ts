@@ -14,6 +14,9 @@ export default defineConfig({
     // (docs/benchmarks.md, "Smoke run and suite, seventh pass").
     exclude: withSmokeRun ? configDefaults.exclude : [...configDefaults.exclude, 'test/bench/**'],
     globalSetup: ['test/global-setup.ts'],
+    // Fails a file that leaves process-wide state for the next file in its
+    // worker (isolate: false, below; docs/testing.md).
+    setupFiles: ['test/helpers/leftovers.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // expect.poll waits for what a user would see; 1 s (vitest's default) is

@@ -170,6 +170,9 @@ export class SharedWatch<T> {
         resolve();
       };
       const timer = setTimeout(wake, Math.max(0, maxWaitMs));
+      // A wait for a change must not keep the process up: a teardown waiting
+      // here when labvirt stopped held `labvirt dev` 60 s after Ctrl-C.
+      timer.unref();
       set.add(wake);
     });
   }

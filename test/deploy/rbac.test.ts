@@ -92,9 +92,14 @@ describe('the permissions labvirt needs, from what a whole env lifecycle really 
     // The first VM fails to boot: provisioning replaces it (the VMI delete).
     stack.sim.faults.failNextVmis = 1;
     await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount('v1.30-1node')) >= 1, 'a warm env');
+    // Bounds for a loaded machine: each wait ends as soon as its condition holds.
+    await stack.until(
+      async () => (await stack.warmCount('v1.30-1node')) >= 1,
+      'a warm env',
+      90_000,
+    );
     const s = await stack.labvirt.service.start({ student: 'rbac', labId: 'fixture-one' });
-    const active = await stack.untilSession(s.id, 'active');
+    const active = await stack.untilSession(s.id, 'active', 90_000);
     await stack.labvirt.service.check(s.id);
     // The NodePort sync's whole cycle: a mirror made, changed, shown, removed at the end.
     const ctx = stack.labvirt.context;
@@ -125,12 +130,16 @@ describe('the permissions labvirt needs, from what a whole env lifecycle really 
     await stack.until(async () => !(await mirrored(32123)), 'mirror removed');
     for (const close of closers) await close();
     await stack.labvirt.service.stop(s.id);
-    await stack.until(async () => !(await stack.labvirt.store.getEnv(s.envId ?? '')), 'teardown');
+    await stack.until(
+      async () => !(await stack.labvirt.store.getEnv(s.envId ?? '')),
+      'teardown',
+      90_000,
+    );
     await stack.labvirt.runMaintenance('reconcile');
     // The readiness probe.
     await stack.labvirt.service.health();
-  }, 120_000);
-  afterAll(async () => stack?.stop());
+  }, 400_000);
+  afterAll(async () => stack?.stop(), 120_000);
 
   it('src/kube/permissions.ts lists every call made, and nothing that is never called', () => {
     const made = [...new Set([...calls].map(asPermission))].sort();

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -46,7 +46,13 @@ function statuses(report: DoctorReport): Record<string, string> {
 async function runFix(fix: string, kubeconfig: string): Promise<void> {
   const words = [...fix.matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]!);
   expect(words[0]).toBe('kubectl');
-  await run(await kubectlBinary(), ['--kubeconfig', kubeconfig, ...words.slice(1)]);
+  await run(await kubectlBinary(), [
+    '--kubeconfig',
+    kubeconfig,
+    // Not $HOME/.kube/cache: kubectl keys it by host and port, which other simulators reused.
+    `--cache-dir=${join(dirname(kubeconfig), 'kubectl-cache')}`,
+    ...words.slice(1),
+  ]);
 }
 
 describe('labvirt doctor against the simulated host cluster', () => {
@@ -75,7 +81,14 @@ describe('labvirt doctor against the simulated host cluster', () => {
     });
     const bin = await kubectlBinary();
     kubectl = async (...args) =>
-      (await run(bin, ['--kubeconfig', sim.kubeconfigPath, ...args])).stdout;
+      (
+        await run(bin, [
+          '--kubeconfig',
+          sim.kubeconfigPath,
+          `--cache-dir=${join(dir, 'kubectl-cache')}`,
+          ...args,
+        ])
+      ).stdout;
   }, 60_000);
   afterAll(async () => {
     await Promise.all([sim?.stop(), redis?.stop()]);

@@ -190,6 +190,9 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
   let socketModeUrl = '';
   const latency = new Map<string, number>();
   const answerDelay = new Map<string, number>();
+  // Answers being held back (`answerDelay`): ended at close, so a held call's
+  // timer does not outlive the fake in the worker the next test file uses.
+  const held = new Set<() => void>();
   let down: DownMode | false = false;
   let tsCounter = 0;
   let idCounter = 0;
@@ -390,7 +393,15 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     const answer = answerMethod(method, args);
     const hold = answerDelay.get(method) ?? 0;
     if (hold > 0) {
-      await new Promise((r) => setTimeout(r, hold));
+      await new Promise<void>((r) => {
+        const release = () => {
+          clearTimeout(timer);
+          held.delete(release);
+          r();
+        };
+        const timer = setTimeout(release, hold);
+        held.add(release);
+      });
       if (req.socket.destroyed) {
         call.status = 0; // done in Slack, but the caller never heard
         return;
@@ -420,6 +431,7 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
   const stopListening = () =>
     new Promise<void>((resolve) => {
       for (const s of sockets) s.destroy();
+      for (const release of [...held]) release();
       server.close(() => resolve());
     });
 

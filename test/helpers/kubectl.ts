@@ -10,7 +10,6 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { unzipSync } from 'fflate';
@@ -99,7 +98,8 @@ export interface KubectlResult {
  * Runs kubectl with `--kubeconfig` and returns what a user would see;
  * never throws on a non-zero exit (tests assert on `code`). Its discovery
  * and OpenAPI cache goes to a directory of the caller's choosing
- * (`cacheDir`), so tests do not share stale discovery.
+ * (`cacheDir`), or beside the kubeconfig, so tests do not share stale
+ * discovery.
  */
 export async function kubectl(
   kubeconfig: string,
@@ -107,11 +107,12 @@ export async function kubectl(
   options: { stdin?: string; cacheDir?: string; timeoutMs?: number } = {},
 ): Promise<KubectlResult> {
   const bin = await kubectlBinary();
-  const fullArgs = [
-    `--kubeconfig=${kubeconfig}`,
-    ...(options.cacheDir ? [`--cache-dir=${options.cacheDir}`] : []),
-    ...args,
-  ];
+  // kubectl caches discovery by host and port for hours; simulators reuse
+  // ports across files, runs and branches, so without a directory of the
+  // caller's the cache goes beside the kubeconfig (one per cluster) instead of
+  // a shared $HOME/.kube/cache that another simulator filled.
+  const cacheDir = options.cacheDir ?? join(dirname(kubeconfig), 'kubectl-cache');
+  const fullArgs = [`--kubeconfig=${kubeconfig}`, `--cache-dir=${cacheDir}`, ...args];
   return new Promise((resolvePromise) => {
     const child = execFile(
       bin,
@@ -119,7 +120,7 @@ export async function kubectl(
       {
         timeout: options.timeoutMs ?? 20_000,
         maxBuffer: 16 * 2 ** 20,
-        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: options.cacheDir ?? tmpdir() },
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: cacheDir },
       },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;

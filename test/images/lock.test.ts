@@ -121,7 +121,9 @@ describe('resolving a tag to its digest (OCI distribution API)', () => {
   });
 });
 
-describe('labvirt images lock', { timeout: 120_000 }, () => {
+// Each test runs several `labvirt` processes (a few seconds each alone); a
+// loaded CI machine took over 120 s for the first once.
+describe('labvirt images lock', { timeout: 300_000 }, () => {
   let dir: string;
   let registry: FakeRegistry;
   let configFile: string;

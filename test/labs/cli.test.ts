@@ -53,7 +53,9 @@ function configFile(labsDir: string, flavors = ['v1.30-3node', 'v1.31-1node']): 
 
 afterEach(() => vi.restoreAllMocks());
 
-describe('labvirt labs validate', () => {
+// Validating runs shellcheck on every lab script: 6 s alone, over 30 s once
+// on a loaded machine.
+describe('labvirt labs validate', { timeout: 120_000 }, () => {
   it('exits 0 with a summary for the shipped labs (labsDir from the config)', async () => {
     const r = await run('--config', configFile(SHIPPED_LABS), 'labs', 'validate');
     expect(r.exitCode).toBe(0);

@@ -24,8 +24,14 @@ describe('failures', () => {
         'the provision to give up',
         60_000,
       );
-      expect(stack.events.filter((e) => e.type === 'env.failed' && e.willRetry)).toHaveLength(1);
       const envId = failed.type === 'env.failed' ? failed.envId : '';
+      // Retried once, then given up: counted for this env only. On a loaded
+      // machine the replenish cron can start a second env while the first
+      // fails, and the remaining faults fail that one's boot too (seen: two
+      // willRetry failures in all, at load 17).
+      expect(
+        stack.events.filter((e) => e.type === 'env.failed' && e.willRetry && e.envId === envId),
+      ).toHaveLength(1);
       await stack.until(
         async () => !(await stack.labvirt.store.getEnv(envId)),
         'the failed env to be deleted',

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { HostCluster, loadKubeConfig } from '../../src/kube/client.js';
 import { LABELS } from '../../src/kube/index.js';
 import { silentLogger } from '../../src/log/index.js';
@@ -34,7 +34,8 @@ async function freePort(): Promise<number> {
 async function until<T>(
   fn: () => Promise<T | undefined | false>,
   what: string,
-  ms = 60_000,
+  // A restarted labvirt refilling its pool took over 60 s at load 17–26.
+  ms = 120_000,
 ): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -140,6 +141,14 @@ describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () =>
     );
   }, 60_000);
 
+  // Each test starts from an empty pool, even after the one before it failed
+  // half-way (a failed first test used to leave three warm envs, so the
+  // second waited in vain for one booting).
+  beforeEach(async () => {
+    if (child) await kill9();
+    await emptyWorld();
+  }, 120_000);
+
   afterAll(async () => {
     if (child) await kill9();
     client?.disconnect();
@@ -161,8 +170,12 @@ describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () =>
     child = undefined;
     const tookMs = Date.now() - signalled;
     expect(code, output.slice(-3000)).toBe(0);
-    // Grace 0.5 s, plus closing the API, the gateway and Redis.
-    expect(tookMs).toBeLessThan(10_000); // generous: a loaded CI machine; without the hand-back it takes the whole job
+    // Grace 0.5 s, plus closing the API, the gateway and Redis, each bounded
+    // (src/pool/queues.ts: 2 s a step while Redis does not answer). A stop
+    // that waited on a worker's close without limit would hang to the test's
+    // timeout; 10 s was exceeded at load 20 (11.6 s, 12.1 s) with every part
+    // bounded, so the bound is generous.
+    expect(tookMs).toBeLessThan(30_000);
     const provision = new Queue(QUEUE_NAMES.provision, {
       connection: { host: '127.0.0.1', port: Number(new URL(redis.url).port) },
       prefix: 'labvirt-jobs',
@@ -178,9 +191,7 @@ describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () =>
       'three warm envs after the restart',
     );
     expect(await leaks()).toEqual([]);
-    await kill9();
-    await emptyWorld();
-  }, 180_000);
+  }, 300_000);
 
   it('loses nothing and leaks nothing when killed mid-provision, then mid-claim', async () => {
     startLabvirt();
@@ -239,7 +250,7 @@ describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () =>
     expect(((await again.json()) as { id: string }).id).toBe(ids[0]);
     await until(async () => ((await store.countByState(FLAVOR)).warm ?? 0) >= 3, 'pool refilled');
     expect(await leaks()).toEqual([]);
-  }, 180_000);
+  }, 300_000);
 });
 
 describe('Redis restarted empty', () => {

@@ -26,12 +26,26 @@ async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Waits for `fn` to give a value. A refused or broken connection (fetch's
+ * TypeError) while labvirt starts means not yet; any other error, such as
+ * labvirt having exited, ends the wait at once with its reason.
+ */
 async function until<T>(fn: () => Promise<T | undefined | false>, what: string): Promise<T> {
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + 90_000;
+  let last: unknown;
   for (;;) {
-    const v = await fn().catch(() => undefined);
+    const v = await fn().catch((err: unknown) => {
+      if (!(err instanceof TypeError)) throw err;
+      last = err;
+      return undefined;
+    });
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out waiting for ${what} (last: ${(last as Error | undefined)?.message})`,
+      );
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -121,7 +135,10 @@ describe('labvirt serve when Redis goes down', () => {
     const answeredMs = Date.now() - asked;
     expect(res.status, output.slice(-2000)).toBe(503);
     expect(await res.json()).toMatchObject({ error: { code: 'UNAVAILABLE' } });
-    expect(answeredMs).toBeLessThan(5000);
+    // labvirt gives up on Redis after 3 s (src/api/routes/pool.ts); without
+    // that the request would hang until the 30 s abort above. Generous for a
+    // loaded machine, far from a hang.
+    expect(answeredMs).toBeLessThan(15_000);
 
     const signalled = Date.now();
     proc.kill('SIGTERM');

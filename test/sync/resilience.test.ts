@@ -67,10 +67,11 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
     });
     net = h.host.kubeConfig.makeApiClient(NetworkingV1Api);
   }, 60_000);
+  // Stopping syncs and the harness waits on the host; a loaded machine outgrew 60 s once.
   afterAll(async () => {
     for (const s of running) await s.stop();
     await h?.close();
-  });
+  }, 180_000);
 
   const mirrorNames = async (env: StudentEnv) =>
     (await mirrorServices(h.host.core, env.namespace)).map((s) => s.metadata!.name!);

@@ -27,7 +27,12 @@ describe('NodePort sync in a running labvirt: what the student sees', { timeout:
       },
     });
     await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount('v1.30-1node')) >= 1, 'a warm env');
+    // Generous bounds for a loaded machine (30 s was outgrown once at load 17–26).
+    await stack.until(
+      async () => (await stack.warmCount('v1.30-1node')) >= 1,
+      'a warm env',
+      90_000,
+    );
   }, 120_000);
   afterAll(async () => {
     for (const c of closers.reverse()) await c();
@@ -36,7 +41,7 @@ describe('NodePort sync in a running labvirt: what the student sees', { timeout:
 
   it('lists `namespace/service:port → host:port` in the session view and `labvirt status`; the address answers; the end removes the mirrors', async () => {
     const started = await stack.labvirt.service.start({ student: 'sam', labId: 'fixture-one' });
-    const session = await stack.untilSession(started.id, 'active');
+    const session = await stack.untilSession(started.id, 'active', 90_000);
     const ctx = stack.labvirt.context;
     const namespace = `${ctx.config.namespacePrefix}${session.envId}`;
     const cp = (await ctx.cluster.listVmis(namespace)).find((v) => v.name === 'control-plane')!;
@@ -99,5 +104,5 @@ describe('NodePort sync in a running labvirt: what the student sees', { timeout:
       return (await mirrorServices(ctx.cluster.core, namespace)).length === 0;
     }, 'mirrors removed when the session ends');
     expect(await greet(host!, Number(port))).not.toBe('hello from sam’s web');
-  });
+  }, 180_000);
 });

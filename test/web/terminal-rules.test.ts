@@ -163,7 +163,7 @@ describe('web terminals under the SSH gateway rules', () => {
     expect(close.find(viaSsh)).toMatchObject({ reason: 'idle', student: 'alice' });
     expect(audits('ssh.connection.open', s.id).filter(viaWeb)).toHaveLength(1);
     expect(lines.some((l) => l.audit === 'web.terminal.close' && l.sessionId === s.id)).toBe(true);
-  }, 60_000);
+  }, 180_000);
 
   it('warns a web terminal and an SSH shell before the session ends, cuts both at the end mid-shell, then refuses both', async () => {
     const s = sessions.carol;
@@ -209,7 +209,7 @@ describe('web terminals under the SSH gateway rules', () => {
     expect((await stack.labvirt.service.status(s.id)).state).toBe('ended');
     expect(await openSocket(s.id, cookie)).toBe(410);
     expect(await refusedSsh(s.id, s.key)).toMatch(/no active lab session|ended at/);
-  }, 60_000);
+  }, 180_000);
 });
 
 /** A terminal socket as the page's script uses it. */
@@ -240,6 +240,9 @@ class WebTerminal {
     this.ws.send(Buffer.from(text), { binary: true });
   }
 
+  // Each wait is bounded (30 s) and names what it waited for; the tests' own
+  // timeouts leave room for several such waits on a loaded machine (the
+  // `web-ready` echo outlasted a 60 s test there once).
   private wait<T>(value: () => T | undefined, what: string): Promise<T> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
