@@ -193,7 +193,12 @@ export async function closeWorker(worker: Worker, timeoutMs: number): Promise<vo
   const deadline = Date.now() + timeoutMs;
   while (active.size > 0 && Date.now() < deadline)
     await new Promise((r) => setTimeout(r, Math.min(100, Math.max(1, deadline - Date.now()))));
-  if (active.size === 0) return closeOrDrop(worker, false);
+  if (active.size === 0) {
+    await closeOrDrop(worker, false);
+    // A fetch that was in flight may still have left a job active under this
+    // worker's lock; on a loaded machine that is when it happens most.
+    return handBackFetched(worker, timeoutMs);
+  }
   // Each hand-back is bounded: with Redis down (its connection retries
   // commands without limit) the job is found stalled later instead.
   await Promise.all(

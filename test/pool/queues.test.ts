@@ -47,6 +47,32 @@ describe('closeWorker: shutdown hands running jobs back', () => {
     }
   });
 
+  it('hands back a job fetched but not yet started when no handler is running any more', async () => {
+    const s = settings();
+    const queue = new Queue('q3', { connection: s.connection, prefix: s.prefix });
+    let started!: () => void;
+    let finish!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const worker = startWorker<{ n: number }>('q3', s, async () => {
+      started();
+      await new Promise<void>((r) => (finish = r));
+    });
+    try {
+      await queue.add('job', { n: 1 }, { jobId: 'done-in-time' });
+      await running;
+      await queue.add('job', { n: 2 }, { jobId: 'fetched' });
+      const fetched = (await worker.getNextJob(`${worker.id}:in-flight`)) as Job | undefined;
+      expect(fetched?.id).toBe('fetched');
+      // The running job ends within the grace period: only the fetched one is left active.
+      finish();
+      await closeWorker(worker, 2_000);
+      const counts = await queue.getJobCounts('active', 'wait', 'completed');
+      expect(counts).toEqual({ active: 0, wait: 1, completed: 1 });
+    } finally {
+      await queue.close();
+    }
+  });
+
   it('leaves another worker’s running job alone', async () => {
     const s = settings();
     const queue = new Queue('q2', { connection: s.connection, prefix: s.prefix });
