@@ -88,8 +88,9 @@ async function inBatches<T>(items: T[], limit: number, fn: (item: T) => Promise<
 }
 
 /**
- * `BENCH_CPU_PROFILE=<file>`: a CPU profile of this process (labvirt and the
- * senders) over the Slack round's acknowledgements only, written as a
+ * `BENCH_CPU_PROFILE=<file>`: a CPU profile of this process (labvirt; the
+ * senders run in a process of their own) over the Slack round's
+ * acknowledgements only, written as a
  * `.cpuprofile` (Chrome DevTools, or `npx tsx bench/profile-summary.ts <file>`).
  */
 async function startProfile() {
