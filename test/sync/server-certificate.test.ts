@@ -157,14 +157,6 @@ describe('NodePort sync: a refused API server receives nothing', () => {
     return { w, seen };
   }
 
-  async function until(what: string, ok: () => boolean): Promise<void> {
-    const deadline = Date.now() + 30_000;
-    while (!ok()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-
   it('sends another CA’s API server no request, and says why', async () => {
     const other = await generateCa({ commonName: 'kubernetes' });
     const server = await apiServer(
@@ -176,7 +168,9 @@ describe('NodePort sync: a refused API server receives nothing', () => {
     );
     const { w, seen } = watch();
     await w.start();
-    await until('three refused attempts', () => seen.errors.length >= 3);
+    await expect
+      .poll(() => seen.errors.length, { message: 'three refused attempts', timeout: 30_000 })
+      .toBeGreaterThanOrEqual(3);
     await w.stop();
     expect(server.connections).toBeGreaterThanOrEqual(3);
     expect(server.received).toBe('');
@@ -196,7 +190,7 @@ describe('NodePort sync: a refused API server receives nothing', () => {
     );
     const { w, seen } = watch();
     await w.start();
-    await until('a list', () => seen.lists > 0);
+    await expect.poll(() => seen.lists, { message: 'a list', timeout: 30_000 }).toBeGreaterThan(0);
     await w.stop();
     expect(server.received).toMatch(/^GET \/api\/v1\/services HTTP\/1\.1\r\n/);
     expect(seen.errors).toEqual([]);
