@@ -9,9 +9,13 @@
  * the host key checked, a 10 KiB bundle sent on stdin) is in the figure.
  * BENCH_CONNECTIONS (default 100) connections one after another, each with
  * one command; then BENCH_COMMANDS (default 200) commands on one connection.
+ * The connections are made twice, alternating in rounds: with the login key
+ * handed to ssh2 as text (ssh2 parses it and OpenSSL decodes it at every
+ * signature) and prepared once as the executor does (src/ssh/key-objects.ts).
  */
 import { fork } from 'node:child_process';
-import ssh2, { type Client as ClientType } from 'ssh2';
+import ssh2, { type Client as ClientType, type PublicKeyAuthMethod } from 'ssh2';
+import { preparedSigningKey } from '../src/ssh/key-objects.js';
 import { result } from './lib.js';
 
 const { Client, Server, utils } = ssh2;
@@ -55,7 +59,12 @@ if (process.argv[2] === '--server') {
   const expected = (utils.parseKey(hostKey) as ssh2.ParsedKey).getPublicSSH();
   const clientKey = utils.generateKeyPairSync('ed25519').private;
 
-  const connect = () =>
+  const auth: PublicKeyAuthMethod = {
+    type: 'publickey',
+    username: 'labvirt',
+    key: preparedSigningKey(clientKey, 'the bench key'),
+  };
+  const connect = (keyAs: 'text' | 'prepared' = 'prepared') =>
     new Promise<ClientType>((resolve, reject) => {
       const c = new Client();
       c.once('ready', () => resolve(c));
@@ -64,7 +73,7 @@ if (process.argv[2] === '--server') {
         host: '127.0.0.1',
         port,
         username: 'labvirt',
-        privateKey: clientKey,
+        ...(keyAs === 'text' ? { privateKey: clientKey } : { authHandler: [auth] }),
         algorithms: { serverHostKey: ['ssh-ed25519'] },
         hostVerifier: (key: Buffer) => key.equals(expected),
       });
@@ -88,16 +97,25 @@ if (process.argv[2] === '--server') {
   await command(first);
   first.end();
 
-  let t = process.cpuUsage();
-  for (let i = 0; i < CONNECTIONS; i++) {
-    const c = await connect();
-    await command(c);
-    c.end();
+  // Both ways in alternating rounds, so a change in the machine's load falls on both.
+  const spent = { text: 0, prepared: 0 };
+  const ROUNDS = 10;
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const keyAs of ['text', 'prepared'] as const) {
+      const t = process.cpuUsage();
+      for (let i = 0; i < CONNECTIONS / ROUNDS; i++) {
+        const c = await connect(keyAs);
+        await command(c);
+        c.end();
+      }
+      spent[keyAs] += cpuMs(t);
+    }
   }
-  const perConnection = cpuMs(t) / CONNECTIONS;
+  const perConnection = spent.prepared / CONNECTIONS;
+  const perConnectionText = spent.text / CONNECTIONS;
 
   const held = await connect();
-  t = process.cpuUsage();
+  const t = process.cpuUsage();
   for (let i = 0; i < COMMANDS; i++) await command(held);
   const perCommand = cpuMs(t) / COMMANDS;
   held.end();
@@ -105,7 +123,7 @@ if (process.argv[2] === '--server') {
 
   const handshake = Math.max(0, perConnection - perCommand);
   console.log(
-    `ssh cost: a connection with one command ${perConnection.toFixed(2)} ms of CPU (${CONNECTIONS} in a row), a command on an open connection ${perCommand.toFixed(2)} ms (${COMMANDS}); the handshake alone ≈ ${handshake.toFixed(2)} ms`,
+    `ssh cost: a connection with one command ${perConnection.toFixed(2)} ms of CPU with the key prepared once, ${perConnectionText.toFixed(2)} ms with the key as text (÷ ${(perConnection / perConnectionText).toFixed(2)}; ${CONNECTIONS} each, alternating), a command on an open connection ${perCommand.toFixed(2)} ms (${COMMANDS}); the handshake alone ≈ ${handshake.toFixed(2)} ms`,
   );
   result({
     what: "labvirt's CPU for SSH per claim: 3 connections + 5 commands, the server answering at once",

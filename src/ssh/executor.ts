@@ -1,4 +1,9 @@
-import ssh2, { type Client, type ClientChannel } from 'ssh2';
+import ssh2, {
+  type Client,
+  type ClientChannel,
+  type ParsedKey,
+  type PublicKeyAuthMethod,
+} from 'ssh2';
 
 // ssh2 is CommonJS: under Node's ESM loader only `default` carries these.
 const { utils } = ssh2;
@@ -11,6 +16,7 @@ import {
   type EnvSshIdentity,
   type NodeName,
 } from './hostkeys.js';
+import { preparedSigningKey } from './key-objects.js';
 import { parseAuthorizedKey, publicLine } from './keys.js';
 import type { GuestResolver } from './resolver.js';
 
@@ -213,16 +219,29 @@ export function createExecutor(options: ExecutorOptions): Executor {
     gatewayPublic = publicLine(parsed);
   }
 
+  type Identity = Pick<EnvSshIdentity, 'privateKey' | 'publicKey' | 'hostKeys'>;
+  const fallbackIdentity: Identity | undefined = options.privateKey
+    ? { privateKey: String(options.privateKey), publicKey: fallbackPublic as string, hostKeys: {} }
+    : undefined;
+
   /** The env's login key and host keys; without an identity source, the fallback key and none. */
-  async function identityOf(
-    envId: string,
-  ): Promise<Pick<EnvSshIdentity, 'privateKey' | 'publicKey' | 'hostKeys'>> {
+  async function identityOf(envId: string): Promise<Identity> {
     if (options.identity) return options.identity(envId);
-    return {
-      privateKey: String(options.privateKey),
-      publicKey: fallbackPublic as string,
-      hostKeys: {},
-    };
+    return fallbackIdentity as Identity;
+  }
+
+  // Every claim connects to each node of its env: handed the key as text,
+  // ssh2 would parse it and OpenSSL decode it again at every handshake
+  // (key-objects.ts). Kept beside the identity object the source caches, so
+  // a key lives exactly as long as its env's identity is remembered.
+  const loginKeys = new WeakMap<Identity, ParsedKey>();
+  function loginKeyOf(identity: Identity, envId: string): ParsedKey {
+    let key = loginKeys.get(identity);
+    if (!key) {
+      key = preparedSigningKey(identity.privateKey, `the SSH key of env ${envId}`);
+      loginKeys.set(identity, key);
+    }
+    return key;
   }
   let handshakes = 0;
   let open = 0;
@@ -276,8 +295,10 @@ export function createExecutor(options: ExecutorOptions): Executor {
     const expectedHostKey = identity.hostKeys[target.node];
     return new Promise((resolve, reject) => {
       let endpoint: { host: string; port: number };
+      let auth: PublicKeyAuthMethod;
       try {
         endpoint = options.resolve(target.ip, 22);
+        auth = { type: 'publickey', username: user, key: loginKeyOf(identity, target.envId) };
       } catch (err) {
         reject(err);
         return;
@@ -304,7 +325,8 @@ export function createExecutor(options: ExecutorOptions): Executor {
         host: endpoint.host,
         port: endpoint.port,
         username: user,
-        privateKey: identity.privateKey,
+        // A parsed key goes through an auth list (`privateKey` takes only text).
+        authHandler: [auth],
         readyTimeout: options.readyTimeoutMs ?? 10_000,
         keepaliveInterval: 15_000,
         // Ask for the kind of key the node was given, so a guest that has
