@@ -21,6 +21,8 @@ export {
   envSecretsData,
   generateEnvSecrets,
   readEnvSecrets,
+  syncClientCertificate,
+  validFor,
   type EnvSecrets,
   type EnvSshIdentityView,
   type SshKeyPair,

@@ -1,4 +1,11 @@
-import { caCertHash, generateBootstrapToken, generateCa, type KeyPairPem } from '../pki/index.js';
+import { X509Certificate } from 'node:crypto';
+import {
+  caCertHash,
+  generateBootstrapToken,
+  generateCa,
+  issueCertificate,
+  type KeyPairPem,
+} from '../pki/index.js';
 import { generateKeyPair } from '../ssh/index.js';
 import type { HostCluster } from './client.js';
 import { ENV_PKI_SECRET, type NodeName } from './names.js';
@@ -28,6 +35,12 @@ export interface EnvSecrets {
   caHash: string;
   /** This env's orchestrator key: `labvirt` (and the gateway's hop as `student`) in this env only. */
   sshKey: SshKeyPair;
+  /**
+   * labvirt's client certificate for the NodePort sync's watch of the
+   * student cluster (syncClientCertificate), issued with the CA so that a
+   * claim does not sign one. Absent in envs made before it was.
+   */
+  syncClient?: KeyPairPem;
   /** Each node's SSH host key (all three are made, whatever the flavor). */
   hostKeys: Record<NodeName, SshKeyPair>;
   /**
@@ -36,6 +49,34 @@ export interface EnvSecrets {
    * its public half in student's authorized_keys there. Trusted nowhere else.
    */
   studentKey: SshKeyPair;
+}
+
+/** How long the sync's certificate issued with an env lasts: longer than any env waits warm. */
+const SYNC_CLIENT_DAYS = 90;
+
+/**
+ * The certificate the NodePort sync watches a student cluster with:
+ * `system:masters`, because a student may break RBAC on purpose and the
+ * watch must keep working. Whoever holds the env's CA key (the same Secret)
+ * could issue it anyway.
+ */
+export function syncClientCertificate(ca: KeyPairPem, days: number): Promise<KeyPairPem> {
+  return issueCertificate(ca, {
+    commonName: 'labvirt:nodeport-sync',
+    organization: 'system:masters',
+    usage: 'client',
+    algorithm: 'ecdsa',
+    days,
+  });
+}
+
+/** Whether a certificate is still valid `forMs` from now (false when unreadable). */
+export function validFor(cert: KeyPairPem, forMs: number): boolean {
+  try {
+    return Date.parse(new X509Certificate(cert.certPem).validTo) > Date.now() + forMs;
+  } catch {
+    return false;
+  }
 }
 
 function sshKeyPair(): SshKeyPair {
@@ -50,6 +91,7 @@ export async function generateEnvSecrets(): Promise<EnvSecrets> {
     bootstrapToken: generateBootstrapToken(),
     caHash: caCertHash(ca.certPem),
     sshKey: sshKeyPair(),
+    syncClient: await syncClientCertificate(ca, SYNC_CLIENT_DAYS),
     hostKeys: {
       'control-plane': sshKeyPair(),
       'worker-1': sshKeyPair(),
@@ -71,6 +113,10 @@ export function envSecretsData(secrets: EnvSecrets): Record<string, string> {
     'student.key': b64(secrets.studentKey.privateKey),
     'student.pub': b64(secrets.studentKey.publicKey),
   };
+  if (secrets.syncClient) {
+    data['sync.crt'] = b64(secrets.syncClient.certPem);
+    data['sync.key'] = b64(secrets.syncClient.keyPem);
+  }
   for (const node of ALL_NODES) {
     data[`host-${node}.key`] = b64(secrets.hostKeys[node].privateKey);
     data[`host-${node}.pub`] = b64(secrets.hostKeys[node].publicKey);
@@ -119,8 +165,16 @@ export async function readEnvSecrets(
   return {
     ca,
     bootstrapToken: dec('token'),
-    caHash: caCertHash(ca.certPem),
+    // Only rendering a VM again needs it; a claim (the SSH identity, the
+    // NodePort sync's CA) reads this Secret too, and would parse the CA's
+    // certificate for nothing.
+    get caHash() {
+      return caCertHash(ca.certPem);
+    },
     sshKey: pair('ssh'),
+    ...(d['sync.crt'] && d['sync.key']
+      ? { syncClient: { certPem: dec('sync.crt'), keyPem: dec('sync.key') } }
+      : {}),
     hostKeys: {
       'control-plane': pair('host-control-plane'),
       'worker-1': pair('host-worker-1'),

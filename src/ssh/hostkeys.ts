@@ -1,4 +1,3 @@
-import ssh2 from 'ssh2';
 import { fingerprint } from './keys.js';
 
 export type NodeName = 'control-plane' | 'worker-1' | 'worker-2';
@@ -36,11 +35,22 @@ export class HostKeyMismatchError extends Error {
   }
 }
 
-/** The key blob of a public key line, or undefined when it is not one. */
+/**
+ * The key blob of a public key line (`<type> <base64 blob>`), or undefined
+ * when it is not one. The blob is what a server shows on the wire, so an
+ * offered key is compared with it byte for byte; decoding the key itself
+ * (ssh2's parseKey builds an OpenSSL key object) cost more than the rest of
+ * the check, and it ran at every connection to a guest.
+ */
 function keyBlob(publicLine: string): Buffer | undefined {
-  const parsed = ssh2.utils.parseKey(publicLine);
-  const key = Array.isArray(parsed) ? parsed[0] : parsed;
-  return !key || key instanceof Error ? undefined : key.getPublicSSH();
+  const [type, base64] = publicLine.trim().split(/\s+/);
+  if (!type || !base64 || !/^[A-Za-z0-9+/]+={0,2}$/.test(base64)) return undefined;
+  const blob = Buffer.from(base64, 'base64');
+  // The blob starts with its own type: a string of 4 length bytes and the name.
+  if (blob.length < 4) return undefined;
+  const named = blob.readUInt32BE(0);
+  if (4 + named > blob.length || blob.toString('latin1', 4, 4 + named) !== type) return undefined;
+  return blob;
 }
 
 /**

@@ -2,9 +2,15 @@ import type { V1Service } from '@kubernetes/client-node';
 import type { Config } from '../config/index.js';
 import type { EventBus } from '../events/index.js';
 import type { HostCluster, NamespaceView } from '../kube/index.js';
-import { ANNOTATIONS, LABELS, readEnvSecrets, apiErrorMessage } from '../kube/index.js';
+import {
+  ANNOTATIONS,
+  LABELS,
+  readEnvSecrets,
+  apiErrorMessage,
+  syncClientCertificate,
+  validFor,
+} from '../kube/index.js';
 import type { Logger } from '../log/index.js';
-import { issueCertificate } from '../pki/index.js';
 import type { Executor } from '../ssh/index.js';
 import { HostMirrors, type HostState } from './host.js';
 import { SYNC_ANNOTATIONS } from './names.js';
@@ -182,15 +188,15 @@ export class NodePortSync {
     try {
       const secrets = await readEnvSecrets(this.opts.cluster, e.namespace);
       if (!secrets) throw new Error('the env has no CA secret');
-      // Held in memory only, valid a little longer than the longest session.
-      const client = await issueCertificate(secrets.ca, {
-        commonName: 'labvirt:nodeport-sync',
-        // The student may break RBAC on purpose; system:masters keeps the watch working.
-        organization: 'system:masters',
-        usage: 'client',
-        algorithm: 'ecdsa',
-        days: Math.ceil(this.opts.config.sessions.maxMinutes / (24 * 60)) + 1,
-      });
+      // The one issued with the env, made off the claim's path; an env made
+      // before it, or one that waited warm almost as long as it lasts, gets
+      // one here, held in memory only and valid a little longer than the
+      // longest session.
+      const sessionMs = this.opts.config.sessions.maxMinutes * 60_000;
+      const client =
+        secrets.syncClient && validFor(secrets.syncClient, sessionMs + 86_400_000)
+          ? secrets.syncClient
+          : await syncClientCertificate(secrets.ca, Math.ceil(sessionMs / 86_400_000) + 1);
       if (e.stopped) return;
       const watch = new StudentClusterWatch({
         envId: e.envId,

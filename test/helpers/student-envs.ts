@@ -13,6 +13,7 @@ import {
   envNamespace,
   generateEnvSecrets,
   renderEnvironment,
+  type EnvSecrets,
 } from '../../src/kube/index.js';
 import { silentLogger } from '../../src/log/index.js';
 import { SYNC_LABELS } from '../../src/sync/index.js';
@@ -49,7 +50,12 @@ export interface SimHost {
   nodeIp(namespace: string, node: string): Promise<string | undefined>;
   /** Polls until `fn` gives a value (errors count as "not yet"). */
   until<T>(fn: () => Promise<T | undefined | false>, what: string, timeoutMs?: number): Promise<T>;
-  startEnv(envId: string, flavor?: string): Promise<StudentEnv>;
+  /** `secrets` changes what the env's PKI Secret holds before it is rendered. */
+  startEnv(
+    envId: string,
+    flavor?: string,
+    secrets?: (made: EnvSecrets) => EnvSecrets | Promise<EnvSecrets>,
+  ): Promise<StudentEnv>;
   /** Marks the env's Namespace as a session's (state label and owner annotations), as claiming does. */
   setState(env: StudentEnv, state: string): Promise<void>;
   close(): Promise<void>;
@@ -112,14 +118,18 @@ export async function startSimHost(
     }
   };
 
-  const startEnv = async (envId: string, flavor = 'v1.30-1node'): Promise<StudentEnv> => {
+  const startEnv = async (
+    envId: string,
+    flavor = 'v1.30-1node',
+    secrets: (made: EnvSecrets) => EnvSecrets | Promise<EnvSecrets> = (made) => made,
+  ): Promise<StudentEnv> => {
     const namespace = envNamespace(config, envId);
     await host.createAll(
       await renderEnvironment({
         config,
         flavor,
         envId,
-        secrets: await generateEnvSecrets(),
+        secrets: await secrets(await generateEnvSecrets()),
       }),
     );
     const cpIp = await until(

@@ -1,4 +1,5 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- rendered objects are inspected field by field */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   LABELS,
@@ -134,6 +135,15 @@ describe('the objects of one env', () => {
       expect(dec(`host-${node}.pub`)).toBe(secrets.hostKeys[node].publicKey);
       expect(dec(`host-${node}.key`)).toBe(secrets.hostKeys[node].privateKey);
     }
+    // The NodePort sync's client certificate, issued with the CA so a claim signs none.
+    const sync = new X509Certificate(dec('sync.crt'));
+    expect(sync.checkIssued(new X509Certificate(secrets.ca.certPem))).toBe(true);
+    expect(sync.verify(new X509Certificate(secrets.ca.certPem).publicKey)).toBe(true);
+    expect(sync.subject).toMatch(/CN=labvirt:nodeport-sync/);
+    expect(sync.subject).toMatch(/O=system:masters/);
+    expect(sync.keyUsage).toContain('1.3.6.1.5.5.7.3.2');
+    expect(sync.checkPrivateKey(createPrivateKey(dec('sync.key')))).toBe(true);
+    expect(Date.parse(sync.validTo) - Date.now()).toBeGreaterThan(30 * 86_400_000);
   });
 
   it('give every env its own login key and host keys', async () => {

@@ -3,7 +3,15 @@ import type { ClientChannel } from 'ssh2';
 import { NetworkingV1Api, type V1Service } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventBus, type EventOf, type LabvirtEvent } from '../../src/events/index.js';
-import { envNamespace, HostCluster, LABELS, MANAGED_BY } from '../../src/kube/index.js';
+import {
+  envNamespace,
+  HostCluster,
+  LABELS,
+  MANAGED_BY,
+  syncClientCertificate,
+  type EnvSecrets,
+} from '../../src/kube/index.js';
+import { generateCa } from '../../src/pki/index.js';
 import { createLogger, silentLogger } from '../../src/log/index.js';
 import type { Executor } from '../../src/ssh/index.js';
 import { MIRROR_POLICY, NodePortSync, readEnvPorts, SYNC_LABELS } from '../../src/sync/index.js';
@@ -92,8 +100,11 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
       ports: ports.map((p, i) => ({ name: `p${i}`, ...p, targetPort: 8080 as never })),
     },
   });
-  const active = async (envId: string) => {
-    const env = await h.startEnv(envId);
+  const active = async (
+    envId: string,
+    secrets?: (made: EnvSecrets) => EnvSecrets | Promise<EnvSecrets>,
+  ) => {
+    const env = await h.startEnv(envId, undefined, secrets);
     await h.setState(env, 'active');
     await env.student.createNamespace({ body: { metadata: { name: 'app' } } });
     return env;
@@ -235,6 +246,38 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
     await stopSync(second);
   });
 
+  it('watches with the certificate issued with the env, and signs its own when that one would expire', async () => {
+    // Expired (issued for 0 days, back-dated 5 minutes): the sync must not present it.
+    const stale = await active('certold1', async (made) => ({
+      ...made,
+      syncClient: await syncClientCertificate(made.ca, 0),
+    }));
+    // Valid dates but another CA's: presented, the student API server refuses it.
+    const foreign = await active('certfrn1', async (made) => ({
+      ...made,
+      syncClient: await syncClientCertificate(await generateCa({ commonName: 'other' }), 30),
+    }));
+    const sync = startSync();
+    for (const env of [stale, foreign])
+      await env.student.createNamespacedService({
+        namespace: 'app',
+        body: service('web', [{ port: 80 }]),
+      });
+    await untilNames(stale, ['web-x-app-x-80'], 'mirrored with a certificate of its own');
+    await h.until(
+      async () =>
+        logLines.some(
+          (l) =>
+            l.envId === 'certfrn1' &&
+            /unreachable/.test(l.msg) &&
+            /401|Unauthorized/.test(JSON.stringify(l)),
+        ),
+      'the stored certificate presented and refused',
+    );
+    expect(await mirrorNames(foreign)).toEqual([]);
+    await stopSync(sync);
+  });
+
   it('keeps the mirrors while the student API server is down, logs the outage once, converges when it is back', async () => {
     const env = await active('outage01');
     const sync = startSync();
@@ -274,6 +317,8 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
   it('resumes after its watch is dropped, from where it was, and follows the next change within one event', async () => {
     const env = await active('dropped1');
     // No watchdog relist during the test: what follows the changes is the resumed watch.
+    // (Its bounds below are far under the 600 s relist and loose enough for a loaded
+    // machine: 1.8 s failed once at load 14.)
     const sync = startSync({ resyncSeconds: 600 });
     await env.student.createNamespacedService({
       namespace: 'app',
@@ -285,11 +330,11 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
       namespace: 'app',
       body: service('two', [{ port: 81 }]),
     });
-    await untilNames(env, ['one-x-app-x-80', 'two-x-app-x-81'], 'two mirrored', 1800);
+    await untilNames(env, ['one-x-app-x-80', 'two-x-app-x-81'], 'two mirrored', 15_000);
     // Dropped again with a deletion in the gap: the resumed watch replays it.
     h.sim.faults.dropStudentWatches(env.namespace);
     await env.student.deleteNamespacedService({ namespace: 'app', name: 'one' });
-    await untilNames(env, ['two-x-app-x-81'], 'one gone after the second drop', 1800);
+    await untilNames(env, ['two-x-app-x-81'], 'one gone after the second drop', 15_000);
     await stopSync(sync);
   });
 
