@@ -227,7 +227,7 @@ async function closeOrDrop(worker: Worker, force: boolean): Promise<void> {
  * A job whose fetch was already on its way when the worker paused is active
  * in Redis under this worker's lock but never reached the handler, so the loop
  * above cannot see it; left alone it waits a whole lock period to be found
- * stalled. Its lock value is `<worker id>:<n>`, which tells it apart from
+ * stalled. So does one whose lock expired during the close (handed back too). Its lock value is `<worker id>:<n>`, which tells it apart from
  * another replica's jobs. Bounded, so a Redis that is down cannot hold up the
  * shutdown.
  */
@@ -246,6 +246,12 @@ async function handBackFetched(worker: Worker, timeoutMs: number): Promise<void>
     for (const job of await queue.getActive()) {
       const lock = await redis.get(queue.toKey(`${job.id}:lock`));
       if (lock?.startsWith(`${worker.id}:`)) await job.moveToWait(lock);
+      // Active with no lock at all: held by nobody. A lock expires while this
+      // worker closes when the machine is loaded and the lock short (its
+      // renewal stopped with the worker, its hand-back above ran out of
+      // time); BullMQ's stalled-job check would move it back, but only a
+      // check period after the next worker starts. (Token "0": no lock to match.)
+      else if (lock === null) await job.moveToWait('0').catch(() => undefined);
     }
   })();
   await settlesWithin(sweep, Math.max(CLOSE_TIMEOUT_MS, timeoutMs));

@@ -1,4 +1,5 @@
 import { Queue, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { closeWorker, startWorker } from '../../src/pool/queues.js';
 import { useRedis } from '../helpers/redis.js';
@@ -68,6 +69,30 @@ describe('closeWorker: shutdown hands running jobs back', () => {
       await closeWorker(worker, 2_000);
       const counts = await queue.getJobCounts('active', 'wait', 'completed');
       expect(counts).toEqual({ active: 0, wait: 1, completed: 1 });
+    } finally {
+      await queue.close();
+    }
+  });
+
+  it('hands back a running job whose lock expired before the shutdown reached it', async () => {
+    const s = settings();
+    const queue = new Queue('q4', { connection: s.connection, prefix: s.prefix });
+    let started!: () => void;
+    const running = new Promise<void>((r) => (started = r));
+    const worker = startWorker<{ n: number }>('q4', s, async () => {
+      started();
+      await new Promise(() => undefined);
+    });
+    try {
+      await queue.add('job', { n: 1 }, { jobId: 'unlocked' });
+      await running;
+      // What a loaded machine does with a short lock (pool.jobLockSeconds): it
+      // expires while the worker closes, before the job is handed back.
+      const client = new Redis(redis.url);
+      await client.del(queue.toKey('unlocked:lock'));
+      client.disconnect();
+      await closeWorker(worker, 200);
+      expect(await queue.getJobCounts('active', 'wait')).toEqual({ active: 0, wait: 1 });
     } finally {
       await queue.close();
     }
