@@ -13,6 +13,11 @@ import type { Socket } from 'node:net';
  * to the simulator over its IPC channel (Node passes them as sockets), so
  * the command's input and output never pass through the helper; it then
  * reports the exit. Process groups are signalled directly by pid.
+ *
+ * A sandboxed guest has a helper of its own, in its namespaces. With
+ * `idleStopMs` an idle one is let go (see HELPER and startSpawner) and the
+ * next request starts another: 3,000 idle guests must not hold 3,000 Node
+ * processes.
  */
 const HELPER = `
 const { spawn } = require('node:child_process');
@@ -392,9 +397,12 @@ export function startSpawner(
       const key = `${host}:${port}`;
       if (listening.has(key)) return;
       listening.set(key, { host, port, onConnection });
-      // A helper that is not running listens when it starts (ensureHelper):
-      // waking one only to listen, in a guest nobody uses, would undo the idle stop.
       if (current?.child.connected) current.child.send({ op: 'listen', host, port });
+      // Without an idle stop the helper starts with the guest, as it always
+      // did (off the claim's path). With one, a helper that is not running
+      // listens when it starts: waking it only to listen, in a guest nobody
+      // uses, would undo the stop.
+      else if (idleStopMs === 0) ensureHelper();
     },
     stop() {
       current?.child.disconnect();
