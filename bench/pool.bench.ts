@@ -23,6 +23,7 @@ import {
   mkdtempSync,
   readFileSync,
   readdirSync,
+  renameSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -50,6 +51,13 @@ const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 20);
 const HOLD = Number(process.env.BENCH_HOLD_ENVS ?? 300);
 const SPEED = Number(process.env.BENCH_SPEED ?? 20);
 const NODES = Number(process.env.BENCH_NODES ?? 3);
+/**
+ * BENCH_HOLD_HEAP_SNAPSHOT=<dir>: serve's heap snapshot after each step's
+ * window, as <dir>/serve.<envs>.heapsnapshot (compare two with
+ * bench/sync-heap-diff.ts). Taking one stops serve and grows its heap: the
+ * RSS of the steps after it is not comparable with a run without.
+ */
+const HEAP_DIR = process.env.BENCH_HOLD_HEAP_SNAPSHOT;
 const GUEST_IDLE_STOP_SECONDS = Number(process.env.BENCH_GUEST_IDLE_STOP_SECONDS ?? 10);
 const LABS = FIXTURE_LABS;
 const FLAVOR = `v1.30-${NODES}node`;
@@ -185,6 +193,7 @@ async function forkServe(
   warm: () => Promise<number>;
   setTarget: (targetWarm: number) => Promise<void>;
   memory: () => Promise<string>;
+  heapSnapshot: (label: string) => Promise<void>;
 }> {
   const apiPort = await freePort();
   const token = 'bench-token-bench-token-bench';
@@ -216,7 +225,11 @@ async function forkServe(
       api: { host: '127.0.0.1', port: apiPort },
     }),
   );
-  const serve = forkLabvirt(['--config', configFile, 'serve'], { LABVIRT_API_TOKEN: token });
+  const serve = forkLabvirt(
+    ['--config', configFile, 'serve'],
+    { LABVIRT_API_TOKEN: token },
+    HEAP_DIR ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${HEAP_DIR}`] : [],
+  );
   const base = `http://127.0.0.1:${apiPort}`;
   await waitFor(
     async () => {
@@ -261,7 +274,28 @@ async function forkServe(
     };
     return `heap used ${mib('nodejs_heap_size_used_bytes')} MiB of ${mib('nodejs_heap_size_total_bytes')} MiB, external ${mib('nodejs_external_memory_bytes')} MiB`;
   };
-  return { serve, warm, setTarget, memory };
+  /** Writes serve's heap snapshot to HEAP_DIR/serve.<label>.heapsnapshot (serve stops while V8 writes it). */
+  const heapSnapshot = async (label: string) => {
+    if (!HEAP_DIR) return;
+    const before = new Set(readdirSync(HEAP_DIR));
+    serve.child.kill('SIGUSR2');
+    // Written on serve's main thread: once it answers again, the file is whole.
+    await waitFor(
+      async () =>
+        readdirSync(HEAP_DIR).some((f) => !before.has(f) && f.endsWith('.heapsnapshot')) &&
+        (await fetch(`${base}/healthz`).then(
+          (r) => r.ok,
+          () => false,
+        )),
+      600_000,
+      'serve heap snapshot',
+      1000,
+    );
+    const file = readdirSync(HEAP_DIR).find((f) => !before.has(f) && f.endsWith('.heapsnapshot'))!;
+    renameSync(join(HEAP_DIR, file), join(HEAP_DIR, `serve.${label}.heapsnapshot`));
+    console.log(`hold: heap snapshot ${join(HEAP_DIR, `serve.${label}.heapsnapshot`)}`);
+  };
+  return { serve, warm, setTarget, memory, heapSnapshot };
 }
 
 /**
@@ -368,6 +402,7 @@ async function holdEnvs(): Promise<void> {
       `hold: serve from ${from} with an empty pool: rss median ${fixed.median.toFixed(0)} MiB, max ${fixed.max.toFixed(0)} MiB over ${holdSeconds} s (${machineLoad()})`,
     );
     console.log(`hold: empty pool: serve ${await full.memory()}`);
+    await full.heapSnapshot('0');
     const steps: { envs: number; rss: number }[] = [{ envs: 0, rss: fixed.median }];
     const state = () => {
       const h = guestHelpers();
@@ -410,6 +445,7 @@ async function holdEnvs(): Promise<void> {
         `hold: serve holding ${level} warm envs (filled in ${(fillMs / 1000).toFixed(1)} s): rss median ${held.median.toFixed(0)} MiB, max ${held.max.toFixed(0)} MiB, ${slope.toFixed(0)} KiB per env added since ${previous.envs}; CPU ${cpuShare.toFixed(1)} % of one core over ${holdSeconds} s (${machineLoad()})`,
       );
       console.log(`hold: at ${level} warm envs: ${state()}; serve ${await full.memory()}`);
+      await full.heapSnapshot(String(level));
       steps.push({ envs: level, rss: held.median });
     }
     const last = steps[steps.length - 1]!;
