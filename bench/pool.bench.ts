@@ -58,6 +58,8 @@ const NODES = Number(process.env.BENCH_NODES ?? 3);
  * RSS of the steps after it is not comparable with a run without.
  */
 const HEAP_DIR = process.env.BENCH_HOLD_HEAP_SNAPSHOT;
+/** BENCH_SERVE_EXEC_ARGV: Node flags for the hold's serve (e.g. `--max-semi-space-size=1`), space-separated. */
+const SERVE_EXEC_ARGV = (process.env.BENCH_SERVE_EXEC_ARGV ?? '').split(' ').filter(Boolean);
 const GUEST_IDLE_STOP_SECONDS = Number(process.env.BENCH_GUEST_IDLE_STOP_SECONDS ?? 10);
 const LABS = FIXTURE_LABS;
 const FLAVOR = `v1.30-${NODES}node`;
@@ -225,11 +227,10 @@ async function forkServe(
       api: { host: '127.0.0.1', port: apiPort },
     }),
   );
-  const serve = forkLabvirt(
-    ['--config', configFile, 'serve'],
-    { LABVIRT_API_TOKEN: token },
-    HEAP_DIR ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${HEAP_DIR}`] : [],
-  );
+  const serve = forkLabvirt(['--config', configFile, 'serve'], { LABVIRT_API_TOKEN: token }, [
+    ...SERVE_EXEC_ARGV,
+    ...(HEAP_DIR ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${HEAP_DIR}`] : []),
+  ]);
   const base = `http://127.0.0.1:${apiPort}`;
   await waitFor(
     async () => {
@@ -367,8 +368,10 @@ async function rssOver(pid: number, seconds: number): Promise<{ median: number; 
  * after 50 provisions at once) is not a per-env cost.
  */
 async function holdEnvs(): Promise<void> {
-  const from = isBuilt() ? 'dist/' : 'src/ through tsx';
-  if (from !== 'dist/')
+  const from =
+    (isBuilt() ? 'dist/' : 'src/ through tsx') +
+    (SERVE_EXEC_ARGV.length ? ` with ${SERVE_EXEC_ARGV.join(' ')}` : '');
+  if (!isBuilt())
     console.log(
       'hold: dist/ is missing or older than src/, so serve runs the sources through tsx (its transpiler counted): `npm run build` first to measure what an operator runs',
     );
