@@ -176,7 +176,7 @@ export function forkLabvirt(
 /** Starts `labvirt sim` in its own process; resolves with its directory's files once it serves. */
 export async function forkSim(
   dir: string,
-  opts: { speed: number; nodes: number },
+  opts: { speed: number; nodes: number; guestIdleStopSeconds?: number },
 ): Promise<ChildHandle & { kubeconfig: string; guestMap: string }> {
   const handle = forkLabvirt([
     'sim',
@@ -186,6 +186,7 @@ export async function forkSim(
     String(opts.speed),
     '--nodes',
     String(opts.nodes),
+    ...(opts.guestIdleStopSeconds ? ['--guest-idle-stop', String(opts.guestIdleStopSeconds)] : []),
   ]);
   await waitFor(
     async () => {

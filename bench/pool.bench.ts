@@ -11,15 +11,28 @@
  *    warm envs, and its RSS with none (`--hold` runs only this; see holdEnvs).
  * Environment: BENCH_SESSIONS (default 20), BENCH_HOLD_ENVS (default 300),
  * BENCH_SPEED (simulator speed factor, default 20). Envs are of the 3-VM
- * flavor (BENCH_NODES=1 for the 1-VM one).
+ * flavor (BENCH_NODES=1 for the 1-VM one). The hold's simulator stops idle
+ * guests' helper processes after BENCH_GUEST_IDLE_STOP_SECONDS (default 10;
+ * 0 keeps them): 1,000 warm 3-VM envs are 3,000 guests, whose helpers
+ * (≈ 7 MiB each) would not fit beside serve on this machine.
  * `--burst N` instead measures N students claiming warm envs at once with the
  * simulator and `labvirt serve` in their own processes (see burst.ts).
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDevStack } from '../src/app/dev.js';
 import { startRedisServer } from '../src/redis/index.js';
+import { HELPER_SOURCE } from '../src/sim/guest/spawner.js';
 import { runBurst } from './burst.js';
 import {
   FIXTURE_LABS,
@@ -38,6 +51,16 @@ const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 20);
 const HOLD = Number(process.env.BENCH_HOLD_ENVS ?? 300);
 const SPEED = Number(process.env.BENCH_SPEED ?? 20);
 const NODES = Number(process.env.BENCH_NODES ?? 3);
+/**
+ * BENCH_HOLD_HEAP_SNAPSHOT=<dir>: serve's heap snapshot after each step's
+ * window, as <dir>/serve.<envs>.heapsnapshot (compare two with
+ * bench/sync-heap-diff.ts). Taking one stops serve and grows its heap: the
+ * RSS of the steps after it is not comparable with a run without.
+ */
+const HEAP_DIR = process.env.BENCH_HOLD_HEAP_SNAPSHOT;
+/** BENCH_SERVE_EXEC_ARGV: Node flags for the hold's serve (e.g. `--max-semi-space-size=1`), space-separated. */
+const SERVE_EXEC_ARGV = (process.env.BENCH_SERVE_EXEC_ARGV ?? '').split(' ').filter(Boolean);
+const GUEST_IDLE_STOP_SECONDS = Number(process.env.BENCH_GUEST_IDLE_STOP_SECONDS ?? 10);
 const LABS = FIXTURE_LABS;
 const FLAVOR = `v1.30-${NODES}node`;
 const OTHER_FLAVOR = NODES === 3 ? 'v1.30-1node' : 'v1.30-3node';
@@ -171,6 +194,8 @@ async function forkServe(
   serve: ReturnType<typeof forkLabvirt>;
   warm: () => Promise<number>;
   setTarget: (targetWarm: number) => Promise<void>;
+  memory: () => Promise<string>;
+  heapSnapshot: (label: string) => Promise<void>;
 }> {
   const apiPort = await freePort();
   const token = 'bench-token-bench-token-bench';
@@ -202,7 +227,10 @@ async function forkServe(
       api: { host: '127.0.0.1', port: apiPort },
     }),
   );
-  const serve = forkLabvirt(['--config', configFile, 'serve'], { LABVIRT_API_TOKEN: token });
+  const serve = forkLabvirt(['--config', configFile, 'serve'], { LABVIRT_API_TOKEN: token }, [
+    ...SERVE_EXEC_ARGV,
+    ...(HEAP_DIR ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${HEAP_DIR}`] : []),
+  ]);
   const base = `http://127.0.0.1:${apiPort}`;
   await waitFor(
     async () => {
@@ -236,7 +264,39 @@ async function forkServe(
     });
     if (!res.ok) throw new Error(`PUT the warm target: ${res.status} ${await res.text()}`);
   };
-  return { serve, warm, setTarget };
+  // Where serve's RSS goes, from its own Prometheus metrics (prom-client's process.memoryUsage()).
+  const memory = async () => {
+    const res = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+    if (!res.ok) return `metrics: ${res.status}`;
+    const text = await res.text();
+    const mib = (name: string) => {
+      const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm').exec(text);
+      return m ? (Number(m[1]) / 2 ** 20).toFixed(1) : '?';
+    };
+    return `heap used ${mib('nodejs_heap_size_used_bytes')} MiB of ${mib('nodejs_heap_size_total_bytes')} MiB, external ${mib('nodejs_external_memory_bytes')} MiB`;
+  };
+  /** Writes serve's heap snapshot to HEAP_DIR/serve.<label>.heapsnapshot (serve stops while V8 writes it). */
+  const heapSnapshot = async (label: string) => {
+    if (!HEAP_DIR) return;
+    const before = new Set(readdirSync(HEAP_DIR));
+    serve.child.kill('SIGUSR2');
+    // Written on serve's main thread: once it answers again, the file is whole.
+    await waitFor(
+      async () =>
+        readdirSync(HEAP_DIR).some((f) => !before.has(f) && f.endsWith('.heapsnapshot')) &&
+        (await fetch(`${base}/healthz`).then(
+          (r) => r.ok,
+          () => false,
+        )),
+      600_000,
+      'serve heap snapshot',
+      1000,
+    );
+    const file = readdirSync(HEAP_DIR).find((f) => !before.has(f) && f.endsWith('.heapsnapshot'))!;
+    renameSync(join(HEAP_DIR, file), join(HEAP_DIR, `serve.${label}.heapsnapshot`));
+    console.log(`hold: heap snapshot ${join(HEAP_DIR, `serve.${label}.heapsnapshot`)}`);
+  };
+  return { serve, warm, setTarget, memory, heapSnapshot };
 }
 
 /**
@@ -255,6 +315,33 @@ function isBuilt(): boolean {
     }, 0);
   return existsSync(built) && newest(join(root, 'src')) <= statSync(built).mtimeMs;
 }
+
+/** Guests' helper processes alive on this machine (src/sim/guest/spawner.ts), and their RSS summed. */
+function guestHelpers(): { count: number; rssMiB: number } {
+  let count = 0;
+  let rssMiB = 0;
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      if (argv[1] !== '-e' || argv[2] !== HELPER_SOURCE) continue;
+      count++;
+      rssMiB += processRssMiB(Number(name));
+    } catch {
+      /* gone while read */
+    }
+  }
+  return { count, rssMiB };
+}
+
+/** MemAvailable in MiB (/proc/meminfo). */
+function memAvailableMiB(): number {
+  const kb = Number(/MemAvailable:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))?.[1]);
+  return kb / 1024;
+}
+
+/** Below this the hold stops rather than push the shared machine out of memory. */
+const MIN_AVAILABLE_MIB = Number(process.env.BENCH_MIN_AVAILABLE_MIB ?? 3072);
 
 /** RSS of a process sampled once a second for `seconds`: the median and the highest, in MiB. */
 async function rssOver(pid: number, seconds: number): Promise<{ median: number; max: number }> {
@@ -281,8 +368,10 @@ async function rssOver(pid: number, seconds: number): Promise<{ median: number; 
  * after 50 provisions at once) is not a per-env cost.
  */
 async function holdEnvs(): Promise<void> {
-  const from = isBuilt() ? 'dist/' : 'src/ through tsx';
-  if (from !== 'dist/')
+  const from =
+    (isBuilt() ? 'dist/' : 'src/ through tsx') +
+    (SERVE_EXEC_ARGV.length ? ` with ${SERVE_EXEC_ARGV.join(' ')}` : '');
+  if (!isBuilt())
     console.log(
       'hold: dist/ is missing or older than src/, so serve runs the sources through tsx (its transpiler counted): `npm run build` first to measure what an operator runs',
     );
@@ -296,6 +385,7 @@ async function holdEnvs(): Promise<void> {
   const sim = await forkSim(join(dir, 'sim'), {
     speed: SPEED,
     nodes: Math.ceil((top * NODES * 2) / 256) + 1,
+    guestIdleStopSeconds: GUEST_IDLE_STOP_SECONDS,
   });
   // The smoke run's few envs need no long window.
   const holdSeconds = Number(process.env.BENCH_HOLD_SECONDS ?? (top >= 100 ? 30 : 3));
@@ -314,12 +404,33 @@ async function holdEnvs(): Promise<void> {
     console.log(
       `hold: serve from ${from} with an empty pool: rss median ${fixed.median.toFixed(0)} MiB, max ${fixed.max.toFixed(0)} MiB over ${holdSeconds} s (${machineLoad()})`,
     );
+    console.log(`hold: empty pool: serve ${await full.memory()}`);
+    await full.heapSnapshot('0');
     const steps: { envs: number; rss: number }[] = [{ envs: 0, rss: fixed.median }];
+    const state = () => {
+      const h = guestHelpers();
+      return `${h.count} guest helpers (${h.rssMiB.toFixed(0)} MiB RSS summed), sim rss ${processRssMiB(sim.child.pid!).toFixed(0)} MiB, serve rss ${processRssMiB(serve!.child.pid!).toFixed(0)} MiB, ${memAvailableMiB().toFixed(0)} MiB available`;
+    };
     for (const level of levels) {
       const t0 = Date.now();
       await full.setTarget(level);
+      let lastWarm = 0;
+      let lastReport = 0;
       await waitFor(
-        async () => (await full.warm()) >= level,
+        async () => {
+          lastWarm = await full.warm();
+          if (memAvailableMiB() < MIN_AVAILABLE_MIB)
+            throw new Error(
+              `stopped at ${lastWarm} warm envs: under ${MIN_AVAILABLE_MIB} MiB available (${state()})`,
+            );
+          if (Date.now() - lastReport >= 30_000) {
+            lastReport = Date.now();
+            console.log(
+              `hold: filling to ${level}: ${lastWarm} warm after ${((Date.now() - t0) / 1000).toFixed(0)} s; ${state()} (${machineLoad()})`,
+            );
+          }
+          return lastWarm >= level;
+        },
         30 * 60_000,
         `${level} warm envs`,
         250,
@@ -336,6 +447,8 @@ async function holdEnvs(): Promise<void> {
       console.log(
         `hold: serve holding ${level} warm envs (filled in ${(fillMs / 1000).toFixed(1)} s): rss median ${held.median.toFixed(0)} MiB, max ${held.max.toFixed(0)} MiB, ${slope.toFixed(0)} KiB per env added since ${previous.envs}; CPU ${cpuShare.toFixed(1)} % of one core over ${holdSeconds} s (${machineLoad()})`,
       );
+      console.log(`hold: at ${level} warm envs: ${state()}; serve ${await full.memory()}`);
+      await full.heapSnapshot(String(level));
       steps.push({ envs: level, rss: held.median });
     }
     const last = steps[steps.length - 1]!;

@@ -80,6 +80,15 @@ export interface SimOptions {
   allowUnsandboxedGuests?: boolean;
   /** The kubectl given to guests (default: the one `findKubectl` finds). */
   guestKubectl?: string;
+  /**
+   * Stop an idle sandboxed guest's helper process after this many seconds
+   * (its files stay; the next command, connection or listener starts it
+   * again, paying a process start). A guest is idle when no command runs
+   * in it, no process of it is left (a background job keeps it) and no
+   * connection is being opened. Default 0: helpers stay, so a claim's first
+   * commands pay no start. See src/sim/README.md ("Idle guests").
+   */
+  guestIdleStopSeconds?: number;
 }
 
 export interface SimHandle {
@@ -222,6 +231,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       guests,
       allowUnsandboxedGuests,
       guestKubectl,
+      guestIdleStopMs: Math.round((options.guestIdleStopSeconds ?? 0) * 1000),
       listen,
       studentCluster: { namespaceDeleteDelayMs, quotaStatusDelayMs },
       loopbackOctet,

@@ -129,6 +129,8 @@ export class KubeVirtEmulation implements Admission {
       allowUnsandboxedGuests?: boolean;
       /** The host's kubectl, mounted into sandboxed guests. */
       guestKubectl?: string;
+      /** A sandboxed guest's helper goes after this long idle (see guest/server.ts); 0: never. */
+      guestIdleStopMs?: number;
     },
   ) {
     this.onGuestsChanged = options.onGuestsChanged ?? (() => undefined);
@@ -737,6 +739,7 @@ export class KubeVirtEmulation implements Admission {
       hostname: name,
       kubectl: this.options.guestKubectl,
       allowUnsandboxed: this.options.allowUnsandboxedGuests,
+      idleStopMs: this.options.guestIdleStopMs,
       commandDelayMs: () => this.faults.slowGuestCommandsMs,
       // kubeadm's API server on 6443 once init is done; any other port is the guest's own listener.
       forwardLocalPort: (port) =>

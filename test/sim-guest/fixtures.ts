@@ -1,3 +1,4 @@
+import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -5,6 +6,7 @@ import ssh2, { type Client, type ConnectConfig } from 'ssh2';
 
 import { stringify } from 'yaml';
 import { startGuest, type Guest, type GuestOptions } from '../../src/sim/guest/index.js';
+import { HELPER_SOURCE } from '../../src/sim/guest/spawner.js';
 import { generateKeyPair, type GuestResolver } from '../../src/ssh/index.js';
 
 export interface KeyPair {
@@ -126,4 +128,42 @@ export function readUntil(stream: NodeJS.ReadableStream, pattern: RegExp): Promi
       reject(new Error(`stream closed before ${pattern}; saw ${JSON.stringify(seen)}`)),
     );
   });
+}
+
+/**
+ * The processes of a sandboxed guest, read from the host's /proc: the bwrap
+ * that holds `root` as the guest's `/`, and everything under it. `helpers`
+ * are the guest's helper processes (`node -e HELPER_SOURCE`, src/sim/guest/spawner.ts),
+ * not a student's own `node -e`.
+ */
+export function guestProcesses(root: string): { all: number; helpers: number } {
+  const procs = new Map<number, { ppid: number; argv: string[] }>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      // The command name in parentheses may hold spaces: the fields after its last ')'.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      procs.set(Number(name), { ppid, argv });
+    } catch {
+      /* gone while read */
+    }
+  }
+  const inGuest = new Set<number>();
+  for (const [pid, p] of procs) {
+    const at = p.argv.indexOf(root);
+    if (p.argv[at - 1] === '--bind' && p.argv[at + 1] === '/' && !inGuest.has(p.ppid))
+      inGuest.add(pid);
+  }
+  // Descendants, until none is added.
+  for (let size = -1; size !== inGuest.size;) {
+    size = inGuest.size;
+    for (const [pid, p] of procs) if (inGuest.has(p.ppid)) inGuest.add(pid);
+  }
+  const helpers = [...inGuest].filter((pid) => {
+    const argv = procs.get(pid)!.argv;
+    return argv[1] === '-e' && argv[2] === HELPER_SOURCE;
+  }).length;
+  return { all: inGuest.size, helpers };
 }

@@ -39,6 +39,12 @@ export function registerSimCommand(program: Command): void {
     .option('--node-cpu <cores>', 'CPU per node', numberIn(1, 100_000), 64)
     .option('--node-memory <GiB>', 'memory per node in GiB', numberIn(1, 1_000_000), 256)
     .option('--no-guests', 'do not start SSH guests for running VMIs')
+    .option(
+      '--guest-idle-stop <seconds>',
+      "stop an idle guest's helper process after this long (0: never); the next command starts it again",
+      numberIn(0, 86_400),
+      0,
+    )
     .action(
       async (opts: {
         dir: string;
@@ -48,6 +54,7 @@ export function registerSimCommand(program: Command): void {
         nodeCpu: number;
         nodeMemory: number;
         guests: boolean;
+        guestIdleStop: number;
       }) => {
         // Loaded when the command runs, not for `--help` or the client commands.
         const { startSim } = await import('../../sim/index.js');
@@ -59,6 +66,7 @@ export function registerSimCommand(program: Command): void {
           nodeCpu: opts.nodeCpu,
           nodeMemory: opts.nodeMemory * 2 ** 30,
           guests: opts.guests,
+          guestIdleStopSeconds: opts.guestIdleStop,
           // Plain pods run as on a real cluster (doctor's image pull probe).
           runPods: true,
         });

@@ -2,7 +2,13 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { HELPER_SOURCE, startSpawner, type HelperLaunch, type Spawner } from './spawner.js';
+import {
+  HELPER_SOURCE,
+  startSpawner,
+  type HelperLaunch,
+  type Spawner,
+  type SpawnerOptions,
+} from './spawner.js';
 import { installWithApt } from '../../host-packages/index.js';
 
 /**
@@ -212,6 +218,7 @@ export function sandboxArgs(
 export async function startSandboxedSpawner(
   bwrap: string,
   options: GuestSandboxOptions,
+  spawnerOptions: SpawnerOptions = {},
 ): Promise<Spawner> {
   await prepareGuestRoot(options.root, options.hostname, options.users);
   // Nothing of the simulator's environment (it may hold credentials) reaches the guest.
@@ -220,5 +227,5 @@ export async function startSandboxedSpawner(
     args: sandboxArgs(options, [process.execPath, '-e', HELPER_SOURCE]),
     env: { PATH: '/usr/bin:/bin', NODE_OPTIONS: '' },
   });
-  return startSpawner(launch);
+  return startSpawner(launch, spawnerOptions);
 }

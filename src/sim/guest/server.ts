@@ -65,6 +65,13 @@ export interface GuestOptions {
    * seeing all of its files). Without it such a guest refuses to start.
    */
   allowUnsandboxed?: boolean;
+  /**
+   * Let a sandboxed guest's helper process go after this long idle (no
+   * command, no process of the guest left, nothing on its way); the next
+   * command, connection or listener starts it again. Its files stay; a
+   * process it leaves running keeps it. Unset or 0: it stays.
+   */
+  idleStopMs?: number;
 }
 
 /** Thrown when a guest cannot be sandboxed and running it unsandboxed was not allowed. */
@@ -135,13 +142,17 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
   const support = checkGuestSandbox(opts.allowUnsandboxed ?? false);
   const sandboxed = support.bwrap !== undefined;
   const spawner: Spawner = support.bwrap
-    ? await startSandboxedSpawner(support.bwrap, {
-        root: sandbox,
-        hostname: opts.hostname ?? opts.vmiName,
-        users: [...cloudKeys.keys()],
-        toolsDir: bins.guest,
-        tools: opts.kubectl ? { kubectl: opts.kubectl } : {},
-      })
+    ? await startSandboxedSpawner(
+        support.bwrap,
+        {
+          root: sandbox,
+          hostname: opts.hostname ?? opts.vmiName,
+          users: [...cloudKeys.keys()],
+          toolsDir: bins.guest,
+          tools: opts.kubectl ? { kubectl: opts.kubectl } : {},
+        },
+        { idleStopMs: opts.idleStopMs },
+      )
     : sharedSpawner();
   await applyWriteFiles(sandbox, writeFilesFromUserData(opts.userData));
   const clients = new Set<Connection>();

@@ -13,17 +13,30 @@ import type { Socket } from 'node:net';
  * to the simulator over its IPC channel (Node passes them as sockets), so
  * the command's input and output never pass through the helper; it then
  * reports the exit. Process groups are signalled directly by pid.
+ *
+ * A sandboxed guest has a helper of its own, in its namespaces. With
+ * `idleStopMs` an idle one is let go (see HELPER and startSpawner) and the
+ * next request starts another: 3,000 idle guests must not hold 3,000 Node
+ * processes.
  */
 const HELPER = `
 const { spawn } = require('node:child_process');
+const { readdirSync } = require('node:fs');
 const net = require('node:net');
 const listeners = new Map();
+// Sends whose handle may still be queued, commands not yet exited, connects
+// not yet answered: while any is left the helper is busy.
+let sending = 0;
+let commands = 0;
+let connecting = 0;
 // The simulator may have let go of this helper (or exited) while a command's
 // exit is still being reported: with nobody left to tell, a failed send is
 // dropped rather than thrown (an unhandled EPIPE printed on the simulator's
 // stderr).
 function send(message, handle) {
-  if (process.connected) process.send(message, handle, undefined, () => undefined);
+  if (!process.connected) return;
+  sending++;
+  process.send(message, handle, undefined, () => sending--);
 }
 function spawnCommand(m) {
   let child;
@@ -35,6 +48,7 @@ function spawnCommand(m) {
   }
   child.on('error', (err) => send({ op: 'error', id: m.id, message: err.message }));
   if (child.pid === undefined) return;
+  commands++;
   // Node starts reading a child's output at once; stop before the first byte
   // arrives (it cannot before this tick ends), so every byte stays in the
   // pipe for the simulator.
@@ -50,16 +64,27 @@ function spawnCommand(m) {
   child.stdio.fill(null);
   send({ op: 'spawned', id: m.id, pid: child.pid });
   pipes.forEach((pipe, fd) => send({ op: 'stdio', id: m.id, fd }, pipe));
-  child.on('exit', (code, signal) => send({ op: 'exit', id: m.id, code, signal }));
+  child.on('exit', (code, signal) => {
+    commands--;
+    send({ op: 'exit', id: m.id, code, signal });
+  });
 }
 // Network operations run here so that, in a sandbox, they happen inside the
 // guest's own network namespace; the connected sockets are handed over.
 function connectTo(m) {
   const socket = net.connect(m.port, m.host);
+  connecting++;
+  let answered = false;
+  const answer = (message, handle) => {
+    if (answered) return;
+    answered = true;
+    connecting--;
+    send(message, handle);
+  };
   // Paused before it connects: no byte is read here, all stay for the simulator.
   socket.pause();
-  socket.once('connect', () => send({ op: 'connected', id: m.id }, socket));
-  socket.once('error', (err) => send({ op: 'error', id: m.id, message: err.message }));
+  socket.once('connect', () => answer({ op: 'connected', id: m.id }, socket));
+  socket.once('error', (err) => answer({ op: 'error', id: m.id, message: err.message }));
 }
 function listenOn(m) {
   const key = m.host + ':' + m.port;
@@ -67,12 +92,56 @@ function listenOn(m) {
   const server = net.createServer({ pauseOnConnect: true }, (socket) =>
     send({ op: 'accepted', host: m.host, port: m.port }, socket),
   );
-  server.on('error', () => listeners.delete(key));
+  binding++;
+  const bound = () => {
+    binding--;
+    if (binding === 0) for (const spawnMessage of held.splice(0)) spawnCommand(spawnMessage);
+  };
+  server.once('listening', bound);
+  server.on('error', () => {
+    if (!server.listening && listeners.get(key) === server) bound();
+    listeners.delete(key);
+  });
   server.listen(m.port, m.host);
   listeners.set(key, server);
 }
+// A helper started again is told to listen where the last one did, then to
+// run the command that woke it: that command may connect there at once, so
+// commands wait until every listener is bound.
+let binding = 0;
+const held = [];
+// With an idle limit (argv[1], ms), the helper asks the simulator to let it
+// go once nothing has happened in the guest for that long. Nothing may be
+// left behind: a process of the guest (a student's tmux server, a nohup job)
+// lives in this PID namespace, which ends with the helper, so its /proc
+// must show no process but bwrap's init (1) and this one. The simulator
+// decides (it alone knows whether a request to this helper is on its way)
+// and disconnects it; it asks again after each idle period while kept.
+const idleMs = Number(process.argv[1] ?? 0);
+let lastBusy = Date.now();
+function othersAlive() {
+  for (const name of readdirSync('/proc')) {
+    if (name !== '1' && name !== String(process.pid) && /^[0-9]+$/.test(name)) return true;
+  }
+  return false;
+}
+if (idleMs > 0) {
+  setInterval(() => {
+    const now = Date.now();
+    if (sending > 0 || commands > 0 || connecting > 0 || binding > 0 || othersAlive()) {
+      lastBusy = now;
+    } else if (now - lastBusy >= idleMs) {
+      lastBusy = now;
+      send({ op: 'idle' });
+    }
+  }, Math.max(200, Math.min(idleMs / 4, 5000))).unref();
+}
 process.on('message', (m) => {
-  if (m.op === 'spawn') spawnCommand(m);
+  lastBusy = Date.now();
+  if (m.op === 'spawn') {
+    if (binding > 0) held.push(m);
+    else spawnCommand(m);
+  }
   else if (m.op === 'connect') connectTo(m);
   else if (m.op === 'listen') listenOn(m);
   else if (m.op === 'kill') {
@@ -92,7 +161,8 @@ type HelperMessage =
   | { op: 'exit'; id: number; code: number | null; signal: NodeJS.Signals | null }
   | { op: 'connected'; id: number }
   | { op: 'accepted'; id?: undefined; host: string; port: number }
-  | { op: 'error'; id: number; message: string };
+  | { op: 'error'; id: number; message: string }
+  | { op: 'idle'; id?: undefined };
 
 export interface SpawnOptions {
   cwd: string;
@@ -197,42 +267,77 @@ function plainLaunch(): HelperLaunch {
 /** The helper's source, for a launcher that runs it elsewhere (`node -e <source>`). */
 export const HELPER_SOURCE = HELPER;
 
+export interface SpawnerOptions {
+  /**
+   * Let the helper go after this long with nothing running in it (see
+   * HELPER); it is started again by the next spawn, connect or listen. Only
+   * for a helper alone in its own PID namespace (a sandbox): elsewhere it
+   * sees the host's processes and never goes. 0 or unset: it stays.
+   */
+  idleStopMs?: number;
+  /** @internal For tests: the helper asked to go; called before the spawner decides. */
+  onIdleRequest?: () => void;
+  /** @internal For tests: the spawner let an idle helper go. */
+  onIdleStop?: () => void;
+}
+
+interface Helper {
+  child: ChildProcess;
+  /** Commands and connects sent to this helper and not finished. */
+  running: Map<number, SpawnedCommand>;
+  connecting: Map<number, { resolve: (s: Socket) => void; reject: (e: Error) => void }>;
+}
+
 /** Starts the helper process. It ends with the simulator (its IPC channel closes). */
-export function startSpawner(launch: () => HelperLaunch = plainLaunch): Spawner {
-  let helper: ChildProcess | undefined;
+export function startSpawner(
+  launch: () => HelperLaunch = plainLaunch,
+  options: SpawnerOptions = {},
+): Spawner {
+  const idleStopMs = Math.max(0, Math.round(options.idleStopMs ?? 0));
+  let current: Helper | undefined;
   let nextId = 1;
-  const running = new Map<number, SpawnedCommand>();
-  const connecting = new Map<
-    number,
-    { resolve: (s: Socket) => void; reject: (e: Error) => void }
-  >();
   const listening = new Map<
     string,
     { host: string; port: number; onConnection: (s: Socket) => void }
   >();
 
-  function ensureHelper(): ChildProcess {
-    if (helper && helper.connected) return helper;
+  function ensureHelper(): Helper {
+    if (current && current.child.connected) return current;
     const how = launch();
-    const child = spawn(how.file, how.args, {
+    const child = spawn(how.file, idleStopMs > 0 ? [...how.args, String(idleStopMs)] : how.args, {
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
       env: how.env,
     });
+    // Each helper answers for what was sent to it: one that went (idle, or
+    // died) fails only its own commands, never those of the helper after it.
+    const h: Helper = { child, running: new Map(), connecting: new Map() };
     child.on('message', (message: HelperMessage, socket?: Socket) => {
+      if (message.op === 'idle') {
+        options.onIdleRequest?.();
+        // Every request to a helper is answered after any message it sent
+        // before reading that request: a command or connect sent since it
+        // asked is still unanswered here, so it is kept. Listeners are not
+        // a reason to stay: the next helper is told to listen again.
+        if (current !== h || h.running.size > 0 || h.connecting.size > 0) return;
+        current = undefined;
+        child.disconnect();
+        options.onIdleStop?.();
+        return;
+      }
       if (message.op === 'accepted') {
         const l = listening.get(`${message.host}:${message.port}`);
         if (l && socket) l.onConnection(socket);
         else socket?.destroy();
         return;
       }
-      const pending = connecting.get(message.id);
+      const pending = h.connecting.get(message.id);
       if (pending) {
-        connecting.delete(message.id);
+        h.connecting.delete(message.id);
         if (message.op === 'connected' && socket) pending.resolve(socket);
         else pending.reject(new Error(message.op === 'error' ? message.message : 'no connection'));
         return;
       }
-      const command = running.get(message.id);
+      const command = h.running.get(message.id);
       if (!command) {
         socket?.destroy();
         return;
@@ -241,36 +346,35 @@ export function startSpawner(launch: () => HelperLaunch = plainLaunch): Spawner 
     });
     child.on('error', () => undefined);
     child.on('exit', () => {
-      for (const command of running.values()) {
+      for (const command of h.running.values()) {
         command.handle({ op: 'error', id: 0, message: 'the simulator spawner exited' });
       }
-      running.clear();
-      for (const pending of connecting.values())
+      h.running.clear();
+      for (const pending of h.connecting.values())
         pending.reject(new Error('the simulator spawner exited'));
-      connecting.clear();
-      if (helper === child) helper = undefined;
+      h.connecting.clear();
+      if (current === h) current = undefined;
     });
     // The helper must never keep the simulator's process alive.
     child.unref();
     (child.channel as { unref?: () => void } | undefined)?.unref?.();
-    helper = child;
-    // A helper started again (it died) listens again where the last one did.
+    current = h;
+    // A helper started again (it died, or went idle) listens again where the last one did.
     for (const l of listening.values()) child.send({ op: 'listen', host: l.host, port: l.port });
-    return child;
+    return h;
   }
-
-  const signalGroup = (pid: number, signal: NodeJS.Signals) => {
-    if (helper?.connected) helper.send({ op: 'kill', pid, signal });
-  };
 
   return {
     spawn(file, args, options) {
       const id = nextId++;
-      const command = new SpawnedCommand(signalGroup);
-      running.set(id, command);
+      const h = ensureHelper();
+      const command = new SpawnedCommand((pid, signal) => {
+        if (h.child.connected) h.child.send({ op: 'kill', pid, signal });
+      });
+      h.running.set(id, command);
       // Not at 'exit': Node's IPC lets a message without a handle overtake
       // the pipe ends still on their way.
-      command.once('close', () => running.delete(id));
+      command.once('close', () => h.running.delete(id));
       return new Promise((resolve, reject) => {
         const fail = (err: Error) => reject(err);
         command.once('error', fail);
@@ -278,25 +382,31 @@ export function startSpawner(launch: () => HelperLaunch = plainLaunch): Spawner 
           command.off('error', fail);
           resolve(command);
         });
-        ensureHelper().send({ op: 'spawn', id, file, args, cwd: options.cwd, env: options.env });
+        h.child.send({ op: 'spawn', id, file, args, cwd: options.cwd, env: options.env });
       });
     },
     connect(host, port) {
       const id = nextId++;
+      const h = ensureHelper();
       return new Promise((resolve, reject) => {
-        connecting.set(id, { resolve, reject });
-        ensureHelper().send({ op: 'connect', id, host, port });
+        h.connecting.set(id, { resolve, reject });
+        h.child.send({ op: 'connect', id, host, port });
       });
     },
     listen(host, port, onConnection) {
       const key = `${host}:${port}`;
       if (listening.has(key)) return;
       listening.set(key, { host, port, onConnection });
-      ensureHelper().send({ op: 'listen', host, port });
+      if (current?.child.connected) current.child.send({ op: 'listen', host, port });
+      // Without an idle stop the helper starts with the guest, as it always
+      // did (off the claim's path). With one, a helper that is not running
+      // listens when it starts: waking it only to listen, in a guest nobody
+      // uses, would undo the stop.
+      else if (idleStopMs === 0) ensureHelper();
     },
     stop() {
-      helper?.disconnect();
-      helper = undefined;
+      current?.child.disconnect();
+      current = undefined;
     },
   };
 }
