@@ -63,7 +63,19 @@ export async function startTestStack(options: Partial<DevStackOptions> = {}): Pr
           'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 2, maxTotal: 10 },
           'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 4 },
         },
-        pool: { pollSeconds: 0.05, jobLockSeconds: 3, provisionDeadlineSeconds: 60 },
+        pool: {
+          pollSeconds: 0.05,
+          jobLockSeconds: 3,
+          provisionDeadlineSeconds: 60,
+          // stop() waits this long for running jobs before handing them back
+          // (src/pool/queues.ts, closeWorker). At the default 30 s a file whose
+          // last test left a job running (a prepare of a session stopped
+          // mid-setup, a replenish) waited the whole 30 s in its afterAll on
+          // a loaded machine: 20–33 s of hooks in slack/front, api/real-service,
+          // slack/key-link, pool/sessions. The grace itself is tested with a
+          // real `labvirt serve` (test/pool/recovery.test.ts, redis-down).
+          shutdownGraceSeconds: 1,
+        },
       },
       options.overrides ?? {},
     ),
