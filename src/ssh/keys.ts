@@ -1,6 +1,6 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import ssh2, { type ParsedKey } from 'ssh2';
 import { verifySignature } from './key-objects.js';
 
@@ -50,7 +50,16 @@ export function fileKeyStore(path: string): KeyStore {
     },
     async put(privateKey) {
       await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-      await writeFile(path, privateKey, { mode: 0o600, flag: 'wx' });
+      // Written aside, then linked into place: the key appears whole or not at
+      // all (a file created in place is empty for a moment, and a racing
+      // reader took that for "no key"); link fails with EEXIST like `wx`.
+      const aside = `${path}.${process.pid}.${randomBytes(6).toString('hex')}`;
+      await writeFile(aside, privateKey, { mode: 0o600, flag: 'wx' });
+      try {
+        await link(aside, path);
+      } finally {
+        await rm(aside, { force: true });
+      }
     },
   };
 }

@@ -12,10 +12,14 @@ afterAll(async () => rm(dir, { recursive: true, force: true }));
 
 describe('host key and guest address map', () => {
   it('gives every concurrent caller the same new key', async () => {
-    const file = join(dir, 'race', 'key');
-    const keys = await Promise.all([1, 2, 3, 4, 5].map(() => loadOrCreateHostKey(file)));
-    expect(new Set(keys.map((k) => k.fingerprint)).size).toBe(1);
-    expect(keys[0]?.fingerprint).toMatch(/^SHA256:/);
+    // Many rounds: a caller that read the winner's file between its creation
+    // and its content once saw an empty file and failed (EEXIST).
+    for (let round = 0; round < 30; round++) {
+      const file = join(dir, `race-${round}`, 'key');
+      const keys = await Promise.all(Array.from({ length: 8 }, () => loadOrCreateHostKey(file)));
+      expect(new Set(keys.map((k) => k.fingerprint)).size).toBe(1);
+      expect(keys[0]?.fingerprint).toMatch(/^SHA256:/);
+    }
   });
 
   it('refuses a secret: spec without a store, and a file that holds no key', async () => {
