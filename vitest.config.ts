@@ -6,9 +6,9 @@ const withSmokeRun = process.env.LABVIRT_BENCH_SMOKE === '1';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    // The benches' smoke run (test/bench/) joins the suite with
-    // LABVIRT_BENCH_SMOKE=1 (`npm run test:smoke` runs it alone), started first
-    // beside the rest (the sequencer below). Not by default: in two whole runs
+    // The benches' smoke run (test/bench/) is included with
+    // LABVIRT_BENCH_SMOKE=1: `npm run test:smoke` runs it alone, and `npm
+    // test` runs that after the suite. Not beside the suite: in two whole runs
     // beside it on 2 cores a load-sensitive test failed each time
     // (pool/recovery twice, slack/dev-socket-mode once), none without it
     // (docs/benchmarks.md, "Smoke run and suite, seventh pass").

@@ -6,8 +6,8 @@ import { afterAll, expect, it } from 'vitest';
 const ROOT = join(import.meta.dirname, '..', '..');
 /**
  * The whole smoke run's bound. Each bench has its own inside run.ts (300 s);
- * this one only keeps a run that stops making progress from holding CI. It
- * runs beside the rest of the suite, so it is far above the run's quiet time.
+ * this one only keeps a run that stops making progress from holding CI (the
+ * run takes 1–2 minutes on a quiet 2-core machine).
  */
 const BOUND_MS = 12 * 60_000;
 /** `nice` 10: the suite's own tests first. */
@@ -20,18 +20,18 @@ afterAll(() => {
     process.kill(-running.pid, 'SIGKILL');
 });
 
-// The benches' smoke run (`npm run bench:smoke`) as a test (`npm run test:smoke`;
-// `npm test` runs it beside the suite, LABVIRT_BENCH_SMOKE=0 leaves it out): every
-// bench starts its real parts at its smallest size and writes its rows. It
-// fails only when a bench fails, hangs or writes no row — never on a slow
-// figure (the figures are printed, not judged). One bench at a time here:
-// the rest of the suite runs beside it.
+// The benches' smoke run (`npm run bench:smoke`) as a test (`npm run test:smoke`,
+// which `npm test` runs after the suite, so CI runs it too): every bench
+// starts its real parts at its smallest size and writes its rows. It fails
+// only when a bench fails, hangs or writes no row — never on a slow figure
+// (the figures are printed, not judged). Two benches at a time, as `npm run
+// bench:smoke`: after the suite it has the machine to itself.
 it(
   'runs every bench at its smallest size and each one writes its rows',
   async () => {
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', join(ROOT, 'bench', 'run.ts'), '--quick', '--jobs=1'],
+      ['--import', 'tsx', join(ROOT, 'bench', 'run.ts'), '--quick', '--jobs=2'],
       { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     running = child;
