@@ -18,18 +18,10 @@
  * `--burst N` instead measures N students claiming warm envs at once with the
  * simulator and `labvirt serve` in their own processes (see burst.ts).
  */
-import {
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { distIsCurrent } from '../bin/dist-is-current.js';
 import { startDevStack } from '../src/app/dev.js';
 import { startRedisServer } from '../src/redis/index.js';
 import { HELPER_SOURCE } from '../src/sim/guest/spawner.js';
@@ -305,15 +297,7 @@ async function forkServe(
  * that, not what an operator runs.
  */
 function isBuilt(): boolean {
-  const root = join(import.meta.dirname, '..');
-  const built = join(root, 'dist', 'cli', 'main.js');
-  const newest = (dir: string): number =>
-    readdirSync(dir, { withFileTypes: true }).reduce((max, entry) => {
-      const path = join(dir, entry.name);
-      if (entry.isDirectory()) return Math.max(max, newest(path));
-      return entry.name.endsWith('.ts') ? Math.max(max, statSync(path).mtimeMs) : max;
-    }, 0);
-  return existsSync(built) && newest(join(root, 'src')) <= statSync(built).mtimeMs;
+  return distIsCurrent(join(import.meta.dirname, '..'));
 }
 
 /** Guests' helper processes alive on this machine (src/sim/guest/spawner.ts), and their RSS summed. */

@@ -5,9 +5,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readFileSync,
-  readdirSync,
   rmSync,
-  statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +14,7 @@ import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { helmTemplate } from '../helpers/k8s-binaries.js';
+import { distIsCurrent } from '../../bin/dist-is-current.js';
 
 /**
  * Docker is not available where the tests run, so the image is checked in
@@ -135,30 +134,11 @@ describe('Dockerfile', () => {
   }, 60_000);
 });
 
-/** The newest modification time of the .ts files under `dir`. */
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, newestSource(path));
-    else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(path).mtimeMs);
-  }
-  return newest;
-}
-
 /**
  * dist/ is newer than every source and compiler setting: `npm run build` made
  * it from what is checked out (bin/labvirt.js trusts dist/ on the same test).
  */
-function distIsFresh(): boolean {
-  const built = join(ROOT, 'dist', 'cli', 'main.js');
-  if (!existsSync(built)) return false;
-  const inputs = Math.max(
-    newestSource(join(ROOT, 'src')),
-    ...['tsconfig.json', 'tsconfig.build.json'].map((f) => statSync(join(ROOT, f)).mtimeMs),
-  );
-  return inputs <= statSync(built).mtimeMs;
-}
+const distIsFresh = () => distIsCurrent(ROOT, ['tsconfig.json', 'tsconfig.build.json']);
 
 describe('the final stage, staged without Docker', () => {
   let app: string;
