@@ -35,8 +35,9 @@ it(
       { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     running = child;
-    // Behind the rest of the suite for the CPU: the run (and every process it
-    // starts, which inherit this) takes what the suite's tests leave idle.
+    // Run beside the suite (`LABVIRT_BENCH_SMOKE=1 vitest run`), the run and
+    // every process it starts (which inherit this) take only what the suite's
+    // tests leave idle; after the suite (`npm test`) it costs nothing.
     if (child.pid !== undefined) setPriority(child.pid, SMOKE_NICENESS);
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
