@@ -9,6 +9,14 @@ import { connectClient, readUntil } from '../sim-guest/fixtures.js';
 import { webLink } from './helpers.js';
 
 /**
+ * The echo on a line of its own. When tmux redraws the whole screen (its
+ * client attached after the output) each line ends in erase-to-end (ESC [K)
+ * before the newline: the final run of 2026-12-06 timed out on exactly that.
+ */
+// eslint-disable-next-line no-control-regex -- ESC is what tmux sends
+const WEB_READY = /web-ready(\x1b\[K)?\r?\n/;
+
+/**
  * The browser terminal enters the gateway in process (no SSH between the
  * bridge and the gateway): it must be refused, warned and cut exactly where
  * a student's own SSH client is, and leave the same audit lines.
@@ -138,7 +146,7 @@ describe('web terminals under the SSH gateway rules', () => {
     const s = sessions.alice;
     const web = (await openSocket(s.id, await cookieFor(s.id))) as WebTerminal;
     web.type('echo web-ready\n');
-    await web.until(/web-ready\r?\n/);
+    await web.until(WEB_READY);
     const ssh = await sshShell(s);
     ssh.sh.write('echo ssh-ready\n');
     await readUntil(ssh.sh, /ssh-ready\r?\n/);
@@ -170,7 +178,7 @@ describe('web terminals under the SSH gateway rules', () => {
     const cookie = await cookieFor(s.id);
     const web = (await openSocket(s.id, cookie)) as WebTerminal;
     web.type('echo web-ready\n');
-    await web.until(/web-ready\r?\n/);
+    await web.until(WEB_READY);
     const ssh = await sshShell(s);
     let told = '';
     ssh.sh.stderr.on('data', (d: Buffer) => (told += d.toString()));
