@@ -12,9 +12,12 @@ COPY package.json package-lock.json ./
 # --ignore-scripts: "prepare" would compile before the sources are here.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY scripts/bundle-client-node.mjs ./scripts/
 COPY src ./src
-# The web pages' scripts and styles, bundled into dist/web/assets/ (src/ is not in the image).
-RUN npx tsc -p tsconfig.build.json && node dist/web/write-assets.js
+# What `npm run build` does: tsc, the web pages' scripts and styles bundled
+# into dist/web/assets/ (src/ is not in the image), and @kubernetes/client-node
+# bundled and minified into dist/kube/client-node.js (≈ 35 MiB less RSS).
+RUN npm run build
 
 # 2. Production dependencies only, with ssh2's native crypto binding compiled
 # (python3, make and g++ here only; Node's headers are the image's own, in

@@ -11,7 +11,7 @@ import {
   type KubernetesObject,
   type V1Namespace,
   type V1Secret,
-} from '@kubernetes/client-node';
+} from './client-node.js';
 import { createHash } from 'node:crypto';
 import { Agent } from 'undici';
 import type { Logger } from '../log/index.js';

@@ -6,7 +6,7 @@ import {
   type KubeConfig,
   type V1Node,
   type V1Pod,
-} from '@kubernetes/client-node';
+} from './client-node.js';
 import type { ApiPermission } from './permissions.js';
 
 /** What `GET /version` answered, and when the API server says it answered. */

@@ -1,4 +1,4 @@
-import * as clientNode from '@kubernetes/client-node';
+import * as clientNode from './client-node.js';
 
 /**
  * Strict structural JSON Schemas for Kubernetes' built-in kinds, built from

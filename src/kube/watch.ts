@@ -1,4 +1,4 @@
-import { Watch, type KubeConfig } from '@kubernetes/client-node';
+import { Watch, type KubeConfig } from './client-node.js';
 import type { Logger } from '../log/index.js';
 
 /** The part of an object every watched kind has. */

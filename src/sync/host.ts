@@ -1,4 +1,4 @@
-import { NetworkingV1Api, type V1NetworkPolicy, type V1Service } from '@kubernetes/client-node';
+import { NetworkingV1Api, type V1NetworkPolicy, type V1Service } from '../kube/client-node.js';
 import type { Config } from '../config/index.js';
 import type { HostCluster } from '../kube/index.js';
 import { LABELS, MANAGED_BY, isApiError, apiErrorMessage } from '../kube/index.js';

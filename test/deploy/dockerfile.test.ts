@@ -81,6 +81,30 @@ describe('Dockerfile', () => {
     expect(final.filter((i) => i.op === 'RUN' && /npm (ci|install)/.test(i.args))).toEqual([]);
   });
 
+  it('builds dist/ with `npm run build`, client-node bundled, from what it copied', () => {
+    const build = all.filter((i) => i.stage === 'build');
+    const runBuild = build.findIndex((i) => i.op === 'RUN' && i.args === 'npm run build');
+    expect(runBuild).toBeGreaterThan(0);
+    const copied = build
+      .slice(0, runBuild)
+      .filter((i) => i.op === 'COPY')
+      .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+    expect(copied).toEqual(
+      expect.arrayContaining([
+        'package.json',
+        'tsconfig.build.json',
+        'src',
+        'scripts/bundle-client-node.mjs',
+      ]),
+    );
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    expect(pkg.scripts.build).toMatch(
+      /^tsc -p tsconfig\.build\.json && .*node scripts\/bundle-client-node\.mjs$/,
+    );
+  });
+
   it("compiles ssh2's native crypto binding in the dependencies' stage, and fails without it", () => {
     const copies = final.filter((i) => i.op === 'COPY').map((i) => i.args);
     const depsStage = /--from=(\S+) \/app\/node_modules/.exec(copies.join('\n'))?.[1];
@@ -138,7 +162,8 @@ describe('Dockerfile', () => {
  * dist/ is newer than every source and compiler setting: `npm run build` made
  * it from what is checked out (bin/labvirt.js trusts dist/ on the same test).
  */
-const distIsFresh = () => distIsCurrent(ROOT, ['tsconfig.json', 'tsconfig.build.json']);
+const distIsFresh = () =>
+  distIsCurrent(ROOT, ['tsconfig.json', 'tsconfig.build.json', 'scripts/bundle-client-node.mjs']);
 
 describe('the final stage, staged without Docker', () => {
   let app: string;
@@ -164,13 +189,18 @@ describe('the final stage, staged without Docker', () => {
     // it from these very sources (as `npm ci` does in CI), else compiled here.
     // Compiling took 22 s of CPU (40 s at load 10) on the shared 2-core machine.
     if (distIsFresh()) cpSync(join(ROOT, 'dist'), join(app, 'dist'), { recursive: true });
-    else
+    else {
       await run(join(ROOT, 'node_modules', '.bin', 'tsc'), [
         '-p',
         join(ROOT, 'tsconfig.build.json'),
         '--outDir',
         join(app, 'dist'),
       ]);
+      await run(process.execPath, [
+        join(ROOT, 'scripts', 'bundle-client-node.mjs'),
+        join(app, 'dist'),
+      ]);
+    }
     for (const f of ['package.json', 'bin', 'labs', 'vm-templates', 'cloud-init']) {
       cpSync(join(ROOT, f), join(app, f), { recursive: true });
     }
@@ -191,6 +221,22 @@ describe('the final stage, staged without Docker', () => {
     expect(stdout).toContain('Usage: labvirt');
     expect(stdout).toMatch(/serve \[options\]/);
   }, 180_000);
+
+  it('loads the bundled Kubernetes client with production dependencies only', async () => {
+    const bundle = join(app, 'dist', 'kube', 'client-node.js');
+    expect(readFileSync(bundle, 'utf8')).toMatch(/^\/\/ @kubernetes\/client-node \S+, bundled/);
+    // Its package imports resolve from the image's node_modules, not the project's.
+    const { stdout } = await run(
+      'node',
+      [
+        '--input-type=module',
+        '-e',
+        `const k = await import(${JSON.stringify(bundle)}); console.log(typeof k.KubeConfig, typeof k.Watch)`,
+      ],
+      { cwd: app, env: { PATH: process.env.PATH ?? '' } },
+    );
+    expect(stdout.trim()).toBe('function function');
+  }, 60_000);
 
   it("accepts the chart's configuration and the baked-in labs", async () => {
     const objs = parseAllDocuments(await helmTemplate(join(ROOT, 'deploy', 'helm', 'labvirt')))
