@@ -38,14 +38,11 @@ import {
   type GuestResolver,
 } from '../ssh/index.js';
 import { Store } from '../store/index.js';
-import {
-  recordFailures,
-  startNotifier,
-  startSlack,
-  type Notifier,
-  type SlackHandle,
-  type SlackSecrets,
-} from '../slack/index.js';
+// The Slack front end and notifier are loaded only when Slack is configured:
+// @slack/bolt and its dependencies are ≈ 30 MiB of RSS a labvirt without
+// Slack (API and CLI only, the SSH gateway) would carry for nothing.
+import { recordFailures } from '../slack/failures.js';
+import type { Notifier, SlackHandle, SlackSecrets } from '../slack/index.js';
 import { NodePortSync } from '../sync/index.js';
 import { createWebFrontEnd, linkEventFeed, type GatewayTarget } from '../web/index.js';
 import { namespaceEventFor } from './env-events.js';
@@ -267,6 +264,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
 
     let notifier: Notifier | undefined;
     if (options.slack?.botToken) {
+      const { startNotifier } = await import('../slack/notifier.js');
       notifier = await startNotifier({
         connection,
         prefix: `${config.redis.prefix}-jobs`,
@@ -429,6 +427,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         log.warn({ err: err.message }, 'redis Slack front door connection error'),
       );
       stack.push(async () => void frontDoorRedis.disconnect());
+      const { startSlack } = await import('../slack/start.js');
       slack = await startSlack({
         config,
         secrets: options.slack,

@@ -1,7 +1,6 @@
 import { createServer, type RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../config/index.js';
-import type { EventBus } from '../events/index.js';
 import type { Logger } from '../log/index.js';
 import type { StudentService } from '../sessions/types.js';
 import type { Store } from '../store/index.js';
@@ -109,32 +108,5 @@ export async function startSlack(options: StartSlackOptions): Promise<SlackHandl
     mode: 'http',
     url: `http://${host}:${port}`,
     stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
-
-/**
- * Keeps failures for operators' Home tab and `/lab pool`. Every replica
- * records what happens in it (events are per process), into Redis.
- */
-export function recordFailures(events: EventBus, store: Pick<Store, 'recordFailure'>, log: Logger) {
-  const record = (what: string) =>
-    store
-      .recordFailure({ at: Date.now(), what })
-      .catch((err: unknown) =>
-        log.warn({ err: (err as Error).message }, 'could not record a failure'),
-      );
-  const offEnv = events.on('env.failed', (e) =>
-    record(
-      `env ${e.envId} (${e.flavor}) attempt ${e.attempt}${e.willRetry ? '' : ', giving up'}: ${e.reason}`,
-    ),
-  );
-  const offSession = events.on('session.ended', (e) =>
-    e.reason === 'failed'
-      ? record(`session ${e.sessionId} (${e.labId}) failed${e.detail ? `: ${e.detail}` : ''}`)
-      : undefined,
-  );
-  return () => {
-    offEnv();
-    offSession();
   };
 }

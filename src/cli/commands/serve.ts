@@ -64,7 +64,7 @@ export function registerServeCommands(program: Command): void {
           import('../../app/index.js'),
           import('../../config/index.js'),
           import('../../log/index.js'),
-          import('../../slack/index.js'),
+          import('../../slack/secrets.js'),
         ]);
       // Listening before anything starts: a SIGTERM during start-up (provisioning
       // begins before startLabvirt returns) still gets the graceful stop.
@@ -134,7 +134,7 @@ export function registerServeCommands(program: Command): void {
         import('../../log/index.js'),
         import('../../redis/index.js'),
         import('../../config/index.js'),
-        import('../../slack/index.js'),
+        import('../../slack/secrets.js'),
       ]);
       const dir = resolve(String(opts.dir));
       mkdirSync(dir, { recursive: true });

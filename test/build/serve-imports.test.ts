@@ -1,0 +1,66 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+/** Every module a child loads is written to stderr as `loaded <url>` (after tsx resolved it). */
+const HOOKS = `
+export async function resolve(specifier, context, next) {
+  const r = await next(specifier, context);
+  process.stderr.write('loaded ' + r.url + '\\n');
+  return r;
+}`;
+
+/** The packages a child process loads by importing `modules` (sources through tsx). */
+function packagesLoadedBy(modules: string[]): Set<string> {
+  const imports = modules
+    .map((m) => `await import(${JSON.stringify(pathToFileURL(join(ROOT, m)).href)});`)
+    .join('\n');
+  const script = `
+    import { register as registerTsx } from 'tsx/esm/api';
+    import { register } from 'node:module';
+    registerTsx();
+    register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(HOOKS)}));
+    ${imports}
+  `;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  expect(r.status, r.stderr.slice(-2000)).toBe(0);
+  const packages = new Set<string>();
+  for (const [, url] of r.stderr.matchAll(/^loaded (\S+)$/gm)) {
+    const at = url!.lastIndexOf('/node_modules/');
+    if (at < 0) continue;
+    const [scope, name] = url!.slice(at + '/node_modules/'.length).split('/');
+    packages.add(scope!.startsWith('@') ? `${scope}/${name}` : scope!);
+  }
+  return packages;
+}
+
+describe('what `labvirt serve` loads before it knows its configuration', () => {
+  // Issue #12: @slack/bolt and its dependencies are ≈ 30 MiB of RSS; a
+  // labvirt without Slack (API and CLI only, or the SSH gateway alone) loads
+  // them only if Slack is configured (app/index.ts imports them then).
+  it('loads the orchestrator, the gateway and serve without @slack/bolt', () => {
+    const packages = packagesLoadedBy([
+      'src/cli/commands/serve.ts',
+      'src/app/index.ts',
+      'src/app/gateway.ts',
+      'src/slack/secrets.ts',
+    ]);
+    // What the orchestrator does need is there: the check sees the module graph.
+    expect(packages).toContain('bullmq');
+    expect(packages).toContain('@kubernetes/client-node');
+    expect(packages).not.toContain('@slack/bolt');
+    expect(packages).not.toContain('@slack/web-api');
+  }, 120_000);
+
+  it('loads @slack/bolt with the Slack front end (the check can see it)', () => {
+    const packages = packagesLoadedBy(['src/slack/start.ts', 'src/slack/notifier.ts']);
+    expect(packages).toContain('@slack/bolt');
+  }, 120_000);
+});
