@@ -327,14 +327,61 @@ function memAvailableMiB(): number {
 /** Below this the hold stops rather than push the shared machine out of memory. */
 const MIN_AVAILABLE_MIB = Number(process.env.BENCH_MIN_AVAILABLE_MIB ?? 3072);
 
-/** RSS of a process sampled once a second for `seconds`: the median and the highest, in MiB. */
-async function rssOver(pid: number, seconds: number): Promise<{ median: number; max: number }> {
+/**
+ * RSS of a process once it has settled, in MiB. Sampled once a second in
+ * windows of `window` seconds; the reading is the median of the first
+ * window whose median is within 2 % of the one before (or of the last, at
+ * `maxSeconds`). After a fill V8 keeps the heap it grew for about a minute
+ * and then gives it back (2026-12-06: 453 → 422 → 258 → 237 → 238 MiB at
+ * 1,000 envs, 237 for minutes after): what a pool held for hours costs is
+ * the settled figure, and the first windows say how high a fill goes.
+ */
+async function rssSettled(
+  pid: number,
+  window: number,
+  maxSeconds: number,
+): Promise<{
+  reading: number;
+  max: number;
+  min: number;
+  trend: string;
+  settled: boolean;
+  seconds: number;
+}> {
   const samples: number[] = [];
-  for (let i = 0; i < seconds; i++) {
-    samples.push(processRssMiB(pid));
-    await new Promise((r) => setTimeout(r, 1000));
+  const medians: number[] = [];
+  let settled = false;
+  while (samples.length + window <= Math.max(window, maxSeconds)) {
+    const part: number[] = [];
+    for (let i = 0; i < window; i++) {
+      part.push(processRssMiB(pid));
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    samples.push(...part);
+    medians.push(pct(part, 50));
+    const [previous, last] = medians.slice(-2);
+    if (previous !== undefined && Math.abs(last! - previous) <= 0.02 * previous) {
+      settled = true;
+      break;
+    }
   }
-  return { median: pct(samples, 50), max: Math.max(...samples) };
+  return {
+    reading: medians[medians.length - 1]!,
+    max: Math.max(...samples),
+    min: Math.min(...samples),
+    trend: medians.map((m) => m.toFixed(0)).join(' → '),
+    settled,
+    seconds: samples.length,
+  };
+}
+
+/** How a settled reading came about, for the bench's lines. */
+function settledText(r: Awaited<ReturnType<typeof rssSettled>>, window: number): string {
+  // One window (the smoke run's few envs): nothing to settle against.
+  if (!r.settled && !r.trend.includes('→'))
+    return `rss median ${r.reading.toFixed(0)} MiB over ${r.seconds} s (max ${r.max.toFixed(0)})`;
+  const how = r.settled ? `settled after ${r.seconds} s` : `NOT settled within ${r.seconds} s`;
+  return `rss ${r.reading.toFixed(0)} MiB ${how} (medians of each ${window} s: ${r.trend}; max ${r.max.toFixed(0)}, min ${r.min.toFixed(0)})`;
 }
 
 /**
@@ -345,8 +392,9 @@ async function rssOver(pid: number, seconds: number): Promise<{ median: number; 
  * default half of BENCH_HOLD_ENVS then all of it; each step raised through
  * the operator's warm-target API, `PUT /v1/pool/flavors/<flavor>/target`,
  * as `labvirt pool target` does) and
- * holds each step. Each is read from /proc once a second over
- * BENCH_HOLD_SECONDS (default 30) after it settles. The slope that counts is
+ * holds each step. Each is read from /proc once a second until it settles
+ * (rssSettled: windows of BENCH_HOLD_WINDOW_SECONDS, default 30, for at most
+ * BENCH_HOLD_SECONDS, default 300). The slope that counts is
  * the marginal one between the last two steps: the first env's share of a
  * fill (V8's young generation grown to its maximum, the allocator's arenas
  * after 50 provisions at once) is not a per-env cost.
@@ -372,8 +420,9 @@ async function holdEnvs(): Promise<void> {
     guestIdleStopSeconds: GUEST_IDLE_STOP_SECONDS,
   });
   // The smoke run's few envs need no long window.
-  const holdSeconds = Number(process.env.BENCH_HOLD_SECONDS ?? (top >= 100 ? 30 : 3));
-  const settleMs = Math.min(10, holdSeconds) * 1000;
+  const holdSeconds = Number(process.env.BENCH_HOLD_SECONDS ?? (top >= 100 ? 300 : 3));
+  const holdWindow = Number(process.env.BENCH_HOLD_WINDOW_SECONDS ?? (top >= 100 ? 30 : 3));
+  const settleMs = Math.min(10, holdWindow) * 1000;
   let serve: ReturnType<typeof forkLabvirt> | undefined;
   try {
     console.log(`hold: ${machineLoad()} at the start`);
@@ -384,13 +433,13 @@ async function holdEnvs(): Promise<void> {
     serve = full.serve;
     // Let start-up work (first reconcile, the shared watches' lists) settle.
     await new Promise((r) => setTimeout(r, settleMs));
-    const fixed = await rssOver(serve.child.pid!, holdSeconds);
+    const fixed = await rssSettled(serve.child.pid!, holdWindow, holdSeconds);
     console.log(
-      `hold: serve from ${from} with an empty pool: rss median ${fixed.median.toFixed(0)} MiB, max ${fixed.max.toFixed(0)} MiB over ${holdSeconds} s (${machineLoad()})`,
+      `hold: serve from ${from} with an empty pool: ${settledText(fixed, holdWindow)} (${machineLoad()})`,
     );
     console.log(`hold: empty pool: serve ${await full.memory()}`);
     await full.heapSnapshot('0');
-    const steps: { envs: number; rss: number }[] = [{ envs: 0, rss: fixed.median }];
+    const steps: { envs: number; rss: number }[] = [{ envs: 0, rss: fixed.reading }];
     const state = () => {
       const h = guestHelpers();
       return `${h.count} guest helpers (${h.rssMiB.toFixed(0)} MiB RSS summed), sim rss ${processRssMiB(sim.child.pid!).toFixed(0)} MiB, serve rss ${processRssMiB(serve!.child.pid!).toFixed(0)} MiB, ${memAvailableMiB().toFixed(0)} MiB available`;
@@ -424,23 +473,23 @@ async function holdEnvs(): Promise<void> {
       await new Promise((r) => setTimeout(r, settleMs));
       const cpu0 = processCpuMs(serve.child.pid!);
       const wall0 = Date.now();
-      const held = await rssOver(serve.child.pid!, holdSeconds);
+      const held = await rssSettled(serve.child.pid!, holdWindow, holdSeconds);
       const cpuShare = ((processCpuMs(serve.child.pid!) - cpu0) / (Date.now() - wall0)) * 100;
       const previous = steps[steps.length - 1]!;
-      const slope = ((held.median - previous.rss) * 1024) / (level - previous.envs);
+      const slope = ((held.reading - previous.rss) * 1024) / (level - previous.envs);
       console.log(
-        `hold: serve holding ${level} warm envs (filled in ${(fillMs / 1000).toFixed(1)} s): rss median ${held.median.toFixed(0)} MiB, max ${held.max.toFixed(0)} MiB, ${slope.toFixed(0)} KiB per env added since ${previous.envs}; CPU ${cpuShare.toFixed(1)} % of one core over ${holdSeconds} s (${machineLoad()})`,
+        `hold: serve holding ${level} warm envs (filled in ${(fillMs / 1000).toFixed(1)} s): ${settledText(held, holdWindow)}, ${slope.toFixed(0)} KiB per env added since ${previous.envs}; CPU ${cpuShare.toFixed(1)} % of one core over ${held.seconds} s (${machineLoad()})`,
       );
       console.log(`hold: at ${level} warm envs: ${state()}; serve ${await full.memory()}`);
       await full.heapSnapshot(String(level));
-      steps.push({ envs: level, rss: held.median });
+      steps.push({ envs: level, rss: held.reading });
     }
     const last = steps[steps.length - 1]!;
     const before = steps[steps.length - 2]!;
     // Below 100 envs added the per-env slope is lost in the process's own noise.
     const perEnvMiB = (last.rss - before.rss) / (last.envs - before.envs);
     const at1000 = last.rss + perEnvMiB * (1000 - last.envs);
-    const measured = `${last.rss.toFixed(0)} MiB at ${last.envs} envs, ${fixed.median.toFixed(0)} MiB with none`;
+    const measured = `${last.rss.toFixed(0)} MiB at ${last.envs} envs, ${fixed.reading.toFixed(0)} MiB with none (each once settled)`;
     // A slope at or below zero is the process's own swing (GC, the allocator) over too few envs: no projection.
     const measurable = last.envs - before.envs >= 100 && perEnvMiB > 0;
     result(
