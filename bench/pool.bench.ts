@@ -330,16 +330,19 @@ const MIN_AVAILABLE_MIB = Number(process.env.BENCH_MIN_AVAILABLE_MIB ?? 3072);
 /**
  * RSS of a process once it has settled, in MiB. Sampled once a second in
  * windows of `window` seconds; the reading is the median of the first
- * window whose median is within 2 % of the one before (or of the last, at
- * `maxSeconds`). After a fill V8 keeps the heap it grew for about a minute
- * and then gives it back (2026-12-06: 453 → 422 → 258 → 237 → 238 MiB at
- * 1,000 envs, 237 for minutes after): what a pool held for hours costs is
- * the settled figure, and the first windows say how high a fill goes.
+ * window, after `minSeconds`, whose median is within 2 % of the one before
+ * (or of the last, at `maxSeconds`). After a fill V8 keeps the heap it grew
+ * for a minute or two and then gives it back (2026-12-06, 1,000 envs:
+ * 453 → 422 → 258 → 237 → 238 MiB, 237 for minutes after; another run was
+ * flat at 293 for its first minute with a third of its heap unused): what a
+ * pool held for hours costs is the settled figure, and the first windows
+ * say how high a fill goes.
  */
 async function rssSettled(
   pid: number,
   window: number,
   maxSeconds: number,
+  minSeconds = 0,
 ): Promise<{
   reading: number;
   max: number;
@@ -360,7 +363,11 @@ async function rssSettled(
     samples.push(...part);
     medians.push(pct(part, 50));
     const [previous, last] = medians.slice(-2);
-    if (previous !== undefined && Math.abs(last! - previous) <= 0.02 * previous) {
+    if (
+      samples.length >= minSeconds &&
+      previous !== undefined &&
+      Math.abs(last! - previous) <= 0.02 * previous
+    ) {
       settled = true;
       break;
     }
@@ -393,8 +400,9 @@ function settledText(r: Awaited<ReturnType<typeof rssSettled>>, window: number):
  * the operator's warm-target API, `PUT /v1/pool/flavors/<flavor>/target`,
  * as `labvirt pool target` does) and
  * holds each step. Each is read from /proc once a second until it settles
- * (rssSettled: windows of BENCH_HOLD_WINDOW_SECONDS, default 30, for at most
- * BENCH_HOLD_SECONDS, default 300). The slope that counts is
+ * (rssSettled: windows of BENCH_HOLD_WINDOW_SECONDS, default 30, at least
+ * BENCH_HOLD_MIN_SECONDS, default 180, at most BENCH_HOLD_SECONDS, default
+ * 300). The slope that counts is
  * the marginal one between the last two steps: the first env's share of a
  * fill (V8's young generation grown to its maximum, the allocator's arenas
  * after 50 provisions at once) is not a per-env cost.
@@ -422,6 +430,8 @@ async function holdEnvs(): Promise<void> {
   // The smoke run's few envs need no long window.
   const holdSeconds = Number(process.env.BENCH_HOLD_SECONDS ?? (top >= 100 ? 300 : 3));
   const holdWindow = Number(process.env.BENCH_HOLD_WINDOW_SECONDS ?? (top >= 100 ? 30 : 3));
+  // V8's memory reducer starts a minute or more after a fill: no reading settles before.
+  const holdMinSeconds = Number(process.env.BENCH_HOLD_MIN_SECONDS ?? (top >= 100 ? 180 : 0));
   const settleMs = Math.min(10, holdWindow) * 1000;
   let serve: ReturnType<typeof forkLabvirt> | undefined;
   try {
@@ -433,7 +443,7 @@ async function holdEnvs(): Promise<void> {
     serve = full.serve;
     // Let start-up work (first reconcile, the shared watches' lists) settle.
     await new Promise((r) => setTimeout(r, settleMs));
-    const fixed = await rssSettled(serve.child.pid!, holdWindow, holdSeconds);
+    const fixed = await rssSettled(serve.child.pid!, holdWindow, holdSeconds, holdMinSeconds);
     console.log(
       `hold: serve from ${from} with an empty pool: ${settledText(fixed, holdWindow)} (${machineLoad()})`,
     );
@@ -473,7 +483,7 @@ async function holdEnvs(): Promise<void> {
       await new Promise((r) => setTimeout(r, settleMs));
       const cpu0 = processCpuMs(serve.child.pid!);
       const wall0 = Date.now();
-      const held = await rssSettled(serve.child.pid!, holdWindow, holdSeconds);
+      const held = await rssSettled(serve.child.pid!, holdWindow, holdSeconds, holdMinSeconds);
       const cpuShare = ((processCpuMs(serve.child.pid!) - cpu0) / (Date.now() - wall0)) * 100;
       const previous = steps[steps.length - 1]!;
       const slope = ((held.reading - previous.rss) * 1024) / (level - previous.envs);
