@@ -8,6 +8,7 @@ import ssh2, {
 // ssh2 is CommonJS: under Node's ESM loader only `default` carries these.
 const { utils } = ssh2;
 import type { Logger } from '../log/index.js';
+import { guestAlgorithms } from './algorithms.js';
 import { BOOTSTRAP, InvalidEnvError, makeBundle } from './bundle.js';
 import {
   HostKeyMismatchError,
@@ -329,11 +330,8 @@ export function createExecutor(options: ExecutorOptions): Executor {
         authHandler: [auth],
         readyTimeout: options.readyTimeoutMs ?? 10_000,
         keepaliveInterval: 15_000,
-        // Ask for the kind of key the node was given, so a guest that has
-        // others too cannot answer with one labvirt does not know.
-        ...(expectedHostKey
-          ? { algorithms: { serverHostKey: [expectedHostKey.split(' ')[0] as never] } }
-          : {}),
+        // The cheapest safe key exchange, and only the pinned host key's type.
+        algorithms: guestAlgorithms(expectedHostKey),
         hostVerifier: (key: Buffer) => {
           mismatch = pins.check(target.envId, target.node, key, expectedHostKey, target.ip);
           if (mismatch) reportMismatch(target, mismatch);

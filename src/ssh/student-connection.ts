@@ -6,6 +6,7 @@ import type { Logger } from '../log/index.js';
 import type { GatewaySession, SessionDirectory } from './gateway-api.js';
 import type { EnvIdentitySource, HostKeyMismatchError, HostKeyPins } from './hostkeys.js';
 import type { GuestResolver } from './resolver.js';
+import { guestAlgorithms } from './algorithms.js';
 import { preparedSigningKey } from './key-objects.js';
 
 /**
@@ -354,9 +355,7 @@ export class StudentConnection {
         authHandler: [auth],
         readyTimeout: 15_000,
         keepaliveInterval: 15_000,
-        ...(expectedHostKey
-          ? { algorithms: { serverHostKey: [expectedHostKey.split(' ')[0] as never] } }
-          : {}),
+        algorithms: guestAlgorithms(expectedHostKey),
         hostVerifier: (key: Buffer) => {
           mismatch = rules.pins.check(
             s.envId,
