@@ -16,7 +16,9 @@
  * 0 keeps them): 1,000 warm 3-VM envs are 3,000 guests, whose helpers
  * (≈ 7 MiB each) would not fit beside serve on this machine.
  * `--burst N` instead measures N students claiming warm envs at once with the
- * simulator and `labvirt serve` in their own processes (see burst.ts).
+ * simulator and `labvirt serve` in their own processes (see burst.ts);
+ * `--single N`, N students claiming warm envs one after another and a cold
+ * arm at real boot speed in the same run (see single.ts).
  */
 import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,6 +28,7 @@ import { startDevStack } from '../src/app/dev.js';
 import { startRedisServer } from '../src/redis/index.js';
 import { HELPER_SOURCE } from '../src/sim/guest/spawner.js';
 import { runBurst } from './burst.js';
+import { runSingle } from './single.js';
 import {
   FIXTURE_LABS,
   forkLabvirt,
@@ -471,6 +474,17 @@ if (burstArg > 0) {
   await runBurst({
     students: Number(process.argv[burstArg + 1] ?? 200),
     speed: SPEED,
+  });
+  process.exit(0);
+}
+
+const singleArg = process.argv.indexOf('--single');
+if (singleArg > 0) {
+  await runSingle({
+    students: Number(process.argv[singleArg + 1] ?? 20),
+    warmSpeed: SPEED,
+    coldStudents: Number(process.env.BENCH_COLD_STUDENTS ?? 3),
+    coldSpeed: Number(process.env.BENCH_COLD_SPEED ?? 1),
   });
   process.exit(0);
 }

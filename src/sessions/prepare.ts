@@ -42,6 +42,7 @@ export const SLOW_SETUP_TIMEOUT_FACTOR = 3;
  */
 export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Promise<void> {
   const { sessionId, envId } = job.data;
+  const steps = new StepTimes();
   const [session, env] = await Promise.all([
     ctx.store.getSession(sessionId),
     ctx.store.getEnv(envId),
@@ -70,6 +71,7 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
       sessionId,
     });
   }
+  steps.lap('read');
 
   let nodes: EnvNode[];
   const scripts = labScripts(lab, ctx.config.labScripts);
@@ -79,16 +81,27 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     // on rebuilds this session instead of handing a touched env out as warm.
     // The VM list is independent of it.
     [, nodes] = await Promise.all([
-      labelState(ctx, envId, 'preparing', {
-        [ANNOTATIONS.session]: sessionId,
-        [ANNOTATIONS.student]: session.student,
-        [ANNOTATIONS.lab]: session.labId,
-        [ANNOTATIONS.claimedAt]: new Date(session.claimedAt ?? ctx.now()).toISOString(),
-        [ANNOTATIONS.studentKey]: session.publicKey,
-        [ANNOTATIONS.createdAt]: new Date(session.createdAt).toISOString(),
-      }),
-      envNodes(ctx.cluster, envNamespace(ctx.config, envId), nodesOfFlavor(ctx.config, env.flavor)),
+      steps.time(
+        'namespacePatch',
+        labelState(ctx, envId, 'preparing', {
+          [ANNOTATIONS.session]: sessionId,
+          [ANNOTATIONS.student]: session.student,
+          [ANNOTATIONS.lab]: session.labId,
+          [ANNOTATIONS.claimedAt]: new Date(session.claimedAt ?? ctx.now()).toISOString(),
+          [ANNOTATIONS.studentKey]: session.publicKey,
+          [ANNOTATIONS.createdAt]: new Date(session.createdAt).toISOString(),
+        }),
+      ),
+      steps.time(
+        'vmList',
+        envNodes(
+          ctx.cluster,
+          envNamespace(ctx.config, envId),
+          nodesOfFlavor(ctx.config, env.flavor),
+        ),
+      ),
     ]);
+    steps.lap('patchAndList');
     const runCtx = {
       executor: ctx.executor,
       envId,
@@ -137,14 +150,26 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     // Unreadable reads as absent: then prepare hashes every tool itself.
     const baseline = ctx.store.envToolsBaseline(envId).catch(() => undefined);
     const results = await Promise.allSettled([
-      (async () => {
-        await runSteps(runCtx, scripts.setup, patience);
-        await runSteps(runCtx, scripts.prepare, patience);
-      })(),
-      ...nodes.map((node) =>
-        ctx.executor.installStudentKey({ envId, node: node.node, ip: node.ip }, session.publicKey),
+      steps.time(
+        'labScripts',
+        (async () => {
+          await runSteps(runCtx, scripts.setup, patience);
+          await runSteps(runCtx, scripts.prepare, patience);
+        })(),
+      ),
+      steps.time(
+        'keys',
+        Promise.all(
+          nodes.map((node) =>
+            ctx.executor.installStudentKey(
+              { envId, node: node.node, ip: node.ip },
+              session.publicKey,
+            ),
+          ),
+        ),
       ),
     ]);
+    steps.lap('scriptsAndKeys');
     // A failed setup says most about the env (it comes first), else a failed key install.
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
@@ -166,6 +191,7 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
       timeoutSeconds: ctx.config.sessions.toolInventoryTimeoutSeconds,
     });
     await ctx.store.setSessionFields(sessionId, { tools: JSON.stringify(tools) });
+    steps.lap('tools');
   } catch (err) {
     if (err instanceof ScriptFailedError && err.failure.timedOut) {
       // Out of time even with more: the lab's problem on a slow guest, not the env's.
@@ -207,6 +233,7 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     connection: JSON.stringify(connection),
   });
   if (!activated) return; // ended while we prepared; teardown is already queued
+  steps.lap('activate');
   await Promise.all([
     ctx.store.setEnvState(envId, 'active', { expected: 'preparing' }),
     labelState(ctx, envId, 'active', {
@@ -214,6 +241,7 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
       [ANNOTATIONS.readyAt]: new Date(now).toISOString(),
     }),
   ]);
+  steps.lap('markActive');
   // The VMs the student starts on: a node later on another VMI was restarted
   // (watchNodeRestarts). Unknown here, a node's identity is its first VMI seen.
   await recordNodeVmis(ctx, {
@@ -248,7 +276,45 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     claimLatencyMs: now - session.createdAt,
     queueWaitMs: Math.max(0, (session.claimedAt ?? now) - session.createdAt),
   });
-  log.info({ expiresAt: new Date(expiresAt).toISOString() }, 'session active');
+  steps.lap('nodeVmis');
+  log.info(
+    {
+      expiresAt: new Date(expiresAt).toISOString(),
+      claimToReadyMs: now - session.createdAt,
+      // From the claim to this job's start: the prepare queue's wait.
+      queueMs: Math.max(0, steps.started - (session.claimedAt ?? session.createdAt)),
+      steps: steps.record,
+    },
+    'session active',
+  );
+}
+
+/**
+ * How long each step of one prepare took (ms), for the "session active" log
+ * line: an operator asking why a claim was slow reads where the time went
+ * (waiting for the cluster, the SSH connections, the lab's own scripts)
+ * without a profiler. Parallel parts are timed alone (`time`) and the
+ * stretch they share as one lap.
+ */
+class StepTimes {
+  readonly started = Date.now();
+  readonly record: Record<string, number> = {};
+  private last = this.started;
+
+  /** The time since the previous lap (or the start), under `name`. */
+  lap(name: string): void {
+    const now = Date.now();
+    this.record[name] = now - this.last;
+    this.last = now;
+  }
+
+  /** How long `work` took from now, under `name` (also when it fails). */
+  time<T>(name: string, work: Promise<T>): Promise<T> {
+    const from = Date.now();
+    return work.finally(() => {
+      this.record[name] = Date.now() - from;
+    });
+  }
 }
 
 async function moveToAnotherEnv(

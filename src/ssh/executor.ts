@@ -293,6 +293,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
   async function connectOnce(target: GuestTarget, user: string): Promise<Pooled> {
     const identity = await identityOf(target.envId);
     const expectedHostKey = identity.hostKeys[target.node];
+    const started = Date.now();
     return new Promise((resolve, reject) => {
       let endpoint: { host: string; port: number };
       let auth: PublicKeyAuthMethod;
@@ -306,6 +307,9 @@ export function createExecutor(options: ExecutorOptions): Executor {
       const client = new ssh2.Client();
       let mismatch: HostKeyMismatchError | undefined;
       client.once('ready', () => {
+        // A claim connects to every node of its env: how long that takes is
+        // where an operator looks when claims are slow.
+        log?.debug({ ...target, connectMs: Date.now() - started }, 'guest connected');
         handshakes++;
         open++;
         client.once('close', () => open--);
