@@ -186,12 +186,17 @@ async function warmArm(opts: SingleOptions): Promise<{ claims: Claim[]; noScript
     console.log(
       `  SSH connects (${(connectMs.length / Math.max(1, lines.size)).toFixed(1)} per claim, each inside the key installs and the lab's scripts): ${stat(connectMs)}`,
     );
-    // Without the lab's own scripts the stretch they share with the key
-    // installs would last as long as the key installs.
+    // Without the lab's own scripts, the stretch they share with the key
+    // installs and the tools inventory would last as long as those alone:
+    // the inventory after the key installs (before 2026-12-06's eleventh
+    // pass: laps scriptsAndKeys, tools) or beside them (lap scriptsKeysTools).
     const noScripts = claims.flatMap((c) => {
-      const l = lines.get(c.sessionId);
-      if (!l || l.steps.scriptsAndKeys === undefined || l.steps.keys === undefined) return [];
-      return [c.clientMs - l.steps.scriptsAndKeys + l.steps.keys];
+      const st = lines.get(c.sessionId)?.steps;
+      if (!st || st.keys === undefined || st.tools === undefined) return [];
+      if (st.scriptsKeysTools !== undefined)
+        return [c.clientMs - st.scriptsKeysTools + Math.max(st.keys, st.tools)];
+      if (st.scriptsAndKeys !== undefined) return [c.clientMs - st.scriptsAndKeys + st.keys];
+      return [];
     });
     return { claims, noScripts };
   } finally {

@@ -144,19 +144,47 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
         });
       },
     );
-    // The key goes onto every node at once, while the lab's setup runs: the
-    // setup runs as labvirt and does not need it; the student gets in only
-    // after both.
+    // The key goes onto every node at once, while the lab's setup runs and
+    // then the tools inventory: neither needs the key (they run as labvirt;
+    // the key install writes only the student's authorized_keys, which the
+    // inventory does not look at), and the student gets in only after all.
+    // Waiting for the key installs before the inventory put a guest command
+    // more on every claim's path.
     // Unreadable reads as absent: then prepare hashes every tool itself.
     const baseline = ctx.store.envToolsBaseline(envId).catch(() => undefined);
-    const results = await Promise.allSettled([
-      steps.time(
-        'labScripts',
-        (async () => {
-          await runSteps(runCtx, scripts.setup, patience);
-          await runSteps(runCtx, scripts.prepare, patience);
-        })(),
+    // What checks will rely on, taken before the student is let in: a check
+    // grades only while these tools are unchanged (integrity.ts). Hashes of
+    // the files the lab's setup left alone come from the env's warm-up
+    // inventory (none after a Redis loss: then everything is hashed); a node
+    // no lab step ran on keeps its warm-up record as it is (only labvirt's
+    // key install touched it). A slow guest gets a slow setup step's patience.
+    const touched = new Set(
+      [...scripts.setup, ...scripts.prepare].flatMap((step) =>
+        selectNodes(step.node, nodes).map((n) => n.node),
       ),
+    );
+    let setupDone = false;
+    const [setupAndTools, keys] = await Promise.allSettled([
+      (async () => {
+        await steps.time(
+          'labScripts',
+          (async () => {
+            await runSteps(runCtx, scripts.setup, patience);
+            await runSteps(runCtx, scripts.prepare, patience);
+          })(),
+        );
+        setupDone = true;
+        return steps.time(
+          'tools',
+          (async () =>
+            recordTools(runCtx, {
+              baseline: parseToolsBaseline(await baseline),
+              untouched: nodes.map((n) => n.node).filter((n) => !touched.has(n)),
+              patience,
+              timeoutSeconds: ctx.config.sessions.toolInventoryTimeoutSeconds,
+            }))(),
+        );
+      })(),
       steps.time(
         'keys',
         Promise.all(
@@ -169,29 +197,15 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
         ),
       ),
     ]);
-    steps.lap('scriptsAndKeys');
-    // A failed setup says most about the env (it comes first), else a failed key install.
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
-    // What checks will rely on, taken before the student is let in: a check
-    // grades only while these tools are unchanged (integrity.ts). Hashes of
-    // the files the lab's setup left alone come from the env's warm-up
-    // inventory (none after a Redis loss: then everything is hashed); a node
-    // no lab step ran on keeps its warm-up record as it is (only labvirt's
-    // key install touched it). A slow guest gets a slow setup step's patience.
-    const touched = new Set(
-      [...scripts.setup, ...scripts.prepare].flatMap((step) =>
-        selectNodes(step.node, nodes).map((n) => n.node),
-      ),
-    );
-    const tools = await recordTools(runCtx, {
-      baseline: parseToolsBaseline(await baseline),
-      untouched: nodes.map((n) => n.node).filter((n) => !touched.has(n)),
-      patience,
-      timeoutSeconds: ctx.config.sessions.toolInventoryTimeoutSeconds,
-    });
+    steps.lap('scriptsKeysTools');
+    // A failed setup says most about the env (it comes first), then a failed
+    // key install, then the inventory.
+    if (setupAndTools.status === 'rejected' && !setupDone) throw setupAndTools.reason;
+    if (keys.status === 'rejected') throw keys.reason;
+    if (setupAndTools.status === 'rejected') throw setupAndTools.reason;
+    const tools = setupAndTools.value;
     await ctx.store.setSessionFields(sessionId, { tools: JSON.stringify(tools) });
-    steps.lap('tools');
+    steps.lap('recordTools');
   } catch (err) {
     if (err instanceof ScriptFailedError && err.failure.timedOut) {
       // Out of time even with more: the lab's problem on a slow guest, not the env's.
@@ -219,13 +233,15 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
   const minutes = lab.timeLimitMinutes ?? ctx.config.sessions.defaultMinutes;
   const expiresAt = now + Math.min(minutes, ctx.config.sessions.maxMinutes) * 60_000;
   // The SSH gateway reads where the nodes are from Redis (no cluster access).
-  await recordGuests(ctx, sessionId, envId, nodes);
-  const connection = await connectionFor(
-    ctx,
-    sessionId,
-    envId,
-    nodes.map((n) => n.node),
-  );
+  const [, connection] = await Promise.all([
+    recordGuests(ctx, sessionId, envId, nodes),
+    connectionFor(
+      ctx,
+      sessionId,
+      envId,
+      nodes.map((n) => n.node),
+    ),
+  ]);
   const activated = await ctx.store.activateSession(sessionId, {
     envId,
     readyAt: now,
@@ -234,24 +250,26 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
   });
   if (!activated) return; // ended while we prepared; teardown is already queued
   steps.lap('activate');
+  // The env's state and the nodes' VMIs are independent records: written
+  // at once, the student hears sooner.
   await Promise.all([
     ctx.store.setEnvState(envId, 'active', { expected: 'preparing' }),
     labelState(ctx, envId, 'active', {
       [ANNOTATIONS.expiresAt]: new Date(expiresAt).toISOString(),
       [ANNOTATIONS.readyAt]: new Date(now).toISOString(),
     }),
+    // The VMs the student starts on: a node later on another VMI was restarted
+    // (watchNodeRestarts). Unknown here, a node's identity is its first VMI seen.
+    recordNodeVmis(ctx, {
+      sessionId,
+      student: session.student,
+      envId,
+      flavor: env.flavor,
+    }).catch((err: unknown) =>
+      log.warn({ err: (err as Error).message }, 'could not record the nodes VMIs'),
+    ),
   ]);
   steps.lap('markActive');
-  // The VMs the student starts on: a node later on another VMI was restarted
-  // (watchNodeRestarts). Unknown here, a node's identity is its first VMI seen.
-  await recordNodeVmis(ctx, {
-    sessionId,
-    student: session.student,
-    envId,
-    flavor: env.flavor,
-  }).catch((err: unknown) =>
-    log.warn({ err: (err as Error).message }, 'could not record the nodes VMIs'),
-  );
   // labvirt's connections to the env close once idle (the executor's
   // idleCloseMs), not at once: the NodePort sync forwards to the student's
   // cluster over the control plane's connection right after this, and one
@@ -276,7 +294,6 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     claimLatencyMs: now - session.createdAt,
     queueWaitMs: Math.max(0, (session.claimedAt ?? now) - session.createdAt),
   });
-  steps.lap('nodeVmis');
   log.info(
     {
       expiresAt: new Date(expiresAt).toISOString(),
