@@ -510,17 +510,17 @@ console.log(
 console.log(
   `kube API requests per env lifecycle (cold: provision → claim → release → deleted): ${cold.requestsPerEnv.toFixed(1)} (${cold.breakdown})`,
 );
+// Issue #12's "single warm claim" and "cold ÷ warm" targets are judged by
+// `--single` (one student at a time, through the API, serve in its own
+// process); these are a small burst in one process, for comparison with
+// earlier runs.
 result({
-  what: `single warm claim, ${NODES}-VM env (${SESSIONS} at once, in-process)`,
+  what: `warm claims, ${NODES}-VM envs, ${SESSIONS} at once in-process, p99`,
   figure: `p99 ${pct(warm.latencies, 99)} ms (p50 ${pct(warm.latencies, 50)} ms)`,
-  target: 'p99 ≤ 300 ms',
-  met: pct(warm.latencies, 99) <= 300,
 });
 result({
-  what: `cold ÷ warm claim-to-ready, speed ${SPEED}`,
+  what: `cold ÷ warm claim-to-ready, ${SESSIONS} at once in-process, speed ${SPEED}`,
   figure: `p50 ${(pct(cold.latencies, 50) / pct(warm.latencies, 50)).toFixed(1)}×`,
-  target: '≥ 50× (at a 200 burst)',
-  met: pct(cold.latencies, 50) / pct(warm.latencies, 50) >= 50,
 });
 result({
   what: `API writes per ${NODES}-VM lifecycle`,
