@@ -21,6 +21,7 @@ import {
   FIXTURE_LABS,
   forkLabvirt,
   forkSim,
+  type ChildHandle,
   freePort,
   machineLoad,
   pct,
@@ -58,89 +59,143 @@ async function redisCalls(redis: Redis): Promise<Map<string, number>> {
   return calls;
 }
 
-export async function runBurst(opts: BurstOptions): Promise<void> {
-  const n = opts.students;
+/** `labvirt serve` (its own process), the simulator (its own) and Redis, as a class meets them. */
+export interface ServeStack {
+  serve: ChildHandle;
+  sim: ChildHandle;
+  redisUrl: string;
+  /** The bench's own Redis connection (labvirt's records read through src/store). */
+  benchRedis: Redis;
+  store: Store;
+  /** An authenticated call to serve's HTTP API under /v1. */
+  api: <T>(path: string, init?: RequestInit) => Promise<T>;
+  /** labvirt's Kubernetes API writes so far (its own counter, /metrics). */
+  writes: () => Promise<number>;
+  /** Resolves once `n` envs of the 3-VM flavor are warm. */
+  waitWarm: (n: number, timeoutMs: number) => Promise<void>;
+  stop: () => Promise<void>;
+}
+
+export interface ServeStackOptions {
+  speed: number;
+  minWarm: number;
+  maxTotal: number;
+  /** Simulated host nodes (256 GiB each); default room for `maxTotal` envs. */
+  simNodes?: number;
+  /** Extra `pool` settings for the serve process. */
+  pool?: Record<string, unknown>;
+  /** labvirt's log levels per module, over `warn` (e.g. `{ orchestrator: 'info' }`). */
+  logLevels?: Record<string, string>;
+  roles?: string;
+  serveExecArgv?: string[];
+}
+
+/** Starts the three processes and waits until serve answers. */
+export async function startServeStack(opts: ServeStackOptions): Promise<ServeStack> {
   const dir = mkdtempSync(join(tmpdir(), 'labvirt-burst-'));
   const redis = await startRedisServer();
   const benchRedis = new Redis(redis.url, { lazyConnect: true });
   const store = new Store(benchRedis, REDIS_PREFIX);
-  // A 3-VM env needs about 5.4 GiB with KubeVirt's overhead; 256 GiB nodes.
-  const sim = await forkSim(join(dir, 'sim'), {
-    speed: opts.speed,
-    nodes: Math.ceil((n * 6) / 256) + 1,
-  });
-  const apiPort = await freePort();
-  const configFile = join(dir, 'labvirt.json');
-  writeFileSync(
-    configFile,
-    JSON.stringify({
-      labsDir: FIXTURE_LABS,
-      labScripts: 'sim',
-      logLevel: 'warn',
-      kube: { kubeconfig: sim.kubeconfig, guestAddressMap: sim.guestMap },
-      redis: { url: redis.url, prefix: REDIS_PREFIX },
-      flavors: {
-        [FLAVOR]: { kubernetesVersion: '1.30', nodes: 3, minWarm: n, maxTotal: n },
-        'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 0, maxTotal: 1 },
-      },
-      // workerConcurrency runs the provisioning of the fill; claims have their own.
-      pool: {
-        pollSeconds: 0.2,
-        maxProvisioning: 50,
-        workerConcurrency: 50,
-        // A profiled process must exit by itself (the bench kills it after 20 s).
-        ...(process.env.BENCH_CPU_PROF ? { shutdownGraceSeconds: 5 } : {}),
-        ...opts.pool,
-      },
-      ssh: {
-        hostKey: join(dir, 'hk'),
-        orchestratorKey: join(dir, 'ok'),
-        gatewayPort: 0,
-        bindAddress: '127.0.0.1',
-      },
-      api: { host: '127.0.0.1', port: apiPort },
-    }),
-  );
-  // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of the serve process there at its exit.
-  const profDir = process.env.BENCH_CPU_PROF;
-  // BENCH_SERVE_ROLES (e.g. api,workers,gateway,scheduler) leaves parts out,
-  // to tell the claim path's own cost from, say, the NodePort sync's.
-  const roles = process.env.BENCH_SERVE_ROLES;
-  const serve = forkLabvirt(
-    ['--config', configFile, 'serve', ...(roles ? ['--roles', roles] : [])],
-    { LABVIRT_API_TOKEN: TOKEN },
-    profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
-  );
-  const base = `http://127.0.0.1:${apiPort}/v1`;
-  const api = async <T>(path: string, init: RequestInit = {}): Promise<T> => {
-    const res = await fetch(base + path, {
-      ...init,
-      headers: {
-        authorization: `Bearer ${TOKEN}`,
-        'content-type': 'application/json',
-        ...init.headers,
-      },
-    });
-    if (!res.ok)
-      throw new Error(`${init.method ?? 'GET'} ${path}: ${res.status} ${await res.text()}`);
-    return (await res.json()) as T;
-  };
-  const writes = async (): Promise<number> => {
-    const res = await fetch(`http://127.0.0.1:${apiPort}/metrics`, {
-      headers: { authorization: `Bearer ${TOKEN}` },
-    });
-    let total = 0;
-    for (const m of (await res.text()).matchAll(
-      /^labvirt_kube_requests_total\{([^}]*)\} (\d+)/gm,
-    )) {
-      if (/verb="(create|patch|delete|update)"/.test(m[1]!)) total += Number(m[2]);
-    }
-    return total;
+  let sim: ChildHandle | undefined;
+  let serve: ChildHandle | undefined;
+  const stop = async () => {
+    await serve?.stop();
+    await sim?.stop();
+    benchRedis.disconnect();
+    await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
   };
   try {
+    // A 3-VM env needs about 5.4 GiB with KubeVirt's overhead; 256 GiB nodes.
+    const simHandle = await forkSim(join(dir, 'sim'), {
+      speed: opts.speed,
+      nodes: opts.simNodes ?? Math.ceil((opts.maxTotal * 6) / 256) + 1,
+    });
+    sim = simHandle;
+    const apiPort = await freePort();
+    const configFile = join(dir, 'labvirt.json');
+    writeFileSync(
+      configFile,
+      JSON.stringify({
+        labsDir: FIXTURE_LABS,
+        labScripts: 'sim',
+        logLevel: 'warn',
+        ...(opts.logLevels ? { logLevels: opts.logLevels } : {}),
+        kube: { kubeconfig: simHandle.kubeconfig, guestAddressMap: simHandle.guestMap },
+        redis: { url: redis.url, prefix: REDIS_PREFIX },
+        flavors: {
+          [FLAVOR]: {
+            kubernetesVersion: '1.30',
+            nodes: 3,
+            minWarm: opts.minWarm,
+            maxTotal: opts.maxTotal,
+          },
+          'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 0, maxTotal: 1 },
+        },
+        // workerConcurrency runs the provisioning of the fill; claims have their own.
+        pool: {
+          pollSeconds: 0.2,
+          maxProvisioning: 50,
+          workerConcurrency: 50,
+          ...opts.pool,
+        },
+        ssh: {
+          hostKey: join(dir, 'hk'),
+          orchestratorKey: join(dir, 'ok'),
+          gatewayPort: 0,
+          bindAddress: '127.0.0.1',
+        },
+        api: { host: '127.0.0.1', port: apiPort },
+      }),
+    );
+    const served = forkLabvirt(
+      ['--config', configFile, 'serve', ...(opts.roles ? ['--roles', opts.roles] : [])],
+      { LABVIRT_API_TOKEN: TOKEN },
+      opts.serveExecArgv ?? [],
+    );
+    serve = served;
+    const base = `http://127.0.0.1:${apiPort}/v1`;
+    const api = async <T>(path: string, init: RequestInit = {}): Promise<T> => {
+      const res = await fetch(base + path, {
+        ...init,
+        headers: {
+          authorization: `Bearer ${TOKEN}`,
+          'content-type': 'application/json',
+          ...init.headers,
+        },
+      });
+      if (!res.ok)
+        throw new Error(`${init.method ?? 'GET'} ${path}: ${res.status} ${await res.text()}`);
+      return (await res.json()) as T;
+    };
+    const writes = async (): Promise<number> => {
+      const res = await fetch(`http://127.0.0.1:${apiPort}/metrics`, {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      let total = 0;
+      for (const m of (await res.text()).matchAll(
+        /^labvirt_kube_requests_total\{([^}]*)\} (\d+)/gm,
+      )) {
+        if (/verb="(create|patch|delete|update)"/.test(m[1]!)) total += Number(m[2]);
+      }
+      return total;
+    };
+    const waitWarm = (n: number, timeoutMs: number) =>
+      waitFor(
+        async () => {
+          // A loaded serve may answer 503 (the pool not readable within 3 s): ask again.
+          const pool = await api<{
+            flavors: { flavor: string; counts: Record<string, number> }[];
+          }>('/pool').catch(() => ({ flavors: [] }));
+          return (pool.flavors.find((f) => f.flavor === FLAVOR)?.counts.warm ?? 0) >= n;
+        },
+        timeoutMs,
+        `${n} warm envs`,
+        1000,
+      );
     await waitFor(
       async () => {
-        if (serve.child.exitCode !== null) throw new Error(`serve exited: ${serve.output()}`);
+        if (served.child.exitCode !== null) throw new Error(`serve exited: ${served.output()}`);
         return fetch(`http://127.0.0.1:${apiPort}/healthz`).then(
           (r) => r.ok,
           () => false,
@@ -150,21 +205,48 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
       'labvirt serve',
       200,
     ).catch((err: Error) => {
-      throw new Error(`${err.message}; its output:\n${serve.output().slice(-3000)}`);
+      throw new Error(`${err.message}; its output:\n${served.output().slice(-3000)}`);
     });
+    return {
+      serve: served,
+      sim: simHandle,
+      redisUrl: redis.url,
+      benchRedis,
+      store,
+      api,
+      writes,
+      waitWarm,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+export async function runBurst(opts: BurstOptions): Promise<void> {
+  const n = opts.students;
+  // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of the serve process there at its exit.
+  const profDir = process.env.BENCH_CPU_PROF;
+  // BENCH_SERVE_ROLES (e.g. api,workers,gateway,scheduler) leaves parts out,
+  // to tell the claim path's own cost from, say, the NodePort sync's.
+  const roles = process.env.BENCH_SERVE_ROLES;
+  const stack = await startServeStack({
+    speed: opts.speed,
+    minWarm: n,
+    maxTotal: n,
+    pool: {
+      // A profiled process must exit by itself (the bench kills it after 20 s).
+      ...(profDir ? { shutdownGraceSeconds: 5 } : {}),
+      ...opts.pool,
+    },
+    ...(roles ? { roles } : {}),
+    serveExecArgv: profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
+  });
+  const { serve, sim, benchRedis, store, api, writes } = stack;
+  try {
     const fillStart = Date.now();
-    await waitFor(
-      async () => {
-        // A loaded serve may answer 503 (the pool not readable within 3 s): ask again.
-        const pool = await api<{ flavors: { flavor: string; counts: Record<string, number> }[] }>(
-          '/pool',
-        ).catch(() => ({ flavors: [] }));
-        return (pool.flavors.find((f) => f.flavor === FLAVOR)?.counts.warm ?? 0) >= n;
-      },
-      20 * 60_000,
-      `${n} warm envs`,
-      1000,
-    );
+    await stack.waitWarm(n, 20 * 60_000);
     console.log(
       `burst: ${n} warm ${FLAVOR} envs filled in ${((Date.now() - fillStart) / 1000).toFixed(1)} s`,
     );
@@ -173,7 +255,7 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
 
     // BENCH_REDIS_MONITOR=<file>: every Redis command of the burst, to see whose they are.
     const monitorFile = process.env.BENCH_REDIS_MONITOR;
-    const monitor = monitorFile ? await new Redis(redis.url).monitor() : undefined;
+    const monitor = monitorFile ? await new Redis(stack.redisUrl).monitor() : undefined;
     monitor?.on('monitor', (time: string, args: string[]) =>
       appendFileSync(monitorFile!, `${time} ${args.map((a) => a.slice(0, 80)).join(' ')}\n`),
     );
@@ -303,9 +385,6 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
   } finally {
     await serve.stop();
     if (profDir) console.log(`burst: serve stopped at ${Date.now()} (epoch ms)`);
-    await sim.stop();
-    benchRedis.disconnect();
-    await redis.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await stack.stop();
   }
 }

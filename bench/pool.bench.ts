@@ -16,7 +16,9 @@
  * 0 keeps them): 1,000 warm 3-VM envs are 3,000 guests, whose helpers
  * (≈ 7 MiB each) would not fit beside serve on this machine.
  * `--burst N` instead measures N students claiming warm envs at once with the
- * simulator and `labvirt serve` in their own processes (see burst.ts).
+ * simulator and `labvirt serve` in their own processes (see burst.ts);
+ * `--single N`, N students claiming warm envs one after another and a cold
+ * arm at real boot speed in the same run (see single.ts).
  */
 import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -26,6 +28,7 @@ import { startDevStack } from '../src/app/dev.js';
 import { startRedisServer } from '../src/redis/index.js';
 import { HELPER_SOURCE } from '../src/sim/guest/spawner.js';
 import { runBurst } from './burst.js';
+import { runSingle } from './single.js';
 import {
   FIXTURE_LABS,
   forkLabvirt,
@@ -534,6 +537,17 @@ if (burstArg > 0) {
   process.exit(0);
 }
 
+const singleArg = process.argv.indexOf('--single');
+if (singleArg > 0) {
+  await runSingle({
+    students: Number(process.argv[singleArg + 1] ?? 20),
+    warmSpeed: SPEED,
+    coldStudents: Number(process.env.BENCH_COLD_STUDENTS ?? 3),
+    coldSpeed: Number(process.env.BENCH_COLD_SPEED ?? 1),
+  });
+  process.exit(0);
+}
+
 if (process.argv.includes('--hold')) {
   await holdEnvs();
   process.exit(0);
@@ -555,17 +569,17 @@ console.log(
 console.log(
   `kube API requests per env lifecycle (cold: provision → claim → release → deleted): ${cold.requestsPerEnv.toFixed(1)} (${cold.breakdown})`,
 );
+// Issue #12's "single warm claim" and "cold ÷ warm" targets are judged by
+// `--single` (one student at a time, through the API, serve in its own
+// process); these are a small burst in one process, for comparison with
+// earlier runs.
 result({
-  what: `single warm claim, ${NODES}-VM env (${SESSIONS} at once, in-process)`,
+  what: `warm claims, ${NODES}-VM envs, ${SESSIONS} at once in-process, p99`,
   figure: `p99 ${pct(warm.latencies, 99)} ms (p50 ${pct(warm.latencies, 50)} ms)`,
-  target: 'p99 ≤ 300 ms',
-  met: pct(warm.latencies, 99) <= 300,
 });
 result({
-  what: `cold ÷ warm claim-to-ready, speed ${SPEED}`,
+  what: `cold ÷ warm claim-to-ready, ${SESSIONS} at once in-process, speed ${SPEED}`,
   figure: `p50 ${(pct(cold.latencies, 50) / pct(warm.latencies, 50)).toFixed(1)}×`,
-  target: '≥ 50× (at a 200 burst)',
-  met: pct(cold.latencies, 50) / pct(warm.latencies, 50) >= 50,
 });
 result({
   what: `API writes per ${NODES}-VM lifecycle`,

@@ -81,6 +81,14 @@ const runs: BenchRun[] = quick
         timeoutMs: QUICK_BOUND_MS,
       },
       {
+        name: 'single',
+        file: 'pool.bench.ts',
+        args: ['--single', '3'],
+        // The cold arm at the tests' speed too: at speed 1 it waits minutes for boots.
+        env: { BENCH_SPEED: QUICK_SPEED, BENCH_COLD_SPEED: QUICK_SPEED, BENCH_COLD_STUDENTS: '1' },
+        timeoutMs: QUICK_BOUND_MS,
+      },
+      {
         name: 'sim',
         file: 'sim.bench.ts',
         env: { BENCH_VMS: '5', BENCH_REQUESTS: '50', BENCH_VM_ROUND: '20' },
@@ -132,6 +140,14 @@ const runs: BenchRun[] = quick
         args: ['--burst', '200'],
         env: {},
         timeoutMs: 1_200_000,
+      },
+      {
+        name: 'single',
+        file: 'pool.bench.ts',
+        args: ['--single', '20'],
+        // The cold arm at speed 1 (real boot times): a few minutes.
+        env: {},
+        timeoutMs: 900_000,
       },
       { name: 'gateway', file: 'gateway-openssh.bench.ts', env: {}, timeoutMs: 600_000 },
       {

@@ -42,6 +42,7 @@ export const SLOW_SETUP_TIMEOUT_FACTOR = 3;
  */
 export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Promise<void> {
   const { sessionId, envId } = job.data;
+  const steps = new StepTimes();
   const [session, env] = await Promise.all([
     ctx.store.getSession(sessionId),
     ctx.store.getEnv(envId),
@@ -70,6 +71,7 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
       sessionId,
     });
   }
+  steps.lap('read');
 
   let nodes: EnvNode[];
   const scripts = labScripts(lab, ctx.config.labScripts);
@@ -79,16 +81,27 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     // on rebuilds this session instead of handing a touched env out as warm.
     // The VM list is independent of it.
     [, nodes] = await Promise.all([
-      labelState(ctx, envId, 'preparing', {
-        [ANNOTATIONS.session]: sessionId,
-        [ANNOTATIONS.student]: session.student,
-        [ANNOTATIONS.lab]: session.labId,
-        [ANNOTATIONS.claimedAt]: new Date(session.claimedAt ?? ctx.now()).toISOString(),
-        [ANNOTATIONS.studentKey]: session.publicKey,
-        [ANNOTATIONS.createdAt]: new Date(session.createdAt).toISOString(),
-      }),
-      envNodes(ctx.cluster, envNamespace(ctx.config, envId), nodesOfFlavor(ctx.config, env.flavor)),
+      steps.time(
+        'namespacePatch',
+        labelState(ctx, envId, 'preparing', {
+          [ANNOTATIONS.session]: sessionId,
+          [ANNOTATIONS.student]: session.student,
+          [ANNOTATIONS.lab]: session.labId,
+          [ANNOTATIONS.claimedAt]: new Date(session.claimedAt ?? ctx.now()).toISOString(),
+          [ANNOTATIONS.studentKey]: session.publicKey,
+          [ANNOTATIONS.createdAt]: new Date(session.createdAt).toISOString(),
+        }),
+      ),
+      steps.time(
+        'vmList',
+        envNodes(
+          ctx.cluster,
+          envNamespace(ctx.config, envId),
+          nodesOfFlavor(ctx.config, env.flavor),
+        ),
+      ),
     ]);
+    steps.lap('patchAndList');
     const runCtx = {
       executor: ctx.executor,
       envId,
@@ -131,23 +144,14 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
         });
       },
     );
-    // The key goes onto every node at once, while the lab's setup runs: the
-    // setup runs as labvirt and does not need it; the student gets in only
-    // after both.
+    // The key goes onto every node at once, while the lab's setup runs and
+    // then the tools inventory: neither needs the key (they run as labvirt;
+    // the key install writes only the student's authorized_keys, which the
+    // inventory does not look at), and the student gets in only after all.
+    // Waiting for the key installs before the inventory put a guest command
+    // more on every claim's path.
     // Unreadable reads as absent: then prepare hashes every tool itself.
     const baseline = ctx.store.envToolsBaseline(envId).catch(() => undefined);
-    const results = await Promise.allSettled([
-      (async () => {
-        await runSteps(runCtx, scripts.setup, patience);
-        await runSteps(runCtx, scripts.prepare, patience);
-      })(),
-      ...nodes.map((node) =>
-        ctx.executor.installStudentKey({ envId, node: node.node, ip: node.ip }, session.publicKey),
-      ),
-    ]);
-    // A failed setup says most about the env (it comes first), else a failed key install.
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
     // What checks will rely on, taken before the student is let in: a check
     // grades only while these tools are unchanged (integrity.ts). Hashes of
     // the files the lab's setup left alone come from the env's warm-up
@@ -159,13 +163,49 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
         selectNodes(step.node, nodes).map((n) => n.node),
       ),
     );
-    const tools = await recordTools(runCtx, {
-      baseline: parseToolsBaseline(await baseline),
-      untouched: nodes.map((n) => n.node).filter((n) => !touched.has(n)),
-      patience,
-      timeoutSeconds: ctx.config.sessions.toolInventoryTimeoutSeconds,
-    });
+    let setupDone = false;
+    const [setupAndTools, keys] = await Promise.allSettled([
+      (async () => {
+        await steps.time(
+          'labScripts',
+          (async () => {
+            await runSteps(runCtx, scripts.setup, patience);
+            await runSteps(runCtx, scripts.prepare, patience);
+          })(),
+        );
+        setupDone = true;
+        return steps.time(
+          'tools',
+          (async () =>
+            recordTools(runCtx, {
+              baseline: parseToolsBaseline(await baseline),
+              untouched: nodes.map((n) => n.node).filter((n) => !touched.has(n)),
+              patience,
+              timeoutSeconds: ctx.config.sessions.toolInventoryTimeoutSeconds,
+            }))(),
+        );
+      })(),
+      steps.time(
+        'keys',
+        Promise.all(
+          nodes.map((node) =>
+            ctx.executor.installStudentKey(
+              { envId, node: node.node, ip: node.ip },
+              session.publicKey,
+            ),
+          ),
+        ),
+      ),
+    ]);
+    steps.lap('scriptsKeysTools');
+    // A failed setup says most about the env (it comes first), then a failed
+    // key install, then the inventory.
+    if (setupAndTools.status === 'rejected' && !setupDone) throw setupAndTools.reason;
+    if (keys.status === 'rejected') throw keys.reason;
+    if (setupAndTools.status === 'rejected') throw setupAndTools.reason;
+    const tools = setupAndTools.value;
     await ctx.store.setSessionFields(sessionId, { tools: JSON.stringify(tools) });
+    steps.lap('recordTools');
   } catch (err) {
     if (err instanceof ScriptFailedError && err.failure.timedOut) {
       // Out of time even with more: the lab's problem on a slow guest, not the env's.
@@ -193,13 +233,15 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
   const minutes = lab.timeLimitMinutes ?? ctx.config.sessions.defaultMinutes;
   const expiresAt = now + Math.min(minutes, ctx.config.sessions.maxMinutes) * 60_000;
   // The SSH gateway reads where the nodes are from Redis (no cluster access).
-  await recordGuests(ctx, sessionId, envId, nodes);
-  const connection = await connectionFor(
-    ctx,
-    sessionId,
-    envId,
-    nodes.map((n) => n.node),
-  );
+  const [, connection] = await Promise.all([
+    recordGuests(ctx, sessionId, envId, nodes),
+    connectionFor(
+      ctx,
+      sessionId,
+      envId,
+      nodes.map((n) => n.node),
+    ),
+  ]);
   const activated = await ctx.store.activateSession(sessionId, {
     envId,
     readyAt: now,
@@ -207,23 +249,27 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     connection: JSON.stringify(connection),
   });
   if (!activated) return; // ended while we prepared; teardown is already queued
+  steps.lap('activate');
+  // The env's state and the nodes' VMIs are independent records: written
+  // at once, the student hears sooner.
   await Promise.all([
     ctx.store.setEnvState(envId, 'active', { expected: 'preparing' }),
     labelState(ctx, envId, 'active', {
       [ANNOTATIONS.expiresAt]: new Date(expiresAt).toISOString(),
       [ANNOTATIONS.readyAt]: new Date(now).toISOString(),
     }),
+    // The VMs the student starts on: a node later on another VMI was restarted
+    // (watchNodeRestarts). Unknown here, a node's identity is its first VMI seen.
+    recordNodeVmis(ctx, {
+      sessionId,
+      student: session.student,
+      envId,
+      flavor: env.flavor,
+    }).catch((err: unknown) =>
+      log.warn({ err: (err as Error).message }, 'could not record the nodes VMIs'),
+    ),
   ]);
-  // The VMs the student starts on: a node later on another VMI was restarted
-  // (watchNodeRestarts). Unknown here, a node's identity is its first VMI seen.
-  await recordNodeVmis(ctx, {
-    sessionId,
-    student: session.student,
-    envId,
-    flavor: env.flavor,
-  }).catch((err: unknown) =>
-    log.warn({ err: (err as Error).message }, 'could not record the nodes VMIs'),
-  );
+  steps.lap('markActive');
   // labvirt's connections to the env close once idle (the executor's
   // idleCloseMs), not at once: the NodePort sync forwards to the student's
   // cluster over the control plane's connection right after this, and one
@@ -248,7 +294,44 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     claimLatencyMs: now - session.createdAt,
     queueWaitMs: Math.max(0, (session.claimedAt ?? now) - session.createdAt),
   });
-  log.info({ expiresAt: new Date(expiresAt).toISOString() }, 'session active');
+  log.info(
+    {
+      expiresAt: new Date(expiresAt).toISOString(),
+      claimToReadyMs: now - session.createdAt,
+      // From the claim to this job's start: the prepare queue's wait.
+      queueMs: Math.max(0, steps.started - (session.claimedAt ?? session.createdAt)),
+      steps: steps.record,
+    },
+    'session active',
+  );
+}
+
+/**
+ * How long each step of one prepare took (ms), for the "session active" log
+ * line: an operator asking why a claim was slow reads where the time went
+ * (waiting for the cluster, the SSH connections, the lab's own scripts)
+ * without a profiler. Parallel parts are timed alone (`time`) and the
+ * stretch they share as one lap.
+ */
+class StepTimes {
+  readonly started = Date.now();
+  readonly record: Record<string, number> = {};
+  private last = this.started;
+
+  /** The time since the previous lap (or the start), under `name`. */
+  lap(name: string): void {
+    const now = Date.now();
+    this.record[name] = now - this.last;
+    this.last = now;
+  }
+
+  /** How long `work` took from now, under `name` (also when it fails). */
+  time<T>(name: string, work: Promise<T>): Promise<T> {
+    const from = Date.now();
+    return work.finally(() => {
+      this.record[name] = Date.now() - from;
+    });
+  }
 }
 
 async function moveToAnotherEnv(

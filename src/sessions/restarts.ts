@@ -144,11 +144,14 @@ export async function recordNodeVmis(
   const { sessionId, student, envId, flavor } = session;
   const namespace = envNamespace(ctx.config, envId);
   const watch = ctx.cluster.vmis();
-  for (const node of nodesOfFlavor(ctx.config, flavor)) {
+  // Each node's record is its own: written at once, not one after another.
+  const nodes = nodesOfFlavor(ctx.config, flavor);
+  await Promise.all(nodes.map((node) => recordOne(node)));
+  async function recordOne(node: (typeof nodes)[number]): Promise<void> {
     const uid = watch.get(namespace, node)?.uid;
-    if (!uid) continue;
+    if (!uid) return;
     const at = ctx.now();
-    if (!(await ctx.store.recordNodeVmi(sessionId, { envId, node, uid, at }))) continue;
+    if (!(await ctx.store.recordNodeVmi(sessionId, { envId, node, uid, at }))) return;
     const log = ctx.log.child({ sessionId, envId, student, node });
     log.warn('node restarted during the session: its disk is fresh');
     // The replica that recorded the restart gives the student their way in

@@ -7,7 +7,7 @@ import { labelState } from '../pool/provision.js';
 import { targetsAt, type FlavorTarget } from '../pool/targets.js';
 import type { Lab } from '../labs/index.js';
 import type { EnvRecord, SessionRecord } from '../store/index.js';
-import { readEnvPorts } from '../sync/index.js';
+import { readPublishedPorts, refusedPorts } from '../sync/index.js';
 import { generateSessionKeyPair, normalizePublicKey, publicKeyFingerprint } from './keys.js';
 import {
   checkPath,
@@ -208,13 +208,22 @@ export class SessionService implements LabvirtService, StudentService, PoolAdmin
     return view;
   }
 
-  /** What the NodePort sync publishes for the env (read from the host, so any replica answers). */
+  /**
+   * What the NodePort sync publishes for the env (read from the host, so any
+   * replica answers). The mirrors' list and the Namespace (for the refusals)
+   * are read at once: the answer that tells a waiting student their env is
+   * ready waits on both.
+   */
   private async ports(envId: string): Promise<SessionView['ports']> {
     const { cluster, config } = this.ctx;
-    const namespace = await cluster.getNamespace(envNamespace(config, envId));
+    const name = envNamespace(config, envId);
+    const published = readPublishedPorts(cluster, config, name);
+    // Heard below, or dropped with the Namespace's own failure.
+    published.catch(() => undefined);
+    const namespace = await cluster.getNamespace(name);
     if (!namespace) return undefined;
     try {
-      return await readEnvPorts(cluster, config, namespace);
+      return { published: await published, refused: refusedPorts(namespace) };
     } catch (err) {
       this.ctx.log.warn({ envId, err: apiErrorMessage(err) }, 'could not read published ports');
       return undefined;

@@ -24,7 +24,8 @@ export const BOOTSTRAP = [
   `trap 'exit 143' HUP INT TERM`,
   'tar -x -f - -C "$d" 2>/dev/null || { echo "labvirt: could not unpack the script bundle" >&2; exit 125; }',
   'exec </dev/null',
-  'u=$(cat "$d/user") t=$(cat "$d/timeout")',
+  // `read`, not `$(cat …)`: a shell builtin, two processes fewer on every command.
+  `IFS= read -r u < "$d/user"; IFS= read -r t < "$d/timeout"`,
   `case $u in ''|*[!a-z0-9_-]*) exit 125;; esac`,
   `case $t in ''|*[!0-9]*) exit 125;; esac`,
   `r='set -a; . "$1"; set +a; exec /bin/bash "$2"'`,

@@ -21,11 +21,23 @@ export async function readEnvPorts(
   config: Config,
   namespace: V1Namespace,
 ): Promise<EnvPorts> {
-  const mirrors = new HostMirrors(cluster, config);
-  const published = await mirrors.published(namespace.metadata?.name ?? '');
-  const refused = readRefused(namespace.metadata?.annotations).map((r) => ({
+  const published = await readPublishedPorts(cluster, config, namespace.metadata?.name ?? '');
+  return { published, refused: refusedPorts(namespace) };
+}
+
+/** The env's mirrored ports, by its namespace's name (readable before the Namespace itself is). */
+export function readPublishedPorts(
+  cluster: HostCluster,
+  config: Config,
+  namespace: string,
+): Promise<PublishedPort[]> {
+  return new HostMirrors(cluster, config).published(namespace);
+}
+
+/** The ports the sync refused to publish, from the env's Namespace. */
+export function refusedPorts(namespace: V1Namespace): EnvPorts['refused'] {
+  return readRefused(namespace.metadata?.annotations).map((r) => ({
     ...r,
     message: refusalMessageOf(r),
   }));
-  return { published, refused };
 }

@@ -81,6 +81,32 @@ describe('env and session ids on log lines', () => {
       (l) => !POOL_WIDE.has(l.msg) && l.envId === undefined && l.sessionId === undefined,
     );
     expect(unnamed).toEqual([]);
+    // Where the claim's time went, for an operator asking why it was slow:
+    // each prepare step's duration on the "session active" line.
+    const activeLine = orchestrator.find((l) => l.msg === 'session active' && l.sessionId === s.id);
+    expect(activeLine).toMatchObject({
+      claimToReadyMs: expect.any(Number),
+      queueMs: expect.any(Number),
+      steps: {
+        read: expect.any(Number),
+        namespacePatch: expect.any(Number),
+        vmList: expect.any(Number),
+        labScripts: expect.any(Number),
+        keys: expect.any(Number),
+        tools: expect.any(Number),
+        activate: expect.any(Number),
+        markActive: expect.any(Number),
+      },
+    });
+    // And each guest connection's time, at debug (the executor's component).
+    expect(
+      lines.some(
+        (l) =>
+          l.msg === 'guest connected' &&
+          l.envId === active.envId &&
+          typeof l.connectMs === 'number',
+      ),
+    ).toBe(true);
     // The session's own lines name both.
     const sessionLines = orchestrator.filter((l) => l.sessionId === s.id);
     expect(sessionLines.length).toBeGreaterThan(0);
