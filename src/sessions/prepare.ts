@@ -274,7 +274,7 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
   // idleCloseMs), not at once: the NodePort sync forwards to the student's
   // cluster over the control plane's connection right after this, and one
   // closed here would be opened again — a handshake more per claim, about
-  // 7 ms of CPU (bench/ssh-cost.bench.ts). Warm envs still hold none
+  // 6 ms of CPU (bench/ssh-cost.bench.ts). Warm envs still hold none
   // (provisioning releases them). The student's own commands go through the
   // gateway's connections.
   ctx.events.emit({
