@@ -1,7 +1,7 @@
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { closeWorker, startWorker } from '../../src/pool/queues.js';
+import { closeWorker, JobQueues, QUEUE_NAMES, startWorker } from '../../src/pool/queues.js';
 import { useRedis } from '../helpers/redis.js';
 
 const redis = useRedis();
@@ -121,6 +121,63 @@ describe('closeWorker: shutdown hands running jobs back', () => {
     } finally {
       await closeWorker(other, 100);
       await queue.close();
+    }
+  });
+});
+
+describe('JobQueues.addMaintenance: requests coalesce without losing one', () => {
+  it('runs once more after a run that a request arrived during, and once for requests that arrive while it waits', async () => {
+    const s = settings();
+    const prefix = `${s.prefix}-maint`;
+    const queues = new JobQueues({
+      connection: s.connection,
+      prefix,
+      provisionAttempts: 1,
+      maxProvisioning: 1,
+    });
+    // Five requests before any worker: they coalesce into one waiting run.
+    for (let i = 0; i < 5; i++) await queues.addMaintenance('replenish');
+    expect((await queues.maintenance.getJobCounts('wait')).wait).toBe(1);
+
+    const runs: number[] = [];
+    let startedFirst!: () => void;
+    const firstStarted = new Promise<void>((r) => (startedFirst = r));
+    let finishFirst!: () => void;
+    const firstMayFinish = new Promise<void>((r) => (finishFirst = r));
+    const worker = startWorker<{ task: string }>(
+      QUEUE_NAMES.maintenance,
+      { ...s, prefix },
+      async () => {
+        runs.push(Date.now());
+        if (runs.length === 1) {
+          startedFirst();
+          await firstMayFinish;
+        }
+      },
+    );
+    try {
+      await firstStarted;
+      // The run has started (it may have read the line already): a student
+      // joins now. Three requests while it runs are kept as one more run.
+      for (let i = 0; i < 3; i++) await queues.addMaintenance('replenish');
+      finishFirst();
+      const deadline = Date.now() + 10_000;
+      while (runs.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      // Nothing more is queued after the second run.
+      await new Promise((r) => setTimeout(r, 500));
+      expect(runs.length).toBe(2);
+      expect(await queues.maintenance.getJobCounts('wait', 'active')).toEqual({
+        wait: 0,
+        active: 0,
+      });
+      // A later request, with none running, runs at once (no key left behind).
+      await queues.addMaintenance('replenish');
+      const later = Date.now() + 10_000;
+      while (runs.length < 3 && Date.now() < later) await new Promise((r) => setTimeout(r, 20));
+      expect(runs.length).toBe(3);
+    } finally {
+      await closeWorker(worker, 1000);
+      await queues.close();
     }
   });
 });
