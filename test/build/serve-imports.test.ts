@@ -1,44 +1,17 @@
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-
-const ROOT = join(import.meta.dirname, '..', '..');
-
-/** Every module a child loads is written to stderr as `loaded <url>` (after tsx resolved it). */
-const HOOKS = `
-export async function resolve(specifier, context, next) {
-  const r = await next(specifier, context);
-  process.stderr.write('loaded ' + r.url + '\\n');
-  return r;
-}`;
+import { packagesLoaded, ROOT } from '../helpers/loaded-packages.js';
 
 /** The packages a child process loads by importing `modules` (sources through tsx). */
 function packagesLoadedBy(modules: string[]): Set<string> {
-  const imports = modules
-    .map((m) => `await import(${JSON.stringify(pathToFileURL(join(ROOT, m)).href)});`)
-    .join('\n');
-  const script = `
-    import { register as registerTsx } from 'tsx/esm/api';
-    import { register } from 'node:module';
-    registerTsx();
-    register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(HOOKS)}));
-    ${imports}
-  `;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout: 120_000,
-  });
+  const r = packagesLoaded(
+    modules
+      .map((m) => `await import(${JSON.stringify(pathToFileURL(join(ROOT, m)).href)});`)
+      .join('\n'),
+  );
   expect(r.status, r.stderr.slice(-2000)).toBe(0);
-  const packages = new Set<string>();
-  for (const [, url] of r.stderr.matchAll(/^loaded (\S+)$/gm)) {
-    const at = url!.lastIndexOf('/node_modules/');
-    if (at < 0) continue;
-    const [scope, name] = url!.slice(at + '/node_modules/'.length).split('/');
-    packages.add(scope!.startsWith('@') ? `${scope}/${name}` : scope!);
-  }
-  return packages;
+  return r.packages;
 }
 
 describe('what `labvirt serve` loads before it knows its configuration', () => {
