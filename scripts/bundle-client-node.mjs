@@ -21,7 +21,9 @@ const target = join(dist, 'kube', 'client-node.js');
 const compiled = readFileSync(target, 'utf8');
 // Guards against bundling over some other module, or twice (the bundle is
 // not a re-export any more): either would leave a dist/ nobody meant.
-if (!/^export \* from '@kubernetes\/client-node';$/m.test(compiled)) {
+// tsc writes the re-export with the source's quotes; esbuild (bench/cli.bench.ts's
+// quick transpile) with double quotes.
+if (!/^export \* from (['"])@kubernetes\/client-node\1;$/m.test(compiled)) {
   const bundled = compiled.startsWith('// @kubernetes/client-node');
   console.error(
     bundled

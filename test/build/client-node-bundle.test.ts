@@ -79,6 +79,23 @@ describe('the bundled @kubernetes/client-node', () => {
     expect((missing as InstanceType<typeof bundled.ApiException<unknown>>).code).toBe(404);
   });
 
+  it("bundles esbuild's transpile of the re-export too (the CLI bench's quick build)", async () => {
+    const quick = mkdtempSync(join(ROOT, 'node_modules', '.cache', 'labvirt-bundle-quick-'));
+    try {
+      mkdirSync(join(quick, 'kube'));
+      writeFileSync(
+        join(quick, 'kube', 'client-node.js'),
+        'export * from "@kubernetes/client-node";\n//# sourceMappingURL=client-node.js.map\n',
+      );
+      await run(process.execPath, [SCRIPT, quick], { cwd: ROOT });
+      expect(readFileSync(join(quick, 'kube', 'client-node.js'), 'utf8')).toMatch(
+        /^\/\/ @kubernetes\/client-node \S+, bundled/,
+      );
+    } finally {
+      rmSync(quick, { recursive: true, force: true });
+    }
+  });
+
   it('refuses to bundle over anything but tsc’s re-export, naming the fix', async () => {
     // Run twice, it finds its own bundle.
     const again = await run(process.execPath, [SCRIPT, dist], { cwd: ROOT }).catch(
