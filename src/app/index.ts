@@ -39,7 +39,7 @@ import {
 } from '../ssh/index.js';
 import { Store } from '../store/index.js';
 // The Slack front end and notifier are loaded only when Slack is configured:
-// @slack/bolt and its dependencies are ≈ 30 MiB of RSS a labvirt without
+// @slack/bolt and its dependencies are ≈ 15 MiB of RSS a labvirt without
 // Slack (API and CLI only, the SSH gateway) would carry for nothing.
 import { recordFailures } from '../slack/failures.js';
 import type { Notifier, SlackHandle, SlackSecrets } from '../slack/index.js';

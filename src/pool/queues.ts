@@ -107,18 +107,13 @@ export class JobQueues {
   }
 
   /**
-   * Coalesces bursts: requests for the same task within a second add one job.
-   * (A deduplication without ttl would also swallow a request made while the
-   * previous run is active — one whose counts may already be stale.)
-   */
-  /**
    * Asks for a maintenance task. Requests coalesce: while one waits to run,
    * another is dropped (the waiting run reads the state when it starts);
    * while one runs, one more is kept and runs after it, because the running
-   * one may already have read the state the request is about. (A 1 s
-   * time-to-live dropped that second request too: a student who joined the
-   * line just after a replenish had read it waited for the next cron tick,
-   * up to a minute, for an env to be provisioned.)
+   * one may already have read the state the request is about. (The 1 s
+   * time-to-live used before dropped that second request too: a student who
+   * joined the line just after a replenish had read it waited for the next
+   * cron tick, up to a minute, for an env to be provisioned.)
    */
   async addMaintenance(task: MaintenanceTask): Promise<void> {
     await this.maintenance.add('maintenance', { task }, {

@@ -15,7 +15,7 @@ function packagesLoadedBy(modules: string[]): Set<string> {
 }
 
 describe('what `labvirt serve` loads before it knows its configuration', () => {
-  // Issue #12: @slack/bolt and its dependencies are ≈ 30 MiB of RSS; a
+  // Issue #12: @slack/bolt and its dependencies are ≈ 15 MiB of RSS; a
   // labvirt without Slack (API and CLI only, or the SSH gateway alone) loads
   // them only if Slack is configured (app/index.ts imports them then).
   it('loads the orchestrator, the gateway and serve without @slack/bolt', () => {
