@@ -2,7 +2,7 @@ import type { Algorithms } from 'ssh2';
 
 /**
  * Key exchange for labvirt's own connections to guests (the executor, the
- * gateway's hop), cheapest first.
+ * gateway's hop, the web terminal bridge's), cheapest first.
  *
  * ssh2's curve25519 makes an OpenSSL key pair, exports its public half as
  * DER and imports the guest's from DER at every handshake: with OpenSSL 3

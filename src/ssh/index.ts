@@ -36,3 +36,4 @@ export {
 } from './gateway-api.js';
 export { startGateway } from './gateway.js';
 export { TERMINAL_BYTES_CHANNEL, type TerminalBytes } from './student-connection.js';
+export { GUEST_KEX, guestAlgorithms } from './algorithms.js';

@@ -1,6 +1,12 @@
 import type { Duplex } from 'node:stream';
 import ssh2, { type Client, type ClientChannel } from 'ssh2';
-import { NOTICES_SUBSYSTEM, type Gateway, type LocalChannel, type LocalPty } from '../ssh/index.js';
+import {
+  guestAlgorithms,
+  NOTICES_SUBSYSTEM,
+  type Gateway,
+  type LocalChannel,
+  type LocalPty,
+} from '../ssh/index.js';
 
 /** Where the web terminals enter: the SSH gateway, like any student's SSH client. */
 /** Where the web terminals enter: the SSH gateway, as any student's SSH client does. */
@@ -350,6 +356,9 @@ function connect(options: {
       privateKey: options.privateKey,
       readyTimeout: 20_000,
       keepaliveInterval: 15_000,
+      // The cheapest safe key exchange (as for every connection labvirt makes
+      // to a guest), and only the expected host key's type when one is known.
+      algorithms: guestAlgorithms(options.hostPublicKey),
       // The gateway's own key, or the worker's as its env's identity names it.
       hostVerifier: (key: Buffer) => !expected || expected.equals(key),
     });

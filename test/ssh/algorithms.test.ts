@@ -2,6 +2,7 @@ import { connect, createServer, type Server as NetServer } from 'node:net';
 import ssh2 from 'ssh2';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  GUEST_KEX,
   HostKeyMismatchError,
   createExecutor,
   startGateway,
@@ -9,6 +10,7 @@ import {
   type Gateway,
   type GuestResolver,
 } from '../../src/ssh/index.js';
+import { openTerminal } from '../../src/web/bridge.js';
 import { GuestFarm, connectClient, newKey, run } from '../sim-guest/fixtures.js';
 
 /**
@@ -247,6 +249,70 @@ describe("labvirt's key exchange with guests", () => {
       'curve25519-sha256',
       'curve25519-sha256@libssh.org',
     ]);
+    expect(client?.serverHostKey).toEqual(['ssh-ed25519']);
+    expect(agreed(client!, server!)).toBe('ecdh-sha2-nistp256');
+  });
+  it("offers the same on the web terminal's hop to a worker (the bridge's own login there)", async () => {
+    const bridgeKey = newKey();
+    const gatewayClientKey = newKey();
+    // The worker trusts only its env's key; the bridge logs in with it over a jump.
+    const w = await farm.start(
+      { labvirt: [envKey.public], student: [envKey.public] },
+      { hostKey: hostKey.private },
+    );
+    const t = await tap(farm.resolve);
+    await t.add(w.ip);
+    const gatewayHostKey = newKey();
+    const gw = await startGateway({
+      hostKey: gatewayHostKey.private,
+      host: '127.0.0.1',
+      port: 0,
+      clientKey: gatewayClientKey.private,
+      resolve: t.resolve,
+      directory: {
+        lookup: async (id) =>
+          id === 's-kex0000002'
+            ? {
+                sessionId: id,
+                student: 'ada',
+                envId: 'env00001',
+                expiresAt: new Date(Date.now() + 3600_000),
+                publicKeys: [bridgeKey.public],
+                nodes: [{ node: 'worker-1', ip: w.ip, hostKey: hostKey.public.trim() }],
+              }
+            : undefined,
+      },
+    });
+    gateways.push(gw);
+    const terminal = await openTerminal({
+      gateway: {
+        host: '127.0.0.1',
+        port: gw.port,
+        privateKey: bridgeKey.private,
+        hostPublicKey: gatewayHostKey.public.trim(),
+        guestIdentity: async () => ({
+          privateKey: envKey.private,
+          hostKeys: { 'worker-1': hostKey.public.trim() },
+        }),
+      },
+      sessionId: 's-kex0000002',
+      node: 'worker-1',
+      cols: 80,
+      rows: 24,
+      resume: false,
+      persistentShells: false,
+    });
+    // The shell is up (it answered), then closed before the guest is stopped.
+    const answered = new Promise<void>((r) => terminal.onOutput(() => r()));
+    terminal.write(Buffer.from('echo up\n'));
+    await answered;
+    const closed = new Promise<string>((r) => terminal.onClose(r));
+    terminal.close();
+    await closed;
+    // The gateway only relays the jump: what the tap saw is the bridge's own offer.
+    expect(t.seen).toHaveLength(1);
+    const { client, server } = t.seen[0]!;
+    expect(client?.kex.slice(0, 3)).toEqual([...GUEST_KEX]);
     expect(client?.serverHostKey).toEqual(['ssh-ed25519']);
     expect(agreed(client!, server!)).toBe('ecdh-sha2-nistp256');
   });
