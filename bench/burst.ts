@@ -11,7 +11,7 @@
  * labvirt's process nothing; students' own `labvirt start` long polls are not
  * part of this figure.
  */
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -22,13 +22,13 @@ import {
   forkLabvirt,
   forkSim,
   type ChildHandle,
-  freePort,
   machineLoad,
   pct,
   processCpuMs,
   processTreeCpuMs,
   result,
   waitFor,
+  writeServeConfig,
 } from './lib.js';
 
 const FLAVOR = 'v1.30-3node';
@@ -112,42 +112,32 @@ export async function startServeStack(opts: ServeStackOptions): Promise<ServeSta
       nodes: opts.simNodes ?? Math.ceil((opts.maxTotal * 6) / 256) + 1,
     });
     sim = simHandle;
-    const apiPort = await freePort();
     const configFile = join(dir, 'labvirt.json');
-    writeFileSync(
-      configFile,
-      JSON.stringify({
-        labsDir: FIXTURE_LABS,
-        labScripts: 'sim',
-        logLevel: 'warn',
-        ...(opts.logLevels ? { logLevels: opts.logLevels } : {}),
-        kube: { kubeconfig: simHandle.kubeconfig, guestAddressMap: simHandle.guestMap },
-        redis: { url: redis.url, prefix: REDIS_PREFIX },
-        flavors: {
-          [FLAVOR]: {
-            kubernetesVersion: '1.30',
-            nodes: 3,
-            minWarm: opts.minWarm,
-            maxTotal: opts.maxTotal,
-          },
-          'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 0, maxTotal: 1 },
+    const apiPort = await writeServeConfig({
+      file: configFile,
+      dir,
+      labsDir: FIXTURE_LABS,
+      sim: simHandle,
+      redisUrl: redis.url,
+      redisPrefix: REDIS_PREFIX,
+      ...(opts.logLevels ? { logLevels: opts.logLevels } : {}),
+      flavors: {
+        [FLAVOR]: {
+          kubernetesVersion: '1.30',
+          nodes: 3,
+          minWarm: opts.minWarm,
+          maxTotal: opts.maxTotal,
         },
-        // workerConcurrency runs the provisioning of the fill; claims have their own.
-        pool: {
-          pollSeconds: 0.2,
-          maxProvisioning: 50,
-          workerConcurrency: 50,
-          ...opts.pool,
-        },
-        ssh: {
-          hostKey: join(dir, 'hk'),
-          orchestratorKey: join(dir, 'ok'),
-          gatewayPort: 0,
-          bindAddress: '127.0.0.1',
-        },
-        api: { host: '127.0.0.1', port: apiPort },
-      }),
-    );
+        'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 0, maxTotal: 1 },
+      },
+      // workerConcurrency runs the provisioning of the fill; claims have their own.
+      pool: {
+        pollSeconds: 0.2,
+        maxProvisioning: 50,
+        workerConcurrency: 50,
+        ...opts.pool,
+      },
+    });
     const served = forkLabvirt(
       ['--config', configFile, 'serve', ...(opts.roles ? ['--roles', opts.roles] : [])],
       { LABVIRT_API_TOKEN: TOKEN },

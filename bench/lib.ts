@@ -3,7 +3,7 @@
  * the result rows that `bench/run.ts` collects into one table.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { appendFileSync, readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -171,6 +171,46 @@ export function forkLabvirt(
     output: () => out,
     stop: () => stopChild(child, 20_000),
   };
+}
+
+/**
+ * Writes a `labvirt serve` configuration for a bench into `file`: the given
+ * labs and flavors on the simulator's cluster, Redis, keys under `dir`, the
+ * SSH gateway and the API on loopback. Returns the API's port.
+ */
+export async function writeServeConfig(opts: {
+  file: string;
+  dir: string;
+  labsDir: string;
+  sim: { kubeconfig: string; guestMap: string };
+  redisUrl: string;
+  redisPrefix: string;
+  flavors: Record<string, unknown>;
+  pool: Record<string, unknown>;
+  logLevels?: Record<string, string>;
+}): Promise<number> {
+  const apiPort = await freePort();
+  writeFileSync(
+    opts.file,
+    JSON.stringify({
+      labsDir: opts.labsDir,
+      labScripts: 'sim',
+      logLevel: 'warn',
+      ...(opts.logLevels ? { logLevels: opts.logLevels } : {}),
+      kube: { kubeconfig: opts.sim.kubeconfig, guestAddressMap: opts.sim.guestMap },
+      redis: { url: opts.redisUrl, prefix: opts.redisPrefix },
+      flavors: opts.flavors,
+      pool: opts.pool,
+      ssh: {
+        hostKey: join(opts.dir, 'hk'),
+        orchestratorKey: join(opts.dir, 'ok'),
+        gatewayPort: 0,
+        bindAddress: '127.0.0.1',
+      },
+      api: { host: '127.0.0.1', port: apiPort },
+    }),
+  );
+  return apiPort;
 }
 
 /** Starts `labvirt sim` in its own process; resolves with its directory's files once it serves. */

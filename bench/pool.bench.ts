@@ -20,7 +20,7 @@
  * `--single N`, N students claiming warm envs one after another and a cold
  * arm at real boot speed in the same run (see single.ts).
  */
-import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { distIsCurrent } from '../bin/dist-is-current.js';
@@ -33,13 +33,13 @@ import {
   FIXTURE_LABS,
   forkLabvirt,
   forkSim,
-  freePort,
   machineLoad,
   pct,
   processCpuMs,
   processRssMiB,
   result,
   waitFor,
+  writeServeConfig,
 } from './lib.js';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 20);
@@ -192,36 +192,21 @@ async function forkServe(
   memory: () => Promise<string>;
   heapSnapshot: (label: string) => Promise<void>;
 }> {
-  const apiPort = await freePort();
   const token = 'bench-token-bench-token-bench';
   const configFile = join(dir, `${name}.json`);
-  writeFileSync(
-    configFile,
-    JSON.stringify({
-      labsDir: LABS,
-      labScripts: 'sim',
-      logLevel: 'warn',
-      kube: { kubeconfig: sim.kubeconfig, guestAddressMap: sim.guestMap },
-      redis: { url: redisUrl, prefix: REDIS_PREFIX },
-      flavors: {
-        [FLAVOR]: {
-          kubernetesVersion: '1.30',
-          nodes: NODES,
-          minWarm,
-          maxTotal,
-        },
-        [OTHER_FLAVOR]: { kubernetesVersion: '1.30', nodes: 4 - NODES, minWarm: 0, maxTotal: 1 },
-      },
-      pool: { pollSeconds: 0.5, maxProvisioning: 50, workerConcurrency: 50 },
-      ssh: {
-        hostKey: join(dir, 'hk'),
-        orchestratorKey: join(dir, 'ok'),
-        gatewayPort: 0,
-        bindAddress: '127.0.0.1',
-      },
-      api: { host: '127.0.0.1', port: apiPort },
-    }),
-  );
+  const apiPort = await writeServeConfig({
+    file: configFile,
+    dir,
+    labsDir: LABS,
+    sim,
+    redisUrl,
+    redisPrefix: REDIS_PREFIX,
+    flavors: {
+      [FLAVOR]: { kubernetesVersion: '1.30', nodes: NODES, minWarm, maxTotal },
+      [OTHER_FLAVOR]: { kubernetesVersion: '1.30', nodes: 4 - NODES, minWarm: 0, maxTotal: 1 },
+    },
+    pool: { pollSeconds: 0.5, maxProvisioning: 50, workerConcurrency: 50 },
+  });
   const serve = forkLabvirt(['--config', configFile, 'serve'], { LABVIRT_API_TOKEN: token }, [
     ...SERVE_EXEC_ARGV,
     ...(HEAP_DIR ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${HEAP_DIR}`] : []),
