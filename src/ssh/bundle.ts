@@ -16,21 +16,28 @@ const USER_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
  * file is sourced after the switch. GNU `timeout` kills the whole process
  * group, which is what ends a runaway script on a real VM (sshd delivers a
  * channel signal to the top process only).
+ *
+ * It runs for every command labvirt sends a guest (five on each claim's
+ * path), so it starts as few processes as it can: `tar -p` gives each file
+ * the mode the bundle names, and for another user the bundle's `./` entry
+ * opens the directory to them (makeBundle), so no `chmod` runs; and the
+ * executor says `self` whenever the user asked for is the login user, so
+ * no `id` runs either.
  */
 export const BOOTSTRAP = [
   'umask 077',
   'd=$(mktemp -d "${TMPDIR:-/tmp}/labvirt.XXXXXXXXXX") || exit 125',
   `trap 'rm -rf -- "$d"' EXIT`,
   `trap 'exit 143' HUP INT TERM`,
-  'tar -x -f - -C "$d" 2>/dev/null || { echo "labvirt: could not unpack the script bundle" >&2; exit 125; }',
+  'tar -x -p -f - -C "$d" 2>/dev/null || { echo "labvirt: could not unpack the script bundle" >&2; exit 125; }',
   'exec </dev/null',
   // `read`, not `$(cat …)`: a shell builtin, two processes fewer on every command.
   `IFS= read -r u < "$d/user"; IFS= read -r t < "$d/timeout"`,
   `case $u in ''|*[!a-z0-9_-]*) exit 125;; esac`,
   `case $t in ''|*[!0-9]*) exit 125;; esac`,
   `r='set -a; . "$1"; set +a; exec /bin/bash "$2"'`,
-  'if [ "$u" = self ] || [ "$u" = "$(id -un)" ]; then set -- /bin/bash -c "$r" labvirt "$d/env" "$d/script"',
-  'else chmod 711 "$d" && chmod 644 "$d/env" "$d/script" || exit 125; set -- sudo -n -H -u "$u" -- /bin/bash -c "$r" labvirt "$d/env" "$d/script"; fi',
+  'if [ "$u" = self ]; then set -- /bin/bash -c "$r" labvirt "$d/env" "$d/script"',
+  'else set -- sudo -n -H -u "$u" -- /bin/bash -c "$r" labvirt "$d/env" "$d/script"; fi',
   // In the background so a TERM to this shell (a channel signal) can end the script's whole group at once.
   'timeout -s TERM -k 5 "$t" "$@" &',
   'p=$!',
@@ -69,21 +76,39 @@ export interface BundleInput {
 export function makeBundle(input: BundleInput): Buffer {
   if (!USER_NAME.test(input.user))
     throw new InvalidEnvError(`invalid user ${JSON.stringify(input.user)}`);
+  // Run as another user (through sudo), the script and its env must be
+  // readable by that user: the directory opens to search (not listing) and
+  // the two files to reading. Run as the login user, nothing opens.
+  const other = input.user !== 'self';
+  const shared = other ? 0o644 : 0o600;
   return tar([
-    ['env', Buffer.from(renderEnvFile(input.env))],
-    ['script', Buffer.from(input.script)],
-    ['user', Buffer.from(input.user)],
-    ['timeout', Buffer.from(String(Math.max(1, Math.ceil(input.timeoutSeconds))))],
+    ...(other ? [{ name: './', data: Buffer.alloc(0), mode: 0o711, directory: true }] : []),
+    { name: 'env', data: Buffer.from(renderEnvFile(input.env)), mode: shared },
+    { name: 'script', data: Buffer.from(input.script), mode: shared },
+    { name: 'user', data: Buffer.from(input.user), mode: 0o600 },
+    {
+      name: 'timeout',
+      data: Buffer.from(String(Math.max(1, Math.ceil(input.timeoutSeconds)))),
+      mode: 0o600,
+    },
   ]);
 }
 
-/** A minimal ustar writer for a few small regular files. */
-export function tar(files: [name: string, data: Buffer][]): Buffer {
+export interface TarEntry {
+  name: string;
+  data: Buffer;
+  /** Permission bits (GNU tar applies them as they are with `-p`). */
+  mode: number;
+  directory?: boolean;
+}
+
+/** A minimal ustar writer for a few small regular files (and `./`). */
+export function tar(entries: TarEntry[]): Buffer {
   const blocks: Buffer[] = [];
-  for (const [name, data] of files) {
+  for (const { name, data, mode, directory } of entries) {
     const h = Buffer.alloc(512);
     h.write(name, 0, 100, 'utf8');
-    h.write('0000600\0', 100);
+    h.write(mode.toString(8).padStart(7, '0') + '\0', 100);
     h.write('0000000\0', 108);
     h.write('0000000\0', 116);
     h.write(data.length.toString(8).padStart(11, '0') + '\0', 124);
@@ -94,7 +119,7 @@ export function tar(files: [name: string, data: Buffer][]): Buffer {
       136,
     );
     h.write('        ', 148);
-    h.write('0', 156);
+    h.write(directory ? '5' : '0', 156);
     h.write('ustar\0', 257);
     h.write('00', 263);
     let sum = 0;

@@ -131,15 +131,17 @@ const READY_SCRIPT = 'test -f "${LABVIRT_GUEST_ROOT:-}/var/lib/labvirt/ready"\n'
  * LABVIRT_KEYS (data, one per line). It runs on every node of every claim,
  * so it starts few processes: the file's lines are compared in the shell
  * (a whole-line, fixed-string match, as `grep -qxF` did once per key)
- * instead of by a `grep` per key behind a pipe.
+ * instead of by a `grep` per key behind a pipe, and `~/.ssh` and the file
+ * are made (private, by the umask, then given to student) only when
+ * missing: cloud-init made both, with those modes, at the node's boot.
  */
 const INSTALL_KEY_SCRIPT = `set -eu
+umask 077
 h="\${LABVIRT_GUEST_ROOT:-}/home/student"
-mkdir -p "$h/.ssh"
-chmod 700 "$h/.ssh"
 f="$h/.ssh/authorized_keys"
-[ -e "$f" ] || : >> "$f"
-chmod 600 "$f"
+made=
+if [ ! -d "$h/.ssh" ]; then mkdir -p "$h/.ssh"; made=1; fi
+if [ ! -e "$f" ]; then : >> "$f"; made=1; fi
 mapfile -t have < "$f"
 while IFS= read -r line; do
   [ -n "$line" ] || continue
@@ -147,7 +149,7 @@ while IFS= read -r line; do
   printf '%s\\n' "$line" >> "$f"
   have+=("$line")
 done <<< "$LABVIRT_KEYS"
-if [ -z "\${LABVIRT_GUEST_ROOT:-}" ]; then chown -R student:student "$h/.ssh"; fi
+if [ -n "$made" ] && [ -z "\${LABVIRT_GUEST_ROOT:-}" ]; then chown -R student:student "$h/.ssh"; fi
 `;
 
 const RETRYABLE = new Set([

@@ -1,6 +1,6 @@
 import { createServer, type AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -101,6 +101,21 @@ describe('executor', () => {
     });
     // The guest is sandboxed: its home directories are at their real paths.
     expect(r.stdout).toBe('student /home/student it works\n');
+  });
+
+  it("opens a script's files to the user it runs as, and to nobody when it runs as the login user", async () => {
+    const g = await guest();
+    const ex = executor();
+    // $0 is the script's path in the bundle's directory, beside its env file.
+    const modes = 'd=$(dirname "$0"); stat -c %a "$d" "$d/env" "$0"';
+    const opts = { env: { X: 'y' }, timeoutMs: 10_000 };
+    const asOther = await ex.exec(target(g.ip), modes, { ...opts, runAs: 'student' });
+    const asSelf = await ex.exec(target(g.ip), modes, opts);
+    const asSelfByName = await ex.exec(target(g.ip), modes, { ...opts, runAs: 'labvirt' });
+    // Through sudo: the directory searchable (not listable), the files readable.
+    expect(asOther.stdout.split('\n').slice(0, 3)).toEqual(['711', '644', '644']);
+    expect(asSelf.stdout.split('\n').slice(0, 3)).toEqual(['700', '600', '600']);
+    expect(asSelfByName.stdout).toBe(asSelf.stdout);
   });
 
   it('kills a script that runs past its timeout', async () => {
@@ -343,6 +358,33 @@ describe('executor', () => {
     expect(lines[0]).toMatch(/labvirt-student$/);
     expect(lines[1]).toBe(`${gatewayKey.public.split(' ').slice(0, 2).join(' ')} labvirt-gateway`);
     expect(lines[2]).toMatch(/labvirt-env$/);
+    // Made here (the guest had none), private as sshd requires.
+    const modes = async (root: string) =>
+      [
+        (await stat(join(root, 'home/student/.ssh'))).mode & 0o777,
+        (await stat(join(root, 'home/student/.ssh/authorized_keys'))).mode & 0o777,
+      ].map((m) => m.toString(8));
+    expect(await modes(g.sandbox)).toEqual(['700', '600']);
+    // A node as cloud-init leaves it (the env's own student key in place):
+    // that line stays first, the claim's keys follow once.
+    const envStudent = newKey();
+    const booted = await guest();
+    await mkdir(join(booted.sandbox, 'home/student/.ssh'), { recursive: true, mode: 0o700 });
+    await writeFile(
+      join(booted.sandbox, 'home/student/.ssh/authorized_keys'),
+      `${envStudent.public}\n`,
+      { mode: 0o600 },
+    );
+    await ex.installStudentKey(target(booted.ip, 'env00002'), student.public);
+    await ex.installStudentKey(target(booted.ip, 'env00002'), student.public);
+    const bootedLines = (
+      await readFile(join(booted.sandbox, 'home/student/.ssh/authorized_keys'), 'utf8')
+    )
+      .trim()
+      .split('\n');
+    expect(bootedLines).toHaveLength(4);
+    expect(bootedLines[0]).toContain(envStudent.public.split(' ')[1]);
+    expect(await modes(booted.sandbox)).toEqual(['700', '600']);
     // The student, and the gateway with its own key, get in as student.
     for (const key of [student, gatewayKey]) {
       const c = await connectClient({

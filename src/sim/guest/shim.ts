@@ -25,7 +25,8 @@ while [ $# -gt 0 ]; do
 done
 case "$user" in ''|*[!a-z0-9_-]*) echo "sudo: unknown user $user" >&2; exit 1 ;; esac
 if [ "$user" = root ]; then home="\${LABVIRT_GUEST_ROOT:-}/root"; else home="\${LABVIRT_GUEST_ROOT:-}/home/$user"; fi
-mkdir -p "$home"
+# Only when missing: every root command labvirt runs comes through here (a process less each).
+[ -d "$home" ] || mkdir -p "$home"
 if [ $# -eq 0 ]; then set -- /bin/sh; fi
 if [ -n "\${login:-}" ]; then cd "$home" || exit 1; fi
 exec env -i PATH="$PATH" \${LABVIRT_GUEST_ROOT:+LABVIRT_GUEST_ROOT="$LABVIRT_GUEST_ROOT"} \${LABVIRT_GUEST_ADDR:+LABVIRT_GUEST_ADDR="$LABVIRT_GUEST_ADDR"} HOME="$home" USER="$user" LOGNAME="$user" SUDO_USER="\${USER:-}" \${TERM:+TERM="$TERM"} "$@"
