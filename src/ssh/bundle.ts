@@ -78,8 +78,10 @@ export function makeBundle(input: BundleInput): Buffer {
     throw new InvalidEnvError(`invalid user ${JSON.stringify(input.user)}`);
   // Run as another user (through sudo), the script and its env must be
   // readable by that user: the directory opens to search (not listing) and
-  // the two files to reading. Run as the login user, nothing opens.
-  const other = input.user !== 'self';
+  // the two files to reading. Run as the login user, or as root (who reads
+  // them anyway), nothing opens: a check's script stays unreadable to the
+  // student who is logged in while it runs.
+  const other = input.user !== 'self' && input.user !== 'root';
   const shared = other ? 0o644 : 0o600;
   return tar([
     ...(other ? [{ name: './', data: Buffer.alloc(0), mode: 0o711, directory: true }] : []),

@@ -103,7 +103,7 @@ describe('executor', () => {
     expect(r.stdout).toBe('student /home/student it works\n');
   });
 
-  it("opens a script's files to the user it runs as, and to nobody when it runs as the login user", async () => {
+  it("opens a script's files to the user it runs as, and to nobody when it runs as the login user or root", async () => {
     const g = await guest();
     const ex = executor();
     // $0 is the script's path in the bundle's directory, beside its env file.
@@ -112,10 +112,14 @@ describe('executor', () => {
     const asOther = await ex.exec(target(g.ip), modes, { ...opts, runAs: 'student' });
     const asSelf = await ex.exec(target(g.ip), modes, opts);
     const asSelfByName = await ex.exec(target(g.ip), modes, { ...opts, runAs: 'labvirt' });
+    const asRoot = await ex.exec(target(g.ip), modes, { ...opts, runAs: 'root' });
     // Through sudo: the directory searchable (not listable), the files readable.
     expect(asOther.stdout.split('\n').slice(0, 3)).toEqual(['711', '644', '644']);
     expect(asSelf.stdout.split('\n').slice(0, 3)).toEqual(['700', '600', '600']);
     expect(asSelfByName.stdout).toBe(asSelf.stdout);
+    // Root reads them as they are: a check or setup script stays private to
+    // it, even from a student logged in while it runs.
+    expect(asRoot.stdout).toBe(asSelf.stdout);
   });
 
   it('kills a script that runs past its timeout', async () => {
