@@ -30,8 +30,7 @@ describe('pool actions over /v1/pool', () => {
         },
       },
     });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount(ONE)) >= 1, 'one warm env', 60_000);
+    await stack.fillPool(ONE, 1, { timeoutMs: 60_000 });
   }, 90_000);
   afterAll(async () => {
     await stack?.stop();
@@ -63,8 +62,7 @@ describe('pool actions over /v1/pool', () => {
     const set = await call('PUT', `/pool/flavors/${ONE}/target`, { targetWarm: 3 });
     expect(set.status).toBe(200);
     expect(set.body).toMatchObject({ flavor: ONE, targetWarm: 3, targetOverride: 3, minWarm: 1 });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount(ONE)) >= 3, 'three warm envs', 60_000);
+    await stack.fillPool(ONE, 3, { timeoutMs: 60_000 });
     // The target lives in Redis, where every replica's replenish reads it.
     expect(await stack.labvirt.store.warmTargetOverrides()).toEqual({ [ONE]: 3 });
     const cleared = await call('DELETE', `/pool/flavors/${ONE}/target`);
@@ -116,8 +114,7 @@ describe('pool actions over /v1/pool', () => {
 
   it('deletes a failed env and refuses any other', async () => {
     await call('PUT', `/pool/flavors/${ONE}/target`, { targetWarm: 2 });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount(ONE)) >= 2, 'two warm envs', 60_000);
+    await stack.fillPool(ONE, 2, { timeoutMs: 60_000 });
     const [healthy, broken] = await stack.labvirt.store.warmEnvIds(ONE);
 
     const refused = await call('DELETE', `/pool/envs/${healthy}`);

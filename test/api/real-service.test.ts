@@ -14,8 +14,7 @@ describe('HTTP API over the real service', () => {
   ) => Promise<{ status: number; body: any }>;
   beforeAll(async () => {
     stack = await startTestStack();
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount('v1.30-1node')) >= 2, 'warm pool');
+    await stack.fillPool('v1.30-1node', 2);
     call = async (method, path, body, student) => {
       const res = await fetch(`${stack.labvirt.apiUrl}${path}`, {
         method,

@@ -81,8 +81,7 @@ describe('labvirt start follows the session without polling', () => {
         flavors: { [ONE]: { minWarm: 1, maxTotal: 1 }, 'v1.30-3node': { minWarm: 0 } },
       },
     });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount(ONE)) >= 1, 'a warm env', 90_000);
+    await stack.fillPool(ONE, 1, { timeoutMs: 90_000 });
     proxy = await countingProxy(stack.labvirt.apiUrl!);
   }, 120_000);
   afterAll(async () => {

@@ -58,12 +58,7 @@ describe('deploy/rbac.yaml enforced: labvirt under its own ServiceAccount', () =
       },
     });
     try {
-      await stack.labvirt.runMaintenance('replenish');
-      await stack.until(
-        async () => (await stack.warmCount('v1.30-1node')) >= 1,
-        'a warm env',
-        60_000,
-      );
+      await stack.fillPool('v1.30-1node', 1, { timeoutMs: 60_000 });
       const s = await stack.labvirt.service.start({ student: 'rbac', labId: 'fixture-one' });
       await stack.untilSession(s.id, 'active');
       await stack.labvirt.service.check(s.id);

@@ -91,13 +91,8 @@ describe('the permissions labvirt needs, from what a whole env lifecycle really 
     stack.sim.faults.dropWatches();
     // The first VM fails to boot: provisioning replaces it (the VMI delete).
     stack.sim.faults.failNextVmis = 1;
-    await stack.labvirt.runMaintenance('replenish');
     // Bounds for a loaded machine: each wait ends as soon as its condition holds.
-    await stack.until(
-      async () => (await stack.warmCount('v1.30-1node')) >= 1,
-      'a warm env',
-      90_000,
-    );
+    await stack.fillPool('v1.30-1node', 1, { timeoutMs: 90_000 });
     const s = await stack.labvirt.service.start({ student: 'rbac', labId: 'fixture-one' });
     const active = await stack.untilSession(s.id, 'active', 90_000);
     await stack.labvirt.service.check(s.id);

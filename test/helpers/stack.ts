@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startDevStack, type DevStack, type DevStackOptions } from '../../src/app/dev.js';
+import type { LabvirtHandle } from '../../src/app/index.js';
 import { deepMerge } from '../../src/config/index.js';
 import type { LabvirtEvent } from '../../src/events/index.js';
 import type { SessionView } from '../../src/sessions/types.js';
@@ -35,6 +36,57 @@ export function serveConfigFor(
   );
 }
 
+/** How long `until` and `fillPool` wait when the caller names no bound. */
+const DEFAULT_WAIT_MS = 30_000;
+
+/** Polls `fn` every 50 ms until it returns a truthy value; past `timeoutMs` throws `failure()`. */
+async function pollUntil<T>(
+  fn: () => Promise<T | undefined | false>,
+  timeoutMs: number,
+  failure: () => Error,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw failure();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Runs one replenish on `labvirt` and waits until `flavor` has at least
+ * `atLeast` warm envs. On timeout the error names the flavor, the count
+ * wanted and the counts per state at the last look, so a pool that stalled
+ * (envs stuck booting, or failed) reads differently from one that was slow.
+ */
+export async function fillPool(
+  labvirt: Pick<LabvirtHandle, 'runMaintenance' | 'store'>,
+  flavor: string,
+  atLeast: number,
+  { timeoutMs = DEFAULT_WAIT_MS }: { timeoutMs?: number } = {},
+): Promise<void> {
+  await labvirt.runMaintenance('replenish');
+  let counts: Partial<Record<string, number>> = {};
+  await pollUntil(
+    async () => {
+      counts = await labvirt.store.countByState(flavor);
+      return (counts.warm ?? 0) >= atLeast;
+    },
+    timeoutMs,
+    () => {
+      const others = Object.entries(counts)
+        .filter(([state, n]) => state !== 'warm' && n)
+        .map(([state, n]) => `${n} ${state}`);
+      return new Error(
+        `timed out after ${timeoutMs / 1000} s waiting for ${atLeast} warm ${flavor} ` +
+          `env${atLeast === 1 ? '' : 's'} after a replenish: ${counts.warm ?? 0} warm when it gave up` +
+          (others.length ? ` (${others.join(', ')})` : ''),
+      );
+    },
+  );
+}
+
 export interface TestStack extends DevStack {
   dir: string;
   events: LabvirtEvent[];
@@ -43,6 +95,8 @@ export interface TestStack extends DevStack {
   /** Polls a session until it reaches `state`. */
   untilSession(id: string, state: SessionView['state'], timeoutMs?: number): Promise<SessionView>;
   warmCount(flavor: string): Promise<number>;
+  /** `fillPool` on this stack's labvirt: one replenish, then at least `atLeast` warm `flavor` envs. */
+  fillPool(flavor: string, atLeast: number, options?: { timeoutMs?: number }): Promise<void>;
 }
 
 /**
@@ -85,16 +139,8 @@ export async function startTestStack(options: Partial<DevStackOptions> = {}): Pr
   const until = async <T>(
     fn: () => Promise<T | undefined | false>,
     what: string,
-    timeoutMs = 30_000,
-  ): Promise<T> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const v = await fn();
-      if (v) return v;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
+    timeoutMs = DEFAULT_WAIT_MS,
+  ): Promise<T> => pollUntil(fn, timeoutMs, () => new Error(`timed out waiting for ${what}`));
   return {
     ...stack,
     dir,
@@ -113,6 +159,7 @@ export async function startTestStack(options: Partial<DevStackOptions> = {}): Pr
         timeoutMs,
       ),
     warmCount: async (flavor) => (await stack.labvirt.store.countByState(flavor)).warm ?? 0,
+    fillPool: (flavor, atLeast, options) => fillPool(stack.labvirt, flavor, atLeast, options),
     async stop() {
       await stack.stop();
       rmSync(dir, { recursive: true, force: true });

@@ -29,8 +29,7 @@ describe("Events on an env's Namespace", () => {
   // `kubectl describe namespace` prints no Events (kubectl's NamespaceDescriber
   // lists quotas and limits only): `kubectl get events -n lab-…` is where they show.
   it('kubectl get events -n lab-… tells what the labels do not: warm (and how long it took), the session', async () => {
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount('v1.30-1node')) >= 1, 'a warm env');
+    await stack.fillPool('v1.30-1node', 1);
     const s = await stack.labvirt.service.start({ student: 'dora', labId: 'fixture-one' });
     await stack.untilSession(s.id, 'active');
     const active = await stack.labvirt.service.status(s.id);

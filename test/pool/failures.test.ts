@@ -41,8 +41,7 @@ describe('failures', () => {
       );
       expect(await stack.labvirt.context.cluster.getNamespace(`lab-${envId}`)).toBeUndefined();
       // The pool recovers with a fresh env.
-      await stack.labvirt.runMaintenance('replenish');
-      await stack.until(async () => (await stack.warmCount(ONE)) >= 1, 'a fresh warm env', 60_000);
+      await stack.fillPool(ONE, 1, { timeoutMs: 60_000 });
       const metrics = await stack.labvirt.metrics.registry.metrics();
       expect(metrics).toMatch(/labvirt_env_failures_total\{flavor="v1.30-1node"\} [1-9]/);
     } finally {

@@ -8,8 +8,7 @@ describe('pool and sessions end to end (real Redis, simulated KubeVirt, SSH gues
   let stack: TestStack;
   beforeAll(async () => {
     stack = await startTestStack();
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount(ONE)) >= 2, 'two warm envs');
+    await stack.fillPool(ONE, 2);
   }, 120_000);
   afterAll(async () => {
     await stack?.stop();

@@ -73,8 +73,7 @@ describe('scheduled class targets', () => {
       },
     });
     try {
-      await stack.labvirt.runMaintenance('replenish');
-      await stack.until(async () => (await stack.warmCount(ONE)) >= 4, 'four warm envs', 60_000);
+      await stack.fillPool(ONE, 4, { timeoutMs: 60_000 });
       const pool = await stack.labvirt.service.poolStatus();
       const one = pool.flavors.find((f) => f.flavor === ONE)!;
       expect(one).toMatchObject({ minWarm: 1, targetWarm: 4 });
@@ -91,8 +90,7 @@ describe('ssh.mode: nodeport', () => {
       overrides: { ssh: { mode: 'nodeport', publicHost: 'labs.example.org' } },
     });
     try {
-      await stack.labvirt.runMaintenance('replenish');
-      await stack.until(async () => (await stack.warmCount(ONE)) >= 1, 'a warm env');
+      await stack.fillPool(ONE, 1);
       const s = await stack.labvirt.service.start({ student: 'nina', labId: 'fixture-one' });
       const active = await stack.untilSession(s.id, 'active');
       expect(active.connection).toMatchObject({

@@ -258,8 +258,7 @@ describe('Redis restarted empty', () => {
     const stack = await startTestStack();
     try {
       const { labvirt } = stack;
-      await labvirt.runMaintenance('replenish');
-      await stack.until(async () => (await stack.warmCount(FLAVOR)) >= 2, 'warm pool');
+      await stack.fillPool(FLAVOR, 2);
       const s = await labvirt.service.start({ student: 'cleo', labId: 'fixture-one' });
       const active = await stack.untilSession(s.id, 'active');
       await labvirt.service.hint(s.id);

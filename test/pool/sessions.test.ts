@@ -15,8 +15,7 @@ describe('200 concurrent starts against a pool of 20', () => {
         pool: { maxProvisioning: 20, workerConcurrency: 20 },
       },
     });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount(ONE)) >= 20, '20 warm envs', 120_000);
+    await stack.fillPool(ONE, 20, { timeoutMs: 120_000 });
   }, 180_000);
   afterAll(async () => stack?.stop());
 
@@ -86,8 +85,7 @@ describe('session lifecycle details', () => {
   let clock = Date.now();
   beforeAll(async () => {
     stack = await startTestStack({ now: () => clock });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount(ONE)) >= 2, 'warm pool', 60_000);
+    await stack.fillPool(ONE, 2, { timeoutMs: 60_000 });
   }, 120_000);
   afterAll(async () => stack?.stop());
 
@@ -141,8 +139,7 @@ describe('session lifecycle details', () => {
 
   it('moves a student to another env when the lab setup fails, and tears the broken env down', async () => {
     const { labvirt } = stack;
-    await labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount(ONE)) >= 2, 'two warm envs');
+    await stack.fillPool(ONE, 2);
     // Break the env that will be claimed next (the oldest warm one).
     const [oldestId] = await labvirt.store.warmEnvIds(ONE);
     const oldest = await labvirt.store.getEnv(oldestId!);

@@ -18,12 +18,7 @@ describe('SSH connections of a claim', () => {
         flavors: { 'v1.30-1node': { minWarm: 0 }, 'v1.30-3node': { minWarm: 1, maxTotal: 1 } },
       },
     });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(
-      async () => (await stack.warmCount('v1.30-3node')) >= 1,
-      'a warm 3-node env',
-      90_000,
-    );
+    await stack.fillPool('v1.30-3node', 1, { timeoutMs: 90_000 });
   }, 120_000);
   afterAll(async () => {
     await stack?.stop();

@@ -22,12 +22,7 @@ describe('the gateway keeps sessions in memory', () => {
     stack.labvirt.context.cluster.onRequest((verb, resource) => {
       if (verb === 'list' && resource === 'VirtualMachineInstance') vmiLists++;
     });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(
-      async () => (await stack.warmCount('v1.30-1node')) >= 2,
-      'both envs warm',
-      60_000,
-    );
+    await stack.fillPool('v1.30-1node', 2, { timeoutMs: 60_000 });
   }, 90_000);
   afterAll(async () => stack?.stop());
 

@@ -74,8 +74,7 @@ describe('grading integrity: a student who changes the lab tools cannot fake a p
     cpSync(join(FIXTURE_LABS, 'fixture-one'), join(labsDir, 'fixture-one'), { recursive: true });
     writeToolSwapLab(labsDir);
     stack = await startTestStack({ overrides: { labsDir } });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount(ONE)) >= 2, 'warm pool', 60_000);
+    await stack.fillPool(ONE, 2, { timeoutMs: 60_000 });
   }, 120_000);
   afterAll(async () => {
     await stack?.stop();
@@ -213,8 +212,7 @@ chmod 755 /opt/labvirt-sim/bin/cat
 
   it('hashes at warm-up, reuses those hashes at prepare for unchanged files, and hashes in full at check', async () => {
     const { labvirt } = stack;
-    await labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount(ONE)) >= 1, 'a warm env', 60_000);
+    await stack.fillPool(ONE, 1, { timeoutMs: 60_000 });
     const [next] = await labvirt.store.warmEnvIds(ONE);
     const baseline = JSON.parse((await labvirt.store.envToolsBaseline(next!))!) as Record<
       string,

@@ -56,12 +56,7 @@ describe('env and session ids on log lines', () => {
   });
 
   it('provision → claim → prepare → check → stop → teardown: every line names its env or session', async () => {
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(
-      async () => (await stack.warmCount('v1.30-1node')) >= 1,
-      'a warm env',
-      90_000,
-    );
+    await stack.fillPool('v1.30-1node', 1, { timeoutMs: 90_000 });
     const s = await stack.labvirt.service.start({ student: 'lina', labId: 'fixture-one' });
     const active = await stack.untilSession(s.id, 'active', 60_000);
     const check = await stack.labvirt.service.check(s.id);

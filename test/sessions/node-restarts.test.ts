@@ -27,12 +27,7 @@ describe('a VM restarted during a session', () => {
         flavors: { 'v1.30-1node': { minWarm: 0 }, 'v1.30-3node': { minWarm: 1, maxTotal: 1 } },
       },
     });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(
-      async () => (await stack.warmCount('v1.30-3node')) >= 1,
-      'a warm 3-node env',
-      90_000,
-    );
+    await stack.fillPool('v1.30-3node', 1, { timeoutMs: 90_000 });
   }, 120_000);
   afterAll(async () => {
     await stack?.stop();

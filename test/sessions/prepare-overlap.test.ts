@@ -20,12 +20,7 @@ describe("prepare: the order of a claim's guest work", () => {
         flavors: { 'v1.30-1node': { minWarm: 0 }, 'v1.30-3node': { minWarm: 2, maxTotal: 2 } },
       },
     });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(
-      async () => (await stack.warmCount('v1.30-3node')) >= 2,
-      'two warm 3-node envs',
-      90_000,
-    );
+    await stack.fillPool('v1.30-3node', 2, { timeoutMs: 90_000 });
   }, 120_000);
   afterAll(async () => {
     await stack?.stop();

@@ -69,8 +69,7 @@ solve:
         sessions: { toolInventoryTimeoutSeconds: INVENTORY_SECONDS },
       },
     });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount(ONE)) >= 3, 'three warm envs', 90_000);
+    await stack.fillPool(ONE, 3, { timeoutMs: 90_000 });
   }, 120_000);
   afterEach(() => {
     stack.sim.faults.slowGuestCommandsMs = 0;
@@ -122,8 +121,7 @@ solve:
 
   it('ends the session as "did not finish in time" when even the longer try runs out, and takes no other env', async () => {
     const { service, store } = stack.labvirt;
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount(ONE)) >= 3, 'three warm envs', 90_000);
+    await stack.fillPool(ONE, 3, { timeoutMs: 90_000 });
     const warmBefore = await store.warmEnvIds(ONE);
     // 7 s: past the step's 2 s and past the retry's 6 s.
     stack.sim.faults.slowGuestCommandsMs = 7000;
@@ -151,8 +149,7 @@ solve:
   }, 90_000);
   it('gives a tool inventory that runs out of time one more try on the same env: the student gets in, nobody is moved', async () => {
     const { service, store } = stack.labvirt;
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount(ONE)) >= 3, 'three warm envs', 90_000);
+    await stack.fillPool(ONE, 3, { timeoutMs: 90_000 });
     const warmBefore = await store.warmEnvIds(ONE);
     // 4.5 s before each command starts: past the inventory's 3 s, within the
     // retry's 9 s, and well within the setup step's 60 s.
@@ -185,8 +182,7 @@ solve:
 
   it('ends the session as "the machines are busy" when the inventory runs out of time twice, and takes no other env', async () => {
     const { service, store } = stack.labvirt;
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount(ONE)) >= 3, 'three warm envs', 90_000);
+    await stack.fillPool(ONE, 3, { timeoutMs: 90_000 });
     const warmBefore = await store.warmEnvIds(ONE);
     // 10 s: past the inventory's 3 s and its retry's 9 s; the setup's 60 s is enough.
     stack.sim.faults.slowGuestCommandsMs = 10_000;
@@ -212,8 +208,7 @@ solve:
   }, 120_000);
   it('tells the student the machines are busy: the API view, the long poll, labvirt start', async () => {
     const { service } = stack.labvirt;
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount(ONE)) >= 3, 'three warm envs', 90_000);
+    await stack.fillPool(ONE, 3, { timeoutMs: 90_000 });
     // As in the first test: the setup step runs out of its 2 s and runs again with 6 s.
     stack.sim.faults.slowGuestCommandsMs = 3000;
 

@@ -56,8 +56,7 @@ describe('Slack status message: the first post', () => {
   };
 
   const startFromSlack = async (notifier: Notifier, user: string) => {
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount('v1.30-1node')) >= 1, 'a warm env');
+    await stack.fillPool('v1.30-1node', 1);
     return startAsSlackUser(stack.labvirt.service, notifier, user, 'fixture-one');
   };
 

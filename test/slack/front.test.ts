@@ -95,8 +95,7 @@ describe('Slack front end over HTTP', () => {
       },
     });
     events = `${stack.labvirt.apiUrl}/slack/events`;
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount('v1.30-1node')) >= 2, 'warm pool');
+    await stack.fillPool('v1.30-1node', 2);
   }, 90_000);
   afterAll(async () => {
     await stack?.stop();

@@ -24,8 +24,7 @@ describe('Slack: one-time key links and a port of its own', () => {
         slack: { apiUrl: fake.apiUrl, port: 0, keyLinkMinutes: 1 },
       },
     });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount('v1.30-1node')) >= 1, 'warm pool');
+    await stack.fillPool('v1.30-1node', 1);
   }, 90_000);
   afterAll(async () => {
     await stack?.stop();

@@ -24,8 +24,7 @@ describe('Slack notifier', () => {
         sessions: { warnBeforeMinutes: 60 },
       },
     });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount('v1.30-1node')) >= 2, 'warm pool');
+    await stack.fillPool('v1.30-1node', 2);
   }, 90_000);
   afterAll(async () => {
     await stack?.stop();
@@ -55,8 +54,7 @@ describe('Slack notifier', () => {
   }
 
   async function warm(): Promise<void> {
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount('v1.30-1node')) >= 1, 'a warm env');
+    await stack.fillPool('v1.30-1node', 1);
   }
 
   it('edits one DM status message through a whole session, then says goodbye once', async () => {

@@ -12,7 +12,7 @@ import { startRedisServer, type RedisServerHandle } from '../../src/redis/index.
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 import { startNotifier, type Notifier } from '../../src/slack/index.js';
 import { startFakeSlack, type FakeSlack } from '../helpers/fake-slack.js';
-import { serveConfigFor } from '../helpers/stack.js';
+import { fillPool, serveConfigFor } from '../helpers/stack.js';
 import { shownText, startAsSlackUser } from './helpers.js';
 import { cliEnv } from '../helpers/cli-env.js';
 
@@ -100,14 +100,7 @@ describe('Slack notifications across replicas', () => {
   };
   // Generous: a `labvirt serve` child loads the whole app first (through
   // tsx when dist/ is stale), which takes long on a loaded machine.
-  const warm = async (via: LabvirtHandle, n = 1) => {
-    await via.runMaintenance('replenish');
-    await until(
-      async () => ((await via.store.countByState(FLAVOR)).warm ?? 0) >= n,
-      'warm envs',
-      120_000,
-    );
-  };
+  const warm = (via: LabvirtHandle, n = 1) => fillPool(via, FLAVOR, n, { timeoutMs: 120_000 });
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'labvirt-replicas-'));

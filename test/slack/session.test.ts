@@ -33,8 +33,7 @@ describe('a lab session from Slack', () => {
       },
     });
     url = `${stack.labvirt.apiUrl}/slack/events`;
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount('v1.30-1node')) >= 1, 'warm pool');
+    await stack.fillPool('v1.30-1node', 1);
   }, 90_000);
   afterAll(async () => {
     await stack?.stop();

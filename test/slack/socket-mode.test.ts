@@ -25,8 +25,7 @@ describe('Slack front end in Socket Mode', () => {
       slack: { botToken: 'xoxb-socket-test', appToken: 'xapp-socket-test' },
       overrides: { slack: { apiUrl: fake.apiUrl, mode: 'socket' } },
     });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(async () => (await stack.warmCount('v1.30-1node')) >= 1, 'warm pool');
+    await stack.fillPool('v1.30-1node', 1);
   }, 90_000);
   afterAll(async () => {
     await stack?.stop();

@@ -83,12 +83,7 @@ describe('addresses and keys labvirt trusts', () => {
 
   beforeAll(async () => {
     stack = await startTestStack();
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(
-      async () => (await stack.warmCount('v1.30-1node')) >= 2,
-      'two warm envs',
-      90_000,
-    );
+    await stack.fillPool('v1.30-1node', 2, { timeoutMs: 90_000 });
     const { service } = stack.labvirt;
     const [a, b] = await Promise.all([
       service.start({ student: 'alice', labId: 'fixture-one' }),

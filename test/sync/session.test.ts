@@ -26,13 +26,8 @@ describe('NodePort sync in a running labvirt: what the student sees', { timeout:
         sync: { maxPortsPerEnv: 1, retryInitialSeconds: 0.05, retryMaxSeconds: 0.5 },
       },
     });
-    await stack.labvirt.runMaintenance('replenish');
     // Generous bounds for a loaded machine (30 s was outgrown once at load 17–26).
-    await stack.until(
-      async () => (await stack.warmCount('v1.30-1node')) >= 1,
-      'a warm env',
-      90_000,
-    );
+    await stack.fillPool('v1.30-1node', 1, { timeoutMs: 90_000 });
   }, 120_000);
   afterAll(async () => {
     for (const c of closers.reverse()) await c();

@@ -19,12 +19,7 @@ export async function startWebStack(
       ...more,
     },
   });
-  await stack.labvirt.runMaintenance('replenish');
-  await stack.until(
-    async () => (await stack.warmCount('v1.30-3node')) >= warm,
-    `${warm} three-node envs warm`,
-    90_000,
-  );
+  await stack.fillPool('v1.30-3node', warm, { timeoutMs: 90_000 });
   return stack;
 }
 

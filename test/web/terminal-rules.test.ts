@@ -51,12 +51,7 @@ describe('web terminals under the SSH gateway rules', () => {
         ssh: { idleTimeoutMinutes: 1 },
       },
     });
-    await stack.labvirt.runMaintenance('replenish');
-    await stack.until(
-      async () => (await stack.warmCount('v1.30-1node')) >= 3,
-      '3 one-node envs warm',
-      90_000,
-    );
+    await stack.fillPool('v1.30-1node', 3, { timeoutMs: 90_000 });
     for (const student of ['alice', 'bob', 'carol'] as const) {
       const s = await stack.labvirt.service.start({ student, labId: 'fixture-one' });
       sessions[student] = { id: s.id, key: s.privateKey! };
