@@ -163,17 +163,6 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
         selectNodes(step.node, nodes).map((n) => n.node),
       ),
     );
-    // The lab's first step is the head of the claim's longest chain (its
-    // handshake, the step, the inventory): its node's handshake goes first,
-    // and the other nodes' (needed only for their keys) once it is done, so
-    // that the three do not share the CPU while the student waits on one.
-    const firstStep = scripts.setup[0] ?? scripts.prepare[0];
-    const leading = firstStep ? selectNodes(firstStep.node, nodes).map((n) => n.node) : [];
-    const leadConnected = Promise.all(
-      nodes
-        .filter((n) => leading.includes(n.node))
-        .map((n) => ctx.executor.connect({ envId, node: n.node, ip: n.ip })),
-    ).catch(() => undefined); // its own step reports a node that cannot be reached
     let setupDone = false;
     const [setupAndTools, keys] = await Promise.allSettled([
       (async () => {
@@ -199,13 +188,12 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
       steps.time(
         'keys',
         Promise.all(
-          nodes.map(async (node) => {
-            if (!leading.includes(node.node)) await leadConnected;
-            await ctx.executor.installStudentKey(
+          nodes.map((node) =>
+            ctx.executor.installStudentKey(
               { envId, node: node.node, ip: node.ip },
               session.publicKey,
-            );
-          }),
+            ),
+          ),
         ),
       ),
     ]);

@@ -99,12 +99,6 @@ export interface ExecutorOptions {
 
 export interface Executor {
   exec(target: GuestTarget, script: string, opts: ExecOptions): Promise<ExecResult>;
-  /**
-   * Opens the pooled connection to a node (or finds it open) without running
-   * anything: a caller that knows which node its next commands need first can
-   * let that handshake go before the others. Closed once idle, as any.
-   */
-  connect(target: GuestTarget): Promise<void>;
   /** Resolves once the readiness marker exists; throws after timeoutMs. */
   waitReady(target: GuestTarget, opts: { timeoutMs: number; pollMs?: number }): Promise<void>;
   /**
@@ -561,11 +555,6 @@ export function createExecutor(options: ExecutorOptions): Executor {
     }
   }
 
-  async function connect(target: GuestTarget) {
-    const pooled = await connection(target, loginUser);
-    if (!pooled.idleTimer) closeWhenUnused(pooled);
-  }
-
   async function hostKeyOf(envId: string, node: NodeName) {
     return (await identityOf(envId)).hostKeys[node];
   }
@@ -636,7 +625,6 @@ export function createExecutor(options: ExecutorOptions): Executor {
 
   return {
     exec,
-    connect,
     waitReady,
     installStudentKey,
     hostKeyOf,

@@ -11,16 +11,16 @@ import { startTestStack, type TestStack } from '../helpers/stack.js';
  * 20 s have passed): run one after the other, the inventory would start
  * only after that hold.
  */
-describe("prepare: the order of a claim's guest work", () => {
+describe('prepare: the tools inventory beside the key installs', () => {
   let stack: TestStack;
 
   beforeAll(async () => {
     stack = await startTestStack({
       overrides: {
-        flavors: { 'v1.30-1node': { minWarm: 0 }, 'v1.30-3node': { minWarm: 2, maxTotal: 2 } },
+        flavors: { 'v1.30-1node': { minWarm: 0 }, 'v1.30-3node': { minWarm: 1, maxTotal: 1 } },
       },
     });
-    await stack.fillPool('v1.30-3node', 2, { timeoutMs: 90_000 });
+    await stack.fillPool('v1.30-3node', 1, { timeoutMs: 90_000 });
   }, 120_000);
   afterAll(async () => {
     await stack?.stop();
@@ -64,35 +64,6 @@ describe("prepare: the order of a claim's guest work", () => {
       ]);
     } finally {
       executor.exec = original.exec;
-      executor.installStudentKey = original.installStudentKey;
-    }
-  }, 90_000);
-
-  it("connects to the lab's first node before the other nodes' key installs start", async () => {
-    const { service, context } = stack.labvirt;
-    const executor: Executor = context.executor;
-    const original = { connect: executor.connect, installStudentKey: executor.installStudentKey };
-    // fixture-three's setup runs on worker-1: its handshake heads the path.
-    let leadConnectedAt = Infinity;
-    const installStarted = new Map<string, number>();
-    let tick = 0;
-    executor.connect = async (target) => {
-      await original.connect(target);
-      if (target.node === 'worker-1') leadConnectedAt = ++tick;
-    };
-    executor.installStudentKey = (target, publicKey) => {
-      installStarted.set(target.node, ++tick);
-      return original.installStudentKey(target, publicKey);
-    };
-    try {
-      const started = await service.start({ student: 'lead-first', labId: 'fixture-three' });
-      expect((await stack.untilSession(started.id, 'active', 60_000)).state).toBe('active');
-      expect([...installStarted.keys()].sort()).toEqual(['control-plane', 'worker-1', 'worker-2']);
-      expect(leadConnectedAt).toBeLessThan(Infinity);
-      expect(installStarted.get('control-plane')).toBeGreaterThan(leadConnectedAt);
-      expect(installStarted.get('worker-2')).toBeGreaterThan(leadConnectedAt);
-    } finally {
-      executor.connect = original.connect;
       executor.installStudentKey = original.installStudentKey;
     }
   }, 90_000);

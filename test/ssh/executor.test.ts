@@ -281,21 +281,6 @@ describe('executor', () => {
     expect(ex.handshakes).toBe(2);
   });
 
-  it('opens a connection ahead of its commands, which use it, and closes it when nothing uses it', async () => {
-    const g = await guest();
-    const ex = executor({ idleCloseMs: 300 });
-    await ex.connect(target(g.ip));
-    expect(ex.openConnections).toBe(1);
-    expect((await ex.exec(target(g.ip), 'echo used', { timeoutMs: 5000 })).stdout).toBe('used\n');
-    expect(ex.handshakes).toBe(1);
-    await expect.poll(() => ex.openConnections, { timeout: 5000 }).toBe(0);
-    // Opened and never used: closed all the same.
-    await ex.connect(target(g.ip));
-    expect(ex.openConnections).toBe(1);
-    await expect.poll(() => ex.openConnections, { timeout: 5000 }).toBe(0);
-    expect(ex.handshakes).toBe(2);
-  });
-
   it('forwards streams beside commands: they take no command slot and hold the connection open', async () => {
     // A TCP echo server standing in for the guest's 6443.
     const echo = createServer((sock) => sock.pipe(sock));
