@@ -157,7 +157,8 @@ async function bringUp(
   }
 
   const provisionMs = ctx.now() - createdAt;
-  const result = await ctx.store.markEnvWarm(envId, { expected: 'booting' });
+  // A waiting student served here is claimed on the sessions' clock (ctx.now).
+  const result = await ctx.store.markEnvWarm(envId, { expected: 'booting', claimedAt: ctx.now() });
   if (!result.ok) return; // someone else moved it on (torn down meanwhile)
   await ctx.store.recordProvisionDuration(flavor, provisionMs);
   ctx.events.emit({ type: 'env.state', envId, flavor, from: 'booting', to: 'warm', provisionMs });

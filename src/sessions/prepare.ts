@@ -42,6 +42,9 @@ export const SLOW_SETUP_TIMEOUT_FACTOR = 3;
  */
 export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Promise<void> {
   const { sessionId, envId } = job.data;
+  // On the clock the claim wrote claimedAt with (ctx.now, a fake one in
+  // tests): queueMs is the difference of the two. The steps stay wall-clock.
+  const startedAt = ctx.now();
   const steps = new StepTimes();
   const [session, env] = await Promise.all([
     ctx.store.getSession(sessionId),
@@ -298,8 +301,9 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     {
       expiresAt: new Date(expiresAt).toISOString(),
       claimToReadyMs: now - session.createdAt,
-      // From the claim to this job's start: the prepare queue's wait.
-      queueMs: Math.max(0, steps.started - (session.claimedAt ?? session.createdAt)),
+      // From the claim to this job's start: the prepare queue's wait. Never
+      // negative: the claim may have been written by another replica's clock.
+      queueMs: Math.max(0, startedAt - (session.claimedAt ?? session.createdAt)),
       steps: steps.record,
     },
     'session active',
@@ -314,9 +318,8 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
  * stretch they share as one lap.
  */
 class StepTimes {
-  readonly started = Date.now();
   readonly record: Record<string, number> = {};
-  private last = this.started;
+  private last = Date.now();
 
   /** The time since the previous lap (or the start), under `name`. */
   lap(name: string): void {
@@ -349,7 +352,7 @@ async function moveToAnotherEnv(
     await failSession(ctx, sessionId, `the lab could not be set up (${reason})`);
     return;
   }
-  const result = await ctx.store.reassignSession(sessionId, envId);
+  const result = await ctx.store.reassignSession(sessionId, envId, ctx.now());
   ctx.events.emit({
     type: 'session.moved',
     sessionId,

@@ -203,6 +203,9 @@ export class StudentConnection {
   /** Adds a place the gateway's notices go; returns how to take it away. */
   addNoticeSink(sink: (text: string) => void): () => void {
     this.noticeSinks.add(sink);
+    // A warning that fell due while nobody could hear it (a shell's sink
+    // comes only once its hop to the guest is up) is told now, not lost.
+    if (this.noticeSinks.size === 1 && !this.finished) void this.tick();
     return () => void this.noticeSinks.delete(sink);
   }
 
@@ -289,7 +292,9 @@ export class StudentConnection {
     const left = s.expiresAt.getTime() - t;
     if (left <= 0)
       return this.disconnect('session expired', 'your lab session has ended; disconnecting.');
-    if (left <= rules.warnMs && !this.warnedEnd) {
+    // A warning is given once someone can hear it (addNoticeSink).
+    const heard = this.noticeSinks.size > 0;
+    if (left <= rules.warnMs && !this.warnedEnd && heard) {
       this.warnedEnd = true;
       this.tell(
         `your lab session ends in ${Math.ceil(left / 1000)} s (at ${s.expiresAt.toISOString()}). Save your work.`,
@@ -301,7 +306,7 @@ export class StudentConnection {
         'idle',
         `disconnecting after ${Math.round(rules.idleMs / 1000)} s without input.`,
       );
-    if (idle >= rules.idleMs - rules.warnMs && !this.warnedIdle) {
+    if (idle >= rules.idleMs - rules.warnMs && !this.warnedIdle && heard) {
       this.warnedIdle = true;
       this.tell(
         `no input for a while: you will be disconnected in ${Math.ceil((rules.idleMs - idle) / 1000)} s unless you type something.`,

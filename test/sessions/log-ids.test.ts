@@ -23,6 +23,13 @@ const POOL_WIDE = new Set([
 ]);
 
 /**
+ * labvirt's clock in this file (ctx.now): a year behind the wall clock, as a
+ * test's fake clock may be. A time on the log lines taken from the wall clock
+ * against one from this clock is off by a year.
+ */
+const CLOCK_BEHIND_MS = 365 * 24 * 3600_000;
+
+/**
  * Every log line the pool and sessions modules write while working on an env
  * or a session names it (`envId`, `sessionId`), so an operator can follow one
  * through `jq 'select(.envId == "…")'`.
@@ -43,6 +50,7 @@ describe('env and session ids on log lines', () => {
       }
     });
     stack = await startTestStack({
+      now: () => Date.now() - CLOCK_BEHIND_MS,
       logger: createLogger({ level: 'debug', destination: out }),
       overrides: {
         flavors: {
@@ -93,6 +101,10 @@ describe('env and session ids on log lines', () => {
         markActive: expect.any(Number),
       },
     });
+    // The claim → the prepare job's start, both on labvirt's clock: within
+    // the claim's whole time, not a year.
+    expect(activeLine!.queueMs).toBeGreaterThanOrEqual(0);
+    expect(activeLine!.queueMs).toBeLessThanOrEqual(activeLine!.claimToReadyMs as number);
     // And each guest connection's time, at debug (the executor's component).
     expect(
       lines.some(
@@ -107,6 +119,22 @@ describe('env and session ids on log lines', () => {
     expect(sessionLines.length).toBeGreaterThan(0);
     for (const l of sessionLines) expect(l.envId).toBe(active.envId);
   }, 240_000);
+
+  it("a student served from the line is claimed on labvirt's clock: queue times within the claim's", async () => {
+    // No warm env of this flavor: the student waits, and the env booted for
+    // them is claimed as it turns warm (markEnvWarm), not by the request.
+    const s = await stack.labvirt.service.start({ student: 'omar', labId: 'fixture-three' });
+    expect(s.state).toBe('waiting');
+    await stack.untilSession(s.id, 'active', 120_000);
+    const ready = stack.events.find((e) => e.type === 'session.ready' && e.sessionId === s.id);
+    if (ready?.type !== 'session.ready') throw new Error(`no session.ready for ${s.id}`);
+    expect(ready.queueWaitMs).toBeGreaterThanOrEqual(0);
+    expect(ready.queueWaitMs).toBeLessThanOrEqual(ready.claimLatencyMs);
+    const activeLine = lines.find((l) => l.msg === 'session active' && l.sessionId === s.id);
+    expect(activeLine?.queueMs).toBeGreaterThanOrEqual(0);
+    expect(activeLine?.queueMs).toBeLessThanOrEqual(activeLine!.claimToReadyMs as number);
+    await stack.labvirt.service.stop(s.id);
+  }, 180_000);
 
   it('a job that fails names the env or session it was for', async () => {
     // Every call to the cluster fails for a moment: preparing the session (or

@@ -56,7 +56,8 @@ describe('Slack status message: the first post', () => {
   };
 
   const startFromSlack = async (notifier: Notifier, user: string) => {
-    await stack.fillPool('v1.30-1node', 1);
+    // The file's first env boots here: at load 40 that took more than 30 s.
+    await stack.fillPool('v1.30-1node', 1, { timeoutMs: 60_000 });
     return startAsSlackUser(stack.labvirt.service, notifier, user, 'fixture-one');
   };
 
@@ -113,7 +114,7 @@ describe('Slack status message: the first post', () => {
     const state = await stack.labvirt.store.slackMessageState(s.id);
     expect(state).toMatchObject({ ts: messages[0]!.ts, postingSince: undefined });
     await stopAndDrain(a, s.id, user);
-  }, 60_000);
+  }, 90_000);
 
   it('a post Slack refused with 429 is posted again without searching the DM', async () => {
     const n = await deliveringNotifier();
@@ -129,13 +130,17 @@ describe('Slack status message: the first post', () => {
     ]);
     expect(calls.filter((c) => c.method.startsWith('conversations.'))).toHaveLength(0);
     await stopAndDrain(n, s.id, user);
-  }, 60_000);
+  }, 90_000);
 
   it('a post whose answer never came back is found in the DM and edited, never posted twice', async () => {
-    const n = await deliveringNotifier({ callTimeoutMs: 700 });
+    // Every call has this timeout, the search's too: at 700 ms, at load 40,
+    // the search's answer came after the client had given up, and the retry
+    // rightly searched again. 3 s is several times a call's answer there.
+    const n = await deliveringNotifier({ callTimeoutMs: 3000 });
     const user = 'U0FP03';
-    // Slack takes the post but answers after the client has given up.
-    fake.setAnswerDelay('chat.postMessage', 3000);
+    // Slack takes the post but answers after the client has given up (3 s
+    // after, so that a late timer does not let the answer in first).
+    fake.setAnswerDelay('chat.postMessage', 6000);
     const s = await startFromSlack(n, user);
     await stack.until(
       async () => callsFor(user).some((c) => c.method === 'chat.postMessage' && c.status === 0),
@@ -149,9 +154,12 @@ describe('Slack status message: the first post', () => {
     expect(messages).toHaveLength(1);
     const calls = callsFor(user);
     expect(calls.filter((c) => c.method === 'chat.postMessage')).toHaveLength(1);
-    expect(calls.filter((c) => c.method === 'conversations.history')).toHaveLength(1);
+    expect(
+      calls.filter((c) => c.method === 'conversations.history'),
+      JSON.stringify(calls.map((c) => [c.method, c.status, c.at - calls[0]!.at])),
+    ).toHaveLength(1);
     expect(fake.updatesOf(messages[0]!.channel, messages[0]!.ts).length).toBeGreaterThanOrEqual(1);
     expect(shownText(fake.message(messages[0]!.channel, messages[0]!.ts)!)).toMatch(ACTIVE);
     await stopAndDrain(n, s.id, user);
-  }, 60_000);
+  }, 90_000);
 });

@@ -343,6 +343,36 @@ describe('ssh gateway', () => {
     await closed;
   });
 
+  it('warns a shell that opens after the warning fell due, then disconnects', async () => {
+    // The gateway's clock, moved by the test: the warning falls due while the
+    // student is logged in with no channel open (as while a shell's hop to
+    // the guest is under way), and ticks (every 500 ms) pass before one opens.
+    let clock = Date.now();
+    const expiresAt = clock + 10_000;
+    const gw = await gateway({ now: () => clock, warnBeforeMs: 2000, idleTimeoutMs: 60_000 }, [
+      session({ expiresAt: new Date(expiresAt) }),
+    ]);
+    const c = await studentLogin(gw);
+    clock = expiresAt - 1500;
+    await new Promise((r) => setTimeout(r, 1500));
+    const sh = await shell(c);
+    let bound: NodeJS.Timeout | undefined;
+    const warned = await Promise.race([
+      readUntil(sh.stderr, /Save your work/),
+      new Promise<never>((_, reject) => {
+        bound = setTimeout(
+          () => reject(new Error('no warning 10 s after the shell opened')),
+          10_000,
+        );
+      }),
+    ]).finally(() => clearTimeout(bound));
+    expect(warned).toMatch(/\[labvirt\] your lab session ends in 2 s/);
+    const closed = new Promise<void>((r) => c.on('close', () => r()));
+    clock = expiresAt;
+    expect(await readUntil(sh.stderr, /has ended/)).toContain('[labvirt]');
+    await closed;
+  });
+
   it('disconnects when the session is released early, and follows an extension', async () => {
     const gw = await gateway({ recheckMs: 100, warnBeforeMs: 500 }, [
       session({ expiresAt: new Date(Date.now() + 800) }),
@@ -390,9 +420,11 @@ describe('ssh gateway', () => {
   });
 
   it('sends its notices on a notices channel to a client whose shell is behind a jump', async () => {
-    const gw = await gateway({ warnBeforeMs: 500, idleTimeoutMs: 60_000 }, [
-      session({ expiresAt: new Date(Date.now() + 1500) }),
-    ]);
+    // The session is cut short only once the shell behind the jump answers:
+    // on a loaded machine the three logins took up to 1.6 s, and an end fixed
+    // before them cut the jump mid-command (the gateway's clock, not the
+    // notices, was then under test).
+    const gw = await gateway({ recheckMs: 100, warnBeforeMs: 2000, idleTimeoutMs: 60_000 });
     const c = await studentLogin(gw);
     const notices = await new Promise<ClientChannel>((res, rej) =>
       c.subsys(NOTICES_SUBSYSTEM, (err, s) => (err ? rej(err) : res(s))),
@@ -406,10 +438,13 @@ describe('ssh gateway', () => {
     clients.push(inner);
     expect((await run(inner, 'hostname')).stdout).toBe('worker-1\n');
     const closed = new Promise<void>((r) => c.on('close', () => r()));
-    expect(await readUntil(notices.stderr, /Save your work/)).toMatch(
-      /\[labvirt\] your lab session ends in \d+ s/,
+    // Inside the warning window at once: the next recheck warns, the end cuts.
+    sessions.set(SESSION, session({ expiresAt: new Date(Date.now() + 2000) }));
+    // Read as one: a client reading late gets both notices in one chunk.
+    const told = await readUntil(notices.stderr, /has ended/);
+    expect(told).toMatch(
+      /\[labvirt\] your lab session ends in \d+ s[^]*Save your work[^]*\[labvirt\] your lab session has ended; disconnecting/,
     );
-    expect(await readUntil(notices.stderr, /has ended/)).toContain('disconnecting');
     await closed;
   });
 
