@@ -333,13 +333,20 @@ describe('ssh gateway', () => {
   });
 
   it('warns before the session ends, then disconnects', async () => {
-    const gw = await gateway({ warnBeforeMs: 500, idleTimeoutMs: 60_000 }, [
-      session({ expiresAt: new Date(Date.now() + 1500) }),
+    // The gateway's clock, moved by the test once the shell is open: a login
+    // slowed by a loaded machine cannot run past a session end fixed ahead.
+    let clock = Date.now();
+    const expiresAt = clock + 3600_000;
+    const gw = await gateway({ now: () => clock, warnBeforeMs: 500, idleTimeoutMs: 7200_000 }, [
+      session({ expiresAt: new Date(expiresAt) }),
     ]);
     const c = await studentLogin(gw);
     const sh = await shell(c);
     const closed = new Promise<void>((r) => c.on('close', () => r()));
-    expect(await readUntil(sh.stderr, /Save your work/)).toMatch(/session ends in \d+ s/);
+    clock = expiresAt - 400;
+    expect(await readUntil(sh.stderr, /Save your work/)).toMatch(/session ends in 1 s/);
+    clock = expiresAt;
+    expect(await readUntil(sh.stderr, /has ended/)).toContain('[labvirt]');
     await closed;
   });
 
@@ -718,13 +725,18 @@ describe('in-process sessions (the web terminal bridge) under the SSH rules', ()
   });
 
   it('are cut at the session end time by the gateway clock, after a warning', async () => {
-    const gw = await gateway({ warnBeforeMs: 500, idleTimeoutMs: 60_000 }, [
-      session({ expiresAt: new Date(Date.now() + 1500) }),
+    let clock = Date.now();
+    const expiresAt = clock + 3600_000;
+    const gw = await gateway({ now: () => clock, warnBeforeMs: 500, idleTimeoutMs: 7200_000 }, [
+      session({ expiresAt: new Date(expiresAt) }),
     ]);
     const s = await gw.openSession(SESSION);
     const notices = noticesOf(s);
-    expect(await notices.until(/Save your work/)).toMatch(/session ends in \d+ s/);
-    expect(await closeOf(s)).toMatch(/has ended/);
+    const closed = closeOf(s);
+    clock = expiresAt - 400;
+    expect(await notices.until(/Save your work/)).toMatch(/session ends in 1 s/);
+    clock = expiresAt;
+    expect(await closed).toMatch(/has ended/);
     await until(() => auditLines.some((l) => l.audit === 'ssh.connection.close'));
     expect(auditFor('ssh.connection.close', local)[0]).toMatchObject({
       reason: 'session expired',
