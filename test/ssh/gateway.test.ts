@@ -128,6 +128,23 @@ async function gateway(extra: Partial<GatewayOptions> = {}, s: GatewaySession[] 
   return gw;
 }
 
+/**
+ * A gateway on a clock the test moves (`at`), its one session ending
+ * `endsInMs` from now on that clock: what a test says about warnings and
+ * cuts then does not depend on how long a login takes on a loaded machine.
+ */
+async function clockedGateway(
+  rules: Pick<GatewayOptions, 'warnBeforeMs' | 'idleTimeoutMs'>,
+  endsInMs: number,
+) {
+  let clock = Date.now();
+  const expiresAt = clock + endsInMs;
+  const gw = await gateway({ now: () => clock, ...rules }, [
+    session({ expiresAt: new Date(expiresAt) }),
+  ]);
+  return { gw, expiresAt, at: (t: number) => void (clock = t) };
+}
+
 async function studentLogin(gw: Gateway, extra: Partial<ConnectConfig> = {}) {
   const c = await connectClient({
     port: gw.port,
@@ -333,34 +350,31 @@ describe('ssh gateway', () => {
   });
 
   it('warns before the session ends, then disconnects', async () => {
-    // The gateway's clock, moved by the test once the shell is open: a login
-    // slowed by a loaded machine cannot run past a session end fixed ahead.
-    let clock = Date.now();
-    const expiresAt = clock + 3600_000;
-    const gw = await gateway({ now: () => clock, warnBeforeMs: 500, idleTimeoutMs: 7200_000 }, [
-      session({ expiresAt: new Date(expiresAt) }),
-    ]);
+    // The clock moves once the shell is open.
+    const { gw, expiresAt, at } = await clockedGateway(
+      { warnBeforeMs: 500, idleTimeoutMs: 7200_000 },
+      3600_000,
+    );
     const c = await studentLogin(gw);
     const sh = await shell(c);
     const closed = new Promise<void>((r) => c.on('close', () => r()));
-    clock = expiresAt - 400;
+    at(expiresAt - 400);
     expect(await readUntil(sh.stderr, /Save your work/)).toMatch(/session ends in 1 s/);
-    clock = expiresAt;
+    at(expiresAt);
     expect(await readUntil(sh.stderr, /has ended/)).toContain('[labvirt]');
     await closed;
   });
 
   it('warns a shell that opens after the warning fell due, then disconnects', async () => {
-    // The gateway's clock, moved by the test: the warning falls due while the
-    // student is logged in with no channel open (as while a shell's hop to
-    // the guest is under way), and ticks (every 500 ms) pass before one opens.
-    let clock = Date.now();
-    const expiresAt = clock + 10_000;
-    const gw = await gateway({ now: () => clock, warnBeforeMs: 2000, idleTimeoutMs: 60_000 }, [
-      session({ expiresAt: new Date(expiresAt) }),
-    ]);
+    // The warning falls due while the student is logged in with no channel
+    // open (as while a shell's hop to the guest is under way), and ticks
+    // (every 500 ms) pass before one opens.
+    const { gw, expiresAt, at } = await clockedGateway(
+      { warnBeforeMs: 2000, idleTimeoutMs: 60_000 },
+      10_000,
+    );
     const c = await studentLogin(gw);
-    clock = expiresAt - 1500;
+    at(expiresAt - 1500);
     await new Promise((r) => setTimeout(r, 1500));
     const sh = await shell(c);
     let bound: NodeJS.Timeout | undefined;
@@ -375,7 +389,7 @@ describe('ssh gateway', () => {
     ]).finally(() => clearTimeout(bound));
     expect(warned).toMatch(/\[labvirt\] your lab session ends in 2 s/);
     const closed = new Promise<void>((r) => c.on('close', () => r()));
-    clock = expiresAt;
+    at(expiresAt);
     expect(await readUntil(sh.stderr, /has ended/)).toContain('[labvirt]');
     await closed;
   });
@@ -725,17 +739,16 @@ describe('in-process sessions (the web terminal bridge) under the SSH rules', ()
   });
 
   it('are cut at the session end time by the gateway clock, after a warning', async () => {
-    let clock = Date.now();
-    const expiresAt = clock + 3600_000;
-    const gw = await gateway({ now: () => clock, warnBeforeMs: 500, idleTimeoutMs: 7200_000 }, [
-      session({ expiresAt: new Date(expiresAt) }),
-    ]);
+    const { gw, expiresAt, at } = await clockedGateway(
+      { warnBeforeMs: 500, idleTimeoutMs: 7200_000 },
+      3600_000,
+    );
     const s = await gw.openSession(SESSION);
     const notices = noticesOf(s);
     const closed = closeOf(s);
-    clock = expiresAt - 400;
+    at(expiresAt - 400);
     expect(await notices.until(/Save your work/)).toMatch(/session ends in 1 s/);
-    clock = expiresAt;
+    at(expiresAt);
     expect(await closed).toMatch(/has ended/);
     await until(() => auditLines.some((l) => l.audit === 'ssh.connection.close'));
     expect(auditFor('ssh.connection.close', local)[0]).toMatchObject({
