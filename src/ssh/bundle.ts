@@ -19,8 +19,8 @@ const USER_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
  *
  * It runs for every command labvirt sends a guest (five on each claim's
  * path), so it starts as few processes as it can: `tar -p` gives each file
- * the mode the bundle names, and for another user the bundle's `./` entry
- * opens the directory to them (makeBundle), so no `chmod` runs; and the
+ * the mode the bundle names, and for `student` the bundle's `./` entry opens
+ * the directory to them (makeBundle), so no `chmod` runs; and the
  * executor says `self` whenever the user asked for is the login user, so
  * no `id` runs either.
  */
