@@ -134,7 +134,7 @@ async function gateway(extra: Partial<GatewayOptions> = {}, s: GatewaySession[] 
  * cuts then does not depend on how long a login takes on a loaded machine.
  */
 async function clockedGateway(
-  rules: Pick<GatewayOptions, 'warnBeforeMs' | 'idleTimeoutMs'>,
+  rules: Pick<GatewayOptions, 'warnBeforeMs' | 'idleTimeoutMs' | 'recheckMs'>,
   endsInMs: number,
 ) {
   let clock = Date.now();
@@ -395,13 +395,18 @@ describe('ssh gateway', () => {
   });
 
   it('disconnects when the session is released early, and follows an extension', async () => {
-    const gw = await gateway({ recheckMs: 100, warnBeforeMs: 500 }, [
-      session({ expiresAt: new Date(Date.now() + 800) }),
-    ]);
+    // The gateway looks the session up again once its clock has moved on by
+    // recheckMs; the test moves it.
+    const { gw, expiresAt, at } = await clockedGateway(
+      { recheckMs: 100, warnBeforeMs: 500, idleTimeoutMs: 7200_000 },
+      3600_000,
+    );
     const c = await studentLogin(gw);
     const sh = await shell(c);
-    // Extended before the warning time: no warning, the connection stays.
-    sessions.set(SESSION, session({ expiresAt: new Date(Date.now() + 3600_000) }));
+    // Extended before the warning time: past the old end, no warning and the
+    // connection stays.
+    sessions.set(SESSION, session({ expiresAt: new Date(expiresAt + 3600_000) }));
+    at(expiresAt + 1000);
     sh.write('echo still-here\n');
     await readUntil(sh, /still-here\r?\n/);
     await new Promise((r) => setTimeout(r, 1000));
@@ -409,7 +414,10 @@ describe('ssh gateway', () => {
     await readUntil(sh, /alive\r?\n/);
     const closed = new Promise<void>((r) => c.on('close', () => r()));
     sessions.delete(SESSION);
-    expect(await readUntil(sh.stderr, /has ended/)).toContain('[labvirt]');
+    at(expiresAt + 2000);
+    const told = await readUntil(sh.stderr, /has ended/);
+    expect(told).toContain('[labvirt]');
+    expect(told).not.toMatch(/Save your work/);
     await closed;
   });
 
