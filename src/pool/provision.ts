@@ -157,8 +157,8 @@ async function bringUp(
   }
 
   const provisionMs = ctx.now() - createdAt;
-  // A waiting student served here is claimed on the sessions' clock (ctx.now).
-  const result = await ctx.store.markEnvWarm(envId, { expected: 'booting', claimedAt: ctx.now() });
+  // On the sessions' clock (ctx.now): a waiting student served here is claimed at it.
+  const result = await ctx.store.markEnvWarm(envId, { expected: 'booting', now: ctx.now() });
   if (!result.ok) return; // someone else moved it on (torn down meanwhile)
   await ctx.store.recordProvisionDuration(flavor, provisionMs);
   ctx.events.emit({ type: 'env.state', envId, flavor, from: 'booting', to: 'warm', provisionMs });

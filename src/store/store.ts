@@ -264,22 +264,15 @@ export class Store {
     return moved === 1;
   }
 
-  /**
-   * Booted env: serve the head of the line, or join the warm index.
-   * `claimedAt` is the served session's claim time, on the clock of its
-   * other times (default `now`).
-   */
+  /** Booted env: serve the head of the line, or join the warm index. */
   async markEnvWarm(
     envId: string,
-    opts: { expected: EnvState; now?: number; claimedAt?: number },
+    opts: { expected: EnvState; now?: number },
   ): Promise<{ ok: boolean; servedSessionId?: string }> {
-    const now = opts.now ?? Date.now();
-    const res = (await this.run('markEnvWarm', [
-      envId,
-      opts.expected,
-      now,
-      opts.claimedAt ?? now,
-    ])) as [number, string?];
+    const res = (await this.run('markEnvWarm', [envId, opts.expected, opts.now ?? Date.now()])) as [
+      number,
+      string?,
+    ];
     return { ok: res[0] === 1, servedSessionId: res[1] };
   }
 

@@ -4,11 +4,10 @@
   joins the warm index, oldest first. Compare-and-set on the expected state,
   so a stale worker cannot resurrect an env that was torn down meanwhile.
 
-  ARGV: prefix, envId, expectedState, now, claimedAt (the served session's
-  claim time, on the clock of the session's other times)
+  ARGV: prefix, envId, expectedState, now
   Returns: {0} not moved | {1} warm | {1, sessionId} served a waiter
 ]]
-local p, envId, expected, now, claimedAt = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local p, envId, expected, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local envKey = p .. 'env:' .. envId
 local state = redis.call('HGET', envKey, 'state')
 if state ~= expected then return {0} end
@@ -21,7 +20,7 @@ while true do
   if redis.call('HGET', sessionKey, 'state') == 'waiting' then
     redis.call('SMOVE', p .. 'state:' .. flavor .. ':' .. state, p .. 'state:' .. flavor .. ':claimed', envId)
     redis.call('HSET', envKey, 'state', 'claimed', 'sessionId', sid, 'updatedAt', now)
-    redis.call('HSET', sessionKey, 'state', 'claimed', 'envId', envId, 'claimedAt', claimedAt)
+    redis.call('HSET', sessionKey, 'state', 'claimed', 'envId', envId, 'claimedAt', now)
     return {1, sid}
   end
 end
