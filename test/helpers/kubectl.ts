@@ -127,6 +127,9 @@ export async function kubectl(
         resolvePromise({ code, stdout, stderr });
       },
     );
+    // kubectl may exit before it reads its input (a usage error): the write
+    // then fails with EPIPE, which is not the test's business.
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end(options.stdin ?? '');
   });
 }

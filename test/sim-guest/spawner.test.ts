@@ -25,6 +25,10 @@ function collect(
         signal,
       }),
     );
+    // A command that exits before reading its input (most here) has closed
+    // the other end: even an empty write then fails with EPIPE, which the
+    // guest's server ignores the same way.
+    command.stdin!.on('error', () => undefined);
     command.stdin!.end(stdin);
   });
 }
