@@ -98,6 +98,45 @@ export function processRssMiB(pid: number): number {
   return kb / 1024;
 }
 
+/** The whole machine's busy and total CPU time so far, in ms (all cores; /proc/stat). */
+export function machineCpuMs(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1);
+  const ticks = fields.map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is inside user)
+  const total = ticks.slice(0, 8).reduce((sum, t) => sum + t, 0);
+  const idle = (ticks[3] ?? 0) + (ticks[4] ?? 0);
+  return { busy: ((total - idle) * 1000) / 100, total: (total * 1000) / 100 };
+}
+
+/** The share of all cores that was busy between two `machineCpuMs` readings (0–1). */
+export function busyShare(
+  from: { busy: number; total: number },
+  to: { busy: number; total: number },
+): number {
+  return to.total > from.total ? (to.busy - from.busy) / (to.total - from.total) : 0;
+}
+
+/**
+ * Waits until the machine is quiet: a whole second in which at most
+ * `maxShare` of all cores was busy, or `maxMs` has passed. Resolves with how
+ * long it waited and the last second's busy share, for the report: a bench
+ * that measures one request at a time must not measure the tail of its own
+ * set-up (a fill boots hundreds of processes) instead of the request.
+ */
+export async function waitQuiet(
+  maxShare: number,
+  maxMs: number,
+): Promise<{ waitedMs: number; share: number }> {
+  const start = Date.now();
+  for (;;) {
+    const before = machineCpuMs();
+    await new Promise((r) => setTimeout(r, 1000));
+    const share = busyShare(before, machineCpuMs());
+    if (share <= maxShare || Date.now() - start >= maxMs)
+      return { waitedMs: Date.now() - start, share };
+  }
+}
+
 /** The 1-minute load average and core count, for the report. */
 export function machineLoad(): string {
   const [one, five] = readFileSync('/proc/loadavg', 'utf8').split(' ');

@@ -21,7 +21,17 @@ import { cpus } from 'node:os';
 import { sessionProgress } from '../src/api/progress.js';
 import type { SessionView } from '../src/sessions/types.js';
 import { startServeStack, type ServeStack } from './burst.js';
-import { machineLoad, pct, processCpuMs, processTreeCpuMs, result, waitFor } from './lib.js';
+import {
+  busyShare,
+  machineCpuMs,
+  machineLoad,
+  pct,
+  processCpuMs,
+  processTreeCpuMs,
+  result,
+  waitFor,
+  waitQuiet,
+} from './lib.js';
 
 const LAB = 'fixture-three';
 const PROF_DIR = process.env.BENCH_CPU_PROF;
@@ -114,6 +124,9 @@ function connectTimes(output: string): Map<string, number[]> {
 const summary = (values: number[]) =>
   `p50 ${pct(values, 50)} ms, p95 ${pct(values, 95)} ms, p99 ${pct(values, 99)} ms, max ${Math.max(...values)} ms`;
 
+/** At most this share of all cores busy counts as a quiet machine (see waitQuiet). */
+const QUIET_SHARE = 0.15;
+
 async function warmArm(opts: SingleOptions): Promise<{ claims: Claim[]; noScripts: number[] }> {
   const n = opts.students;
   const stack = await startServeStack({
@@ -137,9 +150,16 @@ async function warmArm(opts: SingleOptions): Promise<{ claims: Claim[]; noScript
     console.log(
       `single: ${n} warm 3-VM envs filled in ${((Date.now() - fillStart) / 1000).toFixed(1)} s (simulator speed ${opts.warmSpeed})`,
     );
-    // Let the fill's last work settle before measuring.
+    // Let the fill's last work settle before measuring: a student claims from
+    // a pool filled earlier, not beside the boot of 3n guests. The load
+    // average lags by a minute; the busy share says what the cores did.
     await new Promise((r) => setTimeout(r, 2000));
+    const quiet = await waitQuiet(QUIET_SHARE, 90_000);
+    console.log(
+      `single: the machine quiet (≤ ${QUIET_SHARE * 100}% of all cores busy for a second) ${(quiet.waitedMs / 1000).toFixed(0)} s after the fill settled; last second ${(quiet.share * 100).toFixed(0)}% busy`,
+    );
     const loadBefore = machineLoad();
+    const machine0 = machineCpuMs();
     // The fill's own connections are in the log too: only the claims' count.
     const logFrom = stack.serve.output().length;
     const cpu0 = processCpuMs(stack.serve.child.pid!);
@@ -149,6 +169,7 @@ async function warmArm(opts: SingleOptions): Promise<{ claims: Claim[]; noScript
     const claims: Claim[] = [];
     for (let i = 0; i < n; i++) claims.push(await claim(stack, `student${i}`, 120_000));
     const wallMs = Date.now() - t0;
+    const machineBusy = busyShare(machine0, machineCpuMs());
     if (PROF_DIR) console.log(`single: claims from ${t0} to ${Date.now()} (epoch ms)`);
     console.log(`single: each claim in order (ms): ${claims.map((c) => c.clientMs).join(' ')}`);
     const cpuMs = processCpuMs(stack.serve.child.pid!) - cpu0;
@@ -169,6 +190,11 @@ async function warmArm(opts: SingleOptions): Promise<{ claims: Claim[]; noScript
     );
     console.log(
       `single: CPU per claim: labvirt ${(cpuMs / n).toFixed(1)} ms, simulator ${(simCpuMs / n).toFixed(1)} ms, the simulated guests' commands ${(guestsMs / n).toFixed(1)} ms (${cpus().length} cores)`,
+    );
+    // What else ran: the claims' own processes against the whole machine.
+    const ours = (cpuMs + simCpuMs + guestsMs) / (wallMs * cpus().length);
+    console.log(
+      `single: during the claims ${(machineBusy * 100).toFixed(0)}% of all cores were busy, ${(ours * 100).toFixed(0)}% with labvirt, the simulator and its guests`,
     );
     // Each step's median and highest over the claims: where a claim's time goes.
     const stepNames = [...new Set([...lines.values()].flatMap((l) => Object.keys(l.steps)))];
