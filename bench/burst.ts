@@ -88,6 +88,8 @@ export interface ServeStackOptions {
   logLevels?: Record<string, string>;
   roles?: string;
   serveExecArgv?: string[];
+  /** Node options for the simulator's process (e.g. `--cpu-prof`). */
+  simExecArgv?: string[];
 }
 
 /** Starts the three processes and waits until serve answers. */
@@ -110,6 +112,7 @@ export async function startServeStack(opts: ServeStackOptions): Promise<ServeSta
     const simHandle = await forkSim(join(dir, 'sim'), {
       speed: opts.speed,
       nodes: opts.simNodes ?? Math.ceil((opts.maxTotal * 6) / 256) + 1,
+      ...(opts.simExecArgv ? { execArgv: opts.simExecArgv } : {}),
     });
     sim = simHandle;
     const configFile = join(dir, 'labvirt.json');

@@ -255,18 +255,24 @@ export async function writeServeConfig(opts: {
 /** Starts `labvirt sim` in its own process; resolves with its directory's files once it serves. */
 export async function forkSim(
   dir: string,
-  opts: { speed: number; nodes: number; guestIdleStopSeconds?: number },
+  opts: { speed: number; nodes: number; guestIdleStopSeconds?: number; execArgv?: string[] },
 ): Promise<ChildHandle & { kubeconfig: string; guestMap: string }> {
-  const handle = forkLabvirt([
-    'sim',
-    '--dir',
-    dir,
-    '--speed',
-    String(opts.speed),
-    '--nodes',
-    String(opts.nodes),
-    ...(opts.guestIdleStopSeconds ? ['--guest-idle-stop', String(opts.guestIdleStopSeconds)] : []),
-  ]);
+  const handle = forkLabvirt(
+    [
+      'sim',
+      '--dir',
+      dir,
+      '--speed',
+      String(opts.speed),
+      '--nodes',
+      String(opts.nodes),
+      ...(opts.guestIdleStopSeconds
+        ? ['--guest-idle-stop', String(opts.guestIdleStopSeconds)]
+        : []),
+    ],
+    {},
+    opts.execArgv ?? [],
+  );
   await waitFor(
     async () => {
       if (handle.child.exitCode !== null) throw new Error(`sim exited: ${handle.output()}`);

@@ -136,10 +136,12 @@ async function warmArm(opts: SingleOptions): Promise<{ claims: Claim[]; noScript
     // boot of its replacement.
     maxTotal: n,
     logLevels: { orchestrator: 'info', executor: 'debug' },
-    // BENCH_CPU_PROF=<dir>: a V8 CPU profile of serve (the claims' window is printed).
+    // BENCH_CPU_PROF=<dir>: V8 CPU profiles of serve and the simulator (the claims' window is printed).
     ...(PROF_DIR
       ? {
           serveExecArgv: ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`],
+          // The simulator's own profile beside serve's (its pid in the file name).
+          simExecArgv: ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`],
           pool: { shutdownGraceSeconds: 5 },
         }
       : {}),

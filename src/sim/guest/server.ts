@@ -6,6 +6,7 @@ import ssh2, { type Connection, type ServerChannel, type PseudoTtyInfo } from 's
 
 // ssh2 is CommonJS: under Node's ESM loader only `default` carries these.
 const { Server, utils } = ssh2;
+import { preparedSigningKey } from '../../ssh/key-objects.js';
 import {
   generateKeyPair,
   matchKey,
@@ -212,7 +213,11 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
     return keys;
   }
 
-  const server = new Server({ hostKeys: [hostKey] }, (client) => {
+  // Signed with a key object made once, as sshd signs with the key it loaded:
+  // ssh2 would decode the PEM at every handshake (≈ 1 ms each, the
+  // simulator's largest crypto cost in a claim; docs/benchmarks.md).
+  const signingHostKey = preparedSigningKey(hostKey, 'the guest host key');
+  const server = new Server({ hostKeys: [{ key: signingHostKey }] }, (client) => {
     clients.add(client);
     let user = '';
     client.on('close', () => clients.delete(client));
