@@ -107,6 +107,12 @@ const runs: BenchRun[] = quick
         timeoutMs: QUICK_BOUND_MS,
       },
       {
+        name: 'ssh-latency',
+        file: 'ssh-latency.bench.ts',
+        env: { BENCH_CONNECTIONS: '4' },
+        timeoutMs: QUICK_BOUND_MS,
+      },
+      {
         name: 'guest-wake',
         file: 'guest-wake.bench.ts',
         env: { BENCH_ROUNDS: '3' },
@@ -166,6 +172,7 @@ const runs: BenchRun[] = quick
       { name: 'sync', file: 'sync.bench.ts', env: {}, timeoutMs: 1_800_000 },
       { name: 'sim', file: 'sim.bench.ts', env: {}, timeoutMs: 600_000 },
       { name: 'ssh-cost', file: 'ssh-cost.bench.ts', env: {}, timeoutMs: 300_000 },
+      { name: 'ssh-latency', file: 'ssh-latency.bench.ts', env: {}, timeoutMs: 300_000 },
       { name: 'guest-wake', file: 'guest-wake.bench.ts', env: {}, timeoutMs: 300_000 },
       { name: 'web-terminal', file: 'web-terminal.bench.ts', env: {}, timeoutMs: 900_000 },
     ];

@@ -218,6 +218,13 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
   // simulator's largest crypto cost in a claim; docs/benchmarks.md).
   const signingHostKey = preparedSigningKey(hostKey, 'the guest host key');
   const server = new Server({ hostKeys: [{ key: signingHostKey }] }, (client) => {
+    // ssh2 writes each message on its own (OpenSSH's sshd sends what one
+    // turn produced in one write): with Nagle's algorithm, a reply that
+    // follows another waited for the client's delayed acknowledgement, up to
+    // 40 ms per exchange, a wait of the simulator's own that no bench should
+    // measure (docs/ssh.md "Nagle"). ssh2's server connection has the
+    // method; its typings do not.
+    (client as Connection & { setNoDelay(noDelay: boolean): void }).setNoDelay(true);
     clients.add(client);
     let user = '';
     client.on('close', () => clients.delete(client));
