@@ -155,6 +155,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       socket.destroy();
       return;
     }
+    // ssh2 writes each SSH message on its own: with Nagle's algorithm a
+    // student's login waited on delayed acknowledgements (docs/ssh.md
+    // "Nagle's algorithm"), and keystrokes are tiny packets.
+    socket.setNoDelay(true);
     let released = false;
     const release = () => {
       if (released) return;

@@ -343,11 +343,7 @@ export class StudentConnection {
       const up = new ssh2.Client();
       this.upstreamClient = up;
       let mismatch: HostKeyMismatchError | undefined;
-      up.once('ready', () => {
-        // Keystrokes are tiny packets: sent at once, not held back by Nagle's algorithm.
-        up.setNoDelay(true);
-        resolve(up);
-      });
+      up.once('ready', () => resolve(up));
       up.on('error', (err) => reject(mismatch ?? err));
       up.on('close', () =>
         this.disconnect('guest closed', 'the connection to your environment was closed'),
@@ -388,6 +384,10 @@ export class StudentConnection {
           return mismatch === undefined;
         },
       });
+      // From the first byte, not only once ready: keystrokes are tiny packets,
+      // and so are the handshake's messages, which ssh2 writes one by one
+      // (docs/ssh.md "Nagle's algorithm").
+      up.setNoDelay(true);
     });
   }
 }

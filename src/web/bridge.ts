@@ -340,11 +340,7 @@ function connect(options: {
   return new Promise((resolve, reject) => {
     const client = new ssh2.Client();
     const expected = options.hostPublicKey ? hostKeyBlob(options.hostPublicKey) : undefined;
-    client.once('ready', () => {
-      // Keystrokes are tiny packets: sent at once, not held back by Nagle's algorithm.
-      client.setNoDelay(true);
-      resolve(client);
-    });
+    client.once('ready', () => resolve(client));
     // `on`, not `once`: ssh2 can emit a second error (a connection lost
     // during the handshake), which would crash the process without a listener.
     client.on('error', reject);
@@ -362,6 +358,10 @@ function connect(options: {
       // The gateway's own key, or the worker's as its env's identity names it.
       hostVerifier: (key: Buffer) => !expected || expected.equals(key),
     });
+    // From the first byte: keystrokes are tiny packets, and so are the
+    // handshake's messages, which ssh2 writes one by one (docs/ssh.md
+    // "Nagle's algorithm"). A forwarded channel as `sock` has no such option.
+    client.setNoDelay(true);
   });
 }
 
