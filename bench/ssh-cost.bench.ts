@@ -32,8 +32,9 @@ import ssh2, { type Algorithms, type Client as ClientType, type PublicKeyAuthMet
 import { guestAlgorithms } from '../src/ssh/algorithms.js';
 import { preparedSigningKey } from '../src/ssh/key-objects.js';
 import { result } from './lib.js';
+import { serveSshStub } from './ssh-stub.js';
 
-const { Client, Server, utils } = ssh2;
+const { Client, utils } = ssh2;
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 100);
 const COMMANDS = Number(process.env.BENCH_COMMANDS ?? 200);
 const PARTS = process.env.BENCH_PARTS !== '0';
@@ -41,29 +42,7 @@ const PARTS = process.env.BENCH_PARTS !== '0';
 const BUNDLE = Buffer.alloc(10_240, 1);
 
 if (process.argv[2] === '--server') {
-  const hostKey = utils.generateKeyPairSync('ed25519');
-  const server = new Server({ hostKeys: [hostKey.private] }, (client) => {
-    client.on('authentication', (ctx) =>
-      ctx.method === 'publickey' ? ctx.accept() : ctx.reject(),
-    );
-    client.on('ready', () =>
-      client.on('session', (accept) =>
-        accept().on('exec', (acceptExec) => {
-          const stream = acceptExec();
-          stream.on('data', () => undefined);
-          stream.on('end', () => {
-            stream.exit(0);
-            stream.end();
-          });
-        }),
-      ),
-    );
-    client.on('error', () => undefined);
-  });
-  server.listen(0, '127.0.0.1', () => {
-    const { port } = server.address() as { port: number };
-    process.send!({ port, hostKey: hostKey.public });
-  });
+  serveSshStub();
 } else {
   const child = fork(process.argv[1]!, ['--server'], {
     execArgv: process.execArgv,

@@ -26,39 +26,16 @@ import ssh2, { type Client as ClientType, type PublicKeyAuthMethod } from 'ssh2'
 import { guestAlgorithms } from '../src/ssh/algorithms.js';
 import { preparedSigningKey } from '../src/ssh/key-objects.js';
 import { freePort, pct, result, stopChild, waitFor } from './lib.js';
+import { serveSshStub } from './ssh-stub.js';
 
-const { Client, Server, utils } = ssh2;
+const { Client, utils } = ssh2;
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 40);
 const BUNDLE = Buffer.alloc(10_240, 1);
 const SSHD = '/usr/sbin/sshd';
 const OPENSSH = "OpenSSH's sshd (a real VM's)";
 
 if (process.argv[2] === '--server') {
-  const noDelay = process.argv[3] === 'nodelay';
-  const hostKey = utils.generateKeyPairSync('ed25519');
-  const server = new Server({ hostKeys: [hostKey.private] }, (client) => {
-    if (noDelay) (client as typeof client & { setNoDelay(on: boolean): void }).setNoDelay(true);
-    client.on('authentication', (ctx) =>
-      ctx.method === 'publickey' ? ctx.accept() : ctx.reject(),
-    );
-    client.on('ready', () =>
-      client.on('session', (accept) =>
-        accept().on('exec', (acceptExec) => {
-          const stream = acceptExec();
-          stream.on('data', () => undefined);
-          stream.on('end', () => {
-            stream.exit(0);
-            stream.end();
-          });
-        }),
-      ),
-    );
-    client.on('error', () => undefined);
-  });
-  server.listen(0, '127.0.0.1', () => {
-    const { port } = server.address() as { port: number };
-    process.send!({ port, hostKey: hostKey.public });
-  });
+  serveSshStub({ noDelay: process.argv[3] === 'nodelay' });
 } else {
   await main();
 }
