@@ -118,22 +118,23 @@ export function busyShare(
 
 /**
  * Waits until the machine is quiet: a whole second in which at most
- * `maxShare` of all cores was busy, or `maxMs` has passed. Resolves with how
- * long it waited and the last second's busy share, for the report: a bench
+ * `maxShare` of all cores was busy, or `maxMs` has passed. Resolves with
+ * whether it got quiet, how long it waited and the last second's busy share,
+ * for the report: a bench
  * that measures one request at a time must not measure the tail of its own
  * set-up (a fill boots hundreds of processes) instead of the request.
  */
 export async function waitQuiet(
   maxShare: number,
   maxMs: number,
-): Promise<{ waitedMs: number; share: number }> {
+): Promise<{ quiet: boolean; waitedMs: number; share: number }> {
   const start = Date.now();
   for (;;) {
     const before = machineCpuMs();
     await new Promise((r) => setTimeout(r, 1000));
     const share = busyShare(before, machineCpuMs());
-    if (share <= maxShare || Date.now() - start >= maxMs)
-      return { waitedMs: Date.now() - start, share };
+    const quiet = share <= maxShare;
+    if (quiet || Date.now() - start >= maxMs) return { quiet, waitedMs: Date.now() - start, share };
   }
 }
 

@@ -169,7 +169,7 @@ async function warmArm(opts: SingleOptions): Promise<{ claims: Claim[]; noScript
     const busyPct = `${(quiet.share * 100).toFixed(0)}% busy`;
     const waited = `${(quiet.waitedMs / 1000).toFixed(0)} s after the fill settled`;
     console.log(
-      quiet.share <= QUIET_SHARE
+      quiet.quiet
         ? `single: the machine quiet (≤ ${QUIET_SHARE * 100}% of all cores busy for a second) ${waited}; last second ${busyPct}`
         : `single: the machine still busy ${waited} (last second ${busyPct}, quiet is ≤ ${QUIET_SHARE * 100}%); measuring anyway`,
     );

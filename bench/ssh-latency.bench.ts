@@ -124,13 +124,24 @@ async function openSshServer(clientKey: string, clientPublic: string): Promise<T
   };
 }
 
-function connect(target: Target, noDelay: boolean): Promise<ClientType> {
-  const expected = (utils.parseKey(target.hostKey) as ssh2.ParsedKey).getPublicSSH();
-  const auth: PublicKeyAuthMethod = {
-    type: 'publickey',
-    username: target.username,
-    key: preparedSigningKey(target.clientKey, 'the bench key'),
+interface Login {
+  expected: Buffer;
+  auth: PublicKeyAuthMethod;
+}
+
+/** The host key to expect and the login key, parsed once per target (as the executor keeps them), not inside a timing. */
+function loginFor(target: Target): Login {
+  return {
+    expected: (utils.parseKey(target.hostKey) as ssh2.ParsedKey).getPublicSSH(),
+    auth: {
+      type: 'publickey',
+      username: target.username,
+      key: preparedSigningKey(target.clientKey, 'the bench key'),
+    },
   };
+}
+
+function connect(target: Target, { expected, auth }: Login, noDelay: boolean): Promise<ClientType> {
   return new Promise<ClientType>((resolve, reject) => {
     const c = new Client();
     c.once('ready', () => resolve(c));
@@ -162,15 +173,16 @@ function command(c: ClientType): Promise<void> {
 async function measure(target: Target): Promise<void> {
   const sample = () => ({ connect: [] as number[], command: [] as number[] });
   const all = { nodelay: sample(), nagle: sample() };
+  const login = loginFor(target);
   // Warm-up: the first connection pays for loading and compiling ssh2's code.
-  (await connect(target, true)).end();
+  (await connect(target, login, true)).end();
   const ROUNDS = Math.max(1, Math.min(10, CONNECTIONS));
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 ? (['nagle', 'nodelay'] as const) : (['nodelay', 'nagle'] as const);
     for (const way of order) {
       for (let i = 0; i < Math.ceil(CONNECTIONS / ROUNDS); i++) {
         const t0 = performance.now();
-        const c = await connect(target, way === 'nodelay');
+        const c = await connect(target, login, way === 'nodelay');
         const t1 = performance.now();
         await command(c);
         const t2 = performance.now();

@@ -228,7 +228,7 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
     // turn produced in one write): with Nagle's algorithm, a reply that
     // follows another waited for the client's delayed acknowledgement, up to
     // 40 ms per exchange, a wait of the simulator's own that no bench should
-    // measure (docs/ssh.md "Nagle"). ssh2's server connection has the
+    // measure (docs/ssh.md "Nagle's algorithm"). ssh2's server connection has the
     // method; its typings do not.
     (client as Connection & { setNoDelay(noDelay: boolean): void }).setNoDelay(true);
     clients.add(client);
