@@ -442,11 +442,35 @@ export class HostCluster {
             await sleep(BINDING_RETRY_MS);
             continue;
           }
+          // Quota admission runs before the API server finds the name taken:
+          // repeating a half-done provision in a namespace at its quota gets
+          // 403 "exceeded quota" for an object its first try created.
+          if (isApiError(err, 403) && (await this.exists(obj))) {
+            if (obj.kind === 'RoleBinding') boundAt = Date.now();
+            break;
+          }
           throw new Error(
             `creating ${obj.kind} ${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}: ${apiErrorMessage(err)}`,
           );
         }
       }
+    }
+  }
+
+  /** Whether an object of this kind and name is there (any content: a create's repeat only needs its name taken). */
+  private async exists(obj: KubeObject): Promise<boolean> {
+    try {
+      await this.call('get', obj.kind ?? 'unknown', 'idempotent', () =>
+        this.objects.read({
+          apiVersion: obj.apiVersion,
+          kind: obj.kind,
+          metadata: { name: obj.metadata?.name ?? '', namespace: obj.metadata?.namespace },
+        }),
+      );
+      return true;
+    } catch (err) {
+      if (isApiError(err, 404)) return false;
+      throw err;
     }
   }
 
