@@ -4,8 +4,10 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from '../src/net/ports.js';
+
+export { freePort };
 
 export const ROOT = join(import.meta.dirname, '..');
 export const LABVIRT_BIN = join(ROOT, 'bin', 'labvirt.js');
@@ -142,17 +144,6 @@ export async function waitQuiet(
 export function machineLoad(): string {
   const [one, five] = readFileSync('/proc/loadavg', 'utf8').split(' ');
   return `load average ${one} (1 min), ${five} (5 min)`;
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /**

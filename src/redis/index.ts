@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { Redis } from 'ioredis';
 import { installWithApt, isExecutable } from '../host-packages/index.js';
+import { freePort, restartSafePortRange } from '../net/ports.js';
 import type { Logger } from '../log/index.js';
 
 /** A Redis URL without its password, for messages. */
@@ -90,33 +90,16 @@ export async function ensureRedisServer(options: EnsureOptions = {}): Promise<st
   return installed;
 }
 
-async function freePort(host = '127.0.0.1', range?: { from: number; to: number }): Promise<number> {
-  const probe = (port: number) =>
-    new Promise<number | undefined>((resolve, reject) => {
-      const srv = createServer();
-      srv.unref();
-      srv.on('error', (err: NodeJS.ErrnoException) =>
-        err.code === 'EADDRINUSE' && range ? resolve(undefined) : reject(err),
-      );
-      srv.listen(port, host, () => {
-        const { port: bound } = srv.address() as { port: number };
-        srv.close(() => resolve(bound));
-      });
-    });
-  if (!range) return (await probe(0))!;
-  for (let port = range.from; port <= range.to; port++) {
-    const free = await probe(port);
-    if (free !== undefined) return free;
-  }
-  throw new Error(`no free port in ${range.from}-${range.to} on ${host} for redis-server`);
-}
-
 export interface RedisServerOptions {
   /** 0 or absent: a free port. */
   port?: number;
   /** Address to bind (default 127.0.0.1). */
   host?: string;
-  /** Where to look for a free port when `port` is absent (default: any). */
+  /**
+   * Where to look for a free port when `port` is absent. Default: outside
+   * the kernel's ephemeral range, so that `restart()` finds its port still
+   * free (no outgoing connection took it while the server was down).
+   */
   ports?: { from: number; to: number };
   /** Working directory (created); a fresh temp dir when absent. */
   dir?: string;
@@ -154,7 +137,9 @@ export async function startRedisServer(
   const binary = options.binary ?? (await ensureRedisServer());
   const host = options.host ?? '127.0.0.1';
   const port =
-    options.port && options.port > 0 ? options.port : await freePort(host, options.ports);
+    options.port && options.port > 0
+      ? options.port
+      : await freePort(host, options.ports ?? restartSafePortRange());
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'labvirt-redis-'));
   mkdirSync(dir, { recursive: true });
   installExitHook();

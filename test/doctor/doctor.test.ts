@@ -18,6 +18,7 @@ import {
   permissionKey,
 } from '../../src/kube/index.js';
 import { generateCa } from '../../src/pki/index.js';
+import { restartSafePort } from '../../src/net/ports.js';
 import { startRedisServer, type RedisServerHandle } from '../../src/redis/index.js';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 import { startStudentCluster, type StudentCluster } from '../../src/sim/inner.js';
@@ -25,14 +26,6 @@ import { kubectlBinary } from '../helpers/k8s-binaries.js';
 
 const run = promisify(execFile);
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'labvirt.js');
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as { port: number };
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 function byId(report: DoctorReport): Record<string, CheckResult> {
   return Object.fromEntries(report.results.map((r) => [r.id, r]));
@@ -76,7 +69,7 @@ describe('labvirt doctor against the simulated host cluster', () => {
       overrides: {
         kube: { kubeconfig: sim.kubeconfigPath },
         redis: { url: redis.url },
-        ssh: { bindAddress: '127.0.0.1', gatewayPort: await freePort() },
+        ssh: { bindAddress: '127.0.0.1', gatewayPort: await restartSafePort() },
       },
     });
     const bin = await kubectlBinary();
@@ -205,7 +198,7 @@ describe('labvirt doctor against the simulated host cluster', () => {
   it('fails when Redis is down, evicts keys, and names the fix', async () => {
     const down = loadConfig({
       env: {},
-      overrides: { ...config, redis: { url: `redis://127.0.0.1:${await freePort()}` } },
+      overrides: { ...config, redis: { url: `redis://127.0.0.1:${await restartSafePort()}` } },
     });
     const r = byId(await runDoctor({ config: down }))['redis']!;
     expect(r.status).toBe('fail');

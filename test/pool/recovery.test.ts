@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
@@ -11,6 +10,7 @@ import { HostCluster, loadKubeConfig } from '../../src/kube/client.js';
 import { LABELS } from '../../src/kube/index.js';
 import { silentLogger } from '../../src/log/index.js';
 import { QUEUE_NAMES } from '../../src/pool/queues.js';
+import { restartSafePort } from '../../src/net/ports.js';
 import { startRedisServer, type RedisServerHandle } from '../../src/redis/index.js';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 import { Store } from '../../src/store/index.js';
@@ -20,31 +20,6 @@ import { cliEnv } from '../helpers/cli-env.js';
 const ROOT = join(import.meta.dirname, '..', '..');
 const FLAVOR = 'v1.30-1node';
 const TOKEN = 'recovery-test-token-0123456789';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function until<T>(
-  fn: () => Promise<T | undefined | false>,
-  what: string,
-  // A restarted labvirt refilling its pool took over 60 s at load 17–26.
-  ms = 120_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () => {
   let dir: string;
@@ -58,7 +33,34 @@ describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () =>
   let apiUrl: string;
   let output = '';
 
+  /**
+   * Waits for a condition while the labvirt started last runs: a labvirt that
+   * exits meanwhile fails the wait at once, and either failure tells what
+   * labvirt printed (a CI run once waited 120 s for an API, saying no more).
+   */
+  async function until<T>(
+    fn: () => Promise<T | undefined | false>,
+    what: string,
+    // A restarted labvirt refilling its pool took over 60 s at load 17–26.
+    ms = 120_000,
+  ): Promise<T> {
+    const deadline = Date.now() + ms;
+    const said = () => `; labvirt printed:\n${output.slice(-4000)}`;
+    for (;;) {
+      if (child && (child.exitCode !== null || child.signalCode !== null)) {
+        throw new Error(
+          `labvirt exited (${child.exitCode ?? child.signalCode}) while waiting for ${what}${said()}`,
+        );
+      }
+      const v = await fn();
+      if (v) return v;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${said()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   const startLabvirt = () => {
+    output += `--- labvirt serve started at ${new Date().toISOString()}\n`;
     const proc = spawn(
       process.execPath,
       [join(ROOT, 'bin', 'labvirt.js'), 'serve', '--config', configFile],
@@ -110,13 +112,15 @@ describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () =>
     cluster = new HostCluster(loadKubeConfig({ kubeconfig: sim.kubeconfigPath }), {
       logger: silentLogger(),
     });
-    const apiPort = await freePort();
+    const apiPort = await restartSafePort();
     apiUrl = `http://127.0.0.1:${apiPort}`;
     configFile = join(dir, 'labvirt.yaml');
     writeFileSync(
       configFile,
       stringify(
         serveConfigFor(sim, redis.url, {
+          // Startup's steps in a failure's message, not only warnings.
+          logLevel: 'info',
           flavors: {
             [FLAVOR]: { kubernetesVersion: '1.30', nodes: 1, minWarm: 3, maxTotal: 6 },
             'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
@@ -160,7 +164,6 @@ describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () =>
   it('on SIGTERM mid-provision stops within the grace period, hands its jobs back, and the next start finishes them', async () => {
     const proc = startLabvirt();
     await until(async () => {
-      if (proc.exitCode !== null) throw new Error(`labvirt exited: ${output.slice(-2000)}`);
       const envs = await store.listEnvs({});
       return envs.some((e) => e.state === 'booting' || e.state === 'provisioning');
     }, 'an env being provisioned');
@@ -197,7 +200,6 @@ describe('crash recovery: kill -9 of labvirt mid-provision and mid-claim', () =>
     startLabvirt();
     // Mid-provision: at least one env has been created on the cluster but is not warm yet.
     await until(async () => {
-      if (child?.exitCode !== null) throw new Error(`labvirt exited: ${output.slice(-2000)}`);
       const envs = await store.listEnvs({});
       return envs.some((e) => e.state === 'booting');
     }, 'an env booting');

@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { restartSafePort } from '../../src/net/ports.js';
 import { startRedisServer, type RedisServerHandle } from '../../src/redis/index.js';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 import { Store } from '../../src/store/index.js';
@@ -15,16 +15,6 @@ import { cliEnv } from '../helpers/cli-env.js';
 const ROOT = join(import.meta.dirname, '..', '..');
 const TOKEN = 'redis-down-test-token-0123456789';
 const GRACE_SECONDS = 2;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Waits for `fn` to give a value. A refused or broken connection (fetch's
@@ -71,7 +61,7 @@ describe('labvirt serve when Redis goes down', () => {
   });
 
   it('answers /v1/pool with 503 quickly and stops within its grace period on SIGTERM', async () => {
-    const apiPort = await freePort();
+    const apiPort = await restartSafePort();
     const apiUrl = `http://127.0.0.1:${apiPort}`;
     const configFile = join(dir, 'labvirt.yaml');
     writeFileSync(

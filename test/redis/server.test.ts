@@ -6,11 +6,17 @@ import {
   findRedisServer,
   startRedisServer,
 } from '../../src/redis/index.js';
+import { ephemeralPortRange, restartSafePortRange } from '../../src/net/ports.js';
 
 describe('redis-server helper', () => {
   it('starts a private server on loopback, survives kill -9 by restarting empty', async () => {
     const server = await startRedisServer();
     expect(server.url).toMatch(/^redis:\/\/127\.0\.0\.1:\d+$/);
+    // Outside the kernel's ephemeral ports: nothing else takes it while it is down.
+    const ephemeral = ephemeralPortRange();
+    if (ephemeral && restartSafePortRange(ephemeral)) {
+      expect(server.port < ephemeral.from || server.port > ephemeral.to).toBe(true);
+    }
     const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
     client.on('error', () => undefined);
     await client.set('k', 'v');
