@@ -48,6 +48,16 @@ export class HostMirrors {
     return list.items;
   }
 
+  private async readService(namespace: string, name: string): Promise<V1Service | undefined> {
+    this.cluster.recordRequest('get', 'Service');
+    try {
+      return await this.cluster.core.readNamespacedService({ namespace, name });
+    } catch (err) {
+      if (isApiError(err, 404)) return undefined;
+      throw err;
+    }
+  }
+
   /** The env's mirror NetworkPolicy, if there is one. */
   async readPolicy(namespace: string): Promise<V1NetworkPolicy | undefined> {
     this.cluster.recordRequest('get', 'NetworkPolicy');
@@ -117,6 +127,11 @@ export class HostMirrors {
           });
         }
         if (isApiError(err, 403) && /exceeded quota/.test(apiErrorMessage(err))) {
+          // Quota admission answers before the name is found taken: with the
+          // quota full, another replica's mirror of this port made a moment
+          // ago is refused this way, not with 409. It is published, not refused.
+          const made = current ? undefined : await this.readService(env.namespace, m.name);
+          if (made) return made;
           refused.push({
             service: `${m.namespace}/${m.service}`,
             port: m.port,
