@@ -43,7 +43,10 @@ export async function provisionEnv(ctx: PoolContext, job: Job<ProvisionJob>): Pr
     });
     if (!lastAttempt) throw err;
     // Out of attempts: never leak it. The replenisher makes a fresh one.
-    const moved = await ctx.store.setEnvState(envId, 'failed', { expected: env.state });
+    const moved = await ctx.store.setEnvState(envId, 'failed', {
+      expected: env.state,
+      now: ctx.now(),
+    });
     if (moved) {
       ctx.events.emit({ type: 'env.state', envId, flavor, from: env.state, to: 'failed', reason });
       await labelState(ctx, envId, 'failed').catch(() => undefined);
@@ -78,7 +81,9 @@ async function bringUp(
     await ctx.cluster.createAll(objects, deadline);
     // Not written to the Namespace: for recovery, provisioning and booting
     // mean the same (run this job again), so the label stays `provisioning`.
-    if (await ctx.store.setEnvState(envId, 'booting', { expected: 'provisioning' })) {
+    if (
+      await ctx.store.setEnvState(envId, 'booting', { expected: 'provisioning', now: ctx.now() })
+    ) {
       ctx.events.emit({ type: 'env.state', envId, flavor, from: 'provisioning', to: 'booting' });
     }
   }

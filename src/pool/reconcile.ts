@@ -127,7 +127,7 @@ export async function reconcile(ctx: PoolContext): Promise<ReconcileReport> {
       // The namespace is gone (deleted by hand, or teardown finished before a crash).
       report.vanished.push(record.envId);
       if (record.sessionId) {
-        const ended = await ctx.store.endSession(record.sessionId, 'failed');
+        const ended = await ctx.store.endSession(record.sessionId, 'failed', ctx.now());
         if (ended) {
           ctx.events.emit({
             type: 'session.ended',
@@ -179,7 +179,7 @@ export async function reconcile(ctx: PoolContext): Promise<ReconcileReport> {
   for (const session of await ctx.store.listSessions({})) {
     if (session.state === 'ended' || session.state === 'waiting' || !session.envId) continue;
     if (!recorded.has(session.envId) || report.vanished.includes(session.envId)) {
-      const ended = await ctx.store.endSession(session.id, 'failed');
+      const ended = await ctx.store.endSession(session.id, 'failed', ctx.now());
       if (ended) report.vanished.push(session.envId);
     }
   }

@@ -14,7 +14,7 @@ export async function teardownEnv(ctx: PoolContext, job: Job<TeardownJob>): Prom
   const env = await ctx.store.getEnv(envId);
   const log = ctx.log.child({ envId, reason });
   if (env && env.state !== 'releasing' && env.state !== 'failed') {
-    await ctx.store.setEnvState(envId, 'releasing', { expected: env.state });
+    await ctx.store.setEnvState(envId, 'releasing', { expected: env.state, now: ctx.now() });
     ctx.events.emit({
       type: 'env.state',
       envId,

@@ -17,7 +17,7 @@ export async function sweepExpiredSessions(ctx: PoolContext): Promise<ExpirySwee
   for (const session of await ctx.store.sessionsExpiringBefore(now + warnMs)) {
     if (session.state !== 'active' || !session.expiresAt) continue;
     if (session.expiresAt <= now) {
-      const ended = await ctx.store.endSession(session.id, 'expired');
+      const ended = await ctx.store.endSession(session.id, 'expired', now);
       if (!ended) continue;
       if (ended.envId) await ctx.queues.addTeardown({ envId: ended.envId, reason: 'expired' });
       ctx.events.emit({

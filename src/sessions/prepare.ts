@@ -62,7 +62,7 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
 
   if (env.state === 'claimed') {
     await Promise.all([
-      ctx.store.setEnvState(envId, 'preparing', { expected: 'claimed' }),
+      ctx.store.setEnvState(envId, 'preparing', { expected: 'claimed', now: ctx.now() }),
       ctx.store.setSessionState(sessionId, 'preparing'),
     ]);
     ctx.events.emit({
@@ -256,7 +256,7 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
   // The env's state and the nodes' VMIs are independent records: written
   // at once, the student hears sooner.
   await Promise.all([
-    ctx.store.setEnvState(envId, 'active', { expected: 'preparing' }),
+    ctx.store.setEnvState(envId, 'active', { expected: 'preparing', now: ctx.now() }),
     labelState(ctx, envId, 'active', {
       [ANNOTATIONS.expiresAt]: new Date(expiresAt).toISOString(),
       [ANNOTATIONS.readyAt]: new Date(now).toISOString(),

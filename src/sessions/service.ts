@@ -154,7 +154,7 @@ export class SessionService implements LabvirtService, StudentService, PoolAdmin
 
   async stop(sessionId: string, actor?: string): Promise<SessionView> {
     await this.owned(sessionId, actor);
-    const ended = await this.ctx.store.endSession(sessionId, 'released');
+    const ended = await this.ctx.store.endSession(sessionId, 'released', this.ctx.now());
     if (ended) {
       if (ended.envId)
         await this.ctx.queues.addTeardown({ envId: ended.envId, reason: 'released' });

@@ -111,6 +111,8 @@ describe('session lifecycle details', () => {
     await stack.labvirt.runMaintenance('expire');
     const ended = await service.status(s.id);
     expect(ended).toMatchObject({ state: 'ended', endedReason: 'expired' });
+    // On labvirt's clock, as the expiry was decided: not before the session expired.
+    expect(Date.parse(ended.endedAt!)).toBe(clock);
     await stack.until(
       async () => !(await stack.labvirt.store.getEnv(active.envId!)),
       'env torn down',
@@ -134,7 +136,7 @@ describe('session lifecycle details', () => {
     expect(last).toMatchObject({ code: 'MAX_EXTENSION' });
     const view = await service.status(s.id);
     expect(view.expiresAt).toBe(view.maxExpiresAt);
-    await service.stop(s.id);
+    expect(Date.parse((await service.stop(s.id)).endedAt!)).toBe(clock);
   }, 60_000);
 
   it('moves a student to another env when the lab setup fails, and tears the broken env down', async () => {
