@@ -1,6 +1,7 @@
 /**
  * How a script reaches a guest without ever becoming part of a command line:
- * the exec request is always the constant BOOTSTRAP below, and everything that
+ * the exec request is the constant BOOTSTRAP below (the executor's key
+ * install, with a fixed script, has a constant of its own), and everything that
  * varies (the script, its environment, the user to run as, the time limit)
  * arrives on stdin as a small tar archive of files that BOOTSTRAP unpacks into
  * a fresh private temp directory. Values only ever meet a shell inside single
@@ -17,8 +18,9 @@ const USER_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
  * group, which is what ends a runaway script on a real VM (sshd delivers a
  * channel signal to the top process only).
  *
- * It runs for every command labvirt sends a guest (five on each claim's
- * path), so it starts as few processes as it can: `tar -p` gives each file
+ * It runs for every script labvirt sends a guest (on a claim's path, the
+ * lab's setup steps and the tools inventory; the key installs have a
+ * constant command of their own), so it starts as few processes as it can: `tar -p` gives each file
  * the mode the bundle names, and for `student` the bundle's `./` entry opens
  * the directory to them (makeBundle), so no `chmod` runs; and the
  * executor says `self` whenever the user asked for is the login user, so
