@@ -1,10 +1,10 @@
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startTestApi, TEST_TOKEN, type TestApi } from '../api/fixtures/harness.js';
 import { runCli, spawnCli } from './fixtures/run-cli.js';
+import { restartSafePort } from '../../src/net/ports.js';
 
 let api: TestApi;
 let dir: string;
@@ -19,14 +19,11 @@ afterEach(async () => {
   await api.close();
 });
 
-/** A loopback port nothing listens on (it was free a moment ago). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
-}
+/**
+ * A loopback port nothing listens on: outside the kernel's ephemeral range,
+ * so no other test's listen on port 0 (or outgoing connection) takes it.
+ */
+const closedPort = () => restartSafePort();
 
 const env = () => ({
   LABVIRT_API_URL: api.url,

@@ -1,7 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -20,20 +18,18 @@ import {
 import { inventoryDirs } from '../../src/kube/index.js';
 import { startFakeRegistry, type FakeRegistry } from '../helpers/fake-registry.js';
 import { configWith, named, renderWith, userDataOf } from '../kube/helpers.js';
+import { restartSafePort } from '../../src/net/ports.js';
 
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, '..', '..');
 const BIN = join(ROOT, 'bin', 'labvirt.js');
 const LIB = join(ROOT, 'cloud-init', 'lib.sh');
 
-/** A loopback port nothing listens on (a registry that is down). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
-}
+/**
+ * A loopback port nothing listens on: outside the kernel's ephemeral range,
+ * so no other test's listen on port 0 (or outgoing connection) takes it.
+ */
+const closedPort = () => restartSafePort();
 
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return run('node', [BIN, ...args], { env: { PATH: process.env.PATH ?? '' } }).then(
