@@ -21,21 +21,26 @@ export function ephemeralPortRange(
 
 const LOWEST = 10_000;
 const ROOM = 1_000;
+/** Kubernetes' default NodePort range: the simulator listens on it for host NodePort Services. */
+const NODE_PORTS = { from: 30_000, to: 32_767 };
 
 /**
  * Ports the kernel never hands out by itself. A server stopped and started
  * again on the same port (a restarted Redis, a labvirt killed and started
  * again in a crash test) finds it free only if nothing took it meanwhile,
  * and every outgoing connection and every listen on port 0 on the machine
- * takes an ephemeral one. Undefined when the ephemeral range is unknown or
- * leaves no room.
+ * takes an ephemeral one. Kubernetes' NodePort range is left out too (the
+ * simulator's host NodePorts listen there). Undefined when the ephemeral
+ * range is unknown or leaves no room.
  */
 export function restartSafePortRange(
   ephemeral: PortRange | undefined = ephemeralPortRange(),
 ): PortRange | undefined {
   if (!ephemeral) return undefined;
-  if (ephemeral.from - 1 - LOWEST >= ROOM) return { from: LOWEST, to: ephemeral.from - 1 };
-  if (65_535 - (ephemeral.to + 1) >= ROOM) return { from: ephemeral.to + 1, to: 65_535 };
+  const below = Math.min(ephemeral.from, NODE_PORTS.from) - 1;
+  if (below - LOWEST >= ROOM) return { from: LOWEST, to: below };
+  const above = Math.max(ephemeral.to, NODE_PORTS.to) + 1;
+  if (65_535 - above >= ROOM) return { from: above, to: 65_535 };
   return undefined;
 }
 

@@ -31,9 +31,11 @@ describe('ports a server can be started on again', () => {
     expect(ephemeralPortRange(join(dir, 'missing'))).toBeUndefined();
   });
 
-  it('keeps out of the ephemeral range: below it, else above it, else nowhere', () => {
-    expect(restartSafePortRange({ from: 32768, to: 60999 })).toEqual({ from: 10000, to: 32767 });
+  it("keeps out of the ephemeral range and Kubernetes' NodePort range: below, else above, else nowhere", () => {
+    expect(restartSafePortRange({ from: 32768, to: 60999 })).toEqual({ from: 10000, to: 29999 });
+    expect(restartSafePortRange({ from: 20000, to: 60999 })).toEqual({ from: 10000, to: 19999 });
     expect(restartSafePortRange({ from: 1024, to: 60000 })).toEqual({ from: 60001, to: 65535 });
+    expect(restartSafePortRange({ from: 1024, to: 20000 })).toEqual({ from: 32768, to: 65535 });
     expect(restartSafePortRange({ from: 1024, to: 65000 })).toBeUndefined();
   });
 
@@ -67,6 +69,7 @@ describe('ports a server can be started on again', () => {
       const ephemeral = ephemeralPortRange()!;
       const port = await restartSafePort();
       expect(port < ephemeral.from || port > ephemeral.to).toBe(true);
+      expect(port < 30000 || port > 32767).toBe(true);
       await close(await listen(port));
     },
   );
