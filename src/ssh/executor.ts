@@ -160,7 +160,10 @@ if [ -n "$made" ] && [ -z "\${LABVIRT_GUEST_ROOT:-}" ]; then chown -R student:st
  * every claim): its script is fixed, reads nothing but stdin and ends when
  * stdin does, and the executor's own time limit closes the channel.
  */
-const INSTALL_KEY_COMMAND = `sudo -n /bin/bash -c '${INSTALL_KEY_SCRIPT.replaceAll("'", `'\\''`)}'`;
+const INSTALL_KEY_AS_ROOT = `/bin/bash -c '${INSTALL_KEY_SCRIPT.replaceAll("'", `'\\''`)}'`;
+/** As the login user: root logs in without sudo (as BOOTSTRAP's `self`), anyone else goes through it. */
+const installKeyCommand = (loginUser: string) =>
+  loginUser === 'root' ? INSTALL_KEY_AS_ROOT : `sudo -n ${INSTALL_KEY_AS_ROOT}`;
 
 const RETRYABLE = new Set([
   'ECONNREFUSED',
@@ -571,7 +574,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
       ...(gatewayPublic ? [`${gatewayPublic} labvirt-gateway`] : []),
       `${envPublic} labvirt-env`,
     ].join('\n');
-    const r = await execCommand(target, loginUser, INSTALL_KEY_COMMAND, `${keys}\n`, {
+    const r = await execCommand(target, loginUser, installKeyCommand(loginUser), `${keys}\n`, {
       timeoutMs: 30_000,
     });
     if (r.exitCode !== 0) {

@@ -410,6 +410,22 @@ describe('executor', () => {
     ).rejects.toThrow(/public key/);
   });
 
+  it('installs a student key when labvirt logs in as root', async () => {
+    const g = await farm.start({ root: [labvirtKey.public], student: [] });
+    const ex = executor({ user: 'root' });
+    const student = newKey();
+    await ex.installStudentKey(target(g.ip), student.public);
+    const file = join(g.sandbox, 'home/student/.ssh/authorized_keys');
+    expect(await readFile(file, 'utf8')).toContain(student.public.split(' ')[1]);
+    const c = await connectClient({
+      port: g.guest.port,
+      username: 'student',
+      privateKey: student.private,
+    });
+    expect((await run(c, 'echo $USER')).stdout).toBe('student\n');
+    c.end();
+  });
+
   it('stops a script when aborted', async () => {
     const g = await guest();
     const ex = executor();
