@@ -2,6 +2,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import ssh2 from 'ssh2';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   HostKeyMismatchError,
@@ -408,6 +409,51 @@ describe('executor', () => {
     await expect(
       ex.installStudentKey(target(g.ip), `${student.public}\n${newKey().public}`),
     ).rejects.toThrow(/public key/);
+  });
+
+  it('sends every key install the same exec request: the keys travel on stdin only', async () => {
+    const seen: { command: string; stdin: string }[] = [];
+    const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
+    const server = new ssh2.Server({ hostKeys: [hostKey.private] }, (client) => {
+      client.on('authentication', (ctx) =>
+        ctx.method === 'publickey' ? ctx.accept() : ctx.reject(),
+      );
+      client.on('ready', () =>
+        client.on('session', (accept) =>
+          accept().on('exec', (acceptExec, _reject, info) => {
+            const stream = acceptExec();
+            let stdin = '';
+            stream.on('data', (d: Buffer) => (stdin += d.toString()));
+            stream.on('end', () => {
+              seen.push({ command: info.command, stdin });
+              stream.exit(0);
+              stream.end();
+            });
+          }),
+        ),
+      );
+      client.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const ex = executor({ resolve: () => ({ host: '127.0.0.1', port }) });
+      const [a, b] = [newKey(), newKey()];
+      await ex.installStudentKey(target('10.244.9.1'), a.public);
+      await ex.installStudentKey(target('10.244.9.1'), `${b.public} laptop`);
+      expect(seen).toHaveLength(2);
+      expect(seen[1]!.command).toBe(seen[0]!.command);
+      for (const [i, key] of [a, b].entries()) {
+        const blob = key.public.split(' ')[1]!;
+        expect(seen[i]!.command).not.toContain(blob);
+        expect(seen[i]!.stdin).toContain(blob);
+      }
+      expect(seen[1]!.command).not.toContain('laptop');
+    } finally {
+      // The executor's pooled connection ends first: the server's close waits for it.
+      for (const e of executors.splice(0)) await e.close();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it('installs a student key when labvirt logs in as root', async () => {
