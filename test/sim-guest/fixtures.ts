@@ -2,6 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { stripVTControlCharacters } from 'node:util';
 import ssh2, { type Client, type ConnectConfig } from 'ssh2';
 
 import { stringify } from 'yaml';
@@ -112,13 +113,17 @@ export function run(
   });
 }
 
-/** Reads a stream until `pattern` shows up in what it printed. */
+/**
+ * Reads a stream until `pattern` shows up in what it printed, matched without
+ * terminal control sequences (a shell in tmux puts cursor moves and erases
+ * inside lines when it redraws); resolves with everything read, as it came.
+ */
 export function readUntil(stream: NodeJS.ReadableStream, pattern: RegExp): Promise<string> {
   return new Promise((resolve, reject) => {
     let seen = '';
     const onData = (d: Buffer) => {
       seen += d.toString();
-      if (pattern.test(seen)) {
+      if (pattern.test(stripVTControlCharacters(seen))) {
         stream.off('data', onData);
         resolve(seen);
       }

@@ -58,13 +58,18 @@ describe("a mirror another replica made while the env's node-port quota is full"
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** The mirror the sync plans for the student's `default/<service>:<port>` on their node port. */
+  const planned = (service: string, port: number, nodePort: number): PlannedMirror => ({
+    namespace: 'default',
+    service,
+    port,
+    protocol: 'TCP',
+    nodePort,
+    name: mirrorName('default', service, port, 'TCP'),
+  });
+
   it('is taken as published by the replica that came second, not reported refused', async () => {
-    const port = { namespace: 'default', service: 'web', port: 80, protocol: 'TCP' as const };
-    const mirror: PlannedMirror = {
-      ...port,
-      nodePort: 30080,
-      name: mirrorName(port.namespace, port.service, port.port, port.protocol),
-    };
+    const mirror = planned('web', 80, 30080);
     const config = configWith();
     const first = new HostMirrors(cluster, config);
     const second = new HostMirrors(cluster, config);
@@ -84,24 +89,12 @@ describe("a mirror another replica made while the env's node-port quota is full"
   });
 
   it('still refuses, and says why, a second port over the quota', async () => {
-    const port = { namespace: 'default', service: 'api', port: 8080, protocol: 'TCP' as const };
-    const extra: PlannedMirror = {
-      ...port,
-      nodePort: 30081,
-      name: mirrorName(port.namespace, port.service, port.port, port.protocol),
-    };
     const mirrors = new HostMirrors(cluster, configWith());
     const state = { services: await mirrors.list(namespace), policy: undefined };
-    const existing = state.services.map((s) => s.metadata!.name!);
-    expect(existing).toHaveLength(1);
-    const web = {
-      namespace: 'default',
-      service: 'web',
-      port: 80,
-      protocol: 'TCP' as const,
-      nodePort: 30080,
-      name: existing[0]!,
-    };
+    expect(state.services.map((s) => s.metadata?.name)).toEqual([
+      mirrorName('default', 'web', 80, 'TCP'),
+    ]);
+    const [web, extra] = [planned('web', 80, 30080), planned('api', 8080, 30081)];
     const { refused } = await mirrors.apply(env, [web, extra], state);
     expect(refused).toEqual([
       {

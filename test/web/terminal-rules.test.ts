@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream';
+import { stripVTControlCharacters } from 'node:util';
 import { pino } from 'pino';
 import type { Client, ClientChannel } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,12 +10,15 @@ import { connectClient, readUntil } from '../sim-guest/fixtures.js';
 import { webLink } from './helpers.js';
 
 /**
- * The echo on a line of its own. When tmux redraws the whole screen (its
- * client attached after the output) each line ends in erase-to-end (ESC [K)
- * before the newline: the final run of 2026-12-06 timed out on exactly that.
+ * The echo on a line of its own, in the terminal's text without its control
+ * sequences (`plain`). When tmux redraws the screen it puts them inside
+ * lines: an erase-to-end (ESC [K) before a newline (the final run of
+ * 2026-12-06 timed out on that), a cursor move in the middle of a line it
+ * scrolled (`echo step` ESC [2S ESC [22;12H `-19`: the full run of
+ * 2026-12-06 15:37 timed out on that).
  */
-// eslint-disable-next-line no-control-regex -- ESC is what tmux sends
-const WEB_READY = /web-ready(\x1b\[K)?\r?\n/;
+const WEB_READY = /web-ready\r?\n/;
+const plain = (terminal: string) => stripVTControlCharacters(terminal);
 
 /**
  * The browser terminal enters the gateway in process (no SSH between the
@@ -189,7 +193,10 @@ describe('web terminals under the SSH gateway rules', () => {
       web.type(`echo step-${step}\n`);
       ssh.sh.write(`echo step-${step}\n`);
       await web.until(new RegExp(`step-${step}\r?\n`));
-      await stack.until(async () => new RegExp(`step-${step}\r?\n`).test(sshSeen), 'the echo');
+      await stack.until(
+        async () => new RegExp(`step-${step}\r?\n`).test(plain(sshSeen)),
+        'the echo',
+      );
     }
     // Both are warned.
     expect(await web.notice(/your lab session ends in \d+ s/)).toMatch(/Save your work/);
@@ -264,8 +271,12 @@ class WebTerminal {
     });
   }
 
+  /** Waits for `pattern` in what the terminal shows, its control sequences left out. */
   until(pattern: RegExp): Promise<string> {
-    return this.wait(() => (pattern.test(this.output) ? this.output : undefined), `${pattern}`);
+    return this.wait(() => {
+      const text = plain(this.output);
+      return pattern.test(text) ? text : undefined;
+    }, `${pattern}`);
   }
 
   notice(pattern: RegExp): Promise<string> {
