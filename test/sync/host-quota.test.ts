@@ -41,13 +41,12 @@ describe("a mirror another replica made while the env's node-port quota is full"
       },
     ]);
     // Counting starts once the quota controller has computed its status.
-    for (let i = 0; ; i++) {
-      const quota = await cluster.core.readNamespacedResourceQuota({
-        name: 'env-quota',
-        namespace,
-      });
-      if (quota.status?.hard) break;
-      if (i > 200) throw new Error('the quota never got a status');
+    const deadline = Date.now() + 30_000;
+    const hasStatus = async () =>
+      (await cluster.core.readNamespacedResourceQuota({ name: 'env-quota', namespace })).status
+        ?.hard !== undefined;
+    while (!(await hasStatus())) {
+      if (Date.now() > deadline) throw new Error('the quota got no status in 30 s');
       await new Promise((r) => setTimeout(r, 25));
     }
   });
