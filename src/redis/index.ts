@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -101,7 +101,7 @@ export interface RedisServerOptions {
    * free (no outgoing connection took it while the server was down).
    */
   ports?: { from: number; to: number };
-  /** Working directory (created); a fresh temp dir when absent. */
+  /** Working directory (created, and kept); a fresh temp dir when absent, removed by stop(). */
   dir?: string;
   /** Keep data across restarts (AOF). Off by default: tests want a clean slate. */
   persistence?: boolean;
@@ -112,7 +112,9 @@ export interface RedisServerHandle {
   readonly url: string;
   readonly port: number;
   readonly pid: number | undefined;
-  /** Graceful stop (SHUTDOWN NOSAVE). */
+  /** Its working directory. */
+  readonly dir: string;
+  /** Graceful stop (SHUTDOWN NOSAVE); a temp dir it made is removed. */
   stop(): Promise<void>;
   /** SIGKILL, for crash tests. */
   kill9(): Promise<void>;
@@ -140,7 +142,12 @@ export async function startRedisServer(
     options.port && options.port > 0
       ? options.port
       : await freePort(host, options.ports ?? restartSafePortRange());
+  const ownDir = options.dir === undefined;
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'labvirt-redis-'));
+  // A temp dir of its own goes with the server: tests start hundreds.
+  const removeOwnDir = () => {
+    if (ownDir) rmSync(dir, { recursive: true, force: true });
+  };
   mkdirSync(dir, { recursive: true });
   installExitHook();
   let child: ChildProcess | undefined;
@@ -204,18 +211,27 @@ export async function startRedisServer(
       proc.once('exit', () => resolve());
     });
 
-  await launch();
+  try {
+    await launch();
+  } catch (err) {
+    child?.kill('SIGKILL');
+    removeOwnDir();
+    throw err;
+  }
   return {
     url: `redis://${host}:${port}`,
     port,
+    dir,
     get pid() {
       return child?.pid;
     },
     async stop() {
       const proc = child;
-      if (!proc || proc.exitCode !== null) return;
-      proc.kill('SIGTERM');
-      await waitExit(proc);
+      if (proc && proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        await waitExit(proc);
+      }
+      removeOwnDir();
     },
     async kill9() {
       const proc = child;

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import {
@@ -31,6 +32,10 @@ describe('redis-server helper', () => {
     expect(await again.get('k')).toBeNull();
     again.disconnect();
     client.disconnect();
+    expect(existsSync(server.dir)).toBe(true);
+    await server.stop();
+    // Its own temp dir goes with it (hundreds of test servers left empty ones behind).
+    expect(existsSync(server.dir)).toBe(false);
     await server.stop();
   });
 
