@@ -98,6 +98,9 @@ async function claimLatencies(minWarm: number): Promise<{
         pollSeconds: 0.05,
         maxProvisioning: SESSIONS + minWarm,
         workerConcurrency: SESSIONS + minWarm,
+        // Figures are taken before the stop: a job still running then (a
+        // replenish, a teardown) must not hold it for the default 30 s.
+        shutdownGraceSeconds: 1,
       },
     },
   });
@@ -205,7 +208,7 @@ async function forkServe(
       [FLAVOR]: { kubernetesVersion: '1.30', nodes: NODES, minWarm, maxTotal },
       [OTHER_FLAVOR]: { kubernetesVersion: '1.30', nodes: 4 - NODES, minWarm: 0, maxTotal: 1 },
     },
-    pool: { pollSeconds: 0.5, maxProvisioning: 50, workerConcurrency: 50 },
+    pool: { pollSeconds: 0.5, maxProvisioning: 50, workerConcurrency: 50, shutdownGraceSeconds: 1 },
   });
   const serve = forkLabvirt(['--config', configFile, 'serve'], { LABVIRT_API_TOKEN: token }, [
     ...SERVE_EXEC_ARGV,
