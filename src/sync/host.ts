@@ -119,19 +119,15 @@ export class HostMirrors {
           body,
         });
       } catch (err) {
-        if (isApiError(err, 409) && !current) {
-          // Another replica made it a moment ago: read what it made.
-          return await this.cluster.core.readNamespacedService({
-            namespace: env.namespace,
-            name: m.name,
-          });
-        }
-        if (isApiError(err, 403) && /exceeded quota/.test(apiErrorMessage(err))) {
-          // Quota admission answers before the name is found taken: with the
-          // quota full, another replica's mirror of this port made a moment
-          // ago is refused this way, not with 409. It is published, not refused.
-          const made = current ? undefined : await this.readService(env.namespace, m.name);
+        const quotaFull = isApiError(err, 403) && /exceeded quota/.test(apiErrorMessage(err));
+        if (!current && (isApiError(err, 409) || quotaFull)) {
+          // Another replica made it a moment ago: the API server says so with
+          // 409, or, with the quota full, with 403 (quota admission answers
+          // before the name is found taken). Read what it made.
+          const made = await this.readService(env.namespace, m.name);
           if (made) return made;
+        }
+        if (quotaFull) {
           refused.push({
             service: `${m.namespace}/${m.service}`,
             port: m.port,
