@@ -1,4 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { installWithApt } from '../src/host-packages/index.js';
 import { ensureRedisServer } from '../src/redis/index.js';
 
@@ -20,8 +22,9 @@ const PACKAGES: [binary: string, pkg: string][] = [
  * Debian-family system; otherwise the tests that need them say how to install
  * them.
  */
-export default async function setup(): Promise<void> {
+export default async function setup(): Promise<() => void> {
   const log = (line: string) => console.log(`[test setup] ${line}`);
+  const runTmp = useRunTempDir();
   try {
     await ensureRedisServer({ log });
   } catch (err) {
@@ -32,4 +35,19 @@ export default async function setup(): Promise<void> {
     const failed = installWithApt(pkg, { log });
     if (failed) console.warn(`[test setup] ${pkg} is missing and was not installed: ${failed}`);
   }
+  return () => rmSync(runTmp, { recursive: true, force: true });
+}
+
+/**
+ * Points TMPDIR at a directory of this run's own and returns it, so that the
+ * teardown removes everything the run left there: test files' scratch
+ * directories, and those of the processes the tests start (labvirt, the
+ * simulator's guest tools, redis-server), which a worker ended by a signal
+ * never removes itself. The workers and their children inherit it; sim guests
+ * do not (they get an environment of their own).
+ */
+function useRunTempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'labvirt-test-run-'));
+  process.env.TMPDIR = dir;
+  return dir;
 }
