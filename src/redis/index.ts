@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -132,6 +132,25 @@ function installExitHook(): void {
   });
 }
 
+let pdeathsigWrapper: string[] | undefined;
+/**
+ * `setpriv --pdeathsig KILL` (util-linux, on every Debian and Ubuntu) when it
+ * works here: it execs redis-server in place (same pid) with the kernel told
+ * to kill it when the process that started it dies. The exit hook above
+ * cannot run when that process is killed by a signal (SIGKILL, a test
+ * runner's timeout, `kill -9` of `labvirt dev`), and the server was left
+ * running on its port.
+ */
+function parentDeathWrapper(): string[] {
+  if (pdeathsigWrapper) return pdeathsigWrapper;
+  const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => isExecutable(p));
+  const works =
+    setpriv !== undefined &&
+    spawnSync(setpriv, ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore' }).status === 0;
+  pdeathsigWrapper = works ? [setpriv, '--pdeathsig', 'KILL', '--'] : [];
+  return pdeathsigWrapper;
+}
+
 /** Starts a private redis-server on 127.0.0.1 (never another interface), waiting until it answers. */
 export async function startRedisServer(
   options: RedisServerOptions = {},
@@ -173,7 +192,8 @@ export async function startRedisServer(
       '--loglevel',
       'warning',
     ];
-    const proc = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const [command, ...rest] = [...parentDeathWrapper(), binary, ...args];
+    const proc = spawn(command!, rest, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     running.add(proc);
