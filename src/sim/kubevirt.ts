@@ -98,6 +98,12 @@ export class KubeVirtEmulation implements Admission {
   private readonly studentApiByIp = new Map<string, StudentCluster>();
   private nextIp = 10;
   private stopped = false;
+  /**
+   * Boots, student-cluster starts and VMI removals under way: they write
+   * into (or remove) guests' sandboxes, so stop() waits for them (a test removing the simulator's
+   * directory after stop() met files still being written: ENOTEMPTY).
+   */
+  private readonly inFlight = new Set<Promise<unknown>>();
   private heartbeat?: NodeJS.Timeout;
   private readonly onGuestsChanged: () => void;
   private readonly story: LauncherStory;
@@ -146,7 +152,7 @@ export class KubeVirtEmulation implements Admission {
           );
       }
       if (e.resource === 'virtualmachineinstances' && e.type === 'DELETED') {
-        void this.vmiGone(e.object);
+        this.track(this.vmiGone(e.object));
       }
     });
   }
@@ -224,8 +230,10 @@ export class KubeVirtEmulation implements Admission {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.heartbeat);
+    for (const rt of this.runtime.values()) for (const t of rt.timers) clearTimeout(t);
+    // Each sees `stopped` when it ends and stops what it started.
+    await Promise.allSettled([...this.inFlight]);
     for (const rt of this.runtime.values()) {
-      for (const t of rt.timers) clearTimeout(t);
       await rt.guest?.stop();
       await rt.inner?.stop();
     }
@@ -564,6 +572,13 @@ export class KubeVirtEmulation implements Admission {
     }
   }
 
+  /** Runs detached, and stop() waits for it. */
+  private track(work: Promise<unknown>): void {
+    this.inFlight.add(work);
+    const done = () => void this.inFlight.delete(work);
+    work.then(done, done);
+  }
+
   private after(rt: VmiRuntime, ms: number, fn: () => void): void {
     const t = setTimeout(() => {
       rt.timers = rt.timers.filter((x) => x !== t);
@@ -636,7 +651,7 @@ export class KubeVirtEmulation implements Admission {
       nodeName: node.name,
       conditions: [{ type: 'PodScheduled', status: 'True' }],
     }));
-    this.after(rt, this.timings.bootMs, () => void this.bootOrFail(ns, name, rt));
+    this.after(rt, this.timings.bootMs, () => this.track(this.bootOrFail(ns, name, rt)));
   }
 
   /**
@@ -782,13 +797,10 @@ export class KubeVirtEmulation implements Admission {
     if (rt.neverReady) return;
     if (role === 'control-plane') {
       // kubeadm init brings the API up about halfway through the bootstrap.
-      this.after(
-        rt,
-        this.timings.bootstrapMs / 2,
-        () =>
-          void this.startStudentCluster(ns, name, rt, userData, ip, sandboxRoot).catch(
-            () => undefined,
-          ),
+      this.after(rt, this.timings.bootstrapMs / 2, () =>
+        this.track(
+          this.startStudentCluster(ns, name, rt, userData, ip, sandboxRoot).catch(() => undefined),
+        ),
       );
     } else {
       this.after(rt, this.timings.bootstrapMs, () => {

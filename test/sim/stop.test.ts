@@ -1,0 +1,77 @@
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/index.js';
+import { HostCluster, generateEnvSecrets, renderEnvironment } from '../../src/kube/index.js';
+import { silentLogger } from '../../src/log/index.js';
+import { startSim, type SimHandle } from '../../src/sim/index.js';
+import { SYNC_FLAVORS } from '../helpers/student-envs.js';
+
+/** Every path under `dir` with its size and modification time. */
+function snapshot(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    let entries: string[];
+    try {
+      entries = readdirSync(d);
+    } catch {
+      return;
+    }
+    for (const name of entries) {
+      const p = join(d, name);
+      try {
+        const s = statSync(p);
+        out.push(`${p} ${s.size} ${s.mtimeMs}`);
+        if (s.isDirectory()) walk(p);
+      } catch {
+        // gone meanwhile: the next snapshot shows it
+      }
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+const dirs: string[] = [];
+let sim: SimHandle | undefined;
+afterAll(async () => {
+  await sim?.stop();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true, maxRetries: 5 });
+});
+
+describe('the simulator stopping while VMs boot', () => {
+  it('is done with its guests when stop() resolves: nothing under its directory changes after', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'labvirt-sim-stop-'));
+    dirs.push(dir);
+    sim = await startSim({ dir, speed: 300, guests: true });
+    const config = loadConfig({ env: {}, overrides: { flavors: SYNC_FLAVORS } });
+    const kc = new KubeConfig();
+    kc.loadFromFile(sim.kubeconfigPath);
+    const host = new HostCluster(kc, { logger: silentLogger() });
+    // Two 3-VM envs: their guests start (sandbox, helper, cloud-init's files)
+    // a boot delay after their VMs are made, and stop() comes as they do.
+    await Promise.all(
+      ['stopaaaa', 'stopbbbb'].map(async (envId) =>
+        host.createAll(
+          await renderEnvironment({
+            config,
+            flavor: 'v1.30-3node',
+            envId,
+            secrets: await generateEnvSecrets(),
+          }),
+        ),
+      ),
+    );
+    const guests = join(dir, 'guests');
+    await expect.poll(() => snapshot(guests).length, { interval: 5 }).toBeGreaterThan(0);
+    await sim.stop();
+    sim = undefined;
+    const atStop = snapshot(dir);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(snapshot(dir)).toEqual(atStop);
+    // What a test's afterAll does next.
+    expect(() => rmSync(dir, { recursive: true })).not.toThrow();
+  });
+});
