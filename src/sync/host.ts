@@ -86,7 +86,12 @@ export class HostMirrors {
   ): Promise<{ state: HostState; refused: RefusedPort[] }> {
     const byName = new Map(state.services.map((s) => [s.metadata?.name ?? '', s]));
     const wanted = new Set(mirrors.map((m) => m.name));
-    // Deletions, writes and the policy go out together: one round trip for a change.
+    // The policy first, then the Services: a port opens before its address
+    // exists (the session view lists a mirror as soon as its Service does, and
+    // a student connecting then must get through), and closes before its
+    // mirror goes (nothing stays open for an unpublished port). One round
+    // trip more per change than sending them together.
+    const policy = await this.setPolicy(env, mirrors, state.policy);
     const deletions: Promise<void>[] = [];
     for (const [name] of byName)
       if (!wanted.has(name)) {
@@ -139,11 +144,7 @@ export class HostMirrors {
         throw err;
       }
     });
-    const [services, policy] = await Promise.all([
-      Promise.all(writes),
-      this.setPolicy(env, mirrors, state.policy),
-      Promise.all(deletions),
-    ]);
+    const [services] = await Promise.all([Promise.all(writes), Promise.all(deletions)]);
     const live = services.filter((s): s is V1Service => s !== undefined);
     // A mirror the host refused opens nothing: the policy follows what exists.
     const finalPolicy =
@@ -168,8 +169,9 @@ export class HostMirrors {
       this.list(namespace),
       this.readPolicy(namespace),
     ]);
-    for (const s of existing) await this.deleteService(namespace, s.metadata?.name ?? '');
+    // Closed first, as in apply(): no port stays open for a mirror that is going.
     if (policy) await this.deletePolicy(namespace);
+    for (const s of existing) await this.deleteService(namespace, s.metadata?.name ?? '');
     return existing.length;
   }
 

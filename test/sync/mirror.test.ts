@@ -1,5 +1,10 @@
 import { Writable } from 'node:stream';
-import { NetworkingV1Api, type V1NetworkPolicy, type V1Service } from '@kubernetes/client-node';
+import {
+  NetworkingV1Api,
+  Watch,
+  type V1NetworkPolicy,
+  type V1Service,
+} from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventBus, type LabvirtEvent } from '../../src/events/index.js';
 import { LABELS, evaluateNetworkPolicies } from '../../src/kube/index.js';
@@ -232,5 +237,58 @@ describe('NodePort sync against the simulator', { timeout: 90_000 }, () => {
     await untilMirrors(a, [], 'api unmirrored');
     const after = (await net.listNamespacedNetworkPolicy({ namespace: a.namespace })).items;
     expect(after.map((p) => p.metadata?.name)).not.toContain(MIRROR_POLICY);
+  });
+
+  it('opens the policy before the address exists, and closes it before the address goes', async () => {
+    // The session view lists a mirror once its Service exists: a student who
+    // connects then must get through. And no port stays open for a mirror
+    // that is going. Write order, read off the host's own watches
+    // (resourceVersions are the API server's one sequence of writes).
+    const env = await active('syncord1');
+    const seen: { kind: string; type: string; name: string; rv: number; ports: number }[] = [];
+    const watch = new Watch(h.host.kubeConfig);
+    const record = (kind: string) => (type: string, obj: V1Service & V1NetworkPolicy) =>
+      void seen.push({
+        kind,
+        type,
+        name: obj.metadata?.name ?? '',
+        rv: Number(obj.metadata?.resourceVersion),
+        ports: obj.spec?.ingress?.[0]?.ports?.length ?? 0,
+      });
+    const requests = await Promise.all([
+      watch.watch(
+        `/api/v1/namespaces/${env.namespace}/services`,
+        {},
+        record('Service'),
+        () => undefined,
+      ),
+      watch.watch(
+        `/apis/networking.k8s.io/v1/namespaces/${env.namespace}/networkpolicies`,
+        {},
+        record('NetworkPolicy'),
+        () => undefined,
+      ),
+    ]);
+    try {
+      const svc = await env.student.createNamespacedService({
+        namespace: 'shop',
+        body: nodePortService('web', [{ port: 80 }]),
+      });
+      const target = svc.spec!.ports![0]!.nodePort!;
+      await untilMirrors(env, [['web-x-shop-x-80', target]], 'the mirror of shop/web:80');
+      await h.until(async () => (await policyPorts(env)).length === 1, 'the policy opened');
+      const mirrorAdded = seen.find((e) => e.name === 'web-x-shop-x-80' && e.type === 'ADDED');
+      const opened = seen.find((e) => e.name === MIRROR_POLICY && e.ports === 1);
+      expect(opened!.rv).toBeLessThan(mirrorAdded!.rv);
+
+      await env.student.deleteNamespacedService({ namespace: 'shop', name: 'web' });
+      await untilMirrors(env, [], 'the mirror gone');
+      await h.until(async () => (await policy(env)) === undefined, 'the policy gone');
+      const mirrorDeleted = seen.find((e) => e.name === 'web-x-shop-x-80' && e.type === 'DELETED');
+      const closed = seen.find((e) => e.name === MIRROR_POLICY && e.type === 'DELETED');
+      expect(closed!.rv).toBeLessThan(mirrorDeleted!.rv);
+    } finally {
+      for (const r of requests) r.abort();
+    }
   });
 });
