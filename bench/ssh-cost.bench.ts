@@ -30,6 +30,7 @@ import {
 import { createRequire } from 'node:module';
 import ssh2, { type Algorithms, type Client as ClientType, type PublicKeyAuthMethod } from 'ssh2';
 import { guestAlgorithms } from '../src/ssh/algorithms.js';
+import { generateKeyPair } from '../src/ssh/keys.js';
 import { preparedSigningKey } from '../src/ssh/key-objects.js';
 import { result } from './lib.js';
 import { serveSshStub } from './ssh-stub.js';
@@ -52,7 +53,7 @@ if (process.argv[2] === '--server') {
     child.once('message', (m) => resolve(m as { port: number; hostKey: string })),
   );
   const expected = (utils.parseKey(hostKey) as ssh2.ParsedKey).getPublicSSH();
-  const clientKey = utils.generateKeyPairSync('ed25519').private;
+  const clientKey = generateKeyPair().private;
 
   const auth: PublicKeyAuthMethod = {
     type: 'publickey',
@@ -162,7 +163,7 @@ function parts(): void {
   });
   const p256Peer = createECDH('prime256v1');
   const p256PeerPublic = p256Peer.generateKeys();
-  const host = utils.parseKey(utils.generateKeyPairSync('ed25519').private) as ssh2.ParsedKey;
+  const host = utils.parseKey(generateKeyPair().private) as ssh2.ParsedKey;
   const hostBlob = host.getPublicSSH();
   const hash = randomBytes(32);
   const hostSignature = host.sign(hash) as Buffer;

@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import ssh2, { type Client as ClientType, type PublicKeyAuthMethod } from 'ssh2';
 import { guestAlgorithms } from '../src/ssh/algorithms.js';
 import { preparedSigningKey } from '../src/ssh/key-objects.js';
+import { generateKeyPair } from '../src/ssh/index.js';
 import { freePort, pct, result, stopChild, waitFor } from './lib.js';
 import { serveSshStub } from './ssh-stub.js';
 
@@ -70,7 +71,7 @@ async function ssh2Server(noDelay: boolean, clientKey: string): Promise<Target> 
 /** OpenSSH's sshd on a free loopback port, for this user only, with keys made here. */
 async function openSshServer(clientKey: string, clientPublic: string): Promise<Target> {
   const dir = mkdtempSync(join(tmpdir(), 'labvirt-sshd-'));
-  const host = utils.generateKeyPairSync('ed25519');
+  const host = generateKeyPair();
   writeFileSync(join(dir, 'host_key'), host.private, { mode: 0o600 });
   writeFileSync(join(dir, 'authorized_keys'), `${clientPublic}\n`, { mode: 0o600 });
   const port = await freePort();
@@ -206,7 +207,7 @@ async function measure(target: Target): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const clientPair = utils.generateKeyPairSync('ed25519');
+  const clientPair = generateKeyPair();
   const targets: (() => Promise<Target>)[] = [
     () => ssh2Server(true, clientPair.private),
     () => ssh2Server(false, clientPair.private),

@@ -1,6 +1,7 @@
 import ssh2 from 'ssh2';
+import { generateKeyPair } from '../src/ssh/index.js';
 
-const { Server, utils } = ssh2;
+const { Server } = ssh2;
 
 /**
  * The SSH server the SSH benches measure against, run in a child process of
@@ -11,7 +12,7 @@ const { Server, utils } = ssh2;
  * off on its connections, as the simulator's guests do.
  */
 export function serveSshStub(options: { noDelay: boolean } = { noDelay: false }): void {
-  const hostKey = utils.generateKeyPairSync('ed25519');
+  const hostKey = generateKeyPair();
   const server = new Server({ hostKeys: [hostKey.private] }, (client) => {
     if (options.noDelay)
       (client as typeof client & { setNoDelay(on: boolean): void }).setNoDelay(true);

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import type { ApiException } from '@kubernetes/client-node';
 import { ApisApi, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import ssh2 from 'ssh2';
+import { generateKeyPair } from '../../src/ssh/index.js';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import {
   itNeedsKubevirt,
@@ -13,7 +14,7 @@ import {
   type ConformanceTarget,
 } from './target.js';
 
-const { Client, utils } = ssh2;
+const { Client } = ssh2;
 
 const code = statusCode;
 
@@ -39,7 +40,7 @@ describe('conformance: KubeVirt', () => {
   let ns: string;
   let core: CoreV1Api;
   let custom: CustomObjectsApi;
-  const key = utils.generateKeyPairSync('ed25519');
+  const key = generateKeyPair();
 
   const vm = (name: string, memory: string) => {
     const template =

@@ -1,5 +1,6 @@
 import { Writable } from 'node:stream';
 import ssh2 from 'ssh2';
+import { generateKeyPair } from '../../src/ssh/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeSlack, type FakeSlack } from '../helpers/fake-slack.js';
 import {
@@ -352,7 +353,8 @@ describe('Slack front end over HTTP', () => {
 
   it('registers a student key (shown as a fingerprint), then starts without sending a key', async () => {
     const user = 'U6001';
-    const pair = ssh2.utils.generateKeyPairSync('ed25519');
+    // ssh2's own generator now and then makes a key it cannot parse (src/ssh/keys.ts).
+    const pair = generateKeyPair();
     const bad = await lab(user, 'key -----BEGIN OPENSSH PRIVATE KEY----- abc');
     expect(bad.ackText).toContain('not an OpenSSH public key');
     const registered = await lab(user, `key ${pair.public} me@laptop`);

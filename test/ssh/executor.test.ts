@@ -8,6 +8,7 @@ import {
   HostKeyMismatchError,
   InvalidEnvError,
   createExecutor,
+  generateKeyPair,
   type Executor,
 } from '../../src/ssh/index.js';
 import { GuestFarm, connectClient, newKey, run } from '../sim-guest/fixtures.js';
@@ -413,7 +414,7 @@ describe('executor', () => {
 
   it('sends every key install the same exec request: the keys travel on stdin only', async () => {
     const seen: { command: string; stdin: string }[] = [];
-    const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
+    const hostKey = generateKeyPair();
     const server = new ssh2.Server({ hostKeys: [hostKey.private] }, (client) => {
       client.on('authentication', (ctx) =>
         ctx.method === 'publickey' ? ctx.accept() : ctx.reject(),
