@@ -250,6 +250,15 @@ export function isApiError(err: unknown, code?: number): err is ApiException<unk
   return err instanceof ApiException && (code === undefined || err.code === code);
 }
 
+/**
+ * ResourceQuota admission's refusal (403 "exceeded quota"). It answers before
+ * the API server finds a name taken, so a create repeated at a full quota
+ * gets it for an object that is already there.
+ */
+export function isQuotaExceeded(err: unknown): boolean {
+  return isApiError(err, 403) && /exceeded quota/.test(apiErrorMessage(err));
+}
+
 /** The message of an API error's Status body, for logs and reports. */
 export function apiErrorMessage(err: unknown): string {
   if (err instanceof ApiException) {
@@ -442,10 +451,10 @@ export class HostCluster {
             await sleep(BINDING_RETRY_MS);
             continue;
           }
-          // Quota admission runs before the API server finds the name taken:
-          // repeating a half-done provision in a namespace at its quota gets
-          // 403 "exceeded quota" for an object its first try created.
-          if (isApiError(err, 403) && (await this.exists(obj))) {
+          // Repeating a half-done provision in a namespace at its quota: the
+          // refusal may be for an object its first try created. A read that
+          // fails too leaves the create's own error to be reported.
+          if (isQuotaExceeded(err) && (await this.exists(obj).catch(() => false))) {
             if (obj.kind === 'RoleBinding') boundAt = Date.now();
             break;
           }

@@ -91,6 +91,7 @@ export {
   IDLE_CONNECTION_MS,
   MAX_CALL_CONNECTIONS,
   isApiError,
+  isQuotaExceeded,
   apiErrorMessage,
   type KubeObject,
   type NamespaceView,

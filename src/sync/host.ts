@@ -1,7 +1,7 @@
 import { NetworkingV1Api, type V1NetworkPolicy, type V1Service } from '../kube/client-node.js';
 import type { Config } from '../config/index.js';
 import type { HostCluster } from '../kube/index.js';
-import { LABELS, MANAGED_BY, isApiError, apiErrorMessage } from '../kube/index.js';
+import { LABELS, MANAGED_BY, isApiError, isQuotaExceeded } from '../kube/index.js';
 import { MIRROR_POLICY, SYNC_ANNOTATIONS, SYNC_LABELS } from './names.js';
 import type { PlannedMirror, Protocol, RefusedPort } from './plan.js';
 
@@ -124,7 +124,7 @@ export class HostMirrors {
           body,
         });
       } catch (err) {
-        const quotaFull = isApiError(err, 403) && /exceeded quota/.test(apiErrorMessage(err));
+        const quotaFull = isQuotaExceeded(err);
         if (!current && (isApiError(err, 409) || quotaFull)) {
           // Another replica made it a moment ago: the API server says so with
           // 409, or, with the quota full, with 403 (quota admission answers

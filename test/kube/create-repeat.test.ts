@@ -39,15 +39,20 @@ describe('creating an env a second time', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('takes the quota refusal of an object already there as done, and keeps the first one', async () => {
+  /** A 3-VM env created whole, as a first provision leaves it. */
+  const createEnv = async (envId: string) => {
     const objects = renderEnvironment({
       config,
       flavor: 'v1.30-3node',
-      envId: 'again001',
+      envId,
       secrets: await generateEnvSecrets(),
     });
     await cluster.createAll(objects);
-    const namespace = envNamespace(config, 'again001');
+    return { objects, namespace: envNamespace(config, envId) };
+  };
+
+  it('takes the quota refusal of an object already there as done, and keeps the first one', async () => {
+    const { objects, namespace } = await createEnv('again001');
     // The quota's status is computed a moment after it is created; from then
     // on the VMs it counts fill it.
     const vmQuotaFull = async () => {
@@ -93,14 +98,7 @@ describe('creating an env a second time', () => {
   });
 
   it('still fails, naming the object and the quota, for a new object over the quota', async () => {
-    const objects = renderEnvironment({
-      config,
-      flavor: 'v1.30-3node',
-      envId: 'again002',
-      secrets: await generateEnvSecrets(),
-    });
-    await cluster.createAll(objects);
-    const namespace = envNamespace(config, 'again002');
+    const { objects, namespace } = await createEnv('again002');
     const extra = structuredClone(objects.find((o) => o.kind === 'VirtualMachine')!);
     extra.metadata = { ...extra.metadata, name: 'worker-9', namespace };
     // createAll itself waits out a quota whose status is not computed yet.
