@@ -34,7 +34,7 @@ load_cluster_env() {
   . "$LABVIRT_CLUSTER_ENV"
   local var
   for var in LABVIRT_ROLE LABVIRT_NODE_NAME LABVIRT_ENV_NAMESPACE LABVIRT_K8S_MINOR \
-    LABVIRT_GOLDEN_IMAGE LABVIRT_POD_CIDR LABVIRT_SERVICE_CIDR LABVIRT_CONTROL_PLANE_SERVICE \
+    LABVIRT_GOLDEN_IMAGE LABVIRT_POD_CIDR LABVIRT_SERVICE_CIDR LABVIRT_CONTROL_PLANE_NAME \
     LABVIRT_EXPECTED_NODES LABVIRT_BOOTSTRAP_TOKEN LABVIRT_CA_CERT_HASH \
     LABVIRT_HOST_CLUSTER_DOMAIN LABVIRT_DEADLINE_SECONDS; do
     [[ -n "${!var:-}" ]] || die "$var is not set in $LABVIRT_CLUSTER_ENV"
@@ -125,12 +125,13 @@ host_cluster_domain() {
   printf '%s\n' "$LABVIRT_HOST_CLUSTER_DOMAIN"
 }
 
-# The control plane's name on the host cluster: the env's headless Service
-# selecting the control plane's virt-launcher pod, whose IP is the guest's IP
-# under bridge binding. A fully qualified name, because systemd-resolved
-# applies search domains to single-label names only.
+# The control plane's name on the host cluster: its hostname under the env's
+# headless `nodes` Service (control-plane.nodes), which the host's DNS answers
+# with the control plane's virt-launcher pod IP, the guest's IP under bridge
+# binding. A fully qualified name, because systemd-resolved applies search
+# domains to single-label names only.
 control_plane_fqdn() {
-  printf '%s.%s.svc.%s\n' "$LABVIRT_CONTROL_PLANE_SERVICE" "$LABVIRT_ENV_NAMESPACE" "$(host_cluster_domain)"
+  printf '%s.%s.svc.%s\n' "$LABVIRT_CONTROL_PLANE_NAME" "$LABVIRT_ENV_NAMESPACE" "$(host_cluster_domain)"
 }
 
 # kubeadm_init_config ENDPOINT VERSION: prints the kubeadm configuration of
@@ -164,7 +165,7 @@ nodeRegistration:
 apiVersion: kubeadm.k8s.io/$api
 kind: ClusterConfiguration
 kubernetesVersion: "$version"
-# The Service name, not the pod IP: workers reach the API through it, and it
+# The DNS name, not the pod IP: workers reach the API through it, and it
 # follows the VM when it comes back with a new IP.
 controlPlaneEndpoint: "$endpoint:6443"
 networking:
@@ -173,7 +174,7 @@ networking:
 apiServer:
   certSANs:
     - "$endpoint"
-    - "$LABVIRT_CONTROL_PLANE_SERVICE.$LABVIRT_ENV_NAMESPACE.svc"
+    - "$LABVIRT_CONTROL_PLANE_NAME.$LABVIRT_ENV_NAMESPACE.svc"
     - "$LABVIRT_NODE_NAME"
 ---
 apiVersion: kubelet.config.k8s.io/v1beta1

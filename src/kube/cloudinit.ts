@@ -2,7 +2,7 @@ import { stringify } from 'yaml';
 import type { Config, FlavorConfig } from '../config/index.js';
 import { imagesInUse, nodeImages, registryEndpoint, type ImageLock } from '../images/index.js';
 import {
-  CONTROL_PLANE_SERVICE,
+  CONTROL_PLANE_NAME,
   NODES_SERVICE,
   nodeNames,
   type NodeName,
@@ -121,7 +121,7 @@ export function renderUserData(input: UserDataInput): string {
       LABVIRT_GOLDEN_IMAGE: String(flavor.goldenImage),
       LABVIRT_POD_CIDR: config.network.podCidr,
       LABVIRT_SERVICE_CIDR: config.network.serviceCidr,
-      LABVIRT_CONTROL_PLANE_SERVICE: CONTROL_PLANE_SERVICE,
+      LABVIRT_CONTROL_PLANE_NAME: CONTROL_PLANE_NAME,
       LABVIRT_EXPECTED_NODES: String(flavor.nodes),
       LABVIRT_BOOTSTRAP_TOKEN: secrets.bootstrapToken,
       LABVIRT_CA_CERT_HASH: secrets.caHash,
@@ -222,10 +222,8 @@ function nodeAccessFiles(input: UserDataInput): WriteFile[] {
     if (!/^ssh-ed25519 [A-Za-z0-9+/=]+$/.test(hostKey)) {
       throw new Error(`the host key of ${node} must be one ssh-ed25519 public key line`);
     }
+    // The control plane's is also its endpoint name (CONTROL_PLANE_NAME).
     const names = [node, `${node}.${domain}`];
-    if (node === 'control-plane') {
-      names.push(`${CONTROL_PLANE_SERVICE}.${namespace}.svc.${config.network.hostClusterDomain}`);
-    }
     return `${names.join(',')} ${hostKey}`;
   });
   return [

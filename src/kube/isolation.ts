@@ -1,12 +1,6 @@
 import type { Config, HostDnsConfig } from '../config/index.js';
 import type { KubeObject } from './client.js';
-import {
-  CONTROL_PLANE_SERVICE,
-  LABELS,
-  NODES_SERVICE,
-  SSH_NODEPORT_SERVICE,
-  type NodeName,
-} from './names.js';
+import { LABELS, NODES_SERVICE, SSH_NODEPORT_SERVICE, type NodeName } from './names.js';
 import { formatBytes, formatCpu, parseQuantity, toMi } from './quantity.js';
 import { launcherEphemeralBytes } from './vm.js';
 
@@ -34,7 +28,7 @@ const NETPOL = { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy' } as 
  *   - in: port 22 from labvirt's own pods (gateway and executor, both modes),
  *     plus virt-api when `allowVirtctlSsh`;
  *   - out: the host cluster's DNS, as `network.hostDns` says (the guests
- *     resolve the control plane's Service name through it);
+ *     resolve the control plane's name through it);
  *   - out: everything outside `network.deniedEgressCidrs` (private ranges by
  *     default: other envs, the host's pods, nodes and cloud metadata);
  * - `allow-ssh-nodeport` (nodeport mode only): port 22 of the control plane
@@ -169,61 +163,32 @@ function hostDnsEgress(config: Config): Record<string, unknown>[] {
 }
 
 /**
- * The control plane's headless Service, which workers join through.
- *
- * With bridge binding the guest's IP is its launcher pod's IP, known only
- * once the pod runs (and new whenever the VM restarts). A headless Service
- * selecting the control plane's launcher pod gives it a stable DNS name,
- * `control-plane.<ns>.svc.<cluster domain>`, resolving straight to that IP
- * (no kube-proxy hop, so the API server's certificate and port are the
- * guest's own). `publishNotReadyAddresses` publishes the IP as soon as the
- * pod has one: the workers' kubeadm join retries until the API answers, and
- * the control plane's own `kubeadm init` uses the name as its endpoint.
+ * The headless Service that names every node of the env. With it as the VMs'
+ * `subdomain`, the host's DNS answers `<node>.nodes.<ns>.svc.<domain>` with
+ * that node's launcher pod IP (the guest's IP under bridge binding, known only
+ * once the pod runs), and follows a VM that comes back with a new IP; the
+ * guests search that domain (cloud-init), so a student on the control plane
+ * reaches `ssh worker-1`. The control plane's name under it,
+ * `control-plane.nodes.<ns>.svc.<domain>` (CONTROL_PLANE_NAME), is the
+ * cluster's endpoint: the workers' kubeadm join and the API server's
+ * certificate use it, and with no kube-proxy hop the certificate and port
+ * are the guest's own.
+ * `publishNotReadyAddresses` publishes an IP as soon as the pod has one: the
+ * workers' join retries until the API answers, and the control plane's own
+ * `kubeadm init` uses the name as its endpoint.
  */
-export function renderControlPlaneService(input: IsolationInput): KubeObject {
-  return headlessService(
-    input,
-    CONTROL_PLANE_SERVICE,
-    { [LABELS.env]: input.envId, [LABELS.node]: 'control-plane' },
-    { name: 'kube-apiserver', port: 6443 },
-  );
-}
-
-/** A headless Service published before its pods are Ready: DNS names for guests' IPs. */
-function headlessService(
-  input: IsolationInput,
-  name: string,
-  selector: Record<string, string>,
-  port: { name: string; port: number },
-): KubeObject {
+export function renderNodesService(input: IsolationInput): KubeObject {
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: { name, namespace: input.namespace, labels: input.labels },
+    metadata: { name: NODES_SERVICE, namespace: input.namespace, labels: input.labels },
     spec: {
       clusterIP: 'None',
       publishNotReadyAddresses: true,
-      selector,
-      ports: [{ name: port.name, protocol: 'TCP', port: port.port, targetPort: port.port }],
+      selector: { [LABELS.env]: input.envId },
+      ports: [{ name: 'ssh', protocol: 'TCP', port: 22, targetPort: 22 }],
     },
   };
-}
-
-/**
- * The headless Service that names every node of the env. With it as the VMs'
- * `subdomain`, the host's DNS answers `<node>.nodes.<ns>.svc.<domain>` with
- * that node's launcher pod IP (the guest's IP under bridge binding), and
- * follows a VM that comes back with a new IP; the guests search that domain
- * (cloud-init), so a student on the control plane reaches `ssh worker-1`.
- * Published before the VMs are Ready, as the control plane's is.
- */
-export function renderNodesService(input: IsolationInput): KubeObject {
-  return headlessService(
-    input,
-    NODES_SERVICE,
-    { [LABELS.env]: input.envId },
-    { name: 'ssh', port: 22 },
-  );
 }
 
 /** `ssh.mode: nodeport`: the env's own NodePort to the control plane's sshd. */
@@ -337,8 +302,8 @@ export function renderQuota(input: IsolationInput): { limitRange: KubeObject; qu
         'requests.memory': `${need.requestsMemoryMi}Mi`,
         'requests.ephemeral-storage': formatBytes(need.ephemeralStorageBytes),
         'count/virtualmachines.kubevirt.io': String(nodes.length),
-        // The control plane's and the nodes' headless Services, and the NodePorts.
-        services: String(2 + nodePorts),
+        // The nodes' headless Service, and the NodePorts.
+        services: String(1 + nodePorts),
         'services.nodeports': String(nodePorts),
         'services.loadbalancers': '0',
         persistentvolumeclaims: '0',

@@ -35,14 +35,19 @@ export type EnvState =
 export type NodeRole = 'control-plane' | 'worker';
 export type NodeName = 'control-plane' | 'worker-1' | 'worker-2';
 
-/** The control plane's headless Service; workers join through `control-plane.<ns>.svc.<domain>`. */
-export const CONTROL_PLANE_SERVICE = 'control-plane';
 /**
  * The env's nodes' headless Service and the VMs' `subdomain`: every node is
  * `<node>.nodes.<ns>.svc.<domain>`, which the guests search, so `ssh worker-1`
  * works between the env's nodes.
  */
 export const NODES_SERVICE = 'nodes';
+/**
+ * The control plane's DNS name inside its namespace: `<name>.<ns>.svc.<domain>`
+ * is what the workers join through and what the API server's certificate
+ * names. The node's own name under the `nodes` Service, so the env needs no
+ * Service of its own for it (one API write fewer per env).
+ */
+export const CONTROL_PLANE_NAME = `control-plane.${NODES_SERVICE}`;
 /** The per-env SSH NodePort Service in `ssh.mode: nodeport`. */
 export const SSH_NODEPORT_SERVICE = 'ssh';
 export function cloudInitSecretName(node: NodeName): string {

@@ -2,7 +2,6 @@ import type { Config } from '../config/index.js';
 import { renderUserData } from './cloudinit.js';
 import type { KubeObject } from './client.js';
 import {
-  renderControlPlaneService,
   renderNetworkPolicies,
   renderNodesService,
   renderQuota,
@@ -162,7 +161,7 @@ export function renderEnvironment(input: RenderInput): KubeObject[] {
       renderVirtualMachine({ config, flavor, namespace, node, role, labels: vmLabels, imageLock }),
     );
   }
-  objects.push(renderControlPlaneService(iso), renderNodesService(iso));
+  objects.push(renderNodesService(iso));
   if (config.ssh.mode === 'nodeport') objects.push(renderSshNodePortService(iso));
   objects.push(...vms, quota);
   return objects;

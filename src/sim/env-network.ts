@@ -13,6 +13,8 @@ export interface EnvMember {
   address: string;
   sandboxRoot: string;
   guest: Guest;
+  /** The VMI's `spec.subdomain` (labvirt's `nodes`): the node is also `<node>.<subdomain>.<ns>.svc`. */
+  subdomain?: string;
 }
 
 /** The student users of a node, who get the env's key (as bootstrap gives it on a real VM). */
@@ -40,8 +42,8 @@ export class EnvNetwork {
   ) {}
 
   /** Brings every member's files and listeners up to date with the env's current nodes. */
-  async update(members: EnvMember[], controlPlaneService: string): Promise<void> {
-    const hosts = this.hostsFile(members, controlPlaneService);
+  async update(members: EnvMember[], controlPlaneName: string): Promise<void> {
+    const hosts = this.hostsFile(members, controlPlaneName);
     const knownHosts = members
       .map(
         (m) =>
@@ -69,15 +71,21 @@ export class EnvNetwork {
     }
   }
 
-  private hostsFile(members: EnvMember[], controlPlaneService: string): string {
+  /**
+   * What the host's DNS answers a real guest: every node under its VMI's
+   * subdomain (a headless Service of that name, labvirt's `nodes`), and the
+   * control plane under the name its cluster.env gives (`control-plane.nodes`;
+   * `control-plane`, a Service of its own, in envs made before labvirt folded
+   * it into `nodes`).
+   */
+  private hostsFile(members: EnvMember[], controlPlaneName: string): string {
     const lines = ['127.0.0.1 localhost'];
     for (const m of members) {
       const names = [m.nodeName, m.vmiName];
-      if (m.role === 'control-plane') {
-        names.push(
-          `${controlPlaneService}.${this.namespace}.svc.cluster.local`,
-          `${controlPlaneService}.${this.namespace}.svc`,
-        );
+      const qualified = m.subdomain ? [`${m.nodeName}.${m.subdomain}`] : [];
+      if (m.role === 'control-plane') qualified.push(controlPlaneName);
+      for (const name of qualified) {
+        names.push(`${name}.${this.namespace}.svc.cluster.local`, `${name}.${this.namespace}.svc`);
       }
       lines.push(`${m.address} ${names.filter(unique).join(' ')}`);
     }

@@ -20,8 +20,8 @@ export interface StudentClusterOptions {
   serviceCidr: string;
   /** kubeadm's `controlPlaneEndpoint` host, the server in admin.conf. */
   endpoint: string;
-  /** The control plane's headless Service on the host (a certificate SAN, like kubeadm's certSANs). */
-  controlPlaneService: string;
+  /** The control plane's name in its host namespace, e.g. `control-plane.nodes` (a certificate SAN, like kubeadm's certSANs). */
+  controlPlaneName: string;
   /** Minor version, e.g. `1.30`. */
   kubernetesVersion: string;
   namespaceDeleteDelayMs: number;
@@ -87,7 +87,7 @@ export async function startStudentCluster(opts: StudentClusterOptions): Promise<
       'kubernetes.default.svc.cluster.local',
       opts.nodeName,
       opts.endpoint,
-      `${opts.controlPlaneService}.${opts.namespace}.svc`,
+      `${opts.controlPlaneName}.${opts.namespace}.svc`,
     ],
     ipAddresses: [firstServiceIp, opts.nodeIp],
   });

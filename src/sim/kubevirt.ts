@@ -70,10 +70,28 @@ interface VmiRuntime {
   pod?: Obj;
   role?: 'control-plane' | 'worker';
   sandboxRoot?: string;
-  /** The control plane's Service name (its admin.conf server), from cluster.env. */
-  controlPlaneService?: string;
+  /** The control plane's name in its namespace (its admin.conf server), from cluster.env. */
+  controlPlaneName?: string;
+  /** The VMI's `spec.subdomain`: the host's DNS names the node `<node>.<subdomain>.<ns>.svc`. */
+  subdomain?: string;
   /** A sandboxed guest's own ports as host addresses (NodePorts, the address map). */
   published?: PublishedPorts;
+}
+
+/**
+ * What labvirt's guests call their control plane inside their namespace (the
+ * `controlPlaneEndpoint` is `<name>.<ns>.svc.<domain>`): cluster.env's
+ * `LABVIRT_CONTROL_PLANE_NAME`, or `LABVIRT_CONTROL_PLANE_SERVICE` in an env
+ * made by a labvirt from before the control plane's own Service was folded
+ * into `nodes`.
+ */
+const DEFAULT_CONTROL_PLANE_NAME = 'control-plane.nodes';
+function controlPlaneNameOf(env: Record<string, string>): string {
+  return (
+    env.LABVIRT_CONTROL_PLANE_NAME ??
+    env.LABVIRT_CONTROL_PLANE_SERVICE ??
+    DEFAULT_CONTROL_PLANE_NAME
+  );
 }
 
 const RUNNING_STRATEGIES = new Set(['Always', 'RerunOnFailure']);
@@ -740,6 +758,7 @@ export class KubeVirtEmulation implements Admission {
       (vmi?.metadata.labels?.['labvirt.io/role'] as 'control-plane' | 'worker' | undefined) ??
       (name === 'control-plane' ? 'control-plane' : 'worker');
     rt.nodeName = vmi?.metadata.labels?.['labvirt.io/node'] ?? name;
+    rt.subdomain = (vmi?.spec as { subdomain?: string } | undefined)?.subdomain;
     const guest = await startGuest({
       namespace: ns,
       vmiName: name,
@@ -780,11 +799,12 @@ export class KubeVirtEmulation implements Admission {
     rt.sandboxRoot = sandboxRoot;
     this.scheduleHeartbeat();
     rt.role = role;
-    rt.controlPlaneService =
+    rt.controlPlaneName = controlPlaneNameOf(
       parseShellEnv(
         writeFilesFromUserData(userData).find((f) => f.path === '/etc/labvirt/cluster.env')
           ?.content ?? '',
-      ).LABVIRT_CONTROL_PLANE_SERVICE ?? 'control-plane';
+      ),
+    );
     rt.published = guest.sandboxed ? new PublishedPorts(rt.listenAddress!, guest) : undefined;
     this.guestsByIp.set(ip, {
       port: guest.port,
@@ -830,7 +850,7 @@ export class KubeVirtEmulation implements Admission {
     const keyPem = files.get('/etc/kubernetes/pki/ca.key');
     if (!certPem || !keyPem) return;
     const env = parseShellEnv(files.get('/etc/labvirt/cluster.env') ?? '');
-    const service = env.LABVIRT_CONTROL_PLANE_SERVICE ?? 'control-plane';
+    const controlPlaneName = controlPlaneNameOf(env);
     const nodeName = rt.nodeName ?? 'control-plane';
     const delays = this.options.studentCluster ?? {
       namespaceDeleteDelayMs: 1_000,
@@ -842,8 +862,8 @@ export class KubeVirtEmulation implements Admission {
       nodeName,
       nodeIp: ip,
       serviceCidr: env.LABVIRT_SERVICE_CIDR ?? '10.95.0.0/16',
-      endpoint: `${service}.${ns}.svc.cluster.local`,
-      controlPlaneService: service,
+      endpoint: `${controlPlaneName}.${ns}.svc.cluster.local`,
+      controlPlaneName,
       kubernetesVersion: env.LABVIRT_K8S_MINOR ?? '1.30',
       listen: this.options.listen,
       ...delays,
@@ -891,10 +911,10 @@ export class KubeVirtEmulation implements Admission {
    */
   private async updateEnvNetwork(ns: string): Promise<void> {
     const members: EnvMember[] = [];
-    let service = 'control-plane';
+    let controlPlaneName = DEFAULT_CONTROL_PLANE_NAME;
     for (const [key, rt] of this.runtime) {
       if (!key.startsWith(`${ns}/`) || !rt.guest || !rt.sandboxRoot || !rt.listenAddress) continue;
-      if (rt.role === 'control-plane') service = rt.controlPlaneService ?? service;
+      if (rt.role === 'control-plane') controlPlaneName = rt.controlPlaneName ?? controlPlaneName;
       members.push({
         vmiName: key.slice(ns.length + 1),
         nodeName: rt.nodeName ?? key.slice(ns.length + 1),
@@ -902,6 +922,7 @@ export class KubeVirtEmulation implements Admission {
         address: rt.listenAddress,
         sandboxRoot: rt.sandboxRoot,
         guest: rt.guest,
+        ...(rt.subdomain ? { subdomain: rt.subdomain } : {}),
       });
     }
     if (members.length === 0) {
@@ -925,7 +946,7 @@ export class KubeVirtEmulation implements Admission {
       );
       this.envNetworks.set(ns, network);
     }
-    await network.update(members, service).catch(() => undefined);
+    await network.update(members, controlPlaneName).catch(() => undefined);
   }
 
   /** One disk per VMI (a containerDisk is ephemeral): a replacement never sees the old one's files. */

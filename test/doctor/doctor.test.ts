@@ -412,7 +412,7 @@ describe('labvirt doctor against a Kubernetes cluster without KubeVirt', () => {
       nodeIp: '127.0.0.1',
       serviceCidr: '10.96.0.0/16',
       endpoint: 'localhost',
-      controlPlaneService: 'plain',
+      controlPlaneName: 'plain',
       kubernetesVersion: '1.31',
       namespaceDeleteDelayMs: 10,
       quotaStatusDelayMs: 10,

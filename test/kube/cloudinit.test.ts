@@ -57,7 +57,7 @@ describe('cloud-init user data', () => {
       LABVIRT_GOLDEN_IMAGE: 'false',
       LABVIRT_POD_CIDR: '10.243.0.0/16',
       LABVIRT_SERVICE_CIDR: '10.95.0.0/16',
-      LABVIRT_CONTROL_PLANE_SERVICE: 'control-plane',
+      LABVIRT_CONTROL_PLANE_NAME: 'control-plane.nodes',
       LABVIRT_EXPECTED_NODES: '3',
       LABVIRT_BOOTSTRAP_TOKEN: secrets.bootstrapToken,
       LABVIRT_CA_CERT_HASH: secrets.caHash,
@@ -268,24 +268,24 @@ describe('cloud-init/lib.sh', { timeout: 120_000 }, () => {
     const fqdn = (domain: string) =>
       bashWithLib('control_plane_fqdn', {
         LABVIRT_ENV_NAMESPACE: 'lab-abc',
-        LABVIRT_CONTROL_PLANE_SERVICE: 'control-plane',
+        LABVIRT_CONTROL_PLANE_NAME: 'control-plane.nodes',
         LABVIRT_HOST_CLUSTER_DOMAIN: domain,
       }).trim();
-    expect(fqdn('k8s.example.org')).toBe('control-plane.lab-abc.svc.k8s.example.org');
-    expect(fqdn('cluster.local')).toBe('control-plane.lab-abc.svc.cluster.local');
+    expect(fqdn('k8s.example.org')).toBe('control-plane.nodes.lab-abc.svc.k8s.example.org');
+    expect(fqdn('cluster.local')).toBe('control-plane.nodes.lab-abc.svc.cluster.local');
   });
 
-  it('writes a kubeadm config with labvirt’s token, the CIDRs and the Service name as endpoint', async () => {
+  it('writes a kubeadm config with labvirt’s token, the CIDRs and the DNS name as endpoint', async () => {
     const secrets = await sharedSecrets();
     const config = (minor: string) =>
       parseAllDocuments(
-        bashWithLib('kubeadm_init_config control-plane.lab-abc.svc.cluster.local v1.30.6', {
+        bashWithLib('kubeadm_init_config control-plane.nodes.lab-abc.svc.cluster.local v1.30.6', {
           LABVIRT_K8S_MINOR: minor,
           LABVIRT_BOOTSTRAP_TOKEN: secrets.bootstrapToken,
           LABVIRT_NODE_NAME: 'control-plane',
           LABVIRT_POD_CIDR: '10.243.0.0/16',
           LABVIRT_SERVICE_CIDR: '10.95.0.0/16',
-          LABVIRT_CONTROL_PLANE_SERVICE: 'control-plane',
+          LABVIRT_CONTROL_PLANE_NAME: 'control-plane.nodes',
           LABVIRT_ENV_NAMESPACE: 'lab-abc',
         }),
       ).map((d) => d.toJS() as any);
@@ -300,10 +300,15 @@ describe('cloud-init/lib.sh', { timeout: 120_000 }, () => {
     expect(cluster).toMatchObject({
       kind: 'ClusterConfiguration',
       kubernetesVersion: 'v1.30.6',
-      controlPlaneEndpoint: 'control-plane.lab-abc.svc.cluster.local:6443',
+      controlPlaneEndpoint: 'control-plane.nodes.lab-abc.svc.cluster.local:6443',
       networking: { podSubnet: '10.243.0.0/16', serviceSubnet: '10.95.0.0/16' },
     });
-    expect(cluster.apiServer.certSANs).toContain('control-plane.lab-abc.svc.cluster.local');
+    expect(cluster.apiServer.certSANs).toEqual(
+      expect.arrayContaining([
+        'control-plane.nodes.lab-abc.svc.cluster.local',
+        'control-plane.nodes.lab-abc.svc',
+      ]),
+    );
     // CoreDNS forwards to the configured upstreams, not to the host cluster's DNS.
     expect(kubelet).toMatchObject({
       kind: 'KubeletConfiguration',

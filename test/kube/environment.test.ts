@@ -1,6 +1,7 @@
 /* eslint-disable @typescript-eslint/no-explicit-any -- rendered objects are inspected field by field */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import {
   LABELS,
   assertValid,
@@ -20,6 +21,7 @@ import {
   named,
   renderWith,
   sharedSecrets,
+  userDataOf,
 } from './helpers.js';
 
 const FLAVORS = Object.keys(configWith().flavors);
@@ -269,22 +271,25 @@ describe('the VirtualMachine template', () => {
 });
 
 describe('Services', () => {
-  it('give the control plane a headless name that publishes its IP before it is Ready', async () => {
-    const svc = named(await renderWith('v1.30-3node'), 'Service', 'control-plane');
-    expect(svc.spec).toEqual({
-      clusterIP: 'None',
-      publishNotReadyAddresses: true,
-      selector: { [LABELS.env]: 'abcd1234', [LABELS.node]: 'control-plane' },
-      ports: [{ name: 'kube-apiserver', protocol: 'TCP', port: 6443, targetPort: 6443 }],
-    });
+  it('name the control plane under the nodes Service, not with a Service of its own', async () => {
+    const objects = await renderWith('v1.30-3node');
+    // One write fewer per env: its endpoint is `control-plane.nodes.<ns>.svc`.
+    expect(objects.some((o) => o.kind === 'Service' && o.metadata?.name === 'control-plane')).toBe(
+      false,
+    );
+    const nodes = named(objects, 'Service', 'nodes');
+    expect(nodes.spec).toMatchObject({ clusterIP: 'None', publishNotReadyAddresses: true });
+    expect(nodes.spec.selector).toEqual({ [LABELS.env]: 'abcd1234' });
+    const cp = named(objects, 'VirtualMachine', 'control-plane');
+    expect(cp.spec.template.spec).toMatchObject({ hostname: 'control-plane', subdomain: 'nodes' });
+    const doc = parseYaml(userDataOf(objects, 'control-plane')) as any;
+    const env = doc.write_files.find((f: any) => f.path === '/etc/labvirt/cluster.env').content;
+    expect(env.split('\n')).toContain("LABVIRT_CONTROL_PLANE_NAME='control-plane.nodes'");
   });
 
   it('add the SSH NodePort to the control plane in nodeport mode only', async () => {
     const gateway = await renderWith('v1.31-1node', { ssh: { mode: 'gateway' } });
-    expect(byKind(gateway, 'Service').map((s) => s.metadata.name)).toEqual([
-      'control-plane',
-      'nodes',
-    ]);
+    expect(byKind(gateway, 'Service').map((s) => s.metadata.name)).toEqual(['nodes']);
     const nodeport = await renderWith('v1.31-1node', { ssh: { mode: 'nodeport' } });
     expect(named(nodeport, 'Service', 'ssh').spec).toEqual({
       type: 'NodePort',

@@ -413,9 +413,9 @@ describe('`ssh worker-1` between an env’s nodes (real guests)', { timeout: 120
       // The Service selects the launcher pods through these labels.
       expect(vm.spec.template.metadata.labels['labvirt.io/env']).toBe('abcd1234');
     }
-    // The quota leaves room for it beside the control plane's Service and the mirrored NodePorts.
+    // The quota leaves room for it beside the mirrored NodePorts, and for no other Service.
     const quota = named(objects, 'ResourceQuota', 'env-quota');
-    expect(Number(quota.spec.hard.services)).toBe(2 + configWith().sync.maxPortsPerEnv);
+    expect(Number(quota.spec.hard.services)).toBe(1 + configWith().sync.maxPortsPerEnv);
   });
 
   it('gives every node the search domain, every node’s host key by name, and one student key for the env', async () => {
@@ -435,7 +435,7 @@ describe('`ssh worker-1` between an env’s nodes (real guests)', { timeout: 120
         .split('\n')
         .filter((l) => l && !l.startsWith('#'));
       expect(known).toEqual([
-        `control-plane,control-plane.${domain},control-plane.lab-abcd1234.svc.corp.example ${fromPki('host-control-plane.pub')}`,
+        `control-plane,control-plane.${domain} ${fromPki('host-control-plane.pub')}`,
         `worker-1,worker-1.${domain} ${fromPki('host-worker-1.pub')}`,
         `worker-2,worker-2.${domain} ${fromPki('host-worker-2.pub')}`,
       ]);

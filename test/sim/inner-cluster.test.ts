@@ -201,10 +201,52 @@ describe('simulated guests: the student cluster on the control plane’s 6443', 
   it('leaves an admin.conf like kubeadm’s: the env’s CA, its endpoint, a client certificate', async () => {
     const conf = parseYaml(adminConf) as AdminConf;
     expect(conf.clusters[0]!.cluster.server).toBe(
-      `https://control-plane.${ns}.svc.cluster.local:6443`,
+      `https://control-plane.nodes.${ns}.svc.cluster.local:6443`,
     );
     const pki = (await host.readSecret(ns, 'control-plane-cloudinit'))!;
     expect(conf.clusters[0]!.cluster['certificate-authority-data']).toBe(pki.data!['ca.crt']);
+  });
+
+  it('keeps the endpoint of an env made before the control plane’s Service was folded into `nodes`', async () => {
+    // Such an env's cluster.env names a Service (`control-plane`), not the node's name under `nodes`.
+    const oldNs = envNamespace(config, 'inner002');
+    const objects = await renderEnvironment({
+      config,
+      flavor: 'v1.31-1node',
+      envId: 'inner002',
+      secrets: envSecrets,
+    });
+    const secret = objects.find(
+      (o) => o.kind === 'Secret' && o.metadata?.name === 'control-plane-cloudinit',
+    ) as { data: Record<string, string> };
+    const userdata = Buffer.from(secret.data.userdata!, 'base64').toString('utf8');
+    expect(userdata).toContain("LABVIRT_CONTROL_PLANE_NAME='control-plane.nodes'");
+    secret.data.userdata = Buffer.from(
+      userdata.replace(
+        "LABVIRT_CONTROL_PLANE_NAME='control-plane.nodes'",
+        "LABVIRT_CONTROL_PLANE_SERVICE='control-plane'",
+      ),
+    ).toString('base64');
+    await host.createAll(objects);
+    const ip = await until(async () => {
+      const vmi = (await custom.getNamespacedCustomObject({
+        group: 'kubevirt.io',
+        version: 'v1',
+        namespace: oldNs,
+        plural: 'virtualmachineinstances',
+        name: 'control-plane',
+      })) as { status?: { phase?: string; interfaces?: { ipAddress?: string }[] } };
+      return vmi.status?.phase === 'Running' ? vmi.status.interfaces?.[0]?.ipAddress : undefined;
+    }, 'the old env’s control plane running');
+    const cp = await sshTo(ip);
+    const conf = await until(async () => {
+      const text = await exec(cp, 'cat /etc/kubernetes/admin.conf 2>/dev/null');
+      return text.includes('client-certificate-data') ? text : undefined;
+    }, 'the old env’s admin.conf');
+    expect((parseYaml(conf) as AdminConf).clusters[0]!.cluster.server).toBe(
+      `https://control-plane.${oldNs}.svc.cluster.local:6443`,
+    );
+    expect(await exec(cp, 'cat /etc/hosts')).toContain(`control-plane.${oldNs}.svc.cluster.local`);
   });
 
   it('publishes the control plane’s 6443 in guests.json for labvirt in another process', async () => {
