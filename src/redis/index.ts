@@ -193,7 +193,11 @@ export async function startRedisServer(
       'warning',
     ];
     const [command, ...rest] = [...parentDeathWrapper(), binary, ...args];
-    const proc = spawn(command!, rest, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // A process group of its own: a terminal's Ctrl-C (or `timeout`) signals
+    // the whole foreground group, and a Redis stopped at the same moment as
+    // labvirt left labvirt's shutdown talking to nothing. Its starter stops
+    // it, last; the wrapper above and the exit hook cover a starter that dies.
+    const proc = spawn(command!, rest, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     let stderr = '';
     proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     running.add(proc);

@@ -195,10 +195,23 @@ export function registerServeCommands(program: Command): void {
         } else {
           out('labvirt dev: running; Ctrl-C stops everything.');
           await untilSignal();
+          out('labvirt dev: stopping… (Ctrl-C again quits at once)');
+          // A second signal does not wait for the stop (which gives running
+          // jobs the grace period): the exit hooks kill Redis, and the
+          // simulated guests die with the simulator.
+          const quit = (signal: string) => () => {
+            out(`labvirt dev: ${signal} again: quitting without waiting`);
+            process.exit(130);
+          };
+          process.once('SIGINT', quit('SIGINT'));
+          process.once('SIGTERM', quit('SIGTERM'));
         }
       } finally {
         await stack.stop();
       }
+      // A part given up on after the grace period (e.g. Redis gone before
+      // labvirt) may still hold sockets or timers: they must not keep us up.
+      process.exit(process.exitCode ?? 0);
     });
 }
 
