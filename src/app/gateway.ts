@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { connectRedis } from '../redis/index.js';
+import { RedisReachability, connectRedis } from '../redis/index.js';
 import type { Config } from '../config/index.js';
 import type { EventBus } from '../events/index.js';
 import { createLogger, moduleLogger, type Logger } from '../log/index.js';
@@ -33,6 +33,8 @@ export interface GatewayRoleOptions {
   log: Logger;
   /** labvirt's Redis connection (a subscriber is made from it). */
   redis: Redis;
+  /** The process's account of Redis's reachability (the subscriber's errors go there). */
+  reachability: RedisReachability;
   store: Store;
   /** Where `ssh.hostKey` is kept (a file, or a Secret in a process with cluster access). */
   keyStore: (spec: string) => KeyStore;
@@ -65,9 +67,9 @@ export async function startGatewayRole(options: GatewayRoleOptions): Promise<Gat
   const { config, log } = options;
   const hostKey = await loadOrCreateHostKey(options.keyStore(config.ssh.hostKey));
   const directory = sessionDirectory(options.store, { legacyNodes: options.legacy?.nodes });
-  const subscriber = options.redis.duplicate();
-  subscriber.on('error', (err: Error) =>
-    log.warn({ err: err.message }, 'redis subscriber connection error'),
+  const subscriber = options.reachability.watch(
+    options.redis.duplicate(),
+    'session changes subscriber',
   );
   const stopFollowing = await followSessionChanges({
     directory,
@@ -146,7 +148,8 @@ export async function startGatewayProcess(options: {
       'ssh.mode is nodeport: students reach their envs through NodePorts, there is no gateway to run',
     );
   }
-  const redis = await connectRedis(config.redis.url, log);
+  const reachability = new RedisReachability(log);
+  const redis = await connectRedis(config.redis.url, reachability);
   try {
     const store = new Store(redis, config.redis.prefix);
     const clientKey = await loadOrCreateHostKey(
@@ -169,6 +172,7 @@ export async function startGatewayProcess(options: {
       config,
       log,
       redis,
+      reachability,
       store,
       keyStore: gatewayKeyFile('ssh.hostKey'),
       clientKey: clientKey.privateKey,

@@ -1,6 +1,6 @@
 import { rejectAfter } from '../deadline/index.js';
 import { Redis } from 'ioredis';
-import { connectRedis } from '../redis/index.js';
+import { RedisReachability, connectRedis } from '../redis/index.js';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Worker } from 'bullmq';
 import type { Config } from '../config/index.js';
@@ -162,7 +162,9 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       log.warn({ err: (err as Error).message, event: event.type }, 'event listener failed'),
     );
 
-    const redis = await connectRedis(config.redis.url, log);
+    // One account of Redis's reachability for every connection of this process.
+    const reachability = new RedisReachability(log);
+    const redis = await connectRedis(config.redis.url, reachability);
     stack.push(async () => void redis.disconnect());
     const store = new Store(redis, config.redis.prefix);
 
@@ -240,6 +242,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       prefix: `${config.redis.prefix}-jobs`,
       provisionAttempts: config.pool.provisionAttempts,
       maxProvisioning: config.pool.maxProvisioning,
+      onError: (err, queue) => reachability.error(err, `queue ${queue}`),
     });
     stack.push(() => queues.close());
     await queues.applyGlobalLimits();
@@ -272,6 +275,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         service,
         events,
         log,
+        onError: (err, what) => reachability.error(err, what),
         // Delivering is light (a few Slack calls a session), so every replica
         // with the bot token takes part; the queue lets one deliver each.
         slack: { botToken: options.slack.botToken, apiUrl: config.slack.apiUrl },
@@ -346,7 +350,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
             'job failed',
           );
         });
-        w.on('error', (err) => log.error({ queue: w.name, err: err.message }, 'worker error'));
+        w.on('error', (err) => reachability.error(err, `worker ${w.name}`, 'error'));
       }
       stopFirst.push(async () => {
         await Promise.all(
@@ -394,6 +398,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         config,
         log,
         redis,
+        reachability,
         store,
         keyStore: (spec) => keyStoreFor(spec, cluster),
         clientKey: gatewayClientKey.privateKey,
@@ -422,9 +427,9 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     if (roles.api && notifier && options.slack) {
       // Auto-pipelined: a burst's replay marks and rate counts, issued in the
       // same tick by many requests, go to Redis in one write.
-      const frontDoorRedis = redis.duplicate({ enableAutoPipelining: true });
-      frontDoorRedis.on('error', (err: Error) =>
-        log.warn({ err: err.message }, 'redis Slack front door connection error'),
+      const frontDoorRedis = reachability.watch(
+        redis.duplicate({ enableAutoPipelining: true }),
+        'Slack front door',
       );
       stack.push(async () => void frontDoorRedis.disconnect());
       const { startSlack } = await import('../slack/start.js');
@@ -445,10 +450,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     let apiUrl: string | undefined;
     if (roles.api) {
       // The web pages' live feed hears every replica's events through Redis.
-      const feedSubscriber = redis.duplicate();
-      feedSubscriber.on('error', (err: Error) =>
-        log.warn({ err: err.message }, 'redis feed subscriber connection error'),
-      );
+      const feedSubscriber = reachability.watch(redis.duplicate(), 'web feed subscriber');
       const feed = await linkEventFeed({
         events,
         publisher: redis,

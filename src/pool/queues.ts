@@ -39,6 +39,8 @@ export interface QueueSettings {
   provisionAttempts: number;
   /** Envs provisioned at once across every replica. */
   maxProvisioning: number;
+  /** A queue's errors (its own Redis connection's among them); BullMQ prints them to stderr when unheard. */
+  onError?: (err: Error, queue: string) => void;
 }
 
 const KEEP = { removeOnComplete: true, removeOnFail: { age: 24 * 3600, count: 1000 } } as const;
@@ -55,6 +57,12 @@ export class JobQueues {
     this.prepare = new Queue(QUEUE_NAMES.prepare, opts);
     this.teardown = new Queue(QUEUE_NAMES.teardown, opts);
     this.maintenance = new Queue(QUEUE_NAMES.maintenance, opts);
+    const onError = settings.onError;
+    if (onError) {
+      for (const queue of [this.provision, this.prepare, this.teardown, this.maintenance]) {
+        queue.on('error', (err) => onError(err, queue.name));
+      }
+    }
   }
 
   /**
@@ -240,6 +248,8 @@ async function handBackFetched(worker: Worker, timeoutMs: number): Promise<void>
     connection: worker.opts.connection,
     prefix: worker.opts.prefix,
   });
+  // Its failures are the sweep's, bounded and handled below.
+  queue.on('error', () => undefined);
   const redis = new Redis({
     ...(worker.opts.connection as RedisOptions),
     maxRetriesPerRequest: 1,

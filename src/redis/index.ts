@@ -5,7 +5,9 @@ import { delimiter, join } from 'node:path';
 import { Redis } from 'ioredis';
 import { installWithApt, isExecutable } from '../host-packages/index.js';
 import { freePort, restartSafePortRange } from '../net/ports.js';
-import type { Logger } from '../log/index.js';
+import type { RedisReachability } from './reachability.js';
+
+export { RedisReachability, isConnectionError } from './reachability.js';
 
 /** A Redis URL without its password, for messages. */
 export function redactUrl(url: string): string {
@@ -21,11 +23,11 @@ export function redactUrl(url: string): string {
 /**
  * labvirt's own Redis connection: connected before it is handed out, so a
  * Redis that cannot be reached fails start-up with a clear message (password
- * hidden) instead of commands queueing forever; later errors are logged.
+ * hidden) instead of commands queueing forever; later errors go to the
+ * process's account of Redis's reachability (one line an outage).
  */
-export async function connectRedis(url: string, log: Logger): Promise<Redis> {
-  const redis = new Redis(url, { lazyConnect: true });
-  redis.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
+export async function connectRedis(url: string, reachability: RedisReachability): Promise<Redis> {
+  const redis = reachability.watch(new Redis(url, { lazyConnect: true }), 'labvirt');
   try {
     await redis.connect();
   } catch (err) {

@@ -43,6 +43,8 @@ export interface NotifierOptions {
   /** This replica's event bus: every change made here is enqueued from it. */
   events: EventBus;
   log: Logger;
+  /** Its queue's and worker's errors (their Redis connections' among them); else logged as warnings. */
+  onError?: (err: Error, what: string) => void;
   /**
    * Where and as whom to deliver. Without it this replica only enqueues
    * (another replica with a bot token delivers).
@@ -130,6 +132,7 @@ export async function startNotifier(options: NotifierOptions): Promise<Notifier>
     connection: options.connection,
     prefix: options.prefix,
     retry,
+    onError: options.onError,
   });
 
   const isSlackStudent = (student: string) => parseStudentId(student) !== undefined;
@@ -231,7 +234,11 @@ export async function startNotifier(options: NotifierOptions): Promise<Notifier>
       if (final) log.error(line, 'Slack notification given up');
       else log.debug(line, 'Slack notification will be retried');
     });
-    worker.on('error', (err) => log.warn({ err: err.message }, 'notification worker error'));
+    worker.on('error', (err) =>
+      options.onError
+        ? options.onError(err, `worker ${NOTIFY_QUEUE}`)
+        : log.warn({ err: err.message }, 'notification worker error'),
+    );
   }
 
   return {

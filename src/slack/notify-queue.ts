@@ -72,6 +72,8 @@ export interface NotifyQueueSettings {
   connection: ConnectionOptions;
   prefix: string;
   retry: NotifyRetry;
+  /** The queue's errors (its Redis connection's among them); BullMQ prints them to stderr when unheard. */
+  onError?: (err: Error, what: string) => void;
 }
 
 /** The producer side: any replica adds; the queue makes sure one worker delivers. */
@@ -86,6 +88,8 @@ export class NotifyQueue {
       connection: settings.connection,
       prefix: settings.prefix,
     });
+    const onError = settings.onError;
+    if (onError) this.queue.on('error', (err) => onError(err, `queue ${NOTIFY_QUEUE}`));
   }
 
   /**

@@ -1,0 +1,100 @@
+import type { Logger } from '../log/index.js';
+
+/** What an ioredis client (or anything that reconnects like one) emits. */
+interface Reconnecting {
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  on(event: 'ready', listener: () => void): unknown;
+}
+
+/** Error codes and messages that mean "Redis cannot be reached", not "Redis refused this". */
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+const CONNECTION_MESSAGES =
+  /^(Connection is closed|Stream isn't writeable|Reached the max retries per request limit|connect ETIMEDOUT|read ECONNRESET)/;
+
+/** Whether an error says Redis could not be reached (rather than that a command failed). */
+export function isConnectionError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as NodeJS.ErrnoException).code;
+  return (
+    (code !== undefined && CONNECTION_CODES.has(code)) || CONNECTION_MESSAGES.test(err.message)
+  );
+}
+
+/**
+ * An outage with no connection error in this long has ended, even if no
+ * watched client said so (a BullMQ connection may fail while the watched ones
+ * never noticed).
+ */
+const QUIET_ENDS_OUTAGE_MS = 60_000;
+
+/**
+ * One account of Redis being out of reach, for the whole process. Every
+ * connection (labvirt's own, its subscribers, each BullMQ queue and worker)
+ * retries on its own several times a second, and each used to log every
+ * failed attempt: 113 lines and 28 raw stack traces in 10 s. Now the first
+ * connection error is one warning naming the connection, the rest while the
+ * outage lasts are debug lines, and the first watched client that is ready
+ * again ends it with one info line saying how long it lasted. Errors that
+ * are not about reaching Redis are logged as they come.
+ */
+export class RedisReachability {
+  private outageSince: number | undefined;
+  private lastError = 0;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Logs an ioredis client's errors, and ends an outage when it is ready again. */
+  watch<T extends Reconnecting>(client: T, connection: string): T {
+    client.on('error', (err) => this.error(err, connection));
+    client.on('ready', () => this.reachable(connection));
+    return client;
+  }
+
+  /**
+   * An error from one of Redis's users (a client, a BullMQ queue or worker):
+   * part of the outage when it is about reaching Redis, logged at `level`
+   * otherwise.
+   */
+  error(err: Error, connection: string, level: 'warn' | 'error' = 'warn'): void {
+    if (!isConnectionError(err)) {
+      this.log[level]({ connection, err: err.message }, 'redis error');
+      return;
+    }
+    const t = this.now();
+    if (this.outageSince !== undefined && t - this.lastError > QUIET_ENDS_OUTAGE_MS) {
+      this.outageSince = undefined;
+    }
+    this.lastError = t;
+    if (this.outageSince === undefined) {
+      this.outageSince = t;
+      this.log.warn(
+        { connection, err: err.message },
+        'Redis is out of reach; every connection retries (further errors at debug level)',
+      );
+    } else {
+      this.log.debug({ connection, err: err.message }, 'redis connection error');
+    }
+  }
+
+  private reachable(connection: string): void {
+    if (this.outageSince === undefined) return;
+    const seconds = (this.now() - this.outageSince) / 1000;
+    this.outageSince = undefined;
+    this.log.info(
+      { connection, outageSeconds: Math.round(seconds * 10) / 10 },
+      'Redis is reachable again',
+    );
+  }
+}
