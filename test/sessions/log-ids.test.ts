@@ -1,16 +1,6 @@
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/log/index.js';
+import { capturingLogger, type LogLine } from '../helpers/log-lines.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
-
-interface LogLine {
-  level: number;
-  component?: string;
-  envId?: string;
-  sessionId?: string;
-  msg: string;
-  [key: string]: unknown;
-}
 
 /**
  * Lines of the pool and sessions modules (component `orchestrator`) that are
@@ -36,22 +26,14 @@ const CLOCK_BEHIND_MS = 365 * 24 * 3600_000;
  */
 describe('env and session ids on log lines', () => {
   let stack: TestStack;
-  const lines: LogLine[] = [];
+  let lines: LogLine[] = [];
 
   beforeAll(async () => {
-    const out = new PassThrough();
-    let buffered = '';
-    out.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString('utf8');
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        lines.push(JSON.parse(buffered.slice(0, nl)) as LogLine);
-        buffered = buffered.slice(nl + 1);
-      }
-    });
+    const capture = capturingLogger('debug');
+    lines = capture.lines;
     stack = await startTestStack({
       now: () => Date.now() - CLOCK_BEHIND_MS,
-      logger: createLogger({ level: 'debug', destination: out }),
+      logger: capture.logger,
       overrides: {
         flavors: {
           'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 1, maxTotal: 3 },

@@ -60,12 +60,12 @@ describe('simulated guests: the student cluster on the control plane’s 6443', 
     }
   };
 
-  const vmiIp = (name: string) =>
+  const vmiIp = (name: string, namespace = ns) =>
     until(async () => {
       const vmi = (await custom.getNamespacedCustomObject({
         group: 'kubevirt.io',
         version: 'v1',
-        namespace: ns,
+        namespace,
         plural: 'virtualmachineinstances',
         name,
       })) as { status?: { phase?: string; interfaces?: { ipAddress?: string }[] } };
@@ -228,16 +228,7 @@ describe('simulated guests: the student cluster on the control plane’s 6443', 
       ),
     ).toString('base64');
     await host.createAll(objects);
-    const ip = await until(async () => {
-      const vmi = (await custom.getNamespacedCustomObject({
-        group: 'kubevirt.io',
-        version: 'v1',
-        namespace: oldNs,
-        plural: 'virtualmachineinstances',
-        name: 'control-plane',
-      })) as { status?: { phase?: string; interfaces?: { ipAddress?: string }[] } };
-      return vmi.status?.phase === 'Running' ? vmi.status.interfaces?.[0]?.ipAddress : undefined;
-    }, 'the old env’s control plane running');
+    const ip = await vmiIp('control-plane', oldNs);
     const cp = await sshTo(ip);
     const conf = await until(async () => {
       const text = await exec(cp, 'cat /etc/kubernetes/admin.conf 2>/dev/null');
