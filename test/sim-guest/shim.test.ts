@@ -92,4 +92,37 @@ describe('the sim sudo stand-in', () => {
     expect(r.stdout).toBe('student /home/student\n');
     expect(await simBin()).toHaveLength(1);
   });
+  it('clears what a process killed by a signal left, and nothing else', async () => {
+    const { readdir, readFile } = await import('node:fs/promises');
+    const simBin = async () =>
+      (await readdir(tmp)).filter((d) => d.startsWith('labvirt-sim-bin-') && d !== OLD_FIXED_DIR);
+    // Its own directory names the process that made it.
+    const [own] = await simBin();
+    const ownStat = (await readFile('/proc/self/stat', 'utf8')).trim();
+    const startTime = ownStat.slice(ownStat.lastIndexOf(')') + 2).split(' ')[19];
+    expect(await readFile(join(tmp, own!, 'owner'), 'utf8')).toBe(`${process.pid} ${startTime}\n`);
+    // A process that is gone (no such pid), one whose pid now belongs to
+    // another process (this one, started at another time), and a live one.
+    const plant = async (name: string, owner: string) => {
+      await mkdir(join(tmp, name, 'guest'), { recursive: true });
+      await writeFile(join(tmp, name, 'owner'), `${owner}\n`);
+    };
+    await plant('labvirt-sim-bin-gone01', '2147483646 12345');
+    await plant('labvirt-sim-bin-reused', `${process.pid} 1`);
+    await plant('labvirt-sim-bin-alive1', `${process.pid} ${startTime}`);
+    // The next directory made (here: after a tmp cleaner took the current one) sweeps.
+    await rm(join(tmp, own!), { recursive: true, force: true });
+    const c = await newGuestLogin();
+    expect((await fixtures.run(c, 'sudo -u student sh -c \'echo "$USER"\'')).stdout).toBe(
+      'student\n',
+    );
+    const left = await simBin();
+    expect(left).toContain('labvirt-sim-bin-alive1');
+    expect(left).not.toContain('labvirt-sim-bin-gone01');
+    expect(left).not.toContain('labvirt-sim-bin-reused');
+    expect(left).toHaveLength(2);
+    // Not made by a sim (no owner file): left alone.
+    expect(existsSync(join(tmp, OLD_FIXED_DIR, 'sudo'))).toBe(true);
+    await rm(join(tmp, 'labvirt-sim-bin-alive1'), { recursive: true, force: true });
+  });
 });

@@ -1,5 +1,5 @@
-import { chmod, mkdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { existsSync, rmSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -84,11 +84,53 @@ export function simBinDir(): Promise<SimBinDirs> {
   return dirs;
 }
 
+const SIM_BIN_PREFIX = 'labvirt-sim-bin-';
+/** In each directory: the pid and start time of the process that made it. */
+const OWNER_FILE = 'owner';
+
+/** A process as the machine knows it: its pid and start time (a reused pid has another), or undefined when gone. */
+function processIdentity(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22, counted after the parenthesised command name (which may hold spaces).
+    const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return startTime ? `${pid} ${startTime}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Removes the directories of this user's processes that are gone: the exit
+ * hook below does not run for a process killed by a signal (`kill -9` of
+ * `labvirt dev`, a bench's timeout). A directory without an owner file is
+ * not one of ours and is left alone.
+ */
+async function sweepLeftDirs(parent: string): Promise<void> {
+  const uid = process.getuid?.();
+  for (const name of await readdir(parent).catch(() => [] as string[])) {
+    if (!name.startsWith(SIM_BIN_PREFIX)) continue;
+    const dir = join(parent, name);
+    try {
+      if (uid !== undefined && (await stat(dir)).uid !== uid) continue;
+      const owner = (await readFile(join(dir, OWNER_FILE), 'utf8')).trim();
+      const pid = Number(owner.split(' ')[0]);
+      if (!Number.isInteger(pid) || processIdentity(pid) === owner) continue;
+      await rm(dir, { recursive: true, force: true });
+    } catch {
+      // not ours, or gone meanwhile
+    }
+  }
+}
+
 async function makeSimBinDir(): Promise<SimBinDirs> {
-  const top = await mkdtemp(join(tmpdir(), 'labvirt-sim-bin-'));
+  await sweepLeftDirs(tmpdir());
+  const top = await mkdtemp(join(tmpdir(), SIM_BIN_PREFIX));
   await chmod(top, 0o700);
   // Gone with the process: every process makes its own.
   process.once('exit', () => rmSync(top, { recursive: true, force: true }));
+  const self = processIdentity(process.pid);
+  if (self) await writeFile(join(top, OWNER_FILE), `${self}\n`, { mode: 0o600 });
   const guest = join(top, 'guest');
   const unsandboxed = join(top, 'unsandboxed');
   await mkdir(guest, { mode: 0o700 });
