@@ -19,6 +19,7 @@ import {
   QUEUE_NAMES,
   closeWorker,
   startWorker,
+  wasReported,
   type MaintenanceJob,
 } from '../pool/queues.js';
 import { reconcile } from '../pool/reconcile.js';
@@ -345,7 +346,8 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         w.on('failed', (job, err) => {
           // The env or session it was for, as on every other pool and sessions line.
           const { envId, sessionId } = (job?.data ?? {}) as { envId?: string; sessionId?: string };
-          log.warn(
+          // A failure its handler logged already (with more to say) is one warning, not two.
+          log[wasReported(err) ? 'debug' : 'warn'](
             { queue: w.name, job: job?.id, envId, sessionId, err: err.message },
             'job failed',
           );

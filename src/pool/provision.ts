@@ -11,7 +11,7 @@ import {
 import { apiErrorMessage, isApiError } from '../kube/client.js';
 import type { PoolContext } from './context.js';
 import { inspectEnvVmis, nodeAddresses, nodesOfFlavor, watchedEnvVmis } from './nodes.js';
-import type { ProvisionJob } from './queues.js';
+import { markReported, type ProvisionJob } from './queues.js';
 import { takeToolsBaseline } from '../sessions/integrity.js';
 
 const IN_FLIGHT = new Set(['provisioning', 'booting']);
@@ -33,6 +33,7 @@ export async function provisionEnv(ctx: PoolContext, job: Job<ProvisionJob>): Pr
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
     log.warn({ reason }, 'provision attempt failed');
+    markReported(err);
     ctx.events.emit({
       type: 'env.failed',
       envId,

@@ -158,6 +158,23 @@ export interface WorkerSettings {
   lockSeconds: number;
 }
 
+/** Errors a job's handler has logged itself, with more to say than the worker's line. */
+const reported = new WeakSet<object>();
+
+/**
+ * Marks an error its handler logged before throwing it on (a provision
+ * attempt names its flavor, attempt and reason): the worker's `job failed`
+ * line for it goes to debug level, so one failure is one warning.
+ */
+export function markReported(err: unknown): void {
+  if (typeof err === 'object' && err !== null) reported.add(err);
+}
+
+/** Whether a handler already logged this error (see {@link markReported}). */
+export function wasReported(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && reported.has(err);
+}
+
 /** The jobs each worker is running, with their lock tokens (to hand them back on shutdown). */
 const running = new WeakMap<Worker, Map<string, { job: Job; token: string | undefined }>>();
 

@@ -1,11 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import { capturingLogger } from '../helpers/log-lines.js';
 import { startTestStack } from '../helpers/stack.js';
 
 const ONE = 'v1.30-1node';
 
 describe('failures', () => {
   it('retries a failed provision, then tears the env down and counts it failed — never leaks it', async () => {
+    const { logger, lines } = capturingLogger('debug');
     const stack = await startTestStack({
+      logger,
       overrides: {
         flavors: {
           [ONE]: { kubernetesVersion: '1.30', nodes: 1, minWarm: 1, maxTotal: 3 },
@@ -32,6 +35,18 @@ describe('failures', () => {
       expect(
         stack.events.filter((e) => e.type === 'env.failed' && e.willRetry && e.envId === envId),
       ).toHaveLength(1);
+      // One warning a failed attempt, with its reason: the retried attempt's
+      // job failure, which its handler logged already, is a debug line.
+      const about = (msg: string) => lines.filter((l) => l.envId === envId && l.msg === msg);
+      expect(about('provision attempt failed').map((l) => [l.level, l.attempt])).toEqual([
+        [40, 1],
+        [40, 2],
+      ]);
+      await stack.until(
+        async () => about('job failed').length > 0,
+        'the retried attempt’s job failure',
+      );
+      expect(about('job failed').map((l) => l.level)).toEqual([20]);
       await stack.until(
         async () => !(await stack.labvirt.store.getEnv(envId)),
         'the failed env to be deleted',
