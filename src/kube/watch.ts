@@ -84,6 +84,8 @@ export class SharedWatch<T> {
   private markSynced!: () => void;
   private relists = 0;
   private restarts = 0;
+  /** When the current run of failures began (warned once), until a list succeeds. */
+  private failingSince: number | undefined;
 
   constructor(private readonly opts: SharedWatchOptions<T>) {
     this.watch = new Watch(opts.kubeConfig);
@@ -221,10 +223,15 @@ export class SharedWatch<T> {
           delay > 0 ? delay * 2 : (this.opts.restartDelayMs ?? 1000),
         );
         this.restarts++;
-        this.log.warn(
-          { err: err instanceof Error ? err.message : String(err), retryInMs: delay },
-          'watch failed; listing again',
-        );
+        const line = { err: err instanceof Error ? err.message : String(err), retryInMs: delay };
+        // One warning an outage (the API server down, a network cut), not one
+        // a retry: the rest are debug lines until a list succeeds again.
+        if (this.failingSince === undefined) {
+          this.failingSince = Date.now();
+          this.log.warn(line, 'watch failed; listing again (until it works: debug level)');
+        } else {
+          this.log.debug(line, 'watch failed; listing again');
+        }
         await this.sleep(delay);
       }
     }
@@ -235,6 +242,11 @@ export class SharedWatch<T> {
     this.opts.onRequest?.('list', this.opts.kind);
     const list = await this.opts.list();
     this.relists++;
+    if (this.failingSince !== undefined) {
+      const seconds = (Date.now() - this.failingSince) / 1000;
+      this.failingSince = undefined;
+      this.log.info({ outageSeconds: Math.round(seconds * 10) / 10 }, 'watch working again');
+    }
     const fresh = new Map<string, Map<string, Entry<T>>>();
     const changed = new Set<string>();
     for (const obj of list.items) {

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { capturingLogger } from '../helpers/log-lines.js';
 import {
   HostCluster,
   SharedWatch,
@@ -216,9 +217,11 @@ describe('SharedWatch', () => {
     expect(watch.get(name, name)?.deleting).toBe(true);
   });
 
-  it('keeps trying after a failed list and is synced once one succeeds', async () => {
-    let failures = 2;
+  it('keeps trying after a failed list and is synced once one succeeds, warning once', async () => {
+    let failures = 4;
+    const { logger, lines } = capturingLogger('debug');
     const watch = namespaceWatch({
+      logger,
       list: async () => {
         if (failures-- > 0) throw new Error('connection refused');
         return (await cluster.core.listNamespace({ labelSelector: MANAGED })) as {
@@ -229,6 +232,16 @@ describe('SharedWatch', () => {
     await watch.synced();
     expect(failures).toBe(-1);
     expect(watch.relistCount).toBe(1);
+    // An outage is one warning, its retries debug lines, its end one info line.
+    await until(() => lines.some((l) => l.msg === 'watch working again'), 'the recovery line');
+    expect(lines.map((l) => [l.level, l.msg])).toEqual([
+      [40, 'watch failed; listing again (until it works: debug level)'],
+      [20, 'watch failed; listing again'],
+      [20, 'watch failed; listing again'],
+      [20, 'watch failed; listing again'],
+      [30, 'watch working again'],
+    ]);
+    expect(lines[4]!.outageSeconds).toBeGreaterThan(0);
   });
 
   it('HostCluster shares one watch per kind and counts its requests', async () => {
