@@ -272,6 +272,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
         failNextVmis: 0,
         neverReadyVmis: 0,
         slowGuestCommandsMs: 0,
+        slowKubeadmInitMs: 0,
       });
     }
     const errorRate = num(changes.errorRate, 0, 1);
@@ -286,6 +287,8 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     if (neverReady !== undefined) kubevirt.faults.neverReadyVmis = neverReady;
     const slowGuest = num(changes.slowGuestCommandsMs, 0, 600_000);
     if (slowGuest !== undefined) kubevirt.faults.slowGuestCommandsMs = slowGuest;
+    const slowInit = num(changes.slowKubeadmInitMs, 0, 600_000);
+    if (slowInit !== undefined) kubevirt.faults.slowKubeadmInitMs = slowInit;
     if (changes.dropWatches === true) api.dropWatches();
     if (typeof changes.failNode === 'string') failNode(changes.failNode);
     // `{"restartVm": "<namespace>/<vm>"}`
@@ -394,6 +397,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
         failNextVmis: 0,
         neverReadyVmis: 0,
         slowGuestCommandsMs: 0,
+        slowKubeadmInitMs: 0,
       });
     },
   });
@@ -409,6 +413,10 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   Object.defineProperty(faults, 'slowGuestCommandsMs', {
     get: () => kubevirt.faults.slowGuestCommandsMs,
     set: (v: number) => (kubevirt.faults.slowGuestCommandsMs = v),
+  });
+  Object.defineProperty(faults, 'slowKubeadmInitMs', {
+    get: () => kubevirt.faults.slowKubeadmInitMs,
+    set: (v: number) => (kubevirt.faults.slowKubeadmInitMs = v),
   });
 
   return {

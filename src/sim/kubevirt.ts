@@ -48,6 +48,12 @@ export interface KubeVirtFaults {
   neverReadyVmis: number;
   /** Every command a guest runs starts this much later (guests starved of CPU); 0 = off. */
   slowGuestCommandsMs: number;
+  /**
+   * A control plane's cluster (`kubeadm init`: the student API server,
+   * admin.conf) comes up this much later (a loaded machine); the control
+   * plane is ready only once it is up, as on a real VM. 0 = off.
+   */
+  slowKubeadmInitMs: number;
 }
 
 interface VmiRuntime {
@@ -86,6 +92,14 @@ interface VmiRuntime {
  * into `nodes`.
  */
 const DEFAULT_CONTROL_PLANE_NAME = 'control-plane.nodes';
+/** What control-plane.sh writes once its cluster is up: labvirt's readiness marker. */
+const READY_MARKER = '/var/lib/labvirt/ready';
+
+/** Whether user data carries the cluster CA, from which the sim starts a student cluster. */
+function carriesClusterCa(userData: string): boolean {
+  const paths = new Set(writeFilesFromUserData(userData).map((f) => f.path));
+  return paths.has('/etc/kubernetes/pki/ca.crt') && paths.has('/etc/kubernetes/pki/ca.key');
+}
 function controlPlaneNameOf(env: Record<string, string>): string {
   return (
     env.LABVIRT_CONTROL_PLANE_NAME ??
@@ -105,7 +119,12 @@ const now = timestamp;
  * room frees. Running VMIs get an SSH guest (src/sim/guest).
  */
 export class KubeVirtEmulation implements Admission {
-  readonly faults: KubeVirtFaults = { failNextVmis: 0, neverReadyVmis: 0, slowGuestCommandsMs: 0 };
+  readonly faults: KubeVirtFaults = {
+    failNextVmis: 0,
+    neverReadyVmis: 0,
+    slowGuestCommandsMs: 0,
+    slowKubeadmInitMs: 0,
+  };
   private readonly runtime = new Map<string, VmiRuntime>();
   private readonly guestsByIp = new Map<
     string,
@@ -759,6 +778,11 @@ export class KubeVirtEmulation implements Admission {
       (name === 'control-plane' ? 'control-plane' : 'worker');
     rt.nodeName = vmi?.metadata.labels?.['labvirt.io/node'] ?? name;
     rt.subdomain = (vmi?.spec as { subdomain?: string } | undefined)?.subdomain;
+    // As control-plane.sh on a real VM: a control plane that runs a cluster
+    // is ready once that cluster is up (admin.conf written), not at a fixed
+    // time; on a loaded machine the cluster's start can take longer than
+    // the rest of the bootstrap, and a lab's setup then ran before it.
+    const readyWithCluster = role === 'control-plane' && carriesClusterCa(userData);
     const guest = await startGuest({
       namespace: ns,
       vmiName: name,
@@ -767,7 +791,7 @@ export class KubeVirtEmulation implements Admission {
       userData,
       sandboxRoot,
       bootstrapDelayMs: this.timings.bootstrapMs,
-      markReadyAutomatically: !rt.neverReady,
+      markReadyAutomatically: !rt.neverReady && !readyWithCluster,
       listenAddress: rt.listenAddress,
       listen: this.options.listen,
       hostname: name,
@@ -817,11 +841,25 @@ export class KubeVirtEmulation implements Admission {
     if (rt.neverReady) return;
     if (role === 'control-plane') {
       // kubeadm init brings the API up about halfway through the bootstrap.
-      this.after(rt, this.timings.bootstrapMs / 2, () =>
-        this.track(
-          this.startStudentCluster(ns, name, rt, userData, ip, sandboxRoot).catch(() => undefined),
-        ),
-      );
+      let clusterUp: Promise<unknown> = Promise.resolve();
+      this.after(rt, this.timings.bootstrapMs / 2, () => {
+        clusterUp = this.startStudentCluster(ns, name, rt, userData, ip, sandboxRoot).catch(
+          () => undefined,
+        );
+        this.track(clusterUp);
+      });
+      if (readyWithCluster) {
+        this.after(rt, this.timings.bootstrapMs, () =>
+          this.track(
+            clusterUp.then(async () => {
+              if (this.stopped || this.runtime.get(`${ns}/${name}`) !== rt || !rt.inner) return;
+              await applyWriteFiles(sandboxRoot, [
+                { path: READY_MARKER, content: `${name}\n`, mode: 0o644 },
+              ]);
+            }),
+          ),
+        );
+      }
     } else {
       this.after(rt, this.timings.bootstrapMs, () => {
         rt.joined = true;
@@ -849,6 +887,9 @@ export class KubeVirtEmulation implements Admission {
     const certPem = files.get('/etc/kubernetes/pki/ca.crt');
     const keyPem = files.get('/etc/kubernetes/pki/ca.key');
     if (!certPem || !keyPem) return;
+    const slow = this.faults.slowKubeadmInitMs;
+    if (slow > 0) await new Promise((r) => setTimeout(r, slow));
+    if (this.stopped || this.runtime.get(`${ns}/${name}`) !== rt) return;
     const env = parseShellEnv(files.get('/etc/labvirt/cluster.env') ?? '');
     const controlPlaneName = controlPlaneNameOf(env);
     const nodeName = rt.nodeName ?? 'control-plane';

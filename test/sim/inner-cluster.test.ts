@@ -240,6 +240,34 @@ describe('simulated guests: the student cluster on the control plane’s 6443', 
     expect(await exec(cp, 'cat /etc/hosts')).toContain(`control-plane.${oldNs}.svc.cluster.local`);
   });
 
+  it('marks the control plane ready only once its cluster is up, however late kubeadm init is', async () => {
+    // On a loaded machine the cluster's start outlasted the rest of the boot:
+    // the marker came first, and a lab's setup ran before admin.conf existed.
+    sim.faults.slowKubeadmInitMs = 1_500;
+    try {
+      const lateNs = envNamespace(config, 'inner003');
+      await host.createAll(
+        await renderEnvironment({
+          config,
+          flavor: 'v1.31-1node',
+          envId: 'inner003',
+          secrets: envSecrets,
+        }),
+      );
+      const cp = await sshTo(await vmiIp('control-plane', lateNs));
+      const seen = await until(async () => {
+        const out = await exec(
+          cp,
+          'if [ -f /var/lib/labvirt/ready ]; then [ -f /etc/kubernetes/admin.conf ] && echo cluster-up || echo marker-first; fi',
+        );
+        return out.trim() || undefined;
+      }, 'the readiness marker');
+      expect(seen).toBe('cluster-up');
+    } finally {
+      sim.faults.slowKubeadmInitMs = 0;
+    }
+  });
+
   it('publishes the control plane’s 6443 in guests.json for labvirt in another process', async () => {
     const resolve = fileResolver(sim.guestMapPath);
     const to = await until(async () => {
