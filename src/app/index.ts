@@ -243,7 +243,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       prefix: `${config.redis.prefix}-jobs`,
       provisionAttempts: config.pool.provisionAttempts,
       maxProvisioning: config.pool.maxProvisioning,
-      onError: (err, queue) => reachability.error(err, `queue ${queue}`),
+      onError: (err, queue) => reachability.error(err, `queue ${queue}`, 'warn', 'queue error'),
     });
     stack.push(() => queues.close());
     await queues.applyGlobalLimits();
@@ -276,7 +276,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         service,
         events,
         log,
-        onError: (err, what) => reachability.error(err, what),
+        onError: (err, what) => reachability.error(err, what, 'warn', 'notification queue error'),
         // Delivering is light (a few Slack calls a session), so every replica
         // with the bot token takes part; the queue lets one deliver each.
         slack: { botToken: options.slack.botToken, apiUrl: config.slack.apiUrl },
@@ -352,7 +352,9 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
             'job failed',
           );
         });
-        w.on('error', (err) => reachability.error(err, `worker ${w.name}`, 'error'));
+        w.on('error', (err) =>
+          reachability.error(err, `worker ${w.name}`, 'error', 'worker error'),
+        );
       }
       stopFirst.push(async () => {
         await Promise.all(

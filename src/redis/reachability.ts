@@ -64,12 +64,17 @@ export class RedisReachability {
 
   /**
    * An error from one of Redis's users (a client, a BullMQ queue or worker):
-   * part of the outage when it is about reaching Redis, logged at `level`
-   * otherwise.
+   * part of the outage when it is about reaching Redis, logged otherwise as
+   * `msg` at `level` (a worker's own failure is not Redis's).
    */
-  error(err: Error, connection: string, level: 'warn' | 'error' = 'warn'): void {
+  error(
+    err: Error,
+    connection: string,
+    level: 'warn' | 'error' = 'warn',
+    msg = 'redis error',
+  ): void {
     if (!isConnectionError(err)) {
-      this.log[level]({ connection, err: err.message }, 'redis error');
+      this.log[level]({ connection, err: err.message }, msg);
       return;
     }
     const t = this.now();

@@ -73,10 +73,13 @@ describe('RedisReachability', () => {
     expect(isConnectionError(wrongType)).toBe(false);
     reach.error(wrongType, 'labvirt', 'error');
     reach.error(wrongType, 'labvirt', 'error');
+    // A worker's own failure is named as the caller says.
+    reach.error(new Error('Missing lock for job 7'), 'worker provision', 'error', 'worker error');
     await new Promise((r) => setImmediate(r));
-    expect(lines.map((l) => [l.level, l.msg])).toEqual([
-      [50, 'redis error'],
-      [50, 'redis error'],
+    expect(lines.map((l) => [l.level, l.msg, l.connection])).toEqual([
+      [50, 'redis error', 'labvirt'],
+      [50, 'redis error', 'labvirt'],
+      [50, 'worker error', 'worker provision'],
     ]);
   });
 
