@@ -9,6 +9,7 @@ import { KubeApi, type FaultState } from './api.js';
 import { ClusterEmulation } from './cluster.js';
 import {
   KubeVirtEmulation,
+  noKubeVirtFaults,
   type KubeVirtFaults,
   type KubeVirtTimings,
   type SimNode,
@@ -268,12 +269,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       typeof v === 'number' && v >= min && v <= max ? v : undefined;
     if (changes.reset === true) {
       Object.assign(api.faults, { errorRate: 0, errorCode: 500, latencyMs: 0 });
-      Object.assign(kubevirt.faults, {
-        failNextVmis: 0,
-        neverReadyVmis: 0,
-        slowGuestCommandsMs: 0,
-        slowKubeadmInitMs: 0,
-      });
+      Object.assign(kubevirt.faults, noKubeVirtFaults());
     }
     const errorRate = num(changes.errorRate, 0, 1);
     if (errorRate !== undefined) api.faults.errorRate = errorRate;
@@ -393,12 +389,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       void kubevirt.studentCluster(namespace)?.store.history.splice(0),
     reset: () => {
       Object.assign(api.faults, { errorRate: 0, errorCode: 500, latencyMs: 0 });
-      Object.assign(kubevirt.faults, {
-        failNextVmis: 0,
-        neverReadyVmis: 0,
-        slowGuestCommandsMs: 0,
-        slowKubeadmInitMs: 0,
-      });
+      Object.assign(kubevirt.faults, noKubeVirtFaults());
     },
   });
   // One object for callers; the emulations read their own halves.

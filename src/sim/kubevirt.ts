@@ -56,6 +56,11 @@ export interface KubeVirtFaults {
   slowKubeadmInitMs: number;
 }
 
+/** The KubeVirt faults, all off (the start, and a reset). */
+export function noKubeVirtFaults(): KubeVirtFaults {
+  return { failNextVmis: 0, neverReadyVmis: 0, slowGuestCommandsMs: 0, slowKubeadmInitMs: 0 };
+}
+
 interface VmiRuntime {
   timers: NodeJS.Timeout[];
   guest?: Guest;
@@ -92,13 +97,15 @@ interface VmiRuntime {
  * into `nodes`.
  */
 const DEFAULT_CONTROL_PLANE_NAME = 'control-plane.nodes';
-/** What control-plane.sh writes once its cluster is up: labvirt's readiness marker. */
-const READY_MARKER = '/var/lib/labvirt/ready';
 
-/** Whether user data carries the cluster CA, from which the sim starts a student cluster. */
-function carriesClusterCa(userData: string): boolean {
-  const paths = new Set(writeFilesFromUserData(userData).map((f) => f.path));
-  return paths.has('/etc/kubernetes/pki/ca.crt') && paths.has('/etc/kubernetes/pki/ca.key');
+/** The files a guest's user data writes (`write_files`), by path. */
+type UserDataFiles = Map<string, string>;
+
+/** The cluster CA in user data, from which the sim starts a student cluster. */
+function clusterCaOf(files: UserDataFiles): { certPem: string; keyPem: string } | undefined {
+  const certPem = files.get('/etc/kubernetes/pki/ca.crt');
+  const keyPem = files.get('/etc/kubernetes/pki/ca.key');
+  return certPem && keyPem ? { certPem, keyPem } : undefined;
 }
 function controlPlaneNameOf(env: Record<string, string>): string {
   return (
@@ -119,12 +126,7 @@ const now = timestamp;
  * room frees. Running VMIs get an SSH guest (src/sim/guest).
  */
 export class KubeVirtEmulation implements Admission {
-  readonly faults: KubeVirtFaults = {
-    failNextVmis: 0,
-    neverReadyVmis: 0,
-    slowGuestCommandsMs: 0,
-    slowKubeadmInitMs: 0,
-  };
+  readonly faults: KubeVirtFaults = noKubeVirtFaults();
   private readonly runtime = new Map<string, VmiRuntime>();
   private readonly guestsByIp = new Map<
     string,
@@ -782,7 +784,10 @@ export class KubeVirtEmulation implements Admission {
     // is ready once that cluster is up (admin.conf written), not at a fixed
     // time; on a loaded machine the cluster's start can take longer than
     // the rest of the bootstrap, and a lab's setup then ran before it.
-    const readyWithCluster = role === 'control-plane' && carriesClusterCa(userData);
+    const files: UserDataFiles = new Map(
+      writeFilesFromUserData(userData).map((f) => [f.path, f.content]),
+    );
+    const readyWithCluster = role === 'control-plane' && clusterCaOf(files) !== undefined;
     const guest = await startGuest({
       namespace: ns,
       vmiName: name,
@@ -824,10 +829,7 @@ export class KubeVirtEmulation implements Admission {
     this.scheduleHeartbeat();
     rt.role = role;
     rt.controlPlaneName = controlPlaneNameOf(
-      parseShellEnv(
-        writeFilesFromUserData(userData).find((f) => f.path === '/etc/labvirt/cluster.env')
-          ?.content ?? '',
-      ),
+      parseShellEnv(files.get('/etc/labvirt/cluster.env') ?? ''),
     );
     rt.published = guest.sandboxed ? new PublishedPorts(rt.listenAddress!, guest) : undefined;
     this.guestsByIp.set(ip, {
@@ -843,7 +845,7 @@ export class KubeVirtEmulation implements Admission {
       // kubeadm init brings the API up about halfway through the bootstrap.
       let clusterUp: Promise<unknown> = Promise.resolve();
       this.after(rt, this.timings.bootstrapMs / 2, () => {
-        clusterUp = this.startStudentCluster(ns, name, rt, userData, ip, sandboxRoot).catch(
+        clusterUp = this.startStudentCluster(ns, name, rt, files, ip, sandboxRoot).catch(
           () => undefined,
         );
         this.track(clusterUp);
@@ -853,9 +855,7 @@ export class KubeVirtEmulation implements Admission {
           this.track(
             clusterUp.then(async () => {
               if (this.stopped || this.runtime.get(`${ns}/${name}`) !== rt || !rt.inner) return;
-              await applyWriteFiles(sandboxRoot, [
-                { path: READY_MARKER, content: `${name}\n`, mode: 0o644 },
-              ]);
+              await rt.guest?.markReady();
             }),
           ),
         );
@@ -879,14 +879,12 @@ export class KubeVirtEmulation implements Admission {
     ns: string,
     name: string,
     rt: VmiRuntime,
-    userData: string,
+    files: UserDataFiles,
     ip: string,
     sandboxRoot: string,
   ): Promise<void> {
-    const files = new Map(writeFilesFromUserData(userData).map((f) => [f.path, f.content]));
-    const certPem = files.get('/etc/kubernetes/pki/ca.crt');
-    const keyPem = files.get('/etc/kubernetes/pki/ca.key');
-    if (!certPem || !keyPem) return;
+    const ca = clusterCaOf(files);
+    if (!ca) return;
     const slow = this.faults.slowKubeadmInitMs;
     if (slow > 0) await new Promise((r) => setTimeout(r, slow));
     if (this.stopped || this.runtime.get(`${ns}/${name}`) !== rt) return;
@@ -899,7 +897,7 @@ export class KubeVirtEmulation implements Admission {
     };
     const cluster = await startStudentCluster({
       namespace: ns,
-      ca: { certPem, keyPem },
+      ca,
       nodeName,
       nodeIp: ip,
       serviceCidr: env.LABVIRT_SERVICE_CIDR ?? '10.95.0.0/16',

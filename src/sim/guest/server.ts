@@ -114,6 +114,8 @@ export interface Guest {
     port: number,
     target: () => { host: string; port: number } | undefined,
   ): void;
+  /** Writes cloud-init's readiness marker, as the role script does once its node is up. */
+  markReady(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -401,14 +403,14 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
 
   const guestPort = await listenWithin(server, opts.listen);
 
+  const markReady = async () => {
+    const dir = join(sandbox, 'var', 'lib', 'labvirt');
+    await mkdir(dir, { recursive: true });
+    await writeFile(join(dir, 'ready'), `${opts.vmiName}\n`);
+  };
   let readyTimer: NodeJS.Timeout | undefined;
   if (opts.markReadyAutomatically !== false) {
-    readyTimer = setTimeout(() => {
-      const dir = join(sandbox, 'var', 'lib', 'labvirt');
-      mkdir(dir, { recursive: true })
-        .then(() => writeFile(join(dir, 'ready'), `${opts.vmiName}\n`))
-        .catch(() => undefined);
-    }, opts.bootstrapDelayMs);
+    readyTimer = setTimeout(() => void markReady().catch(() => undefined), opts.bootstrapDelayMs);
     readyTimer.unref();
   }
 
@@ -418,6 +420,7 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
     sandboxed,
     connect: connectOwn,
     allowOutbound,
+    markReady,
     async stop() {
       if (readyTimer) clearTimeout(readyTimer);
       for (const c of children) c.killGroup('SIGKILL');
