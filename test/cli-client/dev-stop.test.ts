@@ -1,13 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { cliEnv } from '../helpers/cli-env.js';
-import { FIXTURE_LABS } from '../helpers/stack.js';
-
-const ROOT = join(import.meta.dirname, '..', '..');
+import { devArgs, fixtureDevConfig, spawnLabvirt } from '../helpers/cli-env.js';
 
 /** Pids of processes whose command line mentions `needle` (a dev stack's own directory). */
 function processesWith(needle: string): number[] {
@@ -76,37 +73,13 @@ async function startDev(graceSeconds: number): Promise<Dev> {
   const configFile = join(dir, 'labvirt.yaml');
   writeFileSync(
     configFile,
-    stringify({
-      labsDir: FIXTURE_LABS,
-      flavors: {
-        'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 1, maxTotal: 2 },
-        // The fixture labs' other flavor; none warm.
-        'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
-      },
-      pool: { shutdownGraceSeconds: graceSeconds },
-    }),
-  );
-  const child = spawn(
-    process.execPath,
-    [
-      join(ROOT, 'bin', 'labvirt.js'),
-      'dev',
-      '--config',
-      configFile,
-      '--dir',
-      join(dir, 'stack'),
-      '--api-port',
-      '0',
-      '--ssh-port',
-      '0',
-      '--speed',
-      '200',
-    ],
-    { env: cliEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+    stringify(fixtureDevConfig(2, { pool: { shutdownGraceSeconds: graceSeconds } })),
   );
   let output = '';
-  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  const child = spawnLabvirt(devArgs(configFile, join(dir, 'stack')), {
+    detached: true,
+    onOutput: (text) => (output += text),
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
   const dev: Dev = { child, dir, output: () => output, exited, redisPid: 0 };
   started.push(dev);

@@ -6,8 +6,9 @@ import type { LabvirtHandle } from '../../src/app/index.js';
 import { deepMerge } from '../../src/config/index.js';
 import type { LabvirtEvent } from '../../src/events/index.js';
 import type { SessionView } from '../../src/sessions/types.js';
+import { FIXTURE_LABS } from './paths.js';
 
-export const FIXTURE_LABS = join(import.meta.dirname, '..', 'fixtures', 'labs');
+export { FIXTURE_LABS };
 
 /**
  * The configuration a `labvirt serve` child process needs against a test's

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,14 +12,12 @@ import {
   startSocketModeServer,
   type SocketModeServer,
 } from '../helpers/socket-mode.js';
-import { FIXTURE_LABS } from '../helpers/stack.js';
 import { shownText } from './helpers.js';
-import { cliEnv } from '../helpers/cli-env.js';
+import { devArgs, fixtureDevConfig, spawnLabvirt } from '../helpers/cli-env.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- Slack's JSON is checked field by field
 type Json = any;
 
-const ROOT = join(import.meta.dirname, '..', '..');
 const USER = 'U0DEV01';
 
 // Distinct values, so that any of them showing up in the output is a leak.
@@ -76,43 +74,12 @@ describe('labvirt dev with Slack secrets, in Socket Mode', () => {
     socket = await startSocketModeServer();
     fake.setSocketModeUrl(socket.url);
     const configFile = join(dir, 'labvirt.yaml');
-    writeFileSync(
-      configFile,
-      stringify({
-        labsDir: FIXTURE_LABS,
-        flavors: {
-          'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 1, maxTotal: 3 },
-          'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
-        },
-        slack: { apiUrl: fake.apiUrl },
-      }),
+    writeFileSync(configFile, stringify(fixtureDevConfig(3, { slack: { apiUrl: fake.apiUrl } })));
+    child = spawnLabvirt(
+      // The most talkative level the docs name: every line labvirt can write.
+      [...devArgs(configFile, join(dir, 'dev')), '--log-level', 'trace'],
+      { env: SECRETS, onOutput: (text) => (output += text) },
     );
-    child = spawn(
-      process.execPath,
-      [
-        join(ROOT, 'bin', 'labvirt.js'),
-        'dev',
-        '--config',
-        configFile,
-        '--dir',
-        join(dir, 'dev'),
-        '--api-port',
-        '0',
-        '--ssh-port',
-        '0',
-        '--speed',
-        '200',
-        // The most talkative level the docs name: every line labvirt can write.
-        '--log-level',
-        'trace',
-      ],
-      {
-        env: cliEnv(SECRETS),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
     await waitForOutput(/labvirt dev: running/, 'labvirt dev to be ready');
   }, 200_000);
 

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,9 +14,8 @@ import { startNotifier, type Notifier } from '../../src/slack/index.js';
 import { startFakeSlack, type FakeSlack } from '../helpers/fake-slack.js';
 import { fillPool, serveConfigFor } from '../helpers/stack.js';
 import { shownText, startAsSlackUser } from './helpers.js';
-import { cliEnv } from '../helpers/cli-env.js';
+import { spawnLabvirt } from '../helpers/cli-env.js';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 const FLAVOR = 'v1.30-1node';
 const API_TOKEN = 'replicas-test-token-0123456789';
 const BOT_TOKEN = 'xoxb-replicas-test';
@@ -75,27 +74,13 @@ describe('Slack notifications across replicas', () => {
   };
   /** Replica B: a `labvirt serve` process running the workers and delivering to Slack. */
   const spawnServe = (): ChildProcess => {
-    const proc = spawn(
-      process.execPath,
-      [
-        join(ROOT, 'bin', 'labvirt.js'),
-        'serve',
-        '--config',
-        configFile,
-        '--no-api',
-        '--no-gateway',
-        '--no-scheduler',
-      ],
+    const proc = spawnLabvirt(
+      ['serve', '--config', configFile, '--no-api', '--no-gateway', '--no-scheduler'],
       {
-        env: cliEnv({
-          LABVIRT_API_TOKEN: API_TOKEN,
-          SLACK_BOT_TOKEN: BOT_TOKEN,
-        }),
-        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { LABVIRT_API_TOKEN: API_TOKEN, SLACK_BOT_TOKEN: BOT_TOKEN },
+        onOutput: (text) => (childOutput += text),
       },
     );
-    proc.stdout?.on('data', (d: Buffer) => (childOutput += d.toString()));
-    proc.stderr?.on('data', (d: Buffer) => (childOutput += d.toString()));
     return proc;
   };
   // Generous: a `labvirt serve` child loads the whole app first (through
