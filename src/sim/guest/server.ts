@@ -409,8 +409,12 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
     await writeFile(join(dir, 'ready'), `${opts.vmiName}\n`);
   };
   let readyTimer: NodeJS.Timeout | undefined;
+  // A marker being written when the guest stops is waited for (see stop()).
+  let marking: Promise<void> | undefined;
   if (opts.markReadyAutomatically !== false) {
-    readyTimer = setTimeout(() => void markReady().catch(() => undefined), opts.bootstrapDelayMs);
+    readyTimer = setTimeout(() => {
+      marking = markReady().catch(() => undefined);
+    }, opts.bootstrapDelayMs);
     readyTimer.unref();
   }
 
@@ -427,7 +431,8 @@ export async function startGuest(opts: GuestOptions): Promise<Guest> {
       for (const s of sockets) s.destroy();
       for (const c of clients) c.end();
       // The sandbox's helper ends and bwrap's PID 1 with it: every process left in the guest dies.
-      if (sandboxed) spawner.stop();
+      if (sandboxed) await spawner.stop();
+      await marking;
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

@@ -245,8 +245,16 @@ export interface Spawner {
    * network) and hands each connection, paused, to `onConnection`.
    */
   listen(host: string, port: number, onConnection: (socket: Socket) => void): void;
-  stop(): void;
+  /**
+   * Lets the helper go, and resolves once it has exited: in a sandbox every
+   * process of the guest dies with it, so nothing writes in the guest's
+   * files after this (a test removing them met ENOTEMPTY).
+   */
+  stop(): Promise<void>;
 }
+
+/** How long stop() waits for the helper to go before killing it. */
+const HELPER_EXIT_WAIT_MS = 2_000;
 
 /** How the helper is started: by default plain Node; a sandbox wraps it (e.g. in bwrap). */
 export interface HelperLaunch {
@@ -404,9 +412,18 @@ export function startSpawner(
       // uses, would undo the stop.
       else if (idleStopMs === 0) ensureHelper();
     },
-    stop() {
-      current?.child.disconnect();
+    async stop() {
+      const child = current?.child;
       current = undefined;
+      if (!child) return;
+      const exited = new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) resolve();
+        else child.once('exit', () => resolve());
+      });
+      if (child.connected) child.disconnect();
+      const late = setTimeout(() => child.kill('SIGKILL'), HELPER_EXIT_WAIT_MS);
+      await exited;
+      clearTimeout(late);
     },
   };
 }
