@@ -1,4 +1,5 @@
 import type { Logger } from '../log/index.js';
+import { OutageLog } from '../log/outage.js';
 
 /** What an ioredis client (or anything that reconnects like one) emits. */
 interface Reconnecting {
@@ -30,13 +31,6 @@ export function isConnectionError(err: unknown): boolean {
 }
 
 /**
- * An outage with no connection error in this long has ended, even if no
- * watched client said so (a BullMQ connection may fail while the watched ones
- * never noticed).
- */
-const QUIET_ENDS_OUTAGE_MS = 60_000;
-
-/**
  * One account of Redis being out of reach, for the whole process. Every
  * connection (labvirt's own, its subscribers, each BullMQ queue and worker)
  * retries on its own several times a second, and each used to log every
@@ -47,18 +41,26 @@ const QUIET_ENDS_OUTAGE_MS = 60_000;
  * are not about reaching Redis are logged as they come.
  */
 export class RedisReachability {
-  private outageSince: number | undefined;
-  private lastError = 0;
+  private readonly outage: OutageLog;
 
   constructor(
     private readonly log: Logger,
-    private readonly now: () => number = Date.now,
-  ) {}
+    now: () => number = Date.now,
+  ) {
+    this.outage = new OutageLog(log, {
+      lost: 'Redis is out of reach; every connection retries (further errors at debug level)',
+      again: 'redis connection error',
+      back: 'Redis is reachable again',
+      // A BullMQ connection may fail while the watched ones never noticed.
+      quietEndsMs: 60_000,
+      now,
+    });
+  }
 
   /** Logs an ioredis client's errors, and ends an outage when it is ready again. */
   watch<T extends Reconnecting>(client: T, connection: string): T {
     client.on('error', (err) => this.error(err, connection));
-    client.on('ready', () => this.reachable(connection));
+    client.on('ready', () => this.outage.success({ connection }));
     return client;
   }
 
@@ -77,29 +79,6 @@ export class RedisReachability {
       this.log[level]({ connection, err: err.message }, msg);
       return;
     }
-    const t = this.now();
-    if (this.outageSince !== undefined && t - this.lastError > QUIET_ENDS_OUTAGE_MS) {
-      this.outageSince = undefined;
-    }
-    this.lastError = t;
-    if (this.outageSince === undefined) {
-      this.outageSince = t;
-      this.log.warn(
-        { connection, err: err.message },
-        'Redis is out of reach; every connection retries (further errors at debug level)',
-      );
-    } else {
-      this.log.debug({ connection, err: err.message }, 'redis connection error');
-    }
-  }
-
-  private reachable(connection: string): void {
-    if (this.outageSince === undefined) return;
-    const seconds = (this.now() - this.outageSince) / 1000;
-    this.outageSince = undefined;
-    this.log.info(
-      { connection, outageSeconds: Math.round(seconds * 10) / 10 },
-      'Redis is reachable again',
-    );
+    this.outage.failure({ connection, err: err.message });
   }
 }
