@@ -346,8 +346,9 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         w.on('failed', (job, err) => {
           // The env or session it was for, as on every other pool and sessions line.
           const { envId, sessionId } = (job?.data ?? {}) as { envId?: string; sessionId?: string };
-          // A failure its handler logged already (with more to say) is one warning, not two.
-          log[wasReported(err) ? 'debug' : 'warn'](
+          // A failure its handler logged already (with more to say) is one
+          // warning, not two; one the host API's outage explains is in its warning.
+          log[wasReported(err) ? 'debug' : cluster.reachability.levelFor(err)](
             { queue: w.name, job: job?.id, envId, sessionId, err: err.message },
             'job failed',
           );

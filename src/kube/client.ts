@@ -7,6 +7,8 @@ import {
   KubernetesObjectApi,
   PatchStrategy,
   setHeaderOptions,
+  type ApiConstructor,
+  type ApiType,
   type CoreV1Event,
   type KubernetesObject,
   type V1Namespace,
@@ -16,13 +18,11 @@ import { createHash } from 'node:crypto';
 import { Agent } from 'undici';
 import type { Logger } from '../log/index.js';
 import { toClientModel } from './client-model.js';
-import {
-  DEFAULT_TRANSIENT_RETRY,
-  networkErrorMessage,
-  retryTransient,
-  type TransientRetry,
-} from './transient.js';
+import { DEFAULT_TRANSIENT_RETRY, retryTransient, type TransientRetry } from './transient.js';
 import { SharedWatch, type WatchedObject } from './watch.js';
+import { KubeApiReachability, apiErrorMessage, observedApi } from './reachability.js';
+
+export { apiErrorMessage };
 
 export interface KubeConnectionSettings {
   kubeconfig?: string;
@@ -259,21 +259,6 @@ export function isQuotaExceeded(err: unknown): boolean {
   return isApiError(err, 403) && /exceeded quota/.test(apiErrorMessage(err));
 }
 
-/** The message of an API error's Status body, for logs and reports. */
-export function apiErrorMessage(err: unknown): string {
-  if (err instanceof ApiException) {
-    const body = err.body as unknown;
-    try {
-      const status = (typeof body === 'string' ? JSON.parse(body) : body) as { message?: string };
-      if (status?.message) return `${err.code}: ${status.message}`;
-    } catch {
-      // not JSON: fall through
-    }
-    return `${err.code}: ${String(body).slice(0, 200)}`;
-  }
-  return err instanceof Error ? networkErrorMessage(err) : String(err);
-}
-
 export interface HostClusterOptions {
   logger: Logger;
   /** Called once per API request (metrics: requests per environment lifecycle). */
@@ -315,19 +300,31 @@ export class HostCluster {
   private readonly transientRetry: TransientRetry;
   private vmiWatch: SharedWatch<VmiStatusView> | undefined;
   private namespaceWatch: SharedWatch<NamespaceView> | undefined;
+  /**
+   * Whether the API server is reachable, from every call made through this
+   * object's clients: call sites ask it which level their line about a
+   * failure deserves.
+   */
+  readonly reachability: KubeApiReachability;
 
   constructor(
     readonly kubeConfig: KubeConfig,
     options: HostClusterOptions,
   ) {
-    this.core = kubeConfig.makeApiClient(CoreV1Api);
-    this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
-    this.objects = KubernetesObjectApi.makeApiClient(kubeConfig);
     this.log = options.logger;
+    this.reachability = new KubeApiReachability(this.log);
+    this.core = this.makeApiClient(CoreV1Api);
+    this.custom = this.makeApiClient(CustomObjectsApi);
+    this.objects = observedApi(KubernetesObjectApi.makeApiClient(kubeConfig), this.reachability);
     if (options.onRequest) this.listeners.push(options.onRequest);
     this.quotaRetryMs = options.quotaRetryMs ?? 1000;
     this.watchRelistMs = options.watchRelistMs ?? 5 * 60_000;
     this.transientRetry = options.transientRetry ?? DEFAULT_TRANSIENT_RETRY;
+  }
+
+  /** A client-node API client whose calls report to `reachability` and whose errors read well. */
+  makeApiClient<T extends ApiType>(api: ApiConstructor<T>): T {
+    return observedApi(this.kubeConfig.makeApiClient(api), this.reachability);
   }
 
   /**
@@ -413,6 +410,7 @@ export class HostCluster {
       labelSelector: MANAGED_SELECTOR,
       relistMs: this.watchRelistMs,
       logger: this.log,
+      outage: this.reachability,
       onRequest: (verb, kind) => this.count(verb, kind),
     });
     watch.start();
@@ -503,8 +501,7 @@ export class HostCluster {
    * each env Namespace.
    */
   async whoAmI(): Promise<string> {
-    this.identity ??= this.kubeConfig
-      .makeApiClient(AuthenticationV1Api)
+    this.identity ??= this.makeApiClient(AuthenticationV1Api)
       .createSelfSubjectReview({
         body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
       })

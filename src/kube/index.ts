@@ -98,6 +98,12 @@ export {
   type VmiStatusView,
 } from './client.js';
 export type { TransientRetry } from './transient.js';
+export {
+  KubeApiReachability,
+  isApiUnavailable,
+  outlastOutage,
+  type OutlastOptions,
+} from './reachability.js';
 export { SharedWatch, type SharedWatchOptions, type WatchedObject } from './watch.js';
 export {
   DEFAULT_ENV_CLUSTER_ROLE,

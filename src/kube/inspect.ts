@@ -8,6 +8,7 @@ import {
   type V1Pod,
 } from './client-node.js';
 import type { ApiPermission } from './permissions.js';
+import { observedApi } from './reachability.js';
 
 /** What `GET /version` answered, and when the API server says it answered. */
 export interface ServerVersion {
@@ -47,9 +48,10 @@ export class ClusterInspector {
     private readonly kubeConfig: KubeConfig,
     private readonly onRequest: (verb: string, resource: string) => void = () => undefined,
   ) {
-    this.core = kubeConfig.makeApiClient(CoreV1Api);
-    this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
-    this.authz = kubeConfig.makeApiClient(AuthorizationV1Api);
+    // Readable error answers in the doctor's report (no reachability account).
+    this.core = observedApi(kubeConfig.makeApiClient(CoreV1Api));
+    this.custom = observedApi(kubeConfig.makeApiClient(CustomObjectsApi));
+    this.authz = observedApi(kubeConfig.makeApiClient(AuthorizationV1Api));
   }
 
   /** The API server's address, for messages. */

@@ -1,3 +1,5 @@
+import { ApiException } from './client-node.js';
+
 /**
  * Network failures on the way to the API server that say nothing about the
  * request itself: the connection could not be made in time, was refused, or
@@ -60,10 +62,32 @@ export interface TransientRetry {
 export const DEFAULT_TRANSIENT_RETRY: TransientRetry = { attempts: 4, firstPauseMs: 250 };
 
 /**
- * Runs `call`, repeating it after a transient network failure. `request`
- * says which failures may be repeated (see isTransientNetworkError); any other
+ * Runs `call`, repeating it after a transient failure. `request` says which
+ * failures may be repeated (see isRetryable); any other
  * error, or the last attempt's, is thrown as it is.
  */
+/**
+ * Answers that say the API server could not serve now (it is restarting, or
+ * a load balancer in front of it found no healthy one): an idempotent
+ * request may be made again.
+ */
+const UNAVAILABLE_STATUS = new Set([502, 503, 504]);
+
+function isUnavailableAnswer(err: unknown): boolean {
+  return err instanceof ApiException && UNAVAILABLE_STATUS.has(err.code);
+}
+
+/**
+ * Whether `err` is worth the same request again: a transient network failure
+ * (see isTransientNetworkError), or, for an idempotent request, an answer
+ * that the server is unavailable.
+ */
+export function isRetryable(err: unknown, request: 'any' | 'idempotent'): boolean {
+  return (
+    isTransientNetworkError(err, request) || (request === 'idempotent' && isUnavailableAnswer(err))
+  );
+}
+
 export async function retryTransient<T>(
   call: () => Promise<T>,
   request: 'any' | 'idempotent',
@@ -73,7 +97,7 @@ export async function retryTransient<T>(
     try {
       return await call();
     } catch (err) {
-      if (attempt >= retry.attempts || !isTransientNetworkError(err, request)) throw err;
+      if (attempt >= retry.attempts || !isRetryable(err, request)) throw err;
       const pause = retry.firstPauseMs * 2 ** (attempt - 1);
       await new Promise((r) => setTimeout(r, pause / 2 + Math.random() * pause));
     }

@@ -29,6 +29,15 @@ export interface SharedWatchOptions<T> {
   /** First pause before listing again after an error; doubles up to 30 s. */
   restartDelayMs?: number;
   logger: Logger;
+  /**
+   * The process's account of the API server being out of reach: told of
+   * every failure, and asked whether the failure's warning is already
+   * written (then the watch's own lines are debug lines).
+   */
+  outage?: {
+    failed(err: unknown): void;
+    levelFor(err: unknown, normal: 'warn'): 'warn' | 'debug' | 'error' | 'info';
+  };
   /** Called once per list and per watch request opened (metrics). */
   onRequest?: (verb: 'list' | 'watch', kind: string) => void;
 }
@@ -86,6 +95,8 @@ export class SharedWatch<T> {
   private restarts = 0;
   /** When the current run of failures began (warned once), until a list succeeds. */
   private failingSince: number | undefined;
+  /** Whether that run's first line was a warning (else the outage's own warning said it). */
+  private failingWarned = false;
 
   constructor(private readonly opts: SharedWatchOptions<T>) {
     this.watch = new Watch(opts.kubeConfig);
@@ -225,10 +236,14 @@ export class SharedWatch<T> {
         this.restarts++;
         const line = { err: err instanceof Error ? err.message : String(err), retryInMs: delay };
         // One warning an outage (the API server down, a network cut), not one
-        // a retry: the rest are debug lines until a list succeeds again.
+        // a retry: the rest are debug lines until a list succeeds again. An
+        // API server out of reach is the process's one warning, not each watch's.
+        this.opts.outage?.failed(err);
         if (this.failingSince === undefined) {
           this.failingSince = Date.now();
-          this.log.warn(line, 'watch failed; listing again (until it works: debug level)');
+          const level = this.opts.outage?.levelFor(err, 'warn') ?? 'warn';
+          this.failingWarned = level === 'warn';
+          this.log[level](line, 'watch failed; listing again (until it works: debug level)');
         } else {
           this.log.debug(line, 'watch failed; listing again');
         }
@@ -245,7 +260,10 @@ export class SharedWatch<T> {
     if (this.failingSince !== undefined) {
       const seconds = (Date.now() - this.failingSince) / 1000;
       this.failingSince = undefined;
-      this.log.info({ outageSeconds: Math.round(seconds * 10) / 10 }, 'watch working again');
+      this.log[this.failingWarned ? 'info' : 'debug'](
+        { outageSeconds: Math.round(seconds * 10) / 10 },
+        'watch working again',
+      );
     }
     const fresh = new Map<string, Map<string, Entry<T>>>();
     const changed = new Set<string>();

@@ -32,7 +32,7 @@ export async function provisionEnv(ctx: PoolContext, job: Job<ProvisionJob>): Pr
     await bringUp(ctx, envId, flavor, env.state, env.createdAt);
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    log.warn({ reason }, 'provision attempt failed');
+    log[ctx.cluster.reachability.levelFor(err)]({ reason }, 'provision attempt failed');
     markReported(err);
     ctx.events.emit({
       type: 'env.failed',
@@ -201,7 +201,9 @@ export async function labelState(
       annotations,
     });
   } catch (err) {
-    throw new Error(`recording state ${state} of env ${envId}: ${apiErrorMessage(err)}`);
+    throw new Error(`recording state ${state} of env ${envId}: ${apiErrorMessage(err)}`, {
+      cause: err,
+    });
   }
 }
 

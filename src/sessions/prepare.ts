@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import { ANNOTATIONS, envNamespace } from '../kube/index.js';
+import { ANNOTATIONS, envNamespace, outlastOutage } from '../kube/index.js';
 import type { PoolContext } from '../pool/context.js';
 import { envNodes, nodesOfFlavor, type EnvNode } from '../pool/nodes.js';
 import { labelState } from '../pool/provision.js';
@@ -23,6 +23,13 @@ import {
  * time; a script that hangs costs this much longer before the student hears.
  */
 export const SLOW_SETUP_TIMEOUT_FACTOR = 3;
+
+/**
+ * How long a claim's own writes to the host wait out its API server being
+ * unavailable (a control plane restarting, an upgrade) before the env is
+ * given up as for any other failure.
+ */
+const CLAIM_OUTAGE_PATIENCE = { budgetMs: 120_000 };
 
 /**
  * Hands a claimed env to its student: adds their key, runs the lab's setup
@@ -83,24 +90,34 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     // Namespace before anything in the env changes, so a Redis lost from here
     // on rebuilds this session instead of handing a touched env out as warm.
     // The VM list is independent of it.
+    // Neither touches a guest, so both wait out a host API outage here: an
+    // outage is not the env's fault, and every other env would fail the same.
     [, nodes] = await Promise.all([
       steps.time(
         'namespacePatch',
-        labelState(ctx, envId, 'preparing', {
-          [ANNOTATIONS.session]: sessionId,
-          [ANNOTATIONS.student]: session.student,
-          [ANNOTATIONS.lab]: session.labId,
-          [ANNOTATIONS.claimedAt]: new Date(session.claimedAt ?? ctx.now()).toISOString(),
-          [ANNOTATIONS.studentKey]: session.publicKey,
-          [ANNOTATIONS.createdAt]: new Date(session.createdAt).toISOString(),
-        }),
+        outlastOutage(
+          () =>
+            labelState(ctx, envId, 'preparing', {
+              [ANNOTATIONS.session]: sessionId,
+              [ANNOTATIONS.student]: session.student,
+              [ANNOTATIONS.lab]: session.labId,
+              [ANNOTATIONS.claimedAt]: new Date(session.claimedAt ?? ctx.now()).toISOString(),
+              [ANNOTATIONS.studentKey]: session.publicKey,
+              [ANNOTATIONS.createdAt]: new Date(session.createdAt).toISOString(),
+            }),
+          CLAIM_OUTAGE_PATIENCE,
+        ),
       ),
       steps.time(
         'vmList',
-        envNodes(
-          ctx.cluster,
-          envNamespace(ctx.config, envId),
-          nodesOfFlavor(ctx.config, env.flavor),
+        outlastOutage(
+          () =>
+            envNodes(
+              ctx.cluster,
+              envNamespace(ctx.config, envId),
+              nodesOfFlavor(ctx.config, env.flavor),
+            ),
+          CLAIM_OUTAGE_PATIENCE,
         ),
       ),
     ]);
@@ -227,7 +244,7 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
       err instanceof ScriptFailedError
         ? `lab setup failed: ${err.message}`
         : `env not usable: ${(err as Error).message}`;
-    log.warn({ reason }, 'moving student to another env');
+    log[ctx.cluster.reachability.levelFor(err)]({ reason }, 'moving student to another env');
     await moveToAnotherEnv(ctx, sessionId, envId, env.flavor, reason);
     return;
   }
@@ -257,10 +274,16 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
   // at once, the student hears sooner.
   await Promise.all([
     ctx.store.setEnvState(envId, 'active', { expected: 'preparing', now: ctx.now() }),
-    labelState(ctx, envId, 'active', {
-      [ANNOTATIONS.expiresAt]: new Date(expiresAt).toISOString(),
-      [ANNOTATIONS.readyAt]: new Date(now).toISOString(),
-    }),
+    // The label starts the NodePort sync; a job repeated after this point
+    // finds the session active and would never write it.
+    outlastOutage(
+      () =>
+        labelState(ctx, envId, 'active', {
+          [ANNOTATIONS.expiresAt]: new Date(expiresAt).toISOString(),
+          [ANNOTATIONS.readyAt]: new Date(now).toISOString(),
+        }),
+      CLAIM_OUTAGE_PATIENCE,
+    ),
     // The VMs the student starts on: a node later on another VMI was restarted
     // (watchNodeRestarts). Unknown here, a node's identity is its first VMI seen.
     recordNodeVmis(ctx, {

@@ -44,7 +44,10 @@ export function watchNodeRestarts(ctx: PoolContext): () => void {
           await checkEnvForRestarts(ctx, envId);
         }
       } catch (err) {
-        log.warn({ envId, err: (err as Error).message }, 'could not compare the env VMs');
+        log[ctx.cluster.reachability.levelFor(err)](
+          { envId, err: (err as Error).message },
+          'could not compare the env VMs',
+        );
       } finally {
         looking.delete(envId);
       }

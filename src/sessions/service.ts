@@ -225,7 +225,10 @@ export class SessionService implements LabvirtService, StudentService, PoolAdmin
     try {
       return { published: await published, refused: refusedPorts(namespace) };
     } catch (err) {
-      this.ctx.log.warn({ envId, err: apiErrorMessage(err) }, 'could not read published ports');
+      this.ctx.log[cluster.reachability.levelFor(err)](
+        { envId, err: apiErrorMessage(err) },
+        'could not read published ports',
+      );
       return undefined;
     }
   }

@@ -160,7 +160,10 @@ export class NodePortSync {
         (n) => n > 0 && this.log.info({ envId, removed: n }, 'removed mirrors of an inactive env'),
         (err) => {
           this.clean.delete(envId);
-          this.log.warn({ envId, err: apiErrorMessage(err) }, 'could not remove mirrors');
+          this.log[this.opts.cluster.reachability.levelFor(err)](
+            { envId, err: apiErrorMessage(err) },
+            'could not remove mirrors',
+          );
         },
       );
     }
@@ -272,7 +275,7 @@ export class NodePortSync {
           if (e.stopped) return;
           const delay = Math.min(this.retryMaxMs, this.retryInitialMs * 2 ** e.hostFailures++);
           if (e.hostFailures === 1)
-            this.log.warn(
+            this.log[this.opts.cluster.reachability.levelFor(err)](
               { envId: e.envId, err: apiErrorMessage(err) },
               'mirroring failed; retrying',
             );
@@ -430,7 +433,7 @@ export class NodePortSync {
         return;
       } catch (err) {
         if (/not found/i.test(apiErrorMessage(err))) return;
-        this.log.warn(
+        this.log[this.opts.cluster.reachability.levelFor(err)](
           { envId: e.envId, err: apiErrorMessage(err) },
           'removing mirrors failed; retrying',
         );

@@ -36,7 +36,7 @@ export class HostMirrors {
     private readonly cluster: HostCluster,
     private readonly config: Config,
   ) {
-    this.networking = cluster.kubeConfig.makeApiClient(NetworkingV1Api);
+    this.networking = cluster.makeApiClient(NetworkingV1Api);
   }
 
   async list(namespace: string): Promise<V1Service[]> {

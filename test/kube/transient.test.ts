@@ -165,6 +165,44 @@ describe('API calls through a network that fails for a moment', () => {
     await cluster.close();
   });
 
+  it('repeats an idempotent call the API server answered "unavailable", not a create', async () => {
+    const { cluster, requests } = client();
+    Object.assign(sim.faults, { errorRate: 1, errorCode: 503 });
+    const back = new Promise((r) => setTimeout(r, 150)).then(() => (sim.faults.errorRate = 0));
+    try {
+      await cluster.patchNamespaceMeta('lv-transient', {
+        labels: { 'labvirt.io/state': 'claimed' },
+      });
+      await back;
+      expect(requests.filter((r) => r === 'patch Namespace').length).toBeGreaterThan(1);
+      expect((await cluster.getNamespace('lv-transient'))?.metadata?.labels).toMatchObject({
+        'labvirt.io/state': 'claimed',
+      });
+
+      // A create that is not safe to repeat is made once, and its error reads well.
+      requests.length = 0;
+      Object.assign(sim.faults, { errorRate: 1, errorCode: 503 });
+      const err = await cluster
+        .createSecret('lv-transient', {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name: 'not-while-unavailable' },
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e as { message: string; code: number; headers: object },
+        );
+      expect(requests).toEqual(['create Secret']);
+      expect(err?.message).toBe('503: injected fault');
+      // The exception is client-node's own: its code and headers are kept.
+      expect(err?.code).toBe(503);
+      expect(err?.headers).toHaveProperty('content-type');
+    } finally {
+      sim.faults.errorRate = 0;
+      await cluster.close();
+    }
+  });
+
   it('opens a bounded number of connections for a burst of calls', async () => {
     const { cluster } = client();
     const before = relay.accepted;

@@ -1,0 +1,77 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { capturingLogger } from '../helpers/log-lines.js';
+import { startTestStack, type TestStack } from '../helpers/stack.js';
+
+const LOST =
+  'the host API server is out of reach; labvirt keeps retrying (further failures at debug level)';
+const BACK = 'the host API server answers again';
+const WARN = 40;
+const DEBUG = 20;
+
+describe('the host API server out of reach: one line an outage', () => {
+  let stack: TestStack | undefined;
+  afterEach(async () => {
+    await stack?.stop();
+    stack = undefined;
+  });
+
+  it('warns once, keeps what it explains at debug level and readable, and carries on after it', async () => {
+    const { logger, lines } = capturingLogger('debug');
+    stack = await startTestStack({ logger });
+    await stack.fillPool('v1.30-1node', 2, { timeoutMs: 90_000 });
+    const queues = stack.labvirt.context.queues;
+
+    const before = lines.length;
+    // Every request answered "503 Service Unavailable", as while the API server restarts.
+    Object.assign(stack.sim.faults, { errorRate: 1, errorCode: 503 });
+    // What needs the API meanwhile: a student's start (its claim's first
+    // write fails), the reconcile and the replenisher (new envs to make).
+    const session = await stack.labvirt.service.start({ student: 'alice', labId: 'fixture-one' });
+    const failing = (msg: string) => lines.slice(before).some((l) => l.msg === msg);
+    for (let round = 0; !(failing('job failed') && failing('provision attempt failed')); round++) {
+      if (round > 40) throw new Error('no job failed during the outage');
+      await queues.addMaintenance('reconcile');
+      await queues.addMaintenance('replenish');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    await stack.until(
+      async () => lines.slice(before).filter((l) => l.msg === 'host API call failed').length >= 10,
+      'the calls to fail again and again',
+      30_000,
+    );
+
+    const during = lines.slice(before);
+    const warnings = during.filter((l) => l.level >= WARN);
+    expect(
+      warnings.map((l) => l.msg),
+      JSON.stringify(warnings),
+    ).toEqual([LOST]);
+    expect(warnings[0]!.err).toBe('503: injected fault');
+    // What the outage explains was said, at debug level, in a few words:
+    // before, 20 s of it wrote 56 warnings, each with client-node's
+    // "HTTP-Code: 503 / Message: Unknown API Status Code! / Body / Headers".
+    for (const msg of ['job failed', 'provision attempt failed']) {
+      const line = during.find((l) => l.msg === msg)!;
+      expect(line.level, msg).toBe(DEBUG);
+      expect(String(line.err ?? line.reason)).toMatch(/503: injected fault$/);
+    }
+    expect(JSON.stringify(during)).not.toMatch(/HTTP-Code|Unknown API Status Code|Headers/);
+
+    stack.sim.faults.errorRate = 0;
+    await queues.addMaintenance('reconcile');
+    const back = await stack.until(
+      async () => lines.slice(before).find((l) => l.msg === BACK),
+      'the line saying the API server answers again',
+      30_000,
+    );
+    expect(back.level).toBe(30);
+    expect(back.outageSeconds).toBeGreaterThan(0);
+    // The student who started during the outage gets in, on the env they
+    // were given: the outage was not that env's fault (before, it was torn
+    // down and the student moved to the next warm env, which failed the same).
+    const active = await stack.untilSession(session.id, 'active', 90_000);
+    expect(session.envId).toBeDefined();
+    expect(active.envId).toBe(session.envId);
+    expect(lines.some((l) => l.msg === 'moving student to another env')).toBe(false);
+  }, 240_000);
+});
