@@ -62,16 +62,21 @@ export interface TransientRetry {
 export const DEFAULT_TRANSIENT_RETRY: TransientRetry = { attempts: 4, firstPauseMs: 250 };
 
 /**
- * Runs `call`, repeating it after a transient failure. `request` says which
- * failures may be repeated (see isRetryable); any other
- * error, or the last attempt's, is thrown as it is.
- */
-/**
  * Answers that say the API server could not serve now (it is restarting, or
  * a load balancer in front of it found no healthy one): an idempotent
  * request may be made again.
  */
 const UNAVAILABLE_STATUS = new Set([502, 503, 504]);
+
+/**
+ * 429: the API server's priority and fairness (or its in-flight limit)
+ * turned the request away before acting on it, so any request may be made
+ * again — after the `Retry-After` it names, as client-go does.
+ */
+const THROTTLED = 429;
+
+/** The longest `Retry-After` obeyed; a longer one is cut to this. */
+const MAX_RETRY_AFTER_MS = 10_000;
 
 function isUnavailableAnswer(err: unknown): boolean {
   return err instanceof ApiException && UNAVAILABLE_STATUS.has(err.code);
@@ -79,15 +84,34 @@ function isUnavailableAnswer(err: unknown): boolean {
 
 /**
  * Whether `err` is worth the same request again: a transient network failure
- * (see isTransientNetworkError), or, for an idempotent request, an answer
- * that the server is unavailable.
+ * (see isTransientNetworkError), a throttled request, or, for an idempotent
+ * request, an answer that the server is unavailable.
  */
 export function isRetryable(err: unknown, request: 'any' | 'idempotent'): boolean {
   return (
-    isTransientNetworkError(err, request) || (request === 'idempotent' && isUnavailableAnswer(err))
+    isTransientNetworkError(err, request) ||
+    (err instanceof ApiException && err.code === THROTTLED) ||
+    (request === 'idempotent' && isUnavailableAnswer(err))
   );
 }
 
+/** The pause an answer asks for (`Retry-After: <seconds>`), if it names one. */
+export function retryAfterMs(err: unknown): number | undefined {
+  if (!(err instanceof ApiException)) return undefined;
+  const headers = (err.headers ?? {}) as Record<string, string | undefined>;
+  const value = headers['retry-after'] ?? headers['Retry-After'];
+  const seconds = Number(value);
+  if (value === undefined || value === '' || !Number.isFinite(seconds) || seconds < 0)
+    return undefined;
+  return Math.min(MAX_RETRY_AFTER_MS, seconds * 1000);
+}
+
+/**
+ * Runs `call`, repeating it after a transient failure. `request` says which
+ * failures may be repeated (see isRetryable); any other error, or the last
+ * attempt's, is thrown as it is. The pause doubles from `firstPauseMs`
+ * (with jitter), unless the answer names one (`Retry-After`).
+ */
 export async function retryTransient<T>(
   call: () => Promise<T>,
   request: 'any' | 'idempotent',
@@ -99,7 +123,8 @@ export async function retryTransient<T>(
     } catch (err) {
       if (attempt >= retry.attempts || !isRetryable(err, request)) throw err;
       const pause = retry.firstPauseMs * 2 ** (attempt - 1);
-      await new Promise((r) => setTimeout(r, pause / 2 + Math.random() * pause));
+      const wait = retryAfterMs(err) ?? pause / 2 + Math.random() * pause;
+      await new Promise((r) => setTimeout(r, wait));
     }
   }
 }

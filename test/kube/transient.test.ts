@@ -203,6 +203,32 @@ describe('API calls through a network that fails for a moment', () => {
     }
   });
 
+  it('makes a throttled create again after the Retry-After the API server names', async () => {
+    const { cluster, requests } = client();
+    // 429 with `Retry-After: 1`, as API priority and fairness answers: the
+    // request was turned away before anything was done, so even a create is
+    // made again.
+    Object.assign(sim.faults, { errorRate: 1, errorCode: 429 });
+    const lifted = new Promise((r) => setTimeout(r, 150)).then(() => (sim.faults.errorRate = 0));
+    const started = performance.now();
+    try {
+      await cluster.createSecret('lv-transient', {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'made-after-throttling' },
+        stringData: { a: 'b' },
+      });
+      await lifted;
+      // Asked to wait a second, it did (a doubling pause from 100 ms would not).
+      expect(performance.now() - started).toBeGreaterThanOrEqual(950);
+      expect(requests).toEqual(['create Secret', 'create Secret']);
+      expect(await cluster.readSecret('lv-transient', 'made-after-throttling')).toBeDefined();
+    } finally {
+      sim.faults.errorRate = 0;
+      await cluster.close();
+    }
+  });
+
   it('opens a bounded number of connections for a burst of calls', async () => {
     const { cluster } = client();
     const before = relay.accepted;
