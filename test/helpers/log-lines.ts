@@ -26,3 +26,13 @@ export function capturingLogger(level = 'debug'): { logger: Logger; lines: LogLi
   });
   return { logger: createLogger({ level, destination: out }), lines };
 }
+
+/** Lines at warning level or above. */
+export function warningsIn(lines: readonly LogLine[]): LogLine[] {
+  return lines.filter((l) => l.level >= 40);
+}
+
+/** How many of `lines` say `msg`. */
+export function countOf(lines: readonly LogLine[], msg: string): number {
+  return lines.filter((l) => l.msg === msg).length;
+}

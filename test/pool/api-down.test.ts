@@ -1,11 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { capturingLogger } from '../helpers/log-lines.js';
+import { capturingLogger, countOf, warningsIn } from '../helpers/log-lines.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 
 const LOST =
   'the host API server is out of reach; labvirt keeps retrying (further failures at debug level)';
 const BACK = 'the host API server answers again';
-const WARN = 40;
 const DEBUG = 20;
 
 describe('the host API server out of reach: one line an outage', () => {
@@ -35,13 +34,13 @@ describe('the host API server out of reach: one line an outage', () => {
       await new Promise((r) => setTimeout(r, 500));
     }
     await stack.until(
-      async () => lines.slice(before).filter((l) => l.msg === 'host API call failed').length >= 10,
+      async () => countOf(lines.slice(before), 'host API call failed') >= 10,
       'the calls to fail again and again',
       30_000,
     );
 
     const during = lines.slice(before);
-    const warnings = during.filter((l) => l.level >= WARN);
+    const warnings = warningsIn(during);
     expect(
       warnings.map((l) => l.msg),
       JSON.stringify(warnings),

@@ -1,12 +1,11 @@
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { RedisReachability, isConnectionError, startRedisServer } from '../../src/redis/index.js';
-import { capturingLogger } from '../helpers/log-lines.js';
+import { capturingLogger, countOf, warningsIn } from '../helpers/log-lines.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 
 const LOST = 'Redis is out of reach; every connection retries (further errors at debug level)';
 const BACK = 'Redis is reachable again';
-const WARN = 40;
 
 describe('Redis out of reach: one line an outage', () => {
   let stack: TestStack | undefined;
@@ -36,13 +35,12 @@ describe('Redis out of reach: one line an outage', () => {
     // Every connection retries several times a second: 10 s of outage used
     // to write 113 warning lines and 28 stack traces.
     await stack.until(
-      async () =>
-        lines.slice(before).filter((l) => l.msg === 'redis connection error').length >= 20,
+      async () => countOf(lines.slice(before), 'redis connection error') >= 20,
       'the connections to fail again and again',
       30_000,
     );
     const during = lines.slice(before);
-    const warnings = during.filter((l) => l.level >= WARN);
+    const warnings = warningsIn(during);
     expect(
       warnings.map((l) => l.msg),
       JSON.stringify(warnings),
