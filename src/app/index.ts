@@ -265,6 +265,8 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     });
     const metrics = createMetrics({ service, events });
     metricsRef.current = metrics;
+    metrics.watchDependency('redis', reachability.outage);
+    metrics.watchDependency('host_api', cluster.reachability.outage);
 
     let notifier: Notifier | undefined;
     if (options.slack?.botToken) {

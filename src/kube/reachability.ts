@@ -46,7 +46,8 @@ export type LineLevel = 'error' | 'warn' | 'info' | 'debug';
  * afterwards closes it with one info line.
  */
 export class KubeApiReachability {
-  private readonly outage: OutageLog;
+  /** Whether the API server is out of reach now, and how often it was (metrics). */
+  readonly outage: OutageLog;
 
   constructor(log: Logger, now: () => number = Date.now) {
     this.outage = new OutageLog(log, {

@@ -22,6 +22,12 @@ export interface OutageLogOptions {
   now?: () => number;
 }
 
+/** What metrics read of an outage account at a scrape. */
+export interface DependencyHealth {
+  readonly open: boolean;
+  readonly outages: number;
+}
+
 /**
  * One account of a dependency being out of reach (Redis, the host's API
  * server): every caller retries on its own, and logging each failure wrote
@@ -29,9 +35,10 @@ export interface OutageLogOptions {
  * one warning, the rest are debug lines, and the first success afterwards
  * one info line saying how long it lasted.
  */
-export class OutageLog {
+export class OutageLog implements DependencyHealth {
   private since: number | undefined;
   private lastFailure = 0;
+  private opened = 0;
   private readonly quietEndsMs: number;
   private readonly steadyMs: number;
   private readonly now: () => number;
@@ -53,6 +60,11 @@ export class OutageLog {
     return this.since !== undefined;
   }
 
+  /** Outages opened so far (metrics). */
+  get outages(): number {
+    return this.opened;
+  }
+
   /** A failure that says the dependency cannot be reached; `fields` go on its line. */
   failure(fields: Record<string, unknown>): void {
     const opened = this.open;
@@ -63,6 +75,7 @@ export class OutageLog {
       return;
     }
     this.since = t;
+    this.opened++;
     this.log.warn(fields, this.texts.lost);
   }
 

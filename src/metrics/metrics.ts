@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ENV_STATES, type EventBus, type LabvirtEvent } from '../events/index.js';
+import type { DependencyHealth } from '../log/outage.js';
 import type { LabvirtService, PoolStatus } from '../sessions/types.js';
 
 export interface Metrics {
@@ -9,6 +10,8 @@ export interface Metrics {
   observeKubeRequest(verb: string, resource: string): void;
   /** Reports this replica's open SSH gateway connections at each scrape. */
   watchGateway(gateway: { readonly connections: number }): void;
+  /** Reports whether a dependency (`redis`, `host_api`) is reachable, at each scrape. */
+  watchDependency(name: string, health: DependencyHealth): void;
   /** Unsubscribes from the event bus. */
   close(): void;
 }
@@ -165,6 +168,30 @@ export function createMetrics(options: CreateMetricsOptions): Metrics {
     },
   });
 
+  // Read from this process's outage accounts (the same that write the
+  // one-warning-an-outage log lines): what an alert should fire on.
+  const dependencies = new Map<string, DependencyHealth>();
+  new Gauge({
+    name: 'labvirt_dependency_up',
+    help: '0 while this process finds the dependency out of reach (redis, host_api), else 1',
+    labelNames: ['dependency'] as const,
+    registers: [registry],
+    collect() {
+      for (const [dependency, health] of dependencies)
+        this.set({ dependency }, health.open ? 0 : 1);
+    },
+  });
+  new Counter({
+    name: 'labvirt_dependency_outages_total',
+    help: 'Outages of a dependency (redis, host_api) this process has seen',
+    labelNames: ['dependency'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [dependency, health] of dependencies) this.inc({ dependency }, health.outages);
+    },
+  });
+
   const onEvent = async (event: LabvirtEvent): Promise<void> => {
     switch (event.type) {
       case 'session.queued':
@@ -200,6 +227,7 @@ export function createMetrics(options: CreateMetricsOptions): Metrics {
     registry,
     observeKubeRequest: (verb, resource) => kubeRequests.inc({ verb, resource }),
     watchGateway: (g) => void (gateway = g),
+    watchDependency: (name, health) => void dependencies.set(name, health),
     close: unsubscribe,
   };
 }

@@ -41,7 +41,8 @@ export function isConnectionError(err: unknown): boolean {
  * are not about reaching Redis are logged as they come.
  */
 export class RedisReachability {
-  private readonly outage: OutageLog;
+  /** Whether Redis is out of reach now, and how often it was (metrics). */
+  readonly outage: OutageLog;
 
   constructor(
     private readonly log: Logger,

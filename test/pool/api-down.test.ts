@@ -55,6 +55,15 @@ describe('the host API server out of reach: one line an outage', () => {
       expect(String(line.err ?? line.reason)).toMatch(/503: injected fault$/);
     }
     expect(JSON.stringify(during)).not.toMatch(/HTTP-Code|Unknown API Status Code|Headers/);
+    // What an alert fires on.
+    const registry = stack.labvirt.metrics.registry;
+    const scrape = async () =>
+      (await registry.getSingleMetricAsString('labvirt_dependency_up')) +
+      (await registry.getSingleMetricAsString('labvirt_dependency_outages_total'));
+    const down = await scrape();
+    expect(down).toContain('labvirt_dependency_up{dependency="host_api"} 0');
+    expect(down).toContain('labvirt_dependency_up{dependency="redis"} 1');
+    expect(down).toContain('labvirt_dependency_outages_total{dependency="host_api"} 1');
 
     stack.sim.faults.errorRate = 0;
     await queues.addMaintenance('reconcile');
@@ -65,6 +74,9 @@ describe('the host API server out of reach: one line an outage', () => {
     );
     expect(back.level).toBe(30);
     expect(back.outageSeconds).toBeGreaterThan(0);
+    const up = await scrape();
+    expect(up).toContain('labvirt_dependency_up{dependency="host_api"} 1');
+    expect(up).toContain('labvirt_dependency_outages_total{dependency="host_api"} 1');
     // The student who started during the outage gets in, on the env they
     // were given: the outage was not that env's fault (before, it was torn
     // down and the student moved to the next warm env, which failed the same).

@@ -48,11 +48,21 @@ describe('Redis out of reach: one line an outage', () => {
     // The first error depends on the moment: a reset, a refusal, a closed connection.
     expect(warnings[0]!.err).toMatch(/ECONNREFUSED|ECONNRESET|Connection is closed/);
     expect(raw).not.toHaveBeenCalled();
+    const registry = stack.labvirt.metrics.registry;
+    expect(await registry.getSingleMetricAsString('labvirt_dependency_up')).toContain(
+      'labvirt_dependency_up{dependency="redis"} 0',
+    );
 
     await stack.redis.restart();
     await stack.until(async () => lines.some((l) => l.msg === BACK), 'Redis reachable again');
     const back = lines.find((l) => l.msg === BACK)!;
     expect(back.outageSeconds).toBeGreaterThan(0);
+    expect(await registry.getSingleMetricAsString('labvirt_dependency_up')).toContain(
+      'labvirt_dependency_up{dependency="redis"} 1',
+    );
+    expect(await registry.getSingleMetricAsString('labvirt_dependency_outages_total')).toContain(
+      'labvirt_dependency_outages_total{dependency="redis"} 1',
+    );
     // And labvirt works on: its commands reach the new server.
     await expect(stack.labvirt.service.poolStatus()).resolves.toMatchObject({
       flavors: expect.any(Array),
