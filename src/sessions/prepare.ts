@@ -275,7 +275,7 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
   await Promise.all([
     ctx.store.setEnvState(envId, 'active', { expected: 'preparing', now: ctx.now() }),
     // The label starts the NodePort sync; a job repeated after this point
-    // finds the session active and would never write it.
+    // finds the session active and leaves it to the next reconcile (minutes).
     outlastOutage(
       () =>
         labelState(ctx, envId, 'active', {
