@@ -1,20 +1,29 @@
 import { ApiException } from './client-node.js';
 import type { Logger } from '../log/index.js';
 import { OutageLog } from '../log/outage.js';
-import { isRetryable, networkErrorMessage } from './transient.js';
+import { isTransientNetworkError, networkErrorMessage } from './transient.js';
+
+/**
+ * Answers that say the API server cannot serve now, whatever was asked: it
+ * is throttling (429), restarting, or behind a load balancer that found no
+ * healthy one (502–504).
+ */
+const CANNOT_SERVE = new Set([429, 502, 503, 504]);
 
 /**
  * Whether an error says the host's API server could not be reached or could
- * not serve (the connection refused, cut or timed out; 502/503/504), rather
- * than that it refused this request: what an idempotent request is repeated
- * for.
+ * not serve now (the connection refused, cut or timed out; 429, 502–504),
+ * rather than that it refused this request. The status is an ApiException's
+ * `code`, or a watch's `statusCode` (client-node's Watch throws a plain Error).
  */
 export function isApiUnavailable(err: unknown): boolean {
   // A caller may have wrapped it to say what it was doing (`{ cause }`).
   let cur: unknown = err;
   for (let depth = 0; cur instanceof Error && depth < 5; depth++) {
-    if (isRetryable(cur, 'idempotent')) return true;
-    if (cur instanceof ApiException) return false;
+    const status =
+      cur instanceof ApiException ? cur.code : (cur as { statusCode?: unknown }).statusCode;
+    if (typeof status === 'number') return CANNOT_SERVE.has(status);
+    if (isTransientNetworkError(cur, 'idempotent')) return true;
     cur = cur.cause;
   }
   return false;
@@ -38,7 +47,8 @@ export function apiErrorMessage(err: unknown): string {
 export type LineLevel = 'error' | 'warn' | 'info' | 'debug';
 
 /**
- * One account, per process, of the host's API server being out of reach.
+ * One account, per process, of the host's API server being out of reach or
+ * unable to serve.
  * During an outage every provisioning attempt, teardown, maintenance run and
  * watch fails on its own, and each used to write its own warning (56 in 20 s
  * with a two-env pool). Now the first failure is one warning, the call sites
@@ -51,9 +61,9 @@ export class KubeApiReachability {
 
   constructor(log: Logger, now: () => number = Date.now) {
     this.outage = new OutageLog(log, {
-      lost: 'the host API server is out of reach; labvirt keeps retrying (further failures at debug level)',
+      lost: 'the host API server cannot serve labvirt now; labvirt keeps retrying (further failures at debug level)',
       again: 'host API call failed',
-      back: 'the host API server answers again',
+      back: 'the host API server serves again',
       steadyMs: 1000,
       now,
     });

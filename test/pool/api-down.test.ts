@@ -3,8 +3,8 @@ import { capturingLogger, countOf, warningsIn } from '../helpers/log-lines.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 
 const LOST =
-  'the host API server is out of reach; labvirt keeps retrying (further failures at debug level)';
-const BACK = 'the host API server answers again';
+  'the host API server cannot serve labvirt now; labvirt keeps retrying (further failures at debug level)';
+const BACK = 'the host API server serves again';
 const DEBUG = 20;
 
 describe('the host API server out of reach: one line an outage', () => {
@@ -69,7 +69,7 @@ describe('the host API server out of reach: one line an outage', () => {
     await queues.addMaintenance('reconcile');
     const back = await stack.until(
       async () => lines.slice(before).find((l) => l.msg === BACK),
-      'the line saying the API server answers again',
+      'the line saying the API server serves again',
       30_000,
     );
     expect(back.level).toBe(30);
