@@ -270,12 +270,15 @@ export class KubeVirtEmulation implements Admission {
     this.stopped = true;
     clearTimeout(this.heartbeat);
     for (const rt of this.runtime.values()) for (const t of rt.timers) clearTimeout(t);
-    // Each sees `stopped` when it ends and stops what it started.
-    await Promise.allSettled([...this.inFlight]);
+    // Each sees `stopped` when it ends and stops what it started. Work may
+    // start while this waits (a VMI deleted meanwhile: its removal is
+    // tracked too), so wait until none is left, before and after the guests.
+    await this.settleInFlight();
     for (const rt of this.runtime.values()) {
       await rt.guest?.stop();
       await rt.inner?.stop();
     }
+    await this.settleInFlight();
     this.runtime.clear();
     this.studentClusters.clear();
     this.studentApiByIp.clear();
@@ -609,6 +612,10 @@ export class KubeVirtEmulation implements Admission {
       };
       this.store.update('pods', next);
     }
+  }
+
+  private async settleInFlight(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
   /** Runs detached, and stop() waits for it. */
@@ -949,6 +956,9 @@ export class KubeVirtEmulation implements Admission {
    * env's SSH key, what their network reaches); forgets the env with its last node.
    */
   private async updateEnvNetwork(ns: string): Promise<void> {
+    // Stopped, the guests' sandboxes are being removed: a write now would
+    // make directories again under the remover (ENOTEMPTY) or after it.
+    if (this.stopped) return;
     const members: EnvMember[] = [];
     let controlPlaneName = DEFAULT_CONTROL_PLANE_NAME;
     for (const [key, rt] of this.runtime) {

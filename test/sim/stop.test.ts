@@ -4,7 +4,12 @@ import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
-import { HostCluster, generateEnvSecrets, renderEnvironment } from '../../src/kube/index.js';
+import {
+  HostCluster,
+  envNamespace,
+  generateEnvSecrets,
+  renderEnvironment,
+} from '../../src/kube/index.js';
 import { silentLogger } from '../../src/log/index.js';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 import { SYNC_FLAVORS } from '../helpers/student-envs.js';
@@ -73,5 +78,46 @@ describe('the simulator stopping while VMs boot', () => {
     expect(snapshot(dir)).toEqual(atStop);
     // What a test's afterAll does next.
     expect(() => rmSync(dir, { recursive: true })).not.toThrow();
+  });
+
+  it('waits for a VM’s removal that began as it was asked to stop (the env’s other guests are told)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'labvirt-sim-stop-'));
+    dirs.push(dir);
+    sim = await startSim({ dir, speed: 300, guests: true });
+    const config = loadConfig({ env: {}, overrides: { flavors: SYNC_FLAVORS } });
+    const kc = new KubeConfig();
+    kc.loadFromFile(sim.kubeconfigPath);
+    const host = new HostCluster(kc, { logger: silentLogger() });
+    await host.createAll(
+      await renderEnvironment({
+        config,
+        flavor: 'v1.30-3node',
+        envId: 'stopcccc',
+        secrets: await generateEnvSecrets(),
+      }),
+    );
+    const namespace = envNamespace(config, 'stopcccc');
+    await expect
+      .poll(async () => (await host.listVmis(namespace)).filter((v) => v.ready).length, {
+        interval: 50,
+        timeout: 60_000,
+      })
+      .toBe(3);
+    // A worker's VMI goes (a student's restart, a namespace deleted): its
+    // removal rewrites the other guests' hosts and keys. stop() comes at once.
+    await host.custom.deleteNamespacedCustomObject({
+      group: 'kubevirt.io',
+      version: 'v1',
+      namespace,
+      plural: 'virtualmachineinstances',
+      name: 'worker-1',
+    });
+    await sim.stop();
+    sim = undefined;
+    const atStop = snapshot(dir);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(snapshot(dir)).toEqual(atStop);
+    expect(() => rmSync(dir, { recursive: true })).not.toThrow();
+    await host.close();
   });
 });
