@@ -119,4 +119,27 @@ describe('the sim guests’ spawner', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('starts no helper again once stopped: late commands, connects and listens are refused', async () => {
+    let launches = 0;
+    const own = startSpawner(() => {
+      launches++;
+      return {
+        file: process.execPath,
+        args: ['-e', HELPER_SOURCE],
+        env: { ...(process.env as Record<string, string>), NODE_OPTIONS: '' },
+      };
+    });
+    const first = await own.spawn('/bin/sh', ['-c', 'true'], opts);
+    await new Promise((r) => first.once('close', r));
+    expect(launches).toBe(1);
+    await own.stop();
+    // What came after a guest stopped: a command, a connection, a port to
+    // publish. Before, each started a helper (a sandboxed one's bwrap makes
+    // mount points in the guest's root while the simulator removes it).
+    await expect(own.spawn('/bin/sh', ['-c', 'true'], opts)).rejects.toThrow(/stopped/);
+    await expect(own.connect('127.0.0.1', 1)).rejects.toThrow(/stopped/);
+    own.listen('127.0.0.1', 0, () => undefined);
+    expect(launches).toBe(1);
+  });
 });

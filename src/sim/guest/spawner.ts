@@ -304,6 +304,14 @@ export function startSpawner(
   const idleStopMs = Math.max(0, Math.round(options.idleStopMs ?? 0));
   let current: Helper | undefined;
   let nextId = 1;
+  /**
+   * A stopped spawner starts no helper again: a sandboxed helper's bwrap
+   * makes mount points inside the guest's root, and a late command or
+   * listen (a published port, a network update) after the guest stopped
+   * did that under a simulator removing the sandbox (ENOTEMPTY).
+   */
+  let stopped = false;
+  const refused = () => Promise.reject(new Error('the guest is stopped'));
   const listening = new Map<
     string,
     { host: string; port: number; onConnection: (s: Socket) => void }
@@ -374,6 +382,7 @@ export function startSpawner(
 
   return {
     spawn(file, args, options) {
+      if (stopped) return refused();
       const id = nextId++;
       const h = ensureHelper();
       const command = new SpawnedCommand((pid, signal) => {
@@ -394,6 +403,7 @@ export function startSpawner(
       });
     },
     connect(host, port) {
+      if (stopped) return refused();
       const id = nextId++;
       const h = ensureHelper();
       return new Promise((resolve, reject) => {
@@ -402,6 +412,7 @@ export function startSpawner(
       });
     },
     listen(host, port, onConnection) {
+      if (stopped) return;
       const key = `${host}:${port}`;
       if (listening.has(key)) return;
       listening.set(key, { host, port, onConnection });
@@ -413,6 +424,7 @@ export function startSpawner(
       else if (idleStopMs === 0) ensureHelper();
     },
     async stop() {
+      stopped = true;
       const child = current?.child;
       current = undefined;
       if (!child) return;
