@@ -46,15 +46,28 @@ afterAll(async () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true, maxRetries: 5 });
 });
 
+/** A simulator with guests in a directory of its own, and a client of it. */
+async function startGuestSim() {
+  const dir = mkdtempSync(join(tmpdir(), 'labvirt-sim-stop-'));
+  dirs.push(dir);
+  const started = await startSim({ dir, speed: 300, guests: true });
+  sim = started;
+  const config = loadConfig({ env: {}, overrides: { flavors: SYNC_FLAVORS } });
+  const kc = new KubeConfig();
+  kc.loadFromFile(started.kubeconfigPath);
+  return { dir, config, sim: started, host: new HostCluster(kc, { logger: silentLogger() }) };
+}
+
+/** Nothing under `dir` is made, changed or removed in the next 1.5 s. */
+async function expectNothingChangesUnder(dir: string): Promise<void> {
+  const atStop = snapshot(dir);
+  await new Promise((r) => setTimeout(r, 1500));
+  expect(snapshot(dir)).toEqual(atStop);
+}
+
 describe('the simulator stopping while VMs boot', () => {
   it('is done with its guests when stop() resolves: nothing under its directory changes after', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'labvirt-sim-stop-'));
-    dirs.push(dir);
-    sim = await startSim({ dir, speed: 300, guests: true });
-    const config = loadConfig({ env: {}, overrides: { flavors: SYNC_FLAVORS } });
-    const kc = new KubeConfig();
-    kc.loadFromFile(sim.kubeconfigPath);
-    const host = new HostCluster(kc, { logger: silentLogger() });
+    const { dir, config, host, sim: running } = await startGuestSim();
     // Two 3-VM envs: their guests start (sandbox, helper, cloud-init's files)
     // a boot delay after their VMs are made, and stop() comes as they do.
     await Promise.all(
@@ -71,23 +84,15 @@ describe('the simulator stopping while VMs boot', () => {
     );
     const guests = join(dir, 'guests');
     await expect.poll(() => snapshot(guests).length, { interval: 5 }).toBeGreaterThan(0);
-    await sim.stop();
+    await running.stop();
     sim = undefined;
-    const atStop = snapshot(dir);
-    await new Promise((r) => setTimeout(r, 1500));
-    expect(snapshot(dir)).toEqual(atStop);
+    await expectNothingChangesUnder(dir);
     // What a test's afterAll does next.
     expect(() => rmSync(dir, { recursive: true })).not.toThrow();
   });
 
   it('waits for a VM’s removal that began as it was asked to stop (the env’s other guests are told)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'labvirt-sim-stop-'));
-    dirs.push(dir);
-    sim = await startSim({ dir, speed: 300, guests: true });
-    const config = loadConfig({ env: {}, overrides: { flavors: SYNC_FLAVORS } });
-    const kc = new KubeConfig();
-    kc.loadFromFile(sim.kubeconfigPath);
-    const host = new HostCluster(kc, { logger: silentLogger() });
+    const { dir, config, host, sim: running } = await startGuestSim();
     await host.createAll(
       await renderEnvironment({
         config,
@@ -112,11 +117,9 @@ describe('the simulator stopping while VMs boot', () => {
       plural: 'virtualmachineinstances',
       name: 'worker-1',
     });
-    await sim.stop();
+    await running.stop();
     sim = undefined;
-    const atStop = snapshot(dir);
-    await new Promise((r) => setTimeout(r, 1500));
-    expect(snapshot(dir)).toEqual(atStop);
+    await expectNothingChangesUnder(dir);
     expect(() => rmSync(dir, { recursive: true })).not.toThrow();
     await host.close();
   });
