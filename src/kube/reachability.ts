@@ -1,14 +1,12 @@
 import { ApiException } from './client-node.js';
 import type { Logger } from '../log/index.js';
 import { OutageLog } from '../log/outage.js';
-import { isTransientNetworkError, networkErrorMessage } from './transient.js';
-
-/**
- * Answers that say the API server cannot serve now, whatever was asked: it
- * is throttling (429), restarting, or behind a load balancer that found no
- * healthy one (502–504).
- */
-const CANNOT_SERVE = new Set([429, 502, 503, 504]);
+import {
+  CANNOT_SERVE_STATUS,
+  isTransientNetworkError,
+  jittered,
+  networkErrorMessage,
+} from './transient.js';
 
 /**
  * Whether an error says the host's API server could not be reached or could
@@ -22,7 +20,7 @@ export function isApiUnavailable(err: unknown): boolean {
   for (let depth = 0; cur instanceof Error && depth < 5; depth++) {
     const status =
       cur instanceof ApiException ? cur.code : (cur as { statusCode?: unknown }).statusCode;
-    if (typeof status === 'number') return CANNOT_SERVE.has(status);
+    if (typeof status === 'number') return CANNOT_SERVE_STATUS.has(status);
     if (isTransientNetworkError(cur, 'idempotent')) return true;
     cur = cur.cause;
   }
@@ -58,6 +56,7 @@ export type LineLevel = 'error' | 'warn' | 'info' | 'debug';
 export class KubeApiReachability {
   /** Whether the API server is out of reach now, and how often it was (metrics). */
   readonly outage: OutageLog;
+  private readonly counted = new WeakSet<object>();
 
   constructor(log: Logger, now: () => number = Date.now) {
     this.outage = new OutageLog(log, {
@@ -69,8 +68,16 @@ export class KubeApiReachability {
     });
   }
 
-  /** Every failed call: an unavailable API server opens (or continues) the outage. */
+  /**
+   * Every failed call: an unavailable API server opens (or continues) the
+   * outage. An error is counted once, whoever reports it (a watch's list
+   * failing is seen by the client and again by the watch).
+   */
   failed(err: unknown): void {
+    if (typeof err === 'object' && err !== null) {
+      if (this.counted.has(err)) return;
+      this.counted.add(err);
+    }
     if (isApiUnavailable(err)) this.outage.failure({ err: apiErrorMessage(err) });
   }
 
@@ -152,7 +159,7 @@ export async function outlastOutage<T>(op: () => Promise<T>, opts: OutlastOption
     try {
       return await op();
     } catch (err) {
-      const wait = pause / 2 + Math.random() * pause;
+      const wait = jittered(pause);
       if (!isApiUnavailable(err) || Date.now() - started + wait > opts.budgetMs) throw err;
       await new Promise((r) => setTimeout(r, wait));
       pause = Math.min(maxPause, pause * 2);

@@ -62,25 +62,18 @@ export interface TransientRetry {
 export const DEFAULT_TRANSIENT_RETRY: TransientRetry = { attempts: 4, firstPauseMs: 250 };
 
 /**
- * Answers that say the API server could not serve now (it is restarting, or
- * a load balancer in front of it found no healthy one): an idempotent
- * request may be made again.
+ * Answers that say the API server cannot serve now, whatever was asked: it
+ * is throttling (429: priority and fairness, or its in-flight limit, turned
+ * the request away before acting on it, so any request may be made again,
+ * after the `Retry-After` it names, as client-go does), restarting, or
+ * behind a load balancer that found no healthy one (502–504: an idempotent
+ * request may be made again).
  */
-const UNAVAILABLE_STATUS = new Set([502, 503, 504]);
-
-/**
- * 429: the API server's priority and fairness (or its in-flight limit)
- * turned the request away before acting on it, so any request may be made
- * again — after the `Retry-After` it names, as client-go does.
- */
+export const CANNOT_SERVE_STATUS: ReadonlySet<number> = new Set([429, 502, 503, 504]);
 const THROTTLED = 429;
 
 /** The longest `Retry-After` obeyed; a longer one is cut to this. */
 const MAX_RETRY_AFTER_MS = 10_000;
-
-function isUnavailableAnswer(err: unknown): boolean {
-  return err instanceof ApiException && UNAVAILABLE_STATUS.has(err.code);
-}
 
 /**
  * Whether `err` is worth the same request again: a transient network failure
@@ -88,11 +81,15 @@ function isUnavailableAnswer(err: unknown): boolean {
  * request, an answer that the server is unavailable.
  */
 export function isRetryable(err: unknown, request: 'any' | 'idempotent'): boolean {
-  return (
-    isTransientNetworkError(err, request) ||
-    (err instanceof ApiException && err.code === THROTTLED) ||
-    (request === 'idempotent' && isUnavailableAnswer(err))
-  );
+  if (isTransientNetworkError(err, request)) return true;
+  if (!(err instanceof ApiException) || !CANNOT_SERVE_STATUS.has(err.code)) return false;
+  // A throttled request was turned away unread; behind a 502–504 it may have been acted on.
+  return err.code === THROTTLED || request === 'idempotent';
+}
+
+/** A pause of about `ms` (half to one and a half times it), so retries do not move in step. */
+export function jittered(ms: number): number {
+  return ms / 2 + Math.random() * ms;
 }
 
 /** The pause an answer asks for (`Retry-After: <seconds>`), if it names one. */
@@ -122,8 +119,7 @@ export async function retryTransient<T>(
       return await call();
     } catch (err) {
       if (attempt >= retry.attempts || !isRetryable(err, request)) throw err;
-      const pause = retry.firstPauseMs * 2 ** (attempt - 1);
-      const wait = retryAfterMs(err) ?? pause / 2 + Math.random() * pause;
+      const wait = retryAfterMs(err) ?? jittered(retry.firstPauseMs * 2 ** (attempt - 1));
       await new Promise((r) => setTimeout(r, wait));
     }
   }

@@ -264,13 +264,15 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
         })
       : undefined;
   const nodePortProxy = new NodePortProxy(store, nodeAddresses, kubevirt.resolveGuest);
+  /** Every fault off: the API's and KubeVirt's. */
+  const resetFaults = () => {
+    Object.assign(api.faults, { errorRate: 0, errorCode: 500, latencyMs: 0 });
+    Object.assign(kubevirt.faults, noKubeVirtFaults());
+  };
   const applyFaults = (changes: Record<string, unknown>): Record<string, unknown> => {
     const num = (v: unknown, min: number, max: number) =>
       typeof v === 'number' && v >= min && v <= max ? v : undefined;
-    if (changes.reset === true) {
-      Object.assign(api.faults, { errorRate: 0, errorCode: 500, latencyMs: 0 });
-      Object.assign(kubevirt.faults, noKubeVirtFaults());
-    }
+    if (changes.reset === true) resetFaults();
     const errorRate = num(changes.errorRate, 0, 1);
     if (errorRate !== undefined) api.faults.errorRate = errorRate;
     if (changes.errorCode === 500 || changes.errorCode === 429)
@@ -387,10 +389,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     dropStudentWatches: (namespace: string) => kubevirt.studentCluster(namespace)?.dropWatches(),
     compactStudentHistory: (namespace: string) =>
       void kubevirt.studentCluster(namespace)?.store.history.splice(0),
-    reset: () => {
-      Object.assign(api.faults, { errorRate: 0, errorCode: 500, latencyMs: 0 });
-      Object.assign(kubevirt.faults, noKubeVirtFaults());
-    },
+    reset: resetFaults,
   });
   // One object for callers; the emulations read their own halves.
   Object.defineProperty(faults, 'failNextVmis', {
