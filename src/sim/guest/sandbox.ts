@@ -224,8 +224,9 @@ export async function startSandboxedSpawner(
   // Nothing of the simulator's environment (it may hold credentials) reaches the guest.
   const launch = (): HelperLaunch => ({
     file: bwrap,
-    args: sandboxArgs(options, [process.execPath, '-e', HELPER_SOURCE]),
+    args: ['--info-fd', '4', ...sandboxArgs(options, [process.execPath, '-e', HELPER_SOURCE])],
     env: { PATH: '/usr/bin:/bin', NODE_OPTIONS: '' },
+    infoFd: 4,
   });
   return startSpawner(launch, spawnerOptions);
 }

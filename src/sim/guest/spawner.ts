@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
 
 /**
  * Guests' commands are started by one small, long-lived helper process per
@@ -261,6 +263,16 @@ export interface HelperLaunch {
   file: string;
   args: string[];
   env: Record<string, string>;
+  /**
+   * The descriptor (3 is the IPC channel, so 4 or more) on which the launcher
+   * writes bwrap's `--info-fd` report. Its `child-pid` is the sandbox's PID 1
+   * seen from here, which outlives the launcher: bwrap exits as soon as its
+   * command does, while that init stays until every other process of the
+   * sandbox is gone (a student's nohup job) and is only then killed by
+   * `--die-with-parent`. stop() waits for it too, so nothing of the guest runs
+   * after stop().
+   */
+  infoFd?: number;
 }
 
 function plainLaunch(): HelperLaunch {
@@ -291,6 +303,8 @@ export interface SpawnerOptions {
 
 interface Helper {
   child: ChildProcess;
+  /** Resolves once the helper and, in a sandbox, every process of the sandbox are gone. */
+  gone: Promise<void>;
   /** Commands and connects sent to this helper and not finished. */
   running: Map<number, SpawnedCommand>;
   connecting: Map<number, { resolve: (s: Socket) => void; reject: (e: Error) => void }>;
@@ -312,6 +326,8 @@ export function startSpawner(
    */
   let stopped = false;
   const refused = () => Promise.reject(new Error('the guest is stopped'));
+  /** Helpers let go while idle and maybe still exiting: stop() waits for them too. */
+  const leaving = new Set<Promise<void>>();
   const listening = new Map<
     string,
     { host: string; port: number; onConnection: (s: Socket) => void }
@@ -320,13 +336,23 @@ export function startSpawner(
   function ensureHelper(): Helper {
     if (current && current.child.connected) return current;
     const how = launch();
+    const stdio: ('ignore' | 'inherit' | 'ipc' | 'pipe')[] = ['ignore', 'ignore', 'inherit', 'ipc'];
+    if (how.infoFd !== undefined) {
+      while (stdio.length < how.infoFd) stdio.push('ignore');
+      stdio[how.infoFd] = 'pipe';
+    }
     const child = spawn(how.file, idleStopMs > 0 ? [...how.args, String(idleStopMs)] : how.args, {
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      stdio,
       env: how.env,
     });
     // Each helper answers for what was sent to it: one that went (idle, or
     // died) fails only its own commands, never those of the helper after it.
-    const h: Helper = { child, running: new Map(), connecting: new Map() };
+    const h: Helper = {
+      child,
+      gone: helperGone(child, how.infoFd),
+      running: new Map(),
+      connecting: new Map(),
+    };
     child.on('message', (message: HelperMessage, socket?: Socket) => {
       if (message.op === 'idle') {
         options.onIdleRequest?.();
@@ -336,6 +362,8 @@ export function startSpawner(
         // a reason to stay: the next helper is told to listen again.
         if (current !== h || h.running.size > 0 || h.connecting.size > 0) return;
         current = undefined;
+        leaving.add(h.gone);
+        void h.gone.then(() => leaving.delete(h.gone));
         child.disconnect();
         options.onIdleStop?.();
         return;
@@ -425,19 +453,76 @@ export function startSpawner(
     },
     async stop() {
       stopped = true;
-      const child = current?.child;
+      const h = current;
       current = undefined;
-      if (!child) return;
-      const exited = new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) resolve();
-        else child.once('exit', () => resolve());
-      });
-      if (child.connected) child.disconnect();
-      const late = setTimeout(() => child.kill('SIGKILL'), HELPER_EXIT_WAIT_MS);
-      await exited;
-      clearTimeout(late);
+      if (h) {
+        const { child } = h;
+        if (child.connected) child.disconnect();
+        const late = setTimeout(() => child.kill('SIGKILL'), HELPER_EXIT_WAIT_MS);
+        await h.gone;
+        clearTimeout(late);
+      }
+      await Promise.all(leaving);
     },
   };
+}
+
+/**
+ * Resolves once the helper has exited and, when its launcher reports a
+ * sandbox's PID 1 on `infoFd`, once that init is gone too: the kernel ends
+ * an init only after every other process of its PID namespace.
+ */
+async function helperGone(child: ChildProcess, infoFd: number | undefined): Promise<void> {
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
+  const info = infoFd === undefined ? undefined : (child.stdio[infoFd] as Readable | null);
+  if (!info) return exited;
+  const report = new Promise<string>((resolve) => {
+    let text = '';
+    info.setEncoding('utf8');
+    info.on('data', (chunk: string) => (text += chunk));
+    info.on('error', () => undefined);
+    // bwrap closes its end after the report; it never writes one if it failed to start.
+    info.on('close', () => resolve(text));
+  });
+  const init = sandboxInitPid(await report);
+  const initStart = init === undefined ? undefined : await processStart(init);
+  await exited;
+  if (init === undefined || initStart === undefined) return;
+  // The launcher is gone, so --die-with-parent ends the init: kill it at once instead.
+  try {
+    process.kill(init, 'SIGKILL');
+  } catch {
+    /* already gone */
+  }
+  while ((await processStart(init)) === initStart) await new Promise((r) => setTimeout(r, 5));
+}
+
+function sandboxInitPid(report: string): number | undefined {
+  try {
+    const pid = (JSON.parse(report) as { 'child-pid'?: unknown })['child-pid'];
+    return typeof pid === 'number' && Number.isInteger(pid) && pid > 1 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A live process's start time (clock ticks since boot, /proc/<pid>/stat's
+ * 22nd field): it tells that process from a later one given the same pid.
+ * undefined once it is gone or a zombie (its namespace is already empty).
+ */
+async function processStart(pid: number): Promise<string | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // The command name in parentheses may hold spaces: the fields after its last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[0] === 'Z' || fields[0] === 'X' ? undefined : fields[19];
+  } catch {
+    return undefined;
+  }
 }
 
 let shared: Spawner | undefined;
