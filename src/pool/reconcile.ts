@@ -67,6 +67,29 @@ export function envFromNamespace(ns: V1Namespace): ClusterEnv | undefined {
 }
 
 /**
+ * The session's annotations on its env's Namespace: what envFromNamespace
+ * reads back after a Redis loss. The times only once the session has them.
+ */
+export function sessionAnnotations(
+  session: Pick<
+    SessionSnapshot,
+    'id' | 'student' | 'labId' | 'publicKey' | 'createdAt' | 'claimedAt' | 'readyAt' | 'expiresAt'
+  >,
+): Record<string, string> {
+  const iso = (t: number) => new Date(t).toISOString();
+  return {
+    [ANNOTATIONS.session]: session.id,
+    [ANNOTATIONS.student]: session.student,
+    [ANNOTATIONS.lab]: session.labId,
+    [ANNOTATIONS.studentKey]: session.publicKey,
+    [ANNOTATIONS.createdAt]: iso(session.createdAt),
+    ...(session.claimedAt !== undefined && { [ANNOTATIONS.claimedAt]: iso(session.claimedAt) }),
+    ...(session.readyAt !== undefined && { [ANNOTATIONS.readyAt]: iso(session.readyAt) }),
+    ...(session.expiresAt !== undefined && { [ANNOTATIONS.expiresAt]: iso(session.expiresAt) }),
+  };
+}
+
+/**
  * Level-triggered repair, run at start and on a schedule: rebuilds Redis's
  * indexes from the cluster when Redis lost them, re-queues work a crash left
  * half done, deletes namespaces labvirt owns that no record explains, and
@@ -165,12 +188,23 @@ export async function reconcile(ctx: PoolContext): Promise<ReconcileReport> {
       default:
         break;
     }
-    if (
-      labelFor(found.env.state) !== labelFor(record.state) &&
-      !found.terminating &&
-      record.state !== 'deleted'
-    ) {
-      await labelState(ctx, record.envId, record.state).catch(() => undefined);
+    if (found.terminating || record.state === 'deleted') continue;
+    // A write to the Namespace that failed (the claim's `active` label, an
+    // extension's expiry) is made good here, with the session's annotations:
+    // they are what a Redis loss rebuilds the session from.
+    const session =
+      record.sessionId && record.state === 'active'
+        ? await ctx.store.getSession(record.sessionId)
+        : undefined;
+    const expiryStale =
+      session?.expiresAt !== undefined && found.session?.expiresAt !== session.expiresAt;
+    if (labelFor(found.env.state) !== labelFor(record.state) || expiryStale) {
+      await labelState(
+        ctx,
+        record.envId,
+        record.state,
+        session ? sessionAnnotations(session) : {},
+      ).catch(() => undefined);
       report.labelsFixed++;
     }
   }

@@ -3,6 +3,7 @@ import { ANNOTATIONS, envNamespace, outlastOutage } from '../kube/index.js';
 import type { PoolContext } from '../pool/context.js';
 import { envNodes, nodesOfFlavor, type EnvNode } from '../pool/nodes.js';
 import { labelState } from '../pool/provision.js';
+import { sessionAnnotations } from '../pool/reconcile.js';
 import type { PrepareJob } from '../pool/queues.js';
 import { connectionFor } from './connection.js';
 import { recordGuests } from './guests.js';
@@ -97,14 +98,12 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
         'namespacePatch',
         outlastOutage(
           () =>
-            labelState(ctx, envId, 'preparing', {
-              [ANNOTATIONS.session]: sessionId,
-              [ANNOTATIONS.student]: session.student,
-              [ANNOTATIONS.lab]: session.labId,
-              [ANNOTATIONS.claimedAt]: new Date(session.claimedAt ?? ctx.now()).toISOString(),
-              [ANNOTATIONS.studentKey]: session.publicKey,
-              [ANNOTATIONS.createdAt]: new Date(session.createdAt).toISOString(),
-            }),
+            labelState(
+              ctx,
+              envId,
+              'preparing',
+              sessionAnnotations({ ...session, claimedAt: session.claimedAt ?? ctx.now() }),
+            ),
           CLAIM_OUTAGE_PATIENCE,
         ),
       ),
@@ -274,8 +273,11 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
   // at once, the student hears sooner.
   await Promise.all([
     ctx.store.setEnvState(envId, 'active', { expected: 'preparing', now: ctx.now() }),
-    // The label starts the NodePort sync; a job repeated after this point
-    // finds the session active and leaves it to the next reconcile (minutes).
+    // The label starts the NodePort sync. The student is in whether or not
+    // it is written: failing the job here would only keep them from hearing
+    // so (a repeated job finds the session active and ends at once), so a
+    // label still missing is left to the next reconcile (minutes), which
+    // writes it with the session's annotations.
     outlastOutage(
       () =>
         labelState(ctx, envId, 'active', {
@@ -283,6 +285,11 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
           [ANNOTATIONS.readyAt]: new Date(now).toISOString(),
         }),
       CLAIM_OUTAGE_PATIENCE,
+    ).catch((err: unknown) =>
+      log[ctx.cluster.reachability.levelFor(err)](
+        { err: (err as Error).message },
+        'could not label the env active on the host; the student is in, the next reconcile labels it',
+      ),
     ),
     // The VMs the student starts on: a node later on another VMI was restarted
     // (watchNodeRestarts). Unknown here, a node's identity is its first VMI seen.

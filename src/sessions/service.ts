@@ -220,9 +220,11 @@ export class SessionService implements LabvirtService, StudentService, PoolAdmin
     const published = readPublishedPorts(cluster, config, name);
     // Heard below, or dropped with the Namespace's own failure.
     published.catch(() => undefined);
-    const namespace = await cluster.getNamespace(name);
-    if (!namespace) return undefined;
+    // The session's status is Redis's: a host API server that cannot answer
+    // now leaves the ports out of it, it does not fail the whole answer.
     try {
+      const namespace = await cluster.getNamespace(name);
+      if (!namespace) return undefined;
       return { published: await published, refused: refusedPorts(namespace) };
     } catch (err) {
       this.ctx.log[cluster.reachability.levelFor(err)](

@@ -1,6 +1,10 @@
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ANNOTATIONS, LABELS, envNamespace } from '../../src/kube/index.js';
 import { capturingLogger, countOf, warningsIn } from '../helpers/log-lines.js';
-import { startTestStack, type TestStack } from '../helpers/stack.js';
+import { FIXTURE_LABS, startTestStack, type TestStack } from '../helpers/stack.js';
 
 const LOST =
   'the host API server cannot serve labvirt now; labvirt keeps retrying (further failures at debug level)';
@@ -84,5 +88,76 @@ describe('the host API server out of reach: one line an outage', () => {
     expect(session.envId).toBeDefined();
     expect(active.envId).toBe(session.envId);
     expect(lines.some((l) => l.msg === 'moving student to another env')).toBe(false);
+  }, 240_000);
+
+  it('lets a student in and tells them when the env’s `active` label cannot be written; the reconcile writes it', async () => {
+    // fixture-one with a setup that takes a few seconds: time to break the
+    // host API server between the claim's first write and its last.
+    const labsDir = await mkdtemp(join(tmpdir(), 'labvirt-slow-labs-'));
+    try {
+      await cp(join(FIXTURE_LABS, 'fixture-one'), join(labsDir, 'fixture-one'), {
+        recursive: true,
+      });
+      await writeFile(
+        join(labsDir, 'fixture-one', 'setup.sh'),
+        '#!/bin/bash\nset -euo pipefail\nsleep 3\nmkdir -p /etc/fixture\necho FIXME > /etc/fixture/state\n',
+      );
+      const { logger, lines } = capturingLogger('debug');
+      stack = await startTestStack({ logger, overrides: { labsDir } });
+      await stack.fillPool('v1.30-1node', 1, { timeoutMs: 90_000 });
+      const { cluster, config } = stack.labvirt.context;
+      const session = await stack.labvirt.service.start({ student: 'alice', labId: 'fixture-one' });
+      const ns = envNamespace(config, session.envId!);
+      await stack.until(
+        async () =>
+          (await cluster.getNamespace(ns))?.metadata?.labels?.[LABELS.state] === 'preparing',
+        'the claim’s first write (state preparing)',
+      );
+      // Every write from now on answered 500: not an outage to wait out.
+      Object.assign(stack.sim.faults, { errorRate: 1, errorCode: 500 });
+      // The status answers meanwhile (from Redis), without the ports it
+      // could not read from the host: before, the Namespace read failed it.
+      const active = await stack.untilSession(session.id, 'active', 60_000);
+      expect(active.envId).toBe(session.envId);
+      expect(active.ports).toBeUndefined();
+      // The student hears: before, the job failed after letting them in and
+      // its repeat found the session active, so no "ready" ever went out.
+      await stack.until(
+        async () =>
+          stack!.events.some((e) => e.type === 'session.ready' && e.sessionId === session.id),
+        'the session.ready event (what Slack and the API tell the student)',
+      );
+      const warning = warningsIn(lines).find((l) =>
+        String(l.msg).startsWith('could not label the env active'),
+      );
+      expect(warning?.err).toMatch(/500: injected fault$/);
+      expect(lines.some((l) => l.msg === 'moving student to another env')).toBe(false);
+
+      stack.sim.faults.errorRate = 0;
+      expect((await cluster.getNamespace(ns))?.metadata?.labels?.[LABELS.state]).toBe('preparing');
+      await stack.labvirt.runMaintenance('reconcile');
+      const labelled = await cluster.getNamespace(ns);
+      expect(labelled?.metadata?.labels?.[LABELS.state]).toBe('active');
+      // With what a Redis loss rebuilds the session from.
+      const record = (await stack.labvirt.store.getSession(session.id))!;
+      expect(labelled?.metadata?.annotations?.[ANNOTATIONS.expiresAt]).toBe(
+        new Date(record.expiresAt!).toISOString(),
+      );
+      expect(labelled?.metadata?.annotations?.[ANNOTATIONS.readyAt]).toBe(
+        new Date(record.readyAt!).toISOString(),
+      );
+
+      // An extension whose Namespace write fails: the next reconcile writes the new expiry.
+      stack.sim.faults.errorRate = 1;
+      const extended = await stack.labvirt.service.extend(session.id);
+      stack.sim.faults.errorRate = 0;
+      const expiryOn = async () =>
+        (await cluster.getNamespace(ns))?.metadata?.annotations?.[ANNOTATIONS.expiresAt];
+      expect(await expiryOn()).toBe(new Date(record.expiresAt!).toISOString());
+      await stack.labvirt.runMaintenance('reconcile');
+      expect(await expiryOn()).toBe(extended.expiresAt);
+    } finally {
+      await rm(labsDir, { recursive: true, force: true });
+    }
   }, 240_000);
 });
