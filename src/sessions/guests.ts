@@ -1,5 +1,6 @@
 import type { PoolContext } from '../pool/context.js';
-import type { EnvNode } from '../pool/nodes.js';
+import type { EnvNode, NodeName } from '../pool/nodes.js';
+import type { SessionRecord } from '../store/index.js';
 
 /**
  * Records with the session where each of its nodes is and the host key it
@@ -19,4 +20,21 @@ export async function recordGuests(
     }),
   );
   await ctx.store.setSessionGuests(sessionId, Object.fromEntries(guests));
+}
+
+/**
+ * The session's nodes as recorded for the gateway, when every one of
+ * `expected` is there. The record follows a restarted node to its new
+ * address (src/sessions/restarts.ts), so it serves when the host API server
+ * cannot answer for the nodes now.
+ */
+export function recordedNodes(
+  session: Pick<SessionRecord, 'guests'>,
+  expected: readonly NodeName[],
+): EnvNode[] | undefined {
+  const nodes = expected.flatMap((node) => {
+    const ip = session.guests?.[node]?.ip;
+    return ip ? [{ node, ip }] : [];
+  });
+  return nodes.length === expected.length ? nodes : undefined;
 }

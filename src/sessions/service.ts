@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { ENV_STATES, type EnvState } from '../events/index.js';
-import { ANNOTATIONS, apiErrorMessage, envNamespace } from '../kube/index.js';
+import { ANNOTATIONS, apiErrorMessage, envNamespace, isApiUnavailable } from '../kube/index.js';
 import type { PoolContext } from '../pool/context.js';
 import { envNodes, nodesOfFlavor } from '../pool/nodes.js';
 import { labelState } from '../pool/provision.js';
@@ -18,6 +18,7 @@ import {
   verifyTools,
   type EnvTools,
 } from './integrity.js';
+import { recordedNodes } from './guests.js';
 import { labScripts, runChecks } from './scripts.js';
 import {
   LabvirtError,
@@ -246,16 +247,20 @@ export class SessionService implements LabvirtService, StudentService, PoolAdmin
     const { ctx } = this;
     const envId = session.envId!;
     const env = await ctx.store.getEnv(envId);
-    const nodes = await envNodes(
-      ctx.cluster,
-      envNamespace(ctx.config, envId),
-      nodesOfFlavor(ctx.config, env?.flavor ?? lab.flavor),
-    ).catch((err) => {
-      throw new LabvirtError(
-        'UNAVAILABLE',
-        `your env is not reachable right now: ${(err as Error).message}`,
-      );
-    });
+    const expected = nodesOfFlavor(ctx.config, env?.flavor ?? lab.flavor);
+    const nodes = await envNodes(ctx.cluster, envNamespace(ctx.config, envId), expected).catch(
+      (err: unknown) => {
+        // The host API server out of reach says nothing of the env: its
+        // nodes are where the gateway's record says (a check during a host
+        // upgrade grades as at any other time).
+        const recorded = isApiUnavailable(err) ? recordedNodes(session, expected) : undefined;
+        if (recorded) return recorded;
+        throw new LabvirtError(
+          'UNAVAILABLE',
+          `your env is not reachable right now: ${(err as Error).message}`,
+        );
+      },
+    );
     const runCtx = { executor: ctx.executor, envId, nodes };
     const integrity = await this.checkTools(session, runCtx);
     if (!integrity.ok) return [toolsChangedOutcome(integrity.problems)];

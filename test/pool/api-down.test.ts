@@ -160,4 +160,27 @@ describe('the host API server out of reach: one line an outage', () => {
       await rm(labsDir, { recursive: true, force: true });
     }
   }, 240_000);
+
+  it('grades a check while the host API server cannot serve, from the nodes the gateway knows', async () => {
+    stack = await startTestStack();
+    await stack.fillPool('v1.30-1node', 1, { timeoutMs: 90_000 });
+    const { service } = stack.labvirt;
+    const session = await service.start({ student: 'bob', labId: 'fixture-one' });
+    await stack.untilSession(session.id, 'active', 60_000);
+
+    Object.assign(stack.sim.faults, { errorRate: 1, errorCode: 503 });
+    // Before, this answered "your env is not reachable right now: 503: …"
+    // while the env ran as ever: its addresses are read from the host.
+    const result = await service.check(session.id);
+    expect(result.passed).toBe(false);
+    expect(result.checks.map((c) => [c.name, c.passed])).toEqual([['fixed', false]]);
+
+    // A refusal that is not an outage still says the env cannot be graded now.
+    Object.assign(stack.sim.faults, { errorRate: 1, errorCode: 500 });
+    await expect(service.check(session.id)).rejects.toMatchObject({
+      code: 'UNAVAILABLE',
+      message: expect.stringMatching(/^your env is not reachable right now: 500: injected fault/),
+    });
+    stack.sim.faults.errorRate = 0;
+  }, 240_000);
 });
