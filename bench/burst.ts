@@ -27,6 +27,8 @@ import {
   processCpuMs,
   processTreeCpuMs,
   result,
+  scriptsAddedMs,
+  stepLines,
   waitFor,
   writeServeConfig,
 } from './lib.js';
@@ -234,6 +236,8 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
       ...opts.pool,
     },
     ...(roles ? { roles } : {}),
+    // The "session active" lines: each claim's steps, for the orchestrator time.
+    logLevels: { orchestrator: 'info' },
     serveExecArgv: profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
   });
   const { serve, sim, benchRedis, store, api, writes } = stack;
@@ -343,6 +347,22 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
     const lost = n - active.length;
     const latencies = active.map((s) => Date.parse(s.readyAt!) - Date.parse(s.createdAt));
     if (latencies.length === 0) latencies.push(NaN);
+    // What issue #12's target is about: the orchestrator's time, the lab's own
+    // scripts taken out (scriptsAddedMs). Every claim's line is waited for.
+    await waitFor(
+      async () => stepLines(serve.output()).size >= active.length,
+      10_000,
+      'the step lines',
+    ).catch(() => undefined);
+    const steps = stepLines(serve.output());
+    const orchestrator = active.flatMap((s) => {
+      const line = steps.get(s.id);
+      const scripts = line && scriptsAddedMs(line.steps);
+      return scripts === undefined
+        ? []
+        : [Date.parse(s.readyAt!) - Date.parse(s.createdAt) - scripts];
+    });
+    const queueMs = [...steps.values()].map((l) => l.queueMs);
     // Line order: students who asked first are ready first (by request order).
     const order = started.map((s) => s.id);
     const envs = new Set(active.map((s) => s.envId));
@@ -355,11 +375,20 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
     console.log(
       `burst: CPU during the burst: labvirt ${cpuMs.toFixed(0)} ms (${(cpuMs / n).toFixed(1)} ms per claim), simulator ${simCpuMs.toFixed(0)} ms, the simulated guests' commands ${guestsCpuMs.toFixed(0)} ms (${(guestsCpuMs / n).toFixed(1)} ms per claim); wall ${(wallMs / 1000).toFixed(1)} s on ${cpus().length} cores, ${machineLoad()}`,
     );
+    const orchestratorMet =
+      orchestrator.length === active.length && pct(orchestrator, 99) <= 2000 && lost === 0;
+    console.log(
+      `burst: without the lab's own scripts (claim-to-ready less what they added): p50 ${pct(orchestrator, 50)} ms, p99 ${pct(orchestrator, 99)} ms (${orchestrator.length} of ${active.length} claims' steps read); of it waiting for a prepare worker p50 ${pct(queueMs, 50)} ms, p99 ${pct(queueMs, 99)} ms`,
+    );
     result({
       what: `${n}-student burst, warm 3-VM claims, claim-to-ready p99`,
       figure: `${pct(latencies, 99)} ms (p50 ${pct(latencies, 50)} ms), ${lost} not active`,
+    });
+    result({
+      what: `${n}-student burst, warm 3-VM claims, orchestrator time (less the lab's own scripts) p99`,
+      figure: `${pct(orchestrator, 99)} ms (p50 ${pct(orchestrator, 50)} ms), ${lost} not active`,
       target: '≤ 2000 ms, none lost',
-      met: pct(latencies, 99) <= 2000 && lost === 0 && order.length === n,
+      met: orchestratorMet && order.length === n,
     });
     result({
       what: `labvirt CPU per claim (${n}-student burst)`,

@@ -275,3 +275,41 @@ export async function forkSim(
   );
   return { ...handle, kubeconfig: join(dir, 'kubeconfig'), guestMap: join(dir, 'guests.json') };
 }
+
+export interface StepLine {
+  sessionId: string;
+  envId: string;
+  queueMs: number;
+  claimToReadyMs: number;
+  steps: Record<string, number>;
+}
+
+/** serve's "session active" lines (orchestrator at info), by session. */
+export function stepLines(output: string): Map<string, StepLine> {
+  const lines = new Map<string, StepLine>();
+  for (const line of output.split('\n')) {
+    if (!line.includes('"session active"')) continue;
+    try {
+      const o = JSON.parse(line) as StepLine;
+      if (o.steps) lines.set(o.sessionId, o);
+    } catch {
+      /* not a whole JSON line */
+    }
+  }
+  return lines;
+}
+
+/**
+ * How much longer a claim took for the lab's own scripts, from its steps:
+ * without them, the stretch they share with the key installs and the tools
+ * inventory would last as long as those alone — the inventory beside the
+ * key installs (lap scriptsKeysTools) or, before 2026-12-06's tenth pass,
+ * after them (laps scriptsAndKeys, tools). undefined when the steps do not say.
+ */
+export function scriptsAddedMs(steps: Record<string, number>): number | undefined {
+  const { keys, tools, scriptsKeysTools, scriptsAndKeys } = steps;
+  if (keys === undefined || tools === undefined) return undefined;
+  if (scriptsKeysTools !== undefined) return scriptsKeysTools - Math.max(keys, tools);
+  if (scriptsAndKeys !== undefined) return scriptsAndKeys - keys;
+  return undefined;
+}

@@ -29,8 +29,11 @@ import {
   processCpuMs,
   processTreeCpuMs,
   result,
+  scriptsAddedMs,
+  stepLines,
   waitFor,
   waitQuiet,
+  type StepLine,
 } from './lib.js';
 
 const LAB = 'fixture-three';
@@ -81,29 +84,6 @@ async function claim(stack: ServeStack, student: string, timeoutMs: number): Pro
     afterReadyMs: record?.readyAt ? seen - record.readyAt : NaN,
     state: view.state,
   };
-}
-
-interface StepLine {
-  sessionId: string;
-  envId: string;
-  queueMs: number;
-  claimToReadyMs: number;
-  steps: Record<string, number>;
-}
-
-/** serve's "session active" lines (orchestrator at info), by session. */
-function stepLines(output: string): Map<string, StepLine> {
-  const lines = new Map<string, StepLine>();
-  for (const line of output.split('\n')) {
-    if (!line.includes('"session active"')) continue;
-    try {
-      const o = JSON.parse(line) as StepLine;
-      if (o.steps) lines.set(o.sessionId, o);
-    } catch {
-      /* not a whole JSON line */
-    }
-  }
-  return lines;
 }
 
 /** serve's "guest connected" lines (executor at debug): each connection's time, by env. */
@@ -227,17 +207,11 @@ async function warmArm(opts: SingleOptions): Promise<{ claims: Claim[]; noScript
     console.log(
       `  SSH connects (${(connectMs.length / Math.max(1, lines.size)).toFixed(1)} per claim, each inside the key installs and the lab's scripts): ${stat(connectMs)}`,
     );
-    // Without the lab's own scripts, the stretch they share with the key
-    // installs and the tools inventory would last as long as those alone:
-    // the inventory after the key installs (before 2026-12-06's tenth
-    // pass: laps scriptsAndKeys, tools) or beside them (lap scriptsKeysTools).
+    // Without the lab's own scripts (scriptsAddedMs).
     const noScripts = claims.flatMap((c) => {
       const st = lines.get(c.sessionId)?.steps;
-      if (!st || st.keys === undefined || st.tools === undefined) return [];
-      if (st.scriptsKeysTools !== undefined)
-        return [c.clientMs - st.scriptsKeysTools + Math.max(st.keys, st.tools)];
-      if (st.scriptsAndKeys !== undefined) return [c.clientMs - st.scriptsAndKeys + st.keys];
-      return [];
+      const scripts = st && scriptsAddedMs(st);
+      return scripts === undefined ? [] : [c.clientMs - scripts];
     });
     return { claims, noScripts };
   } finally {
