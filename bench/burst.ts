@@ -27,6 +27,7 @@ import {
   processCpuMs,
   processTreeCpuMs,
   result,
+  printSteps,
   scriptsAddedMs,
   stepLines,
   waitFor,
@@ -362,7 +363,7 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
         ? []
         : [Date.parse(s.readyAt!) - Date.parse(s.createdAt) - scripts];
     });
-    const queueMs = [...steps.values()].map((l) => l.queueMs);
+    printSteps('burst', steps);
     // Line order: students who asked first are ready first (by request order).
     const order = started.map((s) => s.id);
     const envs = new Set(active.map((s) => s.envId));
@@ -378,7 +379,7 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
     const orchestratorMet =
       orchestrator.length === active.length && pct(orchestrator, 99) <= 2000 && lost === 0;
     console.log(
-      `burst: without the lab's own scripts (claim-to-ready less what they added): p50 ${pct(orchestrator, 50)} ms, p99 ${pct(orchestrator, 99)} ms (${orchestrator.length} of ${active.length} claims' steps read); of it waiting for a prepare worker p50 ${pct(queueMs, 50)} ms, p99 ${pct(queueMs, 99)} ms`,
+      `burst: without the lab's own scripts (claim-to-ready less what they added): p50 ${pct(orchestrator, 50)} ms, p99 ${pct(orchestrator, 99)} ms (${orchestrator.length} of ${active.length} claims' steps read)`,
     );
     result({
       what: `${n}-student burst, warm 3-VM claims, claim-to-ready p99`,

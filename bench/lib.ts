@@ -313,3 +313,17 @@ export function scriptsAddedMs(steps: Record<string, number>): number | undefine
   if (scriptsAndKeys !== undefined) return scriptsAndKeys - keys;
   return undefined;
 }
+
+/** Each prepare step's median and highest over the claims: where a claim's time goes. */
+export function printSteps(prefix: string, lines: Map<string, StepLine>): void {
+  const names = [...new Set([...lines.values()].flatMap((l) => Object.keys(l.steps)))];
+  const per = (f: (l: StepLine) => number | undefined) =>
+    [...lines.values()].map(f).filter((v): v is number => v !== undefined && !isNaN(v));
+  const stat = (values: number[]) =>
+    values.length
+      ? `p50 ${pct(values, 50)} p99 ${pct(values, 99)} max ${Math.max(...values)}`
+      : 'none';
+  console.log(`${prefix}: prepare steps (ms over ${lines.size} claims):`);
+  console.log(`  queue (claim → prepare job starts): ${stat(per((l) => l.queueMs))}`);
+  for (const name of names) console.log(`  ${name}: ${stat(per((l) => l.steps[name]))}`);
+}

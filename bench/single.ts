@@ -30,10 +30,10 @@ import {
   processTreeCpuMs,
   result,
   scriptsAddedMs,
+  printSteps,
   stepLines,
   waitFor,
   waitQuiet,
-  type StepLine,
 } from './lib.js';
 
 const LAB = 'fixture-three';
@@ -191,15 +191,9 @@ async function warmArm(opts: SingleOptions): Promise<{ claims: Claim[]; noScript
     console.log(
       `single: during the claims ${(machineBusy * 100).toFixed(0)}% of all cores were busy, ${(ours * 100).toFixed(0)}% with labvirt, the simulator and its guests`,
     );
-    // Each step's median and highest over the claims: where a claim's time goes.
-    const stepNames = [...new Set([...lines.values()].flatMap((l) => Object.keys(l.steps)))];
-    const per = (f: (l: StepLine) => number | undefined) =>
-      [...lines.values()].map(f).filter((v): v is number => v !== undefined && !isNaN(v));
+    printSteps('single', lines);
     const stat = (values: number[]) =>
       values.length ? `p50 ${pct(values, 50)} max ${Math.max(...values)}` : 'none';
-    console.log(`single: prepare steps (ms over ${lines.size} claims):`);
-    console.log(`  queue (claim → prepare job starts): ${stat(per((l) => l.queueMs))}`);
-    for (const name of stepNames) console.log(`  ${name}: ${stat(per((l) => l.steps[name]))}`);
     console.log(
       `  POST sent → session recorded: ${stat(claims.map((c) => c.beforeRecordMs))}; readyAt → the student's long poll answers: ${stat(claims.map((c) => c.afterReadyMs))}`,
     );
