@@ -1,8 +1,9 @@
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Watch } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ANNOTATIONS, LABELS, envNamespace } from '../../src/kube/index.js';
+import { ANNOTATIONS, LABELS, envNamespace, loadKubeConfig } from '../../src/kube/index.js';
 import { capturingLogger, countOf, warningsIn } from '../helpers/log-lines.js';
 import { FIXTURE_LABS, startTestStack, type TestStack } from '../helpers/stack.js';
 
@@ -182,5 +183,46 @@ describe('the host API server out of reach: one line an outage', () => {
       message: expect.stringMatching(/^your env is not reachable right now: 500: injected fault/),
     });
     stack.sim.faults.errorRate = 0;
+  }, 240_000);
+
+  it('tells the student they are in before the slow host has recorded it', async () => {
+    stack = await startTestStack();
+    await stack.fillPool('v1.30-1node', 1, { timeoutMs: 90_000 });
+    const { cluster, config } = stack.labvirt.context;
+    const session = await stack.labvirt.service.start({ student: 'carol', labId: 'fixture-one' });
+    const ns = envNamespace(config, session.envId!);
+    await stack.until(
+      async () =>
+        (await cluster.getNamespace(ns))?.metadata?.labels?.[LABELS.state] === 'preparing',
+      'the claim’s first write (state preparing)',
+    );
+    // When the host records the env as active, seen on a watch opened before the host slows.
+    let recordedAt: number | undefined;
+    const watching = await new Watch(
+      loadKubeConfig({ kubeconfig: stack.sim.kubeconfigPath }),
+    ).watch(
+      '/api/v1/namespaces',
+      { fieldSelector: `metadata.name=${ns}` },
+      (_type, obj: { metadata?: { labels?: Record<string, string> } }) => {
+        if (obj.metadata?.labels?.[LABELS.state] === 'active') recordedAt ??= Date.now();
+      },
+      () => undefined,
+    );
+    let heardAt: number | undefined;
+    stack.labvirt.events.onAny((e) => {
+      if (e.type === 'session.ready' && e.sessionId === session.id) heardAt ??= Date.now();
+    });
+    try {
+      // Every request to the host waits 1.5 s from now on, as under a class's load.
+      stack.sim.faults.latencyMs = 1500;
+      await stack.until(async () => recordedAt, 'the env recorded as active on the host', 60_000);
+    } finally {
+      stack.sim.faults.latencyMs = 0;
+      watching.abort();
+    }
+    // Slack, the web page and the gateway heard it as the student got in,
+    // the host's 1.5 s later; before, only once the host had answered.
+    expect(heardAt).toBeDefined();
+    expect(recordedAt! - heardAt!).toBeGreaterThanOrEqual(1000);
   }, 240_000);
 });

@@ -50,7 +50,7 @@ describe('pool and sessions end to end (real Redis, simulated KubeVirt, SSH gues
       nodes: ['control-plane'],
     });
     expect(active.expiresAt).toBeDefined();
-    // The session reads active a moment before the env is relabelled and the event goes out.
+    // The session reads active a moment before the event goes out.
     await stack.until(
       async () =>
         stack.events.some((e) => e.type === 'session.ready' && e.sessionId === started.id),
