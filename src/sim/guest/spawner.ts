@@ -491,7 +491,9 @@ async function helperGone(child: ChildProcess, infoFd: number | undefined): Prom
   const initStart = init === undefined ? undefined : await processStart(init);
   await exited;
   if (init === undefined || initStart === undefined) return;
-  // The launcher is gone, so --die-with-parent ends the init: kill it at once instead.
+  // The launcher is gone, so --die-with-parent ends the init: kill it at once
+  // instead — if that pid is still the init, not a process started since.
+  if ((await processStart(init)) !== initStart) return;
   try {
     process.kill(init, 'SIGKILL');
   } catch {
