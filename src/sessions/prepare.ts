@@ -281,8 +281,8 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     claimLatencyMs: now - session.createdAt,
     queueWaitMs: Math.max(0, (session.claimedAt ?? now) - session.createdAt),
   });
-  // The env's state and the nodes' VMIs are independent records: written
-  // at once, the student hears sooner.
+  // The env's state, its label and the nodes' VMIs are independent records:
+  // written at once.
   await Promise.all([
     ctx.store.setEnvState(envId, 'active', { expected: 'preparing', now: ctx.now() }),
     // The label starts the NodePort sync. The student is in whether or not
