@@ -12,6 +12,18 @@ const LOST =
 const BACK = 'the host API server serves again';
 const DEBUG = 20;
 
+/** A student's start of fixture-one, once its claim is on the env's Namespace (state preparing). */
+async function startedAndRecorded(stack: TestStack, student: string) {
+  const { cluster, config } = stack.labvirt.context;
+  const session = await stack.labvirt.service.start({ student, labId: 'fixture-one' });
+  const ns = envNamespace(config, session.envId!);
+  await stack.until(
+    async () => (await cluster.getNamespace(ns))?.metadata?.labels?.[LABELS.state] === 'preparing',
+    'the claim’s first write (state preparing)',
+  );
+  return { session, ns };
+}
+
 describe('the host API server out of reach: one line an outage', () => {
   let stack: TestStack | undefined;
   afterEach(async () => {
@@ -106,14 +118,8 @@ describe('the host API server out of reach: one line an outage', () => {
       const { logger, lines } = capturingLogger('debug');
       stack = await startTestStack({ logger, overrides: { labsDir } });
       await stack.fillPool('v1.30-1node', 1, { timeoutMs: 90_000 });
-      const { cluster, config } = stack.labvirt.context;
-      const session = await stack.labvirt.service.start({ student: 'alice', labId: 'fixture-one' });
-      const ns = envNamespace(config, session.envId!);
-      await stack.until(
-        async () =>
-          (await cluster.getNamespace(ns))?.metadata?.labels?.[LABELS.state] === 'preparing',
-        'the claim’s first write (state preparing)',
-      );
+      const { cluster } = stack.labvirt.context;
+      const { session, ns } = await startedAndRecorded(stack, 'alice');
       // Every write from now on answered 500: not an outage to wait out.
       Object.assign(stack.sim.faults, { errorRate: 1, errorCode: 500 });
       // The status answers meanwhile (from Redis), without the ports it
@@ -188,14 +194,7 @@ describe('the host API server out of reach: one line an outage', () => {
   it('tells the student they are in before the slow host has recorded it', async () => {
     stack = await startTestStack();
     await stack.fillPool('v1.30-1node', 1, { timeoutMs: 90_000 });
-    const { cluster, config } = stack.labvirt.context;
-    const session = await stack.labvirt.service.start({ student: 'carol', labId: 'fixture-one' });
-    const ns = envNamespace(config, session.envId!);
-    await stack.until(
-      async () =>
-        (await cluster.getNamespace(ns))?.metadata?.labels?.[LABELS.state] === 'preparing',
-      'the claim’s first write (state preparing)',
-    );
+    const { session, ns } = await startedAndRecorded(stack, 'carol');
     // When the host records the env as active, seen on a watch opened before the host slows.
     let recordedAt: number | undefined;
     const watching = await new Watch(
