@@ -128,6 +128,11 @@ export async function reconcile(ctx: PoolContext): Promise<ReconcileReport> {
 
   const graceMs = Math.max(60_000, ctx.config.pool.jobLockSeconds * 2000);
   const now = ctx.now();
+  // Read before the envs, so every env a session names was there to be
+  // listed: a session claiming an env made meanwhile is not taken for one
+  // whose env vanished.
+  const sessions = await ctx.store.listSessions({});
+  const sessionById = new Map(sessions.map((s) => [s.id, s]));
   const records = await ctx.store.listEnvs({});
   const recorded = new Set(records.map((r) => r.envId));
 
@@ -193,9 +198,7 @@ export async function reconcile(ctx: PoolContext): Promise<ReconcileReport> {
     // extension's expiry) is made good here, with the session's annotations:
     // they are what a Redis loss rebuilds the session from.
     const session =
-      record.sessionId && record.state === 'active'
-        ? await ctx.store.getSession(record.sessionId)
-        : undefined;
+      record.sessionId && record.state === 'active' ? sessionById.get(record.sessionId) : undefined;
     const expiryStale =
       session?.expiresAt !== undefined && found.session?.expiresAt !== session.expiresAt;
     if (labelFor(found.env.state) !== labelFor(record.state) || expiryStale) {
@@ -210,7 +213,8 @@ export async function reconcile(ctx: PoolContext): Promise<ReconcileReport> {
   }
 
   // Sessions whose env is gone from the records (e.g. ended by a crash midway).
-  for (const session of await ctx.store.listSessions({})) {
+  // One ended above reads as live here; ending it again does nothing.
+  for (const session of sessions) {
     if (session.state === 'ended' || session.state === 'waiting' || !session.envId) continue;
     if (!recorded.has(session.envId) || report.vanished.includes(session.envId)) {
       const ended = await ctx.store.endSession(session.id, 'failed', ctx.now());

@@ -2,9 +2,10 @@ import type { Redis } from 'ioredis';
 import type { EventBus, LabvirtEvent } from '../events/index.js';
 import { envNamespace } from '../kube/index.js';
 import type { PoolContext } from '../pool/context.js';
-import { envNodes, nodesOfFlavor, type NodeName } from '../pool/nodes.js';
+import { envNodes, nodesOfFlavor } from '../pool/nodes.js';
 import type { EnvIdentitySource, GatewaySession, SessionDirectory } from '../ssh/index.js';
-import type { SessionRecord, Store } from '../store/index.js';
+import type { Store } from '../store/index.js';
+import { recordedNodes } from './guests.js';
 
 /** Finds the nodes of a session activated before its nodes were recorded in Redis. */
 export type LegacyNodeSource = (session: {
@@ -40,18 +41,6 @@ export interface CachingSessionDirectory extends SessionDirectory {
 export const PREDATES_GATEWAY =
   'your session started before this SSH gateway was installed, and it cannot reach your environment: ' +
   'ask an operator (or stop the lab and start it again)';
-
-const NODE_ORDER: NodeName[] = ['control-plane', 'worker-1', 'worker-2'];
-
-/** The nodes recorded with the session at activation (and after restarts), control plane first. */
-function recordedNodes(guests: NonNullable<SessionRecord['guests']>): GatewaySession['nodes'] {
-  return NODE_ORDER.flatMap((node) => {
-    const guest = guests[node];
-    return guest
-      ? [{ node, ip: guest.ip, ...(guest.hostKey ? { hostKey: guest.hostKey } : {}) }]
-      : [];
-  });
-}
 
 /**
  * The cluster fallback for sessions without recorded nodes: the env's

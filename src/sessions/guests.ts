@@ -1,5 +1,6 @@
 import type { PoolContext } from '../pool/context.js';
 import type { EnvNode, NodeName } from '../pool/nodes.js';
+import type { GatewaySession } from '../ssh/index.js';
 import type { SessionRecord } from '../store/index.js';
 
 /**
@@ -22,19 +23,20 @@ export async function recordGuests(
   await ctx.store.setSessionGuests(sessionId, Object.fromEntries(guests));
 }
 
+const NODE_ORDER: NodeName[] = ['control-plane', 'worker-1', 'worker-2'];
+
 /**
- * The session's nodes as recorded for the gateway, when every one of
- * `expected` is there. The record follows a restarted node to its new
- * address (src/sessions/restarts.ts), so it serves when the host API server
- * cannot answer for the nodes now.
+ * The nodes recorded with the session at activation (and after restarts),
+ * control plane first: where the gateway takes the student, and where a
+ * check finds the nodes when the host API server cannot answer.
  */
 export function recordedNodes(
-  session: Pick<SessionRecord, 'guests'>,
-  expected: readonly NodeName[],
-): EnvNode[] | undefined {
-  const nodes = expected.flatMap((node) => {
-    const ip = session.guests?.[node]?.ip;
-    return ip ? [{ node, ip }] : [];
+  guests: NonNullable<SessionRecord['guests']>,
+): GatewaySession['nodes'] {
+  return NODE_ORDER.flatMap((node) => {
+    const guest = guests[node];
+    return guest
+      ? [{ node, ip: guest.ip, ...(guest.hostKey ? { hostKey: guest.hostKey } : {}) }]
+      : [];
   });
-  return nodes.length === expected.length ? nodes : undefined;
 }

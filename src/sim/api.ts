@@ -51,6 +51,11 @@ export interface FaultState {
   latencyMs: number;
 }
 
+/** The API's faults, all off (the start, and a reset). */
+export function noApiFaults(): FaultState {
+  return { errorRate: 0, errorCode: 500, latencyMs: 0 };
+}
+
 /** Who a request comes from, as authentication found it. */
 export interface UserInfo {
   username: string;
@@ -196,7 +201,7 @@ const REVIEWS: ResourceType[] = [
 
 /** The Kubernetes REST surface of the sim over one ObjectStore. */
 export class KubeApi {
-  readonly faults: FaultState = { errorRate: 0, errorCode: 500, latencyMs: 0 };
+  readonly faults: FaultState = noApiFaults();
   private readonly watches = new Set<ServerResponse>();
   private readonly validator: WriteValidator;
   private readonly kubernetesVersion: string;

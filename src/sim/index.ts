@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { generateCa, issueCertificate } from '../pki/index.js';
 import type { GuestResolver } from '../ssh/index.js';
-import { KubeApi, type FaultState } from './api.js';
+import { KubeApi, noApiFaults, type FaultState } from './api.js';
 import { ClusterEmulation } from './cluster.js';
 import {
   KubeVirtEmulation,
@@ -266,7 +266,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   const nodePortProxy = new NodePortProxy(store, nodeAddresses, kubevirt.resolveGuest);
   /** Every fault off: the API's and KubeVirt's. */
   const resetFaults = () => {
-    Object.assign(api.faults, { errorRate: 0, errorCode: 500, latencyMs: 0 });
+    Object.assign(api.faults, noApiFaults());
     Object.assign(kubevirt.faults, noKubeVirtFaults());
   };
   const applyFaults = (changes: Record<string, unknown>): Record<string, unknown> => {
