@@ -1,4 +1,4 @@
-import { lstat, readFile, readlink } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KUBELET_READY, KUBELET_SILENT, type NodeReadiness } from './nodes.js';
 
@@ -12,11 +12,19 @@ import { KUBELET_READY, KUBELET_SILENT, type NodeReadiness } from './nodes.js';
  *   nothing, and the node controller marks the node `Unknown`.
  * - `/etc/containerd/config.toml` whose `[grpc] address` is not the socket
  *   the kubelet uses (`/run/containerd/containerd.sock`), and no symlink
- *   there to it: the kubelet runs but its runtime is down, `Ready=False`.
+ *   there to it, or `/run/sim/containerd.state` with `active=no`: the
+ *   kubelet runs but its runtime is down, `Ready=False`.
+ *
+ * The guests' `systemctl` (src/sim/guest/tools) writes the state files as
+ * labs' sim scripts do; the node's condition goes back into the guest
+ * (`/run/sim/kubelet.condition`) for its `journalctl -u kubelet`.
  *
  * Absent files mean a healthy node (what kubeadm leaves).
  */
 export const KUBELET_STATE_FILE = '/run/sim/kubelet.state';
+export const CONTAINERD_STATE_FILE = '/run/sim/containerd.state';
+/** Why the node is not Ready, while its kubelet runs (read by the guest's journalctl). */
+export const KUBELET_CONDITION_FILE = '/run/sim/kubelet.condition';
 export const CONTAINERD_CONFIG = '/etc/containerd/config.toml';
 /** The kubelet's container runtime endpoint, as kubeadm configures it. */
 export const KUBELET_RUNTIME_SOCKET = '/run/containerd/containerd.sock';
@@ -24,6 +32,8 @@ export const KUBELET_RUNTIME_SOCKET = '/run/containerd/containerd.sock';
 export async function kubeletReadiness(guestRoot: string): Promise<NodeReadiness> {
   const state = await readIfThere(join(guestRoot, KUBELET_STATE_FILE));
   if (state !== undefined && /^active=no$/m.test(state)) return KUBELET_SILENT;
+  const containerd = await readIfThere(join(guestRoot, CONTAINERD_STATE_FILE));
+  if (containerd !== undefined && /^active=no$/m.test(containerd)) return runtimeDown();
   const listening = await containerdAddress(guestRoot);
   if (listening === KUBELET_RUNTIME_SOCKET) return KUBELET_READY;
   // A symlink at the kubelet's endpoint reaches containerd (until /run is emptied).
@@ -33,11 +43,34 @@ export async function kubeletReadiness(guestRoot: string): Promise<NodeReadiness
     () => false,
   );
   if (isLink && (await readlink(link).catch(() => undefined)) === listening) return KUBELET_READY;
+  return runtimeDown();
+}
+
+function runtimeDown(): NodeReadiness {
   return {
     status: 'False',
     reason: 'KubeletNotReady',
     message: `container runtime is down, PLEG is not healthy: rpc error: code = Unavailable desc = connection error: dial unix ${KUBELET_RUNTIME_SOCKET}: connect: no such file or directory`,
   };
+}
+
+/**
+ * Tells the guest why its running kubelet's node is not Ready (removed when
+ * it is, or when the kubelet is stopped and says nothing). A guest gone
+ * meanwhile is no error.
+ */
+export async function recordKubeletCondition(
+  guestRoot: string,
+  readiness: NodeReadiness,
+): Promise<void> {
+  const file = join(guestRoot, KUBELET_CONDITION_FILE);
+  if (readiness.status !== 'False') {
+    await rm(file, { force: true }).catch(() => undefined);
+    return;
+  }
+  await mkdir(join(file, '..'), { recursive: true })
+    .then(() => writeFile(file, `${readiness.message}\n`))
+    .catch(() => undefined);
 }
 
 /** Where containerd listens: `[grpc] address` of its config, else its default. */

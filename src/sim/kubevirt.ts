@@ -13,7 +13,7 @@ import {
 } from './guest/index.js';
 import { startStudentCluster, type StudentCluster } from './inner.js';
 import { EnvNetwork, PublishedPorts, type EnvMember } from './env-network.js';
-import { kubeletReadiness } from './kubelet.js';
+import { kubeletReadiness, recordKubeletCondition } from './kubelet.js';
 import { LauncherStory } from './launcher-story.js';
 import type { ListenSpec } from './listen.js';
 import { ApiError, timestamp, type ObjectStore, type Obj, type ResourceType } from './store.js';
@@ -81,6 +81,8 @@ interface VmiRuntime {
   pod?: Obj;
   role?: 'control-plane' | 'worker';
   sandboxRoot?: string;
+  /** The Ready message last written into the guest for its journalctl (kubelet.ts). */
+  kubeletCondition?: string;
   /** The control plane's name in its namespace (its admin.conf server), from cluster.env. */
   controlPlaneName?: string;
   /** The VMI's `spec.subdomain`: the host's DNS names the node `<node>.<subdomain>.<ns>.svc`. */
@@ -258,6 +260,11 @@ export class KubeVirtEmulation implements Admission {
       const readiness = await kubeletReadiness(rt.sandboxRoot);
       if (this.stopped || this.runtime.get(key) !== rt) continue;
       this.studentClusters.get(ns)?.reportReadiness(rt.nodeName, readiness);
+      // Written only when it changes: most rounds find every node as it was.
+      if (rt.kubeletCondition !== readiness.message) {
+        rt.kubeletCondition = readiness.message;
+        await recordKubeletCondition(rt.sandboxRoot, readiness);
+      }
     }
   }
 

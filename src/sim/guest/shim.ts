@@ -2,6 +2,7 @@ import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'n
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /**
  * A sandboxed guest runs every command as root of its own user namespace,
@@ -50,10 +51,18 @@ echo "kubectl: not installed on this simulated node (the simulator found no kube
 exit 127
 `;
 
+/**
+ * The guests' `systemctl` and `journalctl` (bash scripts in ./tools, copied
+ * beside the compiled module by the build): guests run no systemd, and the
+ * host's would refuse, or, unsandboxed, act on the host itself.
+ */
+const SYSTEMD_TOOLS = ['systemctl', 'journalctl'] as const;
+const TOOLS_DIR = fileURLToPath(new URL('./tools/', import.meta.url));
+
 export interface SimBinDirs {
-  /** Mounted read-only into sandboxed guests: sudo, ssh, kubectl. */
+  /** Mounted read-only into sandboxed guests: sudo, ssh, kubectl, systemctl, journalctl. */
   guest: string;
-  /** First in PATH for unsandboxed guests: sudo only (their ssh is the host's). */
+  /** First in PATH for unsandboxed guests: sudo, systemctl, journalctl (their ssh is the host's). */
   unsandboxed: string;
 }
 
@@ -141,5 +150,10 @@ async function makeSimBinDir(): Promise<SimBinDirs> {
   await write(guest, 'ssh', SSH);
   await write(guest, 'kubectl', NO_KUBECTL);
   await write(unsandboxed, 'sudo', SUDO);
+  for (const name of SYSTEMD_TOOLS) {
+    const text = await readFile(join(TOOLS_DIR, name), 'utf8');
+    await write(guest, name, text);
+    await write(unsandboxed, name, text);
+  }
   return { guest, unsandboxed };
 }
