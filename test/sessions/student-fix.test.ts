@@ -22,14 +22,17 @@ describe('a student fixes kubelet-down-worker with the commands a real node take
   let keyFile: string;
 
   /** One command over OpenSSH through the gateway; the exit status and everything printed. */
-  const ssh = (command: string) =>
+  const ssh = (
+    command: string,
+    as: { session: SessionView; keyFile: string } = { session, keyFile },
+  ) =>
     new Promise<{ code: number; out: string }>((resolve) => {
       execFile(
         'ssh',
         [
           ...['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null'],
-          ...['-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR', '-i', keyFile],
-          ...['-p', String(stack.labvirt.gatewayPort), `${session.id}@127.0.0.1`, command],
+          ...['-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR', '-i', as.keyFile],
+          ...['-p', String(stack.labvirt.gatewayPort), `${as.session.id}@127.0.0.1`, command],
         ],
         { timeout: 90_000 },
         (err, stdout, stderr) =>
@@ -46,13 +49,13 @@ describe('a student fixes kubelet-down-worker with the commands a real node take
       overrides: {
         labsDir: LABS,
         flavors: {
-          'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 1, maxTotal: 2 },
+          'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 2, maxTotal: 3 },
           // The shipped labs name it; no env of it is needed here.
           'v1.31-1node': { kubernetesVersion: '1.31', nodes: 1, minWarm: 0, maxTotal: 1 },
         },
       },
     });
-    await stack.fillPool('v1.30-3node', 1, { timeoutMs: 120_000 });
+    await stack.fillPool('v1.30-3node', 2, { timeoutMs: 120_000 });
     const started = await stack.labvirt.service.start({
       student: 'alice',
       labId: 'kubelet-down-worker',
@@ -101,5 +104,48 @@ describe('a student fixes kubelet-down-worker with the commands a real node take
 
     const after = await stack.labvirt.service.check(session.id);
     expect(after).toMatchObject({ passed: true, score: 3, maxScore: 3 });
+  }, 240_000);
+
+  it('containerd-socket: the kubelet journal names the socket, crictl fails the same way, the real fix passes the check', async () => {
+    const started = await stack.labvirt.service.start({
+      student: 'bob',
+      labId: 'containerd-socket',
+    });
+    const bob = {
+      session: await stack.untilSession(started.id, 'active', 120_000),
+      keyFile: join(dir, 'id_bob'),
+    };
+    await writeFile(bob.keyFile, started.privateKey!, { mode: 0o600 });
+    const socketError =
+      'dial unix /run/containerd/containerd.sock: connect: no such file or directory';
+
+    // The hint's commands: what the kubelet logs, and crictl over its endpoint.
+    const journal = await ssh('ssh worker-2 journalctl -u kubelet -n 50 --no-pager', bob);
+    expect(journal.out).toMatch(/kubelet\[\d+\]: E\d{4} .*"Container runtime not ready"/);
+    expect(journal.out).toContain(socketError);
+    const crictl = await ssh('ssh worker-2 sudo crictl ps', bob);
+    expect(crictl.code).toBe(1);
+    expect(crictl.out).toContain(socketError);
+    expect((await stack.labvirt.service.check(bob.session.id)).passed).toBe(false);
+
+    const fix = await ssh(
+      "ssh worker-2 'sudo sed -i s#containerd-v2.sock#containerd.sock# /etc/containerd/config.toml && sudo systemctl restart containerd kubelet && sudo crictl ps'",
+      bob,
+    );
+    expect(fix.code).toBe(0);
+    expect(fix.out).toMatch(/^CONTAINER\s+IMAGE/);
+    const ready = await ssh('kubectl wait --for=condition=Ready node/worker-2 --timeout=60s', bob);
+    expect(ready).toEqual({ code: 0, out: 'node/worker-2 condition met\n' });
+    // The node's condition is gone from the journal once the runtime answers.
+    await stack.until(
+      async () =>
+        !(await ssh('ssh worker-2 journalctl -u kubelet -n 1', bob)).out.includes(socketError),
+      'the kubelet to stop logging the socket error',
+    );
+    expect(await stack.labvirt.service.check(bob.session.id)).toMatchObject({
+      passed: true,
+      score: 3,
+      maxScore: 3,
+    });
   }, 240_000);
 });

@@ -206,3 +206,67 @@ describe('systemctl in a sim guest', () => {
     expect(refused.stderr).toContain('matches other than -u UNIT are not simulated');
   });
 });
+
+describe('crictl in a sim guest', () => {
+  const SOCKET_ERROR =
+    'FATA[0000] validate service connection: validate CRI v1 runtime API for endpoint "unix:///run/containerd/containerd.sock": ' +
+    'rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: ' +
+    'dial unix /run/containerd/containerd.sock: connect: no such file or directory"\n';
+  const crictl = (args: string) =>
+    run(student, `crictl --runtime-endpoint unix:///run/containerd/containerd.sock ${args}`);
+
+  it('answers on the socket containerd listens on, as the containerd lab checks it', async () => {
+    expect((await run(student, 'command -v crictl')).stdout).toBe('/opt/labvirt-sim/bin/crictl\n');
+    const version = await crictl('--timeout 5s version');
+    expect([version.code, version.stdout]).toEqual([
+      0,
+      'Version:  0.1.0\nRuntimeName:  containerd\nRuntimeVersion:  1.7.12\nRuntimeApiVersion:  v1\n',
+    ]);
+    expect((await crictl('ps')).stdout).toMatch(
+      /^CONTAINER\s+IMAGE\s+CREATED\s+STATE\s+NAME\s+ATTEMPT\s+POD ID\s+POD\n$/,
+    );
+  });
+
+  it('fails as crictl does when containerd listens elsewhere or is stopped; a symlink reaches it', async () => {
+    await sudo(
+      'mkdir -p /etc/containerd && printf \'version = 2\\n\\n[grpc]\\n  address = "/run/containerd/containerd-v2.sock"\\n\' > /etc/containerd/config.toml',
+    );
+    const moved = await crictl('ps');
+    expect([moved.code, moved.stderr]).toEqual([1, SOCKET_ERROR]);
+    expect(await kubeletReadiness(guest.sandbox)).toMatchObject({ status: 'False' });
+
+    await sudo(
+      'mkdir -p /run/containerd && ln -sfn /run/containerd/containerd-v2.sock /run/containerd/containerd.sock',
+    );
+    expect((await crictl('version')).code).toBe(0);
+    expect(await kubeletReadiness(guest.sandbox)).toMatchObject({ status: 'True' });
+
+    await sudo(
+      "rm /run/containerd/containerd.sock && sed -i 's#containerd-v2.sock#containerd.sock#' /etc/containerd/config.toml",
+    );
+    expect((await crictl('version')).code).toBe(0);
+    await sudo('systemctl stop containerd');
+    const stopped = await crictl('version');
+    expect([stopped.code, stopped.stderr]).toEqual([1, SOCKET_ERROR]);
+    await sudo('systemctl start containerd');
+    expect((await crictl('version')).code).toBe(0);
+  });
+
+  it('takes the endpoint from /etc/crictl.yaml, warns without one, and refuses what it does not simulate', async () => {
+    const bare = await run(student, 'crictl version');
+    expect(bare.code).toBe(0);
+    expect(bare.stderr).toContain('WARN[0000] runtime connect using default endpoints');
+    await sudo("printf 'runtime-endpoint: unix:///run/elsewhere.sock\\n' > /etc/crictl.yaml");
+    const configured = await run(student, 'crictl version');
+    expect(configured.code).toBe(1);
+    expect(configured.stderr).toContain(
+      'dial unix /run/elsewhere.sock: connect: no such file or directory',
+    );
+    await sudo('rm /etc/crictl.yaml');
+    const exec = await run(student, 'crictl exec -it abc sh');
+    expect([exec.code, exec.stderr]).toEqual([
+      1,
+      "crictl (labvirt sim): 'exec' is not simulated (version, info, ps, pods, images)\n",
+    ]);
+  });
+});

@@ -52,17 +52,18 @@ exit 127
 `;
 
 /**
- * The guests' `systemctl` and `journalctl` (bash scripts in ./tools, copied
- * beside the compiled module by the build): guests run no systemd, and the
- * host's would refuse, or, unsandboxed, act on the host itself.
+ * The guests' `systemctl`, `journalctl` and `crictl` (bash scripts in
+ * ./tools, copied beside the compiled module by the build): guests run no
+ * systemd and no containerd, and the host's tools would refuse, or,
+ * unsandboxed, act on the host itself.
  */
-const SYSTEMD_TOOLS = ['systemctl', 'journalctl'] as const;
+const NODE_TOOLS = ['systemctl', 'journalctl', 'crictl'] as const;
 const TOOLS_DIR = fileURLToPath(new URL('./tools/', import.meta.url));
 
 export interface SimBinDirs {
-  /** Mounted read-only into sandboxed guests: sudo, ssh, kubectl, systemctl, journalctl. */
+  /** Mounted read-only into sandboxed guests: sudo, ssh, kubectl, systemctl, journalctl, crictl. */
   guest: string;
-  /** First in PATH for unsandboxed guests: sudo, systemctl, journalctl (their ssh is the host's). */
+  /** First in PATH for unsandboxed guests: sudo, systemctl, journalctl, crictl (their ssh is the host's). */
   unsandboxed: string;
 }
 
@@ -150,7 +151,7 @@ async function makeSimBinDir(): Promise<SimBinDirs> {
   await write(guest, 'ssh', SSH);
   await write(guest, 'kubectl', NO_KUBECTL);
   await write(unsandboxed, 'sudo', SUDO);
-  for (const name of SYSTEMD_TOOLS) {
+  for (const name of NODE_TOOLS) {
     const text = await readFile(join(TOOLS_DIR, name), 'utf8');
     await write(guest, name, text);
     await write(unsandboxed, name, text);
