@@ -201,6 +201,13 @@ describe('systemctl in a sim guest', () => {
     );
     const all = await run(student, 'journalctl -n 3 -o cat');
     expect(all.stdout.split('\n')).toHaveLength(4);
+    // -f follows: what a restart logs while it waits.
+    const follow = await sudo(
+      '(timeout 3 journalctl -u kubelet -f -n 0 -o cat > /tmp/followed &) ; sleep 1; systemctl restart kubelet; sleep 2.5; cat /tmp/followed',
+    );
+    expect(follow.stdout).toContain(
+      'Stopped kubelet.service - kubelet: The Kubernetes Node Agent.\nStarted kubelet.service - kubelet: The Kubernetes Node Agent.\n',
+    );
     const refused = await run(student, 'journalctl _PID=1');
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('matches other than -u UNIT are not simulated');
