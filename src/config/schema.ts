@@ -522,6 +522,13 @@ export const configSchema = z
         replenishCron: cronExpression.default('*/1 * * * *'),
         /** When labvirt's indexes are checked against the cluster (node-cron). */
         reconcileCron: cronExpression.default('*/5 * * * *'),
+        /**
+         * After an env's state could not be written to the host (its `active`
+         * label at a claim, an extended expiry), a reconcile that writes it
+         * runs this much later, then again after twice as long while the host
+         * still cannot answer.
+         */
+        hostRepairDelaySeconds: z.number().min(0.1).max(3600).default(30),
         /** Envs being provisioned at once across all replicas (protects the host cluster). */
         maxProvisioning: z.number().int().min(1).max(500).default(10),
         /** Jobs one worker process runs at once. */
@@ -555,6 +562,7 @@ export const configSchema = z
       .default({
         replenishCron: '*/1 * * * *',
         reconcileCron: '*/5 * * * *',
+        hostRepairDelaySeconds: 30,
         maxProvisioning: 10,
         workerConcurrency: 5,
         prepareConcurrency: 200,

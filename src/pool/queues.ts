@@ -44,6 +44,8 @@ export interface QueueSettings {
 }
 
 const KEEP = { removeOnComplete: true, removeOnFail: { age: 24 * 3600, count: 1000 } } as const;
+/** From a 30 s delay: the last try about two hours later; the scheduled reconcile goes on. */
+const HOST_REPAIR_ATTEMPTS = 8;
 
 export class JobQueues {
   readonly provision: Queue<ProvisionJob>;
@@ -128,6 +130,24 @@ export class JobQueues {
       ...KEEP,
       deduplication: { id: `maintenance-${task}`, keepLastIfActive: true },
       attempts: 1,
+    } satisfies JobsOptions);
+  }
+
+  /**
+   * A reconcile `delayMs` from now, tried again with a doubling delay while
+   * it fails (the host API server still away): what an env's state that could
+   * not be written to the host (the `active` label of a claim, an extension's
+   * expiry) waits for, instead of the scheduled reconcile minutes later. One
+   * at a time across replicas, however many ask meanwhile; beside the
+   * scheduled one, not instead of it.
+   */
+  async addHostRepair(delayMs: number): Promise<void> {
+    await this.maintenance.add('maintenance', { task: 'reconcile' }, {
+      ...KEEP,
+      delay: delayMs,
+      deduplication: { id: 'maintenance-host-repair' },
+      attempts: HOST_REPAIR_ATTEMPTS,
+      backoff: { type: 'exponential', delay: delayMs },
     } satisfies JobsOptions);
   }
 

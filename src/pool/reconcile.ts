@@ -234,3 +234,16 @@ function parseTime(value: string | undefined): number | undefined {
   const t = Date.parse(value);
   return Number.isNaN(t) ? undefined : t;
 }
+
+/**
+ * Asks for the reconcile that writes to the host what could not be written
+ * (src/pool/reconcile.ts): its failure is logged, and the scheduled
+ * reconcile remains.
+ */
+export async function requestHostRepair(ctx: PoolContext): Promise<void> {
+  await ctx.queues
+    .addHostRepair(ctx.config.pool.hostRepairDelaySeconds * 1000)
+    .catch((err: unknown) =>
+      ctx.log.warn({ err: (err as Error).message }, 'could not ask for a reconcile'),
+    );
+}

@@ -3,7 +3,7 @@ import { ANNOTATIONS, envNamespace, outlastOutage } from '../kube/index.js';
 import type { PoolContext } from '../pool/context.js';
 import { envNodes, nodesOfFlavor, type EnvNode } from '../pool/nodes.js';
 import { labelState } from '../pool/provision.js';
-import { sessionAnnotations } from '../pool/reconcile.js';
+import { requestHostRepair, sessionAnnotations } from '../pool/reconcile.js';
 import type { PrepareJob } from '../pool/queues.js';
 import { connectionFor } from './connection.js';
 import { recordGuests } from './guests.js';
@@ -288,8 +288,8 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
     // The label starts the NodePort sync. The student is in whether or not
     // it is written: failing the job here would only keep them from hearing
     // so (a repeated job finds the session active and ends at once), so a
-    // label still missing is left to the next reconcile (minutes), which
-    // writes it with the session's annotations.
+    // label still missing is left to a reconcile soon (pool.hostRepairDelaySeconds),
+    // which writes it with the session's annotations.
     outlastOutage(
       () =>
         labelState(ctx, envId, 'active', {
@@ -297,12 +297,13 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
           [ANNOTATIONS.readyAt]: new Date(now).toISOString(),
         }),
       CLAIM_OUTAGE_PATIENCE,
-    ).catch((err: unknown) =>
+    ).catch(async (err: unknown) => {
       log[ctx.cluster.reachability.levelFor(err)](
         { err: (err as Error).message },
-        'could not label the env active on the host; the student is in, the next reconcile labels it',
-      ),
-    ),
+        'could not label the env active on the host; the student is in, a reconcile labels it soon',
+      );
+      await requestHostRepair(ctx);
+    }),
     // The VMs the student starts on: a node later on another VMI was restarted
     // (watchNodeRestarts). Unknown here, a node's identity is its first VMI seen.
     recordNodeVmis(ctx, {

@@ -4,6 +4,7 @@ import { ANNOTATIONS, apiErrorMessage, envNamespace, isApiUnavailable } from '..
 import type { PoolContext } from '../pool/context.js';
 import { envNodes, nodesOfFlavor } from '../pool/nodes.js';
 import { labelState } from '../pool/provision.js';
+import { requestHostRepair } from '../pool/reconcile.js';
 import { targetsAt, type FlavorTarget } from '../pool/targets.js';
 import type { Lab } from '../labs/index.js';
 import type { EnvRecord, SessionRecord } from '../store/index.js';
@@ -190,9 +191,11 @@ export class SessionService implements LabvirtService, StudentService, PoolAdmin
     }
     await ctx.store.setSessionFields(sessionId, { expiresAt: next, warnedAt: 0 });
     if (session.envId) {
+      // Redis holds the new expiry already; the host's copy (what a Redis
+      // loss rebuilds the session from) follows with a reconcile soon.
       await labelState(ctx, session.envId, 'active', {
         [ANNOTATIONS.expiresAt]: new Date(next).toISOString(),
-      }).catch(() => undefined);
+      }).catch(() => requestHostRepair(ctx));
     }
     ctx.events.emit({
       type: 'session.extended',
