@@ -201,12 +201,26 @@ describe('systemctl in a sim guest', () => {
     );
     const all = await run(student, 'journalctl -n 3 -o cat');
     expect(all.stdout.split('\n')).toHaveLength(4);
-    // -f follows: what a restart logs while it waits.
-    const follow = await sudo(
-      '(timeout 3 journalctl -u kubelet -f -n 0 -o cat > /tmp/followed &) ; sleep 1; systemctl restart kubelet; sleep 2.5; cat /tmp/followed',
-    );
-    expect(follow.stdout).toContain(
-      'Stopped kubelet.service - kubelet: The Kubernetes Node Agent.\nStarted kubelet.service - kubelet: The Kubernetes Node Agent.\n',
+    // -f follows: what a restart logs while it waits (the restart only once
+    // its tail runs, and the follower ended once the lines are there).
+    const follow = await run(student, 'sudo bash -s', {
+      stdin: [
+        'timeout 30 journalctl -u kubelet -f -n 0 -o cat > /tmp/followed 2>&1 < /dev/null &',
+        'follower=$!',
+        "until grep -qsa 'tai[l]' /proc/[0-9]*/cmdline; do sleep 0.1; done",
+        'sleep 0.3',
+        'systemctl restart kubelet',
+        "until grep -q '^Started' /tmp/followed; do sleep 0.1; done",
+        'kill $follower',
+        'cat /tmp/followed',
+        '',
+      ].join('\n'),
+    });
+    expect(follow.stdout).toBe(
+      'Stopping kubelet.service - kubelet: The Kubernetes Node Agent...\n' +
+        'kubelet.service: Deactivated successfully.\n' +
+        'Stopped kubelet.service - kubelet: The Kubernetes Node Agent.\n' +
+        'Started kubelet.service - kubelet: The Kubernetes Node Agent.\n',
     );
     const refused = await run(student, 'journalctl _PID=1');
     expect(refused.code).toBe(1);
