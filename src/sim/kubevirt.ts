@@ -857,17 +857,20 @@ export class KubeVirtEmulation implements Admission {
     if (rt.neverReady) return;
     if (role === 'control-plane') {
       // kubeadm init brings the API up about halfway through the bootstrap.
-      let clusterUp: Promise<unknown> = Promise.resolve();
-      this.after(rt, this.timings.bootstrapMs / 2, () => {
-        clusterUp = this.startStudentCluster(ns, name, rt, files, ip, sandboxRoot).catch(
+      // Whichever timer runs first starts it, once: the readiness marker
+      // waits for that start, and must not find none and give up for good
+      // should the marker's timer ever run first (two control planes of a
+      // 200-env fill once stayed unmarked, their clusters up).
+      let clusterUp: Promise<unknown> | undefined;
+      const startCluster = () =>
+        (clusterUp ??= this.startStudentCluster(ns, name, rt, files, ip, sandboxRoot).catch(
           () => undefined,
-        );
-        this.track(clusterUp);
-      });
+        ));
+      this.after(rt, this.timings.bootstrapMs / 2, () => this.track(startCluster()));
       if (readyWithCluster) {
         this.after(rt, this.timings.bootstrapMs, () =>
           this.track(
-            clusterUp.then(async () => {
+            startCluster().then(async () => {
               if (this.stopped || this.runtime.get(`${ns}/${name}`) !== rt || !rt.inner) return;
               await rt.guest?.markReady();
             }),
