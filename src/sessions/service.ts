@@ -256,9 +256,10 @@ export class SessionService implements LabvirtService, StudentService, PoolAdmin
         // The host API server out of reach says nothing of the env: its
         // nodes are where the gateway's record says (a check during a host
         // upgrade grades as at any other time).
-        const recorded = session.guests ? recordedNodes(session.guests) : [];
-        if (isApiUnavailable(err) && expected.every((n) => recorded.some((r) => r.node === n)))
-          return recorded;
+        if (isApiUnavailable(err) && session.guests) {
+          const recorded = recordedNodes(session.guests);
+          if (expected.every((n) => recorded.some((r) => r.node === n))) return recorded;
+        }
         throw new LabvirtError(
           'UNAVAILABLE',
           `your env is not reachable right now: ${(err as Error).message}`,

@@ -30,11 +30,18 @@ export const CONTAINERD_CONFIG = '/etc/containerd/config.toml';
 /** The kubelet's container runtime endpoint, as kubeadm configures it. */
 export const KUBELET_RUNTIME_SOCKET = '/run/containerd/containerd.sock';
 
+/** The kubelet runs, its runtime does not answer on the kubelet's endpoint. */
+const RUNTIME_DOWN: NodeReadiness = {
+  status: 'False',
+  reason: 'KubeletNotReady',
+  message: `container runtime is down, PLEG is not healthy: rpc error: code = Unavailable desc = connection error: dial unix ${KUBELET_RUNTIME_SOCKET}: connect: no such file or directory`,
+};
+
 export async function kubeletReadiness(guestRoot: string): Promise<NodeReadiness> {
   const state = await readIfThere(join(guestRoot, KUBELET_STATE_FILE));
   if (state !== undefined && /^active=no$/m.test(state)) return KUBELET_SILENT;
   const containerd = await readIfThere(join(guestRoot, CONTAINERD_STATE_FILE));
-  if (containerd !== undefined && /^active=no$/m.test(containerd)) return runtimeDown();
+  if (containerd !== undefined && /^active=no$/m.test(containerd)) return RUNTIME_DOWN;
   const listening = await containerdAddress(guestRoot);
   if (listening === KUBELET_RUNTIME_SOCKET) return KUBELET_READY;
   // A symlink at the kubelet's endpoint reaches containerd (until /run is emptied).
@@ -44,15 +51,7 @@ export async function kubeletReadiness(guestRoot: string): Promise<NodeReadiness
     () => false,
   );
   if (isLink && (await readlink(link).catch(() => undefined)) === listening) return KUBELET_READY;
-  return runtimeDown();
-}
-
-function runtimeDown(): NodeReadiness {
-  return {
-    status: 'False',
-    reason: 'KubeletNotReady',
-    message: `container runtime is down, PLEG is not healthy: rpc error: code = Unavailable desc = connection error: dial unix ${KUBELET_RUNTIME_SOCKET}: connect: no such file or directory`,
-  };
+  return RUNTIME_DOWN;
 }
 
 /**
