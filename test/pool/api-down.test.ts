@@ -156,12 +156,12 @@ describe('the host API server out of reach: one line an outage', () => {
       );
       stack.sim.faults.errorRate = 0;
       // Labelled without anyone running the reconcile by hand (the scheduled
-      // one is minutes away, and off in tests).
+      // one is minutes away, and off in tests). The retries' delay doubles
+      // (1, 2, 4… s here): room for a few more on a loaded machine.
       const labelled = await stack.until(
         async () => {
           const now = await cluster.getNamespace(ns);
           return now?.metadata?.labels?.[LABELS.state] === 'active' && now;
-          // The retries' delay doubles (1, 2, 4… s here): room for a few more on a loaded machine.
         },
         'the repair to label the env active',
         90_000,
