@@ -42,7 +42,7 @@
  * alone: N calls at once against the simulator, then the connections kept
  * and the RSS they hold.
  */
-import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { subscribe } from 'node:diagnostics_channel';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -73,7 +73,7 @@ import { createLogger, silentLogger } from '../src/log/index.js';
 import { generateCa, issueCertificate, type KeyPairPem } from '../src/pki/index.js';
 import { createExecutor, fileResolver, generateKeyPair } from '../src/ssh/index.js';
 import { NodePortSync, SYNC_LABELS, mirrorName } from '../src/sync/index.js';
-import { StudentClusterWatch } from '../src/sync/student.js';
+import { RELAY_SCRIPT, StudentClusterWatch, type StudentApiTls } from '../src/sync/student.js';
 import { openStudentApi } from '../test/helpers/student-envs.js';
 import { result, stopChild } from './lib.js';
 import { loopDelayOf, type LoopDelay } from './loop-probe.js';
@@ -83,6 +83,8 @@ const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 30);
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 30);
 const RESYNC = process.env.BENCH_RESYNC ? Number(process.env.BENCH_RESYNC) : undefined;
 const HOLD_SECONDS = Number(process.env.BENCH_HOLD_SECONDS ?? 0);
+/** Where the watches' TLS runs (`sync.apiTls`): the relay in the guest (default) or labvirt's process. */
+const API_TLS: StudentApiTls = process.env.BENCH_API_TLS === 'labvirt' ? 'labvirt' : 'guest';
 const MAX = Math.max(...LEVELS);
 const FLAVOR = 'v1.30-1node';
 
@@ -150,7 +152,7 @@ const benchConfig = () =>
     env: {},
     overrides: {
       flavors: { [FLAVOR]: { kubernetesVersion: '1.30', nodes: 1, minWarm: 0, maxTotal: MAX } },
-      ...(RESYNC ? { sync: { resyncSeconds: RESYNC } } : {}),
+      sync: { apiTls: API_TLS, ...(RESYNC ? { resyncSeconds: RESYNC } : {}) },
     },
   });
 
@@ -374,6 +376,7 @@ async function watches(n: number, layersFirst: boolean): Promise<void> {
     const watch = new StudentClusterWatch({
       envId: target(i).envId,
       executor,
+      tls: API_TLS,
       controlPlaneIp: () => Promise.resolve(target(i).ip),
       ca: far.ca,
       client,
@@ -438,7 +441,7 @@ async function partsServer(): Promise<void> {
   const ssh = new ssh2.Server({ hostKeys: [generateKeyPair().private] }, (conn) => {
     conn.on('authentication', (ctx) => ctx.accept());
     conn.on('error', () => undefined);
-    conn.on('ready', () =>
+    conn.on('ready', () => {
       conn.on('tcpip', (accept) => {
         const channel = accept();
         const upstream = netConnect(httpsPort, '127.0.0.1');
@@ -446,8 +449,24 @@ async function partsServer(): Promise<void> {
         upstream.on('error', () => channel.destroy()).on('close', () => channel.destroy());
         channel.on('error', () => upstream.destroy()).on('close', () => upstream.destroy());
         channel.pipe(upstream).pipe(channel);
-      }),
-    );
+      });
+      // `guest` TLS: labvirt's relay, run here by bash and openssl, its 6443 this far end's.
+      conn.on('session', (acceptSession) =>
+        acceptSession().on('exec', (accept) => {
+          const channel = accept();
+          const script = RELAY_SCRIPT.replace('127.0.0.1:6443', `127.0.0.1:${httpsPort}`);
+          const child = spawn('/bin/bash', ['-c', script], { stdio: 'pipe' });
+          channel.pipe(child.stdin);
+          child.stdin.on('error', () => undefined);
+          child.stdout.pipe(channel, { end: false });
+          child.on('close', (code) => {
+            channel.exit(code ?? 1);
+            channel.end();
+          });
+          channel.on('close', () => child.kill('SIGHUP'));
+        }),
+      );
+    });
   });
   await new Promise<void>((r) => ssh.listen(0, '127.0.0.1', r));
   process.send!({ sshPort: (ssh.address() as AddressInfo).port, ca, client });

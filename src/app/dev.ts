@@ -85,6 +85,9 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
             gatewayClientKey: join(dir, 'gateway_client_key'),
           },
           pool: { pollSeconds: 0.1, jobLockSeconds: 5 },
+          // The sync's TLS relay needs openssl in a guest that has its own
+          // 127.0.0.1:6443; without either, TLS runs in labvirt instead.
+          ...(sim.guestsRunOpensslRelay ? {} : { sync: { apiTls: 'labvirt' } }),
         },
         options.overrides ?? {},
       ),

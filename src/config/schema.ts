@@ -725,6 +725,15 @@ export const configSchema = z
         retryInitialSeconds: z.number().min(0.05).max(60).default(1),
         /** Longest wait between reconnects to a student API server that is down. */
         retryMaxSeconds: z.number().min(0.1).max(600).default(30),
+        /**
+         * Where the TLS session to a student's API server runs. `guest`: an
+         * `openssl s_client` on the control plane, started over labvirt's SSH
+         * connection, checks the server against the env's CA; labvirt speaks
+         * HTTP to it over SSH and holds no TLS state (about 75 KiB less per
+         * watched env). `labvirt`: TLS in labvirt's process over an SSH
+         * forward (for guest images without openssl).
+         */
+        apiTls: z.enum(['guest', 'labvirt']).default('guest'),
       })
       .default({
         enabled: true,
@@ -735,6 +744,7 @@ export const configSchema = z
         resyncSeconds: 300,
         retryInitialSeconds: 1,
         retryMaxSeconds: 30,
+        apiTls: 'guest',
       }),
   })
   // Checks across settings. They run even when single settings are invalid

@@ -1,5 +1,5 @@
 import { randomBytes, randomInt } from 'node:crypto';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -134,6 +134,13 @@ export interface SimHandle {
   /** False when KubeVirt's CRD schemas were not found: VMs and VMIs then go unvalidated. */
   validatesKubevirt: boolean;
   /**
+   * Whether a guest's command can reach its student API server on
+   * 127.0.0.1:6443 with `openssl s_client` (labvirt's `guest` TLS relay):
+   * guests sandboxed in their own network namespace, and an openssl under
+   * /usr, which they see. Unsandboxed guests share the host's loopback.
+   */
+  guestsRunOpensslRelay: boolean;
+  /**
    * A kubeconfig (written next to the admin's, mode 0600) that authenticates
    * as an existing ServiceAccount with a token from TokenRequest; RBAC then
    * decides what it may do. Returns its path.
@@ -214,7 +221,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
   const allowUnsandboxedGuests =
     options.allowUnsandboxedGuests ?? process.env.LABVIRT_SIM_UNSANDBOXED_GUESTS === '1';
   // Refused here, before anything listens, rather than at the first VM's boot.
-  if (guests) checkGuestSandbox(allowUnsandboxedGuests);
+  const sandbox = guests ? checkGuestSandbox(allowUnsandboxedGuests) : undefined;
   const guestKubectl = guests ? (options.guestKubectl ?? (await findKubectl())) : undefined;
   const kubevirt: KubeVirtEmulation = new KubeVirtEmulation(
     store,
@@ -422,6 +429,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     nodeAddresses,
     store,
     validatesKubevirt: validator.kubevirtChecked,
+    guestsRunOpensslRelay: sandbox?.bwrap !== undefined && hostHasOpensslUnderUsr(),
     kubeconfigFor,
     rbacDecisions: rbac.decisions,
     async stop() {
@@ -440,3 +448,10 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
 export type { KubeVirtTimings } from './kubevirt.js';
 export type { RbacDecision } from './rbac.js';
 export { NoFreePortError, type ListenSpec } from './listen.js';
+
+/** Sandboxed guests see the host's /usr and nothing else of it: an openssl there is theirs. */
+function hostHasOpensslUnderUsr(): boolean {
+  return (process.env.PATH ?? '')
+    .split(':')
+    .some((dir) => dir.startsWith('/usr/') && existsSync(join(dir, 'openssl')));
+}

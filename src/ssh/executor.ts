@@ -113,6 +113,13 @@ export interface Executor {
    * the pooled connection), e.g. the student cluster's API on 127.0.0.1:6443.
    */
   forward(target: GuestTarget, host: string, port: number): Promise<ClientChannel>;
+  /**
+   * A long-lived command's stdin and stdout as one stream (SSH exec over the
+   * pooled connection, as root through bash), e.g. the student cluster's TLS
+   * relay. `script` must be a constant of labvirt's: nothing a student sent
+   * may be in it (data goes on stdin). Its stderr is the channel's `stderr`.
+   */
+  relay(target: GuestTarget, script: string): Promise<ClientChannel>;
   /** Closes the env's connections once idle, keeping its pinned host keys (the env lives on). */
   releaseEnv(envId: string): void;
   /** Closes the env's connections and forgets its host keys (the env is gone). */
@@ -162,8 +169,9 @@ if [ -n "$made" ] && [ -z "\${LABVIRT_GUEST_ROOT:-}" ]; then chown -R student:st
  */
 const INSTALL_KEY_AS_ROOT = `/bin/bash -c '${INSTALL_KEY_SCRIPT.replaceAll("'", `'\\''`)}'`;
 /** As the login user: root logs in without sudo (as BOOTSTRAP's `self`), anyone else goes through it. */
-const installKeyCommand = (loginUser: string) =>
-  loginUser === 'root' ? INSTALL_KEY_AS_ROOT : `sudo -n ${INSTALL_KEY_AS_ROOT}`;
+const asRoot = (loginUser: string, command: string) =>
+  loginUser === 'root' ? command : `sudo -n ${command}`;
+const installKeyCommand = (loginUser: string) => asRoot(loginUser, INSTALL_KEY_AS_ROOT);
 
 const RETRYABLE = new Set([
   'ECONNREFUSED',
@@ -199,9 +207,11 @@ interface Pooled {
   /** Close as soon as the last command ends (the env was released). */
   releasing?: boolean;
   /**
-   * Forwarded streams open on it (e.g. a student-cluster watch). They keep
-   * the connection from the idle close, but take no command slot: sshd's
-   * MaxSessions counts sessions, not direct-tcpip channels.
+   * Held streams open on it (a student-cluster watch: a forward or a relay).
+   * They keep the connection from the idle close, but take no command slot:
+   * sshd's MaxSessions counts sessions, not direct-tcpip channels, and an
+   * env holds at most one relay session (two while a relist hands over), so
+   * MAX_CHANNELS commands and the relays stay within OpenSSH's 10.
    */
   forwards?: number;
   /** Takes the connection out of the pool, so no new command picks it. */
@@ -588,9 +598,12 @@ export function createExecutor(options: ExecutorOptions): Executor {
     return (await identityOf(envId)).hostKeys[node];
   }
 
-  async function forward(target: GuestTarget, host: string, port: number) {
+  /** A stream held on the pooled connection, beside its commands; the idle close waits for it. */
+  async function hold(
+    target: GuestTarget,
+    open: (client: Client, done: (err?: Error, channel?: ClientChannel) => void) => void,
+  ): Promise<ClientChannel> {
     const pooled = await connection(target, loginUser);
-    // A forwarded stream (a student-cluster watch) is in use: the idle close must not cut it.
     pooled.forwards = (pooled.forwards ?? 0) + 1;
     clearTimeout(pooled.idleTimer);
     pooled.idleTimer = undefined;
@@ -599,16 +612,29 @@ export function createExecutor(options: ExecutorOptions): Executor {
       closeWhenUnused(pooled);
     };
     return new Promise<ClientChannel>((resolve, reject) => {
-      pooled.client.forwardOut('127.0.0.1', 0, host, port, (err, channel) => {
-        if (err) {
+      open(pooled.client, (err, channel) => {
+        if (err || !channel) {
           done();
-          reject(err);
+          reject(err ?? new Error('no channel'));
           return;
         }
         channel.once('close', done);
         resolve(channel);
       });
     });
+  }
+
+  function forward(target: GuestTarget, host: string, port: number) {
+    return hold(target, (client, done) =>
+      client.forwardOut('127.0.0.1', 0, host, port, (err, channel) => done(err, channel)),
+    );
+  }
+
+  function relay(target: GuestTarget, script: string) {
+    const command = asRoot(loginUser, `/bin/bash -c '${script.replaceAll("'", `'\\''`)}'`);
+    return hold(target, (client, done) =>
+      client.exec(command, (err, channel) => done(err, channel)),
+    );
   }
 
   function releaseEnv(envId: string) {
@@ -658,6 +684,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
     installStudentKey,
     hostKeyOf,
     forward,
+    relay,
     releaseEnv,
     closeEnv,
     close,

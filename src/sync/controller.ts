@@ -204,6 +204,7 @@ export class NodePortSync {
       const watch = new StudentClusterWatch({
         envId: e.envId,
         executor: this.opts.executor,
+        tls: this.opts.config.sync.apiTls,
         controlPlaneIp: () => this.controlPlaneIp(e.namespace),
         ca: secrets.ca,
         client,

@@ -1,5 +1,6 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
+import { constants as osConstants } from 'node:os';
 import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
 import type { V1Service, V1ServiceList } from '@kubernetes/client-node';
 import type { KeyPairPem } from '../pki/index.js';
@@ -19,10 +20,48 @@ const LIST_TIMEOUT_MS = 30_000;
 const WATCH_SILENCE_MS = 150_000;
 /** The server ends each watch after 5–10 minutes (random, as client-go does, so envs do not reconnect in step). */
 const WATCH_MIN_SECONDS = 300;
+/** The relay's stderr kept for an error message (openssl's last lines say why it ended). */
+const RELAY_STDERR_BYTES = 2048;
+
+/**
+ * Where the TLS session to a student API server runs (`sync.apiTls`):
+ * `guest`, in an `openssl s_client` on the control plane that labvirt starts
+ * over its pooled SSH connection and speaks plain HTTP to (no TLS state in
+ * labvirt's process); `labvirt`, in labvirt's process over an SSH-forwarded
+ * channel to the control plane's 127.0.0.1:6443.
+ */
+export type StudentApiTls = 'guest' | 'labvirt';
+
+/**
+ * The guest's end of a `guest` connection, run as root with bash: reads the
+ * env's CA and labvirt's client certificate and key from stdin (a line of
+ * their lengths, then the PEMs), and becomes an `openssl s_client` to the
+ * API server on 127.0.0.1:6443 that checks the server's certificate against
+ * that CA (and the name `kubernetes`, as kubeadm's carries) and refuses
+ * before any byte of the request leaves otherwise; everything after the PEMs
+ * on stdin is the HTTP request. The PEMs reach openssl as here-strings on
+ * descriptors 3–5 (pipes in bash ≥ 5.1, a deleted temporary file before):
+ * the key is left on no disk, and no helper process is left behind. It ends when
+ * labvirt closes the channel (stdin's EOF; `-no_ign_eof`) or the server
+ * closes the connection. `ps` shows it as `labvirt-sync-relay`. A constant:
+ * nothing a student sent is in it.
+ */
+export const RELAY_SCRIPT = `set -eu
+IFS=' ' read -r ca_len id_len
+case "$ca_len:$id_len" in *[!0-9:]*|:*|*:) echo "labvirt-sync-relay: bad header" >&2; exit 2 ;; esac
+IFS= read -r -N "$ca_len" ca
+IFS= read -r -N "$id_len" id
+exec 3<<<"$ca" 4<<<"$id" 5<<<"$id"
+exec -a labvirt-sync-relay openssl s_client -quiet -no_ign_eof -nocommands \\
+  -connect 127.0.0.1:6443 -servername kubernetes -verify_hostname kubernetes -verify_return_error \\
+  -CAfile /dev/fd/3 -no-CApath -no-CAstore -cert /dev/fd/4 -key /dev/fd/5
+`;
 
 export interface StudentWatchOptions {
   envId: string;
   executor: Executor;
+  /** Where TLS runs (default `guest`): see StudentApiTls. */
+  tls?: StudentApiTls;
   /** The control plane's current IP (it changes when the VM restarts): asked at every (re)connect. */
   controlPlaneIp: () => Promise<string>;
   /** The env's CA. */
@@ -44,6 +83,12 @@ interface WatchEvent {
   object: V1Service & { code?: number; message?: string };
 }
 
+/** A request made, not yet sent; `explain` turns its failure into the reason, when there is more to say. */
+interface PendingRequest {
+  req: ClientRequest;
+  explain?: (err: unknown) => Promise<Error>;
+}
+
 /** An HTTP answer other than 200, or a watch's ERROR event. */
 class ApiStatusError extends Error {
   constructor(
@@ -56,10 +101,13 @@ class ApiStatusError extends Error {
 
 /**
  * Watches the Services of one student cluster through its own API server:
- * the control plane's 127.0.0.1:6443, reached by SSH forwarding over
- * labvirt's pooled connection (each HTTPS request runs TLS straight over a
- * direct-tcpip channel; nothing routes from the host network), authenticated
- * by a client certificate from the env's CA.
+ * the control plane's 127.0.0.1:6443, reached over labvirt's pooled SSH
+ * connection (nothing routes from the host network), authenticated by a
+ * client certificate from the env's CA. Each HTTPS request runs TLS either
+ * in a relay on the control plane that labvirt starts over SSH and speaks
+ * plain HTTP to (`guest`, the default: a held TLS connection in Node costs
+ * about 75 KiB of native memory per watched env, the relay's costs labvirt
+ * none), or in labvirt over a direct-tcpip channel (`labvirt`).
  *
  * A lean list-then-watch of its own rather than client-node's informer,
  * because the informer's cost is per env and it runs for every active
@@ -80,9 +128,12 @@ class ApiStatusError extends Error {
  */
 export class StudentClusterWatch {
   private readonly opts: Omit<StudentWatchOptions, 'ca' | 'client'>;
-  private readonly secureContext: SecureContext;
-  /** The env's CA's public key: what the API server's certificate must be signed with. */
-  private readonly caKey: KeyObject;
+  /** `labvirt` TLS: labvirt's certificate and key. */
+  private readonly secureContext?: SecureContext;
+  /** `labvirt` TLS: the env's CA's public key, what the API server's certificate must be signed with. */
+  private readonly caKey?: KeyObject;
+  /** `guest` TLS: what the relay reads first (RELAY_SCRIPT), the PEMs' only copy in labvirt. */
+  private readonly relayHeader?: string;
   private readonly services = new Map<string, V1Service>();
   /** Where the watch resumes; undefined: list first. */
   private resourceVersion?: string;
@@ -98,6 +149,13 @@ export class StudentClusterWatch {
     const { ca, client, ...opts } = options;
     this.opts = opts;
     this.retryMs = opts.retryInitialMs;
+    if ((opts.tls ?? 'guest') === 'guest') {
+      const id = `${withNewline(client.certPem)}${withNewline(client.keyPem)}`;
+      const caPem = withNewline(ca.certPem);
+      // Lengths in characters, as bash's `read -N` counts them: PEM is ASCII.
+      this.relayHeader = `${caPem.length} ${id.length}\n${caPem}${id}`;
+      return;
+    }
     // No `ca` in the context: with the env's CA in the context's store,
     // OpenSSL sends it after labvirt's certificate, and that last handshake
     // flight no longer fits Node's first 1 KiB TLS output buffer, so a 16 KiB
@@ -241,9 +299,8 @@ export class StudentClusterWatch {
   }
 
   /**
-   * One GET to the student API server: an SSH channel to the guest's
-   * 127.0.0.1:6443, TLS over it with the env's context, HTTP/1.1 over that.
-   * Resolves with a 200 response; anything else throws.
+   * One GET to the student API server, HTTP/1.1 over the env's TLS (see
+   * StudentApiTls). Resolves with a 200 response; anything else throws.
    */
   private async open(
     target: GuestTarget,
@@ -251,6 +308,90 @@ export class StudentClusterWatch {
     generation: number,
     silenceMs: number,
   ): Promise<IncomingMessage> {
+    const { req, explain } = this.relayHeader
+      ? await this.requestThroughRelay(target, path, generation, silenceMs, this.relayHeader)
+      : await this.requestOverForward(target, path, generation, silenceMs);
+    this.inFlight = req;
+    req.once('close', () => {
+      if (this.inFlight === req) this.inFlight = undefined;
+    });
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      req.once('response', resolve);
+      req.once('error', (err) => (explain ? explain(err).then(reject) : reject(err)));
+      req.end();
+    });
+    if (res.statusCode === 200) return res;
+    const body = await readAll(res).catch(() => '');
+    let message = body.slice(0, 300);
+    try {
+      message = (JSON.parse(body) as { message?: string }).message ?? message;
+    } catch {
+      // Not a Status: the raw text says it.
+    }
+    throw new ApiStatusError(res.statusCode ?? 0, message);
+  }
+
+  /**
+   * `guest` TLS: the relay (RELAY_SCRIPT) started on the control plane over
+   * the pooled SSH connection; the request goes to it in plain HTTP behind
+   * the PEMs, and comes back decrypted. labvirt holds an SSH session channel
+   * per open request and nothing of TLS.
+   */
+  private async requestThroughRelay(
+    target: GuestTarget,
+    path: string,
+    generation: number,
+    silenceMs: number,
+    header: string,
+  ): Promise<PendingRequest> {
+    const channel = await this.opts.executor.relay(target, RELAY_SCRIPT);
+    if (!this.current(generation)) {
+      channel.close();
+      throw new Error('superseded');
+    }
+    let stderr = '';
+    channel.stderr.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString('utf8')).slice(-RELAY_STDERR_BYTES);
+    });
+    channel.write(header);
+    const req = request({
+      host: API_SERVER_NAME,
+      path,
+      headers: { host: API_SERVER_NAME },
+      createConnection: () => channel,
+    });
+    // An SSH channel has no socket timeout of its own: silence is timed here.
+    const silence = setTimeout(
+      () => req.destroy(new Error(`no answer in ${silenceMs / 1000} s`)),
+      silenceMs,
+    );
+    silence.unref();
+    channel.on('data', () => silence.refresh());
+    req.once('close', () => {
+      clearTimeout(silence);
+      channel.close();
+    });
+    // A relay that ended before answering says why on its stderr (a refused
+    // certificate, the API server not listening, no openssl on the node):
+    // its exit status and last words may arrive just after the hang-up.
+    const exited = new Promise<number | undefined>((resolve) =>
+      channel.once('exit', (code: number | null) => resolve(code ?? undefined)),
+    );
+    const explain = async (err: unknown) =>
+      relayError(err, stderr, await Promise.race([exited, sleepUnref(200)]));
+    return { req, explain };
+  }
+
+  /**
+   * `labvirt` TLS: an SSH channel to the guest's 127.0.0.1:6443, TLS over it
+   * with the env's context, HTTP/1.1 over that.
+   */
+  private async requestOverForward(
+    target: GuestTarget,
+    path: string,
+    generation: number,
+    silenceMs: number,
+  ): Promise<PendingRequest> {
     const channel = await this.opts.executor.forward(target, '127.0.0.1', 6443);
     if (!this.current(generation)) {
       channel.close();
@@ -258,7 +399,7 @@ export class StudentClusterWatch {
     }
     const socket = tlsConnect({
       socket: channel,
-      secureContext: this.secureContext,
+      secureContext: this.secureContext as SecureContext,
       servername: API_SERVER_NAME,
       // Node cannot check without the CA in the context; checked below instead.
       rejectUnauthorized: false,
@@ -267,7 +408,10 @@ export class StudentClusterWatch {
     // TLS encrypts the request http.request has queued: a refused server is
     // destroyed here and never receives it (test/sync/server-certificate.test.ts).
     socket.once('secureConnect', () => {
-      const problem = serverCertificateProblem(socket.getPeerX509Certificate(), this.caKey);
+      const problem = serverCertificateProblem(
+        socket.getPeerX509Certificate(),
+        this.caKey as KeyObject,
+      );
       if (problem) socket.destroy(new Error(problem));
     });
     socket.once('close', () => channel.close());
@@ -283,25 +427,8 @@ export class StudentClusterWatch {
       headers: { host: API_SERVER_NAME },
       createConnection: () => socket,
     });
-    this.inFlight = req;
     req.setTimeout(silenceMs, () => req.destroy(new Error(`no answer in ${silenceMs / 1000} s`)));
-    req.once('close', () => {
-      if (this.inFlight === req) this.inFlight = undefined;
-    });
-    const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      req.once('response', resolve);
-      req.once('error', reject);
-      req.end();
-    });
-    if (res.statusCode === 200) return res;
-    const body = await readAll(res).catch(() => '');
-    let message = body.slice(0, 300);
-    try {
-      message = (JSON.parse(body) as { message?: string }).message ?? message;
-    } catch {
-      // Not a Status: the raw text says it.
-    }
-    throw new ApiStatusError(res.statusCode ?? 0, message);
+    return { req };
   }
 
   private answered(): void {
@@ -383,6 +510,40 @@ async function readAll(res: IncomingMessage): Promise<string> {
   let body = '';
   for await (const chunk of res as AsyncIterable<string>) body += chunk;
   return body;
+}
+
+function withNewline(pem: string): string {
+  return pem.endsWith('\n') ? pem : `${pem}\n`;
+}
+
+function sleepUnref(ms: number): Promise<undefined> {
+  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms).unref());
+}
+
+/**
+ * What a relay's failure means, from openssl's stderr and exit status:
+ * the words an operator needs, not openssl's error stack.
+ */
+export function relayError(err: unknown, stderr: string, exitCode?: number): Error {
+  const verify = /verify error:num=\d+:(.*)/.exec(stderr);
+  if (verify) return new Error(`the API server's certificate was refused: ${verify[1]?.trim()}`);
+  const connect = /connect:errno=(\d+)/.exec(stderr);
+  if (connect) {
+    const errno = Number(connect[1]);
+    const name = Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0];
+    return new Error(`connect to the API server (127.0.0.1:6443): ${name ?? `errno ${errno}`}`);
+  }
+  if (exitCode === 127 || /openssl: (command )?not found|No such file or directory/.test(stderr))
+    return new Error(
+      'openssl is not installed on the control plane (the relay needs it; or set sync.apiTls: labvirt)',
+    );
+  const last = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && l !== 'DONE' && !/^(depth=|verify return:)/.test(l))
+    .pop();
+  const base = (err as { message?: string })?.message ?? String(err);
+  return new Error(last ? `${base} (the relay said: ${last.slice(0, 300)})` : base);
 }
 
 function describe(err: unknown): string {

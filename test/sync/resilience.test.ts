@@ -366,41 +366,70 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
     await stopSync(sync);
   });
 
-  it('holds exactly one forwarded channel per idle watched env, and one again after its watch drops', async () => {
-    const env = await active('onechan1');
-    // Counted where labvirt's traffic leaves it: the SSH channels the sync opens to the student API server.
-    const open = new Set<ClientChannel>();
-    const executor: Executor = Object.create(h.executor) as Executor;
-    executor.forward = async (target, host, port) => {
-      const channel = await h.executor.forward(target, host, port);
-      if (target.envId === env.envId && port === 6443) {
+  it.each(['guest', 'labvirt'] as const)(
+    'holds exactly one SSH channel per idle watched env, and one again after its watch drops (TLS in %s)',
+    async (apiTls) => {
+      const env = await active(apiTls === 'guest' ? 'onechang' : 'onechanl');
+      // Counted where labvirt's traffic leaves it: the SSH channels the sync opens to the student API server.
+      const open = new Set<ClientChannel>();
+      const executor: Executor = Object.create(h.executor) as Executor;
+      const count = (envId: string, channel: ClientChannel) => {
+        if (envId !== env.envId) return channel;
         open.add(channel);
         channel.once('close', () => open.delete(channel));
-      }
-      return channel;
-    };
-    const sync = startSync({ resyncSeconds: 600 }, executor);
+        return channel;
+      };
+      executor.forward = async (target, host, port) =>
+        count(target.envId, await h.executor.forward(target, host, port));
+      executor.relay = async (target, script) =>
+        count(target.envId, await h.executor.relay(target, script));
+      const sync = startSync({ resyncSeconds: 600, apiTls }, executor);
+      await env.student.createNamespacedService({
+        namespace: 'app',
+        body: service('idle', [{ port: 80 }]),
+      });
+      await untilNames(env, ['idle-x-app-x-80'], 'idle mirrored');
+      // The list's channel is closed once the list is read; only the watch's stays.
+      await h.until(async () => open.size === 1, 'one channel held');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(open.size).toBe(1);
+
+      h.sim.faults.dropStudentWatches(env.namespace);
+      await env.student.createNamespacedService({
+        namespace: 'app',
+        body: service('after', [{ port: 81 }]),
+      });
+      await untilNames(env, ['after-x-app-x-81', 'idle-x-app-x-80'], 'after mirrored');
+      await h.until(async () => open.size === 1, 'one channel held after the drop');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(open.size).toBe(1);
+      await stopSync(sync);
+      await h.until(async () => open.size === 0, 'no channel after stop');
+    },
+  );
+
+  it('resumes when the student kills the relay on their control plane, and mirrors what changed meanwhile', async () => {
+    const env = await active('relaykill');
+    const sync = startSync({ resyncSeconds: 600 });
     await env.student.createNamespacedService({
       namespace: 'app',
-      body: service('idle', [{ port: 80 }]),
+      body: service('before', [{ port: 80 }]),
     });
-    await untilNames(env, ['idle-x-app-x-80'], 'idle mirrored');
-    // The list's channel is closed once the list is read; only the watch's stays.
-    await h.until(async () => open.size === 1, 'one channel held');
-    await new Promise((r) => setTimeout(r, 500));
-    expect(open.size).toBe(1);
-
-    h.sim.faults.dropStudentWatches(env.namespace);
+    await untilNames(env, ['before-x-app-x-80'], 'before mirrored');
+    // What a student sees in `ps`, and what they may kill: labvirt's relay, by its name.
+    const ps = await h.executor.exec(env.controlPlane, 'ps -eo args', { timeoutMs: 10_000 });
+    expect(ps.stdout).toMatch(/^labvirt-sync-relay s_client -quiet .*-connect 127\.0\.0\.1:6443/m);
+    expect(ps.stdout).not.toMatch(/BEGIN|PRIVATE|defunct/);
+    const killed = await h.executor.exec(env.controlPlane, "pkill -f '^labvirt-sync-relay '", {
+      timeoutMs: 10_000,
+    });
+    expect(killed.exitCode).toBe(0);
     await env.student.createNamespacedService({
       namespace: 'app',
       body: service('after', [{ port: 81 }]),
     });
-    await untilNames(env, ['after-x-app-x-81', 'idle-x-app-x-80'], 'after mirrored');
-    await h.until(async () => open.size === 1, 'one channel held after the drop');
-    await new Promise((r) => setTimeout(r, 500));
-    expect(open.size).toBe(1);
+    await untilNames(env, ['after-x-app-x-81', 'before-x-app-x-80'], 'after mirrored');
     await stopSync(sync);
-    await h.until(async () => open.size === 0, 'no channel after stop');
   });
 
   it('follows the host client’s one Namespace watch (none of its own), and stops watching an env whose Namespace goes', async () => {

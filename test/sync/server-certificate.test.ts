@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { connect as netConnect, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
@@ -5,7 +6,12 @@ import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateCa, issueCertificate, type KeyPairPem } from '../../src/pki/index.js';
 import { createExecutor, generateKeyPair, type Executor } from '../../src/ssh/index.js';
-import { serverCertificateProblem, StudentClusterWatch } from '../../src/sync/student.js';
+import {
+  RELAY_SCRIPT,
+  serverCertificateProblem,
+  StudentClusterWatch,
+  type StudentApiTls,
+} from '../../src/sync/student.js';
 
 /** The student API server's certificate, checked by hand against the env's CA before the watch sends anything. */
 describe('NodePort sync: the student API server’s certificate', () => {
@@ -70,18 +76,26 @@ describe('NodePort sync: the student API server’s certificate', () => {
 });
 
 /**
- * On the wire: the watch reaches an API server through a real SSH server's
- * forwarding (as the control plane's sshd), and the API server records every
- * byte it receives after the handshake. A server whose certificate is not
- * from the env's CA must receive nothing: not the request, not the path.
+ * On the wire: the watch reaches an API server through a real SSH server (as
+ * the control plane's sshd) — its forwarding (`labvirt` TLS), or the relay
+ * it runs with this machine's bash and openssl (`guest` TLS, the default) —
+ * and the API server records every byte it receives after the handshake. A
+ * server whose certificate is not from the env's CA must receive nothing:
+ * not the request, not the path.
  */
-describe('NodePort sync: a refused API server receives nothing', () => {
+describe.each([
+  ['labvirt', "the API server's certificate (CN=kube-apiserver) is not signed by the env's CA"],
+  // openssl finds the env's CA by the issuer's name (both are `kubernetes`) and its signature fails.
+  ['guest', "the API server's certificate was refused: certificate signature failure"],
+] as const)('NodePort sync: a refused API server receives nothing (TLS in %s)', (tls, refusal) => {
   let ca: KeyPairPem;
   let client: KeyPairPem;
   let sshd: ssh2.Server;
   let executor: Executor;
   const servers: TlsServer[] = [];
   let apiPort = 0;
+  /** The guest's PATH (a node without openssl has none of it). */
+  let guestPath = process.env.PATH ?? '';
 
   beforeAll(async () => {
     ca = await generateCa({ commonName: 'kubernetes' });
@@ -91,24 +105,48 @@ describe('NodePort sync: a refused API server receives nothing', () => {
       usage: 'client',
       algorithm: 'ecdsa',
     });
-    // The guest's sshd: every forward goes to whichever API server the test runs now.
+    // The guest's sshd: every forward, and the relay's 127.0.0.1:6443, go to
+    // whichever API server the test runs now.
     sshd = new ssh2.Server({ hostKeys: [generateKeyPair().private] }, (conn) => {
       conn.on('authentication', (ctx) => ctx.accept());
       conn.on('error', () => undefined);
-      conn.on('ready', () =>
+      conn.on('ready', () => {
         conn.on('tcpip', (accept) => {
           const channel = accept();
           const upstream = netConnect(apiPort, '127.0.0.1');
           upstream.on('error', () => channel.destroy()).on('close', () => channel.destroy());
           channel.on('error', () => upstream.destroy()).on('close', () => upstream.destroy());
           channel.pipe(upstream).pipe(channel);
-        }),
-      );
+        });
+        conn.on('session', (acceptSession) =>
+          acceptSession().on('exec', (accept, reject, info) => {
+            // Exactly labvirt's relay, as root logs in (no sudo), nothing else.
+            if (info.command !== `/bin/bash -c '${RELAY_SCRIPT.replaceAll("'", `'\\''`)}'`)
+              return reject?.();
+            const channel = accept();
+            const script = RELAY_SCRIPT.replace('127.0.0.1:6443', `127.0.0.1:${apiPort}`);
+            const child = spawn('/bin/bash', ['-c', script], {
+              stdio: 'pipe',
+              env: { ...process.env, PATH: guestPath },
+            });
+            channel.pipe(child.stdin);
+            child.stdin.on('error', () => undefined);
+            child.stdout.pipe(channel, { end: false });
+            child.stderr.pipe(channel.stderr);
+            child.on('close', (code) => {
+              channel.exit(code ?? 1);
+              channel.end();
+            });
+            channel.on('close', () => child.kill('SIGHUP'));
+          }),
+        );
+      });
     });
     await new Promise<void>((r) => sshd.listen(0, '127.0.0.1', r));
     const sshPort = (sshd.address() as AddressInfo).port;
     executor = createExecutor({
       privateKey: generateKeyPair().private,
+      user: 'root',
       resolve: () => ({ host: '127.0.0.1', port: sshPort }),
     });
   });
@@ -145,6 +183,7 @@ describe('NodePort sync: a refused API server receives nothing', () => {
     const w = new StudentClusterWatch({
       envId: 'refused',
       executor,
+      tls: tls as StudentApiTls,
       controlPlaneIp: () => Promise.resolve('10.0.0.10'),
       ca,
       client,
@@ -175,9 +214,7 @@ describe('NodePort sync: a refused API server receives nothing', () => {
     expect(server.connections).toBeGreaterThanOrEqual(3);
     expect(server.received).toBe('');
     expect(seen.lists).toBe(0);
-    expect(seen.errors[0]).toBe(
-      "the API server's certificate (CN=kube-apiserver) is not signed by the env's CA",
-    );
+    expect(seen.errors[0]).toBe(refusal);
   });
 
   it('sends the env’s own API server its request (the same set-up lists)', async () => {
@@ -195,4 +232,32 @@ describe('NodePort sync: a refused API server receives nothing', () => {
     expect(server.received).toMatch(/^GET \/api\/v1\/services HTTP\/1\.1\r\n/);
     expect(seen.errors).toEqual([]);
   });
+  it.runIf(tls === 'guest')(
+    'says the API server is not listening, and that a node has no openssl',
+    async () => {
+      const closed = await apiServer(
+        await issueCertificate(ca, { commonName: 'x', usage: 'server' }),
+      );
+      servers.pop()?.close();
+      expect(closed.connections).toBe(0);
+      const down = watch();
+      await down.w.start();
+      await expect.poll(() => down.seen.errors.length, { timeout: 30_000 }).toBeGreaterThan(0);
+      await down.w.stop();
+      expect(down.seen.errors[0]).toBe('connect to the API server (127.0.0.1:6443): ECONNREFUSED');
+
+      guestPath = '/nonexistent';
+      try {
+        const bare = watch();
+        await bare.w.start();
+        await expect.poll(() => bare.seen.errors.length, { timeout: 30_000 }).toBeGreaterThan(0);
+        await bare.w.stop();
+        expect(bare.seen.errors[0]).toBe(
+          'openssl is not installed on the control plane (the relay needs it; or set sync.apiTls: labvirt)',
+        );
+      } finally {
+        guestPath = process.env.PATH ?? '';
+      }
+    },
+  );
 });
