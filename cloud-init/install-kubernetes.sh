@@ -145,7 +145,7 @@ kubernetes_packages() {
   [[ "$LABVIRT_GOLDEN_IMAGE" != true ]] || die "golden image without kubeadm, kubelet and kubectl"
   local repo="https://pkgs.k8s.io/core:/stable:/v$LABVIRT_K8S_MINOR/deb/"
   local keyring=/etc/apt/keyrings/kubernetes-apt-keyring.gpg
-  apt_install apt-transport-https ca-certificates curl gpg
+  apt_install apt-transport-https ca-certificates curl gpg openssl
   install -m 0755 -d /etc/apt/keyrings
   retry_until_deadline 10 curl -fsSL --max-time 60 -o /tmp/kubernetes-release.key "${repo}Release.key" ||
     die "could not download ${repo}Release.key"

@@ -163,7 +163,7 @@ guest_script >"$script" || exit 1
 run qemu-img convert -O qcow2 "$base" "$output"
 run qemu-img resize "$output" "$DISK_SIZE"
 run virt-customize -a "$output" --network \
-  --install cloud-guest-utils,curl,gpg,ca-certificates \
+  --install cloud-guest-utils,curl,gpg,ca-certificates,openssl \
   --run "$script"
 if [[ "$dry_run" == true ]]; then
   echo "# script run in the image:"
