@@ -533,7 +533,8 @@ export function relayError(err: unknown, stderr: string, exitCode?: number): Err
     const name = Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0];
     return new Error(`connect to the API server (127.0.0.1:6443): ${name ?? `errno ${errno}`}`);
   }
-  if (exitCode === 127 || /openssl: (command )?not found|No such file or directory/.test(stderr))
+  // bash's own words when `exec openssl` finds none: "exec: openssl: not found".
+  if (exitCode === 127 || /\bopenssl: (command )?not found/.test(stderr))
     return new Error(
       'openssl is not installed on the control plane (the relay needs it; or set sync.apiTls: labvirt)',
     );

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateCa, issueCertificate, type KeyPairPem } from '../../src/pki/index.js';
 import { createExecutor, generateKeyPair, type Executor } from '../../src/ssh/index.js';
 import {
+  relayError,
   RELAY_SCRIPT,
   serverCertificateProblem,
   StudentClusterWatch,
@@ -68,6 +69,16 @@ describe('NodePort sync: the student API server’s certificate', () => {
     expect(await problem(ca.certPem)).toMatch(/is a CA certificate$/);
     const client = await serving(ca, { usage: 'client' });
     expect(await problem(client.certPem)).toMatch(/is not for a TLS server/);
+  });
+
+  it('tells a relay’s other failures by its last words, without openssl’s chatter', () => {
+    const said = 'depth=0 CN = kube-apiserver\nverify return:1\nwrite:errno=32\nDONE\n';
+    expect(relayError(new Error('socket hang up'), said, 1).message).toBe(
+      'socket hang up (the relay said: write:errno=32)',
+    );
+    expect(relayError(new Error('socket hang up'), 'verify return:1\nDONE\n', 0).message).toBe(
+      'socket hang up',
+    );
   });
 
   it('refuses no certificate at all', () => {
