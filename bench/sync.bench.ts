@@ -33,7 +33,9 @@
  * step (`<file>.<envs>.heapsnapshot`).
  * The sync's watchdog relist runs about every `sync.resyncSeconds` (default
  * 300); BENCH_RESYNC overrides it (an idle window longer than it includes
- * relists). Lighter than production in one way: every env shares one CA
+ * relists). BENCH_API_TLS=labvirt runs the watches' TLS in labvirt's
+ * process (`sync.apiTls: labvirt`) instead of the relay in the guest (the
+ * default), for comparing the two in one session. Lighter than production in one way: every env shares one CA
  * (generating 1,000 RSA CAs would take the bench's whole time budget, and
  * the CA does not change what the sync does).
  * Each step also prints how many connections the host client (undici, under
