@@ -44,7 +44,7 @@
  * alone: N calls at once against the simulator, then the connections kept
  * and the RSS they hold.
  */
-import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
 import { subscribe } from 'node:diagnostics_channel';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -52,7 +52,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { IncomingMessage } from 'node:http';
 import { request } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { connect as netConnect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect, createSecureContext, type TLSSocket } from 'node:tls';
 import ssh2, { type ClientChannel } from 'ssh2';
@@ -75,7 +75,8 @@ import { createLogger, silentLogger } from '../src/log/index.js';
 import { generateCa, issueCertificate, type KeyPairPem } from '../src/pki/index.js';
 import { createExecutor, fileResolver, generateKeyPair } from '../src/ssh/index.js';
 import { NodePortSync, SYNC_LABELS, mirrorName } from '../src/sync/index.js';
-import { RELAY_SCRIPT, StudentClusterWatch, type StudentApiTls } from '../src/sync/student.js';
+import { StudentClusterWatch, type StudentApiTls } from '../src/sync/student.js';
+import { pipeToApi, runRelay } from '../test/helpers/relay-far-end.js';
 import { openStudentApi } from '../test/helpers/student-envs.js';
 import { result, stopChild } from './lib.js';
 import { loopDelayOf, type LoopDelay } from './loop-probe.js';
@@ -444,29 +445,10 @@ async function partsServer(): Promise<void> {
     conn.on('authentication', (ctx) => ctx.accept());
     conn.on('error', () => undefined);
     conn.on('ready', () => {
-      conn.on('tcpip', (accept) => {
-        const channel = accept();
-        const upstream = netConnect(httpsPort, '127.0.0.1');
-        // Either end closing closes the other; errors after that are expected.
-        upstream.on('error', () => channel.destroy()).on('close', () => channel.destroy());
-        channel.on('error', () => upstream.destroy()).on('close', () => upstream.destroy());
-        channel.pipe(upstream).pipe(channel);
-      });
+      conn.on('tcpip', (accept) => pipeToApi(accept(), httpsPort));
       // `guest` TLS: labvirt's relay, run here by bash and openssl, its 6443 this far end's.
       conn.on('session', (acceptSession) =>
-        acceptSession().on('exec', (accept) => {
-          const channel = accept();
-          const script = RELAY_SCRIPT.replace('127.0.0.1:6443', `127.0.0.1:${httpsPort}`);
-          const child = spawn('/bin/bash', ['-c', script], { stdio: 'pipe' });
-          channel.pipe(child.stdin);
-          child.stdin.on('error', () => undefined);
-          child.stdout.pipe(channel, { end: false });
-          child.on('close', (code) => {
-            channel.exit(code ?? 1);
-            channel.end();
-          });
-          channel.on('close', () => child.kill('SIGHUP'));
-        }),
+        acceptSession().on('exec', (accept) => runRelay(accept(), httpsPort)),
       );
     });
   });

@@ -167,8 +167,12 @@ if [ -n "$made" ] && [ -z "\${LABVIRT_GUEST_ROOT:-}" ]; then chown -R student:st
  * every claim): its script is fixed, reads nothing but stdin and ends when
  * stdin does, and the executor's own time limit closes the channel.
  */
-const INSTALL_KEY_AS_ROOT = `/bin/bash -c '${INSTALL_KEY_SCRIPT.replaceAll("'", `'\\''`)}'`;
+const INSTALL_KEY_AS_ROOT = bashCommand(INSTALL_KEY_SCRIPT);
 /** As the login user: root logs in without sudo (as BOOTSTRAP's `self`), anyone else goes through it. */
+/** `script` as one exec request: bash -c with the script single-quoted. */
+function bashCommand(script: string): string {
+  return `/bin/bash -c '${script.replaceAll("'", `'\\''`)}'`;
+}
 const asRoot = (loginUser: string, command: string) =>
   loginUser === 'root' ? command : `sudo -n ${command}`;
 const installKeyCommand = (loginUser: string) => asRoot(loginUser, INSTALL_KEY_AS_ROOT);
@@ -213,7 +217,7 @@ interface Pooled {
    * env holds at most one relay session (two while a relist hands over), so
    * MAX_CHANNELS commands and the relays stay within OpenSSH's 10.
    */
-  forwards?: number;
+  held?: number;
   /** Takes the connection out of the pool, so no new command picks it. */
   forget?: () => void;
 }
@@ -310,7 +314,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
 
   /** With no command and no forwarded stream left, the connection closes (now, or once idle). */
   function closeWhenUnused(p: Pooled): void {
-    const inUse = () => p.active > 0 || (p.forwards ?? 0) > 0;
+    const inUse = () => p.active > 0 || (p.held ?? 0) > 0;
     if (inUse()) return;
     if (p.releasing) {
       p.client.end();
@@ -604,11 +608,11 @@ export function createExecutor(options: ExecutorOptions): Executor {
     open: (client: Client, done: (err?: Error, channel?: ClientChannel) => void) => void,
   ): Promise<ClientChannel> {
     const pooled = await connection(target, loginUser);
-    pooled.forwards = (pooled.forwards ?? 0) + 1;
+    pooled.held = (pooled.held ?? 0) + 1;
     clearTimeout(pooled.idleTimer);
     pooled.idleTimer = undefined;
     const done = () => {
-      pooled.forwards = (pooled.forwards ?? 1) - 1;
+      pooled.held = (pooled.held ?? 1) - 1;
       closeWhenUnused(pooled);
     };
     return new Promise<ClientChannel>((resolve, reject) => {
@@ -631,7 +635,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
   }
 
   function relay(target: GuestTarget, script: string) {
-    const command = asRoot(loginUser, `/bin/bash -c '${script.replaceAll("'", `'\\''`)}'`);
+    const command = asRoot(loginUser, bashCommand(script));
     return hold(target, (client, done) =>
       client.exec(command, (err, channel) => done(err, channel)),
     );

@@ -1,6 +1,7 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { constants as osConstants } from 'node:os';
+import { setTimeout as wait } from 'node:timers/promises';
 import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
 import type { V1Service, V1ServiceList } from '@kubernetes/client-node';
 import type { KeyPairPem } from '../pki/index.js';
@@ -378,7 +379,7 @@ export class StudentClusterWatch {
       channel.once('exit', (code: number | null) => resolve(code ?? undefined)),
     );
     const explain = async (err: unknown) =>
-      relayError(err, stderr, await Promise.race([exited, sleepUnref(200)]));
+      relayError(err, stderr, await Promise.race([exited, wait(200, undefined, { ref: false })]));
     return { req, explain };
   }
 
@@ -514,10 +515,6 @@ async function readAll(res: IncomingMessage): Promise<string> {
 
 function withNewline(pem: string): string {
   return pem.endsWith('\n') ? pem : `${pem}\n`;
-}
-
-function sleepUnref(ms: number): Promise<undefined> {
-  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms).unref());
 }
 
 /**

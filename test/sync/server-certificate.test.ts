@@ -1,11 +1,11 @@
-import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { connect as netConnect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateCa, issueCertificate, type KeyPairPem } from '../../src/pki/index.js';
 import { createExecutor, generateKeyPair, type Executor } from '../../src/ssh/index.js';
+import { pipeToApi, runRelay } from '../helpers/relay-far-end.js';
 import {
   relayError,
   RELAY_SCRIPT,
@@ -122,33 +122,13 @@ describe.each([
       conn.on('authentication', (ctx) => ctx.accept());
       conn.on('error', () => undefined);
       conn.on('ready', () => {
-        conn.on('tcpip', (accept) => {
-          const channel = accept();
-          const upstream = netConnect(apiPort, '127.0.0.1');
-          upstream.on('error', () => channel.destroy()).on('close', () => channel.destroy());
-          channel.on('error', () => upstream.destroy()).on('close', () => upstream.destroy());
-          channel.pipe(upstream).pipe(channel);
-        });
+        conn.on('tcpip', (accept) => pipeToApi(accept(), apiPort));
         conn.on('session', (acceptSession) =>
           acceptSession().on('exec', (accept, reject, info) => {
             // Exactly labvirt's relay, as root logs in (no sudo), nothing else.
             if (info.command !== `/bin/bash -c '${RELAY_SCRIPT.replaceAll("'", `'\\''`)}'`)
               return reject?.();
-            const channel = accept();
-            const script = RELAY_SCRIPT.replace('127.0.0.1:6443', `127.0.0.1:${apiPort}`);
-            const child = spawn('/bin/bash', ['-c', script], {
-              stdio: 'pipe',
-              env: { ...process.env, PATH: guestPath },
-            });
-            channel.pipe(child.stdin);
-            child.stdin.on('error', () => undefined);
-            child.stdout.pipe(channel, { end: false });
-            child.stderr.pipe(channel.stderr);
-            child.on('close', (code) => {
-              channel.exit(code ?? 1);
-              channel.end();
-            });
-            channel.on('close', () => child.kill('SIGHUP'));
+            runRelay(accept(), apiPort, guestPath);
           }),
         );
       });
