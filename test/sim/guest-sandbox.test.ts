@@ -193,6 +193,9 @@ describe("a sim guest's env works as on real nodes", () => {
     const r = await run(c, 'ssh worker-1 hostname && ssh worker-2 \'echo "$USER on $(hostname)"\'');
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('worker-1\nstudent on worker-2\n');
+    // The user is the caller's, whatever the remote command holds (an @ is not a destination).
+    const at = await run(c, `ssh -o BatchMode=yes worker-1 'echo "a@b \${USER}"'`);
+    expect(at).toMatchObject({ stdout: 'a@b student\n', stderr: '' });
     expect((await run(c, 'getent hosts worker-1')).stdout).toMatch(/worker-1/);
   });
 

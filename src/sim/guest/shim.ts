@@ -39,9 +39,18 @@ exec env -i PATH="$PATH" \${LABVIRT_GUEST_ROOT:+LABVIRT_GUEST_ROOT="$LABVIRT_GUE
  * that user's key and the env's known host keys, as on a real node.
  */
 const SSH = `#!/bin/sh
+# The destination is the first argument that is neither an option nor an
+# option's value (a remote command after it may hold an @ of its own).
+dest= value=
 for arg in "$@"; do
-  case "$arg" in *@*) exec /usr/bin/ssh -F /etc/ssh/ssh_config -i "$HOME/.ssh/id_ed25519" "$@" ;; esac
+  if [ -n "$value" ]; then value=; continue; fi
+  case "$arg" in
+    -[BbcDEeFIiJLlmOopQRSWw]) value=1 ;;
+    -*) ;;
+    *) dest=$arg; break ;;
+  esac
 done
+case "$dest" in *@*) exec /usr/bin/ssh -F /etc/ssh/ssh_config -i "$HOME/.ssh/id_ed25519" "$@" ;; esac
 exec /usr/bin/ssh -F /etc/ssh/ssh_config -i "$HOME/.ssh/id_ed25519" -l "\${USER:-root}" "$@"
 `;
 
