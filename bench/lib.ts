@@ -239,6 +239,15 @@ export async function writeServeConfig(opts: {
         bindAddress: '127.0.0.1',
       },
       api: { host: '127.0.0.1', port: apiPort },
+      // BENCH_SYNC=0: no NodePort sync; BENCH_API_TLS=labvirt: its TLS in labvirt's process.
+      ...(process.env.BENCH_SYNC === '0' || process.env.BENCH_API_TLS
+        ? {
+            sync: {
+              enabled: process.env.BENCH_SYNC !== '0',
+              ...(process.env.BENCH_API_TLS ? { apiTls: process.env.BENCH_API_TLS } : {}),
+            },
+          }
+        : {}),
     }),
   );
   return apiPort;

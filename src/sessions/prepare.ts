@@ -204,17 +204,15 @@ export async function prepareSession(ctx: PoolContext, job: Job<PrepareJob>): Pr
             }))(),
         );
       })(),
-      // Through the control plane: labvirt connects to it anyway (the
-      // NodePort sync's watch right after), and a worker no lab step runs on
-      // then costs labvirt no SSH handshake of its own (issue #12, CPU per
-      // claim). The student is not in yet, so the control plane is as
-      // labvirt made it.
       steps.time(
         'keys',
-        ctx.executor.installStudentKeys(
-          nodes.map((node) => ({ envId, node: node.node, ip: node.ip })),
-          session.publicKey,
-          { via: 'control-plane' },
+        Promise.all(
+          nodes.map((node) =>
+            ctx.executor.installStudentKey(
+              { envId, node: node.node, ip: node.ip },
+              session.publicKey,
+            ),
+          ),
         ),
       ),
     ]);

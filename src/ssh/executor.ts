@@ -106,19 +106,6 @@ export interface Executor {
    * web terminal's hop to a worker) to student's authorized_keys, idempotently.
    */
   installStudentKey(target: GuestTarget, publicKey: string): Promise<void>;
-  /**
-   * installStudentKey on every node of one env, with one command on `via`:
-   * that node installs the keys on itself and passes them to the others
-   * over the env's own SSH between its nodes (as the student, whose
-   * authorized_keys it is). labvirt connects to `via` alone; a node the
-   * relay did not reach gets the key directly. For a claim, before the
-   * student is in: `via` is then as labvirt provisioned it.
-   */
-  installStudentKeys(
-    targets: readonly GuestTarget[],
-    publicKey: string,
-    opts: { via: NodeName },
-  ): Promise<void>;
   /** The host key (`ssh-ed25519 AAAA…`) the node must show, when its env's identity names one. */
   hostKeyOf(envId: string, node: NodeName): Promise<string | undefined>;
   /**
@@ -189,50 +176,6 @@ function bashCommand(script: string): string {
 const asRoot = (loginUser: string, command: string) =>
   loginUser === 'root' ? command : `sudo -n ${command}`;
 const installKeyCommand = (loginUser: string) => asRoot(loginUser, INSTALL_KEY_AS_ROOT);
-
-/**
- * installStudentKeys' command on the node it goes through (as root): stdin's
- * first line names that node, then the others; the rest is the key lines.
- * It runs the key install on itself, then on each other node at once as the
- * student over the env's own SSH (the env's student key in ~/.ssh, the
- * nodes' host keys in /etc/ssh/ssh_known_hosts, both from cloud-init), and
- * says `ok <node>` for each node done, `failed <node>: <why>` otherwise. Its
- * scripts are constants; the names and keys arrive as data. A guest whose
- * files sit under LABVIRT_GUEST_ROOT (the simulator's unsandboxed guests)
- * shares its host's network and reaches no other node by name: it relays
- * nothing.
- */
-export const RELAY_KEYS_SCRIPT = `set -u
-read -r -a names
-mapfile -t keys
-IFS= read -r -d '' install <<'LABVIRT_INSTALL_KEY'
-${INSTALL_KEY_SCRIPT}LABVIRT_INSTALL_KEY
-IFS= read -r -d '' remote <<'LABVIRT_INSTALL_KEY'
-${INSTALL_KEY_AS_ROOT}
-LABVIRT_INSTALL_KEY
-if printf '%s\\n' "\${keys[@]}" | /bin/bash -c "$install"; then
-  echo "ok \${names[0]}"
-else
-  echo "failed \${names[0]}: the key install exited with $?"
-fi
-[ -z "\${LABVIRT_GUEST_ROOT:-}" ] || exit 0
-for n in "\${names[@]:1}"; do
-  (
-    if out=$(printf '%s\\n' "\${keys[@]}" | sudo -n -H -u student ssh -T -o BatchMode=yes \\
-      -o StrictHostKeyChecking=yes -o ConnectTimeout=10 -o ConnectionAttempts=1 \\
-      -o LogLevel=ERROR "$n" "$remote" 2>&1); then
-      echo "ok $n"
-    else
-      out=\${out//$'\\r'/}
-      echo "failed $n: \${out##*$'\\n'}"
-    fi
-  ) &
-done
-wait
-`;
-const relayKeysCommand = (loginUser: string) => asRoot(loginUser, bashCommand(RELAY_KEYS_SCRIPT));
-/** What may be on the relay's first line: labvirt's own node names. */
-const NODE_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 const RETRYABLE = new Set([
   'ECONNREFUSED',
@@ -631,8 +574,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
     );
   }
 
-  /** The authorized_keys lines a student's session puts on an env's nodes. */
-  async function studentKeyLines(envId: string, publicKey: string): Promise<string> {
+  async function installStudentKey(target: GuestTarget, publicKey: string) {
     const lines = publicKey.split(/\r?\n/).filter((l) => l.trim());
     const parsed = lines.length === 1 ? parseAuthorizedKey(lines[0] as string) : undefined;
     if (!parsed || /^\S*(command|environment)=/.test((lines[0] as string).trim())) {
@@ -640,16 +582,12 @@ export function createExecutor(options: ExecutorOptions): Executor {
     }
     // The gateway logs in as student with its own key; the web terminal's hop
     // to a worker, with the env's own key (which already opens `labvirt`).
-    const { publicKey: envPublic } = await identityOf(envId);
-    return [
+    const { publicKey: envPublic } = await identityOf(target.envId);
+    const keys = [
       `${publicLine(parsed)} labvirt-student`,
       ...(gatewayPublic ? [`${gatewayPublic} labvirt-gateway`] : []),
       `${envPublic} labvirt-env`,
     ].join('\n');
-  }
-
-  async function installStudentKey(target: GuestTarget, publicKey: string) {
-    const keys = await studentKeyLines(target.envId, publicKey);
     const r = await execCommand(target, loginUser, installKeyCommand(loginUser), `${keys}\n`, {
       timeoutMs: 30_000,
     });
@@ -658,50 +596,6 @@ export function createExecutor(options: ExecutorOptions): Executor {
         `installing the student key on ${target.node} failed (exit ${r.exitCode}): ${r.stderr.trim().slice(-300)}`,
       );
     }
-  }
-
-  async function installStudentKeys(
-    targets: readonly GuestTarget[],
-    publicKey: string,
-    opts: { via: NodeName },
-  ) {
-    const via = targets.find((t) => t.node === opts.via);
-    const others = targets.filter((t) => t !== via);
-    if (!via || others.length === 0) {
-      await Promise.all(targets.map((t) => installStudentKey(t, publicKey)));
-      return;
-    }
-    const names = [via, ...others].map((t) => t.node);
-    if (names.some((n) => !NODE_NAME.test(n)) || targets.some((t) => t.envId !== via.envId)) {
-      throw new Error('installStudentKeys: the nodes of one env, by their names');
-    }
-    const keys = await studentKeyLines(via.envId, publicKey);
-    const done = new Set<string>();
-    const missed: string[] = [];
-    try {
-      const r = await execCommand(
-        via,
-        loginUser,
-        relayKeysCommand(loginUser),
-        `${names.join(' ')}\n${keys}\n`,
-        { timeoutMs: 30_000 },
-      );
-      for (const line of r.stdout.split('\n')) {
-        const ok = /^ok (\S+)$/.exec(line);
-        if (ok) done.add(ok[1] as string);
-        else if (line.startsWith('failed ')) missed.push(line.slice('failed '.length, 300));
-      }
-      if (r.timedOut) missed.push(`the relay on ${via.node} ran out of time`);
-    } catch (err) {
-      missed.push(`${via.node}: ${(err as Error).message}`);
-    }
-    const rest = targets.filter((t) => !done.has(t.node));
-    if (rest.length === 0) return;
-    log?.debug(
-      { envId: via.envId, via: via.node, direct: rest.map((t) => t.node), reasons: missed },
-      "student key installed directly where the env's own SSH did not take it",
-    );
-    await Promise.all(rest.map((t) => installStudentKey(t, publicKey)));
   }
 
   async function hostKeyOf(envId: string, node: NodeName) {
@@ -792,7 +686,6 @@ export function createExecutor(options: ExecutorOptions): Executor {
     exec,
     waitReady,
     installStudentKey,
-    installStudentKeys,
     hostKeyOf,
     forward,
     relay,

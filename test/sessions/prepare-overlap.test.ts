@@ -29,7 +29,7 @@ describe('prepare: the tools inventory beside the key installs', () => {
   it('takes the inventory while the key installs run, and lets the student in after both', async () => {
     const { service, context } = stack.labvirt;
     const executor: Executor = context.executor;
-    const original = { exec: executor.exec, installStudentKeys: executor.installStudentKeys };
+    const original = { exec: executor.exec, installStudentKey: executor.installStudentKey };
     let inventoryStarted!: () => void;
     const inventory = new Promise<void>((resolve) => (inventoryStarted = resolve));
     let inventoryBeforeKeys = false;
@@ -39,14 +39,14 @@ describe('prepare: the tools inventory beside the key installs', () => {
       if (script.includes('labvirt-tools-done')) inventoryStarted();
       return original.exec(target, script, opts);
     };
-    executor.installStudentKeys = async (targets, publicKey, opts) => {
+    executor.installStudentKey = async (target, publicKey) => {
       const held = await Promise.race([
         inventory.then(() => true),
         new Promise<false>((r) => setTimeout(() => r(false), 20_000)),
       ]);
       if (held) inventoryBeforeKeys = true;
-      await original.installStudentKeys(targets, publicKey, opts);
-      keysDone += targets.length;
+      await original.installStudentKey(target, publicKey);
+      keysDone++;
     };
     try {
       const started = await service.start({ student: 'overlap', labId: 'fixture-three' });
@@ -64,7 +64,7 @@ describe('prepare: the tools inventory beside the key installs', () => {
       ]);
     } finally {
       executor.exec = original.exec;
-      executor.installStudentKeys = original.installStudentKeys;
+      executor.installStudentKey = original.installStudentKey;
     }
   }, 90_000);
 });
