@@ -94,6 +94,8 @@ interface WatchEvent {
  */
 interface ApiConnection {
   stream: Duplex;
+  /** Requests sent on it so far. */
+  requests: number;
   /** Turns a request's failure into the reason, when there is more to say. */
   explain?: (err: unknown) => Promise<Error>;
   /** Open for the next request: the server has not closed it, nor has labvirt. */
@@ -346,7 +348,29 @@ export class StudentClusterWatch {
     silenceMs: number,
   ): Promise<IncomingMessage> {
     const connection = await this.connected(target, generation);
+    const reused = connection.requests > 0;
+    try {
+      return await this.send(connection, path, silenceMs);
+    } catch (err) {
+      // A server closes a kept-alive connection after a while idle, and may
+      // do so just as the next request leaves (the Node servers of the
+      // simulator after 5 s; a labvirt busy with a class's claims can take
+      // that long between a list and its watch): a GET that got no answer
+      // on a reused connection goes again, once, on a new one.
+      if (!reused || err instanceof ApiStatusError || !this.current(generation)) throw err;
+      this.dropConnection();
+      return this.send(await this.connected(target, generation), path, silenceMs);
+    }
+  }
+
+  /** One GET on `connection`; resolves with its 200 response, throws otherwise. */
+  private async send(
+    connection: ApiConnection,
+    path: string,
+    silenceMs: number,
+  ): Promise<IncomingMessage> {
     const { stream, explain } = connection;
+    connection.requests++;
     const req = request({
       host: API_SERVER_NAME,
       path,
@@ -423,6 +447,7 @@ export class StudentClusterWatch {
     );
     return {
       stream: channel,
+      requests: 0,
       explain: async (err: unknown) =>
         relayError(err, stderr, await Promise.race([exited, wait(200, undefined, { ref: false })])),
       usable: () => !ended && !channel.destroyed && channel.writable,
@@ -463,6 +488,7 @@ export class StudentClusterWatch {
     socket.once('close', () => channel.close());
     return {
       stream: socket,
+      requests: 0,
       usable: () => !socket.destroyed && socket.writable && socket.readable,
       close: () => socket.destroy(),
     };
