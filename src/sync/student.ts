@@ -1,6 +1,5 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { request, type ClientRequest, type IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
 import { constants as osConstants } from 'node:os';
 import { setTimeout as wait } from 'node:timers/promises';
 import { connect as tlsConnect, createSecureContext, type SecureContext } from 'node:tls';
@@ -85,22 +84,10 @@ interface WatchEvent {
   object: V1Service & { code?: number; message?: string };
 }
 
-/**
- * One connection to a student API server: a relay's SSH channel (`guest`)
- * or TLS over a forwarded one (`labvirt`). A pass's requests take turns on
- * it (HTTP/1.1 keep-alive): the list, then each watch. One connection per
- * pass rather than per request halves the relays a watched env starts (an
- * `openssl` each, on the control plane) and the TLS handshakes labvirt makes.
- */
-interface ApiConnection {
-  stream: Duplex;
-  /** Requests sent on it so far. */
-  requests: number;
-  /** Turns a request's failure into the reason, when there is more to say. */
+/** A request made, not yet sent; `explain` turns its failure into the reason, when there is more to say. */
+interface PendingRequest {
+  req: ClientRequest;
   explain?: (err: unknown) => Promise<Error>;
-  /** Open for the next request: the server has not closed it, nor has labvirt. */
-  usable(): boolean;
-  close(): void;
 }
 
 /** An HTTP answer other than 200, or a watch's ERROR event. */
@@ -155,8 +142,6 @@ export class StudentClusterWatch {
   private retryTimer?: NodeJS.Timeout;
   private watchdog?: NodeJS.Timeout;
   private inFlight?: ClientRequest;
-  /** The current pass's connection. */
-  private connection?: ApiConnection;
   private retryMs: number;
   private stopped = false;
 
@@ -195,28 +180,7 @@ export class StudentClusterWatch {
     clearTimeout(this.watchdog);
     this.inFlight?.destroy();
     this.inFlight = undefined;
-    this.dropConnection();
     return Promise.resolve();
-  }
-
-  private dropConnection(): void {
-    this.connection?.close();
-    this.connection = undefined;
-  }
-
-  /** The pass's connection, opened again when the last one ended. */
-  private async connected(target: GuestTarget, generation: number): Promise<ApiConnection> {
-    if (this.connection?.usable()) return this.connection;
-    this.dropConnection();
-    const made = this.relayHeader
-      ? await this.connectRelay(target, generation, this.relayHeader)
-      : await this.connectForward(target, generation);
-    if (!this.current(generation)) {
-      made.close();
-      throw new Error('superseded');
-    }
-    this.connection = made;
-    return made;
   }
 
   /** Starts a new pass (the previous one, if any, is abandoned). */
@@ -225,7 +189,6 @@ export class StudentClusterWatch {
     clearTimeout(this.retryTimer);
     this.inFlight?.destroy();
     this.inFlight = undefined;
-    this.dropConnection();
     const generation = ++this.generation;
     this.loop(generation).catch((err: unknown) => this.failed(generation, err));
   }
@@ -338,8 +301,7 @@ export class StudentClusterWatch {
 
   /**
    * One GET to the student API server, HTTP/1.1 over the env's TLS (see
-   * StudentApiTls), on the pass's connection. Resolves with a 200 response;
-   * anything else throws.
+   * StudentApiTls). Resolves with a 200 response; anything else throws.
    */
   private async open(
     target: GuestTarget,
@@ -347,55 +309,11 @@ export class StudentClusterWatch {
     generation: number,
     silenceMs: number,
   ): Promise<IncomingMessage> {
-    const connection = await this.connected(target, generation);
-    const reused = connection.requests > 0;
-    try {
-      return await this.send(connection, path, silenceMs);
-    } catch (err) {
-      // A server closes a kept-alive connection after a while idle, and may
-      // do so just as the next request leaves (the Node servers of the
-      // simulator after 5 s; a labvirt busy with a class's claims can take
-      // that long between a list and its watch): a GET that got no answer
-      // on a reused connection goes again, once, on a new one.
-      if (!reused || err instanceof ApiStatusError || !this.current(generation)) throw err;
-      this.dropConnection();
-      return this.send(await this.connected(target, generation), path, silenceMs);
-    }
-  }
-
-  /** One GET on `connection`; resolves with its 200 response, throws otherwise. */
-  private async send(
-    connection: ApiConnection,
-    path: string,
-    silenceMs: number,
-  ): Promise<IncomingMessage> {
-    const { stream, explain } = connection;
-    connection.requests++;
-    const req = request({
-      host: API_SERVER_NAME,
-      path,
-      // As few bytes as the API server needs (it answers JSON unasked): over
-      // `labvirt` TLS the first request is encrypted behind the handshake's
-      // last flight, and the two must fit Node's first 1 KiB TLS output
-      // buffer (962 bytes for a watch from a 9-digit resourceVersion with
-      // Node's own `Connection: close`, measured; keep-alive is 5 more) —
-      // past it a 16 KiB buffer is added and kept for the connection's life.
-      // keep-alive: the next request of the pass takes the same connection.
-      headers: { host: API_SERVER_NAME, connection: 'keep-alive' },
-      createConnection: () => stream,
-    });
+    const { req, explain } = this.relayHeader
+      ? await this.requestThroughRelay(target, path, generation, silenceMs, this.relayHeader)
+      : await this.requestOverForward(target, path, generation, silenceMs);
     this.inFlight = req;
-    // A stream held over SSH has no socket timeout of its own: silence is timed here.
-    const silence = setTimeout(
-      () => req.destroy(new Error(`no answer in ${silenceMs / 1000} s`)),
-      silenceMs,
-    );
-    silence.unref();
-    const heard = () => silence.refresh();
-    stream.on('data', heard);
     req.once('close', () => {
-      clearTimeout(silence);
-      stream.off('data', heard);
       if (this.inFlight === req) this.inFlight = undefined;
     });
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
@@ -416,15 +334,17 @@ export class StudentClusterWatch {
 
   /**
    * `guest` TLS: the relay (RELAY_SCRIPT) started on the control plane over
-   * the pooled SSH connection; the requests go to it in plain HTTP behind
-   * the PEMs, and come back decrypted. labvirt holds an SSH session channel
-   * and nothing of TLS.
+   * the pooled SSH connection; the request goes to it in plain HTTP behind
+   * the PEMs, and comes back decrypted. labvirt holds an SSH session channel
+   * per open request and nothing of TLS.
    */
-  private async connectRelay(
+  private async requestThroughRelay(
     target: GuestTarget,
+    path: string,
     generation: number,
+    silenceMs: number,
     header: string,
-  ): Promise<ApiConnection> {
+  ): Promise<PendingRequest> {
     const channel = await this.opts.executor.relay(target, RELAY_SCRIPT);
     if (!this.current(generation)) {
       channel.close();
@@ -434,35 +354,45 @@ export class StudentClusterWatch {
     channel.stderr.on('data', (chunk: Buffer) => {
       stderr = (stderr + chunk.toString('utf8')).slice(-RELAY_STDERR_BYTES);
     });
-    let ended = false;
-    const end = () => (ended = true);
-    channel.once('end', end);
-    channel.once('close', end);
     channel.write(header);
+    const req = request({
+      host: API_SERVER_NAME,
+      path,
+      headers: { host: API_SERVER_NAME },
+      createConnection: () => channel,
+    });
+    // An SSH channel has no socket timeout of its own: silence is timed here.
+    const silence = setTimeout(
+      () => req.destroy(new Error(`no answer in ${silenceMs / 1000} s`)),
+      silenceMs,
+    );
+    silence.unref();
+    channel.on('data', () => silence.refresh());
+    req.once('close', () => {
+      clearTimeout(silence);
+      channel.close();
+    });
     // A relay that ended before answering says why on its stderr (a refused
     // certificate, the API server not listening, no openssl on the node):
     // its exit status and last words may arrive just after the hang-up.
     const exited = new Promise<number | undefined>((resolve) =>
       channel.once('exit', (code: number | null) => resolve(code ?? undefined)),
     );
-    return {
-      stream: channel,
-      requests: 0,
-      explain: async (err: unknown) =>
-        relayError(err, stderr, await Promise.race([exited, wait(200, undefined, { ref: false })])),
-      usable: () => !ended && !channel.destroyed && channel.writable,
-      close: () => {
-        ended = true;
-        channel.close();
-      },
-    };
+    const explain = async (err: unknown) =>
+      relayError(err, stderr, await Promise.race([exited, wait(200, undefined, { ref: false })]));
+    return { req, explain };
   }
 
   /**
    * `labvirt` TLS: an SSH channel to the guest's 127.0.0.1:6443, TLS over it
    * with the env's context, HTTP/1.1 over that.
    */
-  private async connectForward(target: GuestTarget, generation: number): Promise<ApiConnection> {
+  private async requestOverForward(
+    target: GuestTarget,
+    path: string,
+    generation: number,
+    silenceMs: number,
+  ): Promise<PendingRequest> {
     const channel = await this.opts.executor.forward(target, '127.0.0.1', 6443);
     if (!this.current(generation)) {
       channel.close();
@@ -486,12 +416,20 @@ export class StudentClusterWatch {
       if (problem) socket.destroy(new Error(problem));
     });
     socket.once('close', () => channel.close());
-    return {
-      stream: socket,
-      requests: 0,
-      usable: () => !socket.destroyed && socket.writable && socket.readable,
-      close: () => socket.destroy(),
-    };
+    const req = request({
+      host: API_SERVER_NAME,
+      path,
+      // As few bytes as the API server needs (it answers JSON unasked): TLS
+      // encrypts this request behind the handshake's last flight, and the two
+      // must fit Node's first 1 KiB TLS output buffer (962 bytes for a watch
+      // from a 9-digit resourceVersion, measured; 992 with an accept header
+      // and the default Host) — past it a 16 KiB buffer is added and kept for
+      // the connection's life.
+      headers: { host: API_SERVER_NAME },
+      createConnection: () => socket,
+    });
+    req.setTimeout(silenceMs, () => req.destroy(new Error(`no answer in ${silenceMs / 1000} s`)));
+    return { req };
   }
 
   private answered(): void {
@@ -504,7 +442,6 @@ export class StudentClusterWatch {
     this.generation++;
     this.inFlight?.destroy();
     this.inFlight = undefined;
-    this.dropConnection();
     this.opts.onReachable(false, describe(err));
     clearTimeout(this.watchdog);
     this.watchdog = undefined;

@@ -223,59 +223,6 @@ describe.each([
     expect(server.received).toMatch(/^GET \/api\/v1\/services HTTP\/1\.1\r\n/);
     expect(seen.errors).toEqual([]);
   });
-  it('sends the watch on the list’s connection, and again on a new one when the server dropped that one idle (no outage)', async () => {
-    const serving = await issueCertificate(ca, {
-      commonName: 'kube-apiserver',
-      usage: 'server',
-      dnsNames: ['kubernetes'],
-    });
-    const seen = { connections: 0, lists: 0, watches: 0, dropped: 0, answered: 0 };
-    const server = createTlsServer({ cert: serving.certPem, key: serving.keyPem }, (socket) => {
-      seen.connections++;
-      let listed = false;
-      socket.on('error', () => undefined);
-      socket.on('data', (d: Buffer) => {
-        const text = d.toString('latin1');
-        if (!text.startsWith('GET ')) return;
-        if (!text.includes('watch=true')) {
-          seen.lists++;
-          listed = true;
-          const body = '{"kind":"ServiceList","metadata":{"resourceVersion":"7"},"items":[]}';
-          socket.write(
-            `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
-          );
-          return;
-        }
-        seen.watches++;
-        // The list's connection is closed as the watch arrives, as a server
-        // does with a connection it found idle just then.
-        if (listed) {
-          seen.dropped++;
-          socket.destroy();
-          return;
-        }
-        seen.answered++;
-        const event = '{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"8"}}}\n';
-        socket.write(
-          `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n${event.length.toString(16)}\r\n${event}\r\n`,
-        );
-      });
-    });
-    servers.push(server);
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    apiPort = (server.address() as AddressInfo).port;
-    const { w, seen: watched } = watch();
-    await w.start();
-    await expect
-      .poll(() => seen.answered, { message: 'a watch answered', timeout: 30_000 })
-      .toBe(1);
-    await w.stop();
-    // One list; its connection carried the watch too, then a new one did.
-    expect(seen).toEqual({ connections: 2, lists: 1, watches: 2, dropped: 1, answered: 1 });
-    expect(watched.lists).toBe(1);
-    expect(watched.errors).toEqual([]);
-  });
-
   it.runIf(tls === 'guest')(
     'says the API server is not listening, and that a node has no openssl',
     async () => {
