@@ -312,13 +312,13 @@ export async function runBurst(opts: BurstOptions): Promise<void> {
       console.log(
         `burst: students moved to another env: ${[...reasons].map(([r, k]) => `${k}× ${r}`).join('; ')}`,
       );
-    // Slow guests: setup steps run again on the same env with more time, and
-    // sessions ended because even that was not enough (the lab's problem).
     // The NodePort sync's outages during the burst (each ends the watch's pass: a new relay and list).
     const syncOutages = [
       ...serve.output().matchAll(/student API server unreachable; keeping its mirrors/g),
     ].length;
     console.log(`burst: NodePort sync outages logged: ${syncOutages}`);
+    // Slow guests: setup steps run again on the same env with more time, and
+    // sessions ended because even that was not enough (the lab's problem).
     const slowRetries = [...serve.output().matchAll(/the guest is slow; running it again/g)].length;
     const outOfTime = [...serve.output().matchAll(/lab setup timed out twice/g)].length;
     console.log(

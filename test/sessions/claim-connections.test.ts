@@ -10,13 +10,6 @@ import type { GuestTarget } from '../../src/ssh/executor.js';
 import { FIXTURE_LABS } from '../helpers/paths.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 
-/**
- * A claim's SSH work (issue #12, labvirt's CPU per claim): one connection
- * per node, the student's key on each, and the next command on the env —
- * the NodePort sync's watch right after activation, a check — reuses it
- * while it is open instead of connecting again (a handshake is about 5 ms
- * of labvirt's CPU, bench/ssh-cost.bench.ts).
- */
 /** The authorized_keys line labvirt writes for the session's key. */
 function studentKeyLine(privateKey: string): string {
   const key = ssh2.utils.parseKey(privateKey);
@@ -24,6 +17,13 @@ function studentKeyLine(privateKey: string): string {
   return `${key.type} ${key.getPublicSSH().toString('base64')} labvirt-student`;
 }
 
+/**
+ * A claim's SSH work (issue #12, labvirt's CPU per claim): one connection
+ * per node, the student's key on each, and the next command on the env —
+ * the NodePort sync's watch right after activation, a check — reuses it
+ * while it is open instead of connecting again (a handshake is about 5 ms
+ * of labvirt's CPU, bench/ssh-cost.bench.ts).
+ */
 describe('SSH connections of a claim', () => {
   let stack: TestStack;
   let dir: string;
