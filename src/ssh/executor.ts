@@ -168,11 +168,11 @@ if [ -n "$made" ] && [ -z "\${LABVIRT_GUEST_ROOT:-}" ]; then chown -R student:st
  * stdin does, and the executor's own time limit closes the channel.
  */
 const INSTALL_KEY_AS_ROOT = bashCommand(INSTALL_KEY_SCRIPT);
-/** As the login user: root logs in without sudo (as BOOTSTRAP's `self`), anyone else goes through it. */
 /** `script` as one exec request: bash -c with the script single-quoted. */
 function bashCommand(script: string): string {
   return `/bin/bash -c '${script.replaceAll("'", `'\\''`)}'`;
 }
+/** As the login user: root logs in without sudo (as BOOTSTRAP's `self`), anyone else goes through it. */
 const asRoot = (loginUser: string, command: string) =>
   loginUser === 'root' ? command : `sudo -n ${command}`;
 const installKeyCommand = (loginUser: string) => asRoot(loginUser, INSTALL_KEY_AS_ROOT);
