@@ -115,8 +115,8 @@ export interface Executor {
   forward(target: GuestTarget, host: string, port: number): Promise<ClientChannel>;
   /**
    * A long-lived command's stdin and stdout as one stream (SSH exec over the
-   * pooled connection, as root through bash), e.g. the student cluster's TLS
-   * relay. `script` must be a constant of labvirt's: nothing a student sent
+   * pooled connection, as the login user through bash, never through sudo),
+   * e.g. the student cluster's TLS relay. `script` must be a constant of labvirt's: nothing a student sent
    * may be in it (data goes on stdin). Its stderr is the channel's `stderr`.
    */
   relay(target: GuestTarget, script: string): Promise<ClientChannel>;
@@ -635,7 +635,10 @@ export function createExecutor(options: ExecutorOptions): Executor {
   }
 
   function relay(target: GuestTarget, script: string) {
-    const command = asRoot(loginUser, bashCommand(script));
+    // Not as root: a relay reads its secrets from stdin and connects to a
+    // loopback port, which needs no privilege. sudo would add a process, a
+    // PAM session and an auth-log line on the student's node at every request.
+    const command = bashCommand(script);
     return hold(target, (client, done) =>
       client.exec(command, (err, channel) => done(err, channel)),
     );

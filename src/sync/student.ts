@@ -34,7 +34,8 @@ const RELAY_STDERR_BYTES = 2048;
 export type StudentApiTls = 'guest' | 'labvirt';
 
 /**
- * The guest's end of a `guest` connection, run as root with bash: reads the
+ * The guest's end of a `guest` connection, run with bash as labvirt's login
+ * user (no sudo: it needs no privilege): reads the
  * env's CA and labvirt's client certificate and key from stdin (a line of
  * their lengths, then the PEMs), and becomes an `openssl s_client` to the
  * API server on 127.0.0.1:6443 that checks the server's certificate against

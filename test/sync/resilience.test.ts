@@ -420,6 +420,15 @@ describe('NodePort sync: limits and failures', { timeout: 90_000 }, () => {
     const ps = await h.executor.exec(env.controlPlane, 'ps -eo args', { timeoutMs: 10_000 });
     expect(ps.stdout).toMatch(/^labvirt-sync-relay s_client -quiet .*-connect 127\.0\.0\.1:6443/m);
     expect(ps.stdout).not.toMatch(/BEGIN|PRIVATE|defunct/);
+    // It runs as labvirt's login user, not through sudo (which would set
+    // USER=root and SUDO_USER): it needs no privilege, and sudo costs a
+    // process and an auth-log line on the student's node per request.
+    const user = await h.executor.exec(
+      env.controlPlane,
+      "for p in $(pgrep -f '^labvirt-sync-relay '); do tr '\\0' '\\n' < /proc/$p/environ | grep -E '^(USER|SUDO_USER)='; done | sort -u",
+      { timeoutMs: 10_000 },
+    );
+    expect(user.stdout).toBe('USER=labvirt\n');
     const killed = await h.executor.exec(env.controlPlane, "pkill -f '^labvirt-sync-relay '", {
       timeoutMs: 10_000,
     });
