@@ -16,6 +16,7 @@ import {
   type EnvSecrets,
 } from '../../src/kube/index.js';
 import { silentLogger } from '../../src/log/index.js';
+import type { SessionView } from '../../src/sessions/types.js';
 import { SYNC_LABELS } from '../../src/sync/index.js';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
 import {
@@ -24,6 +25,7 @@ import {
   type Executor,
   type GuestTarget,
 } from '../../src/ssh/index.js';
+import type { TestStack } from './stack.js';
 
 /** The host Services the NodePort sync made in an env namespace, sorted by name. */
 export async function mirrorServices(core: CoreV1Api, namespace: string): Promise<V1Service[]> {
@@ -308,4 +310,50 @@ net.createServer((c) => { c.write("hello from " + process.env.NAME + "\\n"); c.p
       throw new Error(`listener on ${node.node}:${port} exited: ${out}`);
     }),
   ]);
+}
+
+/**
+ * A student's session on a whole running labvirt, once active: its env's
+ * Namespace, the control plane as a guest target, and the student's own
+ * cluster API opened through it.
+ */
+export async function activeSessionWithStudentApi(
+  stack: TestStack,
+  start: { student: string; labId: string },
+  closers: (() => void | Promise<void>)[],
+): Promise<{ session: SessionView; namespace: string; controlPlane: GuestTarget; api: CoreV1Api }> {
+  const started = await stack.labvirt.service.start(start);
+  const session = await stack.untilSession(started.id, 'active', 90_000);
+  const cluster = stack.labvirt.context.cluster;
+  const namespace = envNamespace(stack.labvirt.context.config, session.envId!);
+  const cp = (await cluster.listVmis(namespace)).find((v) => v.name === 'control-plane')!;
+  const ip = (await cluster.launcherAddresses(namespace)).get(cp.uid!)!;
+  const controlPlane = { envId: session.envId!, node: 'control-plane' as const, ip };
+  const api = await openStudentApi(stack.labvirt.context.executor, controlPlane, closers);
+  return { session, namespace, controlPlane, api };
+}
+
+/**
+ * A NodePort Service `demo/web` (port 80) in the student's cluster, with a
+ * listener on the control plane at its node port that greets with `name`.
+ * Returns the node port.
+ */
+export async function exposeWeb(
+  api: CoreV1Api,
+  executor: Executor,
+  controlPlane: GuestTarget,
+  name: string,
+  closers: (() => void | Promise<void>)[],
+): Promise<number> {
+  await api.createNamespace({ body: { metadata: { name: 'demo' } } });
+  const web = await api.createNamespacedService({
+    namespace: 'demo',
+    body: {
+      metadata: { name: 'web' },
+      spec: { type: 'NodePort', selector: { app: 'web' }, ports: [{ port: 80 }] },
+    },
+  });
+  const nodePort = web.spec!.ports![0]!.nodePort!;
+  await startGuestListener(executor, controlPlane, nodePort, name, closers);
+  return nodePort;
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
-import { greet, openStudentApi, startGuestListener } from '../helpers/student-envs.js';
+import { activeSessionWithStudentApi, exposeWeb, greet } from '../helpers/student-envs.js';
 
 /**
  * `labvirt dev` on a machine whose openssl is not under /usr: its sandboxed
@@ -39,25 +39,13 @@ describe('NodePort sync in `labvirt dev` without openssl under /usr', { timeout:
 
   it('keeps the TLS in labvirt, starts no relay in the guest, and still mirrors the student’s Service', async () => {
     expect(stack.labvirt.context.config.sync.apiTls).toBe('labvirt');
-    const started = await stack.labvirt.service.start({ student: 'ola', labId: 'fixture-one' });
-    const session = await stack.untilSession(started.id, 'active', 90_000);
+    const { session, controlPlane, api } = await activeSessionWithStudentApi(
+      stack,
+      { student: 'ola', labId: 'fixture-one' },
+      closers,
+    );
     const ctx = stack.labvirt.context;
-    const namespace = `${ctx.config.namespacePrefix}${session.envId}`;
-    const cp = (await ctx.cluster.listVmis(namespace)).find((v) => v.name === 'control-plane')!;
-    const ip = (await ctx.cluster.launcherAddresses(namespace)).get(cp.uid!)!;
-    const target = { envId: session.envId!, node: 'control-plane' as const, ip };
-    const student = await openStudentApi(ctx.executor, target, closers);
-
-    await student.createNamespace({ body: { metadata: { name: 'demo' } } });
-    const web = await student.createNamespacedService({
-      namespace: 'demo',
-      body: {
-        metadata: { name: 'web' },
-        spec: { type: 'NodePort', selector: { app: 'web' }, ports: [{ port: 80 }] },
-      },
-    });
-    const nodePort = web.spec!.ports![0]!.nodePort!;
-    await startGuestListener(ctx.executor, target, nodePort, 'ola’s web', closers);
+    await exposeWeb(api, ctx.executor, controlPlane, 'ola’s web', closers);
 
     const view = await stack.until(async () => {
       const v = await stack.labvirt.service.status(session.id);
@@ -67,7 +55,7 @@ describe('NodePort sync in `labvirt dev` without openssl under /usr', { timeout:
     expect(await greet(host!, Number(port))).toBe('hello from ola’s web');
 
     // The watch is open now, and no relay runs for it on the control plane.
-    const ps = await ctx.executor.exec(target, 'ps -eo args', { timeoutMs: 10_000 });
+    const ps = await ctx.executor.exec(controlPlane, 'ps -eo args', { timeoutMs: 10_000 });
     expect(ps.exitCode).toBe(0);
     expect(ps.stdout).not.toMatch(/labvirt-sync-relay/);
   }, 180_000);

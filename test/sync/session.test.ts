@@ -2,10 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../cli-client/fixtures/run-cli.js';
 import { startTestStack, type TestStack } from '../helpers/stack.js';
 import {
+  activeSessionWithStudentApi,
+  exposeWeb,
   greet,
   mirrorServices,
-  openStudentApi,
-  startGuestListener,
 } from '../helpers/student-envs.js';
 
 /**
@@ -35,14 +35,12 @@ describe('NodePort sync in a running labvirt: what the student sees', { timeout:
   });
 
   it('lists `namespace/service:port → host:port` in the session view and `labvirt status`; the address answers; the end removes the mirrors', async () => {
-    const started = await stack.labvirt.service.start({ student: 'sam', labId: 'fixture-one' });
-    const session = await stack.untilSession(started.id, 'active', 90_000);
+    const { session, namespace, controlPlane, api } = await activeSessionWithStudentApi(
+      stack,
+      { student: 'sam', labId: 'fixture-one' },
+      closers,
+    );
     const ctx = stack.labvirt.context;
-    const namespace = `${ctx.config.namespacePrefix}${session.envId}`;
-    const cp = (await ctx.cluster.listVmis(namespace)).find((v) => v.name === 'control-plane')!;
-    const ip = (await ctx.cluster.launcherAddresses(namespace)).get(cp.uid!)!;
-    const target = { envId: session.envId!, node: 'control-plane' as const, ip };
-    const student = await openStudentApi(ctx.executor, target, closers);
 
     // Nothing yet: the view says so.
     expect((await stack.labvirt.service.status(session.id)).ports).toEqual({
@@ -50,17 +48,8 @@ describe('NodePort sync in a running labvirt: what the student sees', { timeout:
       refused: [],
     });
 
-    await student.createNamespace({ body: { metadata: { name: 'demo' } } });
-    const web = await student.createNamespacedService({
-      namespace: 'demo',
-      body: {
-        metadata: { name: 'web' },
-        spec: { type: 'NodePort', selector: { app: 'web' }, ports: [{ port: 80 }] },
-      },
-    });
-    const nodePort = web.spec!.ports![0]!.nodePort!;
-    await startGuestListener(ctx.executor, target, nodePort, 'sam’s web', closers);
-    await student.createNamespacedService({
+    const nodePort = await exposeWeb(api, ctx.executor, controlPlane, 'sam’s web', closers);
+    await api.createNamespacedService({
       namespace: 'demo',
       body: {
         metadata: { name: 'extra' },
