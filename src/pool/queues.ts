@@ -138,14 +138,18 @@ export class JobQueues {
    * it fails (the host API server still away): what an env's state that could
    * not be written to the host (the `active` label of a claim, an extension's
    * expiry) waits for, instead of the scheduled reconcile minutes later. One
-   * at a time across replicas, however many ask meanwhile; beside the
-   * scheduled one, not instead of it.
+   * at a time across replicas, however many ask meanwhile, and one more
+   * after a run that a request arrived during; beside the scheduled one,
+   * not instead of it.
    */
   async addHostRepair(delayMs: number): Promise<void> {
     await this.maintenance.add('maintenance', { task: 'reconcile' }, {
       ...KEEP,
       delay: delayMs,
-      deduplication: { id: 'maintenance-host-repair' },
+      // Kept when one runs: that run may have passed the env already (an
+      // extension whose expiry write failed while the label's repair ran
+      // was lost until the scheduled reconcile).
+      deduplication: { id: 'maintenance-host-repair', keepLastIfActive: true },
       attempts: HOST_REPAIR_ATTEMPTS,
       backoff: { type: 'exponential', delay: delayMs },
     } satisfies JobsOptions);

@@ -181,3 +181,46 @@ describe('JobQueues.addMaintenance: requests coalesce without losing one', () =>
     }
   });
 });
+
+describe('addHostRepair: a repair asked for while one runs', () => {
+  it('runs once more after the running repair (an extension written meanwhile is not lost)', async () => {
+    const s = settings();
+    const prefix = `${s.prefix}-repair`;
+    const queues = new JobQueues({
+      connection: s.connection,
+      prefix,
+      provisionAttempts: 1,
+      maxProvisioning: 1,
+    });
+    const runs: number[] = [];
+    let startedFirst!: () => void;
+    const firstStarted = new Promise<void>((r) => (startedFirst = r));
+    let finishFirst!: () => void;
+    const firstMayFinish = new Promise<void>((r) => (finishFirst = r));
+    const worker = startWorker<{ task: string }>(
+      QUEUE_NAMES.maintenance,
+      { ...s, prefix },
+      async () => {
+        runs.push(Date.now());
+        if (runs.length === 1) {
+          startedFirst();
+          await firstMayFinish;
+        }
+      },
+    );
+    try {
+      await queues.addHostRepair(20);
+      // The repair runs (it may have passed the env already): an extension's
+      // expiry write fails now and asks for a repair of its own.
+      await firstStarted;
+      await queues.addHostRepair(20);
+      finishFirst();
+      const deadline = Date.now() + 10_000;
+      while (runs.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(runs.length).toBe(2);
+    } finally {
+      await closeWorker(worker, 1000);
+      await queues.close();
+    }
+  });
+});
