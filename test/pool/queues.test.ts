@@ -17,6 +17,27 @@ function settings() {
   };
 }
 
+/** A maintenance worker whose first run waits for `finishFirst()`; `runs` holds each run's start. */
+function maintenanceWorkerHoldingFirstRun(s: ReturnType<typeof settings>, prefix: string) {
+  const runs: number[] = [];
+  let startedFirst!: () => void;
+  const firstStarted = new Promise<void>((r) => (startedFirst = r));
+  let finishFirst!: () => void;
+  const firstMayFinish = new Promise<void>((r) => (finishFirst = r));
+  const worker = startWorker<{ task: string }>(
+    QUEUE_NAMES.maintenance,
+    { ...s, prefix },
+    async () => {
+      runs.push(Date.now());
+      if (runs.length === 1) {
+        startedFirst();
+        await firstMayFinish;
+      }
+    },
+  );
+  return { runs, firstStarted, finishFirst, worker };
+}
+
 describe('closeWorker: shutdown hands running jobs back', () => {
   it('moves a job still running after the grace period, and one fetched but not yet started, back to the wait list', async () => {
     const s = settings();
@@ -139,22 +160,7 @@ describe('JobQueues.addMaintenance: requests coalesce without losing one', () =>
     for (let i = 0; i < 5; i++) await queues.addMaintenance('replenish');
     expect((await queues.maintenance.getJobCounts('wait')).wait).toBe(1);
 
-    const runs: number[] = [];
-    let startedFirst!: () => void;
-    const firstStarted = new Promise<void>((r) => (startedFirst = r));
-    let finishFirst!: () => void;
-    const firstMayFinish = new Promise<void>((r) => (finishFirst = r));
-    const worker = startWorker<{ task: string }>(
-      QUEUE_NAMES.maintenance,
-      { ...s, prefix },
-      async () => {
-        runs.push(Date.now());
-        if (runs.length === 1) {
-          startedFirst();
-          await firstMayFinish;
-        }
-      },
-    );
+    const { runs, firstStarted, finishFirst, worker } = maintenanceWorkerHoldingFirstRun(s, prefix);
     try {
       await firstStarted;
       // The run has started (it may have read the line already): a student
@@ -192,22 +198,7 @@ describe('addHostRepair: a repair asked for while one runs', () => {
       provisionAttempts: 1,
       maxProvisioning: 1,
     });
-    const runs: number[] = [];
-    let startedFirst!: () => void;
-    const firstStarted = new Promise<void>((r) => (startedFirst = r));
-    let finishFirst!: () => void;
-    const firstMayFinish = new Promise<void>((r) => (finishFirst = r));
-    const worker = startWorker<{ task: string }>(
-      QUEUE_NAMES.maintenance,
-      { ...s, prefix },
-      async () => {
-        runs.push(Date.now());
-        if (runs.length === 1) {
-          startedFirst();
-          await firstMayFinish;
-        }
-      },
-    );
+    const { runs, firstStarted, finishFirst, worker } = maintenanceWorkerHoldingFirstRun(s, prefix);
     try {
       await queues.addHostRepair(20);
       // The repair runs (it may have passed the env already): an extension's
