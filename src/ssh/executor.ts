@@ -116,8 +116,9 @@ export interface Executor {
   /**
    * A long-lived command's stdin and stdout as one stream (SSH exec over the
    * pooled connection, as the login user through bash, never through sudo),
-   * e.g. the student cluster's TLS relay. `script` must be a constant of labvirt's: nothing a student sent
-   * may be in it (data goes on stdin). Its stderr is the channel's `stderr`.
+   * e.g. the student cluster's TLS relay. `script` must be a constant of
+   * labvirt's: nothing a student sent may be in it (data goes on stdin). Its
+   * stderr is the channel's `stderr`.
    */
   relay(target: GuestTarget, script: string): Promise<ClientChannel>;
   /** Closes the env's connections once idle, keeping its pinned host keys (the env lives on). */

@@ -16,6 +16,7 @@ import {
   type EnvSecrets,
 } from '../../src/kube/index.js';
 import { silentLogger } from '../../src/log/index.js';
+import { envNodes } from '../../src/pool/nodes.js';
 import type { SessionView } from '../../src/sessions/types.js';
 import { SYNC_LABELS } from '../../src/sync/index.js';
 import { startSim, type SimHandle } from '../../src/sim/index.js';
@@ -324,11 +325,10 @@ export async function activeSessionWithStudentApi(
 ): Promise<{ session: SessionView; namespace: string; controlPlane: GuestTarget; api: CoreV1Api }> {
   const started = await stack.labvirt.service.start(start);
   const session = await stack.untilSession(started.id, 'active', 90_000);
-  const cluster = stack.labvirt.context.cluster;
-  const namespace = envNamespace(stack.labvirt.context.config, session.envId!);
-  const cp = (await cluster.listVmis(namespace)).find((v) => v.name === 'control-plane')!;
-  const ip = (await cluster.launcherAddresses(namespace)).get(cp.uid!)!;
-  const controlPlane = { envId: session.envId!, node: 'control-plane' as const, ip };
+  const { cluster, config } = stack.labvirt.context;
+  const namespace = envNamespace(config, session.envId!);
+  const [node] = await envNodes(cluster, namespace, ['control-plane']);
+  const controlPlane = { envId: session.envId!, node: 'control-plane' as const, ip: node!.ip };
   const api = await openStudentApi(stack.labvirt.context.executor, controlPlane, closers);
   return { session, namespace, controlPlane, api };
 }
