@@ -166,6 +166,52 @@ export function renderUserData(input: UserDataInput): string {
   return `#cloud-config\n${stringify(doc, { lineWidth: 0 })}`;
 }
 
+/** The first line that has cloud-init render the user data as a Jinja template. */
+export const JINJA_TEMPLATE_HEADER = '## template: jinja';
+const CLOUD_CONFIG_HEADER = '#cloud-config\n';
+const JINJA_RAW_END = /\{%-?\s*endraw\s*-?%\}/;
+
+/**
+ * One user data for every node of an env, so that all its VMs share one
+ * Secret: each node's own `#cloud-config` (renderUserData) as a branch of a
+ * Jinja template, which cloud-init renders on the VM with the instance data
+ * KubeVirt gives it: `v1.local_hostname` is the VM's `spec.hostname`, the
+ * node's name. Each branch is kept verbatim (`raw`), so nothing in a script
+ * is read as Jinja. A VM whose hostname names no node gets a config that
+ * says so on its console, and no access.
+ *
+ * Every node's user data is in every node's: neutral within one env, where
+ * the student is root on every node (what each node holds is in
+ * docs/security.md).
+ */
+export function renderEnvUserData(perNode: ReadonlyMap<NodeName, string>): string {
+  const lines = [JINJA_TEMPLATE_HEADER, CLOUD_CONFIG_HEADER.trimEnd()];
+  let keyword = 'if';
+  for (const [node, userData] of perNode) {
+    if (!/^[a-z0-9-]+$/.test(node)) throw new Error(`node name "${node}" is not a hostname`);
+    if (!userData.startsWith(CLOUD_CONFIG_HEADER)) {
+      throw new Error(`the user data of ${node} must start with #cloud-config`);
+    }
+    const body = userData.slice(CLOUD_CONFIG_HEADER.length);
+    if (JINJA_RAW_END.test(body)) {
+      throw new Error(
+        `the user data of ${node} holds "endraw", which would end its Jinja raw block`,
+      );
+    }
+    lines.push(`{% ${keyword} v1.local_hostname == "${node}" %}`, '{% raw %}');
+    lines.push(body.endsWith('\n') ? body.slice(0, -1) : body, '{% endraw %}');
+    keyword = 'elif';
+  }
+  if (keyword === 'if') throw new Error('an env has at least one node');
+  lines.push(
+    '{% else %}',
+    'bootcmd:',
+    '  - [logger, -s, "labvirt: this VM\'s hostname names no node of its env; it is left unconfigured"]',
+    '{% endif %}',
+  );
+  return `${lines.join('\n')}\n`;
+}
+
 function clusterEnv(values: Record<string, string>): string {
   const lines = ['# Written by labvirt at render time; sourced by /usr/local/lib/labvirt/*.sh'];
   for (const [name, value] of Object.entries(values)) {

@@ -6,7 +6,7 @@ export {
   LABELS,
   MANAGED_BY,
   SSH_NODEPORT_SERVICE,
-  cloudInitSecretName,
+  ENV_CLOUDINIT_SECRET,
   envNamespace,
   newEnvId,
   nodeNames,
@@ -38,6 +38,8 @@ export {
 } from './render.js';
 export {
   renderUserData,
+  renderEnvUserData,
+  JINJA_TEMPLATE_HEADER,
   CLUSTER_ENV_PATH,
   IMAGES_LOCK_PATH,
   type UserDataInput,

@@ -50,18 +50,30 @@ export const NODES_SERVICE = 'nodes';
 export const CONTROL_PLANE_NAME = `control-plane.${NODES_SERVICE}`;
 /** The per-env SSH NodePort Service in `ssh.mode: nodeport`. */
 export const SSH_NODEPORT_SERVICE = 'ssh';
-export function cloudInitSecretName(node: NodeName): string {
-  return `${node}-cloudinit`;
-}
+/**
+ * The env's one cloud-init Secret: every VM's `cloudInitNoCloud.secretRef`
+ * names it, and its `userdata` (the only key KubeVirt reads) is a Jinja
+ * template that cloud-init renders on each VM for its own hostname
+ * (renderEnvUserData). One Secret for all nodes is two API writes fewer per
+ * 3-VM env than one per node.
+ */
+export const ENV_CLOUDINIT_SECRET = 'cloudinit';
 
 /**
  * The Secret holding the env's PKI: its cluster CA and bootstrap token (keys
- * `ca.crt`, `ca.key`, `token`) and its SSH identity. It is the control
- * plane's cloud-init Secret, beside its `userdata` (KubeVirt reads only that
- * key): the control plane's user data carries the CA already, and one Secret
- * fewer is one API write fewer per env.
+ * `ca.crt`, `ca.key`, `token`), its SSH identity and every node's host key.
+ * It is the cloud-init Secret, beside its `userdata`: the user data carries
+ * them already, and one Secret fewer is one API write fewer per env.
  */
-export const ENV_PKI_SECRET = cloudInitSecretName('control-plane');
+export const ENV_PKI_SECRET = ENV_CLOUDINIT_SECRET;
+
+/**
+ * Where envs made by an earlier labvirt keep their PKI, newest first: the
+ * control plane's own cloud-init Secret (2026-12-05 to 2026-12-07, one
+ * Secret per node), then a Secret of its own (before 2026-12-05). Still
+ * read, so that envs made before an upgrade stay usable.
+ */
+export const LEGACY_PKI_SECRETS = ['control-plane-cloudinit', 'cluster-pki'] as const;
 
 /** VM names of an env, control plane first. */
 export function nodeNames(nodes: number): NodeName[] {

@@ -1,5 +1,5 @@
 import type { Config } from '../config/index.js';
-import { renderUserData } from './cloudinit.js';
+import { renderEnvUserData, renderUserData } from './cloudinit.js';
 import type { KubeObject } from './client.js';
 import {
   renderNetworkPolicies,
@@ -11,13 +11,13 @@ import {
 import {
   ANNOTATIONS,
   ENV_ID_PATTERN,
-  ENV_PKI_SECRET,
+  ENV_CLOUDINIT_SECRET,
   LABELS,
   MANAGED_BY,
-  cloudInitSecretName,
   envNamespace,
   nodeNames,
   roleOf,
+  type NodeName,
 } from './names.js';
 import { envSecretsData, type EnvSecrets } from './secrets.js';
 import { imageLockOf } from './templates.js';
@@ -133,34 +133,27 @@ export function renderEnvironment(input: RenderInput): KubeObject[] {
   objects.push(...renderNetworkPolicies(iso), limitRange);
 
   const vms: KubeObject[] = [];
+  const userData = new Map<NodeName, string>();
   for (const node of nodes) {
     const role = roleOf(node);
     const vmLabels = { ...labels, [LABELS.role]: role, [LABELS.node]: node };
-    const userdata = renderUserData({
-      config,
-      flavor,
-      namespace,
+    userData.set(
       node,
-      role,
-      secrets,
-      imageLock,
-    });
-    objects.push({
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: { name: cloudInitSecretName(node), namespace, labels: vmLabels },
-      type: 'Opaque',
-      // The env's PKI rides in the control plane's Secret (ENV_PKI_SECRET),
-      // made before any other node's: a retried provisioning finds it there.
-      data: {
-        userdata: b64(userdata),
-        ...(cloudInitSecretName(node) === ENV_PKI_SECRET ? envSecretsData(secrets) : {}),
-      },
-    });
+      renderUserData({ config, flavor, namespace, node, role, secrets, imageLock }),
+    );
     vms.push(
       renderVirtualMachine({ config, flavor, namespace, node, role, labels: vmLabels, imageLock }),
     );
   }
+  objects.push({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: ENV_CLOUDINIT_SECRET, namespace, labels },
+    type: 'Opaque',
+    // The env's PKI rides in it (ENV_PKI_SECRET), made before any VM: a
+    // retried provisioning finds it there.
+    data: { userdata: b64(renderEnvUserData(userData)), ...envSecretsData(secrets) },
+  });
   objects.push(renderNodesService(iso));
   if (config.ssh.mode === 'nodeport') objects.push(renderSshNodePortService(iso));
   objects.push(...vms, quota);

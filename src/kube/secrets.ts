@@ -8,7 +8,7 @@ import {
 } from '../pki/index.js';
 import { generateKeyPair } from '../ssh/index.js';
 import type { HostCluster } from './client.js';
-import { ENV_PKI_SECRET, type NodeName } from './names.js';
+import { ENV_PKI_SECRET, LEGACY_PKI_SECRETS, type NodeName } from './names.js';
 
 /** An OpenSSH key pair: the private key (PEM) and the public line (`ssh-ed25519 AAAA…`). */
 export interface SshKeyPair {
@@ -17,9 +17,6 @@ export interface SshKeyPair {
 }
 
 const ALL_NODES: readonly NodeName[] = ['control-plane', 'worker-1', 'worker-2'];
-
-/** Where envs made before 2026-12-05's write cut keep their PKI (now ENV_PKI_SECRET). */
-const LEGACY_PKI_SECRET = 'cluster-pki';
 
 /**
  * What an env's nodes share before boot: its CA and kubeadm bootstrap token,
@@ -147,10 +144,16 @@ export async function readEnvSecrets(
     Boolean(d?.['ca.crt'] && d['ca.key'] && d['token']);
   const secret = await cluster.readSecret(namespace, ENV_PKI_SECRET);
   let d = secret?.data;
-  // An env made before the PKI moved into the control plane's Secret keeps
-  // it in a Secret of its own: still readable, so its envs stay usable. (No
-  // control-plane Secret at all is a new env's first attempt: nothing to read.)
-  if (secret && !hasPki(d)) d = (await cluster.readSecret(namespace, LEGACY_PKI_SECRET))?.data;
+  if (!secret) {
+    // An env made by an earlier labvirt keeps its PKI where that one put it
+    // (LEGACY_PKI_SECRETS), still read so that its envs stay usable: in the
+    // control plane's own cloud-init Secret or, before that, in one of its
+    // own. A new env's first attempt finds neither.
+    const [controlPlaneSecret, ownSecret] = LEGACY_PKI_SECRETS;
+    const older = await cluster.readSecret(namespace, controlPlaneSecret);
+    d = older?.data;
+    if (older && !hasPki(d)) d = (await cluster.readSecret(namespace, ownSecret))?.data;
+  }
   if (!hasPki(d)) return undefined;
   const dec = (name: string) => {
     const v = d[name];

@@ -6,7 +6,7 @@ import type {
 import type { Config, FlavorConfig } from '../config/index.js';
 import { pinImage, type ImageLock } from '../images/index.js';
 import type { KubeObject } from './client.js';
-import { NODES_SERVICE, cloudInitSecretName, type NodeName, type NodeRole } from './names.js';
+import { ENV_CLOUDINIT_SECRET, NODES_SERVICE, type NodeName, type NodeRole } from './names.js';
 import { formatBytes, parseQuantity } from './quantity.js';
 import { loadYamlTemplate, vmTemplatesDir } from './templates.js';
 
@@ -104,6 +104,6 @@ export function renderVirtualMachine(input: VmInput): KubeObject {
     volumes.push({ name: DATA_DISK_NAME, emptyDisk: { capacity: res.dataDisk } });
   }
   // A Secret, not inline user data: KubeVirt caps inline user data at 2048 bytes.
-  cloudInit.cloudInitNoCloud = { secretRef: { name: cloudInitSecretName(node) } };
+  cloudInit.cloudInitNoCloud = { secretRef: { name: ENV_CLOUDINIT_SECRET } };
   return vm as unknown as KubeObject;
 }

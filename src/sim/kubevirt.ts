@@ -7,6 +7,7 @@ import { parseQuantity } from './cluster.js';
 import {
   applyWriteFiles,
   parseShellEnv,
+  renderUserDataTemplate,
   startGuest,
   writeFilesFromUserData,
   type Guest,
@@ -787,6 +788,13 @@ export class KubeVirtEmulation implements Admission {
         (secret?.data as Record<string, string> | undefined)?.userData;
       userData = data ? Buffer.from(data, 'base64').toString('utf8') : '';
     }
+    // As cloud-init on the VM, with the NoCloud meta-data KubeVirt writes:
+    // `local-hostname` is the VMI's spec.hostname, else its name.
+    const spec = vmi?.spec as { hostname?: string } | undefined;
+    userData = renderUserDataTemplate(userData, {
+      localHostname: spec?.hostname || name.split('.')[0]!.slice(0, 63),
+      instanceId: `${name}.${ns}`,
+    });
     const sandboxRoot = this.sandboxOf(ns, name, vmi?.metadata.uid);
     await mkdir(sandboxRoot, { recursive: true });
     const role =

@@ -80,7 +80,7 @@ describe('the objects of one env', () => {
     const first = (prefix: string) => order.findIndex((x) => x.startsWith(prefix));
     expect(first('NetworkPolicy/')).toBeLessThan(first('VirtualMachine/'));
     expect(first('LimitRange/')).toBeLessThan(first('VirtualMachine/'));
-    expect(first('Secret/control-plane-cloudinit')).toBeLessThan(first('VirtualMachine/'));
+    expect(first('Secret/cloudinit')).toBeLessThan(first('VirtualMachine/'));
     expect(order.filter((x) => x.startsWith('ResourceQuota/'))).toHaveLength(1);
   });
 
@@ -122,10 +122,10 @@ describe('the objects of one env', () => {
     });
   });
 
-  it('keep the env CA, token and SSH keys in the control plane’s cloud-init Secret', async () => {
+  it('keep the env CA, token and SSH keys in its cloud-init Secret', async () => {
     const objects = await renderWith('v1.31-1node');
     const secrets = await sharedSecrets();
-    const pki = named(objects, 'Secret', 'control-plane-cloudinit');
+    const pki = named(objects, 'Secret', 'cloudinit');
     const dec = (k: string) => Buffer.from(pki.data[k], 'base64').toString('utf8');
     expect(dec('ca.crt')).toBe(secrets.ca.certPem);
     expect(dec('ca.key')).toBe(secrets.ca.keyPem);
@@ -233,7 +233,7 @@ describe('the VirtualMachine template', () => {
       expect(spec.domain.devices.autoattachGraphicsDevice).toBe(false);
       expect(spec.readinessProbe.guestAgentPing).toEqual({});
       const cloudInit = spec.volumes.find((v: any) => v.cloudInitNoCloud).cloudInitNoCloud;
-      expect(cloudInit).toEqual({ secretRef: { name: `${name}-cloudinit` } });
+      expect(cloudInit).toEqual({ secretRef: { name: 'cloudinit' } });
       expect(cloudInit.userData).toBeUndefined();
       expect(spec.volumes.find((v: any) => v.containerDisk).containerDisk.image).toBe(
         'quay.io/containerdisks/ubuntu:22.04',

@@ -8,6 +8,7 @@ import {
   type EnvSecrets,
   type KubeObject,
 } from '../../src/kube/index.js';
+import { renderUserDataTemplate } from '../../src/sim/guest/index.js';
 import { generateKeyPair } from '../../src/ssh/index.js';
 
 export const ORCHESTRATOR_KEY = generateKeyPair().public.trim();
@@ -56,7 +57,16 @@ export function named(objects: KubeObject[], kind: string, name: string): any {
   return found;
 }
 
-export function userDataOf(objects: KubeObject[], node: string): string {
-  const secret = named(objects, 'Secret', `${node}-cloudinit`);
+/** The env's one user data template (the `cloudinit` Secret's `userdata`), as stored. */
+export function envUserDataOf(objects: KubeObject[]): string {
+  const secret = named(objects, 'Secret', 'cloudinit');
   return Buffer.from(secret.data.userdata as string, 'base64').toString('utf8');
+}
+
+/** What cloud-init on `node` makes of the env's user data (rendered for its hostname, as the simulator does). */
+export function userDataOf(objects: KubeObject[], node: string): string {
+  return renderUserDataTemplate(envUserDataOf(objects), {
+    localHostname: node,
+    instanceId: `${node}.test`,
+  });
 }

@@ -47,11 +47,9 @@ describe("an env's PKI in its control plane's cloud-init Secret", () => {
       envId: 'pkione01',
       secrets,
     });
-    // Three Secrets for three VMs: the PKI added none.
+    // One Secret for three VMs: the PKI added none.
     expect(objects.filter((o) => o.kind === 'Secret').map((o) => o.metadata?.name)).toEqual([
-      'control-plane-cloudinit',
-      'worker-1-cloudinit',
-      'worker-2-cloudinit',
+      'cloudinit',
     ]);
     await cluster.createAll(objects);
     const namespace = envNamespace(config, 'pkione01');
@@ -65,8 +63,27 @@ describe("an env's PKI in its control plane's cloud-init Secret", () => {
     expect(read?.studentKey).toEqual(secrets.studentKey);
   });
 
+  it('is still read from the control plane’s Secret of an env made with one Secret per node', async () => {
+    // The layout of 2026-12-05 to 2026-12-07: the PKI beside the control plane's own user data.
+    const namespace = envNamespace(config, 'pkiold02');
+    await cluster.core.createNamespace({ body: { metadata: { name: namespace } } });
+    await cluster.core.createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: { name: 'control-plane-cloudinit' },
+        data: {
+          userdata: Buffer.from('#cloud-config\n').toString('base64'),
+          ...envSecretsData(secrets),
+        },
+      },
+    });
+    const read = await readEnvSecrets(cluster, namespace);
+    expect(read?.sshKey).toEqual(secrets.sshKey);
+    expect(read?.hostKeys['worker-1']).toEqual(secrets.hostKeys['worker-1']);
+  });
+
   it('is still read from the Secret of its own of an env made by an older labvirt', async () => {
-    // The older layout: the PKI in `cluster-pki`, the control plane's Secret with its user data only.
+    // The oldest layout: the PKI in `cluster-pki`, the control plane's Secret with its user data only.
     const namespace = envNamespace(config, 'pkiold01');
     await cluster.core.createNamespace({ body: { metadata: { name: namespace } } });
     await cluster.core.createNamespacedSecret({
@@ -76,7 +93,7 @@ describe("an env's PKI in its control plane's cloud-init Secret", () => {
     await cluster.core.createNamespacedSecret({
       namespace,
       body: {
-        metadata: { name: ENV_PKI_SECRET },
+        metadata: { name: 'control-plane-cloudinit' },
         data: { userdata: Buffer.from('#cloud-config\n').toString('base64') },
       },
     });

@@ -52,7 +52,7 @@ describe('labvirt render', { timeout: 180_000 }, () => {
       expect(tpl.spec.domain.devices.interfaces).toEqual([{ name: 'default', bridge: {} }]);
       expect(tpl.spec.networks).toEqual([{ name: 'default', pod: {} }]);
       expect(tpl.spec.volumes.find((v: any) => v.cloudInitNoCloud).cloudInitNoCloud).toEqual({
-        secretRef: { name: `${vm.metadata.name}-cloudinit` },
+        secretRef: { name: 'cloudinit' },
       });
     }
     const cp = vms[0]!.spec.template.spec.domain;
@@ -71,10 +71,11 @@ describe('labvirt render', { timeout: 180_000 }, () => {
   });
 
   it.skipIf(!SCHEMAS_PRESENT)('prints YAML whose every object passes strict validation', () => {
-    // Namespace, 2 NetworkPolicies, LimitRange, a Secret and a VM per node, the
-    // nodes Service, ResourceQuota; nodeport mode adds a policy and a Service.
+    // Namespace, 2 NetworkPolicies, LimitRange, the env's cloud-init Secret, a
+    // VM per node, the nodes Service, ResourceQuota; nodeport mode adds a
+    // policy and a Service.
     for (const [args, count] of [
-      [['--flavor', 'v1.30-3node', '--env', 'demo'], 12],
+      [['--flavor', 'v1.30-3node', '--env', 'demo'], 10],
       [['--flavor', 'v1.31-1node', '--env', 'demo', '--ssh-mode', 'nodeport'], 10],
     ] as const) {
       const { code, stderr, objects } = render([...args]);
@@ -96,7 +97,7 @@ describe('labvirt render', { timeout: 180_000 }, () => {
       writeFileSync(keyFile, `${ORCHESTRATOR_KEY}\n`);
       const { code, objects } = render(['--flavor', 'v1.31-1node', '--public-key', keyFile]);
       expect(code).toBe(0);
-      const secret = objects.find((o) => o.metadata.name === 'control-plane-cloudinit')!;
+      const secret = objects.find((o) => o.metadata.name === 'cloudinit')!;
       expect(Buffer.from(secret.data.userdata, 'base64').toString()).toContain(ORCHESTRATOR_KEY);
       writeFileSync(keyFile, 'hello\n');
       const bad = render(['--flavor', 'v1.31-1node', '--public-key', keyFile]);

@@ -203,7 +203,7 @@ describe('simulated guests: the student cluster on the control plane’s 6443', 
     expect(conf.clusters[0]!.cluster.server).toBe(
       `https://control-plane.nodes.${ns}.svc.cluster.local:6443`,
     );
-    const pki = (await host.readSecret(ns, 'control-plane-cloudinit'))!;
+    const pki = (await host.readSecret(ns, 'cloudinit'))!;
     expect(conf.clusters[0]!.cluster['certificate-authority-data']).toBe(pki.data!['ca.crt']);
   });
 
@@ -216,9 +216,9 @@ describe('simulated guests: the student cluster on the control plane’s 6443', 
       envId: 'inner002',
       secrets: envSecrets,
     });
-    const secret = objects.find(
-      (o) => o.kind === 'Secret' && o.metadata?.name === 'control-plane-cloudinit',
-    ) as { data: Record<string, string> };
+    const secret = objects.find((o) => o.kind === 'Secret' && o.metadata?.name === 'cloudinit') as {
+      data: Record<string, string>;
+    };
     const userdata = Buffer.from(secret.data.userdata!, 'base64').toString('utf8');
     expect(userdata).toContain("LABVIRT_CONTROL_PLANE_NAME='control-plane.nodes'");
     secret.data.userdata = Buffer.from(

@@ -1,6 +1,35 @@
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import nunjucks from 'nunjucks';
 import { parse } from 'yaml';
+
+/** What cloud-init knows of the instance when it renders user data (`v1` of instance-data.json). */
+export interface InstanceData {
+  /** KubeVirt's NoCloud `local-hostname`: the VMI's `spec.hostname`, else its name. */
+  localHostname: string;
+  instanceId: string;
+}
+
+const JINJA_HEADER = /^## template: *jinja[ \t]*\r?\n/i;
+// As cloud-init's renderer: blocks take their newline, and no HTML escaping.
+const jinja = new nunjucks.Environment(null, { autoescape: false, trimBlocks: true });
+
+/**
+ * User data as cloud-init consumes it: a `## template: jinja` payload is
+ * rendered with the instance's data first (what labvirt's one user data for
+ * all of an env's nodes relies on); anything else is used as it is.
+ */
+export function renderUserDataTemplate(userData: string, instance: InstanceData): string {
+  const header = JINJA_HEADER.exec(userData);
+  if (!header) return userData;
+  const v1 = {
+    local_hostname: instance.localHostname,
+    instance_id: instance.instanceId,
+    cloud_name: 'nocloud',
+    platform: 'nocloud',
+  };
+  return jinja.renderString(userData.slice(header[0].length), { v1 });
+}
 
 /**
  * Keys cloud-init would install, per user: `users[].ssh_authorized_keys`, and

@@ -3,8 +3,10 @@ export { sandboxSupport, sandboxArgs, prepareGuestRoot, GUEST_TOOLS_DIR } from '
 export type { Guest, GuestOptions } from './server.js';
 export {
   parseShellEnv,
+  renderUserDataTemplate,
   writeFilesFromUserData,
   applyWriteFiles,
+  type InstanceData,
   type WriteFile,
 } from './cloudinit.js';
 export { findKubectl } from './kubectl.js';
