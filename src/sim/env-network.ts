@@ -41,8 +41,22 @@ export class EnvNetwork {
     private readonly sshdAt: (address: string) => { host: string; port: number } | undefined,
   ) {}
 
-  /** Brings every member's files and listeners up to date with the env's current nodes. */
-  async update(members: EnvMember[], controlPlaneName: string): Promise<void> {
+  /** The update being written, which the next one waits for. */
+  private writing: Promise<void> = Promise.resolve();
+
+  /**
+   * Brings every member's files and listeners up to date with the env's
+   * current nodes. Updates are written one after another: the nodes of an
+   * env start together, and an update with fewer nodes that finished its
+   * writes after a later one would leave a node's /etc/hosts without a peer.
+   */
+  update(members: EnvMember[], controlPlaneName: string): Promise<void> {
+    const next = this.writing.then(() => this.write(members, controlPlaneName));
+    this.writing = next.catch(() => undefined);
+    return next;
+  }
+
+  private async write(members: EnvMember[], controlPlaneName: string): Promise<void> {
     const hosts = this.hostsFile(members, controlPlaneName);
     const knownHosts = members
       .map(
