@@ -167,7 +167,7 @@ export function renderUserData(input: UserDataInput): string {
 }
 
 /** The first line that has cloud-init render the user data as a Jinja template. */
-export const JINJA_TEMPLATE_HEADER = '## template: jinja';
+const JINJA_TEMPLATE_HEADER = '## template: jinja';
 const CLOUD_CONFIG_HEADER = '#cloud-config\n';
 const JINJA_RAW_END = /\{%-?\s*endraw\s*-?%\}/;
 

@@ -39,7 +39,6 @@ export {
 export {
   renderUserData,
   renderEnvUserData,
-  JINJA_TEMPLATE_HEADER,
   CLUSTER_ENV_PATH,
   IMAGES_LOCK_PATH,
   type UserDataInput,

@@ -13,9 +13,9 @@ import {
   renderEnvUserData,
   renderUserData,
   roleOf,
-  type KubeObject,
   type NodeName,
 } from '../../src/kube/index.js';
+import { renderUserDataTemplate } from '../../src/sim/guest/index.js';
 import {
   byKind,
   configWith,
@@ -83,21 +83,19 @@ describe('one user data for every node of an env', { timeout: 120_000 }, () => {
   });
 
   it('renders, in cloud-init, to exactly each node’s own config, which passes `cloud-init schema`', async () => {
-    const template = envUserDataOf(await renderWith('v1.30-3node', OVERRIDES));
+    const objects = await renderWith('v1.30-3node', OVERRIDES);
+    const template = envUserDataOf(objects);
+    const { hostKeys } = await sharedSecrets();
     expect(template.split('\n')[0]).toBe('## template: jinja');
     for (const node of ['control-plane', 'worker-1', 'worker-2'] as const) {
       const rendered = cloudInitRender(template, node);
       expect(rendered.startsWith('#cloud-config\n')).toBe(true);
-      const own = await ownUserData(node);
-      expect(parse(rendered)).toEqual(parse(own));
+      const doc = parse(rendered);
+      expect(doc).toEqual(parse(await ownUserData(node)));
       // The host key it serves is its own, never another node's.
-      expect(parse(rendered).ssh_keys.ed25519_public).toBe(
-        (await sharedSecrets()).hostKeys[node].publicKey.trim(),
-      );
+      expect(doc.ssh_keys.ed25519_public).toBe(hostKeys[node].publicKey.trim());
       // The simulator renders it alike.
-      expect(parse(userDataOf(await renderWith('v1.30-3node', OVERRIDES), node))).toEqual(
-        parse(rendered),
-      );
+      expect(parse(userDataOf(objects, node))).toEqual(doc);
       const file = join(dir, `${node}.yaml`);
       writeFileSync(file, rendered);
       const schema = spawnSync('cloud-init', ['schema', '--config-file', file], {
@@ -113,7 +111,11 @@ describe('one user data for every node of an env', { timeout: 120_000 }, () => {
       "#cloud-config\nruncmd:\n  - echo '{{ v1.local_hostname }} {# x #} ${#a[@]} {% if %}'\n";
     const template = renderEnvUserData(new Map([['control-plane', own]]));
     expect(parse(cloudInitRender(template, 'control-plane'))).toEqual(parse(own));
-    expect(parse(userDataOf(secretWith(template), 'control-plane'))).toEqual(parse(own));
+    const simulated = renderUserDataTemplate(template, {
+      localHostname: 'control-plane',
+      instanceId: 'control-plane.test',
+    });
+    expect(parse(simulated)).toEqual(parse(own));
   });
 
   it('leaves a VM whose hostname names no node unconfigured, and says so on its console', async () => {
@@ -133,14 +135,3 @@ describe('one user data for every node of an env', { timeout: 120_000 }, () => {
     );
   });
 });
-
-/** A rendered env's objects with the given user data template, for userDataOf. */
-function secretWith(template: string): KubeObject[] {
-  return [
-    {
-      kind: 'Secret',
-      metadata: { name: 'cloudinit' },
-      data: { userdata: Buffer.from(template).toString('base64') },
-    },
-  ];
-}

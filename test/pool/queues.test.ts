@@ -38,6 +38,21 @@ function maintenanceWorkerHoldingFirstRun(s: ReturnType<typeof settings>, prefix
   return { runs, firstStarted, finishFirst, worker };
 }
 
+function queuesAt(s: ReturnType<typeof settings>, prefix: string): JobQueues {
+  return new JobQueues({
+    connection: s.connection,
+    prefix,
+    provisionAttempts: 1,
+    maxProvisioning: 1,
+  });
+}
+
+/** Waits (10 s at most) until the worker has started `count` runs. */
+async function untilRuns(runs: number[], count: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (runs.length < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+}
+
 describe('closeWorker: shutdown hands running jobs back', () => {
   it('moves a job still running after the grace period, and one fetched but not yet started, back to the wait list', async () => {
     const s = settings();
@@ -150,12 +165,7 @@ describe('JobQueues.addMaintenance: requests coalesce without losing one', () =>
   it('runs once more after a run that a request arrived during, and once for requests that arrive while it waits', async () => {
     const s = settings();
     const prefix = `${s.prefix}-maint`;
-    const queues = new JobQueues({
-      connection: s.connection,
-      prefix,
-      provisionAttempts: 1,
-      maxProvisioning: 1,
-    });
+    const queues = queuesAt(s, prefix);
     // Five requests before any worker: they coalesce into one waiting run.
     for (let i = 0; i < 5; i++) await queues.addMaintenance('replenish');
     expect((await queues.maintenance.getJobCounts('wait')).wait).toBe(1);
@@ -167,8 +177,7 @@ describe('JobQueues.addMaintenance: requests coalesce without losing one', () =>
       // joins now. Three requests while it runs are kept as one more run.
       for (let i = 0; i < 3; i++) await queues.addMaintenance('replenish');
       finishFirst();
-      const deadline = Date.now() + 10_000;
-      while (runs.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await untilRuns(runs, 2);
       // Nothing more is queued after the second run.
       await new Promise((r) => setTimeout(r, 500));
       expect(runs.length).toBe(2);
@@ -178,8 +187,7 @@ describe('JobQueues.addMaintenance: requests coalesce without losing one', () =>
       });
       // A later request, with none running, runs at once (no key left behind).
       await queues.addMaintenance('replenish');
-      const later = Date.now() + 10_000;
-      while (runs.length < 3 && Date.now() < later) await new Promise((r) => setTimeout(r, 20));
+      await untilRuns(runs, 3);
       expect(runs.length).toBe(3);
     } finally {
       await closeWorker(worker, 1000);
@@ -192,12 +200,7 @@ describe('addHostRepair: a repair asked for while one runs', () => {
   it('runs once more after the running repair (an extension written meanwhile is not lost)', async () => {
     const s = settings();
     const prefix = `${s.prefix}-repair`;
-    const queues = new JobQueues({
-      connection: s.connection,
-      prefix,
-      provisionAttempts: 1,
-      maxProvisioning: 1,
-    });
+    const queues = queuesAt(s, prefix);
     const { runs, firstStarted, finishFirst, worker } = maintenanceWorkerHoldingFirstRun(s, prefix);
     try {
       await queues.addHostRepair(20);
@@ -206,8 +209,7 @@ describe('addHostRepair: a repair asked for while one runs', () => {
       await firstStarted;
       await queues.addHostRepair(20);
       finishFirst();
-      const deadline = Date.now() + 10_000;
-      while (runs.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await untilRuns(runs, 2);
       expect(runs.length).toBe(2);
     } finally {
       await closeWorker(worker, 1000);
