@@ -16,7 +16,9 @@
  * 0 keeps them): 1,000 warm 3-VM envs are 3,000 guests, whose helpers
  * (≈ 7 MiB each) would not fit beside serve on this machine.
  * `--burst N` instead measures N students claiming warm envs at once with the
- * simulator and `labvirt serve` in their own processes (see burst.ts);
+ * simulator and `labvirt serve` in their own processes (see burst.ts; with
+ * `--replicas R`, R serve processes; with `--line K`, K of the students wait
+ * in line for envs made during the burst);
  * `--single N`, N students claiming warm envs one after another and a cold
  * arm at real boot speed in the same run (see single.ts).
  */
@@ -524,10 +526,24 @@ async function holdEnvs(): Promise<void> {
   }
 }
 
+/** `--name N` on the command line, or the default. */
+function numberArg(name: string, fallback: number): number {
+  const at = process.argv.indexOf(name);
+  if (at < 0) return fallback;
+  const value = Number(process.argv[at + 1]);
+  if (!Number.isInteger(value) || value < 0) {
+    console.error(`${name} takes a whole number (got ${process.argv[at + 1]})`);
+    process.exit(2);
+  }
+  return value;
+}
+
 if (burstArg > 0) {
   await runBurst({
-    students: Number(process.argv[burstArg + 1] ?? 200),
+    students: numberArg('--burst', 200),
     speed: SPEED,
+    replicas: numberArg('--replicas', 1),
+    line: numberArg('--line', 0),
   });
   process.exit(0);
 }

@@ -74,9 +74,10 @@ const runs: BenchRun[] = quick
         timeoutMs: QUICK_BOUND_MS,
       },
       {
+        // Two replicas and one student in line: every path of the full run's two bursts.
         name: 'burst',
         file: 'pool.bench.ts',
-        args: ['--burst', '3'],
+        args: ['--burst', '3', '--replicas', '2', '--line', '1'],
         env: { BENCH_SPEED: QUICK_SPEED, BENCH_BURST_TIMEOUT_S: '60' },
         timeoutMs: QUICK_BOUND_MS,
       },
@@ -155,6 +156,15 @@ const runs: BenchRun[] = quick
         args: ['--burst', '200'],
         env: {},
         timeoutMs: 1_200_000,
+      },
+      {
+        // The target's second half (≤ 1 s with two replicas), and the line's
+        // order: 20 students more than warm envs wait for envs made meanwhile.
+        name: 'burst-2-replicas',
+        file: 'pool.bench.ts',
+        args: ['--burst', '200', '--replicas', '2', '--line', '20'],
+        env: {},
+        timeoutMs: 1_500_000,
       },
       {
         name: 'single',
