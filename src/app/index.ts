@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { rejectAfter } from '../deadline/index.js';
 import { Redis } from 'ioredis';
-import { RedisReachability, connectRedis } from '../redis/index.js';
+import { RedisReachability, connectRedis, runUnderLease } from '../redis/index.js';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Worker } from 'bullmq';
 import type { Config } from '../config/index.js';
@@ -391,9 +393,22 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     }
 
     if (roles.sync && config.sync.enabled) {
-      // Safe in every replica: it converges on the same labelled host objects.
-      const sync = new NodePortSync({ config, cluster, executor, events, logger: log });
-      sync.start();
+      // Correct in any number of replicas (it converges on the same labelled
+      // host objects), but each would hold a relay and a watch per active
+      // env: one replica at a time runs it, under a lease.
+      const sync = runUnderLease({
+        redis,
+        key: `${config.redis.prefix}:lease:nodeport-sync`,
+        holder: `${hostname()}:${process.pid}:${randomUUID()}`,
+        ttlMs: config.sync.leaseSeconds * 1000,
+        role: 'nodeport-sync',
+        start: () => {
+          const running = new NodePortSync({ config, cluster, executor, events, logger: log });
+          running.start();
+          return running;
+        },
+        log,
+      });
       stack.push(() => sync.stop());
     }
 

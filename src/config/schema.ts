@@ -734,6 +734,13 @@ export const configSchema = z
          * forward (for guest images without openssl).
          */
         apiTls: z.enum(['guest', 'labvirt']).default('guest'),
+        /**
+         * One replica runs the sync at a time (a lease in Redis), since each
+         * one keeps an SSH relay and a watch per active env. The lease lasts
+         * this long unrenewed: a replica that dies is replaced within about
+         * this time; mirrors stay in place meanwhile.
+         */
+        leaseSeconds: z.number().min(1).max(600).default(15),
       })
       .default({
         enabled: true,
@@ -745,6 +752,7 @@ export const configSchema = z
         retryInitialSeconds: 1,
         retryMaxSeconds: 30,
         apiTls: 'guest',
+        leaseSeconds: 15,
       }),
   })
   // Checks across settings. They run even when single settings are invalid

@@ -275,3 +275,4 @@ export async function startRedisServer(
     },
   };
 }
+export { runUnderLease, type LeasedRole, type LeasedRoleOptions } from './lease.js';
