@@ -409,6 +409,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         },
         log,
       });
+      metrics.watchLease('nodeport-sync', sync);
       stack.push(() => sync.stop());
     }
 

@@ -12,6 +12,8 @@ export interface Metrics {
   watchGateway(gateway: { readonly connections: number }): void;
   /** Reports whether a dependency (`redis`, `host_api`) is reachable, at each scrape. */
   watchDependency(name: string, health: DependencyHealth): void;
+  /** Reports whether this replica runs a role held under a lease (`nodeport-sync`), at each scrape. */
+  watchLease(role: string, lease: { readonly running: boolean }): void;
   /** Unsubscribes from the event bus. */
   close(): void;
 }
@@ -192,6 +194,18 @@ export function createMetrics(options: CreateMetricsOptions): Metrics {
     },
   });
 
+  // Roles one replica at a time runs (src/redis/lease.ts): which replica has each.
+  const leases = new Map<string, { readonly running: boolean }>();
+  new Gauge({
+    name: 'labvirt_lease_held',
+    help: '1 while this replica runs a role that one replica at a time runs (nodeport-sync), else 0',
+    labelNames: ['role'] as const,
+    registers: [registry],
+    collect() {
+      for (const [role, lease] of leases) this.set({ role }, lease.running ? 1 : 0);
+    },
+  });
+
   const onEvent = async (event: LabvirtEvent): Promise<void> => {
     switch (event.type) {
       case 'session.queued':
@@ -228,6 +242,7 @@ export function createMetrics(options: CreateMetricsOptions): Metrics {
     observeKubeRequest: (verb, resource) => kubeRequests.inc({ verb, resource }),
     watchGateway: (g) => void (gateway = g),
     watchDependency: (name, health) => void dependencies.set(name, health),
+    watchLease: (role, lease) => void leases.set(role, lease),
     close: unsubscribe,
   };
 }

@@ -42,6 +42,12 @@ describe('the NodePort sync across replicas', () => {
   };
   const runsSync = (r: { lines: LogLine[] }) =>
     r.lines.filter((l) => l.msg === TOOK && l.role === 'nodeport-sync').length;
+  /** `labvirt_lease_held{role="nodeport-sync"}` as the replica's /metrics shows it. */
+  const leaseHeld = async (handle: LabvirtHandle): Promise<number> => {
+    const text = await handle.metrics.registry.getSingleMetricAsString('labvirt_lease_held');
+    const m = /^labvirt_lease_held\{role="nodeport-sync"\} (\d+)$/m.exec(text);
+    return Number(m?.[1] ?? NaN);
+  };
   const until = async (what: string, fn: () => boolean, ms = 20_000) => {
     const deadline = Date.now() + ms;
     while (!fn()) {
@@ -100,5 +106,9 @@ describe('the NodePort sync across replicas', () => {
     // Given back at stop: taken at the next ask, not after the lease lapsed.
     expect(Date.now() - stoppedAt).toBeLessThan(LEASE_SECONDS * 1000);
     expect(rest.filter((r) => runsSync(r) > 0)).toHaveLength(1);
+    // What an operator's dashboard reads: 1 in the replica that runs it, 0 in the other.
+    const held = await Promise.all(rest.map((r) => leaseHeld(r.handle)));
+    expect(held[rest.findIndex((r) => runsSync(r) > 0)]).toBe(1);
+    expect(held[rest.findIndex((r) => runsSync(r) === 0)]).toBe(0);
   });
 });
