@@ -47,6 +47,9 @@ it(
     // The run's time, per bench, and the load, in the suite's log (CI's too).
     const summary = /^machine: .*$/m.exec(output)?.[0];
     if (summary) console.log(`benches' smoke run: ${summary}`);
+    // A bench that waited on something to stop says so; in the log, such a wait explains a slow lane.
+    for (const line of output.match(/^.*(did not stop|not waited for).*$/gm) ?? [])
+      console.log(`benches' smoke run: ${line}`);
     // On failure the message carries the run's end: which bench, and its last lines.
     expect({ code, closing }, output.length > 6000 ? `…${output.slice(-6000)}` : output).toEqual({
       code: 0,
