@@ -526,13 +526,14 @@ async function holdEnvs(): Promise<void> {
   }
 }
 
-/** `--name N` on the command line, or the default. */
+/** `--name N` on the command line; the default when the option or its number is absent. */
 function numberArg(name: string, fallback: number): number {
   const at = process.argv.indexOf(name);
-  if (at < 0) return fallback;
-  const value = Number(process.argv[at + 1]);
+  const given = at < 0 ? undefined : process.argv[at + 1];
+  if (given === undefined || given.startsWith('--')) return fallback;
+  const value = Number(given);
   if (!Number.isInteger(value) || value < 0) {
-    console.error(`${name} takes a whole number (got ${process.argv[at + 1]})`);
+    console.error(`${name} takes a whole number (got ${given})`);
     process.exit(2);
   }
   return value;

@@ -50,13 +50,9 @@ describe('a role run under a lease in Redis', () => {
     roles.push(role);
     return { role, lines, redis };
   };
-  const until = async (what: string, fn: () => boolean | Promise<boolean>, ms = 10_000) => {
-    const deadline = Date.now() + ms;
-    while (!(await fn())) {
-      if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
+  /** Polls `fn` (every 20 ms: the handovers are timed) until it holds; the message says what was awaited. */
+  const until = (what: string, fn: () => boolean | Promise<boolean>, timeout = 10_000) =>
+    expect.poll(fn, { timeout, interval: 20, message: what }).toBe(true);
 
   beforeAll(async () => {
     server = await startRedisServer();

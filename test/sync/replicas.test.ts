@@ -48,13 +48,8 @@ describe('the NodePort sync across replicas', () => {
     const m = /^labvirt_lease_held\{role="nodeport-sync"\} (\d+)$/m.exec(text);
     return Number(m?.[1] ?? NaN);
   };
-  const until = async (what: string, fn: () => boolean, ms = 20_000) => {
-    const deadline = Date.now() + ms;
-    while (!fn()) {
-      if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
+  const until = (what: string, fn: () => boolean, timeout = 20_000) =>
+    expect.poll(fn, { timeout, message: what }).toBe(true);
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'labvirt-sync-replicas-'));
