@@ -131,28 +131,34 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
   };
   const log = options.logger ?? createLogger({ level: config.logLevel });
   const now = options.now ?? Date.now;
-  const stack: (() => Promise<void>)[] = [];
+  // Each part with its name, so a stop that leaves one behind says which.
+  type Part = { name: string; stop: () => Promise<void> };
+  const stack: Part[] = [];
+  const onStop = (name: string, stop: () => Promise<void>) => void stack.push({ name, stop });
   // Stopped before the stack: the job workers hand their running jobs back
   // while what those jobs use (cluster, executor, Redis) is still open, and
   // before the later parts (API, gateway, Slack…) can use up the deadline.
-  const stopFirst: (() => Promise<void>)[] = [];
+  const stopFirst: Part[] = [];
   const stopAll = async () => {
     // A part that waits on something gone (a Redis that is down holds BullMQ's
     // and ioredis's closes) must not hold the shutdown past the grace period:
     // each is waited for until the deadline (at least a second), then left.
     const deadline = Date.now() + config.pool.shutdownGraceSeconds * 1000 + STOP_MARGIN_MS;
     const late = new Error('late');
-    for (const fn of [...stopFirst, ...stack.reverse()]) {
+    for (const part of [...stopFirst, ...stack.reverse()]) {
       try {
         await rejectAfter(
-          Promise.resolve().then(fn),
+          Promise.resolve().then(part.stop),
           Math.max(1000, deadline - Date.now()),
           () => late,
         );
       } catch (err) {
         if (err === late)
-          log.warn('a part did not stop within the grace period; not waiting for it');
-        else log.warn({ err: (err as Error).message }, 'error while stopping');
+          log.warn(
+            { part: part.name },
+            `${part.name} did not stop within the grace period; not waiting for it`,
+          );
+        else log.warn({ part: part.name, err: (err as Error).message }, 'error while stopping');
       }
     }
     stack.length = 0;
@@ -168,7 +174,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
     // One account of Redis's reachability for every connection of this process.
     const reachability = new RedisReachability(log);
     const redis = await connectRedis(config.redis.url, reachability);
-    stack.push(async () => void redis.disconnect());
+    onStop('Redis connection', async () => void redis.disconnect());
     const store = new Store(redis, config.redis.prefix);
 
     // Every process tells the gateways (in any process) of its session changes.
@@ -177,7 +183,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       publisher: redis,
       channel: sessionChangesChannel(config),
     });
-    stack.push(async () => stopPublishingChanges());
+    onStop('session change publisher', async () => stopPublishingChanges());
 
     // The metrics need the service, the service needs the cluster client: count through a late-bound ref.
     const metricsRef: { current?: Metrics } = {};
@@ -185,7 +191,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       logger: moduleLogger(log, 'kube', config.logLevels),
       onRequest: (verb, resource) => metricsRef.current?.observeKubeRequest(verb, resource),
     });
-    stack.push(() => cluster.close());
+    onStop('host cluster client', () => cluster.close());
 
     // `kubectl describe ns lab-…` tells each env's story.
     const namespaceEvents = new NamespaceEventRecorder(cluster, {
@@ -195,7 +201,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       const event = namespaceEventFor(config, e);
       if (event) void namespaceEvents.record(event);
     });
-    stack.push(async () => stopNamespaceEvents());
+    onStop('namespace events', async () => stopNamespaceEvents());
 
     // The web terminal bridge's key for the SSH gateway (withBridgeKey): no
     // env's guest trusts it; each env has its own key (envIdentities).
@@ -237,7 +243,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       resolve: resolver,
       logger: moduleLogger(log, 'executor', config.logLevels),
     });
-    stack.push(async () => executor.close());
+    onStop('executor', async () => executor.close());
 
     const connection = bullConnection(config.redis.url);
     const queues = new JobQueues({
@@ -247,7 +253,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       maxProvisioning: config.pool.maxProvisioning,
       onError: (err, queue) => reachability.error(err, `queue ${queue}`, 'warn', 'queue error'),
     });
-    stack.push(() => queues.close());
+    onStop('job queues', () => queues.close());
     await queues.applyGlobalLimits();
 
     const ctx: PoolContext = {
@@ -292,7 +298,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         lockMs: Math.max(3000, config.pool.jobLockSeconds * 1000),
         now,
       });
-      stack.push(() => notifier!.close());
+      onStop('Slack notifier', () => notifier!.close());
     }
 
     // Maintenance runs one task at a time: across replicas through the
@@ -361,14 +367,17 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
           reachability.error(err, `worker ${w.name}`, 'error', 'worker error'),
         );
       }
-      stopFirst.push(async () => {
-        await Promise.all(
-          workers.map((w) => closeWorker(w, config.pool.shutdownGraceSeconds * 1000)),
-        );
+      stopFirst.push({
+        name: 'job workers',
+        stop: async () => {
+          await Promise.all(
+            workers.map((w) => closeWorker(w, config.pool.shutdownGraceSeconds * 1000)),
+          );
+        },
       });
       // Every worker replica follows the VMIs; a restart is reported once (Redis).
       const stopNodeRestarts = watchNodeRestarts(ctx);
-      stack.push(async () => stopNodeRestarts());
+      onStop('node restart watch', async () => stopNodeRestarts());
     }
 
     if (roles.scheduler) {
@@ -386,7 +395,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
           name: 'reconcile',
         }),
       ];
-      stack.push(async () => {
+      onStop('schedules', async () => {
         for (const t of tasks) await t.destroy();
       });
       await queues.addMaintenance('reconcile');
@@ -410,7 +419,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         log,
       });
       metrics.watchLease('nodeport-sync', sync);
-      stack.push(() => sync.stop());
+      onStop('NodePort sync', () => sync.stop());
     }
 
     let gatewayPort: number | undefined;
@@ -437,12 +446,12 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
       gatewayHostKey = role.hostPublicKey;
       localGateway = role.gateway;
       metrics.watchGateway(role.gateway);
-      stack.push(() => role.stop());
+      onStop('SSH gateway', () => role.stop());
     }
 
     // Every replica records the failures it sees, for operators' Slack views.
     const stopRecordingFailures = recordFailures(events, store, log);
-    stack.push(async () => stopRecordingFailures());
+    onStop('failure recorder', async () => stopRecordingFailures());
 
     // The Slack front end runs where the HTTP API does (it shares its port
     // unless slack.port says otherwise).
@@ -454,7 +463,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         redis.duplicate({ enableAutoPipelining: true }),
         'Slack front door',
       );
-      stack.push(async () => void frontDoorRedis.disconnect());
+      onStop('Slack front door Redis connection', async () => void frontDoorRedis.disconnect());
       const { startSlack } = await import('../slack/start.js');
       slack = await startSlack({
         config,
@@ -467,7 +476,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         now,
         clientRetries: options.slackClientRetries,
       });
-      if (slack) stack.push(() => slack!.stop());
+      if (slack) onStop('Slack app', () => slack!.stop());
     }
 
     let apiUrl: string | undefined;
@@ -480,7 +489,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         subscriber: feedSubscriber,
         channel: `${config.redis.prefix}:events`,
       });
-      stack.push(() => feed.close());
+      onStop('web event feed', () => feed.close());
       // Gateways in other processes accept the bridge's key from Redis.
       if (config.ssh.mode === 'gateway') await store.setBridgePublicKey(orchestratorKey.publicKey);
       // A worker's shell is a hop from the gateway: the bridge logs in there
@@ -532,7 +541,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         commandTimeout: 1000,
       });
       limitsRedis.on('error', () => undefined);
-      stack.push(async () => void limitsRedis.disconnect());
+      onStop('API rate limit Redis connection', async () => void limitsRedis.disconnect());
       const api = await startApi({
         service,
         events,
@@ -560,7 +569,7 @@ export async function startLabvirt(options: LabvirtOptions): Promise<LabvirtHand
         },
       });
       apiUrl = api.url;
-      stack.push(() => api.close());
+      onStop('HTTP API', () => api.close());
     }
 
     log.info({ apiUrl, gatewayPort, labs: labs.size }, 'labvirt started');

@@ -138,5 +138,13 @@ describe('labvirt serve when Redis goes down', () => {
     // The grace period, the 5 s margin labvirt allows a part that waits on
     // Redis, and start-up slack on a loaded machine (it took 35 s before).
     expect(at - signalled, output.slice(-3000)).toBeLessThan(GRACE_SECONDS * 1000 + 8000);
+    // What it left behind is named: the queues' close waits on Redis for good.
+    const leftBehind = [...output.matchAll(/"part":"([^"]+)","msg":"([^"]*did not stop[^"]*)"/g)];
+    expect(
+      leftBehind.map((m) => m[1]),
+      output.slice(-3000),
+    ).toContain('job queues');
+    for (const [, part, msg] of leftBehind)
+      expect(msg).toMatch(new RegExp(`^${part} did not stop`));
   }, 120_000);
 });
