@@ -138,15 +138,19 @@ export function runUnderLease(opts: LeasedRoleOptions): LeasedRole {
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
+      // One budget for both waits on Redis: with Redis down a stop waits a
+      // second, not two (a shutdown past its grace period gives each part one).
+      const asked = Date.now();
       // An ask that waits on a Redis that is down starts nothing once it answers.
       await within(chain, GIVE_BACK_WAIT_MS);
+      const budgetLeft = GIVE_BACK_WAIT_MS - (Date.now() - asked);
       const held = instance !== undefined;
       await endRole();
       if (!held) return;
       // A Redis that is down would hold the command: the lease then lapses by itself.
       await within(
         opts.redis.eval(GIVE_BACK, 1, opts.key, opts.holder).catch(() => undefined),
-        GIVE_BACK_WAIT_MS,
+        Math.max(0, budgetLeft),
       );
     },
   };
