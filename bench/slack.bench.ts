@@ -373,6 +373,7 @@ async function slackRound(stack: Bench, fake: FakeSlack) {
 }
 
 async function main() {
+  const benchStart = Date.now();
   const dir = mkdtempSync(join(tmpdir(), 'labvirt-slack-bench-'));
   const fake = await startFakeSlack();
   // The simulator (and its SSH guests) runs in its own process, so its CPU
@@ -440,7 +441,10 @@ async function main() {
   });
   const stack: Bench = { labvirt, apiToken, senders };
   try {
-    console.log(`slack bench: ${N} sessions, simulator speed ${SPEED}, ${NOTIFY_RATE} DM calls/s`);
+    console.log(
+      `slack bench: ${N} sessions, simulator speed ${SPEED}, ${NOTIFY_RATE} DM calls/s ` +
+        `(Redis, the simulator and labvirt started in ${((Date.now() - benchStart) / 1000).toFixed(1)} s)`,
+    );
     console.log(`pool: ${N} warm envs in ${(await fillPool(stack)).toFixed(1)} s`);
     await settle('API');
     let t = Date.now();
@@ -452,11 +456,13 @@ async function main() {
     console.log(`api round: ${((Date.now() - t) / 1000).toFixed(1)} s`);
     // The API round's envs are torn down before the Slack round, so both
     // rounds prepare on an otherwise idle labvirt.
+    t = Date.now();
     await waitFor(
       async () => ((await stack.labvirt.store.countByState(FLAVOR)).releasing ?? 0) === 0,
       10 * 60_000,
       'the API round to be torn down',
     );
+    console.log(`api round: torn down in ${((Date.now() - t) / 1000).toFixed(1)} s`);
     console.log(`pool: refilled in ${(await fillPool(stack)).toFixed(1)} s`);
     await settle('Slack');
     t = Date.now();
@@ -499,11 +505,13 @@ async function main() {
     );
   } finally {
     // Bounded: with --acks, 200 starts may still be at work when the round ends.
+    const stopping = Date.now();
     const stopped = await Promise.race([
       labvirt.stop().then(() => true),
       new Promise<false>((r) => setTimeout(() => r(false), 60_000).unref()),
     ]);
     if (!stopped) console.log('labvirt did not stop within 60 s; ending the bench anyway');
+    else console.log(`labvirt stopped in ${((Date.now() - stopping) / 1000).toFixed(1)} s`);
     senders.close();
     await fake.close();
     await sim.stop();
