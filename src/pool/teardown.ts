@@ -24,12 +24,19 @@ export async function teardownEnv(ctx: PoolContext, job: Job<TeardownJob>): Prom
       reason,
     });
   }
+  // Asked of the shared watch before the delete: a deletion the API server
+  // finishes before its answer reaches us leaves the Namespace absent from
+  // the watch, which without this would look like one it has not heard of
+  // yet, and the wait below would last until its one-minute check.
+  const watch = ctx.cluster.namespaces();
+  await watch.synced();
+  const watchedBefore = watch.get(namespace, namespace) !== undefined;
   const ns = await ctx.cluster.getNamespace(namespace);
   if (ns) {
     // No `releasing` label first: a Terminating Namespace says the same to
     // recovery (reconcile finishes its teardown), one write fewer per env.
     if (!ns.metadata?.deletionTimestamp) await ctx.cluster.deleteNamespace(namespace);
-    await untilNamespaceGone(ctx, namespace);
+    await untilNamespaceGone(ctx, namespace, watchedBefore);
   }
   ctx.executor.closeEnv(envId);
   await ctx.store.removeEnv(envId);
@@ -53,17 +60,20 @@ const CONFIRM_AFTER_MS = 60_000;
 
 /**
  * Waits on the shared Namespace watch until the Namespace is gone. Its
- * absence from the watch counts only once the watch has seen it (or listed
- * everything again since the delete): a Namespace whose ADDED event has not
- * arrived yet is absent too. A watch that says nothing for a minute is
- * checked with one read.
+ * absence from the watch counts only once the watch has seen it (`seen`:
+ * before the delete, or since) or listed everything again since the delete:
+ * a Namespace whose ADDED event has not arrived yet is absent too. A watch
+ * that says nothing for a minute is checked with one read.
  */
-async function untilNamespaceGone(ctx: PoolContext, namespace: string): Promise<void> {
+async function untilNamespaceGone(
+  ctx: PoolContext,
+  namespace: string,
+  seenBefore: boolean,
+): Promise<void> {
   const watch = ctx.cluster.namespaces();
-  await watch.synced();
   const deadline = ctx.now() + 10 * 60_000;
   const relistsAtStart = watch.relistCount;
-  let seen = false;
+  let seen = seenBefore;
   let quietSince = ctx.now();
   for (;;) {
     if (ctx.now() > deadline) throw new Error(`namespace ${namespace} still terminating`);

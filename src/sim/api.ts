@@ -49,11 +49,16 @@ export interface FaultState {
   errorRate: number;
   errorCode: 500 | 429;
   latencyMs: number;
+  /**
+   * A DELETE is carried out at once and its answer leaves this much later:
+   * a slow way back, over which a watch can tell of the deletion first.
+   */
+  deleteAnswerDelayMs: number;
 }
 
 /** The API's faults, all off (the start, and a reset). */
 export function noApiFaults(): FaultState {
-  return { errorRate: 0, errorCode: 500, latencyMs: 0 };
+  return { errorRate: 0, errorCode: 500, latencyMs: 0, deleteAnswerDelayMs: 0 };
 }
 
 /** Who a request comes from, as authentication found it. */
@@ -412,8 +417,12 @@ export class KubeApi {
           if (Array.isArray(opts.dryRun)) bodyDryRun = opts.dryRun.map(String);
         }
         write.dryRun = dryRunOf([...q.getAll('dryRun'), ...bodyDryRun], 'DeleteOptions');
-        if (!route.name) return send(res, 200, this.deleteCollection(route, q, write));
-        return send(res, 200, this.delete(route, write));
+        const deleted = route.name
+          ? this.delete(route, write)
+          : this.deleteCollection(route, q, write);
+        const delayMs = this.faults.deleteAnswerDelayMs;
+        if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+        return send(res, 200, deleted);
       }
       default:
         throw new ApiError(

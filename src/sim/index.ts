@@ -286,6 +286,8 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       api.faults.errorCode = changes.errorCode;
     const latencyMs = num(changes.latencyMs, 0, 60_000);
     if (latencyMs !== undefined) api.faults.latencyMs = latencyMs;
+    const deleteAnswerDelayMs = num(changes.deleteAnswerDelayMs, 0, 60_000);
+    if (deleteAnswerDelayMs !== undefined) api.faults.deleteAnswerDelayMs = deleteAnswerDelayMs;
     const failNext = num(changes.failNextVmis, 0, 10_000);
     if (failNext !== undefined) kubevirt.faults.failNextVmis = failNext;
     const neverReady = num(changes.neverReadyVmis, 0, 10_000);

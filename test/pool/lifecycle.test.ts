@@ -78,4 +78,26 @@ describe('pool and sessions end to end (real Redis, simulated KubeVirt, SSH gues
     const ns = await stack.labvirt.context.cluster.getNamespace(`lab-${active.envId}`);
     expect(ns).toBeUndefined();
   });
+
+  it('ends a teardown with its Namespace, even when the watch tells of the deletion before the delete is answered', async () => {
+    const { service } = stack.labvirt;
+    const started = await service.start({ student: 'tess', labId: 'fixture-one' });
+    const active = await stack.untilSession(started.id, 'active');
+    // The simulator removes the Namespace within milliseconds and answers the
+    // DELETE 5 s later: the watch has dropped it before teardown reads it.
+    stack.sim.faults.deleteAnswerDelayMs = 5000;
+    try {
+      await service.stop(started.id);
+      // Before, the teardown took the Namespace it no longer watched for one
+      // it had not heard of yet, and waited for its one-minute check.
+      await stack.until(
+        async () => !(await stack.labvirt.store.getEnv(active.envId!)),
+        'the released env to be deleted',
+        30_000,
+      );
+    } finally {
+      stack.sim.faults.deleteAnswerDelayMs = 0;
+    }
+    expect(await stack.labvirt.context.cluster.getNamespace(`lab-${active.envId}`)).toBeUndefined();
+  }, 60_000);
 });
