@@ -336,23 +336,36 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
       })
     : await listenWithin(server, listen);
   const url = `https://${listen.host}:${port}`;
-  const kubeConfigYaml = stringify({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [
-      {
-        name: 'labvirt-sim',
-        cluster: {
-          server: url,
-          'certificate-authority-data': Buffer.from(ca.certPem).toString('base64'),
+  /** A kubeconfig for this API as `user` with a bearer token, in context `context`. */
+  const kubeconfigYaml = (
+    user: string,
+    userToken: string,
+    context: string,
+    namespace?: string,
+  ): string =>
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [
+        {
+          name: 'labvirt-sim',
+          cluster: {
+            server: url,
+            'certificate-authority-data': Buffer.from(ca.certPem).toString('base64'),
+          },
         },
-      },
-    ],
-    users: [{ name: 'labvirt', user: { token } }],
-    contexts: [{ name: 'labvirt-sim', context: { cluster: 'labvirt-sim', user: 'labvirt' } }],
-    'current-context': 'labvirt-sim',
-  });
+      ],
+      users: [{ name: user, user: { token: userToken } }],
+      contexts: [
+        {
+          name: context,
+          context: { cluster: 'labvirt-sim', user, ...(namespace && { namespace }) },
+        },
+      ],
+      'current-context': context,
+    });
   const kubeconfigPath = join(dir, 'kubeconfig');
+  const kubeConfigYaml = kubeconfigYaml('labvirt', token, 'labvirt-sim');
   writeFileSync(kubeconfigPath, kubeConfigYaml, { mode: 0o600 });
   const kubeconfigFor = (namespace: string, serviceAccount: string): string => {
     const sa = store.get('serviceaccounts', namespace, serviceAccount);
@@ -360,26 +373,7 @@ export async function startSim(options: SimOptions): Promise<SimHandle> {
     const { token: saToken } = rbac.issueToken(sa, { expirationSeconds: 24 * 3600 });
     const user = `${namespace}-${serviceAccount}`;
     const path = join(dir, `kubeconfig-${user}`);
-    writeFileSync(
-      path,
-      stringify({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [
-          {
-            name: 'labvirt-sim',
-            cluster: {
-              server: url,
-              'certificate-authority-data': Buffer.from(ca.certPem).toString('base64'),
-            },
-          },
-        ],
-        users: [{ name: user, user: { token: saToken } }],
-        contexts: [{ name: user, context: { cluster: 'labvirt-sim', user, namespace } }],
-        'current-context': user,
-      }),
-      { mode: 0o600 },
-    );
+    writeFileSync(path, kubeconfigYaml(user, saToken, user, namespace), { mode: 0o600 });
     return path;
   };
 

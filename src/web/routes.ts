@@ -124,6 +124,18 @@ export function webRoutes(o: WebRouteOptions) {
       return reply.type(asset.type).header('cache-control', 'public, max-age=300').send(asset.body);
     });
 
+    /**
+     * A POST without the page's own header (which a cross-site form cannot
+     * send) is refused with 403; says whether it was.
+     */
+    const refusedWithoutCsrfHeader = (request: FastifyRequest, reply: FastifyReply): boolean => {
+      if (request.method !== 'POST' || request.headers[CSRF_HEADER] === '1') return false;
+      void reply
+        .code(403)
+        .send({ error: { code: 'FORBIDDEN', message: `missing header ${CSRF_HEADER}` } });
+      return true;
+    };
+
     // ---- the student's page -------------------------------------------
     const signedIn = (request: FastifyRequest, sessionId: string) =>
       SESSION_ID.test(sessionId) ? o.cookies.read(request.headers.cookie, sessionId) : undefined;
@@ -138,13 +150,7 @@ export function webRoutes(o: WebRouteOptions) {
         });
         return undefined;
       }
-      if (request.method === 'POST' && request.headers[CSRF_HEADER] !== '1') {
-        void reply
-          .code(403)
-          .send({ error: { code: 'FORBIDDEN', message: `missing header ${CSRF_HEADER}` } });
-        return undefined;
-      }
-      return who;
+      return refusedWithoutCsrfHeader(request, reply) ? undefined : who;
     };
 
     app.get<{ Params: { id: string }; Querystring: { t?: string } }>(
@@ -259,13 +265,7 @@ export function webRoutes(o: WebRouteOptions) {
           .send({ error: { code: 'UNAUTHORIZED', message: 'sign in at /admin' } });
         return undefined;
       }
-      if (request.method === 'POST' && request.headers[CSRF_HEADER] !== '1') {
-        void reply
-          .code(403)
-          .send({ error: { code: 'FORBIDDEN', message: `missing header ${CSRF_HEADER}` } });
-        return undefined;
-      }
-      return who;
+      return refusedWithoutCsrfHeader(request, reply) ? undefined : who;
     };
 
     app.get('/admin', async (request, reply) => {
