@@ -90,6 +90,17 @@ describe('the operator dashboard', () => {
       headers: { cookie: cookie.split(';')[0]! },
     });
     expect(state.status).toBe(200);
+    // Signed in, a POST without the page's header (another site's form) changes nothing.
+    const forged = await fetch(`${stack.labvirt.apiUrl}/admin/flavors/v1.30-1node/target`, {
+      method: 'POST',
+      headers: { cookie: cookie.split(';')[0]!, 'content-type': 'application/json' },
+      body: JSON.stringify({ targetWarm: 1 }),
+    });
+    expect(forged.status).toBe(403);
+    expect(await forged.json()).toEqual({
+      error: { code: 'FORBIDDEN', message: 'missing header x-labvirt-web' },
+    });
+    expect(await stack.labvirt.store.warmTargetOverrides()).toEqual({});
 
     const wrongPassword = await login({
       username: 'olga',
