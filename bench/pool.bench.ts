@@ -115,6 +115,14 @@ async function claimLatencies(minWarm: number): Promise<{
     requests++;
     byCall.set(`${verb} ${resource}`, (byCall.get(`${verb} ${resource}`) ?? 0) + 1);
   });
+  // Each phase's time, printed: a slow smoke lane says where its time went.
+  const round = minWarm > 0 ? 'warm round' : 'cold round';
+  const phases: string[] = [];
+  let phaseStart = Date.now();
+  const phaseDone = (name: string) => {
+    phases.push(`${name} ${((Date.now() - phaseStart) / 1000).toFixed(1)} s`);
+    phaseStart = Date.now();
+  };
   try {
     await labvirt.runMaintenance('replenish');
     await waitFor(
@@ -122,6 +130,7 @@ async function claimLatencies(minWarm: number): Promise<{
       300_000,
       'warm pool',
     );
+    phaseDone('pool filled in');
     const fillWrites = [...byCall]
       .filter(([call]) => isWrite(call))
       .reduce((sum, [, count]) => sum + count, 0);
@@ -143,6 +152,7 @@ async function claimLatencies(minWarm: number): Promise<{
       }),
     );
     offReady();
+    phaseDone('claims');
     // Release everything and wait until the envs are gone: a whole lifecycle.
     for (const s of await labvirt.service.list()) await labvirt.service.stop(s.id);
     await waitFor(
@@ -154,6 +164,7 @@ async function claimLatencies(minWarm: number): Promise<{
       300_000,
       'teardown',
     );
+    phaseDone('torn down in');
     const breakdown = [...byCall]
       .sort((x, y) => y[1] - x[1])
       .map(([call, n]) => `${call} ${(n / SESSIONS).toFixed(1)}`)
@@ -185,6 +196,8 @@ async function claimLatencies(minWarm: number): Promise<{
     };
   } finally {
     await stack.stop();
+    phaseDone('stopped in');
+    console.log(`${round}: ${phases.join(', ')}`);
     rmSync(dir, { recursive: true, force: true });
   }
 }
