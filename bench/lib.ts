@@ -32,6 +32,11 @@ export function result(row: ResultRow): void {
   if (file) appendFileSync(file, JSON.stringify(row) + '\n');
 }
 
+/** Seconds since `start` (a `Date.now()`), to one decimal, for a bench's lines. */
+export function secondsSince(start: number): string {
+  return ((Date.now() - start) / 1000).toFixed(1);
+}
+
 export function pct(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;

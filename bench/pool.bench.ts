@@ -40,6 +40,7 @@ import {
   processCpuMs,
   processRssMiB,
   result,
+  secondsSince,
   waitFor,
   writeServeConfig,
 } from './lib.js';
@@ -120,7 +121,7 @@ async function claimLatencies(minWarm: number): Promise<{
   const phases: string[] = [];
   let phaseStart = Date.now();
   const phaseDone = (name: string) => {
-    phases.push(`${name} ${((Date.now() - phaseStart) / 1000).toFixed(1)} s`);
+    phases.push(`${name} ${secondsSince(phaseStart)} s`);
     phaseStart = Date.now();
   };
   try {

@@ -34,7 +34,7 @@ import {
   postSlashCommand,
 } from '../test/helpers/slack-request.js';
 import { solveLab } from '../test/slack/helpers.js';
-import { forkSim, result } from './lib.js';
+import { forkSim, result, secondsSince } from './lib.js';
 import type { Round, Sent } from './slack-senders.js';
 
 const QUICK = process.argv.includes('--quick');
@@ -443,7 +443,7 @@ async function main() {
   try {
     console.log(
       `slack bench: ${N} sessions, simulator speed ${SPEED}, ${NOTIFY_RATE} DM calls/s ` +
-        `(Redis, the simulator and labvirt started in ${((Date.now() - benchStart) / 1000).toFixed(1)} s)`,
+        `(Redis, the simulator and labvirt started in ${secondsSince(benchStart)} s)`,
     );
     console.log(`pool: ${N} warm envs in ${(await fillPool(stack)).toFixed(1)} s`);
     await settle('API');
@@ -453,7 +453,7 @@ async function main() {
       return;
     }
     const api = await apiRound(stack);
-    console.log(`api round: ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    console.log(`api round: ${secondsSince(t)} s`);
     // The API round's envs are torn down before the Slack round, so both
     // rounds prepare on an otherwise idle labvirt.
     t = Date.now();
@@ -462,12 +462,12 @@ async function main() {
       10 * 60_000,
       'the API round to be torn down',
     );
-    console.log(`api round: torn down in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    console.log(`api round: torn down in ${secondsSince(t)} s`);
     console.log(`pool: refilled in ${(await fillPool(stack)).toFixed(1)} s`);
     await settle('Slack');
     t = Date.now();
     const slack = (await slackRound(stack, fake))!;
-    console.log(`slack round: ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    console.log(`slack round: ${secondsSince(t)} s`);
 
     const row = (name: string, xs: number[]) =>
       `${name}: p50 ${ms(pct(xs, 50))}, p99 ${ms(pct(xs, 99))}`;
@@ -511,7 +511,7 @@ async function main() {
       new Promise<false>((r) => setTimeout(() => r(false), 60_000).unref()),
     ]);
     if (!stopped) console.log('labvirt did not stop within 60 s; ending the bench anyway');
-    else console.log(`labvirt stopped in ${((Date.now() - stopping) / 1000).toFixed(1)} s`);
+    else console.log(`labvirt stopped in ${secondsSince(stopping)} s`);
     senders.close();
     await fake.close();
     await sim.stop();

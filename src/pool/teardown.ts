@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import { envNamespace } from '../kube/index.js';
+import { envNamespace, type NamespaceView, type SharedWatch } from '../kube/index.js';
 import type { PoolContext } from './context.js';
 import type { TeardownJob } from './queues.js';
 
@@ -36,7 +36,7 @@ export async function teardownEnv(ctx: PoolContext, job: Job<TeardownJob>): Prom
     // No `releasing` label first: a Terminating Namespace says the same to
     // recovery (reconcile finishes its teardown), one write fewer per env.
     if (!ns.metadata?.deletionTimestamp) await ctx.cluster.deleteNamespace(namespace);
-    await untilNamespaceGone(ctx, namespace, watchedBefore);
+    await untilNamespaceGone(ctx, watch, namespace, watchedBefore);
   }
   ctx.executor.closeEnv(envId);
   await ctx.store.removeEnv(envId);
@@ -67,10 +67,10 @@ const CONFIRM_AFTER_MS = 60_000;
  */
 async function untilNamespaceGone(
   ctx: PoolContext,
+  watch: SharedWatch<NamespaceView>,
   namespace: string,
   seenBefore: boolean,
 ): Promise<void> {
-  const watch = ctx.cluster.namespaces();
   const deadline = ctx.now() + 10 * 60_000;
   const relistsAtStart = watch.relistCount;
   let seen = seenBefore;
