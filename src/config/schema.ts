@@ -191,6 +191,9 @@ export const scheduledTargetSchema = z.strictObject({
     .default(120),
 });
 
+// A section left out is `.prefault({})`: the empty section is parsed, so each
+// setting's default is written once, on the setting (`.default` would take a
+// second copy of every value, unparsed).
 export const configSchema = z
   .strictObject({
     /** Prefix of every env namespace on the host cluster. */
@@ -233,7 +236,7 @@ export const configSchema = z
           .max(253)
           .default('labvirt-env'),
       })
-      .default({ envClusterRole: 'labvirt-env' }),
+      .prefault({}),
     redis: z
       .strictObject({
         /** Redis >= 6.2 with maxmemory-policy noeviction; a password in the URL is never logged. */
@@ -247,7 +250,7 @@ export const configSchema = z
           .regex(/^[a-zA-Z0-9_-]+$/, 'letters, digits, dashes and underscores')
           .default('labvirt'),
       })
-      .default({ url: 'redis://127.0.0.1:6379', prefix: 'labvirt' }),
+      .prefault({}),
     flavors: z
       .record(
         z.string().regex(/^v1\.[0-9]{2}-(1|3)node$/, 'a flavor name such as v1.30-3node'),
@@ -329,12 +332,7 @@ export const configSchema = z
           })
           .optional(),
       })
-      .default({
-        image: 'quay.io/containerdisks/ubuntu:22.04',
-        controlPlane: { cpus: 2, memory: '2Gi', cpuLimit: '1', dataDisk: '20Gi' },
-        worker: { cpus: 1, memory: '1Gi', cpuLimit: '1', dataDisk: '20Gi' },
-        registryMirrors: {},
-      }),
+      .prefault({}),
     network: z
       .strictObject({
         /** Pod CIDR inside each student cluster; must not overlap the host cluster's. */
@@ -407,24 +405,7 @@ export const configSchema = z
           .max(3)
           .default(['1.1.1.1', '9.9.9.9']),
       })
-      .default({
-        podCidr: '10.243.0.0/16',
-        serviceCidr: '10.95.0.0/16',
-        deniedEgressCidrs: [
-          '10.0.0.0/8',
-          '172.16.0.0/12',
-          '192.168.0.0/16',
-          '100.64.0.0/10',
-          '169.254.0.0/16',
-          '168.63.129.16/32',
-        ],
-        gatewayPodLabels: { 'app.kubernetes.io/name': 'labvirt' },
-        gatewayNamespace: 'labvirt',
-        allowVirtctlSsh: false,
-        hostDns: { preset: 'kube-dns' },
-        hostClusterDomain: 'cluster.local',
-        upstreamDns: ['1.1.1.1', '9.9.9.9'],
-      }),
+      .prefault({}),
     ssh: z
       .strictObject({
         /** `gateway`: students reach VMs through labvirt's SSH gateway; `nodeport`: one NodePort per env. */
@@ -457,20 +438,7 @@ export const configSchema = z
         /** Gateway connections not yet logged in from one source address (a classroom behind NAT shares one). */
         maxUnauthenticatedPerSource: z.number().int().min(1).max(100_000).default(64),
       })
-      .default({
-        mode: 'gateway',
-        gatewayPort: 2222,
-        publicHost: '127.0.0.1',
-        bindAddress: '0.0.0.0',
-        hostKey: '.labvirt/gateway_host_key',
-        orchestratorKey: '.labvirt/orchestrator_key',
-        gatewayClientKey: '.labvirt/gateway_client_key',
-        idleTimeoutMinutes: 30,
-        scriptTimeoutSeconds: 120,
-        authTimeoutSeconds: 30,
-        maxUnauthenticated: 512,
-        maxUnauthenticatedPerSource: 64,
-      }),
+      .prefault({}),
     sessions: z
       .strictObject({
         /** Sessions one student may hold at once. */
@@ -507,15 +475,7 @@ export const configSchema = z
          */
         toolInventoryTimeoutSeconds: z.number().int().min(1).max(600).default(60),
       })
-      .default({
-        maxPerStudent: 1,
-        defaultMinutes: 60,
-        maxMinutes: 240,
-        extendMinutes: 30,
-        warnBeforeMinutes: 10,
-        expiryCron: '* * * * *',
-        toolInventoryTimeoutSeconds: 60,
-      }),
+      .prefault({}),
     pool: z
       .strictObject({
         /** When the pool is topped up to its warm targets (node-cron). */
@@ -559,20 +519,7 @@ export const configSchema = z
         /** On SIGTERM, how long running jobs may finish before they are handed back to the queue. */
         shutdownGraceSeconds: z.number().min(0).max(3600).default(30),
       })
-      .default({
-        replenishCron: '*/1 * * * *',
-        reconcileCron: '*/5 * * * *',
-        hostRepairDelaySeconds: 30,
-        maxProvisioning: 10,
-        workerConcurrency: 5,
-        prepareConcurrency: 200,
-        provisionDeadlineSeconds: 1200,
-        provisionAttempts: 3,
-        jobLockSeconds: 30,
-        maxSetupMoves: 2,
-        pollSeconds: 2,
-        shutdownGraceSeconds: 30,
-      }),
+      .prefault({}),
     api: z
       .strictObject({
         /** Address the HTTP API listens on (0.0.0.0 in a pod). */
@@ -599,14 +546,7 @@ export const configSchema = z
         /** Checks running at once in one replica (each holds SSH sessions in a student's VMs); more get 429. */
         maxConcurrentChecks: z.number().int().min(1).max(1000).default(16),
       })
-      .default({
-        host: '127.0.0.1',
-        port: 8080,
-        tokenEnv: 'LABVIRT_API_TOKEN',
-        requestsPerMinutePerToken: 3000,
-        requestsPerMinutePerStudent: 60,
-        maxConcurrentChecks: 16,
-      }),
+      .prefault({}),
     web: z
       .strictObject({
         /**
@@ -635,7 +575,7 @@ export const configSchema = z
         /** Sign-in attempts a minute at /admin from one address, and for one username (all replicas). */
         loginAttemptsPerMinute: z.number().int().min(1).max(1000).default(10),
       })
-      .default({ operators: [], loginAttemptsPerMinute: 10 }),
+      .prefault({}),
     slack: z
       .strictObject({
         /** Names of the environment variables holding Slack secrets (never the secrets themselves). */
@@ -681,19 +621,7 @@ export const configSchema = z
          */
         linePositionEditSeconds: z.number().min(0).max(600).default(15),
       })
-      .default({
-        signingSecretEnv: 'SLACK_SIGNING_SECRET',
-        botTokenEnv: 'SLACK_BOT_TOKEN',
-        appTokenEnv: 'SLACK_APP_TOKEN',
-        mode: 'http',
-        apiUrl: 'https://slack.com/api/',
-        command: '/lab',
-        operators: [],
-        commandsPerMinute: 20,
-        keyLinkMinutes: 10,
-        notifyCallsPerSecond: 10,
-        linePositionEditSeconds: 15,
-      }),
+      .prefault({}),
     sync: z
       .strictObject({
         /** Mirror the NodePort/LoadBalancer Services students create in their clusters onto the host. */
@@ -742,18 +670,7 @@ export const configSchema = z
          */
         leaseSeconds: z.number().min(1).max(600).default(15),
       })
-      .default({
-        enabled: true,
-        maxPortsPerEnv: 5,
-        protocols: ['TCP', 'UDP'],
-        studentPortRange: { min: 30000, max: 32767 },
-        allowedSources: ['0.0.0.0/0'],
-        resyncSeconds: 300,
-        retryInitialSeconds: 1,
-        retryMaxSeconds: 30,
-        apiTls: 'guest',
-        leaseSeconds: 15,
-      }),
+      .prefault({}),
   })
   // Checks across settings. They run even when single settings are invalid
   // (`when`), so one run lists every problem; `cfg` may then hold raw input
