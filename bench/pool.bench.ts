@@ -137,7 +137,8 @@ async function claimLatencies(minWarm: number): Promise<{
     // An env's `Warm` Event is written after its warm label: let those land
     // (no write for half a second) so they count as the fill's, not the claims'.
     let fillWrites = writesSoFar();
-    for (let quietFor = 0; quietFor < 500 && phaseStart + 10_000 > Date.now();) {
+    const quietBy = Date.now() + 10_000;
+    for (let quietFor = 0; quietFor < 500 && Date.now() < quietBy;) {
       await new Promise((r) => setTimeout(r, 100));
       const now = writesSoFar();
       quietFor = now === fillWrites ? quietFor + 100 : 0;

@@ -389,7 +389,7 @@ export const configSchema = z
         /** Allow KubeVirt's virt-api to reach port 22 (`virtctl ssh`). */
         allowVirtctlSsh: z.boolean().default(false),
         /** The host cluster's DNS, which the guests use to find their control plane. */
-        hostDns: hostDnsSchema.default({ preset: 'kube-dns' }),
+        hostDns: hostDnsSchema.prefault({}),
         /** The host cluster's DNS domain (`cluster.local` unless its kubelets say otherwise). */
         hostClusterDomain: z
           .string()
