@@ -49,6 +49,13 @@ describe('NodePort sync in a running labvirt: what the student sees', { timeout:
     });
 
     const nodePort = await exposeWeb(api, ctx.executor, controlPlane, 'sam’s web', closers);
+    // Mirrored before the second Service exists: Services created in the same
+    // second (creationTimestamp's precision) are ordered by name, so `extra`
+    // would otherwise take the one place.
+    await stack.until(
+      async () => (await stack.labvirt.service.status(session.id)).ports?.published.length === 1,
+      'web published',
+    );
     await api.createNamespacedService({
       namespace: 'demo',
       body: {
