@@ -147,14 +147,14 @@ export async function recordNodeVmis(
   const { sessionId, student, envId, flavor } = session;
   const namespace = envNamespace(ctx.config, envId);
   const watch = ctx.cluster.vmis();
-  // Each node's record is its own: written at once, not one after another.
-  const nodes = nodesOfFlavor(ctx.config, flavor);
-  await Promise.all(nodes.map((node) => recordOne(node)));
-  async function recordOne(node: (typeof nodes)[number]): Promise<void> {
+  // All nodes in one script: one round trip, and each node's record is still its own.
+  const nodes = nodesOfFlavor(ctx.config, flavor).flatMap((node) => {
     const uid = watch.get(namespace, node)?.uid;
-    if (!uid) return;
-    const at = ctx.now();
-    if (!(await ctx.store.recordNodeVmi(sessionId, { envId, node, uid, at }))) return;
+    return uid ? [{ node, uid }] : [];
+  });
+  const at = ctx.now();
+  const restarted = await ctx.store.recordNodeVmis(sessionId, { envId, at, nodes });
+  for (const { node, uid } of nodes.filter((n) => restarted.includes(n.node))) {
     const log = ctx.log.child({ sessionId, envId, student, node });
     log.warn('node restarted during the session: its disk is fresh');
     // The replica that recorded the restart gives the student their way in

@@ -117,7 +117,8 @@ const SCRIPTS = [
   'endSession',
   'reassignSession',
   'activateSession',
-  'recordNodeVmi',
+  'setSessionFields',
+  'recordNodeVmis',
   'takeHint',
   'takeKeyLink',
   'releaseSlackLock',
@@ -371,7 +372,11 @@ export class Store {
     await this.setSessionFields(id, { state });
   }
 
-  /** Updates plain fields of a live session (never resurrects an ended one). */
+  /**
+   * Updates plain fields of a live session. Never resurrects an ended one:
+   * the state is read and the fields written in one script, so a session
+   * that ends meanwhile keeps its end.
+   */
   async setSessionFields(
     id: string,
     fields: Partial<
@@ -389,18 +394,12 @@ export class Store {
       >
     >,
   ): Promise<void> {
-    const key = this.keys.session(id);
-    const state = await this.redis.hget(key, 'state');
-    if (!state || state === 'ended') return;
     const flat = Object.entries(fields).filter(([, v]) => v !== undefined) as [
       string,
       string | number,
     ][];
     if (flat.length === 0) return;
-    const tx = this.redis.multi().hset(key, Object.fromEntries(flat));
-    if (fields.expiresAt !== undefined && state === 'active')
-      tx.zadd(this.keys.expiry, fields.expiresAt, id);
-    await tx.exec();
+    await this.run('setSessionFields', [id, fields.expiresAt ?? '', ...flat.flat()]);
   }
 
   /**
@@ -409,28 +408,27 @@ export class Store {
    * session.
    */
   async setSessionGuests(id: string, guests: Partial<Record<string, GuestAddress>>): Promise<void> {
-    const key = this.keys.session(id);
-    const state = await this.redis.hget(key, 'state');
-    if (!state || state === 'ended') return;
     const fields = Object.entries(guests)
       .filter((e): e is [string, GuestAddress] => e[1] !== undefined)
-      .map(([node, guest]) => [`${GUEST_FIELD}${node}`, JSON.stringify(guest)]);
-    if (fields.length > 0) await this.redis.hset(key, Object.fromEntries(fields));
+      .flatMap(([node, guest]) => [`${GUEST_FIELD}${node}`, JSON.stringify(guest)]);
+    if (fields.length > 0) await this.run('setSessionFields', [id, '', ...fields]);
   }
 
   /**
-   * Records the VMI uid a node of an active session runs now. The first uid
-   * of a node is its identity; a uid not seen before is a restart, recorded
-   * (node, `at`) once however many replicas see it, and one seen before
-   * (a lagging watch) changes nothing. Returns whether this call recorded a
-   * restart.
+   * Records the VMI uid each node of an active session runs now. The first
+   * uid of a node is its identity; a uid not seen before is a restart,
+   * recorded (node, `at`) once however many replicas see it, and one seen
+   * before (a lagging watch) changes nothing. Returns the nodes whose restart
+   * this call recorded.
    */
-  async recordNodeVmi(
+  async recordNodeVmis(
     id: string,
-    input: { envId: string; node: string; uid: string; at: number },
-  ): Promise<boolean> {
-    const { envId, node, uid, at } = input;
-    return (await this.run('recordNodeVmi', [id, envId, node, uid, at])) === 1;
+    input: { envId: string; at: number; nodes: { node: string; uid: string }[] },
+  ): Promise<string[]> {
+    const { envId, at, nodes } = input;
+    if (nodes.length === 0) return [];
+    const pairs = nodes.flatMap(({ node, uid }) => [node, uid]);
+    return (await this.run('recordNodeVmis', [id, envId, at, ...pairs])) as string[];
   }
 
   async activateSession(

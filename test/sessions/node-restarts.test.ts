@@ -128,13 +128,12 @@ describe('a VM restarted during a session', () => {
     context.cluster.vmis().requestRelist();
     await new Promise((r) => setTimeout(r, 1000));
     expect(
-      await store.recordNodeVmi(started.id, {
+      await store.recordNodeVmis(started.id, {
         envId,
-        node: 'worker-1',
-        uid: oldUid,
         at: Date.now(),
+        nodes: [{ node: 'worker-1', uid: oldUid }],
       }),
-    ).toBe(false);
+    ).toEqual([]);
     const reported = stack.events.filter((e) => e.type === 'session.node-restarted');
     expect(reported).toEqual([
       {

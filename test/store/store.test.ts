@@ -142,6 +142,84 @@ describe('Store: lifecycle', () => {
     expect(next.outcome).toBe('waiting');
   });
 
+  it('never writes into a session that ends while the write is on its way', async () => {
+    const store = new Store(redis.client, 'lv');
+    await warmPool(store, 3);
+    const ids: string[] = [];
+    for (const [i, student] of ['dan', 'erin', 'frank'].entries()) {
+      const r = await request(store, student, 10 + i);
+      ids.push(r.outcome === 'claimed' ? r.session.id : '');
+    }
+    // The scripts are loaded first, so the writes below and the ends reach
+    // Redis in the order they are issued, on one connection: each write is
+    // sent just before the end of its session.
+    await store.endSession(ids[2]!, 'cancelled');
+    await store.setSessionFields(ids[2]!, { warnedAt: 1 });
+    await Promise.all([
+      store.setSessionState(ids[0]!, 'preparing'),
+      store.endSession(ids[0]!, 'cancelled'),
+      store.setSessionFields(ids[1]!, { expiresAt: 99_000, warnedAt: 0 }),
+      store.setSessionGuests(ids[1]!, { 'worker-1': { ip: '10.0.0.9' } }),
+      store.endSession(ids[1]!, 'expired'),
+    ]);
+    const [cancelled, expired] = await Promise.all([
+      store.getSession(ids[0]!),
+      store.getSession(ids[1]!),
+    ]);
+    expect(cancelled?.state).toBe('ended');
+    expect(expired?.state).toBe('ended');
+    // Written before the end: kept, as any field an ended session had.
+    expect(expired?.expiresAt).toBe(99_000);
+    // An ended session is not in the expiry index, whatever was written first.
+    expect(await redis.client.zscore(store.keys.expiry, ids[1]!)).toBeNull();
+    // And a write after the end changes nothing.
+    await store.setSessionFields(ids[1]!, { solvedAt: 5, score: 1, maxScore: 1 });
+    expect((await store.getSession(ids[1]!))?.solvedAt).toBeUndefined();
+  });
+
+  it("records each node's first VMI as its identity and a new one as a restart, once whichever replica sees it", async () => {
+    const store = new Store(redis.client, 'lv');
+    await warmPool(store, 1);
+    const r = await request(store, 'gina', 20);
+    const id = r.outcome === 'claimed' ? r.session.id : '';
+    const envId = 'env00000';
+    const nodes = (cp: string, w1: string, w2: string) => [
+      { node: 'control-plane', uid: cp },
+      { node: 'worker-1', uid: w1 },
+      { node: 'worker-2', uid: w2 },
+    ];
+    // Not active yet: nothing is recorded.
+    expect(await store.recordNodeVmis(id, { envId, at: 1, nodes: nodes('a', 'b', 'c') })).toEqual(
+      [],
+    );
+    expect(
+      await store.activateSession(id, { envId, readyAt: 2, expiresAt: 9_000, connection: '{}' }),
+    ).toBe(true);
+    expect(await store.recordNodeVmis(id, { envId, at: 3, nodes: nodes('a', 'b', 'c') })).toEqual(
+      [],
+    );
+    expect((await store.getSession(id))?.nodeRestarts).toBeUndefined();
+    // Two workers replaced, seen by five replicas at once.
+    const replicas = Array.from({ length: 5 }, () => new Store(redis.connect(), 'lv'));
+    const seen = await Promise.all(
+      replicas.map((s, i) =>
+        s.recordNodeVmis(id, { envId, at: 10 + i, nodes: nodes('a', 'b2', 'c2') }),
+      ),
+    );
+    expect(seen.flat().sort()).toEqual(['worker-1', 'worker-2']);
+    expect(seen.filter((nodesSeen) => nodesSeen.length > 0)).toHaveLength(1);
+    // A replica whose watch still shows the old VMIs reports nothing.
+    expect(await store.recordNodeVmis(id, { envId, at: 20, nodes: nodes('a', 'b', 'c') })).toEqual(
+      [],
+    );
+    const restarts = (await store.getSession(id))?.nodeRestarts ?? [];
+    expect(restarts.map((x) => x.node).sort()).toEqual(['worker-1', 'worker-2']);
+    // Another env's VMIs are not this session's.
+    expect(
+      await store.recordNodeVmis(id, { envId: 'env99999', at: 30, nodes: nodes('x', 'y', 'z') }),
+    ).toEqual([]);
+  });
+
   it('moves a student whose setup failed to the next warm env, or to the head of the line', async () => {
     const store = new Store(redis.client, 'lv');
     await warmPool(store, 2);
