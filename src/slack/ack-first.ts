@@ -23,7 +23,7 @@ export class AckFirst {
    *   requests never starves it.
    */
   constructor(
-    private readonly settleMs = 100,
+    private readonly settleMs = 300,
     private readonly maxHoldMs = 2_000,
   ) {}
 
