@@ -104,12 +104,23 @@ export interface RequestSessionInput {
   now: number;
 }
 
-// The Lua sources live beside this file in src/; the compiled copy in dist/
-// reads them from src/ (tsc does not copy non-TS files).
+// The Lua sources live beside this file in src/. `npm run build` copies them
+// to dist/store/scripts (tsc copies no other files), which is where the
+// container image, with no src/, finds them. A checkout's compiled copy reads
+// the sources, so an edited script never runs stale.
 const HERE = dirname(fileURLToPath(import.meta.url));
-const SCRIPT_DIR = [join(HERE, 'scripts'), join(HERE, '..', '..', 'src', 'store', 'scripts')].find(
+const SCRIPT_DIR = [join(HERE, '..', '..', 'src', 'store', 'scripts'), join(HERE, 'scripts')].find(
   (d) => existsSync(d),
-)!;
+);
+
+/** The directory of the Lua scripts, or an error that says where they were looked for. */
+function scriptDir(): string {
+  if (SCRIPT_DIR) return SCRIPT_DIR;
+  throw new Error(
+    `labvirt's Redis scripts are missing: neither ${join(HERE, '..', '..', 'src', 'store', 'scripts')} ` +
+      `nor ${join(HERE, 'scripts')} exists (\`npm run build\` copies them into dist/store/scripts)`,
+  );
+}
 const SCRIPTS = [
   'requestSession',
   'markEnvWarm',
@@ -209,7 +220,7 @@ export class Store {
     for (const name of SCRIPTS) {
       this.sha.set(name, {
         sha: '',
-        source: readFileSync(join(SCRIPT_DIR, `${name}.lua`), 'utf8'),
+        source: readFileSync(join(scriptDir(), `${name}.lua`), 'utf8'),
       });
     }
   }

@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import {
   cpSync,
   existsSync,
@@ -11,9 +11,14 @@ import {
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { helmTemplate } from '../helpers/k8s-binaries.js';
+import { useRedis } from '../helpers/redis.js';
+import { serveConfigFor } from '../helpers/stack.js';
+import { restartSafePort } from '../../src/net/ports.js';
+import { startSim } from '../../src/sim/index.js';
+import { Store } from '../../src/store/index.js';
 import { distIsCurrent } from '../../bin/dist-is-current.js';
 
 /**
@@ -166,6 +171,7 @@ const distIsFresh = () =>
   distIsCurrent(ROOT, ['tsconfig.json', 'tsconfig.build.json', 'scripts/bundle-client-node.mjs']);
 
 describe('the final stage, staged without Docker', () => {
+  const redis = useRedis();
   let app: string;
   beforeAll(async () => {
     app = join(mkdtempSync(join(tmpdir(), 'labvirt-image-')), 'app');
@@ -200,6 +206,9 @@ describe('the final stage, staged without Docker', () => {
         join(ROOT, 'scripts', 'bundle-client-node.mjs'),
         join(app, 'dist'),
       ]);
+      cpSync(join(ROOT, 'src', 'store', 'scripts'), join(app, 'dist', 'store', 'scripts'), {
+        recursive: true,
+      });
     }
     for (const f of ['package.json', 'bin', 'labs', 'vm-templates', 'cloud-init']) {
       cpSync(join(ROOT, f), join(app, f), { recursive: true });
@@ -237,6 +246,96 @@ describe('the final stage, staged without Docker', () => {
     );
     expect(stdout.trim()).toBe('function function');
   }, 60_000);
+
+  it("runs labvirt's Redis scripts from dist/ alone (the image has no src/)", async () => {
+    // A warm env claimed, as `serve` does at a student's start: every state
+    // change is a Lua script, read from the image's own files.
+    const script = `
+      import { Redis } from 'ioredis';
+      import { Store } from './dist/store/index.js';
+      const redis = new Redis(process.env.REDIS_URL);
+      const store = new Store(redis, 'image');
+      await store.createEnv({ envId: 'env1', flavor: 'f', createdAt: 1 });
+      await store.setEnvState('env1', 'booting', { expected: 'provisioning' });
+      const warm = await store.markEnvWarm('env1', { expected: 'booting', now: 2 });
+      const claim = await store.requestSession({
+        sessionId: 's-image00001', student: 'a', labId: 'l', flavor: 'f', requestId: 'r1',
+        publicKey: 'ssh-ed25519 AAAA', maxPerStudent: 1, now: 3,
+      });
+      console.log(JSON.stringify({ warm: warm.ok, outcome: claim.outcome }));
+      redis.disconnect();`;
+    expect(existsSync(join(app, 'src'))).toBe(false);
+    const { stdout } = await run('node', ['--input-type=module', '-e', script], {
+      cwd: app,
+      env: { PATH: process.env.PATH ?? '', REDIS_URL: redis.url },
+    });
+    expect(JSON.parse(stdout)).toEqual({ warm: true, outcome: 'claimed' });
+  }, 60_000);
+
+  it('serves from dist/ alone: fills its warm pool from a cluster and answers /healthz', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'labvirt-image-serve-'));
+    const sim = await startSim({ dir: join(dir, 'sim'), speed: 100 });
+    let output = '';
+    let child: ChildProcess | undefined;
+    try {
+      const port = await restartSafePort();
+      const config = join(dir, 'labvirt.yaml');
+      writeFileSync(
+        config,
+        stringify(
+          serveConfigFor(sim, redis.url, {
+            logLevel: 'info',
+            flavors: {
+              'v1.30-1node': { kubernetesVersion: '1.30', nodes: 1, minWarm: 1, maxTotal: 1 },
+              // The fixture labs name it; none is made.
+              'v1.30-3node': { kubernetesVersion: '1.30', nodes: 3, minWarm: 0, maxTotal: 1 },
+            },
+            pool: { pollSeconds: 0.05, replenishCron: '*/1 * * * * *' },
+            api: { port },
+            ssh: {
+              gatewayPort: 0,
+              bindAddress: '127.0.0.1',
+              hostKey: join(dir, 'hk'),
+              orchestratorKey: join(dir, 'ok'),
+            },
+          }),
+        ),
+      );
+      child = spawn('node', [join(app, 'bin', 'labvirt.js'), 'serve', '--config', config], {
+        cwd: app,
+        env: {
+          PATH: process.env.PATH ?? '',
+          HOME: app,
+          LABVIRT_API_TOKEN: 'image-test-token-0123',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+      child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+      const store = new Store(redis.connect(), 'labvirt');
+      const deadline = Date.now() + 90_000;
+      for (;;) {
+        if (child.exitCode !== null || child.signalCode !== null) {
+          throw new Error(
+            `labvirt serve exited (${child.exitCode ?? child.signalCode}):\n${output}`,
+          );
+        }
+        const warm = await store.listEnvs({ state: 'warm' });
+        const health = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
+        if (warm.length === 1 && health?.status === 200) break;
+        if (Date.now() > deadline)
+          throw new Error(`no warm env in 90 s; labvirt printed:\n${output}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    } finally {
+      if (child && child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => child!.once('exit', r));
+      }
+      await sim.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 150_000);
 
   it("accepts the chart's configuration and the baked-in labs", async () => {
     const objs = parseAllDocuments(await helmTemplate(join(ROOT, 'deploy', 'helm', 'labvirt')))
