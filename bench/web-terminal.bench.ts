@@ -61,7 +61,9 @@ import { machineLoad, pct, result } from './lib.js';
 import type { Answer, Keystroke, Order } from './web-terminal-typists.js';
 
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 200);
-const KEYS = Number(process.env.BENCH_KEYS ?? 40);
+// 20 a terminal per round: with 5, a round of 1,000 keystrokes lasted 0.15–0.3 s on a fast
+// machine, and one stall in it decided the pooled p99 (docs/web.md, 2026-12-08).
+const KEYS = Number(process.env.BENCH_KEYS ?? 160);
 const ENVS = Number(process.env.BENCH_ENVS ?? 20);
 const ROUNDS = Math.max(1, Math.min(KEYS, Number(process.env.BENCH_ROUNDS ?? 8)));
 /** Also time web terminals whose bridge reaches the gateway over TCP (an API-only replica; the bridge before the in-process hand-off). */
