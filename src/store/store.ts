@@ -109,16 +109,15 @@ export interface RequestSessionInput {
 // container image, with no src/, finds them. A checkout's compiled copy reads
 // the sources, so an edited script never runs stale.
 const HERE = dirname(fileURLToPath(import.meta.url));
-const SCRIPT_DIR = [join(HERE, '..', '..', 'src', 'store', 'scripts'), join(HERE, 'scripts')].find(
-  (d) => existsSync(d),
-);
+const SCRIPT_DIRS = [join(HERE, '..', '..', 'src', 'store', 'scripts'), join(HERE, 'scripts')];
 
 /** The directory of the Lua scripts, or an error that says where they were looked for. */
 function scriptDir(): string {
-  if (SCRIPT_DIR) return SCRIPT_DIR;
+  const dir = SCRIPT_DIRS.find((d) => existsSync(d));
+  if (dir) return dir;
   throw new Error(
-    `labvirt's Redis scripts are missing: neither ${join(HERE, '..', '..', 'src', 'store', 'scripts')} ` +
-      `nor ${join(HERE, 'scripts')} exists (\`npm run build\` copies them into dist/store/scripts)`,
+    `labvirt's Redis scripts are missing: neither ${SCRIPT_DIRS.join(' nor ')} exists ` +
+      '(`npm run build` copies them into dist/store/scripts)',
   );
 }
 const SCRIPTS = [
@@ -217,10 +216,11 @@ export class Store {
     prefix: string,
   ) {
     this.keys = storeKeys(prefix);
+    const dir = scriptDir();
     for (const name of SCRIPTS) {
       this.sha.set(name, {
         sha: '',
-        source: readFileSync(join(scriptDir(), `${name}.lua`), 'utf8'),
+        source: readFileSync(join(dir, `${name}.lua`), 'utf8'),
       });
     }
   }
@@ -410,7 +410,7 @@ export class Store {
       string | number,
     ][];
     if (flat.length === 0) return;
-    await this.run('setSessionFields', [id, fields.expiresAt ?? '', ...flat.flat()]);
+    await this.run('setSessionFields', [id, ...flat.flat()]);
   }
 
   /**
@@ -422,7 +422,7 @@ export class Store {
     const fields = Object.entries(guests)
       .filter((e): e is [string, GuestAddress] => e[1] !== undefined)
       .flatMap(([node, guest]) => [`${GUEST_FIELD}${node}`, JSON.stringify(guest)]);
-    if (fields.length > 0) await this.run('setSessionFields', [id, '', ...fields]);
+    if (fields.length > 0) await this.run('setSessionFields', [id, ...fields]);
   }
 
   /**

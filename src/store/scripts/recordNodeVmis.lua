@@ -23,7 +23,10 @@ for i = 5, #ARGV, 2 do
   local seen = vmis[node] or {}
   local known = false
   for _, old in ipairs(seen) do
-    if old == uid then known = true end
+    if old == uid then
+      known = true
+      break
+    end
   end
   if not known then
     changed = true
